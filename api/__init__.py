@@ -1,0 +1,1 @@
+"""The Hearth HTTP API (Falcon WSGI) and the websocket relay (Falcon ASGI)."""

@@ -1,0 +1,128 @@
+"""``create_app(settings, **collaborators)`` builds the whole Hearth API.
+
+Collaborators (Redis client, job queue, clock, key ring) are passed in, so
+tests and benchmarks swap them without monkeypatching.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import falcon
+import msgspec
+import redis as redis_lib
+
+from api import errors
+from api.auth import Authenticator, SessionCache
+from api.lockout import LoginLockout
+from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
+from api.ratelimit import RateLimiter
+from api.resources import admin, auth, health, me
+from api.tokens import KeyRing, TokenIssuer
+from models.db import init_database
+from settings import Settings, parse_rate
+
+
+@dataclass
+class Services:
+    """What every request can reach through ``req.context.services``."""
+
+    settings: Settings
+    redis: object
+    tokens: TokenIssuer
+    sessions: SessionCache
+    authenticator: Authenticator
+    limiter: RateLimiter
+    lockout: LoginLockout
+    jobs: object
+    rates: dict
+    clock: object
+
+
+def _json_handler() -> falcon.media.JSONHandler:
+    return falcon.media.JSONHandler(dumps=lambda obj: msgspec.json.encode(obj).decode(),
+                                    loads=msgspec.json.decode)
+
+
+def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time, keys=None) -> Services:
+    client = redis or redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    keyring = keys or KeyRing.from_settings(settings)
+    tokens = TokenIssuer(keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                         ttl=settings.access_token_ttl, clock=clock)
+    session_cache = SessionCache(client, settings.redis_prefix, ttl=settings.access_token_ttl)
+    if jobs is None:
+        from services.jobqueue import CeleryJobQueue
+        from tasks.app import configure
+        jobs = CeleryJobQueue(configure(settings))
+    return Services(
+        settings=settings,
+        redis=client,
+        tokens=tokens,
+        sessions=session_cache,
+        authenticator=Authenticator(tokens, session_cache),
+        limiter=RateLimiter(client, settings.redis_prefix, clock=clock),
+        lockout=LoginLockout(client, settings.redis_prefix, account_threshold=settings.login_lockout_threshold,
+                             ip_threshold=settings.login_ip_lockout_threshold),
+        jobs=jobs,
+        rates={"default": parse_rate(settings.rate_limit_default), "auth": parse_rate(settings.rate_limit_auth)},
+        clock=clock,
+    )
+
+
+def create_app(settings: Settings, *, services: Services | None = None, init_db: bool = True,
+               **collaborators) -> falcon.App:
+    """Build the WSGI app.
+
+    ``services``: prebuilt collaborators (tests keep a handle on them);
+    otherwise they are built from ``settings`` and ``collaborators``.
+    ``init_db=False`` when the caller already bound the database proxy.
+    """
+    if init_db:
+        init_database(settings)
+    services = services or build_services(settings, **collaborators)
+    middleware = [
+        RequestContext(services),
+        SecurityHeaders(settings.production),
+        DatabaseConnection(),
+    ]
+    if settings.cors_origins:
+        middleware.insert(1, falcon.CORSMiddleware(
+            allow_origins=list(settings.cors_origins),
+            expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID",
+                            "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+            allow_credentials=None))
+    app = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = _json_handler()
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = _json_handler()
+    errors.install(app)
+    add_routes(app, services)
+    return app
+
+
+def add_routes(app: falcon.App, services: Services) -> None:
+    secret = services.settings.secret_key
+    app.add_route("/healthz", health.Health())
+    app.add_route("/readyz", health.Ready())
+    app.add_route("/.well-known/jwks.json", health.Jwks(services.tokens.keys))
+
+    app.add_route("/v1/auth/register", auth.Register())
+    app.add_route("/v1/auth/verify-email", auth.VerifyEmail())
+    app.add_route("/v1/auth/verify-email/resend", auth.ResendVerification())
+    app.add_route("/v1/auth/login", auth.Login())
+    app.add_route("/v1/auth/refresh", auth.Refresh())
+    app.add_route("/v1/auth/logout", auth.Logout())
+    app.add_route("/v1/auth/logout-all", auth.LogoutAll())
+    app.add_route("/v1/auth/password/forgot", auth.ForgotPassword())
+    app.add_route("/v1/auth/password/reset", auth.ResetPassword())
+
+    app.add_route("/v1/me", me.Me())
+    app.add_route("/v1/me/password", me.MyPassword())
+    sessions = me.MySessions()
+    app.add_route("/v1/me/sessions", sessions)
+    app.add_route("/v1/me/sessions/{session_id:uuid}", sessions, suffix="item")
+
+    users = admin.AdminUsers(secret)
+    app.add_route("/v1/admin/users", users)
+    app.add_route("/v1/admin/users/{user_id}", users, suffix="item")
+    app.add_route("/v1/admin/audit", admin.AdminAudit(secret))

@@ -1,0 +1,151 @@
+"""One decorator per responder: authentication, permission, rate limit, and typed input.
+
+``@operation(...)`` is the single request pipeline and the single source of the
+OpenAPI document: the same schema objects that decode a request describe it.
+
+    class Me:
+        @operation("Update my profile", body=ProfilePatch, response=Profile,
+                   permission="profile:write")
+        def on_patch(self, req, resp):
+            patch = req.context.body          # a ProfilePatch instance
+            user = req.context.principal      # a Principal
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+import falcon
+import msgspec
+
+from api.errors import Problem, too_many_requests, unauthorized, validation_error
+
+_PATH_IN_MESSAGE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+
+
+@dataclass
+class Operation:
+    summary: str
+    body: type | None = None
+    query: type | None = None
+    response: type | None = None
+    status: int = 200
+    auth: str = "required"  # required | optional | none
+    permission: str | None = None
+    rate: str | None = "default"  # a bucket in the app's rate table; None: not limited
+    errors: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    response_headers: dict = field(default_factory=dict)
+    content_type: str = "application/json"
+    # Redis keys (a function of the user id) read in the same round trip as the session state.
+    prefetch: object = None
+
+
+def operation(summary: str, **spec):
+    """Decorate an ``on_<method>`` responder; see the module docstring."""
+    op = Operation(summary, **spec)
+
+    def decorate(responder):
+        @functools.wraps(responder)
+        def wrapper(resource, req, resp, **params):
+            ctx = req.context
+            services = ctx.services
+            principal = None
+            ctx.prefetched = ()
+            if op.auth != "none":
+                token = services.authenticator.bearer(req)
+                if token is not None:
+                    principal, ctx.prefetched = services.authenticator.authenticate(
+                        token, prefetch=op.prefetch)
+                elif op.auth == "required":
+                    raise unauthorized()
+            ctx.principal = principal
+            _limit(services, req, resp, op, principal)
+            if op.permission is not None:
+                principal.require(op.permission)
+            if op.query is not None:
+                ctx.query = decode_query(req, op.query)
+            if op.body is not None:
+                ctx.body = decode_body(req, op.body, services.settings.max_body_bytes)
+            result = responder(resource, req, resp, **params)
+            if resp.status == falcon.HTTP_200 and op.status != 200 and resp.media is not None:
+                resp.status = op.status
+            return result
+
+        wrapper.operation = op
+        return wrapper
+
+    return decorate
+
+
+def _limit(services, req, resp, op: Operation, principal) -> None:
+    if op.rate is None:
+        return
+    limit, window = services.rates[op.rate]
+    client = f"u:{principal.user_id}" if principal is not None else f"ip:{client_ip(req, services)}"
+    decision = services.limiter.hit(op.rate, client, limit, window)
+    for name, value in decision.headers().items():
+        resp.set_header(name, value)
+    if not decision.allowed:
+        raise too_many_requests(decision.reset)
+
+
+def client_ip(req, services) -> str:
+    """The client's address, trusting ``X-Forwarded-For`` only through configured proxies."""
+    hops = services.settings.trusted_proxies
+    if hops:
+        forwarded = [part.strip() for part in (req.get_header("X-Forwarded-For") or "").split(",") if part.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return req.remote_addr or "unknown"
+
+
+def _field_errors(exc: msgspec.ValidationError, where: str) -> list[dict]:
+    text = str(exc)
+    match = _PATH_IN_MESSAGE.match(text)
+    message, path = match.group("message"), (match.group("path") or "")
+    name = path.lstrip(".")
+    for pattern in (_MISSING_FIELD, _UNKNOWN_FIELD):
+        found = pattern.search(message)
+        if found:
+            name = f"{name}.{found.group('field')}" if name else found.group("field")
+    return [{"field": f"{where}.{name}" if name else where, "message": message}]
+
+
+def decode_body(req, schema: type, max_bytes: int):
+    """Read at most ``max_bytes`` of JSON and decode it into ``schema`` (400/413/415/422)."""
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
+    media_type = (req.content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise Problem(falcon.HTTP_415, "Unsupported media type", "Send the body as application/json.")
+    data = req.bounded_stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
+    try:
+        return msgspec.json.decode(data, type=schema)
+    except msgspec.ValidationError as exc:
+        raise validation_error(_field_errors(exc, "body")) from None
+    except msgspec.DecodeError:
+        raise Problem(falcon.HTTP_400, "Malformed JSON", "The body is not valid JSON.",
+                      slug="malformed-json") from None
+
+
+def decode_query(req, schema: type):
+    """Convert the query string into ``schema``; repeated keys become lists (422 on failure)."""
+    params = {}
+    for key, value in req.params.items():
+        params[key] = value
+    list_fields = getattr(schema, "__list_fields__", ())
+    for name in list_fields:
+        value = params.get(name)
+        if isinstance(value, str):
+            params[name] = [part for part in value.split(",") if part]
+    try:
+        return msgspec.convert(params, schema, strict=False)
+    except msgspec.ValidationError as exc:
+        raise validation_error(_field_errors(exc, "query")) from None

@@ -1,0 +1,147 @@
+"""Schemas of accounts, sessions, the current user and admin user management."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from api.schemas import Cursor, Email, FullName, Limit, Password, Phone, Request, Response, Token
+
+SelfServiceRole = Literal["buyer", "seller", "agent"]
+Role = Literal["buyer", "seller", "agent", "admin"]
+
+
+class RegisterRequest(Request):
+    email: Email
+    password: Password
+    full_name: FullName
+    role: SelfServiceRole = "buyer"
+
+
+class VerifyEmailRequest(Request):
+    token: Token
+
+
+class ResendVerificationRequest(Request):
+    email: Email
+
+
+class LoginRequest(Request):
+    email: Email
+    password: Password
+
+
+class RefreshRequest(Request):
+    refresh_token: Token
+
+
+class LogoutRequest(Request):
+    refresh_token: Token | None = None
+
+
+class ForgotPasswordRequest(Request):
+    email: Email
+
+
+class ResetPasswordRequest(Request):
+    token: Token
+    password: Password
+
+
+class ChangePasswordRequest(Request):
+    current_password: Password
+    new_password: Password
+
+
+class ProfilePatch(Request):
+    full_name: FullName | None = None
+    phone: Phone | None = None
+
+
+class Profile(Response):
+    id: str
+    email: str
+    full_name: str
+    role: Role
+    phone: str | None
+    email_verified: bool
+    created_at: str
+
+
+class TokenPair(Response):
+    access_token: str
+    refresh_token: str
+    refresh_expires_at: str
+    user: Profile
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = 900
+
+
+class Accepted(Response):
+    detail: str
+    status: Literal["accepted"] = "accepted"
+
+
+class SessionView(Response):
+    id: str
+    created_at: str
+    last_used_at: str
+    expires_at: str
+    revoked_at: str | None
+    user_agent: str | None
+    ip: str | None
+    current: bool = False
+
+
+class SessionList(Response):
+    items: list[SessionView]
+
+
+class AdminUser(Profile):
+    banned: bool
+    ban_reason: str | None
+    last_login_at: str | None
+
+
+class AdminUserList(Response):
+    items: list[AdminUser]
+    next_cursor: str | None
+
+
+class AdminUserQuery(Request):
+    role: Role | None = None
+    q: Annotated[str, msgspec.Meta(max_length=254, description="Substring of email or name")] | None = None
+    banned: bool | None = None
+    cursor: Cursor | None = None
+    limit: Limit = 50
+
+
+class AdminUserPatch(Request):
+    role: Role | None = None
+    banned: bool | None = None
+    ban_reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class AuditEntryView(Response):
+    id: int
+    at: str
+    actor_id: str | None
+    action: str
+    target_type: str
+    target_id: str
+    before: dict | None
+    after: dict | None
+    request_id: str | None
+
+
+class AuditList(Response):
+    items: list[AuditEntryView]
+    next_cursor: str | None
+
+
+class AuditQuery(Request):
+    target_type: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+    target_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    actor_id: Annotated[str, msgspec.Meta(max_length=36)] | None = None
+    cursor: Cursor | None = None
+    limit: Limit = 50

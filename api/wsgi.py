@@ -1,0 +1,8 @@
+"""The WSGI entry point: ``gunicorn api.wsgi:app``."""
+from api.app import create_app
+from api.logging import configure_logging
+from settings import Settings
+
+settings = Settings.from_env()
+configure_logging(settings)
+app = create_app(settings)

@@ -1,0 +1,42 @@
+"""Celery configuration: broker, queues, routes, delivery guarantees, time limits, beat schedule.
+
+Read by ``tasks.app`` through ``config_from_object``; the broker URL comes from
+``settings.py`` (the only reader of the environment).
+"""
+from kombu import Queue
+
+from schedules import beat_schedule  # noqa: F401  (the schedule lives only in schedules/)
+
+QUEUES = ("default", "notify", "scans", "money", "search", "imports", "exports", "maintenance")
+task_queues = tuple(Queue(name) for name in QUEUES)
+task_default_queue = "default"
+# Tasks are routed by the module they live in: tasks/<domain>.py → queue.
+task_routes = {
+    "tasks.accounts.*": {"queue": "notify"},
+    "tasks.exports.*": {"queue": "exports"},
+    "tasks.maintenance.*": {"queue": "maintenance"},
+}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True  # the job row is the truth, Celery results are not used
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_track_started = False
+worker_send_task_events = True  # Flower
+task_send_sent_event = True
+
+# The Redis transport redelivers an unacknowledged message only after the
+# visibility timeout. Hard time limits stay well below it, so a message is never
+# redelivered while its first delivery still runs; the job lease (swept by beat)
+# recovers work from a dead worker much sooner than the timeout.
+BROKER_VISIBILITY_TIMEOUT = 3600
+task_soft_time_limit = 600
+task_time_limit = 660
+broker_transport_options = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+broker_connection_retry_on_startup = True
+worker_hijack_root_logger = False
+timezone = "UTC"
+enable_utc = True

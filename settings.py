@@ -1,0 +1,216 @@
+"""Hearth settings: the one place that reads the environment.
+
+``Settings.from_env()`` parses and validates every variable at start. In
+production (``HEARTH_ENV=production``) it refuses development backends, missing
+or weak secrets and debug mode, listing every problem at once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+ROOT = pathlib.Path(__file__).resolve().parent
+ENVIRONMENTS = ("development", "test", "production")
+# Secrets shorter than this are refused in production.
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(Exception):
+    """Raised at start when the environment does not describe a safe configuration."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid settings:\n  - " + "\n  - ".join(problems))
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    debug: bool = False
+    var_dir: pathlib.Path = ROOT / "var"
+    public_url: str = "http://127.0.0.1:8000"
+
+    database_url: str = ""
+    database_max_connections: int = 20
+    redis_url: str = ""
+    # Every Redis key Hearth writes starts with this, so several deployments
+    # (or test runs) can share one server.
+    redis_prefix: str = "hearth:"
+
+    secret_key: str = field(default="", repr=False)
+    jwt_private_keys: str = field(default="", repr=False)
+    jwt_issuer: str = "hearth"
+    jwt_audience: str = "hearth-api"
+    access_token_ttl: int = 15 * 60
+    refresh_token_ttl: int = 30 * 24 * 3600
+    verify_email_ttl: int = 48 * 3600
+    password_reset_ttl: int = 3600
+
+    mail_backend: str = "outbox"
+    mail_from: str = "Hearth <no-reply@hearth.local>"
+    sendgrid_api_key: str = field(default="", repr=False)
+    sendgrid_api_url: str = "https://api.sendgrid.com"
+
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    trusted_proxies: int = 0
+
+    rate_limit_default: str = "300/minute"
+    rate_limit_auth: str = "20/minute"
+    login_lockout_threshold: int = 5
+    login_ip_lockout_threshold: int = 30
+
+    flower_user: str = "admin"
+    flower_password: str = field(default="", repr=False)
+    job_retention_days: int = 30
+
+    web_bind: str = "127.0.0.1:8000"
+    relay_bind: str = "127.0.0.1:8001"
+    flower_bind: str = "127.0.0.1:5555"
+
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def outbox_dir(self) -> pathlib.Path:
+        return self.var_dir / "outbox"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Build settings from ``environ`` (default ``os.environ``) and validate them."""
+        environ = dict(os.environ if environ is None else environ)
+        problems: list[str] = []
+        values: dict = {}
+        for f in dataclasses.fields(cls):
+            name = "HEARTH_" + f.name.upper() if f.name in _HEARTH_PREFIXED else f.name.upper()
+            raw = environ.get(name)
+            if raw is None:
+                continue
+            try:
+                values[f.name] = _parse(f, raw)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+        values.update(overrides)
+        if problems:
+            raise SettingsError(problems)
+        settings = cls(**values)
+        settings = settings._with_development_defaults()
+        settings.validate()
+        return settings
+
+    def _with_development_defaults(self) -> "Settings":
+        if self.production:
+            return self
+        changes: dict = {}
+        if not self.secret_key:
+            changes["secret_key"] = "dev-only-secret-key-not-for-production-use"
+        if not self.flower_password:
+            changes["flower_password"] = "hearth-dev"
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def validate(self) -> None:
+        """Raise ``SettingsError`` listing every unsafe or malformed value."""
+        problems: list[str] = []
+        if self.env not in ENVIRONMENTS:
+            problems.append(f"HEARTH_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        for name in ("database_url", "redis_url"):
+            value = getattr(self, name)
+            if value and not urlparse(value).scheme:
+                problems.append(f"{name.upper()} is not a URL")
+        if self.database_url and urlparse(self.database_url).scheme not in (
+            "postgres", "postgresql", "postgres+pool", "postgresql+pool"
+        ):
+            problems.append("DATABASE_URL must be a postgresql:// URL")
+        if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            problems.append("REDIS_URL must be a redis:// or rediss:// URL")
+        if self.mail_backend not in ("outbox", "sendgrid"):
+            problems.append("MAIL_BACKEND must be outbox or sendgrid")
+        if self.mail_backend == "sendgrid" and not self.sendgrid_api_key:
+            problems.append("SENDGRID_API_KEY is required with MAIL_BACKEND=sendgrid")
+        if not 60 <= self.access_token_ttl <= 3600:
+            problems.append("ACCESS_TOKEN_TTL must be between 60 and 3600 seconds")
+        if self.refresh_token_ttl < self.access_token_ttl:
+            problems.append("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL")
+        if self.max_body_bytes < 1024:
+            problems.append("MAX_BODY_BYTES must be at least 1024")
+        for name in ("rate_limit_default", "rate_limit_auth"):
+            try:
+                parse_rate(getattr(self, name))
+            except ValueError as exc:
+                problems.append(f"{name.upper()}: {exc}")
+        if self.production:
+            problems.extend(self._production_problems())
+        if problems:
+            raise SettingsError(problems)
+
+    def _production_problems(self) -> list[str]:
+        problems = []
+        if self.debug:
+            problems.append("HEARTH_DEBUG must be off in production")
+        if not self.database_url:
+            problems.append("DATABASE_URL is required in production (no embedded PostgreSQL)")
+        if not self.redis_url:
+            problems.append("REDIS_URL is required in production (no embedded Redis)")
+        if len(self.secret_key) < MIN_SECRET_LENGTH or "dev" in self.secret_key.lower():
+            problems.append(f"SECRET_KEY must be a random value of at least {MIN_SECRET_LENGTH} characters")
+        if not self.jwt_private_keys:
+            problems.append("JWT_PRIVATE_KEYS is required in production (no generated dev key)")
+        if self.mail_backend == "outbox":
+            problems.append("MAIL_BACKEND=outbox is a development backend; use sendgrid")
+        if len(self.flower_password) < 12:
+            problems.append("FLOWER_PASSWORD must be at least 12 characters in production")
+        if not self.public_url.startswith("https://"):
+            problems.append("PUBLIC_URL must be https:// in production")
+        if "*" in self.cors_origins:
+            problems.append("CORS_ORIGINS may not be * in production")
+        return problems
+
+
+# Variables that would be too generic without the prefix.
+_HEARTH_PREFIXED = {"env", "debug", "var_dir"}
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    kind = f.type
+    if kind == "bool":
+        return _bool(raw)
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"not an integer: {raw!r}") from None
+    if kind == "pathlib.Path":
+        return pathlib.Path(raw)
+    if kind.startswith("tuple"):
+        return _csv(raw)
+    return raw
+
+
+RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """Parse ``"20/minute"`` into ``(20, 60)`` (count, window seconds)."""
+    try:
+        count, unit = text.split("/", 1)
+        return int(count), RATE_UNITS[unit.strip().rstrip("s")]
+    except (ValueError, KeyError):
+        raise ValueError(f"not a rate like '20/minute': {text!r}") from None

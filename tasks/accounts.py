@@ -1,0 +1,92 @@
+"""Account emails: verification and password reset, sent by the worker.
+
+The token in each email is derived from the job id (HMAC with ``SECRET_KEY``),
+so a retried or redelivered job stores the same token hash and writes the same
+message: the user never receives two different links for one request.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import urlencode
+
+from models.accounts import AccountToken, User, expires_in, token_hash
+from services.mail import MailError, Message
+from tasks.base import JobContext, Transient, job_task
+from tasks.runtime import runtime
+
+
+def job_token(purpose: str, job_id) -> str:
+    secret = runtime().settings.secret_key.encode()
+    digest = hmac.new(secret, f"{purpose}:{job_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _link(path: str, token: str) -> str:
+    return f"{runtime().settings.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+
+
+def _send(ctx: JobContext, message: Message) -> dict:
+    def deliver(key):
+        try:
+            return {"message": runtime().mailer.send(message, idempotency_key=key)}
+        except MailError as exc:
+            if exc.transient:
+                raise Transient(str(exc)) from exc
+            raise
+    return ctx.once("email", deliver)
+
+
+def _issue_token(ctx: JobContext, user: User, purpose: str, ttl: int) -> str:
+    raw = job_token(purpose, ctx.job.id)
+    (AccountToken.insert(token_hash=token_hash(raw), user=user.id, purpose=purpose,
+                         expires_at=expires_in(ttl))
+     .on_conflict_ignore().execute())
+    return raw
+
+
+@job_task(transient=(Transient,))
+def send_verification_email(ctx: JobContext) -> dict:
+    user = User.get_or_none(User.id == ctx.input["user_id"])
+    if user is None or user.email_verified_at is not None:
+        return {"sent": False}
+    token = _issue_token(ctx, user, "verify_email", runtime().settings.verify_email_ttl)
+    link = _link("/verify-email", token)
+    _send(ctx, Message(
+        to=user.email,
+        subject="Confirm your email for Hearth",
+        text=(f"Hello {user.full_name},\n\nConfirm your email address by opening this link:\n\n{link}\n\n"
+              "Or send this token to POST /v1/auth/verify-email:\n\n"
+              f"token={token}\n\nThe link is valid for 48 hours. If you did not sign up, ignore this email.\n"),
+        html=(f"<p>Hello {_escape(user.full_name)},</p><p><a href=\"{link}\">Confirm your email address</a>"
+              "</p><p>The link is valid for 48 hours. If you did not sign up, ignore this email.</p>"),
+    ))
+    return {"sent": True}
+
+
+@job_task(transient=(Transient,))
+def send_password_reset(ctx: JobContext) -> dict:
+    # The API enqueues this for every request, known email or not, so that the
+    # answer and its timing reveal nothing; the job decides here.
+    user = User.get_or_none(User.email == ctx.input["email"])
+    if user is None or user.is_banned:
+        return {"sent": False}
+    token = _issue_token(ctx, user, "password_reset", runtime().settings.password_reset_ttl)
+    link = _link("/reset-password", token)
+    _send(ctx, Message(
+        to=user.email,
+        subject="Reset your Hearth password",
+        text=(f"Hello {user.full_name},\n\nSomeone asked to reset the password of this account. "
+              f"To choose a new password, open:\n\n{link}\n\nor send this token to "
+              f"POST /v1/auth/password/reset:\n\ntoken={token}\n\n"
+              "The link is valid for one hour and works once. If it was not you, ignore this email.\n"),
+        html=(f"<p>Hello {_escape(user.full_name)},</p><p><a href=\"{link}\">Choose a new password</a></p>"
+              "<p>The link is valid for one hour and works once. If it was not you, ignore this email.</p>"),
+    ))
+    return {"sent": True}
+
+
+def _escape(text: str) -> str:
+    import html
+    return html.escape(text, quote=True)

@@ -1,0 +1,28 @@
+"""Builds the Celery app from ``celeryconfig`` and ``settings``."""
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+import celeryconfig
+from settings import Settings
+
+app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance"])
+app.config_from_object(celeryconfig)
+
+
+def configure(settings: Settings) -> Celery:
+    """Point the app at the broker named in ``settings`` (called at import and by tests)."""
+    app.conf.broker_url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    app.conf.hearth_settings = settings
+    return app
+
+
+configure(Settings.from_env())
+
+
+@worker_process_init.connect
+def _init_worker_process(**_):
+    # Each forked worker process opens its own pooled connections.
+    from tasks.runtime import init_runtime
+    init_runtime(app.conf.hearth_settings)
