@@ -11,7 +11,11 @@ QUEUES = ("default", "notify", "scans", "money", "search", "imports", "exports",
 task_queues = tuple(Queue(name) for name in QUEUES)
 task_default_queue = "default"
 # Tasks are routed by the module they live in: tasks/<domain>.py → queue.
+# Exact names are matched before the patterns.
 task_routes = {
+    # The diagnostic job measures the queue most work goes through.
+    "tasks.jobs.selftest": {"queue": "default"},
+    "tasks.jobs.*": {"queue": "maintenance"},
     "tasks.accounts.*": {"queue": "notify"},
     "tasks.exports.*": {"queue": "exports"},
     "tasks.maintenance.*": {"queue": "maintenance"},
@@ -35,7 +39,10 @@ task_send_sent_event = True
 BROKER_VISIBILITY_TIMEOUT = 3600
 task_soft_time_limit = 600
 task_time_limit = 660
-broker_transport_options = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+# max_retries=0: publishing fails at once when the broker is down (kombu's default retries
+# held an API request for ~6 s); the job stays queued and the beat sweep enqueues it. The
+# worker's own consumer connection keeps retrying (broker_connection_retry*).
+broker_transport_options = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT, "max_retries": 0}
 broker_connection_retry_on_startup = True
 worker_hijack_root_logger = False
 timezone = "UTC"

@@ -84,6 +84,30 @@ class Settings:
     relay_bind: str = "127.0.0.1:8001"
     flower_bind: str = "127.0.0.1:5555"
 
+    # --- Jobs, events, relay, storage (docs/jobs-and-events.md) ---
+    # Celery broker; empty means REDIS_URL. A Redis of its own keeps cache eviction
+    # policies away from queued work.
+    broker_url: str = ""
+    # A running job owns its row for this long; the task renews it (progress and a
+    # heartbeat thread) and the beat sweep requeues a job whose worker stopped renewing.
+    job_lease_seconds: int = 60
+    # The sweep enqueues a queued job again when it should have started this long ago
+    # (the broker was down at enqueue, or lost the message).
+    job_requeue_after: int = 120
+    # Where stored objects live: empty means local disk under var/storage; file:///path.
+    storage_url: str = ""
+    # Lifetime of a signed download link of an export archive, and of the archive itself.
+    export_url_ttl: int = 15 * 60
+    export_retention_hours: int = 72
+    # Websocket relay: server heartbeat (and session re-check) interval, idle timeout
+    # (no message from the client), time allowed for the auth message, per-connection
+    # send queue (a client that lets it fill is disconnected), channels per connection.
+    relay_heartbeat_interval: int = 25
+    relay_idle_timeout: int = 75
+    relay_auth_timeout: int = 10
+    relay_send_queue: int = 256
+    relay_max_channels: int = 50
+
 
     @property
     def production(self) -> bool:
@@ -151,6 +175,7 @@ class Settings:
             problems.append("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL")
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
+        problems.extend(self._job_and_relay_problems())
         for name in ("rate_limit_default", "rate_limit_auth"):
             try:
                 parse_rate(getattr(self, name))
@@ -160,6 +185,30 @@ class Settings:
             problems.extend(self._production_problems())
         if problems:
             raise SettingsError(problems)
+
+    def _job_and_relay_problems(self) -> list[str]:
+        problems = []
+        if self.broker_url and urlparse(self.broker_url).scheme not in ("redis", "rediss", "unix"):
+            problems.append("BROKER_URL must be a redis:// or rediss:// URL")
+        if self.storage_url and urlparse(self.storage_url).scheme != "file":
+            problems.append("STORAGE_URL must be a file:// URL (local disk)")
+        if not 2 <= self.job_lease_seconds <= 3600:
+            problems.append("JOB_LEASE_SECONDS must be between 2 and 3600")
+        if self.job_requeue_after < 1:
+            problems.append("JOB_REQUEUE_AFTER must be at least 1 second")
+        if not 30 <= self.export_url_ttl <= 24 * 3600:
+            problems.append("EXPORT_URL_TTL must be between 30 seconds and a day")
+        if self.export_retention_hours < 1:
+            problems.append("EXPORT_RETENTION_HOURS must be at least 1")
+        if self.relay_heartbeat_interval < 1 or self.relay_idle_timeout <= self.relay_heartbeat_interval:
+            problems.append("RELAY_IDLE_TIMEOUT must be longer than RELAY_HEARTBEAT_INTERVAL (>= 1)")
+        if self.relay_auth_timeout < 1:
+            problems.append("RELAY_AUTH_TIMEOUT must be at least 1 second")
+        if not 4 <= self.relay_send_queue <= 100_000:
+            problems.append("RELAY_SEND_QUEUE must be between 4 and 100000")
+        if self.relay_max_channels < 1:
+            problems.append("RELAY_MAX_CHANNELS must be at least 1")
+        return problems
 
     def _production_problems(self) -> list[str]:
         problems = []

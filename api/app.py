@@ -17,9 +17,10 @@ from api.auth import Authenticator, SessionCache
 from api.lockout import LoginLockout
 from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
 from api.ratelimit import RateLimiter
-from api.resources import admin, auth, health, me
+from api.resources import admin, auth, docs, exports, health, jobs, me
 from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
+from services.storage import make_storage
 from settings import Settings, parse_rate
 
 
@@ -105,6 +106,8 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready())
     app.add_route("/.well-known/jwks.json", health.Jwks(services.tokens.keys))
+    app.add_route("/v1/openapi.json", docs.OpenApi(app))
+    app.add_route("/docs", docs.Docs())
 
     app.add_route("/v1/auth/register", auth.Register())
     app.add_route("/v1/auth/verify-email", auth.VerifyEmail())
@@ -126,3 +129,13 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/admin/users", users)
     app.add_route("/v1/admin/users/{user_id}", users, suffix="item")
     app.add_route("/v1/admin/audit", admin.AdminAudit(secret))
+
+    # Jobs, the personal data export and signed downloads (docs/jobs-and-events.md).
+    job_views = jobs.JobViews(services.settings, services.redis, make_storage(services.settings))
+    my_jobs = jobs.Jobs(secret, job_views)
+    app.add_route("/v1/jobs", my_jobs)
+    app.add_route("/v1/jobs/{job_id:uuid}", my_jobs, suffix="item")
+    app.add_route("/v1/jobs/{job_id:uuid}/cancel", my_jobs, suffix="cancel")
+    app.add_route("/v1/admin/jobs/selftest", jobs.JobSelftest(job_views))
+    app.add_route("/v1/me/export", exports.MyExport(job_views))
+    app.add_route("/v1/downloads/{key:path}", exports.Downloads(job_views.storage))

@@ -2,10 +2,12 @@
 
 The access token proves identity; the session cache says whether that session
 is still alive and what the user's current role is. The cache is rebuilt from
-PostgreSQL on a miss, so losing Redis never lets a revoked session back in for
-longer than it takes to rebuild an entry (it never does: a miss reads the
-database). Revocation and role changes write the database first and then
-drop the cached entry.
+PostgreSQL on a miss, so losing Redis never lets a revoked session back in
+(a miss reads the database). Revocation and role changes write the database
+first and then write the new state into the cache: a tombstone (``-``) for an
+ended session, the new role for a live one. A rebuild only fills an empty
+entry (``SET NX``), so a request that read the database just before such a
+change can never overwrite its result with the old state.
 """
 from __future__ import annotations
 
@@ -18,6 +20,13 @@ from models.base import utcnow
 from models.permissions import has_permission
 
 REVOKED = b"-"
+# A tombstone is final: a role change must not bring a session revoked meanwhile back.
+_SET_ROLE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) ~= ARGV[1] then redis.call('SET', key, ARGV[2], 'EX', ARGV[3]) end
+end
+return #KEYS
+"""
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class SessionCache:
         self.redis = redis
         self.prefix = prefix
         self.ttl = ttl
+        self._set_role = redis.register_script(_SET_ROLE)
 
     def key(self, session_id: str) -> str:
         return f"{self.prefix}sess:{session_id}"
@@ -54,21 +64,48 @@ class SessionCache:
         return f"{self.prefix}profile:{user_id}"
 
     def load(self, session_id: str) -> bytes:
-        """Read the session's state from PostgreSQL and cache it."""
+        """Read the session's state from PostgreSQL and cache it; returns the state that holds."""
+        return self.store(session_id, self.read(session_id))
+
+    def read(self, session_id: str) -> bytes:
+        """The session's state as PostgreSQL has it: the user's role, or ``REVOKED``."""
         row = (AuthSession.select(AuthSession.revoked_at, AuthSession.expires_at,
                                   User.role, User.banned_at)
                .join(User).where(AuthSession.id == session_id).tuples().first())
         if row is None:
-            state = REVOKED
-        else:
-            revoked_at, expires_at, role, banned_at = row
-            alive = revoked_at is None and banned_at is None and expires_at > utcnow()
-            state = role.encode() if alive else REVOKED
-        self.redis.set(self.key(session_id), state, ex=self.ttl)
-        return state
+            return REVOKED
+        revoked_at, expires_at, role, banned_at = row
+        alive = revoked_at is None and banned_at is None and expires_at > utcnow()
+        return role.encode() if alive else REVOKED
+
+    def store(self, session_id: str, state: bytes) -> bytes:
+        """Cache a state read from the database, unless a newer one was written meanwhile.
+
+        Returns the cached state, which wins: it was written after a change committed.
+        """
+        key = self.key(session_id)
+        if self.redis.set(key, state, ex=self.ttl, nx=True):
+            return state
+        current = self.redis.get(key)
+        return current if current is not None else state
+
+    def mark_revoked(self, session_ids) -> None:
+        """Record sessions the database has just revoked (a tombstone, not a deletion: see above)."""
+        keys = [self.key(str(sid)) for sid in session_ids]
+        if keys:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(key, REVOKED, ex=self.ttl)
+            pipe.execute()
+
+    def set_role(self, session_ids, role: str) -> None:
+        """Record a role change the database has just committed, sparing revoked sessions."""
+        keys = [self.key(str(sid)) for sid in session_ids]
+        if keys:
+            self._set_role(keys=keys, args=[REVOKED, role, self.ttl])
 
     def forget_sessions(self, session_ids) -> None:
-        """Drop cached states after the database changed them (revocation, role change, ban)."""
+        """Drop cached states; the next request rebuilds them from the database."""
         keys = [self.key(str(sid)) for sid in session_ids]
         if keys:
             self.redis.delete(*keys)

@@ -121,18 +121,51 @@ def decode_body(req, schema: type, max_bytes: int):
     if req.content_length is not None and req.content_length > max_bytes:
         raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
     media_type = (req.content_type or "").split(";")[0].strip().lower()
-    if media_type != "application/json":
+    if not media_type and not req.content_length:
+        # No body at all (e.g. a bare logout): an all-optional schema is satisfied,
+        # any other names its missing fields (422) rather than blaming a media type.
+        data = b"{}"
+    elif media_type != "application/json":
         raise Problem(falcon.HTTP_415, "Unsupported media type", "Send the body as application/json.")
-    data = req.bounded_stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
+    else:
+        data = req.bounded_stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
     try:
-        return msgspec.json.decode(data, type=schema)
-    except msgspec.ValidationError as exc:
-        raise validation_error(_field_errors(exc, "body")) from None
+        try:
+            value = msgspec.json.decode(data, type=schema)
+        except msgspec.ValidationError as exc:
+            # Typed decoding stops at the first invalid field, before it has seen the
+            # whole body: check the syntax so broken JSON stays a 400, not a 422.
+            msgspec.json.decode(data)
+            raise validation_error(_field_errors(exc, "body")) from None
     except msgspec.DecodeError:
         raise Problem(falcon.HTTP_400, "Malformed JSON", "The body is not valid JSON.",
                       slug="malformed-json") from None
+    # JSON can only carry a NUL as the escape \u0000; only then is the walk needed.
+    if b"\\u0000" in data:
+        errors = _nul_errors(value, "body")
+        if errors:
+            raise validation_error(errors)
+    return value
+
+
+_NUL_MESSAGE = "must not contain NUL characters"
+
+
+def _nul_errors(value, path: str) -> list[dict]:
+    """Fields holding a NUL character, which PostgreSQL text cannot store."""
+    if isinstance(value, str):
+        return [{"field": path, "message": _NUL_MESSAGE}] if "\x00" in value else []
+    if isinstance(value, msgspec.Struct):
+        return [error for name, encoded in zip(value.__struct_fields__, value.__struct_encode_fields__)
+                for error in _nul_errors(getattr(value, name), f"{path}.{encoded}")]
+    if isinstance(value, (list, tuple)):
+        return [error for i, item in enumerate(value) for error in _nul_errors(item, f"{path}[{i}]")]
+    if isinstance(value, dict):
+        return [error for key, item in value.items()
+                for error in _nul_errors(key, path) + _nul_errors(item, f"{path}.{key}")]
+    return []
 
 
 def decode_query(req, schema: type):
@@ -140,6 +173,10 @@ def decode_query(req, schema: type):
     params = {}
     for key, value in req.params.items():
         params[key] = value
+    nul = [{"field": f"query.{key}", "message": _NUL_MESSAGE} for key, value in params.items()
+           if "\x00" in key or any("\x00" in part for part in ([value] if isinstance(value, str) else value))]
+    if nul:
+        raise validation_error(nul)
     list_fields = getattr(schema, "__list_fields__", ())
     for name in list_fields:
         value = params.get(name)

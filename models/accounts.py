@@ -144,6 +144,13 @@ class AccountToken(BaseModel):
         rows = list(rows)
         return rows[0] if rows else None
 
+    @classmethod
+    def void_unused(cls, user_id, purpose: str) -> int:
+        """Use up every outstanding token of the user for ``purpose`` (after a password change)."""
+        return (cls.update(used_at=utcnow())
+                .where((cls.user == user_id) & (cls.purpose == purpose) & cls.used_at.is_null())
+                .execute())
+
 
 def expires_in(seconds: int) -> datetime.datetime:
     return utcnow() + datetime.timedelta(seconds=seconds)

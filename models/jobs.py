@@ -5,20 +5,30 @@ enqueued after the commit. Its status moves
 ``queued → running → succeeded | failed | cancelled`` (and ``running → queued``
 when a worker died or a transient error is retried); every move is a
 conditional update, so two workers can never both run one job.
+
+A claim increments ``attempts``; every later write of the run names that
+attempt (a fencing token), so a worker that lost its lease (it stalled, the
+sweep gave the job to another worker) can no longer change the row.
 """
 from __future__ import annotations
 
 import datetime
 import uuid
 
-from peewee import CharField, ForeignKeyField, IntegerField, SmallIntegerField, TextField, fn
+from peewee import Case, CharField, ForeignKeyField, IntegerField, IntegrityError, SmallIntegerField, TextField, fn
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
+from models.db import db
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+
+
+def _seconds(value: float) -> datetime.timedelta:
+    return datetime.timedelta(seconds=value)
 
 
 class Job(UUIDModel):
@@ -41,6 +51,8 @@ class Job(UUIDModel):
     started_at = DateTimeTZField(null=True)
     finished_at = DateTimeTZField(null=True)
     updated_at = DateTimeTZField(default=utcnow)
+    # At most one queued/running job per key (migration 0003's partial unique index).
+    dedupe_key = TextField(null=True)
 
     class Meta:
         table_name = "jobs"
@@ -66,17 +78,153 @@ class Job(UUIDModel):
             "cancel_requested": self.cancel_requested_at is not None,
         }
 
+    # --- creation --------------------------------------------------------------------
+
+    @classmethod
+    def create_or_get_active(cls, *, dedupe_key: str, **fields) -> tuple["Job", bool]:
+        """Create a job unless one with ``dedupe_key`` is queued or running; returns (job, created).
+
+        Runs in a savepoint, so it may sit inside the caller's transaction. A
+        concurrent request with the same key waits on the unique index and then
+        finds the job the other one created.
+        """
+        try:
+            with db.atomic():
+                return cls.create(dedupe_key=dedupe_key, **fields), True
+        except IntegrityError:
+            existing = cls.get_or_none((cls.dedupe_key == dedupe_key) & cls.status.in_(ACTIVE))
+            if existing is None:  # it finished in between: the caller may simply try again
+                raise
+            return existing, False
+
+    # --- one run, fenced by its attempt number ---------------------------------------
+
     def claim(self, lease_seconds: int) -> bool:
         """Move ``queued → running`` for this worker; False when someone else has it or it ended."""
+        return Job.claim_by_id(self.id, lease_seconds) is not None
+
+    @classmethod
+    def claim_by_id(cls, job_id, lease_seconds: float) -> "Job | None":
+        """Claim a queued job (``attempts`` + 1, lease set); the claimed row, or None."""
         now = utcnow()
-        lease = now + datetime.timedelta(seconds=lease_seconds)
-        claimed = (
-            Job.update(status="running", started_at=fn.COALESCE(Job.started_at, now),
-                       attempts=Job.attempts + 1, lease_expires_at=lease, updated_at=now)
-            .where((Job.id == self.id) & (Job.status == "queued") & Job.cancel_requested_at.is_null())
-            .execute()
+        rows = list(
+            cls.update(status="running", started_at=fn.COALESCE(cls.started_at, now), attempts=cls.attempts + 1,
+                       lease_expires_at=now + _seconds(lease_seconds), updated_at=now, run_after=None)
+            .where((cls.id == job_id) & (cls.status == "queued") & cls.cancel_requested_at.is_null())
+            .returning(cls).execute()
         )
-        return claimed == 1
+        return rows[0] if rows else None
+
+    @classmethod
+    def _run_is(cls, job_id, attempt: int):
+        return (cls.id == job_id) & (cls.status == "running") & (cls.attempts == attempt)
+
+    @classmethod
+    def renew(cls, job_id, attempt: int, lease_seconds: float, **progress) -> tuple[bool, bool]:
+        """Extend the lease (and record ``progress_pct``/``progress_message`` if given).
+
+        Returns ``(still_ours, cancel_requested)``.
+        """
+        now = utcnow()
+        # Once cancellation was requested the run stops here: its progress is not recorded.
+        progress = {name: Case(None, [(cls.cancel_requested_at.is_null(), value)], getattr(cls, name))
+                    for name, value in progress.items()}
+        rows = list(
+            cls.update(lease_expires_at=now + _seconds(lease_seconds), updated_at=now, **progress)
+            .where(cls._run_is(job_id, attempt)).returning(cls.cancel_requested_at).execute()
+        )
+        if not rows:
+            return False, False
+        return True, rows[0].cancel_requested_at is not None
+
+    @classmethod
+    def finish(cls, job_id, attempt: int, status: str, *, result=None, error=None) -> "Job | None":
+        """End the run as ``status``; the updated row, or None when the run is no longer ours."""
+        now = utcnow()
+        values = dict(status=status, result=result, error=error, finished_at=now, updated_at=now,
+                      lease_expires_at=None)
+        if status == "succeeded":
+            values["progress_pct"] = 100
+        rows = list(cls.update(**values).where(cls._run_is(job_id, attempt)).returning(cls).execute())
+        return rows[0] if rows else None
+
+    @classmethod
+    def retry_later(cls, job_id, attempt: int, delay: float, error: dict) -> "Job | None":
+        """Put the run back in the queue to start after ``delay`` seconds (a transient failure)."""
+        now = utcnow()
+        rows = list(
+            cls.update(status="queued", lease_expires_at=None, run_after=now + _seconds(delay), enqueued_at=now,
+                       updated_at=now, error=error)
+            .where(cls._run_is(job_id, attempt)).returning(cls).execute()
+        )
+        return rows[0] if rows else None
+
+    # --- the owner's request to stop ---------------------------------------------------
+
+    @classmethod
+    def request_cancel(cls, job_id) -> "Job | None":
+        """Cancel a queued job at once, or ask a running one to stop at its next progress point.
+
+        Returns the updated row, or None when the job had already finished.
+        """
+        now = utcnow()
+        queued = cls.status == "queued"
+        rows = list(
+            cls.update(status=Case(None, [(queued, "cancelled")], cls.status),
+                       finished_at=Case(None, [(queued, now)], cls.finished_at),
+                       cancel_requested_at=fn.COALESCE(cls.cancel_requested_at, now), updated_at=now)
+            .where((cls.id == job_id) & cls.status.in_(ACTIVE)).returning(cls).execute()
+        )
+        return rows[0] if rows else None
+
+    # --- the beat sweep -------------------------------------------------------------------
+
+    @classmethod
+    def _pick(cls, condition, limit: int):
+        # SKIP LOCKED lets two sweeps (or a sweep and a claim) pass each other.
+        return cls.select(cls.id).where(condition).limit(limit).for_update(skip_locked=True)
+
+    @classmethod
+    def requeue_lost(cls, now: datetime.datetime, limit: int = 500) -> list["Job"]:
+        """Running jobs whose lease expired (their worker died) and that may be tried again → queued."""
+        lost = (cls.status == "running") & (cls.lease_expires_at < now) & (cls.attempts < cls.max_attempts)
+        return list(
+            cls.update(status="queued", lease_expires_at=None, enqueued_at=now, updated_at=now)
+            .where(cls.id.in_(cls._pick(lost, limit)) & lost).returning(cls).execute()
+        )
+
+    @classmethod
+    def fail_lost(cls, now: datetime.datetime, error: dict, limit: int = 500) -> list["Job"]:
+        """Running jobs whose lease expired on their last attempt → failed."""
+        lost = (cls.status == "running") & (cls.lease_expires_at < now) & (cls.attempts >= cls.max_attempts)
+        return list(
+            cls.update(status="failed", lease_expires_at=None, finished_at=now, updated_at=now, error=error)
+            .where(cls.id.in_(cls._pick(lost, limit)) & lost).returning(cls).execute()
+        )
+
+    @classmethod
+    def claim_stale(cls, now: datetime.datetime, older_than: float, limit: int = 500,
+                    skip_queues=()) -> list["Job"]:
+        """Queued jobs that should have started ``older_than`` seconds ago; marks them enqueued now.
+
+        "Should have started" is the latest of creation, last enqueue and
+        ``run_after`` (a retry's backoff), so a job waiting out its backoff is
+        left alone. Jobs of ``skip_queues`` (queues with messages waiting) are
+        left alone too: they may just be waiting their turn.
+        """
+        due = fn.GREATEST(fn.COALESCE(cls.enqueued_at, cls.created_at), fn.COALESCE(cls.run_after, cls.created_at))
+        stale = (cls.status == "queued") & cls.cancel_requested_at.is_null() & (due < now - _seconds(older_than))
+        if skip_queues:
+            stale &= cls.queue.not_in(list(skip_queues))
+        return list(
+            cls.update(enqueued_at=now, updated_at=now)
+            .where(cls.id.in_(cls._pick(stale, limit)) & stale).returning(cls).execute()
+        )
+
+    @classmethod
+    def finished_before(cls, before: datetime.datetime, limit: int = 500) -> list["Job"]:
+        return list(cls.select().where(cls.status.in_(FINISHED) & (cls.finished_at < before))
+                    .order_by(cls.finished_at).limit(limit))
 
 
 class JobEffect(BaseModel):
@@ -95,4 +243,4 @@ def new_job_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-__all__ = ["Job", "JobEffect", "STATUSES", "FINISHED", "new_job_id"]
+__all__ = ["Job", "JobEffect", "STATUSES", "FINISHED", "ACTIVE", "new_job_id"]

@@ -1,51 +1,138 @@
-"""Events for clients: published on Redis pub/sub and kept in a capped per-user stream.
+"""Events for clients: appended to a capped Redis stream per channel and published live.
 
-An event is ``{"id", "type", "at", "data"}``. ``id`` is the id Redis gave the
-entry in the user's stream (``user:{id}``), so a client that reconnects with the
-last id it saw can be sent exactly what it missed. Channels other than a
-user's (``job:{id}``, ``conversation:{id}``) carry the same envelopes.
+An event is ``{"id", "channel", "type", "at", "data"}`` (docs/jobs-and-events.md).
+Every channel (``user:{id}``, ``job:{id}``, later ``conversation:{id}``) has its
+own stream, ``{prefix}stream:{channel}``, and its own pub/sub channel,
+``{prefix}chan:{channel}``. ``id`` is the id Redis gave the entry in that
+channel's stream, so ids only grow within a channel, and a client that
+reconnects with the last id it saw on a channel is sent exactly what it
+missed. The stream entry and the live message are written by one Lua script:
+they are the same event with the same id, byte for byte.
 """
 from __future__ import annotations
 
 import datetime
+import re
 
 import msgspec
 
 STREAM_MAXLEN = 1000
 STREAM_TTL_SECONDS = 7 * 24 * 3600
+CHANNEL = re.compile(r"^[a-z]+:[A-Za-z0-9_-]{1,64}$")
+_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 _encoder = msgspec.json.Encoder()
 
-# Stream ids and publishes happen in one script so the live event and the
-# replayable one are the same, with the same id.
+# KEYS: stream and pub/sub key of each channel, in pairs. ARGV: maxlen, ttl, the
+# event body (JSON without id and channel), then each channel's name.
+# The entry stores the body; the live message is the full envelope.
 _PUBLISH = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-local envelope = string.gsub(ARGV[2], '^{', '{"id":"' .. id .. '",', 1)
-for i = 2, #KEYS do redis.call('PUBLISH', KEYS[i], envelope) end
-return id
+local ids = {}
+local rest = string.sub(ARGV[3], 2)
+for i = 1, #KEYS, 2 do
+  local id = redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[3])
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+  local channel = ARGV[3 + (i + 1) / 2]
+  redis.call('PUBLISH', KEYS[i + 1], '{"id":"' .. id .. '","channel":"' .. channel .. '",' .. rest)
+  ids[#ids + 1] = id
+end
+return ids
 """
 
 
-class EventBus:
-    def __init__(self, redis, prefix: str):
-        self.redis = redis
+class InvalidChannel(ValueError):
+    pass
+
+
+def check_channel(channel: str) -> str:
+    if not CHANNEL.match(channel):
+        raise InvalidChannel(f"not a channel name: {channel!r}")
+    return channel
+
+
+def parse_event_id(value: str) -> tuple[int, int]:
+    """``"1732612345678-3"`` → ``(1732612345678, 3)``; ids compare correctly as tuples."""
+    if not isinstance(value, str) or not _STREAM_ID.match(value):
+        raise ValueError(f"not an event id: {value!r}")
+    ms, seq = value.split("-")
+    return int(ms), int(seq)
+
+
+def format_event_id(value: tuple[int, int]) -> str:
+    return f"{value[0]}-{value[1]}"
+
+
+def envelope(channel: str, event_id: str, body: str) -> str:
+    """The event as clients see it, from a stored body (the same bytes the script publishes)."""
+    return '{"id":"' + event_id + '","channel":"' + channel + '",' + body[1:]
+
+
+def envelope_id(message: str) -> str:
+    """The id of a published envelope, read without decoding the JSON."""
+    # Envelopes always start with {"id":"<id>", (see envelope() and the script).
+    return message[7:message.index('"', 7)]
+
+
+class EventKeys:
+    """Redis key names of the event channels under one prefix."""
+
+    def __init__(self, prefix: str):
         self.prefix = prefix
-        self._publish = redis.register_script(_PUBLISH)
+        self._chan = f"{prefix}chan:"
 
     def stream_key(self, channel: str) -> str:
         return f"{self.prefix}stream:{channel}"
 
     def channel_key(self, channel: str) -> str:
-        return f"{self.prefix}chan:{channel}"
+        return self._chan + channel
+
+    def channel_of(self, key: str) -> str:
+        return key[len(self._chan):]
+
+
+class EventBus(EventKeys):
+    """Publishes events (synchronous Redis client: API processes and workers)."""
+
+    def __init__(self, redis, prefix: str, *, maxlen: int = STREAM_MAXLEN, ttl: int = STREAM_TTL_SECONDS):
+        super().__init__(prefix)
+        self.redis = redis
+        self.maxlen = maxlen
+        self.ttl = ttl
+        self._publish = redis.register_script(_PUBLISH)
 
     def publish(self, channel: str, type_: str, data: dict, *, also: tuple[str, ...] = ()) -> str:
-        """Append the event to ``channel``'s stream and publish it there and on ``also``; returns its id."""
+        """Append the event to ``channel``'s stream (and each of ``also``) and publish it live.
+
+        Returns its id in ``channel``'s stream.
+        """
+        channels = [check_channel(channel), *(check_channel(c) for c in also)]
         body = _encoder.encode({
             "type": type_,
             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "channel": channel,
             "data": data,
         }).decode()
-        keys = [self.stream_key(channel), self.channel_key(channel), *(self.channel_key(c) for c in also)]
-        event_id = self._publish(keys=keys, args=[STREAM_MAXLEN, body, STREAM_TTL_SECONDS])
-        return event_id.decode() if isinstance(event_id, bytes) else event_id
+        keys = []
+        for name in channels:
+            keys += [self.stream_key(name), self.channel_key(name)]
+        ids = self._publish(keys=keys, args=[self.maxlen, self.ttl, body, *channels])
+        first = ids[0]
+        return first.decode() if isinstance(first, bytes) else first
+
+    def publish_job(self, job, type_: str) -> str | None:
+        """Publish a job change to its owner's channel and the job's own channel."""
+        if job.owner_id is None:
+            return None
+        return self.publish(f"user:{job.owner_id}", type_, job.view(), also=(f"job:{job.id}",))
+
+    def history(self, channel: str, after: str = "-", count: int = STREAM_MAXLEN) -> list[dict]:
+        """Events of ``channel`` after the id ``after`` (all retained ones with ``"-"``), decoded."""
+        start = after if after == "-" else f"({after}"
+        entries = self.redis.xrange(self.stream_key(check_channel(channel)), start, "+", count=count)
+        return [msgspec.json.decode(envelope(channel, _text(eid), _text(fields[b"e"]))) for eid, fields in entries]
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+__all__ = ["EventBus", "EventKeys", "InvalidChannel", "check_channel", "envelope", "envelope_id",
+           "parse_event_id", "format_event_id", "STREAM_MAXLEN", "STREAM_TTL_SECONDS"]

@@ -7,13 +7,13 @@ from celery.signals import worker_process_init
 import celeryconfig
 from settings import Settings
 
-app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance"])
+app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports"])
 app.config_from_object(celeryconfig)
 
 
 def configure(settings: Settings) -> Celery:
     """Point the app at the broker named in ``settings`` (called at import and by tests)."""
-    app.conf.broker_url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    app.conf.broker_url = settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
     app.conf.hearth_settings = settings
     return app
 

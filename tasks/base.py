@@ -1,21 +1,30 @@
 """The task base class every Hearth job runs on.
 
-A job task takes a job id, claims the job with a conditional update
-(``queued → running``; a second delivery finds nothing to claim and returns),
-runs inside a database connection, reports progress, checks for cancellation,
-records side effects under an idempotency key, retries only transient errors
-with exponential backoff and jitter, and records a clear failure after the
-last attempt. The job row is the truth; Celery results are not used.
+A job task takes a job id and claims the job with a conditional update
+(``queued → running``, ``attempts`` + 1); a second delivery of the same
+message finds nothing to claim and returns. The run then holds a lease on the
+row: ``progress()`` and a heartbeat thread renew it, and the beat sweep
+(``tasks.jobs.sweep_jobs``) requeues a job whose lease ran out because its
+worker died. Every write of the run is fenced by its attempt number, so a run
+that lost its lease can no longer change the job.
+
+Side effects go through ``ctx.once(step, effect)``: recorded under the key
+``job:{id}:{step}`` in the same transaction as the effect's own database
+writes, so a redelivered or retried job never repeats them. Only errors known
+to be transient are retried, with exponential backoff and full jitter; after
+the last attempt the job is failed with a problem document. The job row is
+the truth; Celery results are not used.
 """
 from __future__ import annotations
 
-import datetime
 import logging
 import random
+import threading
 
 from celery import Task
-from models.base import utcnow
-from models.db import TRANSIENT_ERRORS, connection
+from celery.exceptions import SoftTimeLimitExceeded
+
+from models.db import TRANSIENT_ERRORS, connection, db
 from models.jobs import Job, JobEffect
 from tasks.app import app
 from tasks.runtime import runtime
@@ -31,52 +40,97 @@ class Cancelled(Exception):
     """Raised inside a job when its owner asked to stop it."""
 
 
+class LeaseLost(Exception):
+    """The run no longer owns its job (its lease expired and the job moved on); it must stop."""
+
+
 class JobContext:
     """What a running job sees: its row, progress, cancellation and once-only side effects."""
 
-    def __init__(self, job: Job, lease_seconds: int):
+    def __init__(self, job: Job, lease_seconds: float):
         self.job = job
+        self.attempt = job.attempts
         self.lease_seconds = lease_seconds
+        self._cancel_requested = threading.Event()
+        self._lost = threading.Event()
 
     @property
     def input(self) -> dict:
         return self.job.input or {}
 
     def progress(self, percent: int, message: str | None = None) -> None:
-        """Record progress, renew the lease, and stop here if cancellation was requested."""
-        now = utcnow()
+        """Record progress, renew the lease, and stop here (``Cancelled``) if cancellation was requested."""
         percent = max(0, min(100, int(percent)))
-        rows = list(
-            Job.update(progress_pct=percent, progress_message=message, updated_at=now,
-                       lease_expires_at=now + datetime.timedelta(seconds=self.lease_seconds))
-            .where((Job.id == self.job.id) & (Job.status == "running"))
-            .returning(Job.cancel_requested_at).execute()
-        )
-        if not rows or rows[0].cancel_requested_at is not None:
+        ours, cancel = Job.renew(self.job.id, self.attempt, self.lease_seconds,
+                                 progress_pct=percent, progress_message=message)
+        if not ours:
+            raise LeaseLost()
+        if cancel:
             raise Cancelled()
         self.job.progress_pct, self.job.progress_message = percent, message
         publish_job_event(self.job, "job.progress")
 
-    def once(self, step: str, effect):
-        """Run ``effect()`` at most once per (job, step), returning its recorded result on repeats.
+    def check_cancelled(self) -> None:
+        """Stop here if the heartbeat saw a cancellation request (no database round trip)."""
+        if self._lost.is_set():
+            raise LeaseLost()
+        if self._cancel_requested.is_set():
+            raise Cancelled()
 
-        ``effect`` receives the idempotency key, to hand to services that can
-        deduplicate on their side too.
+    def once(self, step: str, effect):
+        """Run ``effect(key)`` at most once per (job, step); a repeat returns the recorded result.
+
+        The record and the effect share one transaction: database writes the
+        effect makes commit with the record or not at all. For effects outside
+        the database (an email, a stored file), ``key`` is handed to the service
+        so it can deduplicate too: the record commits only after the effect
+        returned, so a crash in between means the effect runs again with the
+        same key. Do not report progress from inside ``effect``.
         """
         key = f"job:{self.job.id}:{step}"
-        done = JobEffect.get_or_none(JobEffect.key == key)
-        if done is not None:
-            return done.result
-        result = effect(key)
-        JobEffect.insert(key=key, job=self.job.id, result=result).on_conflict_ignore().execute()
+        with db.atomic():
+            # A concurrent run with the same key waits here until the first commits.
+            claimed = (JobEffect.insert(key=key, job=self.job.id).on_conflict_ignore()
+                       .returning(JobEffect.key).execute())
+            if not list(claimed):
+                return JobEffect.get_by_id(key).result
+            result = effect(key)
+            JobEffect.update(result=result).where(JobEffect.key == key).execute()
         return result
 
 
+class _Heartbeat(threading.Thread):
+    """Renews the lease while the job's code runs, and notices cancellation between progress points."""
+
+    def __init__(self, ctx: JobContext):
+        super().__init__(name=f"job-heartbeat-{ctx.job.id}", daemon=True)
+        self.ctx = ctx
+        self.interval = max(0.5, ctx.lease_seconds / 3)
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        ctx = self.ctx
+        while not self._stopped.wait(self.interval):
+            try:
+                with connection():
+                    ours, cancel = Job.renew(ctx.job.id, ctx.attempt, ctx.lease_seconds)
+            except Exception:  # noqa: BLE001 - the next beat tries again; the lease has slack
+                log.warning("job heartbeat failed", extra={"job_id": str(ctx.job.id)}, exc_info=True)
+                continue
+            if cancel:
+                ctx._cancel_requested.set()
+            if not ours:
+                ctx._lost.set()
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+
+
 def publish_job_event(job: Job, type_: str) -> None:
-    if job.owner_id is None:
-        return
     try:
-        runtime().events.publish(f"user:{job.owner_id}", type_, job.view(), also=(f"job:{job.id}",))
+        runtime().events.publish_job(job, type_)
     except Exception:  # noqa: BLE001 - an event is a notification; the row is the truth
         log.warning("could not publish job event", extra={"job_id": str(job.id)}, exc_info=True)
 
@@ -91,75 +145,93 @@ class JobTask(Task):
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
-    lease_seconds = 300
+    # None: settings.job_lease_seconds.
+    lease_seconds: float | None = None
     transient_errors: tuple[type[BaseException], ...] = ()
 
+    def job_queue(self):
+        """Where retries are submitted: ``app.conf.hearth_job_queue`` if set (tests), else the broker."""
+        queue = getattr(self.app.conf, "hearth_job_queue", None)
+        if queue is None:
+            from services.jobqueue import CeleryJobQueue
+            queue = CeleryJobQueue(self.app)
+        return queue
+
     def __call__(self, job_id: str):
+        lease = self.lease_seconds or runtime().settings.job_lease_seconds
         with connection():
-            job = Job.get_or_none(Job.id == job_id)
-            if job is None or not job.claim(self.lease_seconds):
+            job = Job.claim_by_id(job_id, lease)
+            if job is None:
                 log.info("nothing to claim", extra={"job_id": job_id, "task": self.name})
                 return None
-            job = Job.get_by_id(job_id)
             publish_job_event(job, "job.started")
-            ctx = JobContext(job, self.lease_seconds)
+            ctx = JobContext(job, lease)
+            heartbeat = _Heartbeat(ctx)
+            heartbeat.start()
             try:
-                # No transaction around the whole run: progress must be visible while it runs.
-                result = self.run(ctx)
+                try:
+                    # No transaction around the whole run: progress must be visible while it runs.
+                    result = self.run(ctx)
+                finally:
+                    heartbeat.stop()
             except Cancelled:
-                return self._finish(job, "cancelled", error=None)
-            except (Transient, *TRANSIENT_ERRORS, *self.transient_errors) as exc:
-                return self._retry_or_fail(job, exc)
-            except Exception as exc:  # noqa: BLE001 - recorded on the job, then re-raised for logs
-                log.exception("job failed", extra={"job_id": job_id, "task": self.name})
-                self._finish(job, "failed", error=_problem(exc, permanent=True))
+                return self._finish(ctx, "cancelled")
+            except LeaseLost:
+                log.warning("job lease lost; another run owns it now", extra={"job_id": job_id, "task": self.name})
                 return None
-            return self._finish(job, "succeeded", result=result if isinstance(result, dict) else {})
+            except (Transient, *TRANSIENT_ERRORS, *self.transient_errors) as exc:
+                return self._retry_or_fail(ctx, exc)
+            except SoftTimeLimitExceeded as exc:
+                log.warning("job hit its time limit", extra={"job_id": job_id, "task": self.name})
+                return self._finish(ctx, "failed", error=_problem(exc, permanent=True,
+                                                                   detail="The job took too long."))
+            except Exception as exc:  # noqa: BLE001 - recorded on the job, and logged
+                log.exception("job failed", extra={"job_id": job_id, "task": self.name})
+                return self._finish(ctx, "failed", error=_problem(exc, permanent=True))
+            return self._finish(ctx, "succeeded", result=result if isinstance(result, dict) else {})
 
-    def _finish(self, job: Job, status: str, *, result=None, error=None):
-        now = utcnow()
-        values = dict(status=status, result=result, error=error, finished_at=now, updated_at=now,
-                      lease_expires_at=None)
-        if status == "succeeded":
-            values["progress_pct"] = 100
-        updated = Job.update(**values).where((Job.id == job.id) & (Job.status == "running")).execute()
-        if updated:
-            publish_job_event(Job.get_by_id(job.id), f"job.{status}")
+    def _finish(self, ctx: JobContext, status: str, *, result=None, error=None):
+        job = Job.finish(ctx.job.id, ctx.attempt, status, result=result, error=error)
+        if job is not None:
+            publish_job_event(job, f"job.{status}")
         return None
 
-    def _retry_or_fail(self, job: Job, exc: BaseException):
-        job = Job.get_by_id(job.id)
-        if job.attempts >= job.max_attempts:
-            log.warning("job failed after its last attempt", extra={"job_id": str(job.id)})
-            return self._finish(job, "failed", error=_problem(exc, permanent=False))
-        delay = backoff_seconds(job.attempts)
-        now = utcnow()
-        (Job.update(status="queued", updated_at=now, lease_expires_at=None,
-                    run_after=now + datetime.timedelta(seconds=delay),
-                    error=_problem(exc, permanent=False))
-         .where((Job.id == job.id) & (Job.status == "running")).execute())
-        log.info("transient failure; retrying", extra={"job_id": str(job.id), "delay": round(delay, 1)})
-        from services.jobqueue import CeleryJobQueue
-        CeleryJobQueue(self.app).submit(job, countdown=delay)
+    def _retry_or_fail(self, ctx: JobContext, exc: BaseException):
+        if ctx.attempt >= ctx.job.max_attempts:
+            log.warning("job failed after its last attempt", extra={"job_id": str(ctx.job.id)})
+            return self._finish(ctx, "failed", error=_problem(exc, permanent=False))
+        delay = backoff_seconds(ctx.attempt)
+        job = Job.retry_later(ctx.job.id, ctx.attempt, delay, _problem(exc, permanent=False))
+        if job is None:
+            return None
+        log.info("transient failure; retrying", extra={"job_id": str(job.id), "delay": round(delay, 1),
+                                                      "error": type(exc).__name__})
+        publish_job_event(job, "job.retrying")
+        self.job_queue().submit(job, countdown=delay)
         return None
 
 
-def _problem(exc: BaseException, *, permanent: bool) -> dict:
-    # Only the exception's class reaches the client; details stay in the logs.
+def _problem(exc: BaseException, *, permanent: bool, detail: str | None = None) -> dict:
+    # Only the exception's class (or a detail written for users) reaches the client.
     return {
         "type": "https://hearth.dev/problems/job-failed",
         "title": "The job failed" if permanent else "The job failed after retries",
-        "detail": getattr(exc, "public_detail", None) or type(exc).__name__,
+        "detail": detail or getattr(exc, "public_detail", None) or type(exc).__name__,
     }
 
 
-def job_task(*, transient=(), lease_seconds: int = 300, **options):
-    """Register a function ``fn(ctx: JobContext) -> dict`` as the task for job kind ``<module>.<name>``."""
+def job_task(*, transient=(), lease_seconds: float | None = None, name: str | None = None, **options):
+    """Register a function ``fn(ctx: JobContext) -> dict`` as the task for job kind ``<module>.<name>``.
+
+    ``tasks/exports.py``'s ``build_export`` is the task ``tasks.exports.build_export`` of
+    kind ``exports.build_export``; ``name`` overrides the task name (kind: without ``tasks.``).
+    """
     def register(func):
-        name = f"{func.__module__}.{func.__name__}"
-        return app.task(base=JobTask, name=name, transient_errors=tuple(transient),
+        task_name = name or f"{func.__module__}.{func.__name__}"
+        return app.task(base=JobTask, name=task_name, transient_errors=tuple(transient),
                         lease_seconds=lease_seconds, **options)(func)
     return register
 
 
-__all__ = ["JobTask", "JobContext", "Transient", "Cancelled", "job_task", "backoff_seconds"]
+__all__ = ["JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task", "backoff_seconds",
+           "publish_job_event"]

@@ -88,9 +88,12 @@ class AdminUsers:
                 after = {"role": user.role, "banned": user.is_banned, "ban_reason": user.ban_reason}
                 audit(req, "admin.update_user", user.id, before=before, after=after)
         if changes:
-            # Cached session states carry the role: drop them all so the change applies at once.
-            live = [s.id for s in AuthSession.select(AuthSession.id).where(AuthSession.user == user.id)]
-            services.sessions.forget_sessions(set(live) | set(revoked))
+            services.sessions.mark_revoked(revoked)
+            if "role" in changes:
+                # Cached session states carry the role: write the new one so it applies at once.
+                live = [s.id for s in AuthSession.select(AuthSession.id).where(
+                    (AuthSession.user == user.id) & AuthSession.revoked_at.is_null())]
+                services.sessions.set_role(live, user.role)
             services.sessions.forget_profile(user.id)
         resp.media = user.admin_view()
 

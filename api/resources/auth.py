@@ -67,7 +67,9 @@ class Register:
                                    full_name=body.full_name.strip(), role=body.role)
                 job = queue_verification(user)
                 audit(req, "user.register", user.id, after={"email": email, "role": body.role})
-        except IntegrityError:  # the unique index on email decides, even under concurrent sign-ups
+        except IntegrityError as exc:  # the unique index on email decides, even under concurrent sign-ups
+            if "users_email_key" not in str(exc):
+                raise
             raise conflict("An account with this email already exists.", slug="email-taken") from None
         req.context.services.jobs.submit(job)
         resp.status = falcon.HTTP_201
@@ -152,7 +154,7 @@ class Refresh:
             session, refresh = sessions.rotate(req.context.body.refresh_token)
         except sessions.RefreshRejected as exc:
             if exc.reused:
-                services.sessions.forget_sessions([exc.session_id])
+                services.sessions.mark_revoked([exc.session_id])
             raise unauthorized("The refresh token is invalid, used or expired; log in again.") from None
         resp.media = issue_tokens(services, session.user, session, refresh)
 
@@ -162,7 +164,7 @@ class Logout:
     def on_post(self, req, resp):
         principal = req.context.principal
         revoked = sessions.revoke([principal.session_id], reason="logout")
-        req.context.services.sessions.forget_sessions(revoked or [principal.session_id])
+        req.context.services.sessions.mark_revoked(revoked or [principal.session_id])
         resp.status = falcon.HTTP_204
 
 
@@ -173,7 +175,7 @@ class LogoutAll:
         with db.atomic():
             revoked = sessions.revoke_all(principal.user_id, reason="logout_all")
             audit(req, "user.logout_all", principal.user_id, after={"sessions": len(revoked)})
-        req.context.services.sessions.forget_sessions(revoked)
+        req.context.services.sessions.mark_revoked(revoked)
         resp.status = falcon.HTTP_204
 
 
@@ -212,7 +214,8 @@ class ResetPassword:
             User.update(password_hash=hash_password(body.password), updated_at=now,
                         email_verified_at=user.email_verified_at or now).where(User.id == user.id).execute()
             revoked = sessions.revoke_all(user.id, reason="password_reset")
+            AccountToken.void_unused(user.id, "password_reset")  # links mailed earlier die with it
             audit(req, "user.password_reset", user.id, after={"sessions_revoked": len(revoked)})
-        services.sessions.forget_sessions(revoked)
+        services.sessions.mark_revoked(revoked)
         services.sessions.forget_profile(user.id)
         resp.status = falcon.HTTP_204

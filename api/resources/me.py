@@ -9,7 +9,7 @@ from api.operation import operation
 from api.resources.auth import audit, password_error
 from api.schemas.accounts import ChangePasswordRequest, Profile, ProfilePatch, SessionList
 from models import sessions
-from models.accounts import AuthSession, User
+from models.accounts import AccountToken, AuthSession, User
 from models.base import utcnow
 from models.db import db
 from models.passwords import hash_password, policy_problem, verify_password
@@ -74,8 +74,9 @@ class MyPassword:
             User.update(password_hash=hash_password(body.new_password), updated_at=utcnow()).where(
                 User.id == user.id).execute()
             revoked = sessions.revoke_all(user.id, reason="password_change", except_session=principal.session_id)
+            AccountToken.void_unused(user.id, "password_reset")
             audit(req, "user.password_change", user.id, after={"sessions_revoked": len(revoked)})
-        req.context.services.sessions.forget_sessions(revoked)
+        req.context.services.sessions.mark_revoked(revoked)
         resp.status = falcon.HTTP_204
 
 
@@ -96,5 +97,5 @@ class MySessions:
         if session is None:
             raise not_found("session")
         revoked = sessions.revoke([session.id], reason="user_revoked")
-        req.context.services.sessions.forget_sessions(revoked)
+        req.context.services.sessions.mark_revoked(revoked)
         resp.status = falcon.HTTP_204

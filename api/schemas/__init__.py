@@ -22,7 +22,8 @@ Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@
                                     description="An email address", examples=["ada@example.com"])]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=128, description="A password")]
 Token = Annotated[str, msgspec.Meta(min_length=16, max_length=200, description="An opaque token")]
-FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, examples=["Ada Lovelace"])]
+# At least one visible character: names are stored stripped, and the database refuses empty ones.
+FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S", examples=["Ada Lovelace"])]
 Cursor = Annotated[str, msgspec.Meta(max_length=200, description="Opaque pagination cursor from `next_cursor`")]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=100, description="Page size (at most 100)")]
 Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164 phone number",

@@ -1,9 +1,6 @@
 """The API under test: the real app and real Redis, jobs run in-process on demand."""
 from __future__ import annotations
 
-import email
-import pathlib
-
 import pytest
 from falcon import testing
 
@@ -12,6 +9,7 @@ from services.jobqueue import task_name
 from tasks.app import app as celery_app
 from tasks.runtime import init_runtime
 from tests.factories import PASSWORD, make_user
+from tests.outbox import Outbox
 
 celery_app.loader.import_default_modules()  # register every task module listed in tasks.app
 
@@ -57,28 +55,6 @@ def client(settings, services):
     return testing.TestClient(create_app(settings, services=services, init_db=False))
 
 
-class Outbox:
-    def __init__(self, directory: pathlib.Path):
-        self.directory = directory
-
-    def messages(self) -> list[email.message.Message]:
-        if not self.directory.exists():
-            return []
-        return [email.message_from_bytes(p.read_bytes()) for p in sorted(self.directory.glob("*.eml"))]
-
-    def token_for(self, address: str) -> str:
-        """The ``token=`` value in the newest message to ``address``."""
-        for message in reversed(self.messages()):
-            if message["To"] == address:
-                body = message.get_body(("plain",)) if hasattr(message, "get_body") else message
-                text = (body.get_payload(decode=True) or b"").decode() if not message.is_multipart() else \
-                    message.get_payload(0).get_payload(decode=True).decode()
-                for line in text.splitlines():
-                    if line.startswith("token="):
-                        return line.split("=", 1)[1].strip()
-        raise AssertionError(f"no message with a token to {address}")
-
-
 @pytest.fixture
 def outbox(settings):
     return Outbox(settings.outbox_dir)
@@ -109,3 +85,25 @@ def user():
 @pytest.fixture
 def admin():
     return make_user(role="admin")
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def assert_problem(resp, status: int, *, field: str | None = None) -> dict:
+    """Assert ``resp`` is an RFC 9457 problem with ``status`` (naming ``field`` if given)."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM_JSON), resp.headers
+    body = resp.json
+    assert body["status"] == status
+    assert body["type"].startswith("https://hearth.dev/problems/")
+    assert body["title"]
+    if field is not None:
+        fields = [error["field"] for error in body.get("errors") or []]
+        assert field in fields, body
+    return body
+
+
+def bearer(pair: dict) -> dict:
+    """Authorization header for a token pair returned by login or refresh."""
+    return {"Authorization": f"Bearer {pair['access_token']}"}

@@ -1,7 +1,14 @@
 """The account lifecycle over HTTP, as a frontend would drive it."""
 from __future__ import annotations
 
-from models.accounts import User
+import datetime
+
+from models.accounts import AccountToken, AuthSession, User
+from models.audit import AuditEntry
+from models.base import utcnow
+from models.jobs import Job
+from tests.api.conftest import assert_problem, bearer
+from tests.factories import PASSWORD, make_user
 
 
 def test_register_verify_login_me_refresh_logout(client, jobs, outbox):
@@ -44,3 +51,126 @@ def test_register_verify_login_me_refresh_logout(client, jobs, outbox):
     assert newest.status_code == 401
     me = client.simulate_get("/v1/me", headers={"Authorization": f"Bearer {refreshed.json['access_token']}"})
     assert me.status_code == 401
+
+
+def _register(client, email="Grace@Example.com", password="compiler pioneer 1952", **extra):
+    body = {"email": email, "password": password, "full_name": "Grace Hopper", **extra}
+    return client.simulate_post("/v1/auth/register", json=body)
+
+
+def test_register_queues_exactly_one_verification_job_and_audits(client, jobs, outbox):
+    resp = _register(client)
+    assert resp.status_code == 201, resp.text
+    assert resp.headers["location"] == "/v1/me"
+    assert resp.json["role"] == "buyer"  # the default self-service role
+    user = User.get(User.email == "grace@example.com")
+    assert Job.select().where((Job.owner == user.id)
+                              & (Job.kind == "accounts.send_verification_email")).count() == 1
+    assert len(jobs.submitted) == 1
+    assert AuditEntry.select().where((AuditEntry.target_id == str(user.id))
+                                     & (AuditEntry.action == "user.register")).count() == 1
+    assert jobs.run_pending() == 1
+    [message] = outbox.messages()
+    assert message["To"] == "grace@example.com"
+    assert outbox.token_for("grace@example.com")
+
+
+def test_register_twice_with_the_same_email_in_other_case_is_a_conflict(client):
+    assert _register(client).status_code == 201
+    resp = _register(client, email="GRACE@example.COM")
+    assert_problem(resp, 409)
+    assert User.select().where(User.email == "grace@example.com").count() == 1
+
+
+def test_expired_verification_token_is_refused(client, jobs, outbox):
+    assert _register(client).status_code == 201
+    jobs.run_pending()
+    token = outbox.token_for("grace@example.com")
+    AccountToken.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(
+        AccountToken.purpose == "verify_email").execute()
+    assert_problem(client.simulate_post("/v1/auth/verify-email", json={"token": token}), 400)
+    assert User.get(User.email == "grace@example.com").email_verified_at is None
+
+
+def test_unknown_verification_token_is_refused(client):
+    resp = client.simulate_post("/v1/auth/verify-email", json={"token": "x" * 43})
+    assert_problem(resp, 400)
+
+
+def test_resend_verification_sends_a_new_working_link(client, jobs, outbox, auth_headers):
+    user = make_user(verified=False)
+    headers = auth_headers(user)
+    resp = client.simulate_post("/v1/auth/verify-email/resend", headers=headers)
+    assert resp.status_code == 202, resp.text
+    job_id = resp.headers["location"].rsplit("/", 1)[1]
+    assert Job.get_by_id(job_id).kind == "accounts.send_verification_email"
+    assert jobs.run_pending() == 1
+    token = outbox.token_for(user.email)
+    assert client.simulate_post("/v1/auth/verify-email", json={"token": token}).status_code == 204
+    me = client.simulate_get("/v1/me", headers=headers)
+    assert me.json["email_verified"] is True
+    # Once verified there is nothing to resend.
+    assert_problem(client.simulate_post("/v1/auth/verify-email/resend", headers=headers), 409)
+    assert jobs.submitted == []
+
+
+def test_resend_verification_needs_a_login(client):
+    assert_problem(client.simulate_post("/v1/auth/verify-email/resend"), 401)
+
+
+def test_verifying_updates_a_cached_profile(client, jobs, outbox, auth_headers):
+    assert _register(client).status_code == 201
+    user = User.get(User.email == "grace@example.com")
+    headers = auth_headers(user, "compiler pioneer 1952")
+    assert client.simulate_get("/v1/me", headers=headers).json["email_verified"] is False
+    jobs.run_pending()
+    token = outbox.token_for(user.email)
+    assert client.simulate_post("/v1/auth/verify-email", json={"token": token}).status_code == 204
+    assert client.simulate_get("/v1/me", headers=headers).json["email_verified"] is True
+
+
+def test_refresh_rotation_gives_working_tokens_and_consumes_the_old(client, user, login):
+    pair = login(user)
+    first = client.simulate_post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert first.status_code == 200, first.text
+    assert first.json["user"]["id"] == str(user.id)
+    assert client.simulate_get("/v1/me", headers=bearer(first.json)).status_code == 200
+    second = client.simulate_post("/v1/auth/refresh", json={"refresh_token": first.json["refresh_token"]})
+    assert second.status_code == 200
+    assert len({pair["refresh_token"], first.json["refresh_token"], second.json["refresh_token"]}) == 3
+    # Still one session: rotation does not start new logins.
+    assert AuthSession.select().where(AuthSession.user == user.id).count() == 1
+
+
+def test_unknown_refresh_token_is_refused(client):
+    assert_problem(client.simulate_post("/v1/auth/refresh", json={"refresh_token": "y" * 43}), 401)
+
+
+def test_logout_ends_only_this_session(client, user, login):
+    mine, other = login(user), login(user)
+    resp = client.simulate_post("/v1/auth/logout", headers=bearer(mine))
+    assert resp.status_code == 204, resp.text
+    assert_problem(client.simulate_get("/v1/me", headers=bearer(mine)), 401)
+    assert_problem(client.simulate_post("/v1/auth/refresh", json={"refresh_token": mine["refresh_token"]}), 401)
+    assert client.simulate_get("/v1/me", headers=bearer(other)).status_code == 200
+
+
+def test_logout_accepts_an_empty_json_body(client, user, login):
+    pair = login(user)
+    resp = client.simulate_post("/v1/auth/logout", headers=bearer(pair), json={})
+    assert resp.status_code == 204, resp.text
+    assert_problem(client.simulate_get("/v1/me", headers=bearer(pair)), 401)
+
+
+def test_logout_all_ends_every_session(client, user, login):
+    first, second = login(user), login(user)
+    resp = client.simulate_post("/v1/auth/logout-all", headers=bearer(first))
+    assert resp.status_code == 204, resp.text
+    for pair in (first, second):
+        assert_problem(client.simulate_get("/v1/me", headers=bearer(pair)), 401)
+        assert_problem(client.simulate_post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+                       401)
+    assert AuthSession.select().where((AuthSession.user == user.id)
+                                      & AuthSession.revoked_at.is_null()).count() == 0
+    # Logging in again works.
+    assert client.simulate_post("/v1/auth/login", json={"email": user.email, "password": PASSWORD}).status_code == 200

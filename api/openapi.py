@@ -1,0 +1,242 @@
+"""The OpenAPI 3.1 document of a built app, generated from its routes.
+
+Every responder describes itself with ``@operation`` (api/operation.py). This
+module walks Falcon's router, so a route added in ``add_routes`` appears in the
+document with no change here. Schemas come from the same msgspec types that
+decode requests, as JSON Schema 2020-12, which OpenAPI 3.1 uses as is.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from importlib import metadata
+
+import falcon
+import msgspec
+
+from api.schemas import Problem
+
+PROBLEM_JSON = "application/problem+json"
+BEARER = {"bearerAuth": []}
+_FIELD = re.compile(r"\{(\w+)(?::(\w+)[^}]*)?\}")  # {name} or {name:converter(args)}
+_CONVERTERS = {"uuid": {"type": "string", "format": "uuid"}, "int": {"type": "integer"},
+               "float": {"type": "number"}, "dt": {"type": "string"}}
+_METHOD_ORDER = ("GET", "PUT", "POST", "PATCH", "DELETE")
+
+DESCRIPTION = """\
+The Hearth API: JSON over HTTPS.
+
+**Authentication.** Send `Authorization: Bearer <access token>`. `POST /v1/auth/login` returns a \
+short-lived access token and a single-use refresh token; `POST /v1/auth/refresh` exchanges the \
+refresh token for a new pair.
+
+**Errors** are `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail` and \
+`request_id`; a validation failure (422) also lists `errors: [{field, message}]`.
+
+**Rate limits.** Limited operations answer with `RateLimit-Limit`, `RateLimit-Remaining` and \
+`RateLimit-Reset` (seconds); over the limit the answer is 429 with `Retry-After` (seconds).
+
+**Idempotency.** A request that moves money must carry an `Idempotency-Key` header chosen by the \
+client; retrying with the same key never repeats the work.
+
+**Slow work** answers `202 Accepted` with `Location: /v1/jobs/{id}`; poll that job until it finishes.
+
+Every response carries `X-Request-ID`; quote it when reporting a problem."""
+
+_HEADERS = {
+    "X-Request-ID": ("string", "Identifies the request in our logs; quote it when reporting a problem."),
+    "RateLimit-Limit": ("integer", "Requests allowed in the current window."),
+    "RateLimit-Remaining": ("integer", "Requests left in the current window."),
+    "RateLimit-Reset": ("integer", "Seconds until the current window ends."),
+    "Retry-After": ("integer", "Seconds to wait before trying again."),
+    "WWW-Authenticate": ("string", "The authentication scheme to use: `Bearer`."),
+    "Location": ("string", "The URL of the created resource."),
+    "JobLocation": ("string", "The job doing the work, `/v1/jobs/{id}`; poll it until it finishes."),
+}
+_RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+_ERRORS = {
+    400: "The request is malformed.",
+    401: "No valid access token (problem type `unauthorized`).",
+    403: "The caller may not do this.",
+    404: "No such resource.",
+    409: "The request conflicts with the current state.",
+    413: "The body is larger than the API accepts.",
+    415: "The body is not `application/json`.",
+    422: "Validation failed; `errors` names each offending field.",
+    429: "Too many requests; wait `Retry-After` seconds.",
+    500: "Unexpected error; the body names the request id and nothing else.",
+    503: "A backing service is unreachable; try again after `Retry-After` seconds.",
+}
+
+
+def routes(app: falcon.App) -> Iterator[tuple[str, str, object, object]]:
+    """``(uri_template, method, resource, responder)`` for each responder a resource defines.
+
+    Falcon's own default responders (405, OPTIONS) are left out. Falcon has no public
+    API that yields responder objects; ``falcon.inspect`` walks these same attributes.
+    """
+    def walk(nodes):
+        for node in nodes:
+            if node.resource is not None:
+                for method, responder in (node.method_map or {}).items():
+                    if not getattr(responder, "__module__", "").startswith("falcon."):
+                        yield node.uri_template, method, node.resource, responder
+            yield from walk(node.children)
+
+    yield from walk(app._router._roots)
+
+
+def path_of(uri_template: str) -> str:
+    """The OpenAPI path of a Falcon URI template: field converters removed."""
+    return _FIELD.sub(r"{\1}", uri_template)
+
+
+def document(app: falcon.App) -> dict:
+    """The OpenAPI 3.1 document of every ``@operation`` responder routed in ``app``.
+
+    A responder without ``.operation`` is left out (the test suite refuses that).
+    """
+    found = [(t, m, res, r) for t, m, res, r in routes(app) if hasattr(r, "operation")]
+    found.sort(key=lambda f: (path_of(f[0]), _METHOD_ORDER.index(f[1]) if f[1] in _METHOD_ORDER else 99))
+    types = {Problem} | {t for *_, r in found for t in (r.operation.body, r.operation.query, r.operation.response)
+                         if t is not None}
+    ordered = sorted(types, key=repr)
+    refs, schemas = msgspec.json.schema_components(ordered, ref_template="#/components/schemas/{name}")
+    refs = dict(zip(ordered, refs))
+
+    paths, tags, ids = {}, set(), set()
+    for template, method, resource, responder in found:
+        item = _operation(template, resource, responder, refs, schemas)
+        while item["operationId"] in ids:  # one resource class routed twice with the same suffix
+            item["operationId"] += "_"
+        ids.add(item["operationId"])
+        tags.update(item["tags"])
+        paths.setdefault(path_of(template), {})[method.lower()] = item
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Hearth API", "version": _version(), "description": DESCRIPTION},
+        "servers": [{"url": "/"}],
+        "security": [BEARER],
+        "tags": [{"name": name} for name in sorted(tags)],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "headers": {name: {"description": text, "schema": {"type": kind}}
+                        for name, (kind, text) in _HEADERS.items()},
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A short-lived access token (EdDSA-signed JWT) from `POST /v1/auth/login`."}},
+        },
+    }
+
+
+def _operation(template: str, resource, responder, refs: dict, schemas: dict) -> dict:
+    op = responder.operation
+    name = responder.__name__.removeprefix("on_")
+    item = {"operationId": f"{type(resource).__name__}_{name}", "summary": op.summary,
+            "tags": list(op.tags) or ["default"]}
+    if op.description:
+        item["description"] = op.description
+    parameters = [{"name": field, "in": "path", "required": True,
+                   "schema": dict(_CONVERTERS.get(converter, {"type": "string"}))}
+                  for field, converter in _FIELD.findall(template)]
+    if op.query is not None:
+        parameters += _query_parameters(_component(refs[op.query], schemas))
+    if parameters:
+        item["parameters"] = parameters
+    if op.body is not None:
+        # No body at all satisfies a schema whose fields are all optional (see decode_body).
+        body = _component(refs[op.body], schemas)
+        needed = body.get("type") != "object" or bool(body.get("required"))
+        item["requestBody"] = {"required": needed, "content": {"application/json": {"schema": refs[op.body]}}}
+    item["responses"] = _responses(op, refs)
+    if op.auth == "none":
+        item["security"] = []
+    elif op.auth == "optional":
+        item["security"] = [{}, BEARER]
+    if op.permission:
+        item["x-permission"] = op.permission
+    if op.rate:
+        item["x-rate-limit"] = op.rate
+    return item
+
+
+def _component(schema: dict, schemas: dict) -> dict:
+    """``schema`` itself, seen through a ``$ref`` to a component."""
+    return schemas[schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+
+
+def _query_parameters(schema: dict) -> list[dict]:
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = _not_null(prop)
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            parameter["description"] = prop["description"]
+        parameters.append(parameter)
+    return parameters
+
+
+def _not_null(prop: dict) -> dict:
+    """``X | None`` as ``X``: a query string cannot carry null, only leave the key out."""
+    options = [s for s in prop.get("anyOf", ()) if s != {"type": "null"}]
+    if len(options) != 1:
+        return prop
+    merged = {**options[0], **{k: v for k, v in prop.items() if k != "anyOf"}}
+    if merged.get("default", ...) is None:
+        del merged["default"]
+    return merged
+
+
+def _responses(op, refs: dict) -> dict:
+    common = ["X-Request-ID", *(_RATE_HEADERS if op.rate else ())]
+    success = {"description": _reason(op.status), "headers": _headers(common)}
+    if op.status in (201, 202):
+        success["headers"]["Location"] = {"$ref": "#/components/headers/"
+                                                  + ("Location" if op.status == 201 else "JobLocation")}
+    for name, value in op.response_headers.items():
+        success["headers"][name] = value if isinstance(value, dict) else {
+            "description": value, "schema": {"type": "string"}}
+    if op.status != 204:
+        fallback = {"type": "object"} if "json" in op.content_type else {"type": "string"}
+        success["content"] = {op.content_type: {"schema": refs.get(op.response, fallback)}}
+
+    statuses = set(op.errors) | {500}
+    if op.auth != "none":
+        statuses.add(401)
+    if op.permission:
+        statuses.add(403)
+    if op.body is not None:
+        statuses |= {400, 413, 415, 422}
+    if op.query is not None:
+        statuses.add(422)
+    if op.rate:
+        statuses.add(429)
+
+    responses = {str(op.status): success}
+    for status in sorted(statuses):
+        extra = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}.get(status, [])
+        description = _ERRORS.get(status) or _reason(status)
+        if status == 403 and op.permission:
+            description = f"The caller lacks the `{op.permission}` permission, or may not do this."
+        responses[str(status)] = {"description": description, "headers": _headers(common + extra),
+                                  "content": {PROBLEM_JSON: {"schema": refs[Problem]}}}
+    return responses
+
+
+def _headers(names) -> dict:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+def _reason(status: int) -> str:
+    return falcon.code_to_http_status(status)[4:]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hearth")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,136 @@
+"""The websocket relay: ``uvicorn api.relay:app`` serves ``/v1/realtime`` (docs/jobs-and-events.md).
+
+A Falcon ASGI app. Each connection authenticates with an API access token in
+its first message, receives its user's events (``user:{id}``), and may
+subscribe to further channels that ``api.relay_auth`` allows (``job:{id}``).
+One Redis subscription per process (``api.relay_hub``) fans events out to the
+local connections; ``api.relay_connection`` runs each connection.
+
+``create_relay(settings, **collaborators)`` builds the app; ``app`` (built from
+the environment on first access) is what uvicorn imports.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import falcon
+import falcon.asgi
+import redis as redis_lib
+import redis.asyncio as aioredis
+
+from api import relay_protocol as proto
+from api.auth import SessionCache
+from api.relay_auth import RelayAuth
+from api.relay_connection import Connection
+from api.relay_hub import Hub
+from api.tokens import KeyRing, TokenIssuer
+from models.db import init_database
+from settings import Settings
+
+log = logging.getLogger("hearth.relay")
+
+
+@dataclass
+class Relay:
+    """What every connection of one relay process shares."""
+
+    settings: Settings
+    hub: Hub
+    auth: RelayAuth
+    clock: object
+    connections: set
+
+    async def start(self) -> None:
+        await self.hub.start()
+
+    async def stop(self) -> None:
+        # uvicorn has closed its connections (1012) by now; any left get 1001.
+        for conn in list(self.connections):
+            conn.close(proto.GOING_AWAY)
+        deadline = time.monotonic() + 5
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.hub.stop()
+        await self.auth.redis.aclose()
+
+
+class Realtime:
+    def __init__(self, relay: Relay):
+        self.relay = relay
+        self.allowed_origins = {o for o in relay.settings.cors_origins if o != "*"}
+        self.any_origin = "*" in relay.settings.cors_origins or not relay.settings.cors_origins
+
+    async def on_websocket(self, req, ws):
+        origin = req.get_header("Origin")
+        if origin and not self.any_origin and origin not in self.allowed_origins:
+            await ws.close()  # before accept: the handshake is refused with 403
+            return
+        relay = self.relay
+        conn = Connection(ws, hub=relay.hub, auth=relay.auth, options=relay.settings, clock=relay.clock)
+        relay.connections.add(conn)
+        try:
+            await conn.run(req)
+        finally:
+            relay.connections.discard(conn)
+
+
+class Health:
+    def __init__(self, relay: Relay):
+        self.relay = relay
+
+    async def on_get(self, req, resp):
+        connected = self.relay.hub.connected.is_set()
+        resp.status = falcon.HTTP_200 if connected else falcon.HTTP_503
+        resp.media = {"status": "ok" if connected else "redis unavailable",
+                      "connections": len(self.relay.connections)}
+
+
+class _Lifecycle:
+    def __init__(self, relay: Relay):
+        self.relay = relay
+
+    async def process_startup(self, scope, event):
+        await self.relay.start()
+
+    async def process_shutdown(self, scope, event):
+        await self.relay.stop()
+
+
+def build_relay(settings: Settings, *, redis=None, blocking=None, clock=time.time, keys=None,
+                hub_grace: float = 30.0) -> Relay:
+    aredis = redis or aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=5))
+    tokens = TokenIssuer(keys or KeyRing.from_settings(settings), issuer=settings.jwt_issuer,
+                         audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock)
+    sync_redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    sessions = SessionCache(sync_redis, settings.redis_prefix, ttl=settings.access_token_ttl)
+    auth = RelayAuth(tokens, aredis, sessions, **({"blocking": blocking} if blocking else {}))
+    hub = Hub(settings.redis_url, settings.redis_prefix, aredis, grace=hub_grace)
+    return Relay(settings=settings, hub=hub, auth=auth, clock=clock, connections=set())
+
+
+def create_relay(settings: Settings, *, relay: Relay | None = None, init_db: bool = True,
+                 **collaborators) -> falcon.asgi.App:
+    """Build the ASGI app; ``relay``: prebuilt shared state (tests keep a handle on it)."""
+    if init_db:
+        init_database(settings)
+    relay = relay or build_relay(settings, **collaborators)
+    app = falcon.asgi.App(middleware=[_Lifecycle(relay)])
+    app.ws_options.error_close_code = proto.INTERNAL_ERROR
+    app.add_route("/v1/realtime", Realtime(relay))
+    app.add_route("/healthz", Health(relay))
+    return app
+
+
+def __getattr__(name: str):
+    # ``uvicorn api.relay:app`` reads this; importing the module for its parts builds nothing.
+    if name == "app":
+        from api.logging import configure_logging
+        settings = Settings.from_env()
+        configure_logging(settings)
+        globals()["app"] = built = create_relay(settings)
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,145 @@
+"""A private Hearth for one benchmark run: its own database, Redis prefix, keys and user.
+
+``HearthStack`` creates ``bench_<pid>`` on the PostgreSQL server named by
+``BENCH_DATABASE_URL`` (an admin URL), migrates it, adds one user with a known
+password, and gives the environment a gunicorn under test needs. ``close()``
+drops the database and deletes every Redis key under the run's prefix.
+
+Limits that would throttle a load generator (rate limits, login lockout) are
+raised in that environment; ``overrides`` lists them so the report can say so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+import uuid
+
+import psycopg2
+import redis as redis_lib
+
+ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+EMAIL = "bench.user@hearth.test"
+PASSWORD = "Bench-run-7f3a-Hearth"  # passes the password policy
+FULL_NAME = "Bench User"
+
+# Far above anything wrk can send in a run, so every request does the limiter's
+# work (one Redis round trip) but none is refused.
+UNLIMITED = "1000000000/minute"
+OVERRIDES = {
+    "RATE_LIMIT_DEFAULT": UNLIMITED,
+    "RATE_LIMIT_AUTH": UNLIMITED,
+    "LOGIN_LOCKOUT_THRESHOLD": "1000000000",
+    "LOGIN_IP_LOCKOUT_THRESHOLD": "1000000000",
+}
+
+
+def _admin_connection():
+    from models.db import connect_args
+    args = connect_args(ADMIN_URL)
+    args["dbname"] = args.pop("database")
+    conn = psycopg2.connect(**args)
+    conn.autocommit = True
+    return conn
+
+
+def _database_url(name: str) -> str:
+    base, _, query = ADMIN_URL.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + (("?" + query) if query else "")
+
+
+class HearthStack:
+    def __init__(self, var_dir, log=print):
+        self.log = log
+        self.var_dir = var_dir
+        self.db_name = f"bench_{os.getpid()}"
+        self.database_url = _database_url(self.db_name)
+        self.redis_prefix = f"bench:{os.getpid()}:{uuid.uuid4().hex[:6]}:"
+        self.created = False
+        self.env: dict[str, str] = {}
+        self.redis = redis_lib.Redis.from_url(REDIS_URL)
+
+    @property
+    def overrides(self) -> dict[str, str]:
+        return dict(OVERRIDES)
+
+    def open(self) -> "HearthStack":
+        from api.tokens import generate_private_pem
+        from models import migrate
+        from models.accounts import User
+        from models.db import db, make_database
+        from models.passwords import hash_password
+
+        conn = _admin_connection()
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+            cur.execute(f'CREATE DATABASE "{self.db_name}"')
+        conn.close()
+        self.created = True
+        database = make_database(self.database_url, max_connections=2)
+        db.initialize(database)
+        with database.connection_context():
+            applied = migrate.upgrade(database)
+            User.create(email=EMAIL, password_hash=hash_password(PASSWORD), full_name=FULL_NAME,
+                        role="buyer")
+        database.close_all()
+        self.log(f"database {self.db_name}: {len(applied)} migrations applied, user {EMAIL} created")
+        self.env = {
+            "HEARTH_ENV": "development",
+            "HEARTH_VAR_DIR": str(self.var_dir),
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": REDIS_URL,
+            "REDIS_PREFIX": self.redis_prefix,
+            "JWT_PRIVATE_KEYS": generate_private_pem(),
+            **OVERRIDES,
+        }
+        return self
+
+    def close(self) -> None:
+        try:
+            keys = list(self.redis.scan_iter(match=self.redis_prefix + "*", count=1000))
+            if keys:
+                self.redis.delete(*keys)
+            self.redis.close()
+        finally:
+            if self.created:
+                conn = _admin_connection()
+                with conn.cursor() as cur:
+                    cur.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+                conn.close()
+                self.created = False
+
+    def __enter__(self) -> "HearthStack":
+        try:
+            return self.open()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def redis_cpu_seconds(client) -> float:
+    """CPU time the Redis server has used so far (all its clients, not only this run)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def login_body() -> str:
+    return json.dumps({"email": EMAIL, "password": PASSWORD})
+
+
+def post_json(url: str, body: str) -> dict:
+    request = urllib.request.Request(url, data=body.encode(), method="POST",
+                                      headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def get_json(url: str, headers: dict) -> dict:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())

@@ -1,0 +1,1 @@
+"""Running Hearth: the ``hearth`` command, the development process supervisor, embedded dev services."""

@@ -1,0 +1,284 @@
+"""The ``hearth`` command.
+
+    hearth db upgrade [TARGET] | downgrade [TARGET] | status | new NAME
+    hearth users create-admin --email E --full-name N [--password-stdin]
+    hearth run
+    hearth keys generate
+
+With ``DATABASE_URL`` unset outside production, database commands use the
+embedded PostgreSQL under ``var/`` (started for the command and stopped after it,
+unless a running ``hearth run`` already owns it). Expected failures (bad
+settings, unreachable database, invalid input) print one message on stderr and
+exit 1; a traceback always means a bug.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import getpass
+import re
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+from settings import Settings, SettingsError
+
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class CommandError(Exception):
+    """An expected failure: the message is shown to the user as is."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help(sys.stderr)
+        return 2
+    from peewee import InterfaceError, OperationalError
+
+    from ops.devservices import ServiceError
+
+    try:
+        return args.handler(args) or 0
+    except SettingsError as exc:
+        return _fail(str(exc))
+    except (CommandError, ServiceError) as exc:
+        return _fail(str(exc))
+    except (OperationalError, InterfaceError) as exc:
+        return _fail(f"database error: {_first_line(exc)}")
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hearth", description="Run and administer Hearth.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    db_parser = commands.add_parser("db", help="schema migrations")
+    db_commands = db_parser.add_subparsers(title="db commands", metavar="ACTION")
+    db_commands.required = True
+    up = db_commands.add_parser("upgrade", help="apply pending migrations (up to TARGET)")
+    up.add_argument("target", nargs="?", help="stop after this migration, e.g. 0002_jobs")
+    up.set_defaults(handler=db_upgrade)
+    down = db_commands.add_parser("downgrade", help="revert the newest migration, or back through TARGET")
+    down.add_argument("target", nargs="?", help="revert every applied migration back through this one")
+    down.set_defaults(handler=db_downgrade)
+    db_commands.add_parser("status", help="list migrations and when they were applied").set_defaults(
+        handler=db_status)
+    new = db_commands.add_parser("new", help="write a numbered skeleton migration")
+    new.add_argument("name", help="what the migration does, e.g. 'listing photos'")
+    new.set_defaults(handler=db_new)
+
+    users_parser = commands.add_parser("users", help="user accounts")
+    users_commands = users_parser.add_subparsers(title="users commands", metavar="ACTION")
+    users_commands.required = True
+    admin = users_commands.add_parser("create-admin", help="create an administrator (email verified)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--full-name", required=True)
+    admin.add_argument("--password-stdin", action="store_true",
+                       help="read the password from standard input instead of prompting")
+    admin.set_defaults(handler=users_create_admin)
+
+    run = commands.add_parser("run", help="start every process of the Procfile for development")
+    run.set_defaults(handler=run_all)
+
+    keys_parser = commands.add_parser("keys", help="signing keys")
+    keys_commands = keys_parser.add_subparsers(title="keys commands", metavar="ACTION")
+    keys_commands.required = True
+    keys_commands.add_parser(
+        "generate", help="print a new Ed25519 private key (PEM) for JWT_PRIVATE_KEYS"
+    ).set_defaults(handler=keys_generate)
+    return parser
+
+
+# --------------------------------------------------------------------------- db
+
+@contextlib.contextmanager
+def _database(settings: Settings):
+    """Bind the model database proxy to the configured (or embedded) database for one command."""
+    from models.db import init_database
+    from ops.devservices import ensure_database
+
+    url = ensure_database(settings)
+    database = init_database(dataclasses.replace(settings, database_url=url, database_max_connections=2))
+    try:
+        database.connect()
+    except _connection_errors() as exc:
+        raise CommandError(f"cannot reach the database at {redact(url)}: {_first_line(exc)}") from None
+    try:
+        yield database
+    finally:
+        if not database.is_closed():
+            database.close()
+        database.close_all()
+
+
+def _connection_errors() -> tuple[type[Exception], ...]:
+    from peewee import InterfaceError, OperationalError
+    return (OperationalError, InterfaceError)
+
+
+def _migration_error():
+    from playhouse.migrations import MigrationError
+    return MigrationError
+
+
+def db_upgrade(args) -> int:
+    from models import migrate
+
+    with _database(Settings.from_env()) as database:
+        try:
+            applied = migrate.upgrade(database, args.target)
+        except _migration_error() as exc:
+            raise CommandError(str(exc)) from None
+    for name in applied:
+        print(f"applied  {name}")
+    if not applied:
+        print("the database is up to date")
+    return 0
+
+
+def db_downgrade(args) -> int:
+    from models import migrate
+
+    with _database(Settings.from_env()) as database:
+        try:
+            reverted = migrate.downgrade(database, args.target)
+        except _migration_error() as exc:
+            raise CommandError(str(exc)) from None
+    for name in reverted:
+        print(f"reverted {name}")
+    if not reverted:
+        print("no migration is applied; nothing to revert")
+    return 0
+
+
+def db_status(args) -> int:
+    from models import migrate
+
+    with _database(Settings.from_env()) as database:
+        rows = migrate.status(database)
+    for name, applied_at in rows:
+        when = applied_at.strftime("%Y-%m-%d %H:%M:%S") if applied_at else "pending"
+        print(f"{when:<19}  {name}")
+    pending = sum(1 for _, applied_at in rows if applied_at is None)
+    print(f"{len(rows) - pending} applied, {pending} pending")
+    return 0
+
+
+def db_new(args) -> int:
+    from models import migrate
+    from models.db import make_database
+
+    # Writing the file needs no connection; the database object only satisfies the runner.
+    settings = Settings.from_env()
+    path = migrate.new(make_database(settings.database_url or "postgresql:///hearth"), args.name)
+    print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------- users
+
+def users_create_admin(args) -> int:
+    from peewee import IntegrityError
+
+    from models import migrate
+    from models.accounts import User
+    from models.audit import AuditEntry
+    from models.base import utcnow
+    from models.db import db
+    from models.passwords import hash_password, policy_problem
+
+    email = User.normalize_email(args.email)
+    full_name = args.full_name.strip()
+    if not EMAIL.fullmatch(email) or len(email) > 254:
+        raise CommandError(f"not an email address: {args.email!r}")
+    if not 1 <= len(full_name) <= 200:
+        raise CommandError("--full-name must be 1 to 200 characters")
+
+    with _database(Settings.from_env()) as database:
+        pending = [name for name, applied_at in migrate.status(database) if applied_at is None]
+        if pending:
+            raise CommandError(
+                f"the database schema is not up to date ({len(pending)} pending migrations); "
+                "run `hearth db upgrade` first"
+            )
+        if User.select().where(User.email == email).exists():
+            raise CommandError(f"a user with email {email} already exists")
+        password = _read_password(args.password_stdin)
+        problem = policy_problem(password, email=email, full_name=full_name)
+        if problem:
+            raise CommandError(f"password {problem}")
+        try:
+            with db.atomic():
+                now = utcnow()
+                user = User.create(email=email, full_name=full_name, role="admin",
+                                   password_hash=hash_password(password), email_verified_at=now,
+                                   created_at=now, updated_at=now)
+                AuditEntry.record(actor_id=None, action="user.create_admin", target_type="user",
+                                  target_id=user.id, after={"email": email, "role": "admin", "via": "cli"})
+        except IntegrityError:
+            raise CommandError(f"a user with email {email} already exists") from None
+    print(f"created admin {email} (id {user.id})")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        text = sys.stdin.read()
+        return text[:-1] if text.endswith("\n") else text
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to prompt for a password; pipe it in with --password-stdin")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != first:
+        raise CommandError("the passwords do not match")
+    return first
+
+
+# --------------------------------------------------------------------------- run, keys
+
+def run_all(args) -> int:
+    from ops import supervisor
+
+    try:
+        return supervisor.run(Settings.from_env())
+    except supervisor.ProcfileError as exc:
+        raise CommandError(str(exc)) from None
+    except _migration_error() as exc:
+        raise CommandError(f"migrations failed: {exc}") from None
+
+
+def keys_generate(args) -> int:
+    from api.tokens import generate_private_pem
+
+    # The same format the API reads from JWT_PRIVATE_KEYS (PKCS#8 PEM, unencrypted).
+    sys.stdout.write(generate_private_pem())
+    return 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _fail(message: str) -> int:
+    print(f"hearth: {message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Gunicorn settings for the web process: ``gunicorn -c ops/gunicorn.conf.py api.wsgi:app``.
+
+The bind address comes from settings (``WEB_BIND``). Everything else is a default
+that ``GUNICORN_CMD_ARGS`` overrides, e.g. ``GUNICORN_CMD_ARGS="--workers=4"``.
+Nothing here touches the database: the app connects lazily in each worker, so
+forked workers never share a socket.
+"""
+import os
+import sys
+
+from settings import Settings, SettingsError
+
+try:
+    _settings = Settings.from_env()
+except SettingsError as exc:
+    # SystemExit passes through gunicorn's config loader without a traceback.
+    print(f"hearth web: {exc}", file=sys.stderr)
+    sys.exit(1)
+
+bind = [_settings.web_bind]
+proc_name = "hearth-web"
+
+# 2 processes x 4 threads: requests mostly wait on PostgreSQL and Redis, and
+# threads keep a slow client from holding a whole process.
+workers = 2
+worker_class = "gthread"
+threads = 4
+
+# A request that runs longer than this is a bug: slow work goes to Celery.
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+# Recycle workers now and then so a slow leak never becomes an outage.
+max_requests = 2000
+max_requests_jitter = 200
+
+# The app writes one JSON log line per request itself.
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+
+# Heartbeat files on tmpfs: a disk-backed /tmp can stall workers under I/O load.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# The control socket defaults to one path per user, which two gunicorns on one
+# machine (dev server beside tests) would fight over; nothing here uses it.
+control_socket_disable = True

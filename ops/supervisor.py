@@ -1,0 +1,272 @@
+"""``hearth run``: every process of the Procfile in one terminal, for development.
+
+Resolves PostgreSQL and Redis (embedded ones when ``DATABASE_URL`` / ``REDIS_URL``
+are unset), applies the migrations, then runs each Procfile line except
+``release`` with ``/bin/sh`` from the repository root, the resolved URLs in its
+environment and its output prefixed with its name. Ctrl-C or SIGTERM stops the
+children (SIGTERM, then SIGKILL after a grace period) and then the embedded
+servers. If a child exits on its own, everything is stopped and ``run`` returns 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from settings import ROOT, Settings
+
+PROCFILE = ROOT / "Procfile"
+# Longer than gunicorn's graceful_timeout and a Celery warm shutdown.
+GRACE_SECONDS = 15.0
+READY_TIMEOUT = 60.0
+# Process name → the setting holding the address it listens on.
+LISTENERS = {"web": "web_bind", "relay": "relay_bind", "flower": "flower_bind"}
+COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93")
+
+
+class ProcfileError(ValueError):
+    """The Procfile is missing or has a line that is not ``name: command``."""
+
+
+def read_procfile(path: pathlib.Path = PROCFILE) -> dict[str, str]:
+    """``{name: command}`` in file order; ``#`` comments and blank lines are skipped."""
+    processes: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ProcfileError(f"cannot read {path}: {exc.strerror}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        if not sep or not name.strip().isidentifier() or not command.strip():
+            raise ProcfileError(f"{path}:{number}: expected 'name: command'")
+        processes[name.strip()] = command.strip()
+    return processes
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    command: str
+    process: subprocess.Popen
+    reader: threading.Thread
+
+
+class Supervisor:
+    """Starts, watches and stops the child processes; one instance per ``hearth run``."""
+
+    def __init__(self, processes: dict[str, str], env: dict[str, str], *, cwd: pathlib.Path = ROOT,
+                 out=None, grace: float = GRACE_SECONDS):
+        self.processes = processes
+        self.env = env
+        self.cwd = cwd
+        self.out = out or sys.stdout
+        self.grace = grace
+        self.children: list[Child] = []
+        self.stop_requested = threading.Event()
+        self._write_lock = threading.Lock()
+        self._width = max([len(n) for n in processes] + [len("hearth")])
+        self._colour = self.out.isatty()
+
+    # ----------------------------------------------------------------- output
+
+    def say(self, name: str, text: str, colour: str = "1") -> None:
+        stamp = time.strftime("%H:%M:%S")
+        label = f"{stamp} {name:<{self._width}} |"
+        if self._colour:
+            label = f"\033[{colour}m{label}\033[0m"
+        with self._write_lock:
+            self.out.write(f"{label} {text}\n")
+            self.out.flush()
+
+    def _pump(self, name: str, stream, colour: str) -> None:
+        for raw in iter(stream.readline, b""):
+            self.say(name, raw.decode(errors="replace").rstrip("\r\n"), colour)
+        stream.close()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        for index, (name, command) in enumerate(self.processes.items()):
+            colour = COLOURS[index % len(COLOURS)]
+            # Own session: a terminal Ctrl-C reaches the supervisor only, which then
+            # stops the children in order; the whole group can be killed at the end.
+            process = subprocess.Popen(
+                ["/bin/sh", "-c", command], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+            reader = threading.Thread(target=self._pump, args=(name, process.stdout, colour),
+                                      name=f"output-{name}", daemon=True)
+            reader.start()
+            self.children.append(Child(name, command, process, reader))
+            self.say("hearth", f"started {name} (pid {process.pid}): {command}")
+
+    def exited(self) -> Child | None:
+        """The first child that is no longer running, if any."""
+        for child in self.children:
+            if child.process.poll() is not None:
+                return child
+        return None
+
+    def wait_until_listening(self, addresses: dict[str, tuple[str, int]], timeout: float) -> bool:
+        """Wait for every address to accept connections; False if stopped or a child died first."""
+        from ops.devservices import reachable
+
+        deadline = time.monotonic() + timeout
+        waiting = dict(addresses)
+        while waiting and time.monotonic() < deadline:
+            if self.stop_requested.is_set() or self.exited():
+                return False
+            for name, (host, port) in list(waiting.items()):
+                if reachable(host, port, timeout=0.2):
+                    del waiting[name]
+            time.sleep(0.2)
+        if waiting:
+            self.say("hearth", "still not listening after "
+                     f"{timeout:.0f} s: {', '.join(sorted(waiting))}")
+        return not waiting
+
+    def watch(self) -> Child | None:
+        """Block until a stop is requested (returns None) or a child exits (returns it)."""
+        while not self.stop_requested.wait(0.2):
+            child = self.exited()
+            if child:
+                return child
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM each running child, SIGKILL what is left after the grace period."""
+        running = [c for c in self.children if c.process.poll() is None]
+        if running:
+            self.say("hearth", f"stopping {', '.join(c.name for c in running)}")
+        for child in running:
+            _signal(child.process.pid, signal.SIGTERM, group=False)
+        deadline = time.monotonic() + self.grace
+        self.stop_requested.clear()  # a second Ctrl-C from here on means "kill now"
+        while any(c.process.poll() is None for c in running):
+            if time.monotonic() > deadline or self.stop_requested.is_set():
+                for child in running:
+                    if child.process.poll() is None:
+                        self.say("hearth", f"killing {child.name}")
+                        _signal(child.process.pid, signal.SIGKILL, group=True)
+                break
+            time.sleep(0.1)
+        for child in self.children:
+            child.process.wait()
+            # Whatever a child left behind in its process group (an orphaned
+            # pool process, say) goes with it.
+            _signal(child.process.pid, signal.SIGKILL, group=True)
+            child.reader.join(timeout=2)
+
+
+def _signal(pid: int, signum: int, *, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def child_environment(settings: Settings, database_url: str, redis_url: str) -> dict[str, str]:
+    """The children's environment: ours, plus the resolved URLs and everything the Procfile reads."""
+    env = dict(os.environ)
+    venv_bin = str(pathlib.Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        HEARTH_VAR_DIR=str(pathlib.Path(settings.var_dir).resolve()),
+        WEB_BIND=settings.web_bind,
+        RELAY_BIND=settings.relay_bind,
+        FLOWER_BIND=settings.flower_bind,
+        # Flower reads FLOWER_BASIC_AUTH itself; in argv it would show in `ps`.
+        FLOWER_BASIC_AUTH=f"{settings.flower_user}:{settings.flower_password}",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _address(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return host, int(port)
+
+
+def banner(settings: Settings, names, database_url: str, redis_url: str, embedded: set[str]) -> list[str]:
+    from ops.cli import redact
+
+    lines = ["Hearth is running:"]
+    if "web" in names:
+        host, port = _address(settings.web_bind)
+        lines += [f"  API       http://{host}:{port}", f"  API docs  http://{host}:{port}/docs"]
+    if "relay" in names:
+        host, port = _address(settings.relay_bind)
+        lines.append(f"  Relay     ws://{host}:{port}/v1/realtime")
+    if "flower" in names:
+        host, port = _address(settings.flower_bind)
+        dev_password = Settings.from_env({"HEARTH_ENV": "development"}).flower_password
+        password = (f"password {dev_password} (development default)"
+                    if settings.flower_password == dev_password else "password from FLOWER_PASSWORD")
+        lines.append(f"  Flower    http://{host}:{port}  (user {settings.flower_user}, {password})")
+    lines.append(f"  Postgres  {redact(database_url)}" + ("  (embedded)" if "postgres" in embedded else ""))
+    lines.append(f"  Redis     {redact(redis_url)}" + ("  (embedded)" if "redis" in embedded else ""))
+    lines.append("Press Ctrl-C to stop.")
+    return lines
+
+
+def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> int:
+    """Run the Procfile until Ctrl-C / SIGTERM (returns 0) or a child exits on its own (returns 1)."""
+    from models import migrate
+    from models.db import make_database
+    from ops import devservices
+
+    processes = {name: cmd for name, cmd in read_procfile(procfile).items() if name != "release"}
+    supervisor = Supervisor(processes, {}, out=out)
+    previous = {sig: signal.signal(sig, lambda *_: supervisor.stop_requested.set())
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        database_url = devservices.ensure_database(settings)
+        redis_url = devservices.ensure_redis(settings)
+        embedded = {name for name, url in (("postgres", settings.database_url),
+                                           ("redis", settings.redis_url)) if not url}
+        database = make_database(database_url, max_connections=1)
+        try:
+            applied = migrate.upgrade(database)
+        finally:
+            database.close_all()
+        supervisor.say("hearth", "migrations: " + (", ".join(applied) if applied else "up to date"))
+        pathlib.Path(settings.var_dir).mkdir(parents=True, exist_ok=True)
+        if supervisor.stop_requested.is_set():
+            return 0
+
+        supervisor.env = child_environment(settings, database_url, redis_url)
+        supervisor.start()
+        listeners = {name: _address(getattr(settings, LISTENERS[name]))
+                     for name in processes if name in LISTENERS}
+        if supervisor.wait_until_listening(listeners, READY_TIMEOUT):
+            for line in banner(settings, processes, database_url, redis_url, embedded):
+                supervisor.say("hearth", line)
+        failed = supervisor.watch()
+        if failed:
+            supervisor.say("hearth", f"{failed.name} exited with code {failed.process.returncode}; "
+                                     "stopping everything")
+            return 1
+        return 0
+    finally:
+        supervisor.stop()
+        devservices.stop_all()
+        if supervisor.children:
+            supervisor.say("hearth", "stopped")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

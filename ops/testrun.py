@@ -1,0 +1,120 @@
+"""What ``make test`` runs: provide the services the tests need, then pytest.
+
+Each service is one function that returns the environment variables telling the
+tests where it is, using the machine's own server when one answers and starting
+an embedded one (stopped afterwards) otherwise:
+
+* ``TEST_DATABASE_URL``: a superuser URL; the tests create a database per process.
+* ``TEST_REDIS_URL``: a Redis database the tests may write to (under key prefixes).
+
+Adding a service (clamd, an S3 server, ...) is one more function in ``SERVICES``.
+Embedded servers keep their files in ``<var_dir>/test``, apart from the
+development data. ``python -m ops.testrun [pytest args]`` exits with pytest's
+status; 5 (no tests collected) is a failure like any other non-zero status.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Callable
+
+from settings import ROOT, Settings, SettingsError
+
+LOCAL_POSTGRES = ("127.0.0.1", 5432)
+LOCAL_REDIS = ("127.0.0.1", 6379)
+# Not the development Redis's port, so tests never flush a running `hearth run`'s data.
+EMBEDDED_TEST_REDIS_PORT = 6392
+PYTEST_NO_TESTS_COLLECTED = 5
+
+
+@dataclasses.dataclass
+class Context:
+    """What a service function gets: where to keep files, and where to register its cleanup."""
+
+    settings: Settings
+    home: pathlib.Path
+    cleanup: contextlib.ExitStack
+
+    def note(self, text: str) -> None:
+        print(f"testrun: {text}", file=sys.stderr, flush=True)
+
+
+def postgres(ctx: Context) -> dict[str, str]:
+    from ops.devservices import reachable, start_postgres
+
+    if reachable(*LOCAL_POSTGRES):
+        host, port = LOCAL_POSTGRES
+        ctx.note(f"PostgreSQL at {host}:{port}")
+        return {"TEST_DATABASE_URL": f"postgresql://postgres@{host}:{port}/postgres"}
+    server = start_postgres(ctx.home / "pg")
+    ctx.cleanup.callback(server.stop)
+    ctx.note(f"embedded PostgreSQL at {server.url}")
+    return {"TEST_DATABASE_URL": server.url}
+
+
+def redis(ctx: Context) -> dict[str, str]:
+    from ops.devservices import reachable, start_redis
+
+    if reachable(*LOCAL_REDIS):
+        host, port = LOCAL_REDIS
+        ctx.note(f"Redis at {host}:{port}")
+        return {"TEST_REDIS_URL": f"redis://{host}:{port}/0"}
+    server = start_redis(ctx.home / "redis", EMBEDDED_TEST_REDIS_PORT)
+    ctx.cleanup.callback(server.stop)
+    ctx.note(f"embedded Redis at {server.url}")
+    return {"TEST_REDIS_URL": server.url}
+
+
+SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis]
+
+
+def environment_for_tests(exports: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    # The tests name their databases themselves; a developer's DATABASE_URL /
+    # REDIS_URL must never be where a test writes.
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    env.update(exports, HEARTH_ENV="test")
+    return env
+
+
+def run_pytest(args: list[str], env: dict[str, str]) -> int:
+    process = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # pytest got the same Ctrl-C from the terminal and is finishing its report.
+            continue
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ops.devservices import ServiceError
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        settings = Settings.from_env(env="test")
+    except SettingsError as exc:
+        print(f"testrun: {exc}", file=sys.stderr)
+        return 1
+    with contextlib.ExitStack() as cleanup:
+        ctx = Context(settings, pathlib.Path(settings.var_dir).resolve() / "test", cleanup)
+        exports: dict[str, str] = {}
+        try:
+            for service in SERVICES:
+                exports.update(service(ctx))
+        except ServiceError as exc:
+            print(f"testrun: {exc}", file=sys.stderr)
+            return 1
+        status = run_pytest(args, environment_for_tests(exports))
+    if status == PYTEST_NO_TESTS_COLLECTED:
+        print("testrun: pytest collected no tests; that is a failure", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

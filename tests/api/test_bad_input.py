@@ -1,0 +1,211 @@
+"""Bad input on every route that takes a body: a problem+json 4xx naming the field, and nothing written."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models.accounts import AccountToken, AuthSession, RefreshToken, User
+from models.audit import AuditEntry
+from models.jobs import Job
+from tests.api.conftest import assert_problem
+from tests.conftest import make_settings
+from tests.factories import PASSWORD, make_user
+
+MAX_BODY = 4096
+LONG = "x" * 1000  # over every string limit, under the body limit
+
+
+@pytest.fixture
+def settings(database, tmp_path, redis_prefix):
+    return make_settings(database, tmp_path, redis_prefix=redis_prefix, max_body_bytes=MAX_BODY)
+
+
+# (method, path, who calls it, a valid body)
+ROUTES = {
+    "register": ("POST", "/v1/auth/register", None,
+                 {"email": "new@example.com", "password": "long enough phrase", "full_name": "New", "role": "agent"}),
+    "verify-email": ("POST", "/v1/auth/verify-email", None, {"token": "t" * 43}),
+    "login": ("POST", "/v1/auth/login", None, {"email": "someone@example.com", "password": "a password"}),
+    "refresh": ("POST", "/v1/auth/refresh", None, {"refresh_token": "r" * 43}),
+    "logout": ("POST", "/v1/auth/logout", "buyer", {"refresh_token": "r" * 43}),
+    "forgot": ("POST", "/v1/auth/password/forgot", None, {"email": "someone@example.com"}),
+    "reset": ("POST", "/v1/auth/password/reset", None, {"token": "t" * 43, "password": "long enough phrase"}),
+    "patch-me": ("PATCH", "/v1/me", "buyer", {"full_name": "Renamed", "phone": "+14155550123"}),
+    "change-password": ("POST", "/v1/me/password", "buyer",
+                        {"current_password": PASSWORD, "new_password": "another long phrase"}),
+    "admin-patch-user": ("PATCH", "/v1/admin/users/{target}", "admin",
+                         {"role": "agent", "banned": True, "ban_reason": "spam"}),
+}
+# Routes whose every body field is optional are left out of the "missing field" tests.
+REQUIRED = set(ROUTES) - {"logout", "patch-me", "admin-patch-user"}
+
+
+def _counts() -> dict:
+    return {model.__name__: model.select().count()
+            for model in (User, AuthSession, RefreshToken, AccountToken, AuditEntry, Job)}
+
+
+class Caller:
+    def __init__(self, client, route: str, login):
+        self.client = client
+        self.method, path, who, self.valid = ROUTES[route]
+        self.headers = {}
+        target = make_user()
+        self.path = path.format(target=target.id)
+        if who:
+            self.headers["Authorization"] = f"Bearer {login(make_user(role=who))['access_token']}"
+
+    def send(self, body: bytes, content_type: str | None = "application/json"):
+        headers = dict(self.headers)
+        if content_type:
+            headers["Content-Type"] = content_type
+        return self.client.simulate_request(self.method, self.path, body=body, headers=headers)
+
+    def send_json(self, value):
+        return self.send(json.dumps(value).encode())
+
+
+@pytest.fixture(params=sorted(ROUTES))
+def caller(request, client, login):
+    return Caller(client, request.param, login)
+
+
+@pytest.fixture(params=sorted(REQUIRED))
+def strict_caller(request, client, login):
+    """A caller of a route whose body has required fields."""
+    return Caller(client, request.param, login)
+
+
+@pytest.fixture
+def unchanged():
+    """Assert, after the test's requests, that no table gained or lost a row."""
+    state = {}
+
+    def snapshot():
+        state["before"] = _counts()
+
+    yield snapshot
+    assert _counts() == state["before"]
+
+
+def test_malformed_json_is_400(caller, unchanged):
+    unchanged()
+    for raw in (b'{"email": ', b"{'single': 'quotes'}", b"\xff\xfe", b'{"a": 1} trailing'):
+        body = assert_problem(caller.send(raw), 400)
+        assert body["type"].endswith("/malformed-json")
+
+
+def test_not_json_is_415(caller, unchanged):
+    unchanged()
+    valid = json.dumps(caller.valid).encode()
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        assert_problem(caller.send(valid, content_type), 415)
+    assert_problem(caller.send(valid, None), 415)  # a body without a type is not guessed at
+
+
+def test_oversize_body_is_413(caller, unchanged):
+    unchanged()
+    padded = dict(caller.valid, padding="p" * MAX_BODY)
+    assert_problem(caller.send(json.dumps(padded).encode()), 413)
+
+
+def test_a_body_that_is_not_an_object_is_422(caller, unchanged):
+    unchanged()
+    for value in ([], "text", 42, None):
+        assert_problem(caller.send_json(value), 422, field="body")
+
+
+def test_unknown_fields_are_422_naming_them(caller, unchanged):
+    unchanged()
+    assert_problem(caller.send_json(dict(caller.valid, is_admin=True)), 422, field="body.is_admin")
+
+
+def test_wrong_types_are_422_naming_the_field(caller, unchanged):
+    unchanged()
+    for name in caller.valid:
+        wrong = 12345 if not isinstance(caller.valid[name], int) else "yes"
+        assert_problem(caller.send_json(dict(caller.valid, **{name: wrong})), 422, field=f"body.{name}")
+
+
+def test_oversize_strings_are_422_naming_the_field(caller, unchanged):
+    unchanged()
+    for name, value in caller.valid.items():
+        if isinstance(value, str):
+            assert_problem(caller.send_json(dict(caller.valid, **{name: LONG})), 422, field=f"body.{name}")
+
+
+def test_missing_required_fields_are_422_naming_them(strict_caller, unchanged):
+    unchanged()
+    for name in strict_caller.valid:
+        if name == "role":  # register's role has a default
+            continue
+        partial = {k: v for k, v in strict_caller.valid.items() if k != name}
+        assert_problem(strict_caller.send_json(partial), 422, field=f"body.{name}")
+
+
+def test_no_body_at_all_is_422_for_routes_that_need_fields(strict_caller, unchanged):
+    unchanged()
+    assert_problem(strict_caller.send(b"", None), 422)
+
+
+@pytest.mark.parametrize("email", ["no-at-sign", "two@@example.com", "spaces in@example.com", "a@b", " "])
+def test_register_refuses_malformed_emails(client, email):
+    before = _counts()
+    resp = client.simulate_post("/v1/auth/register", json={"email": email, "password": "long enough phrase",
+                                                           "full_name": "X"})
+    assert_problem(resp, 422, field="body.email")
+    assert _counts() == before
+
+
+def test_admins_cannot_be_registered(client):
+    before = _counts()
+    resp = client.simulate_post("/v1/auth/register", json={
+        "email": "boss@example.com", "password": "long enough phrase", "full_name": "Boss", "role": "admin"})
+    assert_problem(resp, 422, field="body.role")
+    assert _counts() == before
+
+
+def test_unknown_path_parameters_are_404(client, login):
+    admin = make_user(role="admin")
+    headers = {"Authorization": f"Bearer {login(admin)['access_token']}"}
+    assert_problem(client.simulate_get("/v1/admin/users/not-a-uuid", headers=headers), 404)
+    assert_problem(client.simulate_delete("/v1/me/sessions/not-a-uuid", headers=headers), 404)
+
+
+def test_nul_characters_are_422_naming_the_field(caller, unchanged):
+    # PostgreSQL text cannot hold NUL: refused at the edge, never a 500 from the driver.
+    unchanged()
+    for name, value in caller.valid.items():
+        if isinstance(value, str):
+            poisoned = value[:2] + "\x00" + value[2:]
+            assert_problem(caller.send_json(dict(caller.valid, **{name: poisoned})), 422, field=f"body.{name}")
+
+
+def test_nul_characters_in_a_query_are_422(client, login):
+    headers = {"Authorization": f"Bearer {login(make_user(role='admin'))['access_token']}"}
+    for params, field in (({"q": "ab\x00"}, "query.q"), ({"target_id": "\x00"}, "query.target_id")):
+        path = "/v1/admin/users" if "q" in params else "/v1/admin/audit"
+        assert_problem(client.simulate_get(path, headers=headers, params=params), 422, field=field)
+
+
+@pytest.mark.parametrize("name", ["   ", "\t\n", "\u00a0"])
+def test_blank_names_are_422_not_a_conflict(client, login, name):
+    before = _counts()
+    resp = client.simulate_post("/v1/auth/register", json={"email": "blank@example.com",
+                                                           "password": "long enough phrase", "full_name": name})
+    assert_problem(resp, 422, field="body.full_name")
+    assert _counts() == before
+    headers = {"Authorization": f"Bearer {login(make_user())['access_token']}"}
+    assert_problem(client.simulate_patch("/v1/me", headers=headers, json={"full_name": name}), 422,
+                   field="body.full_name")
+
+
+def test_non_ascii_emails_are_lowercased_like_ascii_ones(client):
+    resp = client.simulate_post("/v1/auth/register", json={"email": "ÜBER.Ärger@Example.com",
+                                                           "password": "long enough phrase", "full_name": "Ü"})
+    assert resp.status_code == 201, resp.text
+    assert resp.json["email"] == "über.ärger@example.com"
+    login = client.simulate_post("/v1/auth/login", json={"email": "über.ÄRGER@example.com",
+                                                         "password": "long enough phrase"})
+    assert login.status_code == 200

@@ -1,0 +1,175 @@
+"""The relay under uvicorn with real websocket clients, fed by a real worker and by the event bus."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from api import relay_protocol as proto
+from models import sessions
+from models.jobs import Job
+from tests.factories import make_user
+from tests.integration.processes import start_worker
+from tests.relay.live import WsClient, start_relay, token
+from tests.tasks.live import LiveBroker, live_events
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def logs(tmp_path):
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+@pytest.fixture
+def relay(live_env, live_db, logs, procs):
+    proc, url = start_relay(live_env, logs)
+    procs.append(proc)
+    return url
+
+
+def test_live_progress_events_from_a_worker_reach_the_websocket(live_env, relay, logs, procs):
+    user = make_user()
+    raw, _ = token(live_env, user)
+    procs.append(start_worker(live_env, logs, queues="default"))
+    client = WsClient.authenticated(relay, raw)
+
+    job = Job.create(kind="jobs.selftest", queue="default", owner=user.id, input={"steps": 4, "step_ms": 50})
+    broker = LiveBroker(live_env)
+    assert broker.submit(job)
+    broker.close()
+    events = client.events(6)
+    client.close()
+
+    assert [e["type"] for e in events] == ["job.started"] + ["job.progress"] * 4 + ["job.succeeded"]
+    assert {e["channel"] for e in events} == {f"user:{user.id}"}
+    assert [e["data"]["progress"]["percent"] for e in events[1:5]] == [25, 50, 75, 100]
+    assert events[-1]["data"]["status"] == "succeeded" and events[-1]["data"]["id"] == str(job.id)
+    ids = [tuple(map(int, e["id"].split("-"))) for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_subscribing_to_another_users_job_is_refused(live_env, relay):
+    owner, stranger = make_user(), make_user()
+    job = Job.create(kind="jobs.selftest", owner=owner.id)
+    client = WsClient.authenticated(relay, token(live_env, stranger)[0])
+    client.send(type="subscribe", channel=f"job:{job.id}")
+    assert client.recv() == {"type": "error", "code": "forbidden", "channel": f"job:{job.id}"}
+
+    bus = live_events(live_env)
+    bus.publish_job(job, "job.progress")  # not delivered to the stranger...
+    mine = bus.publish(f"user:{stranger.id}", "test.tick", {})  # ...who gets only their own events
+    assert [e["id"] for e in client.events(1)] == [mine]
+
+    owners = WsClient.authenticated(relay, token(live_env, owner)[0])
+    owners.send(type="subscribe", channel=f"job:{job.id}")
+    assert owners.recv() == {"type": "subscribed", "channel": f"job:{job.id}"}
+    client.close()
+    owners.close()
+
+
+def test_resume_after_a_disconnect_misses_nothing_and_repeats_nothing(live_env, relay):
+    user = make_user()
+    raw, _ = token(live_env, user)
+    bus = live_events(live_env)
+    channel = f"user:{user.id}"
+    total = 600
+
+    def publish():
+        for n in range(total):
+            bus.publish(channel, "test.tick", {"n": n})
+            time.sleep(0.002)
+
+    client = WsClient.authenticated(relay, raw)
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    received = []
+    try:
+        # Drop the connection while events keep coming, reconnect with the last id seen, twice.
+        for stop_at in (150, 350):
+            while len(received) < stop_at:
+                received += client.events(1)
+            client.conn.socket.close()  # an abrupt drop, not a clean close
+            time.sleep(0.05)
+            client = WsClient.authenticated(relay, raw, last_event_id=received[-1]["id"])
+        while len(received) < total:
+            received += client.events(1, timeout=10)
+    finally:
+        publisher.join()
+    client.close()
+
+    assert [e["data"]["n"] for e in received] == list(range(total))
+    assert len({e["id"] for e in received}) == total
+
+
+def test_an_expired_token_or_a_revoked_session_closes_the_connection(live_env, live_db, logs, procs):
+    proc, url = start_relay(live_env, logs, RELAY_HEARTBEAT_INTERVAL="1", RELAY_IDLE_TIMEOUT="5")
+    procs.append(proc)
+    user = make_user()
+
+    expiring = WsClient.authenticated(url, token(live_env, user, expires_in=2)[0])
+    started = time.monotonic()
+    code, reason = expiring.closed_with(timeout=5)
+    assert (code, "expired" in reason) == (proto.UNAUTHENTICATED, True)
+    assert 1 <= time.monotonic() - started <= 3.5
+
+    raw, session_id = token(live_env, user)
+    revoked = WsClient.authenticated(url, raw)
+    settings_prefix = live_env["REDIS_PREFIX"]
+    sessions.revoke([session_id], reason="user_revoked")
+    live_events(live_env).redis.delete(f"{settings_prefix}sess:{session_id}")  # as the API does after revoking
+    assert revoked.closed_with(timeout=4)[0] == proto.SESSION_ENDED
+
+    again = WsClient(url)
+    again.send(type="auth", token=raw)
+    assert again.closed_with()[0] == proto.SESSION_ENDED
+
+
+def test_tokens_in_urls_are_refused_with_a_reason(live_env, relay):
+    client = WsClient(relay + "?token=" + token(live_env, make_user())[0])
+    code, reason = client.closed_with()
+    assert code == proto.PROTOCOL_ERROR and "URL" in reason
+
+
+def test_a_client_that_does_not_read_is_disconnected_and_can_resume(live_env, live_db, logs, procs):
+    proc, url = start_relay(live_env, logs, RELAY_SEND_QUEUE="8")
+    procs.append(proc)
+    user = make_user()
+    raw, _ = token(live_env, user)
+    bus = live_events(live_env)
+    channel = f"user:{user.id}"
+    first = bus.publish(channel, "test.big", {"n": -1})
+
+    slow = WsClient.authenticated(url, raw, last_event_id=first, max_queue=1)
+    padding = "x" * 60_000
+    ids = [bus.publish(channel, "test.big", {"n": n, "pad": padding}) for n in range(150)]  # ~9 MB
+    time.sleep(1.0)  # not reading: buffers fill up, then the relay's queue
+    code, _ = slow.closed_with(timeout=10)
+    assert code == proto.TOO_SLOW
+
+    # The relay kept nothing for it; resuming gets everything from the stream.
+    again = WsClient.authenticated(url, raw, last_event_id=first)
+    assert [e["id"] for e in again.events(len(ids), timeout=20)] == ids
+    again.close()
+
+
+def test_shutdown_closes_connections_with_service_restart(live_env, live_db, logs, procs):
+    proc, url = start_relay(live_env, logs)
+    procs.append(proc)
+    client = WsClient.authenticated(url, token(live_env, make_user())[0])
+    proc.popen.send_signal(signal.SIGTERM)
+    assert client.closed_with(timeout=5)[0] == proto.SERVICE_RESTART
+    proc.popen.wait(timeout=10)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    assert "Application shutdown complete" in proc.output()

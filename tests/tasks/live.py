@@ -1,0 +1,95 @@
+"""Support for tests with real worker processes (tests/integration/test_jobs_*.py).
+
+Jobs are created in the live database as a resource would and handed to the
+live broker through the same ``CeleryJobQueue``; ``BrokerServer`` is a Redis
+of its own for the broker, which a test can stop and start again.
+"""
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import time
+
+import httpx
+from celery import Celery
+
+import celeryconfig
+from models.jobs import Job
+from services.events import EventBus
+from services.jobqueue import CeleryJobQueue
+from settings import Settings
+from tests.integration.processes import free_port, wait_for
+
+
+def live_settings(env: dict) -> Settings:
+    return Settings.from_env(env)
+
+
+class LiveBroker:
+    """Sends to the broker of a live environment, as the API and beat do."""
+
+    def __init__(self, env: dict):
+        self.app = Celery("hearth-tests", broker=env.get("BROKER_URL") or env["REDIS_URL"])
+        self.app.config_from_object(celeryconfig)
+        self.queue = CeleryJobQueue(self.app)
+
+    def submit(self, job: Job) -> bool:
+        return self.queue.submit(job)
+
+    def sweep(self) -> None:
+        """What beat sends every 15 seconds."""
+        self.app.send_task("tasks.jobs.sweep_jobs", retry=False)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def live_events(env: dict) -> EventBus:
+    import redis
+    return EventBus(redis.Redis.from_url(env["REDIS_URL"]), env["REDIS_PREFIX"])
+
+
+def wait_job(job_id, predicate, *, procs=(), timeout: float = 15.0, what: str = "the job") -> Job:
+    """Poll the job row until ``predicate(job)``; on timeout, fail with the processes' logs."""
+    try:
+        return wait_for(lambda: (lambda job: job if predicate(job) else None)(Job.get_by_id(job_id)),
+                        timeout=timeout, interval=0.05, what=what)
+    except AssertionError as exc:
+        job = Job.get_by_id(job_id)
+        logs = "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in procs)
+        raise AssertionError(f"{exc}; job is {job.status} ({job.progress_pct}%, attempts {job.attempts})\n"
+                             f"{logs}") from None
+
+
+def login(base: str, email: str, password: str) -> dict:
+    resp = httpx.post(f"{base}/v1/auth/login", json={"email": email, "password": password}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+class BrokerServer:
+    """A redis-server of our own on a fixed port: stop it to make the broker unreachable."""
+
+    def __init__(self, workdir: pathlib.Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self) -> "BrokerServer":
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: client.ping(), timeout=10, what="the broker's redis-server")
+        client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+            time.sleep(0.05)

@@ -1,0 +1,86 @@
+"""Account emails: a redelivered job sends one email and stores one token."""
+from __future__ import annotations
+
+from models.accounts import AccountToken, User, token_hash
+from models.base import utcnow
+from models.jobs import Job, JobEffect
+from tasks.accounts import job_token, send_password_reset, send_verification_email
+from tests.outbox import Outbox
+from tests.factories import make_user
+
+
+def _outbox(runtime) -> Outbox:
+    return Outbox(runtime.settings.outbox_dir)
+
+
+def _verification_job(user) -> Job:
+    return Job.create(kind="accounts.send_verification_email", queue="notify", owner=user.id,
+                      input={"user_id": str(user.id)})
+
+
+def test_running_the_verification_job_twice_sends_one_email(runtime):
+    user = make_user(verified=False)
+    job = _verification_job(user)
+    send_verification_email(str(job.id))
+    send_verification_email(str(job.id))  # a second delivery of the same message
+
+    assert len(_outbox(runtime).messages()) == 1
+    assert AccountToken.select().where(AccountToken.user == user.id).count() == 1
+    job = Job.get_by_id(job.id)
+    assert (job.status, job.attempts, job.result) == ("succeeded", 1, {"sent": True})
+
+
+def test_a_rerun_after_a_crash_repeats_no_side_effect(runtime):
+    user = make_user(verified=False)
+    job = _verification_job(user)
+    send_verification_email(str(job.id))
+    token = _outbox(runtime).token_for(user.email)
+    # The worker died after sending but before recording the result; the sweep puts the job back.
+    Job.update(status="queued", finished_at=None, result=None).where(Job.id == job.id).execute()
+
+    send_verification_email(str(job.id))
+    assert len(_outbox(runtime).messages()) == 1
+    assert [bytes(row.token_hash) for row in AccountToken.select().where(AccountToken.user == user.id)] == [
+        token_hash(token)]
+    assert JobEffect.select().where(JobEffect.job == job.id).count() == 1
+    assert Job.get_by_id(job.id).status == "succeeded"
+
+
+def test_the_mailed_token_is_the_stored_one_and_the_link_uses_the_public_url(runtime):
+    user = make_user(verified=False, full_name="Ada <b>Lovelace</b>")
+    job = _verification_job(user)
+    send_verification_email(str(job.id))
+    [message] = _outbox(runtime).messages()
+    token = _outbox(runtime).token_for(user.email)
+    assert token == job_token("verify_email", job.id)
+    row = AccountToken.get(AccountToken.token_hash == token_hash(token))
+    assert row.purpose == "verify_email" and row.used_at is None
+    lifetime = (row.expires_at - utcnow()).total_seconds()
+    assert 48 * 3600 - 60 < lifetime <= 48 * 3600
+    html = next(part.get_payload(decode=True).decode() for part in message.walk()
+                if part.get_content_type() == "text/html")
+    assert "http://hearth.test/verify-email?token=" in html
+    assert "<b>Lovelace</b>" not in html  # the name is escaped
+
+
+def test_no_email_for_an_already_verified_or_deleted_user(runtime):
+    verified = make_user(verified=True)
+    job = _verification_job(verified)
+    send_verification_email(str(job.id))
+    assert Job.get_by_id(job.id).result == {"sent": False}
+    gone = make_user(verified=False)
+    orphan = _verification_job(gone)
+    User.delete().where(User.id == gone.id).execute()  # cascades the job too
+    send_verification_email(str(orphan.id))
+    assert _outbox(runtime).messages() == []
+
+
+def test_running_the_reset_job_twice_sends_one_email(runtime):
+    user = make_user()
+    job = Job.create(kind="accounts.send_password_reset", queue="notify", input={"email": user.email})
+    send_password_reset(str(job.id))
+    Job.update(status="queued").where(Job.id == job.id).execute()
+    send_password_reset(str(job.id))
+    assert len(_outbox(runtime).messages()) == 1
+    assert AccountToken.select().where((AccountToken.user == user.id)
+                                       & (AccountToken.purpose == "password_reset")).count() == 1

@@ -1,0 +1,115 @@
+"""Settings: parsed from the environment, validated at start, unsafe production refused."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from api.tokens import generate_private_pem
+from settings import Settings, SettingsError, parse_rate
+
+SAFE_PRODUCTION = {
+    "HEARTH_ENV": "production",
+    "DATABASE_URL": "postgresql://hearth:pw@db.internal:5432/hearth",
+    "REDIS_URL": "rediss://cache.internal:6380/0",
+    "SECRET_KEY": "q8Zk2v9T4mW7xR1pL6nB3cJ5hG0sF8yD2aE4uQ7iO9",
+    "JWT_PRIVATE_KEYS": generate_private_pem(),
+    "MAIL_BACKEND": "sendgrid",
+    "SENDGRID_API_KEY": "SG.something",
+    "FLOWER_PASSWORD": "a long flower password",
+    "PUBLIC_URL": "https://api.hearth.example",
+}
+
+
+def _problems(environ: dict, **overrides) -> list[str]:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(environ, **overrides)
+    return info.value.problems
+
+
+def test_safe_production_settings_are_accepted():
+    settings = Settings.from_env(SAFE_PRODUCTION)
+    assert settings.production and not settings.debug
+    assert settings.mail_backend == "sendgrid"
+
+
+def test_production_with_nothing_configured_lists_every_problem():
+    problems = _problems({"HEARTH_ENV": "production"})
+    text = "\n".join(problems)
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "JWT_PRIVATE_KEYS", "MAIL_BACKEND",
+                 "FLOWER_PASSWORD", "PUBLIC_URL"):
+        assert name in text, name
+    assert len(problems) >= 7
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"HEARTH_DEBUG": "true"}, "HEARTH_DEBUG"),
+    ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+    ({"SECRET_KEY": "dev-" + "x" * 40}, "SECRET_KEY"),
+    ({"MAIL_BACKEND": "outbox"}, "MAIL_BACKEND"),
+    ({"DATABASE_URL": ""}, "DATABASE_URL"),
+    ({"REDIS_URL": ""}, "REDIS_URL"),
+    ({"JWT_PRIVATE_KEYS": ""}, "JWT_PRIVATE_KEYS"),
+    ({"FLOWER_PASSWORD": "hearth-dev"}, "FLOWER_PASSWORD"),
+    ({"PUBLIC_URL": "http://api.hearth.example"}, "PUBLIC_URL"),
+    ({"CORS_ORIGINS": "https://a.example,*"}, "CORS_ORIGINS"),
+])
+def test_each_unsafe_production_setting_is_refused(change, named):
+    problems = _problems({**SAFE_PRODUCTION, **change})
+    assert len(problems) == 1, problems
+    assert named in problems[0]
+
+
+def test_production_gets_no_development_defaults():
+    environ = {k: v for k, v in SAFE_PRODUCTION.items() if k not in ("SECRET_KEY", "FLOWER_PASSWORD")}
+    text = "\n".join(_problems(environ))
+    assert "SECRET_KEY" in text and "FLOWER_PASSWORD" in text
+
+
+def test_development_fills_in_safe_local_defaults():
+    settings = Settings.from_env({})
+    assert settings.env == "development"
+    assert settings.secret_key and settings.flower_password
+    assert settings.outbox_dir == settings.var_dir / "outbox"
+
+
+def test_secrets_are_not_in_the_repr():
+    text = repr(Settings.from_env(SAFE_PRODUCTION))
+    for name in ("SECRET_KEY", "JWT_PRIVATE_KEYS", "SENDGRID_API_KEY", "FLOWER_PASSWORD"):
+        assert SAFE_PRODUCTION[name] not in text
+
+
+def test_values_are_parsed_and_bad_ones_all_named():
+    settings = Settings.from_env({"HEARTH_DEBUG": "yes", "MAX_BODY_BYTES": "2048", "HEARTH_VAR_DIR": "/tmp/h",
+                                  "CORS_ORIGINS": "https://a.example, https://b.example"})
+    assert settings.debug is True and settings.max_body_bytes == 2048
+    assert settings.var_dir == pathlib.Path("/tmp/h")
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    problems = _problems({"HEARTH_DEBUG": "perhaps", "MAX_BODY_BYTES": "lots"})
+    assert len(problems) == 2
+    assert any("HEARTH_DEBUG" in p for p in problems) and any("MAX_BODY_BYTES" in p for p in problems)
+
+
+@pytest.mark.parametrize("environ, named", [
+    ({"HEARTH_ENV": "staging"}, "HEARTH_ENV"),
+    ({"DATABASE_URL": "mysql://db/hearth"}, "DATABASE_URL"),
+    ({"REDIS_URL": "memcached://x"}, "REDIS_URL"),
+    ({"MAIL_BACKEND": "pigeon"}, "MAIL_BACKEND"),
+    ({"MAIL_BACKEND": "sendgrid"}, "SENDGRID_API_KEY"),
+    ({"ACCESS_TOKEN_TTL": "10"}, "ACCESS_TOKEN_TTL"),
+    ({"ACCESS_TOKEN_TTL": "3600", "REFRESH_TOKEN_TTL": "600"}, "REFRESH_TOKEN_TTL"),
+    ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
+    ({"RATE_LIMIT_AUTH": "lots"}, "RATE_LIMIT_AUTH"),
+])
+def test_malformed_settings_are_refused_in_every_environment(environ, named):
+    assert any(named in p for p in _problems(environ))
+
+
+def test_keyword_overrides_win_over_the_environment():
+    settings = Settings.from_env({"RATE_LIMIT_AUTH": "20/minute"}, rate_limit_auth="3/second")
+    assert parse_rate(settings.rate_limit_auth) == (3, 1)
+
+
+@pytest.mark.parametrize("text, expected", [("20/minute", (20, 60)), ("5/seconds", (5, 1)), ("100/day", (100, 86400))])
+def test_parse_rate(text, expected):
+    assert parse_rate(text) == expected
