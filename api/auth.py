@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 from api.errors import forbidden, unauthorized
 from api.tokens import InvalidToken, TokenIssuer
 from models.accounts import AuthSession, User
@@ -20,6 +22,7 @@ from models.base import utcnow
 from models.permissions import has_permission
 
 REVOKED = b"-"
+PROFILE_CACHE_SECONDS = 300
 # A tombstone is final: a role change must not bring a session revoked meanwhile back.
 _SET_ROLE = """
 for _, key in ipairs(KEYS) do
@@ -110,8 +113,19 @@ class SessionCache:
         if keys:
             self.redis.delete(*keys)
 
-    def forget_profile(self, user_id) -> None:
-        self.redis.delete(self.profile_key(str(user_id)))
+    def fill_profile(self, user_id, body: bytes) -> None:
+        """Cache a profile read from the database, unless a change wrote a newer one meanwhile."""
+        self.redis.set(self.profile_key(str(user_id)), body, ex=PROFILE_CACHE_SECONDS, nx=True)
+
+    def store_profile(self, user) -> None:
+        """Cache the profile of ``user`` as just committed (after every change to it).
+
+        Writing the new value, rather than deleting the old one, means a slower
+        request that read the row before the change cannot put the old profile
+        back (its fill only sets an empty entry).
+        """
+        self.redis.set(self.profile_key(str(user.id)), msgspec.json.encode(user.profile()),
+                       ex=PROFILE_CACHE_SECONDS)
 
 
 class Authenticator:

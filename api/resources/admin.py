@@ -94,7 +94,7 @@ class AdminUsers:
                 live = [s.id for s in AuthSession.select(AuthSession.id).where(
                     (AuthSession.user == user.id) & AuthSession.revoked_at.is_null())]
                 services.sessions.set_role(live, user.role)
-            services.sessions.forget_profile(user.id)
+            services.sessions.store_profile(user)
         resp.media = user.admin_view()
 
 

@@ -89,7 +89,7 @@ class VerifyEmail:
             User.update(email_verified_at=utcnow(), updated_at=utcnow()).where(
                 (User.id == token.user_id) & User.email_verified_at.is_null()).execute()
             audit(req, "user.verify_email", token.user_id)
-        req.context.services.sessions.forget_profile(token.user_id)
+        req.context.services.sessions.store_profile(User.get_by_id(token.user_id))
         resp.status = falcon.HTTP_204
 
 
@@ -217,5 +217,5 @@ class ResetPassword:
             AccountToken.void_unused(user.id, "password_reset")  # links mailed earlier die with it
             audit(req, "user.password_reset", user.id, after={"sessions_revoked": len(revoked)})
         services.sessions.mark_revoked(revoked)
-        services.sessions.forget_profile(user.id)
+        services.sessions.store_profile(User.get_by_id(user.id))
         resp.status = falcon.HTTP_204

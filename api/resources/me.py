@@ -15,7 +15,6 @@ from models.db import db
 from models.passwords import hash_password, policy_problem, verify_password
 
 TAGS = ("me",)
-PROFILE_CACHE_SECONDS = 300
 
 
 def _profile_key(cache, user_id):
@@ -35,7 +34,7 @@ class Me:
         if user is None:
             raise unauthorized("This account no longer exists.")
         body = msgspec.json.encode(user.profile())
-        services.redis.set(services.sessions.profile_key(str(user.id)), body, ex=PROFILE_CACHE_SECONDS)
+        services.sessions.fill_profile(user.id, body)
         resp.data = body
         resp.content_type = falcon.MEDIA_JSON
 
@@ -53,7 +52,7 @@ class Me:
                 User.update(updated_at=utcnow(), **changes).where(User.id == user.id).execute()
                 audit(req, "user.update_profile", user.id, before=before, after=changes)
                 user = User.get_by_id(user.id)
-        req.context.services.sessions.forget_profile(user.id)
+        req.context.services.sessions.store_profile(user)
         resp.media = user.profile()
 
 

@@ -70,3 +70,14 @@ def test_a_cold_cache_is_rebuilt_from_the_database(client, services, redis, user
     # Losing the whole cache changes nothing a user can see.
     redis.delete(services.sessions.key(sid))
     assert client.simulate_get("/v1/me", headers=bearer(pair)).status_code == 200
+
+
+def test_a_profile_fill_that_read_before_a_change_cannot_bring_the_old_profile_back(client, services, user,
+                                                                                   auth_headers):
+    import msgspec
+    headers = auth_headers(user)
+    stale = msgspec.json.encode(user.profile())  # what a slower GET read before the PATCH committed
+    resp = client.simulate_patch("/v1/me", headers=headers, json={"full_name": "Renamed Person"})
+    assert resp.status_code == 200
+    services.sessions.fill_profile(user.id, stale)
+    assert client.simulate_get("/v1/me", headers=headers).json["full_name"] == "Renamed Person"
