@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ALGORITHM = "EdDSA"
+CLOCK_SKEW_SECONDS = 30
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
 
 
@@ -157,7 +158,9 @@ class TokenIssuer:
             raise InvalidToken(str(exc)) from None
         now = self.clock()
         try:
-            if now < payload["nbf"] or now < payload["iat"]:
+            # Servers' clocks differ a little: a token minted by one running slightly
+            # ahead must still work on the others. Expiry gets no such allowance.
+            if now + CLOCK_SKEW_SECONDS < payload["nbf"] or now + CLOCK_SKEW_SECONDS < payload["iat"]:
                 raise InvalidToken("not yet valid")
             if now >= payload["exp"]:
                 raise InvalidToken("expired")

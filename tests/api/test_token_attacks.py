@@ -146,3 +146,10 @@ def test_token_of_a_banned_user_is_refused_on_the_next_call(client, pair, user, 
 @pytest.mark.parametrize("value", ["", "Bearer", "Bearer ", "Token abc", "Bearer not.a.jwt", "Bearer a.b.c"])
 def test_malformed_authorization_headers_are_refused(client, value):
     assert_problem(client.simulate_get("/v1/me", headers={"Authorization": value}), 401)
+
+
+def test_a_token_minted_by_a_server_slightly_ahead_is_accepted(client, services, user, login):
+    pair = login(user)
+    now = int(services.clock())
+    token = _sign(services, _claims(services, pair, iat=now + 20, nbf=now + 20, exp=now + 900))
+    assert client.simulate_get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
