@@ -27,7 +27,7 @@ from api import relay_protocol as proto
 from api.auth import REVOKED
 from api.relay_hub import REPLAY_PAGE, HubUnavailable
 from api.relay_protocol import Close
-from services.events import InvalidChannel, check_channel, format_event_id, parse_event_id
+from services.events import InvalidChannel, check_channel, parse_event_id
 
 log = logging.getLogger("hearth.relay")
 
@@ -356,4 +356,4 @@ class Connection:
             await asyncio.sleep(max(0.02, min(next_beat - now, left, options.relay_idle_timeout - idle)))
 
 
-__all__ = ["Connection", "ChannelState", "format_event_id"]
+__all__ = ["Connection", "ChannelState"]

@@ -18,7 +18,6 @@ import hmac
 import os
 import pathlib
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlencode, urlparse
@@ -128,9 +127,6 @@ class LocalDiskStorage:
                 break
             parent = parent.parent
         return True
-
-    def delete_prefix(self, prefix: str) -> None:
-        shutil.rmtree(self._path(prefix), ignore_errors=True)
 
     # --- signed download URLs --------------------------------------------------------
 

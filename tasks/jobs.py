@@ -67,7 +67,7 @@ def _queues_with_backlog() -> set[str]:
             pipe = client.pipeline()
             for name in QUEUES:
                 pipe.llen(name)
-            return {name for name, waiting in zip(QUEUES, pipe.execute()) if waiting}
+            return {name for name, waiting in zip(QUEUES, pipe.execute(), strict=True) if waiting}
     except Exception:  # noqa: BLE001 - without the numbers, enqueue: duplicates are harmless
         log.warning("could not read queue lengths", exc_info=True)
         return set()

@@ -121,7 +121,6 @@ def test_the_request_succeeds_when_the_broker_is_down(user, auth_headers, settin
     from falcon import testing
 
     import celeryconfig
-
     from api.app import build_services, create_app
     from services.jobqueue import CeleryJobQueue
 

@@ -5,15 +5,15 @@ import signal
 import threading
 import time
 
+import httpx
 import pytest
 
 from api import relay_protocol as proto
-from models import sessions
 from models.jobs import Job
-from tests.factories import make_user
-from tests.integration.processes import start_worker
+from tests.factories import PASSWORD, make_user
+from tests.integration.processes import start_gunicorn, start_worker
 from tests.relay.live import WsClient, start_relay, token
-from tests.tasks.live import LiveBroker, live_events
+from tests.tasks.live import LiveBroker, live_events, login
 
 pytestmark = pytest.mark.integration
 
@@ -114,23 +114,33 @@ def test_resume_after_a_disconnect_misses_nothing_and_repeats_nothing(live_env, 
     assert len({e["id"] for e in received}) == total
 
 
-def test_an_expired_token_or_a_revoked_session_closes_the_connection(live_env, live_db, logs, procs):
+def test_an_expired_token_closes_the_connection(live_env, live_db, logs, procs):
     proc, url = start_relay(live_env, logs, RELAY_HEARTBEAT_INTERVAL="1", RELAY_IDLE_TIMEOUT="5")
     procs.append(proc)
-    user = make_user()
-
-    expiring = WsClient.authenticated(url, token(live_env, user, expires_in=2)[0])
+    expiring = WsClient.authenticated(url, token(live_env, make_user(), expires_in=2)[0])
     started = time.monotonic()
     code, reason = expiring.closed_with(timeout=5)
     assert (code, "expired" in reason) == (proto.UNAUTHENTICATED, True)
     assert 1 <= time.monotonic() - started <= 3.5
 
-    raw, session_id = token(live_env, user)
-    revoked = WsClient.authenticated(url, raw)
-    settings_prefix = live_env["REDIS_PREFIX"]
-    sessions.revoke([session_id], reason="user_revoked")
-    live_events(live_env).redis.delete(f"{settings_prefix}sess:{session_id}")  # as the API does after revoking
-    assert revoked.closed_with(timeout=4)[0] == proto.SESSION_ENDED
+
+def test_logging_out_closes_the_sessions_connections(live_env, live_db, logs, procs):
+    proc, url = start_relay(live_env, logs, RELAY_HEARTBEAT_INTERVAL="1", RELAY_IDLE_TIMEOUT="5")
+    procs.append(proc)
+    web, base = start_gunicorn(live_env, logs)
+    procs.append(web)
+    user = make_user()
+    headers = login(base, user.email, PASSWORD)
+    raw = headers["Authorization"].split()[1]
+    client = WsClient.authenticated(url, raw)
+    other_session = WsClient.authenticated(url, token(live_env, user)[0])
+
+    assert httpx.post(f"{base}/v1/auth/logout", headers=headers, timeout=10).status_code == 204
+    started = time.monotonic()
+    assert client.closed_with(timeout=4)[0] == proto.SESSION_ENDED
+    assert time.monotonic() - started <= 2.5  # within a heartbeat interval (1 s here, 25 s by default)
+    other_session.send(type="ping")
+    assert other_session.recv()["type"] in ("pong", "heartbeat")  # only that session ended
 
     again = WsClient(url)
     again.send(type="auth", token=raw)

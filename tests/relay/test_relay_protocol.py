@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from falcon.errors import WebSocketDisconnected
+
 from api import relay_protocol as proto
+from api.auth import SessionCache
 from models import sessions
 from models.jobs import Job
 from tests.factories import make_user
@@ -229,7 +233,7 @@ def test_a_revoked_session_closes_the_connection_at_the_next_check(relay, token_
         client = await r.connect(token_for(user))
         await client.recv()
         revoked = sessions.revoke([token_for.session_id], reason="user_revoked")
-        redis.delete(*[f"{settings.redis_prefix}sess:{sid}" for sid in revoked])  # as the API does
+        SessionCache(redis, settings.redis_prefix, ttl=settings.access_token_ttl).mark_revoked(revoked)  # as the API
         assert await client.closed_with(timeout=3) == proto.SESSION_ENDED
 
     relay.run(scenario)
@@ -306,5 +310,28 @@ def test_binary_frames_are_a_protocol_error(relay, token_for):
         await client.recv()
         await client.ws.send_data(b"\x00\x01")
         assert await client.closed_with() == proto.PROTOCOL_ERROR
+
+    relay.run(scenario)
+
+
+def test_browsers_from_other_origins_are_refused_when_origins_are_configured(relay_settings, token_for):
+    import dataclasses
+
+    from api.relay import build_relay
+    from tests.relay.conftest import Relay, inline
+
+    settings = dataclasses.replace(relay_settings, cors_origins=("https://app.hearth.example",))
+    relay = Relay(build_relay(settings, blocking=inline), settings)
+    user = make_user()
+
+    async def scenario(r):
+        ctx = r.conductor.simulate_ws("/v1/realtime", headers={"Origin": "https://evil.example"})
+        with pytest.raises(WebSocketDisconnected):  # the handshake is denied (HTTP 403)
+            await ctx.__aenter__()
+        ok = r.conductor.simulate_ws("/v1/realtime", headers={"Origin": "https://app.hearth.example"})
+        ws = await ok.__aenter__()
+        r._contexts.append(ok)
+        await ws.send_text('{"type": "auth", "token": "%s"}' % token_for(user))
+        assert '"ready"' in await ws.receive_text()
 
     relay.run(scenario)

