@@ -53,3 +53,20 @@ def live_db(live_env):
     yield database
     database.close_all()
     db.initialize(previous)
+
+
+@pytest.fixture
+def logs(tmp_path):
+    """A folder for the started processes' output, shown when a test fails."""
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def procs():
+    """Processes a test starts; stopped (in reverse order) when it ends."""
+    started = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()

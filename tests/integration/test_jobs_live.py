@@ -18,21 +18,6 @@ from tests.tasks.live import BrokerServer, LiveBroker, live_events, login, wait_
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def logs(tmp_path) -> pathlib.Path:
-    path = tmp_path / "logs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
-
-
 def _types(env, channel) -> list[str]:
     return [event["type"] for event in live_events(env).history(channel)]
 

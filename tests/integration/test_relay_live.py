@@ -19,21 +19,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def logs(tmp_path):
-    path = tmp_path / "logs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
-
-
-@pytest.fixture
 def relay(live_env, live_db, logs, procs):
     proc, url = start_relay(live_env, logs)
     procs.append(proc)
