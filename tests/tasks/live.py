@@ -50,7 +50,7 @@ def live_events(env: dict) -> EventBus:
     return EventBus(redis.Redis.from_url(env["REDIS_URL"]), env["REDIS_PREFIX"])
 
 
-def wait_job(job_id, predicate, *, procs=(), timeout: float = 15.0, what: str = "the job") -> Job:
+def wait_job(job_id, predicate, *, procs=(), timeout: float = 40.0, what: str = "the job") -> Job:
     """Poll the job row until ``predicate(job)``; on timeout, fail with the processes' logs."""
     try:
         return wait_for(lambda: (lambda job: job if predicate(job) else None)(Job.get_by_id(job_id)),
