@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import msgspec
 
 from api.errors import forbidden, unauthorized
-from api.tokens import InvalidToken, TokenIssuer
+from api.tokens import Claims, InvalidToken, TokenIssuer
 from models.accounts import AuthSession, User
 from models.base import utcnow
 from models.permissions import has_permission
@@ -143,21 +143,33 @@ class Authenticator:
             raise unauthorized("The Authorization header must be 'Bearer <access token>'.")
         return token.strip()
 
+    def verify(self, token: str) -> Claims:
+        """Check the token itself (no I/O); 401 when it is not one to honour."""
+        try:
+            return self.tokens.verify(token)
+        except InvalidToken:
+            raise unauthorized("The access token is invalid or expired.") from None
+
+    def keys(self, claims: Claims, prefetch=None) -> list[str]:
+        """The Redis keys a request reads for ``claims``: session state first, then ``prefetch``'s."""
+        extra = prefetch(self.sessions, claims.user_id) if prefetch else ()
+        return [self.sessions.key(claims.session_id), *extra]
+
+    def principal(self, claims: Claims, state: bytes | None) -> Principal:
+        """The caller, given the cached session state read with ``keys`` (rebuilt on a miss)."""
+        if state is None:
+            state = self.sessions.load(claims.session_id)
+        if state == REVOKED:
+            raise unauthorized("This session has ended; log in again.")
+        return Principal(user_id=claims.user_id, role=state.decode(),
+                         session_id=claims.session_id, token_expires_at=claims.expires_at)
+
     def authenticate(self, token: str, *, prefetch=None) -> tuple[Principal, list]:
         """Verify the token and its session; returns the principal and prefetched values.
 
-        ``prefetch(user_id)`` names further Redis keys to read in the same round
-        trip as the session state (``GET /v1/me`` reads the cached profile so).
+        ``prefetch(cache, user_id)`` names further Redis keys read in the same
+        round trip as the session state.
         """
-        try:
-            claims = self.tokens.verify(token)
-        except InvalidToken:
-            raise unauthorized("The access token is invalid or expired.") from None
-        extra_keys = prefetch(self.sessions, claims.user_id) if prefetch else ()
-        values = self.sessions.redis.mget([self.sessions.key(claims.session_id), *extra_keys])
-        state = values[0] if values[0] is not None else self.sessions.load(claims.session_id)
-        if state == REVOKED:
-            raise unauthorized("This session has ended; log in again.")
-        principal = Principal(user_id=claims.user_id, role=state.decode(),
-                              session_id=claims.session_id, token_expires_at=claims.expires_at)
-        return principal, values[1:]
+        claims = self.verify(token)
+        values = self.sessions.redis.mget(self.keys(claims, prefetch))
+        return self.principal(claims, values[0]), values[1:]

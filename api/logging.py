@@ -24,17 +24,12 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return _encoder.encode(entry).decode("utf-8", "replace") if _safe(entry) else str(entry)
-
-
-def _safe(entry: dict) -> bool:
-    try:
-        _encoder.encode(entry)
-        return True
-    except (TypeError, msgspec.EncodeError):
-        for key, value in list(entry.items()):
-            entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
-        return True
+        try:
+            return _encoder.encode(entry).decode("utf-8", "replace")
+        except (TypeError, msgspec.EncodeError):
+            # Something in ``extra=`` is not JSON: log its repr rather than lose the line.
+            return _encoder.encode({key: value if isinstance(value, (str, int, float, bool, type(None)))
+                                    else repr(value) for key, value in entry.items()}).decode("utf-8", "replace")
 
 
 def configure_logging(settings, stream=None) -> None:

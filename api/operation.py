@@ -54,17 +54,20 @@ def operation(summary: str, **spec):
         def wrapper(resource, req, resp, **params):
             ctx = req.context
             services = ctx.services
-            principal = None
-            ctx.prefetched = ()
+            authenticator = services.authenticator
+            claims = None
             if op.auth != "none":
-                token = services.authenticator.bearer(req)
+                token = authenticator.bearer(req)
                 if token is not None:
-                    principal, ctx.prefetched = services.authenticator.authenticate(
-                        token, prefetch=op.prefetch)
+                    claims = authenticator.verify(token)
                 elif op.auth == "required":
                     raise unauthorized()
+            # One Redis round trip: the rate-limit count, the session state, prefetched keys.
+            keys = authenticator.keys(claims, op.prefetch) if claims is not None else []
+            values = _limit(services, req, resp, op, claims, keys)
+            principal = authenticator.principal(claims, values[0]) if claims is not None else None
             ctx.principal = principal
-            _limit(services, req, resp, op, principal)
+            ctx.prefetched = values[1:]
             if op.permission is not None:
                 principal.require(op.permission)
             if op.query is not None:
@@ -82,16 +85,18 @@ def operation(summary: str, **spec):
     return decorate
 
 
-def _limit(services, req, resp, op: Operation, principal) -> None:
+def _limit(services, req, resp, op: Operation, claims, keys: list[str]) -> list:
+    """Count the request against its bucket (429 when over) and return the values of ``keys``."""
     if op.rate is None:
-        return
+        return services.redis.mget(keys) if keys else []
     limit, window = services.rates[op.rate]
-    client = f"u:{principal.user_id}" if principal is not None else f"ip:{client_ip(req, services)}"
-    decision = services.limiter.hit(op.rate, client, limit, window)
+    client = f"u:{claims.user_id}" if claims is not None else f"ip:{client_ip(req, services)}"
+    decision = services.limiter.hit(op.rate, client, limit, window, read=keys)
     for name, value in decision.headers().items():
         resp.set_header(name, value)
     if not decision.allowed:
         raise too_many_requests(decision.reset)
+    return decision.values
 
 
 def client_ip(req, services) -> str:
