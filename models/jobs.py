@@ -12,10 +12,10 @@ sweep gave the job to another worker) can no longer change the row.
 """
 from __future__ import annotations
 
-import contextlib
-
 import datetime
 import uuid
+
+import msgspec
 
 from peewee import Case, CharField, ForeignKeyField, IntegerField, IntegrityError, SmallIntegerField, TextField, fn
 from playhouse.postgres_ext import BinaryJSONField
@@ -33,19 +33,35 @@ def _seconds(value: float) -> datetime.timedelta:
     return datetime.timedelta(seconds=value)
 
 
-@contextlib.contextmanager
-def bookkeeping():
-    """A transaction for a run's own state changes (claim, finish) that does not wait for fsync.
+# A run's own state changes (claim, finish) are single statements that commit
+# without waiting for fsync (``set_config(..., true)`` lasts to the end of the
+# statement's transaction). If the database crashes in the moment after such a
+# commit, the change can be lost: the job then looks queued, or running with a
+# lease, as before; the sweep runs it again, and side effects recorded by
+# ``JobContext.once`` (committed synchronously) are not repeated. Waiting for
+# the disk on every claim and finish costs milliseconds per job for no
+# guarantee gained. They are hand-written because they run for every job and
+# building them through the query builder cost more than running them.
+_CLAIM = """
+WITH no_fsync AS (SELECT set_config('synchronous_commit', 'off', true))
+UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, %s), attempts = attempts + 1,
+       lease_expires_at = %s, updated_at = %s, run_after = NULL
+FROM no_fsync
+WHERE id = %s AND status = 'queued' AND cancel_requested_at IS NULL
+RETURNING jobs.*
+"""
+_FINISH = """
+WITH no_fsync AS (SELECT set_config('synchronous_commit', 'off', true))
+UPDATE jobs SET status = %s, result = %s::jsonb, error = %s::jsonb, finished_at = %s, updated_at = %s,
+       lease_expires_at = NULL, progress_pct = CASE WHEN %s THEN 100 ELSE progress_pct END
+FROM no_fsync
+WHERE id = %s AND status = 'running' AND attempts = %s
+RETURNING jobs.*
+"""
 
-    If the database crashes in the moment after such a commit, the change can be
-    lost; the job then looks queued or running-with-a-lease as before, the sweep
-    runs it again, and its side effects, recorded by ``JobContext.once`` with
-    synchronous commits, are not repeated. Waiting for the disk on every claim
-    and finish would cost several milliseconds per job for no guarantee gained.
-    """
-    with db.atomic():
-        db.execute_sql("SET LOCAL synchronous_commit TO OFF")
-        yield
+
+def _json(value) -> str | None:
+    return None if value is None else msgspec.json.encode(value).decode()
 
 
 class Job(UUIDModel):
@@ -124,14 +140,7 @@ class Job(UUIDModel):
     def claim_by_id(cls, job_id, lease_seconds: float) -> "Job | None":
         """Claim a queued job (``attempts`` + 1, lease set); the claimed row, or None."""
         now = utcnow()
-        with bookkeeping():
-            rows = list(
-                cls.update(status="running", started_at=fn.COALESCE(cls.started_at, now),
-                           attempts=cls.attempts + 1, lease_expires_at=now + _seconds(lease_seconds),
-                           updated_at=now, run_after=None)
-                .where((cls.id == job_id) & (cls.status == "queued") & cls.cancel_requested_at.is_null())
-                .returning(cls).execute()
-            )
+        rows = list(cls.raw(_CLAIM, now, now + _seconds(lease_seconds), now, job_id))
         return rows[0] if rows else None
 
     @classmethod
@@ -160,12 +169,8 @@ class Job(UUIDModel):
     def finish(cls, job_id, attempt: int, status: str, *, result=None, error=None) -> "Job | None":
         """End the run as ``status``; the updated row, or None when the run is no longer ours."""
         now = utcnow()
-        values = dict(status=status, result=result, error=error, finished_at=now, updated_at=now,
-                      lease_expires_at=None)
-        if status == "succeeded":
-            values["progress_pct"] = 100
-        with bookkeeping():
-            rows = list(cls.update(**values).where(cls._run_is(job_id, attempt)).returning(cls).execute())
+        rows = list(cls.raw(_FINISH, status, _json(result), _json(error), now, now, status == "succeeded",
+                            job_id, attempt))
         return rows[0] if rows else None
 
     @classmethod

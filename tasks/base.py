@@ -3,7 +3,7 @@
 A job task takes a job id and claims the job with a conditional update
 (``queued → running``, ``attempts`` + 1); a second delivery of the same
 message finds nothing to claim and returns. The run then holds a lease on the
-row: ``progress()`` and a heartbeat thread renew it, and the beat sweep
+row: ``progress()`` and the process's lease keeper renew it, and the beat sweep
 (``tasks.jobs.sweep_jobs``) requeues a job whose lease ran out because its
 worker died. Every write of the run is fenced by its attempt number, so a run
 that lost its lease can no longer change the job.
@@ -18,8 +18,10 @@ the truth; Celery results are not used.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
+import time
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -99,33 +101,63 @@ class JobContext:
         return result
 
 
-class _Heartbeat(threading.Thread):
-    """Renews the lease while the job's code runs, and notices cancellation between progress points."""
+class _LeaseKeeper:
+    """One thread per worker process that renews the leases of the jobs running in it.
 
-    def __init__(self, ctx: JobContext):
-        super().__init__(name=f"job-heartbeat-{ctx.job.id}", daemon=True)
-        self.ctx = ctx
-        self.interval = max(0.5, ctx.lease_seconds / 3)
-        self._stopped = threading.Event()
+    A thread per job cost more than a short job itself (start and join on every
+    run); one keeper serves every run of the process. It also notices
+    cancellation between progress points. Started on first use, so it lives in
+    the forked pool process, not in the parent.
+    """
 
-    def run(self) -> None:
-        ctx = self.ctx
-        while not self._stopped.wait(self.interval):
-            try:
-                with connection():
-                    ours, cancel = Job.renew(ctx.job.id, ctx.attempt, ctx.lease_seconds)
-            except Exception:  # noqa: BLE001 - the next beat tries again; the lease has slack
-                log.warning("job heartbeat failed", extra={"job_id": str(ctx.job.id)}, exc_info=True)
-                continue
-            if cancel:
-                ctx._cancel_requested.set()
-            if not ours:
-                ctx._lost.set()
-                return
+    TICK = 0.5
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self.join(timeout=5)
+    def __init__(self):
+        self._runs: dict[int, tuple[JobContext, float]] = {}
+        self._lock = threading.Lock()
+        self._pid = None
+
+    def add(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._runs[id(ctx)] = (ctx, time.monotonic() + self._interval(ctx))
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="job-lease-keeper", daemon=True).start()
+
+    def remove(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._runs.pop(id(ctx), None)
+
+    @staticmethod
+    def _interval(ctx: JobContext) -> float:
+        return max(0.5, ctx.lease_seconds / 3)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            now = time.monotonic()
+            with self._lock:
+                due = [ctx for ctx, at in self._runs.values() if at <= now]
+                for ctx in due:
+                    self._runs[id(ctx)] = (ctx, now + self._interval(ctx))
+            for ctx in due:
+                self._renew(ctx)
+
+    @staticmethod
+    def _renew(ctx: JobContext) -> None:
+        try:
+            with connection():
+                ours, cancel = Job.renew(ctx.job.id, ctx.attempt, ctx.lease_seconds)
+        except Exception:  # noqa: BLE001 - the next beat tries again; the lease has slack
+            log.warning("job lease renewal failed", extra={"job_id": str(ctx.job.id)}, exc_info=True)
+            return
+        if cancel:
+            ctx._cancel_requested.set()
+        if not ours:
+            ctx._lost.set()
+
+
+_leases = _LeaseKeeper()
 
 
 def publish_job_event(job: Job, type_: str) -> None:
@@ -166,14 +198,13 @@ class JobTask(Task):
                 return None
             publish_job_event(job, "job.started")
             ctx = JobContext(job, lease)
-            heartbeat = _Heartbeat(ctx)
-            heartbeat.start()
+            _leases.add(ctx)
             try:
                 try:
                     # No transaction around the whole run: progress must be visible while it runs.
                     result = self.run(ctx)
                 finally:
-                    heartbeat.stop()
+                    _leases.remove(ctx)
             except Cancelled:
                 return self._finish(ctx, "cancelled")
             except LeaseLost:
