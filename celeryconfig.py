@@ -19,6 +19,12 @@ task_routes = {
     "tasks.accounts.*": {"queue": "notify"},
     "tasks.exports.*": {"queue": "exports"},
     "tasks.maintenance.*": {"queue": "maintenance"},
+    # Search index upkeep: per-listing reindexes, full rebuilds, the stale-listing sweep.
+    "tasks.search.*": {"queue": "search"},
+    # Virus scans (and the previews made after a clean scan) have a queue of their own, so a
+    # burst of uploads never delays mail; the upkeep of unfinished uploads is maintenance.
+    "tasks.uploads.scan_upload": {"queue": "scans"},
+    "tasks.uploads.*": {"queue": "maintenance"},
 }
 
 task_serializer = "json"

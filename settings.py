@@ -10,7 +10,7 @@ import dataclasses
 import os
 import pathlib
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 ROOT = pathlib.Path(__file__).resolve().parent
 ENVIRONMENTS = ("development", "test", "production")
@@ -108,6 +108,30 @@ class Settings:
     relay_send_queue: int = 256
     relay_max_channels: int = 50
 
+    # --- Uploads, scanning, object storage (docs/files.md) ---
+    # clamd that scans every upload: unix:///path/clamd.sock or tcp://host:3310. Empty in
+    # development: the clamd of `python -m ops.clamd` (<var_dir>/clamd/clamd.sock).
+    clamd_url: str = ""
+    # Seconds clamd may take to answer one read/write of a scan before it counts as down.
+    clamd_timeout: int = 60
+    # S3 credentials for STORAGE_URL=s3://...; empty: boto3's own chain (instance role, ...).
+    aws_access_key_id: str = field(default="", repr=False)
+    aws_secret_access_key: str = field(default="", repr=False)
+    aws_session_token: str = field(default="", repr=False)
+    # POST /v1/uploads streams at most this many bytes; larger files go through an intent.
+    upload_direct_max_bytes: int = 25 * 1024 * 1024
+    # Per purpose, whichever way the file arrives.
+    upload_photo_max_bytes: int = 20 * 1024 * 1024
+    upload_document_max_bytes: int = 50 * 1024 * 1024
+    upload_avatar_max_bytes: int = 5 * 1024 * 1024
+    # Seconds an upload intent's URL is valid; seconds a download link is valid.
+    upload_intent_ttl: int = 15 * 60
+    upload_url_ttl: int = 5 * 60
+
+    # --- Search (docs/search.md) ---
+    # Seconds a cached search result page lives in Redis (0: no cache). Any index change
+    # makes cached pages obsolete at once; the TTL only bounds how long they take up memory.
+    search_cache_ttl: int = 30
 
     @property
     def production(self) -> bool:
@@ -190,8 +214,19 @@ class Settings:
         problems = []
         if self.broker_url and urlparse(self.broker_url).scheme not in ("redis", "rediss", "unix"):
             problems.append("BROKER_URL must be a redis:// or rediss:// URL")
-        if self.storage_url and urlparse(self.storage_url).scheme != "file":
-            problems.append("STORAGE_URL must be a file:// URL (local disk)")
+        problems.extend(_storage_problems(self.storage_url))
+        if self.clamd_url and urlparse(self.clamd_url).scheme not in ("unix", "tcp"):
+            problems.append("CLAMD_URL must be unix:///path/to/clamd.sock or tcp://host:port")
+        if not 1 <= self.clamd_timeout <= 600:
+            problems.append("CLAMD_TIMEOUT must be between 1 and 600 seconds")
+        for name in ("upload_direct_max_bytes", "upload_photo_max_bytes", "upload_document_max_bytes",
+                     "upload_avatar_max_bytes"):
+            if getattr(self, name) < 1024:
+                problems.append(f"{name.upper()} must be at least 1024")
+        if not 60 <= self.upload_intent_ttl <= 24 * 3600:
+            problems.append("UPLOAD_INTENT_TTL must be between 60 seconds and a day")
+        if not 10 <= self.upload_url_ttl <= 3600:
+            problems.append("UPLOAD_URL_TTL must be between 10 seconds and an hour")
         if not 2 <= self.job_lease_seconds <= 3600:
             problems.append("JOB_LEASE_SECONDS must be between 2 and 3600")
         if self.job_requeue_after < 1:
@@ -230,7 +265,43 @@ class Settings:
             problems.append("PUBLIC_URL must be https:// in production")
         if "*" in self.cors_origins:
             problems.append("CORS_ORIGINS may not be * in production")
+        if urlparse(self.storage_url).scheme != "s3":
+            problems.append("STORAGE_URL must be an s3:// URL in production (local disk is for development)")
+        if not self.clamd_url:
+            problems.append("CLAMD_URL is required in production (uploads are never served unscanned)")
         return problems
+
+    @property
+    def clamd_address(self) -> str:
+        """``CLAMD_URL``, or the development clamd's socket under ``var_dir``."""
+        return self.clamd_url or f"unix://{self.var_dir / 'clamd' / 'clamd.sock'}"
+
+
+STORAGE_URL_OPTIONS = ("endpoint", "public_endpoint", "region", "addressing")
+
+
+def _storage_problems(url: str) -> list[str]:
+    """``STORAGE_URL``: empty, ``file:///path`` or ``s3://bucket?endpoint=&public_endpoint=&region=&addressing=``."""
+    if not url:
+        return []
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return []
+    if parsed.scheme != "s3":
+        return ["STORAGE_URL must be file:///path or s3://bucket?endpoint=...&region=..."]
+    problems = []
+    if not parsed.hostname or parsed.path not in ("", "/"):
+        problems.append("STORAGE_URL: s3:// needs a bucket name and nothing after it (s3://bucket?region=...)")
+    options = dict(pair.partition("=")[::2] for pair in filter(None, parsed.query.split("&")))
+    unknown = sorted(set(options) - set(STORAGE_URL_OPTIONS))
+    if unknown:
+        problems.append(f"STORAGE_URL: unknown option(s) {', '.join(unknown)}; known: {', '.join(STORAGE_URL_OPTIONS)}")
+    for name in ("endpoint", "public_endpoint"):
+        if options.get(name) and urlparse(unquote(options[name])).scheme not in ("http", "https"):
+            problems.append(f"STORAGE_URL: {name} must be an http(s):// URL")
+    if options.get("addressing", "path") not in ("path", "virtual"):
+        problems.append("STORAGE_URL: addressing must be path or virtual")
+    return problems
 
 
 # Variables that would be too generic without the prefix.

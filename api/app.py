@@ -17,7 +17,8 @@ from api.auth import Authenticator, SessionCache
 from api.lockout import LoginLockout
 from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
 from api.ratelimit import RateLimiter
-from api.resources import admin, auth, docs, exports, health, jobs, me
+from api.resources import (admin, auth, docs, exports, favorites, health, jobs, me, properties, property_media, search,
+                           uploads)
 from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
 from services.storage import make_storage
@@ -139,3 +140,32 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/admin/jobs/selftest", jobs.JobSelftest(job_views))
     app.add_route("/v1/me/export", exports.MyExport(job_views))
     app.add_route("/v1/downloads/{key:path}", exports.Downloads(job_views.storage))
+
+    # Uploads, virus scanning, signed downloads and listing media (docs/files.md).
+    upload_service = uploads.UploadService(services.settings, job_views)
+    my_uploads = uploads.Uploads(upload_service, secret)
+    app.add_route("/v1/uploads", my_uploads)
+    app.add_route("/v1/uploads/intents", my_uploads, suffix="intents")
+    app.add_route("/v1/uploads/{upload_id:uuid}", my_uploads, suffix="item")
+    app.add_route("/v1/uploads/{upload_id:uuid}/complete", my_uploads, suffix="complete")
+    app.add_route("/v1/uploads/{upload_id:uuid}/content", my_uploads, suffix="content")
+    app.add_route("/v1/uploads/{upload_id:uuid}/download", my_uploads, suffix="download")
+    app.add_route("/v1/admin/uploads/{upload_id:uuid}/rescan", uploads.AdminUploadRescan(upload_service))
+    documents = property_media.ListingDocumentsResource()
+    app.add_route("/v1/properties/{property_id:uuid}/photos", property_media.ListingPhotosResource())
+    app.add_route("/v1/properties/{property_id:uuid}/documents", documents)
+    app.add_route("/v1/properties/{property_id:uuid}/documents/{upload_id:uuid}", documents, suffix="item")
+
+    # Listings and favorites (docs/listings.md). GET /v1/properties (search) is served by the same class.
+    app.add_route("/v1/properties", properties.PropertyCollection())
+    listing = properties.PropertyItem(secret)
+    app.add_route("/v1/properties/{property_id:uuid}", listing)
+    app.add_route("/v1/properties/{property_id:uuid}/history", listing, suffix="history")
+    saved = favorites.MyFavorites(secret)
+    app.add_route("/v1/me/favorites", saved)
+    app.add_route("/v1/me/favorites/{property_id:uuid}", saved, suffix="item")
+
+    # The search index's state and full rebuild (docs/search.md); the search itself is GET /v1/properties.
+    search_admin = search.SearchAdmin(job_views)
+    app.add_route("/v1/admin/search/status", search_admin, suffix="status")
+    app.add_route("/v1/admin/search/reindex", search_admin, suffix="reindex")

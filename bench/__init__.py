@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # Modules whose import registers benchmarks, in the order ``python -m bench`` runs them.
-MODULES = ("bench.http",)
+MODULES = ("bench.http", "bench.jobs", "bench.relay", "bench.uploads", "bench.search")
 
 
 @dataclass

@@ -30,7 +30,9 @@ BUSY_SHARE = 0.15
            targets=(Target("me", "hello", 0.5),))
 def http(run: Run) -> list[Row]:
     with _workspace(run) as work:
-        return _three_loads(run, work, servers.project_settings())
+        rows = _three_loads(run, work, servers.project_settings())
+    run.note(_argon2_note())
+    return rows
 
 
 @benchmark("http-workers", "the three loads of `http` under gunicorn sync -w 2 and gthread -w 2 --threads 4",
@@ -39,10 +41,12 @@ def http(run: Run) -> list[Row]:
 def http_workers(run: Run) -> list[Row]:
     rows: list[Row] = []
     with _workspace(run) as work:
-        for settings in (servers.variant("sync", "--workers", "2", "--worker-class", "sync"),
+        # --threads 1: gunicorn silently runs gthread when a sync worker is given more than one thread.
+        for settings in (servers.variant("sync", "--workers", "2", "--worker-class", "sync", "--threads", "1"),
                          servers.variant("gthread", "--workers", "2", "--worker-class", "gthread",
                                          "--threads", "4")):
             rows += _three_loads(run, work, settings, suffix=f"[{settings.label}]")
+    run.note(_argon2_note())
     return rows
 
 
@@ -71,10 +75,10 @@ def _workspace(run: Run):
             yield work
         ok = True
     finally:
-        if ok:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
+        if not ok and any(directory.glob("*.log")):
             run.log(f"server logs kept in {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass
@@ -85,7 +89,7 @@ class _Subject:
     server: servers.Gunicorn
     load: wrk.Load
     baseline: str | None
-    samples: list  # (wrk.Result, server CPU seconds)
+    samples: list  # (wrk.Result, _Cpu) per turn
 
 
 def _three_loads(run: Run, work: _Workspace, settings: servers.GunicornSettings, suffix: str = "") -> list[Row]:
@@ -95,6 +99,8 @@ def _three_loads(run: Run, work: _Workspace, settings: servers.GunicornSettings,
     with servers.Gunicorn(HELLO_APP, settings, {}, work.dir / f"hello{suffix}.log") as hello, \
             servers.Gunicorn(HEARTH_APP, settings, work.stack.env, work.dir / f"hearth{suffix}.log",
                              ready_path="/healthz") as api:
+        used = sorted({str(hello.worker_class()), str(api.worker_class())})
+        run.note(f"gunicorn {settings.label}: the log says 'Using worker: {' / '.join(used)}'")
         body = stack.login_body()
         token = stack.post_json(api.base_url + "/v1/auth/login", body)["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
@@ -117,14 +123,31 @@ def _three_loads(run: Run, work: _Workspace, settings: servers.GunicornSettings,
                 subject.samples.append((result, cpu))
                 run.log(f"  turn {turn + 1}/{run.repeats} {subject.name:<16} {result.requests_per_s:9.1f} req/s  "
                         f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:8.2f} ms  failed {result.error_count}  "
-                        f"other processes {cpu.other_share:.0%} of the CPU")
+                        f"CPU used elsewhere {cpu.other_share:.0%}")
     return [_row(run, subject) for subject in subjects]
+
+
+def _argon2_note() -> str:
+    """Login is bound by one argon2id verification per request: say what that costs here."""
+    from models.passwords import hash_password, verify_password
+    stored = hash_password(stack.PASSWORD)  # "$argon2id$v=19$m=19456,t=2,p=1$salt$hash"
+    params = dict(part.split("=") for part in stored.split("$")[3].split(","))
+    started = time.process_time()
+    for _ in range(5):
+        verify_password(stored, stack.PASSWORD)
+    each = (time.process_time() - started) / 5
+    cores = os.cpu_count() or 1
+    return (f"login is CPU-bound by design: one argon2id verification per request "
+            f"({int(params['m']) // 1024} MiB, t={params['t']}) costs {each * 1000:.0f} ms of CPU here, "
+            f"so {cores} cores allow at most ~{cores / each:.0f} logins/s before HTTP, database and wrk take "
+            f"their share; it is expected to be far below hello")
 
 
 @dataclass(frozen=True)
 class _Cpu:
     """Where the machine's CPU went during one turn (seconds, all cores together)."""
 
+    worker_boots: int  # workers gunicorn started during the turn, replacing recycled ones
     server: float
     wrk: float
     redis: float
@@ -140,9 +163,10 @@ class _Cpu:
 
 def _turn(work: _Workspace, subject: _Subject, duration: str, options: dict) -> tuple[wrk.Result, _Cpu]:
     server0, redis0 = subject.server.cpu_seconds(), stack.redis_cpu_seconds(work.stack.redis)
-    busy0, wall0 = servers.machine_cpu_seconds(), time.monotonic()
+    busy0, wall0, boots0 = servers.machine_cpu_seconds(), time.monotonic(), subject.server.worker_boots()
     result = wrk.run(work.wrk, subject.server.base_url, subject.load, duration=duration, **options)
     cpu = _Cpu(
+        worker_boots=subject.server.worker_boots() - boots0,
         server=subject.server.cpu_seconds() - server0,
         wrk=result.cpu_s,
         redis=stack.redis_cpu_seconds(work.stack.redis) - redis0,
@@ -162,9 +186,13 @@ def _row(run: Run, subject: _Subject) -> Row:
     if errors:
         run.note(f"{subject.name}: {errors} requests failed (see failures_by_kind in the JSON); "
                  "its figures are not valid")
+    boots = [turn_cpu.worker_boots for _, turn_cpu in subject.samples]
+    if any(boots):
+        run.note(f"{subject.name}: gunicorn replaced workers {sum(boots)} times during its turns (max_requests); "
+                 "their boot CPU is part of its figures")
     if max(others) > BUSY_SHARE:
-        run.note(f"{subject.name}: other processes used up to {max(others):.0%} of the CPU during its turns; "
-                 "its figures are lower than on a quiet machine")
+        run.note(f"{subject.name}: up to {max(others):.0%} of the machine's CPU went to processes other than "
+                 "the server, wrk and Redis during its turns; its figures are lower than on a quiet machine")
 
     def per_request(seconds: float) -> float | None:
         return round(seconds / result.requests * 1e6, 1) if result.requests else None
@@ -194,6 +222,7 @@ def _row(run: Run, subject: _Subject) -> Row:
             "wrk_cpu_us_per_request": per_request(cpu.wrk),
             "redis_cpu_us_per_request": per_request(cpu.redis),
             "turns_other_cpu_share": [round(share, 3) for share in others],
+            "turns_worker_boots": boots,
             "gunicorn_workers": len(subject.server.workers()),
         },
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
 import runpy
 import signal
 import socket
@@ -56,9 +57,10 @@ def _conf_summary() -> str:
     """Read the worker settings the config file ends up with (it is Python, as gunicorn runs it)."""
     try:
         values = runpy.run_path(str(CONF))
-    except Exception as exc:  # noqa: BLE001 - the summary is informative only
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the summary is informative only
         return f"unreadable ({type(exc).__name__}: {exc})"
-    keys = ("workers", "worker_class", "threads", "keepalive", "timeout", "accesslog")
+    keys = ("workers", "worker_class", "threads", "keepalive", "max_requests", "max_requests_jitter",
+            "preload_app", "timeout", "accesslog")
     return ", ".join(f"{k}={values[k]!r}" for k in keys if k in values) or "no worker settings"
 
 
@@ -116,6 +118,17 @@ class Gunicorn:
             time.sleep(0.1)
         self.stop()
         raise ServerError(f"gunicorn did not answer {self.ready_path} within {timeout:.0f}s:\n{self.tail()}")
+
+    def worker_class(self) -> str | None:
+        """The worker class gunicorn says it runs (it may differ from the one asked for)."""
+        self._log.flush()
+        found = re.search(r"Using worker: (\S+)", self.log_path.read_text(errors="replace"))
+        return found.group(1) if found else None
+
+    def worker_boots(self) -> int:
+        """How many workers gunicorn has booted so far (``max_requests`` replaces workers as it goes)."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace").count("Booting worker with pid")
 
     def tail(self, lines: int = 30) -> str:
         self._log.flush()

@@ -3,8 +3,16 @@
 Field names are the RESO Data Dictionary names in snake_case (``ListPrice`` →
 ``list_price``). Money is integer minor units (cents) with an ISO 4217
 ``currency``. ``version`` increments on every change and is the ETag.
+
+Every change goes through ``Property.create_listing`` or
+``Property.apply_changes``: they enforce the transition table, keep
+``previous_list_price`` / ``on_market_timestamp`` right, write one history row
+per price or status change, and bump ``version`` with a conditional update so
+that of two concurrent writers at the same version exactly one wins.
 """
 from __future__ import annotations
+
+import datetime
 
 from peewee import (BigAutoField, BigIntegerField, CharField, CompositeKey, DateField, FloatField, ForeignKeyField,
                     IntegerField, SmallIntegerField, TextField)
@@ -12,6 +20,7 @@ from playhouse.postgres_ext import ArrayField
 
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
+from models.db import db
 
 STATUSES = ("Incomplete", "ComingSoon", "Active", "ActiveUnderContract", "Pending", "Closed",
             "Withdrawn", "Expired", "Canceled")
@@ -37,6 +46,39 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 def can_transition(current: str, new: str) -> bool:
     return new in TRANSITIONS.get(current, frozenset())
+
+
+# A new listing starts as a draft, or goes straight to one of the draft's next
+# statuses; creating a listing as Canceled makes no sense.
+INITIAL_STATUSES = ("Incomplete", "ComingSoon", "Active")
+# What ``DELETE`` does: a draft is canceled, anything else is withdrawn. A
+# listing already in one of these is already off the market (DELETE is a no-op).
+OFF_MARKET_ON_DELETE = ("Withdrawn", "Canceled")
+# Fields whose changes are kept in ``property_history``.
+HISTORY_FIELDS = ("list_price", "standard_status")
+
+
+class ListingError(Exception):
+    """A change the listing's rules refuse; the API maps each kind to its status code."""
+
+
+class IllegalTransition(ListingError):
+    def __init__(self, current: str, new: str):
+        self.current, self.new = current, new
+        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "nothing (it is final)"
+        super().__init__(f"A listing cannot move from {current} to {new}; from {current} it may move to {allowed}.")
+
+
+class InvalidListing(ListingError):
+    """Field values that cannot hold together; ``errors`` is ``[(field, message)]``."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors))
+
+
+class StaleListing(ListingError):
+    """The listing is no longer at the version the caller changed (another write came first)."""
 
 
 class Property(UUIDModel):
@@ -98,6 +140,147 @@ class Property(UUIDModel):
             return False
         return principal.is_admin or principal.user_id in (str(self.owner_id), str(self.list_agent_id))
 
+    def is_visible_to(self, principal) -> bool:
+        """Anyone sees a listed property; drafts and off-market ones only their managers."""
+        return self.is_public or self.is_managed_by(principal)
+
+    # --- changes ------------------------------------------------------------------------
+
+    @classmethod
+    def create_listing(cls, *, owner_id, actor_id, fields: dict) -> "Property":
+        """Insert a listing from ``fields`` (column names; ``list_agent_id`` for the agent).
+
+        ``original_list_price`` is the list price; a listing created Active is on
+        the market now; its first price and status are its first history rows.
+        Raises ``InvalidListing`` for values that do not hold together.
+        """
+        values = dict(fields)
+        status = values.setdefault("standard_status", "Incomplete")
+        errors = []
+        if status not in INITIAL_STATUSES:
+            errors.append(("standard_status", f"a new listing starts as one of {', '.join(INITIAL_STATUSES)}"))
+        errors += _consistency_errors(values)
+        if values.get("list_agent_id") is not None:
+            errors += _agent_errors(values["list_agent_id"])
+        if errors:
+            raise InvalidListing(errors)
+        now = utcnow()
+        values.update(owner=owner_id, list_agent=values.pop("list_agent_id", None), version=1,
+                      original_list_price=values["list_price"], created_at=now, modification_timestamp=now)
+        values.setdefault("unparsed_address", compose_address(values))
+        if status == "Active":
+            values["on_market_timestamp"] = now
+        with db.atomic():
+            listing = cls.create(**values)
+            PropertyHistory.insert_many([
+                {"property": listing.id, "at": now, "actor": actor_id, "field": "standard_status",
+                 "old_value": None, "new_value": status},
+                {"property": listing.id, "at": now, "actor": actor_id, "field": "list_price",
+                 "old_value": None, "new_value": str(listing.list_price)},
+            ]).execute()
+        return listing
+
+    def apply_changes(self, changes: dict, *, actor_id, expected_version: int | None = None) -> dict:
+        """Apply ``changes`` (column names; ``list_agent_id`` for the agent) to this listing.
+
+        Returns ``{field: (old, new)}`` for what actually changed (empty: nothing
+        did, and the version stays). The row is updated only if it is still at
+        ``expected_version`` (default: the version this object was read at);
+        otherwise ``StaleListing``. An illegal status move is ``IllegalTransition``,
+        values that cannot hold together are ``InvalidListing``. ``self`` is
+        refreshed from the updated row.
+        """
+        expected = self.version if expected_version is None else expected_version
+        if expected != self.version:
+            raise StaleListing()
+        current = {name: getattr(self, name) for name in changes}
+        diff = {name: value for name, value in changes.items() if current[name] != value}
+        if not diff:
+            return {}
+        merged = {name: getattr(self, name) for name in _CONSISTENCY_FIELDS}
+        merged.update(changes)
+        errors = []
+        new_status = diff.get("standard_status")
+        if new_status is not None and not can_transition(self.standard_status, new_status):
+            raise IllegalTransition(self.standard_status, new_status)
+        errors += _consistency_errors(merged)
+        final_status = merged["standard_status"]
+        for name in ("close_price", "close_date"):
+            if final_status == "Closed" and merged.get(name) is None:
+                errors.append((name, "is required to close a listing"))
+            elif final_status != "Closed" and name in diff and diff[name] is not None:
+                errors.append((name, "may only be set when the listing is Closed"))
+        if diff.get("list_agent_id") is not None:
+            errors += _agent_errors(diff["list_agent_id"])
+        if errors:
+            raise InvalidListing(errors)
+
+        now = utcnow()
+        derived = {}
+        if "list_price" in diff:
+            derived["previous_list_price"] = self.list_price
+        if new_status == "Active" and self.on_market_timestamp is None:
+            derived["on_market_timestamp"] = now
+        if _ADDRESS_PARTS & diff.keys() and "unparsed_address" not in changes:
+            derived["unparsed_address"] = compose_address(merged)
+        values = {("list_agent" if name == "list_agent_id" else name): value
+                  for name, value in {**diff, **derived}.items()}
+        with db.atomic():
+            rows = list(Property.update(version=Property.version + 1, modification_timestamp=now, **values)
+                        .where((Property.id == self.id) & (Property.version == expected))
+                        .returning(Property).execute())
+            if not rows:
+                raise StaleListing()
+            history = [{"property": self.id, "at": now, "actor": actor_id, "field": name,
+                        "old_value": str(current[name]), "new_value": str(diff[name])}
+                       for name in HISTORY_FIELDS if name in diff]
+            if history:
+                PropertyHistory.insert_many(history).execute()
+        changed = {name: (current.get(name, getattr(self, name)), value)
+                   for name, value in {**diff, **derived}.items()}
+        self.__data__.update(rows[0].__data__)
+        self._dirty.clear()
+        return changed
+
+    def change_status(self, new_status: str, *, actor_id, expected_version: int | None = None,
+                      close_price: int | None = None, close_date: datetime.date | None = None) -> dict:
+        """Move to ``new_status`` (with the closing figures when it is Closed); see ``apply_changes``."""
+        changes = {"standard_status": new_status}
+        if close_price is not None:
+            changes["close_price"] = close_price
+        if close_date is not None:
+            changes["close_date"] = close_date
+        return self.apply_changes(changes, actor_id=actor_id, expected_version=expected_version)
+
+    def take_off_market(self, *, actor_id, expected_version: int | None = None) -> dict:
+        """What ``DELETE`` does: a draft is Canceled, a listing on the market Withdrawn.
+
+        Already Withdrawn or Canceled: nothing changes (``{}``). Anything else
+        follows the transition table (``IllegalTransition``: e.g. Pending, Closed).
+        """
+        if self.standard_status in OFF_MARKET_ON_DELETE:
+            if expected_version is not None and expected_version != self.version:
+                raise StaleListing()
+            return {}
+        target = "Canceled" if self.standard_status == "Incomplete" else "Withdrawn"
+        return self.change_status(target, actor_id=actor_id, expected_version=expected_version)
+
+    # --- views --------------------------------------------------------------------------
+
+    def view(self) -> dict:
+        """The listing as ``GET /v1/properties/{id}`` shows it (the same to everyone who may see it)."""
+        data = {name: _jsonable(getattr(self, name)) for name in VIEW_FIELDS}
+        data.update(id=str(self.id), owner_id=str(self.owner_id),
+                    list_agent_id=str(self.list_agent_id) if self.list_agent_id else None,
+                    features=list(self.features or ()))
+        return data
+
+    def summary(self) -> dict:
+        """The compact form used in lists (favorites)."""
+        data = {name: _jsonable(getattr(self, name)) for name in SUMMARY_FIELDS}
+        data["id"] = str(self.id)
+        return data
+
 
 class PropertyHistory(BaseModel):
     id = BigAutoField()
@@ -111,6 +294,18 @@ class PropertyHistory(BaseModel):
     class Meta:
         table_name = "property_history"
 
+    def view(self, *, with_actor: bool = False) -> dict:
+        """One change; prices as integers. Who made it is shown only to the listing's managers."""
+        typed = int if self.field == "list_price" else str
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "field": self.field,
+            "old_value": typed(self.old_value) if self.old_value is not None else None,
+            "new_value": typed(self.new_value),
+            "actor_id": str(self.actor_id) if with_actor and self.actor_id else None,
+        }
+
 
 class Favorite(BaseModel):
     user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
@@ -122,5 +317,58 @@ class Favorite(BaseModel):
         primary_key = CompositeKey("user", "property")
 
 
+VIEW_FIELDS = (
+    "version", "standard_status", "property_type", "property_sub_type", "currency", "list_price",
+    "original_list_price", "previous_list_price", "close_price", "bedrooms_total", "bathrooms_full",
+    "bathrooms_half", "living_area", "living_area_units", "lot_size_square_feet", "year_built", "street_number",
+    "street_name", "unit_number", "unparsed_address", "city", "state_or_province", "postal_code", "country",
+    "latitude", "longitude", "association_fee", "association_fee_frequency", "tax_annual_amount",
+    "tax_year", "public_remarks", "virtual_tour_url_unbranded", "listing_contract_date", "on_market_timestamp",
+    "close_date", "created_at", "modification_timestamp",
+)
+SUMMARY_FIELDS = (
+    "standard_status", "property_type", "currency", "list_price", "bedrooms_total", "bathrooms_full",
+    "bathrooms_half", "living_area", "living_area_units", "unparsed_address", "city", "state_or_province",
+    "postal_code", "latitude", "longitude", "modification_timestamp",
+)
+_ADDRESS_PARTS = frozenset({"street_number", "street_name", "unit_number", "city", "state_or_province",
+                            "postal_code"})
+_CONSISTENCY_FIELDS = ("standard_status", "latitude", "longitude", "association_fee", "association_fee_frequency",
+                       "close_price", "close_date", *_ADDRESS_PARTS)
+
+
+def _jsonable(value):
+    return value.isoformat() if isinstance(value, (datetime.date, datetime.datetime)) else value
+
+
+def compose_address(values: dict) -> str | None:
+    """RESO ``UnparsedAddress`` from the parts: ``"12 Main St Unit 4, Austin, TX 78701"``."""
+    street = " ".join(str(part) for part in (values.get("street_number"), values.get("street_name")) if part)
+    if street and values.get("unit_number"):
+        street += f" Unit {values['unit_number']}"
+    region = " ".join(part for part in (values.get("state_or_province"), values.get("postal_code")) if part)
+    parts = [part for part in (street, values.get("city"), region) if part]
+    return ", ".join(parts) or None
+
+
+def _consistency_errors(values: dict) -> list[tuple[str, str]]:
+    """Rules between fields, which a schema of single fields cannot state."""
+    errors = []
+    if (values.get("latitude") is None) != (values.get("longitude") is None):
+        missing = "longitude" if values.get("longitude") is None else "latitude"
+        errors.append((missing, "latitude and longitude go together: give both or neither"))
+    if values.get("association_fee") is not None and values.get("association_fee_frequency") is None:
+        errors.append(("association_fee_frequency", "is required with association_fee"))
+    return errors
+
+
+def _agent_errors(agent_id) -> list[tuple[str, str]]:
+    agent = User.select(User.role, User.banned_at).where(User.id == agent_id).first()
+    if agent is None or agent.role != "agent" or agent.banned_at is not None:
+        return [("list_agent_id", "must be the id of an agent")]
+    return []
+
+
 __all__ = ["Property", "PropertyHistory", "Favorite", "STATUSES", "PROPERTY_TYPES", "PUBLIC_STATUSES",
-           "TRANSITIONS", "can_transition"]
+           "TRANSITIONS", "INITIAL_STATUSES", "can_transition", "ListingError", "IllegalTransition",
+           "InvalidListing", "StaleListing", "compose_address"]

@@ -2,6 +2,7 @@
 
     hearth db upgrade [TARGET] | downgrade [TARGET] | status | new NAME
     hearth users create-admin --email E --full-name N [--password-stdin]
+    hearth demo seed --listings N [--seed S]
     hearth run
     hearth keys generate
 
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--password-stdin", action="store_true",
                        help="read the password from standard input instead of prompting")
     admin.set_defaults(handler=users_create_admin)
+
+    demo_parser = commands.add_parser("demo", help="demo data")
+    demo_commands = demo_parser.add_subparsers(title="demo commands", metavar="ACTION")
+    demo_commands.required = True
+    seed = demo_commands.add_parser("seed", help="create realistic demo listings (the same rows for the same seed)")
+    seed.add_argument("--listings", type=int, required=True, metavar="N", help="how many listings")
+    seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    seed.set_defaults(handler=demo_seed)
 
     run = commands.add_parser("run", help="start every process of the Procfile for development")
     run.set_defaults(handler=run_all)
@@ -236,6 +245,26 @@ def _read_password(from_stdin: bool) -> str:
     if getpass.getpass("Password (again): ") != first:
         raise CommandError("the passwords do not match")
     return first
+
+
+# --------------------------------------------------------------------------- demo
+
+def demo_seed(args) -> int:
+    from models import migrate
+    from ops import demo
+    from ops.devservices import ensure_database
+
+    if args.listings < 0:
+        raise CommandError("--listings cannot be negative")
+    settings = Settings.from_env()
+    with _database(settings) as database:
+        if any(applied_at is None for _, applied_at in migrate.status(database)):
+            raise CommandError("the database schema is not up to date; run `hearth db upgrade` first")
+        try:
+            demo.seed_command(ensure_database(settings), settings, args.listings, args.seed)
+        except demo.SeedError as exc:
+            raise CommandError(str(exc)) from None
+    return 0
 
 
 # --------------------------------------------------------------------------- run, keys

@@ -6,6 +6,9 @@ an embedded one (stopped afterwards) otherwise:
 
 * ``TEST_DATABASE_URL``: a superuser URL; the tests create a database per process.
 * ``TEST_REDIS_URL``: a Redis database the tests may write to (under key prefixes).
+* ``TEST_CLAMD_URL``: a clamd with the project's test signature database (EICAR);
+  Debian's clamav-daemon is installed first when ``clamd`` is missing (ops/clamd.py).
+* ``TEST_S3_ENDPOINT``: an S3-compatible server on loopback (moto's server mode).
 
 Adding a service (clamd, an S3 server, ...) is one more function in ``SERVICES``.
 Embedded servers keep their files in ``<var_dir>/test``, apart from the
@@ -69,7 +72,37 @@ def redis(ctx: Context) -> dict[str, str]:
     return {"TEST_REDIS_URL": server.url}
 
 
-SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis]
+def clamd(ctx: Context) -> dict[str, str]:
+    # Always our own: the machine's clamd (if any) has other signatures than the tests expect.
+    from ops.clamd import ClamdError, start_clamd
+
+    try:
+        server = start_clamd(ctx.home / "clamd", log=ctx.note)
+    except ClamdError as exc:
+        raise _service_error(f"clamd: {exc}") from None
+    ctx.cleanup.callback(server.stop)
+    ctx.note(f"clamd at {server.url}")
+    return {"TEST_CLAMD_URL": server.url}
+
+
+def s3(ctx: Context) -> dict[str, str]:
+    from ops.s3server import S3ServerError, start_s3_server
+
+    try:
+        server = start_s3_server(ctx.home / "s3")
+    except S3ServerError as exc:
+        raise _service_error(f"S3 server: {exc}") from None
+    ctx.cleanup.callback(server.stop)
+    ctx.note(f"S3-compatible server (moto) at {server.endpoint}")
+    return {"TEST_S3_ENDPOINT": server.endpoint}
+
+
+def _service_error(message: str) -> Exception:
+    from ops.devservices import ServiceError
+    return ServiceError(message)
+
+
+SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis, clamd, s3]
 
 
 def environment_for_tests(exports: dict[str, str]) -> dict[str, str]:

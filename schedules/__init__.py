@@ -23,4 +23,23 @@ beat_schedule = {
         "schedule": crontab(minute=17),
         "options": {"expires": 30 * 60},
     },
+    # Uploads whose scan job ran out of attempts (clamd was down a long time) get a new one:
+    # a quarantined file is scanned eventually, never served unscanned.
+    "rescan-stalled-uploads": {
+        "task": "tasks.uploads.rescan_stalled",
+        "schedule": 300.0,
+        "options": {"expires": 240},
+    },
+    # Upload intents never completed: the row and whatever was sent go.
+    "purge-expired-upload-intents": {
+        "task": "tasks.uploads.purge_expired_intents",
+        "schedule": crontab(minute=23),
+        "options": {"expires": 30 * 60},
+    },
+    # Listings left dirty in the search index with no reindex job (it failed for good) get a new one.
+    "requeue-stale-search-reindexes": {
+        "task": "tasks.search.requeue_stale_reindexes",
+        "schedule": 300.0,
+        "options": {"expires": 240},
+    },
 }

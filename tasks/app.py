@@ -7,7 +7,8 @@ from celery.signals import worker_process_init
 import celeryconfig
 from settings import Settings
 
-app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports"])
+app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports",
+                                "tasks.properties", "tasks.search", "tasks.uploads"])
 app.config_from_object(celeryconfig)
 
 

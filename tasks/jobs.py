@@ -79,10 +79,11 @@ _storages: dict = {}
 def storage():
     """This process's storage backend, built from its settings."""
     settings = runtime().settings
-    backend = _storages.get(id(settings))
-    if backend is None:
-        backend = _storages[id(settings)] = make_storage(settings)
-    return backend
+    # Keyed by id() but holding the settings too: a new settings object may reuse a dead one's id.
+    cached = _storages.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        cached = _storages[id(settings)] = (settings, make_storage(settings))
+    return cached[1]
 
 
 @app.task(name="tasks.jobs.sweep_jobs", acks_late=True, ignore_result=True)

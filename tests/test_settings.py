@@ -18,6 +18,8 @@ SAFE_PRODUCTION = {
     "SENDGRID_API_KEY": "SG.something",
     "FLOWER_PASSWORD": "a long flower password",
     "PUBLIC_URL": "https://api.hearth.example",
+    "STORAGE_URL": "s3://hearth-uploads?region=eu-west-1",
+    "CLAMD_URL": "tcp://clamav.internal:3310",
 }
 
 

@@ -36,6 +36,10 @@ ROUTES = {
                         {"current_password": PASSWORD, "new_password": "another long phrase"}),
     "admin-patch-user": ("PATCH", "/v1/admin/users/{target}", "admin",
                          {"role": "agent", "banned": True, "ban_reason": "spam"}),
+    # POST /v1/uploads takes the file itself as its body, not JSON: tests/api/test_uploads.py.
+    "upload-intent": ("POST", "/v1/uploads/intents", "buyer",
+                      {"purpose": "document", "filename": "deed.pdf", "content_type": "application/pdf",
+                       "size": 1000}),
 }
 # Routes whose every body field is optional are left out of the "missing field" tests.
 REQUIRED = set(ROUTES) - {"logout", "patch-me", "admin-patch-user"}

@@ -1,0 +1,263 @@
+"""``GET /v1/properties`` (listing search) and ``/v1/admin/search/*`` (the index's status and rebuild).
+
+Falcon serves one resource per route, and ``/v1/properties`` also takes
+``POST`` (create a listing, ``api.resources.properties``): that collection
+class inherits ``SearchMixin`` for its ``GET``. ``PropertySearch`` is the
+mixin on its own, for an app that routes search alone.
+
+Search reads the index (``models.search``), never the listings table, and
+caches whole pages in Redis (``services.search_cache``). The answer is the
+same for everyone, signed in or not: drafts and off-market listings are not
+in the index at all.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import uuid
+
+import msgspec
+
+from api.cursor import CursorCodec
+from api.errors import validation_error
+from api.operation import operation
+from api.resources.jobs import JobViews
+from api.schemas.jobs import JobView
+from api.schemas.search import MAX_POLYGON_POINTS, SearchPage, SearchQuery, SearchStatus
+from models import search_queue
+from models.db import db
+from models.properties import PUBLIC_STATUSES
+from models.search import DEFAULT_STATUSES, ListingSearch, SearchFilters
+from models.search_index import current_generation, read_state
+from services.search_cache import SearchCache
+
+SEARCH_DESCRIPTION = """\
+Listed properties matching every given filter, from the search index. Drafts and off-market listings \
+never appear, to anyone (their owners included); `status` may name only listed statuses.
+
+**Map filters**: `bbox=minLon,minLat,maxLon,maxLat`; `near=lat,lon` with `radius_km`; \
+`polygon=lat lon,lat lon,...` (3 to 100 points). **Sorts**: `newest` (default), `price_asc`, \
+`price_desc`, `distance` (needs `near`; each hit then has `distance_km`), `relevance` (needs `q`; the \
+default when `q` is given): listings whose address or city match the whole query first, then those \
+matching in address, city and features, then the rest (remarks), newest first within each group.
+
+**Pages** follow `next_cursor` (keyset on the sort key and the id): a listing whose sort key does not \
+change is returned exactly once while you page, however other listings change meanwhile. A cursor only \
+works with the query that issued it. **`total`** is exact up to 10,000 (up to 1,000 with `q`: a text \
+match cannot be counted from an index); above that it is an estimate and `total_estimated` is true. \
+**`facets=true`** adds counts per property type, status, beds, baths and price band under the current \
+filter (exact when `total` is).
+
+The index follows listing changes within seconds (a background job per change); results may be cached \
+for up to 30 seconds, and a change to the index makes every cached page obsolete at once."""
+
+
+def _problem(field: str, message: str):
+    return validation_error([{"field": f"query.{field}", "message": message}])
+
+
+def _numbers(field: str, text: str, count: int, separator: str | None = ",") -> list[float]:
+    parts = text.split(separator)
+    if len(parts) != count:
+        raise _problem(field, f"expected {count} numbers")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise _problem(field, "not a number") from None
+    if not all(math.isfinite(value) for value in values):
+        raise _problem(field, "not a finite number")
+    return values
+
+
+def _check_lat_lon(field: str, lat: float, lon: float) -> None:
+    if not -90 <= lat <= 90:
+        raise _problem(field, "latitude must be between -90 and 90")
+    if not -180 <= lon <= 180:
+        raise _problem(field, "longitude must be between -180 and 180")
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    min_lon, min_lat, max_lon, max_lat = _numbers("bbox", text, 4)
+    _check_lat_lon("bbox", min_lat, min_lon)
+    _check_lat_lon("bbox", max_lat, max_lon)
+    if min_lat > max_lat:
+        raise _problem("bbox", "minLat must not exceed maxLat")
+    if min_lon > max_lon:
+        raise _problem("bbox", "minLon must not exceed maxLon (split a box across the antimeridian in two)")
+    return min_lon, min_lat, max_lon, max_lat
+
+
+def parse_near(text: str) -> tuple[float, float]:
+    lat, lon = _numbers("near", text, 2)
+    _check_lat_lon("near", lat, lon)
+    return lat, lon
+
+
+def parse_polygon(text: str) -> tuple[tuple[float, float], ...]:
+    pairs = [pair for pair in text.split(",") if pair.strip()]
+    if len(pairs) > MAX_POLYGON_POINTS + 1:
+        raise _problem("polygon", f"at most {MAX_POLYGON_POINTS} points")
+    points = []
+    for pair in pairs:
+        lat, lon = _numbers("polygon", pair.strip(), 2, separator=None)
+        _check_lat_lon("polygon", lat, lon)
+        points.append((lat, lon))
+    if len(points) > 1 and points[0] == points[-1]:
+        points.pop()  # a closed ring: the last point repeats the first
+    if len(points) < 3:
+        raise _problem("polygon", "at least 3 points")
+    if len(points) > MAX_POLYGON_POINTS:
+        raise _problem("polygon", f"at most {MAX_POLYGON_POINTS} points")
+    return tuple(points)
+
+
+def _check_range(q: SearchQuery, low: str, high: str) -> None:
+    a, b = getattr(q, low), getattr(q, high)
+    if a is not None and b is not None and a > b:
+        raise _problem(low, f"must not exceed {high}")
+
+
+def filters_of(q: SearchQuery) -> tuple[SearchFilters, str]:
+    """The validated filters and sort of a search query (422 naming the parameter otherwise)."""
+    for low, high in (("min_price", "max_price"), ("min_year_built", "max_year_built"),
+                      ("min_living_area", "max_living_area")):
+        _check_range(q, low, high)
+    near = parse_near(q.near) if q.near is not None else None
+    if q.radius_km is not None and near is None:
+        raise _problem("radius_km", "needs near")
+    text = q.q.strip() if q.q else None
+    sort = q.sort or ("relevance" if text else "newest")
+    if sort == "distance" and near is None:
+        raise _problem("sort", "distance sort needs near")
+    if sort == "relevance" and not text:
+        raise _problem("sort", "relevance sort needs q")
+    filters = SearchFilters(
+        q=text or None,
+        statuses=tuple(dict.fromkeys(q.status)) if q.status else DEFAULT_STATUSES,
+        min_price=q.min_price, max_price=q.max_price, min_beds=q.min_beds, min_baths=q.min_baths,
+        property_types=tuple(dict.fromkeys(q.property_type or ())),
+        city=q.city, postal_code=q.postal_code, features=tuple(q.features or ()),
+        min_year_built=q.min_year_built, max_year_built=q.max_year_built,
+        min_living_area=q.min_living_area, max_living_area=q.max_living_area,
+        bbox=parse_bbox(q.bbox) if q.bbox is not None else None,
+        near=near, radius_km=q.radius_km,
+        polygon=parse_polygon(q.polygon) if q.polygon is not None else None,
+    )
+    return filters, sort
+
+
+# The sort key values a cursor carries before the id, by sort.
+_KEY_TYPES = {"newest": (str,), "price_asc": (int,), "price_desc": (int,), "distance": ((int, float),),
+              "relevance": (int, str)}
+
+
+def _after(codec: CursorCodec, cursor: str, sort: str, fingerprint: str) -> list:
+    values = codec.decode(cursor)
+    if len(values) < 3 or values[0] != sort or values[1] != fingerprint:
+        raise _problem("cursor", "this cursor belongs to another query")
+    after = values[2:]
+    kinds = _KEY_TYPES[sort]
+    valid = len(after) == len(kinds) + 1
+    try:
+        if valid:
+            valid = all(isinstance(value, kind) and not isinstance(value, bool)
+                        for value, kind in zip(after, kinds)) and bool(uuid.UUID(after[-1]))
+        if valid and str in kinds:
+            datetime.datetime.fromisoformat(after[kinds.index(str)])
+    except (TypeError, ValueError, AttributeError):
+        valid = False
+    if not valid:
+        raise _problem("cursor", "not a cursor this API issued")
+    return after
+
+
+def run_search(req, resp) -> None:
+    q: SearchQuery = req.context.query
+    services = req.context.services
+    settings = services.settings
+    filters, sort = filters_of(q)
+    normalised = filters.normalised()
+    cache = SearchCache(services.redis, settings.redis_prefix, settings.search_cache_ttl)
+    codec = CursorCodec(settings.secret_key, "search")
+    fingerprint = SearchCache.digest([sort, normalised])[:16]
+    after = _after(codec, q.cursor, sort, fingerprint) if q.cursor else None
+
+    generation, version = cache.versions()
+    if generation is None:
+        generation = current_generation()
+        cache.remember_generation(generation)
+    key = cache.page_key(generation, version,
+                         SearchCache.digest([fingerprint, after, q.limit, q.facets]))
+    body = cache.get(key)
+    if body is None:
+        found = ListingSearch(filters, sort, q.limit).run(after, q.facets)
+        page = found.page
+        result = {"items": page.rows, "sort": sort, "total": found.total, "total_estimated": found.estimated,
+                  "next_cursor": codec.encode([sort, fingerprint, *page.next_key]) if page.next_key else None}
+        if found.facets is not None:
+            result["facets"] = dict(found.facets.groups, estimated=found.facets.estimated)
+        body = msgspec.json.encode(result)
+        cache.put(key, body)
+    resp.content_type = "application/json"
+    resp.data = body
+
+
+class SearchMixin:
+    """``GET`` of ``/v1/properties``: mix into the collection resource routed there."""
+
+    @operation("Search listings", query=SearchQuery, response=SearchPage, auth="optional", errors=(422,),
+               tags=("properties",), description=SEARCH_DESCRIPTION)
+    def on_get(self, req, resp):
+        run_search(req, resp)
+
+
+class PropertySearch(SearchMixin):
+    """Search alone, for a ``/v1/properties`` route that takes no ``POST``."""
+
+
+class SearchAdmin:
+    """``/v1/admin/search/status`` and ``/v1/admin/search/reindex``."""
+
+    def __init__(self, views: JobViews):
+        self.views = views
+
+    @operation("The search index's state and lag", response=SearchStatus, permission="admin:search",
+               tags=("admin",), description=(
+                   "Generation of the live index, its row count beside the number of listed properties, "
+                   "how far it is behind (listings changed but not yet reindexed, the oldest one's age, "
+                   "reindex jobs queued and running) and the rebuild in progress or the last one."))
+    def on_get_status(self, req, resp):
+        state = read_state()
+        indexed = db.execute_sql("SELECT count(*) FROM property_search").fetchone()[0]
+        listed = db.execute_sql("SELECT count(*) FROM properties WHERE standard_status IN %s",
+                                (PUBLIC_STATUSES,)).fetchone()[0]
+        iso = lambda value: value.isoformat() if value else None  # noqa: E731
+        resp.media = {
+            "generation": state["generation"],
+            "indexed_listings": indexed,
+            "searchable_listings": listed,
+            "lag": search_queue.lag(),
+            "rebuild": {
+                "in_progress": state["building_table"] is not None,
+                "job_id": str(state["rebuild_job_id"]) if state["rebuild_job_id"] else None,
+                "started_at": iso(state["rebuild_started_at"]),
+                "last_rebuild_at": iso(state["last_rebuild_at"]),
+                "last_rebuild_job_id": str(state["last_rebuild_job_id"]) if state["last_rebuild_job_id"] else None,
+                "last_rebuild_seconds": state["last_rebuild_seconds"],
+                "last_rebuild_rows": state["last_rebuild_rows"],
+            },
+        }
+
+    @operation("Rebuild the whole search index", response=JobView, status=202, permission="admin:search",
+               tags=("admin",), description=(
+                   "Queues a `search.rebuild_index` job (202, `Location: /v1/jobs/{id}`): it builds a new "
+                   "generation of the index beside the live one, with progress, and swaps it in at once; "
+                   "search keeps answering from the old generation until then. Listing changes made while it "
+                   "builds are carried over. While a rebuild is queued or running, asking again answers with "
+                   "that job."))
+    def on_post_reindex(self, req, resp):
+        job, created = search_queue.queue_rebuild(req.context.principal.user_id)
+        self.views.accept(req, resp, job, created=created)
+
+
+__all__ = ["SearchMixin", "PropertySearch", "SearchAdmin", "run_search", "filters_of"]

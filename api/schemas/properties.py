@@ -1,0 +1,243 @@
+"""Schemas of listings (RESO Data Dictionary names in snake_case), their history, and favorites.
+
+Money is integer minor units of ``currency`` (cents for USD). A PATCH body
+changes only the fields it names; ``null`` clears an optional field.
+"""
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+from api.schemas import Cursor, Limit, Request, Response
+from models.properties import PROPERTY_TYPES, STATUSES
+
+MAX_MONEY = 10**13  # minor units: 100 billion in a two-decimal currency; far above any real listing
+MAX_FEATURES = 50
+MAX_FEATURE_LENGTH = 60
+MAX_REMARKS = 5000
+
+StandardStatus = Literal[STATUSES]  # type: ignore[valid-type]
+PropertyType = Literal[PROPERTY_TYPES]  # type: ignore[valid-type]
+# RESO PropertySubType (a lookup, not a free text).
+PropertySubType = Literal[
+    "Apartment", "Cabin", "Condominium", "Duplex", "FarmHouse", "ManufacturedHome", "ManufacturedOnLand",
+    "MobileHome", "OwnYourOwn", "Quadruplex", "SingleFamilyResidence", "StockCooperative", "Timeshare",
+    "Townhouse", "Triplex", "Agriculture", "Business", "HotelMotel", "Industrial", "MixedUse", "MultiFamily",
+    "Office", "Retail", "UnimprovedLand", "Warehouse",
+]
+# ISO 4217 codes of currencies in use (no funds, metals or test codes).
+CURRENCIES = tuple("""
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF
+CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG
+HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA
+MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD
+RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX
+USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
+""".split())
+AreaUnits = Literal["SquareFeet", "SquareMeters"]
+FeeFrequency = Literal["Monthly", "Quarterly", "SemiAnnually", "Annually"]
+
+Money = Annotated[int, msgspec.Meta(ge=0, le=MAX_MONEY, description="Integer minor units of `currency` (cents)",
+                                    examples=[45000000])]
+Currency = Annotated[Literal[CURRENCIES], msgspec.Meta(description="ISO 4217 currency code",  # type: ignore
+                                                      examples=["USD"])]
+Count = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Text100 = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
+Short = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"\S")]
+City = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S", examples=["Austin"])]
+Region = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=r"\S", examples=["TX"])]
+PostalCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{1,10}$", examples=["78701"])]
+Country = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2", examples=["US"])]
+Address = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"\S")]
+Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+LivingArea = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+LotSize = Annotated[int, msgspec.Meta(ge=0, le=100_000_000_000, description="Square feet")]
+YearBuilt = Annotated[int, msgspec.Meta(ge=1600, le=2100)]
+TaxYear = Annotated[int, msgspec.Meta(ge=1900, le=2100)]
+Feature = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_FEATURE_LENGTH, pattern=r"\S",
+                                      examples=["Pool"])]
+Features = Annotated[list[Feature], msgspec.Meta(max_length=MAX_FEATURES,
+                                                 description=f"At most {MAX_FEATURES} features/amenities")]
+Remarks = Annotated[str, msgspec.Meta(max_length=MAX_REMARKS, description="RESO PublicRemarks")]
+TourUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$",
+                                      description="An http(s) URL", examples=["https://tours.example.com/123"])]
+
+
+class PropertyCreate(Request):
+    """A new listing. ``standard_status`` defaults to ``Incomplete`` (a draft)."""
+
+    property_type: PropertyType
+    list_price: Money
+    city: City
+    currency: Currency = "USD"
+    standard_status: StandardStatus = "Incomplete"
+    property_sub_type: PropertySubType | None = None
+    list_agent_id: uuid.UUID | None = None
+    bedrooms_total: Count | None = None
+    bathrooms_full: Count | None = None
+    bathrooms_half: Count | None = None
+    living_area: LivingArea | None = None
+    living_area_units: AreaUnits = "SquareFeet"
+    lot_size_square_feet: LotSize | None = None
+    year_built: YearBuilt | None = None
+    street_number: Short | None = None
+    street_name: Text100 | None = None
+    unit_number: Short | None = None
+    unparsed_address: Address | None = None
+    state_or_province: Region | None = None
+    postal_code: PostalCode | None = None
+    country: Country = "US"
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    features: Features = []
+    association_fee: Money | None = None
+    association_fee_frequency: FeeFrequency | None = None
+    tax_annual_amount: Money | None = None
+    tax_year: TaxYear | None = None
+    public_remarks: Remarks | None = None
+    virtual_tour_url_unbranded: TourUrl | None = None
+    listing_contract_date: datetime.date | None = None
+
+
+_U = msgspec.UnsetType
+
+
+class PropertyPatch(Request):
+    """Only the fields named change; ``null`` clears an optional one. Send ``If-Match``."""
+
+    property_type: PropertyType | _U = msgspec.UNSET
+    list_price: Money | _U = msgspec.UNSET
+    city: City | _U = msgspec.UNSET
+    currency: Currency | _U = msgspec.UNSET
+    standard_status: StandardStatus | _U = msgspec.UNSET
+    close_price: Money | None | _U = msgspec.UNSET
+    close_date: datetime.date | None | _U = msgspec.UNSET
+    property_sub_type: PropertySubType | None | _U = msgspec.UNSET
+    list_agent_id: uuid.UUID | None | _U = msgspec.UNSET
+    bedrooms_total: Count | None | _U = msgspec.UNSET
+    bathrooms_full: Count | None | _U = msgspec.UNSET
+    bathrooms_half: Count | None | _U = msgspec.UNSET
+    living_area: LivingArea | None | _U = msgspec.UNSET
+    living_area_units: AreaUnits | _U = msgspec.UNSET
+    lot_size_square_feet: LotSize | None | _U = msgspec.UNSET
+    year_built: YearBuilt | None | _U = msgspec.UNSET
+    street_number: Short | None | _U = msgspec.UNSET
+    street_name: Text100 | None | _U = msgspec.UNSET
+    unit_number: Short | None | _U = msgspec.UNSET
+    unparsed_address: Address | None | _U = msgspec.UNSET
+    state_or_province: Region | None | _U = msgspec.UNSET
+    postal_code: PostalCode | None | _U = msgspec.UNSET
+    country: Country | _U = msgspec.UNSET
+    latitude: Latitude | None | _U = msgspec.UNSET
+    longitude: Longitude | None | _U = msgspec.UNSET
+    features: Features | _U = msgspec.UNSET
+    association_fee: Money | None | _U = msgspec.UNSET
+    association_fee_frequency: FeeFrequency | None | _U = msgspec.UNSET
+    tax_annual_amount: Money | None | _U = msgspec.UNSET
+    tax_year: TaxYear | None | _U = msgspec.UNSET
+    public_remarks: Remarks | None | _U = msgspec.UNSET
+    virtual_tour_url_unbranded: TourUrl | None | _U = msgspec.UNSET
+    listing_contract_date: datetime.date | None | _U = msgspec.UNSET
+
+
+class PropertyView(Response):
+    """A listing. ``version`` is also its ``ETag`` (``"v{version}"``)."""
+
+    id: str
+    owner_id: str
+    list_agent_id: str | None
+    version: int
+    standard_status: StandardStatus
+    property_type: PropertyType
+    property_sub_type: str | None
+    currency: str
+    list_price: int
+    original_list_price: int
+    previous_list_price: int | None
+    close_price: int | None
+    bedrooms_total: int | None
+    bathrooms_full: int | None
+    bathrooms_half: int | None
+    living_area: int | None
+    living_area_units: AreaUnits
+    lot_size_square_feet: int | None
+    year_built: int | None
+    street_number: str | None
+    street_name: str | None
+    unit_number: str | None
+    unparsed_address: str | None
+    city: str
+    state_or_province: str | None
+    postal_code: str | None
+    country: str
+    latitude: float | None
+    longitude: float | None
+    features: list[str]
+    association_fee: int | None
+    association_fee_frequency: FeeFrequency | None
+    tax_annual_amount: int | None
+    tax_year: int | None
+    public_remarks: str | None
+    virtual_tour_url_unbranded: str | None
+    listing_contract_date: str | None
+    on_market_timestamp: str | None
+    close_date: str | None
+    created_at: str
+    modification_timestamp: str
+
+
+class PropertySummary(Response):
+    """The compact form of a listing used in lists."""
+
+    id: str
+    standard_status: StandardStatus
+    property_type: PropertyType
+    currency: str
+    list_price: int
+    bedrooms_total: int | None
+    bathrooms_full: int | None
+    bathrooms_half: int | None
+    living_area: int | None
+    living_area_units: AreaUnits
+    unparsed_address: str | None
+    city: str
+    state_or_province: str | None
+    postal_code: str | None
+    latitude: float | None
+    longitude: float | None
+    modification_timestamp: str
+
+
+class HistoryEntry(Response):
+    id: int
+    at: str
+    field: Literal["list_price", "standard_status"]
+    old_value: int | str | None
+    new_value: int | str
+    actor_id: str | None = None
+
+
+class HistoryList(Response):
+    items: list[HistoryEntry]
+    next_cursor: str | None
+
+
+class PageQuery(Request):
+    cursor: Cursor | None = None
+    limit: Limit = 50
+
+
+class FavoriteView(Response):
+    property_id: str
+    favorited_at: str
+    available: bool
+    listing: PropertySummary | None
+
+
+class FavoriteList(Response):
+    items: list[FavoriteView]
+    next_cursor: str | None

@@ -1,0 +1,150 @@
+"""Schemas of listing search (``GET /v1/properties``) and the search index's admin endpoints."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from api.schemas import Cursor, Request, Response
+from models.properties import PROPERTY_TYPES, PUBLIC_STATUSES
+from models.search import SORTS
+
+MAX_RADIUS_KM = 500
+MAX_POLYGON_POINTS = 100
+MAX_FEATURES = 20
+
+PropertyType = Literal[PROPERTY_TYPES]  # type: ignore[valid-type]
+PublicStatus = Literal[PUBLIC_STATUSES]  # type: ignore[valid-type]
+Sort = Literal[SORTS]  # type: ignore[valid-type]
+Minor = Annotated[int, msgspec.Meta(ge=0, le=10**13, description="Integer minor units (cents)")]
+Rooms = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Year = Annotated[int, msgspec.Meta(ge=1600, le=2100)]
+Area = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+Feature = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"\S")]
+
+
+class SearchQuery(Request):
+    """Every filter is optional; several filters all apply (AND). Lists take repeated or comma-separated values."""
+
+    __list_fields__ = ("property_type", "status", "features")
+
+    q: Annotated[str, msgspec.Meta(max_length=200, description=(
+        "Full text over address, city, features and remarks (web-search syntax: words, \"a phrase\", "
+        "-excluded, or). Any text is safe."))] | None = None
+    min_price: Minor | None = None
+    max_price: Minor | None = None
+    min_beds: Rooms | None = None
+    min_baths: Annotated[int, msgspec.Meta(ge=0, le=100, description="Full plus half bathrooms")] | None = None
+    property_type: Annotated[list[PropertyType], msgspec.Meta(max_length=len(PROPERTY_TYPES))] | None = None
+    status: Annotated[list[PublicStatus], msgspec.Meta(max_length=len(PUBLIC_STATUSES), description=(
+        "Default: Active, ComingSoon. Only listed statuses can be searched"))] | None = None
+    city: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S",
+                                      description="Exact city name, any case")] | None = None
+    postal_code: Annotated[str, msgspec.Meta(min_length=1, max_length=12, pattern=r"\S")] | None = None
+    features: Annotated[list[Feature], msgspec.Meta(max_length=MAX_FEATURES, description=(
+        "Listings having all of these features (any case)"))] | None = None
+    min_year_built: Year | None = None
+    max_year_built: Year | None = None
+    min_living_area: Area | None = None
+    max_living_area: Area | None = None
+    bbox: Annotated[str, msgspec.Meta(max_length=200, description="minLon,minLat,maxLon,maxLat (degrees)",
+                                      examples=["-97.80,30.20,-97.65,30.35"])] | None = None
+    near: Annotated[str, msgspec.Meta(max_length=100, description="lat,lon: the centre of a radius search",
+                                      examples=["30.2672,-97.7431"])] | None = None
+    radius_km: Annotated[float, msgspec.Meta(gt=0, le=MAX_RADIUS_KM, description=(
+        "Only listings this close to `near` (great-circle km); needs `near`. `near` alone sets no limit"))
+    ] | None = None
+    polygon: Annotated[str, msgspec.Meta(max_length=6000, description=(
+        f"3 to {MAX_POLYGON_POINTS} points `lat lon`, comma-separated"),
+        examples=["30.30 -97.78,30.30 -97.70,30.22 -97.70"])] | None = None
+    sort: Annotated[Sort, msgspec.Meta(description=(
+        "newest (default), price_asc, price_desc, distance (needs `near`), relevance (needs `q`; the default "
+        "with `q`)"))] | None = None
+    cursor: Cursor | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100, description="Page size (at most 100)")] = 20
+    facets: Annotated[bool, msgspec.Meta(description="Also count matches per type, status, beds, baths and "
+                                                     "price band")] = False
+
+
+class SearchHit(Response):
+    id: str
+    standard_status: str
+    property_type: str
+    property_sub_type: str | None
+    currency: str
+    list_price: int
+    bedrooms_total: int | None
+    bathrooms_total: int | None
+    bathrooms_full: int | None
+    bathrooms_half: int | None
+    living_area: int | None
+    living_area_units: str
+    year_built: int | None
+    unparsed_address: str | None
+    city: str
+    state_or_province: str | None
+    postal_code: str | None
+    country: str
+    latitude: float | None
+    longitude: float | None
+    features: list[str]
+    listed_at: str
+    modification_timestamp: str
+    distance_km: float | None = None
+
+
+class FacetBucket(Response):
+    value: str
+    count: int
+
+
+class PriceBand(Response):
+    min: int
+    max: int | None
+    count: int
+
+
+class SearchFacets(Response):
+    """Counts under the current filter; each facet sums to ``total`` (approximately when ``estimated``)."""
+
+    estimated: bool
+    property_type: list[FacetBucket]
+    status: list[FacetBucket]
+    beds: list[FacetBucket]
+    baths: list[FacetBucket]
+    price: list[PriceBand]
+
+
+class SearchPage(Response):
+    items: list[SearchHit]
+    next_cursor: str | None
+    total: int
+    total_estimated: bool
+    sort: Sort
+    facets: SearchFacets | None = None
+
+
+class SearchLag(Response):
+    dirty_listings: int
+    oldest_dirty_since: str | None
+    oldest_dirty_age_seconds: float | None
+    queued_reindex_jobs: int
+    running_reindex_jobs: int
+
+
+class SearchRebuildInfo(Response):
+    in_progress: bool
+    job_id: str | None
+    started_at: str | None
+    last_rebuild_at: str | None
+    last_rebuild_job_id: str | None
+    last_rebuild_seconds: float | None
+    last_rebuild_rows: int | None
+
+
+class SearchStatus(Response):
+    generation: int
+    indexed_listings: int
+    searchable_listings: int
+    lag: SearchLag
+    rebuild: SearchRebuildInfo

@@ -1,0 +1,161 @@
+"""Which listings the search index must catch up with, and the coalesced reindex jobs.
+
+Every change to a listing calls ``mark_dirty(property_id)`` inside the
+transaction that changes it; the caller submits the returned job after the
+commit. ``search_dirty`` keeps one row per listing:
+
+* ``seq``: drawn from ``search_change_seq`` by every change (``mark_dirty``);
+* ``indexed_seq``: the latest change the live index reflects;
+* ``done_seq``: drawn when a reindex last wrote the listing's row (a full
+  rebuild re-copies listings reindexed while it built; ``models.search_index``).
+
+A listing is dirty while ``seq > indexed_seq``. Jobs coalesce per listing
+(``dedupe_key``): while a reindex is queued, a change adds no job (the job will
+read the latest row). While one is running, a change adds no job either, and
+the running job still sees it, because of how a run ends (``reindex_step``):
+
+1. read ``seq`` (the latest committed change), then index the listing from
+   its current row, under a per-listing lock;
+2. in the same transaction, set ``indexed_seq`` with an upsert of the dirty
+   row. That upsert waits for any listing transaction that marked the row and
+   has not committed, and then sees its newer ``seq``: the run goes round again;
+3. only when the row is clean does the run give up its ``dedupe_key``, still in
+   that transaction. A change that marks the row after this commits finds no
+   active job and creates a new one.
+
+So the last edit of a listing is never left unindexed while no job exists for
+it; ``requeue_stale`` (beat) covers jobs that failed for good.
+"""
+from __future__ import annotations
+
+import datetime
+
+from peewee import IntegrityError
+
+from models.db import db
+from models.jobs import ACTIVE, Job
+from models.search_index import hold_swap_shared, index_listings, lock_listing
+
+REINDEX_KIND = "search.reindex_property"
+REBUILD_KIND = "search.rebuild_index"
+REBUILD_DEDUPE_KEY = "search:rebuild"
+QUEUE = "search"
+
+_MARK = """
+INSERT INTO search_dirty AS d (property_id, seq, dirty_since, marked_at)
+VALUES (%s, nextval('search_change_seq'), now(), now())
+ON CONFLICT (property_id) DO UPDATE SET
+    seq = EXCLUDED.seq,
+    marked_at = now(),
+    dirty_since = CASE WHEN d.seq > d.indexed_seq THEN d.dirty_since ELSE now() END
+"""
+_SETTLE = """
+INSERT INTO search_dirty AS d (property_id, seq, indexed_seq, done_seq)
+VALUES (%s, 0, %s, nextval('search_change_seq'))
+ON CONFLICT (property_id) DO UPDATE SET
+    indexed_seq = GREATEST(d.indexed_seq, EXCLUDED.indexed_seq),
+    done_seq = EXCLUDED.done_seq,
+    dirty_since = CASE WHEN d.seq > GREATEST(d.indexed_seq, EXCLUDED.indexed_seq) THEN d.dirty_since END
+RETURNING seq <= indexed_seq
+"""
+
+
+def dedupe_key(property_id) -> str:
+    return f"search:{property_id}"
+
+
+def _reindex_job(property_id) -> tuple[Job, bool]:
+    fields = dict(kind=REINDEX_KIND, queue=QUEUE, input={"property_id": str(property_id)}, max_attempts=5)
+    try:
+        return Job.create_or_get_active(dedupe_key=dedupe_key(property_id), **fields)
+    except IntegrityError:
+        # The active job ended between our insert and our look-up: the key is free now.
+        return Job.create_or_get_active(dedupe_key=dedupe_key(property_id), **fields)
+
+
+def mark_dirty(property_id) -> "Job | None":
+    """Record that ``property_id`` changed; the job to submit after commit, or None.
+
+    Call it inside the transaction that changes the listing, after the change.
+    None means a reindex of this listing is already queued or running; that
+    job will index this change too.
+    """
+    db.execute_sql(_MARK, (str(property_id),))
+    job, created = _reindex_job(property_id)
+    return job if created else None
+
+
+def pending_seq(property_id) -> int:
+    row = db.execute_sql("SELECT seq FROM search_dirty WHERE property_id = %s", (str(property_id),)).fetchone()
+    return row[0] if row else 0
+
+
+def reindex_step(property_id, job_id=None, seen: int | None = None) -> bool:
+    """Index one listing into the live table once; True when no change is left to index.
+
+    When it returns True and ``job_id`` is given, that job no longer holds the
+    listing's ``dedupe_key`` (see the module docstring). ``seen``: the ``seq``
+    read before the listing (default: read now).
+    """
+    if seen is None:
+        seen = pending_seq(property_id)
+    with db.atomic():
+        lock_listing(property_id)
+        hold_swap_shared()
+        index_listings([property_id])
+        clean = db.execute_sql(_SETTLE, (str(property_id), seen)).fetchone()[0]
+        if clean and job_id is not None:
+            Job.update(dedupe_key=None).where(Job.id == job_id).execute()
+    return clean
+
+
+def hand_over(property_id, job_id) -> "Job | None":
+    """Give a listing that keeps changing to a fresh job (the caller submits it after commit)."""
+    with db.atomic():
+        Job.update(dedupe_key=None).where(Job.id == job_id).execute()
+        job, created = _reindex_job(property_id)
+    return job if created else None
+
+
+def queue_rebuild(owner_id=None) -> tuple[Job, bool]:
+    """A full rebuild job (one at a time): ``(job, created)``; the caller submits a created one after commit."""
+    with db.atomic():
+        return Job.create_or_get_active(dedupe_key=REBUILD_DEDUPE_KEY, kind=REBUILD_KIND, queue=QUEUE,
+                                        owner=owner_id, input={}, max_attempts=3)
+
+
+def requeue_stale(older_than: float, limit: int = 500) -> list[Job]:
+    """Jobs for listings dirty longer than ``older_than`` seconds with no active reindex (a job failed for good)."""
+    cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=older_than)
+    rows = db.execute_sql(
+        "SELECT d.property_id FROM search_dirty d WHERE d.seq > d.indexed_seq AND d.dirty_since < %s "
+        "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'search:' || d.property_id::text "
+        "AND j.status IN %s) ORDER BY d.dirty_since LIMIT %s", (cutoff, ACTIVE, limit)).fetchall()
+    created = []
+    for (property_id,) in rows:
+        with db.atomic():
+            job, new = _reindex_job(property_id)
+        if new:
+            created.append(job)
+    return created
+
+
+def lag() -> dict:
+    """How far the live index is behind: dirty listings, the oldest one's age, reindex jobs by status."""
+    count, oldest, age = db.execute_sql(
+        "SELECT count(*), min(dirty_since), EXTRACT(EPOCH FROM now() - min(dirty_since)) "
+        "FROM search_dirty WHERE seq > indexed_seq").fetchone()
+    jobs = dict(db.execute_sql(
+        "SELECT status, count(*) FROM jobs WHERE kind = %s AND status IN %s GROUP BY status",
+        (REINDEX_KIND, ACTIVE)).fetchall())
+    return {
+        "dirty_listings": count,
+        "oldest_dirty_since": oldest.isoformat() if oldest else None,
+        "oldest_dirty_age_seconds": round(float(age), 3) if age is not None else None,
+        "queued_reindex_jobs": jobs.get("queued", 0),
+        "running_reindex_jobs": jobs.get("running", 0),
+    }
+
+
+__all__ = ["mark_dirty", "reindex_step", "hand_over", "queue_rebuild", "requeue_stale", "lag", "pending_seq",
+           "dedupe_key", "REINDEX_KIND", "REBUILD_KIND", "REBUILD_DEDUPE_KEY", "QUEUE"]

@@ -1,0 +1,224 @@
+"""Uploads: files users send, their scan lifecycle, and the media attached to listings.
+
+An upload's ``status`` moves
+
+    awaiting_upload ──complete──▶ pending_scan ──▶ scanning ──▶ clean | infected | rejected
+    (intents only)                     ▲              │
+                                       └──────────────┘ clamd down: back to pending_scan, retried
+
+and every move is a conditional update. Only ``clean`` files are ever served.
+The object lives under ``quarantine/`` until its scan is clean; then it moves
+to ``files/{id}/{name}`` and image previews are written to ``previews/{id}/``.
+
+The type of a file is decided from its first bytes (``detect_media_type``),
+never from the client's Content-Type or file name. Each purpose allows some
+types and a size (``PurposeRule``; the sizes come from settings).
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from peewee import BigAutoField, BigIntegerField, BooleanField, CharField, ForeignKeyField, IntegerField, \
+    SmallIntegerField, TextField, UUIDField
+from playhouse.postgres_ext import BinaryJSONField
+
+from models.accounts import User
+from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
+from models.jobs import Job
+from models.properties import Property
+
+STATUSES = ("awaiting_upload", "pending_scan", "scanning", "clean", "infected", "rejected")
+PURPOSES = ("listing_photo", "document", "avatar")
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
+MEDIA_TYPES = IMAGE_TYPES + ("application/pdf",)
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic",
+              "application/pdf": "pdf"}
+PREVIEW_WIDTHS = (320, 1280)
+VARIANTS = ("original",) + tuple(f"w{width}" for width in PREVIEW_WIDTHS)
+# Bytes read from the start of a file to decide its type.
+SNIFF_BYTES = 64
+QUARANTINE = "quarantine"
+SCAN_KIND = "uploads.scan_upload"
+SCAN_QUEUE = "scans"
+# With backoff capped at 5 minutes, ten attempts cover a clamd outage of about half an hour;
+# after that the beat task ``uploads.rescan_stalled`` starts a new job.
+SCAN_MAX_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class PurposeRule:
+    purpose: str
+    types: tuple[str, ...]
+    max_bytes: int
+
+    def allows(self, media_type: str | None) -> bool:
+        return media_type in self.types
+
+
+def purpose_rules(settings) -> dict[str, PurposeRule]:
+    return {
+        "listing_photo": PurposeRule("listing_photo", IMAGE_TYPES, settings.upload_photo_max_bytes),
+        "document": PurposeRule("document", MEDIA_TYPES, settings.upload_document_max_bytes),
+        "avatar": PurposeRule("avatar", ("image/jpeg", "image/png", "image/webp"), settings.upload_avatar_max_bytes),
+    }
+
+
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+
+def detect_media_type(head: bytes) -> str | None:
+    """The type the file's first bytes announce (magic numbers), or None for anything else."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        # ISO base media: the major brand, then compatible brands until the box ends.
+        box = int.from_bytes(head[:4], "big")
+        brands = {head[8:12]} | {head[i:i + 4] for i in range(16, min(box, len(head)) - 3, 4)}
+        if brands & _HEIF_BRANDS:
+            return "image/heic"
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
+_UNSAFE_STEM = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def display_name(raw: str | None, fallback: str = "upload") -> str:
+    """The client's file name as we keep it: metadata only, never a path.
+
+    Directory parts (``/`` or ``\\``) are dropped, control and format characters
+    (NUL, newlines, right-to-left overrides, zero-width characters) removed,
+    whitespace collapsed, the result NFC-normalised and at most 200 characters.
+    """
+    name = unicodedata.normalize("NFC", raw or "")
+    name = re.split(r"[/\\]", name)[-1]
+    name = "".join(" " if ch.isspace() else ch for ch in name
+                   if ch.isspace() or unicodedata.category(ch)[0] != "C")
+    name = " ".join(name.split()).strip(" .")
+    return name[:200] or fallback
+
+
+def storage_stem(name: str) -> str:
+    """An ASCII slug of a display name for the last segment of a storage key."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    stem = ascii_name.rsplit(".", 1)[0] if "." in ascii_name else ascii_name
+    stem = _UNSAFE_STEM.sub("_", stem).strip("._-")
+    return stem[:80] or "file"
+
+
+def quarantine_key(upload_id) -> str:
+    return f"{QUARANTINE}/{upload_id}"
+
+
+class Upload(UUIDModel):
+    owner = ForeignKeyField(User, column_name="owner_id", on_delete="CASCADE")
+    purpose = CharField()
+    status = CharField(default="pending_scan")
+    filename = TextField()
+    content_type = TextField(null=True)  # decided from the bytes
+    declared_type = TextField(null=True)  # what an intent promised
+    declared_size = BigIntegerField(null=True)
+    size = BigIntegerField(null=True)
+    sha256 = TextField(null=True)
+    storage_key = TextField(null=True)  # None once the object was deleted (infected, rejected)
+    previews = BinaryJSONField(default=dict)  # {"w320": {"key", "width", "height", "size"}, ...}
+    width = IntegerField(null=True)
+    height = IntegerField(null=True)
+    signature = TextField(null=True)  # what clamd found
+    reject_reason = TextField(null=True)
+    scan_job = UUIDField(column_name="scan_job_id", null=True)
+    scanned_at = DateTimeTZField(null=True)
+    expires_at = DateTimeTZField(null=True)  # an intent not completed by then is purged
+    created_at = DateTimeTZField(default=utcnow)
+    updated_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "uploads"
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type in IMAGE_TYPES
+
+    def clean_key(self) -> str:
+        ext = EXTENSIONS.get(self.content_type, "bin")
+        return f"files/{self.id}/{storage_stem(self.filename)}.{ext}"
+
+    def served_name(self) -> str:
+        """The display name with the extension of the type the bytes have."""
+        ext = EXTENSIONS.get(self.content_type, "bin")
+        stem = self.filename.rsplit(".", 1)[0] if "." in self.filename else self.filename
+        return f"{stem or 'file'}.{ext}"
+
+    def view(self) -> dict:
+        """The upload as its owner sees it (``GET /v1/uploads/{id}`` and ``upload.*`` events)."""
+        iso = lambda value: value.isoformat() if value else None  # noqa: E731
+        base = f"/v1/uploads/{self.id}/download"
+        variants = []
+        if self.status == "clean":
+            variants = [{"name": "original", "url": base, "content_type": self.content_type, "size": self.size,
+                         "width": self.width, "height": self.height}]
+            for name in sorted(self.previews or {}, key=lambda n: int(n[1:])):
+                preview = self.previews[name]
+                variants.append({"name": name, "url": f"{base}?variant={name}", "content_type": "image/webp",
+                                 "size": preview.get("size"), "width": preview.get("width"),
+                                 "height": preview.get("height")})
+        return {
+            "id": str(self.id),
+            "purpose": self.purpose,
+            "status": self.status,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "sha256": self.sha256,
+            "signature": self.signature,
+            "reject_reason": self.reject_reason,
+            "scan_job_id": str(self.scan_job) if self.scan_job else None,
+            "variants": variants,
+            "created_at": iso(self.created_at),
+            "scanned_at": iso(self.scanned_at),
+        }
+
+    @classmethod
+    def move(cls, upload_id, from_statuses, **values) -> "Upload | None":
+        """Set ``values`` if the upload is in one of ``from_statuses``; the updated row, or None."""
+        values.setdefault("updated_at", utcnow())
+        rows = list(cls.update(**values).where((cls.id == upload_id) & cls.status.in_(list(from_statuses)))
+                    .returning(cls).execute())
+        return rows[0] if rows else None
+
+
+class PropertyMedia(BaseModel):
+    """A clean upload attached to a listing: an ordered photo (one may be the cover) or a document."""
+
+    id = BigAutoField()
+    property = ForeignKeyField(Property, column_name="property_id", on_delete="CASCADE")
+    upload = ForeignKeyField(Upload, column_name="upload_id", on_delete="CASCADE", unique=True)
+    kind = CharField()  # photo | document
+    position = SmallIntegerField(default=0)
+    is_cover = BooleanField(default=False)
+    attached_by = ForeignKeyField(User, column_name="attached_by", null=True, on_delete="SET NULL")
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "property_media"
+
+
+def new_scan_job(upload: Upload) -> Job:
+    """The scan job of ``upload``, created in the caller's transaction (enqueue it after the commit)."""
+    job = Job.create(kind=SCAN_KIND, queue=SCAN_QUEUE, owner=upload.owner_id, input={"upload_id": str(upload.id)},
+                     max_attempts=SCAN_MAX_ATTEMPTS)
+    Upload.update(scan_job=job.id).where(Upload.id == upload.id).execute()
+    upload.scan_job = job.id
+    return job
+
+
+__all__ = ["Upload", "new_scan_job", "PropertyMedia", "PurposeRule", "purpose_rules", "detect_media_type", "display_name",
+           "storage_stem", "quarantine_key", "STATUSES", "PURPOSES", "IMAGE_TYPES", "MEDIA_TYPES", "VARIANTS",
+           "PREVIEW_WIDTHS", "SNIFF_BYTES"]

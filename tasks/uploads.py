@@ -1,0 +1,245 @@
+"""Scanning uploads (queue ``scans``) and the periodic upkeep of unfinished ones.
+
+``scan_upload`` (kind ``uploads.scan_upload``) streams a quarantined object to
+clamd. Then, inside one recorded step (``ctx.once``), exactly one of:
+
+* **clean**: images are decoded and get WebP previews without metadata; the
+  object moves out of quarantine to ``files/{id}/{name}``; ``upload.clean``.
+* **infected**: the object is deleted, the row keeps the signature name, an
+  audit entry is written and the owner gets ``upload.infected``.
+* **rejected**: a decompression bomb, a corrupt image, or a file clamd will
+  not scan: the object is deleted; ``upload.rejected``.
+
+clamd down, timing out or dropping the connection is transient: the upload goes
+back to ``pending_scan`` (still quarantined, never served) and the job is retried
+with backoff. Should the job run out of attempts, ``rescan_stalled`` (beat) gives
+the upload a new job, so the file is scanned once clamd is back: the system fails
+closed and never gives up. A second delivery of a finished job changes nothing.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import tempfile
+
+from models.audit import AuditEntry
+from models.base import utcnow
+from models.db import connection, db
+from models.jobs import Job
+from models.uploads import SCAN_KIND, SCAN_QUEUE, Upload, new_scan_job
+from services.images import ImageRejected, make_previews
+from services.scanner import ScannerUnavailable, ScanRefused, make_scanner
+from services.storage import NotFound, StorageUnavailable
+from tasks.app import app
+from tasks.base import JobContext, job_task, publish_job_event
+from tasks.jobs import storage
+from tasks.runtime import runtime
+
+log = logging.getLogger("hearth.uploads")
+STALLED_AFTER = datetime.timedelta(minutes=10)
+BATCH = 200
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+_scanners: dict = {}
+
+
+def scanner():
+    settings = runtime().settings
+    cached = _scanners.get(id(settings))
+    if cached is None or cached[0] is not settings:  # a new settings object may reuse a dead one's id
+        cached = _scanners[id(settings)] = (settings, make_scanner(settings))
+    return cached[1]
+
+
+def upload_event(upload: Upload, type_: str) -> None:
+    """``upload.clean`` / ``upload.infected`` / ``upload.rejected`` on the owner's channel."""
+    try:
+        runtime().events.publish(f"user:{upload.owner_id}", type_, upload.view())
+    except Exception:  # noqa: BLE001 - the row is the truth; a missed event is caught up by reading it
+        log.warning("could not publish an upload event", extra={"upload_id": str(upload.id)}, exc_info=True)
+
+
+class _Tee:
+    """Reads the object for clamd, hashing it and keeping a copy for the image decoder (which seeks)."""
+
+    def __init__(self, source, copy, *, digest: bool):
+        self.source, self.copy = source, copy
+        self.digest = hashlib.sha256() if digest else None
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(size)
+        if chunk:
+            if self.digest is not None:
+                self.digest.update(chunk)
+            if self.copy is not None:
+                self.copy.write(chunk)
+        return chunk
+
+
+@job_task(transient=(ScannerUnavailable, StorageUnavailable), name="tasks.uploads.scan_upload")
+def scan_upload(ctx: JobContext) -> dict:
+    upload_id = ctx.input["upload_id"]
+    upload = Upload.move(upload_id, ("pending_scan", "scanning"), status="scanning")
+    if upload is None:  # finished already, deleted, or not complete yet: nothing to do
+        found = Upload.get_or_none(Upload.id == upload_id)
+        return {"upload_id": upload_id, "status": found.status if found else "deleted"}
+    ctx.progress(10, "Scanning")
+    copy = tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY) if upload.is_image else None
+    try:
+        try:
+            with storage().open(upload.storage_key) as stream:
+                # A direct upload was hashed on its way in; an intent's bytes never passed through us.
+                tee = _Tee(stream, copy, digest=upload.sha256 is None)
+                result = scanner().scan(tee)
+        except (ScannerUnavailable, StorageUnavailable):
+            # Fail closed: quarantined until a scan says otherwise.
+            Upload.move(upload_id, ("scanning",), status="pending_scan")
+            raise
+        except ScanRefused as exc:
+            log.warning("clamd refused a stream", extra={"upload_id": upload_id, "answer": str(exc)})
+            return _reject(ctx, upload, "The file could not be scanned.")
+        except NotFound:
+            return _reject(ctx, upload, "The file is missing from storage.")
+        ctx.progress(60, "Checking")
+        if tee.digest is not None:
+            upload.sha256 = tee.digest.hexdigest()
+        if result.infected:
+            return _infected(ctx, upload, result.signature)
+        info = None
+        if copy is not None:
+            copy.seek(0)
+            try:
+                info = make_previews(copy, upload.content_type)
+            except ImageRejected as exc:
+                return _reject(ctx, upload, exc.reason)
+        return _clean(ctx, upload, info)
+    finally:
+        if copy is not None:
+            copy.close()
+
+
+def _finish(ctx: JobContext, upload: Upload, step: str, apply) -> Upload | None:
+    """Run ``apply(key)`` once for this job; returns the final row when this run made the change."""
+    changed = ctx.once(step, lambda key: apply())
+    row = Upload.get_or_none(Upload.id == upload.id)
+    return row if changed and row is not None else None
+
+
+def _delete_objects(upload: Upload) -> None:
+    """The file and its previews (a rescan of a clean upload may find it infected after all)."""
+    for key in filter(None, [upload.storage_key, *(p.get("key") for p in (upload.previews or {}).values())]):
+        storage().delete(key)
+
+
+def _infected(ctx: JobContext, upload: Upload, signature: str) -> dict:
+    _delete_objects(upload)
+
+    def apply():
+        row = Upload.move(upload.id, ("scanning",), status="infected", signature=signature, storage_key=None,
+                          previews={}, sha256=upload.sha256, scanned_at=utcnow())
+        if row is None:
+            return False
+        AuditEntry.record(actor_id=None, action="upload.infected", target_type="upload", target_id=upload.id,
+                          after={"owner_id": str(upload.owner_id), "signature": signature, "sha256": upload.sha256,
+                                 "filename": upload.filename, "purpose": upload.purpose, "job_id": str(ctx.job.id)})
+        return True
+
+    row = _finish(ctx, upload, "verdict", apply)
+    if row is not None:
+        upload_event(row, "upload.infected")
+    return {"upload_id": str(upload.id), "status": "infected", "signature": signature}
+
+
+def _reject(ctx: JobContext, upload: Upload, reason: str) -> dict:
+    _delete_objects(upload)
+
+    def apply():
+        row = Upload.move(upload.id, ("scanning",), status="rejected", reject_reason=reason, storage_key=None,
+                          previews={}, scanned_at=utcnow())
+        return row is not None
+
+    row = _finish(ctx, upload, "verdict", apply)
+    if row is not None:
+        upload_event(row, "upload.rejected")
+    return {"upload_id": str(upload.id), "status": "rejected", "reason": reason}
+
+
+def _clean(ctx: JobContext, upload: Upload, info) -> dict:
+    previews = dict(upload.previews or {})
+    if info is not None:
+        ctx.progress(80, "Making previews")
+        for preview in info.previews:
+            key = f"previews/{upload.id}/{preview.name}.webp"
+            stored = storage().put(key, preview.data, content_type="image/webp")
+            previews[preview.name] = {"key": key, "width": preview.width, "height": preview.height,
+                                      "size": stored.size}
+    target = upload.clean_key()
+    if upload.storage_key != target:
+        try:
+            storage().move(upload.storage_key, target)
+        except NotFound:
+            if not storage().exists(target):  # a crashed run may have moved it already
+                return _reject(ctx, upload, "The file is missing from storage.")
+
+    def apply():
+        values = dict(status="clean", storage_key=target, previews=previews, sha256=upload.sha256,
+                      scanned_at=utcnow())
+        if info is not None:
+            values.update(width=info.width, height=info.height)
+        return Upload.move(upload.id, ("scanning",), **values) is not None
+
+    row = _finish(ctx, upload, "verdict", apply)
+    if row is not None:
+        upload_event(row, "upload.clean")
+    return {"upload_id": str(upload.id), "status": "clean", "previews": sorted(previews)}
+
+
+# --- beat ----------------------------------------------------------------------------------
+
+def _job_queue():
+    queue = getattr(app.conf, "hearth_job_queue", None)
+    if queue is None:
+        from services.jobqueue import CeleryJobQueue
+        queue = CeleryJobQueue(app)
+    return queue
+
+
+@app.task(name="tasks.uploads.rescan_stalled", acks_late=True, ignore_result=True)
+def rescan_stalled() -> dict:
+    """Give a new scan job to uploads still unscanned whose job ended (it ran out of attempts)."""
+    cutoff = utcnow() - STALLED_AFTER
+    created = []
+    with connection():
+        with db.atomic():
+            stalled = (Upload.select(Upload).join(Job, on=(Upload.scan_job == Job.id))
+                       .where(Upload.status.in_(["pending_scan", "scanning"]) & (Upload.updated_at < cutoff)
+                              & Job.status.in_(["failed", "cancelled", "succeeded"]))
+                       .limit(BATCH).for_update(of=Upload, skip_locked=True))
+            for upload in stalled:
+                Upload.move(upload.id, ("pending_scan", "scanning"), status="pending_scan")
+                created.append(new_scan_job(upload))
+    queue = _job_queue()
+    for job in created:
+        publish_job_event(job, "job.queued")
+        queue.submit(job)
+    if created:
+        log.info("stalled scans restarted", extra={"count": len(created)})
+    return {"rescheduled": len(created)}
+
+
+@app.task(name="tasks.uploads.purge_expired_intents", acks_late=True, ignore_result=True)
+def purge_expired_intents() -> dict:
+    """Forget upload intents never completed: their row and whatever the client sent."""
+    purged = 0
+    with connection():
+        rows = list(Upload.select().where((Upload.status == "awaiting_upload") & (Upload.expires_at < utcnow()))
+                    .limit(BATCH))
+        for upload in rows:
+            if upload.storage_key:
+                storage().delete(upload.storage_key)
+            purged += Upload.delete().where((Upload.id == upload.id) & (Upload.status == "awaiting_upload")).execute()
+    return {"purged": purged}
+
+
+__all__ = ["scan_upload", "rescan_stalled", "purge_expired_intents", "new_scan_job", "SCAN_KIND", "SCAN_QUEUE"]
