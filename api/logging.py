@@ -32,9 +32,42 @@ class JsonFormatter(logging.Formatter):
                                     else repr(value) for key, value in entry.items()}).decode("utf-8", "replace")
 
 
+class AccessLog:
+    """The one line per request, in the same JSON shape, written straight to the log stream.
+
+    It is the hottest log call by far, and the logging module's record
+    machinery (a LogRecord, level checks, ``extra`` merging) cost more than the
+    rest of a cached ``GET /v1/me``. Without ``configure_logging`` (tests, other
+    embedders) it goes through the ordinary ``hearth.access`` logger.
+    """
+
+    def __init__(self):
+        self.logger = logging.getLogger("hearth.access")
+
+    def write(self, fields: dict) -> None:
+        handler = _handler
+        if handler is None or handler not in logging.getLogger().handlers:
+            self.logger.info("request", extra=fields)
+            return
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        line = _encoder.encode({
+            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "level": "info", "logger": "hearth.access", "event": "request", **fields,
+        })
+        with handler.lock:
+            handler.stream.write(line.decode("utf-8", "replace") + "\n")
+            handler.stream.flush()
+
+
+_handler: logging.StreamHandler | None = None
+
+
 def configure_logging(settings, stream=None) -> None:
+    global _handler
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
+    _handler = handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if settings.debug else logging.INFO)

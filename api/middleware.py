@@ -1,14 +1,14 @@
 """Cross-cutting request handling: request ids, JSON access logs, security headers, DB connections."""
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
 
+from api.logging import AccessLog
 from models.db import db
 
-access_log = logging.getLogger("hearth.access")
+access_log = AccessLog()
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -29,10 +29,8 @@ class RequestContext:
 
     def process_response(self, req, resp, resource, req_succeeded):
         ctx = req.context
-        if not access_log.isEnabledFor(logging.INFO):
-            return
         principal = getattr(ctx, "principal", None)
-        access_log.info("request", extra={
+        access_log.write({
             "request_id": getattr(ctx, "request_id", None),
             "method": req.method,
             "path": req.path,

@@ -49,7 +49,7 @@ class RateLimiter:
         now = int(self.clock())
         window_start = now - now % window
         key = f"{self.prefix}rl:{bucket}:{client}:{window_start}"
-        count, values = self._hit(keys=[key, *read], args=[window + 1])
+        count, values = self._hit(keys=[key, *read], args=[window + 1], client=None)
         count = int(count)
         reset = window_start + window - now
         return Decision(allowed=count <= limit, limit=limit, remaining=max(0, limit - count), reset=reset,
