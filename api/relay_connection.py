@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import random
 import logging
 import time
 from collections import deque
@@ -333,7 +334,10 @@ class Connection:
     async def _watchdog(self) -> None:
         options = self.options
         beat = options.relay_heartbeat_interval
-        next_beat = time.monotonic() + beat
+        # The first beat lands at a random point of the interval: clients that
+        # connected together (after a deploy, in a benchmark) must not all be
+        # heartbeaten, and have their sessions re-checked, in the same instant.
+        next_beat = time.monotonic() + random.uniform(0.1, 1.0) * beat
         while True:
             now = time.monotonic()
             left = self.identity.expires_at - self.clock()
