@@ -67,7 +67,7 @@ def percentile(values: list[float], q: float) -> float:
 
 @benchmark("search", "listing search on 1,000,000 listings: API vs its own SQL vs the listings table; full "
                      "index rebuild",
-           targets=tuple(Target(f"{kind}: api", f"{kind}: sql", 0.67) for kind in KINDS), default=False)
+           targets=tuple(Target(f"{kind}: api", f"{kind}: sql", 0.67) for kind in KINDS))
 def search(run: Run) -> list[Row]:
     listings = _int("BENCH_SEARCH_LISTINGS", 1_000_000)
     per_kind = _int("BENCH_SEARCH_QUERIES", 60)
