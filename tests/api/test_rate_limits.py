@@ -1,12 +1,14 @@
 """Rate limits: per-client buckets in Redis, shared by every API process, announced in headers."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 from falcon import testing
 
 from api.app import build_services, create_app
+from api.ratelimit import HOT_CLIENT_NAME
 from tests.api.conftest import assert_problem
 from tests.conftest import make_settings
 from tests.factories import PASSWORD
@@ -115,3 +117,20 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(settings, redis,
     resp = client.simulate_post("/v1/auth/login", json={"email": "x@example.com", "password": "pw pw pw pw"},
                                 headers={"X-Forwarded-For": "10.0.0.2"}, remote_addr="127.0.0.1")
     assert resp.status_code == 401
+
+
+def test_counting_survives_a_flushed_script_cache_and_a_dropped_connection(client, services, redis, user,
+                                                                         auth_headers):
+    headers = auth_headers(user)
+    assert client.simulate_get("/v1/me", headers=headers).headers["RateLimit-Remaining"] == "4"
+    redis.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
+    assert client.simulate_get("/v1/me", headers=headers).headers["RateLimit-Remaining"] == "3"
+    ours = [c["id"] for c in redis.client_list() if c["name"] == f"{HOT_CLIENT_NAME}-{os.getpid()}"]
+    assert ours
+    for client_id in ours:  # the server drops the request path's connection
+        redis.client_kill_filter(_id=client_id)
+    first = client.simulate_get("/v1/me", headers=headers)
+    assert first.status_code in (200, 503)  # the broken connection is noticed on this request
+    after = client.simulate_get("/v1/me", headers=headers)
+    assert after.status_code == 200
+    assert int(after.headers["RateLimit-Remaining"]) < 3
