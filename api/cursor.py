@@ -7,6 +7,7 @@ parameter, never a database error.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 
@@ -38,3 +39,27 @@ class CursorCodec:
             return values
         except (ValueError, msgspec.DecodeError):
             raise validation_error([{"field": "query.cursor", "message": "not a cursor this API issued"}]) from None
+
+    def newest_first(self, query, created, tiebreak, cursor: str | None, limit: int) -> tuple[list, str | None]:
+        """One page of ``query``, newest first by (``created``, ``tiebreak``), and the next page's cursor.
+
+        ``created`` is a timestamp field and ``tiebreak`` a unique column (an id)
+        that orders rows created in the same instant, so pages never skip or
+        repeat a row.
+        """
+        if cursor:
+            values = self.decode(cursor)
+            try:
+                created_at, last = datetime.datetime.fromisoformat(values[0]), str(values[1])
+            except (IndexError, TypeError, ValueError):
+                raise validation_error([{"field": "query.cursor", "message": "not a cursor this API issued"}]) \
+                    from None
+            query = query.where((created < created_at) | ((created == created_at) & (tiebreak < last)))
+        rows = list(query.order_by(created.desc(), tiebreak.desc()).limit(limit + 1))
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        last_row = rows[-1]
+        # A foreign key's raw value (``property_id``), not the related row.
+        tiebreak_value = getattr(last_row, getattr(tiebreak, "object_id_name", tiebreak.name))
+        return rows, self.encode([getattr(last_row, created.name).isoformat(), str(tiebreak_value)])

@@ -39,15 +39,7 @@ class AdminUsers:
         if q.q:
             needle = "%" + q.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             query = query.where(User.email.ilike(needle) | User.full_name.ilike(needle))
-        if q.cursor:
-            created_at, last_id = self.cursors.decode(q.cursor)
-            query = query.where((User.created_at < created_at)
-                                | ((User.created_at == created_at) & (User.id < last_id)))
-        rows = list(query.order_by(User.created_at.desc(), User.id.desc()).limit(q.limit + 1))
-        next_cursor = None
-        if len(rows) > q.limit:
-            rows = rows[:q.limit]
-            next_cursor = self.cursors.encode([rows[-1].created_at.isoformat(), str(rows[-1].id)])
+        rows, next_cursor = self.cursors.newest_first(query, User.created_at, User.id, q.cursor, q.limit)
         resp.media = {"items": [u.admin_view() for u in rows], "next_cursor": next_cursor}
 
     @operation("One user", response=AdminUser, permission="admin:users", errors=(404,), tags=TAGS)

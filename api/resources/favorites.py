@@ -7,12 +7,10 @@ remove it.
 """
 from __future__ import annotations
 
-import datetime
 
 import falcon
 
 from api.cursor import CursorCodec
-from api.errors import validation_error
 from api.operation import operation
 from api.resources.properties import load_visible
 from api.schemas.properties import FavoriteList, PageQuery
@@ -40,20 +38,8 @@ class MyFavorites:
         principal = req.context.principal
         query = (Favorite.select(Favorite, Property).join(Property)
                  .where(Favorite.user == principal.user_id))
-        if q.cursor:
-            created_at, last_id = self.cursors.decode(q.cursor)
-            try:
-                created_at = datetime.datetime.fromisoformat(created_at)
-            except (TypeError, ValueError):
-                raise validation_error([{"field": "query.cursor", "message": "not a cursor this API issued"}]) \
-                    from None
-            query = query.where((Favorite.created_at < created_at)
-                                | ((Favorite.created_at == created_at) & (Favorite.property < last_id)))
-        rows = list(query.order_by(Favorite.created_at.desc(), Favorite.property.desc()).limit(q.limit + 1))
-        next_cursor = None
-        if len(rows) > q.limit:
-            rows = rows[:q.limit]
-            next_cursor = self.cursors.encode([rows[-1].created_at.isoformat(), str(rows[-1].property_id)])
+        rows, next_cursor = self.cursors.newest_first(query, Favorite.created_at, Favorite.property, q.cursor,
+                                                      q.limit)
         resp.media = {"items": [favorite_view(row, row.property, principal) for row in rows],
                       "next_cursor": next_cursor}
 

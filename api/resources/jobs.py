@@ -85,15 +85,7 @@ class Jobs:
             query = query.where(Job.kind == q.kind)
         if q.status:
             query = query.where(Job.status == q.status)
-        if q.cursor:
-            created_at, last_id = self.cursors.decode(q.cursor)
-            query = query.where((Job.created_at < created_at)
-                                | ((Job.created_at == created_at) & (Job.id < last_id)))
-        rows = list(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(q.limit + 1))
-        next_cursor = None
-        if len(rows) > q.limit:
-            rows = rows[:q.limit]
-            next_cursor = self.cursors.encode([rows[-1].created_at.isoformat(), str(rows[-1].id)])
+        rows, next_cursor = self.cursors.newest_first(query, Job.created_at, Job.id, q.cursor, q.limit)
         resp.media = {"items": [self.views.view(job, principal) for job in rows], "next_cursor": next_cursor}
 
     @operation("One job", response=JobView, errors=(404,), tags=TAGS,

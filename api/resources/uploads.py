@@ -205,15 +205,7 @@ class Uploads:
             query = query.where(Upload.purpose == q.purpose)
         if q.status:
             query = query.where(Upload.status == q.status)
-        if q.cursor:
-            created_at, last_id = self.cursors.decode(q.cursor)
-            query = query.where((Upload.created_at < created_at)
-                                | ((Upload.created_at == created_at) & (Upload.id < last_id)))
-        rows = list(query.order_by(Upload.created_at.desc(), Upload.id.desc()).limit(q.limit + 1))
-        next_cursor = None
-        if len(rows) > q.limit:
-            rows = rows[:q.limit]
-            next_cursor = self.cursors.encode([rows[-1].created_at.isoformat(), str(rows[-1].id)])
+        rows, next_cursor = self.cursors.newest_first(query, Upload.created_at, Upload.id, q.cursor, q.limit)
         resp.media = {"items": [upload_view(row) for row in rows], "next_cursor": next_cursor}
 
     @operation("One upload: metadata and scan status", response=UploadView, auth="optional", errors=(404,),
