@@ -107,12 +107,6 @@ class SessionCache:
         if keys:
             self._set_role(keys=keys, args=[REVOKED, role, self.ttl])
 
-    def forget_sessions(self, session_ids) -> None:
-        """Drop cached states; the next request rebuilds them from the database."""
-        keys = [self.key(str(sid)) for sid in session_ids]
-        if keys:
-            self.redis.delete(*keys)
-
     def fill_profile(self, user_id, body: bytes) -> None:
         """Cache a profile read from the database, unless a change wrote a newer one meanwhile."""
         self.redis.set(self.profile_key(str(user_id)), body, ex=PROFILE_CACHE_SECONDS, nx=True)
@@ -163,13 +157,3 @@ class Authenticator:
             raise unauthorized("This session has ended; log in again.")
         return Principal(user_id=claims.user_id, role=state.decode(),
                          session_id=claims.session_id, token_expires_at=claims.expires_at)
-
-    def authenticate(self, token: str, *, prefetch=None) -> tuple[Principal, list]:
-        """Verify the token and its session; returns the principal and prefetched values.
-
-        ``prefetch(cache, user_id)`` names further Redis keys read in the same
-        round trip as the session state.
-        """
-        claims = self.verify(token)
-        values = self.sessions.redis.mget(self.keys(claims, prefetch))
-        return self.principal(claims, values[0]), values[1:]

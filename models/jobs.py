@@ -132,10 +132,6 @@ class Job(UUIDModel):
 
     # --- one run, fenced by its attempt number ---------------------------------------
 
-    def claim(self, lease_seconds: int) -> bool:
-        """Move ``queued → running`` for this worker; False when someone else has it or it ended."""
-        return Job.claim_by_id(self.id, lease_seconds) is not None
-
     @classmethod
     def claim_by_id(cls, job_id, lease_seconds: float) -> "Job | None":
         """Claim a queued job (``attempts`` + 1, lease set); the claimed row, or None."""
