@@ -17,6 +17,9 @@ task_routes = {
     "tasks.jobs.selftest": {"queue": "default"},
     "tasks.jobs.*": {"queue": "maintenance"},
     "tasks.accounts.*": {"queue": "notify"},
+    # Notification fan-out, phone codes, digests; saved-search alert scans create notifications.
+    "tasks.notifications.*": {"queue": "notify"},
+    "tasks.saved_searches.*": {"queue": "notify"},
     "tasks.exports.*": {"queue": "exports"},
     "tasks.maintenance.*": {"queue": "maintenance"},
     # Search index upkeep: per-listing reindexes, full rebuilds, the stale-listing sweep.

@@ -133,6 +133,19 @@ class Settings:
     # makes cached pages obsolete at once; the TTL only bounds how long they take up memory.
     search_cache_ttl: int = 30
 
+    # --- Notifications, SMS, provider webhooks (docs/notifications.md) ---
+    # outbox: one JSON file per text message under var/sms (development); twilio: the Twilio API.
+    sms_backend: str = "outbox"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    # The sender: a phone number (+15551234567) or a messaging service SID (MG...).
+    twilio_from: str = ""
+    twilio_api_url: str = "https://api.twilio.com"
+    # SendGrid's signed event webhook: its verification key (base64 DER, as SendGrid shows it).
+    sendgrid_webhook_public_key: str = field(default="", repr=False)
+    # Seconds a phone verification code is valid.
+    phone_code_ttl: int = 600
+
     @property
     def production(self) -> bool:
         return self.env == "production"
@@ -140,6 +153,10 @@ class Settings:
     @property
     def outbox_dir(self) -> pathlib.Path:
         return self.var_dir / "outbox"
+
+    @property
+    def sms_outbox_dir(self) -> pathlib.Path:
+        return self.var_dir / "sms"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -217,6 +234,14 @@ class Settings:
         problems.extend(_storage_problems(self.storage_url))
         if self.clamd_url and urlparse(self.clamd_url).scheme not in ("unix", "tcp"):
             problems.append("CLAMD_URL must be unix:///path/to/clamd.sock or tcp://host:port")
+        if self.sms_backend not in ("outbox", "twilio"):
+            problems.append("SMS_BACKEND must be outbox or twilio")
+        if self.sms_backend == "twilio" and not (self.twilio_account_sid and self.twilio_auth_token
+                                                 and self.twilio_from):
+            problems.append("TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are required with "
+                            "SMS_BACKEND=twilio")
+        if not 60 <= self.phone_code_ttl <= 3600:
+            problems.append("PHONE_CODE_TTL must be between 60 seconds and an hour")
         if not 1 <= self.clamd_timeout <= 600:
             problems.append("CLAMD_TIMEOUT must be between 1 and 600 seconds")
         for name in ("upload_direct_max_bytes", "upload_photo_max_bytes", "upload_document_max_bytes",
@@ -259,6 +284,11 @@ class Settings:
             problems.append("JWT_PRIVATE_KEYS is required in production (no generated dev key)")
         if self.mail_backend == "outbox":
             problems.append("MAIL_BACKEND=outbox is a development backend; use sendgrid")
+        if self.sms_backend == "outbox":
+            problems.append("SMS_BACKEND=outbox is a development backend; use twilio")
+        if self.mail_backend == "sendgrid" and not self.sendgrid_webhook_public_key:
+            problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY is required in production (bounces and spam "
+                            "reports must stop email)")
         if len(self.flower_password) < 12:
             problems.append("FLOWER_PASSWORD must be at least 12 characters in production")
         if not self.public_url.startswith("https://"):

@@ -17,8 +17,8 @@ from api.auth import Authenticator, SessionCache
 from api.lockout import LoginLockout
 from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
 from api.ratelimit import RateLimiter
-from api.resources import (admin, auth, docs, exports, favorites, health, jobs, me, properties, property_media, search,
-                           uploads)
+from api.resources import (admin, auth, conversations, docs, exports, favorites, health, jobs, me, moderation,
+                           notifications, properties, property_media, saved_searches, search, uploads, webhooks)
 from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
 from services.storage import make_storage
@@ -169,3 +169,40 @@ def add_routes(app: falcon.App, services: Services) -> None:
     search_admin = search.SearchAdmin(job_views)
     app.add_route("/v1/admin/search/status", search_admin, suffix="status")
     app.add_route("/v1/admin/search/reindex", search_admin, suffix="reindex")
+
+    # Conversations about listings, blocks and reports (docs/messaging.md).
+    chats = conversations.Conversations(secret)
+    app.add_route("/v1/conversations", chats)
+    app.add_route("/v1/conversations/{conversation_id:uuid}", chats, suffix="item")
+    app.add_route("/v1/conversations/{conversation_id:uuid}/messages", chats, suffix="messages")
+    app.add_route("/v1/conversations/{conversation_id:uuid}/read", chats, suffix="read")
+    blocks = moderation.MyBlocks(secret)
+    app.add_route("/v1/me/blocks", blocks)
+    app.add_route("/v1/me/blocks/{user_id:uuid}", blocks, suffix="item")
+    app.add_route("/v1/reports", moderation.Reports())
+    reports = moderation.AdminReports(secret)
+    app.add_route("/v1/admin/reports", reports)
+    app.add_route("/v1/admin/reports/{report_id:uuid}", reports, suffix="item")
+
+    # Notifications, preferences, phone verification, unsubscribe, provider webhooks
+    # (docs/notifications.md).
+    inbox = notifications.MyNotifications(secret)
+    app.add_route("/v1/me/notifications", inbox)
+    app.add_route("/v1/me/notifications/read-all", inbox, suffix="read_all")
+    app.add_route("/v1/me/notifications/{notification_id:uuid}/read", inbox, suffix="read")
+    app.add_route("/v1/me/notification-preferences", notifications.MyNotificationPreferences())
+    phone = notifications.MyPhone()
+    app.add_route("/v1/me/phone", phone)
+    app.add_route("/v1/me/phone/verify", phone, suffix="verify")
+    app.add_route("/v1/unsubscribe", notifications.Unsubscribe())
+    app.add_route("/v1/admin/notification-deliveries", notifications.AdminDeliveries(secret))
+    suppressions = notifications.AdminSuppressions(secret)
+    app.add_route("/v1/admin/email-suppressions", suppressions)
+    app.add_route("/v1/admin/email-suppressions/{email}", suppressions, suffix="item")
+    app.add_route("/v1/webhooks/sendgrid", webhooks.SendGridEvents())
+    app.add_route("/v1/webhooks/twilio", webhooks.TwilioStatus())
+
+    # Saved searches (docs/search.md); their alerts come from a beat task.
+    searches = saved_searches.MySavedSearches(secret)
+    app.add_route("/v1/me/saved-searches", searches)
+    app.add_route("/v1/me/saved-searches/{search_id:uuid}", searches, suffix="item")

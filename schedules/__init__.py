@@ -42,4 +42,22 @@ beat_schedule = {
         "schedule": 300.0,
         "options": {"expires": 240},
     },
+    # Notifications held for quiet hours go out when they end (checked every minute).
+    "release-scheduled-notifications": {
+        "task": "tasks.notifications.release_scheduled",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Daily digests: each hour, the users whose digest hour (in their time zone) has come.
+    "send-notification-digests": {
+        "task": "tasks.notifications.send_digests",
+        "schedule": crontab(minute=5),
+        "options": {"expires": 30 * 60},
+    },
+    # Saved-search alerts: new matches and price drops since the last scan.
+    "scan-saved-search-alerts": {
+        "task": "tasks.saved_searches.scan_alerts",
+        "schedule": 120.0,
+        "options": {"expires": 110},
+    },
 }

@@ -167,6 +167,15 @@ def publish_job_event(job: Job, type_: str) -> None:
         log.warning("could not publish job event", extra={"job_id": str(job.id)}, exc_info=True)
 
 
+def job_queue():
+    """Where tasks submit the jobs they create: ``app.conf.hearth_job_queue`` if set (tests), else the broker."""
+    queue = getattr(app.conf, "hearth_job_queue", None)
+    if queue is None:
+        from services.jobqueue import CeleryJobQueue
+        queue = CeleryJobQueue(app)
+    return queue
+
+
 def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0, min(cap, base * (2 ** attempt)))
@@ -182,12 +191,8 @@ class JobTask(Task):
     transient_errors: tuple[type[BaseException], ...] = ()
 
     def job_queue(self):
-        """Where retries are submitted: ``app.conf.hearth_job_queue`` if set (tests), else the broker."""
-        queue = getattr(self.app.conf, "hearth_job_queue", None)
-        if queue is None:
-            from services.jobqueue import CeleryJobQueue
-            queue = CeleryJobQueue(self.app)
-        return queue
+        """Where retries are submitted (see ``job_queue()``)."""
+        return job_queue()
 
     def __call__(self, job_id: str):
         lease = self.lease_seconds or runtime().settings.job_lease_seconds
@@ -264,5 +269,5 @@ def job_task(*, transient=(), lease_seconds: float | None = None, name: str | No
     return register
 
 
-__all__ = ["JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task", "backoff_seconds",
+__all__ = ["JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task", "job_queue", "backoff_seconds",
            "publish_job_event"]

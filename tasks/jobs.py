@@ -31,7 +31,7 @@ from models.db import connection, db
 from models.jobs import Job, JobEffect
 from services.storage import StorageError, make_storage
 from tasks.app import app
-from tasks.base import JobContext, job_task, publish_job_event
+from tasks.base import JobContext, job_queue, job_task, publish_job_event
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.jobs")
@@ -42,13 +42,6 @@ LOST_WORKER_PROBLEM = {
     "detail": "The worker running the job stopped on its last attempt.",
 }
 
-
-def _job_queue():
-    queue = getattr(app.conf, "hearth_job_queue", None)
-    if queue is None:
-        from services.jobqueue import CeleryJobQueue
-        queue = CeleryJobQueue(app)
-    return queue
 
 
 def _queues_with_backlog() -> set[str]:
@@ -97,7 +90,7 @@ def sweep_jobs() -> dict:
             failed = Job.fail_lost(now, LOST_WORKER_PROBLEM, SWEEP_BATCH)
         with db.atomic():
             stale = Job.claim_stale(now, settings.job_requeue_after, SWEEP_BATCH, skip_queues=_queues_with_backlog())
-    queue = _job_queue()
+    queue = job_queue()
     for job in lost:
         publish_job_event(job, "job.requeued")
     for job in failed:

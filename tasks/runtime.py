@@ -1,4 +1,4 @@
-"""What a worker process needs at hand: database, Redis, event bus, mailer.
+"""What a worker process needs at hand: database, Redis, event bus, mailer, text messages.
 
 Built once per worker process (after the fork) by ``init_runtime``; tests build
 it with their own settings.
@@ -12,6 +12,7 @@ import redis
 from models.db import init_database
 from services.events import EventBus
 from services.mail import make_mailer
+from services.sms import make_sms
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Runtime:
     redis: object
     events: EventBus
     mailer: object
+    sms: object
 
 
 _runtime: Runtime | None = None
@@ -36,6 +38,7 @@ def init_runtime(settings, *, init_db: bool = True, **overrides) -> Runtime:
         redis=client,
         events=overrides.pop("events", None) or EventBus(client, settings.redis_prefix),
         mailer=overrides.pop("mailer", None) or make_mailer(settings),
+        sms=overrides.pop("sms", None) or make_sms(settings),
     )
     return _runtime
 

@@ -20,7 +20,7 @@ from models.db import connection
 from models.search_index import SearchRebuild
 from services.search_cache import SearchCache
 from tasks.app import app
-from tasks.base import JobContext, job_task
+from tasks.base import JobContext, job_queue, job_task
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.search")
@@ -34,13 +34,6 @@ def _cache() -> SearchCache:
     return SearchCache(rt.redis, rt.settings.redis_prefix, rt.settings.search_cache_ttl)
 
 
-def _job_queue():
-    queue = getattr(app.conf, "hearth_job_queue", None)
-    if queue is None:
-        from services.jobqueue import CeleryJobQueue
-        queue = CeleryJobQueue(app)
-    return queue
-
 
 @job_task()
 def reindex_property(ctx: JobContext) -> dict:
@@ -53,7 +46,7 @@ def reindex_property(ctx: JobContext) -> dict:
             return {"property_id": property_id, "rounds": round_}
     follow_up = search_queue.hand_over(property_id, ctx.job.id)
     if follow_up is not None:
-        _job_queue().submit(follow_up)
+        job_queue().submit(follow_up)
     return {"property_id": property_id, "rounds": MAX_ROUNDS,
             "handed_over_to": str(follow_up.id) if follow_up is not None else None}
 
@@ -89,7 +82,7 @@ def rebuild_index(ctx: JobContext) -> dict:
 def requeue_stale_reindexes() -> dict:
     with connection():
         jobs = search_queue.requeue_stale(STALE_AFTER_SECONDS)
-    queue = _job_queue()
+    queue = job_queue()
     submitted = sum(1 for job in jobs if queue.submit(job))
     if jobs:
         log.info("stale search reindexes requeued", extra={"jobs": len(jobs), "submitted": submitted})

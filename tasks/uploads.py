@@ -32,7 +32,7 @@ from services.images import ImageRejected, make_previews
 from services.scanner import ScannerUnavailable, ScanRefused, make_scanner
 from services.storage import NotFound, StorageUnavailable
 from tasks.app import app
-from tasks.base import JobContext, job_task, publish_job_event
+from tasks.base import JobContext, job_queue, job_task, publish_job_event
 from tasks.jobs import storage
 from tasks.runtime import runtime
 
@@ -197,13 +197,6 @@ def _clean(ctx: JobContext, upload: Upload, info) -> dict:
 
 # --- beat ----------------------------------------------------------------------------------
 
-def _job_queue():
-    queue = getattr(app.conf, "hearth_job_queue", None)
-    if queue is None:
-        from services.jobqueue import CeleryJobQueue
-        queue = CeleryJobQueue(app)
-    return queue
-
 
 @app.task(name="tasks.uploads.rescan_stalled", acks_late=True, ignore_result=True)
 def rescan_stalled() -> dict:
@@ -219,7 +212,7 @@ def rescan_stalled() -> dict:
             for upload in stalled:
                 Upload.move(upload.id, ("pending_scan", "scanning"), status="pending_scan")
                 created.append(new_scan_job(upload))
-    queue = _job_queue()
+    queue = job_queue()
     for job in created:
         publish_job_event(job, "job.queued")
         queue.submit(job)

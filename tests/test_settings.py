@@ -20,6 +20,11 @@ SAFE_PRODUCTION = {
     "PUBLIC_URL": "https://api.hearth.example",
     "STORAGE_URL": "s3://hearth-uploads?region=eu-west-1",
     "CLAMD_URL": "tcp://clamav.internal:3310",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+    "SMS_BACKEND": "twilio",
+    "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
+    "TWILIO_AUTH_TOKEN": "0123456789abcdef0123456789abcdef",
+    "TWILIO_FROM": "+15550001111",
 }
 
 
@@ -55,6 +60,9 @@ def test_production_with_nothing_configured_lists_every_problem():
     ({"FLOWER_PASSWORD": "hearth-dev"}, "FLOWER_PASSWORD"),
     ({"PUBLIC_URL": "http://api.hearth.example"}, "PUBLIC_URL"),
     ({"CORS_ORIGINS": "https://a.example,*"}, "CORS_ORIGINS"),
+    ({"SMS_BACKEND": "outbox"}, "SMS_BACKEND"),
+    ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
+    ({"SENDGRID_WEBHOOK_PUBLIC_KEY": ""}, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
 ])
 def test_each_unsafe_production_setting_is_refused(change, named):
     problems = _problems({**SAFE_PRODUCTION, **change})

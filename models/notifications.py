@@ -1,0 +1,251 @@
+"""Notifications: events for one user, the channels they go out on, and the user's preferences.
+
+``notify(...)`` is how every part of Hearth tells a user something. Inside the
+caller's transaction it writes the notification row and its fan-out job
+(``notifications.fan_out``, queue ``notify``); the caller submits the job after
+the commit. A ``dedupe_key`` makes the same event one notification however
+often it is raised (a redelivered job, a second message of an unread streak).
+
+The fan-out job decides the channels (``tasks/notifications.py``): in-app
+(``in_app`` set), email and SMS, each a ``NotificationDelivery`` row with its
+own idempotency key ``notification:{id}:{channel}``.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import uuid
+import zoneinfo
+from dataclasses import dataclass
+
+import msgspec
+from peewee import (BigAutoField, BooleanField, CharField, ForeignKeyField, IntegerField, SmallIntegerField,
+                    TextField, TimeField, BlobField)
+from playhouse.postgres_ext import BinaryJSONField
+
+from models.accounts import User
+from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
+from models.jobs import Job
+
+CHANNELS = ("in_app", "email", "sms")
+DIGEST_MODES = ("instant", "daily")
+# Every event type a user can be told about, with its default channels. A
+# user's preferences override these per type (``NotificationPreference.types``).
+TYPES: dict[str, dict] = {
+    "message.received": {"in_app": True, "email": True, "sms": False, "digest": "instant"},
+    "saved_search.new_match": {"in_app": True, "email": True, "sms": False, "digest": "daily"},
+    "saved_search.price_drop": {"in_app": True, "email": True, "sms": False, "digest": "instant"},
+}
+DELIVERY_STATUSES = ("pending", "scheduled", "digest", "sending", "sent", "delivered", "failed", "bounced",
+                     "suppressed", "unknown")
+
+
+class Notification(UUIDModel):
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    type = CharField()
+    title = TextField()
+    body = TextField()
+    data = BinaryJSONField(default=dict)
+    dedupe_key = TextField(null=True)
+    in_app = BooleanField(null=True)
+    read_at = DateTimeTZField(null=True)
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "notifications"
+
+    def view(self) -> dict:
+        return {"id": str(self.id), "type": self.type, "title": self.title, "body": self.body,
+                "data": self.data or {}, "read": self.read_at is not None,
+                "read_at": self.read_at.isoformat() if self.read_at else None,
+                "created_at": self.created_at.isoformat()}
+
+
+class NotificationDelivery(BaseModel):
+    id = BigAutoField()
+    notification = ForeignKeyField(Notification, column_name="notification_id", on_delete="CASCADE")
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    channel = CharField()  # email | sms
+    status = CharField(default="pending")
+    recipient = TextField()
+    idempotency_key = TextField()
+    not_before = DateTimeTZField(null=True)
+    attempts = IntegerField(default=0)
+    provider_message_id = TextField(null=True)
+    provider_status = TextField(null=True)
+    error = TextField(null=True)
+    digest_key = TextField(null=True)
+    sent_at = DateTimeTZField(null=True)
+    created_at = DateTimeTZField(default=utcnow)
+    updated_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "notification_deliveries"
+
+
+class NotificationPreference(BaseModel):
+    user = ForeignKeyField(User, column_name="user_id", primary_key=True, on_delete="CASCADE")
+    types = BinaryJSONField(default=dict)
+    quiet_start = TimeField(null=True)
+    quiet_end = TimeField(null=True)
+    timezone = TextField(default="UTC")
+    digest_hour = SmallIntegerField(default=8)
+    updated_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "notification_preferences"
+
+
+class PhoneVerification(BaseModel):
+    user = ForeignKeyField(User, column_name="user_id", primary_key=True, on_delete="CASCADE")
+    phone = TextField()
+    code_hash = BlobField()
+    attempts = SmallIntegerField(default=0)
+    expires_at = DateTimeTZField()
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "phone_verifications"
+
+
+class EmailSuppression(BaseModel):
+    email = TextField(primary_key=True)
+    reason = CharField()
+    detail = TextField(null=True)
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "email_suppressions"
+
+
+class ProviderEvent(BaseModel):
+    id = BigAutoField()
+    provider = CharField()
+    event_key = TextField()
+    event = TextField()
+    delivery = ForeignKeyField(NotificationDelivery, column_name="delivery_id", null=True, on_delete="SET NULL")
+    payload = BinaryJSONField()
+    received_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "provider_events"
+
+
+@dataclass
+class Preferences:
+    """A user's effective preferences: their choices over the defaults of ``TYPES``."""
+
+    types: dict
+    quiet_start: datetime.time | None = None
+    quiet_end: datetime.time | None = None
+    timezone: str = "UTC"
+    digest_hour: int = 8
+
+    @classmethod
+    def of(cls, user_id) -> "Preferences":
+        row = NotificationPreference.get_or_none(NotificationPreference.user == user_id)
+        if row is None:
+            return cls(types=merged_types({}))
+        return cls(types=merged_types(row.types or {}), quiet_start=row.quiet_start, quiet_end=row.quiet_end,
+                   timezone=row.timezone, digest_hour=row.digest_hour)
+
+    def channels(self, type_: str) -> dict:
+        """``{"in_app", "email", "sms", "digest"}`` for one event type."""
+        return self.types[type_]
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def quiet_until(self, now: datetime.datetime) -> datetime.datetime | None:
+        """When the quiet hours that ``now`` falls in end (aware), or None when ``now`` is not in them.
+
+        Quiet hours are local wall-clock times in ``timezone``; ``start > end``
+        spans midnight (22:00–07:00). ``start == end`` is never quiet.
+        """
+        start, end = self.quiet_start, self.quiet_end
+        if start is None or end is None or start == end:
+            return None
+        local = now.astimezone(self.zone)
+        t = local.time().replace(tzinfo=None)
+        quiet = (start <= t < end) if start < end else (t >= start or t < end)
+        if not quiet:
+            return None
+        day = local.date() if t < end else local.date() + datetime.timedelta(days=1)
+        return datetime.datetime.combine(day, end, tzinfo=self.zone).astimezone(datetime.timezone.utc)
+
+    def next_digest_at(self, now: datetime.datetime) -> datetime.datetime:
+        """The next ``digest_hour`` o'clock in the user's zone at or after ``now`` (aware, UTC)."""
+        local = now.astimezone(self.zone)
+        at = datetime.datetime.combine(local.date(), datetime.time(self.digest_hour), tzinfo=self.zone)
+        if at < local:
+            at = datetime.datetime.combine(local.date() + datetime.timedelta(days=1), datetime.time(self.digest_hour),
+                                           tzinfo=self.zone)
+        return at.astimezone(datetime.timezone.utc)
+
+
+def merged_types(chosen: dict) -> dict:
+    """Every known type's settings: the user's choices over the defaults (unknown types dropped)."""
+    return {name: {**default, **{k: v for k, v in (chosen.get(name) or {}).items() if k in default}}
+            for name, default in TYPES.items()}
+
+
+# --- Unsubscribe links ------------------------------------------------------------------
+# A token names a user and an event type ("*": every email); it is signed with SECRET_KEY and
+# never expires (links in old emails keep working). It only ever turns email off.
+
+def _unsubscribe_key(secret: str) -> bytes:
+    return hashlib.sha256(f"unsubscribe:{secret}".encode()).digest()
+
+
+def unsubscribe_token(secret: str, user_id, type_: str) -> str:
+    payload = msgspec.json.encode([str(user_id), type_])
+    sig = hmac.new(_unsubscribe_key(secret), payload, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(sig + payload).rstrip(b"=").decode()
+
+
+def read_unsubscribe_token(secret: str, token: str) -> tuple[str, str] | None:
+    """``(user_id, type)`` of a token this deployment signed, else None."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        sig, payload = raw[:16], raw[16:]
+        if not hmac.compare_digest(sig, hmac.new(_unsubscribe_key(secret), payload, hashlib.sha256).digest()[:16]):
+            return None
+        user_id, type_ = msgspec.json.decode(payload)
+        uuid.UUID(user_id)
+    except (ValueError, TypeError, msgspec.DecodeError):
+        return None
+    if type_ != "*" and type_ not in TYPES:
+        return None
+    return user_id, type_
+
+
+def delivery_key(notification_id, channel: str) -> str:
+    """The idempotency key of one notification on one channel (what providers receive)."""
+    return f"notification:{notification_id}:{channel}"
+
+
+def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = None,
+           dedupe_key: str | None = None) -> Job | None:
+    """Record a notification for ``user_id`` and its fan-out job, in the caller's transaction.
+
+    Returns the job, to be submitted after the commit, or None when a
+    notification with ``dedupe_key`` already exists (nothing was written).
+    """
+    if type_ not in TYPES:
+        raise ValueError(f"unknown notification type {type_!r}")
+    notification_id = uuid.uuid4()
+    inserted = (Notification.insert(id=notification_id, user=user_id, type=type_, title=title[:200],
+                                    body=body[:2000], data=data or {}, dedupe_key=dedupe_key)
+                .on_conflict_ignore().returning(Notification.id).execute())
+    if not list(inserted):
+        return None
+    return Job.create(kind="notifications.fan_out", queue="notify", input={"notification_id": str(notification_id)},
+                      max_attempts=8)
+
+
+__all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "PhoneVerification",
+           "EmailSuppression", "ProviderEvent", "TYPES", "CHANNELS", "DIGEST_MODES", "DELIVERY_STATUSES",
+           "delivery_key", "notify", "Preferences", "merged_types", "unsubscribe_token", "read_unsubscribe_token"]
