@@ -19,6 +19,7 @@ task_routes = {
     "tasks.accounts.*": {"queue": "notify"},
     # Notification fan-out, phone codes, digests; saved-search alert scans create notifications.
     "tasks.notifications.*": {"queue": "notify"},
+    "tasks.phone.*": {"queue": "notify"},
     "tasks.saved_searches.*": {"queue": "notify"},
     "tasks.exports.*": {"queue": "exports"},
     "tasks.maintenance.*": {"queue": "maintenance"},

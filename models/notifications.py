@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import msgspec
 from peewee import (BigAutoField, BooleanField, CharField, ForeignKeyField, IntegerField, SmallIntegerField,
-                    TextField, TimeField, BlobField)
+                    TextField, TimeField, BlobField, UUIDField)
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
@@ -73,6 +73,7 @@ class NotificationDelivery(BaseModel):
     idempotency_key = TextField()
     not_before = DateTimeTZField(null=True)
     attempts = IntegerField(default=0)
+    claimed_by = UUIDField(null=True)
     provider_message_id = TextField(null=True)
     provider_status = TextField(null=True)
     error = TextField(null=True)

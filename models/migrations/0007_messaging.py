@@ -108,6 +108,8 @@ def up(migrator, db):
         idempotency_key text NOT NULL UNIQUE,
         not_before timestamptz,
         attempts integer NOT NULL DEFAULT 0,
+        -- The job whose run moved it to 'sending': only a rerun of that job may settle it as 'unknown'.
+        claimed_by uuid,
         provider_message_id text,
         provider_status text,
         error text,

@@ -1,0 +1,1 @@
+"""Tasks: phone number verification codes."""
