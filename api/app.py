@@ -18,7 +18,8 @@ from api.lockout import LoginLockout
 from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
 from api.ratelimit import RateLimiter
 from api.resources import (admin, auth, conversations, docs, exports, favorites, health, jobs, me, moderation,
-                           notifications, properties, property_media, saved_searches, search, uploads, webhooks)
+                           notification_admin, notifications, phone, properties, property_media, saved_searches,
+                           search, uploads, webhooks)
 from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
 from services.storage import make_storage
@@ -191,12 +192,12 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/me/notifications/read-all", inbox, suffix="read_all")
     app.add_route("/v1/me/notifications/{notification_id:uuid}/read", inbox, suffix="read")
     app.add_route("/v1/me/notification-preferences", notifications.MyNotificationPreferences())
-    phone = notifications.MyPhone()
-    app.add_route("/v1/me/phone", phone)
-    app.add_route("/v1/me/phone/verify", phone, suffix="verify")
+    my_phone = phone.MyPhone()
+    app.add_route("/v1/me/phone", my_phone)
+    app.add_route("/v1/me/phone/verify", my_phone, suffix="verify")
     app.add_route("/v1/unsubscribe", notifications.Unsubscribe())
-    app.add_route("/v1/admin/notification-deliveries", notifications.AdminDeliveries(secret))
-    suppressions = notifications.AdminSuppressions(secret)
+    app.add_route("/v1/admin/notification-deliveries", notification_admin.AdminDeliveries(secret))
+    suppressions = notification_admin.AdminSuppressions(secret)
     app.add_route("/v1/admin/email-suppressions", suppressions)
     app.add_route("/v1/admin/email-suppressions/{email}", suppressions, suffix="item")
     app.add_route("/v1/webhooks/sendgrid", webhooks.SendGridEvents())

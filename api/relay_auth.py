@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from api.auth import REVOKED, SessionCache
 from api.relay_protocol import SESSION_ENDED, TRY_AGAIN_LATER, UNAUTHENTICATED, Close
 from api.tokens import InvalidToken, TokenIssuer
+from models.conversations import ConversationParticipant
 from models.db import TRANSIENT_ERRORS, connection
 from models.jobs import Job
 from models.permissions import has_permission
@@ -73,6 +74,29 @@ def _job_channel(identity: Identity, ident: str) -> bool:
             _JOB_OWNERS.clear()
         _JOB_OWNERS[job_id] = owner
     return owner == identity.user_id or identity.can("admin:jobs")
+
+
+_PARTICIPANTS: dict[tuple[str, str], bool] = {}  # (conversation id, user id) → True; nobody ever leaves one
+_PARTICIPANTS_MAX = 50_000
+
+
+@channel_rule("conversation", database=True)
+def _conversation_channel(identity: Identity, ident: str) -> bool:
+    """The conversation's participants only; admins read conversations through reports, not live."""
+    try:
+        key = (str(uuid.UUID(ident)), identity.user_id)
+    except ValueError:
+        return False
+    if key in _PARTICIPANTS:
+        return True
+    with connection():
+        member = ConversationParticipant.select().where((ConversationParticipant.conversation == key[0])
+                                                        & (ConversationParticipant.user == key[1])).exists()
+    if member:
+        if len(_PARTICIPANTS) >= _PARTICIPANTS_MAX:
+            _PARTICIPANTS.clear()
+        _PARTICIPANTS[key] = True
+    return member
 
 
 class RelayAuth:

@@ -28,6 +28,7 @@ class User(UUIDModel):
     full_name = TextField()
     role = CharField()
     phone = TextField(null=True)
+    phone_verified_at = DateTimeTZField(null=True)
     email_verified_at = DateTimeTZField(null=True)
     banned_at = DateTimeTZField(null=True)
     ban_reason = TextField(null=True)

@@ -4,6 +4,9 @@ A conversation is one buyer and a listing's people (its owner, and its agent
 when it has one), at most one per (listing, buyer). Messages are numbered by a
 global sequence (``messages.id``), so "after message N" is a plain keyset and a
 participant's read position is the id of the last message they read.
+
+Posting, reading and listing messages live in ``models/messages.py``; this
+module has the tables, blocks and reports.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from playhouse.postgres_ext import ArrayField
 
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
+from models.db import db
 from models.properties import Property
 
 MAX_BODY = 4000
@@ -84,5 +88,65 @@ class UserReport(UUIDModel):
         table_name = "user_reports"
 
 
+# --- participants and blocks ------------------------------------------------------------
+
+def participates(conversation_id, *user_ids) -> bool:
+    """Whether every one of ``user_ids`` is a participant of the conversation."""
+    wanted = {str(user_id) for user_id in user_ids}
+    found = (ConversationParticipant.select().where((ConversationParticipant.conversation == conversation_id)
+                                                    & ConversationParticipant.user.in_(list(wanted))).count())
+    return found == len(wanted)
+
+
+def blocked_between(user_id, others) -> bool:
+    """Whether ``user_id`` blocked any of ``others``, or any of them blocked ``user_id``."""
+    others = list({str(other) for other in others} - {str(user_id)})
+    if not others:
+        return False
+    return UserBlock.select().where(
+        ((UserBlock.blocker == user_id) & UserBlock.blocked.in_(others))
+        | ((UserBlock.blocked == user_id) & UserBlock.blocker.in_(others))).exists()
+
+
+def block(blocker_id, blocked_id) -> None:
+    """Idempotent: blocking someone already blocked keeps the first block (and its time)."""
+    UserBlock.insert(blocker=blocker_id, blocked=blocked_id).on_conflict_ignore().execute()
+
+
+def unblock(blocker_id, blocked_id) -> None:
+    UserBlock.delete().where((UserBlock.blocker == blocker_id) & (UserBlock.blocked == blocked_id)).execute()
+
+
+# --- reports --------------------------------------------------------------------------
+
+def file_report(*, reporter_id, reported_id, reason: str, details: str | None, conversation_id=None,
+                message_id: int | None = None) -> tuple[UserReport, bool]:
+    """Record a report, or return the reporter's open one about the same user and message.
+
+    ``(report, created)``. Call inside a transaction: two reports sent at once
+    by the same reporter about the same user are serialised by a transaction
+    lock, so the second finds the first.
+    """
+    db.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"report:{reporter_id}:{reported_id}",))
+    same_message = UserReport.message.is_null() if message_id is None else (UserReport.message == message_id)
+    existing = (UserReport.select().where((UserReport.reporter == reporter_id) & (UserReport.reported == reported_id)
+                                          & (UserReport.status == "open") & same_message)
+                .order_by(UserReport.created_at).first())
+    if existing is not None:
+        return existing, False
+    report = UserReport.create(reporter=reporter_id, reported=reported_id, reason=reason, details=details,
+                               conversation=conversation_id, message=message_id)
+    return report, True
+
+
+def resolve_report(report_id, *, status: str, resolution: str | None, admin_id) -> UserReport | None:
+    """Close an open report (``actioned`` or ``dismissed``); the updated row, or None when it was not open."""
+    rows = list(UserReport.update(status=status, resolution=resolution, resolved_by=admin_id, resolved_at=utcnow())
+                .where((UserReport.id == report_id) & (UserReport.status == "open"))
+                .returning(UserReport).execute())
+    return rows[0] if rows else None
+
+
 __all__ = ["Conversation", "ConversationParticipant", "Message", "UserBlock", "UserReport", "MAX_BODY",
-           "MAX_ATTACHMENTS", "REPORT_REASONS", "REPORT_STATUSES"]
+           "MAX_ATTACHMENTS", "REPORT_REASONS", "REPORT_STATUSES", "participates", "blocked_between", "block",
+           "unblock", "file_report", "resolve_report"]

@@ -30,7 +30,7 @@ from models.jobs import Job
 from models.properties import Property
 
 STATUSES = ("awaiting_upload", "pending_scan", "scanning", "clean", "infected", "rejected")
-PURPOSES = ("listing_photo", "document", "avatar")
+PURPOSES = ("listing_photo", "document", "avatar", "attachment")
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
 MEDIA_TYPES = IMAGE_TYPES + ("application/pdf",)
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic",
@@ -62,6 +62,8 @@ def purpose_rules(settings) -> dict[str, PurposeRule]:
         "listing_photo": PurposeRule("listing_photo", IMAGE_TYPES, settings.upload_photo_max_bytes),
         "document": PurposeRule("document", MEDIA_TYPES, settings.upload_document_max_bytes),
         "avatar": PurposeRule("avatar", ("image/jpeg", "image/png", "image/webp"), settings.upload_avatar_max_bytes),
+        # Files sent in a conversation: what a document may be (a pre-approval letter, a floor plan, a photo).
+        "attachment": PurposeRule("attachment", MEDIA_TYPES, settings.upload_document_max_bytes),
     }
 
 

@@ -9,6 +9,8 @@ an embedded one (stopped afterwards) otherwise:
 * ``TEST_CLAMD_URL``: a clamd with the project's test signature database (EICAR);
   Debian's clamav-daemon is installed first when ``clamd`` is missing (ops/clamd.py).
 * ``TEST_S3_ENDPOINT``: an S3-compatible server on loopback (moto's server mode).
+* ``TEST_PROVIDERS_URL``: a stand-in for SendGrid and Twilio that records what it was
+  sent (ops/provider_stub.py), on a free loopback port, always our own.
 
 Adding a service (clamd, an S3 server, ...) is one more function in ``SERVICES``.
 Embedded servers keep their files in ``<var_dir>/test``, apart from the
@@ -97,12 +99,22 @@ def s3(ctx: Context) -> dict[str, str]:
     return {"TEST_S3_ENDPOINT": server.endpoint}
 
 
+def providers(ctx: Context) -> dict[str, str]:
+    # A thread of this process: it lives exactly as long as the test run.
+    from ops.provider_stub import start_provider_stub
+
+    stub = start_provider_stub()
+    ctx.cleanup.callback(stub.stop)
+    ctx.note(f"SendGrid/Twilio recorder at {stub.url}")
+    return {"TEST_PROVIDERS_URL": stub.url}
+
+
 def _service_error(message: str) -> Exception:
     from ops.devservices import ServiceError
     return ServiceError(message)
 
 
-SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis, clamd, s3]
+SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis, clamd, s3, providers]
 
 
 def environment_for_tests(exports: dict[str, str]) -> dict[str, str]:

@@ -18,6 +18,10 @@ import msgspec
 from models.accounts import AuthSession, User
 from models.audit import AuditEntry
 from models.base import utcnow
+from models.conversations import Conversation, ConversationParticipant, Message
+from models.notifications import Notification, NotificationDelivery, NotificationPreference, Preferences
+from models.saved_searches import SavedSearch, SavedSearchAlert, saved_search_view
+from models.uploads import PropertyMedia, Upload
 from tasks.base import JobContext, job_task
 from tasks.jobs import storage
 from tasks.runtime import runtime
@@ -82,6 +86,97 @@ def _audit(user: User) -> list[dict]:
             entry["ip"] = row.ip
         entries.append(entry)
     return entries
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@export_section("conversations")
+def _conversations(user: User) -> list[dict]:
+    """Every conversation I take part in, with all its messages.
+
+    The other participants are named by id, name and role in the conversation
+    only; their messages are there because they were written to me.
+    """
+    mine = (ConversationParticipant.select(ConversationParticipant, Conversation).join(Conversation)
+            .where(ConversationParticipant.user == user.id)
+            .order_by(Conversation.created_at, Conversation.id))
+    conversations = []
+    for me in mine:
+        conversation = me.conversation
+        people = (ConversationParticipant.select(ConversationParticipant, User).join(User)
+                  .where(ConversationParticipant.conversation == conversation.id)
+                  .order_by(ConversationParticipant.joined_at, ConversationParticipant.user))
+        messages = Message.select().where(Message.conversation == conversation.id).order_by(Message.id)
+        conversations.append({
+            "id": str(conversation.id),
+            "property_id": str(conversation.property_id),
+            "created_at": conversation.created_at.isoformat(),
+            "my_role": me.role,
+            "last_read_message_id": me.last_read_message_id,
+            "last_read_at": _iso(me.last_read_at),
+            "participants": [{"user_id": str(p.user_id), "full_name": p.user.full_name, "role": p.role}
+                             for p in people if p.user_id != user.id],
+            "messages": [{"id": m.id, "sender_id": str(m.sender_id) if m.sender_id else None,
+                          "by_me": m.sender_id == user.id, "body": m.body,
+                          "attachments": [str(a) for a in m.attachments or ()], "created_at": m.created_at.isoformat()}
+                         for m in messages],
+        })
+    return conversations
+
+
+@export_section("notifications")
+def _notifications(user: User) -> list[dict]:
+    """Every notification made for me, with where it went (email address or phone number, status)."""
+    rows = Notification.select().where(Notification.user == user.id).order_by(Notification.created_at,
+                                                                                Notification.id)
+    deliveries: dict = {}
+    for d in (NotificationDelivery.select().where(NotificationDelivery.user == user.id)
+              .order_by(NotificationDelivery.id)):
+        deliveries.setdefault(d.notification_id, []).append(
+            {"channel": d.channel, "status": d.status, "recipient": d.recipient,
+             "created_at": d.created_at.isoformat(), "sent_at": _iso(d.sent_at)})
+    return [dict(row.view(), in_app=row.in_app, deliveries=deliveries.get(row.id, [])) for row in rows]
+
+
+@export_section("notification_preferences")
+def _notification_preferences(user: User) -> dict:
+    """My settings per event type (defaults where I chose nothing), quiet hours and digest hour."""
+    prefs = Preferences.of(user.id)
+    row = NotificationPreference.get_or_none(NotificationPreference.user == user.id)
+    return {"types": prefs.types, "quiet_start": _iso(prefs.quiet_start), "quiet_end": _iso(prefs.quiet_end),
+            "timezone": prefs.timezone, "digest_hour": prefs.digest_hour,
+            "updated_at": _iso(row.updated_at) if row is not None else None}
+
+
+@export_section("saved_searches")
+def _saved_searches(user: User) -> list[dict]:
+    """My saved searches, each with the alerts it gave."""
+    rows = SavedSearch.select().where(SavedSearch.user == user.id).order_by(SavedSearch.created_at, SavedSearch.id)
+    searches = []
+    for row in rows:
+        alerts = (SavedSearchAlert.select().where(SavedSearchAlert.saved_search == row.id)
+                  .order_by(SavedSearchAlert.created_at, SavedSearchAlert.property))
+        searches.append(dict(saved_search_view(row), alerts_sent=[
+            {"property_id": str(a.property_id), "reason": a.reason, "price": a.price or None,
+             "notification_id": str(a.notification_id) if a.notification_id else None,
+             "created_at": a.created_at.isoformat()} for a in alerts]))
+    return searches
+
+
+@export_section("uploads")
+def _uploads(user: User) -> list[dict]:
+    """What is known about each file I uploaded (not the files themselves) and the listings it is on."""
+    rows = Upload.select().where(Upload.owner == user.id).order_by(Upload.created_at, Upload.id)
+    attached: dict = {}
+    for media in PropertyMedia.select().join(Upload).where(Upload.owner == user.id):
+        attached.setdefault(media.upload_id, []).append({"property_id": str(media.property_id), "kind": media.kind})
+    return [{"id": str(u.id), "purpose": u.purpose, "status": u.status, "filename": u.filename,
+             "content_type": u.content_type, "size": u.size, "sha256": u.sha256, "width": u.width,
+             "height": u.height, "signature": u.signature, "reject_reason": u.reject_reason,
+             "created_at": u.created_at.isoformat(), "scanned_at": _iso(u.scanned_at),
+             "attached_to": attached.get(u.id, [])} for u in rows]
 
 
 def write_archive(out, user: User, sections: dict) -> None:

@@ -1,1 +1,379 @@
-"""Tasks: notifications."""
+"""Notification delivery: the fan-out job, quiet hours, daily digests; every send at most once.
+
+``fan_out`` (kind ``notifications.fan_out``, queue ``notify``) decides once,
+when ``notifications.in_app`` is still NULL, where a notification goes: in the
+app (``notification.created`` on ``user:{id}``), by email and by SMS, each
+outside channel a ``NotificationDelivery`` row. Email waits for the daily
+digest when the user chose it; email and SMS wait out quiet hours
+(``scheduled`` until ``not_before``, released by ``release_scheduled``). Then it
+sends the notification's ``pending`` deliveries.
+
+Neither SendGrid nor Twilio deduplicates sends, so sending is at most once:
+
+1. claim: one conditional update ``pending → sending`` (attempts + 1,
+   ``claimed_by`` = the job), committed before the provider is called;
+2. the provider call, with the delivery's idempotency key (SendGrid custom
+   argument; Twilio status callback URL);
+3. settle: ``sent``; ``failed`` on a permanent (4xx) answer, never retried;
+   back to ``pending`` on a transient one (429, 5xx, unreachable), and the job
+   is retried with backoff; ``unknown`` when the request may have arrived (a
+   read timeout): never resent, a provider webhook may still settle it.
+
+A rerun of the same job that finds a delivery in ``sending`` claimed by
+itself knows the previous run died during the provider call: it marks it
+``unknown`` and does not send it again. Rows claimed by another job are left
+alone. Digests (``send_digests`` hourly, ``send_digest`` per user and local
+date) follow the same protocol for one email covering many rows.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import zoneinfo
+
+from peewee import SQL, fn
+
+from models.accounts import User
+from models.base import utcnow
+from models.db import connection, db
+from models.jobs import Job
+from models.notifications import (EmailSuppression, Notification, NotificationDelivery, Preferences, TYPES,
+                                  delivery_key)
+from services.mail import ProviderError
+from services.notification_templates import digest_email, notification_email, notification_sms
+from tasks.app import app
+from tasks.base import JobContext, Transient, job_queue, job_task
+from tasks.runtime import runtime
+
+log = logging.getLogger("hearth.notifications")
+Delivery = NotificationDelivery
+BATCH = 500
+DIGEST_OVERDUE = datetime.timedelta(hours=25)
+FAN_OUT_KIND, DIGEST_KIND = "notifications.fan_out", "notifications.send_digest"
+# A type no longer in TYPES (an old row) is shown in the app and sent nowhere else.
+_IN_APP_ONLY = {"in_app": True, "email": False, "sms": False, "digest": "instant"}
+# Digest rows whose email went (or may have gone) out: their digest key is used up.
+_DIGEST_USED = ("sending", "sent", "delivered", "failed", "bounced", "unknown")
+
+
+# --- who, and what they want --------------------------------------------------------------
+
+def _load_user(user_id) -> User | None:
+    return User.get_or_none(User.id == user_id)
+
+
+def _preferences(user_id) -> Preferences:
+    prefs = Preferences.of(user_id)
+    try:
+        zoneinfo.ZoneInfo(prefs.timezone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        log.warning("unknown time zone in notification preferences; using UTC", extra={"user_id": str(user_id)})
+        prefs.timezone = "UTC"
+    return prefs
+
+
+def _channels(prefs: Preferences, type_: str) -> dict:
+    return prefs.channels(type_) if type_ in TYPES else _IN_APP_ONLY
+
+
+def _suppression(address: str) -> EmailSuppression | None:
+    return EmailSuppression.get_or_none(EmailSuppression.email == address.strip().lower())
+
+
+# --- the fan-out job ------------------------------------------------------------------------
+
+@job_task(transient=(Transient,))
+def fan_out(ctx: JobContext) -> dict:
+    """Input ``{notification_id}``. Result: ``{"in_app", "deliveries": {channel: status}}``."""
+    notification = Notification.get_or_none(Notification.id == ctx.input["notification_id"])
+    if notification is None:
+        return {"in_app": False, "deliveries": {}}
+    user = _load_user(notification.user_id)
+    if user is None or user.is_banned:
+        _withhold_all(notification.id, "the account is banned")
+        return {"in_app": False, "deliveries": {}}
+    prefs = _preferences(user.id)
+    decided_now = []
+
+    def decide(_key):
+        decision = _decide(notification, user, prefs)
+        decided_now.append(decision)
+        return decision
+
+    decision = ctx.once("channels", decide)
+    if decided_now and decision.get("announce"):
+        _announce(notification)
+    retry = _send_pending(ctx, notification, prefs)
+    statuses = {row.channel: row.status for row in Delivery.select(Delivery.channel, Delivery.status)
+                .where(Delivery.notification == notification.id)}
+    if retry:
+        raise Transient(retry)
+    return {"in_app": bool(decision.get("in_app")), "deliveries": statuses}
+
+
+def _decide(notification: Notification, user: User, prefs: Preferences) -> dict:
+    """Set ``in_app`` and write the delivery rows, once per notification (whatever job runs it)."""
+    locked = Notification.select(Notification.in_app).where(Notification.id == notification.id).for_update().first()
+    if locked is None or locked.in_app is not None:
+        return {"in_app": bool(locked and locked.in_app), "announce": False}
+    ch = _channels(prefs, notification.type)
+    (Notification.update(in_app=bool(ch["in_app"]))
+     .where((Notification.id == notification.id) & Notification.in_app.is_null()).execute())
+    now = utcnow()
+    quiet_until = prefs.quiet_until(now)
+    rows = []
+    if ch["email"] and user.email_verified_at:
+        row = {"status": "pending", "recipient": user.email}
+        suppressed = _suppression(user.email)
+        if suppressed is not None:
+            row.update(status="suppressed", error=f"the address is suppressed ({suppressed.reason})")
+        elif ch["digest"] == "daily":
+            row["status"] = "digest"
+        elif quiet_until is not None:
+            row.update(status="scheduled", not_before=quiet_until)
+        rows.append(dict(row, channel="email"))
+    if ch["sms"] and user.phone and user.phone_verified_at:
+        # Text messages are never digested: they are for what cannot wait (quiet hours still apply).
+        row = {"status": "pending", "recipient": user.phone}
+        if quiet_until is not None:
+            row.update(status="scheduled", not_before=quiet_until)
+        rows.append(dict(row, channel="sms"))
+    for row in rows:
+        (Delivery.insert(notification=notification.id, user=user.id, idempotency_key=delivery_key(
+            notification.id, row["channel"]), created_at=now, updated_at=now, **row)
+         .on_conflict_ignore().execute())
+    return {"in_app": bool(ch["in_app"]), "announce": bool(ch["in_app"]),
+            "deliveries": {row["channel"]: row["status"] for row in rows}}
+
+
+def _announce(notification: Notification) -> None:
+    try:
+        unread = (Notification.select().where((Notification.user == notification.user_id)
+                                              & (Notification.in_app == True)  # noqa: E712
+                                              & Notification.read_at.is_null()).count())
+        runtime().events.publish(f"user:{notification.user_id}", "notification.created",
+                                 {"notification": notification.view(), "unread_count": unread})
+    except Exception:  # noqa: BLE001 - the feed is the truth; a client catches up by reading it
+        log.warning("could not publish a notification event", extra={"notification_id": str(notification.id)},
+                    exc_info=True)
+
+
+def _withhold_all(notification_id, reason: str) -> None:
+    (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
+     .where((Delivery.notification == notification_id) & Delivery.status.in_(["pending", "scheduled"])).execute())
+
+
+# --- at-most-once sending --------------------------------------------------------------------
+
+def _claim(ids, job_id, from_status: str, **fields) -> list[Delivery]:
+    """``from_status → sending`` for those of ``ids`` still in it; the rows this run now owns."""
+    return list(Delivery.update(status="sending", attempts=Delivery.attempts + 1, claimed_by=job_id,
+                                updated_at=utcnow(), **fields)
+                .where(Delivery.id.in_(ids) & (Delivery.status == from_status)).returning(Delivery).execute())
+
+
+def _settle(ids, job_id, status: str, **fields) -> int:
+    # A final answer also replaces 'unknown': a run that outlived its lease may have been declared
+    # dead by its own rerun, yet the provider's answer is better knowledge than "unknown".
+    allowed = ["sending", "unknown"] if status in ("sent", "failed") else ["sending"]
+    return (Delivery.update(status=status, updated_at=utcnow(), **fields)
+            .where(Delivery.id.in_(ids) & (Delivery.claimed_by == job_id) & Delivery.status.in_(allowed))
+            .execute())
+
+
+def _settle_dead_run(job_id, condition) -> int:
+    """Rows this job left in ``sending``: its previous run died during the provider call."""
+    return (Delivery.update(status="unknown", updated_at=utcnow(),
+                            error="the sending run stopped during the provider call; not sent again")
+            .where(condition & (Delivery.status == "sending") & (Delivery.claimed_by == job_id)).execute())
+
+
+def _call_provider(ctx: JobContext, ids: list, send, *, retry_as: str = "pending") -> str | None:
+    """Run ``send()`` for claimed rows and settle them; returns an error to retry on, else None.
+
+    On a transient error the rows go back to ``retry_as`` (they were never sent) for the job's retry.
+    """
+    try:
+        provider_id = send()
+    except ProviderError as exc:
+        if exc.uncertain:
+            _settle(ids, ctx.job.id, "unknown", error=str(exc)[:500])
+        elif exc.transient and ctx.attempt < ctx.job.max_attempts:
+            _settle(ids, ctx.job.id, retry_as, error=str(exc)[:500])
+            return str(exc)
+        else:
+            tries = f"{ctx.attempt} attempt{'s' if ctx.attempt != 1 else ''}"
+            reason = str(exc) if not exc.transient else f"gave up after {tries}: {exc}"
+            _settle(ids, ctx.job.id, "failed", error=reason[:500])
+        log.warning("provider refused a send", extra={"job_id": str(ctx.job.id), "status": exc.status,
+                                                      "transient": exc.transient, "uncertain": exc.uncertain})
+        return None
+    except BaseException as exc:
+        # Whatever went wrong, the request may have gone out: never send it again.
+        _settle(ids, ctx.job.id, "unknown", error=f"the send was interrupted ({type(exc).__name__})")
+        raise
+    _settle(ids, ctx.job.id, "sent", provider_message_id=provider_id or None, sent_at=utcnow(), error=None)
+    return None
+
+
+def _withheld(delivery: Delivery, type_: str, prefs: Preferences) -> str | None:
+    """Why a delivery decided earlier must not go out now (the user changed their mind since)."""
+    if not _channels(prefs, type_).get(delivery.channel):
+        return f"{delivery.channel} was turned off for these notifications"
+    if delivery.channel == "email":
+        suppressed = _suppression(delivery.recipient)
+        if suppressed is not None:
+            return f"the address is suppressed ({suppressed.reason})"
+    return None
+
+
+def _sender(delivery: Delivery, notification: Notification, settings):
+    """The provider call for one delivery, with its idempotency key."""
+    if delivery.channel == "email":
+        message = notification_email(notification, to=delivery.recipient, settings=settings)
+        return lambda: runtime().mailer.send(message, idempotency_key=delivery.idempotency_key)
+    text = notification_sms(notification, settings=settings)
+    callback = f"{settings.public_url.rstrip('/')}/v1/webhooks/twilio?d={delivery.id}"
+    return lambda: runtime().sms.send(delivery.recipient, text, idempotency_key=delivery.idempotency_key,
+                                      status_callback=callback)
+
+
+def _send_pending(ctx: JobContext, notification: Notification, prefs: Preferences) -> str | None:
+    settings = runtime().settings
+    _settle_dead_run(ctx.job.id, Delivery.notification == notification.id)
+    retry = None
+    pending = list(Delivery.select().where((Delivery.notification == notification.id)
+                                           & (Delivery.status == "pending")).order_by(Delivery.id))
+    for delivery in pending:
+        reason = _withheld(delivery, notification.type, prefs)
+        if reason:
+            (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
+             .where((Delivery.id == delivery.id) & (Delivery.status == "pending")).execute())
+            continue
+        send = _sender(delivery, notification, settings)  # rendered before the claim: a bad template sends nothing
+        if not _claim([delivery.id], ctx.job.id, "pending"):
+            continue  # another run has it
+        error = _call_provider(ctx, [delivery.id], send)
+        if error:
+            retry = f"{delivery.channel}: {error}"
+    return retry
+
+
+# --- quiet hours -------------------------------------------------------------------------------
+
+def _new_fan_out(notification_id) -> Job:
+    return Job.create(kind=FAN_OUT_KIND, queue="notify", input={"notification_id": str(notification_id)},
+                      max_attempts=8)
+
+
+@app.task(name="tasks.notifications.release_scheduled", acks_late=True, ignore_result=True)
+def release_scheduled() -> dict:
+    """Deliveries held for quiet hours whose time has come → ``pending``, with a fan-out job per notification."""
+    now = utcnow()
+    with connection():
+        with db.atomic():
+            due = (Delivery.select(Delivery.id).where((Delivery.status == "scheduled") & (Delivery.not_before <= now))
+                   .order_by(Delivery.not_before).limit(BATCH).for_update(skip_locked=True))
+            released = list(Delivery.update(status="pending", updated_at=now)
+                            .where(Delivery.id.in_(due) & (Delivery.status == "scheduled"))
+                            .returning(Delivery.notification).execute())
+            notification_ids = sorted({str(row.notification_id) for row in released})
+            jobs = [_new_fan_out(notification_id) for notification_id in notification_ids]
+    queue = job_queue()
+    for job in jobs:
+        queue.submit(job)
+    if released:
+        log.info("scheduled notifications released", extra={"deliveries": len(released), "jobs": len(jobs)})
+    return {"released": len(released), "jobs": len(jobs)}
+
+
+# --- daily digests -----------------------------------------------------------------------------
+
+def digest_key(user_id, local_date: datetime.date) -> str:
+    return f"digest:{user_id}:{local_date.isoformat()}"
+
+
+def _digest_used(key: str) -> bool:
+    return Delivery.select().where((Delivery.digest_key == key) & Delivery.status.in_(_DIGEST_USED)).exists()
+
+
+@app.task(name="tasks.notifications.send_digests", acks_late=True, ignore_result=True)
+def send_digests() -> dict:
+    """Hourly: a digest job for each user whose digest hour has come, or whose oldest waiting row is overdue."""
+    now = utcnow()
+    created = []
+    after = None
+    with connection():
+        while True:
+            waiting = (Delivery.select(Delivery.user, fn.MIN(Delivery.created_at).alias("oldest"))
+                       .where((Delivery.status == "digest") & ((Delivery.user > after) if after else SQL("true")))
+                       .group_by(Delivery.user).order_by(Delivery.user).limit(BATCH))
+            batch = list(waiting.dicts())
+            for row in batch:
+                job = _digest_job_if_due(row["user"], row["oldest"], now)
+                if job is not None:
+                    created.append(job)
+            if len(batch) < BATCH:
+                break
+            after = batch[-1]["user"]
+    queue = job_queue()
+    for job in created:
+        queue.submit(job)
+    if created:
+        log.info("digests due", extra={"jobs": len(created)})
+    return {"jobs": len(created)}
+
+
+def _digest_job_if_due(user_id, oldest: datetime.datetime, now: datetime.datetime) -> Job | None:
+    prefs = _preferences(user_id)
+    local = now.astimezone(prefs.zone)
+    if local.hour != prefs.digest_hour and oldest > now - DIGEST_OVERDUE:
+        return None
+    key = digest_key(user_id, local.date())
+    if _digest_used(key):
+        return None  # one digest a day: what came after today's waits for tomorrow's
+    job, created = Job.create_or_get_active(dedupe_key=key, kind=DIGEST_KIND, queue="notify", max_attempts=8,
+                                            input={"user_id": str(user_id), "digest_key": key})
+    return job if created else None
+
+
+@job_task(transient=(Transient,))
+def send_digest(ctx: JobContext) -> dict:
+    """Input ``{user_id, digest_key}``: one email listing the user's waiting notifications."""
+    user_id, key = ctx.input["user_id"], ctx.input["digest_key"]
+    mine = (Delivery.user == user_id) & (Delivery.digest_key == key)
+    if _settle_dead_run(ctx.job.id, mine) or _digest_used(key):
+        return {"sent": False, "notifications": 0}
+    user = _load_user(user_id)
+    waiting = (Delivery.user == user_id) & (Delivery.status == "digest")
+    if user is None or user.is_banned:
+        (Delivery.update(status="suppressed", error="the account is banned", updated_at=utcnow())
+         .where(waiting).execute())
+        return {"sent": False, "notifications": 0}
+    prefs = _preferences(user_id)
+    wanted = []
+    for row in (Delivery.select(Delivery, Notification).join(Notification).where(waiting)
+                .order_by(Notification.created_at.desc(), Delivery.id.desc())):
+        reason = _withheld(row, row.notification.type, prefs)
+        if reason is None:
+            wanted.append(row)
+            continue
+        (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
+         .where((Delivery.id == row.id) & (Delivery.status == "digest")).execute())
+    claimed = {row.id for row in _claim([row.id for row in wanted], ctx.job.id, "digest", digest_key=key)}
+    rows = [row for row in wanted if row.id in claimed]
+    if not rows:
+        return {"sent": False, "notifications": 0}
+    message = digest_email([row.notification for row in rows], to=rows[0].recipient, user_id=user_id,
+                           settings=runtime().settings)
+    ids = [row.id for row in rows]
+    # On a transient error the rows wait again (keeping the key): the retry sends the same digest.
+    error = _call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key), retry_as="digest")
+    if error:
+        raise Transient(f"digest: {error}")
+    return {"sent": Delivery.select().where(Delivery.id.in_(ids) & (Delivery.status == "sent")).exists(),
+            "notifications": len(ids)}
+
+
+__all__ = ["fan_out", "release_scheduled", "send_digests", "send_digest", "digest_key", "FAN_OUT_KIND",
+           "DIGEST_KIND"]

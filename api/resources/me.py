@@ -12,6 +12,7 @@ from models import sessions
 from models.accounts import AccountToken, AuthSession, User
 from models.base import utcnow
 from models.db import db
+from models.notifications import PhoneVerification
 from models.passwords import hash_password, policy_problem, verify_password
 
 TAGS = ("me",)
@@ -50,6 +51,10 @@ class Me:
                 if "full_name" in changes:
                     changes["full_name"] = changes["full_name"].strip()
                 User.update(updated_at=utcnow(), **changes).where(User.id == user.id).execute()
+                if changes.get("phone", user.phone) != user.phone:
+                    # A new number is unproven: no text message goes to it until it is verified.
+                    User.update(phone_verified_at=None).where(User.id == user.id).execute()
+                    PhoneVerification.delete().where(PhoneVerification.user == user.id).execute()
                 audit(req, "user.update_profile", user.id, before=before, after=changes)
                 user = User.get_by_id(user.id)
         req.context.services.sessions.store_profile(user)

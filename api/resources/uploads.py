@@ -7,7 +7,8 @@ nothing is served until its scan is clean. Who sees what:
 * anyone allowed to see a listing (everyone while it is public, its owner/agent
   otherwise): the clean photos attached to it, previews only (the original keeps
   the camera's EXIF, GPS included);
-* documents and avatars: only the uploader and admins.
+* documents and attachments: the uploader, admins and the participants of a conversation
+  they were sent in; avatars: only the uploader and admins.
 
 Everyone else gets 404, never 403: upload ids stay private.
 """
@@ -27,6 +28,7 @@ from models.audit import AuditEntry
 from models.base import utcnow
 from models.db import db
 from models.jobs import Job
+from models.messages import ATTACHABLE_PURPOSES, attachment_shared_with
 from models.properties import Property
 from models.uploads import (SNIFF_BYTES, PropertyMedia, Upload, detect_media_type, display_name, new_scan_job,
                             purpose_rules, quarantine_key)
@@ -88,8 +90,12 @@ def request_stream(req):
 
 
 def access(principal, upload: Upload) -> str | None:
-    """``"full"`` (uploader, admin, the listing's people), ``"public"`` (a public listing's photo) or None."""
+    """``"full"`` (uploader, admin, the listing's people, the participants of a conversation it was sent in),
+    ``"public"`` (a public listing's photo) or None."""
     if principal is not None and (principal.is_admin or str(upload.owner_id) == principal.user_id):
+        return "full"
+    if (principal is not None and upload.purpose in ATTACHABLE_PURPOSES
+            and attachment_shared_with(upload.id, principal.user_id)):
         return "full"
     if upload.purpose != "listing_photo" or upload.status != "clean":
         return None
@@ -159,7 +165,8 @@ class Uploads:
                            "Content-Length or chunked. Its type is decided from its first bytes: a type the "
                            "purpose does not allow is a 415 before anything is stored. `listing_photo`: JPEG, "
                            "PNG, WebP or HEIC up to 20 MiB; `document`: PDF or those images up to 50 MiB; "
-                           "`avatar`: JPEG, PNG or WebP up to 5 MiB. Bodies above the direct-upload cap (25 MiB) "
+                           "`avatar`: JPEG, PNG or WebP up to 5 MiB; `attachment` (for a message): PDF or those images "
+                           "up to 50 MiB. Bodies above the direct-upload cap (25 MiB) "
                            "go through `POST /v1/uploads/intents`. Over a cap the answer is 413 and nothing is "
                            "kept. Answers 202 with `Location: /v1/jobs/{id}` (the virus scan); the upload is "
                            "`pending_scan` until the scan says `clean`, `infected` or `rejected`, which the "

@@ -1,4 +1,9 @@
-"""Schemas of listing search (``GET /v1/properties``) and the search index's admin endpoints."""
+"""Schemas of listing search (``GET /v1/properties``) and the search index's admin endpoints.
+
+``SearchParams`` (the filters and the sort) is shared with saved searches
+(``api.schemas.saved_searches``), so a saved query and a search can never
+accept different parameters.
+"""
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -23,8 +28,12 @@ Area = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Feature = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"\S")]
 
 
-class SearchQuery(Request):
-    """Every filter is optional; several filters all apply (AND). Lists take repeated or comma-separated values."""
+class SearchParams(Request):
+    """The filters and sort of a listing search: ``GET /v1/properties`` and saved searches share them.
+
+    Every filter is optional; several filters all apply (AND). In a query string lists take repeated or
+    comma-separated values; in a JSON body (a saved search's ``query``) they are arrays.
+    """
 
     __list_fields__ = ("property_type", "status", "features")
 
@@ -60,6 +69,11 @@ class SearchQuery(Request):
     sort: Annotated[Sort, msgspec.Meta(description=(
         "newest (default), price_asc, price_desc, distance (needs `near`), relevance (needs `q`; the default "
         "with `q`)"))] | None = None
+
+
+class SearchQuery(SearchParams):
+    """``GET /v1/properties``: the search parameters, and which page of the answer."""
+
     cursor: Cursor | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100, description="Page size (at most 100)")] = 20
     facets: Annotated[bool, msgspec.Meta(description="Also count matches per type, status, beds, baths and "

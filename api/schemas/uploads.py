@@ -7,7 +7,7 @@ import msgspec
 
 from api.schemas import Request, Response
 
-Purpose = Literal["listing_photo", "document", "avatar"]
+Purpose = Literal["listing_photo", "document", "avatar", "attachment"]
 UploadStatus = Literal["awaiting_upload", "pending_scan", "scanning", "clean", "infected", "rejected"]
 MediaType = Literal["image/jpeg", "image/png", "image/webp", "image/heic", "application/pdf"]
 Variant = Literal["original", "w320", "w1280"]

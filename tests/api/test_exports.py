@@ -157,3 +157,95 @@ def test_export_of_a_deleted_account_ends_quietly(client, jobs, user, auth_heade
     jobs.run_pending()
     assert Job.get_by_id(job["id"]).result == {"exported": False}
     assert User.get_by_id(user.id)  # nothing else touched
+
+
+def test_export_has_my_conversations_notifications_saved_searches_and_uploads(client, jobs, auth_headers):
+    from models.conversations import Conversation, ConversationParticipant, Message
+    from models.notifications import NotificationDelivery, NotificationPreference, notify
+    from models.saved_searches import SavedSearchAlert, add_saved_search
+    from models.uploads import Upload
+    from tests.search_listings import make_listing
+
+    me = make_user(full_name="Barbara Liskov", email="barbara@example.com")
+    seller = make_user(role="seller", full_name="Sam Seller", email="sam.private@example.com")
+    agent = make_user(role="agent", full_name="Alex Agent")
+    stranger = make_user(full_name="Stranger Danger")
+    home = make_listing(seller, list_agent=agent.id)
+    other_home = make_listing(seller)
+
+    chat = Conversation.create(property=home.id, buyer=me.id)
+    for person, role in ((me, "buyer"), (seller, "owner"), (agent, "agent")):
+        ConversationParticipant.create(conversation=chat.id, user=person.id, role=role)
+    hello = Message.create(conversation=chat.id, sender=me.id, body="Is the roof new?", client_id="device-msg-0001")
+    Message.create(conversation=chat.id, sender=seller.id, body="Yes, from last year.")
+    ConversationParticipant.update(last_read_message_id=hello.id).where(
+        (ConversationParticipant.conversation == chat.id) & (ConversationParticipant.user == me.id)).execute()
+    theirs = Conversation.create(property=other_home.id, buyer=stranger.id)
+    ConversationParticipant.create(conversation=theirs.id, user=stranger.id, role="buyer")
+    ConversationParticipant.create(conversation=theirs.id, user=seller.id, role="owner")
+    Message.create(conversation=theirs.id, sender=stranger.id, body="Secret offer of theirs")
+
+    job = notify(me.id, "message.received", title="New message", body="Sam Seller wrote to you",
+                 data={"conversation_id": str(chat.id)}, dedupe_key="export-test:1")
+    note_id = job.input["notification_id"]
+    NotificationDelivery.create(notification=note_id, user=me.id, channel="email", status="sent",
+                                recipient="barbara@example.com", idempotency_key=f"notification:{note_id}:email")
+    notify(stranger.id, "message.received", title="Theirs", body="Not mine", data={}, dedupe_key="export-test:2")
+    NotificationPreference.create(user=me.id, types={"saved_search.new_match": {"email": False}},
+                                  timezone="Europe/Paris", digest_hour=7)
+
+    saved = add_saved_search(me.id, name="Near the park", query={"city": "Austin", "min_beds": 2}, alerts=True)
+    SavedSearchAlert.create(saved_search=saved.id, property=home.id, reason="price_drop", price=29_000_000)
+    add_saved_search(stranger.id, name="Stranger's search", query={"city": "Dallas"}, alerts=True)
+
+    deed = Upload.create(owner=me.id, purpose="document", status="clean", filename="deed.pdf",
+                         content_type="application/pdf", size=1234, sha256="ab" * 32,
+                         storage_key="files/secret-location/deed.pdf")
+    Upload.create(owner=stranger.id, purpose="avatar", status="clean", filename="stranger.png",
+                  content_type="image/png", size=99)
+
+    headers = auth_headers(me)
+    export = _export(client, headers)
+    jobs.run_pending()
+    result = client.simulate_get(f"/v1/jobs/{export['id']}", headers=headers).json["result"]
+    assert result["sections"][:3] == ["profile", "sessions", "audit"]  # the account's own sections stay first
+    assert {"conversations", "notifications", "notification_preferences", "saved_searches",
+            "uploads"} <= set(result["sections"])
+    files = _archive(client, result["download_url"])
+
+    [conversation] = files["conversations.json"]
+    assert (conversation["id"], conversation["property_id"], conversation["my_role"]) == (
+        str(chat.id), str(home.id), "buyer")
+    assert conversation["last_read_message_id"] == hello.id
+    assert conversation["participants"] == [
+        {"user_id": str(seller.id), "full_name": "Sam Seller", "role": "owner"},
+        {"user_id": str(agent.id), "full_name": "Alex Agent", "role": "agent"}]
+    assert [(m["body"], m["by_me"]) for m in conversation["messages"]] == [
+        ("Is the roof new?", True), ("Yes, from last year.", False)]
+
+    [notification] = files["notifications.json"]
+    assert (notification["id"], notification["type"], notification["body"]) == (
+        note_id, "message.received", "Sam Seller wrote to you")
+    assert [(d["channel"], d["status"], d["recipient"]) for d in notification["deliveries"]] == [
+        ("email", "sent", "barbara@example.com")]
+
+    prefs = files["notification_preferences.json"]
+    assert (prefs["timezone"], prefs["digest_hour"]) == ("Europe/Paris", 7)
+    assert prefs["types"]["saved_search.new_match"]["email"] is False
+    assert prefs["types"]["saved_search.price_drop"]["email"] is True  # a default, shown as in effect
+
+    [search] = files["saved_searches.json"]
+    assert (search["name"], search["query"], search["alerts"]) == ("Near the park", {"city": "Austin", "min_beds": 2},
+                                                                   True)
+    assert search["search_url"] == "/v1/properties?city=Austin&min_beds=2"
+    assert [(a["property_id"], a["reason"], a["price"]) for a in search["alerts_sent"]] == [
+        (str(home.id), "price_drop", 29_000_000)]
+
+    [upload] = files["uploads.json"]
+    assert (upload["id"], upload["filename"], upload["size"], upload["status"]) == (
+        str(deed.id), "deed.pdf", 1234, "clean")
+
+    flat = msgspec.json.encode(files).decode()
+    for foreign in ("Stranger Danger", str(stranger.id), "Secret offer", "Not mine", "Stranger's search",
+                    "stranger.png", "sam.private@example.com", "secret-location", "device-msg-0001"):
+        assert foreign not in flat

@@ -1,0 +1,334 @@
+"""Messages in conversations: starting one, posting, read positions, pages, and the views the API shows.
+
+Every message goes through ``post_message``. In the caller's transaction it
+inserts the message (a repeated ``client_id`` of the same sender returns the
+original and writes nothing), moves the conversation's last message and the
+sender's own read position, and raises one ``message.received`` notification
+per other participant and unread streak: the notification's dedupe key holds
+the recipient's read position, so until they read, further messages fold
+into the one notification; once they read, the next message starts a new one.
+The caller submits the returned fan-out jobs after the commit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peewee import SQL, Expression, fn
+
+from models.accounts import User
+from models.base import utcnow
+from models.conversations import Conversation, ConversationParticipant, Message, blocked_between
+from models.jobs import Job
+from models.notifications import Notification, notify
+from models.properties import Property
+from models.uploads import Upload
+
+# Uploads a message may carry: attachments, and documents (a pre-approval letter, a disclosure) already
+# uploaded as such. Avatars and listing photos are not sent around; upload the file as an attachment.
+ATTACHABLE_PURPOSES = ("attachment", "document")
+NOTIFICATION_TYPE = "message.received"
+PREVIEW_CHARS = 140
+_ROLE_ORDER = SQL("ARRAY['buyer', 'owner', 'agent']")
+
+
+class MessagingError(Exception):
+    """A message the conversation's rules refuse; the API maps each kind to its answer."""
+
+
+class OwnListing(MessagingError):
+    """The caller is the listing's owner or agent: they answer conversations, they do not start them."""
+
+
+class Blocked(MessagingError):
+    """The sender blocked another participant, or was blocked by one."""
+
+
+class InvalidAttachments(MessagingError):
+    def __init__(self, errors: list[tuple[int, str]]):
+        self.errors = errors  # [(index in the request, message)]
+        super().__init__("; ".join(f"attachments[{i}]: {message}" for i, message in errors))
+
+
+@dataclass
+class Posted:
+    message: Message
+    created: bool
+    jobs: list[Job] = field(default_factory=list)
+
+
+def listing_people(listing: Property) -> list[tuple[str, str]]:
+    """``[(user_id, role)]``: the owner, and the agent when there is one other than the owner."""
+    people = [(str(listing.owner_id), "owner")]
+    if listing.list_agent_id is not None and str(listing.list_agent_id) != str(listing.owner_id):
+        people.append((str(listing.list_agent_id), "agent"))
+    return people
+
+
+def open_conversation(listing: Property, buyer_id) -> tuple[Conversation, bool]:
+    """The conversation of ``buyer_id`` about ``listing``, created with its participants if new.
+
+    ``(conversation, created)``. Raises ``OwnListing`` for the listing's own
+    people. Two requests racing to start the same conversation get the same one
+    (the unique index on (listing, buyer) decides).
+    """
+    buyer_id = str(buyer_id)
+    people = listing_people(listing)
+    if buyer_id in {user_id for user_id, _ in people}:
+        raise OwnListing()
+    inserted = list(Conversation.insert(property=listing.id, buyer=buyer_id, created_at=utcnow())
+                    .on_conflict_ignore().returning(Conversation.id).execute())
+    if not inserted:
+        return Conversation.get((Conversation.property == listing.id) & (Conversation.buyer == buyer_id)), False
+    conversation_id = inserted[0].id
+    ConversationParticipant.insert_many(
+        [{"conversation": conversation_id, "user": buyer_id, "role": "buyer"}]
+        + [{"conversation": conversation_id, "user": user_id, "role": role} for user_id, role in people]).execute()
+    return Conversation.get_by_id(conversation_id), True
+
+
+def find_for(conversation_id, user_id) -> Conversation | None:
+    """The conversation if ``user_id`` takes part in it; None otherwise (whether or not it exists)."""
+    return (Conversation.select().join(ConversationParticipant)
+            .where((Conversation.id == conversation_id) & (ConversationParticipant.user == user_id)).first())
+
+
+def attachment_errors(sender_id, upload_ids) -> list[tuple[int, str]]:
+    """``[(index, message)]`` for each id that is not a clean, attachable upload of the sender.
+
+    Someone else's upload reads exactly like one that does not exist.
+    """
+    if not upload_ids:
+        return []
+    rows = {row.id: row for row in Upload.select(Upload.id, Upload.status, Upload.purpose)
+            .where(Upload.id.in_(list(upload_ids)) & (Upload.owner == sender_id))}
+    errors = []
+    for index, upload_id in enumerate(upload_ids):
+        upload = rows.get(upload_id)
+        if upload is None:
+            errors.append((index, "no such upload of yours"))
+        elif upload.purpose not in ATTACHABLE_PURPOSES:
+            errors.append((index, f"a {upload.purpose} cannot be attached; upload the file as an attachment"))
+        elif upload.status != "clean":
+            errors.append((index, f"the upload is {upload.status}; only files whose scan found them clean "
+                                  "can be attached"))
+    return errors
+
+
+def post_message(conversation: Conversation, sender_id, body: str, attachments=(), client_id: str | None = None
+                 ) -> Posted:
+    """Post ``body`` (already stripped) in ``conversation`` as ``sender_id``, a participant.
+
+    Raises ``Blocked`` or ``InvalidAttachments``. A repeated ``client_id`` of
+    the same sender returns the original message (``created`` False) before
+    anything else is checked, and writes nothing.
+    """
+    sender_id = str(sender_id)
+    if client_id is not None:
+        original = _by_client_id(conversation.id, sender_id, client_id)
+        if original is not None:
+            return Posted(original, False)
+    others = list(ConversationParticipant.select(ConversationParticipant.user,
+                                                 ConversationParticipant.last_read_message_id)
+                  .where((ConversationParticipant.conversation == conversation.id)
+                         & (ConversationParticipant.user != sender_id)))
+    if blocked_between(sender_id, [p.user_id for p in others]):
+        raise Blocked()
+    attachments = list(dict.fromkeys(attachments))
+    errors = attachment_errors(sender_id, attachments)
+    if errors:
+        raise InvalidAttachments(errors)
+    now = utcnow()
+    rows = list(Message.insert(conversation=conversation.id, sender=sender_id, body=body, attachments=attachments,
+                               client_id=client_id, created_at=now)
+                .on_conflict_ignore().returning(Message).execute())
+    if not rows:  # the same client_id, sent concurrently, committed first
+        return Posted(_by_client_id(conversation.id, sender_id, client_id), False)
+    message = rows[0]
+    # Messages numbered by one sequence may commit out of order: never move backwards.
+    (Conversation.update(last_message_id=message.id, last_message_at=now)
+     .where((Conversation.id == conversation.id)
+            & (Conversation.last_message_id.is_null() | (Conversation.last_message_id < message.id))).execute())
+    conversation.last_message_id, conversation.last_message_at = message.id, now
+    _advance_read(conversation.id, sender_id, message.id, now)
+    sender_name = User.select(User.full_name).where(User.id == sender_id).scalar()
+    jobs = []
+    for recipient in others:
+        job = notify(recipient.user_id, NOTIFICATION_TYPE, title=f"New message from {sender_name}",
+                     body=body[:PREVIEW_CHARS],
+                     data={"conversation_id": str(conversation.id), "message_id": message.id,
+                           "property_id": str(conversation.property_id)},
+                     dedupe_key=f"{NOTIFICATION_TYPE}:{conversation.id}:{recipient.user_id}:"
+                                f"{recipient.last_read_message_id}")
+        if job is not None:
+            jobs.append(job)
+    return Posted(message, True, jobs)
+
+
+def _by_client_id(conversation_id, sender_id, client_id) -> Message | None:
+    return Message.get_or_none((Message.conversation == conversation_id) & (Message.sender == sender_id)
+                               & (Message.client_id == client_id))
+
+
+def _advance_read(conversation_id, user_id, message_id: int, now) -> bool:
+    """Move a read position forward to ``message_id`` (never back) and settle the notifications it covers."""
+    moved = (ConversationParticipant.update(last_read_message_id=message_id, last_read_at=now)
+             .where((ConversationParticipant.conversation == conversation_id)
+                    & (ConversationParticipant.user == user_id)
+                    & (ConversationParticipant.last_read_message_id < message_id)).execute())
+    if moved:
+        # A message.received notification names the first message of its unread streak.
+        (Notification.update(read_at=now)
+         .where((Notification.user == user_id) & (Notification.type == NOTIFICATION_TYPE)
+                & Notification.read_at.is_null()
+                & SQL("data->>'conversation_id' = %s", (str(conversation_id),))
+                & SQL("(data->>'message_id')::bigint <= %s", (message_id,)))
+         .execute())
+    return bool(moved)
+
+
+@dataclass
+class ReadState:
+    last_read_message_id: int
+    unread_count: int
+    moved: bool
+
+
+def mark_read(conversation: Conversation, user_id, message_id: int | None = None) -> ReadState:
+    """Move ``user_id``'s read position forward: to ``message_id`` capped at the last message, or to the last."""
+    last = Conversation.select(Conversation.last_message_id).where(Conversation.id == conversation.id).scalar() or 0
+    target = last if message_id is None else min(message_id, last)
+    moved = _advance_read(conversation.id, user_id, target, utcnow()) if target else False
+    position = (ConversationParticipant.select(ConversationParticipant.last_read_message_id)
+                .where((ConversationParticipant.conversation == conversation.id)
+                       & (ConversationParticipant.user == user_id)).scalar())
+    return ReadState(position, unread_counts([conversation.id], user_id).get(conversation.id, 0), moved)
+
+
+def unread_counts(conversation_ids, user_id) -> dict:
+    """``{conversation id: messages from others after user_id's read position}``, in one query."""
+    if not conversation_ids:
+        return {}
+    mine = ConversationParticipant.alias("mine")
+    rows = (Message.select(Message.conversation, fn.COUNT(Message.id).alias("unread"))
+            .join(mine, on=((mine.conversation == Message.conversation) & (mine.user == user_id)))
+            .where(Message.conversation.in_(list(conversation_ids)) & (Message.id > mine.last_read_message_id)
+                   & (Message.sender.is_null() | (Message.sender != user_id)))
+            .group_by(Message.conversation).tuples())
+    return {conversation_id: count for conversation_id, count in rows}
+
+
+# --- pages --------------------------------------------------------------------------------
+
+def message_page(conversation: Conversation, *, before: int | None = None, after: int | None = None,
+                 limit: int = 50) -> tuple[list[Message], int | None, int | None]:
+    """``(messages in ascending id order, older, newer)``.
+
+    No cursor: the latest messages. ``before``: the page just older than that
+    id; ``after``: the page just newer. ``older`` is the ``before`` value of the
+    previous page and ``newer`` the ``after`` value of the next one, each None
+    when there is nothing there (now).
+    """
+    query = Message.select().where(Message.conversation == conversation.id)
+    if after is not None:
+        rows = list(query.where(Message.id > after).order_by(Message.id).limit(limit + 1))
+        more_newer, rows = len(rows) > limit, rows[:limit]
+        more_older = bool(rows) and query.where(Message.id < rows[0].id).exists()
+    else:
+        if before is not None:
+            query = query.where(Message.id < before)
+        rows = list(query.order_by(Message.id.desc()).limit(limit + 1))
+        more_older, rows = len(rows) > limit, rows[:limit][::-1]
+        last = Conversation.select(Conversation.last_message_id).where(Conversation.id == conversation.id).scalar()
+        more_newer = bool(rows) and last is not None and last > rows[-1].id
+    older = rows[0].id if rows and more_older else None
+    newer = rows[-1].id if rows and more_newer else None
+    return rows, older, newer
+
+
+def messages_around(conversation_id, message_id: int | None, count: int = 50) -> list[Message]:
+    """Up to ``count`` messages around ``message_id``, or the latest ``count``; ascending.
+
+    Half come from before the message when there are that many; a side that
+    runs short leaves its room to the other.
+    """
+    query = Message.select().where(Message.conversation == conversation_id)
+    if message_id is None:
+        return list(query.order_by(Message.id.desc()).limit(count))[::-1]
+    older = list(query.where(Message.id < message_id).order_by(Message.id.desc()).limit(count - 1))
+    newer = list(query.where(Message.id >= message_id).order_by(Message.id).limit(count))
+    keep_older = min(len(older), max(count // 2, count - len(newer)))
+    return older[:keep_older][::-1] + newer[:count - keep_older]
+
+
+# --- views ---------------------------------------------------------------------------------
+
+def message_view(message: Message) -> dict:
+    """A message as participants see it; also the ``data`` of ``message.created`` events."""
+    return {"id": message.id, "conversation_id": str(message.conversation_id),
+            "sender_id": str(message.sender_id) if message.sender_id else None, "body": message.body,
+            "attachments": [str(upload_id) for upload_id in message.attachments or []],
+            "client_id": message.client_id, "created_at": message.created_at.isoformat()}
+
+
+def my_conversations(user_id):
+    """``user_id``'s conversations with their listing and ``my_last_read``; order and page it yourself."""
+    return (Conversation.select(Conversation, Property,
+                                ConversationParticipant.last_read_message_id.alias("my_last_read"))
+            .join(ConversationParticipant, on=((ConversationParticipant.conversation == Conversation.id)
+                                               & (ConversationParticipant.user == user_id)))
+            .switch(Conversation).join(Property))
+
+
+def conversation_views(conversations: list[Conversation], user_id) -> list[dict]:
+    """Views of ``conversations`` (rows of ``my_conversations``) for ``user_id``, in four queries in all."""
+    ids = [c.id for c in conversations]
+    if not ids:
+        return []
+    people: dict = {}
+    for conversation_id, member_id, role, full_name in (
+            ConversationParticipant.select(ConversationParticipant.conversation, ConversationParticipant.user,
+                                           ConversationParticipant.role, User.full_name)
+            .join(User).where(ConversationParticipant.conversation.in_(ids))
+            .order_by(ConversationParticipant.conversation,
+                      fn.array_position(_ROLE_ORDER, ConversationParticipant.role)).tuples()):
+        people.setdefault(conversation_id, []).append({"user_id": str(member_id), "full_name": full_name,
+                                                       "role": role})
+    last_ids = [c.last_message_id for c in conversations if c.last_message_id]
+    last = {m.id: m for m in Message.select().where(Message.id.in_(last_ids))} if last_ids else {}
+    unread = unread_counts(ids, user_id)
+    views = []
+    for c in conversations:
+        listing = c.property
+        message = last.get(c.last_message_id)
+        views.append({
+            "id": str(c.id),
+            "property": {"id": str(listing.id), "unparsed_address": listing.unparsed_address, "city": listing.city,
+                         "list_price": listing.list_price, "currency": listing.currency,
+                         "standard_status": listing.standard_status},
+            "participants": people.get(c.id, []),
+            "last_message": message_view(message) if message else None,
+            "unread_count": unread.get(c.id, 0),
+            "last_read_message_id": c.conversationparticipant.my_last_read,
+            "created_at": c.created_at.isoformat(),
+            "last_message_at": c.last_message_at.isoformat() if c.last_message_at else None,
+        })
+    return views
+
+
+def attachment_shared_with(upload_id, user_id) -> bool:
+    """Whether ``user_id`` takes part in a conversation holding a message that attaches ``upload_id``.
+
+    The ``attachments <> '{}'`` term lets PostgreSQL use the partial GIN index on
+    ``messages.attachments``.
+    """
+    return (Message.select(SQL("1"))
+            .join(ConversationParticipant, on=(ConversationParticipant.conversation == Message.conversation))
+            .where(Expression(Message.attachments, "@>", SQL("ARRAY[%s]::uuid[]", (str(upload_id),)))
+                   & (Message.attachments != SQL("'{}'")) & (ConversationParticipant.user == user_id))
+            .exists())
+
+
+__all__ = ["ATTACHABLE_PURPOSES", "MessagingError", "OwnListing", "Blocked", "InvalidAttachments", "Posted",
+           "ReadState", "listing_people", "open_conversation", "find_for", "attachment_errors", "post_message",
+           "mark_read", "unread_counts", "message_page", "messages_around", "message_view", "my_conversations",
+           "conversation_views", "attachment_shared_with"]
