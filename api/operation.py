@@ -74,10 +74,10 @@ def operation(summary: str, **spec):
                 ctx.query = decode_query(req, op.query)
             if op.body is not None:
                 ctx.body = decode_body(req, op.body, services.settings.max_body_bytes)
-            result = responder(resource, req, resp, **params)
-            if resp.status == falcon.HTTP_200 and op.status != 200 and resp.media is not None:
-                resp.status = op.status
-            return result
+            # The documented status is the default; a responder may still answer otherwise
+            # (200 for "already there" beside a documented 201).
+            resp.status = op.status
+            return responder(resource, req, resp, **params)
 
         wrapper.operation = op
         return wrapper

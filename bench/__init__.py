@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # Modules whose import registers benchmarks, in the order ``python -m bench`` runs them.
-MODULES = ("bench.http", "bench.jobs", "bench.relay", "bench.uploads", "bench.search")
+MODULES = ("bench.http", "bench.jobs", "bench.relay", "bench.messaging", "bench.notifications", "bench.uploads",
+           "bench.search")
 
 
 @dataclass

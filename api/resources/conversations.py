@@ -46,8 +46,8 @@ def _refused(exc: messages.MessagingError) -> Problem:
 
 
 def _status(resp, created: bool) -> None:
-    # An int, not falcon's "200 OK": @operation replaces only the default "200 OK" with the documented 201.
-    resp.status = falcon.HTTP_201 if created else 200
+    # 201 is the documented status; an existing conversation or a repeated client_id answers 200.
+    resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
 
 
 def load_mine(conversation_id, principal) -> Conversation:

@@ -102,7 +102,7 @@ class Reports:
             report, created = file_report(reporter_id=principal.user_id, reported_id=reported, reason=body.reason,
                                           details=body.details.strip() if body.details else None,
                                           conversation_id=body.conversation_id, message_id=body.message_id)
-        resp.status = falcon.HTTP_201 if created else 200  # an int: see api/resources/conversations._status
+        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.media = {"id": str(report.id), "status": report.status, "created_at": report.created_at.isoformat()}
 
 
