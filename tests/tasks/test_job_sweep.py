@@ -16,14 +16,6 @@ from tests.factories import make_user
 AGO = lambda seconds: utcnow() - datetime.timedelta(seconds=seconds)  # noqa: E731
 
 
-@pytest.fixture
-def queue():
-    recording = RecordingJobQueue()
-    celery_app.conf.hearth_job_queue = recording
-    yield recording
-    celery_app.conf.hearth_job_queue = None
-
-
 def _job(**fields) -> Job:
     fields.setdefault("owner", make_user().id)
     return Job.create(kind="jobs.selftest", input={"steps": 1, "step_ms": 0}, **fields)

@@ -13,10 +13,8 @@ from models.audit import AuditEntry
 from models.base import utcnow
 from models.jobs import Job, JobEffect
 from services.events import EventBus
-from tasks.app import app as celery_app
 from tasks.base import Cancelled, JobContext, LeaseLost, Transient, backoff_seconds, job_task
 from tasks.jobs import selftest, storage
-from tests.api.conftest import RecordingJobQueue
 from tests.factories import make_user
 
 
@@ -37,14 +35,6 @@ def cancelled_while_running(ctx: JobContext) -> dict:
     Job.request_cancel(ctx.job.id)  # what POST /v1/jobs/{id}/cancel does meanwhile
     ctx.progress(20, "second step")
     return {"reached": "the end"}
-
-
-@pytest.fixture
-def queue():
-    recording = RecordingJobQueue()
-    celery_app.conf.hearth_job_queue = recording
-    yield recording
-    celery_app.conf.hearth_job_queue = None
 
 
 @pytest.fixture

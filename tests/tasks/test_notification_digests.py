@@ -10,27 +10,16 @@ import re
 import zoneinfo
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 
 from models.base import utcnow
 from models.jobs import Job
 from models.notifications import (EmailSuppression, Notification, NotificationDelivery, NotificationPreference,
                                   notify, read_unsubscribe_token)
-from tasks.app import app as celery_app
 from tasks.notifications import fan_out, send_digests
-from tests.api.conftest import RecordingJobQueue
 from tests.factories import make_user
 from tests.providers import provider_runtime, provider_settings, providers  # noqa: F401
 
 ZONE = "Asia/Tokyo"
-
-
-@pytest.fixture
-def queue():
-    recording = RecordingJobQueue()
-    celery_app.conf.hearth_job_queue = recording
-    yield recording
-    celery_app.conf.hearth_job_queue = None
 
 
 def _local_now() -> datetime.datetime:

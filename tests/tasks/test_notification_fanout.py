@@ -11,7 +11,6 @@ import html
 import re
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 
 from models.accounts import User
 from models.base import utcnow
@@ -21,22 +20,12 @@ from models.notifications import (EmailSuppression, Notification, NotificationDe
                                   notify, read_unsubscribe_token)
 from services.events import EventBus
 from services.mail import SendGridMailer
-from tasks.app import app as celery_app
 from tasks.notifications import fan_out, release_scheduled
 from tasks.runtime import init_runtime
-from tests.api.conftest import RecordingJobQueue
 from tests.factories import make_user
 from tests.providers import TWILIO_FROM, provider_runtime, provider_settings, providers  # noqa: F401
 
 PHONE = "+15557654321"
-
-
-@pytest.fixture
-def queue():
-    recording = RecordingJobQueue()
-    celery_app.conf.hearth_job_queue = recording
-    yield recording
-    celery_app.conf.hearth_job_queue = None
 
 
 def _user(*, phone: str | None = None, **fields):

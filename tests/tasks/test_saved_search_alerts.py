@@ -7,7 +7,6 @@ says so, which is how index lag is played out.
 from __future__ import annotations
 
 import psycopg2
-import pytest
 
 from models.db import connect_args
 from models.jobs import Job
@@ -15,21 +14,11 @@ from models.notifications import Notification
 from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearchAlert, SavedSearchState, add_saved_search
 from models.search_queue import mark_dirty
-from tasks.app import app as celery_app
 from tasks.saved_searches import scan_alerts
-from tests.api.conftest import RecordingJobQueue
 from tests.factories import make_user
 from tests.search_listings import make_owner
 
 AUSTIN_3_BEDS = {"city": "Austin", "min_beds": 3}
-
-
-@pytest.fixture
-def queue():
-    recording = RecordingJobQueue()
-    celery_app.conf.hearth_job_queue = recording
-    yield recording
-    celery_app.conf.hearth_job_queue = None
 
 
 def _submit(queue, job) -> None:

@@ -5,25 +5,14 @@ import datetime
 import threading
 
 import psycopg2
-import pytest
 
 from models import search_queue
 from models.db import connect_args, db
 from models.jobs import Job
 from models.properties import Property
 from models.search_index import LIVE_TABLE, SearchRebuild, read_state
-from tasks.app import app as celery_app
 from tasks.search import rebuild_index, reindex_property, requeue_stale_reindexes
-from tests.api.conftest import RecordingJobQueue
 from tests.search_listings import make_listing, make_owner, update_listing
-
-
-@pytest.fixture
-def queue():
-    recording = RecordingJobQueue()
-    celery_app.conf.hearth_job_queue = recording
-    yield recording
-    celery_app.conf.hearth_job_queue = None
 
 
 def indexed(listing) -> dict | None:

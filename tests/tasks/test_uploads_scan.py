@@ -12,11 +12,9 @@ from models.base import utcnow
 from models.jobs import Job
 from models.uploads import Upload, new_scan_job, quarantine_key
 from services.events import EventBus
-from tasks.app import app as celery_app
 from tasks.jobs import storage
 from tasks.runtime import init_runtime
 from tasks.uploads import purge_expired_intents, rescan_stalled, scan_upload
-from tests.api.conftest import RecordingJobQueue
 from tests.conftest import make_settings
 from tests.factories import make_user
 from tests.services.backends import clamd_url, eicar, png
@@ -25,14 +23,6 @@ from tests.services.backends import clamd_url, eicar, png
 @pytest.fixture
 def settings(database, tmp_path, redis_prefix):
     return make_settings(database, tmp_path, redis_prefix=redis_prefix, clamd_url=clamd_url())
-
-
-@pytest.fixture
-def queue():
-    recording = RecordingJobQueue()
-    celery_app.conf.hearth_job_queue = recording
-    yield recording
-    celery_app.conf.hearth_job_queue = None
 
 
 def _quarantined(data: bytes, purpose: str = "listing_photo", content_type: str = "image/png") -> tuple[Upload, Job]:
