@@ -216,9 +216,12 @@ def _call_provider(ctx: JobContext, ids: list, send, *, retry_as: str = "pending
     return None
 
 
-def _withheld(delivery: Delivery, type_: str, prefs: Preferences) -> str | None:
-    """Why a delivery decided earlier must not go out now (the user changed their mind since)."""
-    if not _channels(prefs, type_).get(delivery.channel):
+def _withheld(delivery: Delivery, notification: Notification, prefs: Preferences) -> str | None:
+    """Why a delivery decided earlier must not go out now (the user changed their mind, or has seen it)."""
+    if notification.read_at is not None:
+        # It waited (quiet hours, the digest) and meanwhile the user read it in the app.
+        return "already read in the app"
+    if not _channels(prefs, notification.type).get(delivery.channel):
         return f"{delivery.channel} was turned off for these notifications"
     if delivery.channel == "email":
         suppressed = _suppression(delivery.recipient)
@@ -245,7 +248,7 @@ def _send_pending(ctx: JobContext, notification: Notification, prefs: Preference
     pending = list(Delivery.select().where((Delivery.notification == notification.id)
                                            & (Delivery.status == "pending")).order_by(Delivery.id))
     for delivery in pending:
-        reason = _withheld(delivery, notification.type, prefs)
+        reason = _withheld(delivery, notification, prefs)
         if reason:
             (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
              .where((Delivery.id == delivery.id) & (Delivery.status == "pending")).execute())
@@ -354,7 +357,7 @@ def send_digest(ctx: JobContext) -> dict:
     wanted = []
     for row in (Delivery.select(Delivery, Notification).join(Notification).where(waiting)
                 .order_by(Notification.created_at.desc(), Delivery.id.desc())):
-        reason = _withheld(row, row.notification.type, prefs)
+        reason = _withheld(row, row.notification, prefs)
         if reason is None:
             wanted.append(row)
             continue

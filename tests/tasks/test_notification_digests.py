@@ -172,3 +172,18 @@ def test_an_address_suppressed_since_gets_no_digest(provider_runtime, providers,
     assert providers.emails() == []
     rows = list(NotificationDelivery.select().where(NotificationDelivery.user == user.id))
     assert {(r.status, r.error) for r in rows} == {("suppressed", "the address is suppressed (spamreport)")}
+
+
+def test_a_digest_leaves_out_what_was_read_in_the_app(provider_runtime, providers, queue):
+    user = _user()
+    read, *unread = _matches(user, 3, queue)
+    Notification.update(read_at=utcnow()).where(Notification.id == read.id).execute()
+
+    send_digests()
+    queue.run_pending()
+    [email] = providers.emails()
+    assert email.subject == "Your Hearth digest: 2 updates"
+    assert "Flat 0 in Kreuzberg" not in email.text and "Flat 1 in Kreuzberg" in email.text
+    statuses = {str(r.notification_id): r.status for r in NotificationDelivery.select()
+                .where(NotificationDelivery.user == user.id)}
+    assert statuses == {str(read.id): "suppressed", **{str(n.id): "sent" for n in unread}}

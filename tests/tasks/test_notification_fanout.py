@@ -331,3 +331,20 @@ def test_a_channel_turned_off_during_quiet_hours_is_not_sent_when_they_end(provi
     assert (rows["sms"].status, rows["sms"].error) == ("suppressed", "sms was turned off for these notifications")
     assert rows["email"].status == "sent"
     assert providers.texts() == [] and len(providers.emails()) == 1
+
+
+def test_what_waited_out_quiet_hours_is_not_sent_if_it_was_read_in_the_app_meanwhile(provider_runtime, providers,
+                                                                                      queue):
+    user = _user(phone=PHONE)
+    _quiet_now(user, **{"message.received": {"sms": True}})
+    notification, job = _message_notification(user)
+    fan_out(str(job.id))
+    Notification.update(read_at=utcnow()).where(Notification.id == notification.id).execute()
+    (NotificationDelivery.update(not_before=utcnow())
+     .where(NotificationDelivery.notification == notification.id).execute())
+
+    release_scheduled()
+    queue.run_pending()
+    assert {c: (r.status, r.error) for c, r in _deliveries(notification).items()} == {
+        "email": ("suppressed", "already read in the app"), "sms": ("suppressed", "already read in the app")}
+    assert providers.emails() == [] and providers.texts() == []
