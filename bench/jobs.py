@@ -38,7 +38,7 @@ from bench import Row, Run, Target, benchmark, servers, stack
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
-WORKER_ARGS = ("--pool=prefork", "--concurrency=2", "-Q", "default", "--without-gossip", "--without-mingle",
+WORKER_ARGS = ("--pool=prefork", "--concurrency=2", "--without-gossip", "--without-mingle",
                "--without-heartbeat", "-l", "warning")
 
 
@@ -60,14 +60,15 @@ def _broker_url(db_index: int) -> str:
 
 
 class Worker:
-    def __init__(self, env: dict, log_path: pathlib.Path):
+    def __init__(self, env: dict, log_path: pathlib.Path, queues: str = "default"):
         self.env = env
         self.log_path = log_path
+        self.queues = queues
         self.popen = None
 
     def start(self) -> "Worker":
         log = open(self.log_path, "ab")
-        argv = [str(BIN / "celery"), "-A", "bench.noop_tasks", "worker", *WORKER_ARGS,
+        argv = [str(BIN / "celery"), "-A", "bench.noop_tasks", "worker", *WORKER_ARGS, "-Q", self.queues,
                 "-n", f"bench-{os.getpid()}-{time.monotonic_ns()}@%h"]
         self.popen = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
@@ -169,7 +170,7 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
     queue = CeleryJobQueue(sender)
     counter = hearth.redis
     log_path = directory / "worker.log"
-    run.settings["jobs"] = (f"celery -A bench.noop_tasks worker {' '.join(WORKER_ARGS)}; {count} tasks per "
+    run.settings["jobs"] = (f"celery -A bench.noop_tasks worker {' '.join(WORKER_ARGS)} -Q default; {count} tasks per "
                             f"drain; latency at {rate:g}/s for {seconds:g} s; broker redis db {broker_db}")
 
     with db.connection_context():
