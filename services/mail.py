@@ -12,12 +12,17 @@ could deliver twice.
 """
 from __future__ import annotations
 
-import email.message
+import binascii
+import datetime
+import email.policy
+import email.quoprimime
 import email.utils
 import os
 import pathlib
+import random
 import re
 import socket
+import sys
 from dataclasses import dataclass
 
 
@@ -60,22 +65,69 @@ class OutboxMailer:
         path = self.directory / (_SAFE_KEY.sub("_", idempotency_key) + ".eml")
         if path.exists():
             return path.name
-        msg = email.message.EmailMessage()
-        msg["From"] = self.sender
-        msg["To"] = message.to
-        msg["Subject"] = message.subject
-        msg["Date"] = email.utils.formatdate(usegmt=True)
-        msg["Message-ID"] = email.utils.make_msgid(domain="hearth.local")
-        msg["X-Hearth-Idempotency-Key"] = idempotency_key
-        for name, value in message.headers:
-            msg[name] = value
-        msg.set_content(message.text)
-        if message.html:
-            msg.add_alternative(message.html, subtype="html")
+        headers = [("From", self.sender), ("To", message.to), ("Subject", message.subject),
+                   # The form email.policy.default gives formatdate(usegmt=True): "+0000", not "GMT".
+                   ("Date", email.utils.format_datetime(datetime.datetime.now(datetime.timezone.utc))),
+                   ("Message-ID", email.utils.make_msgid(domain="hearth.local")),
+                   ("X-Hearth-Idempotency-Key", idempotency_key), *message.headers]
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(bytes(msg))
+        tmp.write_bytes(_eml(headers, message.text, message.html))
         os.replace(tmp, path)
         return path.name
+
+
+# Writing the file is the outbox's whole cost. ``EmailMessage`` with ``email.policy.default`` parses
+# every header into a structured object and refolds it when generating (~2 ms a message); ``_eml``
+# writes the same bytes directly: headers as the policy folds them (asking the policy only for those
+# it would change), and each part's body encoded exactly as ``set_content`` encodes it.
+_POLICY = email.policy.default
+_MAX_LINE = _POLICY.max_line_length
+# Headers whose value the policy parses as structure (it may quote or re-space them): kept as written
+# only when they are a bare address.
+_ADDRESS_HEADERS = {"from", "to", "cc", "bcc", "reply-to", "sender"}
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+_PRINTABLE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+
+
+def _header(name: str, value: str) -> str:
+    unchanged = (len(name) + 2 + len(value) <= _MAX_LINE and _PRINTABLE.fullmatch(value) is not None
+                 and "=?" not in value  # what reads as an encoded word is decoded by the policy
+                 and (name.lower() not in _ADDRESS_HEADERS or _BARE_ADDRESS.fullmatch(value) is not None))
+    return f"{name}: {value}\n" if unchanged else _POLICY.header_store_parse(name, value)[1].fold(policy=_POLICY)
+
+
+def _part_headers(subtype: str, cte: str) -> str:
+    return f'Content-Type: text/{subtype}; charset="utf-8"\nContent-Transfer-Encoding: {cte}\n'
+
+
+def _eml(headers, text: str, html: str | None) -> bytes:
+    """The message ``EmailMessage`` builds from these headers, ``set_content(text)`` and ``add_alternative(html)``."""
+    head = "".join(_header(name, value) for name, value in headers)
+    cte, body = _transfer_encoded(text)
+    if not html:
+        return f"{head}{_part_headers('plain', cte)}MIME-Version: 1.0\n\n{body}".encode()
+    html_cte, html_body = _transfer_encoded(html)
+    boundary = f"==============={random.randrange(sys.maxsize):019d}=="
+    return (f'{head}MIME-Version: 1.0\nContent-Type: multipart/alternative;\n boundary="{boundary}"\n\n'
+            f"--{boundary}\n{_part_headers('plain', cte)}\n{body}"
+            f"\n--{boundary}\n{_part_headers('html', html_cte)}MIME-Version: 1.0\n\n{html_body}"
+            f"\n--{boundary}--\n").encode()
+
+
+def _transfer_encoded(text: str) -> tuple[str, str]:
+    """``(Content-Transfer-Encoding, body)`` as ``EmailMessage.set_content`` chooses them for UTF-8 text."""
+    lines = text.encode("utf-8").splitlines()
+    body = b"\n".join(lines) + b"\n"
+    if max((len(line) for line in lines), default=0) <= _MAX_LINE:
+        return ("7bit" if body.isascii() else "8bit"), body.decode("utf-8")
+    sniff = b"\n".join(lines[:10]) + b"\n"
+    sniff_qp = email.quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)
+    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+        return "base64", "".join(binascii.b2a_base64(body[i:i + _MAX_LINE // 4 * 3]).decode("ascii")
+                                 for i in range(0, len(body), _MAX_LINE // 4 * 3))
+    if len(lines) <= 10:
+        return "quoted-printable", sniff_qp
+    return "quoted-printable", email.quoprimime.body_encode(body.decode("latin-1"), _MAX_LINE)
 
 
 class SendGridMailer:

@@ -38,7 +38,7 @@ from models.base import utcnow
 from models.db import connection, db
 from models.jobs import Job
 from models.notifications import (EmailSuppression, Notification, NotificationDelivery, Preferences, TYPES,
-                                  delivery_key)
+                                  delivery_key, merged_types)
 from services.mail import ProviderError
 from services.notification_templates import digest_email, notification_email, notification_sms
 from tasks.app import app
@@ -57,13 +57,25 @@ _DIGEST_USED = ("sending", "sent", "delivered", "failed", "bounced", "unknown")
 
 
 # --- who, and what they want --------------------------------------------------------------
+# A fan-out is a handful of small statements; building them through the query builder cost more CPU
+# than PostgreSQL spent running them, so the ones every fan-out runs are written out here (as
+# models/jobs.py does for claim and finish).
 
-def _load_user(user_id) -> User | None:
-    return User.get_or_none(User.id == user_id)
+# The notification, its user, their preferences, and whether their address is suppressed.
+_CONTEXT = """
+SELECT n.*, u.id AS u_id, u.email AS u_email, u.email_verified_at AS u_email_verified_at, u.phone AS u_phone,
+       u.phone_verified_at AS u_phone_verified_at, u.banned_at AS u_banned_at, p.user_id AS p_user_id,
+       p.types AS p_types, p.quiet_start AS p_quiet_start, p.quiet_end AS p_quiet_end, p.timezone AS p_timezone,
+       p.digest_hour AS p_digest_hour, s.reason AS s_reason
+FROM notifications n
+LEFT JOIN users u ON u.id = n.user_id
+LEFT JOIN notification_preferences p ON p.user_id = n.user_id
+LEFT JOIN email_suppressions s ON s.email = u.email
+WHERE n.id = %s
+"""
 
 
-def _preferences(user_id) -> Preferences:
-    prefs = Preferences.of(user_id)
+def _checked_zone(prefs: Preferences, user_id) -> Preferences:
     try:
         zoneinfo.ZoneInfo(prefs.timezone)
     except (ValueError, zoneinfo.ZoneInfoNotFoundError):
@@ -72,12 +84,40 @@ def _preferences(user_id) -> Preferences:
     return prefs
 
 
+def _preferences(user_id) -> Preferences:
+    return _checked_zone(Preferences.of(user_id), user_id)
+
+
+def _load(notification_id):
+    """``(notification, user or None, preferences, {address: suppression reason or None})``, or None."""
+    rows = list(Notification.raw(_CONTEXT, notification_id))
+    if not rows:
+        return None
+    n = rows[0]
+    if n.u_id is None:
+        return n, None, None, {}
+    user = User(id=n.u_id, email=n.u_email, email_verified_at=n.u_email_verified_at, phone=n.u_phone,
+                phone_verified_at=n.u_phone_verified_at, banned_at=n.u_banned_at)
+    prefs = Preferences(types=merged_types({}))  # as Preferences.of, from the joined row
+    if n.p_user_id is not None:
+        prefs = Preferences(types=merged_types(n.p_types or {}), quiet_start=n.p_quiet_start,
+                            quiet_end=n.p_quiet_end, timezone=n.p_timezone, digest_hour=n.p_digest_hour)
+    # The join matched the address as stored; it answers for the normalised one when they are the same.
+    known = {user.email: n.s_reason} if user.email and user.email == user.email.strip().lower() else {}
+    return n, user, _checked_zone(prefs, user.id), known
+
+
 def _channels(prefs: Preferences, type_: str) -> dict:
     return prefs.channels(type_) if type_ in TYPES else _IN_APP_ONLY
 
 
-def _suppression(address: str) -> EmailSuppression | None:
-    return EmailSuppression.get_or_none(EmailSuppression.email == address.strip().lower())
+def _suppression(address: str, known: dict | None = None) -> str | None:
+    """Why ``address`` is suppressed (its reason), or None; ``known`` holds answers this run already read."""
+    address = address.strip().lower()
+    if known and address in known:
+        return known[address]
+    row = EmailSuppression.get_or_none(EmailSuppression.email == address)
+    return row.reason if row is not None else None
 
 
 # --- the fan-out job ------------------------------------------------------------------------
@@ -85,48 +125,66 @@ def _suppression(address: str) -> EmailSuppression | None:
 @job_task(transient=(Transient,))
 def fan_out(ctx: JobContext) -> dict:
     """Input ``{notification_id}``. Result: ``{"in_app", "deliveries": {channel: status}}``."""
-    notification = Notification.get_or_none(Notification.id == ctx.input["notification_id"])
-    if notification is None:
+    loaded = _load(ctx.input["notification_id"])
+    if loaded is None:
         return {"in_app": False, "deliveries": {}}
-    user = _load_user(notification.user_id)
+    notification, user, prefs, known = loaded
     if user is None or user.is_banned:
         _withhold_all(notification.id, "the account is banned")
         return {"in_app": False, "deliveries": {}}
-    prefs = _preferences(user.id)
-    decided_now = []
-
-    def decide(_key):
-        decision = _decide(notification, user, prefs)
-        decided_now.append(decision)
-        return decision
-
-    decision = ctx.once("channels", decide)
-    if decided_now and decision.get("announce"):
-        _announce(notification)
-    retry = _send_pending(ctx, notification, prefs)
-    statuses = {row.channel: row.status for row in Delivery.select(Delivery.channel, Delivery.status)
-                .where(Delivery.notification == notification.id)}
+    decided = _decide(notification, user, prefs, known) if notification.in_app is None else None
+    if decided is not None:
+        in_app, deliveries = decided
+    else:  # decided before (by this job's earlier run, or another job of this notification)
+        in_app = notification.in_app
+        if in_app is None:
+            in_app = Notification.select(Notification.in_app).where(Notification.id == notification.id).scalar()
+        in_app, deliveries = bool(in_app), _deliveries(ctx.job.id, notification.id)
+    # What this run sees and does to the deliveries; a final read only when it lost track (a row
+    # another run had claimed, or a settle the fence refused).
+    statuses = {row.channel: row.status for row in deliveries}
+    retry, exact = _send_pending(ctx, notification, prefs, known, deliveries, statuses)
+    if not exact:
+        statuses = {row.channel: row.status for row in Delivery.select(Delivery.channel, Delivery.status)
+                    .where(Delivery.notification == notification.id)}
     if retry:
         raise Transient(retry)
-    return {"in_app": bool(decision.get("in_app")), "deliveries": statuses}
+    return {"in_app": in_app, "deliveries": statuses}
 
 
-def _decide(notification: Notification, user: User, prefs: Preferences) -> dict:
-    """Set ``in_app`` and write the delivery rows, once per notification (whatever job runs it)."""
-    locked = Notification.select(Notification.in_app).where(Notification.id == notification.id).for_update().first()
-    if locked is None or locked.in_app is not None:
-        return {"in_app": bool(locked and locked.in_app), "announce": False}
+# Deciding, in one statement: ``in_app`` set only while NULL (the guard that makes the decision once per
+# notification, whichever job runs it), the delivery rows written only when it was, and the user's other
+# unread in-app notifications counted for the announcement.
+_DECIDE = """
+WITH decided AS (
+    UPDATE notifications SET in_app = %s WHERE id = %s AND in_app IS NULL RETURNING read_at
+), inserted AS (
+    INSERT INTO notification_deliveries (notification_id, user_id, channel, status, recipient, idempotency_key,
+                                         not_before, error, attempts, created_at, updated_at)
+    SELECT %s, %s, v.*, 0, %s, %s
+    FROM decided, unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[]) AS v
+    ON CONFLICT DO NOTHING
+    RETURNING *
+)
+SELECT inserted.*, (SELECT count(*) FROM decided) AS decided_now,
+       (SELECT bool_or(read_at IS NULL) FROM decided) AS still_unread,
+       (SELECT count(*) FROM notifications o
+        WHERE o.user_id = %s AND o.in_app AND o.read_at IS NULL AND o.id <> %s) AS other_unread
+FROM (SELECT 1) AS one LEFT JOIN inserted ON true
+"""
+
+
+def _decide(notification: Notification, user: User, prefs: Preferences, known: dict):
+    """Set ``in_app``, write the delivery rows and announce: ``(in_app, deliveries)``, or None when it was decided."""
     ch = _channels(prefs, notification.type)
-    (Notification.update(in_app=bool(ch["in_app"]))
-     .where((Notification.id == notification.id) & Notification.in_app.is_null()).execute())
     now = utcnow()
     quiet_until = prefs.quiet_until(now)
     rows = []
     if ch["email"] and user.email_verified_at:
         row = {"status": "pending", "recipient": user.email}
-        suppressed = _suppression(user.email)
+        suppressed = _suppression(user.email, known)
         if suppressed is not None:
-            row.update(status="suppressed", error=f"the address is suppressed ({suppressed.reason})")
+            row.update(status="suppressed", error=f"the address is suppressed ({suppressed})")
         elif ch["digest"] == "daily":
             row["status"] = "digest"
         elif quiet_until is not None:
@@ -138,24 +196,52 @@ def _decide(notification: Notification, user: User, prefs: Preferences) -> dict:
         if quiet_until is not None:
             row.update(status="scheduled", not_before=quiet_until)
         rows.append(dict(row, channel="sms"))
-    for row in rows:
-        (Delivery.insert(notification=notification.id, user=user.id, idempotency_key=delivery_key(
-            notification.id, row["channel"]), created_at=now, updated_at=now, **row)
-         .on_conflict_ignore().execute())
-    return {"in_app": bool(ch["in_app"]), "announce": bool(ch["in_app"]),
-            "deliveries": {row["channel"]: row["status"] for row in rows}}
+    columns = [[row["channel"] for row in rows], [row["status"] for row in rows], [row["recipient"] for row in rows],
+               [delivery_key(notification.id, row["channel"]) for row in rows],
+               [row.get("not_before") for row in rows], [row.get("error") for row in rows]]
+    result = list(Delivery.raw(_DECIDE, bool(ch["in_app"]), notification.id, notification.id, user.id, now, now,
+                               *columns, notification.user_id, notification.id))
+    first = result[0]
+    if not first.decided_now:
+        return None
+    deliveries = [row for row in result if row.id is not None]
+    if len(deliveries) < len(rows):  # rows that were there already: read them as they are
+        deliveries = _deliveries(None, notification.id)
+    if ch["in_app"]:
+        unread = first.other_unread + (1 if first.still_unread else 0)
+        _announce(notification, unread)
+    return bool(ch["in_app"]), deliveries
 
 
-def _announce(notification: Notification) -> None:
+def _announce(notification: Notification, unread: int) -> None:
     try:
-        unread = (Notification.select().where((Notification.user == notification.user_id)
-                                              & (Notification.in_app == True)  # noqa: E712
-                                              & Notification.read_at.is_null()).count())
         runtime().events.publish(f"user:{notification.user_id}", "notification.created",
                                  {"notification": notification.view(), "unread_count": unread})
     except Exception:  # noqa: BLE001 - the feed is the truth; a client catches up by reading it
         log.warning("could not publish a notification event", extra={"notification_id": str(notification.id)},
                     exc_info=True)
+
+
+# The notification's deliveries, after marking ``unknown`` those this job left in ``sending``: its
+# previous run died during the provider call (the SELECT sees them as they were; ``dead`` says which).
+_DELIVERIES = """
+WITH dead AS (
+    UPDATE notification_deliveries SET status = 'unknown', updated_at = %s, error = %s
+    WHERE notification_id = %s AND status = 'sending' AND claimed_by = %s
+    RETURNING id
+)
+SELECT d.*, d.id IN (SELECT id FROM dead) AS dead
+FROM notification_deliveries d WHERE d.notification_id = %s ORDER BY d.id
+"""
+_DIED = "the sending run stopped during the provider call; not sent again"
+
+
+def _deliveries(job_id, notification_id) -> list[Delivery]:
+    rows = list(Delivery.raw(_DELIVERIES, utcnow(), _DIED, notification_id, job_id, notification_id))
+    for row in rows:
+        if row.dead:
+            row.status, row.error = "unknown", _DIED
+    return rows
 
 
 def _withhold_all(notification_id, reason: str) -> None:
@@ -165,58 +251,66 @@ def _withhold_all(notification_id, reason: str) -> None:
 
 # --- at-most-once sending --------------------------------------------------------------------
 
-def _claim(ids, job_id, from_status: str, **fields) -> list[Delivery]:
+_CLAIM = """
+UPDATE notification_deliveries
+SET status = 'sending', attempts = attempts + 1, claimed_by = %s, updated_at = %s,
+    digest_key = COALESCE(%s, digest_key)
+WHERE id = ANY(%s) AND status = %s
+RETURNING *
+"""
+
+
+def _claim(ids, job_id, from_status: str, digest_key: str | None = None) -> list[Delivery]:
     """``from_status → sending`` for those of ``ids`` still in it; the rows this run now owns."""
-    return list(Delivery.update(status="sending", attempts=Delivery.attempts + 1, claimed_by=job_id,
-                                updated_at=utcnow(), **fields)
-                .where(Delivery.id.in_(ids) & (Delivery.status == from_status)).returning(Delivery).execute())
+    return list(Delivery.raw(_CLAIM, job_id, utcnow(), digest_key, list(ids), from_status))
 
 
 def _settle(ids, job_id, status: str, **fields) -> int:
     # A final answer also replaces 'unknown': a run that outlived its lease may have been declared
     # dead by its own rerun, yet the provider's answer is better knowledge than "unknown".
     allowed = ["sending", "unknown"] if status in ("sent", "failed") else ["sending"]
-    return (Delivery.update(status=status, updated_at=utcnow(), **fields)
-            .where(Delivery.id.in_(ids) & (Delivery.claimed_by == job_id) & Delivery.status.in_(allowed))
-            .execute())
+    assignments = "".join(f", {name} = %s" for name in fields)  # column names from this module only
+    return db.execute_sql(f"UPDATE notification_deliveries SET status = %s, updated_at = %s{assignments} "
+                          "WHERE id = ANY(%s) AND claimed_by = %s AND status = ANY(%s)",
+                          (status, utcnow(), *fields.values(), list(ids), job_id, allowed)).rowcount
 
 
 def _settle_dead_run(job_id, condition) -> int:
     """Rows this job left in ``sending``: its previous run died during the provider call."""
-    return (Delivery.update(status="unknown", updated_at=utcnow(),
-                            error="the sending run stopped during the provider call; not sent again")
+    return (Delivery.update(status="unknown", updated_at=utcnow(), error=_DIED)
             .where(condition & (Delivery.status == "sending") & (Delivery.claimed_by == job_id)).execute())
 
 
-def _call_provider(ctx: JobContext, ids: list, send, *, retry_as: str = "pending") -> str | None:
-    """Run ``send()`` for claimed rows and settle them; returns an error to retry on, else None.
+def _call_provider(ctx: JobContext, ids: list, send, *, retry_as: str = "pending") -> tuple[str | None, str | None]:
+    """Run ``send()`` for claimed rows and settle them: ``(error to retry on or None, status written)``.
 
-    On a transient error the rows go back to ``retry_as`` (they were never sent) for the job's retry.
+    The status is None when the fence kept some row from being settled. On a transient error the rows
+    go back to ``retry_as`` (they were never sent) for the job's retry.
     """
+    def settle(status, **fields):
+        return status if _settle(ids, ctx.job.id, status, **fields) == len(ids) else None
+
     try:
         provider_id = send()
     except ProviderError as exc:
-        if exc.uncertain:
-            _settle(ids, ctx.job.id, "unknown", error=str(exc)[:500])
-        elif exc.transient and ctx.attempt < ctx.job.max_attempts:
-            _settle(ids, ctx.job.id, retry_as, error=str(exc)[:500])
-            return str(exc)
-        else:
-            tries = f"{ctx.attempt} attempt{'s' if ctx.attempt != 1 else ''}"
-            reason = str(exc) if not exc.transient else f"gave up after {tries}: {exc}"
-            _settle(ids, ctx.job.id, "failed", error=reason[:500])
         log.warning("provider refused a send", extra={"job_id": str(ctx.job.id), "status": exc.status,
                                                       "transient": exc.transient, "uncertain": exc.uncertain})
-        return None
+        if exc.uncertain:
+            return None, settle("unknown", error=str(exc)[:500])
+        if exc.transient and ctx.attempt < ctx.job.max_attempts:
+            return str(exc), settle(retry_as, error=str(exc)[:500])
+        tries = f"{ctx.attempt} attempt{'s' if ctx.attempt != 1 else ''}"
+        reason = str(exc) if not exc.transient else f"gave up after {tries}: {exc}"
+        return None, settle("failed", error=reason[:500])
     except BaseException as exc:
         # Whatever went wrong, the request may have gone out: never send it again.
         _settle(ids, ctx.job.id, "unknown", error=f"the send was interrupted ({type(exc).__name__})")
         raise
-    _settle(ids, ctx.job.id, "sent", provider_message_id=provider_id or None, sent_at=utcnow(), error=None)
-    return None
+    return None, settle("sent", provider_message_id=provider_id or None, sent_at=utcnow(), error=None)
 
 
-def _withheld(delivery: Delivery, notification: Notification, prefs: Preferences) -> str | None:
+def _withheld(delivery: Delivery, notification: Notification, prefs: Preferences,
+              known: dict | None = None) -> str | None:
     """Why a delivery decided earlier must not go out now (the user changed their mind, or has seen it)."""
     if notification.read_at is not None:
         # It waited (quiet hours, the digest) and meanwhile the user read it in the app.
@@ -224,9 +318,9 @@ def _withheld(delivery: Delivery, notification: Notification, prefs: Preferences
     if not _channels(prefs, notification.type).get(delivery.channel):
         return f"{delivery.channel} was turned off for these notifications"
     if delivery.channel == "email":
-        suppressed = _suppression(delivery.recipient)
+        suppressed = _suppression(delivery.recipient, known)
         if suppressed is not None:
-            return f"the address is suppressed ({suppressed.reason})"
+            return f"the address is suppressed ({suppressed})"
     return None
 
 
@@ -241,25 +335,34 @@ def _sender(delivery: Delivery, notification: Notification, settings):
                                       status_callback=callback)
 
 
-def _send_pending(ctx: JobContext, notification: Notification, prefs: Preferences) -> str | None:
+def _send_pending(ctx: JobContext, notification: Notification, prefs: Preferences, known: dict,
+                  deliveries: list[Delivery], statuses: dict) -> tuple[str | None, bool]:
+    """Send the ``pending`` ones of ``deliveries``, keeping ``statuses`` up to date.
+
+    ``(error to retry on or None, whether statuses is exact)``.
+    """
     settings = runtime().settings
-    _settle_dead_run(ctx.job.id, Delivery.notification == notification.id)
-    retry = None
-    pending = list(Delivery.select().where((Delivery.notification == notification.id)
-                                           & (Delivery.status == "pending")).order_by(Delivery.id))
-    for delivery in pending:
-        reason = _withheld(delivery, notification, prefs)
+    retry, exact = None, True
+    for delivery in deliveries:
+        if delivery.status != "pending":
+            continue
+        reason = _withheld(delivery, notification, prefs, known)
         if reason:
-            (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
-             .where((Delivery.id == delivery.id) & (Delivery.status == "pending")).execute())
+            withheld = (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
+                        .where((Delivery.id == delivery.id) & (Delivery.status == "pending")).execute())
+            statuses[delivery.channel] = "suppressed"
+            exact = exact and bool(withheld)
             continue
         send = _sender(delivery, notification, settings)  # rendered before the claim: a bad template sends nothing
         if not _claim([delivery.id], ctx.job.id, "pending"):
+            exact = False
             continue  # another run has it
-        error = _call_provider(ctx, [delivery.id], send)
+        error, settled = _call_provider(ctx, [delivery.id], send)
+        statuses[delivery.channel] = settled
+        exact = exact and settled is not None
         if error:
             retry = f"{delivery.channel}: {error}"
-    return retry
+    return retry, exact
 
 
 # --- quiet hours -------------------------------------------------------------------------------
@@ -347,7 +450,7 @@ def send_digest(ctx: JobContext) -> dict:
     mine = (Delivery.user == user_id) & (Delivery.digest_key == key)
     if _settle_dead_run(ctx.job.id, mine) or _digest_used(key):
         return {"sent": False, "notifications": 0}
-    user = _load_user(user_id)
+    user = User.get_or_none(User.id == user_id)
     waiting = (Delivery.user == user_id) & (Delivery.status == "digest")
     if user is None or user.is_banned:
         (Delivery.update(status="suppressed", error="the account is banned", updated_at=utcnow())
@@ -371,7 +474,8 @@ def send_digest(ctx: JobContext) -> dict:
                            settings=runtime().settings)
     ids = [row.id for row in rows]
     # On a transient error the rows wait again (keeping the key): the retry sends the same digest.
-    error = _call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key), retry_as="digest")
+    error, _ = _call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key),
+                              retry_as="digest")
     if error:
         raise Transient(f"digest: {error}")
     return {"sent": Delivery.select().where(Delivery.id.in_(ids) & (Delivery.status == "sent")).exists(),

@@ -154,13 +154,15 @@ class Conversations:
     def on_post_messages(self, req, resp, conversation_id):
         body: MessagePost = req.context.body
         principal = req.context.principal
-        conversation = load_mine(conversation_id, principal)
         try:
             with db.atomic():
-                posted = messages.post_message(conversation, principal.user_id, body.body.strip(),
-                                               body.attachments, body.client_id)
+                # The participation check is part of the post's first query (404 below when it fails).
+                posted = messages.post_to(conversation_id, principal.user_id, body.body.strip(), body.attachments,
+                                          body.client_id)
         except messages.MessagingError as exc:
             raise _refused(exc) from None
+        if posted is None:
+            raise not_found("conversation")
         resp.media = self.after_post(req, posted)
         _status(resp, posted.created)
 

@@ -91,6 +91,8 @@ def up(migrator, db):
     );
     CREATE INDEX notifications_feed_idx ON notifications (user_id, created_at DESC, id DESC) WHERE in_app;
     CREATE INDEX notifications_unread_idx ON notifications (user_id) WHERE in_app AND read_at IS NULL;
+    -- Marking a conversation's message notifications read finds them whether or not they are in the app.
+    CREATE INDEX notifications_user_unread_idx ON notifications (user_id, type) WHERE read_at IS NULL;
 
     -- One row per (notification, channel) that was or will be sent outside the app.
     CREATE TABLE notification_deliveries (
