@@ -410,5 +410,5 @@ def attachment_shared_with(upload_id, user_id) -> bool:
 
 __all__ = ["ATTACHABLE_PURPOSES", "MessagingError", "OwnListing", "Blocked", "InvalidAttachments", "Posted",
            "ReadState", "listing_people", "open_conversation", "find_for", "attachment_errors", "post_message",
-           "post_to", "mark_read", "unread_counts", "message_page", "messages_around", "message_view", "my_conversations",
-           "conversation_views", "attachment_shared_with"]
+           "post_to", "mark_read", "unread_counts", "message_page", "messages_around", "message_view",
+           "my_conversations", "conversation_views", "attachment_shared_with"]

@@ -8,8 +8,8 @@ import celeryconfig
 from settings import Settings
 
 app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports",
-                                "tasks.properties", "tasks.search", "tasks.uploads", "tasks.notifications", "tasks.phone",
-                                "tasks.saved_searches"])
+                                "tasks.properties", "tasks.search", "tasks.uploads", "tasks.notifications",
+                                "tasks.phone", "tasks.saved_searches"])
 app.config_from_object(celeryconfig)
 
 

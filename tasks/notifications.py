@@ -8,7 +8,8 @@ digest when the user chose it; email and SMS wait out quiet hours
 (``scheduled`` until ``not_before``, released by ``release_scheduled``). Then it
 sends the notification's ``pending`` deliveries.
 
-Neither SendGrid nor Twilio deduplicates sends, so sending is at most once:
+Neither SendGrid nor Twilio deduplicates sends, so sending is at most once
+(``tasks/sending.py``):
 
 1. claim: one conditional update ``pending → sending`` (attempts + 1,
    ``claimed_by`` = the job), committed before the provider is called;
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import zoneinfo
 
 from peewee import SQL, fn
 
@@ -37,12 +37,11 @@ from models.accounts import User
 from models.base import utcnow
 from models.db import connection, db
 from models.jobs import Job
-from models.notifications import (EmailSuppression, Notification, NotificationDelivery, Preferences, TYPES,
-                                  delivery_key, merged_types)
-from services.mail import ProviderError
+from models.notifications import Notification, NotificationDelivery, Preferences, delivery_key, merged_types
 from services.notification_templates import digest_email, notification_email, notification_sms
 from tasks.app import app
 from tasks.base import JobContext, Transient, job_queue, job_task
+from tasks import sending
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.notifications")
@@ -50,8 +49,6 @@ Delivery = NotificationDelivery
 BATCH = 500
 DIGEST_OVERDUE = datetime.timedelta(hours=25)
 FAN_OUT_KIND, DIGEST_KIND = "notifications.fan_out", "notifications.send_digest"
-# A type no longer in TYPES (an old row) is shown in the app and sent nowhere else.
-_IN_APP_ONLY = {"in_app": True, "email": False, "sms": False, "digest": "instant"}
 # Digest rows whose email went (or may have gone) out: their digest key is used up.
 _DIGEST_USED = ("sending", "sent", "delivered", "failed", "bounced", "unknown")
 
@@ -75,19 +72,6 @@ WHERE n.id = %s
 """
 
 
-def _checked_zone(prefs: Preferences, user_id) -> Preferences:
-    try:
-        zoneinfo.ZoneInfo(prefs.timezone)
-    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-        log.warning("unknown time zone in notification preferences; using UTC", extra={"user_id": str(user_id)})
-        prefs.timezone = "UTC"
-    return prefs
-
-
-def _preferences(user_id) -> Preferences:
-    return _checked_zone(Preferences.of(user_id), user_id)
-
-
 def _load(notification_id):
     """``(notification, user or None, preferences, {address: suppression reason or None})``, or None."""
     rows = list(Notification.raw(_CONTEXT, notification_id))
@@ -104,20 +88,7 @@ def _load(notification_id):
                             quiet_end=n.p_quiet_end, timezone=n.p_timezone, digest_hour=n.p_digest_hour)
     # The join matched the address as stored; it answers for the normalised one when they are the same.
     known = {user.email: n.s_reason} if user.email and user.email == user.email.strip().lower() else {}
-    return n, user, _checked_zone(prefs, user.id), known
-
-
-def _channels(prefs: Preferences, type_: str) -> dict:
-    return prefs.channels(type_) if type_ in TYPES else _IN_APP_ONLY
-
-
-def _suppression(address: str, known: dict | None = None) -> str | None:
-    """Why ``address`` is suppressed (its reason), or None; ``known`` holds answers this run already read."""
-    address = address.strip().lower()
-    if known and address in known:
-        return known[address]
-    row = EmailSuppression.get_or_none(EmailSuppression.email == address)
-    return row.reason if row is not None else None
+    return n, user, sending.checked_zone(prefs, user.id), known
 
 
 # --- the fan-out job ------------------------------------------------------------------------
@@ -176,13 +147,13 @@ FROM (SELECT 1) AS one LEFT JOIN inserted ON true
 
 def _decide(notification: Notification, user: User, prefs: Preferences, known: dict):
     """Set ``in_app``, write the delivery rows and announce: ``(in_app, deliveries)``, or None when it was decided."""
-    ch = _channels(prefs, notification.type)
+    ch = sending.channels(prefs, notification.type)
     now = utcnow()
     quiet_until = prefs.quiet_until(now)
     rows = []
     if ch["email"] and user.email_verified_at:
         row = {"status": "pending", "recipient": user.email}
-        suppressed = _suppression(user.email, known)
+        suppressed = sending.suppression(user.email, known)
         if suppressed is not None:
             row.update(status="suppressed", error=f"the address is suppressed ({suppressed})")
         elif ch["digest"] == "daily":
@@ -233,14 +204,13 @@ WITH dead AS (
 SELECT d.*, d.id IN (SELECT id FROM dead) AS dead
 FROM notification_deliveries d WHERE d.notification_id = %s ORDER BY d.id
 """
-_DIED = "the sending run stopped during the provider call; not sent again"
 
 
 def _deliveries(job_id, notification_id) -> list[Delivery]:
-    rows = list(Delivery.raw(_DELIVERIES, utcnow(), _DIED, notification_id, job_id, notification_id))
+    rows = list(Delivery.raw(_DELIVERIES, utcnow(), sending.DIED, notification_id, job_id, notification_id))
     for row in rows:
         if row.dead:
-            row.status, row.error = "unknown", _DIED
+            row.status, row.error = "unknown", sending.DIED
     return rows
 
 
@@ -250,78 +220,6 @@ def _withhold_all(notification_id, reason: str) -> None:
 
 
 # --- at-most-once sending --------------------------------------------------------------------
-
-_CLAIM = """
-UPDATE notification_deliveries
-SET status = 'sending', attempts = attempts + 1, claimed_by = %s, updated_at = %s,
-    digest_key = COALESCE(%s, digest_key)
-WHERE id = ANY(%s) AND status = %s
-RETURNING *
-"""
-
-
-def _claim(ids, job_id, from_status: str, digest_key: str | None = None) -> list[Delivery]:
-    """``from_status → sending`` for those of ``ids`` still in it; the rows this run now owns."""
-    return list(Delivery.raw(_CLAIM, job_id, utcnow(), digest_key, list(ids), from_status))
-
-
-def _settle(ids, job_id, status: str, **fields) -> int:
-    # A final answer also replaces 'unknown': a run that outlived its lease may have been declared
-    # dead by its own rerun, yet the provider's answer is better knowledge than "unknown".
-    allowed = ["sending", "unknown"] if status in ("sent", "failed") else ["sending"]
-    assignments = "".join(f", {name} = %s" for name in fields)  # column names from this module only
-    return db.execute_sql(f"UPDATE notification_deliveries SET status = %s, updated_at = %s{assignments} "
-                          "WHERE id = ANY(%s) AND claimed_by = %s AND status = ANY(%s)",
-                          (status, utcnow(), *fields.values(), list(ids), job_id, allowed)).rowcount
-
-
-def _settle_dead_run(job_id, condition) -> int:
-    """Rows this job left in ``sending``: its previous run died during the provider call."""
-    return (Delivery.update(status="unknown", updated_at=utcnow(), error=_DIED)
-            .where(condition & (Delivery.status == "sending") & (Delivery.claimed_by == job_id)).execute())
-
-
-def _call_provider(ctx: JobContext, ids: list, send, *, retry_as: str = "pending") -> tuple[str | None, str | None]:
-    """Run ``send()`` for claimed rows and settle them: ``(error to retry on or None, status written)``.
-
-    The status is None when the fence kept some row from being settled. On a transient error the rows
-    go back to ``retry_as`` (they were never sent) for the job's retry.
-    """
-    def settle(status, **fields):
-        return status if _settle(ids, ctx.job.id, status, **fields) == len(ids) else None
-
-    try:
-        provider_id = send()
-    except ProviderError as exc:
-        log.warning("provider refused a send", extra={"job_id": str(ctx.job.id), "status": exc.status,
-                                                      "transient": exc.transient, "uncertain": exc.uncertain})
-        if exc.uncertain:
-            return None, settle("unknown", error=str(exc)[:500])
-        if exc.transient and ctx.attempt < ctx.job.max_attempts:
-            return str(exc), settle(retry_as, error=str(exc)[:500])
-        tries = f"{ctx.attempt} attempt{'s' if ctx.attempt != 1 else ''}"
-        reason = str(exc) if not exc.transient else f"gave up after {tries}: {exc}"
-        return None, settle("failed", error=reason[:500])
-    except BaseException as exc:
-        # Whatever went wrong, the request may have gone out: never send it again.
-        _settle(ids, ctx.job.id, "unknown", error=f"the send was interrupted ({type(exc).__name__})")
-        raise
-    return None, settle("sent", provider_message_id=provider_id or None, sent_at=utcnow(), error=None)
-
-
-def _withheld(delivery: Delivery, notification: Notification, prefs: Preferences,
-              known: dict | None = None) -> str | None:
-    """Why a delivery decided earlier must not go out now (the user changed their mind, or has seen it)."""
-    if notification.read_at is not None:
-        # It waited (quiet hours, the digest) and meanwhile the user read it in the app.
-        return "already read in the app"
-    if not _channels(prefs, notification.type).get(delivery.channel):
-        return f"{delivery.channel} was turned off for these notifications"
-    if delivery.channel == "email":
-        suppressed = _suppression(delivery.recipient, known)
-        if suppressed is not None:
-            return f"the address is suppressed ({suppressed})"
-    return None
 
 
 def _sender(delivery: Delivery, notification: Notification, settings):
@@ -346,7 +244,7 @@ def _send_pending(ctx: JobContext, notification: Notification, prefs: Preference
     for delivery in deliveries:
         if delivery.status != "pending":
             continue
-        reason = _withheld(delivery, notification, prefs, known)
+        reason = sending.withheld(delivery, notification, prefs, known)
         if reason:
             withheld = (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
                         .where((Delivery.id == delivery.id) & (Delivery.status == "pending")).execute())
@@ -354,10 +252,10 @@ def _send_pending(ctx: JobContext, notification: Notification, prefs: Preference
             exact = exact and bool(withheld)
             continue
         send = _sender(delivery, notification, settings)  # rendered before the claim: a bad template sends nothing
-        if not _claim([delivery.id], ctx.job.id, "pending"):
+        if not sending.claim([delivery.id], ctx.job.id, "pending"):
             exact = False
             continue  # another run has it
-        error, settled = _call_provider(ctx, [delivery.id], send)
+        error, settled = sending.call_provider(ctx, [delivery.id], send)
         statuses[delivery.channel] = settled
         exact = exact and settled is not None
         if error:
@@ -431,7 +329,7 @@ def send_digests() -> dict:
 
 
 def _digest_job_if_due(user_id, oldest: datetime.datetime, now: datetime.datetime) -> Job | None:
-    prefs = _preferences(user_id)
+    prefs = sending.preferences(user_id)
     local = now.astimezone(prefs.zone)
     if local.hour != prefs.digest_hour and oldest > now - DIGEST_OVERDUE:
         return None
@@ -448,7 +346,7 @@ def send_digest(ctx: JobContext) -> dict:
     """Input ``{user_id, digest_key}``: one email listing the user's waiting notifications."""
     user_id, key = ctx.input["user_id"], ctx.input["digest_key"]
     mine = (Delivery.user == user_id) & (Delivery.digest_key == key)
-    if _settle_dead_run(ctx.job.id, mine) or _digest_used(key):
+    if sending.settle_dead_run(ctx.job.id, mine) or _digest_used(key):
         return {"sent": False, "notifications": 0}
     user = User.get_or_none(User.id == user_id)
     waiting = (Delivery.user == user_id) & (Delivery.status == "digest")
@@ -456,17 +354,18 @@ def send_digest(ctx: JobContext) -> dict:
         (Delivery.update(status="suppressed", error="the account is banned", updated_at=utcnow())
          .where(waiting).execute())
         return {"sent": False, "notifications": 0}
-    prefs = _preferences(user_id)
+    prefs = sending.preferences(user_id)
     wanted = []
     for row in (Delivery.select(Delivery, Notification).join(Notification).where(waiting)
                 .order_by(Notification.created_at.desc(), Delivery.id.desc())):
-        reason = _withheld(row, row.notification, prefs)
+        reason = sending.withheld(row, row.notification, prefs)
         if reason is None:
             wanted.append(row)
             continue
         (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
          .where((Delivery.id == row.id) & (Delivery.status == "digest")).execute())
-    claimed = {row.id for row in _claim([row.id for row in wanted], ctx.job.id, "digest", digest_key=key)}
+    claimed = {row.id for row in sending.claim([row.id for row in wanted], ctx.job.id, "digest",
+                                               digest_key=key)}
     rows = [row for row in wanted if row.id in claimed]
     if not rows:
         return {"sent": False, "notifications": 0}
@@ -474,7 +373,7 @@ def send_digest(ctx: JobContext) -> dict:
                            settings=runtime().settings)
     ids = [row.id for row in rows]
     # On a transient error the rows wait again (keeping the key): the retry sends the same digest.
-    error, _ = _call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key),
+    error, _ = sending.call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key),
                               retry_as="digest")
     if error:
         raise Transient(f"digest: {error}")
