@@ -121,6 +121,16 @@ def _field_errors(exc: msgspec.ValidationError, where: str) -> list[dict]:
     return [{"field": f"{where}.{name}" if name else where, "message": message}]
 
 
+def read_body(req, max_bytes: int) -> bytes:
+    """The raw body, at most ``max_bytes`` of it (413 when it is longer, whether or not it said so)."""
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
+    data = req.bounded_stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
+    return data
+
+
 def decode_body(req, schema: type, max_bytes: int):
     """Read at most ``max_bytes`` of JSON and decode it into ``schema`` (400/413/415/422)."""
     if req.content_length is not None and req.content_length > max_bytes:
@@ -133,9 +143,7 @@ def decode_body(req, schema: type, max_bytes: int):
     elif media_type != "application/json":
         raise Problem(falcon.HTTP_415, "Unsupported media type", "Send the body as application/json.")
     else:
-        data = req.bounded_stream.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
+        data = read_body(req, max_bytes)
     try:
         try:
             value = msgspec.json.decode(data, type=schema)

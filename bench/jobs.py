@@ -23,16 +23,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
-import redis as redis_lib
 
 from bench import Row, Run, Target, benchmark, servers, stack
 
@@ -52,11 +49,6 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-def _broker_url(db_index: int) -> str:
-    base = stack.REDIS_URL.rsplit("/", 1)[0]
-    return f"{base}/{db_index}"
 
 
 class Worker:
@@ -133,23 +125,8 @@ def jobs(run: Run) -> list[Row]:
     rate = float(_setting("BENCH_JOBS_RATE", "100"))
     seconds = float(_setting("BENCH_JOBS_SECONDS", "10"))
     broker_db = int(_setting("BENCH_BROKER_DB", "13"))
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="hearth-bench-jobs-"))
-    broker = redis_lib.Redis.from_url(_broker_url(broker_db))
-    if broker.dbsize():
-        raise RuntimeError(f"Redis database {broker_db} is not empty; set BENCH_BROKER_DB to an unused one")
-    ok = False
-    try:
-        with stack.HearthStack(directory / "var", log=run.log) as hearth:
-            rows = _measure(run, hearth, directory, broker, broker_db, count, rate, seconds)
-        ok = True
-        return rows
-    finally:
-        broker.flushdb()
-        broker.close()
-        if ok:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            run.log(f"worker logs kept in {directory}")
+    with stack.workspace(run, "jobs", broker_db) as (hearth, directory, broker):
+        return _measure(run, hearth, directory, broker, broker_db, count, rate, seconds)
 
 
 def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) -> list[Row]:
@@ -162,7 +139,7 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
     from models.base import utcnow
     from services.jobqueue import CeleryJobQueue
 
-    broker_url = _broker_url(broker_db)
+    broker_url = stack.broker_url(broker_db)
     counter_prefix = f"{hearth.redis_prefix}noop:"
     env = servers.environment({**hearth.env, "BROKER_URL": broker_url, "BENCH_COUNTER_URL": stack.REDIS_URL})
     sender = Celery("hearth-bench", broker=broker_url)

@@ -33,11 +33,9 @@ import itertools
 import json
 import os
 import pathlib
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -46,7 +44,7 @@ import uuid
 import redis as redis_lib
 
 from bench import Row, Run, benchmark, relay, servers, stack
-from bench.jobs import _broker_url, percentile
+from bench.jobs import percentile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEARTH_APP = "api.wsgi:app"
@@ -68,23 +66,8 @@ def messaging(run: Run) -> list[Row]:
     flat_out = float(_setting("BENCH_MESSAGING_MAX_SECONDS", "5"))
     broker_db = int(_setting("BENCH_BROKER_DB", "11"))
     relay._raise_nofile(count * 2 + 1024)
-    broker = redis_lib.Redis.from_url(_broker_url(broker_db))
-    if broker.dbsize():
-        raise RuntimeError(f"Redis database {broker_db} is not empty; set BENCH_BROKER_DB to an unused one")
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="hearth-bench-messaging-"))
-    ok = False
-    try:
-        with stack.HearthStack(directory / "var", log=run.log) as hearth:
-            rows = _measure(run, hearth, directory, _broker_url(broker_db), count, rate, seconds, flat_out)
-        ok = True
-        return rows
-    finally:
-        broker.flushdb()
-        broker.close()
-        if ok:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            run.log(f"messaging logs kept in {directory}")
+    with stack.workspace(run, "messaging", broker_db) as (hearth, directory, _):
+        return _measure(run, hearth, directory, stack.broker_url(broker_db), count, rate, seconds, flat_out)
 
 
 def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out) -> list[Row]:

@@ -24,14 +24,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 
-import redis as redis_lib
 
 from bench import Row, Run, benchmark, jobs, servers, stack
 
@@ -51,23 +48,8 @@ def notifications(run: Run) -> list[Row]:
     count = int(_setting("BENCH_NOTIFICATIONS", "2000"))
     sms_every = int(_setting("BENCH_NOTIFICATIONS_SMS_EVERY", "4"))
     broker_db = int(_setting("BENCH_BROKER_DB", "10"))
-    broker = redis_lib.Redis.from_url(jobs._broker_url(broker_db))
-    if broker.dbsize():
-        raise RuntimeError(f"Redis database {broker_db} is not empty; set BENCH_BROKER_DB to an unused one")
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="hearth-bench-notifications-"))
-    ok = False
-    try:
-        with stack.HearthStack(directory / "var", log=run.log) as hearth:
-            rows = _measure(run, hearth, directory, broker_db, count, sms_every)
-        ok = True
-        return rows
-    finally:
-        broker.flushdb()
-        broker.close()
-        if ok:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            run.log(f"worker logs kept in {directory}")
+    with stack.workspace(run, "notifications", broker_db) as (hearth, directory, _):
+        return _measure(run, hearth, directory, broker_db, count, sms_every)
 
 
 def _measure(run, hearth, directory, broker_db, count, sms_every) -> list[Row]:
@@ -77,7 +59,7 @@ def _measure(run, hearth, directory, broker_db, count, sms_every) -> list[Row]:
     from services.jobqueue import CeleryJobQueue
     from settings import Settings
 
-    broker_url = jobs._broker_url(broker_db)
+    broker_url = stack.broker_url(broker_db)
     env = servers.environment({**hearth.env, "BROKER_URL": broker_url, "BENCH_COUNTER_URL": stack.REDIS_URL})
     settings = Settings.from_env(env)
     sender = Celery("hearth-bench", broker=broker_url)

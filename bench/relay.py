@@ -24,12 +24,10 @@ import json
 import os
 import pathlib
 import resource
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -65,18 +63,8 @@ def relay(run: Run) -> list[Row]:
     rate = float(os.environ.get("BENCH_RELAY_RATE", "2000"))
     seconds = float(os.environ.get("BENCH_RELAY_SECONDS", "10"))
     _raise_nofile(clients * 2 + 1024)
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="hearth-bench-relay-"))
-    ok = False
-    try:
-        with stack.HearthStack(directory / "var", log=run.log) as hearth:
-            rows = _measure(run, hearth, directory, clients, rate, seconds)
-        ok = True
-        return rows
-    finally:
-        if ok:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            run.log(f"relay logs kept in {directory}")
+    with stack.workspace(run, "relay") as (hearth, directory, _):
+        return _measure(run, hearth, directory, clients, rate, seconds)
 
 
 def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:

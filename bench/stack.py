@@ -10,8 +10,12 @@ raised in that environment; ``overrides`` lists them so the report can say so.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pathlib
+import shutil
+import tempfile
 import urllib.request
 import uuid
 
@@ -120,6 +124,41 @@ class HearthStack:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def broker_url(db_index: int) -> str:
+    """A Redis database of its own for one benchmark's broker, on the benchmark Redis."""
+    return f"{REDIS_URL.rsplit('/', 1)[0]}/{db_index}"
+
+
+@contextlib.contextmanager
+def workspace(run, name: str, broker_db: int | None = None):
+    """``(hearth, directory, broker)``: a temporary directory, an empty broker database, a ``HearthStack``.
+
+    The broker database must be empty (another benchmark may be using it) and is
+    flushed afterwards; the directory is removed after a run that finished, and
+    kept (its logs named in the report) after one that failed.
+    """
+    broker = None
+    if broker_db is not None:
+        broker = redis_lib.Redis.from_url(broker_url(broker_db))
+        if broker.dbsize():
+            broker.close()
+            raise RuntimeError(f"Redis database {broker_db} is not empty; set BENCH_BROKER_DB to an unused one")
+    directory = pathlib.Path(tempfile.mkdtemp(prefix=f"hearth-bench-{name}-"))
+    ok = False
+    try:
+        with HearthStack(directory / "var", log=run.log) as hearth:
+            yield hearth, directory, broker
+        ok = True
+    finally:
+        if broker is not None:
+            broker.flushdb()
+            broker.close()
+        if ok:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            run.log(f"{name} logs kept in {directory}")
 
 
 def redis_cpu_seconds(client) -> float:

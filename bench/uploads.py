@@ -29,16 +29,13 @@ import contextlib
 import io
 import os
 import pathlib
-import shutil
 import socket
 import statistics
 import struct
-import tempfile
 import time
 from urllib.parse import urlparse
 
 import httpx
-import redis as redis_lib
 
 from bench import Row, Run, Target, benchmark, servers, stack
 from bench.jobs import Worker, percentile
@@ -115,25 +112,12 @@ def uploads(run: Run) -> list[Row]:
 
     turns = int(_setting("BENCH_UPLOAD_TURNS", "5"))
     broker_db = int(_setting("BENCH_BROKER_DB", "12"))
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="hearth-bench-uploads-"))
-    broker = redis_lib.Redis.from_url(f"{stack.REDIS_URL.rsplit('/', 1)[0]}/{broker_db}")
-    if broker.dbsize():
-        raise RuntimeError(f"Redis database {broker_db} is not empty; set BENCH_BROKER_DB to an unused one")
-    clamd = start_clamd(directory / "clamd", log=run.log)
-    ok = False
-    try:
-        with stack.HearthStack(directory / "var", log=run.log) as hearth:
-            rows = _measure(run, hearth, directory, clamd, broker_db, turns)
-        ok = True
-        return rows
-    finally:
-        clamd.stop()
-        broker.flushdb()
-        broker.close()
-        if ok:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            run.log(f"logs kept in {directory}")
+    with stack.workspace(run, "uploads", broker_db) as (hearth, directory, _):
+        clamd = start_clamd(directory / "clamd", log=run.log)
+        try:
+            return _measure(run, hearth, directory, clamd, broker_db, turns)
+        finally:
+            clamd.stop()
 
 
 def _measure(run: Run, hearth, directory: pathlib.Path, clamd, broker_db: int, turns: int) -> list[Row]:

@@ -19,8 +19,8 @@ import falcon
 import msgspec
 
 from api.cursor import CursorCodec
-from api.errors import Problem, not_found, validation_error
-from api.operation import decode_body, operation
+from api.errors import not_found, validation_error
+from api.operation import decode_body, operation, read_body
 from api.resources.auth import audit
 from api.schemas.notifications import (
     NotificationPage, NotificationQuery, PreferencesPatch, PreferencesView, ReadAll, UnsubscribeBody,
@@ -215,12 +215,7 @@ def _body_token(req) -> str | None:
     media_type = (req.content_type or "").split(";")[0].strip().lower()
     if media_type == "application/json":
         return decode_body(req, UnsubscribeBody, UNSUBSCRIBE_BODY_BYTES).token
-    too_large = Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {UNSUBSCRIBE_BODY_BYTES} bytes.")
-    if req.content_length is not None and req.content_length > UNSUBSCRIBE_BODY_BYTES:
-        raise too_large
-    data = req.bounded_stream.read(UNSUBSCRIBE_BODY_BYTES + 1)
-    if len(data) > UNSUBSCRIBE_BODY_BYTES:
-        raise too_large
+    data = read_body(req, UNSUBSCRIBE_BODY_BYTES)
     if media_type != "application/x-www-form-urlencoded":
         return None
     # RFC 8058's body is "List-Unsubscribe=One-Click" (the token is in the URL); a form may carry token=.

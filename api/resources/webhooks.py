@@ -15,7 +15,7 @@ import falcon
 import msgspec
 
 from api.errors import Problem
-from api.operation import client_ip, operation
+from api.operation import client_ip, operation, read_body
 from models.db import db
 from models.delivery_events import apply_sendgrid_event, apply_twilio_status
 from services.webhook_signatures import (
@@ -28,16 +28,6 @@ TAGS = ("webhooks",)
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS = 1000
 MAX_FORM_FIELDS = 100
-
-
-def _read_body(req) -> bytes:
-    too_large = Problem(falcon.HTTP_413, "Payload too large", f"Webhook bodies are limited to {MAX_BODY_BYTES} bytes.")
-    if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
-        raise too_large
-    body = req.bounded_stream.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise too_large
-    return body
 
 
 def _verified(req, provider: str, check) -> None:
@@ -66,7 +56,7 @@ class SendGridEvents:
                            "deliveries; bounces, spam reports and unsubscribes stop email to the address.")
     def on_post(self, req, resp):
         services = req.context.services
-        body = _read_body(req)
+        body = read_body(req, MAX_BODY_BYTES)
         _verified(req, "sendgrid", lambda: verify_sendgrid(
             services.settings.sendgrid_webhook_public_key, req.get_header(SENDGRID_SIGNATURE),
             req.get_header(SENDGRID_TIMESTAMP), body, now=services.clock()))
@@ -95,7 +85,7 @@ class TwilioStatus:
                            "`d` names the delivery. `delivered` and `undelivered`/`failed` settle it.")
     def on_post(self, req, resp):
         settings = req.context.services.settings
-        body = _read_body(req)
+        body = read_body(req, MAX_BODY_BYTES)
         media_type = (req.content_type or "").split(";")[0].strip().lower()
         params: dict[str, list[str]] = {}
         if media_type == "application/x-www-form-urlencoded":
