@@ -12,7 +12,6 @@ could deliver twice.
 """
 from __future__ import annotations
 
-import binascii
 import datetime
 import email.policy
 import email.quoprimime
@@ -78,10 +77,12 @@ class OutboxMailer:
 
 # Writing the file is the outbox's whole cost. ``EmailMessage`` with ``email.policy.default`` parses
 # every header into a structured object and refolds it when generating (~2 ms a message); ``_eml``
-# writes the same bytes directly: headers as the policy folds them (asking the policy only for those
-# it would change), and each part's body encoded exactly as ``set_content`` encodes it.
+# writes the headers directly as the policy folds them (asking the policy only for those it would
+# change), and each part's body as written: a developer reads the outbox (and the README greps it),
+# which quoted-printable soft line breaks and ``=3D`` would spoil.
 _POLICY = email.policy.default
 _MAX_LINE = _POLICY.max_line_length
+_SMTP_MAX_LINE = 998
 # Headers whose value the policy parses as structure (it may quote or re-space them): kept as written
 # only when they are a bare address.
 _ADDRESS_HEADERS = {"from", "to", "cc", "bcc", "reply-to", "sender"}
@@ -101,7 +102,7 @@ def _part_headers(subtype: str, cte: str) -> str:
 
 
 def _eml(headers, text: str, html: str | None) -> bytes:
-    """The message ``EmailMessage`` builds from these headers, ``set_content(text)`` and ``add_alternative(html)``."""
+    """A text (and HTML alternative) message with these headers, in the layout ``EmailMessage`` gives it."""
     head = "".join(_header(name, value) for name, value in headers)
     cte, body = _transfer_encoded(text)
     if not html:
@@ -115,18 +116,12 @@ def _eml(headers, text: str, html: str | None) -> bytes:
 
 
 def _transfer_encoded(text: str) -> tuple[str, str]:
-    """``(Content-Transfer-Encoding, body)`` as ``EmailMessage.set_content`` chooses them for UTF-8 text."""
+    """``(Content-Transfer-Encoding, body)``: the text as written (8bit), so the outbox reads and greps
+    like the message itself; quoted-printable only for a line longer than SMTP allows (998 bytes)."""
     lines = text.encode("utf-8").splitlines()
     body = b"\n".join(lines) + b"\n"
-    if max((len(line) for line in lines), default=0) <= _MAX_LINE:
+    if max((len(line) for line in lines), default=0) <= _SMTP_MAX_LINE:
         return ("7bit" if body.isascii() else "8bit"), body.decode("utf-8")
-    sniff = b"\n".join(lines[:10]) + b"\n"
-    sniff_qp = email.quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)
-    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
-        return "base64", "".join(binascii.b2a_base64(body[i:i + _MAX_LINE // 4 * 3]).decode("ascii")
-                                 for i in range(0, len(body), _MAX_LINE // 4 * 3))
-    if len(lines) <= 10:
-        return "quoted-printable", sniff_qp
     return "quoted-printable", email.quoprimime.body_encode(body.decode("latin-1"), _MAX_LINE)
 
 

@@ -1,0 +1,48 @@
+"""The development outbox: one readable .eml per idempotency key, parsed back to what was sent."""
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+
+from services.mail import Message, OutboxMailer
+
+TOKEN = "yTF_Od6Z-1yz3z2UuGrbe4yMJFyO-2SFNG8Z1NbXRYo"
+TEXT = (f"Hello Zoë,\n\nOpen http://127.0.0.1:8000/verify-email?token={TOKEN} to confirm.\n\n"
+        f"token={TOKEN}\n")
+
+
+def test_the_file_reads_like_the_message_so_the_readme_can_grep_the_token(tmp_path):
+    mailer = OutboxMailer(tmp_path, "Hearth <no-reply@hearth.local>")
+    name = mailer.send(Message(to="zoe@example.com", subject="Confirm your email", text=TEXT,
+                               html=f'<a href="http://127.0.0.1:8000/verify-email?token={TOKEN}">Confirm</a>',
+                               headers=(("List-Unsubscribe", "<http://127.0.0.1:8000/v1/unsubscribe?token=t>"),)),
+                       idempotency_key="job:42:email")
+    raw = (tmp_path / name).read_bytes()
+    # What the README does: grep '^token=' and cut at the first '='.
+    assert re.findall(rb"^token=(.*)$", raw, re.M) == [TOKEN.encode()]
+    assert f"verify-email?token={TOKEN} to confirm".encode() in raw  # no soft line breaks, no =3D
+
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert (parsed["To"], parsed["Subject"], parsed["X-Hearth-Idempotency-Key"]) == (
+        "zoe@example.com", "Confirm your email", "job:42:email")
+    assert parsed["List-Unsubscribe"] == "<http://127.0.0.1:8000/v1/unsubscribe?token=t>"
+    assert parsed.get_body(("plain",)).get_content() == TEXT
+    assert TOKEN in parsed.get_body(("html",)).get_content()
+
+
+def test_a_second_send_with_the_same_key_changes_nothing(tmp_path):
+    mailer = OutboxMailer(tmp_path, "Hearth <no-reply@hearth.local>")
+    first = mailer.send(Message(to="a@example.com", subject="One", text="first\n"), idempotency_key="k")
+    before = (tmp_path / first).read_bytes()
+    assert mailer.send(Message(to="a@example.com", subject="Two", text="second\n"), idempotency_key="k") == first
+    assert (tmp_path / first).read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_line_too_long_for_smtp_is_encoded_and_still_parses_back(tmp_path):
+    long_line = "x" * 2000 + "\n"
+    name = OutboxMailer(tmp_path, "h@example.com").send(Message(to="a@example.com", subject="Long", text=long_line),
+                                                       idempotency_key="long")
+    raw = (tmp_path / name).read_bytes()
+    assert b"Content-Transfer-Encoding: quoted-printable" in raw and max(map(len, raw.splitlines())) <= 998
+    assert email.message_from_bytes(raw, policy=email.policy.default).get_content() == long_line
