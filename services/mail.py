@@ -91,7 +91,9 @@ _PRINTABLE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 
 
 def _header(name: str, value: str) -> str:
-    unchanged = (len(name) + 2 + len(value) <= _MAX_LINE and _PRINTABLE.fullmatch(value) is not None
+    # Printable ASCII goes as written, up to SMTP's line limit: folding a URL header (List-Unsubscribe)
+    # the policy's way would turn it into encoded words, which mail clients do not read there.
+    unchanged = (len(name) + 2 + len(value) <= _SMTP_MAX_LINE and _PRINTABLE.fullmatch(value) is not None
                  and "=?" not in value  # what reads as an encoded word is decoded by the policy
                  and (name.lower() not in _ADDRESS_HEADERS or _BARE_ADDRESS.fullmatch(value) is not None))
     return f"{name}: {value}\n" if unchanged else _POLICY.header_store_parse(name, value)[1].fold(policy=_POLICY)

@@ -46,3 +46,12 @@ def test_a_line_too_long_for_smtp_is_encoded_and_still_parses_back(tmp_path):
     raw = (tmp_path / name).read_bytes()
     assert b"Content-Transfer-Encoding: quoted-printable" in raw and max(map(len, raw.splitlines())) <= 998
     assert email.message_from_bytes(raw, policy=email.policy.default).get_content() == long_line
+
+
+def test_a_long_url_header_is_written_as_is_not_as_encoded_words(tmp_path):
+    url = "<http://127.0.0.1:8000/v1/unsubscribe?token=" + "k" * 120 + ">"
+    name = OutboxMailer(tmp_path, "h@example.com").send(
+        Message(to="a@example.com", subject="Hi", text="hi\n", headers=(("List-Unsubscribe", url),)),
+        idempotency_key="unsub")
+    raw = (tmp_path / name).read_bytes()
+    assert f"List-Unsubscribe: {url}\n".encode() in raw and b"=?utf-8?" not in raw
