@@ -73,6 +73,9 @@ class Settings:
 
     rate_limit_default: str = "300/minute"
     rate_limit_auth: str = "20/minute"
+    # Messages to a listing's people through POST /v1/conversations, per user: first contact is where
+    # spam starts. Replies in a conversation count against the default bucket.
+    rate_limit_contact: str = "30/hour"
     login_lockout_threshold: int = 5
     login_ip_lockout_threshold: int = 30
 
@@ -217,7 +220,7 @@ class Settings:
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
         problems.extend(self._job_and_relay_problems())
-        for name in ("rate_limit_default", "rate_limit_auth"):
+        for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):
             try:
                 parse_rate(getattr(self, name))
             except ValueError as exc:

@@ -67,7 +67,8 @@ def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time
         lockout=LoginLockout(client, settings.redis_prefix, account_threshold=settings.login_lockout_threshold,
                              ip_threshold=settings.login_ip_lockout_threshold),
         jobs=jobs,
-        rates={"default": parse_rate(settings.rate_limit_default), "auth": parse_rate(settings.rate_limit_auth)},
+        rates={"default": parse_rate(settings.rate_limit_default), "auth": parse_rate(settings.rate_limit_auth),
+               "contact": parse_rate(settings.rate_limit_contact)},
         clock=clock,
     )
 

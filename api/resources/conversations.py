@@ -101,13 +101,15 @@ class Conversations:
         resp.media = {"items": messages.conversation_views(rows, user_id), "next_cursor": next_cursor}
 
     @operation("Message a listing's people", body=ConversationStart, response=ConversationStarted, status=201,
-               permission="messages:write", errors=(403, 404, 422), tags=TAGS,
+               permission="messages:write", rate="contact", errors=(403, 404, 422, 429), tags=TAGS,
                description="Starts your conversation about a listing you can see (404 otherwise) with its owner "
                            "and its agent, and posts the first message: 201 with `Location`. You have one "
                            "conversation per listing: when it exists, the message is added to it (200). The "
                            "listing's own people cannot start one (422). 403 `blocked` when you blocked one of "
                            "them or one of them blocked you. A repeated `client_id` returns the message it "
-                           "posted the first time (200) and posts nothing.")
+                           "posted the first time (200) and posts nothing. Limited per user "
+                           "(`RATE_LIMIT_CONTACT`, 30 an hour by default; 429 with `Retry-After`): replies in a "
+                           "conversation go through `POST /v1/conversations/{id}/messages`.")
     def on_post(self, req, resp):
         body: ConversationStart = req.context.body
         principal = req.context.principal

@@ -9,9 +9,11 @@ from falcon import testing
 
 from api.app import build_services, create_app
 from api.ratelimit import HOT_CLIENT_NAME
+from models.conversations import Conversation, Message
 from tests.api.conftest import assert_problem
+from tests.api.test_conversations import make_listing
 from tests.conftest import make_settings
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_user
 
 AUTH_LIMIT = 3
 # A frozen clock 10 s into a minute: the fixed window cannot roll over mid-test.
@@ -134,3 +136,29 @@ def test_counting_survives_a_flushed_script_cache_and_a_dropped_connection(clien
     after = client.simulate_get("/v1/me", headers=headers)
     assert after.status_code == 200
     assert int(after.headers["RateLimit-Remaining"]) < 3
+
+
+def test_messaging_listings_has_its_own_hourly_bucket_and_a_refused_one_writes_nothing(database, tmp_path,
+                                                                                         redis_prefix, redis, jobs,
+                                                                                         runtime):
+    settings = make_settings(database, tmp_path, redis_prefix=redis_prefix, rate_limit_contact="2/hour")
+    client = testing.TestClient(create_app(settings, services=build_services(settings, redis=redis, jobs=jobs),
+                                           init_db=False))
+    buyer, seller = make_user(), make_user(role="seller")
+    resp = client.simulate_post("/v1/auth/login", json={"email": buyer.email, "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {resp.json['access_token']}"}
+    homes = [make_listing(seller, address=f"{n} Elm Street") for n in range(3)]
+    for home in homes[:2]:
+        resp = client.simulate_post("/v1/conversations", headers=headers,
+                                    json={"property_id": str(home.id), "body": "Is it still available?"})
+        assert resp.status_code == 201 and resp.headers["ratelimit-limit"] == "2"
+    limited = client.simulate_post("/v1/conversations", headers=headers,
+                                   json={"property_id": str(homes[2].id), "body": "And this one?"})
+    assert_problem(limited, 429)
+    assert int(limited.headers["retry-after"]) > 60  # an hourly window
+    assert Conversation.select().count() == 2 and Message.select().count() == 2
+    # Replies are not first contact: they still go through.
+    conversation = Conversation.get(Conversation.property == homes[0].id)
+    reply = client.simulate_post(f"/v1/conversations/{conversation.id}/messages", headers=headers,
+                                 json={"body": "Saturday works"})
+    assert reply.status_code == 201
