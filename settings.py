@@ -148,6 +148,9 @@ class Settings:
     sendgrid_webhook_public_key: str = field(default="", repr=False)
     # Seconds a phone verification code is valid.
     phone_code_ttl: int = 600
+    # Seconds an email or text about a new message waits first: one the recipient reads in the app
+    # meanwhile (they were online) is never sent.
+    message_notification_delay: int = 120
 
     @property
     def production(self) -> bool:
@@ -243,6 +246,8 @@ class Settings:
                                                  and self.twilio_from):
             problems.append("TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are required with "
                             "SMS_BACKEND=twilio")
+        if not 0 <= self.message_notification_delay <= 3600:
+            problems.append("MESSAGE_NOTIFICATION_DELAY must be between 0 and 3600 seconds")
         if not 60 <= self.phone_code_ttl <= 3600:
             problems.append("PHONE_CODE_TTL must be between 60 seconds and an hour")
         if not 1 <= self.clamd_timeout <= 600:

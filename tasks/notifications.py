@@ -45,6 +45,8 @@ from tasks import sending
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.notifications")
+# Types whose email and text wait ``MESSAGE_NOTIFICATION_DELAY`` seconds first (see ``_decide``).
+_DELAYED = frozenset({"message.received"})
 Delivery = NotificationDelivery
 BATCH = 500
 DIGEST_OVERDUE = datetime.timedelta(hours=25)
@@ -150,6 +152,11 @@ def _decide(notification: Notification, user: User, prefs: Preferences, known: d
     ch = sending.channels(prefs, notification.type)
     now = utcnow()
     quiet_until = prefs.quiet_until(now)
+    delay = runtime().settings.message_notification_delay if notification.type in _DELAYED else 0
+    if delay:
+        # Wait a little before emailing or texting about a message: read in the app meanwhile
+        # (the recipient was online), it is withheld when released (``sending.withheld``).
+        quiet_until = max(quiet_until or now, now + datetime.timedelta(seconds=delay))
     rows = []
     if ch["email"] and user.email_verified_at:
         row = {"status": "pending", "recipient": user.email}

@@ -78,6 +78,8 @@ def make_settings(database_url: str, var_dir: pathlib.Path, **overrides) -> Sett
         "REDIS_URL": REDIS_URL,
         "HEARTH_VAR_DIR": str(var_dir),
         "PUBLIC_URL": "http://hearth.test",
+        # Message emails and texts go out at once unless a test asks for the delay.
+        "MESSAGE_NOTIFICATION_DELAY": "0",
     }
     return Settings.from_env(environ, **overrides)
 

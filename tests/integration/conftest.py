@@ -37,6 +37,7 @@ def live_env(tmp_path):
         "REDIS_PREFIX": prefix,
         "HEARTH_VAR_DIR": str(tmp_path / "var"),
         "PUBLIC_URL": "http://hearth.test",
+        "MESSAGE_NOTIFICATION_DELAY": "0",
     }
     yield env
     broker.flushdb()

@@ -6,6 +6,7 @@ the assertions are on what the providers received.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import html
 import re
@@ -348,3 +349,54 @@ def test_what_waited_out_quiet_hours_is_not_sent_if_it_was_read_in_the_app_meanw
     assert {c: (r.status, r.error) for c, r in _deliveries(notification).items()} == {
         "email": ("suppressed", "already read in the app"), "sms": ("suppressed", "already read in the app")}
     assert providers.emails() == [] and providers.texts() == []
+
+
+def _with_message_delay(runtime, seconds: int) -> None:
+    runtime.settings = dataclasses.replace(runtime.settings, message_notification_delay=seconds)
+
+
+def test_a_message_email_and_text_wait_and_are_not_sent_if_the_message_is_read_meanwhile(provider_runtime,
+                                                                                         providers, queue):
+    _with_message_delay(provider_runtime, 120)
+    reader, away = _user(phone=PHONE), _user(phone="+15557654322")
+    for user in (reader, away):
+        _prefs(user, {"message.received": {"sms": True}})
+    read, read_job = _message_notification(reader)
+    unread, unread_job = _message_notification(away)
+    before = utcnow()
+    fan_out(str(read_job.id))
+    fan_out(str(unread_job.id))
+    for notification in (read, unread):
+        rows = _deliveries(notification)
+        assert {c: r.status for c, r in rows.items()} == {"email": "scheduled", "sms": "scheduled"}
+        assert all(before + datetime.timedelta(seconds=119) < r.not_before < utcnow() + datetime.timedelta(seconds=121)
+                   for r in rows.values())
+    # The app is told at once.
+    assert [e["type"] for e in _events(provider_runtime, reader)] == ["notification.created"]
+
+    # The reader opens the conversation in the app; two minutes later the delay is over.
+    Notification.update(read_at=utcnow()).where(Notification.id == read.id).execute()
+    NotificationDelivery.update(not_before=utcnow()).execute()
+    assert release_scheduled()["released"] == 4
+    queue.run_pending()
+
+    assert {c: r.status for c, r in _deliveries(read).items()} == {"email": "suppressed", "sms": "suppressed"}
+    assert {c: r.status for c, r in _deliveries(unread).items()} == {"email": "sent", "sms": "sent"}
+    assert [e.to for e in providers.emails()] == [[away.email]]
+    assert [t.to for t in providers.texts()] == ["+15557654322"]
+
+
+def test_the_message_delay_does_not_shorten_quiet_hours_nor_touch_other_types(provider_runtime, providers, queue):
+    _with_message_delay(provider_runtime, 120)
+    night = _user()
+    quiet_end = _quiet_now(night)
+    message, job = _message_notification(night)
+    fan_out(str(job.id))
+    assert _deliveries(message)["email"].not_before == quiet_end
+
+    other = _user()
+    _prefs(other, {"saved_search.price_drop": {"email": True}})
+    drop = notify(other.id, "saved_search.price_drop", title="Price drop", body="Now $400,000", data={})
+    fan_out(str(drop.id))
+    [email] = providers.emails()
+    assert email.to == [other.email]
