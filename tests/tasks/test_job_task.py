@@ -116,10 +116,12 @@ def test_an_effect_that_fails_leaves_no_record_and_none_of_its_writes():
 
 def test_transient_errors_are_retried_with_backoff_then_fail_clearly(runtime, bus, queue):
     job = _job("testing.always_transient", max_attempts=3)
+    before = utcnow()
     always_transient(str(job.id))
     row = Job.get_by_id(job.id)
     assert (row.status, row.attempts) == ("queued", 1)
-    assert utcnow() <= row.run_after <= utcnow() + datetime.timedelta(seconds=4.5)
+    # Full jitter: anywhere from now (a delay near zero) to the first backoff cap (4 s).
+    assert before <= row.run_after <= utcnow() + datetime.timedelta(seconds=4.5)
     assert row.error["detail"] == "Transient"
     assert queue.submitted == [str(job.id)]
 
