@@ -98,16 +98,6 @@ def participates(conversation_id, *user_ids) -> bool:
     return found == len(wanted)
 
 
-def blocked_between(user_id, others) -> bool:
-    """Whether ``user_id`` blocked any of ``others``, or any of them blocked ``user_id``."""
-    others = list({str(other) for other in others} - {str(user_id)})
-    if not others:
-        return False
-    return UserBlock.select().where(
-        ((UserBlock.blocker == user_id) & UserBlock.blocked.in_(others))
-        | ((UserBlock.blocked == user_id) & UserBlock.blocker.in_(others))).exists()
-
-
 def block(blocker_id, blocked_id) -> None:
     """Idempotent: blocking someone already blocked keeps the first block (and its time)."""
     UserBlock.insert(blocker=blocker_id, blocked=blocked_id).on_conflict_ignore().execute()
@@ -148,5 +138,5 @@ def resolve_report(report_id, *, status: str, resolution: str | None, admin_id) 
 
 
 __all__ = ["Conversation", "ConversationParticipant", "Message", "UserBlock", "UserReport", "MAX_BODY",
-           "MAX_ATTACHMENTS", "REPORT_REASONS", "REPORT_STATUSES", "participates", "blocked_between", "block",
+           "MAX_ATTACHMENTS", "REPORT_REASONS", "REPORT_STATUSES", "participates", "block",
            "unblock", "file_report", "resolve_report"]

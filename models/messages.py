@@ -1,7 +1,7 @@
 """Messages in conversations: starting one, posting, read positions, pages, and the views the API shows.
 
-Every message goes through ``post_message`` (or ``post_to``, which also checks that
-the sender takes part, in the same query). In the caller's transaction it
+Every message goes through ``post_message``, which also checks that the
+sender takes part, in the same query. In the caller's transaction it
 inserts the message (a repeated ``client_id`` of the same sender returns the
 original and writes nothing), moves the conversation's last message and the
 sender's own read position, and raises one ``message.received`` notification
@@ -22,7 +22,7 @@ from models.base import utcnow
 from models.conversations import Conversation, ConversationParticipant, Message
 from models.db import db
 from models.jobs import Job
-from models.notifications import Notification, notify
+from models.notifications import notify
 from models.properties import Property
 from models.uploads import Upload
 
@@ -135,34 +135,41 @@ SELECT p.user_id, p.last_read_message_id,
 FROM conversation_participants p
 WHERE p.conversation_id = %(conversation)s
 """
-# The second writes it: the message (nothing when the same client_id, sent concurrently, committed
-# first), the conversation's last message (messages numbered by one sequence may commit out of order:
-# never backwards), the sender's own read position (forward only) and, when that moved, the sender's
-# message notifications it covers (as ``_advance_read`` does).
-_POST_WRITE = """
-WITH message AS (
+# The values both writes below are about: the conversation, the reader (the sender, when posting), the
+# time, and the notification type their read position settles.
+_ARGS = "args AS (SELECT %s::uuid AS conversation, %s::uuid AS reader, %s::timestamptz AS now, %s::text AS type)"
+# Moving the reader's position forward to ``message.id`` (never back) and marking read their
+# ``message.received`` notifications it now covers (a notification names the first message of its
+# unread streak): shared by the post (the sender has read what they wrote) and ``mark_read``.
+_ADVANCE_READ = """
+own_read AS (
+    UPDATE conversation_participants p SET last_read_message_id = message.id, last_read_at = args.now
+    FROM message, args
+    WHERE p.conversation_id = args.conversation AND p.user_id = args.reader AND p.last_read_message_id < message.id
+    RETURNING p.last_read_message_id AS id
+), own_notifications AS (
+    UPDATE notifications n SET read_at = args.now
+    FROM own_read, args
+    WHERE n.user_id = args.reader AND n.type = args.type AND n.read_at IS NULL
+      AND n.data->>'conversation_id' = args.conversation::text AND (n.data->>'message_id')::bigint <= own_read.id
+)
+"""
+# The second statement of a post writes it: the message (nothing when the same client_id, sent
+# concurrently, committed first), the conversation's last message (messages numbered by one sequence
+# may commit out of order: never backwards), and the sender's own read position.
+_POST_WRITE = "WITH " + _ARGS + """, message AS (
     INSERT INTO messages (conversation_id, sender_id, body, attachments, client_id, created_at)
-    VALUES (%s, %s, %s, %s::uuid[], %s, %s)
+    SELECT args.conversation, args.reader, %s, %s::uuid[], %s, args.now FROM args
     ON CONFLICT DO NOTHING
     RETURNING *
 ), last_message AS (
     UPDATE conversations c SET last_message_id = message.id, last_message_at = message.created_at
     FROM message
     WHERE c.id = message.conversation_id AND (c.last_message_id IS NULL OR c.last_message_id < message.id)
-), own_read AS (
-    UPDATE conversation_participants p SET last_read_message_id = message.id, last_read_at = message.created_at
-    FROM message
-    WHERE p.conversation_id = message.conversation_id AND p.user_id = message.sender_id
-      AND p.last_read_message_id < message.id
-    RETURNING message.id
-), own_notifications AS (
-    UPDATE notifications n SET read_at = %s
-    FROM own_read
-    WHERE n.user_id = %s AND n.type = %s AND n.read_at IS NULL
-      AND n.data->>'conversation_id' = %s AND (n.data->>'message_id')::bigint <= own_read.id
-)
-SELECT * FROM message
-"""
+), """ + _ADVANCE_READ + "SELECT * FROM message"
+# ``mark_read``: the same move, to a position given by id.
+_MARK_READ = "WITH " + _ARGS + ", message AS (SELECT %s::bigint AS id), " + _ADVANCE_READ + \
+    "SELECT count(*) FROM own_read"
 
 
 @dataclass
@@ -186,38 +193,20 @@ def _post_context(conversation_id, sender_id: str, client_id: str | None) -> _Po
                         [row[:3] for row in rows if row[0] != sender])
 
 
-def post_message(conversation: Conversation, sender_id, body: str, attachments=(), client_id: str | None = None
-                 ) -> Posted:
-    """Post ``body`` (already stripped) in ``conversation`` as ``sender_id``, a participant.
+def post_message(conversation_id, sender_id, body: str, attachments=(), client_id: str | None = None
+                 ) -> Posted | None:
+    """Post ``body`` (already stripped) in the conversation as ``sender_id``.
 
-    Raises ``Blocked`` or ``InvalidAttachments``. A repeated ``client_id`` of
-    the same sender returns the original message (``created`` False) before
-    anything else is checked, and writes nothing.
-    """
-    sender_id = str(sender_id)
-    context = _post_context(conversation.id, sender_id, client_id)
-    posted = _post(conversation.id, context, sender_id, body, attachments, client_id)
-    if posted.created:
-        conversation.last_message_id, conversation.last_message_at = posted.message.id, posted.message.created_at
-    return posted
-
-
-def post_to(conversation_id, sender_id, body: str, attachments=(), client_id: str | None = None) -> Posted | None:
-    """``post_message`` for a conversation known by id; None, with nothing written, unless the sender takes part.
-
-    The participation check and everything the post needs to know come from one query.
+    None, with nothing written, unless the sender takes part (checked in the
+    same query that reads what the post needs). Raises ``Blocked`` or
+    ``InvalidAttachments``. A repeated ``client_id`` of the same sender
+    returns the original message (``created`` False) before anything else is
+    checked, and writes nothing.
     """
     sender_id = str(sender_id)
     context = _post_context(conversation_id, sender_id, client_id)
     if context is None or not context.takes_part:
         return None
-    return _post(conversation_id, context, sender_id, body, attachments, client_id)
-
-
-def _post(conversation_id, context: _PostContext | None, sender_id: str, body: str, attachments,
-          client_id: str | None) -> Posted:
-    if context is None:  # the conversation is gone: the insert's foreign key answers as it always did
-        context = _PostContext(False, None, None, None, [])
     if context.original_id is not None:
         return Posted(_by_client_id(conversation_id, sender_id, client_id), False)
     if any(blocked for _, _, blocked in context.others):
@@ -226,9 +215,8 @@ def _post(conversation_id, context: _PostContext | None, sender_id: str, body: s
     errors = attachment_errors(sender_id, attachments)
     if errors:
         raise InvalidAttachments(errors)
-    now = utcnow()
-    rows = list(Message.raw(_POST_WRITE, conversation_id, sender_id, body, [str(a) for a in attachments],
-                            client_id, now, now, sender_id, NOTIFICATION_TYPE, str(conversation_id)))
+    rows = list(Message.raw(_POST_WRITE, str(conversation_id), sender_id, utcnow(), NOTIFICATION_TYPE, body,
+                            [str(a) for a in attachments], client_id))
     if not rows:  # the same client_id, sent concurrently, committed first
         return Posted(_by_client_id(conversation_id, sender_id, client_id), False)
     message = rows[0]
@@ -249,23 +237,6 @@ def _by_client_id(conversation_id, sender_id, client_id) -> Message | None:
                                & (Message.client_id == client_id))
 
 
-def _advance_read(conversation_id, user_id, message_id: int, now) -> bool:
-    """Move a read position forward to ``message_id`` (never back) and settle the notifications it covers."""
-    moved = (ConversationParticipant.update(last_read_message_id=message_id, last_read_at=now)
-             .where((ConversationParticipant.conversation == conversation_id)
-                    & (ConversationParticipant.user == user_id)
-                    & (ConversationParticipant.last_read_message_id < message_id)).execute())
-    if moved:
-        # A message.received notification names the first message of its unread streak.
-        (Notification.update(read_at=now)
-         .where((Notification.user == user_id) & (Notification.type == NOTIFICATION_TYPE)
-                & Notification.read_at.is_null()
-                & SQL("data->>'conversation_id' = %s", (str(conversation_id),))
-                & SQL("(data->>'message_id')::bigint <= %s", (message_id,)))
-         .execute())
-    return bool(moved)
-
-
 @dataclass
 class ReadState:
     last_read_message_id: int
@@ -277,7 +248,8 @@ def mark_read(conversation: Conversation, user_id, message_id: int | None = None
     """Move ``user_id``'s read position forward: to ``message_id`` capped at the last message, or to the last."""
     last = Conversation.select(Conversation.last_message_id).where(Conversation.id == conversation.id).scalar() or 0
     target = last if message_id is None else min(message_id, last)
-    moved = _advance_read(conversation.id, user_id, target, utcnow()) if target else False
+    moved = bool(target) and db.execute_sql(_MARK_READ, (str(conversation.id), str(user_id), utcnow(),
+                                                         NOTIFICATION_TYPE, target)).fetchone()[0] > 0
     position = (ConversationParticipant.select(ConversationParticipant.last_read_message_id)
                 .where((ConversationParticipant.conversation == conversation.id)
                        & (ConversationParticipant.user == user_id)).scalar())
@@ -410,5 +382,5 @@ def attachment_shared_with(upload_id, user_id) -> bool:
 
 __all__ = ["ATTACHABLE_PURPOSES", "MessagingError", "OwnListing", "Blocked", "InvalidAttachments", "Posted",
            "ReadState", "listing_people", "open_conversation", "find_for", "attachment_errors", "post_message",
-           "post_to", "mark_read", "unread_counts", "message_page", "messages_around", "message_view",
+           "mark_read", "unread_counts", "message_page", "messages_around", "message_view",
            "my_conversations", "conversation_views", "attachment_shared_with"]

@@ -117,7 +117,7 @@ class Conversations:
         try:
             with db.atomic():
                 conversation, created = messages.open_conversation(listing, principal.user_id)
-                posted = messages.post_message(conversation, principal.user_id, body.body.strip(),
+                posted = messages.post_message(conversation.id, principal.user_id, body.body.strip(),
                                                body.attachments, body.client_id)
         except messages.MessagingError as exc:
             raise _refused(exc) from None
@@ -159,8 +159,8 @@ class Conversations:
         try:
             with db.atomic():
                 # The participation check is part of the post's first query (404 below when it fails).
-                posted = messages.post_to(conversation_id, principal.user_id, body.body.strip(), body.attachments,
-                                          body.client_id)
+                posted = messages.post_message(conversation_id, principal.user_id, body.body.strip(),
+                                               body.attachments, body.client_id)
         except messages.MessagingError as exc:
             raise _refused(exc) from None
         if posted is None:

@@ -188,6 +188,10 @@ def test_one_notification_per_unread_streak(client, people, jobs):
     assert len(unread) == 1 and unread[0].body == "Any news?"
     assert Job.select().where(Job.kind == "notifications.fan_out").count() == 2
 
+    # Replying reads what came before: the owner's notification of that streak is read too.
+    assert post(client, owner_h, conversation, "Sorry, on it").status_code == 201
+    assert Notification.get_by_id(unread[0].id).read_at is not None
+
 
 def test_a_clean_attachment_reaches_the_other_participant_only(client, jobs, people, auth_headers):
     owner, buyer, owner_h, buyer_h = people
