@@ -34,7 +34,6 @@ from bench import Row, Run, benchmark, jobs, servers, stack
 
 BIN = pathlib.Path(sys.executable).parent
 QUEUES = "default,notify"
-FAN_OUT_KIND = "notifications.fan_out"
 NOOP_KIND = jobs._JobRef.kind
 
 
@@ -56,6 +55,7 @@ def _measure(run, hearth, directory, broker_db, count, sms_every) -> list[Row]:
     from celery import Celery
 
     import celeryconfig
+    from models.notifications import FAN_OUT_KIND
     from services.jobqueue import CeleryJobQueue
     from settings import Settings
 

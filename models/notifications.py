@@ -242,7 +242,14 @@ INSERT INTO jobs (id, kind, queue, status, progress_pct, input, attempts, max_at
 SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM notification
 RETURNING jobs.*
 """
-_FAN_OUT_KIND = "notifications.fan_out"
+# The fan-out job of a notification (``tasks.notifications.fan_out``).
+FAN_OUT_KIND, FAN_OUT_QUEUE, FAN_OUT_MAX_ATTEMPTS = "notifications.fan_out", "notify", 8
+
+
+def fan_out_job(notification_id) -> Job:
+    """Another fan-out job for a notification (``notify`` writes the first one with the notification)."""
+    return Job.create(kind=FAN_OUT_KIND, queue=FAN_OUT_QUEUE, input={"notification_id": str(notification_id)},
+                      max_attempts=FAN_OUT_MAX_ATTEMPTS)
 
 
 def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = None,
@@ -258,11 +265,11 @@ def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = No
     job_input = {"notification_id": str(notification_id)}
     rows = list(Job.raw(_NOTIFY, notification_id, user_id, type_, title[:200], body[:2000],
                         Notification.data.db_value(data or {}), dedupe_key, now,
-                        uuid.uuid4(), _FAN_OUT_KIND, "notify", "queued", 0, Job.input.db_value(job_input), 0, 8,
-                        now, now))
+                        uuid.uuid4(), FAN_OUT_KIND, FAN_OUT_QUEUE, "queued", 0, Job.input.db_value(job_input), 0,
+                        FAN_OUT_MAX_ATTEMPTS, now, now))
     return rows[0] if rows else None
 
 
 __all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "PhoneVerification",
            "EmailSuppression", "ProviderEvent", "TYPES", "CHANNELS", "DIGEST_MODES", "DELIVERY_STATUSES",
-           "delivery_key", "notify", "Preferences", "merged_types", "unsubscribe_token", "read_unsubscribe_token"]
+           "delivery_key", "notify", "fan_out_job", "FAN_OUT_KIND", "Preferences", "merged_types", "unsubscribe_token", "read_unsubscribe_token"]

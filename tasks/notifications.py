@@ -37,7 +37,8 @@ from models.accounts import User
 from models.base import utcnow
 from models.db import connection, db
 from models.jobs import Job
-from models.notifications import Notification, NotificationDelivery, Preferences, delivery_key, merged_types
+from models.notifications import (Notification, NotificationDelivery, Preferences, delivery_key,
+                                  fan_out_job, merged_types)
 from services.notification_templates import digest_email, notification_email, notification_sms
 from tasks.app import app
 from tasks.base import JobContext, Transient, job_queue, job_task
@@ -50,7 +51,7 @@ _DELAYED = frozenset({"message.received"})
 Delivery = NotificationDelivery
 BATCH = 500
 DIGEST_OVERDUE = datetime.timedelta(hours=25)
-FAN_OUT_KIND, DIGEST_KIND = "notifications.fan_out", "notifications.send_digest"
+DIGEST_KIND = "notifications.send_digest"
 # Digest rows whose email went (or may have gone) out: their digest key is used up.
 _DIGEST_USED = ("sending", "sent", "delivered", "failed", "bounced", "unknown")
 
@@ -226,8 +227,7 @@ def _withhold_all(notification_id, reason: str) -> None:
      .where((Delivery.notification == notification_id) & Delivery.status.in_(["pending", "scheduled"])).execute())
 
 
-# --- at-most-once sending --------------------------------------------------------------------
-
+# --- sending this notification's pending deliveries ------------------------------------------
 
 def _sender(delivery: Delivery, notification: Notification, settings):
     """The provider call for one delivery, with its idempotency key."""
@@ -272,11 +272,6 @@ def _send_pending(ctx: JobContext, notification: Notification, prefs: Preference
 
 # --- quiet hours -------------------------------------------------------------------------------
 
-def _new_fan_out(notification_id) -> Job:
-    return Job.create(kind=FAN_OUT_KIND, queue="notify", input={"notification_id": str(notification_id)},
-                      max_attempts=8)
-
-
 @app.task(name="tasks.notifications.release_scheduled", acks_late=True, ignore_result=True)
 def release_scheduled() -> dict:
     """Deliveries held for quiet hours whose time has come → ``pending``, with a fan-out job per notification."""
@@ -289,7 +284,7 @@ def release_scheduled() -> dict:
                             .where(Delivery.id.in_(due) & (Delivery.status == "scheduled"))
                             .returning(Delivery.notification).execute())
             notification_ids = sorted({str(row.notification_id) for row in released})
-            jobs = [_new_fan_out(notification_id) for notification_id in notification_ids]
+            jobs = [fan_out_job(notification_id) for notification_id in notification_ids]
     queue = job_queue()
     for job in jobs:
         queue.submit(job)
@@ -388,5 +383,5 @@ def send_digest(ctx: JobContext) -> dict:
             "notifications": len(ids)}
 
 
-__all__ = ["fan_out", "release_scheduled", "send_digests", "send_digest", "digest_key", "FAN_OUT_KIND",
+__all__ = ["fan_out", "release_scheduled", "send_digests", "send_digest", "digest_key",
            "DIGEST_KIND"]
