@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import datetime
 import http.client
 import itertools
@@ -34,7 +33,6 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -320,26 +318,8 @@ class _Client(relay._ClientProcess):
         return json.loads(relay._readline(self.popen, 120))
 
 
-@contextlib.contextmanager
 def _client(directory: pathlib.Path, config: dict):
-    path = directory / "client.json"
-    path.write_text(json.dumps(config))
-    with open(directory / "client.log", "ab") as err:
-        popen = subprocess.Popen([sys.executable, "-m", "bench.messaging", "client", str(path)], cwd=ROOT,
-                                 env=servers.environment({}), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=err, text=True)
-    try:
-        client = _Client(popen)
-        client.wait_ready(180)
-        yield client
-    finally:
-        if popen.poll() is None:
-            popen.terminate()
-            try:
-                popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait()
+    return relay.client_process("bench.messaging", directory, "client", config, _Client)
 
 
 class _Received(relay._Stats):

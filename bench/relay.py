@@ -229,16 +229,19 @@ def _readline(popen, timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def _client(directory: pathlib.Path, config: dict, run: Run):
-    path = directory / f"client-{config['mode']}.json"
+def client_process(module: str, directory: pathlib.Path, name: str, config: dict, kind=None):
+    """A load-generating client (``python -m <module> client <config>``), ready; stopped afterwards.
+
+    ``kind``: the ``_ClientProcess`` subclass that talks to it.
+    """
+    path = directory / f"{name}.json"
     path.write_text(json.dumps(config))
-    err = open(directory / f"client-{config['mode']}.log", "ab")
-    popen = subprocess.Popen([sys.executable, "-m", "bench.relay", "client", str(path)], cwd=ROOT,
-                             env=servers.environment({}), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=err, text=True)
-    err.close()
+    with open(directory / f"{name}.log", "ab") as err:
+        popen = subprocess.Popen([sys.executable, "-m", module, "client", str(path)], cwd=ROOT,
+                                 env=servers.environment({}), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=err, text=True)
     try:
-        client = _ClientProcess(popen)
+        client = (kind or _ClientProcess)(popen)
         client.wait_ready(180)
         yield client
     finally:
@@ -249,6 +252,10 @@ def _client(directory: pathlib.Path, config: dict, run: Run):
             except subprocess.TimeoutExpired:
                 popen.kill()
                 popen.wait()
+
+
+def _client(directory: pathlib.Path, config: dict, run: Run):
+    return client_process("bench.relay", directory, f"client-{config['mode']}", config)
 
 
 # --- the client process ---------------------------------------------------------------------
