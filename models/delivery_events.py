@@ -10,6 +10,7 @@ touched. Call these inside a transaction.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -39,17 +40,15 @@ class Effect:
 
 # --- SendGrid -----------------------------------------------------------------------------
 
+_SENDGRID_PROGRESS = {"processed": 1, "deferred": 2, "delivered": 3, "bounce": 4, "blocked": 4, "dropped": 4}
 # Bounces and drops carry their reason: see sendgrid_effect. Opens, clicks and unknown
 # events are recorded only (they settle an 'unknown' delivery: the message was sent).
 _SENDGRID = {
-    "processed": Effect(progress=1),
-    "deferred": Effect(progress=2),
-    "delivered": Effect(status="delivered", progress=3),
+    "delivered": Effect(status="delivered"),
     "spamreport": Effect(suppress="spamreport"),
     "unsubscribe": Effect(suppress="unsubscribe"),
     "group_unsubscribe": Effect(suppress="unsubscribe"),
 }
-_SENDGRID_PROGRESS = {"processed": 1, "deferred": 2, "delivered": 3, "bounce": 4, "blocked": 4, "dropped": 4}
 
 
 def _dropped_suppression(reason: str) -> str | None:
@@ -65,15 +64,16 @@ def _dropped_suppression(reason: str) -> str | None:
 def sendgrid_effect(event: dict) -> Effect:
     name = _text(event.get("event"))
     reason = _text(event.get("reason"))[:500]
+    progress = _SENDGRID_PROGRESS.get(name)
     if name == "dropped":
-        return Effect(status="failed", progress=4, suppress=_dropped_suppression(reason),
+        return Effect(status="failed", progress=progress, suppress=_dropped_suppression(reason),
                       error=f"SendGrid dropped the message: {reason or 'no reason given'}")
     if name in ("bounce", "blocked"):
         kind = _text(event.get("type")) or name
         detail = " ".join(part for part in (_text(event.get("status")), reason) if part)
-        return Effect(status="bounced", progress=4, suppress="bounce",
+        return Effect(status="bounced", progress=progress, suppress="bounce",
                       error=f"SendGrid {kind}: {detail or 'no reason given'}"[:1000])
-    return _SENDGRID.get(name, Effect())
+    return dataclasses.replace(_SENDGRID.get(name, Effect()), progress=progress)
 
 
 def sendgrid_event_key(event: dict) -> str:
