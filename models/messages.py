@@ -59,14 +59,6 @@ class Posted:
     jobs: list[Job] = field(default_factory=list)
 
 
-def listing_people(listing: Property) -> list[tuple[str, str]]:
-    """``[(user_id, role)]``: the owner, and the agent when there is one other than the owner."""
-    people = [(str(listing.owner_id), "owner")]
-    if listing.list_agent_id is not None and str(listing.list_agent_id) != str(listing.owner_id):
-        people.append((str(listing.list_agent_id), "agent"))
-    return people
-
-
 def open_conversation(listing: Property, buyer_id) -> tuple[Conversation, bool]:
     """The conversation of ``buyer_id`` about ``listing``, created with its participants if new.
 
@@ -75,7 +67,7 @@ def open_conversation(listing: Property, buyer_id) -> tuple[Conversation, bool]:
     (the unique index on (listing, buyer) decides).
     """
     buyer_id = str(buyer_id)
-    people = listing_people(listing)
+    people = listing.people()
     if buyer_id in {user_id for user_id, _ in people}:
         raise OwnListing()
     inserted = list(Conversation.insert(property=listing.id, buyer=buyer_id, created_at=utcnow())
@@ -381,6 +373,6 @@ def attachment_shared_with(upload_id, user_id) -> bool:
 
 
 __all__ = ["ATTACHABLE_PURPOSES", "MessagingError", "OwnListing", "Blocked", "InvalidAttachments", "Posted",
-           "ReadState", "listing_people", "open_conversation", "find_for", "attachment_errors", "post_message",
+           "ReadState", "open_conversation", "find_for", "attachment_errors", "post_message",
            "mark_read", "unread_counts", "message_page", "messages_around", "message_view",
            "my_conversations", "conversation_views", "attachment_shared_with"]

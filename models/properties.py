@@ -134,6 +134,13 @@ class Property(UUIDModel):
     def etag(self) -> str:
         return f'"v{self.version}"'
 
+    def people(self) -> list[tuple[str, str]]:
+        """``[(user_id, role)]``: the owner, and the agent when there is one other than the owner."""
+        people = [(str(self.owner_id), "owner")]
+        if self.list_agent_id is not None and str(self.list_agent_id) != str(self.owner_id):
+            people.append((str(self.list_agent_id), "agent"))
+        return people
+
     def is_managed_by(self, principal) -> bool:
         """Owner, assigned agent or admin: who may see a draft and change the listing."""
         if principal is None:

@@ -250,8 +250,7 @@ def listing_people(property_ids) -> dict[str, set[str]]:
     """Each listing's owner and agent: nobody is alerted about their own listing."""
     rows = Property.select(Property.id, Property.owner, Property.list_agent).where(
         Property.id.in_(list(property_ids)))
-    return {str(row.id): {str(row.owner_id), *([str(row.list_agent_id)] if row.list_agent_id else [])}
-            for row in rows}
+    return {str(row.id): {user_id for user_id, _ in row.people()} for row in rows}
 
 
 def alerting_searches():
