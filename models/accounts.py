@@ -44,6 +44,11 @@ class User(UUIDModel):
         return email.strip().lower()
 
     @property
+    def has_verified_phone(self) -> bool:
+        """A number proved with a texted code: the only kind text messages go to."""
+        return bool(self.phone and self.phone_verified_at)
+
+    @property
     def is_banned(self) -> bool:
         return self.banned_at is not None
 

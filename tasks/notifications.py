@@ -169,7 +169,7 @@ def _decide(notification: Notification, user: User, prefs: Preferences, known: d
         elif quiet_until is not None:
             row.update(status="scheduled", not_before=quiet_until)
         rows.append(dict(row, channel="email"))
-    if ch["sms"] and user.phone and user.phone_verified_at:
+    if ch["sms"] and user.has_verified_phone:
         # Text messages are never digested: they are for what cannot wait (quiet hours still apply).
         row = {"status": "pending", "recipient": user.phone}
         if quiet_until is not None:

@@ -1,11 +1,12 @@
-"""In-app notifications, preferences, phone verification, unsubscribe links, and the operators' view of deliveries.
+"""In-app notifications, notification preferences, and unsubscribe links.
 
 The inbox lists notifications the fan-out put in the app (``in_app``); reading
 them is idempotent and announced on ``user:{id}`` (``notification.read``) so
-other open tabs update. A text message goes only to a number the user proved
-with a texted code (``PUT /v1/me/phone``, then ``POST /v1/me/phone/verify``).
-Unsubscribe links work without a login; opening one changes nothing, only the
-POST (RFC 8058 one-click) turns email off.
+other open tabs update. Text messages need a verified phone
+(``api/resources/phone.py``); operators see deliveries in
+``api/resources/notification_admin.py``. Unsubscribe links work without a
+login; opening one changes nothing, only the POST (RFC 8058 one-click) turns
+email off.
 """
 from __future__ import annotations
 
@@ -111,12 +112,12 @@ def _clock(value: datetime.time | None) -> str | None:
 
 def preferences_view(user_id) -> dict:
     prefs = Preferences.of(user_id)
-    phone = User.get_by_id(user_id)
+    user = User.get_by_id(user_id)
     quiet = None
     if prefs.quiet_start is not None and prefs.quiet_end is not None:
         quiet = {"start": _clock(prefs.quiet_start), "end": _clock(prefs.quiet_end)}
     return {"types": prefs.types, "quiet_hours": quiet, "timezone": prefs.timezone, "digest_hour": prefs.digest_hour,
-            "phone": {"number": phone.phone, "verified": bool(phone.phone and phone.phone_verified_at)}}
+            "phone": {"number": user.phone, "verified": user.has_verified_phone}}
 
 
 @functools.lru_cache(maxsize=1)
@@ -164,8 +165,7 @@ class MyNotificationPreferences:
             row = locked_preferences(user_id)
             chosen = dict(row.types or {})
             if body.types is not None:
-                phone = User.get_by_id(user_id)
-                verified = bool(phone.phone and phone.phone_verified_at)
+                verified = User.get_by_id(user_id).has_verified_phone
                 for attr, name in zip(body.types.__struct_fields__, body.types.__struct_encode_fields__):
                     choice = getattr(body.types, attr)
                     if choice is None:
@@ -189,7 +189,7 @@ class MyNotificationPreferences:
         resp.media = preferences_view(user_id)
 
 
-# --- Phone verification ------------------------------------------------------------------
+# --- Unsubscribe links -------------------------------------------------------------------
 
 def mask_email(address: str) -> str:
     local, _, domain = address.partition("@")
