@@ -223,6 +223,21 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[str, str] | None:
     return user_id, type_
 
 
+def locked_preferences(user_id) -> NotificationPreference:
+    """The user's preferences row (created with the defaults if missing), locked for this transaction."""
+    NotificationPreference.insert(user=user_id).on_conflict_ignore().execute()
+    return NotificationPreference.select().where(NotificationPreference.user == user_id).for_update().get()
+
+
+def turn_off(user_id, channel: str, types) -> None:
+    """Turn ``channel`` off for each of ``types`` in the user's preferences (inside a transaction)."""
+    chosen = dict(locked_preferences(user_id).types or {})
+    for name in types:
+        chosen[name] = {**(chosen.get(name) or {}), channel: False}
+    NotificationPreference.update(types=chosen, updated_at=utcnow()).where(
+        NotificationPreference.user == user_id).execute()
+
+
 def delivery_key(notification_id, channel: str) -> str:
     """The idempotency key of one notification on one channel (what providers receive)."""
     return f"notification:{notification_id}:{channel}"
@@ -272,4 +287,4 @@ def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = No
 
 __all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "PhoneVerification",
            "EmailSuppression", "ProviderEvent", "TYPES", "CHANNELS", "DIGEST_MODES", "DELIVERY_STATUSES",
-           "delivery_key", "notify", "fan_out_job", "FAN_OUT_KIND", "Preferences", "merged_types", "unsubscribe_token", "read_unsubscribe_token"]
+           "delivery_key", "locked_preferences", "turn_off", "notify", "fan_out_job", "FAN_OUT_KIND", "Preferences", "merged_types", "unsubscribe_token", "read_unsubscribe_token"]

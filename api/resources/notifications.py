@@ -30,7 +30,8 @@ from api.schemas.notifications import (
 from models.accounts import User
 from models.base import utcnow
 from models.db import db
-from models.notifications import TYPES, Notification, NotificationPreference, Preferences, read_unsubscribe_token
+from models.notifications import (TYPES, Notification, NotificationPreference, Preferences, locked_preferences,
+                                  read_unsubscribe_token, turn_off)
 from services.events import EventBus
 
 log = logging.getLogger("hearth.notifications")
@@ -100,11 +101,6 @@ class MyNotifications:
 
 
 # --- Preferences -------------------------------------------------------------------------
-
-def locked_preferences(user_id) -> NotificationPreference:
-    NotificationPreference.insert(user=user_id).on_conflict_ignore().execute()
-    return NotificationPreference.select().where(NotificationPreference.user == user_id).for_update().get()
-
 
 def _clock(value: datetime.time | None) -> str | None:
     return value.strftime("%H:%M") if value is not None else None
@@ -244,12 +240,7 @@ class Unsubscribe:
             raise validation_error([{"field": "query.token", "message": "is required (or send {\"token\"} as JSON)"}])
         user, type_ = _link_owner(req, token)
         with db.atomic():
-            row = locked_preferences(user.id)
-            chosen = dict(row.types or {})
-            for name in (TYPES if type_ == "*" else (type_,)):
-                chosen[name] = {**(chosen.get(name) or {}), "email": False}
-            NotificationPreference.update(types=chosen, updated_at=utcnow()).where(
-                NotificationPreference.user == user.id).execute()
+            turn_off(user.id, "email", TYPES if type_ == "*" else (type_,))
             audit(req, "user.unsubscribe", user.id, after={"type": type_})
         resp.set_header("Cache-Control", "no-store")
         resp.media = _unsubscribe_state(user, type_)

@@ -21,8 +21,7 @@ from models.accounts import User
 from models.base import utcnow
 from models.db import db
 from models.jobs import Job
-from models.notifications import TYPES, NotificationPreference, PhoneVerification
-from api.resources.notifications import locked_preferences
+from models.notifications import TYPES, PhoneVerification, turn_off
 from tasks.phone import code_hash, verification_code
 
 log = logging.getLogger("hearth.notifications")
@@ -62,7 +61,7 @@ class MyPhone:
             raise conflict("This number is already verified.", slug="phone-already-verified")
         retry_after = _count_code_request(services, user_id)
         if retry_after:
-            raise too_many_requests(retry_after, "At most 5 codes an hour; try again later.")
+            raise too_many_requests(retry_after, f"At most {CODES_PER_HOUR} codes an hour; try again later.")
         now = utcnow()
         with db.atomic():
             job = Job.create(kind="phone.send_code", queue="notify", owner=user_id,
@@ -122,12 +121,7 @@ class MyPhone:
     def on_delete(self, req, resp):
         user_id = req.context.principal.user_id
         with db.atomic():
-            row = locked_preferences(user_id)
-            chosen = dict(row.types or {})
-            for name in TYPES:
-                chosen[name] = {**(chosen.get(name) or {}), "sms": False}
-            NotificationPreference.update(types=chosen, updated_at=utcnow()).where(
-                NotificationPreference.user == user_id).execute()
+            turn_off(user_id, "sms", TYPES)
             PhoneVerification.delete().where(PhoneVerification.user == user_id).execute()
             before = User.get_by_id(user_id).phone
             if before is not None:
@@ -136,6 +130,3 @@ class MyPhone:
                 audit(req, "user.remove_phone", user_id, before={"phone": before})
         req.context.services.sessions.store_profile(User.get_by_id(user_id))
         resp.status = falcon.HTTP_204
-
-
-# --- Unsubscribe links -------------------------------------------------------------------
