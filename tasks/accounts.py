@@ -7,19 +7,16 @@ message: the user never receives two different links for one request.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from urllib.parse import urlencode
 
 from models.accounts import AccountToken, User, expires_in, token_hash
 from services.mail import MailError, Message
-from tasks.base import JobContext, Transient, job_task
+from tasks.base import JobContext, Transient, job_digest, job_task
 from tasks.runtime import runtime
 
 
 def job_token(purpose: str, job_id) -> str:
-    secret = runtime().settings.secret_key.encode()
-    digest = hmac.new(secret, f"{purpose}:{job_id}".encode(), hashlib.sha256).digest()
+    digest = job_digest(runtime().settings.secret_key, purpose, job_id)
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 

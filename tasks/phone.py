@@ -15,7 +15,7 @@ import hmac
 from models.base import utcnow
 from models.notifications import PhoneVerification
 from services.sms import SmsError
-from tasks.base import JobContext, Transient, job_task
+from tasks.base import JobContext, Transient, job_digest, job_task
 from tasks.runtime import runtime
 
 CODE_DIGITS = 6
@@ -29,7 +29,7 @@ class Undeliverable(Exception):
 
 def verification_code(secret: str, job_id) -> str:
     """The code the job ``job_id`` texts: the same for every run of that job."""
-    digest = hmac.new(secret.encode(), f"phone_code:{job_id}".encode(), hashlib.sha256).digest()
+    digest = job_digest(secret, "phone_code", job_id)
     return str(int.from_bytes(digest[:8], "big") % 10 ** CODE_DIGITS).zfill(CODE_DIGITS)
 
 
