@@ -44,7 +44,7 @@ class AdminDeliveries:
             query = query.where(NotificationDelivery.status == q.status)
         if q.channel:
             query = query.where(NotificationDelivery.channel == q.channel)
-        if q.user_id:
+        if q.user_id is not None:
             query = query.where(NotificationDelivery.user == q.user_id)
         rows, next_cursor = self.cursors.newest_first(query, NotificationDelivery.created_at, NotificationDelivery.id,
                                                       q.cursor, q.limit)

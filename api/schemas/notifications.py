@@ -2,6 +2,7 @@
 and the operators' views of deliveries and email suppressions."""
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
 import msgspec
@@ -17,8 +18,6 @@ Clock = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
 TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64,
                                        pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$",
                                        description="An IANA time zone", examples=["Europe/Paris"])]
-UserId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$",
-                                     description="A user id (UUID)")]
 UnsubscribeToken = Annotated[str, msgspec.Meta(min_length=1, max_length=300,
                                                description="The token of an unsubscribe link")]
 
@@ -160,7 +159,7 @@ class UnsubscribeState(Response):
 class DeliveryQuery(Request):
     status: DeliveryStatus | None = None
     channel: Literal["email", "sms"] | None = None
-    user_id: UserId | None = None
+    user_id: uuid.UUID | None = None
     cursor: Cursor | None = None
     limit: Limit = 50
 
