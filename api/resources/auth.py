@@ -26,9 +26,10 @@ def password_error(field: str, problem: str) -> Problem:
     return validation_error([{"field": f"body.{field}", "message": f"password {problem}"}])
 
 
-def audit(req, action: str, user_id, *, before=None, after=None) -> None:
-    AuditEntry.record(actor_id=getattr(req.context.principal, "user_id", None) or user_id, action=action,
-                      target_type="user", target_id=user_id, before=before, after=after,
+def audit(req, action: str, target_id, *, target_type: str = "user", before=None, after=None) -> None:
+    """An audit row for this request: its caller (or, signed out, the user it is about), request id and address."""
+    AuditEntry.record(actor_id=getattr(req.context.principal, "user_id", None) or target_id, action=action,
+                      target_type=target_type, target_id=target_id, before=before, after=after,
                       request_id=req.context.request_id, ip=client_ip(req, req.context.services))
 
 

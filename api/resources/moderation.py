@@ -14,24 +14,18 @@ import falcon
 
 from api.cursor import CursorCodec
 from api.errors import conflict, not_found, validation_error
-from api.operation import client_ip, operation
+from api.operation import operation
+from api.resources.auth import audit
 from api.schemas.moderation import (BlockList, BlockListQuery, ReportDetail, ReportList, ReportListQuery,
                                     ReportReceipt, ReportRequest, ReportResolution, ReportView)
 from models import messages
 from models.accounts import User
-from models.audit import AuditEntry
 from models.conversations import Message, UserBlock, UserReport, block, file_report, participates, \
     resolve_report, unblock
 from models.db import db
 
 TAGS = ("moderation",)
 CONTEXT_MESSAGES = 50
-
-
-def _audit(req, action: str, report_id, *, before=None, after=None) -> None:
-    AuditEntry.record(actor_id=req.context.principal.user_id, action=action, target_type="report",
-                      target_id=report_id, before=before, after=after, request_id=req.context.request_id,
-                      ip=client_ip(req, req.context.services))
 
 
 class MyBlocks:
@@ -165,9 +159,9 @@ class AdminReports:
         if report.conversation_id is not None:
             context = messages.messages_around(report.conversation_id, report.message_id, CONTEXT_MESSAGES)
             with db.atomic():
-                _audit(req, "report.conversation_read", report.id,
-                       after={"conversation_id": str(report.conversation_id),
-                              "message_ids": [m.id for m in context]})
+                audit(req, "report.conversation_read", report.id, target_type="report",
+                      after={"conversation_id": str(report.conversation_id),
+                             "message_ids": [m.id for m in context]})
         reported = next((m for m in context if m.id == report.message_id), None)
         if reported is None and report.message_id is not None:
             reported = Message.get_or_none(Message.id == report.message_id)
@@ -188,6 +182,6 @@ class AdminReports:
             if resolved is None:
                 raise conflict(f"The report is already {UserReport.get_by_id(report.id).status}.",
                                slug="report-resolved")
-            _audit(req, "report.resolved", report.id, before={"status": report.status},
-                   after={"status": resolved.status, "resolution": resolved.resolution})
+            audit(req, "report.resolved", report.id, target_type="report", before={"status": report.status},
+                  after={"status": resolved.status, "resolution": resolved.resolution})
         resp.media = report_view(resolved, _people([resolved]))

@@ -7,9 +7,9 @@ import falcon
 
 from api.cursor import CursorCodec
 from api.errors import not_found
-from api.operation import client_ip, operation
+from api.operation import operation
+from api.resources.auth import audit
 from api.schemas.notifications import DeliveryPage, DeliveryQuery, SuppressionPage, SuppressionQuery
-from models.audit import AuditEntry
 from models.db import db
 from models.notifications import EmailSuppression, Notification, NotificationDelivery
 
@@ -77,15 +77,11 @@ class AdminSuppressions:
         address = email.strip().lower()
         if len(address) > 254 or "\x00" in address:
             raise not_found("suppressed address")
-        principal = req.context.principal
         with db.atomic():
             row = EmailSuppression.select().where(EmailSuppression.email == address).for_update().first()
             if row is None:
                 raise not_found("suppressed address")
             EmailSuppression.delete().where(EmailSuppression.email == address).execute()
-            AuditEntry.record(actor_id=principal.user_id, action="admin.delete_email_suppression",
-                              target_type="email_suppression", target_id=address,
-                              before={"reason": row.reason, "detail": row.detail,
-                                      "created_at": row.created_at.isoformat()},
-                              request_id=req.context.request_id, ip=client_ip(req, req.context.services))
+            audit(req, "admin.delete_email_suppression", address, target_type="email_suppression",
+                  before={"reason": row.reason, "detail": row.detail, "created_at": row.created_at.isoformat()})
         resp.status = falcon.HTTP_204

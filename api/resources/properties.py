@@ -20,11 +20,11 @@ import msgspec
 
 from api.cursor import CursorCodec
 from api.errors import Problem, conflict, forbidden, not_found, validation_error
-from api.operation import client_ip, operation
+from api.operation import operation
+from api.resources.auth import audit
 from api.resources.search import SearchMixin
 from api.schemas.properties import HistoryList, PageQuery, PropertyCreate, PropertyPatch, PropertyView
 from models import search_queue
-from models.audit import AuditEntry
 from models.db import db
 from models.properties import (TRANSITIONS, IllegalTransition, InvalidListing, Property, PropertyHistory,
                                StaleListing)
@@ -109,10 +109,9 @@ def audit_admin_change(req, listing: Property, action: str, changed: dict) -> No
     principal = req.context.principal
     if not principal.is_admin or principal.user_id in (str(listing.owner_id), str(listing.list_agent_id)):
         return
-    AuditEntry.record(actor_id=principal.user_id, action=action, target_type="property", target_id=listing.id,
-                      before={name: _jsonable(old) for name, (old, _) in changed.items()},
-                      after={name: _jsonable(new) for name, (_, new) in changed.items()},
-                      request_id=req.context.request_id, ip=client_ip(req, req.context.services))
+    audit(req, action, listing.id, target_type="property",
+          before={name: _jsonable(old) for name, (old, _) in changed.items()},
+          after={name: _jsonable(new) for name, (_, new) in changed.items()})
 
 
 def _cleaned(fields: dict) -> dict:

@@ -19,10 +19,10 @@ import falcon
 from peewee import IntegrityError
 
 from api.errors import conflict, forbidden, not_found, validation_error
-from api.operation import client_ip, operation
+from api.operation import operation
+from api.resources.auth import audit
 from api.resources.uploads import upload_view
 from api.schemas.uploads import DocumentAttachRequest, ListingDocuments, ListingPhotos, PhotosRequest
-from models.audit import AuditEntry
 from models.db import db
 from models.properties import Property
 from models.uploads import PropertyMedia, Upload
@@ -61,9 +61,7 @@ def photos_view(listing: Property, principal) -> dict:
 
 
 def _audit(req, action: str, listing: Property, before, after) -> None:
-    AuditEntry.record(actor_id=req.context.principal.user_id, action=action, target_type="property",
-                      target_id=listing.id, before=before, after=after, request_id=req.context.request_id,
-                      ip=client_ip(req, req.context.services))
+    audit(req, action, listing.id, target_type="property", before=before, after=after)
 
 
 class ListingPhotosResource:

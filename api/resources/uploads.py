@@ -20,11 +20,11 @@ import falcon
 
 from api.cursor import CursorCodec
 from api.errors import Problem, conflict, not_found, validation_error
-from api.operation import client_ip, operation
+from api.operation import operation
+from api.resources.auth import audit
 from api.resources.jobs import JobViews
 from api.schemas.uploads import (DownloadVariantQuery, SignedUploadQuery, UploadIntentRequest, UploadIntentView,
                                  UploadList, UploadListQuery, UploadQuery, UploadView)
-from models.audit import AuditEntry
 from models.base import utcnow
 from models.db import db
 from models.jobs import Job
@@ -406,8 +406,6 @@ class AdminUploadRescan:
             if moved is None:
                 raise conflict("The upload changed meanwhile; read it again.", slug="upload-changed")
             job = new_scan_job(moved)
-            AuditEntry.record(actor_id=req.context.principal.user_id, action="upload.rescan_requested",
-                              target_type="upload", target_id=upload.id, before={"status": upload.status},
-                              after={"job_id": str(job.id)}, request_id=req.context.request_id,
-                              ip=client_ip(req, req.context.services))
+            audit(req, "upload.rescan_requested", upload.id, target_type="upload", before={"status": upload.status},
+                  after={"job_id": str(job.id)})
         self.service.accept(req, resp, moved, job)
