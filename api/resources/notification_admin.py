@@ -2,7 +2,6 @@
 addresses email no longer goes to (bounces, spam reports, unsubscribes)."""
 from __future__ import annotations
 
-
 import falcon
 
 from api.cursor import CursorCodec
@@ -12,7 +11,6 @@ from api.resources.auth import audit
 from api.schemas.notifications import DeliveryPage, DeliveryQuery, SuppressionPage, SuppressionQuery
 from models.db import db
 from models.notifications import EmailSuppression, Notification, NotificationDelivery
-
 
 ADMIN_TAGS = ("admin",)
 
