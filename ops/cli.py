@@ -135,34 +135,28 @@ def _migration_error():
     return MigrationError
 
 
-def db_upgrade(args) -> int:
+def _migrate(step: str, target, done: str, nothing: str) -> int:
+    """Run ``migrate.upgrade`` or ``migrate.downgrade`` and print what it did."""
     from models import migrate
 
     with _database(Settings.from_env()) as database:
         try:
-            applied = migrate.upgrade(database, args.target)
+            names = getattr(migrate, step)(database, target)
         except _migration_error() as exc:
             raise CommandError(str(exc)) from None
-    for name in applied:
-        print(f"applied  {name}")
-    if not applied:
-        print("the database is up to date")
+    for name in names:
+        print(f"{done} {name}")
+    if not names:
+        print(nothing)
     return 0
+
+
+def db_upgrade(args) -> int:
+    return _migrate("upgrade", args.target, "applied ", "the database is up to date")
 
 
 def db_downgrade(args) -> int:
-    from models import migrate
-
-    with _database(Settings.from_env()) as database:
-        try:
-            reverted = migrate.downgrade(database, args.target)
-        except _migration_error() as exc:
-            raise CommandError(str(exc)) from None
-    for name in reverted:
-        print(f"reverted {name}")
-    if not reverted:
-        print("no migration is applied; nothing to revert")
-    return 0
+    return _migrate("downgrade", args.target, "reverted", "no migration is applied; nothing to revert")
 
 
 def db_status(args) -> int:
