@@ -10,6 +10,13 @@ and every move is a conditional update. Only ``clean`` files are ever served.
 The object lives under ``quarantine/`` until its scan is clean; then it moves
 to ``files/{id}/{name}`` and image previews are written to ``previews/{id}/``.
 
+The bytes served are the bytes scanned. An intent's upload URL writes only to
+``incoming_key``; ``complete`` moves that object, under the row's lock, to
+``quarantine_key``, which no URL can write, and a PUT that lands after that is
+refused (local disk) or never read (S3, where a presigned PUT stays valid until
+it expires). The scan hashes what it reads, and the object is marked clean only
+when the file at its final key has that same hash.
+
 The type of a file is decided from its first bytes (``detect_media_type``),
 never from the client's Content-Type or file name. Each purpose allows some
 types and a size (``PurposeRule``; the sizes come from settings).
@@ -116,7 +123,15 @@ def storage_stem(name: str) -> str:
 
 
 def quarantine_key(upload_id) -> str:
+    """Where an upload's bytes are scanned: written once by the API (a direct upload) or moved there by
+    ``complete`` (an intent), never by a URL a client holds."""
     return f"{QUARANTINE}/{upload_id}"
+
+
+def incoming_key(upload_id) -> str:
+    """Where an intent's upload URL writes. Nothing is ever scanned or served from here: ``complete``
+    moves the object to ``quarantine_key`` first, so a write that lands later is never read."""
+    return f"{QUARANTINE}/incoming/{upload_id}"
 
 
 class Upload(UUIDModel):
@@ -188,6 +203,11 @@ class Upload(UUIDModel):
         }
 
     @classmethod
+    def lock(cls, upload_id) -> "Upload | None":
+        """The row, locked until the caller's transaction ends (``SELECT ... FOR UPDATE``)."""
+        return cls.select().where(cls.id == upload_id).for_update().first()
+
+    @classmethod
     def move(cls, upload_id, from_statuses, **values) -> "Upload | None":
         """Set ``values`` if the upload is in one of ``from_statuses``; the updated row, or None."""
         values.setdefault("updated_at", utcnow())
@@ -222,5 +242,5 @@ def new_scan_job(upload: Upload) -> Job:
 
 
 __all__ = ["Upload", "new_scan_job", "PropertyMedia", "PurposeRule", "purpose_rules", "detect_media_type", "display_name",
-           "storage_stem", "quarantine_key", "STATUSES", "PURPOSES", "IMAGE_TYPES", "MEDIA_TYPES", "VARIANTS",
+           "storage_stem", "quarantine_key", "incoming_key", "STATUSES", "PURPOSES", "IMAGE_TYPES", "MEDIA_TYPES", "VARIANTS",
            "PREVIEW_WIDTHS", "SNIFF_BYTES"]

@@ -6,8 +6,9 @@ upscaled). Previews carry no metadata: no EXIF (GPS, camera, time), no XMP;
 only the colour profile is kept so colours stay right. The EXIF orientation is
 applied to the pixels first, so a portrait photo stays upright without it.
 
-An image whose header announces more than ``MAX_IMAGE_PIXELS`` pixels is
-refused before its pixels are decoded (``DecompressionBombError`` and the
+``check_dimensions(header, media_type)`` reads only a header: the scan task
+calls it before clamd sees the file. An image whose header announces more than
+``MAX_IMAGE_PIXELS`` pixels is refused before its pixels are decoded (``DecompressionBombError`` and the
 warning below it are both errors here); a truncated or corrupt one is refused
 when decoding fails. Either raises ``ImageRejected`` with a reason for users.
 """
@@ -24,6 +25,9 @@ from PIL import Image, ImageFile, ImageOps
 MAX_IMAGE_PIXELS = 50_000_000
 PREVIEW_WIDTHS = (320, 1280)
 WEBP_QUALITY = 80
+# Bytes read for ``check_dimensions``: PNG, WebP and HEIC state their size in the first few
+# hundred; a JPEG's comes after its metadata segments (at most 64 KiB each, a few of them).
+HEADER_BYTES = 512 * 1024
 _FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/heic": "HEIF"}
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -58,6 +62,31 @@ class ImageInfo:
     previews: tuple[Preview, ...]
 
 
+def check_dimensions(header, media_type: str) -> tuple[int, int] | None:
+    """Refuse an image whose header announces more than ``MAX_IMAGE_PIXELS`` pixels, decoding nothing.
+
+    ``header`` is a seekable stream of the file's first bytes (``HEADER_BYTES`` are enough
+    for any header but a JPEG's with unusually large metadata in front). Returns
+    (width, height), or None when the size is not in those bytes: the decoder's own
+    check then still refuses a bomb, only later.
+    """
+    expected = _FORMATS.get(media_type)
+    if expected is None:
+        raise ImageRejected(f"{media_type} is not an image type we accept")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(header, formats=[expected]) as image:  # reads the header, not the pixels
+                width, height = image.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageRejected(f"The image has more than {MAX_IMAGE_PIXELS:,} pixels.") from None
+        except Exception:  # noqa: BLE001 - a header cut short or odd: the full decode judges the file
+            return None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageRejected(f"The image has more than {MAX_IMAGE_PIXELS:,} pixels.")
+    return width, height
+
+
 def make_previews(stream, media_type: str, widths=PREVIEW_WIDTHS) -> ImageInfo:
     """Decode the image in ``stream`` (of ``media_type``) and build its previews, or raise ``ImageRejected``."""
     expected = _FORMATS.get(media_type)
@@ -90,4 +119,4 @@ def _preview(image: Image.Image, target: int) -> Preview:
     return Preview(f"w{target}", out.getvalue(), copy.width, copy.height)
 
 
-__all__ = ["make_previews", "ImageRejected", "ImageInfo", "Preview", "MAX_IMAGE_PIXELS", "PREVIEW_WIDTHS"]
+__all__ = ["check_dimensions", "HEADER_BYTES", "make_previews", "ImageRejected", "ImageInfo", "Preview", "MAX_IMAGE_PIXELS", "PREVIEW_WIDTHS"]

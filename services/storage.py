@@ -413,6 +413,18 @@ def _s3_client(**options):
         return _session.client("s3", **options)
 
 
+def sha256_of(storage, key: str) -> str:
+    """The SHA-256 of the object at ``key`` as the store holds it now, read in chunks."""
+    digest = hashlib.sha256()
+    stream = storage.open(key)
+    try:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            digest.update(chunk)
+    finally:
+        stream.close()
+    return digest.hexdigest()
+
+
 def content_disposition(filename: str, *, inline: bool = False) -> str:
     """``attachment; filename="ascii"; filename*=UTF-8''...`` (RFC 6266) for any display name."""
     fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", filename)[:150] or "file"
@@ -440,4 +452,5 @@ def make_storage(settings, **options):
 
 
 __all__ = ["LocalDiskStorage", "S3Storage", "StoredObject", "StorageError", "StorageUnavailable", "NotFound",
-           "InvalidKey", "TooLarge", "QUARANTINE_PREFIX", "check_key", "content_disposition", "make_storage"]
+           "InvalidKey", "TooLarge", "QUARANTINE_PREFIX", "check_key", "content_disposition", "make_storage",
+           "sha256_of"]

@@ -4,11 +4,14 @@
 clamd. Then, inside one recorded step (``ctx.once``), exactly one of:
 
 * **clean**: images are decoded and get WebP previews without metadata; the
-  object moves out of quarantine to ``files/{id}/{name}``; ``upload.clean``.
+  object moves out of quarantine to ``files/{id}/{name}``, and is marked clean
+  only if the object there has the hash of the bytes clamd read; ``upload.clean``.
 * **infected**: the object is deleted, the row keeps the signature name, an
   audit entry is written and the owner gets ``upload.infected``.
-* **rejected**: a decompression bomb, a corrupt image, or a file clamd will
-  not scan: the object is deleted; ``upload.rejected``.
+* **rejected**: an image whose header announces too many pixels (checked before
+  clamd or the decoder reads the pixels), a decompression bomb, a corrupt image,
+  a file clamd will not scan, or an object that is not the bytes received or
+  scanned: the object is deleted; ``upload.rejected``.
 
 clamd down, timing out or dropping the connection is transient: the upload goes
 back to ``pending_scan`` (still quarantined, never served) and the job is retried
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import logging
 import tempfile
 
@@ -27,10 +31,10 @@ from models.audit import AuditEntry
 from models.base import utcnow
 from models.db import connection, db
 from models.jobs import Job
-from models.uploads import SCAN_KIND, SCAN_QUEUE, Upload, new_scan_job
-from services.images import ImageRejected, make_previews
+from models.uploads import SCAN_KIND, SCAN_QUEUE, Upload, incoming_key, new_scan_job
+from services.images import HEADER_BYTES, ImageRejected, check_dimensions, make_previews
 from services.scanner import ScannerUnavailable, ScanRefused, make_scanner
-from services.storage import NotFound, StorageUnavailable
+from services.storage import NotFound, StorageUnavailable, sha256_of
 from tasks.app import app
 from tasks.base import JobContext, job_queue, job_task, publish_job_event
 from tasks.jobs import storage
@@ -63,15 +67,14 @@ def upload_event(upload: Upload, type_: str) -> None:
 class _Tee:
     """Reads the object for clamd, hashing it and keeping a copy for the image decoder (which seeks)."""
 
-    def __init__(self, source, copy, *, digest: bool):
+    def __init__(self, source, copy):
         self.source, self.copy = source, copy
-        self.digest = hashlib.sha256() if digest else None
+        self.digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.source.read(size)
         if chunk:
-            if self.digest is not None:
-                self.digest.update(chunk)
+            self.digest.update(chunk)
             if self.copy is not None:
                 self.copy.write(chunk)
         return chunk
@@ -84,26 +87,35 @@ def scan_upload(ctx: JobContext) -> dict:
     if upload is None:  # finished already, deleted, or not complete yet: nothing to do
         found = Upload.get_or_none(Upload.id == upload_id)
         return {"upload_id": upload_id, "status": found.status if found else "deleted"}
-    ctx.progress(10, "Scanning")
     copy = tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY) if upload.is_image else None
     try:
         try:
+            if upload.is_image:
+                # A few bytes of header can announce a gigapixel image, which clamd's own image
+                # parsing (and later our decoder) would spend many seconds on: refuse it unread.
+                check_dimensions(_header(upload.storage_key), upload.content_type)
+            ctx.progress(10, "Scanning")
             with storage().open(upload.storage_key) as stream:
-                # A direct upload was hashed on its way in; an intent's bytes never passed through us.
-                tee = _Tee(stream, copy, digest=upload.sha256 is None)
+                tee = _Tee(stream, copy)
                 result = scanner().scan(tee)
         except (ScannerUnavailable, StorageUnavailable):
             # Fail closed: quarantined until a scan says otherwise.
             Upload.move(upload_id, ("scanning",), status="pending_scan")
             raise
+        except ImageRejected as exc:
+            return _reject(ctx, upload, exc.reason)
         except ScanRefused as exc:
             log.warning("clamd refused a stream", extra={"upload_id": upload_id, "answer": str(exc)})
             return _reject(ctx, upload, "The file could not be scanned.")
         except NotFound:
             return _reject(ctx, upload, "The file is missing from storage.")
         ctx.progress(60, "Checking")
-        if tee.digest is not None:
-            upload.sha256 = tee.digest.hexdigest()
+        scanned = tee.digest.hexdigest()
+        if upload.sha256 is not None and upload.sha256 != scanned:
+            # A direct upload was hashed on its way in: storage no longer holds what we received.
+            log.warning("a quarantined object changed after it was received", extra={"upload_id": upload_id})
+            return _reject(ctx, upload, _CHANGED)
+        upload.sha256 = scanned
         if result.infected:
             return _infected(ctx, upload, result.signature)
         info = None
@@ -117,6 +129,14 @@ def scan_upload(ctx: JobContext) -> dict:
     finally:
         if copy is not None:
             copy.close()
+
+
+_CHANGED = "The stored file is not the file that was scanned."
+
+
+def _header(key: str) -> io.BytesIO:
+    """The first bytes of an object, enough for an image's header (JPEG metadata may come first)."""
+    return io.BytesIO(storage().head_bytes(key, HEADER_BYTES))
 
 
 def _finish(ctx: JobContext, upload: Upload, step: str, apply) -> Upload | None:
@@ -181,6 +201,16 @@ def _clean(ctx: JobContext, upload: Upload, info) -> dict:
         except NotFound:
             if not storage().exists(target):  # a crashed run may have moved it already
                 return _reject(ctx, upload, "The file is missing from storage.")
+    try:
+        served = sha256_of(storage(), target)
+    except NotFound:
+        served = None
+    if served != upload.sha256:
+        log.warning("the object to be served is not the one scanned", extra={"upload_id": str(upload.id)})
+        storage().delete(target)
+        for preview in previews.values():
+            storage().delete(preview["key"])
+        return _reject(ctx, upload, _CHANGED)
 
     def apply():
         values = dict(status="clean", storage_key=target, previews=previews, sha256=upload.sha256,
@@ -223,16 +253,23 @@ def rescan_stalled() -> dict:
 
 @app.task(name="tasks.uploads.purge_expired_intents", acks_late=True, ignore_result=True)
 def purge_expired_intents() -> dict:
-    """Forget upload intents never completed: their row and whatever the client sent."""
-    purged = 0
+    """Forget upload intents never completed (their row and whatever the client sent), and remove what
+    reached a completed intent's upload URL after ``complete``: an S3 presigned PUT stays valid until
+    it expires, and such late bytes are never read, so they only need to go."""
+    purged = swept = 0
     with connection():
         rows = list(Upload.select().where((Upload.status == "awaiting_upload") & (Upload.expires_at < utcnow()))
                     .limit(BATCH))
         for upload in rows:
-            if upload.storage_key:
-                storage().delete(upload.storage_key)
+            for key in {upload.storage_key, incoming_key(upload.id)} - {None}:
+                storage().delete(key)
             purged += Upload.delete().where((Upload.id == upload.id) & (Upload.status == "awaiting_upload")).execute()
-    return {"purged": purged}
+        completed = list(Upload.select(Upload.id).where((Upload.status != "awaiting_upload")
+                                                        & (Upload.expires_at < utcnow())).limit(BATCH))
+        for upload in completed:
+            storage().delete(incoming_key(upload.id))
+            swept += Upload.update(expires_at=None).where(Upload.id == upload.id).execute()
+    return {"purged": purged, "late_uploads_swept": swept}
 
 
 __all__ = ["scan_upload", "rescan_stalled", "purge_expired_intents", "new_scan_job", "SCAN_KIND", "SCAN_QUEUE"]

@@ -31,7 +31,7 @@ from models.jobs import Job
 from models.messages import ATTACHABLE_PURPOSES, attachment_shared_with
 from models.properties import Property
 from models.uploads import (SNIFF_BYTES, PropertyMedia, Upload, detect_media_type, display_name, new_scan_job,
-                            purpose_rules, quarantine_key)
+                            incoming_key, purpose_rules, quarantine_key)
 from services.storage import NotFound, StorageUnavailable, TooLarge
 
 TAGS = ("uploads",)
@@ -77,6 +77,20 @@ def _read_head(stream, count: int) -> bytes:
             break
         head += part
     return head
+
+
+def _freeze(storage, upload: Upload) -> tuple[int, bytes]:
+    """Move an intent's upload out of its URL's reach, to the key that is scanned; its size and first bytes.
+
+    ``NotFound`` when nothing was uploaded. A retry after a crash between the move and the
+    commit finds the object already moved.
+    """
+    try:
+        storage.move(incoming_key(upload.id), upload.storage_key)
+    except NotFound:
+        if not storage.exists(upload.storage_key):
+            raise
+    return storage.size(upload.storage_key), storage.head_bytes(upload.storage_key, SNIFF_BYTES)
 
 
 def request_stream(req):
@@ -231,7 +245,7 @@ class Uploads:
             raise not_found("upload")
         with db.atomic():
             Upload.delete().where(Upload.id == upload.id).execute()
-        keys = {upload.storage_key, quarantine_key(upload.id)}
+        keys = {upload.storage_key, quarantine_key(upload.id), incoming_key(upload.id)}
         if upload.content_type:
             keys.add(upload.clean_key())
         keys |= {preview["key"] for preview in (upload.previews or {}).values()}
@@ -255,7 +269,7 @@ class Uploads:
             raise _unsupported(body.purpose, rule.types, body.content_type)
         upload_id = uuid.uuid4()
         ttl = service.settings.upload_intent_ttl
-        target = service.storage.upload_target(quarantine_key(upload_id), ttl, size=body.size,
+        target = service.storage.upload_target(incoming_key(upload_id), ttl, size=body.size,
                                                content_type=body.content_type,
                                                path=f"/v1/uploads/{upload_id}/content")
         upload = Upload.create(id=upload_id, owner=req.context.principal.user_id, purpose=body.purpose,
@@ -270,64 +284,73 @@ class Uploads:
 
     @operation("Finish a large upload: check it and queue its scan", response=UploadView, status=202,
                errors=(404, 409, 410, 413, 415, 503), tags=TAGS,
-               description="The stored object must have exactly the declared size (413 when larger) and the "
-                           "declared type by its bytes (415); otherwise it is deleted and the upload `rejected`. "
-                           "Answers 202 with `Location: /v1/jobs/{id}` like a direct upload.")
+               description="Freezes what was uploaded: the object moves out of the upload URL's reach, so "
+                           "nothing sent to that URL afterwards is scanned or served. The object must have "
+                           "exactly the declared size (413 when larger) and the declared type by its bytes "
+                           "(415); otherwise it is deleted and the upload `rejected`. Answers 202 with "
+                           "`Location: /v1/jobs/{id}` like a direct upload.")
     def on_post_complete(self, req, resp, upload_id):
         principal = req.context.principal
-        upload = Upload.get_or_none(Upload.id == upload_id)
-        if upload is None or str(upload.owner_id) != principal.user_id:
-            raise not_found("upload")
-        if upload.status != "awaiting_upload":
-            raise conflict(f"The upload is already {upload.status}.", slug="upload-completed")
-        if upload.expires_at is not None and upload.expires_at < utcnow():
-            raise Problem(falcon.HTTP_410, "Gone", "This upload intent has expired; start a new one.",
-                          slug="intent-expired")
-        storage, key = self.service.storage, upload.storage_key
-        try:
-            size = storage.size(key)
-            head = storage.head_bytes(key, SNIFF_BYTES)
-        except NotFound:
-            raise conflict("Nothing was uploaded to the upload URL yet.", slug="upload-missing") from None
-        except StorageUnavailable:
-            raise _unavailable() from None
-        rule = self.service.rules[upload.purpose]
-        media_type = detect_media_type(head)
-        problem = None
-        if size > upload.declared_size:
-            problem = _too_large(upload.declared_size, f"The upload has {size} bytes; {upload.declared_size} "
-                                                       "were declared.")
-        elif size < upload.declared_size:
-            problem = Problem(falcon.HTTP_409, "Conflict", f"The upload has {size} bytes; "
-                              f"{upload.declared_size} were declared.", slug="upload-incomplete")
-        elif media_type != upload.declared_type or not rule.allows(media_type):
-            problem = _unsupported(upload.purpose, (upload.declared_type,), media_type)
-        if problem is not None:
-            storage.delete(key)
-            Upload.move(upload.id, ("awaiting_upload",), status="rejected", storage_key=None, size=size,
-                        reject_reason=problem.description, expires_at=None)
-            raise problem
+        storage = self.service.storage
         with db.atomic():
-            moved = Upload.move(upload.id, ("awaiting_upload",), status="pending_scan", content_type=media_type,
-                                size=size, expires_at=None)
-            if moved is None:
-                raise conflict("The upload was completed meanwhile.", slug="upload-completed")
-            job = new_scan_job(moved)
+            # The row stays locked until the upload has left the URL's reach: a PUT landing
+            # meanwhile waits for this, then finds the intent completed and is refused.
+            upload = Upload.lock(upload_id)
+            if upload is None or str(upload.owner_id) != principal.user_id:
+                raise not_found("upload")
+            if upload.status != "awaiting_upload":
+                raise conflict(f"The upload is already {upload.status}.", slug="upload-completed")
+            if upload.expires_at is not None and upload.expires_at < utcnow():
+                raise Problem(falcon.HTTP_410, "Gone", "This upload intent has expired; start a new one.",
+                              slug="intent-expired")
+            key = upload.storage_key
+            try:
+                size, head = _freeze(storage, upload)
+            except NotFound:
+                raise conflict("Nothing was uploaded to the upload URL yet.", slug="upload-missing") from None
+            except StorageUnavailable:
+                raise _unavailable() from None
+            problem = self._intent_problem(upload, size, head)
+            if problem is not None:
+                storage.delete(key)
+                Upload.move(upload.id, ("awaiting_upload",), status="rejected", storage_key=None, size=size,
+                            reject_reason=problem.description)
+            else:
+                moved = Upload.move(upload.id, ("awaiting_upload",), status="pending_scan",
+                                    content_type=detect_media_type(head), size=size)
+                job = new_scan_job(moved)
+        if problem is not None:
+            raise problem  # after the commit: the rejection is kept
         self.service.accept(req, resp, moved, job)
 
+    def _intent_problem(self, upload: Upload, size: int, head: bytes) -> Problem | None:
+        rule = self.service.rules[upload.purpose]
+        media_type = detect_media_type(head)
+        if size > upload.declared_size:
+            return _too_large(upload.declared_size, f"The upload has {size} bytes; {upload.declared_size} "
+                                                    "were declared.")
+        if size < upload.declared_size:
+            return Problem(falcon.HTTP_409, "Conflict", f"The upload has {size} bytes; "
+                           f"{upload.declared_size} were declared.", slug="upload-incomplete")
+        if media_type != upload.declared_type or not rule.allows(media_type):
+            return _unsupported(upload.purpose, (upload.declared_type,), media_type)
+        return None
+
     @operation("Send the bytes of a large upload (local storage only)", query=SignedUploadQuery, auth="none",
-               status=204, errors=(400, 403, 404, 409, 410, 411, 413, 415), tags=TAGS,
+               status=204, errors=(400, 403, 404, 409, 410, 411, 413, 415, 503), tags=TAGS,
                description="The `upload_target` of an intent when files are kept on local disk: the signature "
                            "is the permission. The body must have the declared Content-Type and at most the "
-                           "declared size (413 as soon as it has more; nothing is kept).")
+                           "declared size (413 as soon as it has more; nothing is kept). A new PUT replaces "
+                           "the previous body until the upload is completed; once it is, every PUT (also one "
+                           "that was still being sent) answers 409 and nothing of it is kept.")
     def on_put_content(self, req, resp, upload_id):
         q: SignedUploadQuery = req.context.query
         upload = Upload.get_or_none(Upload.id == upload_id)
         storage = self.service.storage
         if upload is None:
             raise not_found("upload")
-        state = storage.check_upload(upload.storage_key or "", upload.declared_size or 0, upload.declared_type or "",
-                                     q.expires, q.sig)
+        state = storage.check_upload(incoming_key(upload.id), upload.declared_size or 0,
+                                     upload.declared_type or "", q.expires, q.sig)
         if state == "invalid":
             raise Problem(falcon.HTTP_403, "Forbidden", "This upload URL is not valid.", slug="bad-signature")
         if state == "expired":
@@ -341,15 +364,28 @@ class Uploads:
         stream = request_stream(req)
         if req.content_length is not None and req.content_length > upload.declared_size:
             raise _too_large(upload.declared_size)
+        # Each PUT writes a part of its own; only a whole body lands, and only while the
+        # intent still awaits its upload (checked under the row's lock, as ``complete`` does).
+        part = f"{incoming_key(upload.id)}.{uuid.uuid4().hex}.part"
         try:
-            stored = storage.put(upload.storage_key, stream, max_bytes=upload.declared_size,
-                                 content_type=upload.declared_type)
+            stored = storage.put(part, stream, max_bytes=upload.declared_size, content_type=upload.declared_type)
         except TooLarge:
             raise _too_large(upload.declared_size) from None
+        except StorageUnavailable:
+            raise _unavailable() from None
         if req.content_length is not None and stored.size != req.content_length:
-            storage.delete(stored.key)
+            storage.delete(part)
             raise Problem(falcon.HTTP_400, "Incomplete body", "The body ended before Content-Length bytes.",
                           slug="incomplete-body")
+        with db.atomic():
+            current = Upload.lock(upload.id)
+            landed = current is not None and current.status == "awaiting_upload"
+            if landed:
+                storage.move(part, incoming_key(upload.id))
+        if not landed:
+            storage.delete(part)
+            raise conflict("The upload was completed while this body was being sent; it was not kept.",
+                           slug="upload-completed")
         resp.status = falcon.HTTP_204
 
     @operation("Download a file: a redirect to a short-lived signed URL", query=DownloadVariantQuery,

@@ -1,6 +1,9 @@
 """Large uploads through an intent: a URL bound to size and type, then ``complete``; on local disk and S3."""
 from __future__ import annotations
 
+import datetime
+import hashlib
+import threading
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -8,7 +11,10 @@ import httpx
 from tests.api.conftest import assert_problem
 from tests.services.backends import eicar, jpeg_with_gps, pdf, stored_keys
 from tests.services.uploads_api import backend, download, keys_of, row, settings  # noqa: F401
+from models.base import utcnow
+from models.uploads import Upload, incoming_key
 from tasks.jobs import storage
+from tasks.uploads import purge_expired_intents
 
 
 def _intent(client, headers, *, size: int, content_type: str = "image/jpeg", purpose: str = "listing_photo",
@@ -130,3 +136,72 @@ def test_the_local_upload_url_checks_signature_expiry_and_type(client, user, aut
                                        headers={"Content-Type": "image/jpeg"}), 403)  # another upload's URL
     assert stored_keys(storage()) == []
     assert put(query).status_code == 204
+
+
+def _disguised_eicar(size: int) -> bytes:
+    body = jpeg_with_gps(size=(64, 64))[:200] + eicar()
+    return body + b"\0" * (size - len(body))
+
+
+def test_bytes_sent_to_the_upload_url_after_complete_are_never_scanned_nor_served(client, jobs, user,
+                                                                                  auth_headers):
+    # The upload URL stays valid after ``complete`` (an S3 presigned PUT until it expires). What the
+    # scan reads and what is served must be the object frozen by ``complete``, whatever arrives later.
+    headers = auth_headers(user)
+    photo = jpeg_with_gps()
+    intent = _intent(client, headers, size=len(photo))
+    upload_id, target = intent["upload"]["id"], intent["upload_target"]
+    assert _put(client, target, photo) in (200, 204)
+    evil = _disguised_eicar(len(photo))
+    answer, release, sent_most = {}, threading.Event(), threading.Event()
+    sender = None
+    if storage().name == "s3":
+        def held_body():
+            yield evil[:-1]
+            sent_most.set()
+            release.wait(20)
+            yield evil[-1:]
+
+        def held_put():  # held open across ``complete``, finished before the scan runs
+            answer["status"] = httpx.put(target["url"], content=held_body(), timeout=30,
+                                         headers={**target["headers"], "Content-Length": str(len(evil))}).status_code
+
+        sender = threading.Thread(target=held_put)
+        sender.start()
+        assert sent_most.wait(10)
+    assert client.simulate_post(intent["complete_url"], headers=headers).status_code == 202
+    if sender is not None:
+        release.set()
+        sender.join(30)
+        assert answer["status"] == 200  # S3 takes it: it lands where nothing reads
+        assert storage().get(incoming_key(upload_id)) == evil
+    else:
+        assert _put(client, target, evil) == 409  # local disk refuses it outright
+        assert not storage().exists(incoming_key(upload_id))
+
+    assert jobs.run_pending() == 1
+    done = client.simulate_get(f"/v1/uploads/{upload_id}", headers=headers).json
+    assert done["status"] == "clean" and done["sha256"] == hashlib.sha256(photo).hexdigest()
+    assert download(client, upload_id, headers) == (302, photo)
+
+    # Once the URL can no longer write, the upkeep removes whatever reached it late.
+    Upload.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(Upload.id == upload_id).execute()
+    assert purge_expired_intents()["late_uploads_swept"] == 1
+    assert not storage().exists(incoming_key(upload_id))
+    assert download(client, upload_id, headers) == (302, photo)
+    assert row(upload_id).expires_at is None
+
+
+def test_an_intent_body_replaced_before_complete_is_the_one_scanned(client, jobs, user, auth_headers):
+    # Before ``complete`` the client may PUT again; the last whole body is what gets scanned.
+    headers = auth_headers(user)
+    photo = jpeg_with_gps()
+    evil = _disguised_eicar(len(photo))
+    intent = _intent(client, headers, size=len(photo))
+    assert _put(client, intent["upload_target"], photo) in (200, 204)
+    assert _put(client, intent["upload_target"], evil) in (200, 204)
+    assert client.simulate_post(intent["complete_url"], headers=headers).status_code == 202
+    assert jobs.run_pending() == 1
+    done = row(intent["upload"]["id"])
+    assert done.status == "infected" and done.sha256 == hashlib.sha256(evil).hexdigest()
+    assert download(client, str(done.id), headers)[0] == 404

@@ -4,20 +4,21 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import socket
+import struct
 import threading
 
 import pytest
 
 from models.base import utcnow
 from models.jobs import Job
-from models.uploads import Upload, new_scan_job, quarantine_key
+from models.uploads import Upload, incoming_key, new_scan_job, quarantine_key
 from services.events import EventBus
 from tasks.jobs import storage
 from tasks.runtime import init_runtime
 from tasks.uploads import purge_expired_intents, rescan_stalled, scan_upload
 from tests.conftest import make_settings
 from tests.factories import make_user
-from tests.services.backends import clamd_url, eicar, png
+from tests.services.backends import clamd_url, eicar, png, png_bomb, stored_keys
 
 
 @pytest.fixture
@@ -77,6 +78,63 @@ def test_a_clamd_that_stops_answering_is_a_timeout_and_a_retry(settings, redis, 
     assert Upload.get_by_id(upload.id).status == "pending_scan"
 
 
+def _clamd_that_tampers(path, tamper):
+    """A clamd stand-in on ``path``: reads one INSTREAM, calls ``tamper()``, answers that it was clean."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            stream = conn.makefile("rb")
+            assert stream.read(len(b"zINSTREAM\0")) == b"zINSTREAM\0"
+            while size := struct.unpack("!L", stream.read(4))[0]:
+                stream.read(size)
+            tamper()
+            conn.sendall(b"stream: OK\0")
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_object_that_changed_after_it_was_received_is_rejected_not_served(settings, redis, runtime, queue):
+    upload, job = _quarantined(png())  # hashed on its way in
+    storage().put(quarantine_key(upload.id), png(size=(8, 8)))  # storage no longer holds those bytes
+    scan_upload(str(job.id))
+    row = Upload.get_by_id(upload.id)
+    assert (row.status, row.reject_reason) == ("rejected", "The stored file is not the file that was scanned.")
+    assert row.storage_key is None and not storage().exists(quarantine_key(upload.id))
+
+
+def test_an_object_replaced_while_clamd_read_it_is_rejected_not_served(settings, redis, runtime, queue, tmp_path):
+    # An intent's bytes never passed through us: only the scan's own hash says what was checked, and
+    # the file at its final key must have that hash before the upload is marked clean.
+    upload, job = _quarantined(png())
+    Upload.update(sha256=None).where(Upload.id == upload.id).execute()
+    path = tmp_path / "tampering.sock"
+    thread = _clamd_that_tampers(path, lambda: storage().put(quarantine_key(upload.id), b"\x89PNG\r\n\x1a\n" + eicar()))
+    _use(settings, redis, clamd_url=f"unix://{path}")
+    scan_upload(str(job.id))
+    thread.join(5)
+    row = Upload.get_by_id(upload.id)
+    assert (row.status, row.reject_reason) == ("rejected", "The stored file is not the file that was scanned.")
+    assert [key for key in stored_keys(storage()) if str(upload.id) in key] == []
+
+
+def test_an_image_announcing_too_many_pixels_is_rejected_before_clamd_reads_it(settings, redis, runtime, queue,
+                                                                              tmp_path):
+    # clamd is unreachable: had the scan started, the job would wait for a retry instead.
+    upload, job = _quarantined(png_bomb(20000, 20000))
+    _use(settings, redis, clamd_url=f"unix://{tmp_path / 'no-clamd.sock'}")
+    scan_upload(str(job.id))
+    row = Upload.get_by_id(upload.id)
+    assert (row.status, row.reject_reason) == ("rejected", "The image has more than 50,000,000 pixels.")
+    assert Job.get_by_id(job.id).status == "succeeded" and queue.submitted == []
+
+
 def test_a_second_delivery_or_run_changes_nothing(settings, redis, runtime, queue):
     upload, job = _quarantined(b"\x89PNG\r\n\x1a\n" + eicar())
     scan_upload(str(job.id))
@@ -115,9 +173,11 @@ def test_expired_intents_are_purged_with_what_was_sent(settings, redis, runtime)
                         expires_at=utcnow() - datetime.timedelta(minutes=1))
     Upload.update(storage_key=quarantine_key(old.id)).where(Upload.id == old.id).execute()
     storage().put(quarantine_key(old.id), b"%PDF-1.4 half")
+    storage().put(incoming_key(old.id), b"%PDF-1.4 other")
     live = Upload.create(owner=user.id, purpose="document", filename="b.pdf", status="awaiting_upload",
                          declared_type="application/pdf", declared_size=10, storage_key="quarantine/y",
                          expires_at=utcnow() + datetime.timedelta(minutes=5))
-    assert purge_expired_intents() == {"purged": 1}
+    assert purge_expired_intents() == {"purged": 1, "late_uploads_swept": 0}
     assert Upload.get_or_none(Upload.id == old.id) is None and not storage().exists(quarantine_key(old.id))
+    assert not storage().exists(incoming_key(old.id))
     assert Upload.get_or_none(Upload.id == live.id) is not None
