@@ -35,15 +35,22 @@ class Client:
     async def send(self, **message) -> None:
         await self.ws.send_text(msgspec.json.encode(message).decode())
 
-    async def recv(self, timeout: float = 3.0) -> dict:
-        return msgspec.json.decode(await asyncio.wait_for(self.ws.receive_text(), timeout))
+    async def recv(self, timeout: float = 3.0, *, heartbeats: bool = False) -> dict:
+        """The next message; heartbeats are passed over unless asked for (they come every second
+        here, and on a loaded machine one may arrive between a request and its answer)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.01, deadline - time.monotonic())
+            message = msgspec.json.decode(await asyncio.wait_for(self.ws.receive_text(), remaining))
+            if heartbeats or message.get("type") != "heartbeat":
+                return message
 
     async def recv_until(self, predicate, timeout: float = 3.0) -> list[dict]:
         """Messages up to and including the first one ``predicate`` accepts."""
         seen = []
         deadline = time.monotonic() + timeout
         while True:
-            seen.append(await self.recv(max(0.01, deadline - time.monotonic())))
+            seen.append(await self.recv(max(0.01, deadline - time.monotonic()), heartbeats=True))
             if predicate(seen[-1]):
                 return seen
 
