@@ -16,6 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parent
 ENVIRONMENTS = ("development", "test", "production")
 # Secrets shorter than this are refused in production.
 MIN_SECRET_LENGTH = 32
+# Flower's basic-auth password outside production when FLOWER_PASSWORD is unset.
+DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"
 
 
 class SettingsError(Exception):
@@ -194,7 +196,7 @@ class Settings:
         if not self.secret_key:
             changes["secret_key"] = "dev-only-secret-key-not-for-production-use"
         if not self.flower_password:
-            changes["flower_password"] = "hearth-dev"
+            changes["flower_password"] = DEVELOPMENT_FLOWER_PASSWORD
         return dataclasses.replace(self, **changes) if changes else self
 
     def validate(self) -> None:

