@@ -347,3 +347,22 @@ def test_env_example_documents_every_setting():
     for f in dataclasses.fields(settings.Settings):
         name = ("HEARTH_" if f.name in settings._HEARTH_PREFIXED else "") + f.name.upper()
         assert name in documented, f"{name} is missing from .env.example"
+
+
+# ----------------------------------------------------------------------------- listening addresses
+
+def test_development_refuses_to_listen_beyond_loopback(database_env):
+    run = hearth("run", env={**database_env, "RELAY_BIND": "0.0.0.0:8001"})
+    assert_clean_failure(run, "RELAY_BIND=0.0.0.0:8001 listens beyond this machine")
+
+    # A --bind given to gunicorn directly replaces WEB_BIND: it is checked too.
+    from tests.integration.processes import free_port
+
+    port = free_port()
+    env = {**database_env, "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+           "GUNICORN_CMD_ARGS": f"--bind 0.0.0.0:{port} --workers 1", "PYTHONPATH": str(ROOT)}
+    web = subprocess.run([str(pathlib.Path(sys.executable).parent / "gunicorn"), "-c", "ops/gunicorn.conf.py",
+                          "api.wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert web.returncode == 1, web.stderr
+    assert f"--bind 0.0.0.0:{port} listens beyond this machine" in web.stderr
+    assert "Listening at" not in web.stderr
