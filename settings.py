@@ -114,6 +114,10 @@ class Settings:
     relay_auth_timeout: int = 10
     relay_send_queue: int = 256
     relay_max_channels: int = 50
+    # Sockets that have not authenticated yet (they last at most RELAY_AUTH_TIMEOUT), per client
+    # address (X-Forwarded-For through TRUSTED_PROXIES) and in all, per relay process; more close with 1013.
+    relay_unauthenticated_per_address: int = 10
+    relay_unauthenticated_max: int = 1000
 
     # --- Uploads, scanning, object storage (docs/files.md) ---
     # clamd that scans every upload: unix:///path/clamd.sock or tcp://host:3310. Empty in
@@ -289,6 +293,8 @@ class Settings:
             problems.append("RELAY_SEND_QUEUE must be between 4 and 100000")
         if self.relay_max_channels < 1:
             problems.append("RELAY_MAX_CHANNELS must be at least 1")
+        if not 1 <= self.relay_unauthenticated_per_address <= self.relay_unauthenticated_max:
+            problems.append("RELAY_UNAUTHENTICATED_PER_ADDRESS must be between 1 and RELAY_UNAUTHENTICATED_MAX")
         return problems
 
     def _production_problems(self) -> list[str]:
