@@ -20,6 +20,10 @@ ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_LENGTH = 32
 # Flower's basic-auth password outside production when FLOWER_PASSWORD is unset.
 DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"
+# CORS_ORIGINS in development when it is empty: the usual local dev servers (Next/CRA 3000,
+# Angular 4200, Vite 5173, Vue CLI/webpack 8080), by name and by address.
+DEVELOPMENT_CORS_ORIGINS = tuple(f"http://{host}:{port}" for port in (3000, 4200, 5173, 8080)
+                                 for host in ("localhost", "127.0.0.1"))
 
 
 class SettingsError(Exception):
@@ -203,6 +207,8 @@ class Settings:
             changes["secret_key"] = development_secret_key(self.var_dir)
         if not self.flower_password:
             changes["flower_password"] = DEVELOPMENT_FLOWER_PASSWORD
+        if not self.cors_origins and self.env == "development":
+            changes["cors_origins"] = DEVELOPMENT_CORS_ORIGINS
         return dataclasses.replace(self, **changes) if changes else self
 
     def validate(self) -> None:

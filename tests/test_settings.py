@@ -161,3 +161,16 @@ def test_loopback_binds_are_fine_anywhere_and_production_may_listen_wide(tmp_pat
     for address in ("127.0.0.1:8000", "127.0.0.2:9000", "[::1]:8000", "localhost:8000"):
         Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path), "WEB_BIND": address})
     assert Settings.from_env({**SAFE_PRODUCTION, "WEB_BIND": "0.0.0.0:8000"}).web_bind == "0.0.0.0:8000"
+
+
+def test_cors_origins_default_to_local_dev_servers_in_development_only(tmp_path):
+    development = Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path)})
+    for origin in ("http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173",
+                   "http://127.0.0.1:5173", "http://localhost:8080", "http://localhost:4200"):
+        assert origin in development.cors_origins
+    assert all(o.startswith(("http://localhost:", "http://127.0.0.1:")) for o in development.cors_origins)
+    # An explicit list replaces the defaults; tests and production start from none.
+    assert Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path), "CORS_ORIGINS": "https://app.example"}
+                             ).cors_origins == ("https://app.example",)
+    assert Settings.from_env({"HEARTH_ENV": "test", "HEARTH_VAR_DIR": str(tmp_path)}).cors_origins == ()
+    assert Settings.from_env(SAFE_PRODUCTION).cors_origins == ()
