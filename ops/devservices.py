@@ -13,10 +13,9 @@ itself under ``<var_dir>``:
   with the test signature database, on ``<var_dir>/clamd/clamd.sock``: the
   address settings give when ``CLAMD_URL`` is unset.
 
-``hearth run`` records the addresses its processes use in ``<var_dir>/stack.json``
-(``record_stack``); every ``hearth`` command run beside it reaches the same
-servers through ``ensure_database`` / ``ensure_redis``, whatever its own
-shell says, unless that shell names a server explicitly.
+``hearth run`` records the addresses its processes use (``ops/stack_record.py``);
+every ``hearth`` command run beside it reaches the same servers through
+``ensure_database`` / ``ensure_redis``, unless its own shell names a server.
 
 A server is stopped by the process that owns it: the one that started it, or one
 that found it running after its owner died (a crashed ``hearth run``), so a stale
@@ -30,7 +29,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import json
 import os
 import pathlib
 import socket
@@ -41,6 +39,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from ops import stack_record
 
 DEFAULT_REDIS_PORT = 6391
 DATABASE_NAME = "hearth"
@@ -162,7 +162,7 @@ def ensure_database(settings, *, data_dir: pathlib.Path | None = None, name: str
         return settings.database_url
     if settings.production:
         raise ServiceError("DATABASE_URL is required in production (no embedded PostgreSQL)")
-    recorded = running_stack(settings).get("DATABASE_URL")
+    recorded = stack_record.running_stack(settings).get("DATABASE_URL")
     if recorded:
         return recorded
     server = start_postgres(data_dir or _var_dir(settings) / "pg")
@@ -260,7 +260,7 @@ def ensure_redis(settings, *, port: int = DEFAULT_REDIS_PORT, data_dir: pathlib.
         return settings.redis_url
     if settings.production:
         raise ServiceError("REDIS_URL is required in production (no embedded Redis)")
-    recorded = running_stack(settings).get("REDIS_URL")
+    recorded = stack_record.running_stack(settings).get("REDIS_URL")
     if recorded:
         return recorded
     return start_redis(data_dir or _var_dir(settings) / "redis", port).url
@@ -406,44 +406,6 @@ def ensure_clamd(settings, log=print) -> str:
             raise ServiceError(f"development clamd: {exc}") from None
     _register(EmbeddedServer("clamd", server.url, True, server.stop))
     return server.url
-
-
-# --------------------------------------------------------------------------- the running stack
-
-def _stack_file(settings) -> pathlib.Path:
-    return _var_dir(settings) / "stack.json"
-
-
-def record_stack(settings, urls: dict[str, str]) -> None:
-    """Record, for the ``hearth`` commands run meanwhile, which servers this process's stack uses."""
-    path = _stack_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    # Owner-only: the URLs may carry passwords.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"pid": os.getpid(), **urls}, handle)
-    os.replace(tmp, path)
-
-
-def forget_stack(settings) -> None:
-    """Remove this process's record (another process's is left alone)."""
-    with contextlib.suppress(FileNotFoundError, ValueError, OSError):
-        path = _stack_file(settings)
-        if json.loads(path.read_text()).get("pid") == os.getpid():
-            path.unlink()
-
-
-def running_stack(settings) -> dict[str, str]:
-    """The server URLs of the ``hearth run`` using ``<var_dir>``, or ``{}`` when none runs."""
-    try:
-        record = json.loads(_stack_file(settings).read_text())
-        pid = int(record.pop("pid"))
-    except (FileNotFoundError, ValueError, KeyError, TypeError, OSError):
-        return {}
-    if pid != os.getpid() and not _alive(pid):
-        return {}
-    return {name: value for name, value in record.items() if isinstance(value, str)}
 
 
 # --------------------------------------------------------------------------- helpers

@@ -2,7 +2,7 @@
 
 Resolves PostgreSQL, Redis and clamd (embedded ones when ``DATABASE_URL`` /
 ``REDIS_URL`` / ``CLAMD_URL`` are unset), records them under ``<var_dir>`` for the
-``hearth`` commands run beside the stack (``ops.devservices.running_stack``),
+``hearth`` commands run beside the stack (``ops/stack_record.py``),
 applies the migrations, then runs each Procfile line except ``release`` with
 ``/bin/sh`` from the repository root, the resolved URLs in its environment and
 its output prefixed with its name. A child that exits on its own is started
@@ -266,7 +266,7 @@ def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> i
     """Run the Procfile until Ctrl-C / SIGTERM (returns 0), restarting any child that dies."""
     from models import migrate
     from models.db import make_database
-    from ops import devservices
+    from ops import devservices, stack_record
 
     processes = {name: cmd for name, cmd in read_procfile(procfile).items() if name != "release"}
     supervisor = Supervisor(processes, {}, out=out)
@@ -291,7 +291,7 @@ def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> i
         if supervisor.stop_requested.is_set():
             return 0
 
-        devservices.record_stack(settings, urls)
+        stack_record.record_stack(settings, urls)
         supervisor.env = child_environment(settings, urls)
         supervisor.start()
         listeners = {name: _address(getattr(settings, LISTENERS[name]))
@@ -303,7 +303,7 @@ def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> i
         return 0
     finally:
         supervisor.stop()
-        devservices.forget_stack(settings)
+        stack_record.forget_stack(settings)
         devservices.stop_all()
         if supervisor.children:
             supervisor.say("hearth", "stopped")
