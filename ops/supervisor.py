@@ -122,13 +122,6 @@ class Supervisor:
         self.say("hearth", f"started {name} (pid {process.pid}): {command}")
         return Child(name, command, colour, process, reader)
 
-    def exited(self) -> Child | None:
-        """The first child that is no longer running, if any."""
-        for child in self.children:
-            if child.process.poll() is not None:
-                return child
-        return None
-
     def tend(self) -> None:
         """Schedule the restart of each child that died, and restart those whose delay is over."""
         now = time.monotonic()
