@@ -7,8 +7,10 @@ or weak secrets and debug mode, listing every problem at once.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import pathlib
+import secrets
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
@@ -16,6 +18,12 @@ ROOT = pathlib.Path(__file__).resolve().parent
 ENVIRONMENTS = ("development", "test", "production")
 # Secrets shorter than this are refused in production.
 MIN_SECRET_LENGTH = 32
+# Flower's basic-auth password outside production when FLOWER_PASSWORD is unset.
+DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"
+# CORS_ORIGINS in development when it is empty: the usual local dev servers (Next/CRA 3000,
+# Angular 4200, Vite 5173, Vue CLI/webpack 8080), by name and by address.
+DEVELOPMENT_CORS_ORIGINS = tuple(f"http://{host}:{port}" for port in (3000, 4200, 5173, 8080)
+                                 for host in ("localhost", "127.0.0.1"))
 
 
 class SettingsError(Exception):
@@ -110,6 +118,10 @@ class Settings:
     relay_auth_timeout: int = 10
     relay_send_queue: int = 256
     relay_max_channels: int = 50
+    # Sockets that have not authenticated yet (they last at most RELAY_AUTH_TIMEOUT), per client
+    # address (X-Forwarded-For through TRUSTED_PROXIES) and in all, per relay process; more close with 1013.
+    relay_unauthenticated_per_address: int = 10
+    relay_unauthenticated_max: int = 1000
 
     # --- Uploads, scanning, object storage (docs/files.md) ---
     # clamd that scans every upload: unix:///path/clamd.sock or tcp://host:3310. Empty in
@@ -192,9 +204,11 @@ class Settings:
             return self
         changes: dict = {}
         if not self.secret_key:
-            changes["secret_key"] = "dev-only-secret-key-not-for-production-use"
+            changes["secret_key"] = development_secret_key(self.var_dir)
         if not self.flower_password:
-            changes["flower_password"] = "hearth-dev"
+            changes["flower_password"] = DEVELOPMENT_FLOWER_PASSWORD
+        if not self.cors_origins and self.env == "development":
+            changes["cors_origins"] = DEVELOPMENT_CORS_ORIGINS
         return dataclasses.replace(self, **changes) if changes else self
 
     def validate(self) -> None:
@@ -230,8 +244,17 @@ class Settings:
                 problems.append(f"{name.upper()}: {exc}")
         if self.production:
             problems.extend(self._production_problems())
+        else:
+            problems.extend(self._listening_problems())
         if problems:
             raise SettingsError(problems)
+
+    def _listening_problems(self) -> list[str]:
+        # Outside production the secrets are development ones (a key on local disk, the
+        # Flower password everyone knows, outbox mail): nothing may listen beyond loopback.
+        return [f"{name.upper()}={getattr(self, name)} listens beyond this machine; outside "
+                "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)"
+                for name in ("web_bind", "relay_bind", "flower_bind") if not is_loopback_bind(getattr(self, name))]
 
     def _job_and_relay_problems(self) -> list[str]:
         problems = []
@@ -276,6 +299,8 @@ class Settings:
             problems.append("RELAY_SEND_QUEUE must be between 4 and 100000")
         if self.relay_max_channels < 1:
             problems.append("RELAY_MAX_CHANNELS must be at least 1")
+        if not 1 <= self.relay_unauthenticated_per_address <= self.relay_unauthenticated_max:
+            problems.append("RELAY_UNAUTHENTICATED_PER_ADDRESS must be between 1 and RELAY_UNAUTHENTICATED_MAX")
         return problems
 
     def _production_problems(self) -> list[str]:
@@ -313,6 +338,47 @@ class Settings:
     def clamd_address(self) -> str:
         """``CLAMD_URL``, or the development clamd's socket under ``var_dir``."""
         return self.clamd_url or f"unix://{self.var_dir / 'clamd' / 'clamd.sock'}"
+
+
+def is_loopback_bind(bind: str) -> bool:
+    """True when ``host:port`` (or gunicorn's ``unix:PATH``) can only be reached from this machine."""
+    if bind.startswith("unix:"):
+        return True
+    host = bind.rpartition(":")[0].strip("[]") if ":" in bind else bind
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "", 0.0.0.0-like names, or a host name that may resolve anywhere
+
+
+def development_secret_key(var_dir: pathlib.Path) -> str:
+    """The development ``SECRET_KEY``: random, made on first use in ``<var_dir>/secret_key`` (mode 0600).
+
+    Every process and ``hearth`` command with the same ``HEARTH_VAR_DIR`` reads
+    the same key, and it survives restarts (emailed links keep working).
+    """
+    path = pathlib.Path(var_dir) / "secret_key"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".secret_key.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+            try:
+                os.link(tmp, path)  # the first process to get here wins; the others read its key
+            except FileExistsError:
+                pass
+            os.unlink(tmp)
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError([f"SECRET_KEY is unset and the development key {path} cannot be made or read "
+                             f"({exc.strerror}); set SECRET_KEY or HEARTH_VAR_DIR"]) from None
+    if len(key) < MIN_SECRET_LENGTH:
+        raise SettingsError([f"{path} holds no usable key; delete it to have a new one made"])
+    return key
 
 
 STORAGE_URL_OPTIONS = ("endpoint", "public_endpoint", "region", "addressing")

@@ -107,7 +107,7 @@ def create_app(settings: Settings, *, services: Services | None = None, init_db:
 def add_routes(app: falcon.App, services: Services) -> None:
     secret = services.settings.secret_key
     app.add_route("/healthz", health.Health())
-    app.add_route("/readyz", health.Ready())
+    app.add_route("/readyz", health.Ready(services.settings.clamd_address))
     app.add_route("/.well-known/jwks.json", health.Jwks(services.tokens.keys))
     app.add_route("/v1/openapi.json", docs.OpenApi(app))
     app.add_route("/docs", docs.Docs())

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import falcon
 import msgspec
 
+from api.client_address import client_address
 from api.errors import Problem, too_many_requests, unauthorized, validation_error
 
 _PATH_IN_MESSAGE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -101,12 +102,7 @@ def _limit(services, req, resp, op: Operation, claims, keys: list[str]) -> list:
 
 def client_ip(req, services) -> str:
     """The client's address, trusting ``X-Forwarded-For`` only through configured proxies."""
-    hops = services.settings.trusted_proxies
-    if hops:
-        forwarded = [part.strip() for part in (req.get_header("X-Forwarded-For") or "").split(",") if part.strip()]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return req.remote_addr or "unknown"
+    return client_address(req.remote_addr, req.get_header("X-Forwarded-For"), services.settings.trusted_proxies)
 
 
 def _field_errors(exc: msgspec.ValidationError, where: str) -> list[dict]:

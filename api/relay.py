@@ -23,6 +23,8 @@ import redis.asyncio as aioredis
 
 from api import relay_protocol as proto
 from api.auth import SessionCache
+from api.client_address import client_address
+from api.relay_admission import Admission
 from api.relay_auth import RelayAuth
 from api.relay_connection import Connection
 from api.relay_hub import Hub
@@ -42,6 +44,7 @@ class Relay:
     auth: RelayAuth
     clock: object
     connections: set
+    admission: Admission
 
     async def start(self) -> None:
         await self.hub.start()
@@ -60,20 +63,33 @@ class Relay:
 class Realtime:
     def __init__(self, relay: Relay):
         self.relay = relay
-        self.allowed_origins = {o for o in relay.settings.cors_origins if o != "*"}
-        self.any_origin = "*" in relay.settings.cors_origins or not relay.settings.cors_origins
+        origins = relay.settings.cors_origins
+        # The CORS allow-list: a browser always sends Origin, so a page elsewhere is refused.
+        # No Origin is a script or an app, which holds a token of its own and needs no ambient rights.
+        self.allowed_origins = None if "*" in origins else frozenset(origins)
 
     async def on_websocket(self, req, ws):
         origin = req.get_header("Origin")
-        if origin and not self.any_origin and origin not in self.allowed_origins:
+        if origin is not None and self.allowed_origins is not None and origin not in self.allowed_origins:
             await ws.close()  # before accept: the handshake is refused with 403
             return
         relay = self.relay
-        conn = Connection(ws, hub=relay.hub, auth=relay.auth, options=relay.settings, clock=relay.clock)
+        address = client_address(req.remote_addr, req.get_header("X-Forwarded-For"),
+                                  relay.settings.trusted_proxies)
+        ticket = relay.admission.admit(address)
+        if ticket is None:
+            relay.admission.refused += 1
+            # Accepted only to say why: clients reconnect after 1013 with backoff.
+            await ws.accept()
+            await ws.close(proto.TRY_AGAIN_LATER, relay.admission.refusal(address))
+            return
+        conn = Connection(ws, hub=relay.hub, auth=relay.auth, options=relay.settings, clock=relay.clock,
+                          ticket=ticket)
         relay.connections.add(conn)
         try:
             await conn.run(req)
         finally:
+            ticket.release()
             relay.connections.discard(conn)
 
 
@@ -84,8 +100,10 @@ class Health:
     async def on_get(self, req, resp):
         connected = self.relay.hub.connected.is_set()
         resp.status = falcon.HTTP_200 if connected else falcon.HTTP_503
+        admission = self.relay.admission
         resp.media = {"status": "ok" if connected else "redis unavailable",
-                      "connections": len(self.relay.connections)}
+                      "connections": len(self.relay.connections),
+                      "unauthenticated": admission.count, "refused_unauthenticated": admission.refused}
 
 
 class _Lifecycle:
@@ -109,7 +127,8 @@ def build_relay(settings: Settings, *, redis=None, blocking=None, clock=time.tim
     sessions = SessionCache(sync_redis, settings.redis_prefix, ttl=settings.access_token_ttl)
     auth = RelayAuth(tokens, aredis, sessions, **({"blocking": blocking} if blocking else {}))
     hub = Hub(settings.redis_url, settings.redis_prefix, aredis, grace=hub_grace)
-    return Relay(settings=settings, hub=hub, auth=auth, clock=clock, connections=set())
+    admission = Admission(settings.relay_unauthenticated_per_address, settings.relay_unauthenticated_max)
+    return Relay(settings=settings, hub=hub, auth=auth, clock=clock, connections=set(), admission=admission)
 
 
 def create_relay(settings: Settings, *, relay: Relay | None = None, init_db: bool = True,

@@ -44,8 +44,9 @@ class ChannelState:
 
 
 class Connection:
-    def __init__(self, ws, *, hub, auth, options, clock=time.time):
+    def __init__(self, ws, *, hub, auth, options, clock=time.time, ticket=None):
         self.ws = ws
+        self.ticket = ticket  # its place among the unauthenticated sockets (api.relay_admission)
         self.hub = hub
         self.auth = auth
         self.options = options
@@ -219,6 +220,8 @@ class Connection:
         if not isinstance(message, proto.Auth):
             raise Close(proto.UNAUTHENTICATED, "the first message must be auth")
         self.identity = await self.auth.authenticate(message.token)
+        if self.ticket is not None:
+            self.ticket.release()
         self.last_heard = time.monotonic()
         self._spawn(self._send_loop())
         user_channel = f"user:{self.identity.user_id}"

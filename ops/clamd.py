@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -40,6 +41,8 @@ DETECTED_AS = f"{SIGNATURE_NAME}.UNOFFICIAL"
 STREAM_MAX = "200M"
 START_TIMEOUT = 30.0
 APT_TIMEOUT = 900
+# `python -m ops.clamd` stops its clamd on each of these.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class ClamdError(Exception):
@@ -201,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where its files live (default: <var_dir>/clamd, the development CLAMD_URL)")
     args = parser.parse_args(argv)
     home = args.home or pathlib.Path(Settings.from_env().var_dir) / "clamd"
+    # clamd runs in a session of its own, so no signal sent to us reaches it: whatever
+    # stops this process (Ctrl-C, `kill`, a closed terminal) must stop clamd first.
+    stop = threading.Event()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: stop.set())
     try:
         server = start_clamd(home)
     except ClamdError as exc:
@@ -208,10 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"clamd ready at {server.url} (Ctrl-C stops it)", flush=True)
     try:
-        while server.alive():
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        while server.alive() and not stop.wait(0.5):
+            pass
     finally:
         server.stop()
     return 0

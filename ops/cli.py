@@ -6,9 +6,10 @@
     hearth run
     hearth keys generate
 
-With ``DATABASE_URL`` unset outside production, database commands use the
-embedded PostgreSQL under ``var/`` (started for the command and stopped after it,
-unless a running ``hearth run`` already owns it). Expected failures (bad
+With ``DATABASE_URL`` / ``REDIS_URL`` unset outside production, commands use the
+servers of the ``hearth run`` running on the same ``var/`` (it records them in
+``var/stack.json``), or else the embedded PostgreSQL / Redis under ``var/``
+(started for the command and stopped after it). Expected failures (bad
 settings, unreachable database, invalid input) print one message on stderr and
 exit 1; a traceback always means a bug.
 """
@@ -246,11 +247,14 @@ def _read_password(from_stdin: bool) -> str:
 def demo_seed(args) -> int:
     from models import migrate
     from ops import demo
-    from ops.devservices import ensure_database
+    from ops.devservices import ensure_database, ensure_redis
 
     if args.listings < 0:
         raise CommandError("--listings cannot be negative")
     settings = Settings.from_env()
+    # The rebuild job goes to the broker the stack's workers consume (the running
+    # `hearth run`'s, or the embedded Redis it will use), not to a default address.
+    settings = dataclasses.replace(settings, redis_url=ensure_redis(settings))
     with _database(settings) as database:
         if any(applied_at is None for _, applied_at in migrate.status(database)):
             raise CommandError("the database schema is not up to date; run `hearth db upgrade` first")

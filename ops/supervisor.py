@@ -1,11 +1,14 @@
 """``hearth run``: every process of the Procfile in one terminal, for development.
 
-Resolves PostgreSQL and Redis (embedded ones when ``DATABASE_URL`` / ``REDIS_URL``
-are unset), applies the migrations, then runs each Procfile line except
-``release`` with ``/bin/sh`` from the repository root, the resolved URLs in its
-environment and its output prefixed with its name. Ctrl-C or SIGTERM stops the
-children (SIGTERM, then SIGKILL after a grace period) and then the embedded
-servers. If a child exits on its own, everything is stopped and ``run`` returns 1.
+Resolves PostgreSQL, Redis and clamd (embedded ones when ``DATABASE_URL`` /
+``REDIS_URL`` / ``CLAMD_URL`` are unset), records them under ``<var_dir>`` for the
+``hearth`` commands run beside the stack (``ops/stack_record.py``),
+applies the migrations, then runs each Procfile line except ``release`` with
+``/bin/sh`` from the repository root, the resolved URLs in its environment and
+its output prefixed with its name. A child that exits on its own is started
+again after a delay that doubles with each quick death (1 s up to 30 s), and
+the output says so. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL
+after a grace period) and then the embedded servers.
 """
 from __future__ import annotations
 
@@ -18,12 +21,17 @@ import sys
 import threading
 import time
 
-from settings import ROOT, Settings
+from settings import DEVELOPMENT_FLOWER_PASSWORD, ROOT, Settings
 
 PROCFILE = ROOT / "Procfile"
 # Longer than gunicorn's graceful_timeout and a Celery warm shutdown.
 GRACE_SECONDS = 15.0
 READY_TIMEOUT = 60.0
+# A child that dies is started again after RESTART_DELAY seconds, doubled for each
+# death in a row up to RESTART_DELAY_MAX; one that ran STABLE_AFTER seconds starts afresh.
+RESTART_DELAY = 1.0
+RESTART_DELAY_MAX = 30.0
+STABLE_AFTER = 60.0
 # Process name → the setting holding the address it listens on.
 LISTENERS = {"web": "web_bind", "relay": "relay_bind", "flower": "flower_bind"}
 COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93")
@@ -55,8 +63,12 @@ def read_procfile(path: pathlib.Path = PROCFILE) -> dict[str, str]:
 class Child:
     name: str
     command: str
+    colour: str
     process: subprocess.Popen
     reader: threading.Thread
+    started_at: float = dataclasses.field(default_factory=time.monotonic)
+    deaths: int = 0  # in a row, each within STABLE_AFTER of its start
+    restart_at: float | None = None  # set while a dead child waits for its restart
 
 
 class Supervisor:
@@ -95,35 +107,53 @@ class Supervisor:
 
     def start(self) -> None:
         for index, (name, command) in enumerate(self.processes.items()):
-            colour = COLOURS[index % len(COLOURS)]
-            # Own session: a terminal Ctrl-C reaches the supervisor only, which then
-            # stops the children in order; the whole group can be killed at the end.
-            process = subprocess.Popen(
-                ["/bin/sh", "-c", command], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-            reader = threading.Thread(target=self._pump, args=(name, process.stdout, colour),
-                                      name=f"output-{name}", daemon=True)
-            reader.start()
-            self.children.append(Child(name, command, process, reader))
-            self.say("hearth", f"started {name} (pid {process.pid}): {command}")
+            self.children.append(self._spawn(name, command, COLOURS[index % len(COLOURS)]))
 
-    def exited(self) -> Child | None:
-        """The first child that is no longer running, if any."""
-        for child in self.children:
-            if child.process.poll() is not None:
-                return child
-        return None
+    def _spawn(self, name: str, command: str, colour: str) -> Child:
+        # Own session: a terminal Ctrl-C reaches the supervisor only, which then
+        # stops the children in order; the whole group can be killed at the end.
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", command], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        reader = threading.Thread(target=self._pump, args=(name, process.stdout, colour),
+                                  name=f"output-{name}", daemon=True)
+        reader.start()
+        self.say("hearth", f"started {name} (pid {process.pid}): {command}")
+        return Child(name, command, colour, process, reader)
+
+    def tend(self) -> None:
+        """Schedule the restart of each child that died, and restart those whose delay is over."""
+        now = time.monotonic()
+        for index, child in enumerate(self.children):
+            code = child.process.poll()
+            if code is None:
+                continue
+            if child.restart_at is None:
+                # What the dead child left in its process group (a worker's pool
+                # processes after a kill -9 of their parent) goes with it.
+                _signal(child.process.pid, signal.SIGKILL, group=True)
+                deaths = 1 if now - child.started_at >= STABLE_AFTER else child.deaths + 1
+                delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (deaths - 1))
+                child.deaths, child.restart_at = deaths, now + delay
+                self.say("hearth", f"{child.name} exited with code {code}; restarting it in {delay:.0f} s"
+                                   + (f" ({deaths} exits in a row)" if deaths > 1 else ""))
+            elif now >= child.restart_at:
+                child.reader.join(timeout=2)
+                fresh = self._spawn(child.name, child.command, child.colour)
+                fresh.deaths = child.deaths
+                self.children[index] = fresh
 
     def wait_until_listening(self, addresses: dict[str, tuple[str, int]], timeout: float) -> bool:
-        """Wait for every address to accept connections; False if stopped or a child died first."""
+        """Wait for every address to accept connections (restarting children that die); False if stopped."""
         from ops.devservices import reachable
 
         deadline = time.monotonic() + timeout
         waiting = dict(addresses)
         while waiting and time.monotonic() < deadline:
-            if self.stop_requested.is_set() or self.exited():
+            if self.stop_requested.is_set():
                 return False
+            self.tend()
             for name, (host, port) in list(waiting.items()):
                 if reachable(host, port, timeout=0.2):
                     del waiting[name]
@@ -133,13 +163,10 @@ class Supervisor:
                      f"{timeout:.0f} s: {', '.join(sorted(waiting))}")
         return not waiting
 
-    def watch(self) -> Child | None:
-        """Block until a stop is requested (returns None) or a child exits (returns it)."""
+    def watch(self) -> None:
+        """Keep the children running (restarting any that dies) until a stop is requested."""
         while not self.stop_requested.wait(0.2):
-            child = self.exited()
-            if child:
-                return child
-        return None
+            self.tend()
 
     def stop(self) -> None:
         """SIGTERM each running child, SIGKILL what is left after the grace period."""
@@ -176,14 +203,13 @@ def _signal(pid: int, signum: int, *, group: bool) -> None:
         pass
 
 
-def child_environment(settings: Settings, database_url: str, redis_url: str) -> dict[str, str]:
-    """The children's environment: ours, plus the resolved URLs and everything the Procfile reads."""
+def child_environment(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
+    """The children's environment: ours, plus the resolved service URLs and everything the Procfile reads."""
     env = dict(os.environ)
     venv_bin = str(pathlib.Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
+        {name: url for name, url in urls.items() if url},
         HEARTH_VAR_DIR=str(pathlib.Path(settings.var_dir).resolve()),
         WEB_BIND=settings.web_bind,
         RELAY_BIND=settings.relay_bind,
@@ -203,7 +229,7 @@ def _address(bind: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def banner(settings: Settings, names, database_url: str, redis_url: str, embedded: set[str]) -> list[str]:
+def banner(settings: Settings, names, urls: dict[str, str], embedded: set[str]) -> list[str]:
     from ops.cli import redact
 
     lines = ["Hearth is running:"]
@@ -215,32 +241,40 @@ def banner(settings: Settings, names, database_url: str, redis_url: str, embedde
         lines.append(f"  Relay     ws://{host}:{port}/v1/realtime")
     if "flower" in names:
         host, port = _address(settings.flower_bind)
-        dev_password = Settings.from_env({"HEARTH_ENV": "development"}).flower_password
-        password = (f"password {dev_password} (development default)"
-                    if settings.flower_password == dev_password else "password from FLOWER_PASSWORD")
+        password = (f"password {DEVELOPMENT_FLOWER_PASSWORD} (development default)"
+                    if settings.flower_password == DEVELOPMENT_FLOWER_PASSWORD else "password from FLOWER_PASSWORD")
         lines.append(f"  Flower    http://{host}:{port}  (user {settings.flower_user}, {password})")
-    lines.append(f"  Postgres  {redact(database_url)}" + ("  (embedded)" if "postgres" in embedded else ""))
-    lines.append(f"  Redis     {redact(redis_url)}" + ("  (embedded)" if "redis" in embedded else ""))
+    lines.append(f"  Postgres  {redact(urls['DATABASE_URL'])}" + ("  (embedded)" if "postgres" in embedded else ""))
+    lines.append(f"  Redis     {redact(urls['REDIS_URL'])}" + ("  (embedded)" if "redis" in embedded else ""))
+    if urls.get("CLAMD_URL"):
+        lines.append(f"  clamd     {urls['CLAMD_URL']}" + ("  (development, test signature only)"
+                                                           if "clamd" in embedded else ""))
+    else:
+        lines.append("  clamd     NOT RUNNING: uploads stay pending_scan until a scanner answers (CLAMD_URL)")
     lines.append("Press Ctrl-C to stop.")
     return lines
 
 
 def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> int:
-    """Run the Procfile until Ctrl-C / SIGTERM (returns 0) or a child exits on its own (returns 1)."""
+    """Run the Procfile until Ctrl-C / SIGTERM (returns 0), restarting any child that dies."""
     from models import migrate
     from models.db import make_database
-    from ops import devservices
+    from ops import devservices, stack_record
 
     processes = {name: cmd for name, cmd in read_procfile(procfile).items() if name != "release"}
     supervisor = Supervisor(processes, {}, out=out)
     previous = {sig: signal.signal(sig, lambda *_: supervisor.stop_requested.set())
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        database_url = devservices.ensure_database(settings)
-        redis_url = devservices.ensure_redis(settings)
-        embedded = {name for name, url in (("postgres", settings.database_url),
-                                           ("redis", settings.redis_url)) if not url}
-        database = make_database(database_url, max_connections=1)
+        urls = {"DATABASE_URL": devservices.ensure_database(settings),
+                "REDIS_URL": devservices.ensure_redis(settings)}
+        try:
+            urls["CLAMD_URL"] = devservices.ensure_clamd(settings, log=lambda text: supervisor.say("hearth", text))
+        except devservices.ServiceError as exc:
+            supervisor.say("hearth", f"WARNING: {exc}; uploads stay pending_scan until a scanner answers")
+        embedded = {name for name, url in (("postgres", settings.database_url), ("redis", settings.redis_url),
+                                           ("clamd", settings.clamd_url)) if not url}
+        database = make_database(urls["DATABASE_URL"], max_connections=1)
         try:
             applied = migrate.upgrade(database)
         finally:
@@ -250,21 +284,19 @@ def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> i
         if supervisor.stop_requested.is_set():
             return 0
 
-        supervisor.env = child_environment(settings, database_url, redis_url)
+        stack_record.record_stack(settings, urls)
+        supervisor.env = child_environment(settings, urls)
         supervisor.start()
         listeners = {name: _address(getattr(settings, LISTENERS[name]))
                      for name in processes if name in LISTENERS}
         if supervisor.wait_until_listening(listeners, READY_TIMEOUT):
-            for line in banner(settings, processes, database_url, redis_url, embedded):
+            for line in banner(settings, processes, urls, embedded):
                 supervisor.say("hearth", line)
-        failed = supervisor.watch()
-        if failed:
-            supervisor.say("hearth", f"{failed.name} exited with code {failed.process.returncode}; "
-                                     "stopping everything")
-            return 1
+        supervisor.watch()
         return 0
     finally:
         supervisor.stop()
+        stack_record.forget_stack(settings)
         devservices.stop_all()
         if supervisor.children:
             supervisor.say("hearth", "stopped")

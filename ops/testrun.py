@@ -11,6 +11,9 @@ an embedded one (stopped afterwards) otherwise:
 * ``TEST_S3_ENDPOINT``: an S3-compatible server on loopback (moto's server mode).
 * ``TEST_PROVIDERS_URL``: a stand-in for SendGrid and Twilio that records what it was
   sent (ops/provider_stub.py), on a free loopback port, always our own.
+* ``TEST_CHROMIUM``: headless Chromium for the browser tests; Debian's ``chromium`` is
+  installed first when missing (ops/chromium.py). When it truly cannot be,
+  ``TEST_CHROMIUM_UNAVAILABLE`` says why and those tests skip with that reason.
 
 Adding a service (clamd, an S3 server, ...) is one more function in ``SERVICES``.
 Embedded servers keep their files in ``<var_dir>/test``, apart from the
@@ -109,12 +112,24 @@ def providers(ctx: Context) -> dict[str, str]:
     return {"TEST_PROVIDERS_URL": stub.url}
 
 
+def chromium(ctx: Context) -> dict[str, str]:
+    from ops.chromium import ChromiumError, ensure_installed
+
+    try:
+        binary = ensure_installed(log=ctx.note)
+    except ChromiumError as exc:
+        ctx.note(f"no chromium, the browser tests will skip: {exc}")
+        return {"TEST_CHROMIUM_UNAVAILABLE": str(exc)}
+    ctx.note(f"chromium at {binary}")
+    return {"TEST_CHROMIUM": binary}
+
+
 def _service_error(message: str) -> Exception:
     from ops.devservices import ServiceError
     return ServiceError(message)
 
 
-SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis, clamd, s3, providers]
+SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis, clamd, s3, providers, chromium]
 
 
 def environment_for_tests(exports: dict[str, str]) -> dict[str, str]:

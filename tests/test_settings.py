@@ -123,3 +123,54 @@ def test_keyword_overrides_win_over_the_environment():
 @pytest.mark.parametrize("text, expected", [("20/minute", (20, 60)), ("5/seconds", (5, 1)), ("100/day", (100, 86400))])
 def test_parse_rate(text, expected):
     assert parse_rate(text) == expected
+
+
+def test_development_makes_a_private_random_secret_key_once_and_keeps_it(tmp_path):
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from settings import ROOT
+
+    first = Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path)})
+    key_file = tmp_path / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(first.secret_key) >= 32 and first.secret_key == key_file.read_text().strip()
+    assert first.secret_key != "dev-only-secret-key-not-for-production-use"  # the old, public one
+    # Another process on the same var/ (a worker, a `hearth` command, a restart) reads the same key.
+    code = "from settings import Settings; print(Settings.from_env().secret_key)"
+    other = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                           env={**os.environ, "HEARTH_ENV": "development", "HEARTH_VAR_DIR": str(tmp_path),
+                                "PYTHONPATH": str(ROOT)})
+    assert other.stdout.strip() == first.secret_key
+    # Another checkout gets another key; a configured one is used as it is.
+    assert Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path / "other")}).secret_key != first.secret_key
+    assert Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path), "SECRET_KEY": "x" * 40}).secret_key == "x" * 40
+
+
+@pytest.mark.parametrize("name", ["WEB_BIND", "RELAY_BIND", "FLOWER_BIND"])
+@pytest.mark.parametrize("address", ["0.0.0.0:8000", "[::]:8000", "192.0.2.10:8000", "hearth.example:8000"])
+def test_outside_production_nothing_listens_beyond_loopback(tmp_path, name, address):
+    problems = _problems({"HEARTH_VAR_DIR": str(tmp_path), name: address})
+    assert problems == [f"{name}={address} listens beyond this machine; outside HEARTH_ENV=production Hearth "
+                        "listens on loopback only (127.0.0.1, ::1, localhost)"]
+
+
+def test_loopback_binds_are_fine_anywhere_and_production_may_listen_wide(tmp_path):
+    for address in ("127.0.0.1:8000", "127.0.0.2:9000", "[::1]:8000", "localhost:8000"):
+        Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path), "WEB_BIND": address})
+    assert Settings.from_env({**SAFE_PRODUCTION, "WEB_BIND": "0.0.0.0:8000"}).web_bind == "0.0.0.0:8000"
+
+
+def test_cors_origins_default_to_local_dev_servers_in_development_only(tmp_path):
+    development = Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path)})
+    for origin in ("http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173",
+                   "http://127.0.0.1:5173", "http://localhost:8080", "http://localhost:4200"):
+        assert origin in development.cors_origins
+    assert all(o.startswith(("http://localhost:", "http://127.0.0.1:")) for o in development.cors_origins)
+    # An explicit list replaces the defaults; tests and production start from none.
+    assert Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path), "CORS_ORIGINS": "https://app.example"}
+                             ).cors_origins == ("https://app.example",)
+    assert Settings.from_env({"HEARTH_ENV": "test", "HEARTH_VAR_DIR": str(tmp_path)}).cors_origins == ()
+    assert Settings.from_env(SAFE_PRODUCTION).cors_origins == ()

@@ -31,3 +31,17 @@ def test_another_origin_gets_no_cors_headers(database, tmp_path, redis_prefix, j
     resp = client.simulate_get("/healthz", headers={"Origin": "https://evil.example"})
     assert resp.status_code == 200
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_development_answers_a_vite_dev_server_preflight(database, tmp_path, redis_prefix, jobs):
+    from settings import Settings
+    from tests.conftest import REDIS_URL
+
+    settings = Settings.from_env({"HEARTH_ENV": "development", "DATABASE_URL": database, "REDIS_URL": REDIS_URL,
+                                  "HEARTH_VAR_DIR": str(tmp_path), "REDIS_PREFIX": redis_prefix})
+    client = testing.TestClient(create_app(settings, services=build_services(settings, jobs=jobs), init_db=False))
+    preflight = client.simulate_options("/v1/me", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"})
+    assert preflight.headers.get("Access-Control-Allow-Origin") == "http://localhost:5173"
+    assert "authorization" in preflight.headers.get("Access-Control-Allow-Headers", "").lower()

@@ -1,6 +1,7 @@
 """Every error leaves as problem+json; nothing internal leaks; outages are 503."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -107,10 +108,27 @@ def test_an_unreachable_redis_fails_fast(database, tmp_path, redis_prefix, jobs)
     assert time.monotonic() - started < 1.0
 
 
-def test_readyz_when_all_is_well(client):
-    resp = client.simulate_get("/readyz")
+def _client_with_scanner(settings, services, clamd_url: str):
+    settings = dataclasses.replace(settings, clamd_url=clamd_url)
+    return testing.TestClient(create_app(settings, services=dataclasses.replace(services, settings=settings),
+                                         init_db=False))
+
+
+def test_readyz_when_all_is_well(settings, services):
+    from tests.services.backends import clamd_url
+
+    resp = _client_with_scanner(settings, services, clamd_url()).simulate_get("/readyz")
     assert resp.status_code == 200
-    assert resp.json == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    assert resp.json == {"status": "ready", "checks": {"database": "ok", "redis": "ok", "scanner": "ok"}}
+
+
+def test_readyz_says_degraded_when_the_scanner_does_not_answer(settings, services, tmp_path):
+    started = time.monotonic()
+    resp = _client_with_scanner(settings, services, f"unix://{tmp_path}/no-clamd.sock").simulate_get("/readyz")
+    assert resp.status_code == 200
+    assert resp.json["status"] == "degraded"
+    assert resp.json["checks"] == {"database": "ok", "redis": "ok", "scanner": "unreachable: no PONG from clamd"}
+    assert time.monotonic() - started < 3
 
 
 def test_every_response_carries_the_security_headers(client):

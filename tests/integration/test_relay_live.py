@@ -168,3 +168,21 @@ def test_shutdown_closes_connections_with_service_restart(live_env, live_db, log
     assert client.closed_with(timeout=5)[0] == proto.SERVICE_RESTART
     proc.popen.wait(timeout=10)  # uvicorn re-raises SIGTERM after its graceful shutdown
     assert "Application shutdown complete" in proc.output()
+
+
+def test_a_flood_of_unauthenticated_sockets_from_one_address_is_turned_away(live_env, live_db, logs, procs):
+    proc, url = start_relay(live_env, logs, RELAY_UNAUTHENTICATED_PER_ADDRESS="5")
+    procs.append(proc)
+    waiting = [WsClient(url) for _ in range(5)]
+    refused = [WsClient(url).closed_with(timeout=5) for _ in range(30)]
+    assert set(refused) == {(proto.TRY_AGAIN_LATER, "too many unauthenticated connections from this address")}
+
+    user = make_user()
+    waiting[0].send(type="auth", token=token(live_env, user)[0])
+    assert waiting[0].recv()["type"] == "ready"
+    # The authenticated socket's place goes to the next one.
+    WsClient.authenticated(url, token(live_env, user)[0]).close()
+    health = httpx.get(url.replace("ws://", "http://").replace("/v1/realtime", "/healthz"), timeout=5).json()
+    assert (health["unauthenticated"], health["refused_unauthenticated"]) == (4, 30)
+    for client in waiting:
+        client.close()

@@ -1,7 +1,9 @@
 """The ``hearth`` command and ``hearth run``'s supervisor, run as real processes."""
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 import celeryconfig
 from models.migrate import MIGRATIONS_DIR
 from models.passwords import verify_password
+from ops.clamd import _ping
 from ops.supervisor import read_procfile
 from settings import ROOT
 from tests.conftest import create_database, drop_database
@@ -209,13 +212,17 @@ SLEEPER = "exec {python} -c \"import os, time; print('{name} pid', os.getpid(), 
 
 @pytest.fixture
 def supervised(database_env, tmp_path):
-    env = {**database_env, "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")}
+    """Start ``hearth run`` on a Procfile; ``broker_db``: a Redis database of its own (Celery's keys are bare)."""
     started = []
 
-    def start(procfile_text: str) -> subprocess.Popen:
+    def start(procfile_text: str, broker_db: bool = False) -> subprocess.Popen:
+        redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+        if broker_db:
+            redis_url = redis_url.rsplit("/", 1)[0] + f"/{1 + os.getpid() % 15}"
+        start.env = {**database_env, "REDIS_URL": redis_url}
         procfile = tmp_path / "Procfile"
         procfile.write_text(procfile_text)
-        process = start_supervisor(procfile, env)
+        process = start_supervisor(procfile, start.env)
         started.append(process)
         return process
 
@@ -224,6 +231,11 @@ def supervised(database_env, tmp_path):
         if process.poll() is None:
             process.kill()
         process.wait()
+    if getattr(start, "env", {}).get("REDIS_URL", "").rsplit("/", 1)[-1] != "0":
+        import redis as redis_lib
+        client = redis_lib.Redis.from_url(start.env["REDIS_URL"])
+        client.flushdb()
+        client.close()
 
 
 def test_run_prefixes_output_and_ctrl_c_stops_every_child(supervised):
@@ -239,24 +251,88 @@ def test_run_prefixes_output_and_ctrl_c_stops_every_child(supervised):
     assert "started release" not in output
     pids = [int(m) for m in re.findall(r"(?:alpha|beta) +\| (?:alpha|beta) pid (\d+)", output)]
     assert len(pids) == 2
+    # With no CLAMD_URL the development clamd runs beside the stack, and the children are told where.
+    socket_path = pathlib.Path(supervised.env["HEARTH_VAR_DIR"]).resolve() / "clamd" / "clamd.sock"
+    assert f"clamd     unix://{socket_path}  (development, test signature only)" in output
+    assert _ping(socket_path)
+    clamd_pid = int((socket_path.parent / "clamd.pid").read_text())
 
     supervisor.send_signal(signal.SIGINT)
     assert supervisor.wait(timeout=20) == 0
     assert not [pid for pid in pids if alive(pid)]
+    assert not alive(clamd_pid)
 
 
-def test_run_stops_everything_when_a_child_exits(supervised):
-    procfile = "\n".join([
-        "alpha: " + SLEEPER.format(python=sys.executable, name="alpha"),
-        "crash: sleep 1; echo giving up; exit 3",
-    ])
-    supervisor = supervised(procfile)
-    output = read_until(supervisor, r"hearth +\| stopped$")
-    assert supervisor.wait(timeout=20) == 1
-    assert re.search(r"crash +\| giving up", output)
-    assert "crash exited with code 3; stopping everything" in output
-    [pid] = [int(m) for m in re.findall(r"alpha pid (\d+)", output)]
-    assert not alive(pid)
+def test_a_child_that_keeps_dying_is_restarted_ever_later(supervised):
+    supervisor = supervised("crash: echo giving up; exit 3\n")
+    output = read_until(supervisor, r"crash exited with code 3; restarting it in 4 s \(3 exits in a row\)",
+                        timeout=30)
+    assert "crash exited with code 3; restarting it in 1 s\n" in output
+    assert "crash exited with code 3; restarting it in 2 s (2 exits in a row)" in output
+    assert len(re.findall(r"crash +\| giving up", output)) == 3
+    assert supervisor.poll() is None  # the stack keeps running
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=20) == 0
+
+
+def _process_group(pgid: int) -> list[int]:
+    members = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_worker_killed_with_sigkill_comes_back(supervised):
+    worker = ("worker: exec celery -A tasks worker -Q default --pool=prefork -c 1 --without-gossip "
+              "--without-mingle --without-heartbeat -l info")
+    supervisor = supervised(worker + "\n", broker_db=True)
+    output = read_until(supervisor, r"started worker \(pid \d+\)", r"worker +\| .*ready\.", timeout=60)
+    [pid] = [int(p) for p in re.findall(r"started worker \(pid (\d+)\)", output)]
+    group = _process_group(pid)
+    assert len(group) >= 2  # the worker and its pool process
+
+    os.kill(pid, signal.SIGKILL)  # the main process only, as in a crash: its pool child is orphaned
+    output = read_until(supervisor, r"worker exited with code -9; restarting it in 1 s",
+                        r"started worker \(pid \d+\)", r"worker +\| .*ready\.", timeout=60)
+    [new_pid] = [int(p) for p in re.findall(r"started worker \(pid (\d+)\)", output)]
+    assert new_pid != pid and alive(new_pid)
+    assert not [p for p in group if alive(p)], "the dead worker's pool process was left running"
+
+    supervisor.send_signal(signal.SIGINT)
+    assert supervisor.wait(timeout=30) == 0
+    assert not alive(new_pid)
+
+
+def test_hearth_commands_reach_the_servers_of_the_running_stack(supervised, database_env):
+    import redis as redis_lib
+
+    supervisor = supervised("alpha: " + SLEEPER.format(python=sys.executable, name="alpha") + "\n",
+                            broker_db=True)
+    output = read_until(supervisor, r"Press Ctrl-C to stop")
+    broker_url = supervised.env["REDIS_URL"]
+    assert f"Redis     {broker_url}" in output
+    # A second terminal: the same var/, no DATABASE_URL or REDIS_URL of its own.
+    shell = {k: v for k, v in database_env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    seeded = hearth("demo", "seed", "--listings", "40", "--seed", "5", env=shell)
+    assert seeded.returncode == 0, seeded.stderr
+    assert query(database_env, "SELECT count(*) FROM properties") == [(40,)]
+    [(job_id, status)] = query(database_env, "SELECT id, status FROM jobs WHERE kind = 'search.rebuild_index'")
+    broker = redis_lib.Redis.from_url(broker_url)
+    try:
+        queued = [json.loads(m) for m in broker.lrange("search", 0, -1)]
+    finally:
+        broker.close()
+    assert [m["headers"]["argsrepr"] for m in queued] == [repr([str(job_id)])], queued
+    assert status == "queued"
+
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=20) == 0
+    assert not (pathlib.Path(database_env["HEARTH_VAR_DIR"]) / "stack.json").exists()
 
 
 # ----------------------------------------------------------------------------- configuration files
@@ -271,3 +347,22 @@ def test_env_example_documents_every_setting():
     for f in dataclasses.fields(settings.Settings):
         name = ("HEARTH_" if f.name in settings._HEARTH_PREFIXED else "") + f.name.upper()
         assert name in documented, f"{name} is missing from .env.example"
+
+
+# ----------------------------------------------------------------------------- listening addresses
+
+def test_development_refuses_to_listen_beyond_loopback(database_env):
+    run = hearth("run", env={**database_env, "RELAY_BIND": "0.0.0.0:8001"})
+    assert_clean_failure(run, "RELAY_BIND=0.0.0.0:8001 listens beyond this machine")
+
+    # A --bind given to gunicorn directly replaces WEB_BIND: it is checked too.
+    from tests.integration.processes import free_port
+
+    port = free_port()
+    env = {**database_env, "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+           "GUNICORN_CMD_ARGS": f"--bind 0.0.0.0:{port} --workers 1", "PYTHONPATH": str(ROOT)}
+    web = subprocess.run([str(pathlib.Path(sys.executable).parent / "gunicorn"), "-c", "ops/gunicorn.conf.py",
+                          "api.wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert web.returncode == 1, web.stderr
+    assert f"--bind 0.0.0.0:{port} listens beyond this machine" in web.stderr
+    assert "Listening at" not in web.stderr
