@@ -20,6 +20,7 @@ from models.passwords import hash_password, needs_rehash, policy_problem, verify
 
 TAGS = ("auth",)
 FORGOT_ANSWER = "If an account exists for that address, we sent it a link to reset the password."
+REGISTER_ANSWER = "We sent an email to this address; follow it to finish signing up."
 
 
 def password_error(field: str, problem: str) -> Problem:
@@ -51,16 +52,21 @@ def queue_verification(user: User) -> Job:
 
 
 class Register:
-    @operation("Create an account", body=RegisterRequest, response=Profile, status=201, auth="none",
-               rate="auth", errors=(409, 422), tags=TAGS,
-               description="Creates a buyer, seller or agent and mails a verification link. "
-                           "Admins are created only with `hearth users create-admin`.")
+    @operation("Create an account", body=RegisterRequest, response=Accepted, status=202, auth="none",
+               rate="auth", errors=(422,), tags=TAGS,
+               description="Always answers 202 with the same body, whether or not the address already has "
+                           "an account, so the answer tells nobody who is a Hearth user. A new address gets a "
+                           "buyer, seller or agent account and a verification link; the owner of a taken one "
+                           "gets an email saying someone tried to sign up with it, with a link to reset the "
+                           "password. No user id is returned: log in for the profile (`GET /v1/me`). Admins "
+                           "are created only with `hearth users create-admin`.")
     def on_post(self, req, resp):
         body: RegisterRequest = req.context.body
         email = User.normalize_email(body.email)
         problem = policy_problem(body.password, email=email, full_name=body.full_name)
         if problem:
             raise password_error("password", problem)
+        # Hashed whether or not the address is taken: the hash is most of the request's time.
         password_hash = hash_password(body.password)
         try:
             with db.atomic():
@@ -71,11 +77,18 @@ class Register:
         except IntegrityError as exc:  # the unique index on email decides, even under concurrent sign-ups
             if "users_email_key" not in str(exc):
                 raise
-            raise conflict("An account with this email already exists.", slug="email-taken") from None
+            job = self._notify_owner(req, email)
         req.context.services.jobs.submit(job)
-        resp.status = falcon.HTTP_201
-        resp.location = "/v1/me"
-        resp.media = user.profile()
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "accepted", "detail": REGISTER_ANSWER}
+
+    @staticmethod
+    def _notify_owner(req, email: str) -> Job:
+        with db.atomic():
+            owner = User.select(User.id).where(User.email == email).get()
+            job = Job.create(kind="accounts.send_signup_notice", queue="notify", input={"email": email})
+            audit(req, "user.register_taken", owner.id)
+        return job
 
 
 class VerifyEmail:
