@@ -76,8 +76,13 @@ class Settings:
     # Messages to a listing's people through POST /v1/conversations, per user: first contact is where
     # spam starts. Replies in a conversation count against the default bucket.
     rate_limit_contact: str = "30/hour"
+    # Failed logins for one account from one address before that address is locked out of it.
     login_lockout_threshold: int = 5
     login_ip_lockout_threshold: int = 30
+    # Distinct addresses failing one account before it is locked from everywhere (its owner is
+    # mailed an unlock link, valid ACCOUNT_UNLOCK_TTL seconds).
+    login_account_lock_addresses: int = 10
+    account_unlock_ttl: int = 3600
 
     flower_user: str = "admin"
     flower_password: str = field(default="", repr=False)
@@ -220,6 +225,10 @@ class Settings:
             problems.append("ACCESS_TOKEN_TTL must be between 60 and 3600 seconds")
         if self.refresh_token_ttl < self.access_token_ttl:
             problems.append("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL")
+        if self.login_account_lock_addresses < 2 or self.login_lockout_threshold < 1:
+            problems.append("LOGIN_ACCOUNT_LOCK_ADDRESSES must be at least 2, LOGIN_LOCKOUT_THRESHOLD at least 1")
+        if not 300 <= self.account_unlock_ttl <= 24 * 3600:
+            problems.append("ACCOUNT_UNLOCK_TTL must be between 5 minutes and a day")
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
         problems.extend(self._job_and_relay_problems())

@@ -64,8 +64,9 @@ def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time
         sessions=session_cache,
         authenticator=Authenticator(tokens, session_cache),
         limiter=RateLimiter(client, settings.redis_prefix, clock=clock),
-        lockout=LoginLockout(client, settings.redis_prefix, account_threshold=settings.login_lockout_threshold,
-                             ip_threshold=settings.login_ip_lockout_threshold),
+        lockout=LoginLockout(client, settings.redis_prefix, pair_threshold=settings.login_lockout_threshold,
+                             ip_threshold=settings.login_ip_lockout_threshold,
+                             account_addresses=settings.login_account_lock_addresses),
         jobs=jobs,
         rates={"default": parse_rate(settings.rate_limit_default), "auth": parse_rate(settings.rate_limit_auth),
                "contact": parse_rate(settings.rate_limit_contact)},
@@ -121,6 +122,7 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/auth/logout-all", auth.LogoutAll())
     app.add_route("/v1/auth/password/forgot", auth.ForgotPassword())
     app.add_route("/v1/auth/password/reset", auth.ResetPassword())
+    app.add_route("/v1/auth/unlock", auth.UnlockAccount())
 
     app.add_route("/v1/me", me.Me())
     app.add_route("/v1/me/password", me.MyPassword())

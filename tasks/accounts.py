@@ -1,4 +1,4 @@
-"""Account emails: verification, password reset and the taken-address notice, sent by the worker.
+"""Account emails: verification, password reset, the taken-address notice and unlock links, sent by the worker.
 
 The token in each email is derived from the job id (HMAC with ``SECRET_KEY``),
 so a retried or redelivered job stores the same token hash and writes the same
@@ -107,6 +107,33 @@ def send_signup_notice(ctx: JobContext) -> dict:
               f"If you forgot your password, <a href=\"{link}\">choose a new one</a>.</p>"
               "<p>The link is valid for one hour and works once. If it was not you, ignore this email: your "
               "account is unchanged.</p>"),
+    ))
+    return {"sent": True}
+
+
+@job_task(transient=(Transient,))
+def send_unlock_link(ctx: JobContext) -> dict:
+    # Queued by the login that locked the account from everywhere, known email or not.
+    user = User.get_or_none(User.email == ctx.input["email"])
+    if user is None or user.is_banned:
+        return {"sent": False}
+    token = _issue_token(ctx, user, "account_unlock", runtime().settings.account_unlock_ttl)
+    link = _link("/unlock-account", token)
+    minutes = runtime().settings.account_unlock_ttl // 60
+    _send(ctx, Message(
+        to=user.email,
+        subject="Your Hearth account was locked",
+        text=(f"Hello {user.full_name},\n\nSomeone failed to log in to your Hearth account from many different "
+              "places, so we locked it for a while. To log in now, open this link on the device you log in "
+              "from, then log in there:"
+              f"\n\n{link}\n\nor send this token to POST /v1/auth/unlock:\n\ntoken={token}\n\n"
+              f"The link works once, for {minutes} minutes. If the failed logins were not you, consider "
+              "choosing a new password.\n"),
+        html=(f"<p>Hello {_escape(user.full_name)},</p><p>Someone failed to log in to your Hearth account from "
+              "many different places, so we locked it. To log in now, open this link on the device you log "
+              f"in from, then log in:</p><p><a href=\"{link}\">Unlock my account</a></p><p>The link works "
+              f"once, for {minutes} minutes. If the failed logins were not you, consider choosing a new "
+              "password.</p>"),
     ))
     return {"sent": True}
 

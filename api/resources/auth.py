@@ -1,4 +1,4 @@
-"""``/v1/auth/*``: register, verify email, log in, refresh, log out, reset a forgotten password."""
+"""``/v1/auth/*``: register, verify email, log in, refresh, log out, reset a forgotten password, unlock."""
 from __future__ import annotations
 
 import falcon
@@ -8,7 +8,7 @@ from api.errors import Problem, conflict, too_many_requests, unauthorized, valid
 from api.operation import client_ip, operation
 from api.schemas.accounts import (
     Accepted, ForgotPasswordRequest, LoginRequest, LogoutRequest, Profile, RefreshRequest, RegisterRequest,
-    ResetPasswordRequest, TokenPair, VerifyEmailRequest,
+    ResetPasswordRequest, TokenPair, UnlockAccountRequest, VerifyEmailRequest,
 )
 from models import sessions
 from models.accounts import AccountToken, User
@@ -126,9 +126,11 @@ class Login:
     @operation("Log in with email and password", body=LoginRequest, response=TokenPair, auth="none",
                rate="auth", errors=(401, 403, 429), tags=TAGS,
                description="Returns a short-lived access token (EdDSA JWT) and a single-use refresh "
-                           "token. Repeated failures lock the account and the client address for a "
-                           "growing time (429 with Retry-After); unknown emails and wrong passwords "
-                           "answer the same.")
+                           "token. Repeated failures lock the account from the failing client address, "
+                           "and that address altogether, for a growing time (429 with Retry-After); "
+                           "failures from many addresses lock the account from everywhere and mail its "
+                           "owner a one-time unlock link (`POST /v1/auth/unlock`). Unknown emails and "
+                           "wrong passwords answer the same.")
     def on_post(self, req, resp):
         services = req.context.services
         body: LoginRequest = req.context.body
@@ -139,9 +141,13 @@ class Login:
             raise too_many_requests(locked, "Too many failed logins; try again later.")
         user = User.get_or_none(User.email == email)
         if not verify_password(user.password_hash if user else None, body.password):
-            services.lockout.failed(email, ip)
+            if services.lockout.failed(email, ip).mail_unlock_link:
+                # Queued whether or not the email has an account, like a password reset: the worker decides.
+                with db.atomic():
+                    job = Job.create(kind="accounts.send_unlock_link", queue="notify", input={"email": email})
+                services.jobs.submit(job)
             raise unauthorized("The email or password is not correct.")
-        services.lockout.succeeded(email)
+        services.lockout.succeeded(email, ip)
         if user.is_banned:
             raise Problem(falcon.HTTP_403, "Account suspended", "This account has been suspended.",
                           slug="account-suspended")
@@ -232,4 +238,25 @@ class ResetPassword:
             audit(req, "user.password_reset", user.id, after={"sessions_revoked": len(revoked)})
         services.sessions.mark_revoked(revoked)
         services.sessions.store_profile(User.get_by_id(user.id))
+        resp.status = falcon.HTTP_204
+
+
+class UnlockAccount:
+    @operation("Lift an account-wide login lock with the mailed token", body=UnlockAccountRequest, status=204,
+               auth="none", rate="auth", errors=(400, 422), tags=TAGS,
+               description="When failed logins from many addresses lock an account, its owner is mailed a "
+                           "link that works once, for `ACCOUNT_UNLOCK_TTL` seconds. Redeeming it lets the "
+                           "client address that redeemed it past the account-wide lock for its next "
+                           "successful login, within 15 minutes; the password is still needed, and the "
+                           "account stays locked for every other address.")
+    def on_post(self, req, resp):
+        services = req.context.services
+        with db.atomic():
+            token = AccountToken.redeem(req.context.body.token, "account_unlock")
+            if token is None:
+                raise Problem(falcon.HTTP_400, "Invalid token", "This unlock link is invalid, used or expired.",
+                              slug="invalid-token")
+            user = User.get_by_id(token.user_id)
+            audit(req, "user.unlock", user.id)
+        services.lockout.grant(user.email, client_ip(req, services))
         resp.status = falcon.HTTP_204
