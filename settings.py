@@ -45,6 +45,9 @@ class Settings:
     debug: bool = False
     var_dir: pathlib.Path = ROOT / "var"
     public_url: str = "http://127.0.0.1:8000"
+    # Where emailed links open: {FRONTEND_URL}/verify-email, /reset-password, /unsubscribe and
+    # /unlock-account, each ?token=. Empty: the small pages Hearth serves itself under PUBLIC_URL.
+    frontend_url: str = ""
 
     database_url: str = ""
     database_max_connections: int = 20
@@ -162,6 +165,11 @@ class Settings:
         return self.env == "production"
 
     @property
+    def pages_url(self) -> str:
+        """The origin (and path prefix) of the pages emailed links open, without a trailing slash."""
+        return (self.frontend_url or self.public_url).rstrip("/")
+
+    @property
     def outbox_dir(self) -> pathlib.Path:
         return self.var_dir / "outbox"
 
@@ -229,6 +237,8 @@ class Settings:
             problems.append("LOGIN_ACCOUNT_LOCK_ADDRESSES must be at least 2, LOGIN_LOCKOUT_THRESHOLD at least 1")
         if not 300 <= self.account_unlock_ttl <= 24 * 3600:
             problems.append("ACCOUNT_UNLOCK_TTL must be between 5 minutes and a day")
+        if self.frontend_url and urlparse(self.frontend_url).scheme not in ("http", "https"):
+            problems.append("FRONTEND_URL must be an http(s):// URL")
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
         problems.extend(self._job_and_relay_problems())
@@ -310,6 +320,8 @@ class Settings:
             problems.append("FLOWER_PASSWORD must be at least 12 characters in production")
         if not self.public_url.startswith("https://"):
             problems.append("PUBLIC_URL must be https:// in production")
+        if self.frontend_url and not self.frontend_url.startswith("https://"):
+            problems.append("FRONTEND_URL must be https:// in production")
         if "*" in self.cors_origins:
             problems.append("CORS_ORIGINS may not be * in production")
         if urlparse(self.storage_url).scheme != "s3":

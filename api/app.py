@@ -18,8 +18,8 @@ from api.lockout import LoginLockout
 from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
 from api.ratelimit import RateLimiter
 from api.resources import (admin, auth, conversations, docs, exports, favorites, health, jobs, me, moderation,
-                           notification_admin, notifications, phone, properties, property_media, saved_searches,
-                           search, uploads, webhooks)
+                           notification_admin, notifications, pages, phone, properties, property_media,
+                           saved_searches, search, uploads, webhooks)
 from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
 from services.storage import make_storage
@@ -112,6 +112,7 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/.well-known/jwks.json", health.Jwks(services.tokens.keys))
     app.add_route("/v1/openapi.json", docs.OpenApi(app))
     app.add_route("/docs", docs.Docs())
+    pages.add_routes(app)  # what the links in emails open (FRONTEND_URL may send them elsewhere)
 
     app.add_route("/v1/auth/register", auth.Register())
     app.add_route("/v1/auth/verify-email", auth.VerifyEmail())

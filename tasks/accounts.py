@@ -21,7 +21,7 @@ def job_token(purpose: str, job_id) -> str:
 
 
 def _link(path: str, token: str) -> str:
-    return f"{runtime().settings.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+    return f"{runtime().settings.pages_url}{path}?{urlencode({'token': token})}"
 
 
 def _send(ctx: JobContext, message: Message) -> dict:
