@@ -233,8 +233,10 @@ class Settings:
             problems.append("ACCESS_TOKEN_TTL must be between 60 and 3600 seconds")
         if self.refresh_token_ttl < self.access_token_ttl:
             problems.append("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL")
-        if self.login_account_lock_addresses < 2 or self.login_lockout_threshold < 1:
-            problems.append("LOGIN_ACCOUNT_LOCK_ADDRESSES must be at least 2, LOGIN_LOCKOUT_THRESHOLD at least 1")
+        if self.login_lockout_threshold < 1:
+            problems.append("LOGIN_LOCKOUT_THRESHOLD must be at least 1")
+        if self.login_account_lock_addresses < 2:
+            problems.append("LOGIN_ACCOUNT_LOCK_ADDRESSES must be at least 2 (one address is the per-address lock)")
         if not 300 <= self.account_unlock_ttl <= 24 * 3600:
             problems.append("ACCOUNT_UNLOCK_TTL must be between 5 minutes and a day")
         if self.frontend_url and urlparse(self.frontend_url).scheme not in ("http", "https"):
