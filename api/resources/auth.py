@@ -85,9 +85,10 @@ class Register:
     @staticmethod
     def _notify_owner(req, email: str) -> Job:
         with db.atomic():
-            owner = User.select(User.id).where(User.email == email).get()
+            owner = User.get_or_none(User.email == email)
             job = Job.create(kind="accounts.send_signup_notice", queue="notify", input={"email": email})
-            audit(req, "user.register_taken", owner.id)
+            if owner is not None:  # None only if the account was deleted since the insert failed
+                audit(req, "user.register_taken", owner.id)
         return job
 
 

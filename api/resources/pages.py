@@ -58,7 +58,7 @@ ACTIONS = (
                   "/v1/unsubscribe", "Unsubscribe", "Done: you will not get these emails any more."),
     EmailedAction("/unlock-account", "Unlock your account",
                   "Your account was locked after failed logins from many places. Unlock it for this device, "
-                  "then log in here with your password; it stays locked everywhere else for a while.",
+                  "then log in on it with your password; it stays locked everywhere else for a while.",
                   "/v1/auth/unlock", "Unlock my account on this device",
                   "Unlocked for this device: log in now with your password."),
 )

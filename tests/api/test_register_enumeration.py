@@ -7,6 +7,7 @@ import time
 import pytest
 
 from models.accounts import AccountToken, User
+from models.audit import AuditEntry
 from models.jobs import Job
 from tests.conftest import make_settings
 from tests.factories import make_user
@@ -43,6 +44,9 @@ def test_a_taken_address_answers_exactly_like_a_new_one(client, jobs):
     # No second account, and the owner's is unchanged.
     assert User.select().where(User.email == "owner@example.com").count() == 1
     assert User.get_by_id(owner.id).password_hash == owner.password_hash
+    # Operators still see the attempt, against the account it was about.
+    assert AuditEntry.select().where((AuditEntry.action == "user.register_taken")
+                                     & (AuditEntry.target_id == str(owner.id))).count() == 1
 
 
 def test_the_owner_of_a_taken_address_is_told_and_can_reset_the_password(client, jobs, outbox):
