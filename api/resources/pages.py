@@ -9,14 +9,16 @@ app; by default the links in emails lead here.
 from __future__ import annotations
 
 import html
+import json
 import pathlib
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import falcon
 
 from api.operation import operation
 from api.resources.docs import content_security_policy
+from services.notification_templates import TEMPLATES
 
 TAGS = ("pages",)
 TEMPLATE = string.Template((pathlib.Path(__file__).resolve().parent.parent / "static" / "action.html").read_text())
@@ -34,12 +36,15 @@ class EmailedAction:
     button: str
     done: str
     fields: tuple[str, ...] = ()
+    preview: str = ""  # a GET that shows, with ?token=, what the link is about (changing nothing)
+    labels: dict = field(default_factory=dict)  # words for the values the preview answers with
 
     def page(self) -> bytes:
         inputs = PASSWORD_INPUT if "password" in self.fields else ""
         values = {name: html.escape(value, quote=True) for name, value in (
             ("title", self.title), ("explanation", self.explanation), ("endpoint", self.endpoint),
-            ("button", self.button), ("done", self.done), ("fields", " ".join(self.fields)))}
+            ("button", self.button), ("done", self.done), ("fields", " ".join(self.fields)),
+            ("preview", self.preview), ("labels", json.dumps(self.labels)))}
         return TEMPLATE.substitute(values, inputs=inputs).encode()
 
 
@@ -55,7 +60,10 @@ ACTIONS = (
     EmailedAction("/unsubscribe", "Stop these emails",
                   "Stop the emails this link came with: one kind of notification, or all of them from a daily "
                   "digest. Notifications in the app stay on; change either in your notification settings.",
-                  "/v1/unsubscribe", "Unsubscribe", "Done: you will not get these emails any more."),
+                  "/v1/unsubscribe", "Unsubscribe", "Done: you will not get these emails any more.",
+                  preview="/v1/unsubscribe",
+                  labels={**{type_: template.label for type_, template in TEMPLATES.items()},
+                          "*": "everything Hearth notifies you of"}),
     EmailedAction("/unlock-account", "Unlock your account",
                   "Your account was locked after failed logins from many places. Unlock it for this device, "
                   "then log in on it with your password; it stays locked everywhere else for a while.",

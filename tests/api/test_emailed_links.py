@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -59,7 +60,9 @@ def _open_page(client, link: str) -> dict:
     assert f"script-src 'sha256-{digest}'" in csp  # exactly this script runs, nothing injected
     assert "innerHTML" not in script and "document.write" not in script
     form = re.search(r'<form id="action" method="post" data-endpoint="([^"]+)" data-fields="([^"]*)"', resp.text)
-    return {"endpoint": html.unescape(form.group(1)), "fields": form.group(2).split(), "token": token}
+    preview = re.search(r'data-preview="([^"]*)" data-labels="([^"]*)"', resp.text)
+    return {"endpoint": html.unescape(form.group(1)), "fields": form.group(2).split(), "token": token,
+            "preview": html.unescape(preview.group(1)), "labels": json.loads(html.unescape(preview.group(2)))}
 
 
 def _click(client, page: dict, ip: str = "127.0.0.1", **values):
@@ -99,6 +102,10 @@ def test_the_unsubscribe_link_turns_that_email_off(client, jobs, outbox):
     jobs.run_pending()
     [mail] = outbox.messages()
     page = _open_page(client, _emailed_link(mail, "/unsubscribe"))
+    # On load the page asks what the link is about, and says it in words.
+    shown = client.simulate_get(page["preview"], params={"token": page["token"]})
+    assert shown.status_code == 200 and shown.json["type"] == "message.received"
+    assert page["labels"][shown.json["type"]] == "new messages"
     assert Preferences.of(jane.id).channels("message.received")["email"] is True
     resp = _click(client, page)
     assert resp.status_code == 200 and resp.json["unsubscribed"] is True

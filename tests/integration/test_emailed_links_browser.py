@@ -1,4 +1,4 @@
-"""An emailed link in a real browser: headless Chromium opens the verification page and clicks.
+"""Emailed links in a real browser: headless Chromium opens the verification and unsubscribe pages and clicks.
 
 This is the proof that the page's script runs under its own Content-Security-Policy
 and that opening the page changes nothing until the click.
@@ -10,12 +10,14 @@ import json
 import pathlib
 import shutil
 import subprocess
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
 
-from tests.integration.processes import start_gunicorn, start_worker, wait_for
+from models.notifications import unsubscribe_token
+from settings import Settings
+from tests.integration.processes import BIN, Proc, environment, free_port, start_worker, wait_for
 
 PASSWORD = "a live and long passphrase"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -45,7 +47,7 @@ class Browser:
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.ws.recv(timeout=20))
-            if message.get("method") in ("Runtime.consoleAPICalled", "Log.entryAdded"):
+            if message.get("method") in ("Runtime.consoleAPICalled", "Runtime.exceptionThrown", "Log.entryAdded"):
                 self.console.append(json.dumps(message["params"])[:300])
             if message.get("id") == self.next_id:
                 assert "error" not in message, message
@@ -67,6 +69,20 @@ class Browser:
         self.proc.wait(timeout=10)
 
 
+def start_threaded_gunicorn(env: dict, log_dir: pathlib.Path) -> tuple[Proc, str]:
+    """The web process with threads, as ``ops/gunicorn.conf.py`` runs it: a browser opens spare connections
+    (preconnects) that would hold a single-threaded sync worker until its timeout."""
+    port = free_port()
+    proc = Proc("gunicorn", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                             "--worker-class", "gthread", "--threads", "4", "--timeout", "30", "api.wsgi:app"],
+                environment(env), log_dir)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200 or not proc.alive(),
+             what="gunicorn to answer /healthz")
+    assert proc.alive(), proc.output()
+    return proc, base
+
+
 @pytest.fixture
 def browser(tmp_path):
     opened = Browser(tmp_path / "chromium")
@@ -81,10 +97,10 @@ def _emailed_link(outbox: pathlib.Path) -> str:
     return next(line for line in text.splitlines() if line.startswith("http"))
 
 
-def test_the_verification_page_verifies_in_a_browser_on_the_click(live_env, tmp_path, browser):
+def test_the_verification_and_unsubscribe_pages_work_in_a_browser_on_the_click(live_env, tmp_path, browser):
     logs = tmp_path / "logs"
     logs.mkdir()
-    web, base = start_gunicorn(live_env, logs)
+    web, base = start_threaded_gunicorn(live_env, logs)
     worker = start_worker(live_env, logs, queues="notify")
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
@@ -103,6 +119,22 @@ def test_the_verification_page_verifies_in_a_browser_on_the_click(live_env, tmp_
             wait_for(lambda: "confirmed" in (browser.evaluate("document.getElementById('status').textContent")
                                              or ""), timeout=20, what="the page to report success")
             assert http.get("/v1/me", headers=me).json()["email_verified"] is True
+
+            # The unsubscribe page first says what its link is about (a GET), then turns email off on the click.
+            user_id = http.get("/v1/me", headers=me).json()["id"]
+            token = unsubscribe_token(Settings.from_env(live_env).secret_key, user_id, "*")
+            browser.open(f"{base}/unsubscribe?{urlencode({'token': token})}")
+            wait_for(lambda: browser.evaluate("document.getElementById('preview').textContent"), timeout=20,
+                     what="the page to say what the link is about")
+            assert browser.evaluate("document.getElementById('preview').textContent") == (
+                "Emails about everything Hearth notifies you of to w***@example.com.")
+            preferences = http.get("/v1/me/notification-preferences", headers=me).json()
+            assert any(channels["email"] for channels in preferences["types"].values())
+            browser.evaluate("document.querySelector('#action button').click()")
+            wait_for(lambda: "Done" in (browser.evaluate("document.getElementById('status').textContent") or ""),
+                     timeout=20, what="the page to report the unsubscribe")
+            preferences = http.get("/v1/me/notification-preferences", headers=me).json()
+            assert not any(channels["email"] for channels in preferences["types"].values())
             assert not [line for line in browser.console if "Content Security Policy" in line], browser.console
     except AssertionError as exc:
         raise AssertionError("\n".join([str(exc), web.output(), worker.output(), *browser.console])) from None
