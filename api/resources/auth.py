@@ -7,7 +7,7 @@ from peewee import IntegrityError
 from api.errors import Problem, conflict, too_many_requests, unauthorized, validation_error
 from api.operation import client_ip, operation
 from api.schemas.accounts import (
-    Accepted, ForgotPasswordRequest, LoginRequest, LogoutRequest, Profile, RefreshRequest, RegisterRequest,
+    Accepted, ForgotPasswordRequest, LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest,
     ResetPasswordRequest, TokenPair, UnlockAccountRequest, VerifyEmailRequest,
 )
 from models import sessions
