@@ -53,6 +53,9 @@ class Settings:
     debug: bool = False
     var_dir: pathlib.Path = ROOT / "var"
     public_url: str = "http://127.0.0.1:8000"
+    # Where emailed links open: {FRONTEND_URL}/verify-email, /reset-password, /unsubscribe and
+    # /unlock-account, each ?token=. Empty: the small pages Hearth serves itself under PUBLIC_URL.
+    frontend_url: str = ""
 
     database_url: str = ""
     database_max_connections: int = 20
@@ -84,8 +87,13 @@ class Settings:
     # Messages to a listing's people through POST /v1/conversations, per user: first contact is where
     # spam starts. Replies in a conversation count against the default bucket.
     rate_limit_contact: str = "30/hour"
+    # Failed logins for one account from one address before that address is locked out of it.
     login_lockout_threshold: int = 5
     login_ip_lockout_threshold: int = 30
+    # Distinct addresses failing one account before it is locked from everywhere (its owner is
+    # mailed an unlock link, valid ACCOUNT_UNLOCK_TTL seconds).
+    login_account_lock_addresses: int = 10
+    account_unlock_ttl: int = 3600
 
     flower_user: str = "admin"
     flower_password: str = field(default="", repr=False)
@@ -169,6 +177,11 @@ class Settings:
         return self.env == "production"
 
     @property
+    def pages_url(self) -> str:
+        """The origin (and path prefix) of the pages emailed links open, without a trailing slash."""
+        return (self.frontend_url or self.public_url).rstrip("/")
+
+    @property
     def outbox_dir(self) -> pathlib.Path:
         return self.var_dir / "outbox"
 
@@ -234,6 +247,14 @@ class Settings:
             problems.append("ACCESS_TOKEN_TTL must be between 60 and 3600 seconds")
         if self.refresh_token_ttl < self.access_token_ttl:
             problems.append("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL")
+        if self.login_lockout_threshold < 1:
+            problems.append("LOGIN_LOCKOUT_THRESHOLD must be at least 1")
+        if self.login_account_lock_addresses < 2:
+            problems.append("LOGIN_ACCOUNT_LOCK_ADDRESSES must be at least 2 (one address is the per-address lock)")
+        if not 300 <= self.account_unlock_ttl <= 24 * 3600:
+            problems.append("ACCOUNT_UNLOCK_TTL must be between 5 minutes and a day")
+        if self.frontend_url and urlparse(self.frontend_url).scheme not in ("http", "https"):
+            problems.append("FRONTEND_URL must be an http(s):// URL")
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
         problems.extend(self._job_and_relay_problems())
@@ -326,6 +347,8 @@ class Settings:
             problems.append("FLOWER_PASSWORD must be at least 12 characters in production")
         if not self.public_url.startswith("https://"):
             problems.append("PUBLIC_URL must be https:// in production")
+        if self.frontend_url and not self.frontend_url.startswith("https://"):
+            problems.append("FRONTEND_URL must be https:// in production")
         if "*" in self.cors_origins:
             problems.append("CORS_ORIGINS may not be * in production")
         if urlparse(self.storage_url).scheme != "s3":

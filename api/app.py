@@ -18,8 +18,8 @@ from api.lockout import LoginLockout
 from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
 from api.ratelimit import RateLimiter
 from api.resources import (admin, auth, conversations, docs, exports, favorites, health, jobs, me, moderation,
-                           notification_admin, notifications, phone, properties, property_media, saved_searches,
-                           search, uploads, webhooks)
+                           notification_admin, notifications, pages, phone, properties, property_media,
+                           saved_searches, search, uploads, webhooks)
 from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
 from services.storage import make_storage
@@ -64,8 +64,9 @@ def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time
         sessions=session_cache,
         authenticator=Authenticator(tokens, session_cache),
         limiter=RateLimiter(client, settings.redis_prefix, clock=clock),
-        lockout=LoginLockout(client, settings.redis_prefix, account_threshold=settings.login_lockout_threshold,
-                             ip_threshold=settings.login_ip_lockout_threshold),
+        lockout=LoginLockout(client, settings.redis_prefix, pair_threshold=settings.login_lockout_threshold,
+                             ip_threshold=settings.login_ip_lockout_threshold,
+                             account_addresses=settings.login_account_lock_addresses),
         jobs=jobs,
         rates={"default": parse_rate(settings.rate_limit_default), "auth": parse_rate(settings.rate_limit_auth),
                "contact": parse_rate(settings.rate_limit_contact)},
@@ -111,6 +112,7 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/.well-known/jwks.json", health.Jwks(services.tokens.keys))
     app.add_route("/v1/openapi.json", docs.OpenApi(app))
     app.add_route("/docs", docs.Docs())
+    pages.add_routes(app)  # what the links in emails open (FRONTEND_URL may send them elsewhere)
 
     app.add_route("/v1/auth/register", auth.Register())
     app.add_route("/v1/auth/verify-email", auth.VerifyEmail())
@@ -121,6 +123,7 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/auth/logout-all", auth.LogoutAll())
     app.add_route("/v1/auth/password/forgot", auth.ForgotPassword())
     app.add_route("/v1/auth/password/reset", auth.ResetPassword())
+    app.add_route("/v1/auth/unlock", auth.UnlockAccount())
 
     app.add_route("/v1/me", me.Me())
     app.add_route("/v1/me/password", me.MyPassword())

@@ -16,6 +16,7 @@ import datetime
 import email.policy
 import email.quoprimime
 import email.utils
+import itertools
 import os
 import pathlib
 import random
@@ -50,20 +51,40 @@ class Message:
 
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
+_SEQUENCE = itertools.count(1)
+
+
+def _outbox_stamp() -> str:
+    """``20261207T014307123456Z-0000001``: UTC time to the microsecond, then this process's send count.
+
+    Fixed width and zero-padded, so the names sort lexically in the order the mail was written
+    (``ls``, a shell glob and ``tail -1`` all see the newest last); the count orders two messages
+    written by one process within the same microsecond.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S%f}Z-{next(_SEQUENCE) % 10_000_000:07d}"
 
 
 class OutboxMailer:
-    """Writes each message as ``<outbox>/<idempotency key>.eml``."""
+    """Writes each message as ``<outbox>/<UTC time>-<count>-<idempotency key>.eml``.
+
+    ``<outbox>/.keys/<idempotency key>`` names the file a key produced, so a second send with
+    the key finds it without listing the directory.
+    """
 
     def __init__(self, directory: pathlib.Path, sender: str):
         self.directory = pathlib.Path(directory)
         self.sender = sender
 
     def send(self, message: Message, *, idempotency_key: str) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / (_SAFE_KEY.sub("_", idempotency_key) + ".eml")
-        if path.exists():
-            return path.name
+        safe_key = _SAFE_KEY.sub("_", idempotency_key)
+        sent = self.directory / ".keys" / safe_key
+        try:
+            return sent.read_text()
+        except FileNotFoundError:
+            pass
+        sent.parent.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{_outbox_stamp()}-{safe_key}.eml"
         headers = [("From", self.sender), ("To", message.to), ("Subject", message.subject),
                    # The form email.policy.default gives formatdate(usegmt=True): "+0000", not "GMT".
                    ("Date", email.utils.format_datetime(datetime.datetime.now(datetime.timezone.utc))),
@@ -72,6 +93,10 @@ class OutboxMailer:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(_eml(headers, message.text, message.html))
         os.replace(tmp, path)
+        # Recorded after the message exists: a crash in between sends it again rather than never.
+        marker = sent.with_suffix(f".{os.getpid()}.tmp")
+        marker.write_text(path.name)
+        os.replace(marker, sent)
         return path.name
 
 

@@ -2,8 +2,8 @@
 
 Per event type: the subject, a text part and an HTML part (everything the user
 or another user wrote is HTML-escaped), and where its link leads in the web
-app. Every email carries an unsubscribe link in its body (the web app's
-``/unsubscribe`` page) and the RFC 8058 one-click headers pointing at the API
+app. Every email carries an unsubscribe link in its body (the ``/unsubscribe``
+page under ``settings.pages_url``) and the RFC 8058 one-click headers pointing at the API
 (``List-Unsubscribe: <{public_url}/v1/unsubscribe?token=…>`` and
 ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``); a notification's token
 names its type, the digest's names every type (``"*"``).
@@ -72,7 +72,7 @@ def notification_link(notification, settings) -> str:
 def unsubscribe_links(settings, user_id, type_: str) -> tuple[str, str]:
     """``(page for people, one-click endpoint for mail clients)`` for one user and type (``"*"``: all)."""
     query = urlencode({"token": unsubscribe_token(settings.secret_key, user_id, type_)})
-    return f"{_base(settings)}/unsubscribe?{query}", f"{_base(settings)}/v1/unsubscribe?{query}"
+    return f"{settings.pages_url}/unsubscribe?{query}", f"{_base(settings)}/v1/unsubscribe?{query}"
 
 
 def _unsubscribe_headers(one_click: str) -> tuple[tuple[str, str], ...]:

@@ -1,4 +1,4 @@
-"""Account emails: verification and password reset, sent by the worker.
+"""Account emails: verification, password reset, the taken-address notice and unlock links, sent by the worker.
 
 The token in each email is derived from the job id (HMAC with ``SECRET_KEY``),
 so a retried or redelivered job stores the same token hash and writes the same
@@ -21,7 +21,7 @@ def job_token(purpose: str, job_id) -> str:
 
 
 def _link(path: str, token: str) -> str:
-    return f"{runtime().settings.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+    return f"{runtime().settings.pages_url}{path}?{urlencode({'token': token})}"
 
 
 def _send(ctx: JobContext, message: Message) -> dict:
@@ -80,6 +80,60 @@ def send_password_reset(ctx: JobContext) -> dict:
               "The link is valid for one hour and works once. If it was not you, ignore this email.\n"),
         html=(f"<p>Hello {_escape(user.full_name)},</p><p><a href=\"{link}\">Choose a new password</a></p>"
               "<p>The link is valid for one hour and works once. If it was not you, ignore this email.</p>"),
+    ))
+    return {"sent": True}
+
+
+@job_task(transient=(Transient,))
+def send_signup_notice(ctx: JobContext) -> dict:
+    # Registration with a taken address answers like a new one; the address's owner hears of it
+    # here, with a way back in should they have forgotten they signed up.
+    user = User.get_or_none(User.email == ctx.input["email"])
+    if user is None or user.is_banned:
+        return {"sent": False}
+    token = _issue_token(ctx, user, "password_reset", runtime().settings.password_reset_ttl)
+    link = _link("/reset-password", token)
+    _send(ctx, Message(
+        to=user.email,
+        subject="Someone tried to sign up to Hearth with your address",
+        text=(f"Hello {user.full_name},\n\nSomeone tried to create a Hearth account with this email address, "
+              "which already has one. Nothing was changed.\n\nIf it was you, log in instead. If you forgot "
+              f"your password, choose a new one here:\n\n{link}\n\nor send this token to "
+              f"POST /v1/auth/password/reset:\n\ntoken={token}\n\n"
+              "The link is valid for one hour and works once. If it was not you, ignore this email: "
+              "your account is unchanged.\n"),
+        html=(f"<p>Hello {_escape(user.full_name)},</p><p>Someone tried to create a Hearth account with this "
+              "email address, which already has one. Nothing was changed.</p><p>If it was you, log in instead. "
+              f"If you forgot your password, <a href=\"{link}\">choose a new one</a>.</p>"
+              "<p>The link is valid for one hour and works once. If it was not you, ignore this email: your "
+              "account is unchanged.</p>"),
+    ))
+    return {"sent": True}
+
+
+@job_task(transient=(Transient,))
+def send_unlock_link(ctx: JobContext) -> dict:
+    # Queued by the login that locked the account from everywhere, known email or not.
+    user = User.get_or_none(User.email == ctx.input["email"])
+    if user is None or user.is_banned:
+        return {"sent": False}
+    token = _issue_token(ctx, user, "account_unlock", runtime().settings.account_unlock_ttl)
+    link = _link("/unlock-account", token)
+    minutes = runtime().settings.account_unlock_ttl // 60
+    _send(ctx, Message(
+        to=user.email,
+        subject="Your Hearth account was locked",
+        text=(f"Hello {user.full_name},\n\nSomeone failed to log in to your Hearth account from many different "
+              "places, so we locked it for a while. To log in now, open this link on the device you log in "
+              "from, then log in there:"
+              f"\n\n{link}\n\nor send this token to POST /v1/auth/unlock:\n\ntoken={token}\n\n"
+              f"The link works once, for {minutes} minutes. If the failed logins were not you, consider "
+              "choosing a new password.\n"),
+        html=(f"<p>Hello {_escape(user.full_name)},</p><p>Someone failed to log in to your Hearth account from "
+              "many different places, so we locked it. To log in now, open this link on the device you log "
+              f"in from, then log in:</p><p><a href=\"{link}\">Unlock my account</a></p><p>The link works "
+              f"once, for {minutes} minutes. If the failed logins were not you, consider choosing a new "
+              "password.</p>"),
     ))
     return {"sent": True}
 

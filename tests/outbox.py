@@ -14,8 +14,8 @@ class Outbox:
     def messages(self) -> list[email.message.Message]:
         if not self.directory.exists():
             return []
-        # Oldest first: file names are idempotency keys (random job ids), so order by write time.
-        paths = sorted(self.directory.glob("*.eml"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        # Oldest first: the outbox names files so that their lexical order is the order they were written.
+        paths = sorted(self.directory.glob("*.eml"))
         return [email.message_from_bytes(p.read_bytes()) for p in paths]
 
     def token_for(self, address: str) -> str:

@@ -63,6 +63,7 @@ def test_production_with_nothing_configured_lists_every_problem():
     ({"SMS_BACKEND": "outbox"}, "SMS_BACKEND"),
     ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
     ({"SENDGRID_WEBHOOK_PUBLIC_KEY": ""}, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
+    ({"FRONTEND_URL": "http://app.hearth.example"}, "FRONTEND_URL"),
 ])
 def test_each_unsafe_production_setting_is_refused(change, named):
     problems = _problems({**SAFE_PRODUCTION, **change})
@@ -110,6 +111,9 @@ def test_values_are_parsed_and_bad_ones_all_named():
     ({"ACCESS_TOKEN_TTL": "3600", "REFRESH_TOKEN_TTL": "600"}, "REFRESH_TOKEN_TTL"),
     ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
     ({"RATE_LIMIT_AUTH": "lots"}, "RATE_LIMIT_AUTH"),
+    ({"FRONTEND_URL": "app.hearth.example"}, "FRONTEND_URL"),
+    ({"LOGIN_ACCOUNT_LOCK_ADDRESSES": "1"}, "LOGIN_ACCOUNT_LOCK_ADDRESSES"),
+    ({"ACCOUNT_UNLOCK_TTL": "5"}, "ACCOUNT_UNLOCK_TTL"),
 ])
 def test_malformed_settings_are_refused_in_every_environment(environ, named):
     assert any(named in p for p in _problems(environ))
@@ -174,3 +178,7 @@ def test_cors_origins_default_to_local_dev_servers_in_development_only(tmp_path)
                              ).cors_origins == ("https://app.example",)
     assert Settings.from_env({"HEARTH_ENV": "test", "HEARTH_VAR_DIR": str(tmp_path)}).cors_origins == ()
     assert Settings.from_env(SAFE_PRODUCTION).cors_origins == ()
+
+def test_emailed_links_open_hearths_own_pages_unless_a_frontend_url_is_set():
+    assert Settings.from_env({"PUBLIC_URL": "http://127.0.0.1:8000/"}).pages_url == "http://127.0.0.1:8000"
+    assert Settings.from_env({"FRONTEND_URL": "https://app.example.com/"}).pages_url == "https://app.example.com"

@@ -1,4 +1,4 @@
-"""``/v1/auth/*``: register, verify email, log in, refresh, log out, reset a forgotten password."""
+"""``/v1/auth/*``: register, verify email, log in, refresh, log out, reset a forgotten password, unlock."""
 from __future__ import annotations
 
 import falcon
@@ -7,8 +7,8 @@ from peewee import IntegrityError
 from api.errors import Problem, conflict, too_many_requests, unauthorized, validation_error
 from api.operation import client_ip, operation
 from api.schemas.accounts import (
-    Accepted, ForgotPasswordRequest, LoginRequest, LogoutRequest, Profile, RefreshRequest, RegisterRequest,
-    ResetPasswordRequest, TokenPair, VerifyEmailRequest,
+    Accepted, ForgotPasswordRequest, LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest,
+    ResetPasswordRequest, TokenPair, UnlockAccountRequest, VerifyEmailRequest,
 )
 from models import sessions
 from models.accounts import AccountToken, User
@@ -20,6 +20,7 @@ from models.passwords import hash_password, needs_rehash, policy_problem, verify
 
 TAGS = ("auth",)
 FORGOT_ANSWER = "If an account exists for that address, we sent it a link to reset the password."
+REGISTER_ANSWER = "We sent an email to this address; follow it to finish signing up."
 
 
 def password_error(field: str, problem: str) -> Problem:
@@ -51,16 +52,21 @@ def queue_verification(user: User) -> Job:
 
 
 class Register:
-    @operation("Create an account", body=RegisterRequest, response=Profile, status=201, auth="none",
-               rate="auth", errors=(409, 422), tags=TAGS,
-               description="Creates a buyer, seller or agent and mails a verification link. "
-                           "Admins are created only with `hearth users create-admin`.")
+    @operation("Create an account", body=RegisterRequest, response=Accepted, status=202, auth="none",
+               rate="auth", errors=(422,), tags=TAGS,
+               description="Always answers 202 with the same body, whether or not the address already has "
+                           "an account, so the answer tells nobody who is a Hearth user. A new address gets a "
+                           "buyer, seller or agent account and a verification link; the owner of a taken one "
+                           "gets an email saying someone tried to sign up with it, with a link to reset the "
+                           "password. No user id is returned: log in for the profile (`GET /v1/me`). Admins "
+                           "are created only with `hearth users create-admin`.")
     def on_post(self, req, resp):
         body: RegisterRequest = req.context.body
         email = User.normalize_email(body.email)
         problem = policy_problem(body.password, email=email, full_name=body.full_name)
         if problem:
             raise password_error("password", problem)
+        # Hashed whether or not the address is taken: the hash is most of the request's time.
         password_hash = hash_password(body.password)
         try:
             with db.atomic():
@@ -71,11 +77,19 @@ class Register:
         except IntegrityError as exc:  # the unique index on email decides, even under concurrent sign-ups
             if "users_email_key" not in str(exc):
                 raise
-            raise conflict("An account with this email already exists.", slug="email-taken") from None
+            job = self._notify_owner(req, email)
         req.context.services.jobs.submit(job)
-        resp.status = falcon.HTTP_201
-        resp.location = "/v1/me"
-        resp.media = user.profile()
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "accepted", "detail": REGISTER_ANSWER}
+
+    @staticmethod
+    def _notify_owner(req, email: str) -> Job:
+        with db.atomic():
+            owner = User.get_or_none(User.email == email)
+            job = Job.create(kind="accounts.send_signup_notice", queue="notify", input={"email": email})
+            if owner is not None:  # None only if the account was deleted since the insert failed
+                audit(req, "user.register_taken", owner.id)
+        return job
 
 
 class VerifyEmail:
@@ -113,9 +127,11 @@ class Login:
     @operation("Log in with email and password", body=LoginRequest, response=TokenPair, auth="none",
                rate="auth", errors=(401, 403, 429), tags=TAGS,
                description="Returns a short-lived access token (EdDSA JWT) and a single-use refresh "
-                           "token. Repeated failures lock the account and the client address for a "
-                           "growing time (429 with Retry-After); unknown emails and wrong passwords "
-                           "answer the same.")
+                           "token. Repeated failures lock the account from the failing client address, "
+                           "and that address altogether, for a growing time (429 with Retry-After); "
+                           "failures from many addresses lock the account from everywhere and mail its "
+                           "owner a one-time unlock link (`POST /v1/auth/unlock`). Unknown emails and "
+                           "wrong passwords answer the same.")
     def on_post(self, req, resp):
         services = req.context.services
         body: LoginRequest = req.context.body
@@ -126,9 +142,13 @@ class Login:
             raise too_many_requests(locked, "Too many failed logins; try again later.")
         user = User.get_or_none(User.email == email)
         if not verify_password(user.password_hash if user else None, body.password):
-            services.lockout.failed(email, ip)
+            if services.lockout.failed(email, ip).mail_unlock_link:
+                # Queued whether or not the email has an account, like a password reset: the worker decides.
+                with db.atomic():
+                    job = Job.create(kind="accounts.send_unlock_link", queue="notify", input={"email": email})
+                services.jobs.submit(job)
             raise unauthorized("The email or password is not correct.")
-        services.lockout.succeeded(email)
+        services.lockout.succeeded(email, ip)
         if user.is_banned:
             raise Problem(falcon.HTTP_403, "Account suspended", "This account has been suspended.",
                           slug="account-suspended")
@@ -219,4 +239,25 @@ class ResetPassword:
             audit(req, "user.password_reset", user.id, after={"sessions_revoked": len(revoked)})
         services.sessions.mark_revoked(revoked)
         services.sessions.store_profile(User.get_by_id(user.id))
+        resp.status = falcon.HTTP_204
+
+
+class UnlockAccount:
+    @operation("Lift an account-wide login lock with the mailed token", body=UnlockAccountRequest, status=204,
+               auth="none", rate="auth", errors=(400, 422), tags=TAGS,
+               description="When failed logins from many addresses lock an account, its owner is mailed a "
+                           "link that works once, for `ACCOUNT_UNLOCK_TTL` seconds. Redeeming it lets the "
+                           "client address that redeemed it past the account-wide lock for its next "
+                           "successful login, within 15 minutes; the password is still needed, and the "
+                           "account stays locked for every other address.")
+    def on_post(self, req, resp):
+        services = req.context.services
+        with db.atomic():
+            token = AccountToken.redeem(req.context.body.token, "account_unlock")
+            if token is None:
+                raise Problem(falcon.HTTP_400, "Invalid token", "This unlock link is invalid, used or expired.",
+                              slug="invalid-token")
+            user = User.get_by_id(token.user_id)
+            audit(req, "user.unlock", user.id)
+        services.lockout.grant(user.email, client_ip(req, services))
         resp.status = falcon.HTTP_204

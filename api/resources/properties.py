@@ -20,6 +20,7 @@ import msgspec
 
 from api.cursor import CursorCodec
 from api.errors import Problem, conflict, forbidden, not_found, validation_error
+from api.etags import ANY, parse_if_match
 from api.operation import operation
 from api.resources.auth import audit
 from api.resources.search import SearchMixin
@@ -68,16 +69,16 @@ def load_editable(property_id, principal) -> Property:
 def expected_version(req, listing: Property, *, required: bool) -> int | None:
     """The version ``If-Match`` names (strong comparison), or None when absent and not required.
 
-    Absent and required: 428. Naming another version: 412.
+    Absent and required: 428. Naming another version: 412. Not an entity-tag list (an unquoted ``v1``): 400.
     """
-    tags = req.if_match
+    tags = parse_if_match(req.get_header("If-Match"))
     if not tags:
         if required:
             raise Problem(falcon.HTTP_428, "Precondition required",
                           "Send If-Match with the listing's ETag, so that a change made meanwhile is not "
                           "overwritten.", slug="precondition-required")
         return None
-    if "*" in tags or any(not tag.is_weak and str(tag) == f"v{listing.version}" for tag in tags):
+    if tags == ANY or any(not tag.weak and tag.opaque == f"v{listing.version}" for tag in tags):
         return listing.version
     raise stale_listing()
 
@@ -178,11 +179,12 @@ class PropertyItem:
             return
         _respond(resp, listing)
 
-    @operation("Change a listing", body=PropertyPatch, response=PropertyView, errors=(403, 404, 409, 412, 428),
+    @operation("Change a listing", body=PropertyPatch, response=PropertyView, errors=(400, 403, 404, 409, 412, 428),
                tags=TAGS, response_headers={"ETag": ETAG_HEADER},
                description="The owner, the assigned agent or an admin changes the fields named in the body "
                            "(`null` clears an optional one). Needs `If-Match: <ETag>`: 428 without it, 412 when "
-                           "the listing changed since. Only the owner or an admin assigns `list_agent_id`. "
+                           "the listing changed since, 400 when it is not a quoted entity-tag (`v3` for `\"v3\"`). "
+                           "Only the owner or an admin assigns `list_agent_id`. "
                            "Admins changing someone else's listing are audited.\n\n" + STATUS_RULES)
     def on_patch(self, req, resp, property_id):
         principal = req.context.principal
@@ -205,13 +207,14 @@ class PropertyItem:
             req.context.services.jobs.submit(job)
         _respond(resp, listing)
 
-    @operation("Withdraw a listing", status=204, errors=(403, 404, 409, 412), tags=TAGS,
+    @operation("Withdraw a listing", status=204, errors=(400, 403, 404, 409, 412), tags=TAGS,
                response_headers={"ETag": ETAG_HEADER},
                description="Takes the listing off the market; nothing is erased and its history stays. A draft "
                            "(`Incomplete`) becomes `Canceled`; ComingSoon, Active and ActiveUnderContract become "
                            "`Withdrawn`. A listing already Withdrawn or Canceled is left as it is (204). Pending, "
                            "Closed and Expired listings cannot be withdrawn (409; cancel with a PATCH where the "
-                           "table allows it). `If-Match` is optional here; a stale one is a 412.")
+                           "table allows it). `If-Match` is optional here; a stale one is a 412, "
+                           "an unquoted one a 400.")
     def on_delete(self, req, resp, property_id):
         principal = req.context.principal
         listing = load_editable(property_id, principal)

@@ -43,6 +43,10 @@ class ForgotPasswordRequest(Request):
     email: Email
 
 
+class UnlockAccountRequest(Request):
+    token: Token
+
+
 class ResetPasswordRequest(Request):
     token: Token
     password: Password

@@ -17,7 +17,7 @@ def _register(client, password, email="kim@example.com"):
 
 
 def test_new_accounts_get_argon2id_hashes(client):
-    assert _register(client, "a perfectly fine passphrase").status_code == 201
+    assert _register(client, "a perfectly fine passphrase").status_code == 202
     assert User.get(User.email == "kim@example.com").password_hash.startswith(OWASP_ARGON2ID)
 
 
@@ -55,6 +55,6 @@ def test_a_password_equal_to_the_email_name_is_refused(client):
 def test_a_64_character_password_is_accepted_and_logs_in(client):
     password = "0123456789abcdef" * 4
     assert len(password) == 64
-    assert _register(client, password).status_code == 201
+    assert _register(client, password).status_code == 202
     resp = client.simulate_post("/v1/auth/login", json={"email": "kim@example.com", "password": password})
     assert resp.status_code == 200, resp.text

@@ -454,3 +454,17 @@ def test_every_field_refuses_a_wrong_type_or_a_nul_naming_itself(client, people,
                            field=f"body.{name}")
     assert (Property.select().count(), PropertyHistory.select().count(), Job.select().count()) == before
     assert Property.get_by_id(listing.id).version == listing.version
+
+
+@pytest.mark.parametrize("value", ["v1", "v1, \"v1\"", "W/v1", "\"v1", "'v1'", "", "*, \"v1\"", "W/ \"v1\""])
+def test_an_if_match_that_is_not_a_quoted_entity_tag_is_400_and_changes_nothing(client, people, value):
+    listing = make_listing(people["seller"])
+    headers = people.headers("seller")
+    body = assert_problem(_patch(client, listing, {"list_price": 1}, headers, etag=value or " "), 400)
+    assert body["type"].endswith("/malformed-if-match")
+    assert_problem(client.simulate_delete(_url(listing), headers=dict(headers, **{"If-Match": value or " "})), 400)
+    fresh = Property.get_by_id(listing.id)
+    assert (fresh.list_price, fresh.version, fresh.standard_status) == (
+        listing.list_price, listing.version, listing.standard_status)
+    # The same tag quoted, with list whitespace around it, is what RFC 9110 asks for.
+    assert _patch(client, listing, {"list_price": 2}, headers, etag=' "v0" ,\t"v1" ').status_code == 200

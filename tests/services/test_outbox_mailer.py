@@ -36,7 +36,16 @@ def test_a_second_send_with_the_same_key_changes_nothing(tmp_path):
     first = mailer.send(Message(to="a@example.com", subject="One", text="first\n"), idempotency_key="k")
     before = (tmp_path / first).read_bytes()
     assert mailer.send(Message(to="a@example.com", subject="Two", text="second\n"), idempotency_key="k") == first
-    assert (tmp_path / first).read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+    assert (tmp_path / first).read_bytes() == before and len(list(tmp_path.glob("*.eml"))) == 1
+
+
+def test_file_names_sort_in_the_order_the_mail_was_written(tmp_path):
+    mailer = OutboxMailer(tmp_path, "h@example.com")
+    # Keys whose own order is the reverse of the sending order: only the name's prefix can sort them.
+    names = [mailer.send(Message(to="a@example.com", subject=str(n), text=f"{n}\n"), idempotency_key=f"job:{9 - n}")
+             for n in range(10)]
+    assert sorted(names) == names == sorted(p.name for p in tmp_path.glob("*.eml"))
+    assert all(re.fullmatch(r"\d{8}T\d{12}Z-\d{7}-job_\d\.eml", name) for name in names), names
 
 
 def test_a_line_too_long_for_smtp_is_encoded_and_still_parses_back(tmp_path):

@@ -1,10 +1,13 @@
 """Account emails: a redelivered job sends one email and stores one token."""
 from __future__ import annotations
 
+import pytest
+
 from models.accounts import AccountToken, User, token_hash
 from models.base import utcnow
 from models.jobs import Job, JobEffect
-from tasks.accounts import job_token, send_password_reset, send_verification_email
+from tasks.accounts import (job_token, send_password_reset, send_signup_notice, send_unlock_link,
+                            send_verification_email)
 from tests.outbox import Outbox
 from tests.factories import make_user
 
@@ -84,3 +87,21 @@ def test_running_the_reset_job_twice_sends_one_email(runtime):
     assert len(_outbox(runtime).messages()) == 1
     assert AccountToken.select().where((AccountToken.user == user.id)
                                        & (AccountToken.purpose == "password_reset")).count() == 1
+
+
+@pytest.mark.parametrize("task, kind, purpose", [
+    (send_signup_notice, "accounts.send_signup_notice", "password_reset"),
+    (send_unlock_link, "accounts.send_unlock_link", "account_unlock"),
+])
+def test_running_the_notice_and_unlock_jobs_twice_sends_one_email_and_one_token(runtime, task, kind, purpose):
+    user = make_user(full_name="Ada <b>Lovelace</b>")
+    job = Job.create(kind=kind, queue="notify", input={"email": user.email})
+    task(str(job.id))
+    Job.update(status="queued").where(Job.id == job.id).execute()  # redelivered after a lost finish
+    task(str(job.id))
+    [message] = _outbox(runtime).messages()
+    assert message["To"] == user.email
+    assert AccountToken.select().where((AccountToken.user == user.id) & (AccountToken.purpose == purpose)).count() == 1
+    html = next(part.get_payload(decode=True).decode() for part in message.walk()
+                if part.get_content_type() == "text/html")
+    assert "<b>Lovelace</b>" not in html
