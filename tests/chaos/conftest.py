@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -34,7 +35,10 @@ class PrivatePostgres:
 
     def _as_postgres(self, *argv, check=True):
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        return subprocess.run([*prefix, *map(str, argv)], check=check, capture_output=True, text=True, timeout=60)
+        done = subprocess.run([*prefix, *map(str, argv)], capture_output=True, text=True, timeout=60)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {done.stdout}{done.stderr}")
+        return done
 
     def init(self) -> "PrivatePostgres":
         self.home.mkdir(parents=True, exist_ok=True)
@@ -43,10 +47,6 @@ class PrivatePostgres:
             shutil.chown(self.home, "postgres")
             shutil.chown(self.sockets, "postgres")
             self.home.chmod(0o755)
-            for parent in self.home.parents:  # pytest's tmp dirs are private to root
-                if parent == pathlib.Path("/tmp") or parent == pathlib.Path("/"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o711)
         self._as_postgres(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "utf8")
         self.start()
         self._as_postgres(PG_BIN / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", "hearth")
@@ -71,12 +71,16 @@ class PrivatePostgres:
 
 
 @pytest.fixture
-def private_postgres(tmp_path):
+def private_postgres():
     if not (PG_BIN / "initdb").exists():
         pytest.skip("PostgreSQL 15 server binaries are not installed")
-    server = PrivatePostgres(tmp_path / "pg").init()
+    # Not under pytest's tmp_path: that is private to the test's user, and the server runs as postgres.
+    home = pathlib.Path(tempfile.mkdtemp(prefix="hearth-chaos-pg-"))
+    home.chmod(0o755)
+    server = PrivatePostgres(home / "pg").init()
     yield server
     server.destroy()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
