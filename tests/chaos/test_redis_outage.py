@@ -18,9 +18,9 @@ pytestmark = pytest.mark.integration
 OUTAGE_SECONDS = 6
 
 
-def _jobs(user, count: int) -> list[Job]:
-    return [Job.create(kind="jobs.selftest", queue="default", owner=user.id, input={"steps": 4, "step_ms": 150})
-            for _ in range(count)]
+def _jobs(user, count: int, steps: int = 4, step_ms: int = 150) -> list[Job]:
+    return [Job.create(kind="jobs.selftest", queue="default", owner=user.id,
+                       input={"steps": steps, "step_ms": step_ms}) for _ in range(count)]
 
 
 def _submit(env, jobs) -> None:
@@ -72,16 +72,25 @@ class Follower:
 def test_a_redis_outage_under_load_heals_by_itself(live_env, live_db, logs, procs, private_redis):
     env = {**live_env, "REDIS_URL": private_redis.url, "JOB_REQUEUE_AFTER": "1"}
     user = make_user()
-    worker = start_worker(env, logs, queues="default,maintenance", concurrency=2)
+    # As the Procfile runs it (gossip, mingle, heartbeats): the shape of worker that died for good.
+    worker = start_worker(env, logs, queues="default,maintenance", concurrency=2, as_procfile=True)
     procs.append(worker)
     relay, url = start_relay(env, logs)
     procs.append(relay)
     raw, _ = token(env, user)
     follower = Follower(url, raw)
 
-    before = _jobs(user, 8)
+    # At the outage one pool process runs a long job (its message unacknowledged) while the other
+    # waits for work (a BRPOP pending): kombu then restores the unacknowledged message from a
+    # released connection, which stopped the worker for good before tasks/broker.py.
+    long_job = _jobs(user, 1, steps=30, step_ms=200)
+    before = long_job + _jobs(user, 3, steps=2, step_ms=100)
     _submit(env, before)
-    follower.follow(0.8)  # some run, some wait in the queue
+    sweeper = Sweeper(env)
+    wait_all(lambda: Job.select().where(Job.id.in_([j.id for j in before[1:]])
+                                        & (Job.status == "succeeded")).count() == 3,
+             sweeper, timeout=20, what="the short jobs to finish before the outage")
+    follower.follow(0.5)
 
     private_redis.stop()
     down_at = time.monotonic()
@@ -94,7 +103,6 @@ def test_a_redis_outage_under_load_heals_by_itself(live_env, live_db, logs, proc
 
     after = _jobs(user, 4)
     _submit(env, after)
-    sweeper = Sweeper(env)
     first_done = wait_all(lambda: Job.select().where(Job.id.in_([j.id for j in after])
                                                       & (Job.status == "succeeded")).exists(),
                           sweeper, timeout=60, what="a job accepted after the outage to finish")
@@ -108,6 +116,7 @@ def test_a_redis_outage_under_load_heals_by_itself(live_env, live_db, logs, proc
     sweeper.close()
     assert first_done and worker.alive(), worker.output()[-3000:]
     assert "Unrecoverable error" not in worker.output()
+    assert "Connection to broker lost" in worker.output()
 
     # The client (resuming from the last event it saw if the relay closed it) ends with every job's final state.
     follower.follow(4)
