@@ -107,9 +107,11 @@ def sweep_jobs() -> dict:
 def publish_pending_final_events() -> int:
     """Publish, from the row, the final event of finished jobs whose event was lost (Redis was away).
 
-    The event carries the job's state now, under a new id, so a client that
-    resumes after the outage (the relay sent it ``reset``) receives it.
-    Stops at the first failure: Redis is still away, the next sweep tries again.
+    The event carries the job's state now, under a new id: a client that stayed
+    connected (the relay catches it up from the stream) or resumes from an id the
+    stream still holds receives it; one told ``reset`` (Redis came back empty)
+    reads its jobs over REST. Stops at the first failure: Redis is still away,
+    the next sweep tries again.
     """
     published = 0
     with connection():
