@@ -53,7 +53,12 @@ task_time_limit = 660
 # held an API request for ~6 s); the job stays queued and the beat sweep enqueues it. The
 # worker's own consumer connection keeps retrying (broker_connection_retry*).
 broker_transport_options = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT, "max_retries": 0}
+# The worker outlives a broker outage of any length: it retries the connection for ever
+# (Celery's default gives up after 100 attempts and stops the worker), at startup too, and
+# tasks.broker keeps kombu's cleanup of the lost connection from stopping it.
+broker_connection_retry = True
 broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
 worker_hijack_root_logger = False
 timezone = "UTC"
 enable_utc = True

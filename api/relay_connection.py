@@ -23,6 +23,7 @@ from collections import deque
 
 from falcon import WebSocketDisconnected
 from falcon.errors import PayloadTypeError
+from redis.exceptions import RedisError
 
 from api import relay_protocol as proto
 from api.auth import REVOKED
@@ -196,7 +197,7 @@ class Connection:
             self.close(exc.code, exc.reason)
         except WebSocketDisconnected:
             self.close(None)
-        except HubUnavailable:
+        except (HubUnavailable, RedisError):
             self.close(proto.TRY_AGAIN_LATER, "event bus unavailable")
         except Exception:  # noqa: BLE001 - a bug: end this connection, keep the relay
             log.exception("relay connection failed")
@@ -261,7 +262,9 @@ class Connection:
             self.close(exc.code, exc.reason)
         except (WebSocketDisconnected, ConnectionError):
             self.close(None)
-        except HubUnavailable:
+        except (HubUnavailable, RedisError):
+            # Redis went away while replaying (e.g. the catch-up after the hub reconnected):
+            # the client reconnects with backoff and resumes, as for any outage.
             self.close(proto.TRY_AGAIN_LATER, "event bus unavailable")
         except Exception:  # noqa: BLE001
             log.exception("relay connection task failed")

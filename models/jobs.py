@@ -9,6 +9,12 @@ conditional update, so two workers can never both run one job.
 A claim increments ``attempts``; every later write of the run names that
 attempt (a fencing token), so a worker that lost its lease (it stalled, the
 sweep gave the job to another worker) can no longer change the row.
+
+``error`` is set on failed jobs only. A job going back to the queue (a
+transient failure, or its worker died) keeps why in ``last_error``, so a
+queued job never shows an error beside its status. ``final_event_pending``
+marks a finished job whose final event could not be published (Redis was
+away); the sweep publishes it from the row.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import uuid
 
 import msgspec
 
-from peewee import Case, CharField, ForeignKeyField, IntegerField, IntegrityError, SmallIntegerField, TextField, fn
+from peewee import BooleanField, Case, CharField, ForeignKeyField, IntegerField, IntegrityError, SmallIntegerField, TextField, fn
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
@@ -53,7 +59,7 @@ RETURNING jobs.*
 _FINISH = """
 WITH no_fsync AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE jobs SET status = %s, result = %s::jsonb, error = %s::jsonb, finished_at = %s, updated_at = %s,
-       lease_expires_at = NULL, progress_pct = CASE WHEN %s THEN 100 ELSE progress_pct END
+       lease_expires_at = NULL, last_error = NULL, progress_pct = CASE WHEN %s THEN 100 ELSE progress_pct END
 FROM no_fsync
 WHERE id = %s AND status = 'running' AND attempts = %s
 RETURNING jobs.*
@@ -62,6 +68,19 @@ RETURNING jobs.*
 
 def _json(value) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
+
+
+# Job kinds whose result names a stored file its owner downloads through a signed link.
+# The link is signed when the owner reads the job (``GET /v1/jobs/{id}``), never stored
+# on the row nor put in an event. Rows written before that rule may still hold one.
+SIGNED_LINK_KEYS = ("download_url", "expires_at")
+DOWNLOADABLE_KINDS = frozenset({"exports.build_export"})
+
+WORKER_LOST_PROBLEM = {
+    "type": "https://hearth.dev/problems/job-failed",
+    "title": "The worker running the job stopped",
+    "detail": "The job was put back in the queue.",
+}
 
 
 class Job(UUIDModel):
@@ -74,6 +93,8 @@ class Job(UUIDModel):
     input = BinaryJSONField(default=dict)
     result = BinaryJSONField(null=True)
     error = BinaryJSONField(null=True)
+    last_error = BinaryJSONField(null=True)
+    final_event_pending = BooleanField(default=False)
     attempts = IntegerField(default=0)
     max_attempts = IntegerField(default=5)
     run_after = DateTimeTZField(null=True)
@@ -104,12 +125,20 @@ class Job(UUIDModel):
             "progress": {"percent": self.progress_pct, "message": self.progress_message},
             "result": self.result,
             "error": self.error,
+            "last_error": self.last_error,
             "attempts": self.attempts,
             "created_at": iso(self.created_at),
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
             "cancel_requested": self.cancel_requested_at is not None,
         }
+
+    def event_view(self) -> dict:
+        """``view()`` as events carry it: never a signed link (see ``SIGNED_LINK_KEYS``)."""
+        view = self.view()
+        if isinstance(self.result, dict) and any(key in self.result for key in SIGNED_LINK_KEYS):
+            view["result"] = {k: v for k, v in self.result.items() if k not in SIGNED_LINK_KEYS}
+        return view
 
     # --- creation --------------------------------------------------------------------
 
@@ -171,11 +200,14 @@ class Job(UUIDModel):
 
     @classmethod
     def retry_later(cls, job_id, attempt: int, delay: float, error: dict) -> "Job | None":
-        """Put the run back in the queue to start after ``delay`` seconds (a transient failure)."""
+        """Put the run back in the queue to start after ``delay`` seconds (a transient failure).
+
+        ``error`` is kept as ``last_error``: the job is not failed, so its ``error`` stays empty.
+        """
         now = utcnow()
         rows = list(
             cls.update(status="queued", lease_expires_at=None, run_after=now + _seconds(delay), enqueued_at=now,
-                       updated_at=now, error=error)
+                       updated_at=now, error=None, last_error=error)
             .where(cls._run_is(job_id, attempt)).returning(cls).execute()
         )
         return rows[0] if rows else None
@@ -210,7 +242,8 @@ class Job(UUIDModel):
         """Running jobs whose lease expired (their worker died) and that may be tried again → queued."""
         lost = (cls.status == "running") & (cls.lease_expires_at < now) & (cls.attempts < cls.max_attempts)
         return list(
-            cls.update(status="queued", lease_expires_at=None, enqueued_at=now, updated_at=now)
+            cls.update(status="queued", lease_expires_at=None, enqueued_at=now, updated_at=now,
+                       error=None, last_error=WORKER_LOST_PROBLEM)
             .where(cls.id.in_(cls._pick(lost, limit)) & lost).returning(cls).execute()
         )
 
@@ -219,7 +252,8 @@ class Job(UUIDModel):
         """Running jobs whose lease expired on their last attempt → failed."""
         lost = (cls.status == "running") & (cls.lease_expires_at < now) & (cls.attempts >= cls.max_attempts)
         return list(
-            cls.update(status="failed", lease_expires_at=None, finished_at=now, updated_at=now, error=error)
+            cls.update(status="failed", lease_expires_at=None, finished_at=now, updated_at=now, error=error,
+                       last_error=None)
             .where(cls.id.in_(cls._pick(lost, limit)) & lost).returning(cls).execute()
         )
 
@@ -243,6 +277,21 @@ class Job(UUIDModel):
         )
 
     @classmethod
+    def mark_final_event_pending(cls, job_id) -> None:
+        """The final event of this finished job could not be published: the sweep will."""
+        cls.update(final_event_pending=True).where((cls.id == job_id) & cls.status.in_(FINISHED)).execute()
+
+    @classmethod
+    def with_final_event_pending(cls, limit: int = 500) -> list["Job"]:
+        """Finished jobs whose final event is still to be published, oldest first."""
+        return list(cls.select().where(cls.final_event_pending & cls.status.in_(FINISHED))
+                    .order_by(cls.finished_at).limit(limit))
+
+    @classmethod
+    def final_event_published(cls, job_id) -> None:
+        cls.update(final_event_pending=False).where(cls.id == job_id).execute()
+
+    @classmethod
     def finished_before(cls, before: datetime.datetime, limit: int = 500) -> list["Job"]:
         return list(cls.select().where(cls.status.in_(FINISHED) & (cls.finished_at < before))
                     .order_by(cls.finished_at).limit(limit))
@@ -264,4 +313,5 @@ def new_job_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-__all__ = ["Job", "JobEffect", "STATUSES", "FINISHED", "ACTIVE", "new_job_id"]
+__all__ = ["Job", "JobEffect", "STATUSES", "FINISHED", "ACTIVE", "DOWNLOADABLE_KINDS", "SIGNED_LINK_KEYS",
+           "WORKER_LOST_PROBLEM", "new_job_id"]

@@ -17,6 +17,10 @@ import re
 import msgspec
 
 STREAM_MAXLEN = 1000
+# A job event written before events stopped carrying signed links (an export's
+# ``download_url``): found by its body, without decoding it.
+_SIGNED_LINK_IN_JOB_EVENT = re.compile(r'^\{"type":"job\.[a-z_]+".*("download_url"|[?&](sig|X-Amz-Signature)=)')
+REDACTED_MARK = "events:signed-links-redacted"
 STREAM_TTL_SECONDS = 7 * 24 * 3600
 CHANNEL = re.compile(r"^[a-z]+:[A-Za-z0-9_-]{1,64}$")
 _STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
@@ -118,10 +122,33 @@ class EventBus(EventKeys):
         return first.decode() if isinstance(first, bytes) else first
 
     def publish_job(self, job, type_: str) -> str | None:
-        """Publish a job change to its owner's channel and the job's own channel."""
+        """Publish a job change to its owner's channel and the job's own channel.
+
+        The event carries ``job.event_view()``: the job's state, never a signed link.
+        """
         if job.owner_id is None:
             return None
-        return self.publish(f"user:{job.owner_id}", type_, job.view(), also=(f"job:{job.id}",))
+        return self.publish(f"user:{job.owner_id}", type_, job.event_view(), also=(f"job:{job.id}",))
+
+    def redact_signed_links(self, batch: int = 500) -> int | None:
+        """Delete retained job events that carry a signed link; once per Redis (a mark remembers it).
+
+        Events never carry signed links now, but streams keep what older
+        versions wrote for days and replay it to anyone who may join the
+        channel. Returns how many entries were deleted, or None when this had
+        already been done.
+        """
+        mark = self.prefix + REDACTED_MARK
+        if self.redis.exists(mark):
+            return None
+        deleted = 0
+        for key in self.redis.scan_iter(match=self.prefix + "stream:*", count=batch):
+            doomed = [eid for eid, fields in self.redis.xrange(key)
+                      if _SIGNED_LINK_IN_JOB_EVENT.search(_text(fields.get(b"e", b"")))]
+            if doomed:
+                deleted += self.redis.xdel(key, *doomed)
+        self.redis.set(mark, deleted)
+        return deleted
 
     def history(self, channel: str, after: str = "-", count: int = STREAM_MAXLEN) -> list[dict]:
         """Events of ``channel`` after the id ``after`` (all retained ones with ``"-"``), decoded."""
@@ -134,5 +161,5 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-__all__ = ["EventBus", "EventKeys", "InvalidChannel", "check_channel", "envelope", "envelope_id",
+__all__ = ["EventBus", "EventKeys", "REDACTED_MARK", "InvalidChannel", "check_channel", "envelope", "envelope_id",
            "parse_event_id", "format_event_id", "STREAM_MAXLEN", "STREAM_TTL_SECONDS"]

@@ -6,6 +6,9 @@ from celery.signals import worker_process_init
 
 import celeryconfig
 from settings import Settings
+from tasks.broker import guard_released_connections
+
+guard_released_connections()
 
 app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports",
                                 "tasks.properties", "tasks.search", "tasks.uploads", "tasks.notifications",

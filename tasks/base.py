@@ -162,11 +162,31 @@ class _LeaseKeeper:
 _leases = _LeaseKeeper()
 
 
-def publish_job_event(job: Job, type_: str) -> None:
+def publish_job_event(job: Job, type_: str) -> bool:
+    """Publish a job change; False when it could not be (the row stays the truth)."""
     try:
         runtime().events.publish_job(job, type_)
     except Exception:  # noqa: BLE001 - an event is a notification; the row is the truth
-        log.warning("could not publish job event", extra={"job_id": str(job.id)}, exc_info=True)
+        log.warning("could not publish job event", extra={"job_id": str(job.id), "event": type_}, exc_info=True)
+        return False
+    return True
+
+
+def publish_final_job_event(job: Job) -> bool:
+    """Publish a finished job's final event (``job.<status>``); if Redis is away, leave it to the sweep.
+
+    Marks the row (``final_event_pending``) when publishing failed, so the sweep
+    publishes the final state once Redis is back and a resuming client sees it
+    without polling.
+    """
+    if publish_job_event(job, f"job.{job.status}"):
+        return True
+    try:
+        Job.mark_final_event_pending(job.id)
+    except Exception:  # noqa: BLE001 - Redis and the database both away: clients poll the row
+        log.warning("could not mark a job's final event for the sweep", extra={"job_id": str(job.id)},
+                    exc_info=True)
+    return False
 
 
 def job_digest(secret: str, purpose: str, job_id) -> bytes:
@@ -240,7 +260,7 @@ class JobTask(Task):
     def _finish(self, ctx: JobContext, status: str, *, result=None, error=None):
         job = Job.finish(ctx.job.id, ctx.attempt, status, result=result, error=error)
         if job is not None:
-            publish_job_event(job, f"job.{status}")
+            publish_final_job_event(job)
         return None
 
     def _retry_or_fail(self, ctx: JobContext, exc: BaseException):
@@ -281,4 +301,4 @@ def job_task(*, transient=(), lease_seconds: float | None = None, name: str | No
 
 
 __all__ = ["JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task", "job_digest", "job_queue", "backoff_seconds",
-           "publish_job_event"]
+           "publish_job_event", "publish_final_job_event"]

@@ -2,8 +2,9 @@
 
 ``POST /v1/me/export`` creates an ``exports.build_export`` job. The task
 collects every registered section, writes a zip (one JSON file per section
-and a ``manifest.json``) through storage once per job, and finishes with a
-short-lived signed ``download_url``. Later domains add their data with
+and a ``manifest.json``) through storage once per job. Its owner reads a
+short-lived signed ``download_url`` from ``GET /v1/jobs/{id}``, signed on each
+read: never stored on the job nor sent in an event. Later domains add their data with
 ``@export_section("name")``: a function ``(user) -> JSON-able`` that returns
 only what belongs to that user, and never a secret (password hashes, token
 hashes, other users' details).
@@ -24,7 +25,6 @@ from models.saved_searches import SavedSearch, SavedSearchAlert, saved_search_vi
 from models.uploads import PropertyMedia, Upload
 from tasks.base import JobContext, job_task
 from tasks.jobs import storage
-from tasks.runtime import runtime
 
 FORMAT_VERSION = 1
 ARCHIVE_NAME = "hearth-export.zip"
@@ -211,7 +211,7 @@ def build_export(ctx: JobContext) -> dict:
             return storage().put(archive_key(ctx.job), spool).as_dict()
 
     file = ctx.once("archive", store)
-    ctx.progress(95, "Signing the download link")
-    url, expires_at = storage().signed_url(file["key"], runtime().settings.export_url_ttl)
+    # No signed link in the result: the owner gets a fresh one each time they read the job
+    # (``GET /v1/jobs/{id}``), and the job's events (replayed to whoever may join) carry none.
     return {"file": dict(file, filename=ARCHIVE_NAME, content_type="application/zip"),
-            "download_url": url, "expires_at": expires_at.isoformat(), "sections": list(sections)}
+            "sections": list(sections)}

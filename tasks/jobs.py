@@ -31,7 +31,7 @@ from models.db import connection, db
 from models.jobs import Job, JobEffect
 from services.storage import StorageError, make_storage
 from tasks.app import app
-from tasks.base import JobContext, job_queue, job_task, publish_job_event
+from tasks.base import JobContext, job_queue, job_task, publish_final_job_event, publish_job_event
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.jobs")
@@ -41,7 +41,6 @@ LOST_WORKER_PROBLEM = {
     "title": "The job failed after retries",
     "detail": "The worker running the job stopped on its last attempt.",
 }
-
 
 
 def _queues_with_backlog() -> set[str]:
@@ -94,13 +93,35 @@ def sweep_jobs() -> dict:
     for job in lost:
         publish_job_event(job, "job.requeued")
     for job in failed:
-        publish_job_event(job, "job.failed")
+        publish_final_job_event(job)
     submitted = sum(1 for job in [*lost, *stale] if queue.submit(job))
-    if lost or failed or stale:
+    republished = publish_pending_final_events()
+    if lost or failed or stale or republished:
         log.info("job sweep", extra={"requeued_lost": len(lost), "failed_lost": len(failed),
-                                     "stale_enqueued": len(stale), "submitted": submitted})
+                                     "stale_enqueued": len(stale), "submitted": submitted,
+                                     "final_events_published": republished})
     return {"requeued_lost": len(lost), "failed_lost": len(failed), "stale_enqueued": len(stale),
-            "submitted": submitted}
+            "submitted": submitted, "final_events_published": republished}
+
+
+def publish_pending_final_events() -> int:
+    """Publish, from the row, the final event of finished jobs whose event was lost (Redis was away).
+
+    The event carries the job's state now, under a new id: a client that stayed
+    connected (the relay catches it up from the stream) or resumes from an id the
+    stream still holds receives it; one told ``reset`` (Redis came back empty)
+    reads its jobs over REST. Stops at the first failure: Redis is still away,
+    the next sweep tries again.
+    """
+    published = 0
+    with connection():
+        pending = Job.with_final_event_pending(SWEEP_BATCH)
+        for job in pending:
+            if not publish_job_event(job, f"job.{job.status}"):
+                break
+            Job.final_event_published(job.id)
+            published += 1
+    return published
 
 
 def _stored_key(job: Job) -> str | None:

@@ -7,6 +7,7 @@ from models.accounts import AccountToken, AuthSession, RefreshToken
 from models.base import utcnow
 from models.db import connection
 from tasks.app import app
+from tasks.runtime import runtime
 
 # Expired sessions are kept a while so a user's session list and the audit
 # trail still make sense; their tokens are useless either way.
@@ -28,3 +29,10 @@ def purge_expired_tokens() -> dict:
                 (AuthSession.expires_at < cutoff)
                 | (AuthSession.revoked_at.is_null(False) & (AuthSession.revoked_at < cutoff))).execute()
     return {"account_tokens": tokens, "refresh_tokens": refresh, "sessions": sessions}
+
+
+@app.task(name="tasks.maintenance.redact_signed_links_from_events", acks_late=True, ignore_result=True)
+def redact_signed_links_from_events() -> dict:
+    """Delete job events written with a signed link by older versions (once; then a mark makes it a no-op)."""
+    deleted = runtime().events.redact_signed_links()
+    return {"deleted": deleted or 0, "already_done": deleted is None}

@@ -26,8 +26,9 @@ class MyExport:
                permission="export:create", tags=("me",),
                description="Queues a job that builds a zip archive (profile, sessions, audit entries, and the "
                            "data of every other part of Hearth) and answers 202 with `Location: /v1/jobs/{id}`. "
-                           "When it succeeds, the job's `result.download_url` is a signed link valid for "
-                           "15 minutes; reading the job again gives a fresh link. While an export is queued or "
+                           "When it succeeds, `GET /v1/jobs/{id}` by its owner gives `result.download_url`, a "
+                           "signed link valid for 15 minutes, signed afresh on every read; job events never carry "
+                           "it. While an export is queued or "
                            "running, asking again answers with that job.")
     def on_post(self, req, resp):
         user_id = req.context.principal.user_id

@@ -18,7 +18,7 @@ from api.errors import conflict, not_found, validation_error
 from api.operation import operation
 from api.schemas.jobs import JobList, JobQuery, JobView, SelftestRequest
 from models.accounts import User
-from models.jobs import Job
+from models.jobs import DOWNLOADABLE_KINDS, Job
 from services.events import EventBus
 
 log = logging.getLogger("hearth.jobs")
@@ -34,16 +34,18 @@ class JobViews:
         self.link_ttl = settings.export_url_ttl
 
     def view(self, job: Job, principal) -> dict:
-        """``job.view()``, with a fresh download link for its owner and none for anyone else."""
-        view = job.view()
+        """``job.view()``, with a fresh download link for its owner and none for anyone else.
+
+        The link is signed here, on each read by the owner: it is never stored on
+        the row nor carried by an event (admins reading the job see no link).
+        """
+        view = job.event_view()
         result = view.get("result")
-        if isinstance(result, dict) and "download_url" in result:
-            file = result.get("file")
-            if str(job.owner_id) == principal.user_id and isinstance(file, dict) and file.get("key"):
-                url, expires_at = self.storage.signed_url(file["key"], self.link_ttl)
-                view["result"] = dict(result, download_url=url, expires_at=expires_at.isoformat())
-            else:
-                view["result"] = {k: v for k, v in result.items() if k not in ("download_url", "expires_at")}
+        file = result.get("file") if isinstance(result, dict) else None
+        if (job.kind in DOWNLOADABLE_KINDS and str(job.owner_id) == principal.user_id
+                and isinstance(file, dict) and file.get("key")):
+            url, expires_at = self.storage.signed_url(file["key"], self.link_ttl)
+            view["result"] = dict(result, download_url=url, expires_at=expires_at.isoformat())
         return view
 
     def publish(self, job: Job, type_: str) -> None:

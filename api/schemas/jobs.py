@@ -25,7 +25,11 @@ class JobView(Response):
     status: JobStatus
     progress: JobProgress
     result: dict[str, Any] | None
-    error: dict[str, Any] | None
+    error: Annotated[dict[str, Any] | None, msgspec.Meta(
+        description="A problem document (`type`, `title`, `detail`) when the job failed; null otherwise")]
+    last_error: Annotated[dict[str, Any] | None, msgspec.Meta(
+        description="Why a job that has not failed went back to the queue (a transient error it retries, "
+                    "or its worker stopped); null once it finished")]
     attempts: int
     created_at: str
     started_at: str | None

@@ -98,11 +98,13 @@ def start_gunicorn(env: dict, log_dir: pathlib.Path, workers: int = 1) -> tuple[
 
 
 def start_worker(env: dict, log_dir: pathlib.Path, queues: str | None = None, concurrency: int = 1,
-                 name: str = "worker") -> Proc:
+                 name: str = "worker", as_procfile: bool = False) -> Proc:
+    """A Celery worker; ``as_procfile`` keeps gossip, mingle and heartbeats on, as the Procfile runs it."""
     import celeryconfig
+    quiet = [] if as_procfile else ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     argv = [str(BIN / "celery"), "-A", "tasks", "worker", "--pool=prefork", f"--concurrency={concurrency}",
-            "-Q", queues or ",".join(celeryconfig.QUEUES), "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "-l", "info"]
+            "-Q", queues or ",".join(celeryconfig.QUEUES), *quiet,
+            "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "-l", "info"]
     proc = Proc(name, argv, environment(env), log_dir)
     wait_for(lambda: "ready." in proc.output() or not proc.alive(), timeout=30, what="celery worker ready")
     assert proc.alive(), proc.output()

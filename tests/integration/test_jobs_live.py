@@ -44,7 +44,7 @@ def test_export_runs_on_a_worker_with_progress_events_and_downloads(live_env, li
     assert types.count("job.progress") >= 4 and types.count("job.succeeded") == 1
     percents = [e["data"]["progress"]["percent"] for e in live_events(live_env).history(f"job:{job_id}")
                 if e["type"] == "job.progress"]
-    assert percents == sorted(percents) and percents[-1] >= 90
+    assert percents == sorted(percents) and percents[-1] >= 80  # "Writing the archive"
 
     link = urlsplit(view["result"]["download_url"])
     archive = httpx.get(f"{base}{link.path}?{link.query}", timeout=10)

@@ -89,10 +89,11 @@ def test_clamd_stopped_during_a_scan_keeps_the_upload_quarantined_until_it_is_ba
     upload_id = resp.json()["id"]
     job_url = f"{base}{resp.headers['Location']}"
     # The scan ran, found no clamd, and is waiting to try again.
-    wait_for(lambda: httpx.get(job_url, headers=headers, timeout=5).json()["error"] is not None, timeout=30,
+    wait_for(lambda: httpx.get(job_url, headers=headers, timeout=5).json()["last_error"] is not None, timeout=30,
              what="a failed scan attempt")
     job = httpx.get(job_url, headers=headers, timeout=5).json()
     assert job["status"] in ("queued", "running") and job["attempts"] >= 1
+    assert job["error"] is None  # not failed: waiting to try again
     assert Upload.get_by_id(upload_id).status in ("pending_scan", "scanning")
     assert quarantine_key(upload_id) in _stored(env)
     assert httpx.get(f"{base}/v1/uploads/{upload_id}/download", headers=headers, timeout=5).status_code == 404

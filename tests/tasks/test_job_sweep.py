@@ -27,9 +27,12 @@ def test_sweep_requeues_jobs_of_dead_workers_and_fails_those_out_of_attempts(run
     alive = _job(status="running", attempts=1, lease_expires_at=AGO(-60))
 
     result = sweep_jobs()
-    assert result == {"requeued_lost": 1, "failed_lost": 1, "stale_enqueued": 0, "submitted": 1}
+    assert result == {"requeued_lost": 1, "failed_lost": 1, "stale_enqueued": 0, "submitted": 1,
+                      "final_events_published": 0}
     assert queue.submitted == [str(lost.id)]
-    assert Job.get_by_id(lost.id).status == "queued"
+    requeued = Job.get_by_id(lost.id)
+    assert (requeued.status, requeued.error, requeued.last_error["title"]) == (
+        "queued", None, "The worker running the job stopped")
     failed = Job.get_by_id(exhausted.id)
     assert (failed.status, failed.error["detail"]) == (
         "failed", "The worker running the job stopped on its last attempt.")
@@ -132,3 +135,38 @@ def test_sweep_leaves_stale_jobs_of_a_backlogged_queue_waiting_their_turn(runtim
 def test_job_queues_match_the_routes_of_their_tasks(kind, queue):
     from services.jobqueue import task_name
     assert celery_app.amqp.router.route({}, task_name(kind))["queue"].name == queue
+
+
+def test_a_final_event_lost_while_redis_was_away_is_published_by_the_sweep(runtime, settings, redis, queue):
+    import redis as redis_lib
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from tasks.jobs import selftest
+    from tasks.runtime import init_runtime
+    from tests.integration.processes import free_port
+
+    job = _job()
+    bus = EventBus(redis, settings.redis_prefix)
+    # Redis is away for events (nothing listens on this port): the job still finishes.
+    away = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5,
+                           retry=Retry(NoBackoff(), 0))
+    init_runtime(settings, redis=away, init_db=False)
+    selftest(str(job.id))
+    row = Job.get_by_id(job.id)
+    assert (row.status, row.final_event_pending) == ("succeeded", True)
+    assert bus.history(f"job:{job.id}") == []
+
+    # Still away: the sweep keeps the mark for the next time.
+    assert sweep_jobs()["final_events_published"] == 0
+    assert Job.get_by_id(job.id).final_event_pending is True
+
+    # Back: the next sweep publishes the final state from the row, once.
+    init_runtime(settings, redis=redis, init_db=False)
+    assert sweep_jobs()["final_events_published"] == 1
+    events = bus.history(f"job:{job.id}")
+    assert [(e["type"], e["data"]["status"], e["data"]["progress"]["percent"]) for e in events] == [
+        ("job.succeeded", "succeeded", 100)]
+    assert [e["type"] for e in bus.history(f"user:{job.owner_id}")] == ["job.succeeded"]
+    assert Job.get_by_id(job.id).final_event_pending is False
+    assert sweep_jobs()["final_events_published"] == 0

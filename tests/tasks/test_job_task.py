@@ -122,7 +122,11 @@ def test_transient_errors_are_retried_with_backoff_then_fail_clearly(runtime, bu
     assert (row.status, row.attempts) == ("queued", 1)
     # Full jitter: anywhere from now (a delay near zero) to the first backoff cap (4 s).
     assert before <= row.run_after <= utcnow() + datetime.timedelta(seconds=4.5)
-    assert row.error["detail"] == "Transient"
+    # Not failed: no error beside "queued"; why it is retried is its last_error.
+    assert row.error is None
+    assert row.last_error == {"type": "https://hearth.dev/problems/job-failed",
+                              "title": "The job failed after retries", "detail": "Transient"}
+    assert (row.view()["error"], row.view()["last_error"]["detail"]) == (None, "Transient")
     assert queue.submitted == [str(job.id)]
 
     assert queue.run_pending() == 2  # attempt 2 is retried again, attempt 3 is the last
@@ -130,7 +134,7 @@ def test_transient_errors_are_retried_with_backoff_then_fail_clearly(runtime, bu
     assert (row.status, row.attempts) == ("failed", 3)
     assert row.error == {"type": "https://hearth.dev/problems/job-failed",
                          "title": "The job failed after retries", "detail": "Transient"}
-    assert row.finished_at is not None
+    assert row.finished_at is not None and row.last_error is None
     assert _types(bus, job) == ["job.started", "job.progress", "job.retrying"] * 2 + [
         "job.started", "job.progress", "job.failed"]
 

@@ -47,7 +47,8 @@ def test_clamd_down_keeps_the_file_quarantined_and_the_scan_completes_once_it_is
 
     waiting = Job.get_by_id(job.id)
     assert (waiting.status, waiting.attempts) == ("queued", 1) and waiting.run_after is not None
-    assert "unavailable" in waiting.error["detail"]
+    # Waiting to try again, not failed: the reason is its last_error, and no error beside "queued".
+    assert waiting.error is None and "unavailable" in waiting.last_error["detail"]
     assert queue.submitted == [str(job.id)]  # retried later, with backoff
     row = Upload.get_by_id(upload.id)
     assert (row.status, row.storage_key) == ("pending_scan", quarantine_key(upload.id))
@@ -57,7 +58,7 @@ def test_clamd_down_keeps_the_file_quarantined_and_the_scan_completes_once_it_is
     queue.run_pending()
     row = Upload.get_by_id(upload.id)
     assert row.status == "clean" and not storage().exists(quarantine_key(upload.id))
-    assert Job.get_by_id(job.id).status == "succeeded"
+    assert (Job.get_by_id(job.id).status, Job.get_by_id(job.id).last_error) == ("succeeded", None)
 
 
 def test_a_clamd_that_stops_answering_is_a_timeout_and_a_retry(settings, redis, runtime, queue, tmp_path):

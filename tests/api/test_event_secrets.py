@@ -1,0 +1,185 @@
+"""No event carries a secret: every event type Hearth publishes, scanned for links, tokens and codes.
+
+Events are appended to streams that are replayed for days to anyone who may
+join the channel (admins may join any job's), so a signed link, an emailed
+token or a texted code in an event is readable by people it was not meant for.
+Owners fetch those over REST. The test drives each kind of work through the
+API and the real tasks, then reads back every stream under the test's prefix.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+
+import pytest
+
+from models.base import utcnow
+from models.jobs import Job
+from models.notifications import Notification
+from services.events import EventBus
+from tasks.app import app as celery_app
+from tasks.base import JobTask
+from tasks.jobs import sweep_jobs
+from tests.api.test_conversations import make_listing, started
+from tests.api.test_phone_verification import code_in, request_code, texts
+from tests.conftest import make_settings
+from tests.factories import make_user
+from tests.services.backends import backend_overrides, png
+
+# A signed link (local storage's ``sig=``, S3's presigned ``X-Amz-Signature``), a link carrying a
+# token, an access token (a JWT) or a key that names a secret.
+SECRET_PATTERNS = [
+    re.compile(r"[?&](sig|X-Amz-Signature|X-Amz-Credential|token|code)="),
+    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."),
+    re.compile(r'"(download_url|upload_url|token|access_token|refresh_token|code|password|secret)"\s*:'),
+]
+# Every job kind a user's action starts, and every event type; a new one must be driven here too.
+DRIVEN_KINDS = {"accounts.send_verification_email", "accounts.send_password_reset", "exports.build_export",
+                "jobs.selftest", "notifications.fan_out", "phone.send_code", "search.rebuild_index",
+                "uploads.scan_upload"}
+# Jobs with no owner publish no job events (their effects may: a notification, a message).
+OWNERLESS_KINDS = {"accounts.send_password_reset", "notifications.fan_out"}
+# Ownerless jobs that publish nothing at all: a daily digest (beat), a listing's reindex.
+SILENT_KINDS = {"notifications.send_digest", "search.reindex_property"}
+EVENT_TYPES = {"job.queued", "job.started", "job.progress", "job.succeeded", "job.cancelled", "job.requeued",
+               "job.failed", "upload.clean", "notification.created", "notification.read",
+               "message.created", "conversation.read"}
+
+
+@pytest.fixture
+def settings(database, tmp_path, redis_prefix):
+    return make_settings(database, tmp_path, redis_prefix=redis_prefix, message_notification_delay=0,
+                         **backend_overrides("local"))
+
+
+@pytest.fixture
+def queue(jobs):
+    """Jobs that tasks submit go to the same recording queue as the API's."""
+    celery_app.conf.hearth_job_queue = jobs
+    yield jobs
+    celery_app.conf.hearth_job_queue = None
+
+
+def all_events(redis, prefix: str) -> list[tuple[str, dict, str]]:
+    bus = EventBus(redis, prefix)
+    events = []
+    for key in redis.scan_iter(match=f"{prefix}stream:*"):
+        channel = key.decode()[len(f"{prefix}stream:"):]
+        raw = {eid.decode(): fields[b"e"].decode() for eid, fields in redis.xrange(key)}
+        for event in bus.history(channel):
+            events.append((channel, event, raw[event["id"]]))
+    return events
+
+
+def test_no_event_of_any_type_carries_a_link_token_or_code(client, jobs, queue, outbox, settings, redis,
+                                                           auth_headers, admin):
+    # Accounts: a verification email and a password reset, each a job with its owner.
+    resp = client.simulate_post("/v1/auth/register", json={
+        "email": "ada@example.com", "password": "analytical engine 1843", "full_name": "Ada Lovelace",
+        "role": "seller"})
+    assert resp.status_code == 201, resp.text
+    jobs.run_pending()
+    secrets = {outbox.token_for("ada@example.com")}
+    assert client.simulate_post("/v1/auth/verify-email", json={"token": next(iter(secrets))}).status_code == 204
+    assert client.simulate_post("/v1/auth/password/forgot", json={"email": "ada@example.com"}).status_code == 202
+    jobs.run_pending()
+    secrets.add(outbox.token_for("ada@example.com"))
+    login = client.simulate_post("/v1/auth/login", json={"email": "ada@example.com",
+                                                         "password": "analytical engine 1843"}).json
+    secrets |= {login["access_token"], login["refresh_token"]}
+    owner_headers = {"Authorization": f"Bearer {login['access_token']}"}
+
+    # A texted code.
+    assert request_code(client, owner_headers).status_code == 202
+    jobs.run_pending()
+    secrets.add(code_in(texts(settings)[-1]))
+
+    # An upload and its scan; its signed download link.
+    resp = client.simulate_post("/v1/uploads", params={"purpose": "listing_photo", "filename": "a.png"},
+                                body=png(), headers={**owner_headers, "Content-Type": "application/octet-stream"})
+    assert resp.status_code == 202, resp.text
+    upload_id = resp.json["id"]
+    jobs.run_pending()
+    link = client.simulate_get(f"/v1/uploads/{upload_id}/download", headers=owner_headers)
+    assert link.status_code == 302
+    secrets.add(link.headers["location"].split("sig=", 1)[1])
+
+    # A conversation: a message, its notification (fan-out job), read receipts.
+    from models.accounts import User
+    owner = User.get(User.email == "ada@example.com")
+    buyer = make_user(full_name="Bea Buyer")
+    buyer_headers = auth_headers(buyer)
+    listing = make_listing(owner)
+    conversation = started(client, buyer_headers, listing)
+    jobs.run_pending()
+    notification = Notification.get(Notification.user == owner.id)
+    assert client.simulate_post(f"/v1/me/notifications/{notification.id}/read",
+                                headers=owner_headers).status_code in (200, 204)
+    assert client.simulate_post(f"/v1/conversations/{conversation['id']}/read", headers=owner_headers,
+                                json={}).status_code == 200
+
+    # The export: its signed link is read over REST by its owner, never sent.
+    resp = client.simulate_post("/v1/me/export", headers=owner_headers)
+    assert resp.status_code == 202, resp.text
+    jobs.run_pending()
+    export = client.simulate_get(resp.headers["location"], headers=owner_headers).json
+    secrets.add(export["result"]["download_url"].split("sig=", 1)[1])
+
+    # Admin work on behalf of the owner, a cancelled job, a reindex, a job of a dead worker swept.
+    admin_headers = auth_headers(admin)
+    selftest = client.simulate_post("/v1/admin/jobs/selftest", headers=admin_headers,
+                                    json={"steps": 2, "step_ms": 0, "owner_id": str(owner.id)})
+    assert selftest.status_code == 202, selftest.text
+    cancelled = client.simulate_post("/v1/admin/jobs/selftest", headers=admin_headers,
+                                     json={"steps": 1, "step_ms": 0, "owner_id": str(owner.id)}).json
+    assert client.simulate_post(f"/v1/jobs/{cancelled['id']}/cancel", headers=owner_headers).status_code == 200
+    jobs.submitted.remove(cancelled["id"])
+    assert client.simulate_post("/v1/admin/search/reindex", headers=admin_headers).status_code == 202
+    jobs.run_pending()
+    ago = utcnow() - datetime.timedelta(seconds=5)
+    Job.create(kind="jobs.selftest", owner=owner.id, status="running", attempts=1, lease_expires_at=ago)
+    Job.create(kind="jobs.selftest", owner=owner.id, status="running", attempts=5, max_attempts=5,
+               lease_expires_at=ago)
+    sweep_jobs()
+    jobs.run_pending()
+
+    events = all_events(redis, settings.redis_prefix)
+    kinds = {event["data"]["kind"] for _, event, _ in events if event["type"].startswith("job.")}
+    types = {event["type"] for _, event, _ in events}
+    registered = {name.removeprefix("tasks.") for name, task in celery_app.tasks.items()
+                  if isinstance(task, JobTask) and not name.startswith("tasks.testing")}
+    assert registered - SILENT_KINDS <= DRIVEN_KINDS, "a new job kind: drive it in this test"
+    ran = {job.kind for job in Job.select(Job.kind).where(Job.status == "succeeded")}
+    assert DRIVEN_KINDS <= ran, DRIVEN_KINDS - ran
+    assert DRIVEN_KINDS - OWNERLESS_KINDS <= kinds, DRIVEN_KINDS - OWNERLESS_KINDS - kinds
+    assert EVENT_TYPES <= types, EVENT_TYPES - types
+
+    assert len(secrets) >= 7 and all(secrets)
+    for channel, event, raw in events:
+        for pattern in SECRET_PATTERNS:
+            assert not pattern.search(raw), (channel, event["type"], raw)
+        for secret in secrets:
+            assert secret not in raw, (channel, event["type"], "carries a secret its owner fetched over REST")
+
+
+def test_old_job_events_with_signed_links_leave_the_replay_streams_once(redis, settings, runtime):
+    from tasks.maintenance import redact_signed_links_from_events
+
+    bus = EventBus(redis, settings.redis_prefix)
+    leaked = {"id": "j1", "kind": "exports.build_export", "status": "succeeded",
+              "result": {"file": {"key": "exports/u/j1/hearth-export.zip"},
+                         "download_url": "http://hearth.test/v1/downloads/exports/u/j1/hearth-export.zip"
+                                         "?expires=1&sig=abc", "expires_at": "2026-01-01T00:00:00+00:00"}}
+    bus.publish("user:u1", "job.progress", {"id": "j1", "status": "running", "result": None}, also=("job:j1",))
+    bus.publish("user:u1", "job.succeeded", leaked, also=("job:j1",))
+    bus.publish("conversation:c1", "message.created", {"body": "see https://example.com/?sig=mine"})
+    bus.publish("user:u1", "job.succeeded", {"id": "j2", "status": "succeeded", "result": {"file": {"key": "k"}}})
+
+    assert redact_signed_links_from_events() == {"deleted": 2, "already_done": False}
+    assert [e["type"] for e in bus.history("job:j1")] == ["job.progress"]
+    assert [(e["type"], e["data"]["id"]) for e in bus.history("user:u1")] == [
+        ("job.progress", "j1"), ("job.succeeded", "j2")]
+    # What people wrote is theirs: only job events are redacted.
+    assert len(bus.history("conversation:c1")) == 1
+    bus.publish("user:u1", "job.succeeded", leaked)
+    assert redact_signed_links_from_events() == {"deleted": 0, "already_done": True}
