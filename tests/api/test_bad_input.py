@@ -238,3 +238,18 @@ def test_non_ascii_emails_are_lowercased_like_ascii_ones(client):
     login = client.simulate_post("/v1/auth/login", json={"email": "über.ÄRGER@example.com",
                                                          "password": "long enough phrase"})
     assert login.status_code == 200
+
+
+@pytest.mark.parametrize("sig", ["%C3%A9", "%E2%80%A8" * 3, "abc%F0%9F%8F%A0"])
+def test_non_ascii_signatures_are_403_on_signed_links(client, login, sig):
+    download = client.simulate_get("/v1/downloads/exports/some.zip", query_string=f"expires=1297&sig={sig}")
+    assert_problem(download, 403)
+
+    headers = {"Authorization": f"Bearer {login(make_user())['access_token']}"}
+    intent = client.simulate_post("/v1/uploads/intents", headers=headers, json={
+        "purpose": "document", "filename": "deed.pdf", "content_type": "application/pdf", "size": 10})
+    assert intent.status_code == 201, intent.text
+    path = intent.json["upload_target"]["url"].removeprefix("http://hearth.test")
+    put = client.simulate_put(path.split("?")[0], query_string=f"expires=9999999999&sig={sig}", body=b"%PDF-1.4\n",
+                              headers={"Content-Type": "application/pdf"})
+    assert_problem(put, 403)
