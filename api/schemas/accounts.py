@@ -5,7 +5,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas import Cursor, Email, FullName, Limit, NewPassword, Password, Phone, Request, Response, Token, line, text
+from api.schemas import (Cursor, Email, FullName, Limit, NewPassword, Password, Phone, Request, Response, Token, line,
+                         text)
 
 SelfServiceRole = Literal["buyer", "seller", "agent"]
 Role = Literal["buyer", "seller", "agent", "admin"]

@@ -64,8 +64,8 @@ Feature = Annotated[str, line(MAX_FEATURE_LENGTH, min_length=1, examples=["Pool"
 Features = Annotated[list[Feature], msgspec.Meta(max_length=MAX_FEATURES,
                                                  description=f"At most {MAX_FEATURES} features/amenities")]
 Remarks = Annotated[str, text(MAX_REMARKS, description="RESO PublicRemarks")]
-TourUrl = Annotated[str, msgspec.Meta(max_length=2048,
-                                      pattern=f"^https?://[^/?#@{CONTROL_AND_SPACE}]+(?:[/?#][^{CONTROL_AND_SPACE}]*)?$",
+_URL = f"^https?://[^/?#@{CONTROL_AND_SPACE}]+(?:[/?#][^{CONTROL_AND_SPACE}]*)?$"
+TourUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=_URL,
                                       description="An http(s) URL", examples=["https://tours.example.com/123"])]
 
 
