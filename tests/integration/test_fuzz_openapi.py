@@ -22,9 +22,9 @@ pytestmark = pytest.mark.integration
 
 CHECKS = ("not_a_server_error,response_schema_conformance,status_code_conformance,"
           "content_type_conformance,response_headers_conformance")
-# Both runs over the whole document (86 operations, ~4,000 cases each) take about two minutes
-# on two busy cores with this many cases per operation and phase; raise it to fuzz harder.
-MAX_EXAMPLES = int(os.environ.get("HEARTH_FUZZ_EXAMPLES", "6"))
+# Both runs over the whole document (86 operations, ~5,000 cases each) take about a minute and a
+# half on two busy cores with this many cases per operation and phase; raise it to fuzz harder.
+MAX_EXAMPLES = int(os.environ.get("HEARTH_FUZZ_EXAMPLES", "10"))
 # Operations that end the session whose token the authenticated run uses.
 SESSION_ENDING = ("Logout_post", "LogoutAll_post", "MyPassword_post", "ResetPassword_post", "MySessions_delete_item")
 # Limits the fuzzer would hit in its first seconds; what it checks is the answer, not the limit.
@@ -41,30 +41,37 @@ def server(live_env, live_db, logs, procs):
     return base
 
 
-def _schemathesis(base: str, report: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+def _schemathesis(base: str, report: pathlib.Path, *args: str) -> subprocess.Popen:
+    # One worker per run: schemathesis's threads trip over a CPython 3.11 bug in ast
+    # ("AST constructor recursion depth mismatch") when hypothesis describes a strategy.
+    # The two runs go side by side in processes of their own instead.
     argv = [str(BIN / "st"), "run", f"{base}/v1/openapi.json", "--checks", CHECKS,
             "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic",
-            "--phases", "examples,coverage,fuzzing", "--workers", "2", "--no-shrink",
+            "--phases", "examples,coverage,fuzzing", "--workers", "1", "--no-shrink",
             "--request-timeout", "10", "--no-color",
             "--suppress-health-check", "all", "--report", "junit", "--report-dir", str(report), *args]
     # Run from the report folder: schemathesis keeps its own files (.schemathesis/) where it runs.
     report.mkdir(parents=True)
-    return subprocess.run(argv, cwd=report, capture_output=True, text=True, timeout=600)
+    with open(report / "output.txt", "wb") as output:
+        return subprocess.Popen(argv, cwd=report, stdout=output, stderr=subprocess.STDOUT)
 
 
-def _verdict(run: subprocess.CompletedProcess) -> str:
-    return f"schemathesis exited {run.returncode}\n{run.stdout[-20000:]}\n{run.stderr[-5000:]}"
-
-
-def test_every_operation_without_a_token_keeps_to_the_document(server, tmp_path):
-    run = _schemathesis(server, tmp_path / "anonymous")
-    assert run.returncode == 0, _verdict(run)
-
-
-def test_every_operation_with_a_verified_sellers_token_keeps_to_the_document(server, tmp_path):
+def test_every_operation_keeps_to_the_document_with_and_without_a_token(server, tmp_path):
     user = make_user(role="seller")
-    headers = login(server, user.email, PASSWORD)
+    token = login(server, user.email, PASSWORD)["Authorization"]
     excluded = [arg for op in SESSION_ENDING for arg in ("--exclude-operation-id", op)]
-    run = _schemathesis(server, tmp_path / "seller", "--header", f"Authorization:{headers['Authorization']}",
-                        *excluded)
-    assert run.returncode == 0, _verdict(run)
+    runs = {"without a token": _schemathesis(server, tmp_path / "anonymous"),
+            "as a verified seller": _schemathesis(server, tmp_path / "seller", "--header",
+                                                  f"Authorization:{token}", *excluded)}
+    failed = {}
+    try:
+        for (name, run), report in zip(runs.items(), ("anonymous", "seller")):
+            if run.wait(timeout=600) != 0:
+                output = (tmp_path / report / "output.txt").read_text(errors="replace")
+                failed[name] = f"schemathesis exited {run.returncode}\n{output[-15000:]}"
+    finally:
+        for run in runs.values():
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert not failed, "\n\n".join(f"=== {name}\n{text}" for name, text in failed.items())
