@@ -66,7 +66,8 @@ EMAIL = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}$"
 PATTERN_MESSAGES[EMAIL] = "must be an email address: name@domain, without spaces or control characters"
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=EMAIL, description="An email address",
                                     examples=["ada@example.com"])]
-Password = Annotated[str, line(128, min_length=1, description="A password")]
+# Any single line, blank ones too: a password of spaces is a password (line() would want a visible character).
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=SINGLE_LINE, description="A password")]
 NewPassword = Annotated[str, msgspec.Meta(
     min_length=MIN_PASSWORD, max_length=MAX_PASSWORD, pattern=SINGLE_LINE,
     description=f"A new password: {MIN_PASSWORD} to {MAX_PASSWORD} characters, not one of the most common "

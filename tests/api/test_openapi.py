@@ -256,3 +256,12 @@ def test_rules_across_fields_are_written_where_clients_read(spec):
     assert "`end` differs from `start`" in schemas["QuietHours"]["description"]
     for schema in ("PropertyCreate", "PropertyPatch"):
         assert "association_fee_frequency" in schemas[schema]["properties"]["association_fee"]["description"]
+
+
+def test_a_password_of_spaces_signs_in_as_it_registered(client):
+    password = " " * 12
+    resp = client.simulate_post("/v1/auth/register", json={"email": "spaces@example.com", "password": password,
+                                                           "full_name": "Spacey"})
+    assert resp.status_code == 201, resp.text
+    login = client.simulate_post("/v1/auth/login", json={"email": "spaces@example.com", "password": password})
+    assert login.status_code == 200, login.text
