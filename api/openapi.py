@@ -62,6 +62,7 @@ _ERRORS = {
     404: "No such resource.",
     409: "The request conflicts with the current state.",
     413: "The body is larger than the API accepts.",
+    414: "The request line (method, path and query string) is over 8,190 bytes.",
     415: "The body is not `application/json`.",
     422: "Validation failed; `errors` names each offending field.",
     429: "Too many requests; wait `Retry-After` seconds.",
@@ -151,7 +152,10 @@ def _operation(template: str, resource, responder, refs: dict, schemas: dict) ->
         body = _component(refs[op.body], schemas)
         needed = body.get("type") != "object" or bool(body.get("required"))
         item["requestBody"] = {"required": needed, "content": {"application/json": {"schema": refs[op.body]}}}
-    item["responses"] = _responses(op, refs)
+    elif op.raw_body is not None:
+        raw = {"type": "string", "format": "binary"}
+        item["requestBody"] = {"required": True, "content": {op.raw_body: {"schema": raw}}}
+    item["responses"] = _responses(op, refs, path_parameters=bool(_FIELD.search(template)))
     if op.auth == "none":
         item["security"] = []
     elif op.auth == "optional":
@@ -191,18 +195,10 @@ def _not_null(prop: dict) -> dict:
     return merged
 
 
-def _responses(op, refs: dict) -> dict:
+def _responses(op, refs: dict, path_parameters: bool) -> dict:
     common = ["X-Request-ID", *(_RATE_HEADERS if op.rate else ())]
-    success = {"description": _reason(op.status), "headers": _headers(common)}
-    if op.status in (201, 202):
-        success["headers"]["Location"] = {"$ref": "#/components/headers/"
-                                                  + ("Location" if op.status == 201 else "JobLocation")}
-    for name, value in op.response_headers.items():
-        success["headers"][name] = value if isinstance(value, dict) else {
-            "description": value, "schema": {"type": "string"}}
-    if op.status != 204:
-        fallback = {"type": "object"} if "json" in op.content_type else {"type": "string"}
-        success["content"] = {op.content_type: {"schema": refs.get(op.response, fallback)}}
+    responses = {str(status): _success(op, status, description, refs, common)
+                 for status, description in sorted({op.status: _reason(op.status), **op.also}.items())}
 
     statuses = set(op.errors) | {500}
     if op.auth != "none":
@@ -212,11 +208,13 @@ def _responses(op, refs: dict) -> dict:
     if op.body is not None:
         statuses |= {400, 413, 415, 422}
     if op.query is not None:
-        statuses.add(422)
+        statuses |= {414, 422}
+    if path_parameters:
+        # The router answers 404 when a path parameter does not convert (an id that is not a UUID).
+        statuses |= {404, 414}
     if op.rate:
         statuses.add(429)
 
-    responses = {str(op.status): success}
     for status in sorted(statuses):
         extra = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}.get(status, [])
         description = _ERRORS.get(status) or _reason(status)
@@ -225,6 +223,20 @@ def _responses(op, refs: dict) -> dict:
         responses[str(status)] = {"description": description, "headers": _headers(common + extra),
                                   "content": {PROBLEM_JSON: {"schema": refs[Problem]}}}
     return responses
+
+
+def _success(op, status: int, description: str, refs: dict, common: list[str]) -> dict:
+    success = {"description": description, "headers": _headers(common)}
+    if status in (201, 202):
+        success["headers"]["Location"] = {"$ref": "#/components/headers/"
+                                                  + ("Location" if status == 201 else "JobLocation")}
+    for name, value in op.response_headers.items():
+        success["headers"][name] = value if isinstance(value, dict) else {
+            "description": value, "schema": {"type": "string"}}
+    if status not in (204, 304):
+        fallback = {"type": "object"} if "json" in op.content_type else {"type": "string"}
+        success["content"] = {op.content_type: {"schema": refs.get(op.response, fallback)}}
+    return success
 
 
 def _headers(names) -> dict:

@@ -21,10 +21,14 @@ import msgspec
 
 from api.client_address import client_address
 from api.errors import Problem, too_many_requests, unauthorized, validation_error
+from api.schemas import PATTERN_MESSAGES
 
 _PATH_IN_MESSAGE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+_PATTERN = re.compile(r"^Expected `str` matching regex (?P<pattern>.*)$", re.S)
+# msgspec quotes the pattern as repr() does.
+_PATTERN_MESSAGES = {repr(pattern): message for pattern, message in PATTERN_MESSAGES.items()}
 
 
 @dataclass
@@ -38,6 +42,10 @@ class Operation:
     permission: str | None = None
     rate: str | None = "default"  # a bucket in the app's rate table; None: not limited
     errors: tuple[int, ...] = ()
+    # Other answers that are not errors, each with what it means: {200: "It already existed"}.
+    also: dict[int, str] = field(default_factory=dict)
+    # A body that is not JSON, read by the responder itself: its media type in the document.
+    raw_body: str | None = None
     tags: tuple[str, ...] = ()
     description: str | None = None
     response_headers: dict = field(default_factory=dict)
@@ -110,6 +118,10 @@ def _field_errors(exc: msgspec.ValidationError, where: str) -> list[dict]:
     match = _PATH_IN_MESSAGE.match(text)
     message, path = match.group("message"), (match.group("path") or "")
     name = path.lstrip(".")
+    regex = _PATTERN.match(message)
+    if regex and regex.group("pattern") in _PATTERN_MESSAGES:
+        # The pattern itself holds control characters: say what it means instead.
+        message = _PATTERN_MESSAGES[regex.group("pattern")]
     for pattern in (_MISSING_FIELD, _UNKNOWN_FIELD):
         found = pattern.search(message)
         if found:
@@ -141,51 +153,43 @@ def decode_body(req, schema: type, max_bytes: int):
     else:
         data = read_body(req, max_bytes)
     try:
-        try:
-            value = msgspec.json.decode(data, type=schema)
-        except msgspec.ValidationError as exc:
-            # Typed decoding stops at the first invalid field, before it has seen the
-            # whole body: check the syntax so broken JSON stays a 400, not a 422.
-            msgspec.json.decode(data)
-            raise validation_error(_field_errors(exc, "body")) from None
+        return msgspec.json.decode(data, type=schema)
+    except msgspec.ValidationError:
+        pass
     except msgspec.DecodeError:
-        raise Problem(falcon.HTTP_400, "Malformed JSON", "The body is not valid JSON.",
-                      slug="malformed-json") from None
-    # JSON can only carry a NUL as the escape \u0000; only then is the walk needed.
-    if b"\\u0000" in data:
-        errors = _nul_errors(value, "body")
-        if errors:
-            raise validation_error(errors)
-    return value
+        raise _malformed() from None
+    # Typed decoding stops at the first invalid field, before it has seen the whole
+    # body: check the syntax so broken JSON stays a 400, not a 422.
+    try:
+        untyped = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        raise _malformed() from None
+    # JSON Schema counts 1.0 as an integer, and so do the clients that follow it: an
+    # integral number written with a fraction is taken as that integer.
+    try:
+        return msgspec.convert(_integral(untyped), schema)
+    except msgspec.ValidationError as exc:
+        raise validation_error(_field_errors(exc, "body")) from None
 
 
-_NUL_MESSAGE = "must not contain NUL characters"
+def _malformed() -> Problem:
+    return Problem(falcon.HTTP_400, "Malformed JSON", "The body is not valid JSON.", slug="malformed-json")
 
 
-def _nul_errors(value, path: str) -> list[dict]:
-    """Fields holding a NUL character, which PostgreSQL text cannot store."""
-    if isinstance(value, str):
-        return [{"field": path, "message": _NUL_MESSAGE}] if "\x00" in value else []
-    if isinstance(value, msgspec.Struct):
-        return [error for name, encoded in zip(value.__struct_fields__, value.__struct_encode_fields__)
-                for error in _nul_errors(getattr(value, name), f"{path}.{encoded}")]
-    if isinstance(value, (list, tuple)):
-        return [error for i, item in enumerate(value) for error in _nul_errors(item, f"{path}[{i}]")]
+def _integral(value):
+    """``value`` with every float that is a whole number (``1.0``, ``2e3``) made an int."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
     if isinstance(value, dict):
-        return [error for key, item in value.items()
-                for error in _nul_errors(key, path) + _nul_errors(item, f"{path}.{key}")]
-    return []
+        return {key: _integral(item) for key, item in value.items()}
+    return value
 
 
 def decode_query(req, schema: type):
     """Convert the query string into ``schema``; repeated keys become lists (422 on failure)."""
-    params = {}
-    for key, value in req.params.items():
-        params[key] = value
-    nul = [{"field": f"query.{key}", "message": _NUL_MESSAGE} for key, value in params.items()
-           if "\x00" in key or any("\x00" in part for part in ([value] if isinstance(value, str) else value))]
-    if nul:
-        raise validation_error(nul)
+    params = dict(req.params)
     list_fields = getattr(schema, "__list_fields__", ())
     for name in list_fields:
         value = params.get(name)

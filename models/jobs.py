@@ -23,7 +23,7 @@ import uuid
 
 import msgspec
 
-from peewee import BooleanField, Case, CharField, ForeignKeyField, IntegerField, IntegrityError, SmallIntegerField, TextField, fn
+from peewee import BooleanField, Case, CharField, ForeignKeyField, IntegerField, SmallIntegerField, TextField, fn
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
@@ -146,18 +146,18 @@ class Job(UUIDModel):
     def create_or_get_active(cls, *, dedupe_key: str, **fields) -> tuple["Job", bool]:
         """Create a job unless one with ``dedupe_key`` is queued or running; returns (job, created).
 
-        Runs in a savepoint, so it may sit inside the caller's transaction. A
-        concurrent request with the same key waits on the unique index and then
-        finds the job the other one created.
+        May sit inside the caller's transaction. Creators of the same key take
+        turns (a transaction-scoped advisory lock, held until the outermost
+        commit), so a concurrent one finds the job the other created. Without
+        that turn, an insert refused by the unique index could find no active
+        job either, when the one holding the key finished in between.
         """
-        try:
-            with db.atomic():
-                return cls.create(dedupe_key=dedupe_key, **fields), True
-        except IntegrityError:
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"jobs:{dedupe_key}",))
             existing = cls.get_or_none((cls.dedupe_key == dedupe_key) & cls.status.in_(ACTIVE))
-            if existing is None:  # it finished in between: the caller may simply try again
-                raise
-            return existing, False
+            if existing is not None:
+                return existing, False
+            return cls.create(dedupe_key=dedupe_key, **fields), True
 
     # --- one run, fenced by its attempt number ---------------------------------------
 

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import datetime
 
-from peewee import IntegrityError
-
 from models.db import db
 from models.jobs import ACTIVE, Job
 from models.search_index import hold_swap_shared, index_listings, lock_listing
@@ -65,12 +63,8 @@ def dedupe_key(property_id) -> str:
 
 
 def _reindex_job(property_id) -> tuple[Job, bool]:
-    fields = dict(kind=REINDEX_KIND, queue=QUEUE, input={"property_id": str(property_id)}, max_attempts=5)
-    try:
-        return Job.create_or_get_active(dedupe_key=dedupe_key(property_id), **fields)
-    except IntegrityError:
-        # The active job ended between our insert and our look-up: the key is free now.
-        return Job.create_or_get_active(dedupe_key=dedupe_key(property_id), **fields)
+    return Job.create_or_get_active(dedupe_key=dedupe_key(property_id), kind=REINDEX_KIND, queue=QUEUE,
+                                    input={"property_id": str(property_id)}, max_attempts=5)
 
 
 def mark_dirty(property_id) -> "Job | None":

@@ -27,8 +27,19 @@ proc_name = "hearth-web"
 # with 2 workers, ~5,600-6,000 with 4); threads keep a slow client from holding
 # a whole process. Override with GUNICORN_CMD_ARGS="--workers=N".
 workers = 2 * (os.cpu_count() or 1)
-worker_class = "gthread"
+# gunicorn's threaded worker, answering an over-long request line as problem+json.
+worker_class = "ops.gunicorn_worker.ProblemThreadWorker"
 threads = 4
+
+# The longest request line gunicorn takes (its default, 4094, refused a 100-point
+# search polygon: with numbers as JavaScript prints them and encodeURIComponent's
+# %20 and %2C it is ~4.1 KB, ~4.3 KB with a few more filters). No limit could
+# admit every query the schemas allow: 20 features of 60 four-byte characters
+# alone percent-encode to 14 KB, and gunicorn allows nothing above 8190 but 0,
+# which would buffer a request line of any size in memory. So the limit is the
+# highest gunicorn has, and a longer line is answered 414 problem+json by the
+# worker above; the OpenAPI document lists 414 on every operation with parameters.
+limit_request_line = 8190
 
 # A request that runs longer than this is a bug: slow work goes to Celery.
 timeout = 30

@@ -40,14 +40,33 @@ class MailError(ProviderError):
     pass
 
 
+# What ends a header line or hides one: C0 and C1 controls, DEL, Unicode line and paragraph separators.
+_HEADER_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def header_value(value: str) -> str:
+    """``value`` as one header line: each run of control characters becomes a space."""
+    return _HEADER_BREAKS.sub(" ", value).strip()
+
+
 @dataclass(frozen=True)
 class Message:
+    """An email. Its subject, recipient and extra headers are kept to one line each, whatever they
+    were built from (a name stored before the API refused line breaks, say), so none can end its
+    header early or add another."""
+
     to: str
     subject: str
     text: str
     html: str | None = None
     # Extra headers (List-Unsubscribe, List-Unsubscribe-Post).
     headers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "to", header_value(self.to))
+        object.__setattr__(self, "subject", header_value(self.subject))
+        object.__setattr__(self, "headers", tuple((header_value(name), header_value(value))
+                                                  for name, value in self.headers))
 
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")

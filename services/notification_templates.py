@@ -25,7 +25,7 @@ from services.mail import Message
 SMS_MAX_CHARS = 320
 DIGEST_SHOWN = 50
 DIGEST_EXCERPT_CHARS = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,8 @@ class _Signer:
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def check(self, sig: str, expires: int, *parts) -> str:
-        if not hmac.compare_digest(self.sign(*parts, int(expires)), sig):
+        # compare_digest refuses a str holding non-ASCII characters; a signature never holds one.
+        if not sig.isascii() or not hmac.compare_digest(self.sign(*parts, int(expires)), sig):
             return "invalid"
         return "expired" if expires < self.clock() else "ok"
 

@@ -102,6 +102,7 @@ class Conversations:
 
     @operation("Message a listing's people", body=ConversationStart, response=ConversationStarted, status=201,
                permission="messages:write", rate="contact", errors=(403, 404, 422, 429), tags=TAGS,
+               also={200: "The conversation existed: the message was added to it"},
                description="Starts your conversation about a listing you can see (404 otherwise) with its owner "
                            "and its agent, and posts the first message: 201 with `Location`. You have one "
                            "conversation per listing: when it exists, the message is added to it (200). The "

@@ -96,6 +96,7 @@ class Jobs:
         resp.media = self.views.view(visible_job(req.context.principal, job_id), req.context.principal)
 
     @operation("Cancel a job", response=JobView, errors=(404, 409), tags=TAGS,
+               also={202: "Cancellation requested: the running job stops at its next progress point"},
                description="A queued job is cancelled at once and never starts (200, `cancelled`). A running "
                            "job is asked to stop at its next progress point (202, `cancel_requested`); follow "
                            "it until it is `cancelled` (or it finished first). A finished job is a 409.")

@@ -70,6 +70,7 @@ class Reports:
 
     @operation("Report a user", body=ReportRequest, response=ReportReceipt, status=201,
                permission="messages:write", errors=(404, 422), tags=TAGS,
+               also={200: "Your open report about the same user and message, unchanged"},
                description="Operators review reports. `conversation_id` must name a conversation you and the "
                            "reported user take part in (404 otherwise); `message_id` a message of it that they "
                            "sent (422 otherwise). While your report about the same user and message is open, "

@@ -163,7 +163,7 @@ class PropertyItem:
         self.cursors = CursorCodec(secret, "property-history")
 
     @operation("One listing", response=PropertyView, auth="optional", errors=(404,), tags=TAGS,
-               response_headers={"ETag": ETAG_HEADER},
+               response_headers={"ETag": ETAG_HEADER}, also={304: "Not modified: `If-None-Match` names its ETag"},
                description="Public once listed (ComingSoon, Active, ActiveUnderContract, Pending, Closed). A draft "
                            "or an off-market listing is shown only to its owner, its agent and admins; anyone "
                            "else gets 404. Send `If-None-Match` with a known `ETag` to get 304 when unchanged.")

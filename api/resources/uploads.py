@@ -175,6 +175,7 @@ class Uploads:
 
     @operation("Upload a file (the body is the file)", query=UploadQuery, response=UploadView, status=202,
                permission="uploads:create", errors=(400, 411, 413, 415, 503), tags=TAGS,
+               raw_body="application/octet-stream",
                description="The body is the file's raw bytes (any Content-Type; it is ignored), with "
                            "Content-Length or chunked. Its type is decided from its first bytes: a type the "
                            "purpose does not allow is a 415 before anything is stored. `listing_photo`: JPEG, "

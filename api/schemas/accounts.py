@@ -5,7 +5,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas import Cursor, Email, FullName, Limit, Password, Phone, Request, Response, Token
+from api.schemas import (Cursor, Email, FullName, Limit, NewPassword, Password, Phone, Request, Response, Token, line,
+                         text)
 
 SelfServiceRole = Literal["buyer", "seller", "agent"]
 Role = Literal["buyer", "seller", "agent", "admin"]
@@ -13,7 +14,7 @@ Role = Literal["buyer", "seller", "agent", "admin"]
 
 class RegisterRequest(Request):
     email: Email
-    password: Password
+    password: NewPassword
     full_name: FullName
     role: SelfServiceRole = "buyer"
 
@@ -49,12 +50,12 @@ class UnlockAccountRequest(Request):
 
 class ResetPasswordRequest(Request):
     token: Token
-    password: Password
+    password: NewPassword
 
 
 class ChangePasswordRequest(Request):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class ProfilePatch(Request):
@@ -114,7 +115,7 @@ class AdminUserList(Response):
 
 class AdminUserQuery(Request):
     role: Role | None = None
-    q: Annotated[str, msgspec.Meta(max_length=254, description="Substring of email or name")] | None = None
+    q: Annotated[str, line(254, description="Substring of email or name")] | None = None
     banned: bool | None = None
     cursor: Cursor | None = None
     limit: Limit = 50
@@ -123,7 +124,7 @@ class AdminUserQuery(Request):
 class AdminUserPatch(Request):
     role: Role | None = None
     banned: bool | None = None
-    ban_reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    ban_reason: Annotated[str, text(500)] | None = None
 
 
 class AuditEntryView(Response):
@@ -144,8 +145,8 @@ class AuditList(Response):
 
 
 class AuditQuery(Request):
-    target_type: Annotated[str, msgspec.Meta(max_length=50)] | None = None
-    target_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
-    actor_id: Annotated[str, msgspec.Meta(max_length=36)] | None = None
+    target_type: Annotated[str, line(50)] | None = None
+    target_id: Annotated[str, line(100)] | None = None
+    actor_id: Annotated[str, line(36)] | None = None
     cursor: Cursor | None = None
     limit: Limit = 50

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import msgspec
 
-from api.schemas import Cursor, Request, Response
+from api.schemas import Cursor, Request, Response, text
 from models.conversations import MAX_ATTACHMENTS, MAX_BODY
 
-MessageBody = Annotated[str, msgspec.Meta(
-    min_length=1, max_length=MAX_BODY, pattern=r"\S",
+MessageBody = Annotated[str, text(
+    MAX_BODY, min_length=1,
     description=f"The message text, 1 to {MAX_BODY} characters; leading and trailing whitespace is dropped",
     examples=["Is the garden south-facing?"])]
 Attachments = Annotated[list[uuid.UUID], msgspec.Meta(

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from api.schemas import Cursor, Limit, Request, Response
+from api.schemas import Cursor, Limit, Request, Response, line
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobKind = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[a-z_]+\.[a-z_]+$",
@@ -52,10 +52,10 @@ class JobQuery(Request):
 class SelftestRequest(Request):
     steps: Annotated[int, msgspec.Meta(ge=1, le=100, description="Progress steps")] = 5
     step_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000, description="Milliseconds per step")] = 200
-    owner_id: Annotated[str, msgspec.Meta(max_length=36, description="Whose job it is (default: yours); "
+    owner_id: Annotated[str, line(36, description="Whose job it is (default: yours); "
                                           "its events go to that user's channel")] | None = None
 
 
 class DownloadQuery(Request):
     expires: Annotated[int, msgspec.Meta(ge=0, description="Unix time the link stops working")]
-    sig: Annotated[str, msgspec.Meta(min_length=1, max_length=100, description="The link's signature")]
+    sig: Annotated[str, line(100, min_length=1, description="The link's signature")]

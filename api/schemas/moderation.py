@@ -6,13 +6,13 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas import Cursor, Limit, Request, Response
+from api.schemas import Cursor, Limit, Request, Response, text
 from api.schemas.conversations import MessageId, MessageView
 from models.conversations import REPORT_REASONS, REPORT_STATUSES
 
 Reason = Literal[REPORT_REASONS]  # type: ignore[valid-type]
 ReportStatus = Literal[REPORT_STATUSES]  # type: ignore[valid-type]
-Note = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"\S")]
+Note = Annotated[str, text(2000, min_length=1)]
 
 
 class BlockView(Response):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas import Cursor, Email, Limit, Phone, Request, Response
+from api.schemas import Cursor, Email, Limit, Phone, Request, Response, line
 from models.notifications import DELIVERY_STATUSES, DIGEST_MODES, TYPES
 
 DigestMode = Literal[DIGEST_MODES]  # type: ignore[valid-type]
@@ -18,8 +18,7 @@ Clock = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
 TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64,
                                        pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$",
                                        description="An IANA time zone", examples=["Europe/Paris"])]
-UnsubscribeToken = Annotated[str, msgspec.Meta(min_length=1, max_length=300,
-                                               description="The token of an unsubscribe link")]
+UnsubscribeToken = Annotated[str, line(300, min_length=1, description="The token of an unsubscribe link")]
 
 
 # --- In-app notifications ------------------------------------------------------------------
@@ -74,7 +73,7 @@ TypeChoices = msgspec.defstruct(
 
 
 class QuietHours(Request):
-    """Local times in `timezone`; `start` after `end` spans midnight (22:00 to 07:00)."""
+    """Local times in `timezone`; `start` after `end` spans midnight (22:00 to 07:00); `end` differs from `start`."""
 
     start: Clock
     end: Clock

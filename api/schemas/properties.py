@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas import Cursor, Limit, Request, Response
+from api.schemas import CONTROL_AND_SPACE, Cursor, Limit, Request, Response, line, text
 from models.properties import PROPERTY_TYPES, STATUSES
 
 MAX_MONEY = 10**13  # minor units: 100 billion in a two-decimal currency; far above any real listing
@@ -38,6 +38,8 @@ RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT 
 USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
 """.split())
 AreaUnits = Literal["SquareFeet", "SquareMeters"]
+# A fee needs its frequency; JSON Schema cannot say it of two members whose values may be null.
+FEE_NEEDS_FREQUENCY = "Needs `association_fee_frequency`, given here or already on the listing (422 without it)"
 FeeFrequency = Literal["Monthly", "Quarterly", "SemiAnnually", "Annually"]
 
 Money = Annotated[int, msgspec.Meta(ge=0, le=MAX_MONEY, description="Integer minor units of `currency` (cents)",
@@ -45,25 +47,25 @@ Money = Annotated[int, msgspec.Meta(ge=0, le=MAX_MONEY, description="Integer min
 Currency = Annotated[Literal[CURRENCIES], msgspec.Meta(description="ISO 4217 currency code",  # type: ignore
                                                       examples=["USD"])]
 Count = Annotated[int, msgspec.Meta(ge=0, le=100)]
-Text100 = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
-Short = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"\S")]
-City = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S", examples=["Austin"])]
-Region = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=r"\S", examples=["TX"])]
+Text100 = Annotated[str, line(100, min_length=1)]
+Short = Annotated[str, line(20, min_length=1)]
+City = Annotated[str, line(100, min_length=1, examples=["Austin"])]
+Region = Annotated[str, line(50, min_length=1, examples=["TX"])]
 PostalCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{1,10}$", examples=["78701"])]
 Country = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2", examples=["US"])]
-Address = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"\S")]
+Address = Annotated[str, line(255, min_length=1)]
 Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 LivingArea = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 LotSize = Annotated[int, msgspec.Meta(ge=0, le=100_000_000_000, description="Square feet")]
 YearBuilt = Annotated[int, msgspec.Meta(ge=1600, le=2100)]
 TaxYear = Annotated[int, msgspec.Meta(ge=1900, le=2100)]
-Feature = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_FEATURE_LENGTH, pattern=r"\S",
-                                      examples=["Pool"])]
+Feature = Annotated[str, line(MAX_FEATURE_LENGTH, min_length=1, examples=["Pool"])]
 Features = Annotated[list[Feature], msgspec.Meta(max_length=MAX_FEATURES,
                                                  description=f"At most {MAX_FEATURES} features/amenities")]
-Remarks = Annotated[str, msgspec.Meta(max_length=MAX_REMARKS, description="RESO PublicRemarks")]
-TourUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$",
+Remarks = Annotated[str, text(MAX_REMARKS, description="RESO PublicRemarks")]
+_URL = f"^https?://[^/?#@{CONTROL_AND_SPACE}]+(?:[/?#][^{CONTROL_AND_SPACE}]*)?$"
+TourUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=_URL,
                                       description="An http(s) URL", examples=["https://tours.example.com/123"])]
 
 
@@ -94,7 +96,7 @@ class PropertyCreate(Request):
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     features: Features = []
-    association_fee: Money | None = None
+    association_fee: Annotated[Money | None, msgspec.Meta(description=FEE_NEEDS_FREQUENCY)] = None
     association_fee_frequency: FeeFrequency | None = None
     tax_annual_amount: Money | None = None
     tax_year: TaxYear | None = None
@@ -135,7 +137,7 @@ class PropertyPatch(Request):
     latitude: Latitude | None | _U = msgspec.UNSET
     longitude: Longitude | None | _U = msgspec.UNSET
     features: Features | _U = msgspec.UNSET
-    association_fee: Money | None | _U = msgspec.UNSET
+    association_fee: Annotated[Money | None, msgspec.Meta(description=FEE_NEEDS_FREQUENCY)] | _U = msgspec.UNSET
     association_fee_frequency: FeeFrequency | None | _U = msgspec.UNSET
     tax_annual_amount: Money | None | _U = msgspec.UNSET
     tax_year: TaxYear | None | _U = msgspec.UNSET

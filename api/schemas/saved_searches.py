@@ -5,14 +5,14 @@ from typing import Annotated
 
 import msgspec
 
-from api.schemas import Cursor, Request, Response
+from api.schemas import Cursor, Request, Response, line
 from api.schemas.search import SearchParams
 from models.saved_searches import MAX_PER_USER
 
 _U = msgspec.UnsetType
 
-SavedSearchName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S",
-                                              description="Your name for the search (stored without outer spaces)",
+SavedSearchName = Annotated[str, line(100, min_length=1,
+                                     description="Your name for the search (stored without outer spaces)",
                                               examples=["3-bed homes in Austin"])]
 Alerts = Annotated[bool, msgspec.Meta(description=(
     "Tell me about new listings matching the search and price drops of matching listings"))]

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas import Cursor, Request, Response
+from api.schemas import Cursor, Request, Response, line
 from models.properties import PROPERTY_TYPES, PUBLIC_STATUSES
 from models.search import SORTS
 
@@ -25,7 +25,7 @@ Minor = Annotated[int, msgspec.Meta(ge=0, le=10**13, description="Integer minor 
 Rooms = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Year = Annotated[int, msgspec.Meta(ge=1600, le=2100)]
 Area = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
-Feature = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"\S")]
+Feature = Annotated[str, line(60, min_length=1)]
 
 
 class SearchParams(Request):
@@ -37,7 +37,7 @@ class SearchParams(Request):
 
     __list_fields__ = ("property_type", "status", "features")
 
-    q: Annotated[str, msgspec.Meta(max_length=200, description=(
+    q: Annotated[str, line(200, description=(
         "Full text over address, city, features and remarks (web-search syntax: words, \"a phrase\", "
         "-excluded, or). Any text is safe."))] | None = None
     min_price: Minor | None = None
@@ -47,23 +47,22 @@ class SearchParams(Request):
     property_type: Annotated[list[PropertyType], msgspec.Meta(max_length=len(PROPERTY_TYPES))] | None = None
     status: Annotated[list[PublicStatus], msgspec.Meta(max_length=len(PUBLIC_STATUSES), description=(
         "Default: Active, ComingSoon. Only listed statuses can be searched"))] | None = None
-    city: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S",
-                                      description="Exact city name, any case")] | None = None
-    postal_code: Annotated[str, msgspec.Meta(min_length=1, max_length=12, pattern=r"\S")] | None = None
+    city: Annotated[str, line(100, min_length=1, description="Exact city name, any case")] | None = None
+    postal_code: Annotated[str, line(12, min_length=1)] | None = None
     features: Annotated[list[Feature], msgspec.Meta(max_length=MAX_FEATURES, description=(
         "Listings having all of these features (any case)"))] | None = None
     min_year_built: Year | None = None
     max_year_built: Year | None = None
     min_living_area: Area | None = None
     max_living_area: Area | None = None
-    bbox: Annotated[str, msgspec.Meta(max_length=200, description="minLon,minLat,maxLon,maxLat (degrees)",
+    bbox: Annotated[str, line(200, description="minLon,minLat,maxLon,maxLat (degrees)",
                                       examples=["-97.80,30.20,-97.65,30.35"])] | None = None
-    near: Annotated[str, msgspec.Meta(max_length=100, description="lat,lon: the centre of a radius search",
+    near: Annotated[str, line(100, description="lat,lon: the centre of a radius search",
                                       examples=["30.2672,-97.7431"])] | None = None
     radius_km: Annotated[float, msgspec.Meta(gt=0, le=MAX_RADIUS_KM, description=(
         "Only listings this close to `near` (great-circle km); needs `near`. `near` alone sets no limit"))
     ] | None = None
-    polygon: Annotated[str, msgspec.Meta(max_length=6000, description=(
+    polygon: Annotated[str, line(6000, description=(
         f"3 to {MAX_POLYGON_POINTS} points `lat lon`, comma-separated"),
         examples=["30.30 -97.78,30.30 -97.70,30.22 -97.70"])] | None = None
     sort: Annotated[Sort, msgspec.Meta(description=(

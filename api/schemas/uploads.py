@@ -5,14 +5,14 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas import Request, Response
+from api.schemas import Cursor, Request, Response, line
 
 Purpose = Literal["listing_photo", "document", "avatar", "attachment"]
 UploadStatus = Literal["awaiting_upload", "pending_scan", "scanning", "clean", "infected", "rejected"]
 MediaType = Literal["image/jpeg", "image/png", "image/webp", "image/heic", "application/pdf"]
 Variant = Literal["original", "w320", "w1280"]
-FileName = Annotated[str, msgspec.Meta(min_length=1, max_length=255,
-                                       description="The file's name on the client; kept, sanitised, as metadata "
+FileName = Annotated[str, line(255, min_length=1,
+                                description="The file's name on the client; kept, sanitised, as metadata "
                                                    "only", examples=["kitchen.jpg"])]
 UploadId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$",
                                        description="An upload id", examples=["8d3c1b1e-2f59-4b5a-9a51-2f1c8e0f4d2a"])]
@@ -65,7 +65,7 @@ class UploadList(Response):
 class UploadListQuery(Request):
     purpose: Purpose | None = None
     status: UploadStatus | None = None
-    cursor: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    cursor: Cursor | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
 
 
@@ -88,7 +88,7 @@ class DownloadVariantQuery(Request):
 
 class SignedUploadQuery(Request):
     expires: Annotated[int, msgspec.Meta(ge=0, description="Unix time the URL stops working")]
-    sig: Annotated[str, msgspec.Meta(min_length=1, max_length=100, description="The URL's signature")]
+    sig: Annotated[str, line(100, min_length=1, description="The URL's signature")]
 
 
 class PhotosRequest(Request):

@@ -21,7 +21,9 @@ LONG = "x" * 1000  # over every string limit, under the body limit
 
 @pytest.fixture
 def settings(database, tmp_path, redis_prefix):
-    return make_settings(database, tmp_path, redis_prefix=redis_prefix, max_body_bytes=MAX_BODY)
+    # Each route is sent many bad bodies here; the auth bucket is for people, not for this.
+    return make_settings(database, tmp_path, redis_prefix=redis_prefix, max_body_bytes=MAX_BODY,
+                         rate_limit_auth="1000/minute")
 
 
 # (method, path, who calls it, a valid body)
@@ -211,6 +213,61 @@ def test_nul_characters_are_422_naming_the_field(caller, unchanged):
             assert_problem(caller.send_json(dict(caller.valid, **{name: poisoned})), 422, field=f"body.{name}")
 
 
+# Multi-line text among the valid bodies: line breaks and tabs are part of it.
+MULTI_LINE = {("start-conversation", "body"), ("post-message", "body"), ("admin-patch-user", "ban_reason")}
+SINGLE_LINE_BREAKERS = ("\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\u2028", "\u2029")
+TEXT_BREAKERS = ("\x0b", "\x0c", "\x1b")
+
+
+def test_control_characters_are_422_naming_the_field(caller, unchanged):
+    # A line break in a name would break the header of an email quoting it; text keeps \n, \r and \t only.
+    unchanged()
+    for name, value in caller.valid.items():
+        if not isinstance(value, str):
+            continue
+        for control in TEXT_BREAKERS if (caller.route, name) in MULTI_LINE else SINGLE_LINE_BREAKERS:
+            poisoned = value[:2] + control + value[2:]
+            assert_problem(caller.send_json(dict(caller.valid, **{name: poisoned})), 422, field=f"body.{name}")
+
+
+def test_a_line_break_in_a_name_is_refused_in_words(client):
+    resp = client.simulate_post("/v1/auth/register", json={"email": "new@example.com", "password": "long enough phrase",
+                                                           "full_name": "Ada\nBcc: eve@example.com"})
+    body = assert_problem(resp, 422, field="body.full_name")
+    assert body["errors"][0]["message"] == "must be a single line without control characters, with a visible character"
+
+
+def test_multi_line_text_keeps_its_line_breaks_and_tabs(client, login):
+    from tests.api.test_conversations import make_listing
+    listing = make_listing(make_user(role="seller"))
+    headers = {"Authorization": f"Bearer {login(make_user())['access_token']}"}
+    body = "Hello,\r\n\tis the garden south-facing?\nThanks"
+    resp = client.simulate_post("/v1/conversations", headers=headers, json={"property_id": str(listing.id),
+                                                                            "body": body})
+    assert resp.status_code == 201, resp.text
+    assert resp.json["message"]["body"] == body
+
+
+@pytest.mark.parametrize("params, field", [({"city": "Aus\ntin"}, "query.city"), ({"q": "pool\u2028"}, "query.q"),
+                                           ({"features": "Pool,Ga\x85rage"}, "query.features[1]")])
+def test_control_characters_in_a_query_are_422(client, params, field):
+    assert_problem(client.simulate_get("/v1/properties", params=params), 422, field=field)
+
+
+def test_integral_numbers_written_with_a_fraction_are_integers(client, login):
+    # JSON Schema counts 1.0 as an integer; a client that follows it is understood.
+    headers = {"Authorization": f"Bearer {login(make_user())['access_token']}"}
+    ok = client.simulate_patch("/v1/me/notification-preferences", headers=headers, json={"digest_hour": 7.0})
+    assert ok.status_code == 200, ok.text
+    assert ok.json["digest_hour"] == 7
+    saved = client.simulate_post("/v1/me/saved-searches", headers=headers,
+                                 json={"name": "Big", "query": {"min_beds": 3.0, "min_price": 1e6}})
+    assert saved.status_code == 201, saved.text
+    assert (saved.json["query"]["min_beds"], saved.json["query"]["min_price"]) == (3, 1000000)
+    assert_problem(client.simulate_patch("/v1/me/notification-preferences", headers=headers,
+                                         json={"digest_hour": 7.5}), 422, field="body.digest_hour")
+
+
 def test_nul_characters_in_a_query_are_422(client, login):
     headers = {"Authorization": f"Bearer {login(make_user(role='admin'))['access_token']}"}
     for params, field in (({"q": "ab\x00"}, "query.q"), ({"target_id": "\x00"}, "query.target_id")):
@@ -238,3 +295,18 @@ def test_non_ascii_emails_are_lowercased_like_ascii_ones(client):
     login = client.simulate_post("/v1/auth/login", json={"email": "über.ÄRGER@example.com",
                                                          "password": "long enough phrase"})
     assert login.status_code == 200
+
+
+@pytest.mark.parametrize("sig", ["%C3%A9", "%E2%98%83" * 3, "abc%F0%9F%8F%A0"])
+def test_non_ascii_signatures_are_403_on_signed_links(client, login, sig):
+    download = client.simulate_get("/v1/downloads/exports/some.zip", query_string=f"expires=1297&sig={sig}")
+    assert_problem(download, 403)
+
+    headers = {"Authorization": f"Bearer {login(make_user())['access_token']}"}
+    intent = client.simulate_post("/v1/uploads/intents", headers=headers, json={
+        "purpose": "document", "filename": "deed.pdf", "content_type": "application/pdf", "size": 10})
+    assert intent.status_code == 201, intent.text
+    path = intent.json["upload_target"]["url"].removeprefix("http://hearth.test")
+    put = client.simulate_put(path.split("?")[0], query_string=f"expires=9999999999&sig={sig}", body=b"%PDF-1.4\n",
+                              headers={"Content-Type": "application/pdf"})
+    assert_problem(put, 403)

@@ -102,3 +102,7 @@ def test_the_page_renders_every_operation(page, client, tmp_path):
     assert "curl -X POST 'http://localhost/v1/auth/login'" in rendered["text"]
     assert '"email":"ada@example.com"' in rendered["text"]
     assert "schema-Problem" in rendered["ids"]
+    # Docstrings quote code as ``this``: shown as code, with no backtick left over.
+    assert "listing search: GET /v1/properties and saved searches share them" in rendered["text"]
+    stray = re.findall(r".{30}`.{30}", rendered["text"])
+    assert not stray, stray

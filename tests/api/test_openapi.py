@@ -9,6 +9,7 @@ from openapi_spec_validator import validate
 
 from api import openapi
 from api.operation import operation
+from api.schemas import SINGLE_LINE
 
 # A redirect to the resource (a signed download URL) is a success too.
 SUCCESS = re.compile(r"^[23]\d\d$")
@@ -72,6 +73,9 @@ def test_bodies_and_responses_reference_their_schemas(client, spec):
             assert op["requestBody"]["content"]["application/json"]["schema"] == {
                 "$ref": f"#/components/schemas/{meta.body.__name__}"}, (path, method)
             assert op["requestBody"]["required"] is bool(schemas[meta.body.__name__]["required"])
+        elif meta.raw_body is not None:
+            assert op["requestBody"] == {"required": True, "content": {
+                meta.raw_body: {"schema": {"type": "string", "format": "binary"}}}}, (path, method)
         else:
             assert "requestBody" not in op
         success = op["responses"][str(meta.status)]
@@ -125,7 +129,8 @@ def test_parameters_come_from_the_template_and_the_query_schema(spec):
     assert set(users) == {"role", "q", "banned", "cursor", "limit"}
     assert users["limit"]["required"] is False
     assert (users["limit"]["schema"]["minimum"], users["limit"]["schema"]["maximum"]) == (1, 100)
-    assert users["q"]["schema"] == {"type": "string", "maxLength": 254, "description": "Substring of email or name"}
+    assert users["q"]["schema"] == {"type": "string", "maxLength": 254, "pattern": SINGLE_LINE,
+                                    "description": "Substring of email or name"}
     assert users["role"]["schema"]["enum"] == ["admin", "agent", "buyer", "seller"]
 
 
@@ -154,3 +159,109 @@ def test_routes_added_later_are_documented_without_touching_the_generator(client
     assert op["summary"] == "Added after the app was built"
     assert op["parameters"][0]["schema"] == {"type": "integer"}
     validate(spec)
+
+
+def _strings(schema: dict, schemas: dict, path: str, seen: frozenset = frozenset()):
+    """``(path, schema)`` of every string a request schema holds, through refs, unions, arrays and objects."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        if name not in seen:
+            yield from _strings(schemas[name], schemas, path, seen | {name})
+        return
+    for option in schema.get("anyOf", ()):
+        yield from _strings(option, schemas, path, seen)
+    if "items" in schema:
+        yield from _strings(schema["items"], schemas, f"{path}[]", seen)
+    for name, member in schema.get("properties", {}).items():
+        yield from _strings(member, schemas, f"{path}.{name}", seen)
+    if schema.get("type") == "string" and "enum" not in schema and "format" not in schema:
+        yield path, schema
+
+
+# Multi-line text: its line breaks and tabs are content.
+MULTI_LINE_FIELDS = {"ConversationStart.body", "MessagePost.body", "PropertyCreate.public_remarks",
+                     "PropertyPatch.public_remarks", "ReportRequest.details", "ReportResolution.resolution",
+                     "AdminUserPatch.ban_reason"}
+
+
+def test_every_request_string_refuses_control_characters(spec):
+    schemas = spec["components"]["schemas"]
+    found = {}
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            where = f"{method.upper()} {path}"
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                found.update(_strings(body["schema"], schemas, body["schema"]["$ref"].rsplit("/", 1)[1]))
+            for parameter in op.get("parameters", ()):
+                if parameter["in"] == "query":
+                    found.update(_strings(parameter["schema"], schemas, f"{where}?{parameter['name']}"))
+    assert len(found) > 50
+    multi = set()
+    for field, schema in found.items():
+        pattern = re.compile(schema.get("pattern", ""))
+        assert not pattern.search("a\x00b") and not pattern.search("a\x1bb"), field
+        if pattern.search("a\nb\tc\r"):
+            multi.add(field)
+            assert not pattern.search("a\x0bb") and not pattern.search("a\x0cb"), field
+        else:
+            for control in ("\n", "\r", "\t", "\x7f", "\x85", "\u2028", "\u2029"):
+                assert not pattern.search(f"a{control}b"), (field, control)
+    assert multi == MULTI_LINE_FIELDS
+
+
+def test_new_passwords_need_what_the_server_needs(spec):
+    from models.passwords import MIN_LENGTH
+    schemas = spec["components"]["schemas"]
+    for schema, field in (("RegisterRequest", "password"), ("ResetPasswordRequest", "password"),
+                          ("ChangePasswordRequest", "new_password")):
+        assert schemas[schema]["properties"][field]["minLength"] == MIN_LENGTH, schema
+    # Signing in takes any stored password, also one from before the policy.
+    assert schemas["LoginRequest"]["properties"]["password"]["minLength"] == 1
+
+
+def test_every_status_the_server_answers_is_documented(spec):
+    paths = spec["paths"]
+    cancel = paths["/v1/jobs/{job_id}/cancel"]["post"]["responses"]
+    assert {"200", "202"} <= set(cancel)
+    assert cancel["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobView"}
+    assert cancel["202"]["headers"]["Location"] == {"$ref": "#/components/headers/JobLocation"}
+    assert "201" in paths["/v1/conversations"]["post"]["responses"]
+    assert "200" in paths["/v1/conversations"]["post"]["responses"]
+    assert "200" in paths["/v1/reports"]["post"]["responses"]
+    not_modified = paths["/v1/properties/{property_id}"]["get"]["responses"]["304"]
+    assert "content" not in not_modified
+    # A path parameter that does not convert (not a UUID) is a 404 from the router, whatever the operation.
+    assert "404" in paths["/v1/me/blocks/{user_id}"]["delete"]["responses"]
+    for path, item in paths.items():
+        for method, op in item.items():
+            kinds = {parameter["in"] for parameter in op.get("parameters", ())}
+            if "path" in kinds:
+                assert "404" in op["responses"], (method, path)
+            if kinds:
+                too_long = op["responses"]["414"]
+                assert too_long["content"] == {"application/problem+json": {
+                    "schema": {"$ref": "#/components/schemas/Problem"}}}, (method, path)
+                assert "8,190 bytes" in too_long["description"]
+
+
+def test_a_raw_upload_documents_its_body(spec):
+    upload = spec["paths"]["/v1/uploads"]["post"]
+    assert upload["requestBody"] == {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+
+
+def test_rules_across_fields_are_written_where_clients_read(spec):
+    schemas = spec["components"]["schemas"]
+    assert "`end` differs from `start`" in schemas["QuietHours"]["description"]
+    for schema in ("PropertyCreate", "PropertyPatch"):
+        assert "association_fee_frequency" in schemas[schema]["properties"]["association_fee"]["description"]
+
+
+def test_a_password_of_spaces_signs_in_as_it_registered(client):
+    password = " " * 12
+    resp = client.simulate_post("/v1/auth/register", json={"email": "spaces@example.com", "password": password,
+                                                           "full_name": "Spacey"})
+    assert resp.status_code == 201, resp.text
+    login = client.simulate_post("/v1/auth/login", json={"email": "spaces@example.com", "password": password})
+    assert login.status_code == 200, login.text

@@ -85,10 +85,12 @@ def environment(settings_env: dict) -> dict:
     return env
 
 
-def start_gunicorn(env: dict, log_dir: pathlib.Path, workers: int = 1) -> tuple[Proc, str]:
+def start_gunicorn(env: dict, log_dir: pathlib.Path, workers: int = 1, config: bool = False) -> tuple[Proc, str]:
+    """gunicorn serving the API; ``config``: with ops/gunicorn.conf.py (its limits, threads), as deployed."""
     port = free_port()
-    proc = Proc("gunicorn", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                             "--worker-class", "sync", "--timeout", "30", "api.wsgi:app"],
+    settings = ["--config", str(ROOT / "ops" / "gunicorn.conf.py")] if config else ["--worker-class", "sync"]
+    proc = Proc("gunicorn", [str(BIN / "gunicorn"), *settings, "--bind", f"127.0.0.1:{port}",
+                             "--workers", str(workers), "--timeout", "30", "api.wsgi:app"],
                 environment(env), log_dir)
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200 or not proc.alive(),

@@ -64,3 +64,17 @@ def test_a_long_url_header_is_written_as_is_not_as_encoded_words(tmp_path):
         idempotency_key="unsub")
     raw = (tmp_path / name).read_bytes()
     assert f"List-Unsubscribe: {url}\n".encode() in raw and b"=?utf-8?" not in raw
+
+
+def test_header_values_stay_one_line_whatever_they_were_built_from(tmp_path):
+    # A name stored before the API refused control characters (an import, say) ends up in a subject.
+    mailer = OutboxMailer(tmp_path, "Hearth <no-reply@hearth.local>")
+    for i, breaker in enumerate(["\r\n", "\n", "\x85", "\u2028", "\u2029", "\x0b", "\x00"]):
+        name = mailer.send(Message(to=f"zoe@example.com{breaker}", text="hi\n",
+                                   subject=f"New message from Ada{breaker}Bcc: eve@example.com",
+                                   headers=(("List-Unsubscribe", f"<http://h/u>{breaker}Cc: eve@example.com"),)),
+                           idempotency_key=f"k{i}")
+        parsed = email.message_from_bytes((tmp_path / name).read_bytes(), policy=email.policy.default)
+        assert parsed["Subject"] == "New message from Ada Bcc: eve@example.com", repr(breaker)
+        assert (parsed["Bcc"], parsed["Cc"], parsed["To"]) == (None, None, "zoe@example.com"), repr(breaker)
+        assert parsed["List-Unsubscribe"] == "<http://h/u> Cc: eve@example.com"

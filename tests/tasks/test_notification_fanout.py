@@ -59,6 +59,19 @@ def _token(url: str) -> str:
     return parse_qs(urlsplit(url).query)["token"][0]
 
 
+def test_a_title_with_line_breaks_stays_one_subject_and_one_text_line(provider_runtime, providers):
+    # A sender's name stored with line breaks (imported before the API refused them) is in the title.
+    user = _user(phone=PHONE)
+    _prefs(user, {"message.received": {"sms": True}})
+    _, job = _message_notification(user, title="New message from Ada\u2028Bcc: eve@example.com\x85\nHi")
+    fan_out(str(job.id))
+
+    [email] = providers.emails()
+    assert email.subject == "New message from Ada Bcc: eve@example.com Hi"
+    [text] = providers.texts()
+    assert text.body.startswith("Hearth: New message from Ada Bcc: eve@example.com Hi http")
+
+
 # --- channels follow preferences ----------------------------------------------------------------
 
 def test_in_app_only_shows_it_in_the_app_and_sends_nothing(provider_runtime, providers):
