@@ -262,6 +262,6 @@ def test_a_password_of_spaces_signs_in_as_it_registered(client):
     password = " " * 12
     resp = client.simulate_post("/v1/auth/register", json={"email": "spaces@example.com", "password": password,
                                                            "full_name": "Spacey"})
-    assert resp.status_code == 201, resp.text
+    assert resp.status_code == 202, resp.text
     login = client.simulate_post("/v1/auth/login", json={"email": "spaces@example.com", "password": password})
     assert login.status_code == 200, login.text
