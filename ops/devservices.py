@@ -116,23 +116,13 @@ def _locked(path: pathlib.Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _claim(owner_file: pathlib.Path) -> bool:
     """Record this process as the server's owner unless a live process already is."""
     try:
         pid = int(owner_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         pid = 0
-    if pid and pid != os.getpid() and _alive(pid):
+    if pid and pid != os.getpid() and stack_record.alive(pid):
         return False
     owner_file.write_text(f"{os.getpid()}\n")
     return True

@@ -13,7 +13,8 @@ import os
 import pathlib
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,6 +55,6 @@ def running_stack(settings) -> dict[str, str]:
         pid = int(record.pop("pid"))
     except (FileNotFoundError, ValueError, KeyError, TypeError, OSError):
         return {}
-    if pid != os.getpid() and not _alive(pid):
+    if pid != os.getpid() and not alive(pid):
         return {}
     return {name: value for name, value in record.items() if isinstance(value, str)}

@@ -62,6 +62,27 @@ class ImageInfo:
     previews: tuple[Preview, ...]
 
 
+_TOO_MANY_PIXELS = f"The image has more than {MAX_IMAGE_PIXELS:,} pixels."
+
+
+def _open(stream, media_type: str):
+    """``Image.open`` for one accepted type, with Pillow's size warning an error (it reads the header only)."""
+    expected = _FORMATS.get(media_type)
+    if expected is None:
+        raise ImageRejected(f"{media_type} is not an image type we accept")
+    return Image.open(stream, formats=[expected])
+
+
+def _bombs_refused(work):
+    """Run ``work()``; an image announcing too many pixels becomes ``ImageRejected``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return work()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageRejected(_TOO_MANY_PIXELS) from None
+
+
 def check_dimensions(header, media_type: str) -> tuple[int, int] | None:
     """Refuse an image whose header announces more than ``MAX_IMAGE_PIXELS`` pixels, decoding nothing.
 
@@ -70,42 +91,37 @@ def check_dimensions(header, media_type: str) -> tuple[int, int] | None:
     (width, height), or None when the size is not in those bytes: the decoder's own
     check then still refuses a bomb, only later.
     """
-    expected = _FORMATS.get(media_type)
-    if expected is None:
-        raise ImageRejected(f"{media_type} is not an image type we accept")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    def read_size():
         try:
-            with Image.open(header, formats=[expected]) as image:  # reads the header, not the pixels
-                width, height = image.size
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRejected(f"The image has more than {MAX_IMAGE_PIXELS:,} pixels.") from None
+            with _open(header, media_type) as image:
+                return image.size
+        except (ImageRejected, Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise
         except Exception:  # noqa: BLE001 - a header cut short or odd: the full decode judges the file
             return None
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ImageRejected(f"The image has more than {MAX_IMAGE_PIXELS:,} pixels.")
-    return width, height
+
+    size = _bombs_refused(read_size)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageRejected(_TOO_MANY_PIXELS)
+    return size
 
 
 def make_previews(stream, media_type: str, widths=PREVIEW_WIDTHS) -> ImageInfo:
     """Decode the image in ``stream`` (of ``media_type``) and build its previews, or raise ``ImageRejected``."""
-    expected = _FORMATS.get(media_type)
-    if expected is None:
-        raise ImageRejected(f"{media_type} is not an image type we accept")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    def decode():
         try:
-            with Image.open(stream, formats=[expected]) as image:
+            with _open(stream, media_type) as image:
                 image.load()
                 upright = ImageOps.exif_transpose(image)
-                width, height = upright.size
                 previews = tuple(_preview(upright, target) for target in widths)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRejected(f"The image has more than {MAX_IMAGE_PIXELS:,} pixels.") from None
+                return ImageInfo(*upright.size, previews)
+        except (ImageRejected, Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise
         except (OSError, SyntaxError, ValueError, EOFError, MemoryError, Image.UnidentifiedImageError):
             # Pillow reports truncated and malformed files as any of these.
             raise ImageRejected("The image is corrupt or truncated.") from None
-    return ImageInfo(width, height, previews)
+
+    return _bombs_refused(decode)
 
 
 def _preview(image: Image.Image, target: int) -> Preview:

@@ -43,6 +43,17 @@ def _issue_token(ctx: JobContext, user: User, purpose: str, ttl: int) -> str:
     return raw
 
 
+def _emailed_link(ctx: JobContext, purpose: str, ttl: int, path: str) -> tuple[User, str, str] | None:
+    """For jobs queued by address, known or not: (user, token, link), or None when no mail is due.
+
+    Banned accounts get none, as unknown addresses get none."""
+    user = User.get_or_none(User.email == ctx.input["email"])
+    if user is None or user.is_banned:
+        return None
+    token = _issue_token(ctx, user, purpose, ttl)
+    return user, token, _link(path, token)
+
+
 @job_task(transient=(Transient,))
 def send_verification_email(ctx: JobContext) -> dict:
     user = User.get_or_none(User.id == ctx.input["user_id"])
@@ -66,11 +77,10 @@ def send_verification_email(ctx: JobContext) -> dict:
 def send_password_reset(ctx: JobContext) -> dict:
     # The API enqueues this for every request, known email or not, so that the
     # answer and its timing reveal nothing; the job decides here.
-    user = User.get_or_none(User.email == ctx.input["email"])
-    if user is None or user.is_banned:
+    found = _emailed_link(ctx, "password_reset", runtime().settings.password_reset_ttl, "/reset-password")
+    if found is None:
         return {"sent": False}
-    token = _issue_token(ctx, user, "password_reset", runtime().settings.password_reset_ttl)
-    link = _link("/reset-password", token)
+    user, token, link = found
     _send(ctx, Message(
         to=user.email,
         subject="Reset your Hearth password",
@@ -88,11 +98,10 @@ def send_password_reset(ctx: JobContext) -> dict:
 def send_signup_notice(ctx: JobContext) -> dict:
     # Registration with a taken address answers like a new one; the address's owner hears of it
     # here, with a way back in should they have forgotten they signed up.
-    user = User.get_or_none(User.email == ctx.input["email"])
-    if user is None or user.is_banned:
+    found = _emailed_link(ctx, "password_reset", runtime().settings.password_reset_ttl, "/reset-password")
+    if found is None:
         return {"sent": False}
-    token = _issue_token(ctx, user, "password_reset", runtime().settings.password_reset_ttl)
-    link = _link("/reset-password", token)
+    user, token, link = found
     _send(ctx, Message(
         to=user.email,
         subject="Someone tried to sign up to Hearth with your address",
@@ -114,11 +123,10 @@ def send_signup_notice(ctx: JobContext) -> dict:
 @job_task(transient=(Transient,))
 def send_unlock_link(ctx: JobContext) -> dict:
     # Queued by the login that locked the account from everywhere, known email or not.
-    user = User.get_or_none(User.email == ctx.input["email"])
-    if user is None or user.is_banned:
+    found = _emailed_link(ctx, "account_unlock", runtime().settings.account_unlock_ttl, "/unlock-account")
+    if found is None:
         return {"sent": False}
-    token = _issue_token(ctx, user, "account_unlock", runtime().settings.account_unlock_ttl)
-    link = _link("/unlock-account", token)
+    user, token, link = found
     minutes = runtime().settings.account_unlock_ttl // 60
     _send(ctx, Message(
         to=user.email,
