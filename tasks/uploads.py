@@ -98,8 +98,12 @@ def scan_upload(ctx: JobContext) -> dict:
             with storage().open(upload.storage_key) as stream:
                 tee = _Tee(stream, copy)
                 result = scanner().scan(tee)
-        except (ScannerUnavailable, StorageUnavailable):
-            # Fail closed: quarantined until a scan says otherwise.
+        except (ScannerUnavailable, StorageUnavailable) as exc:
+            # Fail closed: quarantined until a scan says otherwise. Said loudly: while it lasts,
+            # no upload becomes available, and an operator should see why.
+            log.warning("cannot scan uploads: %s is unavailable; the upload stays quarantined and the scan "
+                        "is retried", "the virus scanner" if isinstance(exc, ScannerUnavailable) else "storage",
+                        extra={"upload_id": upload_id, "error": str(exc)})
             Upload.move(upload_id, ("scanning",), status="pending_scan")
             raise
         except ImageRejected as exc:

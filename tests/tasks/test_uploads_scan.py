@@ -40,10 +40,12 @@ def _use(settings, redis, **changes):
 
 
 def test_clamd_down_keeps_the_file_quarantined_and_the_scan_completes_once_it_is_back(settings, redis, runtime,
-                                                                                        queue, tmp_path):
+                                                                                        queue, tmp_path, caplog):
     upload, job = _quarantined(png())
     _use(settings, redis, clamd_url=f"unix://{tmp_path / 'no-clamd.sock'}")
-    scan_upload(str(job.id))
+    with caplog.at_level("WARNING", logger="hearth.uploads"):
+        scan_upload(str(job.id))
+    assert any("virus scanner is unavailable" in r.getMessage() for r in caplog.records)  # an operator hears of it
 
     waiting = Job.get_by_id(job.id)
     assert (waiting.status, waiting.attempts) == ("queued", 1) and waiting.run_after is not None
