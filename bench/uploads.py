@@ -11,13 +11,13 @@ default 12; it must be empty). Files are kept on local disk.
   until ``clean``: upload, scan, previews, the move out of quarantine.
   BENCH_UPLOAD_TURNS (5) uploads each, one at a time; p50/p99 in ms, and the
   rate column is how many such uploads one client finishes per second.
-* ``clamd raw`` / ``hearth scan`` / ``hearth scan+sha256``: MiB/s over the same
+* ``clamd raw`` / ``hearth scan`` / ``served sha256``: MiB/s over the same
   bytes (a 64 MiB document, 5 turns taken in rotation, median). Raw: the bytes
   from memory straight into an INSTREAM socket in 1 MiB chunks, the ceiling.
   Hearth: what the scan task does, reading the stored object from storage and
-  streaming it through ``ClamdScanner`` (a direct upload, hashed on its way in);
-  +sha256: an intent's file, hashed while it is scanned. Target: hearth scan
-  >= 0.8 x clamd raw.
+  streaming it through ``ClamdScanner`` while hashing it. Served sha256: the
+  second read that checks the object at its final key has the scanned hash.
+  Target: hearth scan >= 0.8 x clamd raw.
 * ``api 1GB``: a 1 GiB document streamed to ``/v1/uploads`` (caps raised for
   this run); the gunicorn workers' peak RSS is reset (``/proc/PID/clear_refs``)
   before and read (``VmHWM``) after. Target: growth < 50 MB. The rate column
@@ -209,7 +209,7 @@ def _latency_row(run: Run, client: httpx.Client, hearth, worker, megabytes: int,
 
 def _scan_rows(run: Run, env: dict, clamd, turns: int) -> list[Row]:
     from services.scanner import ClamdScanner
-    from services.storage import LocalDiskStorage
+    from services.storage import LocalDiskStorage, sha256_of
     from tasks.uploads import _Tee
 
     data = _document(SCAN_BYTES)
@@ -218,34 +218,41 @@ def _scan_rows(run: Run, env: dict, clamd, turns: int) -> list[Row]:
     storage.put("quarantine/bench", data)
     scanner = ClamdScanner(clamd.url, timeout=60)
     socket_path = urlparse(clamd.url).path
-    raw, ours, hashed = [], [], []
+    raw, ours, verify = [], [], []
 
-    def hearth(digest: bool) -> float:
+    def hearth() -> float:
         started = time.perf_counter()
         with storage.open("quarantine/bench") as stream:
-            result = scanner.scan(_Tee(stream, None, digest=digest))
-        if result.verdict != "clean" or result.scanned_bytes != SCAN_BYTES:
+            tee = _Tee(stream, None)
+            result = scanner.scan(tee)
+        if result.verdict != "clean" or result.scanned_bytes != SCAN_BYTES or not tee.digest.hexdigest():
             raise RuntimeError(f"scan gave {result}")
+        return SCAN_BYTES / MIB / (time.perf_counter() - started)
+
+    def served_check() -> float:
+        started = time.perf_counter()
+        sha256_of(storage, "quarantine/bench")
         return SCAN_BYTES / MIB / (time.perf_counter() - started)
 
     _raw_instream(socket_path, data)  # warm-up: clamd's first stream allocates its buffers
     for _ in range(turns):  # in turns, so a change in the machine's load touches every row
         raw.append(SCAN_BYTES / MIB / _raw_instream(socket_path, data))
-        ours.append(hearth(digest=False))
-        hashed.append(hearth(digest=True))
+        ours.append(hearth())
+        verify.append(served_check())
     storage.delete("quarantine/bench")
-    run.log(f"  scan: clamd raw {statistics.median(raw):.0f} MiB/s, hearth {statistics.median(ours):.0f} MiB/s, "
-            f"with sha256 {statistics.median(hashed):.0f} MiB/s")
-    run.note("uploads: `hearth scan` is the scan of a direct upload (hashed on its way in); `hearth scan+sha256` "
-             "that of an intent's file, hashed while it is scanned")
+    run.log(f"  scan: clamd raw {statistics.median(raw):.0f} MiB/s, hearth {statistics.median(ours):.0f} MiB/s; "
+            f"re-hashing the object to be served {statistics.median(verify):.0f} MiB/s")
+    run.note("uploads: `hearth scan` streams the stored object to clamd while hashing it (every scan does); "
+             "`served sha256` is the check that the object at its final key has the scanned hash, a second "
+             "read of the file before it is marked clean")
     spread = lambda values: (min(values), max(values))  # noqa: E731
     return [
         Row("clamd raw", statistics.median(raw), 0, 0, requests=turns,
             detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(raw)}),
         Row("hearth scan", statistics.median(ours), 0, 0, baseline="clamd raw", requests=turns,
             detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(ours)}),
-        Row("hearth scan+sha256", statistics.median(hashed), 0, 0, baseline="clamd raw", requests=turns,
-            detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(hashed)}),
+        Row("served sha256", statistics.median(verify), 0, 0, baseline="clamd raw", requests=turns,
+            detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(verify)}),
     ]
 
 
