@@ -154,7 +154,8 @@ def _operation(template: str, resource, responder, refs: dict, schemas: dict) ->
         item["requestBody"] = {"required": needed, "content": {"application/json": {"schema": refs[op.body]}}}
     elif op.raw_body is not None:
         raw = {"type": "string", "format": "binary"}
-        item["requestBody"] = {"required": True, "content": {op.raw_body: {"schema": raw}}}
+        types = (op.raw_body,) if isinstance(op.raw_body, str) else op.raw_body
+        item["requestBody"] = {"required": True, "content": {media_type: {"schema": raw} for media_type in types}}
     item["responses"] = _responses(op, refs, path_parameters=bool(_FIELD.search(template)))
     if op.auth == "none":
         item["security"] = []

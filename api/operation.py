@@ -44,8 +44,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     # Other answers that are not errors, each with what it means: {200: "It already existed"}.
     also: dict[int, str] = field(default_factory=dict)
-    # A body that is not JSON, read by the responder itself: its media type in the document.
-    raw_body: str | None = None
+    # A body that is not JSON, read by the responder itself: its media type(s) in the document.
+    raw_body: str | tuple[str, ...] | None = None
     tags: tuple[str, ...] = ()
     description: str | None = None
     response_headers: dict = field(default_factory=dict)

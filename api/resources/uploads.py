@@ -30,8 +30,8 @@ from models.db import db
 from models.jobs import Job
 from models.messages import ATTACHABLE_PURPOSES, attachment_shared_with
 from models.properties import Property
-from models.uploads import (SNIFF_BYTES, PropertyMedia, Upload, detect_media_type, display_name, new_scan_job,
-                            incoming_key, purpose_rules, quarantine_key)
+from models.uploads import (MEDIA_TYPES, SNIFF_BYTES, PropertyMedia, Upload, detect_media_type, display_name,
+                            incoming_key, new_scan_job, purpose_rules, quarantine_key)
 from services.storage import NotFound, StorageUnavailable, TooLarge
 
 TAGS = ("uploads",)
@@ -338,7 +338,7 @@ class Uploads:
         return None
 
     @operation("Send the bytes of a large upload (local storage only)", query=SignedUploadQuery, auth="none",
-               status=204, errors=(400, 403, 404, 409, 410, 411, 413, 415, 503), tags=TAGS,
+               status=204, errors=(400, 403, 404, 409, 410, 411, 413, 415, 503), tags=TAGS, raw_body=MEDIA_TYPES,
                description="The `upload_target` of an intent when files are kept on local disk: the signature "
                            "is the permission. The body must have the declared Content-Type and at most the "
                            "declared size (413 as soon as it has more; nothing is kept). A new PUT replaces "

@@ -74,8 +74,9 @@ def test_bodies_and_responses_reference_their_schemas(client, spec):
                 "$ref": f"#/components/schemas/{meta.body.__name__}"}, (path, method)
             assert op["requestBody"]["required"] is bool(schemas[meta.body.__name__]["required"])
         elif meta.raw_body is not None:
+            types = (meta.raw_body,) if isinstance(meta.raw_body, str) else meta.raw_body
             assert op["requestBody"] == {"required": True, "content": {
-                meta.raw_body: {"schema": {"type": "string", "format": "binary"}}}}, (path, method)
+                media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in types}}, (path, method)
         else:
             assert "requestBody" not in op
         success = op["responses"][str(meta.status)]
@@ -84,6 +85,9 @@ def test_bodies_and_responses_reference_their_schemas(client, spec):
                 "$ref": f"#/components/schemas/{meta.response.__name__}"}, (path, method)
         if meta.status == 204:
             assert "content" not in success
+    # The local upload URL takes the file as it is, with the type the intent declared.
+    upload_put = spec["paths"]["/v1/uploads/{upload_id}/content"]["put"]["requestBody"]["content"]
+    assert sorted(upload_put) == ["application/pdf", "image/heic", "image/jpeg", "image/png", "image/webp"]
 
 
 def test_security_follows_each_operations_auth(client, spec):
