@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import falcon
 import msgspec
 
-from api.client_address import client_address
+from api.client_address import address_bucket, client_address
 from api.errors import Problem, too_many_requests, unauthorized, validation_error
 from api.schemas import PATTERN_MESSAGES
 
@@ -99,7 +99,7 @@ def _limit(services, req, resp, op: Operation, claims, keys: list[str]) -> list:
     if op.rate is None:
         return services.redis.mget(keys) if keys else []
     limit, window = services.rates[op.rate]
-    client = f"u:{claims.user_id}" if claims is not None else f"ip:{client_ip(req, services)}"
+    client = f"u:{claims.user_id}" if claims is not None else f"ip:{address_bucket(client_ip(req, services))}"
     decision = services.limiter.hit(op.rate, client, limit, window, read=keys)
     for name, value in decision.headers().items():
         resp.set_header(name, value)

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from api import relay_protocol as proto
 from api.auth import SessionCache
-from api.client_address import client_address
+from api.client_address import address_bucket, client_address
 from api.relay_admission import Admission
 from api.relay_auth import RelayAuth
 from api.relay_connection import Connection
@@ -74,8 +74,8 @@ class Realtime:
             await ws.close()  # before accept: the handshake is refused with 403
             return
         relay = self.relay
-        address = client_address(req.remote_addr, req.get_header("X-Forwarded-For"),
-                                  relay.settings.trusted_proxies)
+        address = address_bucket(client_address(req.remote_addr, req.get_header("X-Forwarded-For"),
+                                                relay.settings.trusted_proxies))
         ticket = relay.admission.admit(address)
         if ticket is None:
             relay.admission.refused += 1

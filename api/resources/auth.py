@@ -5,6 +5,7 @@ import falcon
 from peewee import IntegrityError
 
 from api.errors import Problem, conflict, too_many_requests, unauthorized, validation_error
+from api.client_address import address_bucket
 from api.operation import client_ip, operation
 from api.schemas.accounts import (
     Accepted, ForgotPasswordRequest, LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest,
@@ -136,7 +137,7 @@ class Login:
         services = req.context.services
         body: LoginRequest = req.context.body
         email = User.normalize_email(body.email)
-        ip = client_ip(req, services)
+        ip = address_bucket(client_ip(req, services))
         locked = services.lockout.locked_for(email, ip)
         if locked:
             raise too_many_requests(locked, "Too many failed logins; try again later.")
@@ -259,5 +260,5 @@ class UnlockAccount:
                               slug="invalid-token")
             user = User.get_by_id(token.user_id)
             audit(req, "user.unlock", user.id)
-        services.lockout.grant(user.email, client_ip(req, services))
+        services.lockout.grant(user.email, address_bucket(client_ip(req, services)))
         resp.status = falcon.HTTP_204

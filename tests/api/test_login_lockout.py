@@ -51,6 +51,17 @@ def test_an_attackers_failures_do_not_lock_the_owner_out_from_another_address(cl
     assert _login(client, user.email, PASSWORD, ip=OWNER_IP).status_code == 200  # the owner is not
 
 
+def test_the_addresses_of_one_ipv6_network_count_as_one(client, user, jobs):
+    # A host holds a whole /64: taking a new address for every try must not reset the count, nor
+    # make one host look like the many places that lock an account everywhere.
+    for n in range(ACCOUNT_THRESHOLD + ACCOUNT_ADDRESSES):
+        _login(client, user.email, "guess 123456", ip=f"2001:db8:1:2::{n + 1:x}")
+    assert_problem(_login(client, user.email, PASSWORD, ip="2001:db8:1:2:ffff::1"), 429)
+    assert _login(client, user.email, PASSWORD, ip="2001:db8:1:3::1").status_code == 200  # the next /64
+    assert _login(client, user.email, PASSWORD, ip=OWNER_IP).status_code == 200
+    assert jobs.submitted == []  # no account-wide lock, no unlock mail
+
+
 def test_further_failures_lengthen_the_lock(client, user, services):
     for _ in range(ACCOUNT_THRESHOLD + 2):
         services.lockout.failed(user.email, "198.51.100.9")
