@@ -158,11 +158,10 @@ class LocalDiskStorage:
     def put(self, key: str, source, *, max_bytes: int | None = None, content_type: str | None = None) -> StoredObject:
         """Store ``source`` (bytes or a binary file object) under ``key``, replacing any older object."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         reader = _Metered(source, max_bytes)
         try:
-            with open(tmp, "wb") as out:
+            with self._create(tmp) as out:
                 for chunk in iter(lambda: reader.read(_CHUNK), b""):
                     out.write(chunk)
                 out.flush()
@@ -217,12 +216,30 @@ class LocalDiskStorage:
     def move(self, source: str, target: str) -> None:
         """Rename ``source`` to ``target`` (replacing it); ``NotFound`` when ``source`` is gone."""
         src, dst = self._path(source), self._path(target)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(src, dst)
-        except FileNotFoundError:
-            raise NotFound(source) from None
+        for attempt in range(5):
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+                break
+            except (FileNotFoundError, FileExistsError):
+                if not src.exists():
+                    raise NotFound(source) from None
+                # The target's directory was pruned by a concurrent delete or move: make it again.
+                if attempt == 4:
+                    raise
         self._prune(src.parent)
+
+    @staticmethod
+    def _create(path: pathlib.Path):
+        """A new file opened for writing; its directory is made again should a concurrent prune remove it
+        between ``mkdir`` and ``open`` (every intent's upload shares ``quarantine/incoming/``)."""
+        for attempt in range(5):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)  # EEXIST, then pruned: FileExistsError
+                return open(path, "wb")
+            except (FileNotFoundError, FileExistsError):
+                if attempt == 4:
+                    raise
 
     # --- signed URLs -------------------------------------------------------------------
 

@@ -313,7 +313,10 @@ class Uploads:
                 raise _unavailable() from None
             problem = self._intent_problem(upload, size, head)
             if problem is not None:
-                storage.delete(key)
+                try:
+                    storage.delete(key)
+                except StorageUnavailable:
+                    raise _unavailable() from None  # nothing changes: complete may be sent again
                 Upload.move(upload.id, ("awaiting_upload",), status="rejected", storage_key=None, size=size,
                             reject_reason=problem.description)
             else:
@@ -378,11 +381,15 @@ class Uploads:
             storage.delete(part)
             raise Problem(falcon.HTTP_400, "Incomplete body", "The body ended before Content-Length bytes.",
                           slug="incomplete-body")
-        with db.atomic():
-            current = Upload.lock(upload.id)
-            landed = current is not None and current.status == "awaiting_upload"
-            if landed:
-                storage.move(part, incoming_key(upload.id))
+        try:
+            with db.atomic():
+                current = Upload.lock(upload.id)
+                landed = current is not None and current.status == "awaiting_upload"
+                if landed:
+                    storage.move(part, incoming_key(upload.id))
+        except StorageUnavailable:
+            storage.delete(part)
+            raise _unavailable() from None
         if not landed:
             storage.delete(part)
             raise conflict("The upload was completed while this body was being sent; it was not kept.",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import httpx
@@ -123,3 +124,28 @@ def test_storage_url_settings_are_validated():
     store = make_storage(settings)
     assert isinstance(store, S3Storage) and store.bucket == "b"
     assert store.client.meta.endpoint_url == "http://minio:9000" and store.client.meta.region_name == "eu-west-1"
+
+
+def test_writes_and_moves_survive_a_shared_directory_emptied_and_removed_meanwhile(tmp_path):
+    # Every intent's upload lands in quarantine/incoming/, and a move that leaves it empty removes it:
+    # a PUT between making that directory and opening its file must not fail for it.
+    store = LocalDiskStorage(tmp_path, public_url="http://hearth.test", secret="s" * 32)
+    errors: list[str] = []
+
+    def uploads(prefix: str):
+        for n in range(300):
+            key = f"quarantine/incoming/{prefix}{n}"
+            try:
+                store.put(f"{key}.part", b"x" * 16)
+                store.move(f"{key}.part", key)
+                store.move(key, f"quarantine/{prefix}{n}")
+            except Exception as exc:  # noqa: BLE001 - what the test is about
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=uploads, args=(f"t{i}-",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len([key for key in stored_keys(store) if key.startswith("quarantine/t")]) == 1200
