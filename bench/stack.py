@@ -75,6 +75,7 @@ class HearthStack:
         from api.tokens import generate_private_pem
         from models import migrate
         from models.accounts import User
+        from models.base import utcnow
         from models.db import db, make_database
         from models.passwords import hash_password
 
@@ -89,7 +90,7 @@ class HearthStack:
         with database.connection_context():
             applied = migrate.upgrade(database)
             User.create(email=EMAIL, password_hash=hash_password(PASSWORD), full_name=FULL_NAME,
-                        role="buyer")
+                        role="buyer", email_verified_at=utcnow())
         database.close_all()
         self.log(f"database {self.db_name}: {len(applied)} migrations applied, user {EMAIL} created")
         self.env = {

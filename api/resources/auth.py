@@ -131,8 +131,9 @@ class Login:
                            "token. Repeated failures lock the account from the failing client address, "
                            "and that address altogether, for a growing time (429 with Retry-After); "
                            "failures from many addresses lock the account from everywhere and mail its "
-                           "owner a one-time unlock link (`POST /v1/auth/unlock`). Unknown emails and "
-                           "wrong passwords answer the same.")
+                           "owner a one-time unlock link (`POST /v1/auth/unlock`). Unknown emails, "
+                           "wrong passwords and accounts whose email is not verified yet answer the same "
+                           "401 (the emailed link, or a password reset, verifies the address).")
     def on_post(self, req, resp):
         services = req.context.services
         body: LoginRequest = req.context.body
@@ -148,6 +149,12 @@ class Login:
                 with db.atomic():
                     job = Job.create(kind="accounts.send_unlock_link", queue="notify", input={"email": email})
                 services.jobs.submit(job)
+            raise unauthorized("The email or password is not correct.")
+        if user.email_verified_at is None:
+            # Registration answers a taken address like a new one; were an unverified account able
+            # to log in, registering with any password and then logging in with it would tell
+            # whether the address was free. So it answers exactly like a wrong password (same
+            # status, body and work done); the mailed link, or a password reset, verifies it.
             raise unauthorized("The email or password is not correct.")
         services.lockout.succeeded(email, ip)
         if user.is_banned:

@@ -7,7 +7,9 @@ from models.accounts import AccountToken, AuthSession, User
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.jobs import Job
-from api.resources.auth import REGISTER_ANSWER
+from api.resources.auth import REGISTER_ANSWER, issue_tokens
+from models import sessions
+from models.db import db
 from tests.api.conftest import assert_problem, bearer
 from tests.factories import PASSWORD, make_user
 
@@ -91,9 +93,35 @@ def test_unknown_verification_token_is_refused(client):
     assert_problem(resp, 400)
 
 
-def test_resend_verification_sends_a_new_working_link(client, jobs, outbox, auth_headers):
+def _unverified_session(services, user) -> dict:
+    """Headers of a session whose account is not verified: logging in needs a verified address, so
+    only sessions started before that rule (or by an operator) are like this."""
+    with db.atomic():
+        session, refresh = sessions.start_session(user, ttl=services.settings.refresh_token_ttl, user_agent=None,
+                                                  ip=None)
+    return {"Authorization": f"Bearer {issue_tokens(services, user, session, refresh)['access_token']}"}
+
+
+def test_an_unverified_account_cannot_log_in_and_answers_like_a_wrong_password(client, jobs, outbox):
+    # Registration answers a taken address like a new one; logging in with the password just
+    # registered must not tell which it was, so an unverified account answers like a wrong password.
+    assert _register(client).status_code == 202
+    right = client.simulate_post("/v1/auth/login", json={"email": "grace@example.com",
+                                                         "password": "compiler pioneer 1952"})
+    wrong = client.simulate_post("/v1/auth/login", json={"email": "grace@example.com", "password": "not it at all"})
+    assert (right.status_code, right.headers.get("www-authenticate")) == (401, wrong.headers.get("www-authenticate"))
+    assert {k: v for k, v in right.json.items() if k != "request_id"} == {
+        k: v for k, v in wrong.json.items() if k != "request_id"}
+    jobs.run_pending()
+    assert client.simulate_post("/v1/auth/verify-email",
+                                json={"token": outbox.token_for("grace@example.com")}).status_code == 204
+    assert client.simulate_post("/v1/auth/login", json={"email": "grace@example.com",
+                                                        "password": "compiler pioneer 1952"}).status_code == 200
+
+
+def test_resend_verification_sends_a_new_working_link(client, jobs, outbox, services):
     user = make_user(verified=False)
-    headers = auth_headers(user)
+    headers = _unverified_session(services, user)
     resp = client.simulate_post("/v1/auth/verify-email/resend", headers=headers)
     assert resp.status_code == 202, resp.text
     job_id = resp.headers["location"].rsplit("/", 1)[1]
@@ -112,10 +140,10 @@ def test_resend_verification_needs_a_login(client):
     assert_problem(client.simulate_post("/v1/auth/verify-email/resend"), 401)
 
 
-def test_verifying_updates_a_cached_profile(client, jobs, outbox, auth_headers):
+def test_verifying_updates_a_cached_profile(client, jobs, outbox, services):
     assert _register(client).status_code == 202
     user = User.get(User.email == "grace@example.com")
-    headers = auth_headers(user, "compiler pioneer 1952")
+    headers = _unverified_session(services, user)
     assert client.simulate_get("/v1/me", headers=headers).json["email_verified"] is False
     jobs.run_pending()
     token = outbox.token_for(user.email)

@@ -7,6 +7,7 @@ import pytest
 
 from models.accounts import AccountToken, AuthSession, RefreshToken, User
 from models.audit import AuditEntry
+from models.base import utcnow
 from models.conversations import Conversation, Message, UserReport
 from models.notifications import Notification
 from models.saved_searches import SavedSearch
@@ -292,6 +293,7 @@ def test_non_ascii_emails_are_lowercased_like_ascii_ones(client):
                                                            "password": "long enough phrase", "full_name": "Ü"})
     assert resp.status_code == 202, resp.text
     assert User.get(User.email == "über.ärger@example.com").full_name == "Ü"
+    User.update(email_verified_at=utcnow()).where(User.email == "über.ärger@example.com").execute()
     login = client.simulate_post("/v1/auth/login", json={"email": "über.ÄRGER@example.com",
                                                          "password": "long enough phrase"})
     assert login.status_code == 200

@@ -7,6 +7,7 @@ import bcrypt
 import pytest
 
 from models.accounts import User
+from models.base import utcnow
 from tests.api.conftest import assert_problem
 from tests.models.test_passwords import OWASP_ARGON2ID
 
@@ -26,7 +27,7 @@ def test_imported_bcrypt_user_logs_in_and_is_upgraded_to_argon2id(client, prefix
     legacy = bcrypt.hashpw(b"supabase era secret", bcrypt.gensalt(rounds=4)).decode().replace("$2b$", prefix, 1)
     assert legacy.startswith(prefix)
     user = User.create(id=uuid.uuid4(), email=f"old-{prefix[2]}@example.com", password_hash=legacy,
-                       full_name="Imported User", role="seller")
+                       full_name="Imported User", role="seller", email_verified_at=utcnow())
 
     wrong = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": "supabase era secreT"})
     assert_problem(wrong, 401)
@@ -56,5 +57,6 @@ def test_a_64_character_password_is_accepted_and_logs_in(client):
     password = "0123456789abcdef" * 4
     assert len(password) == 64
     assert _register(client, password).status_code == 202
+    User.update(email_verified_at=utcnow()).where(User.email == "kim@example.com").execute()
     resp = client.simulate_post("/v1/auth/login", json={"email": "kim@example.com", "password": password})
     assert resp.status_code == 200, resp.text
