@@ -108,16 +108,18 @@ def test_the_verification_and_unsubscribe_pages_work_in_a_browser_on_the_click(l
                                                         "full_name": "Web Person"}).status_code == 202
             link = urlsplit(_emailed_link(pathlib.Path(live_env["HEARTH_VAR_DIR"]) / "outbox"))
             assert link.path == "/verify-email"
-            login = http.post("/v1/auth/login", json={"email": "web@example.com", "password": PASSWORD}).json()
-            me = {"Authorization": f"Bearer {login['access_token']}"}
+            credentials = {"email": "web@example.com", "password": PASSWORD}
 
             browser.open(f"{base}{link.path}?{link.query}")  # PUBLIC_URL is hearth.test; the server is here
             assert browser.evaluate("document.querySelector('h1').textContent") == "Confirm your email address"
-            assert http.get("/v1/me", headers=me).json()["email_verified"] is False  # opening changed nothing
+            # Opening changed nothing: the address is still unverified, so logging in is still refused.
+            assert http.post("/v1/auth/login", json=credentials).status_code == 401
 
             browser.evaluate("document.querySelector('#action button').click()")
             wait_for(lambda: "confirmed" in (browser.evaluate("document.getElementById('status').textContent")
                                              or ""), timeout=20, what="the page to report success")
+            login = http.post("/v1/auth/login", json=credentials).json()
+            me = {"Authorization": f"Bearer {login['access_token']}"}
             assert http.get("/v1/me", headers=me).json()["email_verified"] is True
 
             # The unsubscribe page first says what its link is about (a GET), then turns email off on the click.
