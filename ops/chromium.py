@@ -19,7 +19,8 @@ import tempfile
 import time
 import urllib.request
 
-APT_TIMEOUT = 1200
+from ops.debian import InstallError, apt_install
+
 # The flags a sandbox-less, offline test machine needs: no GPU, no QUIC, no
 # background traffic to Google, no first-run UI.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,22 +41,11 @@ def ensure_installed(log=print) -> str:
     found = chromium_binary()
     if found:
         return found
-    if os.geteuid() != 0:
-        raise ChromiumError("chromium is not installed; run `sudo apt-get install -y chromium`")
     log("chromium not found: installing it with apt-get (once per machine)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    # Wait for another apt run (clamav-daemon's, say) instead of failing on its lock.
-    lock = ["-o", "DPkg::Lock::Timeout=600"]
-    for argv in (["apt-get", *lock, "update", "-qq"],
-                 ["apt-get", *lock, "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
-        try:
-            done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=APT_TIMEOUT, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ChromiumError(f"{' '.join(argv)} failed: {exc}") from None
-        if done.returncode != 0:
-            tail = "\n".join(done.stdout.decode(errors="replace").splitlines()[-15:])
-            raise ChromiumError(f"{' '.join(argv)} exited with {done.returncode}:\n{tail}")
+    try:
+        apt_install("chromium", recommends=False)
+    except InstallError as exc:
+        raise ChromiumError(str(exc)) from None
     found = chromium_binary()
     if not found:
         raise ChromiumError("the chromium package was installed but chromium is still not on PATH")

@@ -21,7 +21,6 @@ project's machines are Debian).
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import shutil
 import signal
@@ -32,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ops.debian import InstallError, apt_install
 from settings import ROOT
 
 EICAR_HEX_FILE = ROOT / "ops" / "testdata" / "eicar.hex"
@@ -40,7 +40,6 @@ DETECTED_AS = f"{SIGNATURE_NAME}.UNOFFICIAL"
 # Above every upload cap, so clamd never refuses a file Hearth accepted.
 STREAM_MAX = "200M"
 START_TIMEOUT = 30.0
-APT_TIMEOUT = 900
 # `python -m ops.clamd` stops its clamd on each of these.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -65,19 +64,11 @@ def ensure_installed(log=print) -> str:
     found = clamd_binary()
     if found:
         return found
-    if os.geteuid() != 0:
-        raise ClamdError("clamd is not installed; run `sudo apt-get install -y clamav-daemon`")
     log("clamd not found: installing clamav-daemon with apt-get (once per machine)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "clamav-daemon"]):
-        try:
-            done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=APT_TIMEOUT, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ClamdError(f"{' '.join(argv)} failed: {exc}") from None
-        if done.returncode != 0:
-            tail = "\n".join(done.stdout.decode(errors="replace").splitlines()[-15:])
-            raise ClamdError(f"{' '.join(argv)} exited with {done.returncode}:\n{tail}")
+    try:
+        apt_install("clamav-daemon")
+    except InstallError as exc:
+        raise ClamdError(str(exc)) from None
     found = clamd_binary()
     if not found:
         raise ClamdError("clamav-daemon was installed but clamd is still not on PATH")

@@ -85,10 +85,18 @@ def environment(settings_env: dict) -> dict:
     return env
 
 
-def start_gunicorn(env: dict, log_dir: pathlib.Path, workers: int = 1, config: bool = False) -> tuple[Proc, str]:
-    """gunicorn serving the API; ``config``: with ops/gunicorn.conf.py (its limits, threads), as deployed."""
+def start_gunicorn(env: dict, log_dir: pathlib.Path, workers: int = 1, config: bool = False,
+                   threads: int | None = None) -> tuple[Proc, str]:
+    """gunicorn serving the API; ``config``: with ops/gunicorn.conf.py (its limits, threads), as deployed;
+    ``threads``: gthread workers with that many threads (a browser's spare preconnects would hold a
+    single-threaded sync worker until its timeout)."""
     port = free_port()
-    settings = ["--config", str(ROOT / "ops" / "gunicorn.conf.py")] if config else ["--worker-class", "sync"]
+    if config:
+        settings = ["--config", str(ROOT / "ops" / "gunicorn.conf.py")]
+    elif threads:
+        settings = ["--worker-class", "gthread", "--threads", str(threads)]
+    else:
+        settings = ["--worker-class", "sync"]
     proc = Proc("gunicorn", [str(BIN / "gunicorn"), *settings, "--bind", f"127.0.0.1:{port}",
                              "--workers", str(workers), "--timeout", "30", "api.wsgi:app"],
                 environment(env), log_dir)

@@ -17,7 +17,7 @@ import pytest
 
 from models.notifications import unsubscribe_token
 from settings import Settings
-from tests.integration.processes import BIN, Proc, environment, free_port, start_worker, wait_for
+from tests.integration.processes import start_gunicorn, start_worker, wait_for
 
 PASSWORD = "a live and long passphrase"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -69,20 +69,6 @@ class Browser:
         self.proc.wait(timeout=10)
 
 
-def start_threaded_gunicorn(env: dict, log_dir: pathlib.Path) -> tuple[Proc, str]:
-    """The web process with threads, as ``ops/gunicorn.conf.py`` runs it: a browser opens spare connections
-    (preconnects) that would hold a single-threaded sync worker until its timeout."""
-    port = free_port()
-    proc = Proc("gunicorn", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-                             "--worker-class", "gthread", "--threads", "4", "--timeout", "30", "api.wsgi:app"],
-                environment(env), log_dir)
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200 or not proc.alive(),
-             what="gunicorn to answer /healthz")
-    assert proc.alive(), proc.output()
-    return proc, base
-
-
 @pytest.fixture
 def browser(tmp_path):
     opened = Browser(tmp_path / "chromium")
@@ -100,7 +86,7 @@ def _emailed_link(outbox: pathlib.Path) -> str:
 def test_the_verification_and_unsubscribe_pages_work_in_a_browser_on_the_click(live_env, tmp_path, browser):
     logs = tmp_path / "logs"
     logs.mkdir()
-    web, base = start_threaded_gunicorn(live_env, logs)
+    web, base = start_gunicorn(live_env, logs, threads=4)
     worker = start_worker(live_env, logs, queues="notify")
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
