@@ -33,6 +33,7 @@ from models.properties import Property
 from models.uploads import (MEDIA_TYPES, SNIFF_BYTES, PropertyMedia, Upload, detect_media_type, display_name,
                             incoming_key, new_scan_job, purpose_rules, quarantine_key)
 from services.storage import NotFound, StorageUnavailable, TooLarge
+from services.streams import PrefixedStream, read_head
 
 TAGS = ("uploads",)
 
@@ -51,32 +52,6 @@ def _unsupported(purpose: str, allowed, found: str | None) -> Problem:
 def _unavailable() -> Problem:
     return Problem(falcon.HTTP_503, "Service unavailable", "File storage is unreachable; try again shortly.",
                    slug="unavailable", headers={"Retry-After": "5"})
-
-
-class _Prefixed:
-    """A stream whose first bytes were read already (to decide its type)."""
-
-    def __init__(self, head: bytes, stream):
-        self.head, self.stream = head, stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self.head:
-            if size is None or size < 0:
-                part, self.head = self.head + self.stream.read(), b""
-            else:
-                part, self.head = self.head[:size], self.head[size:]
-            return part
-        return self.stream.read(size)
-
-
-def _read_head(stream, count: int) -> bytes:
-    head = b""
-    while len(head) < count:
-        part = stream.read(count - len(head))
-        if not part:
-            break
-        head += part
-    return head
 
 
 def _freeze(storage, upload: Upload) -> tuple[int, bytes]:
@@ -196,7 +171,7 @@ class Uploads:
             raise _too_large(limit, None if req.content_length > rule.max_bytes else
                              f"Direct uploads are limited to {limit} bytes; send larger files through "
                              "POST /v1/uploads/intents.")
-        head = _read_head(stream, SNIFF_BYTES)
+        head = read_head(stream, SNIFF_BYTES)
         if not head:
             raise validation_error([{"field": "body", "message": "the file is empty"}])
         media_type = detect_media_type(head)
@@ -204,7 +179,7 @@ class Uploads:
             raise _unsupported(q.purpose, rule.types, media_type)
         upload_id = uuid.uuid4()
         try:
-            stored = service.storage.put(quarantine_key(upload_id), _Prefixed(head, stream), max_bytes=limit,
+            stored = service.storage.put(quarantine_key(upload_id), PrefixedStream(head, stream), max_bytes=limit,
                                          content_type="application/octet-stream")
         except TooLarge:
             raise _too_large(limit) from None
