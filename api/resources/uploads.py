@@ -28,9 +28,8 @@ from api.schemas.uploads import (DownloadVariantQuery, SignedUploadQuery, Upload
 from models.base import utcnow
 from models.db import db
 from models.jobs import Job
-from models.messages import ATTACHABLE_PURPOSES, attachment_shared_with
-from models.properties import Property
-from models.uploads import (MEDIA_TYPES, SNIFF_BYTES, PropertyMedia, Upload, detect_media_type, display_name,
+from models.upload_access import may_manage, served_file, upload_view, visible_upload
+from models.uploads import (MEDIA_TYPES, SNIFF_BYTES, Upload, detect_media_type, display_name,
                             incoming_key, new_scan_job, purpose_rules, quarantine_key)
 from services.storage import NotFound, StorageUnavailable, TooLarge
 from services.streams import PrefixedStream, read_head
@@ -78,40 +77,11 @@ def request_stream(req):
                   slug="length-required")
 
 
-def access(principal, upload: Upload) -> str | None:
-    """``"full"`` (uploader, admin, the listing's people, the participants of a conversation it was sent in),
-    ``"public"`` (a public listing's photo) or None."""
-    if principal is not None and (principal.is_admin or str(upload.owner_id) == principal.user_id):
-        return "full"
-    if (principal is not None and upload.purpose in ATTACHABLE_PURPOSES
-            and attachment_shared_with(upload.id, principal.user_id)):
-        return "full"
-    if upload.purpose != "listing_photo" or upload.status != "clean":
-        return None
-    listing = (Property.select().join(PropertyMedia, on=(PropertyMedia.property == Property.id))
-               .where(PropertyMedia.upload == upload.id).first())
-    if listing is None:
-        return None
-    if listing.is_managed_by(principal):
-        return "full"
-    return "public" if listing.is_public else None
-
-
-def visible_upload(principal, upload_id) -> tuple[Upload, str]:
-    upload = Upload.get_or_none(Upload.id == upload_id)
-    level = access(principal, upload) if upload is not None else None
-    if level is None:
+def _visible(principal, upload_id) -> tuple[Upload, str]:
+    found = visible_upload(principal, upload_id)
+    if found is None:
         raise not_found("upload")
-    return upload, level
-
-
-def upload_view(upload: Upload, level: str = "full") -> dict:
-    view = upload.view()
-    if level == "public":
-        # What a visitor of a listing sees: previews, not the original nor who named it what.
-        view.update(filename="photo", sha256=None, scan_job_id=None, size=None,
-                    variants=[v for v in view["variants"] if v["name"] != "original"])
-    return view
+    return found
 
 
 class UploadService:
@@ -209,15 +179,14 @@ class Uploads:
                tags=TAGS, description="The uploader and admins see it in every state; a clean photo of a "
                                       "public listing is public (previews only). Anyone else gets 404.")
     def on_get_item(self, req, resp, upload_id):
-        upload, level = visible_upload(req.context.principal, upload_id)
+        upload, level = _visible(req.context.principal, upload_id)
         resp.media = upload_view(upload, level)
 
     @operation("Delete an upload", status=204, errors=(404,), tags=TAGS,
                description="The uploader or an admin; the file, its previews and its place on a listing go.")
     def on_delete_item(self, req, resp, upload_id):
-        upload, _ = visible_upload(req.context.principal, upload_id)
-        principal = req.context.principal
-        if principal is None or not (principal.is_admin or str(upload.owner_id) == principal.user_id):
+        upload = Upload.get_or_none(Upload.id == upload_id)
+        if upload is None or not may_manage(req.context.principal, upload):
             raise not_found("upload")
         with db.atomic():
             Upload.delete().where(Upload.id == upload.id).execute()
@@ -380,22 +349,13 @@ class Uploads:
                            "or a WebP preview of an image; visitors of a public listing get previews only.")
     def on_get_download(self, req, resp, upload_id):
         variant = req.context.query.variant
-        upload, level = visible_upload(req.context.principal, upload_id)
-        if upload.status != "clean" or not upload.storage_key:
+        upload, level = _visible(req.context.principal, upload_id)
+        served = served_file(upload, level, variant)
+        if served is None:
             raise not_found("file")
-        if variant == "original":
-            if level != "full":
-                raise not_found("file")
-            url, expires_at = self.service.storage.signed_url(
-                upload.storage_key, self.service.settings.upload_url_ttl, filename=upload.served_name(),
-                content_type=upload.content_type)
-        else:
-            preview = (upload.previews or {}).get(variant)
-            if preview is None:
-                raise not_found("file")
-            url, expires_at = self.service.storage.signed_url(
-                preview["key"], self.service.settings.upload_url_ttl, filename=f"{variant}.webp",
-                content_type="image/webp", inline=True)
+        url, expires_at = self.service.storage.signed_url(
+            served.key, self.service.settings.upload_url_ttl, filename=served.filename,
+            content_type=served.content_type, inline=served.inline)
         resp.status = falcon.HTTP_302
         resp.location = url
         resp.media = {"url": url, "expires_at": expires_at.isoformat()}
