@@ -21,6 +21,7 @@ from api.resources import (admin, auth, conversations, docs, exports, favorites,
                            notification_admin, notifications, pages, phone, properties, property_media,
                            saved_searches, search, uploads, webhooks)
 from api.tokens import KeyRing, TokenIssuer
+from api.upload_flow import UploadService
 from models.db import init_database
 from services.storage import make_storage
 from settings import Settings, parse_rate
@@ -147,7 +148,7 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/downloads/{key:path}", exports.Downloads(job_views.storage))
 
     # Uploads, virus scanning, signed downloads and listing media (docs/files.md).
-    upload_service = uploads.UploadService(services.settings, job_views)
+    upload_service = UploadService(services.settings, job_views)
     my_uploads = uploads.Uploads(upload_service, secret)
     app.add_route("/v1/uploads", my_uploads)
     app.add_route("/v1/uploads/intents", my_uploads, suffix="intents")

@@ -6,7 +6,10 @@ An upload's ``status`` moves
     (intents only)                     ▲              │
                                        └──────────────┘ clamd down: back to pending_scan, retried
 
-and every move is a conditional update. Only ``clean`` files are ever served.
+and every move is a conditional update (``Upload.move``). The moves the API makes
+(``reject_intent``, ``queue_intent_scan``, ``restart_scan``) and the row locks they
+need (``lock_intent``, ``lock_awaiting_intent``) are below; a move the status does not
+allow raises ``UploadStateError``. Only ``clean`` files are ever served.
 The object lives under ``quarantine/`` until its scan is clean; then it moves
 to ``files/{id}/{name}`` and image previews are written to ``previews/{id}/``.
 
@@ -54,6 +57,21 @@ SCAN_QUEUE = "scans"
 SCAN_MAX_ATTEMPTS = 10
 
 
+class UploadStateError(Exception):
+    """The upload's status does not allow this change; ``slug`` names the rule (the API answers 409)."""
+
+    def __init__(self, detail: str, slug: str):
+        super().__init__(detail)
+        self.slug = slug
+
+
+class IntentExpired(UploadStateError):
+    """An intent completed after its ``expires_at``: a new one must be started (the API answers 410)."""
+
+    def __init__(self):
+        super().__init__("This upload intent has expired; start a new one.", "intent-expired")
+
+
 @dataclass(frozen=True)
 class PurposeRule:
     purpose: str
@@ -72,6 +90,11 @@ def purpose_rules(settings) -> dict[str, PurposeRule]:
         # Files sent in a conversation: what a document may be (a pre-approval letter, a floor plan, a photo).
         "attachment": PurposeRule("attachment", MEDIA_TYPES, settings.upload_document_max_bytes),
     }
+
+
+def unsupported_reason(purpose: str, allowed, found: str | None) -> str:
+    """Why a file of type ``found`` is refused for ``purpose``, which allows ``allowed``."""
+    return f"A {purpose} must be one of {', '.join(allowed)}; this file's bytes are {found or 'none of those'}."
 
 
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
@@ -173,6 +196,19 @@ class Upload(UUIDModel):
         stem = self.filename.rsplit(".", 1)[0] if "." in self.filename else self.filename
         return f"{stem or 'file'}.{ext}"
 
+    def stored_keys(self) -> set[str]:
+        """Every key this upload's bytes may occupy: where it landed, was scanned, is served, and its previews."""
+        keys = {self.storage_key, quarantine_key(self.id), incoming_key(self.id)}
+        if self.content_type:
+            keys.add(self.clean_key())
+        keys |= {preview["key"] for preview in (self.previews or {}).values()}
+        return {key for key in keys if key}
+
+    def ensure_awaiting_upload(self) -> None:
+        """``UploadStateError`` unless this is an intent still waiting for its bytes."""
+        if self.status != "awaiting_upload":
+            raise UploadStateError(f"The upload is already {self.status}.", "upload-completed")
+
     def view(self) -> dict:
         """The upload as its owner sees it (``GET /v1/uploads/{id}`` and ``upload.*`` events)."""
         iso = lambda value: value.isoformat() if value else None  # noqa: E731
@@ -241,6 +277,85 @@ def new_scan_job(upload: Upload) -> Job:
     return job
 
 
+# The statuses an operator's rescan starts from; the others hold no file to scan.
+_RESCANNABLE = ("pending_scan", "scanning", "clean")
+
+
+def lock_intent(upload_id, owner_id: str) -> Upload | None:
+    """The owner's intent, locked until the caller's transaction ends, if it may be completed now.
+
+    None when ``owner_id`` has no such upload. ``UploadStateError`` once it was completed,
+    ``IntentExpired`` after its ``expires_at``. Holding the lock while the object is moved out of
+    the upload URL's reach is what makes a PUT landing meanwhile wait, then find the intent completed.
+    """
+    upload = Upload.lock(upload_id)
+    if upload is None or str(upload.owner_id) != owner_id:
+        return None
+    upload.ensure_awaiting_upload()
+    if upload.expires_at is not None and upload.expires_at < utcnow():
+        raise IntentExpired()
+    return upload
+
+
+def lock_awaiting_intent(upload_id) -> Upload | None:
+    """The intent, locked until the caller's transaction ends, while it still awaits its bytes; else None."""
+    upload = Upload.lock(upload_id)
+    return upload if upload is not None and upload.status == "awaiting_upload" else None
+
+
+@dataclass(frozen=True)
+class IntentMismatch:
+    """Why the object uploaded for an intent is refused.
+
+    ``kind``: ``too_large`` or ``incomplete`` (not the declared size), ``type`` (not the declared type, or
+    a type the purpose does not allow). ``reason`` is kept as the upload's ``reject_reason``.
+    """
+
+    kind: str
+    reason: str
+
+
+def intent_mismatch(upload: Upload, size: int, media_type: str | None, rule: PurposeRule) -> IntentMismatch | None:
+    """What is wrong with an intent's object of ``size`` bytes whose bytes say ``media_type``; None if nothing."""
+    if size != upload.declared_size:
+        kind = "too_large" if size > upload.declared_size else "incomplete"
+        return IntentMismatch(kind, f"The upload has {size} bytes; {upload.declared_size} were declared.")
+    if media_type != upload.declared_type or not rule.allows(media_type):
+        return IntentMismatch("type", unsupported_reason(upload.purpose, (upload.declared_type,), media_type))
+    return None
+
+
+def reject_intent(upload: Upload, size: int, mismatch: IntentMismatch) -> None:
+    """In the caller's transaction: the intent becomes ``rejected`` (its object was deleted already)."""
+    Upload.move(upload.id, ("awaiting_upload",), status="rejected", storage_key=None, size=size,
+                reject_reason=mismatch.reason)
+
+
+def queue_intent_scan(upload: Upload, size: int, media_type: str) -> tuple[Upload, Job]:
+    """In the caller's transaction: the completed intent becomes ``pending_scan`` with its scan job."""
+    moved = Upload.move(upload.id, ("awaiting_upload",), status="pending_scan", content_type=media_type, size=size)
+    return moved, new_scan_job(moved)
+
+
+def restart_scan(upload: Upload) -> tuple[Upload, Job]:
+    """In the caller's transaction: ``upload`` goes back to ``pending_scan`` with a new scan job.
+
+    ``UploadStateError`` when it has no file left to scan (infected, rejected, an intent not completed),
+    when a scan of it is queued or running, or when its status changed since ``upload`` was read.
+    """
+    if upload.status in ("infected", "rejected", "awaiting_upload") or not upload.storage_key:
+        raise UploadStateError(f"An upload that is {upload.status} has no file to scan.", "nothing-to-scan")
+    if upload.scan_job and Job.select().where((Job.id == upload.scan_job)
+                                              & Job.status.in_(["queued", "running"])).exists():
+        raise UploadStateError("A scan of this upload is under way.", "scan-under-way")
+    moved = Upload.move(upload.id, _RESCANNABLE, status="pending_scan")
+    if moved is None:
+        raise UploadStateError("The upload changed meanwhile; read it again.", "upload-changed")
+    return moved, new_scan_job(moved)
+
+
 __all__ = ["Upload", "new_scan_job", "PropertyMedia", "PurposeRule", "purpose_rules", "detect_media_type", "display_name",
            "storage_stem", "quarantine_key", "incoming_key", "STATUSES", "PURPOSES", "IMAGE_TYPES", "MEDIA_TYPES", "VARIANTS",
-           "PREVIEW_WIDTHS", "SNIFF_BYTES"]
+           "PREVIEW_WIDTHS", "SNIFF_BYTES", "UploadStateError", "IntentExpired", "IntentMismatch", "unsupported_reason",
+           "lock_intent", "lock_awaiting_intent", "intent_mismatch", "reject_intent", "queue_intent_scan",
+           "restart_scan"]

@@ -21,10 +21,10 @@ from peewee import IntegrityError
 from api.errors import conflict, forbidden, not_found, validation_error
 from api.operation import operation
 from api.resources.auth import audit
-from api.resources.uploads import upload_view
 from api.schemas.uploads import DocumentAttachRequest, ListingDocuments, ListingPhotos, PhotosRequest
 from models.db import db
 from models.properties import Property
+from models.upload_access import FULL, PUBLIC, upload_view
 from models.uploads import PropertyMedia, Upload
 
 TAGS = ("listings",)
@@ -47,7 +47,7 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
 
 
 def photos_view(listing: Property, principal) -> dict:
-    level = "full" if listing.is_managed_by(principal) else "public"
+    level = FULL if listing.is_managed_by(principal) else PUBLIC
     rows = (PropertyMedia.select(PropertyMedia, Upload).join(Upload)
             .where((PropertyMedia.property == listing.id) & (PropertyMedia.kind == "photo")
                    & (Upload.status == "clean"))
