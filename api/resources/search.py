@@ -24,11 +24,11 @@ from api.operation import operation
 from api.resources.jobs import JobViews
 from api.schemas.jobs import JobView
 from api.schemas.search import MAX_POLYGON_POINTS, SearchPage, SearchQuery, SearchStatus
-from models import search_queue
+from models.search import queue as search_queue
 from models.db import db
 from models.properties import PUBLIC_STATUSES
 from models.search import DEFAULT_STATUSES, ListingSearch, SearchFilters
-from models.search_index import current_generation, read_state
+from models.search.index import current_generation, read_state
 from services.search_cache import SearchCache
 
 SEARCH_DESCRIPTION = """\

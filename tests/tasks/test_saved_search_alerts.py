@@ -13,7 +13,7 @@ from models.jobs import Job
 from models.notifications import Notification
 from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearchAlert, SavedSearchState, add_saved_search
-from models.search_queue import mark_dirty
+from models.search.queue import mark_dirty
 from tasks.saved_searches import scan_alerts
 from tests.factories import make_user
 from tests.search_listings import make_owner

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from models.properties import PUBLIC_STATUSES
 
+SORTS = ("newest", "price_asc", "price_desc", "distance", "relevance")
 DEFAULT_STATUSES = ("Active", "ComingSoon")
 EARTH_RADIUS_KM = 6371.0088
 
@@ -107,5 +108,5 @@ def box_literal(box: tuple[float, float, float, float]) -> str:
 
 
 
-__all__ = ["SearchFilters", "DEFAULT_STATUSES", "EARTH_RADIUS_KM", "city_key", "postal_key", "feature_key",
+__all__ = ["SearchFilters", "SORTS", "DEFAULT_STATUSES", "EARTH_RADIUS_KM", "city_key", "postal_key", "feature_key",
            "radius_boxes", "box_literal"]
