@@ -13,9 +13,11 @@ Callers that search import from here; the index's upkeep is imported from
 from __future__ import annotations
 
 from models.search.facets import PRICE_BANDS, Facets
-from models.search.filters import (DEFAULT_STATUSES, EARTH_RADIUS_KM, SORTS, SearchFilters, city_key, feature_key,
-                                   postal_key, radius_boxes)
+from models.search.filters import (DEFAULT_STATUSES, EARTH_RADIUS_KM, SORTS, InvalidSearch, SearchFilters,
+                                   SearchParameters, city_key, feature_key, filters_of, parse_query, postal_key,
+                                   radius_boxes)
 from models.search.query import COUNT_BOUND, ListingSearch, Page, SearchResult
 
-__all__ = ["ListingSearch", "SearchFilters", "SearchResult", "Page", "Facets", "SORTS", "DEFAULT_STATUSES",
+__all__ = ["ListingSearch", "SearchParameters", "SearchFilters", "InvalidSearch", "filters_of", "parse_query",
+           "SearchResult", "Page", "Facets", "SORTS", "DEFAULT_STATUSES",
            "COUNT_BOUND", "PRICE_BANDS", "EARTH_RADIUS_KM", "radius_boxes", "city_key", "postal_key", "feature_key"]
