@@ -2,8 +2,7 @@
 
 Falcon serves one resource per route, and ``/v1/properties`` also takes
 ``POST`` (create a listing, ``api.resources.properties``): that collection
-class inherits ``SearchMixin`` for its ``GET``. ``PropertySearch`` is the
-mixin on its own, for an app that routes search alone.
+class inherits ``SearchMixin`` for its ``GET``.
 
 The parameters' rules are the models' (``models.search.filters``; a refused
 one is a 422 naming it). Search reads the index (``models.search``), never the
@@ -124,10 +123,6 @@ class SearchMixin:
         run_search(req, resp)
 
 
-class PropertySearch(SearchMixin):
-    """Search alone, for a ``/v1/properties`` route that takes no ``POST``."""
-
-
 class SearchAdmin:
     """``/v1/admin/search/status`` and ``/v1/admin/search/reindex``."""
 
@@ -173,4 +168,4 @@ class SearchAdmin:
         self.views.accept(req, resp, job, created=created)
 
 
-__all__ = ["SearchMixin", "PropertySearch", "SearchAdmin", "run_search"]
+__all__ = ["SearchMixin", "SearchAdmin", "run_search"]
