@@ -13,6 +13,7 @@ from typing import Annotated
 import msgspec
 
 from api.schemas import SINGLE_LINE, VISIBLE_LINE, Cursor, Request, Response
+from api.schemas.properties import ListingCard
 from models.search import filters
 from models.search.filters import MAX_FEATURES, MAX_POLYGON_POINTS, MIN_POLYGON_POINTS, Sort
 
@@ -74,30 +75,14 @@ class SearchQuery(SearchParams):
                                                      "price band")] = False
 
 
-class SearchHit(Response):
-    id: str
-    standard_status: str
-    property_type: str
+# A listing found: its card and what search adds (``distance_km`` when the search has ``near``).
+class SearchHit(ListingCard):
     property_sub_type: str | None
-    currency: str
-    list_price: int
-    bedrooms_total: int | None
     bathrooms_total: int | None
-    bathrooms_full: int | None
-    bathrooms_half: int | None
-    living_area: int | None
-    living_area_units: str
     year_built: int | None
-    unparsed_address: str | None
-    city: str
-    state_or_province: str | None
-    postal_code: str | None
     country: str
-    latitude: float | None
-    longitude: float | None
     features: list[str]
     listed_at: str
-    modification_timestamp: str
     distance_km: float | None = None
 
 
