@@ -13,6 +13,7 @@ import falcon
 import msgspec
 
 from models.db import TRANSIENT_ERRORS
+from models.search.filters import InvalidSearch
 
 log = logging.getLogger("hearth.api")
 PROBLEM_TYPE_BASE = "https://hearth.dev/problems/"
@@ -32,6 +33,12 @@ class Problem(falcon.HTTPError):
 def validation_error(errors: list[dict], detail: str = "The request is not valid.") -> Problem:
     """422 naming each offending field: ``errors=[{"field": ..., "message": ...}]``."""
     return Problem(falcon.HTTP_422, "Validation failed", detail, slug="validation", errors=errors)
+
+
+def invalid_search(exc: InvalidSearch, where: str) -> Problem:
+    """422 naming each search parameter the rules refused, under ``where`` (``query``, ``body.query``)."""
+    return validation_error([{"field": f"{where}.{field}" if field else where, "message": message}
+                             for field, message in exc.errors])
 
 
 def not_found(what: str = "resource") -> Problem:

@@ -25,7 +25,7 @@ from models.jobs import Job
 from models.notifications import notify
 from models.properties import PUBLIC_STATUSES, Property, PropertyHistory
 from models.search import ListingSearch, SearchFilters
-from models.search_index import LIVE_TABLE
+from models.search.index import LIVE_TABLE
 
 MAX_PER_USER = 25
 ALERT_REASONS = ("new", "price_drop")

@@ -432,9 +432,9 @@ def queue_search_rebuild(settings) -> tuple[object, bool, bool]:
     Returns ``(job, created, submitted)``. A rebuild already queued or running
     is reused. When the broker is down the job stays queued for the beat sweep.
     """
-    from models import search_queue
     from models.db import db
     from models.jobs import Job
+    from models.search import queue as search_queue
     from services.jobqueue import CeleryJobQueue
     from tasks.app import configure
 

@@ -17,16 +17,11 @@ from __future__ import annotations
 
 import logging
 
-import msgspec
-
-from api.errors import Problem
-from api.resources.search import filters_of
-from api.schemas.search import SearchParams
 from models.base import utcnow
 from models.db import connection, db
 from models.saved_searches import (Batch, SavedSearch, SavedSearchState, alerting_searches, history_horizon,
                                    listing_people, lock_state, matching_listings, read_batch, record_alert)
-from models.search import SearchFilters
+from models.search import InvalidSearch, SearchFilters, parse_query
 from tasks.app import app
 from tasks.base import job_queue
 
@@ -127,8 +122,8 @@ def _alert(batch: Batch) -> tuple[dict, list]:
 def _filters(saved: SavedSearch) -> tuple[SearchFilters, str] | None:
     """The saved query as search filters; None (and a warning) if today's rules refuse it."""
     try:
-        return filters_of(msgspec.convert(saved.query, SearchParams))
-    except (msgspec.ValidationError, Problem):
+        return parse_query(saved.query)
+    except InvalidSearch:
         log.warning("a saved search's query is no longer valid; skipped", extra={"saved_search_id": str(saved.id)})
         return None
 

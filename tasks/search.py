@@ -2,10 +2,10 @@
 
 * ``reindex_property`` (kind ``search.reindex_property``, one active job per
   listing): brings the listing's row in the live index up to date, again and
-  again while the listing keeps changing (``models.search_queue``), then makes
+  again while the listing keeps changing (``models.search.queue``), then makes
   every cached search page obsolete.
 * ``rebuild_index`` (kind ``search.rebuild_index``, one at a time): builds a
-  new generation of the index and swaps it in (``models.search_index.SearchRebuild``),
+  new generation of the index and swaps it in (``models.search.index.SearchRebuild``),
   with progress; a failed or cancelled rebuild drops its half-built table and
   leaves the live index as it was.
 * ``requeue_stale_reindexes`` (beat): listings left dirty with no active job
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 
-from models import search_queue
 from models.db import connection
-from models.search_index import SearchRebuild
+from models.search import queue as search_queue
+from models.search.index import SearchRebuild
 from services.search_cache import SearchCache
 from tasks.app import app
 from tasks.base import JobContext, job_queue, job_task

@@ -16,8 +16,8 @@ from models.accounts import User
 from models.base import utcnow
 from models.passwords import hash_password
 from models.properties import Property
-from models.search_index import index_listings
-from models.search_queue import mark_dirty
+from models.search.index import index_listings
+from models.search.queue import mark_dirty
 from tests.factories import PASSWORD
 
 _seq = itertools.count(1)

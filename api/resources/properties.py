@@ -25,10 +25,10 @@ from api.operation import operation
 from api.resources.auth import audit
 from api.resources.search import SearchMixin
 from api.schemas.properties import HistoryList, PageQuery, PropertyCreate, PropertyPatch, PropertyView
-from models import search_queue
 from models.db import db
 from models.properties import (TRANSITIONS, IllegalTransition, InvalidListing, Property, PropertyHistory,
                                StaleListing)
+from models.search import queue as search_queue
 
 TAGS = ("properties",)
 ETAG_HEADER = {"description": "The listing's version, `\"v{version}\"`: send it as `If-Match` to change it, "

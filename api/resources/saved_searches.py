@@ -1,6 +1,6 @@
 """``/v1/me/saved-searches``: named ``GET /v1/properties`` queries with alerts.
 
-A saved query is checked by the same rules as a search (``filters_of``) and
+A saved query is checked by the same rules as a search (``models.search.filters``) and
 kept as the parameters given; its errors name ``body.query.<param>``. Each
 user sees only their own saved searches (anyone else's is a 404). Alerts come
 from ``tasks.saved_searches.scan_alerts``.
@@ -11,9 +11,8 @@ import falcon
 import msgspec
 
 from api.cursor import CursorCodec
-from api.errors import Problem, conflict, not_found, validation_error
+from api.errors import conflict, invalid_search, not_found, validation_error
 from api.operation import operation
-from api.resources.search import filters_of
 from api.schemas.saved_searches import (SavedSearchCreate, SavedSearchList, SavedSearchListQuery, SavedSearchPatch,
                                         SavedSearchView)
 from api.schemas.search import SearchParams
@@ -21,6 +20,7 @@ from models.base import utcnow
 from models.db import db
 from models.saved_searches import (LIST_PARAMS, MAX_PER_USER, LimitReached, SavedSearch, add_saved_search,
                                    own_saved_search, saved_search_view, stored_query)
+from models.search import InvalidSearch, filters_of
 
 TAGS = ("me",)
 WRITE = "searches:write"
@@ -35,9 +35,8 @@ def _checked_query(params: SearchParams) -> dict:
     """The query to store, after the checks of ``GET /v1/properties`` (422 naming ``body.query.<param>``)."""
     try:
         filters_of(params)
-    except Problem as exc:
-        errors = exc.extra.get("errors") or []
-        raise validation_error([dict(error, field=f"body.{error['field']}") for error in errors]) from None
+    except InvalidSearch as exc:
+        raise invalid_search(exc, "body.query") from None
     # The search URL separates list values with commas: a value holding one would split there.
     errors = [{"field": f"body.query.{name}[{index}]", "message": "must not contain a comma"}
               for name in LIST_PARAMS for index, value in enumerate(getattr(params, name) or ())

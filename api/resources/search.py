@@ -2,33 +2,32 @@
 
 Falcon serves one resource per route, and ``/v1/properties`` also takes
 ``POST`` (create a listing, ``api.resources.properties``): that collection
-class inherits ``SearchMixin`` for its ``GET``. ``PropertySearch`` is the
-mixin on its own, for an app that routes search alone.
+class inherits ``SearchMixin`` for its ``GET``.
 
-Search reads the index (``models.search``), never the listings table, and
-caches whole pages in Redis (``services.search_cache``). The answer is the
-same for everyone, signed in or not: drafts and off-market listings are not
-in the index at all.
+The parameters' rules are the models' (``models.search.filters``; a refused
+one is a 422 naming it). Search reads the index (``models.search``), never the
+listings table, and caches whole pages in Redis (``services.search_cache``).
+The answer is the same for everyone, signed in or not: drafts and off-market
+listings are not in the index at all.
 """
 from __future__ import annotations
 
 import datetime
-import math
 import uuid
 
 import msgspec
 
 from api.cursor import CursorCodec
-from api.errors import validation_error
+from api.errors import invalid_search, validation_error
 from api.operation import operation
 from api.resources.jobs import JobViews
 from api.schemas.jobs import JobView
-from api.schemas.search import MAX_POLYGON_POINTS, SearchPage, SearchQuery, SearchStatus
-from models import search_queue
+from api.schemas.search import SearchPage, SearchQuery, SearchStatus
 from models.db import db
 from models.properties import PUBLIC_STATUSES
-from models.search import DEFAULT_STATUSES, ListingSearch, SearchFilters
-from models.search_index import current_generation, read_state
+from models.search import InvalidSearch, ListingSearch, filters_of
+from models.search import queue as search_queue
+from models.search.index import current_generation, read_state
 from services.search_cache import SearchCache
 
 SEARCH_DESCRIPTION = """\
@@ -54,96 +53,6 @@ for up to 30 seconds, and a change to the index makes every cached page obsolete
 
 def _problem(field: str, message: str):
     return validation_error([{"field": f"query.{field}", "message": message}])
-
-
-def _numbers(field: str, text: str, count: int, separator: str | None = ",") -> list[float]:
-    parts = text.split(separator)
-    if len(parts) != count:
-        raise _problem(field, f"expected {count} numbers")
-    try:
-        values = [float(part) for part in parts]
-    except ValueError:
-        raise _problem(field, "not a number") from None
-    if not all(math.isfinite(value) for value in values):
-        raise _problem(field, "not a finite number")
-    return values
-
-
-def _check_lat_lon(field: str, lat: float, lon: float) -> None:
-    if not -90 <= lat <= 90:
-        raise _problem(field, "latitude must be between -90 and 90")
-    if not -180 <= lon <= 180:
-        raise _problem(field, "longitude must be between -180 and 180")
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    min_lon, min_lat, max_lon, max_lat = _numbers("bbox", text, 4)
-    _check_lat_lon("bbox", min_lat, min_lon)
-    _check_lat_lon("bbox", max_lat, max_lon)
-    if min_lat > max_lat:
-        raise _problem("bbox", "minLat must not exceed maxLat")
-    if min_lon > max_lon:
-        raise _problem("bbox", "minLon must not exceed maxLon (split a box across the antimeridian in two)")
-    return min_lon, min_lat, max_lon, max_lat
-
-
-def parse_near(text: str) -> tuple[float, float]:
-    lat, lon = _numbers("near", text, 2)
-    _check_lat_lon("near", lat, lon)
-    return lat, lon
-
-
-def parse_polygon(text: str) -> tuple[tuple[float, float], ...]:
-    pairs = [pair for pair in text.split(",") if pair.strip()]
-    if len(pairs) > MAX_POLYGON_POINTS + 1:
-        raise _problem("polygon", f"at most {MAX_POLYGON_POINTS} points")
-    points = []
-    for pair in pairs:
-        lat, lon = _numbers("polygon", pair.strip(), 2, separator=None)
-        _check_lat_lon("polygon", lat, lon)
-        points.append((lat, lon))
-    if len(points) > 1 and points[0] == points[-1]:
-        points.pop()  # a closed ring: the last point repeats the first
-    if len(points) < 3:
-        raise _problem("polygon", "at least 3 points")
-    if len(points) > MAX_POLYGON_POINTS:
-        raise _problem("polygon", f"at most {MAX_POLYGON_POINTS} points")
-    return tuple(points)
-
-
-def _check_range(q: SearchQuery, low: str, high: str) -> None:
-    a, b = getattr(q, low), getattr(q, high)
-    if a is not None and b is not None and a > b:
-        raise _problem(low, f"must not exceed {high}")
-
-
-def filters_of(q: SearchQuery) -> tuple[SearchFilters, str]:
-    """The validated filters and sort of a search query (422 naming the parameter otherwise)."""
-    for low, high in (("min_price", "max_price"), ("min_year_built", "max_year_built"),
-                      ("min_living_area", "max_living_area")):
-        _check_range(q, low, high)
-    near = parse_near(q.near) if q.near is not None else None
-    if q.radius_km is not None and near is None:
-        raise _problem("radius_km", "needs near")
-    text = q.q.strip() if q.q else None
-    sort = q.sort or ("relevance" if text else "newest")
-    if sort == "distance" and near is None:
-        raise _problem("sort", "distance sort needs near")
-    if sort == "relevance" and not text:
-        raise _problem("sort", "relevance sort needs q")
-    filters = SearchFilters(
-        q=text or None,
-        statuses=tuple(dict.fromkeys(q.status)) if q.status else DEFAULT_STATUSES,
-        min_price=q.min_price, max_price=q.max_price, min_beds=q.min_beds, min_baths=q.min_baths,
-        property_types=tuple(dict.fromkeys(q.property_type or ())),
-        city=q.city, postal_code=q.postal_code, features=tuple(q.features or ()),
-        min_year_built=q.min_year_built, max_year_built=q.max_year_built,
-        min_living_area=q.min_living_area, max_living_area=q.max_living_area,
-        bbox=parse_bbox(q.bbox) if q.bbox is not None else None,
-        near=near, radius_km=q.radius_km,
-        polygon=parse_polygon(q.polygon) if q.polygon is not None else None,
-    )
-    return filters, sort
 
 
 # The sort key values a cursor carries before the id, by sort.
@@ -175,7 +84,10 @@ def run_search(req, resp) -> None:
     q: SearchQuery = req.context.query
     services = req.context.services
     settings = services.settings
-    filters, sort = filters_of(q)
+    try:
+        filters, sort = filters_of(q)
+    except InvalidSearch as exc:
+        raise invalid_search(exc, "query") from None
     normalised = filters.normalised()
     cache = SearchCache(services.redis, settings.redis_prefix, settings.search_cache_ttl)
     codec = CursorCodec(settings.secret_key, "search")
@@ -209,10 +121,6 @@ class SearchMixin:
                tags=("properties",), description=SEARCH_DESCRIPTION)
     def on_get(self, req, resp):
         run_search(req, resp)
-
-
-class PropertySearch(SearchMixin):
-    """Search alone, for a ``/v1/properties`` route that takes no ``POST``."""
 
 
 class SearchAdmin:
@@ -260,4 +168,4 @@ class SearchAdmin:
         self.views.accept(req, resp, job, created=created)
 
 
-__all__ = ["SearchMixin", "PropertySearch", "SearchAdmin", "run_search", "filters_of"]
+__all__ = ["SearchMixin", "SearchAdmin", "run_search"]

@@ -192,19 +192,22 @@ class PropertyView(Response):
     modification_timestamp: str
 
 
-class PropertySummary(Response):
-    """The compact form of a listing used in lists."""
+class ListingCard(Response):
+    """What every compact form of a listing in a list holds (``PropertySummary``, ``api.schemas.search.SearchHit``).
+
+    Not a response of its own: the documented schemas are the forms that extend it.
+    """
 
     id: str
-    standard_status: StandardStatus
-    property_type: PropertyType
+    standard_status: str
+    property_type: str
     currency: str
     list_price: int
     bedrooms_total: int | None
     bathrooms_full: int | None
     bathrooms_half: int | None
     living_area: int | None
-    living_area_units: AreaUnits
+    living_area_units: str
     unparsed_address: str | None
     city: str
     state_or_province: str | None
@@ -212,6 +215,15 @@ class PropertySummary(Response):
     latitude: float | None
     longitude: float | None
     modification_timestamp: str
+
+
+class PropertySummary(ListingCard):
+    """The compact form of a listing used in lists."""
+
+    # Documented here with the values they take; a search hit documents them as plain strings.
+    standard_status: StandardStatus
+    property_type: PropertyType
+    living_area_units: AreaUnits
 
 
 class HistoryEntry(Response):

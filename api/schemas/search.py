@@ -2,33 +2,26 @@
 
 ``SearchParams`` (the filters and the sort) is shared with saved searches
 (``api.schemas.saved_searches``), so a saved query and a search can never
-accept different parameters.
+accept different parameters. It extends ``models.search.filters.SearchParameters``:
+the limits of each parameter are the search rules' own, and this module adds
+the documentation and the API's text rule (a single line, no control characters).
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
-from api.schemas import Cursor, Request, Response, line
-from models.properties import PROPERTY_TYPES, PUBLIC_STATUSES
-from models.search import SORTS
+from api.schemas import SINGLE_LINE, VISIBLE_LINE, Cursor, Request, Response
+from api.schemas.properties import ListingCard
+from models.search import filters
+from models.search.filters import MAX_FEATURES, MAX_POLYGON_POINTS, MIN_POLYGON_POINTS, Sort
 
-MAX_RADIUS_KM = 500
-MAX_POLYGON_POINTS = 100
-MAX_FEATURES = 20
-
-PropertyType = Literal[PROPERTY_TYPES]  # type: ignore[valid-type]
-PublicStatus = Literal[PUBLIC_STATUSES]  # type: ignore[valid-type]
-Sort = Literal[SORTS]  # type: ignore[valid-type]
-Minor = Annotated[int, msgspec.Meta(ge=0, le=10**13, description="Integer minor units (cents)")]
-Rooms = Annotated[int, msgspec.Meta(ge=0, le=100)]
-Year = Annotated[int, msgspec.Meta(ge=1600, le=2100)]
-Area = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
-Feature = Annotated[str, line(60, min_length=1)]
+Minor = Annotated[filters.Price, msgspec.Meta(description="Integer minor units (cents)")]
+Feature = Annotated[filters.Feature, msgspec.Meta(pattern=VISIBLE_LINE)]
 
 
-class SearchParams(Request):
+class SearchParams(Request, filters.SearchParameters):
     """The filters and sort of a listing search: ``GET /v1/properties`` and saved searches share them.
 
     Every filter is optional; several filters all apply (AND). In a query string lists take repeated or
@@ -37,33 +30,36 @@ class SearchParams(Request):
 
     __list_fields__ = ("property_type", "status", "features")
 
-    q: Annotated[str, line(200, description=(
+    q: Annotated[filters.Text, msgspec.Meta(pattern=SINGLE_LINE, description=(
         "Full text over address, city, features and remarks (web-search syntax: words, \"a phrase\", "
         "-excluded, or). Any text is safe."))] | None = None
     min_price: Minor | None = None
     max_price: Minor | None = None
-    min_beds: Rooms | None = None
-    min_baths: Annotated[int, msgspec.Meta(ge=0, le=100, description="Full plus half bathrooms")] | None = None
-    property_type: Annotated[list[PropertyType], msgspec.Meta(max_length=len(PROPERTY_TYPES))] | None = None
-    status: Annotated[list[PublicStatus], msgspec.Meta(max_length=len(PUBLIC_STATUSES), description=(
+    min_beds: filters.Rooms | None = None
+    min_baths: Annotated[filters.Rooms, msgspec.Meta(description="Full plus half bathrooms")] | None = None
+    property_type: filters.PropertyTypes | None = None
+    status: Annotated[filters.Statuses, msgspec.Meta(description=(
         "Default: Active, ComingSoon. Only listed statuses can be searched"))] | None = None
-    city: Annotated[str, line(100, min_length=1, description="Exact city name, any case")] | None = None
-    postal_code: Annotated[str, line(12, min_length=1)] | None = None
+    city: Annotated[filters.City, msgspec.Meta(pattern=VISIBLE_LINE, description="Exact city name, any case")
+                    ] | None = None
+    postal_code: Annotated[filters.PostalCode, msgspec.Meta(pattern=VISIBLE_LINE)] | None = None
     features: Annotated[list[Feature], msgspec.Meta(max_length=MAX_FEATURES, description=(
         "Listings having all of these features (any case)"))] | None = None
-    min_year_built: Year | None = None
-    max_year_built: Year | None = None
-    min_living_area: Area | None = None
-    max_living_area: Area | None = None
-    bbox: Annotated[str, line(200, description="minLon,minLat,maxLon,maxLat (degrees)",
-                                      examples=["-97.80,30.20,-97.65,30.35"])] | None = None
-    near: Annotated[str, line(100, description="lat,lon: the centre of a radius search",
-                                      examples=["30.2672,-97.7431"])] | None = None
-    radius_km: Annotated[float, msgspec.Meta(gt=0, le=MAX_RADIUS_KM, description=(
+    min_year_built: filters.Year | None = None
+    max_year_built: filters.Year | None = None
+    min_living_area: filters.Area | None = None
+    max_living_area: filters.Area | None = None
+    bbox: Annotated[filters.Bbox, msgspec.Meta(
+        pattern=SINGLE_LINE, description="minLon,minLat,maxLon,maxLat (degrees)",
+        examples=["-97.80,30.20,-97.65,30.35"])] | None = None
+    near: Annotated[filters.Near, msgspec.Meta(
+        pattern=SINGLE_LINE, description="lat,lon: the centre of a radius search",
+        examples=["30.2672,-97.7431"])] | None = None
+    radius_km: Annotated[filters.RadiusKm, msgspec.Meta(description=(
         "Only listings this close to `near` (great-circle km); needs `near`. `near` alone sets no limit"))
     ] | None = None
-    polygon: Annotated[str, line(6000, description=(
-        f"3 to {MAX_POLYGON_POINTS} points `lat lon`, comma-separated"),
+    polygon: Annotated[filters.Polygon, msgspec.Meta(pattern=SINGLE_LINE, description=(
+        f"{MIN_POLYGON_POINTS} to {MAX_POLYGON_POINTS} points `lat lon`, comma-separated"),
         examples=["30.30 -97.78,30.30 -97.70,30.22 -97.70"])] | None = None
     sort: Annotated[Sort, msgspec.Meta(description=(
         "newest (default), price_asc, price_desc, distance (needs `near`), relevance (needs `q`; the default "
@@ -79,30 +75,14 @@ class SearchQuery(SearchParams):
                                                      "price band")] = False
 
 
-class SearchHit(Response):
-    id: str
-    standard_status: str
-    property_type: str
+# A listing found: its card and what search adds (``distance_km`` when the search has ``near``).
+class SearchHit(ListingCard):
     property_sub_type: str | None
-    currency: str
-    list_price: int
-    bedrooms_total: int | None
     bathrooms_total: int | None
-    bathrooms_full: int | None
-    bathrooms_half: int | None
-    living_area: int | None
-    living_area_units: str
     year_built: int | None
-    unparsed_address: str | None
-    city: str
-    state_or_province: str | None
-    postal_code: str | None
     country: str
-    latitude: float | None
-    longitude: float | None
     features: list[str]
     listed_at: str
-    modification_timestamp: str
     distance_km: float | None = None
 
 

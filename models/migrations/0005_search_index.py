@@ -1,6 +1,6 @@
 """The search index: ``property_search`` (generation 1), its state, and the dirty-listing queue.
 
-The statements are a frozen copy of ``models/search_index.py`` as of this
+The statements are a frozen copy of ``models/search/index.py`` as of this
 migration; a later change of the index's shape is a new migration or simply a
 full rebuild (``POST /v1/admin/search/reindex``), which creates the table from
 the code of its day. ``tests/models/test_search_index.py`` checks that a
@@ -14,7 +14,7 @@ def up(migrator, db):
     db.execute_sql("""
     CREATE SEQUENCE search_change_seq;
 
-    -- One row per listing ever changed. Dirty while seq > indexed_seq (models/search_queue.py).
+    -- One row per listing ever changed. Dirty while seq > indexed_seq (models/search/queue.py).
     CREATE TABLE search_dirty (
         property_id uuid PRIMARY KEY,
         seq bigint NOT NULL DEFAULT 0,

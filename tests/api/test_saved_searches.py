@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from api.schemas.search import SearchParams
 from models.saved_searches import MAX_PER_USER, SavedSearch
+from models.search import SearchParameters
 from tests.api.conftest import assert_problem
 from tests.factories import make_user
 from tests.search_listings import make_listing, make_owner
@@ -106,6 +108,13 @@ def test_a_query_is_checked_like_a_search_and_errors_name_the_parameter(client, 
                    field=field)
     assert client.simulate_get(f"{PATH}/{saved['id']}", headers=headers).json == saved  # unchanged
     assert SavedSearch.select().where(SavedSearch.user == user.id).count() == 1
+
+
+def test_every_parameter_the_api_accepts_is_one_the_alert_scan_checks():
+    """The alert scan re-checks a stored query with the models' rules alone: a parameter only the API knew
+    would make every saved search using it stop alerting."""
+    assert issubclass(SearchParams, SearchParameters)
+    assert SearchParams.__struct_fields__ == SearchParameters.__struct_fields__
 
 
 @pytest.mark.parametrize("body, field", [

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from models.jobs import Job
-from models.search_index import read_state
+from models.search.index import read_state
 from tests.api.conftest import assert_problem
 from tests.factories import make_user
 from tests.search_listings import make_listing, make_owner, update_listing

@@ -8,7 +8,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from models.db import db
 from models.search import EARTH_RADIUS_KM, ListingSearch, SearchFilters, radius_boxes
-from models.search_index import LIVE_TABLE, SearchRebuild
+from models.search.index import LIVE_TABLE, SearchRebuild
 from tests.search_listings import make_listing, make_owner
 
 

@@ -13,7 +13,7 @@ from models.jobs import Job
 from models.notifications import Notification
 from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearchAlert, SavedSearchState, add_saved_search
-from models.search_queue import mark_dirty
+from models.search.queue import mark_dirty
 from tasks.saved_searches import scan_alerts
 from tests.factories import make_user
 from tests.search_listings import make_owner
@@ -210,6 +210,26 @@ def test_listings_that_do_not_match_and_searches_without_alerts_give_nothing(run
     reindex(queue)
     assert scan(queue)["notifications"] == 1
     assert told(buyer) == [("price_drop", str(home.id), 39_000_000, 40_000_000, "Austin family homes")]
+
+
+def test_a_saved_query_todays_rules_refuse_is_skipped_and_the_others_still_alerted(runtime, queue, caplog):
+    """Stored queries are re-checked by the rules of a search: a type, a limit or a rule between parameters."""
+    buyer, seller = make_user(), make_owner()
+    refused = [save(buyer, query, name=f"Refused {n}") for n, query in enumerate([
+        {"city": "Austin", "min_price": 500, "max_price": 100},  # a range out of order
+        {"city": "Austin", "status": ["Withdrawn"]},  # not a listed status
+        {"city": "Austin", "radius_km": 5},  # a radius without a centre
+        {"city": "Austin", "bedrooms": 3},  # no such parameter
+    ])]
+    save(buyer)
+    home = list_home(queue, seller)
+    reindex(queue)
+    with caplog.at_level("WARNING", logger="hearth.saved_searches"):
+        result = scan(queue)
+    assert (result["searches_evaluated"], result["notifications"]) == (1, 1)
+    assert told(buyer) == [("new_match", str(home.id), 50_000_000, None, "Austin family homes")]
+    skipped = [r.saved_search_id for r in caplog.records if "no longer valid" in r.getMessage()]
+    assert sorted(skipped) == sorted(str(saved.id) for saved in refused)
 
 
 def test_a_listing_not_yet_reindexed_is_alerted_on_the_next_run(runtime, queue):

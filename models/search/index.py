@@ -1,6 +1,6 @@
 """The search index: ``property_search``, a denormalized copy of every listed property.
 
-Search reads only this table (``models.search``), never ``properties``. One
+Search reads only this table (``models.search.query``), never ``properties``. One
 row per listing whose status is public (``PUBLIC_STATUSES``); drafts and
 off-market listings have no row at all, so no query can return them.
 

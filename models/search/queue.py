@@ -7,7 +7,7 @@ commit. ``search_dirty`` keeps one row per listing:
 * ``seq``: drawn from ``search_change_seq`` by every change (``mark_dirty``);
 * ``indexed_seq``: the latest change the live index reflects;
 * ``done_seq``: drawn when a reindex last wrote the listing's row (a full
-  rebuild re-copies listings reindexed while it built; ``models.search_index``).
+  rebuild re-copies listings reindexed while it built; ``models.search.index``).
 
 A listing is dirty while ``seq > indexed_seq``. Jobs coalesce per listing
 (``dedupe_key``): while a reindex is queued, a change adds no job (the job will
@@ -32,7 +32,7 @@ import datetime
 
 from models.db import db
 from models.jobs import ACTIVE, Job
-from models.search_index import hold_swap_shared, index_listings, lock_listing
+from models.search.index import hold_swap_shared, index_listings, lock_listing
 
 REINDEX_KIND = "search.reindex_property"
 REBUILD_KIND = "search.rebuild_index"
