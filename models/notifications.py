@@ -18,7 +18,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from peewee import (BigAutoField, BooleanField, CharField, ForeignKeyField, IntegerField, SmallIntegerField,
-                    TextField, TimeField, BlobField, UUIDField)
+                    TextField, TimeField, UUIDField)
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
@@ -93,18 +93,6 @@ class NotificationPreference(BaseModel):
 
     class Meta:
         table_name = "notification_preferences"
-
-
-class PhoneVerification(BaseModel):
-    user = ForeignKeyField(User, column_name="user_id", primary_key=True, on_delete="CASCADE")
-    phone = TextField()
-    code_hash = BlobField()
-    attempts = SmallIntegerField(default=0)
-    expires_at = DateTimeTZField()
-    created_at = DateTimeTZField(default=utcnow)
-
-    class Meta:
-        table_name = "phone_verifications"
 
 
 class EmailSuppression(BaseModel):
@@ -251,7 +239,6 @@ def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = No
     return rows[0] if rows else None
 
 
-__all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "PhoneVerification",
-           "EmailSuppression", "ProviderEvent", "TYPES", "CHANNELS", "DIGEST_MODES", "DELIVERY_STATUSES",
-           "delivery_key", "locked_preferences", "turn_off", "notify", "fan_out_job", "FAN_OUT_KIND", "Preferences",
-           "merged_types"]
+__all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "EmailSuppression", "ProviderEvent",
+           "TYPES", "CHANNELS", "DIGEST_MODES", "DELIVERY_STATUSES", "delivery_key", "locked_preferences", "turn_off",
+           "notify", "fan_out_job", "FAN_OUT_KIND", "Preferences", "merged_types"]

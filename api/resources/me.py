@@ -12,7 +12,7 @@ from models import sessions
 from models.accounts import AccountToken, AuthSession, User
 from models.base import utcnow
 from models.db import db
-from models.notifications import PhoneVerification
+from models.phone import number_changed
 from models.passwords import hash_password, policy_problem, verify_password
 
 TAGS = ("me",)
@@ -53,8 +53,7 @@ class Me:
                 User.update(updated_at=utcnow(), **changes).where(User.id == user.id).execute()
                 if changes.get("phone", user.phone) != user.phone:
                     # A new number is unproven: no text message goes to it until it is verified.
-                    User.update(phone_verified_at=None).where(User.id == user.id).execute()
-                    PhoneVerification.delete().where(PhoneVerification.user == user.id).execute()
+                    number_changed(user.id)
                 audit(req, "user.update_profile", user.id, before=before, after=changes)
                 user = User.get_by_id(user.id)
         req.context.services.sessions.store_profile(user)
