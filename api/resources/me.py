@@ -4,9 +4,10 @@ from __future__ import annotations
 import falcon
 import msgspec
 
+from api.audit import audit
 from api.errors import not_found, unauthorized
 from api.operation import operation
-from api.resources.auth import audit, password_error
+from api.resources.auth import password_error
 from api.schemas.accounts import ChangePasswordRequest, Profile, ProfilePatch, SessionList
 from models import sessions
 from models.accounts import AccountToken, AuthSession, User

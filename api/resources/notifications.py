@@ -19,10 +19,10 @@ from urllib.parse import parse_qsl
 import falcon
 import msgspec
 
+from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import not_found, validation_error
 from api.operation import decode_body, operation, read_body
-from api.resources.auth import audit
 from api.schemas.notifications import (
     NotificationPage, NotificationQuery, PreferencesPatch, PreferencesView, ReadAll, UnsubscribeBody,
     UnsubscribePostQuery, UnsubscribeQuery, UnsubscribeState

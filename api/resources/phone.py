@@ -9,9 +9,9 @@ import logging
 
 import falcon
 
+from api.audit import audit
 from api.errors import Problem, conflict, too_many_requests, validation_error
 from api.operation import operation
-from api.resources.auth import audit
 from api.schemas.accounts import Accepted
 from api.schemas.notifications import PhoneCode, PhoneRequest, PhoneVerified
 from models import phone as verification

@@ -18,10 +18,10 @@ import uuid
 
 import falcon
 
+from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import Problem, conflict, not_found, validation_error
 from api.operation import operation
-from api.resources.auth import audit
 from api.resources.jobs import JobViews
 from api.schemas.uploads import (DownloadVariantQuery, SignedUploadQuery, UploadIntentRequest, UploadIntentView,
                                  UploadList, UploadListQuery, UploadQuery, UploadView)
