@@ -2,7 +2,7 @@
 the local PUT that lands an intent's bytes.
 
 ``UploadService`` orchestrates the upload rows (``models/uploads.py``), the store
-(``services/storage.py``) and the scan jobs, and answers what goes wrong with the problems
+(``services/storage/``) and the scan jobs, and answers what goes wrong with the problems
 the API documents (413, 415, 409, 410, 503, ...). The resources in ``api/resources/uploads.py``
 read the request and shape the response; who may see what is ``models/upload_access.py``.
 """

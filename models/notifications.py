@@ -12,17 +12,13 @@ own idempotency key ``notification:{id}:{channel}``.
 """
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-import hmac
 import uuid
 import zoneinfo
 from dataclasses import dataclass
 
-import msgspec
 from peewee import (BigAutoField, BooleanField, CharField, ForeignKeyField, IntegerField, SmallIntegerField,
-                    TextField, TimeField, BlobField, UUIDField)
+                    TextField, TimeField, UUIDField)
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
@@ -97,18 +93,6 @@ class NotificationPreference(BaseModel):
 
     class Meta:
         table_name = "notification_preferences"
-
-
-class PhoneVerification(BaseModel):
-    user = ForeignKeyField(User, column_name="user_id", primary_key=True, on_delete="CASCADE")
-    phone = TextField()
-    code_hash = BlobField()
-    attempts = SmallIntegerField(default=0)
-    expires_at = DateTimeTZField()
-    created_at = DateTimeTZField(default=utcnow)
-
-    class Meta:
-        table_name = "phone_verifications"
 
 
 class EmailSuppression(BaseModel):
@@ -193,36 +177,6 @@ def merged_types(chosen: dict) -> dict:
             for name, default in TYPES.items()}
 
 
-# --- Unsubscribe links ------------------------------------------------------------------
-# A token names a user and an event type ("*": every email); it is signed with SECRET_KEY and
-# never expires (links in old emails keep working). It only ever turns email off.
-
-def _unsubscribe_key(secret: str) -> bytes:
-    return hashlib.sha256(f"unsubscribe:{secret}".encode()).digest()
-
-
-def unsubscribe_token(secret: str, user_id, type_: str) -> str:
-    payload = msgspec.json.encode([str(user_id), type_])
-    sig = hmac.new(_unsubscribe_key(secret), payload, hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(sig + payload).rstrip(b"=").decode()
-
-
-def read_unsubscribe_token(secret: str, token: str) -> tuple[str, str] | None:
-    """``(user_id, type)`` of a token this deployment signed, else None."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        sig, payload = raw[:16], raw[16:]
-        if not hmac.compare_digest(sig, hmac.new(_unsubscribe_key(secret), payload, hashlib.sha256).digest()[:16]):
-            return None
-        user_id, type_ = msgspec.json.decode(payload)
-        uuid.UUID(user_id)
-    except (ValueError, TypeError, msgspec.DecodeError):
-        return None
-    if type_ != "*" and type_ not in TYPES:
-        return None
-    return user_id, type_
-
-
 def locked_preferences(user_id) -> NotificationPreference:
     """The user's preferences row (created with the defaults if missing), locked for this transaction."""
     NotificationPreference.insert(user=user_id).on_conflict_ignore().execute()
@@ -285,6 +239,6 @@ def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = No
     return rows[0] if rows else None
 
 
-__all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "PhoneVerification",
-           "EmailSuppression", "ProviderEvent", "TYPES", "CHANNELS", "DIGEST_MODES", "DELIVERY_STATUSES",
-           "delivery_key", "locked_preferences", "turn_off", "notify", "fan_out_job", "FAN_OUT_KIND", "Preferences", "merged_types", "unsubscribe_token", "read_unsubscribe_token"]
+__all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "EmailSuppression", "ProviderEvent",
+           "TYPES", "CHANNELS", "DIGEST_MODES", "DELIVERY_STATUSES", "delivery_key", "locked_preferences", "turn_off",
+           "notify", "fan_out_job", "FAN_OUT_KIND", "Preferences", "merged_types"]

@@ -21,8 +21,8 @@ import dataclasses
 import getpass
 import re
 import sys
-from urllib.parse import urlsplit, urlunsplit
 
+from ops.redaction import redact
 from settings import Settings, SettingsError
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -287,15 +287,6 @@ def keys_generate(args) -> int:
 
 
 # --------------------------------------------------------------------------- helpers
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

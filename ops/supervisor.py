@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+from ops.redaction import redact
 from settings import DEVELOPMENT_FLOWER_PASSWORD, ROOT, Settings
 
 PROCFILE = ROOT / "Procfile"
@@ -230,8 +231,6 @@ def _address(bind: str) -> tuple[str, int]:
 
 
 def banner(settings: Settings, names, urls: dict[str, str], embedded: set[str]) -> list[str]:
-    from ops.cli import redact
-
     lines = ["Hearth is running:"]
     if "web" in names:
         host, port = _address(settings.web_bind)

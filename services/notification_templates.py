@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from models.notifications import unsubscribe_token
 from services.mail import Message
+from services.unsubscribe import unsubscribe_token
 
 SMS_MAX_CHARS = 320
 DIGEST_SHOWN = 50

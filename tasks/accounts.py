@@ -11,12 +11,13 @@ from urllib.parse import urlencode
 
 from models.accounts import AccountToken, User, expires_in, token_hash
 from services.mail import MailError, Message
-from tasks.base import JobContext, Transient, job_digest, job_task
+from services.signing import Signer
+from tasks.base import JobContext, Transient, job_task
 from tasks.runtime import runtime
 
 
 def job_token(purpose: str, job_id) -> str:
-    digest = job_digest(runtime().settings.secret_key, purpose, job_id)
+    digest = Signer(runtime().settings.secret_key).job_digest(purpose, job_id)
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 

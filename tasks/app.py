@@ -11,7 +11,7 @@ from tasks.broker import guard_released_connections
 guard_released_connections()
 
 app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports",
-                                "tasks.properties", "tasks.search", "tasks.uploads", "tasks.notifications",
+                                "tasks.search", "tasks.uploads", "tasks.notifications",
                                 "tasks.phone", "tasks.saved_searches"])
 app.config_from_object(celeryconfig)
 

@@ -17,8 +17,6 @@ the truth; Celery results are not used.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 import random
@@ -189,15 +187,6 @@ def publish_final_job_event(job: Job) -> bool:
     return False
 
 
-def job_digest(secret: str, purpose: str, job_id) -> bytes:
-    """A secret derived from a job's id (HMAC with ``SECRET_KEY``): the same for every run of the job.
-
-    What a job mails or texts (a link token, a code) is derived this way, so a
-    retried or redelivered job sends the same one and it is never stored in clear.
-    """
-    return hmac.new(secret.encode(), f"{purpose}:{job_id}".encode(), hashlib.sha256).digest()
-
-
 def job_queue():
     """Where tasks submit the jobs they create: ``app.conf.hearth_job_queue`` if set (tests), else the broker."""
     queue = getattr(app.conf, "hearth_job_queue", None)
@@ -300,5 +289,5 @@ def job_task(*, transient=(), lease_seconds: float | None = None, name: str | No
     return register
 
 
-__all__ = ["JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task", "job_digest", "job_queue", "backoff_seconds",
+__all__ = ["JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task", "job_queue", "backoff_seconds",
            "publish_job_event", "publish_final_job_event"]

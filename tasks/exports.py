@@ -21,6 +21,7 @@ from models.audit import AuditEntry
 from models.base import utcnow
 from models.conversations import Conversation, ConversationParticipant, Message
 from models.notifications import Notification, NotificationDelivery, NotificationPreference, Preferences
+from models.properties import Favorite, Property, PropertyHistory
 from models.saved_searches import SavedSearch, SavedSearchAlert, saved_search_view
 from models.uploads import PropertyMedia, Upload
 from tasks.base import JobContext, job_task
@@ -177,6 +178,34 @@ def _uploads(user: User) -> list[dict]:
              "height": u.height, "signature": u.signature, "reject_reason": u.reject_reason,
              "created_at": u.created_at.isoformat(), "scanned_at": _iso(u.scanned_at),
              "attached_to": attached.get(u.id, [])} for u in rows]
+
+
+@export_section("listings")
+def _listings(user: User) -> list[dict]:
+    """Listings the user owns or is the assigned agent of, each with its full price/status history.
+
+    History entries name no actor: who else changed a listing (an agent, staff)
+    is theirs to know, not part of this user's data.
+    """
+    rows = (Property.select().where((Property.owner == user.id) | (Property.list_agent == user.id))
+            .order_by(Property.created_at, Property.id))
+    listings = []
+    for listing in rows:
+        history = (PropertyHistory.select().where(PropertyHistory.property == listing.id)
+                   .order_by(PropertyHistory.id))
+        relation = "owner" if listing.owner_id == user.id else "list_agent"
+        listings.append(dict(listing.view(), relation=relation, history=[entry.view() for entry in history]))
+    return listings
+
+
+@export_section("favorites")
+def _favorites(user: User) -> list[dict]:
+    """Saved listings: when, and the listing's summary while it is on the market."""
+    rows = (Favorite.select(Favorite, Property).join(Property).where(Favorite.user == user.id)
+            .order_by(Favorite.created_at, Favorite.property))
+    return [{"property_id": str(row.property_id), "favorited_at": row.created_at.isoformat(),
+             "listing": row.property.summary() if row.property.is_public else None}
+            for row in rows]
 
 
 def write_archive(out, user: User, sections: dict) -> None:

@@ -9,7 +9,7 @@ digest when the user chose it; email and SMS wait out quiet hours
 sends the notification's ``pending`` deliveries.
 
 Neither SendGrid nor Twilio deduplicates sends, so sending is at most once
-(``tasks/sending.py``):
+(``models/deliveries.py``):
 
 1. claim: one conditional update ``pending → sending`` (attempts + 1,
    ``claimed_by`` = the job), committed before the provider is called;
@@ -35,14 +35,15 @@ from peewee import SQL, fn
 
 from models.accounts import User
 from models.base import utcnow
+from models import deliveries as sending
 from models.db import connection, db
 from models.jobs import Job
 from models.notifications import (Notification, NotificationDelivery, Preferences, delivery_key,
                                   fan_out_job, merged_types)
+from services.mail import ProviderError
 from services.notification_templates import digest_email, notification_email, notification_sms
 from tasks.app import app
 from tasks.base import JobContext, Transient, job_queue, job_task
-from tasks import sending
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.notifications")
@@ -104,7 +105,7 @@ def fan_out(ctx: JobContext) -> dict:
         return {"in_app": False, "deliveries": {}}
     notification, user, prefs, known = loaded
     if user is None or user.is_banned:
-        _withhold_all(notification.id, "the account is banned")
+        sending.withhold_all(notification.id, "the account is banned")
         return {"in_app": False, "deliveries": {}}
     decided = _decide(notification, user, prefs, known) if notification.in_app is None else None
     if decided is not None:
@@ -113,7 +114,7 @@ def fan_out(ctx: JobContext) -> dict:
         in_app = notification.in_app
         if in_app is None:
             in_app = Notification.select(Notification.in_app).where(Notification.id == notification.id).scalar()
-        in_app, deliveries = bool(in_app), _deliveries(ctx.job.id, notification.id)
+        in_app, deliveries = bool(in_app), sending.of_notification(ctx.job.id, notification.id)
     # What this run sees and does to the deliveries; a final read only when it lost track (a row
     # another run had claimed, or a settle the fence refused).
     statuses = {row.channel: row.status for row in deliveries}
@@ -185,7 +186,7 @@ def _decide(notification: Notification, user: User, prefs: Preferences, known: d
         return None
     deliveries = [row for row in result if row.id is not None]
     if len(deliveries) < len(rows):  # rows that were there already: read them as they are
-        deliveries = _deliveries(None, notification.id)
+        deliveries = sending.of_notification(None, notification.id)
     if ch["in_app"]:
         unread = first.other_unread + (1 if first.still_unread else 0)
         _announce(notification, unread)
@@ -201,33 +202,23 @@ def _announce(notification: Notification, unread: int) -> None:
                     exc_info=True)
 
 
-# The notification's deliveries, after marking ``unknown`` those this job left in ``sending``: its
-# previous run died during the provider call (the SELECT sees them as they were; ``dead`` says which).
-_DELIVERIES = """
-WITH dead AS (
-    UPDATE notification_deliveries SET status = 'unknown', updated_at = %s, error = %s
-    WHERE notification_id = %s AND status = 'sending' AND claimed_by = %s
-    RETURNING id
-)
-SELECT d.*, d.id IN (SELECT id FROM dead) AS dead
-FROM notification_deliveries d WHERE d.notification_id = %s ORDER BY d.id
-"""
-
-
-def _deliveries(job_id, notification_id) -> list[Delivery]:
-    rows = list(Delivery.raw(_DELIVERIES, utcnow(), sending.DIED, notification_id, job_id, notification_id))
-    for row in rows:
-        if row.dead:
-            row.status, row.error = "unknown", sending.DIED
-    return rows
-
-
-def _withhold_all(notification_id, reason: str) -> None:
-    (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
-     .where((Delivery.notification == notification_id) & Delivery.status.in_(["pending", "scheduled"])).execute())
-
-
 # --- sending this notification's pending deliveries ------------------------------------------
+
+def _call_provider(ctx: JobContext, ids: list, send, *, retry_as: str = "pending") -> tuple[str | None, str | None]:
+    """Run ``send()`` for claimed rows and settle them: ``(error to retry on or None, status written)``."""
+    try:
+        provider_id = send()
+    except ProviderError as exc:
+        log.warning("provider refused a send", extra={"job_id": str(ctx.job.id), "status": exc.status,
+                                                      "transient": exc.transient, "uncertain": exc.uncertain})
+        return sending.settle_refused(ids, ctx.job.id, exc, attempt=ctx.attempt,
+                                      last_attempt=ctx.attempt >= ctx.job.max_attempts, retry_as=retry_as)
+    except BaseException as exc:
+        # Whatever went wrong, the request may have gone out: never send it again.
+        sending.settle_interrupted(ids, ctx.job.id, exc)
+        raise
+    return None, sending.settle_sent(ids, ctx.job.id, provider_id)
+
 
 def _sender(delivery: Delivery, notification: Notification, settings):
     """The provider call for one delivery, with its idempotency key."""
@@ -262,7 +253,7 @@ def _send_pending(ctx: JobContext, notification: Notification, prefs: Preference
         if not sending.claim([delivery.id], ctx.job.id, "pending"):
             exact = False
             continue  # another run has it
-        error, settled = sending.call_provider(ctx, [delivery.id], send)
+        error, settled = _call_provider(ctx, [delivery.id], send)
         statuses[delivery.channel] = settled
         exact = exact and settled is not None
         if error:
@@ -375,7 +366,7 @@ def send_digest(ctx: JobContext) -> dict:
                            settings=runtime().settings)
     ids = [row.id for row in rows]
     # On a transient error the rows wait again (keeping the key): the retry sends the same digest.
-    error, _ = sending.call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key),
+    error, _ = _call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key),
                               retry_as="digest")
     if error:
         raise Transient(f"digest: {error}")

@@ -1,42 +1,25 @@
 """Phone number verification: the job that texts a 6-digit code.
 
 ``PUT /v1/me/phone`` writes the pending ``PhoneVerification`` (only the code's
-hash) and this job in one transaction. The code is derived from the job id
-with ``SECRET_KEY``, so the API and the job agree on it without it ever being
-stored, and a retried or redelivered job texts the same code (the SMS itself is
-sent once, inside ``ctx.once``). A job whose request was superseded by a newer
-one, verified, withdrawn or expired sends nothing.
+hash) and this job in one transaction (``models/phone.py``). The code is
+derived from the job id with ``SECRET_KEY``, so the API and the job agree on it
+without it ever being stored, and a retried or redelivered job texts the same
+code (the SMS itself is sent once, inside ``ctx.once``). A job whose request was
+superseded by a newer one, verified, withdrawn or expired sends nothing.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-
-from models.base import utcnow
-from models.notifications import PhoneVerification
+from models.phone import PhoneCodes, unsent_because
+from services.signing import Signer
 from services.sms import SmsError
-from tasks.base import JobContext, Transient, job_digest, job_task
+from tasks.base import JobContext, Transient, job_task
 from tasks.runtime import runtime
-
-CODE_DIGITS = 6
 
 
 class Undeliverable(Exception):
     """The provider refused the number for good (not a mobile, unreachable, opted out)."""
 
     public_detail = "A text message could not be sent to this number."
-
-
-def verification_code(secret: str, job_id) -> str:
-    """The code the job ``job_id`` texts: the same for every run of that job."""
-    digest = job_digest(secret, "phone_code", job_id)
-    return str(int.from_bytes(digest[:8], "big") % 10 ** CODE_DIGITS).zfill(CODE_DIGITS)
-
-
-def code_hash(secret: str, user_id, phone: str, code: str) -> bytes:
-    """What ``phone_verifications.code_hash`` holds: keyed, so the table alone cannot be brute-forced."""
-    key = hashlib.sha256(f"phone_code_hash:{secret}".encode()).digest()
-    return hmac.new(key, f"{user_id}:{phone}:{code}".encode(), hashlib.sha256).digest()
 
 
 def code_message(code: str, ttl_seconds: int) -> str:
@@ -49,13 +32,11 @@ def code_message(code: str, ttl_seconds: int) -> str:
 def send_code(ctx: JobContext) -> dict:
     settings = runtime().settings
     user_id, phone = ctx.input["user_id"], ctx.input["phone"]
-    code = verification_code(settings.secret_key, ctx.job.id)
-    pending = PhoneVerification.get_or_none(PhoneVerification.user == user_id)
-    if pending is None or pending.phone != phone or not hmac.compare_digest(
-            bytes(pending.code_hash), code_hash(settings.secret_key, user_id, phone, code)):
-        return {"sent": False, "reason": "superseded"}
-    if pending.expires_at <= utcnow():
-        return {"sent": False, "reason": "expired"}
+    codes = PhoneCodes(Signer(settings.secret_key))
+    code = codes.code(ctx.job.id)
+    reason = unsent_because(user_id, phone, code, codes)
+    if reason is not None:
+        return {"sent": False, "reason": reason}
 
     def deliver(key):
         try:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import uuid
 
+from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import conflict, not_found, validation_error
 from api.operation import operation
-from api.resources.auth import audit
 from api.schemas.accounts import AdminUser, AdminUserList, AdminUserPatch, AdminUserQuery, AuditList, AuditQuery
 from models import sessions
 from models.accounts import AuthSession, User

@@ -4,6 +4,7 @@ from __future__ import annotations
 import falcon
 from peewee import IntegrityError
 
+from api.audit import audit
 from api.errors import Problem, conflict, too_many_requests, unauthorized, validation_error
 from api.client_address import address_bucket
 from api.operation import client_ip, operation
@@ -13,7 +14,6 @@ from api.schemas.accounts import (
 )
 from models import sessions
 from models.accounts import AccountToken, User
-from models.audit import AuditEntry
 from models.base import utcnow
 from models.db import db
 from models.jobs import Job
@@ -26,13 +26,6 @@ REGISTER_ANSWER = "We sent an email to this address; follow it to finish signing
 
 def password_error(field: str, problem: str) -> Problem:
     return validation_error([{"field": f"body.{field}", "message": f"password {problem}"}])
-
-
-def audit(req, action: str, target_id, *, target_type: str = "user", before=None, after=None) -> None:
-    """An audit row for this request: its caller (or, signed out, the user it is about), request id and address."""
-    AuditEntry.record(actor_id=getattr(req.context.principal, "user_id", None) or target_id, action=action,
-                      target_type=target_type, target_id=target_id, before=before, after=after,
-                      request_id=req.context.request_id, ip=client_ip(req, req.context.services))
 
 
 def issue_tokens(services, user: User, session, refresh_token: str) -> dict:

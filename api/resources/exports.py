@@ -6,9 +6,9 @@ import posixpath
 
 import falcon
 
+from api.audit import audit
 from api.errors import Problem, not_found
 from api.operation import operation
-from api.resources.auth import audit
 from api.resources.jobs import JobViews
 from api.schemas.jobs import DownloadQuery, JobView
 from models.db import db

@@ -4,15 +4,16 @@ from __future__ import annotations
 import falcon
 import msgspec
 
+from api.audit import audit
 from api.errors import not_found, unauthorized
 from api.operation import operation
-from api.resources.auth import audit, password_error
+from api.resources.auth import password_error
 from api.schemas.accounts import ChangePasswordRequest, Profile, ProfilePatch, SessionList
 from models import sessions
 from models.accounts import AccountToken, AuthSession, User
 from models.base import utcnow
 from models.db import db
-from models.notifications import PhoneVerification
+from models.phone import number_changed
 from models.passwords import hash_password, policy_problem, verify_password
 
 TAGS = ("me",)
@@ -53,8 +54,7 @@ class Me:
                 User.update(updated_at=utcnow(), **changes).where(User.id == user.id).execute()
                 if changes.get("phone", user.phone) != user.phone:
                     # A new number is unproven: no text message goes to it until it is verified.
-                    User.update(phone_verified_at=None).where(User.id == user.id).execute()
-                    PhoneVerification.delete().where(PhoneVerification.user == user.id).execute()
+                    number_changed(user.id)
                 audit(req, "user.update_profile", user.id, before=before, after=changes)
                 user = User.get_by_id(user.id)
         req.context.services.sessions.store_profile(user)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import falcon
 
+from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import conflict, not_found, validation_error
 from api.operation import operation
-from api.resources.auth import audit
 from api.schemas.moderation import (BlockList, BlockListQuery, ReportDetail, ReportList, ReportListQuery,
                                     ReportReceipt, ReportRequest, ReportResolution, ReportView)
 from models import messages

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import falcon
 
+from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import not_found
 from api.operation import operation
-from api.resources.auth import audit
 from api.schemas.notifications import DeliveryPage, DeliveryQuery, SuppressionPage, SuppressionQuery
 from models.db import db
 from models.notifications import EmailSuppression, Notification, NotificationDelivery

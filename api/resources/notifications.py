@@ -19,10 +19,10 @@ from urllib.parse import parse_qsl
 import falcon
 import msgspec
 
+from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import not_found, validation_error
 from api.operation import decode_body, operation, read_body
-from api.resources.auth import audit
 from api.schemas.notifications import (
     NotificationPage, NotificationQuery, PreferencesPatch, PreferencesView, ReadAll, UnsubscribeBody,
     UnsubscribePostQuery, UnsubscribeQuery, UnsubscribeState
@@ -31,8 +31,9 @@ from models.accounts import User
 from models.base import utcnow
 from models.db import db
 from models.notifications import (TYPES, Notification, NotificationPreference, Preferences, locked_preferences,
-                                  read_unsubscribe_token, turn_off)
+                                  turn_off)
 from services.events import EventBus
+from services.unsubscribe import read_unsubscribe_token
 
 log = logging.getLogger("hearth.notifications")
 TAGS = ("notifications",)
@@ -193,7 +194,7 @@ def mask_email(address: str) -> str:
 
 
 def _link_owner(req, token: str) -> tuple[User, str]:
-    found = read_unsubscribe_token(req.context.services.settings.secret_key, token)
+    found = read_unsubscribe_token(req.context.services.settings.secret_key, token, TYPES)
     user = User.get_or_none(User.id == found[0]) if found else None
     if user is None:
         raise not_found("unsubscribe link")

@@ -18,11 +18,11 @@ import uuid
 import falcon
 import msgspec
 
+from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import Problem, conflict, forbidden, not_found, validation_error
 from api.etags import ANY, parse_if_match
 from api.operation import operation
-from api.resources.auth import audit
 from api.resources.search import SearchMixin
 from api.schemas.properties import HistoryList, PageQuery, PropertyCreate, PropertyPatch, PropertyView
 from models.db import db

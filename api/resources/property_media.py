@@ -18,9 +18,9 @@ import uuid
 import falcon
 from peewee import IntegrityError
 
+from api.audit import audit
 from api.errors import conflict, forbidden, not_found, validation_error
 from api.operation import operation
-from api.resources.auth import audit
 from api.schemas.uploads import DocumentAttachRequest, ListingDocuments, ListingPhotos, PhotosRequest
 from models.db import db
 from models.properties import Property

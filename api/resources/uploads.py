@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import falcon
 
+from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import Problem, not_found
 from api.operation import operation
-from api.resources.auth import audit
 from api.schemas.uploads import (DownloadVariantQuery, SignedUploadQuery, UploadIntentRequest, UploadIntentView,
                                  UploadList, UploadListQuery, UploadQuery, UploadView)
 from api.upload_flow import UploadService, refused

@@ -11,7 +11,8 @@ from models.accounts import User
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.jobs import Job
-from models.notifications import NotificationPreference, PhoneVerification
+from models.notifications import NotificationPreference
+from models.phone import PhoneVerification
 from tasks.app import app as celery_app
 from tests.api.conftest import assert_problem
 from tests.providers import TWILIO_FROM, provider_runtime, provider_settings, providers  # noqa: F401

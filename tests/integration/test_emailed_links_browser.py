@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pytest
 
-from models.notifications import unsubscribe_token
+from services.unsubscribe import unsubscribe_token
 from settings import Settings
 from tests.integration.processes import start_gunicorn, start_worker, wait_for
 

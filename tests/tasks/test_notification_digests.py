@@ -13,8 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from models.base import utcnow
 from models.jobs import Job
-from models.notifications import (EmailSuppression, Notification, NotificationDelivery, NotificationPreference,
-                                  notify, read_unsubscribe_token)
+from models.notifications import (TYPES, EmailSuppression, Notification, NotificationDelivery,
+                                  NotificationPreference, notify)
+from services.unsubscribe import read_unsubscribe_token
 from tasks.notifications import fan_out, send_digests
 from tests.factories import make_user
 from tests.providers import provider_runtime, provider_settings, providers  # noqa: F401
@@ -76,7 +77,7 @@ def test_several_notifications_become_one_email_at_the_digest_hour(provider_runt
     assert email.text.index("Flat 2") < email.text.index("Flat 0")  # newest first
     assert "&lt;new&gt;" in email.html and "<new>" not in email.html
     token = parse_qs(urlsplit(email.headers["List-Unsubscribe"].strip("<>")).query)["token"][0]
-    assert read_unsubscribe_token(provider_runtime.settings.secret_key, token) == (str(user.id), "*")
+    assert read_unsubscribe_token(provider_runtime.settings.secret_key, token, TYPES) == (str(user.id), "*")
     assert re.search(r"http://hearth\.test/unsubscribe\?token=\S+", email.text)
     assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 

@@ -17,10 +17,11 @@ from models.accounts import User
 from models.base import utcnow
 from models.db import db
 from models.jobs import Job
-from models.notifications import (EmailSuppression, Notification, NotificationDelivery, NotificationPreference,
-                                  notify, read_unsubscribe_token)
+from models.notifications import (TYPES, EmailSuppression, Notification, NotificationDelivery,
+                                  NotificationPreference, notify)
 from services.events import EventBus
 from services.mail import SendGridMailer
+from services.unsubscribe import read_unsubscribe_token
 from tasks.notifications import fan_out, release_scheduled
 from tasks.runtime import init_runtime
 from tests.factories import make_user
@@ -124,9 +125,9 @@ def test_email_and_sms_carry_the_content_links_unsubscribe_and_idempotency_keys(
     one_click = re.fullmatch(r"<(http://hearth\.test/v1/unsubscribe\?token=[^>]+)>", email.headers["List-Unsubscribe"])
     assert one_click, email.headers
     secret = provider_runtime.settings.secret_key
-    assert read_unsubscribe_token(secret, _token(one_click.group(1))) == (str(user.id), "message.received")
+    assert read_unsubscribe_token(secret, _token(one_click.group(1)), TYPES) == (str(user.id), "message.received")
     page = re.search(r"http://hearth\.test/unsubscribe\?token=\S+", email.text).group(0)
-    assert read_unsubscribe_token(secret, _token(page)) == (str(user.id), "message.received")
+    assert read_unsubscribe_token(secret, _token(page), TYPES) == (str(user.id), "message.received")
     assert f'href="{html.escape(page, quote=True)}"' in email.html
 
     [text] = providers.texts()

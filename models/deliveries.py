@@ -1,4 +1,4 @@
-"""Sending one notification delivery at most once: the protocol fan-out and digests share.
+"""A notification's deliveries, each sent at most once: the protocol fan-out and digests share.
 
 Neither SendGrid nor Twilio deduplicates sends, so a send is claimed
 (``pending``/``digest`` → ``sending``, attempts + 1, ``claimed_by`` = the job)
@@ -7,7 +7,10 @@ fenced by that claim: ``sent``; ``failed`` on a permanent answer; back to
 where it waited on a transient one (the job retries); ``unknown`` when the
 request may have arrived. A rerun of the job that finds its own claim still in
 ``sending`` knows its previous run died mid-call and settles it ``unknown``
-(``settle_dead_run``): never sent twice.
+(``settle_dead_run``, ``of_notification``): never sent twice.
+
+The jobs that send (``tasks/notifications.py``) call the provider between
+``claim`` and the ``settle_*`` functions here.
 """
 from __future__ import annotations
 
@@ -17,8 +20,6 @@ import zoneinfo
 from models.base import utcnow
 from models.db import db
 from models.notifications import EmailSuppression, Notification, NotificationDelivery, Preferences, TYPES
-from services.mail import ProviderError
-from tasks.base import JobContext
 
 log = logging.getLogger("hearth.notifications")
 Delivery = NotificationDelivery
@@ -88,32 +89,66 @@ def settle_dead_run(job_id, condition) -> int:
             .where(condition & (Delivery.status == "sending") & (Delivery.claimed_by == job_id)).execute())
 
 
-def call_provider(ctx: JobContext, ids: list, send, *, retry_as: str = "pending") -> tuple[str | None, str | None]:
-    """Run ``send()`` for claimed rows and settle them: ``(error to retry on or None, status written)``.
+def _settled_as(ids, job_id, status: str, **fields) -> str | None:
+    """``status`` when every one of ``ids`` was settled; None when the fence kept some row from it."""
+    return status if settle(ids, job_id, status, **fields) == len(ids) else None
 
-    The status is None when the fence kept some row from being settled. On a transient error the rows
-    go back to ``retry_as`` (they were never sent) for the job's retry.
+
+def settle_sent(ids, job_id, provider_id: str | None) -> str | None:
+    """The provider accepted the send: ``sent`` (None when the fence kept some row from it)."""
+    return _settled_as(ids, job_id, "sent", provider_message_id=provider_id or None, sent_at=utcnow(), error=None)
+
+
+def settle_refused(ids, job_id, exc, *, attempt: int, last_attempt: bool,
+                   retry_as: str = "pending") -> tuple[str | None, str | None]:
+    """The provider refused or failed the send: ``(error to retry on or None, status written)``.
+
+    ``exc`` says how (``services.mail.ProviderError``: ``transient``, ``uncertain``).
+    A request that may have arrived is ``unknown``, never resent; a transient
+    error puts the rows back to ``retry_as`` (they were never sent) for the job's
+    retry, unless this was its last attempt; anything else is ``failed``. The
+    status is None when the fence kept some row from being settled.
     """
-    def settle_as(status, **fields):
-        return status if settle(ids, ctx.job.id, status, **fields) == len(ids) else None
+    if exc.uncertain:
+        return None, _settled_as(ids, job_id, "unknown", error=str(exc)[:500])
+    if exc.transient and not last_attempt:
+        return str(exc), _settled_as(ids, job_id, retry_as, error=str(exc)[:500])
+    tries = f"{attempt} attempt{'s' if attempt != 1 else ''}"
+    reason = str(exc) if not exc.transient else f"gave up after {tries}: {exc}"
+    return None, _settled_as(ids, job_id, "failed", error=reason[:500])
 
-    try:
-        provider_id = send()
-    except ProviderError as exc:
-        log.warning("provider refused a send", extra={"job_id": str(ctx.job.id), "status": exc.status,
-                                                      "transient": exc.transient, "uncertain": exc.uncertain})
-        if exc.uncertain:
-            return None, settle_as("unknown", error=str(exc)[:500])
-        if exc.transient and ctx.attempt < ctx.job.max_attempts:
-            return str(exc), settle_as(retry_as, error=str(exc)[:500])
-        tries = f"{ctx.attempt} attempt{'s' if ctx.attempt != 1 else ''}"
-        reason = str(exc) if not exc.transient else f"gave up after {tries}: {exc}"
-        return None, settle_as("failed", error=reason[:500])
-    except BaseException as exc:
-        # Whatever went wrong, the request may have gone out: never send it again.
-        settle(ids, ctx.job.id, "unknown", error=f"the send was interrupted ({type(exc).__name__})")
-        raise
-    return None, settle_as("sent", provider_message_id=provider_id or None, sent_at=utcnow(), error=None)
+
+def settle_interrupted(ids, job_id, exc: BaseException) -> None:
+    """The send stopped with something other than the provider's answer: it may have gone out, so ``unknown``."""
+    settle(ids, job_id, "unknown", error=f"the send was interrupted ({type(exc).__name__})")
+
+
+# The notification's deliveries, after marking ``unknown`` those this job left in ``sending``: its
+# previous run died during the provider call (the SELECT sees them as they were; ``dead`` says which).
+_OF_NOTIFICATION = """
+WITH dead AS (
+    UPDATE notification_deliveries SET status = 'unknown', updated_at = %s, error = %s
+    WHERE notification_id = %s AND status = 'sending' AND claimed_by = %s
+    RETURNING id
+)
+SELECT d.*, d.id IN (SELECT id FROM dead) AS dead
+FROM notification_deliveries d WHERE d.notification_id = %s ORDER BY d.id
+"""
+
+
+def of_notification(job_id, notification_id) -> list[Delivery]:
+    """A notification's deliveries, those ``job_id``'s dead run left in ``sending`` settled ``unknown`` first."""
+    rows = list(Delivery.raw(_OF_NOTIFICATION, utcnow(), DIED, notification_id, job_id, notification_id))
+    for row in rows:
+        if row.dead:
+            row.status, row.error = "unknown", DIED
+    return rows
+
+
+def withhold_all(notification_id, reason: str) -> None:
+    """Every delivery of a notification still waiting to go out is ``suppressed`` for ``reason``."""
+    (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
+     .where((Delivery.notification == notification_id) & Delivery.status.in_(["pending", "scheduled"])).execute())
 
 
 def withheld(delivery: Delivery, notification: Notification, prefs: Preferences,
