@@ -35,3 +35,24 @@ class CeleryJobQueue:
                         extra={"job_id": str(job.id), "error": type(exc).__name__})
             return False
         return True
+
+    def backlog(self) -> set[str]:
+        """The broker's queues with messages waiting (empty when it cannot tell).
+
+        A stale queued job in such a queue is most likely waiting its turn behind
+        the others; the sweep leaves it there rather than grow the backlog.
+        """
+        queues = [queue.name for queue in self.celery.conf.task_queues or ()]
+        try:
+            with self.celery.connection_for_write() as conn:
+                client = conn.default_channel.client
+                pipe = client.pipeline()
+                for name in queues:
+                    pipe.llen(name)
+                return {name for name, waiting in zip(queues, pipe.execute(), strict=True) if waiting}
+        except Exception:  # noqa: BLE001 - without the numbers, enqueue: duplicates are harmless
+            log.warning("could not read queue lengths", exc_info=True)
+            return set()
+
+
+__all__ = ["CeleryJobQueue", "BROKER_ERRORS", "task_name"]

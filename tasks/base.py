@@ -199,12 +199,8 @@ def job_digest(secret: str, purpose: str, job_id) -> bytes:
 
 
 def job_queue():
-    """Where tasks submit the jobs they create: ``app.conf.hearth_job_queue`` if set (tests), else the broker."""
-    queue = getattr(app.conf, "hearth_job_queue", None)
-    if queue is None:
-        from services.jobqueue import CeleryJobQueue
-        queue = CeleryJobQueue(app)
-    return queue
+    """Where tasks submit the jobs they create: the runtime's queue (tests pass theirs to ``init_runtime``)."""
+    return runtime().jobs
 
 
 def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:

@@ -18,7 +18,6 @@ import logging
 from models import search_queue
 from models.db import connection
 from models.search_index import SearchRebuild
-from services.search_cache import SearchCache
 from tasks.app import app
 from tasks.base import JobContext, job_queue, job_task
 from tasks.runtime import runtime
@@ -29,16 +28,10 @@ MAX_ROUNDS = 5
 STALE_AFTER_SECONDS = 300
 
 
-def _cache() -> SearchCache:
-    rt = runtime()
-    return SearchCache(rt.redis, rt.settings.redis_prefix, rt.settings.search_cache_ttl)
-
-
-
 @job_task()
 def reindex_property(ctx: JobContext) -> dict:
     property_id = ctx.input["property_id"]
-    cache = _cache()
+    cache = runtime().search_cache
     for round_ in range(1, MAX_ROUNDS + 1):
         clean = search_queue.reindex_step(property_id, ctx.job.id)
         cache.listing_changed()
@@ -73,7 +66,7 @@ def rebuild_index(ctx: JobContext) -> dict:
         except Exception:  # noqa: BLE001 - the next rebuild drops a leftover table too
             log.warning("could not drop a half-built search index", exc_info=True)
         raise
-    _cache().generation_changed(result["generation"])
+    runtime().search_cache.generation_changed(result["generation"])
     result["caught_up"] = caught_up
     return result
 
