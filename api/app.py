@@ -22,6 +22,7 @@ from api.resources import (admin, auth, conversations, docs, exports, favorites,
                            saved_searches, search, uploads, webhooks)
 from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
+from services.jobqueue import CeleryJobQueue
 from services.storage import make_storage
 from settings import Settings, parse_rate
 
@@ -53,10 +54,6 @@ def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time
     tokens = TokenIssuer(keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
                          ttl=settings.access_token_ttl, clock=clock)
     session_cache = SessionCache(client, settings.redis_prefix, ttl=settings.access_token_ttl)
-    if jobs is None:
-        from services.jobqueue import CeleryJobQueue
-        from tasks.app import configure
-        jobs = CeleryJobQueue(configure(settings))
     return Services(
         settings=settings,
         redis=client,
@@ -67,7 +64,8 @@ def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time
         lockout=LoginLockout(client, settings.redis_prefix, pair_threshold=settings.login_lockout_threshold,
                              ip_threshold=settings.login_ip_lockout_threshold,
                              account_addresses=settings.login_account_lock_addresses),
-        jobs=jobs,
+        # Publishes by task name to the queues of celeryconfig's routes; the API imports no task.
+        jobs=jobs if jobs is not None else CeleryJobQueue.from_settings(settings),
         rates={"default": parse_rate(settings.rate_limit_default), "auth": parse_rate(settings.rate_limit_auth),
                "contact": parse_rate(settings.rate_limit_contact)},
         clock=clock,

@@ -436,13 +436,12 @@ def queue_search_rebuild(settings) -> tuple[object, bool, bool]:
     from models.db import db
     from models.jobs import Job
     from services.jobqueue import CeleryJobQueue
-    from tasks.app import configure
 
     with db.atomic():
         job, created = Job.create_or_get_active(
             dedupe_key="search:rebuild", kind=search_queue.REBUILD_KIND, queue=search_queue.QUEUE,
             input={}, max_attempts=3)
-    submitted = created and CeleryJobQueue(configure(settings)).submit(job)
+    submitted = created and CeleryJobQueue.from_settings(settings).submit(job)
     return job, created, submitted
 
 

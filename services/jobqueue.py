@@ -1,7 +1,10 @@
 """Hands committed jobs to Celery.
 
 A job's kind names its task (``accounts.send_verification_email`` runs
-``tasks.accounts.send_verification_email``). Enqueueing happens after the
+``tasks.accounts.send_verification_email``). Publishing needs only the task's
+name: ``producer_app(settings)`` is a Celery app with the broker, queues and
+routes of ``celeryconfig`` and no task module, so the API sends to the queue a
+worker listens on without importing ``tasks``. Enqueueing happens after the
 transaction that created the job commits; when the broker is unreachable the
 job simply stays ``queued`` and the beat sweep enqueues it later.
 """
@@ -11,19 +14,40 @@ import logging
 
 import kombu.exceptions
 import redis
+from celery import Celery
+
+import celeryconfig
 
 log = logging.getLogger("hearth.jobs")
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError,
                  ConnectionError, OSError)
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
 def task_name(kind: str) -> str:
     return f"tasks.{kind}"
 
 
+def broker_url(settings) -> str:
+    """``BROKER_URL``, else ``REDIS_URL``, else a Redis on this machine."""
+    return settings.broker_url or settings.redis_url or DEFAULT_BROKER_URL
+
+
+def producer_app(settings, *, name: str = "hearth-producer") -> Celery:
+    """A Celery app that publishes by task name, routed as the worker's app routes (``celeryconfig``)."""
+    app = Celery(name, set_as_current=False)
+    app.config_from_object(celeryconfig)
+    app.conf.broker_url = broker_url(settings)
+    return app
+
+
 class CeleryJobQueue:
     def __init__(self, celery_app):
         self.celery = celery_app
+
+    @classmethod
+    def from_settings(cls, settings) -> "CeleryJobQueue":
+        return cls(producer_app(settings))
 
     def submit(self, job, *, countdown: float | None = None) -> bool:
         """Publish the job's task; False (and the job left for the sweep) when the broker is down."""
@@ -55,4 +79,4 @@ class CeleryJobQueue:
             return set()
 
 
-__all__ = ["CeleryJobQueue", "BROKER_ERRORS", "task_name"]
+__all__ = ["CeleryJobQueue", "BROKER_ERRORS", "broker_url", "producer_app", "task_name"]

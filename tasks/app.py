@@ -5,6 +5,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 import celeryconfig
+from services.jobqueue import broker_url
 from settings import Settings
 from tasks.broker import guard_released_connections
 
@@ -18,7 +19,7 @@ app.config_from_object(celeryconfig)
 
 def configure(settings: Settings) -> Celery:
     """Point the app at the broker named in ``settings`` (called at import and by tests)."""
-    app.conf.broker_url = settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
+    app.conf.broker_url = broker_url(settings)
     app.conf.hearth_settings = settings
     return app
 
