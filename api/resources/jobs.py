@@ -28,10 +28,10 @@ TAGS = ("jobs",)
 class JobViews:
     """Builds job views for a caller, and publishes job changes made by the API."""
 
-    def __init__(self, settings, redis, storage):
-        self.events = EventBus(redis, settings.redis_prefix)
+    def __init__(self, events: EventBus, storage, link_ttl: int):
+        self.events = events
         self.storage = storage
-        self.link_ttl = settings.export_url_ttl
+        self.link_ttl = link_ttl
 
     def view(self, job: Job, principal) -> dict:
         """``job.view()``, with a fresh download link for its owner and none for anyone else.

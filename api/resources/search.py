@@ -177,7 +177,7 @@ def run_search(req, resp) -> None:
     settings = services.settings
     filters, sort = filters_of(q)
     normalised = filters.normalised()
-    cache = SearchCache(services.redis, settings.redis_prefix, settings.search_cache_ttl)
+    cache = services.search_cache
     codec = CursorCodec(settings.secret_key, "search")
     fingerprint = SearchCache.digest([sort, normalised])[:16]
     after = _after(codec, q.cursor, sort, fingerprint) if q.cursor else None
