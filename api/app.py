@@ -4,6 +4,8 @@ Every collaborator (Redis client, token issuer, session cache, limiter,
 lockout, job queue, event bus, storage, search cache, clock, key ring) is
 built once here, or passed in, so tests and benchmarks swap them without
 monkeypatching. Resources reach them through ``req.context.services``.
+Jobs created during a request are submitted after their commit by the
+database middleware (``api.middleware.DatabaseConnection``).
 """
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ def create_app(settings: Settings, *, services: Services | None = None, init_db:
     middleware = [
         RequestContext(services),
         SecurityHeaders(settings.production),
-        DatabaseConnection(),
+        DatabaseConnection(services),
     ]
     if settings.cors_origins:
         middleware.insert(1, falcon.CORSMiddleware(

@@ -5,8 +5,9 @@ A job's kind names its task (``accounts.send_verification_email`` runs
 name: ``producer_app(settings)`` is a Celery app with the broker, queues and
 routes of ``celeryconfig`` and no task module, so the API sends to the queue a
 worker listens on without importing ``tasks``. Enqueueing happens after the
-transaction that created the job commits; when the broker is unreachable the
-job simply stays ``queued`` and the beat sweep enqueues it later.
+transaction that created the job commits (``models.job_submission``); when the
+broker is unreachable the job simply stays ``queued`` and the beat sweep
+enqueues it later.
 """
 from __future__ import annotations
 

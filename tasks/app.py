@@ -1,4 +1,8 @@
-"""Builds the Celery app from ``celeryconfig`` and ``settings``."""
+"""Builds the Celery app from ``celeryconfig`` and ``settings``.
+
+Every task derives from ``tasks.base.HearthTask`` (``task_cls``): a run submits
+the jobs it creates after their commit.
+"""
 from __future__ import annotations
 
 from celery import Celery
@@ -13,7 +17,8 @@ guard_released_connections()
 
 app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports",
                                 "tasks.properties", "tasks.search", "tasks.uploads", "tasks.notifications",
-                                "tasks.phone", "tasks.saved_searches"])
+                                "tasks.phone", "tasks.saved_searches"],
+             task_cls="tasks.base:HearthTask")
 app.config_from_object(celeryconfig)
 
 

@@ -19,7 +19,7 @@ from models import search_queue
 from models.db import connection
 from models.search_index import SearchRebuild
 from tasks.app import app
-from tasks.base import JobContext, job_queue, job_task
+from tasks.base import JobContext, job_task, submitting_jobs
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.search")
@@ -37,9 +37,7 @@ def reindex_property(ctx: JobContext) -> dict:
         cache.listing_changed()
         if clean:
             return {"property_id": property_id, "rounds": round_}
-    follow_up = search_queue.hand_over(property_id, ctx.job.id)
-    if follow_up is not None:
-        job_queue().submit(follow_up)
+    follow_up = search_queue.hand_over(property_id, ctx.job.id)  # submitted once it committed
     return {"property_id": property_id, "rounds": MAX_ROUNDS,
             "handed_over_to": str(follow_up.id) if follow_up is not None else None}
 
@@ -73,10 +71,9 @@ def rebuild_index(ctx: JobContext) -> dict:
 
 @app.task(name="tasks.search.requeue_stale_reindexes", acks_late=True, ignore_result=True)
 def requeue_stale_reindexes() -> dict:
-    with connection():
+    with submitting_jobs() as submission, connection():
         jobs = search_queue.requeue_stale(STALE_AFTER_SECONDS)
-    queue = job_queue()
-    submitted = sum(1 for job in jobs if queue.submit(job))
+    submitted = len(submission.submitted)
     if jobs:
         log.info("stale search reindexes requeued", extra={"jobs": len(jobs), "submitted": submitted})
     return {"requeued": len(jobs), "submitted": submitted}

@@ -36,7 +36,7 @@ from services.images import HEADER_BYTES, ImageRejected, check_dimensions, make_
 from services.scanner import ScannerUnavailable, ScanRefused
 from services.storage import NotFound, StorageUnavailable, sha256_of
 from tasks.app import app
-from tasks.base import JobContext, job_queue, job_task, publish_job_event
+from tasks.base import JobContext, job_task
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.uploads")
@@ -235,10 +235,7 @@ def rescan_stalled() -> dict:
             for upload in stalled:
                 Upload.move(upload.id, ("pending_scan", "scanning"), status="pending_scan")
                 created.append(new_scan_job(upload))
-    queue = job_queue()
-    for job in created:
-        publish_job_event(job, "job.queued")
-        queue.submit(job)
+    # Each job was announced (``job.queued``) and submitted when the transaction committed.
     if created:
         log.info("stalled scans restarted", extra={"count": len(created)})
     return {"rescheduled": len(created)}

@@ -74,11 +74,12 @@ class Conversations:
                         extra={"conversation_id": str(conversation_id), "type": type_}, exc_info=True)
 
     def after_post(self, req, posted: messages.Posted) -> dict:
-        """What follows a committed post: its notification jobs, then its event. Returns the message view."""
+        """What follows a committed post (its notification jobs went with the commit): its event.
+
+        Returns the message view.
+        """
         view = messages.message_view(posted.message)
         if posted.created:
-            for job in posted.jobs:
-                req.context.services.jobs.submit(job)
             self.publish(req, posted.message.conversation_id, "message.created", view)
         return view
 

@@ -72,7 +72,6 @@ class MyPhone:
                       "expires_at": now + datetime.timedelta(seconds=settings.phone_code_ttl)}
             (PhoneVerification.insert(user=user_id, **fields)
              .on_conflict(conflict_target=[PhoneVerification.user], update=fields).execute())
-        services.jobs.submit(job)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
         resp.media = {"status": "accepted",

@@ -256,8 +256,8 @@ class SearchAdmin:
                    "builds are carried over. While a rebuild is queued or running, asking again answers with "
                    "that job."))
     def on_post_reindex(self, req, resp):
-        job, created = search_queue.queue_rebuild(req.context.principal.user_id)
-        self.views.accept(req, resp, job, created=created)
+        job, _ = search_queue.queue_rebuild(req.context.principal.user_id)
+        self.views.accept(req, resp, job)
 
 
 __all__ = ["SearchMixin", "PropertySearch", "SearchAdmin", "run_search", "filters_of"]
