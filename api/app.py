@@ -1,7 +1,11 @@
-"""``create_app(settings, **collaborators)`` builds the whole Hearth API.
+"""``create_app(settings, **collaborators)`` builds the whole Hearth API: its composition root.
 
-Collaborators (Redis client, job queue, clock, key ring) are passed in, so
-tests and benchmarks swap them without monkeypatching.
+Every collaborator (Redis client, token issuer, session cache, limiter,
+lockout, job queue, event bus, storage, search cache, clock, key ring) is
+built once here, or passed in, so tests and benchmarks swap them without
+monkeypatching. Resources reach them through ``req.context.services``.
+Jobs created during a request are submitted after their commit by the
+database middleware (``api.middleware.DatabaseConnection``).
 """
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ from api.resources import (admin, auth, conversations, docs, exports, favorites,
 from api.tokens import KeyRing, TokenIssuer
 from api.upload_flow import UploadService
 from models.db import init_database
+from services.events import EventBus
+from services.jobqueue import CeleryJobQueue
+from services.search_cache import SearchCache
 from services.storage import make_storage
 from settings import Settings, parse_rate
 
@@ -41,6 +48,9 @@ class Services:
     jobs: object
     rates: dict
     clock: object
+    events: EventBus
+    storage: object
+    search_cache: SearchCache
 
 
 def _json_handler() -> falcon.media.JSONHandler:
@@ -48,16 +58,14 @@ def _json_handler() -> falcon.media.JSONHandler:
                                     loads=msgspec.json.decode)
 
 
-def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time, keys=None) -> Services:
+def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time, keys=None, events=None,
+                   storage=None, search_cache=None) -> Services:
+    """Build every collaborator the API needs from ``settings``, except those passed in."""
     client = redis or redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     keyring = keys or KeyRing.from_settings(settings)
     tokens = TokenIssuer(keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
                          ttl=settings.access_token_ttl, clock=clock)
     session_cache = SessionCache(client, settings.redis_prefix, ttl=settings.access_token_ttl)
-    if jobs is None:
-        from services.jobqueue import CeleryJobQueue
-        from tasks.app import configure
-        jobs = CeleryJobQueue(configure(settings))
     return Services(
         settings=settings,
         redis=client,
@@ -68,10 +76,15 @@ def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time
         lockout=LoginLockout(client, settings.redis_prefix, pair_threshold=settings.login_lockout_threshold,
                              ip_threshold=settings.login_ip_lockout_threshold,
                              account_addresses=settings.login_account_lock_addresses),
-        jobs=jobs,
+        # Publishes by task name to the queues of celeryconfig's routes; the API imports no task.
+        jobs=jobs if jobs is not None else CeleryJobQueue.from_settings(settings),
         rates={"default": parse_rate(settings.rate_limit_default), "auth": parse_rate(settings.rate_limit_auth),
                "contact": parse_rate(settings.rate_limit_contact)},
         clock=clock,
+        events=events if events is not None else EventBus(client, settings.redis_prefix),
+        storage=storage if storage is not None else make_storage(settings),
+        search_cache=(search_cache if search_cache is not None
+                      else SearchCache(client, settings.redis_prefix, settings.search_cache_ttl)),
     )
 
 
@@ -89,7 +102,7 @@ def create_app(settings: Settings, *, services: Services | None = None, init_db:
     middleware = [
         RequestContext(services),
         SecurityHeaders(settings.production),
-        DatabaseConnection(),
+        DatabaseConnection(services),
     ]
     if settings.cors_origins:
         middleware.insert(1, falcon.CORSMiddleware(
@@ -138,14 +151,14 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/admin/audit", admin.AdminAudit(secret))
 
     # Jobs, the personal data export and signed downloads (docs/jobs-and-events.md).
-    job_views = jobs.JobViews(services.settings, services.redis, make_storage(services.settings))
+    job_views = jobs.JobViews(services.events, services.storage, services.settings.export_url_ttl)
     my_jobs = jobs.Jobs(secret, job_views)
     app.add_route("/v1/jobs", my_jobs)
     app.add_route("/v1/jobs/{job_id:uuid}", my_jobs, suffix="item")
     app.add_route("/v1/jobs/{job_id:uuid}/cancel", my_jobs, suffix="cancel")
     app.add_route("/v1/admin/jobs/selftest", jobs.JobSelftest(job_views))
     app.add_route("/v1/me/export", exports.MyExport(job_views))
-    app.add_route("/v1/downloads/{key:path}", exports.Downloads(job_views.storage))
+    app.add_route("/v1/downloads/{key:path}", exports.Downloads(services.storage))
 
     # Uploads, virus scanning, signed downloads and listing media (docs/files.md).
     upload_service = UploadService(services.settings, job_views)

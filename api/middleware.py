@@ -1,13 +1,17 @@
 """Cross-cutting request handling: request ids, JSON access logs, security headers, DB connections."""
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import time
 import uuid
 
 from api.logging import AccessLog
 from models.db import db
+from models.job_submission import jobs_submitted_after_commit
 
+log = logging.getLogger("hearth.jobs")
 access_log = AccessLog()
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -62,14 +66,36 @@ class SecurityHeaders:
 
 
 class DatabaseConnection:
-    """Returns the request's pooled connection, if it opened one, when the request ends.
+    """The request's unit of work: jobs it creates reach the broker after their commit; its connection goes back.
 
-    Connections open lazily on the first query, so requests answered from Redis
-    never touch the pool.
+    Each request is a submission scope (``models.job_submission``): a job
+    created in a resource's transaction is submitted through
+    ``services.jobs`` once that transaction commits, and never if it rolls back;
+    a job its owner follows (``Job.announced``) is announced (``job.queued``)
+    just before. Connections open lazily on the first query, so requests
+    answered from Redis never touch the pool; the request's connection, if it
+    opened one, is returned when the request ends.
     """
 
+    def __init__(self, services):
+        self.submit = services.jobs.submit
+        self.announce = functools.partial(_announce, services.events)
+
+    def process_request(self, req, resp):
+        req.context.job_submission = jobs_submitted_after_commit(self.submit, announce=self.announce).open()
+
     def process_response(self, req, resp, resource, req_succeeded):
+        submission = getattr(req.context, "job_submission", None)
+        if submission is not None:
+            submission.close()
         # Inside a transaction the connection belongs to whoever opened it (a test's
         # rolled-back transaction, or a caller); closing it then would raise.
         if not db.is_closed() and not db.in_transaction():
             db.close()
+
+
+def _announce(events, job) -> None:
+    try:
+        events.publish_job(job, "job.queued")
+    except Exception:  # noqa: BLE001 - the row is the truth; a missed event is caught up by polling
+        log.warning("could not publish job event", extra={"job_id": str(job.id)}, exc_info=True)

@@ -88,9 +88,7 @@ class UploadService:
         self.rules = purpose_rules(settings)
 
     def accept(self, req, resp, upload: Upload, job: Job) -> None:
-        """202 for an upload whose scan job was just committed: announce it, enqueue it."""
-        self.views.publish(job, "job.queued")
-        req.context.services.jobs.submit(job)
+        """202 for an upload whose scan job was just committed (and with that, announced and enqueued)."""
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
         resp.media = upload_view(upload)

@@ -135,6 +135,7 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
     import celeryconfig
     from models.accounts import User
     from models.db import db
+    from models.job_submission import jobs_submitted_after_commit
     from models.jobs import Job, new_job_id
     from models.base import utcnow
     from services.jobqueue import CeleryJobQueue
@@ -212,10 +213,9 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
         _wait(lambda: _done(int(counter.get(f"{lat_id}:done") or 0), total), 60, "the raw latency run", proc)
         raw_lat = [float(v) for v in counter.lrange(f"{lat_id}:lat", 0, -1)]
 
-        def one_job():
-            with db.connection_context():
-                job = Job.create(kind="bench_job_noop", queue="default", owner=owner.id, input={"tag": "lat"})
-            queue.submit(job)
+        def one_job():  # as a request does: created, then submitted after its commit
+            with jobs_submitted_after_commit(queue.submit), db.connection_context():
+                Job.create(kind="bench_job_noop", queue="default", owner=owner.id, input={"tag": "lat"})
         job_sent = _paced(total, rate, one_job)
         _wait(lambda: _done(succeeded("lat"), total), 60, "the job latency run", proc, interval=0.25)
     with db.connection_context():

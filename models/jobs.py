@@ -1,7 +1,7 @@
 """Jobs: the truth about every piece of background work.
 
 A job is created in the same transaction as the domain rows it works on and
-enqueued after the commit. Its status moves
+enqueued after the commit (``models.job_submission``). Its status moves
 ``queued → running → succeeded | failed | cancelled`` (and ``running → queued``
 when a worker died or a transient error is retried); every move is a
 conditional update, so two workers can never both run one job.
@@ -29,6 +29,7 @@ from playhouse.postgres_ext import BinaryJSONField
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
 from models.db import db
+from models.job_submission import submit_after_commit
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -75,6 +76,10 @@ def _json(value) -> str | None:
 # on the row nor put in an event. Rows written before that rule may still hold one.
 SIGNED_LINK_KEYS = ("download_url", "expires_at")
 DOWNLOADABLE_KINDS = frozenset({"exports.build_export"})
+# Work a user started and follows from a 202 (the diagnostic, an export, a scan, an index rebuild):
+# its owner hears ``job.queued`` just before it is submitted, so before any event of its run.
+ANNOUNCED_KINDS = frozenset({"jobs.selftest", "exports.build_export", "uploads.scan_upload",
+                             "search.rebuild_index"})
 
 WORKER_LOST_PROBLEM = {
     "type": "https://hearth.dev/problems/job-failed",
@@ -115,6 +120,11 @@ class Job(UUIDModel):
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    @property
+    def announced(self) -> bool:
+        """Whether its owner hears ``job.queued`` when it is submitted (``ANNOUNCED_KINDS``)."""
+        return self.kind in ANNOUNCED_KINDS
+
     def view(self) -> dict:
         """The job as its owner sees it (``GET /v1/jobs/{id}`` and job events)."""
         iso = lambda value: value.isoformat() if value else None  # noqa: E731
@@ -141,6 +151,14 @@ class Job(UUIDModel):
         return view
 
     # --- creation --------------------------------------------------------------------
+
+    def save(self, force_insert: bool = False, only=None):
+        """``Job.create`` inserts through here: a new job is submitted once its transaction commits."""
+        inserting = force_insert or self._pk is None
+        rows = super().save(force_insert=force_insert, only=only)
+        if inserting:
+            submit_after_commit(self)
+        return rows
 
     @classmethod
     def create_or_get_active(cls, *, dedupe_key: str, **fields) -> tuple["Job", bool]:
@@ -313,5 +331,5 @@ def new_job_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-__all__ = ["Job", "JobEffect", "STATUSES", "FINISHED", "ACTIVE", "DOWNLOADABLE_KINDS", "SIGNED_LINK_KEYS",
-           "WORKER_LOST_PROBLEM", "new_job_id"]
+__all__ = ["Job", "JobEffect", "STATUSES", "FINISHED", "ACTIVE", "DOWNLOADABLE_KINDS", "ANNOUNCED_KINDS",
+           "SIGNED_LINK_KEYS", "WORKER_LOST_PROBLEM", "new_job_id"]

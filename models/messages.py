@@ -8,7 +8,7 @@ sender's own read position, and raises one ``message.received`` notification
 per other participant and unread streak: the notification's dedupe key holds
 the recipient's read position, so until they read, further messages fold
 into the one notification; once they read, the next message starts a new one.
-The caller submits the returned fan-out jobs after the commit.
+The returned fan-out jobs are submitted when the caller's transaction commits.
 """
 from __future__ import annotations
 

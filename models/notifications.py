@@ -2,8 +2,8 @@
 
 ``notify(...)`` is how every part of Hearth tells a user something. Inside the
 caller's transaction it writes the notification row and its fan-out job
-(``notifications.fan_out``, queue ``notify``); the caller submits the job after
-the commit. A ``dedupe_key`` makes the same event one notification however
+(``notifications.fan_out``, queue ``notify``), submitted when that transaction
+commits. A ``dedupe_key`` makes the same event one notification however
 often it is raised (a redelivered job, a second message of an unread streak).
 
 The fan-out job decides the channels (``tasks/notifications.py``): in-app
@@ -23,6 +23,7 @@ from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
+from models.job_submission import submit_after_commit
 from models.jobs import Job
 
 CHANNELS = ("in_app", "email", "sms")
@@ -225,8 +226,8 @@ def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = No
            dedupe_key: str | None = None) -> Job | None:
     """Record a notification for ``user_id`` and its fan-out job, in the caller's transaction.
 
-    Returns the job, to be submitted after the commit, or None when a
-    notification with ``dedupe_key`` already exists (nothing was written).
+    Returns the job (submitted after the commit, ``models.job_submission``), or
+    None when a notification with ``dedupe_key`` already exists (nothing was written).
     """
     if type_ not in TYPES:
         raise ValueError(f"unknown notification type {type_!r}")
@@ -236,7 +237,10 @@ def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = No
                         Notification.data.db_value(data or {}), dedupe_key, now,
                         uuid.uuid4(), FAN_OUT_KIND, FAN_OUT_QUEUE, "queued", 0, Job.input.db_value(job_input), 0,
                         FAN_OUT_MAX_ATTEMPTS, now, now))
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    submit_after_commit(rows[0])  # inserted by hand: Job.save did not see it
+    return rows[0]
 
 
 __all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "EmailSuppression", "ProviderEvent",

@@ -271,7 +271,7 @@ def matching_listings(filters: SearchFilters, sort: str, property_ids) -> dict[s
 
 def record_alert(saved: SavedSearch, candidate: Candidate, listing: MatchedListing, *,
                  silent: bool = False) -> tuple[bool, Job | None]:
-    """Record that ``saved`` was alerted about ``candidate``: ``(new, fan-out job to submit)``.
+    """Record that ``saved`` was alerted about ``candidate``: ``(new, its fan-out job)``.
 
     Only the first record of (search, listing, reason, price) notifies; a
     ``silent`` record notifies nobody (another alert of the same run told it).

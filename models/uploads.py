@@ -269,7 +269,7 @@ class PropertyMedia(BaseModel):
 
 
 def new_scan_job(upload: Upload) -> Job:
-    """The scan job of ``upload``, created in the caller's transaction (enqueue it after the commit)."""
+    """The scan job of ``upload``, created in the caller's transaction (enqueued when that commits)."""
     job = Job.create(kind=SCAN_KIND, queue=SCAN_QUEUE, owner=upload.owner_id, input={"upload_id": str(upload.id)},
                      max_attempts=SCAN_MAX_ATTEMPTS)
     Upload.update(scan_job=job.id).where(Upload.id == upload.id).execute()

@@ -433,17 +433,17 @@ def queue_search_rebuild(settings) -> tuple[object, bool, bool]:
     is reused. When the broker is down the job stays queued for the beat sweep.
     """
     from models.db import db
+    from models.job_submission import jobs_submitted_after_commit
     from models.jobs import Job
     from models.search import queue as search_queue
     from services.jobqueue import CeleryJobQueue
-    from tasks.app import configure
 
-    with db.atomic():
-        job, created = Job.create_or_get_active(
-            dedupe_key="search:rebuild", kind=search_queue.REBUILD_KIND, queue=search_queue.QUEUE,
-            input={}, max_attempts=3)
-    submitted = created and CeleryJobQueue(configure(settings)).submit(job)
-    return job, created, submitted
+    with jobs_submitted_after_commit(CeleryJobQueue.from_settings(settings).submit) as submission:
+        with db.atomic():
+            job, created = Job.create_or_get_active(
+                dedupe_key="search:rebuild", kind=search_queue.REBUILD_KIND, queue=search_queue.QUEUE,
+                input={}, max_attempts=3)
+    return job, created, job in submission.submitted
 
 
 def seed_command(url: str, settings, n: int, seed: int, out=print) -> int:

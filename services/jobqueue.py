@@ -1,9 +1,13 @@
 """Hands committed jobs to Celery.
 
 A job's kind names its task (``accounts.send_verification_email`` runs
-``tasks.accounts.send_verification_email``). Enqueueing happens after the
-transaction that created the job commits; when the broker is unreachable the
-job simply stays ``queued`` and the beat sweep enqueues it later.
+``tasks.accounts.send_verification_email``). Publishing needs only the task's
+name: ``producer_app(settings)`` is a Celery app with the broker, queues and
+routes of ``celeryconfig`` and no task module, so the API sends to the queue a
+worker listens on without importing ``tasks``. Enqueueing happens after the
+transaction that created the job commits (``models.job_submission``); when the
+broker is unreachable the job simply stays ``queued`` and the beat sweep
+enqueues it later.
 """
 from __future__ import annotations
 
@@ -11,19 +15,40 @@ import logging
 
 import kombu.exceptions
 import redis
+from celery import Celery
+
+import celeryconfig
 
 log = logging.getLogger("hearth.jobs")
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError,
                  ConnectionError, OSError)
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
 def task_name(kind: str) -> str:
     return f"tasks.{kind}"
 
 
+def broker_url(settings) -> str:
+    """``BROKER_URL``, else ``REDIS_URL``, else a Redis on this machine."""
+    return settings.broker_url or settings.redis_url or DEFAULT_BROKER_URL
+
+
+def producer_app(settings, *, name: str = "hearth-producer") -> Celery:
+    """A Celery app that publishes by task name, routed as the worker's app routes (``celeryconfig``)."""
+    app = Celery(name, set_as_current=False)
+    app.config_from_object(celeryconfig)
+    app.conf.broker_url = broker_url(settings)
+    return app
+
+
 class CeleryJobQueue:
     def __init__(self, celery_app):
         self.celery = celery_app
+
+    @classmethod
+    def from_settings(cls, settings) -> "CeleryJobQueue":
+        return cls(producer_app(settings))
 
     def submit(self, job, *, countdown: float | None = None) -> bool:
         """Publish the job's task; False (and the job left for the sweep) when the broker is down."""
@@ -35,3 +60,24 @@ class CeleryJobQueue:
                         extra={"job_id": str(job.id), "error": type(exc).__name__})
             return False
         return True
+
+    def backlog(self) -> set[str]:
+        """The broker's queues with messages waiting (empty when it cannot tell).
+
+        A stale queued job in such a queue is most likely waiting its turn behind
+        the others; the sweep leaves it there rather than grow the backlog.
+        """
+        queues = [queue.name for queue in self.celery.conf.task_queues or ()]
+        try:
+            with self.celery.connection_for_write() as conn:
+                client = conn.default_channel.client
+                pipe = client.pipeline()
+                for name in queues:
+                    pipe.llen(name)
+                return {name for name, waiting in zip(queues, pipe.execute(), strict=True) if waiting}
+        except Exception:  # noqa: BLE001 - without the numbers, enqueue: duplicates are harmless
+            log.warning("could not read queue lengths", exc_info=True)
+            return set()
+
+
+__all__ = ["CeleryJobQueue", "BROKER_ERRORS", "broker_url", "producer_app", "task_name"]

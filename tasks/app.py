@@ -1,10 +1,15 @@
-"""Builds the Celery app from ``celeryconfig`` and ``settings``."""
+"""Builds the Celery app from ``celeryconfig`` and ``settings``.
+
+Every task derives from ``tasks.base.HearthTask`` (``task_cls``): a run submits
+the jobs it creates after their commit.
+"""
 from __future__ import annotations
 
 from celery import Celery
 from celery.signals import worker_process_init
 
 import celeryconfig
+from services.jobqueue import broker_url
 from settings import Settings
 from tasks.broker import guard_released_connections
 
@@ -12,13 +17,14 @@ guard_released_connections()
 
 app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports",
                                 "tasks.search", "tasks.uploads", "tasks.notifications",
-                                "tasks.phone", "tasks.saved_searches"])
+                                "tasks.phone", "tasks.saved_searches"],
+             task_cls="tasks.base:HearthTask")
 app.config_from_object(celeryconfig)
 
 
 def configure(settings: Settings) -> Celery:
     """Point the app at the broker named in ``settings`` (called at import and by tests)."""
-    app.conf.broker_url = settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
+    app.conf.broker_url = broker_url(settings)
     app.conf.hearth_settings = settings
     return app
 

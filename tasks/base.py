@@ -14,6 +14,10 @@ writes, so a redelivered or retried job never repeats them. Only errors known
 to be transient are retried, with exponential backoff and full jitter; after
 the last attempt the job is failed with a problem document. The job row is
 the truth; Celery results are not used.
+
+Every task run, job or beat task, is a submission scope (``HearthTask``): the
+jobs it creates go to the runtime's queue once their transaction commits
+(``models.job_submission``), never by hand.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from models.db import TRANSIENT_ERRORS, connection, db
+from models.job_submission import JobSubmission, jobs_submitted_after_commit
 from models.jobs import Job, JobEffect
 from tasks.app import app
 from tasks.runtime import runtime
@@ -187,13 +192,6 @@ def publish_final_job_event(job: Job) -> bool:
     return False
 
 
-def job_queue():
-    """Where tasks submit the jobs they create: ``app.conf.hearth_job_queue`` if set (tests), else the broker."""
-    queue = getattr(app.conf, "hearth_job_queue", None)
-    if queue is None:
-        from services.jobqueue import CeleryJobQueue
-        queue = CeleryJobQueue(app)
-    return queue
 
 
 def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:
@@ -201,7 +199,24 @@ def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 300.0) -> floa
     return random.uniform(0, min(cap, base * (2 ** attempt)))
 
 
-class JobTask(Task):
+def submitting_jobs() -> JobSubmission:
+    """The submission scope of one task run: jobs it creates go to the runtime's queue after their commit.
+
+    Their owner hears ``job.queued`` first when the job is one it follows (``Job.announced``).
+    """
+    return jobs_submitted_after_commit(lambda job: runtime().jobs.submit(job),
+                                       announce=lambda job: publish_job_event(job, "job.queued"))
+
+
+class HearthTask(Task):
+    """The base of every Hearth task (``tasks.app``): each run is a submission scope (``submitting_jobs``)."""
+
+    def __call__(self, *args, **kwargs):
+        with submitting_jobs():
+            return super().__call__(*args, **kwargs)
+
+
+class JobTask(HearthTask):
     abstract = True
     acks_late = True
     reject_on_worker_lost = True
@@ -210,13 +225,9 @@ class JobTask(Task):
     lease_seconds: float | None = None
     transient_errors: tuple[type[BaseException], ...] = ()
 
-    def job_queue(self):
-        """Where retries are submitted (see ``job_queue()``)."""
-        return job_queue()
-
     def __call__(self, job_id: str):
         lease = self.lease_seconds or runtime().settings.job_lease_seconds
-        with connection():
+        with submitting_jobs(), connection():
             job = Job.claim_by_id(job_id, lease)
             if job is None:
                 log.info("nothing to claim", extra={"job_id": job_id, "task": self.name})
@@ -263,7 +274,7 @@ class JobTask(Task):
         log.info("transient failure; retrying", extra={"job_id": str(job.id), "delay": round(delay, 1),
                                                       "error": type(exc).__name__})
         publish_job_event(job, "job.retrying")
-        self.job_queue().submit(job, countdown=delay)
+        runtime().jobs.submit(job, countdown=delay)
         return None
 
 
@@ -289,5 +300,5 @@ def job_task(*, transient=(), lease_seconds: float | None = None, name: str | No
     return register
 
 
-__all__ = ["JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task", "job_queue", "backoff_seconds",
-           "publish_job_event", "publish_final_job_event"]
+__all__ = ["HearthTask", "JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task",
+           "submitting_jobs", "backoff_seconds", "publish_job_event", "publish_final_job_event"]

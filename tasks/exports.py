@@ -25,7 +25,7 @@ from models.properties import Favorite, Property, PropertyHistory
 from models.saved_searches import SavedSearch, SavedSearchAlert, saved_search_view
 from models.uploads import PropertyMedia, Upload
 from tasks.base import JobContext, job_task
-from tasks.jobs import storage
+from tasks.runtime import runtime
 
 FORMAT_VERSION = 1
 ARCHIVE_NAME = "hearth-export.zip"
@@ -237,7 +237,7 @@ def build_export(ctx: JobContext) -> dict:
         with tempfile.TemporaryFile() as spool:
             write_archive(spool, user, sections)
             spool.seek(0)
-            return storage().put(archive_key(ctx.job), spool).as_dict()
+            return runtime().storage.put(archive_key(ctx.job), spool).as_dict()
 
     file = ctx.once("archive", store)
     # No signed link in the result: the owner gets a fresh one each time they read the job

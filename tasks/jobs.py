@@ -25,13 +25,12 @@ import time
 
 import msgspec
 
-from celeryconfig import QUEUES
 from models.base import utcnow
 from models.db import connection, db
 from models.jobs import Job, JobEffect
-from services.storage import StorageError, make_storage
+from services.storage import StorageError
 from tasks.app import app
-from tasks.base import JobContext, job_queue, job_task, publish_final_job_event, publish_job_event
+from tasks.base import JobContext, job_task, publish_final_job_event, publish_job_event
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.jobs")
@@ -43,41 +42,6 @@ LOST_WORKER_PROBLEM = {
 }
 
 
-def _queues_with_backlog() -> set[str]:
-    """Broker queues with messages waiting.
-
-    A stale queued job in such a queue is most likely waiting its turn behind
-    the others; enqueueing it again would only grow the backlog. ``Job.queue``
-    names the queue its task is routed to (``celeryconfig.task_routes``).
-    """
-    test_queue = getattr(app.conf, "hearth_job_queue", None)
-    if test_queue is not None:
-        return set(getattr(test_queue, "backlog", lambda: ())())
-    try:
-        with app.connection_for_write() as conn:
-            client = conn.default_channel.client
-            pipe = client.pipeline()
-            for name in QUEUES:
-                pipe.llen(name)
-            return {name for name, waiting in zip(QUEUES, pipe.execute(), strict=True) if waiting}
-    except Exception:  # noqa: BLE001 - without the numbers, enqueue: duplicates are harmless
-        log.warning("could not read queue lengths", exc_info=True)
-        return set()
-
-
-_storages: dict = {}
-
-
-def storage():
-    """This process's storage backend, built from its settings."""
-    settings = runtime().settings
-    # Keyed by id() but holding the settings too: a new settings object may reuse a dead one's id.
-    cached = _storages.get(id(settings))
-    if cached is None or cached[0] is not settings:
-        cached = _storages[id(settings)] = (settings, make_storage(settings))
-    return cached[1]
-
-
 @app.task(name="tasks.jobs.sweep_jobs", acks_late=True, ignore_result=True)
 def sweep_jobs() -> dict:
     """Requeue jobs of dead workers, fail those out of attempts, and enqueue stale queued jobs."""
@@ -87,9 +51,11 @@ def sweep_jobs() -> dict:
         with db.atomic():
             lost = Job.requeue_lost(now, SWEEP_BATCH)
             failed = Job.fail_lost(now, LOST_WORKER_PROBLEM, SWEEP_BATCH)
+        # A stale job in a queue with messages waiting is most likely waiting its turn: enqueueing
+        # it again would only grow the backlog.
+        queue = runtime().jobs
         with db.atomic():
-            stale = Job.claim_stale(now, settings.job_requeue_after, SWEEP_BATCH, skip_queues=_queues_with_backlog())
-    queue = job_queue()
+            stale = Job.claim_stale(now, settings.job_requeue_after, SWEEP_BATCH, skip_queues=queue.backlog())
     for job in lost:
         publish_job_event(job, "job.requeued")
     for job in failed:
@@ -173,7 +139,7 @@ def _delete_quietly(key) -> None:
     if not key:
         return
     try:
-        storage().delete(key)
+        runtime().storage.delete(key)
     except StorageError:
         log.warning("could not delete a stored object", extra={"key": key}, exc_info=True)
 
@@ -208,7 +174,8 @@ def _write_probe(ctx: JobContext, key: str) -> dict:
     name = f"selftest/{ctx.job.id}.json"
     body = msgspec.json.encode({"job_id": str(ctx.job.id), "attempt": ctx.attempt, "pid": os.getpid(),
                                 "idempotency_key": key})
-    stored = storage().put(name, body)
-    if storage().get(name) != body:
+    storage = runtime().storage
+    stored = storage.put(name, body)
+    if storage.get(name) != body:
         raise StorageError("the probe read back differently")
     return {"key": stored.key, "sha256": stored.sha256, "attempt": ctx.attempt}

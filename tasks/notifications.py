@@ -43,7 +43,7 @@ from models.notifications import (Notification, NotificationDelivery, Preference
 from services.mail import ProviderError
 from services.notification_templates import digest_email, notification_email, notification_sms
 from tasks.app import app
-from tasks.base import JobContext, Transient, job_queue, job_task
+from tasks.base import JobContext, Transient, job_task
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.notifications")
@@ -275,10 +275,7 @@ def release_scheduled() -> dict:
                             .where(Delivery.id.in_(due) & (Delivery.status == "scheduled"))
                             .returning(Delivery.notification).execute())
             notification_ids = sorted({str(row.notification_id) for row in released})
-            jobs = [fan_out_job(notification_id) for notification_id in notification_ids]
-    queue = job_queue()
-    for job in jobs:
-        queue.submit(job)
+            jobs = [fan_out_job(notification_id) for notification_id in notification_ids]  # submitted on commit
     if released:
         log.info("scheduled notifications released", extra={"deliveries": len(released), "jobs": len(jobs)})
     return {"released": len(released), "jobs": len(jobs)}
@@ -313,10 +310,7 @@ def send_digests() -> dict:
             if len(batch) < BATCH:
                 break
             after = batch[-1]["user"]
-    queue = job_queue()
-    for job in created:
-        queue.submit(job)
-    if created:
+    if created:  # each job was submitted when it committed
         log.info("digests due", extra={"jobs": len(created)})
     return {"jobs": len(created)}
 

@@ -1,7 +1,10 @@
-"""What a worker process needs at hand: database, Redis, event bus, mailer, text messages.
+"""The worker's composition root: everything a task reaches, built once per worker process.
 
-Built once per worker process (after the fork) by ``init_runtime``; tests build
-it with their own settings.
+``init_runtime(settings, **overrides)`` runs after the fork (``tasks.app``) and
+builds the database binding, Redis, the event bus, mailer, text messages,
+storage, the virus scanner, the search cache and the job queue; tasks read
+them through ``runtime()``. Tests build it with their own settings and pass
+their own collaborators (``jobs=`` a recording queue, ``mailer=``, ``redis=``...).
 """
 from __future__ import annotations
 
@@ -11,8 +14,13 @@ import redis
 
 from models.db import init_database
 from services.events import EventBus
+from services.jobqueue import CeleryJobQueue
 from services.mail import make_mailer
+from services.scanner import make_scanner
+from services.search_cache import SearchCache
 from services.sms import make_sms
+from services.storage import make_storage
+from tasks.app import app
 
 
 @dataclass
@@ -22,23 +30,45 @@ class Runtime:
     events: EventBus
     mailer: object
     sms: object
+    storage: object
+    scanner: object
+    search_cache: SearchCache
+    # Where new jobs are submitted after their commit, and retries and sweeps submit again.
+    jobs: object
 
 
 _runtime: Runtime | None = None
 
 
 def init_runtime(settings, *, init_db: bool = True, **overrides) -> Runtime:
-    """Build the process's runtime; ``init_db=False`` when the database proxy is already bound."""
+    """Build the process's runtime; ``init_db=False`` when the database proxy is already bound.
+
+    ``overrides`` replace collaborators by name (``redis``, ``events``, ``mailer``,
+    ``sms``, ``storage``, ``scanner``, ``search_cache``, ``jobs``).
+    """
     global _runtime
+    unknown = set(overrides) - (set(Runtime.__dataclass_fields__) - {"settings"})
+    if unknown:
+        raise TypeError(f"unknown runtime collaborators: {', '.join(sorted(unknown))}")
     if init_db:
         init_database(settings)
-    client = overrides.pop("redis", None) or redis.Redis.from_url(settings.redis_url)
+
+    def given(name: str, build):
+        return overrides[name] if overrides.get(name) is not None else build()
+
+    client = given("redis", lambda: redis.Redis.from_url(settings.redis_url))
     _runtime = Runtime(
         settings=settings,
         redis=client,
-        events=overrides.pop("events", None) or EventBus(client, settings.redis_prefix),
-        mailer=overrides.pop("mailer", None) or make_mailer(settings),
-        sms=overrides.pop("sms", None) or make_sms(settings),
+        events=given("events", lambda: EventBus(client, settings.redis_prefix)),
+        mailer=given("mailer", lambda: make_mailer(settings)),
+        sms=given("sms", lambda: make_sms(settings)),
+        storage=given("storage", lambda: make_storage(settings)),
+        scanner=given("scanner", lambda: make_scanner(settings)),
+        search_cache=given("search_cache", lambda: SearchCache(client, settings.redis_prefix,
+                                                               settings.search_cache_ttl)),
+        # The worker's own app: its broker connection and its routes.
+        jobs=given("jobs", lambda: CeleryJobQueue(app)),
     )
     return _runtime
 

@@ -23,7 +23,6 @@ from models.saved_searches import (Batch, SavedSearch, SavedSearchState, alertin
                                    listing_people, lock_state, matching_listings, read_batch, record_alert)
 from models.search import InvalidSearch, SearchFilters, parse_query
 from tasks.app import app
-from tasks.base import job_queue
 
 log = logging.getLogger("hearth.saved_searches")
 HISTORY_BATCH = 5_000
@@ -47,10 +46,7 @@ def scan_alerts() -> dict:
             totals["busy"] = True
             return totals
         for _ in range(MAX_BATCHES):
-            counts, jobs = _scan_batch(horizon)
-            queue = job_queue()
-            for job in jobs:
-                queue.submit(job)
+            counts, _ = _scan_batch(horizon)  # its notification jobs were submitted when it committed
             if counts is None:
                 totals["busy"] = totals["batches"] == 0
                 break
@@ -67,7 +63,7 @@ def scan_alerts() -> dict:
 
 
 def _scan_batch(horizon: int) -> tuple[dict | None, list]:
-    """One batch in one transaction: ``(counts, jobs to submit after the commit)``; None counts when busy."""
+    """One batch in one transaction: ``(counts, the notification jobs it created)``; None counts when busy."""
     with db.atomic():
         state = lock_state()
         if state is None:

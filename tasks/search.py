@@ -18,9 +18,8 @@ import logging
 from models.db import connection
 from models.search import queue as search_queue
 from models.search.index import SearchRebuild
-from services.search_cache import SearchCache
 from tasks.app import app
-from tasks.base import JobContext, job_queue, job_task
+from tasks.base import JobContext, job_task, submitting_jobs
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.search")
@@ -29,24 +28,16 @@ MAX_ROUNDS = 5
 STALE_AFTER_SECONDS = 300
 
 
-def _cache() -> SearchCache:
-    rt = runtime()
-    return SearchCache(rt.redis, rt.settings.redis_prefix, rt.settings.search_cache_ttl)
-
-
-
 @job_task()
 def reindex_property(ctx: JobContext) -> dict:
     property_id = ctx.input["property_id"]
-    cache = _cache()
+    cache = runtime().search_cache
     for round_ in range(1, MAX_ROUNDS + 1):
         clean = search_queue.reindex_step(property_id, ctx.job.id)
         cache.listing_changed()
         if clean:
             return {"property_id": property_id, "rounds": round_}
-    follow_up = search_queue.hand_over(property_id, ctx.job.id)
-    if follow_up is not None:
-        job_queue().submit(follow_up)
+    follow_up = search_queue.hand_over(property_id, ctx.job.id)  # submitted once it committed
     return {"property_id": property_id, "rounds": MAX_ROUNDS,
             "handed_over_to": str(follow_up.id) if follow_up is not None else None}
 
@@ -73,17 +64,16 @@ def rebuild_index(ctx: JobContext) -> dict:
         except Exception:  # noqa: BLE001 - the next rebuild drops a leftover table too
             log.warning("could not drop a half-built search index", exc_info=True)
         raise
-    _cache().generation_changed(result["generation"])
+    runtime().search_cache.generation_changed(result["generation"])
     result["caught_up"] = caught_up
     return result
 
 
 @app.task(name="tasks.search.requeue_stale_reindexes", acks_late=True, ignore_result=True)
 def requeue_stale_reindexes() -> dict:
-    with connection():
+    with submitting_jobs() as submission, connection():
         jobs = search_queue.requeue_stale(STALE_AFTER_SECONDS)
-    queue = job_queue()
-    submitted = sum(1 for job in jobs if queue.submit(job))
+    submitted = len(submission.submitted)
     if jobs:
         log.info("stale search reindexes requeued", extra={"jobs": len(jobs), "submitted": submitted})
     return {"requeued": len(jobs), "submitted": submitted}

@@ -33,28 +33,16 @@ from models.db import connection, db
 from models.jobs import Job
 from models.uploads import SCAN_KIND, SCAN_QUEUE, Upload, incoming_key, new_scan_job
 from services.images import HEADER_BYTES, ImageRejected, check_dimensions, make_previews
-from services.scanner import ScannerUnavailable, ScanRefused, make_scanner
+from services.scanner import ScannerUnavailable, ScanRefused
 from services.storage import NotFound, StorageUnavailable, sha256_of
 from tasks.app import app
-from tasks.base import JobContext, job_queue, job_task, publish_job_event
-from tasks.jobs import storage
+from tasks.base import JobContext, job_task
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.uploads")
 STALLED_AFTER = datetime.timedelta(minutes=10)
 BATCH = 200
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
-
-_scanners: dict = {}
-
-
-def scanner():
-    settings = runtime().settings
-    cached = _scanners.get(id(settings))
-    if cached is None or cached[0] is not settings:  # a new settings object may reuse a dead one's id
-        cached = _scanners[id(settings)] = (settings, make_scanner(settings))
-    return cached[1]
-
 
 def upload_event(upload: Upload, type_: str) -> None:
     """``upload.clean`` / ``upload.infected`` / ``upload.rejected`` on the owner's channel."""
@@ -95,9 +83,9 @@ def scan_upload(ctx: JobContext) -> dict:
                 # parsing (and later our decoder) would spend many seconds on: refuse it unread.
                 check_dimensions(_header(upload.storage_key), upload.content_type)
             ctx.progress(10, "Scanning")
-            with storage().open(upload.storage_key) as stream:
+            with runtime().storage.open(upload.storage_key) as stream:
                 tee = _Tee(stream, copy)
-                result = scanner().scan(tee)
+                result = runtime().scanner.scan(tee)
         except (ScannerUnavailable, StorageUnavailable) as exc:
             # Fail closed: quarantined until a scan says otherwise. Said loudly: while it lasts,
             # no upload becomes available, and an operator should see why.
@@ -140,7 +128,7 @@ _CHANGED = "The stored file is not the file that was scanned."
 
 def _header(key: str) -> io.BytesIO:
     """The first bytes of an object, enough for an image's header (JPEG metadata may come first)."""
-    return io.BytesIO(storage().head_bytes(key, HEADER_BYTES))
+    return io.BytesIO(runtime().storage.head_bytes(key, HEADER_BYTES))
 
 
 def _finish(ctx: JobContext, upload: Upload, step: str, apply) -> Upload | None:
@@ -153,7 +141,7 @@ def _finish(ctx: JobContext, upload: Upload, step: str, apply) -> Upload | None:
 def _delete_objects(upload: Upload) -> None:
     """The file and its previews (a rescan of a clean upload may find it infected after all)."""
     for key in filter(None, [upload.storage_key, *(p.get("key") for p in (upload.previews or {}).values())]):
-        storage().delete(key)
+        runtime().storage.delete(key)
 
 
 def _infected(ctx: JobContext, upload: Upload, signature: str) -> dict:
@@ -190,30 +178,31 @@ def _reject(ctx: JobContext, upload: Upload, reason: str) -> dict:
 
 
 def _clean(ctx: JobContext, upload: Upload, info) -> dict:
+    storage = runtime().storage
     previews = dict(upload.previews or {})
     if info is not None:
         ctx.progress(80, "Making previews")
         for preview in info.previews:
             key = f"previews/{upload.id}/{preview.name}.webp"
-            stored = storage().put(key, preview.data, content_type="image/webp")
+            stored = storage.put(key, preview.data, content_type="image/webp")
             previews[preview.name] = {"key": key, "width": preview.width, "height": preview.height,
                                       "size": stored.size}
     target = upload.clean_key()
     if upload.storage_key != target:
         try:
-            storage().move(upload.storage_key, target)
+            storage.move(upload.storage_key, target)
         except NotFound:
-            if not storage().exists(target):  # a crashed run may have moved it already
+            if not storage.exists(target):  # a crashed run may have moved it already
                 return _reject(ctx, upload, "The file is missing from storage.")
     try:
-        served = sha256_of(storage(), target)
+        served = sha256_of(storage, target)
     except NotFound:
         served = None
     if served != upload.sha256:
         log.warning("the object to be served is not the one scanned", extra={"upload_id": str(upload.id)})
-        storage().delete(target)
+        storage.delete(target)
         for preview in previews.values():
-            storage().delete(preview["key"])
+            storage.delete(preview["key"])
         return _reject(ctx, upload, _CHANGED)
 
     def apply():
@@ -246,10 +235,7 @@ def rescan_stalled() -> dict:
             for upload in stalled:
                 Upload.move(upload.id, ("pending_scan", "scanning"), status="pending_scan")
                 created.append(new_scan_job(upload))
-    queue = job_queue()
-    for job in created:
-        publish_job_event(job, "job.queued")
-        queue.submit(job)
+    # Each job was announced (``job.queued``) and submitted when the transaction committed.
     if created:
         log.info("stalled scans restarted", extra={"count": len(created)})
     return {"rescheduled": len(created)}
@@ -266,12 +252,12 @@ def purge_expired_intents() -> dict:
                     .limit(BATCH))
         for upload in rows:
             for key in {upload.storage_key, incoming_key(upload.id)} - {None}:
-                storage().delete(key)
+                runtime().storage.delete(key)
             purged += Upload.delete().where((Upload.id == upload.id) & (Upload.status == "awaiting_upload")).execute()
         completed = list(Upload.select(Upload.id).where((Upload.status != "awaiting_upload")
                                                         & (Upload.expires_at < utcnow())).limit(BATCH))
         for upload in completed:
-            storage().delete(incoming_key(upload.id))
+            runtime().storage.delete(incoming_key(upload.id))
             swept += Upload.update(expires_at=None).where(Upload.id == upload.id).execute()
     return {"purged": purged, "late_uploads_swept": swept}
 

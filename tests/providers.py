@@ -15,8 +15,8 @@ Fixtures (import them into a test module to use them)::
   ``.env()`` (the same settings as environment variables, for worker processes);
 * ``provider_settings``: the test's settings with ``MAIL_BACKEND=sendgrid`` and
   ``SMS_BACKEND=twilio`` pointed at the recorder;
-* ``provider_runtime``: the task runtime built with them (use it instead of
-  ``runtime``, not with it: the last one built is the one tasks see).
+* ``provider_runtime``: the task runtime built with them; it replaces the test's
+  ``runtime`` (the last one built is the one tasks see) and keeps its job queue.
 
 An API test that wants the app to use the recorder too overrides ``settings``
 in its module::
@@ -190,8 +190,9 @@ def provider_settings(database, tmp_path, redis_prefix, providers):
 
 
 @pytest.fixture
-def provider_runtime(provider_settings, redis):
-    return init_runtime(provider_settings, redis=redis, init_db=False)
+def provider_runtime(provider_settings, redis, runtime):
+    """Replaces the test's ``runtime``, keeping its job queue (the recording queue of tests/api or tests/tasks)."""
+    return init_runtime(provider_settings, redis=redis, init_db=False, jobs=runtime.jobs)
 
 
 __all__ = ["Providers", "SentEmail", "SentText", "providers", "provider_settings", "provider_runtime",

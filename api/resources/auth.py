@@ -66,24 +66,22 @@ class Register:
             with db.atomic():
                 user = User.create(email=email, password_hash=password_hash,
                                    full_name=body.full_name.strip(), role=body.role)
-                job = queue_verification(user)
+                queue_verification(user)
                 audit(req, "user.register", user.id, after={"email": email, "role": body.role})
         except IntegrityError as exc:  # the unique index on email decides, even under concurrent sign-ups
             if "users_email_key" not in str(exc):
                 raise
-            job = self._notify_owner(req, email)
-        req.context.services.jobs.submit(job)
+            self._notify_owner(req, email)
         resp.status = falcon.HTTP_202
         resp.media = {"status": "accepted", "detail": REGISTER_ANSWER}
 
     @staticmethod
-    def _notify_owner(req, email: str) -> Job:
+    def _notify_owner(req, email: str) -> None:
         with db.atomic():
             owner = User.get_or_none(User.email == email)
-            job = Job.create(kind="accounts.send_signup_notice", queue="notify", input={"email": email})
+            Job.create(kind="accounts.send_signup_notice", queue="notify", input={"email": email})
             if owner is not None:  # None only if the account was deleted since the insert failed
                 audit(req, "user.register_taken", owner.id)
-        return job
 
 
 class VerifyEmail:
@@ -111,7 +109,6 @@ class ResendVerification:
             raise conflict("This email address is already verified.", slug="already-verified")
         with db.atomic():
             job = queue_verification(user)
-        req.context.services.jobs.submit(job)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
         resp.media = {"status": "accepted", "detail": "A new verification email is on its way."}
@@ -139,9 +136,7 @@ class Login:
         if not verify_password(user.password_hash if user else None, body.password):
             if services.lockout.failed(email, ip).mail_unlock_link:
                 # Queued whether or not the email has an account, like a password reset: the worker decides.
-                with db.atomic():
-                    job = Job.create(kind="accounts.send_unlock_link", queue="notify", input={"email": email})
-                services.jobs.submit(job)
+                Job.create(kind="accounts.send_unlock_link", queue="notify", input={"email": email})
             raise unauthorized("The email or password is not correct.")
         if user.email_verified_at is None:
             # Registration answers a taken address like a new one; were an unverified account able
@@ -209,9 +204,7 @@ class ForgotPassword:
     def on_post(self, req, resp):
         email = User.normalize_email(req.context.body.email)
         # The same work for every address: one job row, one enqueue.
-        with db.atomic():
-            job = Job.create(kind="accounts.send_password_reset", queue="notify", input={"email": email})
-        req.context.services.jobs.submit(job)
+        Job.create(kind="accounts.send_password_reset", queue="notify", input={"email": email})
         resp.status = falcon.HTTP_202
         resp.media = {"status": "accepted", "detail": FORGOT_ANSWER}
 

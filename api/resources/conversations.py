@@ -24,7 +24,6 @@ from api.schemas.conversations import (ConversationList, ConversationListQuery, 
 from models import messages
 from models.conversations import Conversation
 from models.db import db
-from services.events import EventBus
 
 log = logging.getLogger("hearth.conversations")
 TAGS = ("conversations",)
@@ -66,26 +65,21 @@ def view_of(conversation_id, user_id) -> dict:
 class Conversations:
     def __init__(self, secret: str | None = None):
         self.cursors = CursorCodec(secret or "", "conversations")
-        self._events = None
-
-    def events(self, services) -> EventBus:
-        if self._events is None:
-            self._events = EventBus(services.redis, services.settings.redis_prefix)
-        return self._events
 
     def publish(self, req, conversation_id, type_: str, data: dict) -> None:
         try:
-            self.events(req.context.services).publish(f"conversation:{conversation_id}", type_, data)
+            req.context.services.events.publish(f"conversation:{conversation_id}", type_, data)
         except (RedisError, OSError):
             log.warning("could not publish a conversation event",
                         extra={"conversation_id": str(conversation_id), "type": type_}, exc_info=True)
 
     def after_post(self, req, posted: messages.Posted) -> dict:
-        """What follows a committed post: its notification jobs, then its event. Returns the message view."""
+        """What follows a committed post (its notification jobs went with the commit): its event.
+
+        Returns the message view.
+        """
         view = messages.message_view(posted.message)
         if posted.created:
-            for job in posted.jobs:
-                req.context.services.jobs.submit(job)
             self.publish(req, posted.message.conversation_id, "message.created", view)
         return view
 

@@ -38,7 +38,7 @@ class MyExport:
                 input={"user_id": user_id}, max_attempts=3)
             if created:
                 audit(req, "user.export_requested", user_id, after={"job_id": str(job.id)})
-        self.views.accept(req, resp, job, created=created)
+        self.views.accept(req, resp, job)
 
 
 class Downloads:

@@ -1,10 +1,11 @@
 """``/v1/jobs``: the caller's background work (list, read, cancel) and the diagnostic job.
 
 Every resource that hands work to a worker answers through ``accept()``: the
-job row was committed with the domain rows, ``accept`` announces it
-(``job.queued``), enqueues it and answers ``202`` with
-``Location: /v1/jobs/{id}``. When the broker is unreachable the job stays
-queued and the beat sweep enqueues it later; the request still succeeds.
+job row was committed with the domain rows, and with that commit announced
+(``job.queued``) and enqueued (``api.middleware.DatabaseConnection``);
+``accept`` answers ``202`` with ``Location: /v1/jobs/{id}``. When the broker is
+unreachable the job stays queued and the beat sweep enqueues it later; the
+request still succeeds.
 """
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ TAGS = ("jobs",)
 class JobViews:
     """Builds job views for a caller, and publishes job changes made by the API."""
 
-    def __init__(self, settings, redis, storage):
-        self.events = EventBus(redis, settings.redis_prefix)
+    def __init__(self, events: EventBus, storage, link_ttl: int):
+        self.events = events
         self.storage = storage
-        self.link_ttl = settings.export_url_ttl
+        self.link_ttl = link_ttl
 
     def view(self, job: Job, principal) -> dict:
         """``job.view()``, with a fresh download link for its owner and none for anyone else.
@@ -54,11 +55,8 @@ class JobViews:
         except Exception:  # noqa: BLE001 - the row is the truth; a missed event is caught up by polling
             log.warning("could not publish job event", extra={"job_id": str(job.id)}, exc_info=True)
 
-    def accept(self, req, resp, job: Job, *, created: bool = True) -> None:
-        """Answer 202 for a committed job; a new one is announced and enqueued first."""
-        if created:
-            self.publish(job, "job.queued")
-            req.context.services.jobs.submit(job)
+    def accept(self, req, resp, job: Job) -> None:
+        """Answer 202 for a committed job (a new one was announced and enqueued when it committed)."""
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
         resp.media = self.view(job, req.context.principal)

@@ -32,16 +32,11 @@ from models.base import utcnow
 from models.db import db
 from models.notifications import (TYPES, Notification, NotificationPreference, Preferences, locked_preferences,
                                   turn_off)
-from services.events import EventBus
 from services.unsubscribe import read_unsubscribe_token
 
 log = logging.getLogger("hearth.notifications")
 TAGS = ("notifications",)
 UNSUBSCRIBE_BODY_BYTES = 1024
-
-
-def _events(services) -> EventBus:
-    return EventBus(services.redis, services.settings.redis_prefix)
 
 
 def _inbox(user_id):
@@ -95,8 +90,8 @@ class MyNotifications:
     def _announce(req, data: dict) -> None:
         user_id = req.context.principal.user_id
         try:
-            _events(req.context.services).publish(f"user:{user_id}", "notification.read",
-                                                  dict(data, unread_count=_unread_count(user_id)))
+            req.context.services.events.publish(f"user:{user_id}", "notification.read",
+                                                dict(data, unread_count=_unread_count(user_id)))
         except Exception:  # noqa: BLE001 - the rows are the truth; other tabs catch up when they reload
             log.warning("could not publish notification.read", extra={"user_id": user_id}, exc_info=True)
 

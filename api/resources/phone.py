@@ -53,7 +53,6 @@ class MyPhone:
                              input={"user_id": user_id, "phone": phone})
             verification.start(user_id, phone, job.id, PhoneCodes(Signer(settings.secret_key)),
                                settings.phone_code_ttl)
-        services.jobs.submit(job)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
         resp.media = {"status": "accepted",

@@ -150,9 +150,7 @@ class PropertyCollection(SearchMixin):
                                                   fields=fields)
             except InvalidListing as exc:
                 raise _refused(exc) from None
-            job = search_queue.mark_dirty(listing.id)
-        if job is not None:
-            req.context.services.jobs.submit(job)
+            search_queue.mark_dirty(listing.id)
         resp.status = falcon.HTTP_201
         resp.location = f"/v1/properties/{listing.id}"
         _respond(resp, listing)
@@ -194,17 +192,14 @@ class PropertyItem:
         if "list_agent_id" in changes and not (principal.is_admin or principal.user_id == str(listing.owner_id)):
             raise forbidden("Only the listing's owner or an admin assigns its agent.")
         expected = expected_version(req, listing, required=True)
-        job = None
         with db.atomic():
             try:
                 changed = listing.apply_changes(changes, actor_id=principal.user_id, expected_version=expected)
             except (IllegalTransition, InvalidListing, StaleListing) as exc:
                 raise _refused(exc) from None
             if changed:
-                job = search_queue.mark_dirty(listing.id)
+                search_queue.mark_dirty(listing.id)
                 audit_admin_change(req, listing, "property.update", changed)
-        if job is not None:
-            req.context.services.jobs.submit(job)
         _respond(resp, listing)
 
     @operation("Withdraw a listing", status=204, errors=(400, 403, 404, 409, 412), tags=TAGS,
@@ -219,17 +214,14 @@ class PropertyItem:
         principal = req.context.principal
         listing = load_editable(property_id, principal)
         expected = expected_version(req, listing, required=False)
-        job = None
         with db.atomic():
             try:
                 changed = listing.take_off_market(actor_id=principal.user_id, expected_version=expected)
             except (IllegalTransition, StaleListing) as exc:
                 raise _refused(exc) from None
             if changed:
-                job = search_queue.mark_dirty(listing.id)
+                search_queue.mark_dirty(listing.id)
                 audit_admin_change(req, listing, "property.withdraw", changed)
-        if job is not None:
-            req.context.services.jobs.submit(job)
         resp.etag = f"v{listing.version}"
         resp.status = falcon.HTTP_204
 

@@ -89,7 +89,7 @@ def run_search(req, resp) -> None:
     except InvalidSearch as exc:
         raise invalid_search(exc, "query") from None
     normalised = filters.normalised()
-    cache = SearchCache(services.redis, settings.redis_prefix, settings.search_cache_ttl)
+    cache = services.search_cache
     codec = CursorCodec(settings.secret_key, "search")
     fingerprint = SearchCache.digest([sort, normalised])[:16]
     after = _after(codec, q.cursor, sort, fingerprint) if q.cursor else None
@@ -164,8 +164,8 @@ class SearchAdmin:
                    "builds are carried over. While a rebuild is queued or running, asking again answers with "
                    "that job."))
     def on_post_reindex(self, req, resp):
-        job, created = search_queue.queue_rebuild(req.context.principal.user_id)
-        self.views.accept(req, resp, job, created=created)
+        job, _ = search_queue.queue_rebuild(req.context.principal.user_id)
+        self.views.accept(req, resp, job)
 
 
 __all__ = ["SearchMixin", "SearchAdmin", "run_search"]

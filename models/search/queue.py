@@ -1,8 +1,8 @@
 """Which listings the search index must catch up with, and the coalesced reindex jobs.
 
 Every change to a listing calls ``mark_dirty(property_id)`` inside the
-transaction that changes it; the caller submits the returned job after the
-commit. ``search_dirty`` keeps one row per listing:
+transaction that changes it; the returned job is submitted when that
+transaction commits. ``search_dirty`` keeps one row per listing:
 
 * ``seq``: drawn from ``search_change_seq`` by every change (``mark_dirty``);
 * ``indexed_seq``: the latest change the live index reflects;
@@ -68,7 +68,7 @@ def _reindex_job(property_id) -> tuple[Job, bool]:
 
 
 def mark_dirty(property_id) -> "Job | None":
-    """Record that ``property_id`` changed; the job to submit after commit, or None.
+    """Record that ``property_id`` changed; the reindex job it created (submitted on commit), or None.
 
     Call it inside the transaction that changes the listing, after the change.
     None means a reindex of this listing is already queued or running; that
@@ -104,7 +104,7 @@ def reindex_step(property_id, job_id=None, seen: int | None = None) -> bool:
 
 
 def hand_over(property_id, job_id) -> "Job | None":
-    """Give a listing that keeps changing to a fresh job (the caller submits it after commit)."""
+    """Give a listing that keeps changing to a fresh job (submitted once this commits)."""
     with db.atomic():
         Job.update(dedupe_key=None).where(Job.id == job_id).execute()
         job, created = _reindex_job(property_id)
@@ -112,7 +112,7 @@ def hand_over(property_id, job_id) -> "Job | None":
 
 
 def queue_rebuild(owner_id=None) -> tuple[Job, bool]:
-    """A full rebuild job (one at a time): ``(job, created)``; the caller submits a created one after commit."""
+    """A full rebuild job (one at a time): ``(job, created)``; a created one is submitted on commit."""
     with db.atomic():
         return Job.create_or_get_active(dedupe_key=REBUILD_DEDUPE_KEY, kind=REBUILD_KIND, queue=QUEUE,
                                         owner=owner_id, input={}, max_attempts=3)

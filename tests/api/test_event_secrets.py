@@ -55,14 +55,6 @@ def settings(database, tmp_path, redis_prefix):
                          **backend_overrides("local"))
 
 
-@pytest.fixture
-def queue(jobs):
-    """Jobs that tasks submit go to the same recording queue as the API's."""
-    celery_app.conf.hearth_job_queue = jobs
-    yield jobs
-    celery_app.conf.hearth_job_queue = None
-
-
 def all_events(redis, prefix: str) -> list[tuple[str, dict, str]]:
     bus = EventBus(redis, prefix)
     events = []
@@ -74,8 +66,8 @@ def all_events(redis, prefix: str) -> list[tuple[str, dict, str]]:
     return events
 
 
-def test_no_event_of_any_type_carries_a_link_token_or_code(client, jobs, queue, outbox, settings, redis,
-                                                           auth_headers, admin):
+def test_no_event_of_any_type_carries_a_link_token_or_code(client, jobs, outbox, settings, redis, auth_headers,
+                                                           admin):
     # Accounts: a verification email and a password reset, each a job with its owner.
     resp = client.simulate_post("/v1/auth/register", json={
         "email": "ada@example.com", "password": "analytical engine 1843", "full_name": "Ada Lovelace",

@@ -13,7 +13,6 @@ from models.base import utcnow
 from models.jobs import Job
 from models.notifications import NotificationPreference
 from models.phone import PhoneVerification
-from tasks.app import app as celery_app
 from tests.api.conftest import assert_problem
 from tests.providers import TWILIO_FROM, provider_runtime, provider_settings, providers  # noqa: F401
 
@@ -50,14 +49,6 @@ def phone_state(user) -> tuple:
 
 def wrong(code: str) -> str:
     return str((int(code) + 1) % 1_000_000).zfill(6)
-
-
-@pytest.fixture
-def retries_to(jobs):
-    """Task retries (a transient failure) go to the test's recording queue, not to a broker."""
-    celery_app.conf.hearth_job_queue = jobs
-    yield jobs
-    celery_app.conf.hearth_job_queue = None
 
 
 def test_a_texted_code_verifies_the_number(client, user, auth_headers, jobs, settings):
@@ -204,8 +195,7 @@ def twilio(client, provider_runtime):  # noqa: F811 - the fixture of tests.provi
     return provider_runtime
 
 
-def test_the_code_goes_out_through_twilio(client, user, auth_headers, jobs, twilio, providers,  # noqa: F811
-                                          retries_to):
+def test_the_code_goes_out_through_twilio(client, user, auth_headers, jobs, twilio, providers):  # noqa: F811
     providers.program("sms", {"status": 503})  # Twilio has a bad moment; the job retries
     headers = auth_headers(user)
     request_code(client, headers)

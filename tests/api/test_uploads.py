@@ -13,7 +13,12 @@ from tests.api.conftest import assert_problem
 from tests.services.uploads_api import (CAPS, backend, download, fetch, keys_of, row, settings, upload,  # noqa: F401
                                        uploaded)
 from tests.services.backends import eicar, jpeg_with_gps, pdf, png, png_bomb, stored_keys
-from tasks.jobs import storage
+from tasks.runtime import runtime as worker_runtime
+
+
+def storage():
+    """The storage of the worker side as it is now (the runtime's)."""
+    return worker_runtime().storage
 
 
 def _counts() -> tuple[int, int]:

@@ -13,8 +13,13 @@ from tests.services.backends import eicar, jpeg_with_gps, pdf, stored_keys
 from tests.services.uploads_api import backend, download, keys_of, row, settings  # noqa: F401
 from models.base import utcnow
 from models.uploads import Upload, incoming_key
-from tasks.jobs import storage
+from tasks.runtime import runtime as worker_runtime
 from tasks.uploads import purge_expired_intents
+
+
+def storage():
+    """The storage of the worker side as it is now (the runtime's)."""
+    return worker_runtime().storage
 
 
 def _intent(client, headers, *, size: int, content_type: str = "image/jpeg", purpose: str = "listing_photo",

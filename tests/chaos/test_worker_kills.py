@@ -73,13 +73,12 @@ def test_repeated_kill9_of_workers_loses_no_job_and_repeats_no_once_only_effect(
     assert lost == []
     assert duplicates == 0 and set(sent) == {user.email for user in users}
 
-    from tasks.jobs import storage
     from tasks.runtime import init_runtime
     from tests.tasks.live import live_settings
-    init_runtime(live_settings(env), init_db=False)
+    worker = init_runtime(live_settings(env), init_db=False)
     for job in done:
         if job.kind == "exports.build_export":
             key = archive_key(job)
             assert job.result["file"]["key"] == key
-            with zipfile.ZipFile(io.BytesIO(storage().get(key))) as archive:
+            with zipfile.ZipFile(io.BytesIO(worker.storage.get(key))) as archive:
                 assert "profile.json" in archive.namelist()

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from models.uploads import Upload
-from tasks.jobs import storage
+from tasks.runtime import runtime as worker_runtime
 from tests.conftest import make_settings
 from tests.services.backends import backend_overrides
 
@@ -70,7 +70,7 @@ def download(client, upload_id: str, headers=None, variant: str | None = None):
 def keys_of(upload_id) -> list[str]:
     """Stored keys that belong to ``upload_id`` (original, quarantine, previews)."""
     from tests.services.backends import stored_keys
-    return [key for key in stored_keys(storage()) if str(upload_id) in key]
+    return [key for key in stored_keys(worker_runtime().storage) if str(upload_id) in key]
 
 
 def row(upload_id) -> Upload:

@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.app import app as celery_app
 from tasks.runtime import init_runtime
 from tests.api.conftest import RecordingJobQueue
 
 
 @pytest.fixture
-def runtime(settings, redis):
-    return init_runtime(settings, redis=redis, init_db=False)
+def queue():
+    """Jobs that tasks submit (the runtime's ``jobs``) are recorded here instead of going to the broker."""
+    return RecordingJobQueue()
 
 
 @pytest.fixture
-def queue():
-    """Jobs that tasks submit (``tasks.base.job_queue()``) are recorded here instead of going to the broker."""
-    recording = RecordingJobQueue()
-    celery_app.conf.hearth_job_queue = recording
-    yield recording
-    celery_app.conf.hearth_job_queue = None
+def runtime(settings, redis, queue):
+    return init_runtime(settings, redis=redis, init_db=False, jobs=queue)

@@ -12,9 +12,7 @@ import subprocess
 import time
 
 import httpx
-from celery import Celery
 
-import celeryconfig
 from models.jobs import Job
 from services.events import EventBus
 from services.jobqueue import CeleryJobQueue
@@ -27,12 +25,11 @@ def live_settings(env: dict) -> Settings:
 
 
 class LiveBroker:
-    """Sends to the broker of a live environment, as the API and beat do."""
+    """Sends to the broker of a live environment, as the API (``CeleryJobQueue.from_settings``) and beat do."""
 
     def __init__(self, env: dict):
-        self.app = Celery("hearth-tests", broker=env.get("BROKER_URL") or env["REDIS_URL"])
-        self.app.config_from_object(celeryconfig)
-        self.queue = CeleryJobQueue(self.app)
+        self.queue = CeleryJobQueue.from_settings(live_settings(env))
+        self.app = self.queue.celery
 
     def submit(self, job: Job) -> bool:
         return self.queue.submit(job)

@@ -9,7 +9,7 @@ from models.base import utcnow
 from models.jobs import Job, JobEffect
 from services.events import EventBus
 from tasks.app import app as celery_app
-from tasks.jobs import purge_finished_jobs, storage, sweep_jobs
+from tasks.jobs import purge_finished_jobs, sweep_jobs
 from tests.api.conftest import RecordingJobQueue
 from tests.factories import make_user
 
@@ -79,7 +79,7 @@ def test_purge_forgets_finished_jobs_after_retention_with_their_effects_and_file
     queue.run_pending()
     old = Job.get_by_id(old.id)
     key = old.result["file"]["key"]
-    assert storage().exists(key) and JobEffect.select().where(JobEffect.job == old.id).count() == 1
+    assert runtime.storage.exists(key) and JobEffect.select().where(JobEffect.job == old.id).count() == 1
     Job.update(finished_at=utcnow() - retention - datetime.timedelta(hours=1)).where(Job.id == old.id).execute()
     recent = _job(status="succeeded", finished_at=AGO(60))
     running = _job(status="running", lease_expires_at=AGO(-60))
@@ -87,26 +87,26 @@ def test_purge_forgets_finished_jobs_after_retention_with_their_effects_and_file
     assert purge_finished_jobs()["purged"] == 1
     assert Job.get_or_none(Job.id == old.id) is None
     assert JobEffect.select().where(JobEffect.key.startswith(f"job:{old.id}:")).count() == 0
-    assert not storage().exists(key)
+    assert not runtime.storage.exists(key)
     assert Job.get_or_none(Job.id == recent.id) and Job.get_or_none(Job.id == running.id)
 
 
 def test_purge_expires_old_export_archives_but_keeps_the_job(runtime):
     hours = runtime.settings.export_retention_hours
     user = make_user()
-    stored = storage().put(f"exports/{user.id}/x/hearth-export.zip", b"PK archive")
+    stored = runtime.storage.put(f"exports/{user.id}/x/hearth-export.zip", b"PK archive")
     old = Job.create(kind="exports.build_export", owner=user.id, status="succeeded",
                      finished_at=AGO(hours * 3600 + 60),
                      result={"file": stored.as_dict(), "download_url": "http://x", "expires_at": "t",
                              "sections": ["profile"]})
-    fresh_stored = storage().put(f"exports/{user.id}/y/hearth-export.zip", b"PK archive")
+    fresh_stored = runtime.storage.put(f"exports/{user.id}/y/hearth-export.zip", b"PK archive")
     fresh = Job.create(kind="exports.build_export", owner=user.id, status="succeeded", finished_at=AGO(60),
                        result={"file": fresh_stored.as_dict(), "download_url": "http://y"})
 
     assert purge_finished_jobs()["exports_expired"] == 1
     assert Job.get_by_id(old.id).result == {"sections": ["profile"], "expired": True}
-    assert not storage().exists(stored.key)
-    assert storage().exists(fresh_stored.key) and Job.get_by_id(fresh.id).result["download_url"] == "http://y"
+    assert not runtime.storage.exists(stored.key)
+    assert runtime.storage.exists(fresh_stored.key) and Job.get_by_id(fresh.id).result["download_url"] == "http://y"
 
 
 class BackloggedQueue(RecordingJobQueue):
@@ -116,16 +116,15 @@ class BackloggedQueue(RecordingJobQueue):
         return {"default"}
 
 
-def test_sweep_leaves_stale_jobs_of_a_backlogged_queue_waiting_their_turn(runtime):
+def test_sweep_leaves_stale_jobs_of_a_backlogged_queue_waiting_their_turn(settings, redis):
+    from tasks.runtime import init_runtime
+
     backlogged = BackloggedQueue()
-    celery_app.conf.hearth_job_queue = backlogged
-    try:
-        waiting = _job(queue="default", created_at=AGO(3600))
-        lost = Job.create(kind="exports.build_export", queue="exports", owner=make_user().id,
-                          created_at=AGO(3600), input={})
-        sweep_jobs()
-    finally:
-        celery_app.conf.hearth_job_queue = None
+    init_runtime(settings, redis=redis, init_db=False, jobs=backlogged)
+    waiting = _job(queue="default", created_at=AGO(3600))
+    lost = Job.create(kind="exports.build_export", queue="exports", owner=make_user().id,
+                      created_at=AGO(3600), input={})
+    sweep_jobs()
     assert backlogged.submitted == [str(lost.id)]
     assert Job.get_by_id(waiting.id).enqueued_at is None
 
@@ -151,7 +150,7 @@ def test_a_final_event_lost_while_redis_was_away_is_published_by_the_sweep(runti
     # Redis is away for events (nothing listens on this port): the job still finishes.
     away = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5,
                            retry=Retry(NoBackoff(), 0))
-    init_runtime(settings, redis=away, init_db=False)
+    init_runtime(settings, redis=away, init_db=False, jobs=queue)
     selftest(str(job.id))
     row = Job.get_by_id(job.id)
     assert (row.status, row.final_event_pending) == ("succeeded", True)
@@ -162,7 +161,7 @@ def test_a_final_event_lost_while_redis_was_away_is_published_by_the_sweep(runti
     assert Job.get_by_id(job.id).final_event_pending is True
 
     # Back: the next sweep publishes the final state from the row, once.
-    init_runtime(settings, redis=redis, init_db=False)
+    init_runtime(settings, redis=redis, init_db=False, jobs=queue)
     assert sweep_jobs()["final_events_published"] == 1
     events = bus.history(f"job:{job.id}")
     assert [(e["type"], e["data"]["status"], e["data"]["progress"]["percent"]) for e in events] == [

@@ -1,7 +1,7 @@
 """The job task base class: claim, progress, cancellation, once-only effects, retries, fencing.
 
 Tasks run in this process inside the test's transaction; retries are submitted
-to a recording queue (``app.conf.hearth_job_queue``) instead of the broker.
+to a recording queue (the runtime's ``jobs``) instead of the broker.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from models.base import utcnow
 from models.jobs import Job, JobEffect
 from services.events import EventBus
 from tasks.base import Cancelled, JobContext, LeaseLost, Transient, backoff_seconds, job_task
-from tasks.jobs import selftest, storage
+from tasks.jobs import selftest
 from tests.factories import make_user
 
 
@@ -57,7 +57,7 @@ def test_a_job_runs_to_success_with_progress_and_a_second_delivery_changes_nothi
     first = Job.get_by_id(job.id)
     assert (first.status, first.attempts, first.progress_pct) == ("succeeded", 1, 100)
     assert first.result["probe"]["attempt"] == 1
-    assert storage().exists(first.result["probe"]["key"])
+    assert runtime.storage.exists(first.result["probe"]["key"])
     assert _types(bus, job) == ["job.started"] + ["job.progress"] * 4 + ["job.succeeded"]
 
     selftest(str(job.id))  # the same message delivered again

@@ -275,7 +275,7 @@ def test_a_provider_that_may_have_received_the_request_is_not_asked_again(provid
     # A one-second client timeout against an answer held back for three: the request did arrive.
     mailer = SendGridMailer(provider_settings.sendgrid_api_key, provider_settings.mail_from,
                             provider_settings.sendgrid_api_url, timeout=1)
-    init_runtime(provider_settings, init_db=False, redis=redis, mailer=mailer)
+    init_runtime(provider_settings, init_db=False, redis=redis, mailer=mailer, jobs=queue)
     user = _user()
     notification, job = _message_notification(user)
     providers.program("email", {"status": 202, "delay_seconds": 3})

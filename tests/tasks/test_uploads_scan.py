@@ -13,12 +13,17 @@ from models.base import utcnow
 from models.jobs import Job
 from models.uploads import Upload, incoming_key, new_scan_job, quarantine_key
 from services.events import EventBus
-from tasks.jobs import storage
 from tasks.runtime import init_runtime
+from tasks.runtime import runtime as worker_runtime
 from tasks.uploads import purge_expired_intents, rescan_stalled, scan_upload
 from tests.conftest import make_settings
 from tests.factories import make_user
 from tests.services.backends import clamd_url, eicar, png, png_bomb, stored_keys
+
+
+def storage():
+    """The storage of the worker side as it is now (the runtime's)."""
+    return worker_runtime().storage
 
 
 @pytest.fixture
@@ -35,8 +40,9 @@ def _quarantined(data: bytes, purpose: str = "listing_photo", content_type: str 
 
 
 def _use(settings, redis, **changes):
-    """Run the worker side with changed settings (same database, Redis and storage root)."""
-    return init_runtime(dataclasses.replace(settings, **changes), redis=redis, init_db=False)
+    """Run the worker side with changed settings (same database, Redis, storage root and job queue)."""
+    return init_runtime(dataclasses.replace(settings, **changes), redis=redis, init_db=False,
+                        jobs=worker_runtime().jobs)
 
 
 def test_clamd_down_keeps_the_file_quarantined_and_the_scan_completes_once_it_is_back(settings, redis, runtime,
