@@ -91,14 +91,31 @@ def is_package(path: pathlib.Path) -> bool:
     return path.name == "__init__.py"
 
 
-def imported_modules(path: pathlib.Path, modules: set[str]) -> set[str]:
-    """Every module of Hearth that ``path`` imports, anywhere in the file, as the most specific name that exists."""
-    return imports_in(path.read_text(), module_name(path), is_package(path), modules)
+def imported_modules(path: pathlib.Path, modules: set[str], *, type_only: bool = True) -> set[str]:
+    """Every module of Hearth that ``path`` imports, anywhere in the file, as the most specific name that exists.
+
+    With ``type_only=False``, imports under ``if TYPE_CHECKING:`` are left out: they never run, so they
+    make no cycle (they still count for the layers: a type names what a module depends on).
+    """
+    return imports_in(path.read_text(), module_name(path), is_package(path), modules, type_only=type_only)
 
 
-def imports_in(source: str, name: str, package_init: bool, modules: set[str]) -> set[str]:
+def _type_checking_block(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports_in(source: str, name: str, package_init: bool, modules: set[str], *, type_only: bool = True) -> set[str]:
     package = name if package_init else name.rpartition(".")[0]
     found: set[str] = set()
+    tree = ast.parse(source, name)
+    skipped: set[int] = set()
+    if not type_only:
+        for block in filter(_type_checking_block, ast.walk(tree)):
+            skipped |= {id(node) for statement in block.body for node in ast.walk(statement)}
 
     def resolve(dotted: str) -> str | None:
         # The longest prefix of ``dotted`` that is one of our modules.
@@ -109,7 +126,9 @@ def imports_in(source: str, name: str, package_init: bool, modules: set[str]) ->
                 return candidate
         return None
 
-    for node in ast.walk(ast.parse(source, name)):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if (target := resolve(alias.name)) is not None:
@@ -134,10 +153,10 @@ def part_of(module: str) -> str:
     return module.partition(".")[0]
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(*, type_only: bool = True) -> dict[str, set[str]]:
     files = source_files()
     modules = {module_name(path) for path in files}
-    return {module_name(path): imported_modules(path, modules) for path in files}
+    return {module_name(path): imported_modules(path, modules, type_only=type_only) for path in files}
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[frozenset[str]]:
@@ -196,6 +215,9 @@ def test_the_scanner_resolves_relative_imports_and_sees_imports_inside_functions
     found = imports_in(source, "api.resources.phone", False, modules)
     assert found == {"api.resources.search", "api.errors", "tasks.base", "models.db"}
     assert imports_in("from .search import x\n", "api.resources", True, modules) == {"api.resources.search"}
+    typed = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from models.db import db\n"
+    assert imports_in(typed, "api.app", False, modules) == {"models.db"}
+    assert imports_in(typed, "api.app", False, modules, type_only=False) == set()
     # And on the tree: ops.cli imports ops.devservices only inside functions.
     assert "ops.devservices" in import_graph()["ops.cli"]
 
@@ -210,7 +232,7 @@ def test_imports_follow_the_layers():
 
 def test_no_import_cycles_between_packages():
     packages: dict[str, set[str]] = defaultdict(set)
-    for module, targets in import_graph().items():
+    for module, targets in import_graph(type_only=False).items():
         packages[part_of(module)] |= {part_of(t) for t in targets if part_of(t) != part_of(module)}
     found = set(strongly_connected(packages))
     assert compare(found, KNOWN_PACKAGE_CYCLES, "import cycle between packages") == []
@@ -218,7 +240,7 @@ def test_no_import_cycles_between_packages():
 
 def test_no_import_cycles_between_modules_of_a_package():
     found = set()
-    graph = import_graph()
+    graph = import_graph(type_only=False)
     for part in PARTS:
         inside = {module: {t for t in targets if part_of(t) == part}
                   for module, targets in graph.items() if part_of(module) == part}
