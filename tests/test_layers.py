@@ -66,7 +66,6 @@ KNOWN_LONG_MODULES = {
     "ops/demo.py",
     "ops/devservices.py",
     "services/storage.py",
-    "settings.py",
 }
 
 
