@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.hearth-installed
 ARGS      ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test bench migrate lock clean
+.PHONY: help venv run test lint bench migrate lock clean
 
 help: ## list the targets
 	@echo "usage: make TARGET [ARGS='...']"
@@ -33,6 +33,14 @@ run: $(STAMP) ## start API, relay, worker, beat and Flower (embedded PostgreSQL/
 
 test: $(STAMP) ## run the test suite against local or embedded services (ARGS are passed to pytest)
 	$(PYTHON) -m ops.testrun $(ARGS)
+
+# mypy checks the packages listed in pyproject.toml ([tool.mypy] files) that exist in this tree.
+MYPY_PATHS := $(wildcard settings services api relay)
+
+lint: $(STAMP) ## ruff (lint rules and format) and mypy, as configured in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(MYPY_PATHS)
 
 bench: $(STAMP) ## run the benchmarks, each beside its baseline
 	$(PYTHON) -m bench $(ARGS)
