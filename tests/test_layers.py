@@ -64,7 +64,6 @@ KNOWN_LONG_MODULES = {
     "bench/messaging.py",
     "models/search.py",
     "ops/demo.py",
-    "ops/devservices.py",
     "services/storage.py",
 }
 
