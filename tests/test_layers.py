@@ -63,7 +63,6 @@ KNOWN_LONG_MODULES = {
     "api/resources/uploads.py",
     "bench/messaging.py",
     "models/search.py",
-    "ops/demo.py",
     "services/storage.py",
 }
 
