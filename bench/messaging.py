@@ -73,7 +73,9 @@ def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out)
     people = _seed(hearth, count)
     run.log(f"messaging: {count} conversations (buyer, owner, listing, sessions, tokens) in "
             f"{time.perf_counter() - started:.1f} s")
-    env = {**hearth.env, "BROKER_URL": broker_url}
+    # The client process opens every socket from one address, up to 100 at a time: more than the
+    # relay's default allowance of sockets waiting to authenticate per address (10).
+    env = {**hearth.env, "BROKER_URL": broker_url, "RELAY_UNAUTHENTICATED_PER_ADDRESS": "1000"}
     run.settings["messaging"] = (f"{count} conversations, one owner socket each; {rate:g} messages/s for "
                                  f"{seconds:g} s, then {flat_out:g} s flat out, from {SENDERS} sender threads; "
                                  f"api {HEARTH_APP} under {servers.project_settings().describe()}; relay as in "
