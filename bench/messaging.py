@@ -88,7 +88,7 @@ def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out)
             servers.Gunicorn(HEARTH_APP, servers.project_settings(), env, directory / "api.log",
                              ready_path="/healthz") as api:
         _probe(api.base_url, people[0])
-        config = {"url": ws_url, "sockets": [[c["owner_token"], ch] for c, ch in zip(people, channels)]}
+        config = {"url": ws_url, "sockets": [[c["owner_token"], ch] for c, ch in zip(people, channels, strict=True)]}
         with messaging_client.client(directory, config) as client:
             run.log(f"messaging: {client.ready} recipients connected and subscribed")
             # One event to every socket and a few seconds of messages, unmeasured: a fresh
@@ -225,7 +225,7 @@ def _view(person: dict, seq: int) -> dict:
     """What the API publishes for a message (its message view), for events sent straight to Redis."""
     return {"id": 1_000_000 + seq, "conversation_id": str(person["conversation"]), "sender_id": str(person["buyer"]),
             "body": _body(seq, time.time()), "attachments": [], "client_id": f"bench-{seq}",
-            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat()}
 
 
 # --- senders -------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ async def _sockets(config: dict) -> None:
                 message = loads(raw)
                 if message.get("type") == "message.created" and "id" in message:
                     received.message(at, message["data"]["body"])
-        except Exception:  # noqa: BLE001 - a closed connection ends its reader
+        except Exception:  # noqa: S110 - a closed connection ends its reader
             pass
 
     opened = await asyncio.gather(*(open_one(token, channel) for token, channel in config["sockets"]))
