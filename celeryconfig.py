@@ -1,7 +1,7 @@
 """Celery configuration: broker, queues, routes, delivery guarantees, time limits, beat schedule.
 
 Read by ``tasks.app`` through ``config_from_object``; the broker URL comes from
-``settings.py`` (the only reader of the environment).
+``settings`` (the only reader of the environment).
 """
 from kombu import Queue
 

@@ -3,10 +3,10 @@
 BENCH_MESSAGING_CONVERSATIONS (500) conversations (a buyer, a seller's listing)
 are written through the models. Each owner has a websocket on ``uvicorn
 api.relay:app`` (the relay bench's flags), authenticated and subscribed to
-``conversation:{id}``, all in one client process (``python -m bench.messaging
-client CONFIG``). The API runs under gunicorn with the project's settings; its
-broker is a Redis database of its own (BENCH_BROKER_DB, default 11; it must be
-empty) with no worker, so fan-out jobs only queue. With the same sockets, in turn:
+``conversation:{id}``, all in one client process (``bench/messaging_client.py``).
+The API runs under gunicorn with the project's settings; its broker is a Redis
+database of its own (BENCH_BROKER_DB, default 11; it must be empty) with no
+worker, so fan-out jobs only queue. With the same sockets, in turn:
 
 * ``relay-publish``: ``EventBus.publish`` of a ``message.created`` event shaped like
   a message view, straight to the channels, BENCH_MESSAGING_RATE (50) a second
@@ -24,7 +24,6 @@ job) and the later ones, an unread streak, are deduplicated.
 """
 from __future__ import annotations
 
-import asyncio
 import collections
 import datetime
 import http.client
@@ -33,7 +32,6 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import threading
 import time
 import urllib.parse
@@ -41,7 +39,7 @@ import uuid
 
 import redis as redis_lib
 
-from bench import Row, Run, benchmark, relay, servers, stack
+from bench import Row, Run, benchmark, messaging_client, relay, servers, stack
 from bench.jobs import percentile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -75,7 +73,9 @@ def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out)
     people = _seed(hearth, count)
     run.log(f"messaging: {count} conversations (buyer, owner, listing, sessions, tokens) in "
             f"{time.perf_counter() - started:.1f} s")
-    env = {**hearth.env, "BROKER_URL": broker_url}
+    # The client process opens every socket from one address, up to 100 at a time: more than the
+    # relay's default allowance of sockets waiting to authenticate per address (10).
+    env = {**hearth.env, "BROKER_URL": broker_url, "RELAY_UNAUTHENTICATED_PER_ADDRESS": "1000"}
     run.settings["messaging"] = (f"{count} conversations, one owner socket each; {rate:g} messages/s for "
                                  f"{seconds:g} s, then {flat_out:g} s flat out, from {SENDERS} sender threads; "
                                  f"api {HEARTH_APP} under {servers.project_settings().describe()}; relay as in "
@@ -88,8 +88,8 @@ def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out)
             servers.Gunicorn(HEARTH_APP, servers.project_settings(), env, directory / "api.log",
                              ready_path="/healthz") as api:
         _probe(api.base_url, people[0])
-        config = {"url": ws_url, "sockets": [[c["owner_token"], ch] for c, ch in zip(people, channels)]}
-        with _client(directory, config) as client:
+        config = {"url": ws_url, "sockets": [[c["owner_token"], ch] for c, ch in zip(people, channels, strict=True)]}
+        with messaging_client.client(directory, config) as client:
             run.log(f"messaging: {client.ready} recipients connected and subscribed")
             # One event to every socket and a few seconds of messages, unmeasured: a fresh
             # connection's first delivery and a fresh gunicorn thread's first request are slow.
@@ -225,7 +225,7 @@ def _view(person: dict, seq: int) -> dict:
     """What the API publishes for a message (its message view), for events sent straight to Redis."""
     return {"id": 1_000_000 + seq, "conversation_id": str(person["conversation"]), "sender_id": str(person["buyer"]),
             "body": _body(seq, time.time()), "attachments": [], "client_id": f"bench-{seq}",
-            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat()}
 
 
 # --- senders -------------------------------------------------------------------------------
@@ -306,108 +306,3 @@ def _run_senders(base_url: str, sender) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-
-
-# --- the client process: one socket per recipient --------------------------------------------
-
-class _Client(relay._ClientProcess):
-    def collect(self, expected: int) -> dict:
-        """Wait for ``expected`` distinct messages (or 10 s without a new one); their figures."""
-        self.popen.stdin.write(f"COLLECT {expected}\n")
-        self.popen.stdin.flush()
-        return json.loads(relay._readline(self.popen, 120))
-
-
-def _client(directory: pathlib.Path, config: dict):
-    return relay.client_process("bench.messaging", directory, "client", config, _Client)
-
-
-class _Received(relay._Stats):
-    """The relay bench's figures, counting a message delivered twice once."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen: set[str] = set()
-        self.duplicates = 0
-
-    def message(self, at: float, body: str) -> None:
-        seq, sent_at, _ = body.split(" ", 2)
-        if seq in self.seen:
-            self.duplicates += 1
-        else:
-            self.seen.add(seq)
-            self.record(at, float(sent_at))
-
-    def figures(self) -> dict:
-        return dict(self.result(len(self.seen)), duplicates=self.duplicates)
-
-
-async def _sockets(config: dict) -> None:
-    from websockets.asyncio.client import connect
-
-    received = _Received()
-    gate = asyncio.Semaphore(100)
-
-    async def open_one(token: str, channel: str):
-        async with gate:
-            ws = await connect(config["url"], compression=None, open_timeout=60, ping_interval=None,
-                               close_timeout=2, max_queue=None)
-            await ws.send(json.dumps({"type": "auth", "token": token}))
-            sent_subscribe = False
-            while True:
-                message = json.loads(await ws.recv())
-                kind = message.get("type")
-                if kind == "error":
-                    raise RuntimeError(f"{channel}: {message}")
-                if kind == "ready" and not sent_subscribe:
-                    await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
-                    sent_subscribe = True
-                if kind == "subscribed" and message.get("channel") == channel:
-                    return ws
-
-    async def reader(ws):
-        loads, now = json.loads, time.time
-        try:
-            async for raw in ws:
-                at = now()
-                message = loads(raw)
-                if message.get("type") == "message.created" and "id" in message:
-                    received.message(at, message["data"]["body"])
-        except Exception:  # noqa: BLE001 - a closed connection ends its reader
-            pass
-
-    opened = await asyncio.gather(*(open_one(token, channel) for token, channel in config["sockets"]))
-    readers = [asyncio.create_task(reader(ws)) for ws in opened]
-    print(f"READY {len(opened)}", flush=True)
-    while True:
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line.startswith("COLLECT"):
-            break
-        expected = int(line.split()[1])
-        seen, deadline = -1, time.monotonic()
-        while len(received.seen) < expected:
-            if len(received.seen) != seen:
-                seen, deadline = len(received.seen), time.monotonic() + 10
-            elif time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)  # late duplicates
-        print(json.dumps(received.figures()), flush=True)
-        received = _Received()
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
-
-
-def client_main(config_path: str) -> None:
-    config = json.loads(pathlib.Path(config_path).read_text())
-    relay._raise_nofile(len(config["sockets"]) + 1024)
-    asyncio.run(_sockets(config))
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "client":
-        client_main(sys.argv[2])
-    else:
-        sys.exit("usage: python -m bench.messaging client CONFIG.json (run the benchmark with "
-                 "`python -m bench messaging`)")

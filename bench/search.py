@@ -155,7 +155,7 @@ def _rebuild(run: Run, url: str, force: bool) -> Row | None:
 # --- the queries ------------------------------------------------------------------------------
 
 def _params(kind: str, rng: random.Random) -> dict:
-    from ops.demo import CITIES, LAT_HALF_BOX, LON_HALF_BOX
+    from ops.demo_data import CITIES, LAT_HALF_BOX, LON_HALF_BOX
 
     city = rng.choice(CITIES)
     lat = city.lat + rng.uniform(-LAT_HALF_BOX, LAT_HALF_BOX) / 3

@@ -22,124 +22,35 @@ that found it running after its owner died (a crashed ``hearth run``), so a stal
 server is cleaned up by the next command instead of running forever. A process
 that finds a server owned by a live process (``hearth db status`` beside a
 running ``hearth run``) uses it and leaves it alone. ``stop_all()`` stops what
-this process owns; it also runs at interpreter exit.
+this process owns; it also runs at interpreter exit (the ownership machinery is in
+``ops/embedded.py``).
 """
 from __future__ import annotations
 
 import atexit
-import contextlib
-import fcntl
-import os
 import pathlib
-import socket
 import subprocess
-import sys
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ops import stack_record
+from ops.embedded import (
+    START_TIMEOUT,
+    EmbeddedServer,
+    ServiceError,
+    claim,
+    locked,
+    log_tail,
+    reachable,
+    register,
+    release,
+    stop_all,
+    var_dir,
+)
 
 DEFAULT_REDIS_PORT = 6391
 DATABASE_NAME = "hearth"
-START_TIMEOUT = 30.0
-
-
-class ServiceError(Exception):
-    """An embedded server could not be started, reached or stopped; the message says why."""
-
-
-def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when a TCP connection to ``host:port`` succeeds within ``timeout`` seconds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-@dataclass
-class EmbeddedServer:
-    """A server started (or adopted) by this process; ``stop()`` shuts it down."""
-
-    name: str
-    url: str
-    owned: bool
-    _stop: Callable[[], None] = field(repr=False)
-
-    def stop(self) -> None:
-        if self.owned:
-            self._stop()
-            self.owned = False
-
-
-# Servers this process owns, in start order; stopped in reverse.
-_owned: list[EmbeddedServer] = []
-
-
-def stop_all() -> None:
-    """Stop every embedded server this process owns (idempotent)."""
-    problems = []
-    while _owned:
-        server = _owned.pop()
-        try:
-            server.stop()
-        except Exception as exc:  # keep stopping the others
-            problems.append(f"{server.name}: {exc}")
-    if problems:
-        raise ServiceError("could not stop: " + "; ".join(problems))
-
-
-def _stop_all_at_exit() -> None:
-    try:
-        stop_all()
-    except ServiceError as exc:
-        print(f"hearth: {exc}", file=sys.stderr)
-
-
-atexit.register(_stop_all_at_exit)
-
-
-# --------------------------------------------------------------------------- ownership
-
-@contextlib.contextmanager
-def _locked(path: pathlib.Path):
-    """Serialise start/adopt/stop of one server between processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _claim(owner_file: pathlib.Path) -> bool:
-    """Record this process as the server's owner unless a live process already is."""
-    try:
-        pid = int(owner_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        pid = 0
-    if pid and pid != os.getpid() and stack_record.alive(pid):
-        return False
-    owner_file.write_text(f"{os.getpid()}\n")
-    return True
-
-
-def _release(owner_file: pathlib.Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if owner_file.read_text().strip() == str(os.getpid()):
-            owner_file.unlink()
-
-
-def _register(server: EmbeddedServer) -> EmbeddedServer:
-    if server.owned:
-        _owned.append(server)
-    return server
-
-
 # --------------------------------------------------------------------------- PostgreSQL
 
 def ensure_database(settings, *, data_dir: pathlib.Path | None = None, name: str = DATABASE_NAME) -> str:
@@ -155,7 +66,7 @@ def ensure_database(settings, *, data_dir: pathlib.Path | None = None, name: str
     recorded = stack_record.running_stack(settings).get("DATABASE_URL")
     if recorded:
         return recorded
-    server = start_postgres(data_dir or _var_dir(settings) / "pg")
+    server = start_postgres(data_dir or var_dir(settings) / "pg")
     create_database(server.url, name)
     return database_url(server.url, name)
 
@@ -164,25 +75,25 @@ def start_postgres(home: pathlib.Path) -> EmbeddedServer:
     """Start (or reuse) the pgserver cluster under ``home``; ``url`` names the ``postgres`` database."""
     home = home.resolve()
     data_dir = home / "data"
-    with _locked(home / "lock"):
+    with locked(home / "lock"):
         home.mkdir(parents=True, exist_ok=True)
         pgserver = _import_pgserver()
         try:
             handle = pgserver.get_server(data_dir, cleanup_mode=None)
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
             raise ServiceError(
-                f"embedded PostgreSQL did not start in {data_dir}: {exc}{_log_tail(data_dir / 'log')}"
+                f"embedded PostgreSQL did not start in {data_dir}: {exc}{log_tail(data_dir / 'log')}"
             ) from None
         info = handle.get_postmaster_info()
         url = f"postgresql://postgres@/postgres?host={quote(str(info.socket_dir), safe='/')}"
-        owned = _claim(home / "owner.pid")
+        owned = claim(home / "owner.pid")
 
     def stop() -> None:
-        with _locked(home / "lock"):
+        with locked(home / "lock"):
             _stop_postgres(handle, data_dir)
-            _release(home / "owner.pid")
+            release(home / "owner.pid")
 
-    return _register(EmbeddedServer("postgres", url, owned, stop))
+    return register(EmbeddedServer("postgres", url, owned, stop))
 
 
 def _stop_postgres(handle, data_dir: pathlib.Path) -> None:
@@ -253,7 +164,7 @@ def ensure_redis(settings, *, port: int = DEFAULT_REDIS_PORT, data_dir: pathlib.
     recorded = stack_record.running_stack(settings).get("REDIS_URL")
     if recorded:
         return recorded
-    return start_redis(data_dir or _var_dir(settings) / "redis", port).url
+    return start_redis(data_dir or var_dir(settings) / "redis", port).url
 
 
 def start_redis(home: pathlib.Path, port: int = DEFAULT_REDIS_PORT) -> EmbeddedServer:
@@ -266,20 +177,20 @@ def start_redis(home: pathlib.Path, port: int = DEFAULT_REDIS_PORT) -> EmbeddedS
     """
     home = home.resolve()
     url = f"redis://127.0.0.1:{port}/0"
-    with _locked(home / "lock"):
+    with locked(home / "lock"):
         if reachable("127.0.0.1", port):
             _check_is_ours(home, port)
             process = None
         else:
             process = _spawn_redis(home, port)
-        owned = _claim(home / "owner.pid")
+        owned = claim(home / "owner.pid")
 
     def stop() -> None:
-        with _locked(home / "lock"):
+        with locked(home / "lock"):
             _stop_redis(port, process)
-            _release(home / "owner.pid")
+            release(home / "owner.pid")
 
-    return _register(EmbeddedServer("redis", url, owned, stop))
+    return register(EmbeddedServer("redis", url, owned, stop))
 
 
 def _redis_client(port: int):
@@ -331,14 +242,14 @@ def _spawn_redis(home: pathlib.Path, port: int) -> subprocess.Popen:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServiceError(
-                f"embedded Redis exited with code {process.returncode} on port {port}{_log_tail(log)}"
+                f"embedded Redis exited with code {process.returncode} on port {port}{log_tail(log)}"
             )
         if _ping(port):
             return process
         time.sleep(0.05)
     process.kill()
     process.wait()
-    raise ServiceError(f"embedded Redis did not answer on port {port} within {START_TIMEOUT:.0f} s{_log_tail(log)}")
+    raise ServiceError(f"embedded Redis did not answer on port {port} within {START_TIMEOUT:.0f} s{log_tail(log)}")
 
 
 def _ping(port: int) -> bool:
@@ -386,27 +297,19 @@ def ensure_clamd(settings, log=print) -> str:
         return settings.clamd_url
     if settings.production:
         raise ServiceError("CLAMD_URL is required in production (no development clamd)")
-    home = _var_dir(settings) / "clamd"
-    with _locked(home.parent / "clamd.lock"):
+    home = var_dir(settings) / "clamd"
+    with locked(home.parent / "clamd.lock"):
         if _ping(home / "clamd.sock"):
             return f"unix://{home / 'clamd.sock'}"
         try:
             server = start_clamd(home, log=log)
         except ClamdError as exc:
             raise ServiceError(f"development clamd: {exc}") from None
-    _register(EmbeddedServer("clamd", server.url, True, server.stop))
+    register(EmbeddedServer("clamd", server.url, True, server.stop))
     return server.url
 
 
-# --------------------------------------------------------------------------- helpers
-
-def _var_dir(settings) -> pathlib.Path:
-    return pathlib.Path(settings.var_dir).resolve()
-
-
-def _log_tail(path: pathlib.Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return "\n--- " + str(path) + " ---\n" + "\n".join(text) if text else ""
+# The interface of the development servers: ensure_* for a URL, start_* for a server, stop_all() at the end.
+__all__ = ["DATABASE_NAME", "DEFAULT_REDIS_PORT", "EmbeddedServer", "ServiceError", "create_database",
+           "database_url", "ensure_clamd", "ensure_database", "ensure_redis", "reachable", "start_postgres",
+           "start_redis", "stop_all"]

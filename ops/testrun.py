@@ -8,7 +8,7 @@ an embedded one (stopped afterwards) otherwise:
 * ``TEST_REDIS_URL``: a Redis database the tests may write to (under key prefixes).
 * ``TEST_CLAMD_URL``: a clamd with the project's test signature database (EICAR);
   Debian's clamav-daemon is installed first when ``clamd`` is missing (ops/clamd.py).
-* ``TEST_S3_ENDPOINT``: an S3-compatible server on loopback (moto's server mode).
+* ``TEST_S3_ENDPOINT``: an S3-compatible server on loopback (moto's threaded server, in this process).
 * ``TEST_PROVIDERS_URL``: a stand-in for SendGrid and Twilio that records what it was
   sent (ops/provider_stub.py), on a free loopback port, always our own.
 * ``TEST_CHROMIUM``: headless Chromium for the browser tests; Debian's ``chromium`` is
@@ -94,7 +94,7 @@ def s3(ctx: Context) -> dict[str, str]:
     from ops.s3server import S3ServerError, start_s3_server
 
     try:
-        server = start_s3_server(ctx.home / "s3")
+        server = start_s3_server()
     except S3ServerError as exc:
         raise _service_error(f"S3 server: {exc}") from None
     ctx.cleanup.callback(server.stop)

@@ -10,7 +10,7 @@ import pytest
 from api.schemas.properties import PropertyView
 from models.db import db
 from models.properties import PUBLIC_STATUSES, TRANSITIONS, Property, PropertyHistory
-from ops import demo
+from ops import demo, demo_data
 from tests.ops.test_cli import database_env, hearth, query  # noqa: F401 (a fixture)
 
 N = 20_000
@@ -20,7 +20,7 @@ def _fingerprint() -> tuple:
     """Every seeded column of every listing and history row, hashed in the database."""
     listings = db.execute_sql(
         "SELECT count(*), md5(string_agg(p::text, '|' ORDER BY p.id)) FROM (SELECT "
-        + ", ".join(demo.COLUMNS) + " FROM properties) p").fetchone()
+        + ", ".join(demo_data.COLUMNS) + " FROM properties) p").fetchone()
     history = db.execute_sql(
         "SELECT count(*), md5(string_agg(concat_ws(',', property_id, at, actor_id, field, old_value, new_value),"
         " '|' ORDER BY property_id, at, field, new_value)) FROM property_history").fetchone()
@@ -61,8 +61,8 @@ def test_the_listings_are_spread_plausible_and_valid(database):
                                 Property.standard_status, Property.close_price, Property.close_date,
                                 Property.on_market_timestamp).tuples())
     assert len(rows) == N
-    boxes = {c.name: c for c in demo.CITIES}
-    total_weight = sum(c.weight for c in demo.CITIES)
+    boxes = {c.name: c for c in demo_data.CITIES}
+    total_weight = sum(c.weight for c in demo_data.CITIES)
     by_city: dict[str, list] = {}
     for row in rows:
         by_city.setdefault(row[0], []).append(row)
@@ -71,7 +71,8 @@ def test_the_listings_are_spread_plausible_and_valid(database):
     for name, city_rows in by_city.items():
         assert abs(len(city_rows) / N - boxes[name].weight / total_weight) < 0.015, name
         for _, lat, lon, *_ in city_rows:
-            assert abs(lat - boxes[name].lat) < demo.LAT_HALF_BOX and abs(lon - boxes[name].lon) < demo.LON_HALF_BOX
+            assert abs(lat - boxes[name].lat) < demo_data.LAT_HALF_BOX
+            assert abs(lon - boxes[name].lon) < demo_data.LON_HALF_BOX
     assert all(row[4] > 0 for row in rows)
     # Sale prices: sane medians, and dearer where a square foot costs more.
     medians = {name: statistics.median(r[4] for r in city_rows if r[3] == "Residential")

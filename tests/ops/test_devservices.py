@@ -17,7 +17,7 @@ import redis as redis_lib
 
 from models import migrate
 from models.db import make_database
-from ops import devservices
+from ops import devservices, embedded
 from ops.devservices import ServiceError
 from settings import ROOT, Settings
 
@@ -92,10 +92,10 @@ def test_embedded_postgres_runs_the_migrations_is_shared_and_stops(dev_settings)
     # A second command while this one runs uses the same server and leaves it running.
     second = in_another_process(f"""
         import pathlib
-        from ops import devservices
+        from ops import devservices, embedded
         from settings import Settings
         settings = Settings.from_env({{"HEARTH_VAR_DIR": {str(dev_settings.var_dir)!r}}})
-        print(devservices.ensure_database(settings), [s.name for s in devservices._owned])
+        print(devservices.ensure_database(settings), [s.name for s in embedded._owned])
     """)
     assert second.split() == [url, "[]"]
     assert (socket_dir / ".s.PGSQL.5432").exists()
@@ -126,7 +126,7 @@ def test_a_server_left_by_a_dead_owner_is_adopted_and_stopped(dev_settings):
     socket_file = dev_settings.var_dir.resolve() / "pg" / "data" / ".s.PGSQL.5432"
     assert socket_file.exists()
     devservices.ensure_database(dev_settings)
-    assert [s.name for s in devservices._owned] == ["postgres"]
+    assert [s.name for s in embedded._owned] == ["postgres"]
     devservices.stop_all()
     assert not socket_file.exists()
 

@@ -39,7 +39,7 @@ def s3_endpoint() -> str:
         return os.environ["TEST_S3_ENDPOINT"]
     if "s3" not in _started:
         from ops.s3server import start_s3_server
-        server = start_s3_server(_home("s3"))
+        server = start_s3_server()
         atexit.register(server.stop)
         _started["s3"] = server
     return _started["s3"].endpoint

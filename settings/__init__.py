@@ -6,20 +6,30 @@ or weak secrets and debug mode, listing every problem at once.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import ipaddress
 import os
 import pathlib
 import secrets
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlparse
+from typing import Any
+from urllib.parse import urlparse
 
-ROOT = pathlib.Path(__file__).resolve().parent
+from settings.parsing import RATE_UNITS, parse_field, parse_rate
+from settings.validation import (
+    MIN_SECRET_LENGTH,
+    STORAGE_URL_OPTIONS,
+    is_loopback_bind,
+    job_and_relay_problems,
+    production_problems,
+)
+
+# The repository (this package's parent).
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
-# Secrets shorter than this are refused in production.
-MIN_SECRET_LENGTH = 32
-# Flower's basic-auth password outside production when FLOWER_PASSWORD is unset.
-DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"
+# Flower's basic-auth password outside production when FLOWER_PASSWORD is unset (public on purpose:
+# development listens on loopback only, and production refuses a short FLOWER_PASSWORD).
+DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"  # noqa: S105
 # CORS_ORIGINS in development when it is empty: the usual local dev servers (Next/CRA 3000,
 # Angular 4200, Vite 5173, Vue CLI/webpack 8080), by name and by address.
 DEVELOPMENT_CORS_ORIGINS = tuple(f"http://{host}:{port}" for port in (3000, 4200, 5173, 8080)
@@ -32,19 +42,6 @@ class SettingsError(Exception):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("invalid settings:\n  - " + "\n  - ".join(problems))
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -190,18 +187,18 @@ class Settings:
         return self.var_dir / "sms"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``) and validate them."""
         environ = dict(os.environ if environ is None else environ)
         problems: list[str] = []
-        values: dict = {}
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             name = "HEARTH_" + f.name.upper() if f.name in _HEARTH_PREFIXED else f.name.upper()
             raw = environ.get(name)
             if raw is None:
                 continue
             try:
-                values[f.name] = _parse(f, raw)
+                values[f.name] = parse_field(f, raw)
             except ValueError as exc:
                 problems.append(f"{name}: {exc}")
         values.update(overrides)
@@ -212,10 +209,10 @@ class Settings:
         settings.validate()
         return settings
 
-    def _with_development_defaults(self) -> "Settings":
+    def _with_development_defaults(self) -> Settings:
         if self.production:
             return self
-        changes: dict = {}
+        changes: dict[str, Any] = {}
         if not self.secret_key:
             changes["secret_key"] = development_secret_key(self.var_dir)
         if not self.flower_password:
@@ -257,14 +254,14 @@ class Settings:
             problems.append("FRONTEND_URL must be an http(s):// URL")
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
-        problems.extend(self._job_and_relay_problems())
+        problems.extend(job_and_relay_problems(self))
         for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):
             try:
                 parse_rate(getattr(self, name))
             except ValueError as exc:
                 problems.append(f"{name.upper()}: {exc}")
         if self.production:
-            problems.extend(self._production_problems())
+            problems.extend(production_problems(self))
         else:
             problems.extend(self._listening_problems())
         if problems:
@@ -277,103 +274,10 @@ class Settings:
                 "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)"
                 for name in ("web_bind", "relay_bind", "flower_bind") if not is_loopback_bind(getattr(self, name))]
 
-    def _job_and_relay_problems(self) -> list[str]:
-        problems = []
-        if self.broker_url and urlparse(self.broker_url).scheme not in ("redis", "rediss", "unix"):
-            problems.append("BROKER_URL must be a redis:// or rediss:// URL")
-        problems.extend(_storage_problems(self.storage_url))
-        if self.clamd_url and urlparse(self.clamd_url).scheme not in ("unix", "tcp"):
-            problems.append("CLAMD_URL must be unix:///path/to/clamd.sock or tcp://host:port")
-        if self.sms_backend not in ("outbox", "twilio"):
-            problems.append("SMS_BACKEND must be outbox or twilio")
-        if self.sms_backend == "twilio" and not (self.twilio_account_sid and self.twilio_auth_token
-                                                 and self.twilio_from):
-            problems.append("TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are required with "
-                            "SMS_BACKEND=twilio")
-        if not 0 <= self.message_notification_delay <= 3600:
-            problems.append("MESSAGE_NOTIFICATION_DELAY must be between 0 and 3600 seconds")
-        if not 60 <= self.phone_code_ttl <= 3600:
-            problems.append("PHONE_CODE_TTL must be between 60 seconds and an hour")
-        if not 1 <= self.clamd_timeout <= 600:
-            problems.append("CLAMD_TIMEOUT must be between 1 and 600 seconds")
-        for name in ("upload_direct_max_bytes", "upload_photo_max_bytes", "upload_document_max_bytes",
-                     "upload_avatar_max_bytes"):
-            if getattr(self, name) < 1024:
-                problems.append(f"{name.upper()} must be at least 1024")
-        if not 60 <= self.upload_intent_ttl <= 24 * 3600:
-            problems.append("UPLOAD_INTENT_TTL must be between 60 seconds and a day")
-        if not 10 <= self.upload_url_ttl <= 3600:
-            problems.append("UPLOAD_URL_TTL must be between 10 seconds and an hour")
-        if not 2 <= self.job_lease_seconds <= 3600:
-            problems.append("JOB_LEASE_SECONDS must be between 2 and 3600")
-        if self.job_requeue_after < 1:
-            problems.append("JOB_REQUEUE_AFTER must be at least 1 second")
-        if not 30 <= self.export_url_ttl <= 24 * 3600:
-            problems.append("EXPORT_URL_TTL must be between 30 seconds and a day")
-        if self.export_retention_hours < 1:
-            problems.append("EXPORT_RETENTION_HOURS must be at least 1")
-        if self.relay_heartbeat_interval < 1 or self.relay_idle_timeout <= self.relay_heartbeat_interval:
-            problems.append("RELAY_IDLE_TIMEOUT must be longer than RELAY_HEARTBEAT_INTERVAL (>= 1)")
-        if self.relay_auth_timeout < 1:
-            problems.append("RELAY_AUTH_TIMEOUT must be at least 1 second")
-        if not 4 <= self.relay_send_queue <= 100_000:
-            problems.append("RELAY_SEND_QUEUE must be between 4 and 100000")
-        if self.relay_max_channels < 1:
-            problems.append("RELAY_MAX_CHANNELS must be at least 1")
-        if not 1 <= self.relay_unauthenticated_per_address <= self.relay_unauthenticated_max:
-            problems.append("RELAY_UNAUTHENTICATED_PER_ADDRESS must be between 1 and RELAY_UNAUTHENTICATED_MAX")
-        return problems
-
-    def _production_problems(self) -> list[str]:
-        problems = []
-        if self.debug:
-            problems.append("HEARTH_DEBUG must be off in production")
-        if not self.database_url:
-            problems.append("DATABASE_URL is required in production (no embedded PostgreSQL)")
-        if not self.redis_url:
-            problems.append("REDIS_URL is required in production (no embedded Redis)")
-        if len(self.secret_key) < MIN_SECRET_LENGTH or "dev" in self.secret_key.lower():
-            problems.append(f"SECRET_KEY must be a random value of at least {MIN_SECRET_LENGTH} characters")
-        if not self.jwt_private_keys:
-            problems.append("JWT_PRIVATE_KEYS is required in production (no generated dev key)")
-        if self.mail_backend == "outbox":
-            problems.append("MAIL_BACKEND=outbox is a development backend; use sendgrid")
-        if self.sms_backend == "outbox":
-            problems.append("SMS_BACKEND=outbox is a development backend; use twilio")
-        if self.mail_backend == "sendgrid" and not self.sendgrid_webhook_public_key:
-            problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY is required in production (bounces and spam "
-                            "reports must stop email)")
-        if len(self.flower_password) < 12:
-            problems.append("FLOWER_PASSWORD must be at least 12 characters in production")
-        if not self.public_url.startswith("https://"):
-            problems.append("PUBLIC_URL must be https:// in production")
-        if self.frontend_url and not self.frontend_url.startswith("https://"):
-            problems.append("FRONTEND_URL must be https:// in production")
-        if "*" in self.cors_origins:
-            problems.append("CORS_ORIGINS may not be * in production")
-        if urlparse(self.storage_url).scheme != "s3":
-            problems.append("STORAGE_URL must be an s3:// URL in production (local disk is for development)")
-        if not self.clamd_url:
-            problems.append("CLAMD_URL is required in production (uploads are never served unscanned)")
-        return problems
-
     @property
     def clamd_address(self) -> str:
         """``CLAMD_URL``, or the development clamd's socket under ``var_dir``."""
         return self.clamd_url or f"unix://{self.var_dir / 'clamd' / 'clamd.sock'}"
-
-
-def is_loopback_bind(bind: str) -> bool:
-    """True when ``host:port`` (or gunicorn's ``unix:PATH``) can only be reached from this machine."""
-    if bind.startswith("unix:"):
-        return True
-    host = bind.rpartition(":")[0].strip("[]") if ":" in bind else bind
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "", 0.0.0.0-like names, or a host name that may resolve anywhere
 
 
 def development_secret_key(var_dir: pathlib.Path) -> str:
@@ -390,10 +294,8 @@ def development_secret_key(var_dir: pathlib.Path) -> str:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48) + "\n")
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)  # the first process to get here wins; the others read its key
-            except FileExistsError:
-                pass
             os.unlink(tmp)
         key = path.read_text().strip()
     except OSError as exc:
@@ -404,60 +306,11 @@ def development_secret_key(var_dir: pathlib.Path) -> str:
     return key
 
 
-STORAGE_URL_OPTIONS = ("endpoint", "public_endpoint", "region", "addressing")
-
-
-def _storage_problems(url: str) -> list[str]:
-    """``STORAGE_URL``: empty, ``file:///path`` or ``s3://bucket?endpoint=&public_endpoint=&region=&addressing=``."""
-    if not url:
-        return []
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return []
-    if parsed.scheme != "s3":
-        return ["STORAGE_URL must be file:///path or s3://bucket?endpoint=...&region=..."]
-    problems = []
-    if not parsed.hostname or parsed.path not in ("", "/"):
-        problems.append("STORAGE_URL: s3:// needs a bucket name and nothing after it (s3://bucket?region=...)")
-    options = dict(pair.partition("=")[::2] for pair in filter(None, parsed.query.split("&")))
-    unknown = sorted(set(options) - set(STORAGE_URL_OPTIONS))
-    if unknown:
-        problems.append(f"STORAGE_URL: unknown option(s) {', '.join(unknown)}; known: {', '.join(STORAGE_URL_OPTIONS)}")
-    for name in ("endpoint", "public_endpoint"):
-        if options.get(name) and urlparse(unquote(options[name])).scheme not in ("http", "https"):
-            problems.append(f"STORAGE_URL: {name} must be an http(s):// URL")
-    if options.get("addressing", "path") not in ("path", "virtual"):
-        problems.append("STORAGE_URL: addressing must be path or virtual")
-    return problems
-
-
 # Variables that would be too generic without the prefix.
 _HEARTH_PREFIXED = {"env", "debug", "var_dir"}
 
 
-def _parse(f: dataclasses.Field, raw: str):
-    kind = f.type
-    if kind == "bool":
-        return _bool(raw)
-    if kind == "int":
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"not an integer: {raw!r}") from None
-    if kind == "pathlib.Path":
-        return pathlib.Path(raw)
-    if kind.startswith("tuple"):
-        return _csv(raw)
-    return raw
-
-
-RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-
-
-def parse_rate(text: str) -> tuple[int, int]:
-    """Parse ``"20/minute"`` into ``(20, 60)`` (count, window seconds)."""
-    try:
-        count, unit = text.split("/", 1)
-        return int(count), RATE_UNITS[unit.strip().rstrip("s")]
-    except (ValueError, KeyError):
-        raise ValueError(f"not a rate like '20/minute': {text!r}") from None
+# What callers import from ``settings`` (the parsing and validation helpers live in its modules).
+__all__ = ["DEVELOPMENT_CORS_ORIGINS", "DEVELOPMENT_FLOWER_PASSWORD", "ENVIRONMENTS", "MIN_SECRET_LENGTH",
+           "RATE_UNITS", "ROOT", "STORAGE_URL_OPTIONS", "Settings", "SettingsError", "development_secret_key",
+           "is_loopback_bind", "parse_rate"]
