@@ -9,9 +9,10 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 import celeryconfig
-from services.jobqueue import broker_url
+from services.jobqueue import CeleryJobQueue, broker_url
 from settings import Settings
 from tasks.broker import guard_released_connections
+from tasks.runtime import init_runtime
 
 guard_released_connections()
 
@@ -35,5 +36,4 @@ configure(Settings.from_env())
 @worker_process_init.connect
 def _init_worker_process(**_):
     # Each forked worker process opens its own pooled connections.
-    from tasks.runtime import init_runtime
-    init_runtime(app.conf.hearth_settings)
+    init_runtime(app.conf.hearth_settings, jobs=CeleryJobQueue(app))

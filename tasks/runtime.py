@@ -20,7 +20,6 @@ from services.scanner import make_scanner
 from services.search_cache import SearchCache
 from services.sms import make_sms
 from services.storage import make_storage
-from tasks.app import app
 
 
 @dataclass
@@ -67,8 +66,8 @@ def init_runtime(settings, *, init_db: bool = True, **overrides) -> Runtime:
         scanner=given("scanner", lambda: make_scanner(settings)),
         search_cache=given("search_cache", lambda: SearchCache(client, settings.redis_prefix,
                                                                settings.search_cache_ttl)),
-        # The worker's own app: its broker connection and its routes.
-        jobs=given("jobs", lambda: CeleryJobQueue(app)),
+        # A worker passes its own app's queue (its broker connection); anything else publishes by name.
+        jobs=given("jobs", lambda: CeleryJobQueue.from_settings(settings)),
     )
     return _runtime
 
