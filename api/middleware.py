@@ -5,8 +5,8 @@ import re
 import time
 import uuid
 
-from api.logging import AccessLog
 from models.db import db
+from services.logging import AccessLog
 
 access_log = AccessLog()
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")

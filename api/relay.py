@@ -22,14 +22,14 @@ import redis as redis_lib
 import redis.asyncio as aioredis
 
 from api import relay_protocol as proto
-from api.auth import SessionCache
-from api.client_address import address_bucket, client_address
 from api.relay_admission import Admission
 from api.relay_auth import RelayAuth
 from api.relay_connection import Connection
 from api.relay_hub import Hub
-from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
+from models.session_cache import SessionCache
+from services.client_address import address_bucket, client_address
+from services.tokens import KeyRing, TokenIssuer
 from settings import Settings
 
 log = logging.getLogger("hearth.relay")
@@ -147,7 +147,7 @@ def create_relay(settings: Settings, *, relay: Relay | None = None, init_db: boo
 def __getattr__(name: str):
     # ``uvicorn api.relay:app`` reads this; importing the module for its parts builds nothing.
     if name == "app":
-        from api.logging import configure_logging
+        from services.logging import configure_logging
         settings = Settings.from_env()
         configure_logging(settings)
         globals()["app"] = built = create_relay(settings)

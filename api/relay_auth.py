@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.auth import REVOKED, SessionCache
 from api.relay_protocol import SESSION_ENDED, TRY_AGAIN_LATER, UNAUTHENTICATED, Close
-from api.tokens import InvalidToken, TokenIssuer
 from models.conversations import ConversationParticipant
 from models.db import TRANSIENT_ERRORS, connection
 from models.jobs import Job
 from models.permissions import has_permission
+from models.session_cache import REVOKED, SessionCache
+from services.tokens import InvalidToken, TokenIssuer
 
 CHANNEL_RULES: dict[str, tuple[object, bool]] = {}
 

@@ -26,9 +26,9 @@ from falcon.errors import PayloadTypeError
 from redis.exceptions import RedisError
 
 from api import relay_protocol as proto
-from api.auth import REVOKED
 from api.relay_hub import REPLAY_PAGE, HubUnavailable
 from api.relay_protocol import Close
+from models.session_cache import REVOKED
 from services.events import InvalidChannel, check_channel, parse_event_id
 
 log = logging.getLogger("hearth.relay")

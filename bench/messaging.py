@@ -165,7 +165,7 @@ def _row(name: str, result: dict, sent: int, detail: dict, baseline: str | None 
 
 def _seed(hearth, count: int) -> list[dict]:
     """``count`` conversations, each with a buyer, a seller who owns the listing, and both their tokens."""
-    from api.tokens import KeyRing, TokenIssuer
+    from services.tokens import KeyRing, TokenIssuer
     from models.accounts import AuthSession, User
     from models.base import utcnow
     from models.conversations import Conversation, ConversationParticipant

@@ -70,7 +70,7 @@ def relay(run: Run) -> list[Row]:
 def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:
     import redis as redis_lib
 
-    from api.tokens import KeyRing, TokenIssuer
+    from services.tokens import KeyRing, TokenIssuer
     from models.accounts import AuthSession, User
     from models.base import utcnow
     from models.db import db

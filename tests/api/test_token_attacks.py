@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api.tokens import thumbprint
 from models import sessions
 from models.accounts import AuthSession
+from services.tokens import thumbprint
 from tests.api.conftest import assert_problem, bearer
 
 

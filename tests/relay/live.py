@@ -8,8 +8,8 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from api.tokens import KeyRing, TokenIssuer
 from models import sessions
+from services.tokens import KeyRing, TokenIssuer
 from settings import Settings
 from tests.integration.processes import BIN, Proc, environment, free_port, wait_for
 

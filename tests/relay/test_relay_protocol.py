@@ -7,9 +7,9 @@ import pytest
 from falcon.errors import WebSocketDisconnected
 
 from api import relay_protocol as proto
-from api.auth import SessionCache
 from models import sessions
 from models.jobs import Job
+from models.session_cache import SessionCache
 from tests.factories import make_user
 
 
