@@ -2,7 +2,7 @@
 
 BENCH_MESSAGING_CONVERSATIONS (500) conversations (a buyer, a seller's listing)
 are written through the models. Each owner has a websocket on ``uvicorn
-api.relay:app`` (the relay bench's flags), authenticated and subscribed to
+relay.app:app`` (the relay bench's flags), authenticated and subscribed to
 ``conversation:{id}``, all in one client process (``python -m bench.messaging
 client CONFIG``). The API runs under gunicorn with the project's settings; its
 broker is a Redis database of its own (BENCH_BROKER_DB, default 11; it must be
