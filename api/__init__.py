@@ -1,1 +1,1 @@
-"""The Hearth HTTP API (Falcon WSGI) and the websocket relay (Falcon ASGI)."""
+"""The Hearth HTTP API (Falcon WSGI)."""

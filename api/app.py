@@ -17,20 +17,21 @@ import msgspec
 import redis as redis_lib
 
 from api import errors
-from api.auth import Authenticator, SessionCache
+from api.auth import Authenticator
 from api.lockout import LoginLockout
 from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
 from api.ratelimit import RateLimiter
 from api.resources import (admin, auth, conversations, docs, exports, favorites, health, jobs, me, moderation,
                            notification_admin, notifications, pages, phone, properties, property_media,
                            saved_searches, search, uploads, webhooks)
-from api.tokens import KeyRing, TokenIssuer
 from api.upload_flow import UploadService
 from models.db import init_database
+from models.session_cache import SessionCache
 from services.events import EventBus
 from services.jobqueue import CeleryJobQueue
 from services.search_cache import SearchCache
 from services.storage import make_storage
+from services.tokens import KeyRing, TokenIssuer
 from settings import Settings, parse_rate
 
 

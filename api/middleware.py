@@ -7,9 +7,9 @@ import re
 import time
 import uuid
 
-from api.logging import AccessLog
 from models.db import db
 from models.job_submission import jobs_submitted_after_commit
+from services.logging import AccessLog
 
 log = logging.getLogger("hearth.jobs")
 access_log = AccessLog()

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import falcon
 import msgspec
 
-from api.client_address import address_bucket, client_address
 from api.errors import Problem, too_many_requests, unauthorized, validation_error
 from api.schemas import PATTERN_MESSAGES
+from services.client_address import address_bucket, client_address
 
 _PATH_IN_MESSAGE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")

@@ -1,6 +1,6 @@
 """The WSGI entry point: ``gunicorn api.wsgi:app``."""
 from api.app import create_app
-from api.logging import configure_logging
+from services.logging import configure_logging
 from settings import Settings
 
 settings = Settings.from_env()

@@ -2,7 +2,7 @@
 
 BENCH_MESSAGING_CONVERSATIONS (500) conversations (a buyer, a seller's listing)
 are written through the models. Each owner has a websocket on ``uvicorn
-api.relay:app`` (the relay bench's flags), authenticated and subscribed to
+relay.app:app`` (the relay bench's flags), authenticated and subscribed to
 ``conversation:{id}``, all in one client process (``bench/messaging_client.py``).
 The API runs under gunicorn with the project's settings; its broker is a Redis
 database of its own (BENCH_BROKER_DB, default 11; it must be empty) with no
@@ -165,7 +165,7 @@ def _row(name: str, result: dict, sent: int, detail: dict, baseline: str | None 
 
 def _seed(hearth, count: int) -> list[dict]:
     """``count`` conversations, each with a buyer, a seller who owns the listing, and both their tokens."""
-    from api.tokens import KeyRing, TokenIssuer
+    from services.tokens import KeyRing, TokenIssuer
     from models.accounts import AuthSession, User
     from models.base import utcnow
     from models.conversations import Conversation, ConversationParticipant

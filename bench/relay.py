@@ -1,6 +1,6 @@
 """``python -m bench relay``: relay fan-out of events addressed to users, beside raw Redis pub/sub.
 
-* ``relay``: ``uvicorn api.relay:app`` (the flags production and the tests use) with
+* ``relay``: ``uvicorn relay.app:app`` (the flags production and the tests use) with
   BENCH_WS_CLIENTS (2000) websocket clients in another process, each
   authenticated (first message ``{"type": "auth", ...}``) as a user of its own.
   ``EventBus.publish`` sends BENCH_RELAY_RATE (2000) events a second for
@@ -70,7 +70,7 @@ def relay(run: Run) -> list[Row]:
 def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:
     import redis as redis_lib
 
-    from api.tokens import KeyRing, TokenIssuer
+    from services.tokens import KeyRing, TokenIssuer
     from models.accounts import AuthSession, User
     from models.base import utcnow
     from models.db import db
@@ -98,7 +98,7 @@ def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:
     redis = redis_lib.Redis.from_url(stack.REDIS_URL)
     bus = EventBus(redis, hearth.redis_prefix)
     channels = [f"user:{u['id']}" for u in users]
-    run.settings["relay"] = (f"uvicorn api.relay:app (websockets-sansio), {clients} clients in one asyncio "
+    run.settings["relay"] = (f"uvicorn relay.app:app (websockets-sansio), {clients} clients in one asyncio "
                              f"process, {rate:g} events/s for {seconds:g} s, {PAD}-byte pad")
 
     with _relay_server(hearth.env, directory / "relay.log") as url:
@@ -168,7 +168,7 @@ def _publish(rate: float, seconds: float, send) -> tuple[int, float]:
 @contextlib.contextmanager
 def _relay_server(env: dict, log_path: pathlib.Path):
     port = servers.free_port()
-    argv = [str(BIN / "uvicorn"), "api.relay:app", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
+    argv = [str(BIN / "uvicorn"), "relay.app:app", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
             "--ws", "websockets-sansio", "--ws-max-size", "65536", "--ws-ping-interval", "20",
             "--ws-ping-timeout", "20", "--timeout-graceful-shutdown", "5", "--log-level", "warning",
             "--no-access-log", "--backlog", "4096"]

@@ -179,7 +179,7 @@ def _app(url: str, var: str, cache_ttl: int):
     from falcon import testing
 
     from api.app import create_app
-    from api.tokens import generate_private_pem
+    from services.tokens import generate_private_pem
     from settings import Settings
 
     environ = {"HEARTH_ENV": "development", "HEARTH_VAR_DIR": var, "DATABASE_URL": url,

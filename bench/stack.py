@@ -72,7 +72,7 @@ class HearthStack:
         return dict(OVERRIDES)
 
     def open(self) -> "HearthStack":
-        from api.tokens import generate_private_pem
+        from services.tokens import generate_private_pem
         from models import migrate
         from models.accounts import User
         from models.base import utcnow

@@ -279,7 +279,7 @@ def run_all(args) -> int:
 
 
 def keys_generate(args) -> int:
-    from api.tokens import generate_private_pem
+    from services.tokens import generate_private_pem
 
     # The same format the API reads from JWT_PRIVATE_KEYS (PKCS#8 PEM, unencrypted).
     sys.stdout.write(generate_private_pem())

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from api.tokens import generate_private_pem
+from services.tokens import generate_private_pem
 from settings import Settings, SettingsError, parse_rate
 
 SAFE_PRODUCTION = {

@@ -6,7 +6,6 @@ from peewee import IntegrityError
 
 from api.audit import audit
 from api.errors import Problem, conflict, too_many_requests, unauthorized, validation_error
-from api.client_address import address_bucket
 from api.operation import client_ip, operation
 from api.schemas.accounts import (
     Accepted, ForgotPasswordRequest, LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest,
@@ -18,6 +17,7 @@ from models.base import utcnow
 from models.db import db
 from models.jobs import Job
 from models.passwords import hash_password, needs_rehash, policy_problem, verify_password
+from services.client_address import address_bucket
 
 TAGS = ("auth",)
 FORGOT_ANSWER = "If an account exists for that address, we sent it a link to reset the password."

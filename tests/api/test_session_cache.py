@@ -6,8 +6,8 @@ request would, and check the change still holds.
 """
 from __future__ import annotations
 
-from api.auth import REVOKED
 from models.accounts import AuthSession
+from models.session_cache import REVOKED
 from tests.api.conftest import assert_problem, bearer
 from tests.factories import make_user
 

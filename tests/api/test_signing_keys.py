@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from falcon import testing
 
 from api.app import build_services, create_app
-from api.tokens import InvalidToken, KeyRing, TokenIssuer, generate_private_pem, thumbprint
+from services.tokens import InvalidToken, KeyRing, TokenIssuer, generate_private_pem, thumbprint
 from tests.api.conftest import assert_problem, bearer
 from tests.factories import PASSWORD
 

@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api.tokens import thumbprint
 from models import sessions
 from models.accounts import AuthSession
+from services.tokens import thumbprint
 from tests.api.conftest import assert_problem, bearer
 
 
@@ -114,6 +114,34 @@ def test_tampered_payload_is_refused(client, services, pair):
     forged = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
     assert_problem(_get_me(client, forged), 401)
     assert_problem(client.simulate_get("/v1/admin/users", headers={"Authorization": f"Bearer {forged}"}), 401)
+
+
+def test_oversized_tokens_are_refused_even_when_signed(client, services, pair):
+    token = _sign(services, _claims(services, pair, pad="x" * 5000))
+    assert_problem(_get_me(client, token), 401)
+
+
+def test_padded_or_non_base64url_tokens_are_refused(client, pair):
+    header, payload, signature = pair["access_token"].split(".")
+    padded = signature + "=" * (-len(signature) % 4 or 4)
+    for token in (f"{header}.{payload}.{padded}", f"{header}.{payload}.{signature}!",
+                  f"{header}.{payload}.{signature}.{signature}", f"{header}.{payload}.{signature}\u00e9"):
+        assert_problem(_get_me(client, token), 401)
+
+
+@pytest.mark.parametrize("changes", [{"exp": "9999999999"}, {"exp": 9999999999.5}, {"exp": True},
+                                     {"sid": 12345}, {"role": ["admin"]}, {"sub": None}, {"nbf": None}])
+def test_claims_missing_or_of_the_wrong_type_are_refused(client, services, pair, changes):
+    # A None in ``changes`` drops the claim.
+    assert_problem(_get_me(client, _sign(services, _claims(services, pair, **changes))), 401)
+
+
+def test_an_unencoded_payload_header_is_refused(client, services, pair):
+    ring = services.tokens.keys
+    payload = json.dumps(_claims(services, pair)).encode()
+    token = jwt.api_jws.encode(payload, ring.signing_key, algorithm="EdDSA", is_payload_detached=True,
+                               headers={"kid": ring.signing_kid, "b64": False})
+    assert_problem(_get_me(client, token), 401)
 
 
 def test_token_of_another_session_id_is_refused(client, services, pair):

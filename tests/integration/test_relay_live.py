@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from api import relay_protocol as proto
+from relay import protocol as proto
 from models.jobs import Job
 from tests.factories import PASSWORD, make_user
 from tests.integration.processes import start_gunicorn, start_worker

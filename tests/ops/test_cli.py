@@ -149,7 +149,7 @@ def test_create_admin_creates_a_verified_admin_and_refuses_duplicates_and_weak_p
 # ----------------------------------------------------------------------------- keys
 
 def test_keys_generate_prints_an_ed25519_key_the_api_accepts():
-    from api.tokens import KeyRing
+    from services.tokens import KeyRing
 
     result = hearth("keys", "generate")
     assert result.returncode == 0, result.stderr

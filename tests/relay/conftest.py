@@ -15,10 +15,10 @@ import pytest
 from falcon import testing
 from falcon.errors import WebSocketDisconnected
 
-from api.relay import build_relay, create_relay
-from api.tokens import KeyRing, TokenIssuer
+from relay.app import build_relay, create_relay
 from models import sessions
 from services.events import EventBus
+from services.tokens import KeyRing, TokenIssuer
 
 
 async def inline(fn, *args):

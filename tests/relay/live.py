@@ -8,16 +8,16 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from api.tokens import KeyRing, TokenIssuer
 from models import sessions
+from services.tokens import KeyRing, TokenIssuer
 from settings import Settings
 from tests.integration.processes import BIN, Proc, environment, free_port, wait_for
 
 
 def start_relay(env: dict, log_dir, **settings_env) -> tuple[Proc, str]:
-    """``uvicorn api.relay:app`` with the flags production uses; returns the process and its ws:// URL."""
+    """``uvicorn relay.app:app`` with the flags production uses; returns the process and its ws:// URL."""
     port = free_port()
-    argv = [str(BIN / "uvicorn"), "api.relay:app", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
+    argv = [str(BIN / "uvicorn"), "relay.app:app", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
             "--ws", "websockets-sansio", "--ws-max-size", "65536", "--ws-ping-interval", "20",
             "--ws-ping-timeout", "20", "--timeout-graceful-shutdown", "5"]
     proc = Proc("relay", argv, environment({**env, **settings_env}), log_dir)

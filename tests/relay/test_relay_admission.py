@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 from falcon.errors import WebSocketDisconnected
 
-from api import relay_protocol as proto
-from api.relay import build_relay
+from relay import protocol as proto
+from relay.app import build_relay
 from tests.factories import make_user
 from tests.relay.conftest import Client, Relay, inline
 

@@ -6,10 +6,10 @@ import asyncio
 import pytest
 from falcon.errors import WebSocketDisconnected
 
-from api import relay_protocol as proto
-from api.auth import SessionCache
+from relay import protocol as proto
 from models import sessions
 from models.jobs import Job
+from models.session_cache import SessionCache
 from tests.factories import make_user
 
 
@@ -317,7 +317,7 @@ def test_binary_frames_are_a_protocol_error(relay, token_for):
 def test_browsers_from_other_origins_are_refused_when_origins_are_configured(relay_settings, token_for):
     import dataclasses
 
-    from api.relay import build_relay
+    from relay.app import build_relay
     from tests.relay.conftest import Relay, inline
 
     settings = dataclasses.replace(relay_settings, cors_origins=("https://app.hearth.example",))

@@ -25,10 +25,10 @@ from falcon import WebSocketDisconnected
 from falcon.errors import PayloadTypeError
 from redis.exceptions import RedisError
 
-from api import relay_protocol as proto
-from api.auth import REVOKED
-from api.relay_hub import REPLAY_PAGE, HubUnavailable
-from api.relay_protocol import Close
+from models.session_cache import REVOKED
+from relay import protocol as proto
+from relay.hub import REPLAY_PAGE, HubUnavailable
+from relay.protocol import Close
 from services.events import InvalidChannel, check_channel, parse_event_id
 
 log = logging.getLogger("hearth.relay")
@@ -47,7 +47,7 @@ class ChannelState:
 class Connection:
     def __init__(self, ws, *, hub, auth, options, clock=time.time, ticket=None):
         self.ws = ws
-        self.ticket = ticket  # its place among the unauthenticated sockets (api.relay_admission)
+        self.ticket = ticket  # its place among the unauthenticated sockets (relay.admission)
         self.hub = hub
         self.auth = auth
         self.options = options

@@ -5,7 +5,7 @@ at least one local connection wants it (and a grace period after the last
 one left, so a reconnecting client does not cause churn). ``join`` returns
 only once Redis confirmed the subscription: anything published after that
 arrives live, anything before it is in the channel's stream, which is what
-makes resuming gap-free (see ``relay_connection``).
+makes resuming gap-free (see ``relay.connection``).
 
 If the pub/sub connection breaks, the hub reconnects with backoff,
 subscribes again, and asks every connection to catch up on each channel from

@@ -1,10 +1,10 @@
-"""The websocket relay: ``uvicorn api.relay:app`` serves ``/v1/realtime`` (docs/jobs-and-events.md).
+"""The websocket relay: ``uvicorn relay.app:app`` serves ``/v1/realtime`` (docs/jobs-and-events.md).
 
 A Falcon ASGI app. Each connection authenticates with an API access token in
-its first message, receives its user's events (``user:{id}``), and may
-subscribe to further channels that ``api.relay_auth`` allows (``job:{id}``).
-One Redis subscription per process (``api.relay_hub``) fans events out to the
-local connections; ``api.relay_connection`` runs each connection.
+its first message (``relay.auth``), receives its user's events (``user:{id}``),
+and may subscribe to further channels that ``relay.channels`` allows
+(``job:{id}``). One Redis subscription per process (``relay.hub``) fans events
+out to the local connections; ``relay.connection`` runs each connection.
 
 ``create_relay(settings, **collaborators)`` builds the app; ``app`` (built from
 the environment on first access) is what uvicorn imports.
@@ -21,15 +21,15 @@ import falcon.asgi
 import redis as redis_lib
 import redis.asyncio as aioredis
 
-from api import relay_protocol as proto
-from api.auth import SessionCache
-from api.client_address import address_bucket, client_address
-from api.relay_admission import Admission
-from api.relay_auth import RelayAuth
-from api.relay_connection import Connection
-from api.relay_hub import Hub
-from api.tokens import KeyRing, TokenIssuer
 from models.db import init_database
+from models.session_cache import SessionCache
+from relay import protocol as proto
+from relay.admission import Admission
+from relay.auth import RelayAuth
+from relay.connection import Connection
+from relay.hub import Hub
+from services.client_address import address_bucket, client_address
+from services.tokens import KeyRing, TokenIssuer
 from settings import Settings
 
 log = logging.getLogger("hearth.relay")
@@ -145,9 +145,9 @@ def create_relay(settings: Settings, *, relay: Relay | None = None, init_db: boo
 
 
 def __getattr__(name: str):
-    # ``uvicorn api.relay:app`` reads this; importing the module for its parts builds nothing.
+    # ``uvicorn relay.app:app`` reads this; importing the module for its parts builds nothing.
     if name == "app":
-        from api.logging import configure_logging
+        from services.logging import configure_logging
         settings = Settings.from_env()
         configure_logging(settings)
         globals()["app"] = built = create_relay(settings)
