@@ -3,6 +3,7 @@
 Read by ``tasks.app`` through ``config_from_object``; the broker URL comes from
 ``settings`` (the only reader of the environment).
 """
+
 from kombu import Queue
 
 from schedules import beat_schedule  # noqa: F401  (the schedule lives only in schedules/)

@@ -7,6 +7,7 @@ monkeypatching. Resources reach them through ``req.context.services``.
 Jobs created during a request are submitted after their commit by the
 database middleware (``api.middleware.DatabaseConnection``).
 """
+
 from __future__ import annotations
 
 import time
@@ -21,9 +22,28 @@ from api.auth import Authenticator
 from api.lockout import LoginLockout
 from api.middleware import DatabaseConnection, RequestContext, SecurityHeaders
 from api.ratelimit import RateLimiter
-from api.resources import (admin, auth, conversations, docs, exports, favorites, health, jobs, me, moderation,
-                           notification_admin, notifications, pages, phone, properties, property_media,
-                           saved_searches, search, uploads, webhooks)
+from api.resources import (
+    admin,
+    auth,
+    conversations,
+    docs,
+    exports,
+    favorites,
+    health,
+    jobs,
+    me,
+    moderation,
+    notification_admin,
+    notifications,
+    pages,
+    phone,
+    properties,
+    property_media,
+    saved_searches,
+    search,
+    uploads,
+    webhooks,
+)
 from api.upload_flow import UploadService
 from models.db import init_database
 from models.session_cache import SessionCache
@@ -55,17 +75,26 @@ class Services:
 
 
 def _json_handler() -> falcon.media.JSONHandler:
-    return falcon.media.JSONHandler(dumps=lambda obj: msgspec.json.encode(obj).decode(),
-                                    loads=msgspec.json.decode)
+    return falcon.media.JSONHandler(dumps=lambda obj: msgspec.json.encode(obj).decode(), loads=msgspec.json.decode)
 
 
-def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time, keys=None, events=None,
-                   storage=None, search_cache=None) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    redis=None,
+    jobs=None,
+    clock=time.time,
+    keys=None,
+    events=None,
+    storage=None,
+    search_cache=None,
+) -> Services:
     """Build every collaborator the API needs from ``settings``, except those passed in."""
     client = redis or redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     keyring = keys or KeyRing.from_settings(settings)
-    tokens = TokenIssuer(keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                         ttl=settings.access_token_ttl, clock=clock)
+    tokens = TokenIssuer(
+        keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock
+    )
     session_cache = SessionCache(client, settings.redis_prefix, ttl=settings.access_token_ttl)
     return Services(
         settings=settings,
@@ -74,23 +103,34 @@ def build_services(settings: Settings, *, redis=None, jobs=None, clock=time.time
         sessions=session_cache,
         authenticator=Authenticator(tokens, session_cache),
         limiter=RateLimiter(client, settings.redis_prefix, clock=clock),
-        lockout=LoginLockout(client, settings.redis_prefix, pair_threshold=settings.login_lockout_threshold,
-                             ip_threshold=settings.login_ip_lockout_threshold,
-                             account_addresses=settings.login_account_lock_addresses),
+        lockout=LoginLockout(
+            client,
+            settings.redis_prefix,
+            pair_threshold=settings.login_lockout_threshold,
+            ip_threshold=settings.login_ip_lockout_threshold,
+            account_addresses=settings.login_account_lock_addresses,
+        ),
         # Publishes by task name to the queues of celeryconfig's routes; the API imports no task.
         jobs=jobs if jobs is not None else CeleryJobQueue.from_settings(settings),
-        rates={"default": parse_rate(settings.rate_limit_default), "auth": parse_rate(settings.rate_limit_auth),
-               "contact": parse_rate(settings.rate_limit_contact)},
+        rates={
+            "default": parse_rate(settings.rate_limit_default),
+            "auth": parse_rate(settings.rate_limit_auth),
+            "contact": parse_rate(settings.rate_limit_contact),
+        },
         clock=clock,
         events=events if events is not None else EventBus(client, settings.redis_prefix),
         storage=storage if storage is not None else make_storage(settings),
-        search_cache=(search_cache if search_cache is not None
-                      else SearchCache(client, settings.redis_prefix, settings.search_cache_ttl)),
+        search_cache=(
+            search_cache
+            if search_cache is not None
+            else SearchCache(client, settings.redis_prefix, settings.search_cache_ttl)
+        ),
     )
 
 
-def create_app(settings: Settings, *, services: Services | None = None, init_db: bool = True,
-               **collaborators) -> falcon.App:
+def create_app(
+    settings: Settings, *, services: Services | None = None, init_db: bool = True, **collaborators
+) -> falcon.App:
     """Build the WSGI app.
 
     ``services``: prebuilt collaborators (tests keep a handle on them);
@@ -100,17 +140,24 @@ def create_app(settings: Settings, *, services: Services | None = None, init_db:
     if init_db:
         init_database(settings)
     services = services or build_services(settings, **collaborators)
-    middleware = [
-        RequestContext(services),
-        SecurityHeaders(settings.production),
-        DatabaseConnection(services),
-    ]
+    middleware = [RequestContext(services), SecurityHeaders(settings.production), DatabaseConnection(services)]
     if settings.cors_origins:
-        middleware.insert(1, falcon.CORSMiddleware(
-            allow_origins=list(settings.cors_origins),
-            expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID",
-                            "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
-            allow_credentials=None))
+        middleware.insert(
+            1,
+            falcon.CORSMiddleware(
+                allow_origins=list(settings.cors_origins),
+                expose_headers=[
+                    "Location",
+                    "ETag",
+                    "Retry-After",
+                    "X-Request-ID",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                ],
+                allow_credentials=None,
+            ),
+        )
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = _json_handler()

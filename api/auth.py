@@ -4,6 +4,7 @@ The access token proves identity (``services.tokens``); the session cache
 (``models.session_cache``) says whether that session is still alive and what
 the user's current role is. Both answers become a ``Principal``, or a 401.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,5 +67,9 @@ class Authenticator:
             state = self.sessions.load(claims.session_id)
         if state == REVOKED:
             raise unauthorized("This session has ended; log in again.")
-        return Principal(user_id=claims.user_id, role=state.decode(),
-                         session_id=claims.session_id, token_expires_at=claims.expires_at)
+        return Principal(
+            user_id=claims.user_id,
+            role=state.decode(),
+            session_id=claims.session_id,
+            token_expires_at=claims.expires_at,
+        )

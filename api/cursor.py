@@ -4,6 +4,7 @@ A cursor is the sort key of the last row of a page, as JSON, sealed with
 ``SECRET_KEY`` (``services.signing``, purpose ``cursor:<purpose>``). A forged or
 mangled cursor is a 422 naming the ``cursor`` parameter, never a database error.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -48,8 +49,7 @@ class CursorCodec:
             try:
                 created_at, last = datetime.datetime.fromisoformat(values[0]), str(values[1])
             except (IndexError, TypeError, ValueError):
-                raise validation_error([{"field": "query.cursor", "message": "not a cursor this API issued"}]) \
-                    from None
+                raise validation_error([{"field": "query.cursor", "message": "not a cursor this API issued"}]) from None
             query = query.where((created < created_at) | ((created == created_at) & (tiebreak < last)))
         rows = list(query.order_by(created.desc(), tiebreak.desc()).limit(limit + 1))
         if len(rows) <= limit:

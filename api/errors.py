@@ -5,6 +5,7 @@ Every error leaves the API through ``serialize_problem``: ``type``, ``title``,
 validation failures. An unexpected exception becomes a 500 that names the
 request id and nothing internal.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,9 @@ _encoder = msgspec.json.Encoder()
 class Problem(falcon.HTTPError):
     """An HTTP error with a problem ``type`` slug and optional extra members."""
 
-    def __init__(self, status, title: str, detail: str | None = None, *, slug: str | None = None,
-                 headers=None, **extra):
+    def __init__(
+        self, status, title: str, detail: str | None = None, *, slug: str | None = None, headers=None, **extra
+    ):
         super().__init__(status, title=title, description=detail, headers=headers)
         self.slug = slug
         self.extra = extra
@@ -37,8 +39,9 @@ def validation_error(errors: list[dict], detail: str = "The request is not valid
 
 def invalid_search(exc: InvalidSearch, where: str) -> Problem:
     """422 naming each search parameter the rules refused, under ``where`` (``query``, ``body.query``)."""
-    return validation_error([{"field": f"{where}.{field}" if field else where, "message": message}
-                             for field, message in exc.errors])
+    return validation_error(
+        [{"field": f"{where}.{field}" if field else where, "message": message} for field, message in exc.errors]
+    )
 
 
 def not_found(what: str = "resource") -> Problem:
@@ -50,8 +53,13 @@ def conflict(detail: str, slug: str = "conflict") -> Problem:
 
 
 def unauthorized(detail: str = "A valid access token is required.") -> Problem:
-    return Problem(falcon.HTTP_401, "Unauthorized", detail, slug="unauthorized",
-                   headers={"WWW-Authenticate": 'Bearer realm="hearth"'})
+    return Problem(
+        falcon.HTTP_401,
+        "Unauthorized",
+        detail,
+        slug="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="hearth"'},
+    )
 
 
 def forbidden(detail: str = "You do not have permission to do this.") -> Problem:
@@ -59,19 +67,20 @@ def forbidden(detail: str = "You do not have permission to do this.") -> Problem
 
 
 def too_many_requests(retry_after: int, detail: str = "Too many requests; slow down.") -> Problem:
-    return Problem(falcon.HTTP_429, "Too many requests", detail, slug="rate-limited",
-                   headers={"Retry-After": str(max(1, int(retry_after)))},
-                   retry_after=max(1, int(retry_after)))
+    return Problem(
+        falcon.HTTP_429,
+        "Too many requests",
+        detail,
+        slug="rate-limited",
+        headers={"Retry-After": str(max(1, int(retry_after)))},
+        retry_after=max(1, int(retry_after)),
+    )
 
 
 def serialize_problem(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     status = exc.status_code
     slug = getattr(exc, "slug", None) or _default_slug(status)
-    body = {
-        "type": PROBLEM_TYPE_BASE + slug,
-        "title": _title(exc.title, status),
-        "status": status,
-    }
+    body = {"type": PROBLEM_TYPE_BASE + slug, "title": _title(exc.title, status), "status": status}
     if exc.description:
         body["detail"] = exc.description
     body.update(getattr(exc, "extra", None) or {})
@@ -91,10 +100,21 @@ def _title(title: str | None, status: int) -> str:
 
 def _default_slug(status: int) -> str:
     return {
-        400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-        405: "method-not-allowed", 406: "not-acceptable", 409: "conflict", 411: "length-required",
-        412: "precondition-failed", 413: "payload-too-large", 415: "unsupported-media-type",
-        422: "validation", 428: "precondition-required", 429: "rate-limited", 503: "unavailable",
+        400: "bad-request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not-found",
+        405: "method-not-allowed",
+        406: "not-acceptable",
+        409: "conflict",
+        411: "length-required",
+        412: "precondition-failed",
+        413: "payload-too-large",
+        415: "unsupported-media-type",
+        422: "validation",
+        428: "precondition-required",
+        429: "rate-limited",
+        503: "unavailable",
     }.get(status, "error")
 
 
@@ -102,19 +122,26 @@ def _handle_unexpected(req, resp, exc, params):
     if isinstance(exc, falcon.HTTPError):
         raise exc
     if isinstance(exc, TRANSIENT_ERRORS) or _is_redis_outage(exc):
-        log.warning("dependency unavailable", extra={"request_id": req.context.request_id,
-                                                     "error": type(exc).__name__})
-        raise Problem(falcon.HTTP_503, "Service unavailable",
-                      "A backing service is unreachable; try again shortly.",
-                      slug="unavailable", headers={"Retry-After": "5"})
+        log.warning("dependency unavailable", extra={"request_id": req.context.request_id, "error": type(exc).__name__})
+        raise Problem(
+            falcon.HTTP_503,
+            "Service unavailable",
+            "A backing service is unreachable; try again shortly.",
+            slug="unavailable",
+            headers={"Retry-After": "5"},
+        )
     log.exception("unhandled error", extra={"request_id": getattr(req.context, "request_id", None)})
-    raise Problem(falcon.HTTP_500, "Internal server error",
-                  "Something went wrong on our side. Quote the request id when reporting it.",
-                  slug="internal")
+    raise Problem(
+        falcon.HTTP_500,
+        "Internal server error",
+        "Something went wrong on our side. Quote the request id when reporting it.",
+        slug="internal",
+    )
 
 
 def _is_redis_outage(exc: Exception) -> bool:
     import redis
+
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
 
 

@@ -4,6 +4,7 @@ Falcon's own parser accepts an unquoted ``v1`` as a tag; a client sending that
 has a bug worth telling it about, so a malformed header is a 400 rather than a
 precondition quietly judged against a value the client never meant as a tag.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,6 +52,10 @@ def parse_if_match(header: str | None) -> list[EntityTag] | str | None:
 
 
 def malformed_if_match() -> Problem:
-    return Problem(falcon.HTTP_400, "Malformed If-Match",
-                   'If-Match must be * or a list of quoted entity-tags, such as "v3" (RFC 9110, section 8.8.3); '
-                   "send the ETag header exactly as it was received.", slug="malformed-if-match")
+    return Problem(
+        falcon.HTTP_400,
+        "Malformed If-Match",
+        'If-Match must be * or a list of quoted entity-tags, such as "v3" (RFC 9110, section 8.8.3); '
+        "send the ETag header exactly as it was received.",
+        slug="malformed-if-match",
+    )

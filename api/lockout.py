@@ -17,6 +17,7 @@ further failure up to 1 h:
 An unknown email counts exactly like a wrong password, so the locks reveal
 nothing about which accounts exist. Emails and addresses are stored hashed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -100,14 +101,26 @@ class LoginLockout:
         subjects = self._subjects(email, ip)
         locks = []
         for kind in ("pair", "ip"):
-            locks.append(int(self._fail(
-                keys=[f"{self.prefix}fail:{kind}:{subjects[kind]}", f"{self.prefix}lock:{kind}:{subjects[kind]}"],
-                args=[TRACK_SECONDS, self.thresholds[kind], BASE_LOCK_SECONDS, MAX_LOCK_SECONDS])))
+            locks.append(
+                int(
+                    self._fail(
+                        keys=[
+                            f"{self.prefix}fail:{kind}:{subjects[kind]}",
+                            f"{self.prefix}lock:{kind}:{subjects[kind]}",
+                        ],
+                        args=[TRACK_SECONDS, self.thresholds[kind], BASE_LOCK_SECONDS, MAX_LOCK_SECONDS],
+                    )
+                )
+            )
         account = subjects["acct"]
         lock, mail = self._account_fail(
-            keys=[f"{self.prefix}addrs:{account}", f"{self.prefix}lock:acct:{account}",
-                  f"{self.prefix}unlock-mailed:{account}"],
-            args=[_digest(ip), TRACK_SECONDS, self.account_addresses, BASE_LOCK_SECONDS, MAX_LOCK_SECONDS])
+            keys=[
+                f"{self.prefix}addrs:{account}",
+                f"{self.prefix}lock:acct:{account}",
+                f"{self.prefix}unlock-mailed:{account}",
+            ],
+            args=[_digest(ip), TRACK_SECONDS, self.account_addresses, BASE_LOCK_SECONDS, MAX_LOCK_SECONDS],
+        )
         return Failure(max(*locks, int(lock)), bool(mail))
 
     def succeeded(self, email: str, ip: str) -> None:
@@ -118,8 +131,9 @@ class LoginLockout:
         addresses stays too: those addresses were not the owner.
         """
         pair = self._subjects(email, ip)["pair"]
-        self.redis.delete(f"{self.prefix}fail:pair:{pair}", f"{self.prefix}lock:pair:{pair}",
-                          self._grant_key(email, ip))
+        self.redis.delete(
+            f"{self.prefix}fail:pair:{pair}", f"{self.prefix}lock:pair:{pair}", self._grant_key(email, ip)
+        )
 
     def grant(self, email: str, ip: str) -> None:
         """Let ``ip`` past the account-wide lock of ``email`` for its next successful login (an unlock link)."""

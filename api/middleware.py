@@ -1,4 +1,5 @@
 """Cross-cutting request handling: request ids, JSON access logs, security headers, DB connections."""
+
 from __future__ import annotations
 
 import functools
@@ -34,14 +35,16 @@ class RequestContext:
     def process_response(self, req, resp, resource, req_succeeded):
         ctx = req.context
         principal = getattr(ctx, "principal", None)
-        access_log.write({
-            "request_id": getattr(ctx, "request_id", None),
-            "method": req.method,
-            "path": req.path,
-            "status": resp.status_code,
-            "duration_ms": round((time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000, 2),
-            "user_id": principal.user_id if principal else None,
-        })
+        access_log.write(
+            {
+                "request_id": getattr(ctx, "request_id", None),
+                "method": req.method,
+                "path": req.path,
+                "status": resp.status_code,
+                "duration_ms": round((time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000, 2),
+                "user_id": principal.user_id if principal else None,
+            }
+        )
 
 
 class SecurityHeaders:
@@ -97,5 +100,5 @@ class DatabaseConnection:
 def _announce(events, job) -> None:
     try:
         events.publish_job(job, "job.queued")
-    except Exception:  # noqa: BLE001 - the row is the truth; a missed event is caught up by polling
+    except Exception:
         log.warning("could not publish job event", extra={"job_id": str(job.id)}, exc_info=True)

@@ -5,6 +5,7 @@ module walks Falcon's router, so a route added in ``add_routes`` appears in the
 document with no change here. Schemas come from the same msgspec types that
 decode requests, as JSON Schema 2020-12, which OpenAPI 3.1 uses as is.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,12 @@ from api.schemas import Problem
 PROBLEM_JSON = "application/problem+json"
 BEARER = {"bearerAuth": []}
 _FIELD = re.compile(r"\{(\w+)(?::(\w+)[^}]*)?\}")  # {name} or {name:converter(args)}
-_CONVERTERS = {"uuid": {"type": "string", "format": "uuid"}, "int": {"type": "integer"},
-               "float": {"type": "number"}, "dt": {"type": "string"}}
+_CONVERTERS = {
+    "uuid": {"type": "string", "format": "uuid"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "dt": {"type": "string"},
+}
 _METHOD_ORDER = ("GET", "PUT", "POST", "PATCH", "DELETE")
 
 DESCRIPTION = """\
@@ -77,6 +82,7 @@ def routes(app: falcon.App) -> Iterator[tuple[str, str, object, object]]:
     Falcon's own default responders (405, OPTIONS) are left out. Falcon has no public
     API that yields responder objects; ``falcon.inspect`` walks these same attributes.
     """
+
     def walk(nodes):
         for node in nodes:
             if node.resource is not None:
@@ -100,8 +106,9 @@ def document(app: falcon.App) -> dict:
     """
     found = [(t, m, res, r) for t, m, res, r in routes(app) if hasattr(r, "operation")]
     found.sort(key=lambda f: (path_of(f[0]), _METHOD_ORDER.index(f[1]) if f[1] in _METHOD_ORDER else 99))
-    types = {Problem} | {t for *_, r in found for t in (r.operation.body, r.operation.query, r.operation.response)
-                         if t is not None}
+    types = {Problem} | {
+        t for *_, r in found for t in (r.operation.body, r.operation.query, r.operation.response) if t is not None
+    }
     ordered = sorted(types, key=repr)
     refs, schemas = msgspec.json.schema_components(ordered, ref_template="#/components/schemas/{name}")
     refs = dict(zip(ordered, refs))
@@ -124,11 +131,17 @@ def document(app: falcon.App) -> dict:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),
-            "headers": {name: {"description": text, "schema": {"type": kind}}
-                        for name, (kind, text) in _HEADERS.items()},
-            "securitySchemes": {"bearerAuth": {
-                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "A short-lived access token (EdDSA-signed JWT) from `POST /v1/auth/login`."}},
+            "headers": {
+                name: {"description": text, "schema": {"type": kind}} for name, (kind, text) in _HEADERS.items()
+            },
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A short-lived access token (EdDSA-signed JWT) from `POST /v1/auth/login`.",
+                }
+            },
         },
     }
 
@@ -136,13 +149,17 @@ def document(app: falcon.App) -> dict:
 def _operation(template: str, resource, responder, refs: dict, schemas: dict) -> dict:
     op = responder.operation
     name = responder.__name__.removeprefix("on_")
-    item = {"operationId": f"{type(resource).__name__}_{name}", "summary": op.summary,
-            "tags": list(op.tags) or ["default"]}
+    item = {
+        "operationId": f"{type(resource).__name__}_{name}",
+        "summary": op.summary,
+        "tags": list(op.tags) or ["default"],
+    }
     if op.description:
         item["description"] = op.description
-    parameters = [{"name": field, "in": "path", "required": True,
-                   "schema": dict(_CONVERTERS.get(converter, {"type": "string"}))}
-                  for field, converter in _FIELD.findall(template)]
+    parameters = [
+        {"name": field, "in": "path", "required": True, "schema": dict(_CONVERTERS.get(converter, {"type": "string"}))}
+        for field, converter in _FIELD.findall(template)
+    ]
     if op.query is not None:
         parameters += _query_parameters(_component(refs[op.query], schemas))
     if parameters:
@@ -198,8 +215,10 @@ def _not_null(prop: dict) -> dict:
 
 def _responses(op, refs: dict, path_parameters: bool) -> dict:
     common = ["X-Request-ID", *(_RATE_HEADERS if op.rate else ())]
-    responses = {str(status): _success(op, status, description, refs, common)
-                 for status, description in sorted({op.status: _reason(op.status), **op.also}.items())}
+    responses = {
+        str(status): _success(op, status, description, refs, common)
+        for status, description in sorted({op.status: _reason(op.status), **op.also}.items())
+    }
 
     statuses = set(op.errors) | {500}
     if op.auth != "none":
@@ -221,19 +240,24 @@ def _responses(op, refs: dict, path_parameters: bool) -> dict:
         description = _ERRORS.get(status) or _reason(status)
         if status == 403 and op.permission:
             description = f"The caller lacks the `{op.permission}` permission, or may not do this."
-        responses[str(status)] = {"description": description, "headers": _headers(common + extra),
-                                  "content": {PROBLEM_JSON: {"schema": refs[Problem]}}}
+        responses[str(status)] = {
+            "description": description,
+            "headers": _headers(common + extra),
+            "content": {PROBLEM_JSON: {"schema": refs[Problem]}},
+        }
     return responses
 
 
 def _success(op, status: int, description: str, refs: dict, common: list[str]) -> dict:
     success = {"description": description, "headers": _headers(common)}
     if status in (201, 202):
-        success["headers"]["Location"] = {"$ref": "#/components/headers/"
-                                                  + ("Location" if status == 201 else "JobLocation")}
+        success["headers"]["Location"] = {
+            "$ref": "#/components/headers/" + ("Location" if status == 201 else "JobLocation")
+        }
     for name, value in op.response_headers.items():
-        success["headers"][name] = value if isinstance(value, dict) else {
-            "description": value, "schema": {"type": "string"}}
+        success["headers"][name] = (
+            value if isinstance(value, dict) else {"description": value, "schema": {"type": "string"}}
+        )
     if status not in (204, 304):
         fallback = {"type": "object"} if "json" in op.content_type else {"type": "string"}
         success["content"] = {op.content_type: {"schema": refs.get(op.response, fallback)}}

@@ -10,6 +10,7 @@ OpenAPI document: the same schema objects that decode a request describe it.
             patch = req.context.body          # a ProfilePatch instance
             user = req.context.principal      # a Principal
 """
+
 from __future__ import annotations
 
 import functools

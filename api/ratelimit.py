@@ -5,6 +5,7 @@ single round trip, which also reads whatever other keys the request needs
 (the caller's session state, a cached profile). Good enough for abuse
 protection; the ``RateLimit-*`` headers tell clients where they stand.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,8 @@ class _HotConnection(threading.local):
         if self.conn is None or self.pid != os.getpid():
             self.pid = os.getpid()
             self.conn = self.pool.connection_class(
-                **{**self.pool.connection_kwargs, "client_name": f"{HOT_CLIENT_NAME}-{self.pid}"})
+                **{**self.pool.connection_kwargs, "client_name": f"{HOT_CLIENT_NAME}-{self.pid}"}
+            )
         try:
             self.conn.send_command(*args)
             return self.conn.read_response()
@@ -95,5 +97,6 @@ class RateLimiter:
         count, values = self._hit([key, *read], [window + 1])
         count = int(count)
         reset = window_start + window - now
-        return Decision(allowed=count <= limit, limit=limit, remaining=max(0, limit - count), reset=reset,
-                        values=list(values))
+        return Decision(
+            allowed=count <= limit, limit=limit, remaining=max(0, limit - count), reset=reset, values=list(values)
+        )

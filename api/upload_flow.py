@@ -6,6 +6,7 @@ the local PUT that lands an intent's bytes.
 the API documents (413, 415, 409, 410, 503, ...). The resources in ``api/resources/uploads.py``
 read the request and shape the response; who may see what is ``models/upload_access.py``.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -17,10 +18,25 @@ from api.errors import Problem, conflict, not_found, validation_error
 from models.db import db
 from models.jobs import Job
 from models.upload_access import upload_view
-from models.uploads import (SNIFF_BYTES, IntentExpired, IntentMismatch, Upload, UploadStateError, detect_media_type,
-                            display_name, incoming_key, intent_mismatch, lock_awaiting_intent, lock_intent,
-                            new_scan_job, purpose_rules, quarantine_key, queue_intent_scan, reject_intent,
-                            unsupported_reason)
+from models.uploads import (
+    SNIFF_BYTES,
+    IntentExpired,
+    IntentMismatch,
+    Upload,
+    UploadStateError,
+    detect_media_type,
+    display_name,
+    incoming_key,
+    intent_mismatch,
+    lock_awaiting_intent,
+    lock_intent,
+    new_scan_job,
+    purpose_rules,
+    quarantine_key,
+    queue_intent_scan,
+    reject_intent,
+    unsupported_reason,
+)
 from services.storage import NotFound, StorageUnavailable, TooLarge
 from services.streams import PrefixedStream, read_head
 
@@ -30,18 +46,34 @@ if TYPE_CHECKING:
 
 
 def too_large(limit: int, detail: str | None = None) -> Problem:
-    return Problem(falcon.HTTP_413, "Payload too large", detail or f"This file may be at most {limit} bytes.",
-                   slug="payload-too-large", max_bytes=limit, headers={"Connection": "close"})
+    return Problem(
+        falcon.HTTP_413,
+        "Payload too large",
+        detail or f"This file may be at most {limit} bytes.",
+        slug="payload-too-large",
+        max_bytes=limit,
+        headers={"Connection": "close"},
+    )
 
 
 def unsupported(purpose: str, allowed, found: str | None) -> Problem:
-    return Problem(falcon.HTTP_415, "Unsupported media type", unsupported_reason(purpose, allowed, found),
-                   slug="unsupported-media-type", detected_type=found)
+    return Problem(
+        falcon.HTTP_415,
+        "Unsupported media type",
+        unsupported_reason(purpose, allowed, found),
+        slug="unsupported-media-type",
+        detected_type=found,
+    )
 
 
 def unavailable() -> Problem:
-    return Problem(falcon.HTTP_503, "Service unavailable", "File storage is unreachable; try again shortly.",
-                   slug="unavailable", headers={"Retry-After": "5"})
+    return Problem(
+        falcon.HTTP_503,
+        "Service unavailable",
+        "File storage is unreachable; try again shortly.",
+        slug="unavailable",
+        headers={"Retry-After": "5"},
+    )
 
 
 def refused(exc: UploadStateError) -> Problem:
@@ -52,8 +84,9 @@ def refused(exc: UploadStateError) -> Problem:
 
 
 def _incomplete_body() -> Problem:
-    return Problem(falcon.HTTP_400, "Incomplete body", "The body ended before Content-Length bytes.",
-                   slug="incomplete-body")
+    return Problem(
+        falcon.HTTP_400, "Incomplete body", "The body ended before Content-Length bytes.", slug="incomplete-body"
+    )
 
 
 def _mismatch_problem(upload: Upload, mismatch: IntentMismatch, media_type: str | None) -> Problem:
@@ -93,29 +126,43 @@ class UploadService:
         resp.location = f"/v1/jobs/{job.id}"
         resp.media = upload_view(upload)
 
-    def record(self, owner_id: str, upload_id, stored, purpose: str, filename: str,
-               media_type: str) -> tuple[Upload, Job]:
+    def record(
+        self, owner_id: str, upload_id, stored, purpose: str, filename: str, media_type: str
+    ) -> tuple[Upload, Job]:
         """The row of a file stored at ``stored.key`` and its scan job, committed; the object goes if that fails."""
         try:
             with db.atomic():
-                upload = Upload.create(id=upload_id, owner=owner_id, purpose=purpose,
-                                       status="pending_scan", filename=filename, content_type=media_type,
-                                       size=stored.size, sha256=stored.sha256, storage_key=stored.key)
+                upload = Upload.create(
+                    id=upload_id,
+                    owner=owner_id,
+                    purpose=purpose,
+                    status="pending_scan",
+                    filename=filename,
+                    content_type=media_type,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    storage_key=stored.key,
+                )
                 return upload, new_scan_job(upload)
         except BaseException:
             self.storage.delete(stored.key)
             raise
 
-    def store_direct(self, owner_id: str, purpose: str, filename: str | None, stream,
-                     content_length: int | None) -> tuple[Upload, Job]:
+    def store_direct(
+        self, owner_id: str, purpose: str, filename: str | None, stream, content_length: int | None
+    ) -> tuple[Upload, Job]:
         """A direct upload: the body's type decided from its first bytes, then the whole body stored in
         quarantine under the purpose's cap (and the direct-upload cap), then its row and scan job committed."""
         rule = self.rules[purpose]
         limit = min(rule.max_bytes, self.settings.upload_direct_max_bytes)
         if content_length is not None and content_length > limit:
-            raise too_large(limit, None if content_length > rule.max_bytes else
-                            f"Direct uploads are limited to {limit} bytes; send larger files through "
-                            "POST /v1/uploads/intents.")
+            raise too_large(
+                limit,
+                None
+                if content_length > rule.max_bytes
+                else f"Direct uploads are limited to {limit} bytes; send larger files through "
+                "POST /v1/uploads/intents.",
+            )
         head = read_head(stream, SNIFF_BYTES)
         if not head:
             raise validation_error([{"field": "body", "message": "the file is empty"}])
@@ -124,8 +171,12 @@ class UploadService:
             raise unsupported(purpose, rule.types, media_type)
         upload_id = uuid.uuid4()
         try:
-            stored = self.storage.put(quarantine_key(upload_id), PrefixedStream(head, stream), max_bytes=limit,
-                                      content_type="application/octet-stream")
+            stored = self.storage.put(
+                quarantine_key(upload_id),
+                PrefixedStream(head, stream),
+                max_bytes=limit,
+                content_type="application/octet-stream",
+            )
         except TooLarge:
             raise too_large(limit) from None
         except StorageUnavailable:
@@ -143,13 +194,24 @@ class UploadService:
         if not rule.allows(request.content_type):
             raise unsupported(request.purpose, rule.types, request.content_type)
         upload_id = uuid.uuid4()
-        target = self.storage.upload_target(incoming_key(upload_id), self.settings.upload_intent_ttl,
-                                            size=request.size, content_type=request.content_type,
-                                            path=f"/v1/uploads/{upload_id}/content")
-        upload = Upload.create(id=upload_id, owner=owner_id, purpose=request.purpose,
-                               status="awaiting_upload", filename=display_name(request.filename),
-                               declared_type=request.content_type, declared_size=request.size,
-                               storage_key=quarantine_key(upload_id), expires_at=target["expires_at"])
+        target = self.storage.upload_target(
+            incoming_key(upload_id),
+            self.settings.upload_intent_ttl,
+            size=request.size,
+            content_type=request.content_type,
+            path=f"/v1/uploads/{upload_id}/content",
+        )
+        upload = Upload.create(
+            id=upload_id,
+            owner=owner_id,
+            purpose=request.purpose,
+            status="awaiting_upload",
+            filename=display_name(request.filename),
+            declared_type=request.content_type,
+            declared_size=request.size,
+            storage_key=quarantine_key(upload_id),
+            expires_at=target["expires_at"],
+        )
         return upload, target
 
     def complete(self, owner_id: str, upload_id) -> tuple[Upload, Job]:
@@ -194,8 +256,9 @@ class UploadService:
         upload = Upload.get_or_none(Upload.id == upload_id)
         if upload is None:
             raise not_found("upload")
-        state = self.storage.check_upload(incoming_key(upload.id), upload.declared_size or 0,
-                                          upload.declared_type or "", expires, sig)
+        state = self.storage.check_upload(
+            incoming_key(upload.id), upload.declared_size or 0, upload.declared_type or "", expires, sig
+        )
         if state == "invalid":
             raise Problem(falcon.HTTP_403, "Forbidden", "This upload URL is not valid.", slug="bad-signature")
         if state == "expired":
@@ -205,9 +268,12 @@ class UploadService:
         except UploadStateError as exc:
             raise refused(exc) from None
         if (content_type or "").split(";")[0].strip().lower() != upload.declared_type:
-            raise Problem(falcon.HTTP_415, "Unsupported media type",
-                          f"Send the body with Content-Type: {upload.declared_type}, as declared.",
-                          slug="unsupported-media-type")
+            raise Problem(
+                falcon.HTTP_415,
+                "Unsupported media type",
+                f"Send the body with Content-Type: {upload.declared_type}, as declared.",
+                slug="unsupported-media-type",
+            )
         return upload
 
     def land(self, upload: Upload, stream, content_length: int | None) -> None:
@@ -237,5 +303,6 @@ class UploadService:
             raise unavailable() from None
         if not landed:
             storage.delete(part)
-            raise conflict("The upload was completed while this body was being sent; it was not kept.",
-                           slug="upload-completed")
+            raise conflict(
+                "The upload was completed while this body was being sent; it was not kept.", slug="upload-completed"
+            )

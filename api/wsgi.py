@@ -1,4 +1,5 @@
 """The WSGI entry point: ``gunicorn api.wsgi:app``."""
+
 from api.app import create_app
 from services.logging import configure_logging
 from settings import Settings

@@ -9,16 +9,24 @@ from machine to machine, ratios measured in one run do not drift as much.
 To add a benchmark, write a module with registered functions and add its name
 to ``MODULES``.
 """
+
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 # Modules whose import registers benchmarks, in the order ``python -m bench`` runs them.
-MODULES = ("bench.http", "bench.jobs", "bench.relay", "bench.messaging", "bench.notifications", "bench.uploads",
-           "bench.search")
+MODULES = (
+    "bench.http",
+    "bench.jobs",
+    "bench.relay",
+    "bench.messaging",
+    "bench.notifications",
+    "bench.uploads",
+    "bench.search",
+)
 
 
 @dataclass
@@ -48,7 +56,7 @@ class Target:
 @dataclass
 class Benchmark:
     name: str
-    run: Callable[["Run"], list[Row]]
+    run: Callable[[Run], list[Row]]
     summary: str
     targets: tuple[Target, ...] = ()
     default: bool = True
@@ -68,7 +76,7 @@ class Run:
     settings: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, environ=None, log=print) -> "Run":
+    def from_env(cls, environ=None, log=print) -> Run:
         environ = os.environ if environ is None else environ
         return cls(
             duration=_seconds(environ.get("BENCH_DURATION", "10s")),

@@ -8,6 +8,7 @@ BENCH_DATABASE_URL (an admin URL of the PostgreSQL server), BENCH_REDIS_URL.
 Exit status: 0 when every benchmark ran and no request failed, 1 otherwise.
 A missed target is printed, not an error: figures on a shared machine vary.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,6 @@ import sys
 import traceback
 
 from bench import Run, load_all, report
-
 
 # Below this share of idle CPU before the run, the report warns that something else is running.
 BUSY_IDLE = 0.9
@@ -47,12 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM unwinds like Ctrl-C, so servers stop and the database is dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run = Run.from_env(log=_log)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     idle = report.idle_fraction()
     run.settings["machine_idle_before"] = round(idle, 3)
     if idle < BUSY_IDLE:
-        run.note(f"the machine was busy before the run ({idle:.0%} idle): other processes take CPU from "
-                 "the servers and wrk, so figures are lower and noisier than on a quiet machine")
+        run.note(
+            f"the machine was busy before the run ({idle:.0%} idle): other processes take CPU from "
+            "the servers and wrk, so figures are lower and noisier than on a quiet machine"
+        )
     results, failures = {}, {}
     for bench in selected:
         _log(f"== {bench.name}: {bench.summary}")
@@ -64,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = started.strftime("%Y-%m-%d %H:%M UTC")
     machine = report.machine()
-    print(f"\nResults ({stamp}; {machine['cores']} cores, {machine['cpu'] or 'unknown CPU'}; "
-          f"load {run.settings.get('load', '-')})")
+    print(
+        f"\nResults ({stamp}; {machine['cores']} cores, {machine['cpu'] or 'unknown CPU'}; "
+        f"load {run.settings.get('load', '-')})"
+    )
     for bench, rows in results.values():
         print(f"\n[{bench.name}] {bench.summary}")
         print(report.table(rows))

@@ -3,6 +3,7 @@
 ``gunicorn bench.hello_app:app`` under the same settings as Hearth shows what
 the server and framework alone cost on this machine.
 """
+
 import falcon
 
 

@@ -7,6 +7,7 @@ Both servers stay up for the whole comparison and the loads take turns
 (hello, me, login, hello, me, login, ...), so a change in what else the
 machine is doing hits every row alike instead of one row only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,11 @@ HEARTH_APP = "api.wsgi:app"
 BUSY_SHARE = 0.15
 
 
-@benchmark("http", "hello vs GET /v1/me vs POST /v1/auth/login, gunicorn as the project runs it",
-           targets=(Target("me", "hello", 0.5),))
+@benchmark(
+    "http",
+    "hello vs GET /v1/me vs POST /v1/auth/login, gunicorn as the project runs it",
+    targets=(Target("me", "hello", 0.5),),
+)
 def http(run: Run) -> list[Row]:
     with _workspace(run) as work:
         rows = _three_loads(run, work, servers.project_settings())
@@ -35,16 +39,20 @@ def http(run: Run) -> list[Row]:
     return rows
 
 
-@benchmark("http-workers", "the three loads of `http` under gunicorn sync -w 2 and gthread -w 2 --threads 4",
-           targets=(Target("me[sync]", "hello[sync]", 0.5), Target("me[gthread]", "hello[gthread]", 0.5)),
-           default=False)
+@benchmark(
+    "http-workers",
+    "the three loads of `http` under gunicorn sync -w 2 and gthread -w 2 --threads 4",
+    targets=(Target("me[sync]", "hello[sync]", 0.5), Target("me[gthread]", "hello[gthread]", 0.5)),
+    default=False,
+)
 def http_workers(run: Run) -> list[Row]:
     rows: list[Row] = []
     with _workspace(run) as work:
         # --threads 1: gunicorn silently runs gthread when a sync worker is given more than one thread.
-        for settings in (servers.variant("sync", "--workers", "2", "--worker-class", "sync", "--threads", "1"),
-                         servers.variant("gthread", "--workers", "2", "--worker-class", "gthread",
-                                         "--threads", "4")):
+        for settings in (
+            servers.variant("sync", "--workers", "2", "--worker-class", "sync", "--threads", "1"),
+            servers.variant("gthread", "--workers", "2", "--worker-class", "gthread", "--threads", "4"),
+        ):
             rows += _three_loads(run, work, settings, suffix=f"[{settings.label}]")
     run.note(_argon2_note())
     return rows
@@ -57,8 +65,11 @@ class _Workspace:
         self.wrk = wrk.ensure_installed(run.log)
         self.stack = stack.HearthStack(directory / "var", log=run.log)
         run.settings.setdefault("wrk", wrk.version(self.wrk))
-        run.settings.setdefault("load", f"wrk -t{run.threads} -c{run.connections} -d{run.duration}, "
-                                        f"{run.repeats} turn(s) each after a {run.warmup} warm-up, median")
+        run.settings.setdefault(
+            "load",
+            f"wrk -t{run.threads} -c{run.connections} -d{run.duration}, "
+            f"{run.repeats} turn(s) each after a {run.warmup} warm-up, median",
+        )
 
 
 @contextlib.contextmanager
@@ -96,9 +107,12 @@ def _three_loads(run: Run, work: _Workspace, settings: servers.GunicornSettings,
     run.note(f"gunicorn {settings.describe()}")
     run.settings.setdefault("gunicorn", {})[settings.label] = settings.describe()
     hello_name, me_name, login_name = (f"{name}{suffix}" for name in ("hello", "me", "login"))
-    with servers.Gunicorn(HELLO_APP, settings, {}, work.dir / f"hello{suffix}.log") as hello, \
-            servers.Gunicorn(HEARTH_APP, settings, work.stack.env, work.dir / f"hearth{suffix}.log",
-                             ready_path="/healthz") as api:
+    with (
+        servers.Gunicorn(HELLO_APP, settings, {}, work.dir / f"hello{suffix}.log") as hello,
+        servers.Gunicorn(
+            HEARTH_APP, settings, work.stack.env, work.dir / f"hearth{suffix}.log", ready_path="/healthz"
+        ) as api,
+    ):
         used = sorted({str(hello.worker_class()), str(api.worker_class())})
         run.note(f"gunicorn {settings.label}: the log says 'Using worker: {' / '.join(used)}'")
         body = stack.login_body()
@@ -110,8 +124,13 @@ def _three_loads(run: Run, work: _Workspace, settings: servers.GunicornSettings,
         subjects = [
             _Subject(hello_name, hello, wrk.Load("/"), None, []),
             _Subject(me_name, api, wrk.Load("/v1/me", headers=auth), hello_name, []),
-            _Subject(login_name, api, wrk.Load("/v1/auth/login", method="POST", body=body,
-                                               headers={"Content-Type": "application/json"}), hello_name, []),
+            _Subject(
+                login_name,
+                api,
+                wrk.Load("/v1/auth/login", method="POST", body=body, headers={"Content-Type": "application/json"}),
+                hello_name,
+                [],
+            ),
         ]
         options = dict(threads=run.threads, connections=run.connections)
         if run.warmup not in ("0s", "0m", "0h"):
@@ -121,15 +140,18 @@ def _three_loads(run: Run, work: _Workspace, settings: servers.GunicornSettings,
             for subject in subjects:
                 result, cpu = _turn(work, subject, run.duration, options)
                 subject.samples.append((result, cpu))
-                run.log(f"  turn {turn + 1}/{run.repeats} {subject.name:<16} {result.requests_per_s:9.1f} req/s  "
-                        f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:8.2f} ms  failed {result.error_count}  "
-                        f"CPU used elsewhere {cpu.other_share:.0%}")
+                run.log(
+                    f"  turn {turn + 1}/{run.repeats} {subject.name:<16} {result.requests_per_s:9.1f} req/s  "
+                    f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:8.2f} ms  failed {result.error_count}  "
+                    f"CPU used elsewhere {cpu.other_share:.0%}"
+                )
     return [_row(run, subject) for subject in subjects]
 
 
 def _argon2_note() -> str:
     """Login is bound by one argon2id verification per request: say what that costs here."""
     from models.passwords import hash_password, verify_password
+
     stored = hash_password(stack.PASSWORD)  # "$argon2id$v=19$m=19456,t=2,p=1$salt$hash"
     params = dict(part.split("=") for part in stored.split("$")[3].split(","))
     started = time.process_time()
@@ -137,10 +159,12 @@ def _argon2_note() -> str:
         verify_password(stored, stack.PASSWORD)
     each = (time.process_time() - started) / 5
     cores = os.cpu_count() or 1
-    return (f"login is CPU-bound by design: one argon2id verification per request "
-            f"({int(params['m']) // 1024} MiB, t={params['t']}) costs {each * 1000:.0f} ms of CPU here, "
-            f"so {cores} cores allow at most ~{cores / each:.0f} logins/s before HTTP, database and wrk take "
-            f"their share; it is expected to be far below hello")
+    return (
+        f"login is CPU-bound by design: one argon2id verification per request "
+        f"({int(params['m']) // 1024} MiB, t={params['t']}) costs {each * 1000:.0f} ms of CPU here, "
+        f"so {cores} cores allow at most ~{cores / each:.0f} logins/s before HTTP, database and wrk take "
+        f"their share; it is expected to be far below hello"
+    )
 
 
 @dataclass(frozen=True)
@@ -184,15 +208,20 @@ def _row(run: Run, subject: _Subject) -> Row:
     rates = [sample.requests_per_s for sample, _ in subject.samples]
     others = [turn_cpu.other_share for _, turn_cpu in subject.samples]
     if errors:
-        run.note(f"{subject.name}: {errors} requests failed (see failures_by_kind in the JSON); "
-                 "its figures are not valid")
+        run.note(
+            f"{subject.name}: {errors} requests failed (see failures_by_kind in the JSON); its figures are not valid"
+        )
     boots = [turn_cpu.worker_boots for _, turn_cpu in subject.samples]
     if any(boots):
-        run.note(f"{subject.name}: gunicorn replaced workers {sum(boots)} times during its turns (max_requests); "
-                 "their boot CPU is part of its figures")
+        run.note(
+            f"{subject.name}: gunicorn replaced workers {sum(boots)} times during its turns (max_requests); "
+            "their boot CPU is part of its figures"
+        )
     if max(others) > BUSY_SHARE:
-        run.note(f"{subject.name}: up to {max(others):.0%} of the machine's CPU went to processes other than "
-                 "the server, wrk and Redis during its turns; its figures are lower than on a quiet machine")
+        run.note(
+            f"{subject.name}: up to {max(others):.0%} of the machine's CPU went to processes other than "
+            "the server, wrk and Redis during its turns; its figures are lower than on a quiet machine"
+        )
 
     def per_request(seconds: float) -> float | None:
         return round(seconds / result.requests * 1e6, 1) if result.requests else None

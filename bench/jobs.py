@@ -18,6 +18,7 @@ start minus the time just before ``send_task``.
 The run has its own database (``bench.stack``), Redis key prefix, and a Redis
 database of its own for the broker (BENCH_BROKER_DB, default 13; it must be empty).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,13 +31,19 @@ import sys
 import time
 import uuid
 
-
 from bench import Row, Run, Target, benchmark, servers, stack
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
-WORKER_ARGS = ("--pool=prefork", "--concurrency=2", "--without-gossip", "--without-mingle",
-               "--without-heartbeat", "-l", "warning")
+WORKER_ARGS = (
+    "--pool=prefork",
+    "--concurrency=2",
+    "--without-gossip",
+    "--without-mingle",
+    "--without-heartbeat",
+    "-l",
+    "warning",
+)
 
 
 def _setting(name: str, default: str) -> str:
@@ -58,12 +65,22 @@ class Worker:
         self.queues = queues
         self.popen = None
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         log = open(self.log_path, "ab")
-        argv = [str(BIN / "celery"), "-A", "bench.noop_tasks", "worker", *WORKER_ARGS, "-Q", self.queues,
-                "-n", f"bench-{os.getpid()}-{time.monotonic_ns()}@%h"]
-        self.popen = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        argv = [
+            str(BIN / "celery"),
+            "-A",
+            "bench.noop_tasks",
+            "worker",
+            *WORKER_ARGS,
+            "-Q",
+            self.queues,
+            "-n",
+            f"bench-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ]
+        self.popen = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         return self
 
@@ -114,12 +131,17 @@ def _wait(predicate, timeout: float, what: str, proc: Worker | None = None, inte
         if proc is not None and not proc.alive():
             raise RuntimeError(f"the worker stopped while waiting for {what}:\n{proc.tail()}")
         time.sleep(interval)
-    raise RuntimeError(f"no progress for {timeout:g} s waiting for {what} (reached {seen!r})"
-                       + (f"; worker log:\n{proc.tail()}" if proc else ""))
+    raise RuntimeError(
+        f"no progress for {timeout:g} s waiting for {what} (reached {seen!r})"
+        + (f"; worker log:\n{proc.tail()}" if proc else "")
+    )
 
 
-@benchmark("jobs", "Celery no-op drain, raw @app.task vs job-tracked, and enqueue → started latency",
-           targets=(Target("job-tracked", "raw", 0.6),))
+@benchmark(
+    "jobs",
+    "Celery no-op drain, raw @app.task vs job-tracked, and enqueue → started latency",
+    targets=(Target("job-tracked", "raw", 0.6),),
+)
 def jobs(run: Run) -> list[Row]:
     count = int(_setting("BENCH_JOBS", "3000"))
     rate = float(_setting("BENCH_JOBS_RATE", "100"))
@@ -134,10 +156,10 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
 
     import celeryconfig
     from models.accounts import User
+    from models.base import utcnow
     from models.db import db
     from models.job_submission import jobs_submitted_after_commit
     from models.jobs import Job, new_job_id
-    from models.base import utcnow
     from services.jobqueue import CeleryJobQueue
 
     broker_url = stack.broker_url(broker_db)
@@ -148,8 +170,10 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
     queue = CeleryJobQueue(sender)
     counter = hearth.redis
     log_path = directory / "worker.log"
-    run.settings["jobs"] = (f"celery -A bench.noop_tasks worker {' '.join(WORKER_ARGS)} -Q default; {count} tasks per "
-                            f"drain; latency at {rate:g}/s for {seconds:g} s; broker redis db {broker_db}")
+    run.settings["jobs"] = (
+        f"celery -A bench.noop_tasks worker {' '.join(WORKER_ARGS)} -Q default; {count} tasks per "
+        f"drain; latency at {rate:g}/s for {seconds:g} s; broker redis db {broker_db}"
+    )
 
     with db.connection_context():
         owner = User.get(User.email == stack.EMAIL)
@@ -165,9 +189,20 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
         with db.connection_context():
             for start in range(0, n, 1000):
                 now = utcnow()
-                Job.insert_many([{"id": i, "kind": "bench_job_noop", "queue": "default", "owner": owner.id,
-                                  "input": {"tag": tag}, "created_at": now, "updated_at": now}
-                                 for i in ids[start:start + 1000]]).execute()
+                Job.insert_many(
+                    [
+                        {
+                            "id": i,
+                            "kind": "bench_job_noop",
+                            "queue": "default",
+                            "owner": owner.id,
+                            "input": {"tag": tag},
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for i in ids[start : start + 1000]
+                    ]
+                ).execute()
         started = time.perf_counter()
         for i in ids:
             queue.submit(_JobRef(i))
@@ -195,9 +230,15 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
         _wait(lambda: _done(succeeded(tag), count), 60, "the job-tracked drain", proc, interval=0.25)
     with db.connection_context():
         from peewee import fn
-        lo, hi, failed = (Job.select(fn.MIN(Job.finished_at), fn.MAX(Job.finished_at),
-                                     fn.COUNT(Job.id).filter(Job.status != "succeeded"))
-                          .where(Job.input["tag"] == tag).tuples().get())
+
+        lo, hi, failed = (
+            Job.select(
+                fn.MIN(Job.finished_at), fn.MAX(Job.finished_at), fn.COUNT(Job.id).filter(Job.status != "succeeded")
+            )
+            .where(Job.input["tag"] == tag)
+            .tuples()
+            .get()
+        )
     job_rate = (count - 1) / (hi - lo).total_seconds()
     run.log(f"job-tracked: drained at {job_rate:.0f} jobs/s")
 
@@ -208,33 +249,60 @@ def _measure(run, hearth, directory, broker, broker_db, count, rate, seconds) ->
         warm = f"{counter_prefix}warm"
         sender.send_task("tasks.bench_raw_noop", args=[warm], retry=False)
         _wait(lambda: _done(int(counter.get(f"{warm}:done") or 0), 1), 60, "the worker to start", proc)
-        raw_sent = _paced(total, rate, lambda: sender.send_task(
-            "tasks.bench_raw_noop", args=[lat_id, time.time()], retry=False))
+        raw_sent = _paced(
+            total, rate, lambda: sender.send_task("tasks.bench_raw_noop", args=[lat_id, time.time()], retry=False)
+        )
         _wait(lambda: _done(int(counter.get(f"{lat_id}:done") or 0), total), 60, "the raw latency run", proc)
         raw_lat = [float(v) for v in counter.lrange(f"{lat_id}:lat", 0, -1)]
 
         def one_job():  # as a request does: created, then submitted after its commit
             with jobs_submitted_after_commit(queue.submit), db.connection_context():
                 Job.create(kind="bench_job_noop", queue="default", owner=owner.id, input={"tag": "lat"})
+
         job_sent = _paced(total, rate, one_job)
         _wait(lambda: _done(succeeded("lat"), total), 60, "the job latency run", proc, interval=0.25)
     with db.connection_context():
-        job_lat = [(s - c).total_seconds() * 1000 for s, c in
-                   Job.select(Job.started_at, Job.created_at).where(Job.input["tag"] == "lat").tuples()]
+        job_lat = [
+            (s - c).total_seconds() * 1000
+            for s, c in Job.select(Job.started_at, Job.created_at).where(Job.input["tag"] == "lat").tuples()
+        ]
 
-    run.note(f"jobs: drain = (N-1)/(last finish - first finish) with N={count} enqueued before a fresh worker "
-             f"started; enqueue alone ran at {raw_enqueue:.0f}/s (raw) and {job_enqueue:.0f}/s (jobs, "
-             "rows inserted in bulk first)")
-    run.note(f"jobs: p50/p99 of the drain rows are enqueue → started at a steady {rate:g}/s for {seconds:g} s "
-             "(job: started_at - created_at, includes the INSERT; raw: task start - before send_task)")
+    run.note(
+        f"jobs: drain = (N-1)/(last finish - first finish) with N={count} enqueued before a fresh worker "
+        f"started; enqueue alone ran at {raw_enqueue:.0f}/s (raw) and {job_enqueue:.0f}/s (jobs, "
+        "rows inserted in bulk first)"
+    )
+    run.note(
+        f"jobs: p50/p99 of the drain rows are enqueue → started at a steady {rate:g}/s for {seconds:g} s "
+        "(job: started_at - created_at, includes the INSERT; raw: task start - before send_task)"
+    )
     return [
-        Row("raw", raw_rate, statistics.median(raw_lat), percentile(raw_lat, 99), requests=count,
-            detail={"enqueue_per_s": round(raw_enqueue), "latency_rate_per_s": round(raw_sent, 1),
-                    "latency_samples": len(raw_lat)}),
-        Row("job-tracked", job_rate, statistics.median(job_lat), percentile(job_lat, 99), baseline="raw",
-            requests=count, errors=int(failed or 0),
-            detail={"enqueue_per_s": round(job_enqueue), "latency_rate_per_s": round(job_sent, 1),
-                    "latency_samples": len(job_lat)}),
+        Row(
+            "raw",
+            raw_rate,
+            statistics.median(raw_lat),
+            percentile(raw_lat, 99),
+            requests=count,
+            detail={
+                "enqueue_per_s": round(raw_enqueue),
+                "latency_rate_per_s": round(raw_sent, 1),
+                "latency_samples": len(raw_lat),
+            },
+        ),
+        Row(
+            "job-tracked",
+            job_rate,
+            statistics.median(job_lat),
+            percentile(job_lat, 99),
+            baseline="raw",
+            requests=count,
+            errors=int(failed or 0),
+            detail={
+                "enqueue_per_s": round(job_enqueue),
+                "latency_rate_per_s": round(job_sent, 1),
+                "latency_samples": len(job_lat),
+            },
+        ),
     ]
 
 

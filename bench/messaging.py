@@ -22,6 +22,7 @@ Before each POST phase every owner has read their conversation, so the first
 message of each conversation notifies its owner (a notification and a fan-out
 job) and the later ones, an unread streak, are deduplicated.
 """
+
 from __future__ import annotations
 
 import collections
@@ -53,8 +54,11 @@ def _setting(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-@benchmark("messaging", "message sent through the API → recipient's websocket over 500 conversations, "
-                        "beside the POST alone and relay delivery from Redis")
+@benchmark(
+    "messaging",
+    "message sent through the API → recipient's websocket over 500 conversations, "
+    "beside the POST alone and relay delivery from Redis",
+)
 def messaging(run: Run) -> list[Row]:
     count = int(_setting("BENCH_MESSAGING_CONVERSATIONS", "500"))
     rate = float(_setting("BENCH_MESSAGING_RATE", "50"))
@@ -71,36 +75,49 @@ def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out)
 
     started = time.perf_counter()
     people = _seed(hearth, count)
-    run.log(f"messaging: {count} conversations (buyer, owner, listing, sessions, tokens) in "
-            f"{time.perf_counter() - started:.1f} s")
+    run.log(
+        f"messaging: {count} conversations (buyer, owner, listing, sessions, tokens) in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     # The client process opens every socket from one address, up to 100 at a time: more than the
     # relay's default allowance of sockets waiting to authenticate per address (10).
     env = {**hearth.env, "BROKER_URL": broker_url, "RELAY_UNAUTHENTICATED_PER_ADDRESS": "1000"}
-    run.settings["messaging"] = (f"{count} conversations, one owner socket each; {rate:g} messages/s for "
-                                 f"{seconds:g} s, then {flat_out:g} s flat out, from {SENDERS} sender threads; "
-                                 f"api {HEARTH_APP} under {servers.project_settings().describe()}; relay as in "
-                                 "`relay`; no Celery worker (fan-out jobs wait in the broker)")
+    run.settings["messaging"] = (
+        f"{count} conversations, one owner socket each; {rate:g} messages/s for "
+        f"{seconds:g} s, then {flat_out:g} s flat out, from {SENDERS} sender threads; "
+        f"api {HEARTH_APP} under {servers.project_settings().describe()}; relay as in "
+        "`relay`; no Celery worker (fan-out jobs wait in the broker)"
+    )
     redis = redis_lib.Redis.from_url(stack.REDIS_URL)
     bus = EventBus(redis, hearth.redis_prefix)
     channels = [f"conversation:{c['conversation']}" for c in people]
     total = int(rate * seconds)
-    with relay._relay_server(env, directory / "relay.log") as ws_url, \
-            servers.Gunicorn(HEARTH_APP, servers.project_settings(), env, directory / "api.log",
-                             ready_path="/healthz") as api:
+    with (
+        relay._relay_server(env, directory / "relay.log") as ws_url,
+        servers.Gunicorn(
+            HEARTH_APP, servers.project_settings(), env, directory / "api.log", ready_path="/healthz"
+        ) as api,
+    ):
         _probe(api.base_url, people[0])
         config = {"url": ws_url, "sockets": [[c["owner_token"], ch] for c, ch in zip(people, channels, strict=True)]}
         with messaging_client.client(directory, config) as client:
             run.log(f"messaging: {client.ready} recipients connected and subscribed")
             # One event to every socket and a few seconds of messages, unmeasured: a fresh
             # connection's first delivery and a fresh gunicorn thread's first request are slow.
-            relay._publish(rate, count / rate, lambda i, data: bus.publish(
-                channels[i % count], "message.created", _view(people[i % count], -1 - i)))
+            relay._publish(
+                rate,
+                count / rate,
+                lambda i, data: bus.publish(channels[i % count], "message.created", _view(people[i % count], -1 - i)),
+            )
             warm = client.collect(count)
             warm_posts = _post_paced(api.base_url, people, int(rate * 2), rate, first_seq=-10_000_000)
             client.collect(_created(warm_posts))
 
-            sent, pub_rate = relay._publish(rate, seconds, lambda i, data: bus.publish(
-                channels[i % count], "message.created", _view(people[i % count], i)))
+            sent, pub_rate = relay._publish(
+                rate,
+                seconds,
+                lambda i, data: bus.publish(channels[i % count], "message.created", _view(people[i % count], i)),
+            )
             direct = client.collect(sent)
 
             _read_all()
@@ -115,30 +132,40 @@ def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out)
                 cpu_max = api.cpu_seconds() - cpu_max
                 max_received = client.collect(_created(max_posts))
     redis.close()
-    run.log(f"messaging: relay-publish {direct['received']}/{sent}; messages {received['received']}/{total} "
-            f"({_created(posts)} answered 201)")
+    run.log(
+        f"messaging: relay-publish {direct['received']}/{sent}; messages {received['received']}/{total} "
+        f"({_created(posts)} answered 201)"
+    )
 
-    rows = [_row("relay-publish", direct, sent, {"published_per_s": round(pub_rate, 1)}),
-            _post_row("api-post", posts, cpu, {"offered_per_s": rate}),
-            _row("message", received, total, {}, baseline="relay-publish")]
+    rows = [
+        _row("relay-publish", direct, sent, {"published_per_s": round(pub_rate, 1)}),
+        _post_row("api-post", posts, cpu, {"offered_per_s": rate}),
+        _row("message", received, total, {}, baseline="relay-publish"),
+    ]
     if flat_out > 0:
-        rows += [_post_row("api-post-max", max_posts, cpu_max, {}),
-                 _row("message-max", max_received, len(max_posts), {}, baseline="api-post-max")]
+        rows += [
+            _post_row("api-post-max", max_posts, cpu_max, {}),
+            _row("message-max", max_received, len(max_posts), {}, baseline="api-post-max"),
+        ]
     post = rows[1]
-    run.note(f"messaging: send → receipt p50 {received['p50_ms']:.1f} ms, p99 {received['p99_ms']:.1f} ms at "
-             f"{rate:g}/s over {count} conversations; the POST alone p50 {post.p50_ms:.1f} ms, p99 {post.p99_ms:.1f} "
-             f"ms, {post.cpu_us_per_request:.0f} us of API CPU each; relay delivery of the same event published to "
-             f"Redis p50 {direct['p50_ms']:.2f} ms, p99 {direct['p99_ms']:.1f} ms. The API publishes after its "
-             "commit, before it answers; all on one machine clock, client queueing included. First delivery on "
-             f"each fresh socket (unmeasured): p99 {warm['p99_ms']:.0f} ms")
+    run.note(
+        f"messaging: send → receipt p50 {received['p50_ms']:.1f} ms, p99 {received['p99_ms']:.1f} ms at "
+        f"{rate:g}/s over {count} conversations; the POST alone p50 {post.p50_ms:.1f} ms, p99 {post.p99_ms:.1f} "
+        f"ms, {post.cpu_us_per_request:.0f} us of API CPU each; relay delivery of the same event published to "
+        f"Redis p50 {direct['p50_ms']:.2f} ms, p99 {direct['p99_ms']:.1f} ms. The API publishes after its "
+        "commit, before it answers; all on one machine clock, client queueing included. First delivery on "
+        f"each fresh socket (unmeasured): p99 {warm['p99_ms']:.0f} ms"
+    )
     # posts[:count] are the first message of each conversation since its owner read it.
     notifying = [ms for status, _, ms in posts[:count] if status == 201]
     streak = [ms for status, _, ms in posts[count:] if status == 201]
     if notifying and streak:
-        run.note(f"messaging: POST p50 {statistics.median(notifying):.1f} ms for the {len(notifying)} messages that "
-                 f"notified their recipient (notification and fan-out job written, job sent to the broker), "
-                 f"{statistics.median(streak):.1f} ms for the {len(streak)} later ones of an unread streak "
-                 "(deduplicated)")
+        run.note(
+            f"messaging: POST p50 {statistics.median(notifying):.1f} ms for the {len(notifying)} messages that "
+            f"notified their recipient (notification and fan-out job written, job sent to the broker), "
+            f"{statistics.median(streak):.1f} ms for the {len(streak)} later ones of an unread streak "
+            "(deduplicated)"
+        )
     return rows
 
 
@@ -150,56 +177,120 @@ def _post_row(name: str, posts: list[tuple], cpu_seconds: float, detail: dict) -
     answered = [ms for status, _, ms in posts if status == 201]
     span = max(at + ms / 1000 for _, at, ms in posts) - min(at for _, at, _ in posts)
     statuses = collections.Counter(str(status) for status, _, _ in posts)
-    return Row(name, len(answered) / span, statistics.median(answered) if answered else float("nan"),
-               percentile(answered, 99), requests=len(posts), errors=len(posts) - len(answered),
-               cpu_us_per_request=cpu_seconds * 1e6 / max(1, len(posts)),
-               detail={"statuses": dict(statuses), "max_ms": max(answered, default=float("nan")),
-                       "sent_per_s": round(len(posts) / span, 1), **detail})
+    return Row(
+        name,
+        len(answered) / span,
+        statistics.median(answered) if answered else float("nan"),
+        percentile(answered, 99),
+        requests=len(posts),
+        errors=len(posts) - len(answered),
+        cpu_us_per_request=cpu_seconds * 1e6 / max(1, len(posts)),
+        detail={
+            "statuses": dict(statuses),
+            "max_ms": max(answered, default=float("nan")),
+            "sent_per_s": round(len(posts) / span, 1),
+            **detail,
+        },
+    )
 
 
 def _row(name: str, result: dict, sent: int, detail: dict, baseline: str | None = None) -> Row:
-    return Row(name, result["events_per_s"], result["p50_ms"], result["p99_ms"], baseline=baseline,
-               requests=result["received"], errors=max(0, sent - result["received"]),
-               detail={"sent": sent, "max_ms": result["max_ms"], "duplicates": result["duplicates"], **detail})
+    return Row(
+        name,
+        result["events_per_s"],
+        result["p50_ms"],
+        result["p99_ms"],
+        baseline=baseline,
+        requests=result["received"],
+        errors=max(0, sent - result["received"]),
+        detail={"sent": sent, "max_ms": result["max_ms"], "duplicates": result["duplicates"], **detail},
+    )
 
 
 def _seed(hearth, count: int) -> list[dict]:
     """``count`` conversations, each with a buyer, a seller who owns the listing, and both their tokens."""
-    from services.tokens import KeyRing, TokenIssuer
     from models.accounts import AuthSession, User
     from models.base import utcnow
     from models.conversations import Conversation, ConversationParticipant
     from models.db import db
     from models.properties import Property
+    from services.tokens import KeyRing, TokenIssuer
     from settings import Settings
 
     settings = Settings.from_env(hearth.env)
-    issuer = TokenIssuer(KeyRing.from_settings(settings), issuer=settings.jwt_issuer,
-                         audience=settings.jwt_audience, ttl=settings.access_token_ttl)
+    issuer = TokenIssuer(
+        KeyRing.from_settings(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.access_token_ttl,
+    )
     now = utcnow()
     expires = now + datetime.timedelta(hours=2)
-    people = [{"buyer": uuid.uuid4(), "owner": uuid.uuid4(), "listing": uuid.uuid4(), "conversation": uuid.uuid4(),
-               "buyer_session": uuid.uuid4(), "owner_session": uuid.uuid4()} for _ in range(count)]
+    people = [
+        {
+            "buyer": uuid.uuid4(),
+            "owner": uuid.uuid4(),
+            "listing": uuid.uuid4(),
+            "conversation": uuid.uuid4(),
+            "buyer_session": uuid.uuid4(),
+            "owner_session": uuid.uuid4(),
+        }
+        for _ in range(count)
+    ]
     users, sessions, listings, conversations, participants = [], [], [], [], []
     for i, p in enumerate(people):
         for kind, role in (("buyer", "buyer"), ("owner", "seller")):
-            users.append({"id": p[kind], "email": f"{kind}{i}@messaging.bench.hearth.test", "full_name": f"{kind} {i}",
-                          "role": role, "email_verified_at": now, "created_at": now, "updated_at": now})
-            sessions.append({"id": p[f"{kind}_session"], "user": p[kind], "expires_at": expires, "created_at": now,
-                             "last_used_at": now})
-        listings.append({"id": p["listing"], "owner": p["owner"], "standard_status": "Active",
-                         "property_type": "Residential", "list_price": 450_000_00 + i * 100,
-                         "original_list_price": 450_000_00 + i * 100, "city": "Austin", "state_or_province": "TX",
-                         "unparsed_address": f"{100 + i} Bench Street", "on_market_timestamp": now})
-        conversations.append({"id": p["conversation"], "property": p["listing"], "buyer": p["buyer"],
-                              "created_at": now})
-        participants += [{"conversation": p["conversation"], "user": p["buyer"], "role": "buyer", "joined_at": now},
-                         {"conversation": p["conversation"], "user": p["owner"], "role": "owner", "joined_at": now}]
+            users.append(
+                {
+                    "id": p[kind],
+                    "email": f"{kind}{i}@messaging.bench.hearth.test",
+                    "full_name": f"{kind} {i}",
+                    "role": role,
+                    "email_verified_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            sessions.append(
+                {
+                    "id": p[f"{kind}_session"],
+                    "user": p[kind],
+                    "expires_at": expires,
+                    "created_at": now,
+                    "last_used_at": now,
+                }
+            )
+        listings.append(
+            {
+                "id": p["listing"],
+                "owner": p["owner"],
+                "standard_status": "Active",
+                "property_type": "Residential",
+                "list_price": 450_000_00 + i * 100,
+                "original_list_price": 450_000_00 + i * 100,
+                "city": "Austin",
+                "state_or_province": "TX",
+                "unparsed_address": f"{100 + i} Bench Street",
+                "on_market_timestamp": now,
+            }
+        )
+        conversations.append(
+            {"id": p["conversation"], "property": p["listing"], "buyer": p["buyer"], "created_at": now}
+        )
+        participants += [
+            {"conversation": p["conversation"], "user": p["buyer"], "role": "buyer", "joined_at": now},
+            {"conversation": p["conversation"], "user": p["owner"], "role": "owner", "joined_at": now},
+        ]
     with db.connection_context(), db.atomic():
-        for model, rows in ((User, users), (AuthSession, sessions), (Property, listings),
-                            (Conversation, conversations), (ConversationParticipant, participants)):
+        for model, rows in (
+            (User, users),
+            (AuthSession, sessions),
+            (Property, listings),
+            (Conversation, conversations),
+            (ConversationParticipant, participants),
+        ):
             for start in range(0, len(rows), 1000):
-                model.insert_many(rows[start:start + 1000]).execute()
+                model.insert_many(rows[start : start + 1000]).execute()
     for p in people:
         p["buyer_token"] = issuer.issue(user_id=p["buyer"], role="buyer", session_id=p["buyer_session"])[0]
         p["owner_token"] = issuer.issue(user_id=p["owner"], role="seller", session_id=p["owner_session"])[0]
@@ -211,9 +302,11 @@ def _read_all() -> None:
     from models.db import db
 
     with db.connection_context():
-        db.execute_sql("UPDATE conversation_participants p SET last_read_message_id = c.last_message_id "
-                       "FROM conversations c WHERE c.id = p.conversation_id AND p.role = 'owner' "
-                       "AND c.last_message_id IS NOT NULL")
+        db.execute_sql(
+            "UPDATE conversation_participants p SET last_read_message_id = c.last_message_id "
+            "FROM conversations c WHERE c.id = p.conversation_id AND p.role = 'owner' "
+            "AND c.last_message_id IS NOT NULL"
+        )
 
 
 def _body(seq: int, sent_at: float) -> str:
@@ -223,12 +316,19 @@ def _body(seq: int, sent_at: float) -> str:
 
 def _view(person: dict, seq: int) -> dict:
     """What the API publishes for a message (its message view), for events sent straight to Redis."""
-    return {"id": 1_000_000 + seq, "conversation_id": str(person["conversation"]), "sender_id": str(person["buyer"]),
-            "body": _body(seq, time.time()), "attachments": [], "client_id": f"bench-{seq}",
-            "created_at": datetime.datetime.now(datetime.UTC).isoformat()}
+    return {
+        "id": 1_000_000 + seq,
+        "conversation_id": str(person["conversation"]),
+        "sender_id": str(person["buyer"]),
+        "body": _body(seq, time.time()),
+        "attachments": [],
+        "client_id": f"bench-{seq}",
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
+    }
 
 
 # --- senders -------------------------------------------------------------------------------
+
 
 def _probe(base_url: str, person: dict) -> None:
     """One message before measuring, so that an endpoint that is not there fails the run at once."""
@@ -247,8 +347,12 @@ def _post(conn: http.client.HTTPConnection, person: dict, seq: int) -> tuple[int
     sent_at, started = time.time(), time.perf_counter()
     body = json.dumps({"body": _body(seq, sent_at), "client_id": f"bench-{seq}"})
     try:
-        conn.request("POST", f"/v1/conversations/{person['conversation']}/messages", body,
-                     {"Content-Type": "application/json", "Authorization": f"Bearer {person['buyer_token']}"})
+        conn.request(
+            "POST",
+            f"/v1/conversations/{person['conversation']}/messages",
+            body,
+            {"Content-Type": "application/json", "Authorization": f"Bearer {person['buyer_token']}"},
+        )
         answer = conn.getresponse()
         answer.read()
         status = answer.status

@@ -5,6 +5,7 @@
 ``COLLECT expected`` line with the figures of the messages received since the last one
 (a message delivered twice counts once). ``bench/messaging.py`` drives it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +58,9 @@ async def _sockets(config: dict) -> None:
 
     async def open_one(token: str, channel: str):
         async with gate:
-            ws = await connect(config["url"], compression=None, open_timeout=60, ping_interval=None,
-                               close_timeout=2, max_queue=None)
+            ws = await connect(
+                config["url"], compression=None, open_timeout=60, ping_interval=None, close_timeout=2, max_queue=None
+            )
             await ws.send(json.dumps({"type": "auth", "token": token}))
             sent_subscribe = False
             while True:
@@ -116,5 +118,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "client":
         client_main(sys.argv[2])
     else:
-        sys.exit("usage: python -m bench.messaging_client client CONFIG.json (run the benchmark with "
-                 "`python -m bench messaging`)")
+        sys.exit(
+            "usage: python -m bench.messaging_client client CONFIG.json (run the benchmark with "
+            "`python -m bench messaging`)"
+        )

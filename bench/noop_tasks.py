@@ -10,6 +10,7 @@ acks_late, reject_on_worker_lost, prefetch 1, JSON) and registers
 
 Neither name matches a route, so both go to the ``default`` queue.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,4 +51,4 @@ def job_noop(ctx: JobContext) -> dict:
     return {}
 
 
-__all__ = ["app", "raw_noop", "job_noop"]
+__all__ = ["app", "job_noop", "raw_noop"]

@@ -15,6 +15,7 @@ The client process is this module: ``python -m bench.relay client CONFIG.json``.
 It prints ``READY <n>`` once connected, waits for a line on stdin, and prints
 its figures as one JSON line.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,6 +58,7 @@ def percentile(values: list[float], q: float) -> float:
 
 # --- the benchmark (parent process) -----------------------------------------------------------
 
+
 @benchmark("relay", "relay: events addressed to users over 2,000 websockets vs raw Redis pub/sub")
 def relay(run: Run) -> list[Row]:
     clients = int(os.environ.get("BENCH_WS_CLIENTS", "2000"))
@@ -70,36 +72,60 @@ def relay(run: Run) -> list[Row]:
 def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:
     import redis as redis_lib
 
-    from services.tokens import KeyRing, TokenIssuer
     from models.accounts import AuthSession, User
     from models.base import utcnow
     from models.db import db
     from services.events import EventBus
+    from services.tokens import KeyRing, TokenIssuer
     from settings import Settings
 
     settings = Settings.from_env(hearth.env)
-    issuer = TokenIssuer(KeyRing.from_settings(settings), issuer=settings.jwt_issuer,
-                         audience=settings.jwt_audience, ttl=settings.access_token_ttl)
+    issuer = TokenIssuer(
+        KeyRing.from_settings(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.access_token_ttl,
+    )
     started = time.perf_counter()
     with db.connection_context():
         now = utcnow()
-        users = [{"id": uuid.uuid4(), "email": f"ws{i}@bench.hearth.test", "full_name": f"WS {i}",
-                  "role": "buyer", "created_at": now, "updated_at": now} for i in range(clients)]
-        sessions = [{"id": uuid.uuid4(), "user": u["id"], "expires_at": now + datetime.timedelta(hours=2),
-                     "created_at": now, "last_used_at": now} for u in users]
+        users = [
+            {
+                "id": uuid.uuid4(),
+                "email": f"ws{i}@bench.hearth.test",
+                "full_name": f"WS {i}",
+                "role": "buyer",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in range(clients)
+        ]
+        sessions = [
+            {
+                "id": uuid.uuid4(),
+                "user": u["id"],
+                "expires_at": now + datetime.timedelta(hours=2),
+                "created_at": now,
+                "last_used_at": now,
+            }
+            for u in users
+        ]
         with db.atomic():
             for start in range(0, clients, 1000):
-                User.insert_many(users[start:start + 1000]).execute()
-                AuthSession.insert_many(sessions[start:start + 1000]).execute()
-    tokens = [issuer.issue(user_id=u["id"], role="buyer", session_id=s["id"])[0]
-              for u, s in zip(users, sessions, strict=True)]
+                User.insert_many(users[start : start + 1000]).execute()
+                AuthSession.insert_many(sessions[start : start + 1000]).execute()
+    tokens = [
+        issuer.issue(user_id=u["id"], role="buyer", session_id=s["id"])[0] for u, s in zip(users, sessions, strict=True)
+    ]
     run.log(f"relay: {clients} users, sessions and tokens in {time.perf_counter() - started:.1f} s")
 
     redis = redis_lib.Redis.from_url(stack.REDIS_URL)
     bus = EventBus(redis, hearth.redis_prefix)
     channels = [f"user:{u['id']}" for u in users]
-    run.settings["relay"] = (f"uvicorn relay.app:app (websockets-sansio), {clients} clients in one asyncio "
-                             f"process, {rate:g} events/s for {seconds:g} s, {PAD}-byte pad")
+    run.settings["relay"] = (
+        f"uvicorn relay.app:app (websockets-sansio), {clients} clients in one asyncio "
+        f"process, {rate:g} events/s for {seconds:g} s, {PAD}-byte pad"
+    )
 
     with _relay_server(hearth.env, directory / "relay.log") as url:
         config = {"mode": "relay", "url": url, "tokens": tokens}
@@ -108,46 +134,75 @@ def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:
             # One event to every connection first, then a pause: the first delivery on each
             # fresh connection is slower (the relay and the client both warm up their
             # per-connection paths), and is reported apart from the steady state.
-            warm, _ = _publish(rate, clients / rate, lambda i, data: bus.publish(
-                channels[i % clients], "bench.ping", dict(data, warmup=True)))
+            warm, _ = _publish(
+                rate,
+                clients / rate,
+                lambda i, data: bus.publish(channels[i % clients], "bench.ping", dict(data, warmup=True)),
+            )
             time.sleep(1.0)
-            sent, pub_rate = _publish(rate, seconds, lambda i, data: bus.publish(
-                channels[i % clients], "bench.ping", data))
+            sent, pub_rate = _publish(
+                rate, seconds, lambda i, data: bus.publish(channels[i % clients], "bench.ping", data)
+            )
             relay_result = client.finish(expected=sent)
     run.log(f"relay: received {relay_result['received']} of {sent}; p99 {relay_result['p99_ms']:.1f} ms")
 
     # --- baseline: raw Redis pub/sub to one subscriber --------------------------------------------
     channel = f"{hearth.redis_prefix}raw-bench"
-    sample = '{"id":"1764145530123-0","channel":"' + channels[0] + '","type":"bench.ping","at":"' + \
-        utcnow().isoformat() + '","data":'
+    sample = (
+        '{"id":"1764145530123-0","channel":"'
+        + channels[0]
+        + '","type":"bench.ping","at":"'
+        + utcnow().isoformat()
+        + '","data":'
+    )
     config = {"mode": "raw", "redis_url": stack.REDIS_URL, "channel": channel}
     with _client(directory, config, run) as client:
-        sent_raw, raw_pub_rate = _publish(rate, seconds, lambda i, data: redis.publish(
-            channel, sample + json.dumps(data, separators=(",", ":")) + "}"))
+        sent_raw, raw_pub_rate = _publish(
+            rate,
+            seconds,
+            lambda i, data: redis.publish(channel, sample + json.dumps(data, separators=(",", ":")) + "}"),
+        )
         raw_result = client.finish(expected=sent_raw)
     redis.close()
     rows = [_row("redis-pubsub", raw_result, sent_raw, raw_pub_rate, None)]
     rows += [_row("relay", relay_result, sent, pub_rate, "redis-pubsub")]
     p99 = relay_result["p99_ms"]
     verdict = "met" if p99 < TARGET_P99_MS else "MISSED"
-    run.note(f"relay p99 = {p99:.0f} ms (target < {TARGET_P99_MS:.0f} ms): {verdict}; {clients} websockets, "
-             f"{relay_result['received']}/{sent} events delivered at {relay_result['events_per_s']:.0f}/s "
-             f"(published at {pub_rate:.0f}/s); raw Redis pub/sub p99 {raw_result['p99_ms']:.1f} ms")
+    run.note(
+        f"relay p99 = {p99:.0f} ms (target < {TARGET_P99_MS:.0f} ms): {verdict}; {clients} websockets, "
+        f"{relay_result['received']}/{sent} events delivered at {relay_result['events_per_s']:.0f}/s "
+        f"(published at {pub_rate:.0f}/s); raw Redis pub/sub p99 {raw_result['p99_ms']:.1f} ms"
+    )
     if relay_result.get("warmup_events"):
-        run.note(f"relay: before measuring, one event went to each of the {relay_result['warmup_events']} "
-                 f"connections (the first delivery on a fresh connection): p99 "
-                 f"{relay_result['warmup_p99_ms']:.0f} ms, max {relay_result['warmup_max_ms']:.0f} ms; "
-                 "those are not in the figures above")
-    run.note("relay: latency = client receive time - publish time in the event's data (same machine clock); "
-             "it includes the client process's own queueing, so it is an upper bound on the relay's share")
+        run.note(
+            f"relay: before measuring, one event went to each of the {relay_result['warmup_events']} "
+            f"connections (the first delivery on a fresh connection): p99 "
+            f"{relay_result['warmup_p99_ms']:.0f} ms, max {relay_result['warmup_max_ms']:.0f} ms; "
+            "those are not in the figures above"
+        )
+    run.note(
+        "relay: latency = client receive time - publish time in the event's data (same machine clock); "
+        "it includes the client process's own queueing, so it is an upper bound on the relay's share"
+    )
     return rows
 
 
 def _row(name: str, result: dict, sent: int, pub_rate: float, baseline: str | None) -> Row:
-    return Row(name, result["events_per_s"], result["p50_ms"], result["p99_ms"], baseline=baseline,
-               requests=result["received"], errors=max(0, sent - result["received"]),
-               detail={"published": sent, "published_per_s": round(pub_rate, 1), "max_ms": result["max_ms"],
-                       "clients": result.get("clients", 1)})
+    return Row(
+        name,
+        result["events_per_s"],
+        result["p50_ms"],
+        result["p99_ms"],
+        baseline=baseline,
+        requests=result["received"],
+        errors=max(0, sent - result["received"]),
+        detail={
+            "published": sent,
+            "published_per_s": round(pub_rate, 1),
+            "max_ms": result["max_ms"],
+            "clients": result.get("clients", 1),
+        },
+    )
 
 
 def _publish(rate: float, seconds: float, send) -> tuple[int, float]:
@@ -168,13 +223,35 @@ def _publish(rate: float, seconds: float, send) -> tuple[int, float]:
 @contextlib.contextmanager
 def _relay_server(env: dict, log_path: pathlib.Path):
     port = servers.free_port()
-    argv = [str(BIN / "uvicorn"), "relay.app:app", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
-            "--ws", "websockets-sansio", "--ws-max-size", "65536", "--ws-ping-interval", "20",
-            "--ws-ping-timeout", "20", "--timeout-graceful-shutdown", "5", "--log-level", "warning",
-            "--no-access-log", "--backlog", "4096"]
+    argv = [
+        str(BIN / "uvicorn"),
+        "relay.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--lifespan",
+        "on",
+        "--ws",
+        "websockets-sansio",
+        "--ws-max-size",
+        "65536",
+        "--ws-ping-interval",
+        "20",
+        "--ws-ping-timeout",
+        "20",
+        "--timeout-graceful-shutdown",
+        "5",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--backlog",
+        "4096",
+    ]
     log = open(log_path, "ab")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=servers.environment(env), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=servers.environment(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     log.close()
     try:
         deadline = time.monotonic() + 30
@@ -218,6 +295,7 @@ class _ClientProcess:
 
 def _readline(popen, timeout: float) -> str:
     import selectors
+
     with selectors.DefaultSelector() as sel:
         sel.register(popen.stdout, selectors.EVENT_READ)
         if not sel.select(timeout):
@@ -237,9 +315,15 @@ def client_process(module: str, directory: pathlib.Path, name: str, config: dict
     path = directory / f"{name}.json"
     path.write_text(json.dumps(config))
     with open(directory / f"{name}.log", "ab") as err:
-        popen = subprocess.Popen([sys.executable, "-m", module, "client", str(path)], cwd=ROOT,
-                                 env=servers.environment({}), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=err, text=True)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", module, "client", str(path)],
+            cwd=ROOT,
+            env=servers.environment({}),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     try:
         client = (kind or _ClientProcess)(popen)
         client.wait_ready(180)
@@ -260,6 +344,7 @@ def _client(directory: pathlib.Path, config: dict, run: Run):
 
 # --- the client process ---------------------------------------------------------------------
 
+
 class _Stats:
     def __init__(self):
         self.latencies: list[float] = []
@@ -275,13 +360,17 @@ class _Stats:
     def result(self, clients: int) -> dict:
         lat = self.latencies
         span = (self.last - self.first) if self.first is not None and self.last > self.first else 0
-        return {"received": len(lat), "clients": clients,
-                "events_per_s": (len(lat) - 1) / span if span else 0.0,
-                "p50_ms": statistics.median(lat) if lat else float("nan"),
-                "p99_ms": percentile(lat, 99), "max_ms": max(lat) if lat else float("nan"),
-                "warmup_events": len(self.warmup),
-                "warmup_p99_ms": percentile(self.warmup, 99) if self.warmup else None,
-                "warmup_max_ms": max(self.warmup) if self.warmup else None}
+        return {
+            "received": len(lat),
+            "clients": clients,
+            "events_per_s": (len(lat) - 1) / span if span else 0.0,
+            "p50_ms": statistics.median(lat) if lat else float("nan"),
+            "p99_ms": percentile(lat, 99),
+            "max_ms": max(lat) if lat else float("nan"),
+            "warmup_events": len(self.warmup),
+            "warmup_p99_ms": percentile(self.warmup, 99) if self.warmup else None,
+            "warmup_max_ms": max(self.warmup) if self.warmup else None,
+        }
 
 
 async def _stdin_line() -> str:
@@ -307,8 +396,9 @@ async def _relay_clients(config: dict) -> dict:
 
     async def open_one(token: str):
         async with gate:
-            ws = await connect(url, compression=None, open_timeout=60, ping_interval=None, close_timeout=2,
-                               max_queue=None)
+            ws = await connect(
+                url, compression=None, open_timeout=60, ping_interval=None, close_timeout=2, max_queue=None
+            )
             await ws.send(json.dumps({"type": "auth", "token": token}))
             while True:
                 message = json.loads(await ws.recv())

@@ -1,4 +1,5 @@
 """The table printed after a run and the JSON kept in ``var/bench/``."""
+
 from __future__ import annotations
 
 import datetime
@@ -13,8 +14,18 @@ from bench import Benchmark, Row, Target
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "var" / "bench"
-PACKAGES = ("falcon", "gunicorn", "redis", "hiredis", "PyJWT", "cryptography", "argon2-cffi", "peewee",
-            "psycopg2-binary", "msgspec")
+PACKAGES = (
+    "falcon",
+    "gunicorn",
+    "redis",
+    "hiredis",
+    "PyJWT",
+    "cryptography",
+    "argon2-cffi",
+    "peewee",
+    "psycopg2-binary",
+    "msgspec",
+)
 
 
 def ratio(row: Row, rows: dict[str, Row]) -> float | None:
@@ -34,27 +45,41 @@ def target_ratio(target: Target, rows: dict[str, Row]) -> float | None:
 def table(rows: list[Row]) -> str:
     by_name = {row.name: row for row in rows}
     width = max([len("name")] + [len(row.name) for row in rows])
-    header = (f"{'name':<{width}}  {'req/s':>9}  {'turns min-max':>15}  {'p50 ms':>8}  {'p99 ms':>8}  "
-              f"{'ratio vs baseline':<20}  {'server CPU us/req':>17}")
+    header = (
+        f"{'name':<{width}}  {'req/s':>9}  {'turns min-max':>15}  {'p50 ms':>8}  {'p99 ms':>8}  "
+        f"{'ratio vs baseline':<20}  {'server CPU us/req':>17}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         value = ratio(row, by_name)
-        shown = "1.00 (baseline)" if row.baseline is None else (
-            f"{value:.2f} vs {row.baseline}" if value is not None and value >= 0.1 else
-            f"{value:.3f} vs {row.baseline}" if value is not None else "-")
+        shown = (
+            "1.00 (baseline)"
+            if row.baseline is None
+            else (
+                f"{value:.2f} vs {row.baseline}"
+                if value is not None and value >= 0.1
+                else f"{value:.3f} vs {row.baseline}"
+                if value is not None
+                else "-"
+            )
+        )
         cpu = f"{row.cpu_us_per_request:.0f}" if row.cpu_us_per_request is not None else "-"
         low, high = row.detail.get("spread_requests_per_s", (row.requests_per_s, row.requests_per_s))
         spread = f"{low:.0f}-{high:.0f}"
-        lines.append(f"{row.name:<{width}}  {row.requests_per_s:9.1f}  {spread:>15}  {row.p50_ms:8.2f}  "
-                     f"{row.p99_ms:8.2f}  {shown:<20}  {cpu:>17}")
+        lines.append(
+            f"{row.name:<{width}}  {row.requests_per_s:9.1f}  {spread:>15}  {row.p50_ms:8.2f}  "
+            f"{row.p99_ms:8.2f}  {shown:<20}  {cpu:>17}"
+        )
     return "\n".join(lines)
 
 
 def idle_fraction(seconds: float = 1.0) -> float:
     """How much of the machine's CPU nobody used during ``seconds`` (1.0 = all idle)."""
+
     def sample():
         fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, total
+
     idle0, total0 = sample()
     time.sleep(seconds)
     idle1, total1 = sample()
@@ -105,7 +130,7 @@ def write_json(started: datetime.datetime, results: dict, run, failures: dict) -
     path = RESULTS_DIR / f"results-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     document = {
         "started_at": started.isoformat(),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
         "machine": machine(),
         "settings": {
             "duration": run.duration,
@@ -133,8 +158,9 @@ def write_json(started: datetime.datetime, results: dict, run, failures: dict) -
                     "ratio": round(ratio(row, by_name), 4) if ratio(row, by_name) is not None else None,
                     "requests": row.requests,
                     "errors": row.errors,
-                    "server_cpu_us_per_request": (round(row.cpu_us_per_request, 1)
-                                                  if row.cpu_us_per_request is not None else None),
+                    "server_cpu_us_per_request": (
+                        round(row.cpu_us_per_request, 1) if row.cpu_us_per_request is not None else None
+                    ),
                     **row.detail,
                 }
                 for row in rows
@@ -144,8 +170,7 @@ def write_json(started: datetime.datetime, results: dict, run, failures: dict) -
                     "row": t.row,
                     "baseline": t.baseline,
                     "minimum": t.minimum,
-                    "ratio": (round(target_ratio(t, by_name), 4)
-                              if target_ratio(t, by_name) is not None else None),
+                    "ratio": (round(target_ratio(t, by_name), 4) if target_ratio(t, by_name) is not None else None),
                     "met": (target_ratio(t, by_name) or 0) >= t.minimum,
                 }
                 for t in bench.targets

@@ -32,6 +32,7 @@ Each query is measured three ways, taking turns:
 Targets: p95 <= 50 ms for every kind through the API; the API at most 1.5x its
 own SQL (a throughput ratio >= 0.67); the full rebuild <= 120 s.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,10 +51,27 @@ KINDS = ("city", "map", "text", "radius", "facets")
 P95_TARGET_MS = 50.0
 REBUILD_TARGET_S = 120.0
 TEXT_QUERIES = (
-    "pool", "fireplace", "hardwood floors", "water view", "wine cellar", "rooftop terrace", "guest suite",
-    "charming condo", "quiet cul-de-sac", "walkable neighborhood", "near transit", "ev charger",
-    "congress avenue", "colfax", "garden patio", "mountain view", "home office", "bright apartment",
-    "finished basement", "fenced yard dog park")
+    "pool",
+    "fireplace",
+    "hardwood floors",
+    "water view",
+    "wine cellar",
+    "rooftop terrace",
+    "guest suite",
+    "charming condo",
+    "quiet cul-de-sac",
+    "walkable neighborhood",
+    "near transit",
+    "ev charger",
+    "congress avenue",
+    "colfax",
+    "garden patio",
+    "mountain view",
+    "home office",
+    "bright apartment",
+    "finished basement",
+    "fenced yard dog park",
+)
 
 
 def _int(name: str, default: int) -> int:
@@ -65,9 +83,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-@benchmark("search", "listing search on 1,000,000 listings: API vs its own SQL vs the listings table; full "
-                     "index rebuild",
-           targets=tuple(Target(f"{kind}: api", f"{kind}: sql", 0.67) for kind in KINDS))
+@benchmark(
+    "search",
+    "listing search on 1,000,000 listings: API vs its own SQL vs the listings table; full index rebuild",
+    targets=tuple(Target(f"{kind}: api", f"{kind}: sql", 0.67) for kind in KINDS),
+)
 def search(run: Run) -> list[Row]:
     listings = _int("BENCH_SEARCH_LISTINGS", 1_000_000)
     per_kind = _int("BENCH_SEARCH_QUERIES", 60)
@@ -83,6 +103,7 @@ def search(run: Run) -> list[Row]:
 
 
 # --- the database ------------------------------------------------------------------------------
+
 
 def _prepare_database(run: Run, listings: int) -> str:
     from models import migrate
@@ -114,8 +135,10 @@ def _prepare_database(run: Run, listings: int) -> str:
         database.close_all()
         started = time.monotonic()
         seed_listings(url, listings, seed=42)
-        run.note(f"seeded {listings:,} listings with ops.demo.seed_listings in {time.monotonic() - started:.0f} s "
-                 f"(database {DB_NAME} is kept for the next run)")
+        run.note(
+            f"seeded {listings:,} listings with ops.demo.seed_listings in {time.monotonic() - started:.0f} s "
+            f"(database {DB_NAME} is kept for the next run)"
+        )
     else:
         run.log(f"{DB_NAME}: reusing {count:,} seeded listings")
     admin.close()
@@ -146,13 +169,22 @@ def _rebuild(run: Run, url: str, force: bool) -> Row | None:
         database.close_all()
     seconds = result["seconds"]
     verdict = "met" if seconds <= REBUILD_TARGET_S else "MISSED"
-    run.note(f"full rebuild of the search index: {result['rows']:,} rows in {seconds:.1f} s "
-             f"(target <= {REBUILD_TARGET_S:.0f} s: {verdict}); steps at {result['timings']}")
-    return Row("rebuild (rows/s)", result["rows"] / seconds, seconds * 1000, seconds * 1000,
-               requests=1, detail={"seconds": seconds, "rows": result["rows"], "timings": result["timings"]})
+    run.note(
+        f"full rebuild of the search index: {result['rows']:,} rows in {seconds:.1f} s "
+        f"(target <= {REBUILD_TARGET_S:.0f} s: {verdict}); steps at {result['timings']}"
+    )
+    return Row(
+        "rebuild (rows/s)",
+        result["rows"] / seconds,
+        seconds * 1000,
+        seconds * 1000,
+        requests=1,
+        detail={"seconds": seconds, "rows": result["rows"], "timings": result["timings"]},
+    )
 
 
 # --- the queries ------------------------------------------------------------------------------
+
 
 def _params(kind: str, rng: random.Random) -> dict:
     from ops.demo_data import CITIES, LAT_HALF_BOX, LON_HALF_BOX
@@ -182,9 +214,16 @@ def _app(url: str, var: str, cache_ttl: int):
     from services.tokens import generate_private_pem
     from settings import Settings
 
-    environ = {"HEARTH_ENV": "development", "HEARTH_VAR_DIR": var, "DATABASE_URL": url,
-               "REDIS_URL": stack.REDIS_URL, "REDIS_PREFIX": f"bench:search:{uuid.uuid4().hex[:8]}:",
-               "JWT_PRIVATE_KEYS": generate_private_pem(), "SEARCH_CACHE_TTL": str(cache_ttl), **stack.OVERRIDES}
+    environ = {
+        "HEARTH_ENV": "development",
+        "HEARTH_VAR_DIR": var,
+        "DATABASE_URL": url,
+        "REDIS_URL": stack.REDIS_URL,
+        "REDIS_PREFIX": f"bench:search:{uuid.uuid4().hex[:8]}:",
+        "JWT_PRIVATE_KEYS": generate_private_pem(),
+        "SEARCH_CACHE_TTL": str(cache_ttl),
+        **stack.OVERRIDES,
+    }
     settings = Settings.from_env(environ)
     return testing.TestClient(create_app(settings)), settings
 
@@ -236,21 +275,33 @@ def _queries(run: Run, url: str, var: str, per_kind: int, baseline_runs: int) ->
             _get(cached_client, params)
             cached_ms.append((time.perf_counter() - started) * 1000)
         table_ms = [_listings_table(raw, kind, params) for params in queries[kind][:baseline_runs]]
-        for label, values, baseline in ((f"{kind}: api", api_ms, f"{kind}: sql"), (f"{kind}: sql", sql_ms, None),
-                                        (f"{kind}: api (cached)", cached_ms, f"{kind}: api"),
-                                        (f"{kind}: listings table", table_ms, f"{kind}: api")):
-            rows.append(Row(label, 1000 / statistics.mean(values), percentile(values, 50), percentile(values, 99),
-                            baseline=baseline, requests=len(values),
-                            detail={"p95_ms": round(percentile(values, 95), 3),
-                                    "mean_ms": round(statistics.mean(values), 3)}))
+        for label, values, baseline in (
+            (f"{kind}: api", api_ms, f"{kind}: sql"),
+            (f"{kind}: sql", sql_ms, None),
+            (f"{kind}: api (cached)", cached_ms, f"{kind}: api"),
+            (f"{kind}: listings table", table_ms, f"{kind}: api"),
+        ):
+            rows.append(
+                Row(
+                    label,
+                    1000 / statistics.mean(values),
+                    percentile(values, 50),
+                    percentile(values, 99),
+                    baseline=baseline,
+                    requests=len(values),
+                    detail={"p95_ms": round(percentile(values, 95), 3), "mean_ms": round(statistics.mean(values), 3)},
+                )
+            )
         p95 = percentile(api_ms, 95)
-        summary.append(f"{kind:<7} api p50 {percentile(api_ms, 50):6.1f} p95 {p95:6.1f} ms | sql p50 "
-                       f"{percentile(sql_ms, 50):6.1f} p95 {percentile(sql_ms, 95):6.1f} ms | api/sql "
-                       f"{statistics.mean(api_ms) / statistics.mean(sql_ms):4.2f}x | cached p50 "
-                       f"{percentile(cached_ms, 50):5.2f} ms | listings table p50 {percentile(table_ms, 50):8.0f} ms "
-                       f"({percentile(table_ms, 50) / percentile(api_ms, 50):,.0f}x slower) | p95 <= "
-                       f"{P95_TARGET_MS:.0f} ms: {'met' if p95 <= P95_TARGET_MS else 'MISSED'} | median total "
-                       f"{statistics.median(totals):,.0f}")
+        summary.append(
+            f"{kind:<7} api p50 {percentile(api_ms, 50):6.1f} p95 {p95:6.1f} ms | sql p50 "
+            f"{percentile(sql_ms, 50):6.1f} p95 {percentile(sql_ms, 95):6.1f} ms | api/sql "
+            f"{statistics.mean(api_ms) / statistics.mean(sql_ms):4.2f}x | cached p50 "
+            f"{percentile(cached_ms, 50):5.2f} ms | listings table p50 {percentile(table_ms, 50):8.0f} ms "
+            f"({percentile(table_ms, 50) / percentile(api_ms, 50):,.0f}x slower) | p95 <= "
+            f"{P95_TARGET_MS:.0f} ms: {'met' if p95 <= P95_TARGET_MS else 'MISSED'} | median total "
+            f"{statistics.median(totals):,.0f}"
+        )
     raw.close()
     for line in summary:
         run.note(line)
@@ -268,12 +319,16 @@ def _get(client, params: dict) -> dict:
 
 _PUBLIC = "p.standard_status IN ('Active', 'ComingSoon')"
 _LISTED = "COALESCE(p.on_market_timestamp, p.created_at)"
-_TSV = ("setweight(to_tsvector('english', concat_ws(' ', p.unparsed_address, p.street_name, p.city, "
-        "p.state_or_province, p.postal_code)), 'A') || setweight(to_tsvector('english', "
-        "array_to_string(p.features, ' ')), 'B') || setweight(to_tsvector('english', "
-        "COALESCE(p.public_remarks, '')), 'C')")
-_HAVERSINE = ("2 * 6371.0088 * asin(LEAST(1.0, sqrt(power(sin(radians(p.latitude - %(lat)s) / 2), 2) + "
-              "cos(radians(%(lat)s)) * cos(radians(p.latitude)) * power(sin(radians(p.longitude - %(lon)s) / 2), 2))))")
+_TSV = (
+    "setweight(to_tsvector('english', concat_ws(' ', p.unparsed_address, p.street_name, p.city, "
+    "p.state_or_province, p.postal_code)), 'A') || setweight(to_tsvector('english', "
+    "array_to_string(p.features, ' ')), 'B') || setweight(to_tsvector('english', "
+    "COALESCE(p.public_remarks, '')), 'C')"
+)
+_HAVERSINE = (
+    "2 * 6371.0088 * asin(LEAST(1.0, sqrt(power(sin(radians(p.latitude - %(lat)s) / 2), 2) + "
+    "cos(radians(%(lat)s)) * cos(radians(p.latitude)) * power(sin(radians(p.longitude - %(lon)s) / 2), 2))))"
+)
 
 
 def _listings_table(conn, kind: str, params: dict) -> float:
@@ -297,9 +352,11 @@ def _listings_table(conn, kind: str, params: dict) -> float:
     elif kind == "text":
         where = f"{_PUBLIC} AND ({_TSV}) @@ websearch_to_tsquery('english', %(q)s)"
         # The API's relevance: address/city match, then with features, then anywhere; newest first.
-        order = (f"CASE WHEN ts_filter({_TSV}, '{{a}}') @@ websearch_to_tsquery('english', %(q)s) THEN 3 "
-                 f"WHEN ts_filter({_TSV}, '{{a,b}}') @@ websearch_to_tsquery('english', %(q)s) THEN 2 ELSE 1 END "
-                 f"DESC, {_LISTED} DESC, p.id DESC")
+        order = (
+            f"CASE WHEN ts_filter({_TSV}, '{{a}}') @@ websearch_to_tsquery('english', %(q)s) THEN 3 "
+            f"WHEN ts_filter({_TSV}, '{{a,b}}') @@ websearch_to_tsquery('english', %(q)s) THEN 2 ELSE 1 END "
+            f"DESC, {_LISTED} DESC, p.id DESC"
+        )
         args["q"] = params["q"]
     else:
         lat, lon = (float(x) for x in params["near"].split(","))
@@ -307,15 +364,21 @@ def _listings_table(conn, kind: str, params: dict) -> float:
         order = f"{_HAVERSINE}, p.id"
         args.update(lat=lat, lon=lon, radius=float(params["radius_km"]))
     statements = [
-        (f"SELECT p.id, p.list_price, p.city, p.unparsed_address FROM properties p WHERE {where} "
-         f"ORDER BY {order} LIMIT {limit}", args),
+        (
+            f"SELECT p.id, p.list_price, p.city, p.unparsed_address FROM properties p WHERE {where} "
+            f"ORDER BY {order} LIMIT {limit}",
+            args,
+        ),
         (f"SELECT count(*) FROM (SELECT 1 FROM properties p WHERE {where} LIMIT 10001) s", args),
     ]
     if kind == "facets":
-        statements.append((
-            "SELECT property_type, standard_status, bedrooms_total, count(*) FROM properties p "
-            f"WHERE {where} GROUP BY GROUPING SETS ((property_type), (standard_status), (bedrooms_total), ())",
-            args))
+        statements.append(
+            (
+                "SELECT property_type, standard_status, bedrooms_total, count(*) FROM properties p "
+                f"WHERE {where} GROUP BY GROUPING SETS ((property_type), (standard_status), (bedrooms_total), ())",
+                args,
+            )
+        )
     with conn.cursor() as cur:
         cur.execute("SET jit = off")
     return _replay(conn, statements)

@@ -1,4 +1,5 @@
 """Gunicorn under test: the project's settings, a private port, its CPU time, a clean stop."""
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,11 @@ def project_settings() -> GunicornSettings:
 def variant(label: str, *args: str) -> GunicornSettings:
     """The project's settings with ``args`` overriding them (command-line options win over the file)."""
     base = project_settings()
-    return GunicornSettings(label, base.args + tuple(args) if base.args[0] == "-c" else tuple(args),
-                            f"{base.source}; overridden: {' '.join(args)}")
+    return GunicornSettings(
+        label,
+        base.args + tuple(args) if base.args[0] == "-c" else tuple(args),
+        f"{base.source}; overridden: {' '.join(args)}",
+    )
 
 
 def _conf_summary() -> str:
@@ -59,8 +63,17 @@ def _conf_summary() -> str:
         values = runpy.run_path(str(CONF))
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the summary is informative only
         return f"unreadable ({type(exc).__name__}: {exc})"
-    keys = ("workers", "worker_class", "threads", "keepalive", "max_requests", "max_requests_jitter",
-            "preload_app", "timeout", "accesslog")
+    keys = (
+        "workers",
+        "worker_class",
+        "threads",
+        "keepalive",
+        "max_requests",
+        "max_requests_jitter",
+        "preload_app",
+        "timeout",
+        "accesslog",
+    )
     return ", ".join(f"{k}={values[k]!r}" for k in keys if k in values) or "no worker settings"
 
 
@@ -78,8 +91,11 @@ def free_port() -> int:
 
 def environment(extra: dict) -> dict:
     """This process's environment without Hearth's own variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HEARTH_", "DATABASE_", "REDIS_", "RATE_LIMIT_", "LOGIN_", "JWT_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HEARTH_", "DATABASE_", "REDIS_", "RATE_LIMIT_", "LOGIN_", "JWT_"))
+    }
     env.update(extra)
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONUNBUFFERED"] = "1"
@@ -89,8 +105,7 @@ def environment(extra: dict) -> dict:
 class Gunicorn:
     """One gunicorn master and its workers, started by ``start()`` and stopped by ``stop()``."""
 
-    def __init__(self, app: str, settings: GunicornSettings, env: dict, log_path: pathlib.Path,
-                 ready_path: str = "/"):
+    def __init__(self, app: str, settings: GunicornSettings, env: dict, log_path: pathlib.Path, ready_path: str = "/"):
         self.app = app
         self.settings = settings
         self.port = free_port()
@@ -100,11 +115,12 @@ class Gunicorn:
         self.env = environment(env)
         self.popen: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "Gunicorn":
+    def start(self, timeout: float = 30.0) -> Gunicorn:
         argv = [str(BIN / "gunicorn"), *self.settings.args, "--bind", f"127.0.0.1:{self.port}", self.app]
         self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
@@ -179,7 +195,7 @@ class Gunicorn:
         if getattr(self, "_log", None) is not None:
             self._log.close()
 
-    def __enter__(self) -> "Gunicorn":
+    def __enter__(self) -> Gunicorn:
         return self.start()
 
     def __exit__(self, *exc) -> None:

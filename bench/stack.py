@@ -8,6 +8,7 @@ drops the database and deletes every Redis key under the run's prefix.
 Limits that would throttle a load generator (rate limits, login lockout) are
 raised in that environment; ``overrides`` lists them so the report can say so.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,6 +45,7 @@ OVERRIDES = {
 
 def _admin_connection():
     from models.db import connect_args
+
     args = connect_args(ADMIN_URL)
     args["dbname"] = args.pop("database")
     conn = psycopg2.connect(**args)
@@ -71,13 +73,13 @@ class HearthStack:
     def overrides(self) -> dict[str, str]:
         return dict(OVERRIDES)
 
-    def open(self) -> "HearthStack":
-        from services.tokens import generate_private_pem
+    def open(self) -> HearthStack:
         from models import migrate
         from models.accounts import User
         from models.base import utcnow
         from models.db import db, make_database
         from models.passwords import hash_password
+        from services.tokens import generate_private_pem
 
         conn = _admin_connection()
         with conn.cursor() as cur:
@@ -89,8 +91,13 @@ class HearthStack:
         db.initialize(database)
         with database.connection_context():
             applied = migrate.upgrade(database)
-            User.create(email=EMAIL, password_hash=hash_password(PASSWORD), full_name=FULL_NAME,
-                        role="buyer", email_verified_at=utcnow())
+            User.create(
+                email=EMAIL,
+                password_hash=hash_password(PASSWORD),
+                full_name=FULL_NAME,
+                role="buyer",
+                email_verified_at=utcnow(),
+            )
         database.close_all()
         self.log(f"database {self.db_name}: {len(applied)} migrations applied, user {EMAIL} created")
         self.env = {
@@ -118,7 +125,7 @@ class HearthStack:
                 conn.close()
                 self.created = False
 
-    def __enter__(self) -> "HearthStack":
+    def __enter__(self) -> HearthStack:
         try:
             return self.open()
         except BaseException:
@@ -175,8 +182,9 @@ def login_body() -> str:
 
 
 def post_json(url: str, body: str) -> dict:
-    request = urllib.request.Request(url, data=body.encode(), method="POST",
-                                      headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.loads(answer.read())
 

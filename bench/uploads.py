@@ -23,6 +23,7 @@ default 12; it must be empty). Files are kept on local disk.
   before and read (``VmHWM``) after. Target: growth < 50 MB. The rate column
   is MB/s through the API to disk.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -89,7 +90,7 @@ def _raw_instream(socket_path: str, data: bytes) -> float:
         sock.connect(socket_path)
         sock.sendall(b"zINSTREAM\0")
         for offset in range(0, len(data), MIB):
-            chunk = view[offset:offset + MIB]
+            chunk = view[offset : offset + MIB]
             sock.sendall(struct.pack("!L", len(chunk)))
             sock.sendall(chunk)
         sock.sendall(struct.pack("!L", 0))
@@ -105,8 +106,11 @@ def _raw_instream(socket_path: str, data: bytes) -> float:
     return elapsed
 
 
-@benchmark("uploads", "upload → clean latency (1 MB, 20 MB), scan MB/s beside raw clamd, API memory on a 1 GB "
-                      "upload", targets=(Target("hearth scan", "clamd raw", 0.8),))
+@benchmark(
+    "uploads",
+    "upload → clean latency (1 MB, 20 MB), scan MB/s beside raw clamd, API memory on a 1 GB upload",
+    targets=(Target("hearth scan", "clamd raw", 0.8),),
+)
 def uploads(run: Run) -> list[Row]:
     from ops.clamd import start_clamd
 
@@ -121,16 +125,23 @@ def uploads(run: Run) -> list[Row]:
 
 
 def _measure(run: Run, hearth, directory: pathlib.Path, clamd, broker_db: int, turns: int) -> list[Row]:
-    env = {**hearth.env, "CLAMD_URL": clamd.url,
-           "BROKER_URL": f"{stack.REDIS_URL.rsplit('/', 1)[0]}/{broker_db}",
-           # Caps raised so one API process can be watched taking a 1 GiB body.
-           "UPLOAD_DIRECT_MAX_BYTES": str(2 * BIG), "UPLOAD_DOCUMENT_MAX_BYTES": str(2 * BIG),
-           "UPLOAD_PHOTO_MAX_BYTES": str(32 * MIB)}
-    run.settings["uploads"] = (f"gunicorn {' '.join(servers.project_settings().args)}; celery worker -Q scans "
-                               f"--pool=prefork -c 1; clamd 1.x with the test signature; local-disk storage; "
-                               f"{turns} uploads per size")
-    gunicorn = servers.Gunicorn("api.wsgi:app", servers.project_settings(), env, directory / "gunicorn.log",
-                                ready_path="/healthz")
+    env = {
+        **hearth.env,
+        "CLAMD_URL": clamd.url,
+        "BROKER_URL": f"{stack.REDIS_URL.rsplit('/', 1)[0]}/{broker_db}",
+        # Caps raised so one API process can be watched taking a 1 GiB body.
+        "UPLOAD_DIRECT_MAX_BYTES": str(2 * BIG),
+        "UPLOAD_DOCUMENT_MAX_BYTES": str(2 * BIG),
+        "UPLOAD_PHOTO_MAX_BYTES": str(32 * MIB),
+    }
+    run.settings["uploads"] = (
+        f"gunicorn {' '.join(servers.project_settings().args)}; celery worker -Q scans "
+        f"--pool=prefork -c 1; clamd 1.x with the test signature; local-disk storage; "
+        f"{turns} uploads per size"
+    )
+    gunicorn = servers.Gunicorn(
+        "api.wsgi:app", servers.project_settings(), env, directory / "gunicorn.log", ready_path="/healthz"
+    )
     with gunicorn:
         base = gunicorn.base_url
         token = stack.post_json(f"{base}/v1/auth/login", stack.login_body())["access_token"]
@@ -150,12 +161,27 @@ def _scan_worker(env: dict, log_path: pathlib.Path):
     import subprocess
     import sys
 
-    argv = [str(pathlib.Path(sys.executable).parent / "celery"), "-A", "tasks", "worker", "--pool=prefork",
-            "--concurrency=1", "-Q", "scans", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"bench-scans-{os.getpid()}@%h", "-l", "warning"]
+    argv = [
+        str(pathlib.Path(sys.executable).parent / "celery"),
+        "-A",
+        "tasks",
+        "worker",
+        "--pool=prefork",
+        "--concurrency=1",
+        "-Q",
+        "scans",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        f"bench-scans-{os.getpid()}@%h",
+        "-l",
+        "warning",
+    ]
     log = open(log_path, "ab")
-    popen = subprocess.Popen(argv, cwd=servers.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    popen = subprocess.Popen(
+        argv, cwd=servers.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     log.close()
     worker = Worker(env, log_path)
     worker.popen = popen
@@ -168,6 +194,7 @@ def _scan_worker(env: dict, log_path: pathlib.Path):
 def _status(hearth, upload_id: str) -> str | None:
     from models.db import db
     from models.uploads import Upload
+
     with db.connection_context():
         row = Upload.select(Upload.status).where(Upload.id == upload_id).first()
     return row.status if row else None
@@ -182,8 +209,9 @@ def _latency_row(run: Run, client: httpx.Client, hearth, worker, megabytes: int,
     samples = []
     for turn in range(turns + 1):
         started = time.perf_counter()
-        resp = client.post("/v1/uploads", params={"purpose": "listing_photo", "filename": f"bench-{turn}.jpg"},
-                           content=photo)
+        resp = client.post(
+            "/v1/uploads", params={"purpose": "listing_photo", "filename": f"bench-{turn}.jpg"}, content=photo
+        )
         if resp.status_code != 202:
             raise RuntimeError(f"upload answered {resp.status_code}: {resp.text[:300]}")
         upload_id = resp.json()["id"]
@@ -199,12 +227,22 @@ def _latency_row(run: Run, client: httpx.Client, hearth, worker, megabytes: int,
         if turn:
             samples.append((time.perf_counter() - started) * 1000)
     size_mb = len(photo) / 1e6
-    run.log(f"  clean {megabytes}MB ({size_mb:.1f} MB JPEG): p50 {statistics.median(samples):.0f} ms "
-            f"over {len(samples)} uploads")
-    return Row(f"clean {megabytes}MB", 1000 / statistics.mean(samples), statistics.median(samples),
-               percentile(samples, 99), requests=len(samples),
-               detail={"file_bytes": len(photo), "latencies_ms": [round(s, 1) for s in samples],
-                       "spread_requests_per_s": (1000 / max(samples), 1000 / min(samples))})
+    run.log(
+        f"  clean {megabytes}MB ({size_mb:.1f} MB JPEG): p50 {statistics.median(samples):.0f} ms "
+        f"over {len(samples)} uploads"
+    )
+    return Row(
+        f"clean {megabytes}MB",
+        1000 / statistics.mean(samples),
+        statistics.median(samples),
+        percentile(samples, 99),
+        requests=len(samples),
+        detail={
+            "file_bytes": len(photo),
+            "latencies_ms": [round(s, 1) for s in samples],
+            "spread_requests_per_s": (1000 / max(samples), 1000 / min(samples)),
+        },
+    )
 
 
 def _scan_rows(run: Run, env: dict, clamd, turns: int) -> list[Row]:
@@ -213,8 +251,9 @@ def _scan_rows(run: Run, env: dict, clamd, turns: int) -> list[Row]:
     from tasks.uploads import _Tee
 
     data = _document(SCAN_BYTES)
-    storage = LocalDiskStorage(pathlib.Path(env["HEARTH_VAR_DIR"]) / "bench-scan", public_url="http://x",
-                               secret="bench")
+    storage = LocalDiskStorage(
+        pathlib.Path(env["HEARTH_VAR_DIR"]) / "bench-scan", public_url="http://x", secret="bench"
+    )
     storage.put("quarantine/bench", data)
     scanner = ClamdScanner(clamd.url, timeout=60)
     socket_path = urlparse(clamd.url).path
@@ -240,19 +279,43 @@ def _scan_rows(run: Run, env: dict, clamd, turns: int) -> list[Row]:
         ours.append(hearth())
         verify.append(served_check())
     storage.delete("quarantine/bench")
-    run.log(f"  scan: clamd raw {statistics.median(raw):.0f} MiB/s, hearth {statistics.median(ours):.0f} MiB/s; "
-            f"re-hashing the object to be served {statistics.median(verify):.0f} MiB/s")
-    run.note("uploads: `hearth scan` streams the stored object to clamd while hashing it (every scan does); "
-             "`served sha256` is the check that the object at its final key has the scanned hash, a second "
-             "read of the file before it is marked clean")
+    run.log(
+        f"  scan: clamd raw {statistics.median(raw):.0f} MiB/s, hearth {statistics.median(ours):.0f} MiB/s; "
+        f"re-hashing the object to be served {statistics.median(verify):.0f} MiB/s"
+    )
+    run.note(
+        "uploads: `hearth scan` streams the stored object to clamd while hashing it (every scan does); "
+        "`served sha256` is the check that the object at its final key has the scanned hash, a second "
+        "read of the file before it is marked clean"
+    )
     spread = lambda values: (min(values), max(values))  # noqa: E731
     return [
-        Row("clamd raw", statistics.median(raw), 0, 0, requests=turns,
-            detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(raw)}),
-        Row("hearth scan", statistics.median(ours), 0, 0, baseline="clamd raw", requests=turns,
-            detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(ours)}),
-        Row("served sha256", statistics.median(verify), 0, 0, baseline="clamd raw", requests=turns,
-            detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(verify)}),
+        Row(
+            "clamd raw",
+            statistics.median(raw),
+            0,
+            0,
+            requests=turns,
+            detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(raw)},
+        ),
+        Row(
+            "hearth scan",
+            statistics.median(ours),
+            0,
+            0,
+            baseline="clamd raw",
+            requests=turns,
+            detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(ours)},
+        ),
+        Row(
+            "served sha256",
+            statistics.median(verify),
+            0,
+            0,
+            baseline="clamd raw",
+            requests=turns,
+            detail={"unit": "MiB/s", "bytes": SCAN_BYTES, "spread_requests_per_s": spread(verify)},
+        ),
     ]
 
 
@@ -271,8 +334,12 @@ def _memory_row(run: Run, client: httpx.Client, gunicorn) -> Row:
             yield filler
 
     started = time.perf_counter()
-    resp = client.post("/v1/uploads", params={"purpose": "document", "filename": "big.pdf"}, content=body(),
-                       headers={"Content-Length": str(BIG)})
+    resp = client.post(
+        "/v1/uploads",
+        params={"purpose": "document", "filename": "big.pdf"},
+        content=body(),
+        headers={"Content-Length": str(BIG)},
+    )
     elapsed = time.perf_counter() - started
     if resp.status_code != 202:
         raise RuntimeError(f"the 1 GiB upload answered {resp.status_code}: {resp.text[:300]}")
@@ -281,9 +348,21 @@ def _memory_row(run: Run, client: httpx.Client, gunicorn) -> Row:
     client.delete(f"/v1/uploads/{resp.json()['id']}")  # its scan job will find nothing to do
     run.log(f"  api 1GB: {BIG / MIB / elapsed:.0f} MiB/s, peak RSS growth {peak_mb:.1f} MB")
     verdict = "met" if peak_mb < MEMORY_TARGET_MB else "MISSED"
-    run.note(f"uploads: peak RSS growth of the API while it took a 1 GiB upload: {peak_mb:.1f} MB "
-             f"(target < {MEMORY_TARGET_MB} MB: {verdict}); per worker: "
-             + ", ".join(f"{pid}: {mb:+.1f} MB" for pid, mb in growth.items()))
-    return Row("api 1GB", BIG / MIB / elapsed, elapsed * 1000, elapsed * 1000, requests=1,
-               detail={"unit": "MiB/s", "peak_rss_growth_mb": round(peak_mb, 1),
-                       "rss_before_kb": before, "target_mb": MEMORY_TARGET_MB})
+    run.note(
+        f"uploads: peak RSS growth of the API while it took a 1 GiB upload: {peak_mb:.1f} MB "
+        f"(target < {MEMORY_TARGET_MB} MB: {verdict}); per worker: "
+        + ", ".join(f"{pid}: {mb:+.1f} MB" for pid, mb in growth.items())
+    )
+    return Row(
+        "api 1GB",
+        BIG / MIB / elapsed,
+        elapsed * 1000,
+        elapsed * 1000,
+        requests=1,
+        detail={
+            "unit": "MiB/s",
+            "peak_rss_growth_mb": round(peak_mb, 1),
+            "rss_before_kb": before,
+            "target_mb": MEMORY_TARGET_MB,
+        },
+    )

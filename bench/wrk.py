@@ -4,6 +4,7 @@ The Lua script's ``done()`` hook prints one line ``BENCH_RESULT {json}`` with
 the request count, duration, latency percentiles (microseconds) and error
 counts, so nothing depends on wrk's human-readable summary.
 """
+
 from __future__ import annotations
 
 import json
@@ -108,15 +109,24 @@ def version(wrk: str) -> str:
     return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "unknown"
 
 
-def run(wrk: str, base_url: str, load: Load, *, duration: str, threads: int, connections: int,
-        timeout: str = "10s") -> Result:
+def run(
+    wrk: str, base_url: str, load: Load, *, duration: str, threads: int, connections: int, timeout: str = "10s"
+) -> Result:
     """Run one load against ``base_url`` and return its figures."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(load.script())
         script = pathlib.Path(fh.name)
     try:
-        argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}", f"--timeout={timeout}",
-                "-s", str(script), base_url + load.path]
+        argv = [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}",
+            f"--timeout={timeout}",
+            "-s",
+            str(script),
+            base_url + load.path,
+        ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(argv, capture_output=True, text=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -124,7 +134,7 @@ def run(wrk: str, base_url: str, load: Load, *, duration: str, threads: int, con
         script.unlink(missing_ok=True)
     for line in out.stdout.splitlines():
         if line.startswith(RESULT_MARK):
-            data = json.loads(line[len(RESULT_MARK):])
+            data = json.loads(line[len(RESULT_MARK) :])
             return Result(
                 requests=data["requests"],
                 duration_s=data["duration_us"] / 1e6,

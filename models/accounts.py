@@ -1,4 +1,5 @@
 """Accounts: users, their login sessions and single-use account tokens."""
+
 from __future__ import annotations
 
 import datetime
@@ -129,7 +130,7 @@ class AccountToken(BaseModel):
         table_name = "account_tokens"
 
     @classmethod
-    def redeem(cls, raw: str, purpose: str) -> "AccountToken | None":
+    def redeem(cls, raw: str, purpose: str) -> AccountToken | None:
         """Mark the token used and return it, or ``None`` if it is unknown, used or expired.
 
         The conditional update makes redemption single-use even under concurrent requests.
@@ -139,10 +140,7 @@ class AccountToken(BaseModel):
         rows = (
             cls.update(used_at=now)
             .where(
-                (cls.token_hash == digest)
-                & (cls.purpose == purpose)
-                & (cls.used_at.is_null())
-                & (cls.expires_at > now)
+                (cls.token_hash == digest) & (cls.purpose == purpose) & (cls.used_at.is_null()) & (cls.expires_at > now)
             )
             .returning(cls.token_hash, cls.user, cls.purpose, cls.expires_at)
             .execute()
@@ -153,14 +151,25 @@ class AccountToken(BaseModel):
     @classmethod
     def void_unused(cls, user_id, purpose: str) -> int:
         """Use up every outstanding token of the user for ``purpose`` (after a password change)."""
-        return (cls.update(used_at=utcnow())
-                .where((cls.user == user_id) & (cls.purpose == purpose) & cls.used_at.is_null())
-                .execute())
+        return (
+            cls.update(used_at=utcnow())
+            .where((cls.user == user_id) & (cls.purpose == purpose) & cls.used_at.is_null())
+            .execute()
+        )
 
 
 def expires_in(seconds: int) -> datetime.datetime:
     return utcnow() + datetime.timedelta(seconds=seconds)
 
 
-__all__ = ["User", "AuthSession", "RefreshToken", "AccountToken", "ROLES", "SELF_SERVICE_ROLES",
-           "token_hash", "new_token", "expires_in"]
+__all__ = [
+    "ROLES",
+    "SELF_SERVICE_ROLES",
+    "AccountToken",
+    "AuthSession",
+    "RefreshToken",
+    "User",
+    "expires_in",
+    "new_token",
+    "token_hash",
+]

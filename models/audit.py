@@ -1,4 +1,5 @@
 """The audit log: who did what to which object, with the state before and after."""
+
 from __future__ import annotations
 
 from peewee import BigAutoField, ForeignKeyField, TextField
@@ -24,11 +25,28 @@ class AuditEntry(BaseModel):
         table_name = "audit_log"
 
     @classmethod
-    def record(cls, *, actor_id, action: str, target_type: str, target_id, before=None, after=None,
-               request_id: str | None = None, ip: str | None = None) -> "AuditEntry":
-        return cls.create(actor=actor_id, action=action, target_type=target_type,
-                          target_id=str(target_id), before=before, after=after,
-                          request_id=request_id, ip=ip)
+    def record(
+        cls,
+        *,
+        actor_id,
+        action: str,
+        target_type: str,
+        target_id,
+        before=None,
+        after=None,
+        request_id: str | None = None,
+        ip: str | None = None,
+    ) -> AuditEntry:
+        return cls.create(
+            actor=actor_id,
+            action=action,
+            target_type=target_type,
+            target_id=str(target_id),
+            before=before,
+            after=after,
+            request_id=request_id,
+            ip=ip,
+        )
 
     def view(self) -> dict:
         return {

@@ -1,4 +1,5 @@
 """The base model every Hearth table derives from."""
+
 from __future__ import annotations
 
 import datetime
@@ -11,7 +12,7 @@ from models.db import db
 
 
 def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class BaseModel(Model):
@@ -24,4 +25,4 @@ class UUIDModel(BaseModel):
     id = UUIDField(primary_key=True, default=uuid.uuid4)
 
 
-__all__ = ["BaseModel", "UUIDModel", "DateTimeTZField", "utcnow"]
+__all__ = ["BaseModel", "DateTimeTZField", "UUIDModel", "utcnow"]

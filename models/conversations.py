@@ -8,6 +8,7 @@ participant's read position is the id of the last message they read.
 Posting, reading and listing messages live in ``models/messages.py``; this
 module has the tables, blocks and reports.
 """
+
 from __future__ import annotations
 
 from peewee import BigAutoField, BigIntegerField, CharField, CompositeKey, ForeignKeyField, TextField, UUIDField
@@ -90,11 +91,17 @@ class UserReport(UUIDModel):
 
 # --- participants and blocks ------------------------------------------------------------
 
+
 def participates(conversation_id, *user_ids) -> bool:
     """Whether every one of ``user_ids`` is a participant of the conversation."""
     wanted = {str(user_id) for user_id in user_ids}
-    found = (ConversationParticipant.select().where((ConversationParticipant.conversation == conversation_id)
-                                                    & ConversationParticipant.user.in_(list(wanted))).count())
+    found = (
+        ConversationParticipant.select()
+        .where(
+            (ConversationParticipant.conversation == conversation_id) & ConversationParticipant.user.in_(list(wanted))
+        )
+        .count()
+    )
     return found == len(wanted)
 
 
@@ -109,8 +116,10 @@ def unblock(blocker_id, blocked_id) -> None:
 
 # --- reports --------------------------------------------------------------------------
 
-def file_report(*, reporter_id, reported_id, reason: str, details: str | None, conversation_id=None,
-                message_id: int | None = None) -> tuple[UserReport, bool]:
+
+def file_report(
+    *, reporter_id, reported_id, reason: str, details: str | None, conversation_id=None, message_id: int | None = None
+) -> tuple[UserReport, bool]:
     """Record a report, or return the reporter's open one about the same user and message.
 
     ``(report, created)``. Call inside a transaction: two reports sent at once
@@ -119,24 +128,54 @@ def file_report(*, reporter_id, reported_id, reason: str, details: str | None, c
     """
     db.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"report:{reporter_id}:{reported_id}",))
     same_message = UserReport.message.is_null() if message_id is None else (UserReport.message == message_id)
-    existing = (UserReport.select().where((UserReport.reporter == reporter_id) & (UserReport.reported == reported_id)
-                                          & (UserReport.status == "open") & same_message)
-                .order_by(UserReport.created_at).first())
+    existing = (
+        UserReport.select()
+        .where(
+            (UserReport.reporter == reporter_id)
+            & (UserReport.reported == reported_id)
+            & (UserReport.status == "open")
+            & same_message
+        )
+        .order_by(UserReport.created_at)
+        .first()
+    )
     if existing is not None:
         return existing, False
-    report = UserReport.create(reporter=reporter_id, reported=reported_id, reason=reason, details=details,
-                               conversation=conversation_id, message=message_id)
+    report = UserReport.create(
+        reporter=reporter_id,
+        reported=reported_id,
+        reason=reason,
+        details=details,
+        conversation=conversation_id,
+        message=message_id,
+    )
     return report, True
 
 
 def resolve_report(report_id, *, status: str, resolution: str | None, admin_id) -> UserReport | None:
     """Close an open report (``actioned`` or ``dismissed``); the updated row, or None when it was not open."""
-    rows = list(UserReport.update(status=status, resolution=resolution, resolved_by=admin_id, resolved_at=utcnow())
-                .where((UserReport.id == report_id) & (UserReport.status == "open"))
-                .returning(UserReport).execute())
+    rows = list(
+        UserReport.update(status=status, resolution=resolution, resolved_by=admin_id, resolved_at=utcnow())
+        .where((UserReport.id == report_id) & (UserReport.status == "open"))
+        .returning(UserReport)
+        .execute()
+    )
     return rows[0] if rows else None
 
 
-__all__ = ["Conversation", "ConversationParticipant", "Message", "UserBlock", "UserReport", "MAX_BODY",
-           "MAX_ATTACHMENTS", "REPORT_REASONS", "REPORT_STATUSES", "participates", "block",
-           "unblock", "file_report", "resolve_report"]
+__all__ = [
+    "MAX_ATTACHMENTS",
+    "MAX_BODY",
+    "REPORT_REASONS",
+    "REPORT_STATUSES",
+    "Conversation",
+    "ConversationParticipant",
+    "Message",
+    "UserBlock",
+    "UserReport",
+    "block",
+    "file_report",
+    "participates",
+    "resolve_report",
+    "unblock",
+]

@@ -11,6 +11,7 @@ when one of them rolls back. peewee's own ``after_commit`` cannot do that: it
 ignores savepoints, and a test's transaction, rolled back at its end, would
 hold every callback for ever.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,7 +60,7 @@ def _run(callbacks) -> None:
     for callback in callbacks:
         try:
             callback()
-        except Exception:  # noqa: BLE001 - the commit happened; one callback must not stop the others
+        except Exception:
             log.exception("a callback waiting on a commit failed")
 
 

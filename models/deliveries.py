@@ -12,6 +12,7 @@ request may have arrived. A rerun of the job that finds its own claim still in
 The jobs that send (``tasks/notifications.py``) call the provider between
 ``claim`` and the ``settle_*`` functions here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,7 @@ import zoneinfo
 
 from models.base import utcnow
 from models.db import db
-from models.notifications import EmailSuppression, Notification, NotificationDelivery, Preferences, TYPES
+from models.notifications import TYPES, EmailSuppression, Notification, NotificationDelivery, Preferences
 
 log = logging.getLogger("hearth.notifications")
 Delivery = NotificationDelivery
@@ -78,15 +79,20 @@ def settle(ids, job_id, status: str, **fields) -> int:
     # dead by its own rerun, yet the provider's answer is better knowledge than "unknown".
     allowed = ["sending", "unknown"] if status in ("sent", "failed") else ["sending"]
     assignments = "".join(f", {name} = %s" for name in fields)  # column names from this module only
-    return db.execute_sql(f"UPDATE notification_deliveries SET status = %s, updated_at = %s{assignments} "
-                          "WHERE id = ANY(%s) AND claimed_by = %s AND status = ANY(%s)",
-                          (status, utcnow(), *fields.values(), list(ids), job_id, allowed)).rowcount
+    return db.execute_sql(
+        f"UPDATE notification_deliveries SET status = %s, updated_at = %s{assignments} "
+        "WHERE id = ANY(%s) AND claimed_by = %s AND status = ANY(%s)",
+        (status, utcnow(), *fields.values(), list(ids), job_id, allowed),
+    ).rowcount
 
 
 def settle_dead_run(job_id, condition) -> int:
     """Rows this job left in ``sending``: its previous run died during the provider call."""
-    return (Delivery.update(status="unknown", updated_at=utcnow(), error=DIED)
-            .where(condition & (Delivery.status == "sending") & (Delivery.claimed_by == job_id)).execute())
+    return (
+        Delivery.update(status="unknown", updated_at=utcnow(), error=DIED)
+        .where(condition & (Delivery.status == "sending") & (Delivery.claimed_by == job_id))
+        .execute()
+    )
 
 
 def _settled_as(ids, job_id, status: str, **fields) -> str | None:
@@ -99,8 +105,9 @@ def settle_sent(ids, job_id, provider_id: str | None) -> str | None:
     return _settled_as(ids, job_id, "sent", provider_message_id=provider_id or None, sent_at=utcnow(), error=None)
 
 
-def settle_refused(ids, job_id, exc, *, attempt: int, last_attempt: bool,
-                   retry_as: str = "pending") -> tuple[str | None, str | None]:
+def settle_refused(
+    ids, job_id, exc, *, attempt: int, last_attempt: bool, retry_as: str = "pending"
+) -> tuple[str | None, str | None]:
     """The provider refused or failed the send: ``(error to retry on or None, status written)``.
 
     ``exc`` says how (``services.mail.ProviderError``: ``transient``, ``uncertain``).
@@ -147,12 +154,16 @@ def of_notification(job_id, notification_id) -> list[Delivery]:
 
 def withhold_all(notification_id, reason: str) -> None:
     """Every delivery of a notification still waiting to go out is ``suppressed`` for ``reason``."""
-    (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
-     .where((Delivery.notification == notification_id) & Delivery.status.in_(["pending", "scheduled"])).execute())
+    (
+        Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
+        .where((Delivery.notification == notification_id) & Delivery.status.in_(["pending", "scheduled"]))
+        .execute()
+    )
 
 
-def withheld(delivery: Delivery, notification: Notification, prefs: Preferences,
-              known: dict | None = None) -> str | None:
+def withheld(
+    delivery: Delivery, notification: Notification, prefs: Preferences, known: dict | None = None
+) -> str | None:
     """Why a delivery decided earlier must not go out now (the user changed their mind, or has seen it)."""
     if notification.read_at is not None:
         # It waited (quiet hours, the digest) and meanwhile the user read it in the app.

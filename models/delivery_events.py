@@ -8,6 +8,7 @@ by any event that proves the provider had the message. Deliveries that were
 never handed to a provider (pending, scheduled, digest, suppressed) are not
 touched. Call these inside a transaction.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,13 +67,21 @@ def sendgrid_effect(event: dict) -> Effect:
     reason = _text(event.get("reason"))[:500]
     progress = _SENDGRID_PROGRESS.get(name)
     if name == "dropped":
-        return Effect(status="failed", progress=progress, suppress=_dropped_suppression(reason),
-                      error=f"SendGrid dropped the message: {reason or 'no reason given'}")
+        return Effect(
+            status="failed",
+            progress=progress,
+            suppress=_dropped_suppression(reason),
+            error=f"SendGrid dropped the message: {reason or 'no reason given'}",
+        )
     if name in ("bounce", "blocked"):
         kind = _text(event.get("type")) or name
         detail = " ".join(part for part in (_text(event.get("status")), reason) if part)
-        return Effect(status="bounced", progress=progress, suppress="bounce",
-                      error=f"SendGrid {kind}: {detail or 'no reason given'}"[:1000])
+        return Effect(
+            status="bounced",
+            progress=progress,
+            suppress="bounce",
+            error=f"SendGrid {kind}: {detail or 'no reason given'}"[:1000],
+        )
     return dataclasses.replace(_SENDGRID.get(name, Effect()), progress=progress)
 
 
@@ -112,15 +121,23 @@ def apply_sendgrid_event(event: dict) -> bool:
     address = _email(event.get("email"))
     if effect.suppress and address:
         detail = _text(event.get("reason"))[:500] or None
-        (EmailSuppression.insert(email=address, reason=effect.suppress, detail=detail)
-         .on_conflict_ignore().execute())
+        (EmailSuppression.insert(email=address, reason=effect.suppress, detail=detail).on_conflict_ignore().execute())
     return True
 
 
 # --- Twilio -------------------------------------------------------------------------------
 
-_TWILIO_PROGRESS = {"accepted": 1, "scheduled": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
-                    "undelivered": 5, "failed": 5, "canceled": 5}
+_TWILIO_PROGRESS = {
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 5,
+    "failed": 5,
+    "canceled": 5,
+}
 
 
 def twilio_effect(status: str, error_code: str | None) -> Effect:
@@ -147,8 +164,7 @@ def apply_twilio_status(params: dict[str, str], delivery_id: int | None) -> bool
     else:
         query = query.where(NotificationDelivery.provider_message_id == sid)
     # A delivery that already has another message's SID is not this message's.
-    deliveries = [d for d in query.limit(1).for_update()
-                  if d.provider_message_id in (None, sid)]
+    deliveries = [d for d in query.limit(1).for_update() if d.provider_message_id in (None, sid)]
     if not _record("twilio", f"{sid}:{status}", status, params, deliveries):
         return False
     effect = twilio_effect(status, _text(params.get("ErrorCode"))[:20] or None)
@@ -159,16 +175,27 @@ def apply_twilio_status(params: dict[str, str], delivery_id: int | None) -> bool
 
 # --- Shared -------------------------------------------------------------------------------
 
+
 def _record(provider: str, key: str, name: str, payload, deliveries: list) -> bool:
     key, name, payload = _without_nul(key), _without_nul(name), _without_nul(payload)
-    inserted = (ProviderEvent.insert(provider=provider, event_key=key, event=name, payload=payload,
-                                     delivery=deliveries[0].id if deliveries else None)
-                .on_conflict_ignore().returning(ProviderEvent.id).execute())
+    inserted = (
+        ProviderEvent.insert(
+            provider=provider,
+            event_key=key,
+            event=name,
+            payload=payload,
+            delivery=deliveries[0].id if deliveries else None,
+        )
+        .on_conflict_ignore()
+        .returning(ProviderEvent.id)
+        .execute()
+    )
     return bool(list(inserted))
 
 
-def _settle(delivery: NotificationDelivery, effect: Effect, event: str, progress_of: dict,
-            message_id: str | None) -> None:
+def _settle(
+    delivery: NotificationDelivery, effect: Effect, event: str, progress_of: dict, message_id: str | None
+) -> None:
     if delivery.status not in STATUS_RANK:
         return  # never handed to the provider
     changes = {}
@@ -184,8 +211,11 @@ def _settle(delivery: NotificationDelivery, effect: Effect, event: str, progress
     if message_id and delivery.provider_message_id is None:
         changes["provider_message_id"] = message_id
     if changes:
-        (NotificationDelivery.update(updated_at=utcnow(), **changes)
-         .where(NotificationDelivery.id == delivery.id).execute())
+        (
+            NotificationDelivery.update(updated_at=utcnow(), **changes)
+            .where(NotificationDelivery.id == delivery.id)
+            .execute()
+        )
 
 
 def _without_nul(value):
@@ -210,5 +240,12 @@ def _email(value) -> str | None:
     return address
 
 
-__all__ = ["Effect", "STATUS_RANK", "apply_sendgrid_event", "apply_twilio_status", "sendgrid_effect",
-           "sendgrid_event_key", "twilio_effect"]
+__all__ = [
+    "STATUS_RANK",
+    "Effect",
+    "apply_sendgrid_event",
+    "apply_twilio_status",
+    "sendgrid_effect",
+    "sendgrid_event_key",
+    "twilio_effect",
+]

@@ -6,7 +6,7 @@ Each unit of work opens a submission scope: the API around every request
 
     with jobs_submitted_after_commit(queue.submit):
         with db.atomic():
-            job = Job.create(...)        # registered with the scope
+            job = Job.create(...)  # registered with the scope
         # committed: the job was submitted
 
 Creating a job (``Job.create``, ``Job.create_or_get_active``, ``Job.save(force_insert=True)``;
@@ -24,6 +24,7 @@ down), stays ``queued``: the beat sweep (``tasks.jobs.sweep_jobs``) submits it.
 Submitting a job again later (a retry's countdown, the sweeps) goes to the
 queue directly; this module is about new jobs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,7 +53,7 @@ class JobSubmission:
     list what happened to each job of the scope.
     """
 
-    __slots__ = ("_submit", "_announce", "base", "submitted", "left_queued")
+    __slots__ = ("_announce", "_submit", "base", "left_queued", "submitted")
 
     def __init__(self, submit, *, announce=None):
         self._submit = submit
@@ -61,7 +62,7 @@ class JobSubmission:
         self.submitted: list = []
         self.left_queued: list = []
 
-    def open(self) -> "JobSubmission":
+    def open(self) -> JobSubmission:
         """Begin the scope on this thread (``with`` does it); it counts blocks from those open now."""
         self.base = open_blocks()
         _scopes.open.append(self)
@@ -74,7 +75,7 @@ class JobSubmission:
         elif self in scopes:
             scopes.remove(self)
 
-    def __enter__(self) -> "JobSubmission":
+    def __enter__(self) -> JobSubmission:
         return self.open()
 
     def __exit__(self, exc_type, exc_val, exc_tb) -> None:
@@ -88,9 +89,10 @@ class JobSubmission:
             if self._announce is not None and job.announced:
                 self._announce(job)
             submitted = self._submit(job)
-        except Exception:  # noqa: BLE001 - the job is committed; the sweep submits it when this failed
-            log.warning("could not submit a job; it stays queued for the sweep", extra={"job_id": str(job.id)},
-                        exc_info=True)
+        except Exception:
+            log.warning(
+                "could not submit a job; it stays queued for the sweep", extra={"job_id": str(job.id)}, exc_info=True
+            )
             submitted = False
         (self.submitted if submitted else self.left_queued).append(job)
 
@@ -109,10 +111,12 @@ def submit_after_commit(job) -> None:
     """Have a just-created job submitted once its transaction commits (every job constructor calls this)."""
     scope = current_submission()
     if scope is None:
-        log.info("job created outside a submission scope; the sweep will submit it",
-                 extra={"job_id": str(job.id), "kind": job.kind})
+        log.info(
+            "job created outside a submission scope; the sweep will submit it",
+            extra={"job_id": str(job.id), "kind": job.kind},
+        )
         return
     scope.register(job)
 
 
-__all__ = ["JobSubmission", "jobs_submitted_after_commit", "current_submission", "submit_after_commit"]
+__all__ = ["JobSubmission", "current_submission", "jobs_submitted_after_commit", "submit_after_commit"]

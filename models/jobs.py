@@ -16,13 +16,13 @@ queued job never shows an error beside its status. ``final_event_pending``
 marks a finished job whose final event could not be published (Redis was
 away); the sweep publishes it from the row.
 """
+
 from __future__ import annotations
 
 import datetime
 import uuid
 
 import msgspec
-
 from peewee import BooleanField, Case, CharField, ForeignKeyField, IntegerField, SmallIntegerField, TextField, fn
 from playhouse.postgres_ext import BinaryJSONField
 
@@ -78,8 +78,7 @@ SIGNED_LINK_KEYS = ("download_url", "expires_at")
 DOWNLOADABLE_KINDS = frozenset({"exports.build_export"})
 # Work a user started and follows from a 202 (the diagnostic, an export, a scan, an index rebuild):
 # its owner hears ``job.queued`` just before it is submitted, so before any event of its run.
-ANNOUNCED_KINDS = frozenset({"jobs.selftest", "exports.build_export", "uploads.scan_upload",
-                             "search.rebuild_index"})
+ANNOUNCED_KINDS = frozenset({"jobs.selftest", "exports.build_export", "uploads.scan_upload", "search.rebuild_index"})
 
 WORKER_LOST_PROBLEM = {
     "type": "https://hearth.dev/problems/job-failed",
@@ -161,7 +160,7 @@ class Job(UUIDModel):
         return rows
 
     @classmethod
-    def create_or_get_active(cls, *, dedupe_key: str, **fields) -> tuple["Job", bool]:
+    def create_or_get_active(cls, *, dedupe_key: str, **fields) -> tuple[Job, bool]:
         """Create a job unless one with ``dedupe_key`` is queued or running; returns (job, created).
 
         May sit inside the caller's transaction. Creators of the same key take
@@ -180,7 +179,7 @@ class Job(UUIDModel):
     # --- one run, fenced by its attempt number ---------------------------------------
 
     @classmethod
-    def claim_by_id(cls, job_id, lease_seconds: float) -> "Job | None":
+    def claim_by_id(cls, job_id, lease_seconds: float) -> Job | None:
         """Claim a queued job (``attempts`` + 1, lease set); the claimed row, or None."""
         now = utcnow()
         rows = list(cls.raw(_CLAIM, now, now + _seconds(lease_seconds), now, job_id))
@@ -198,42 +197,56 @@ class Job(UUIDModel):
         """
         now = utcnow()
         # Once cancellation was requested the run stops here: its progress is not recorded.
-        progress = {name: Case(None, [(cls.cancel_requested_at.is_null(), value)], getattr(cls, name))
-                    for name, value in progress.items()}
+        progress = {
+            name: Case(None, [(cls.cancel_requested_at.is_null(), value)], getattr(cls, name))
+            for name, value in progress.items()
+        }
         rows = list(
             cls.update(lease_expires_at=now + _seconds(lease_seconds), updated_at=now, **progress)
-            .where(cls._run_is(job_id, attempt)).returning(cls.cancel_requested_at).execute()
+            .where(cls._run_is(job_id, attempt))
+            .returning(cls.cancel_requested_at)
+            .execute()
         )
         if not rows:
             return False, False
         return True, rows[0].cancel_requested_at is not None
 
     @classmethod
-    def finish(cls, job_id, attempt: int, status: str, *, result=None, error=None) -> "Job | None":
+    def finish(cls, job_id, attempt: int, status: str, *, result=None, error=None) -> Job | None:
         """End the run as ``status``; the updated row, or None when the run is no longer ours."""
         now = utcnow()
-        rows = list(cls.raw(_FINISH, status, _json(result), _json(error), now, now, status == "succeeded",
-                            job_id, attempt))
+        rows = list(
+            cls.raw(_FINISH, status, _json(result), _json(error), now, now, status == "succeeded", job_id, attempt)
+        )
         return rows[0] if rows else None
 
     @classmethod
-    def retry_later(cls, job_id, attempt: int, delay: float, error: dict) -> "Job | None":
+    def retry_later(cls, job_id, attempt: int, delay: float, error: dict) -> Job | None:
         """Put the run back in the queue to start after ``delay`` seconds (a transient failure).
 
         ``error`` is kept as ``last_error``: the job is not failed, so its ``error`` stays empty.
         """
         now = utcnow()
         rows = list(
-            cls.update(status="queued", lease_expires_at=None, run_after=now + _seconds(delay), enqueued_at=now,
-                       updated_at=now, error=None, last_error=error)
-            .where(cls._run_is(job_id, attempt)).returning(cls).execute()
+            cls.update(
+                status="queued",
+                lease_expires_at=None,
+                run_after=now + _seconds(delay),
+                enqueued_at=now,
+                updated_at=now,
+                error=None,
+                last_error=error,
+            )
+            .where(cls._run_is(job_id, attempt))
+            .returning(cls)
+            .execute()
         )
         return rows[0] if rows else None
 
     # --- the owner's request to stop ---------------------------------------------------
 
     @classmethod
-    def request_cancel(cls, job_id) -> "Job | None":
+    def request_cancel(cls, job_id) -> Job | None:
         """Cancel a queued job at once, or ask a running one to stop at its next progress point.
 
         Returns the updated row, or None when the job had already finished.
@@ -241,10 +254,15 @@ class Job(UUIDModel):
         now = utcnow()
         queued = cls.status == "queued"
         rows = list(
-            cls.update(status=Case(None, [(queued, "cancelled")], cls.status),
-                       finished_at=Case(None, [(queued, now)], cls.finished_at),
-                       cancel_requested_at=fn.COALESCE(cls.cancel_requested_at, now), updated_at=now)
-            .where((cls.id == job_id) & cls.status.in_(ACTIVE)).returning(cls).execute()
+            cls.update(
+                status=Case(None, [(queued, "cancelled")], cls.status),
+                finished_at=Case(None, [(queued, now)], cls.finished_at),
+                cancel_requested_at=fn.COALESCE(cls.cancel_requested_at, now),
+                updated_at=now,
+            )
+            .where((cls.id == job_id) & cls.status.in_(ACTIVE))
+            .returning(cls)
+            .execute()
         )
         return rows[0] if rows else None
 
@@ -256,28 +274,38 @@ class Job(UUIDModel):
         return cls.select(cls.id).where(condition).limit(limit).for_update(skip_locked=True)
 
     @classmethod
-    def requeue_lost(cls, now: datetime.datetime, limit: int = 500) -> list["Job"]:
+    def requeue_lost(cls, now: datetime.datetime, limit: int = 500) -> list[Job]:
         """Running jobs whose lease expired (their worker died) and that may be tried again → queued."""
         lost = (cls.status == "running") & (cls.lease_expires_at < now) & (cls.attempts < cls.max_attempts)
         return list(
-            cls.update(status="queued", lease_expires_at=None, enqueued_at=now, updated_at=now,
-                       error=None, last_error=WORKER_LOST_PROBLEM)
-            .where(cls.id.in_(cls._pick(lost, limit)) & lost).returning(cls).execute()
+            cls.update(
+                status="queued",
+                lease_expires_at=None,
+                enqueued_at=now,
+                updated_at=now,
+                error=None,
+                last_error=WORKER_LOST_PROBLEM,
+            )
+            .where(cls.id.in_(cls._pick(lost, limit)) & lost)
+            .returning(cls)
+            .execute()
         )
 
     @classmethod
-    def fail_lost(cls, now: datetime.datetime, error: dict, limit: int = 500) -> list["Job"]:
+    def fail_lost(cls, now: datetime.datetime, error: dict, limit: int = 500) -> list[Job]:
         """Running jobs whose lease expired on their last attempt → failed."""
         lost = (cls.status == "running") & (cls.lease_expires_at < now) & (cls.attempts >= cls.max_attempts)
         return list(
-            cls.update(status="failed", lease_expires_at=None, finished_at=now, updated_at=now, error=error,
-                       last_error=None)
-            .where(cls.id.in_(cls._pick(lost, limit)) & lost).returning(cls).execute()
+            cls.update(
+                status="failed", lease_expires_at=None, finished_at=now, updated_at=now, error=error, last_error=None
+            )
+            .where(cls.id.in_(cls._pick(lost, limit)) & lost)
+            .returning(cls)
+            .execute()
         )
 
     @classmethod
-    def claim_stale(cls, now: datetime.datetime, older_than: float, limit: int = 500,
-                    skip_queues=()) -> list["Job"]:
+    def claim_stale(cls, now: datetime.datetime, older_than: float, limit: int = 500, skip_queues=()) -> list[Job]:
         """Queued jobs that should have started ``older_than`` seconds ago; marks them enqueued now.
 
         "Should have started" is the latest of creation, last enqueue and
@@ -291,7 +319,9 @@ class Job(UUIDModel):
             stale &= cls.queue.not_in(list(skip_queues))
         return list(
             cls.update(enqueued_at=now, updated_at=now)
-            .where(cls.id.in_(cls._pick(stale, limit)) & stale).returning(cls).execute()
+            .where(cls.id.in_(cls._pick(stale, limit)) & stale)
+            .returning(cls)
+            .execute()
         )
 
     @classmethod
@@ -300,19 +330,27 @@ class Job(UUIDModel):
         cls.update(final_event_pending=True).where((cls.id == job_id) & cls.status.in_(FINISHED)).execute()
 
     @classmethod
-    def with_final_event_pending(cls, limit: int = 500) -> list["Job"]:
+    def with_final_event_pending(cls, limit: int = 500) -> list[Job]:
         """Finished jobs whose final event is still to be published, oldest first."""
-        return list(cls.select().where(cls.final_event_pending & cls.status.in_(FINISHED))
-                    .order_by(cls.finished_at).limit(limit))
+        return list(
+            cls.select()
+            .where(cls.final_event_pending & cls.status.in_(FINISHED))
+            .order_by(cls.finished_at)
+            .limit(limit)
+        )
 
     @classmethod
     def final_event_published(cls, job_id) -> None:
         cls.update(final_event_pending=False).where(cls.id == job_id).execute()
 
     @classmethod
-    def finished_before(cls, before: datetime.datetime, limit: int = 500) -> list["Job"]:
-        return list(cls.select().where(cls.status.in_(FINISHED) & (cls.finished_at < before))
-                    .order_by(cls.finished_at).limit(limit))
+    def finished_before(cls, before: datetime.datetime, limit: int = 500) -> list[Job]:
+        return list(
+            cls.select()
+            .where(cls.status.in_(FINISHED) & (cls.finished_at < before))
+            .order_by(cls.finished_at)
+            .limit(limit)
+        )
 
 
 class JobEffect(BaseModel):
@@ -331,5 +369,15 @@ def new_job_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-__all__ = ["Job", "JobEffect", "STATUSES", "FINISHED", "ACTIVE", "DOWNLOADABLE_KINDS", "ANNOUNCED_KINDS",
-           "SIGNED_LINK_KEYS", "WORKER_LOST_PROBLEM", "new_job_id"]
+__all__ = [
+    "ACTIVE",
+    "ANNOUNCED_KINDS",
+    "DOWNLOADABLE_KINDS",
+    "FINISHED",
+    "SIGNED_LINK_KEYS",
+    "STATUSES",
+    "WORKER_LOST_PROBLEM",
+    "Job",
+    "JobEffect",
+    "new_job_id",
+]

@@ -10,6 +10,7 @@ the recipient's read position, so until they read, further messages fold
 into the one notification; once they read, the next message starts a new one.
 The returned fan-out jobs are submitted when the caller's transaction commits.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -70,21 +71,30 @@ def open_conversation(listing: Property, buyer_id) -> tuple[Conversation, bool]:
     people = listing.people()
     if buyer_id in {user_id for user_id, _ in people}:
         raise OwnListing()
-    inserted = list(Conversation.insert(property=listing.id, buyer=buyer_id, created_at=utcnow())
-                    .on_conflict_ignore().returning(Conversation.id).execute())
+    inserted = list(
+        Conversation.insert(property=listing.id, buyer=buyer_id, created_at=utcnow())
+        .on_conflict_ignore()
+        .returning(Conversation.id)
+        .execute()
+    )
     if not inserted:
         return Conversation.get((Conversation.property == listing.id) & (Conversation.buyer == buyer_id)), False
     conversation_id = inserted[0].id
     ConversationParticipant.insert_many(
         [{"conversation": conversation_id, "user": buyer_id, "role": "buyer"}]
-        + [{"conversation": conversation_id, "user": user_id, "role": role} for user_id, role in people]).execute()
+        + [{"conversation": conversation_id, "user": user_id, "role": role} for user_id, role in people]
+    ).execute()
     return Conversation.get_by_id(conversation_id), True
 
 
 def find_for(conversation_id, user_id) -> Conversation | None:
     """The conversation if ``user_id`` takes part in it; None otherwise (whether or not it exists)."""
-    return (Conversation.select().join(ConversationParticipant)
-            .where((Conversation.id == conversation_id) & (ConversationParticipant.user == user_id)).first())
+    return (
+        Conversation.select()
+        .join(ConversationParticipant)
+        .where((Conversation.id == conversation_id) & (ConversationParticipant.user == user_id))
+        .first()
+    )
 
 
 def attachment_errors(sender_id, upload_ids) -> list[tuple[int, str]]:
@@ -94,8 +104,12 @@ def attachment_errors(sender_id, upload_ids) -> list[tuple[int, str]]:
     """
     if not upload_ids:
         return []
-    rows = {row.id: row for row in Upload.select(Upload.id, Upload.status, Upload.purpose)
-            .where(Upload.id.in_(list(upload_ids)) & (Upload.owner == sender_id))}
+    rows = {
+        row.id: row
+        for row in Upload.select(Upload.id, Upload.status, Upload.purpose).where(
+            Upload.id.in_(list(upload_ids)) & (Upload.owner == sender_id)
+        )
+    }
     errors = []
     for index, upload_id in enumerate(upload_ids):
         upload = rows.get(upload_id)
@@ -104,8 +118,9 @@ def attachment_errors(sender_id, upload_ids) -> list[tuple[int, str]]:
         elif upload.purpose not in ATTACHABLE_PURPOSES:
             errors.append((index, f"a {upload.purpose} cannot be attached; upload the file as an attachment"))
         elif upload.status != "clean":
-            errors.append((index, f"the upload is {upload.status}; only files whose scan found them clean "
-                                  "can be attached"))
+            errors.append(
+                (index, f"the upload is {upload.status}; only files whose scan found them clean can be attached")
+            )
     return errors
 
 
@@ -149,7 +164,10 @@ own_read AS (
 # The second statement of a post writes it: the message (nothing when the same client_id, sent
 # concurrently, committed first), the conversation's last message (messages numbered by one sequence
 # may commit out of order: never backwards), and the sender's own read position.
-_POST_WRITE = "WITH " + _ARGS + """, message AS (
+_POST_WRITE = (
+    "WITH "
+    + _ARGS
+    + """, message AS (
     INSERT INTO messages (conversation_id, sender_id, body, attachments, client_id, created_at)
     SELECT args.conversation, args.reader, %s, %s::uuid[], %s, args.now FROM args
     ON CONFLICT DO NOTHING
@@ -158,10 +176,14 @@ _POST_WRITE = "WITH " + _ARGS + """, message AS (
     UPDATE conversations c SET last_message_id = message.id, last_message_at = message.created_at
     FROM message
     WHERE c.id = message.conversation_id AND (c.last_message_id IS NULL OR c.last_message_id < message.id)
-), """ + _ADVANCE_READ + "SELECT * FROM message"
+), """
+    + _ADVANCE_READ
+    + "SELECT * FROM message"
+)
 # ``mark_read``: the same move, to a position given by id.
-_MARK_READ = "WITH " + _ARGS + ", message AS (SELECT %s::bigint AS id), " + _ADVANCE_READ + \
-    "SELECT count(*) FROM own_read"
+_MARK_READ = (
+    "WITH " + _ARGS + ", message AS (SELECT %s::bigint AS id), " + _ADVANCE_READ + "SELECT count(*) FROM own_read"
+)
 
 
 @dataclass
@@ -175,18 +197,23 @@ class _PostContext:
 
 def _post_context(conversation_id, sender_id: str, client_id: str | None) -> _PostContext | None:
     """None when the conversation has no participants (it does not exist)."""
-    rows = db.execute_sql(_POST_CONTEXT, {"sender": sender_id, "conversation": conversation_id,
-                                          "client_id": client_id}).fetchall()
+    rows = db.execute_sql(
+        _POST_CONTEXT, {"sender": sender_id, "conversation": conversation_id, "client_id": client_id}
+    ).fetchall()
     if not rows:
         return None
     sender = uuid.UUID(sender_id)
     property_id, sender_name, original_id = rows[0][3:]
-    return _PostContext(any(row[0] == sender for row in rows), property_id, sender_name, original_id,
-                        [row[:3] for row in rows if row[0] != sender])
+    return _PostContext(
+        any(row[0] == sender for row in rows),
+        property_id,
+        sender_name,
+        original_id,
+        [row[:3] for row in rows if row[0] != sender],
+    )
 
 
-def post_message(conversation_id, sender_id, body: str, attachments=(), client_id: str | None = None
-                 ) -> Posted | None:
+def post_message(conversation_id, sender_id, body: str, attachments=(), client_id: str | None = None) -> Posted | None:
     """Post ``body`` (already stripped) in the conversation as ``sender_id``.
 
     None, with nothing written, unless the sender takes part (checked in the
@@ -207,26 +234,44 @@ def post_message(conversation_id, sender_id, body: str, attachments=(), client_i
     errors = attachment_errors(sender_id, attachments)
     if errors:
         raise InvalidAttachments(errors)
-    rows = list(Message.raw(_POST_WRITE, str(conversation_id), sender_id, utcnow(), NOTIFICATION_TYPE, body,
-                            [str(a) for a in attachments], client_id))
+    rows = list(
+        Message.raw(
+            _POST_WRITE,
+            str(conversation_id),
+            sender_id,
+            utcnow(),
+            NOTIFICATION_TYPE,
+            body,
+            [str(a) for a in attachments],
+            client_id,
+        )
+    )
     if not rows:  # the same client_id, sent concurrently, committed first
         return Posted(_by_client_id(conversation_id, sender_id, client_id), False)
     message = rows[0]
     jobs = []
     for recipient_id, last_read, _ in context.others:
-        job = notify(recipient_id, NOTIFICATION_TYPE, title=f"New message from {context.sender_name}",
-                     body=body[:PREVIEW_CHARS],
-                     data={"conversation_id": str(conversation_id), "message_id": message.id,
-                           "property_id": str(context.property_id)},
-                     dedupe_key=f"{NOTIFICATION_TYPE}:{conversation_id}:{recipient_id}:{last_read}")
+        job = notify(
+            recipient_id,
+            NOTIFICATION_TYPE,
+            title=f"New message from {context.sender_name}",
+            body=body[:PREVIEW_CHARS],
+            data={
+                "conversation_id": str(conversation_id),
+                "message_id": message.id,
+                "property_id": str(context.property_id),
+            },
+            dedupe_key=f"{NOTIFICATION_TYPE}:{conversation_id}:{recipient_id}:{last_read}",
+        )
         if job is not None:
             jobs.append(job)
     return Posted(message, True, jobs)
 
 
 def _by_client_id(conversation_id, sender_id, client_id) -> Message | None:
-    return Message.get_or_none((Message.conversation == conversation_id) & (Message.sender == sender_id)
-                               & (Message.client_id == client_id))
+    return Message.get_or_none(
+        (Message.conversation == conversation_id) & (Message.sender == sender_id) & (Message.client_id == client_id)
+    )
 
 
 @dataclass
@@ -240,11 +285,18 @@ def mark_read(conversation: Conversation, user_id, message_id: int | None = None
     """Move ``user_id``'s read position forward: to ``message_id`` capped at the last message, or to the last."""
     last = Conversation.select(Conversation.last_message_id).where(Conversation.id == conversation.id).scalar() or 0
     target = last if message_id is None else min(message_id, last)
-    moved = bool(target) and db.execute_sql(_MARK_READ, (str(conversation.id), str(user_id), utcnow(),
-                                                         NOTIFICATION_TYPE, target)).fetchone()[0] > 0
-    position = (ConversationParticipant.select(ConversationParticipant.last_read_message_id)
-                .where((ConversationParticipant.conversation == conversation.id)
-                       & (ConversationParticipant.user == user_id)).scalar())
+    moved = (
+        bool(target)
+        and db.execute_sql(
+            _MARK_READ, (str(conversation.id), str(user_id), utcnow(), NOTIFICATION_TYPE, target)
+        ).fetchone()[0]
+        > 0
+    )
+    position = (
+        ConversationParticipant.select(ConversationParticipant.last_read_message_id)
+        .where((ConversationParticipant.conversation == conversation.id) & (ConversationParticipant.user == user_id))
+        .scalar()
+    )
     return ReadState(position, unread_counts([conversation.id], user_id).get(conversation.id, 0), moved)
 
 
@@ -253,18 +305,26 @@ def unread_counts(conversation_ids, user_id) -> dict:
     if not conversation_ids:
         return {}
     mine = ConversationParticipant.alias("mine")
-    rows = (Message.select(Message.conversation, fn.COUNT(Message.id).alias("unread"))
-            .join(mine, on=((mine.conversation == Message.conversation) & (mine.user == user_id)))
-            .where(Message.conversation.in_(list(conversation_ids)) & (Message.id > mine.last_read_message_id)
-                   & (Message.sender.is_null() | (Message.sender != user_id)))
-            .group_by(Message.conversation).tuples())
+    rows = (
+        Message.select(Message.conversation, fn.COUNT(Message.id).alias("unread"))
+        .join(mine, on=((mine.conversation == Message.conversation) & (mine.user == user_id)))
+        .where(
+            Message.conversation.in_(list(conversation_ids))
+            & (Message.id > mine.last_read_message_id)
+            & (Message.sender.is_null() | (Message.sender != user_id))
+        )
+        .group_by(Message.conversation)
+        .tuples()
+    )
     return {conversation_id: count for conversation_id, count in rows}
 
 
 # --- pages --------------------------------------------------------------------------------
 
-def message_page(conversation: Conversation, *, before: int | None = None, after: int | None = None,
-                 limit: int = 50) -> tuple[list[Message], int | None, int | None]:
+
+def message_page(
+    conversation: Conversation, *, before: int | None = None, after: int | None = None, limit: int = 50
+) -> tuple[list[Message], int | None, int | None]:
     """``(messages in ascending id order, older, newer)``.
 
     No cursor: the latest messages. ``before``: the page just older than that
@@ -301,26 +361,36 @@ def messages_around(conversation_id, message_id: int | None, count: int = 50) ->
     older = list(query.where(Message.id < message_id).order_by(Message.id.desc()).limit(count - 1))
     newer = list(query.where(Message.id >= message_id).order_by(Message.id).limit(count))
     keep_older = min(len(older), max(count // 2, count - len(newer)))
-    return older[:keep_older][::-1] + newer[:count - keep_older]
+    return older[:keep_older][::-1] + newer[: count - keep_older]
 
 
 # --- views ---------------------------------------------------------------------------------
 
+
 def message_view(message: Message) -> dict:
     """A message as participants see it; also the ``data`` of ``message.created`` events."""
-    return {"id": message.id, "conversation_id": str(message.conversation_id),
-            "sender_id": str(message.sender_id) if message.sender_id else None, "body": message.body,
-            "attachments": [str(upload_id) for upload_id in message.attachments or []],
-            "client_id": message.client_id, "created_at": message.created_at.isoformat()}
+    return {
+        "id": message.id,
+        "conversation_id": str(message.conversation_id),
+        "sender_id": str(message.sender_id) if message.sender_id else None,
+        "body": message.body,
+        "attachments": [str(upload_id) for upload_id in message.attachments or []],
+        "client_id": message.client_id,
+        "created_at": message.created_at.isoformat(),
+    }
 
 
 def my_conversations(user_id):
     """``user_id``'s conversations with their listing and ``my_last_read``; order and page it yourself."""
-    return (Conversation.select(Conversation, Property,
-                                ConversationParticipant.last_read_message_id.alias("my_last_read"))
-            .join(ConversationParticipant, on=((ConversationParticipant.conversation == Conversation.id)
-                                               & (ConversationParticipant.user == user_id)))
-            .switch(Conversation).join(Property))
+    return (
+        Conversation.select(Conversation, Property, ConversationParticipant.last_read_message_id.alias("my_last_read"))
+        .join(
+            ConversationParticipant,
+            on=((ConversationParticipant.conversation == Conversation.id) & (ConversationParticipant.user == user_id)),
+        )
+        .switch(Conversation)
+        .join(Property)
+    )
 
 
 def conversation_views(conversations: list[Conversation], user_id) -> list[dict]:
@@ -330,13 +400,18 @@ def conversation_views(conversations: list[Conversation], user_id) -> list[dict]
         return []
     people: dict = {}
     for conversation_id, member_id, role, full_name in (
-            ConversationParticipant.select(ConversationParticipant.conversation, ConversationParticipant.user,
-                                           ConversationParticipant.role, User.full_name)
-            .join(User).where(ConversationParticipant.conversation.in_(ids))
-            .order_by(ConversationParticipant.conversation,
-                      fn.array_position(_ROLE_ORDER, ConversationParticipant.role)).tuples()):
-        people.setdefault(conversation_id, []).append({"user_id": str(member_id), "full_name": full_name,
-                                                       "role": role})
+        ConversationParticipant.select(
+            ConversationParticipant.conversation,
+            ConversationParticipant.user,
+            ConversationParticipant.role,
+            User.full_name,
+        )
+        .join(User)
+        .where(ConversationParticipant.conversation.in_(ids))
+        .order_by(ConversationParticipant.conversation, fn.array_position(_ROLE_ORDER, ConversationParticipant.role))
+        .tuples()
+    ):
+        people.setdefault(conversation_id, []).append({"user_id": str(member_id), "full_name": full_name, "role": role})
     last_ids = [c.last_message_id for c in conversations if c.last_message_id]
     last = {m.id: m for m in Message.select().where(Message.id.in_(last_ids))} if last_ids else {}
     unread = unread_counts(ids, user_id)
@@ -344,18 +419,25 @@ def conversation_views(conversations: list[Conversation], user_id) -> list[dict]
     for c in conversations:
         listing = c.property
         message = last.get(c.last_message_id)
-        views.append({
-            "id": str(c.id),
-            "property": {"id": str(listing.id), "unparsed_address": listing.unparsed_address, "city": listing.city,
-                         "list_price": listing.list_price, "currency": listing.currency,
-                         "standard_status": listing.standard_status},
-            "participants": people.get(c.id, []),
-            "last_message": message_view(message) if message else None,
-            "unread_count": unread.get(c.id, 0),
-            "last_read_message_id": c.conversationparticipant.my_last_read,
-            "created_at": c.created_at.isoformat(),
-            "last_message_at": c.last_message_at.isoformat() if c.last_message_at else None,
-        })
+        views.append(
+            {
+                "id": str(c.id),
+                "property": {
+                    "id": str(listing.id),
+                    "unparsed_address": listing.unparsed_address,
+                    "city": listing.city,
+                    "list_price": listing.list_price,
+                    "currency": listing.currency,
+                    "standard_status": listing.standard_status,
+                },
+                "participants": people.get(c.id, []),
+                "last_message": message_view(message) if message else None,
+                "unread_count": unread.get(c.id, 0),
+                "last_read_message_id": c.conversationparticipant.my_last_read,
+                "created_at": c.created_at.isoformat(),
+                "last_message_at": c.last_message_at.isoformat() if c.last_message_at else None,
+            }
+        )
     return views
 
 
@@ -365,14 +447,36 @@ def attachment_shared_with(upload_id, user_id) -> bool:
     The ``attachments <> '{}'`` term lets PostgreSQL use the partial GIN index on
     ``messages.attachments``.
     """
-    return (Message.select(SQL("1"))
-            .join(ConversationParticipant, on=(ConversationParticipant.conversation == Message.conversation))
-            .where(Expression(Message.attachments, "@>", SQL("ARRAY[%s]::uuid[]", (str(upload_id),)))
-                   & (Message.attachments != SQL("'{}'")) & (ConversationParticipant.user == user_id))
-            .exists())
+    return (
+        Message.select(SQL("1"))
+        .join(ConversationParticipant, on=(ConversationParticipant.conversation == Message.conversation))
+        .where(
+            Expression(Message.attachments, "@>", SQL("ARRAY[%s]::uuid[]", (str(upload_id),)))
+            & (Message.attachments != SQL("'{}'"))
+            & (ConversationParticipant.user == user_id)
+        )
+        .exists()
+    )
 
 
-__all__ = ["ATTACHABLE_PURPOSES", "MessagingError", "OwnListing", "Blocked", "InvalidAttachments", "Posted",
-           "ReadState", "open_conversation", "find_for", "attachment_errors", "post_message",
-           "mark_read", "unread_counts", "message_page", "messages_around", "message_view",
-           "my_conversations", "conversation_views", "attachment_shared_with"]
+__all__ = [
+    "ATTACHABLE_PURPOSES",
+    "Blocked",
+    "InvalidAttachments",
+    "MessagingError",
+    "OwnListing",
+    "Posted",
+    "ReadState",
+    "attachment_errors",
+    "attachment_shared_with",
+    "conversation_views",
+    "find_for",
+    "mark_read",
+    "message_page",
+    "message_view",
+    "messages_around",
+    "my_conversations",
+    "open_conversation",
+    "post_message",
+    "unread_counts",
+]

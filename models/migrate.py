@@ -1,4 +1,5 @@
 """Schema migrations: numbered scripts in ``models/migrations`` run by peewee's own runner."""
+
 from __future__ import annotations
 
 import pathlib

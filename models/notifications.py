@@ -10,6 +10,7 @@ The fan-out job decides the channels (``tasks/notifications.py``): in-app
 (``in_app`` set), email and SMS, each a ``NotificationDelivery`` row with its
 own idempotency key ``notification:{id}:{channel}``.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -17,8 +18,17 @@ import uuid
 import zoneinfo
 from dataclasses import dataclass
 
-from peewee import (BigAutoField, BooleanField, CharField, ForeignKeyField, IntegerField, SmallIntegerField,
-                    TextField, TimeField, UUIDField)
+from peewee import (
+    BigAutoField,
+    BooleanField,
+    CharField,
+    ForeignKeyField,
+    IntegerField,
+    SmallIntegerField,
+    TextField,
+    TimeField,
+    UUIDField,
+)
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
@@ -35,8 +45,18 @@ TYPES: dict[str, dict] = {
     "saved_search.new_match": {"in_app": True, "email": True, "sms": False, "digest": "daily"},
     "saved_search.price_drop": {"in_app": True, "email": True, "sms": False, "digest": "instant"},
 }
-DELIVERY_STATUSES = ("pending", "scheduled", "digest", "sending", "sent", "delivered", "failed", "bounced",
-                     "suppressed", "unknown")
+DELIVERY_STATUSES = (
+    "pending",
+    "scheduled",
+    "digest",
+    "sending",
+    "sent",
+    "delivered",
+    "failed",
+    "bounced",
+    "suppressed",
+    "unknown",
+)
 
 
 class Notification(UUIDModel):
@@ -54,10 +74,16 @@ class Notification(UUIDModel):
         table_name = "notifications"
 
     def view(self) -> dict:
-        return {"id": str(self.id), "type": self.type, "title": self.title, "body": self.body,
-                "data": self.data or {}, "read": self.read_at is not None,
-                "read_at": self.read_at.isoformat() if self.read_at else None,
-                "created_at": self.created_at.isoformat()}
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "title": self.title,
+            "body": self.body,
+            "data": self.data or {},
+            "read": self.read_at is not None,
+            "read_at": self.read_at.isoformat() if self.read_at else None,
+            "created_at": self.created_at.isoformat(),
+        }
 
 
 class NotificationDelivery(BaseModel):
@@ -130,12 +156,17 @@ class Preferences:
     digest_hour: int = 8
 
     @classmethod
-    def of(cls, user_id) -> "Preferences":
+    def of(cls, user_id) -> Preferences:
         row = NotificationPreference.get_or_none(NotificationPreference.user == user_id)
         if row is None:
             return cls(types=merged_types({}))
-        return cls(types=merged_types(row.types or {}), quiet_start=row.quiet_start, quiet_end=row.quiet_end,
-                   timezone=row.timezone, digest_hour=row.digest_hour)
+        return cls(
+            types=merged_types(row.types or {}),
+            quiet_start=row.quiet_start,
+            quiet_end=row.quiet_end,
+            timezone=row.timezone,
+            digest_hour=row.digest_hour,
+        )
 
     def channels(self, type_: str) -> dict:
         """``{"in_app", "email", "sms", "digest"}`` for one event type."""
@@ -160,22 +191,25 @@ class Preferences:
         if not quiet:
             return None
         day = local.date() if t < end else local.date() + datetime.timedelta(days=1)
-        return datetime.datetime.combine(day, end, tzinfo=self.zone).astimezone(datetime.timezone.utc)
+        return datetime.datetime.combine(day, end, tzinfo=self.zone).astimezone(datetime.UTC)
 
     def next_digest_at(self, now: datetime.datetime) -> datetime.datetime:
         """The next ``digest_hour`` o'clock in the user's zone at or after ``now`` (aware, UTC)."""
         local = now.astimezone(self.zone)
         at = datetime.datetime.combine(local.date(), datetime.time(self.digest_hour), tzinfo=self.zone)
         if at < local:
-            at = datetime.datetime.combine(local.date() + datetime.timedelta(days=1), datetime.time(self.digest_hour),
-                                           tzinfo=self.zone)
-        return at.astimezone(datetime.timezone.utc)
+            at = datetime.datetime.combine(
+                local.date() + datetime.timedelta(days=1), datetime.time(self.digest_hour), tzinfo=self.zone
+            )
+        return at.astimezone(datetime.UTC)
 
 
 def merged_types(chosen: dict) -> dict:
     """Every known type's settings: the user's choices over the defaults (unknown types dropped)."""
-    return {name: {**default, **{k: v for k, v in (chosen.get(name) or {}).items() if k in default}}
-            for name, default in TYPES.items()}
+    return {
+        name: {**default, **{k: v for k, v in (chosen.get(name) or {}).items() if k in default}}
+        for name, default in TYPES.items()
+    }
 
 
 def locked_preferences(user_id) -> NotificationPreference:
@@ -190,7 +224,8 @@ def turn_off(user_id, channel: str, types) -> None:
     for name in types:
         chosen[name] = {**(chosen.get(name) or {}), channel: False}
     NotificationPreference.update(types=chosen, updated_at=utcnow()).where(
-        NotificationPreference.user == user_id).execute()
+        NotificationPreference.user == user_id
+    ).execute()
 
 
 def delivery_key(notification_id, channel: str) -> str:
@@ -218,12 +253,17 @@ FAN_OUT_KIND, FAN_OUT_QUEUE, FAN_OUT_MAX_ATTEMPTS = "notifications.fan_out", "no
 
 def fan_out_job(notification_id) -> Job:
     """Another fan-out job for a notification (``notify`` writes the first one with the notification)."""
-    return Job.create(kind=FAN_OUT_KIND, queue=FAN_OUT_QUEUE, input={"notification_id": str(notification_id)},
-                      max_attempts=FAN_OUT_MAX_ATTEMPTS)
+    return Job.create(
+        kind=FAN_OUT_KIND,
+        queue=FAN_OUT_QUEUE,
+        input={"notification_id": str(notification_id)},
+        max_attempts=FAN_OUT_MAX_ATTEMPTS,
+    )
 
 
-def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = None,
-           dedupe_key: str | None = None) -> Job | None:
+def notify(
+    user_id, type_: str, *, title: str, body: str, data: dict | None = None, dedupe_key: str | None = None
+) -> Job | None:
     """Record a notification for ``user_id`` and its fan-out job, in the caller's transaction.
 
     Returns the job (submitted after the commit, ``models.job_submission``), or
@@ -233,16 +273,51 @@ def notify(user_id, type_: str, *, title: str, body: str, data: dict | None = No
         raise ValueError(f"unknown notification type {type_!r}")
     notification_id, now = uuid.uuid4(), utcnow()
     job_input = {"notification_id": str(notification_id)}
-    rows = list(Job.raw(_NOTIFY, notification_id, user_id, type_, title[:200], body[:2000],
-                        Notification.data.db_value(data or {}), dedupe_key, now,
-                        uuid.uuid4(), FAN_OUT_KIND, FAN_OUT_QUEUE, "queued", 0, Job.input.db_value(job_input), 0,
-                        FAN_OUT_MAX_ATTEMPTS, now, now))
+    rows = list(
+        Job.raw(
+            _NOTIFY,
+            notification_id,
+            user_id,
+            type_,
+            title[:200],
+            body[:2000],
+            Notification.data.db_value(data or {}),
+            dedupe_key,
+            now,
+            uuid.uuid4(),
+            FAN_OUT_KIND,
+            FAN_OUT_QUEUE,
+            "queued",
+            0,
+            Job.input.db_value(job_input),
+            0,
+            FAN_OUT_MAX_ATTEMPTS,
+            now,
+            now,
+        )
+    )
     if not rows:
         return None
     submit_after_commit(rows[0])  # inserted by hand: Job.save did not see it
     return rows[0]
 
 
-__all__ = ["Notification", "NotificationDelivery", "NotificationPreference", "EmailSuppression", "ProviderEvent",
-           "TYPES", "CHANNELS", "DIGEST_MODES", "DELIVERY_STATUSES", "delivery_key", "locked_preferences", "turn_off",
-           "notify", "fan_out_job", "FAN_OUT_KIND", "Preferences", "merged_types"]
+__all__ = [
+    "CHANNELS",
+    "DELIVERY_STATUSES",
+    "DIGEST_MODES",
+    "FAN_OUT_KIND",
+    "TYPES",
+    "EmailSuppression",
+    "Notification",
+    "NotificationDelivery",
+    "NotificationPreference",
+    "Preferences",
+    "ProviderEvent",
+    "delivery_key",
+    "fan_out_job",
+    "locked_preferences",
+    "merged_types",
+    "notify",
+    "turn_off",
+]

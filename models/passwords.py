@@ -4,6 +4,7 @@ New hashes are argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane).
 bcrypt ``$2a$``/``$2b$``/``$2y$`` hashes, as the previous backend stored them,
 are verified and reported as needing a rehash so the next login upgrades them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,8 +17,9 @@ MAX_LENGTH = 128  # at least 64 must be allowed; argon2 cost is flat in length
 # The policy refuses the most common passwords of a public breach corpus.
 COMMON_PASSWORDS_CHECKED = 30000
 
-_hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1,
-                                hash_len=32, salt_len=16, type=argon2.Type.ID)
+_hasher = argon2.PasswordHasher(
+    time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16, type=argon2.Type.ID
+)
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 # A real hash, verified when the account does not exist so that unknown
 # emails cost the same time as wrong passwords.
@@ -27,6 +29,7 @@ _DUMMY_HASH = _hasher.hash("hearth-timing-equaliser")
 @functools.lru_cache(maxsize=1)
 def _common_passwords() -> frozenset[str]:
     from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
     return frozenset(FREQUENCY_LISTS["passwords"][:COMMON_PASSWORDS_CHECKED])
 
 

@@ -10,6 +10,7 @@ last wrong attempt, or expiry, voids the code; the right one proves the number.
 The code and its hash come from ``PhoneCodes``, made with the deployment's
 signer (``services.signing.Signer``), so the API and the worker agree on them.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -49,7 +50,7 @@ class PhoneCodes:
     def code(self, job_id) -> str:
         """The code the job ``job_id`` texts: the same for every run of that job."""
         digest = self.signer.job_digest("phone_code", job_id)
-        return str(int.from_bytes(digest[:8], "big") % 10 ** CODE_DIGITS).zfill(CODE_DIGITS)
+        return str(int.from_bytes(digest[:8], "big") % 10**CODE_DIGITS).zfill(CODE_DIGITS)
 
     # One part ``user:phone:code`` (a UUID, an E.164 number and digits hold no ":"): the bytes pending
     # rows have always held, so a code texted before this module existed still verifies.
@@ -66,11 +67,18 @@ def start(user_id, phone: str, job_id, codes: PhoneCodes, ttl_seconds: int) -> N
     """Make the code of job ``job_id`` the one pending for ``user_id`` (voiding any earlier one), in the
     caller's transaction."""
     now = utcnow()
-    fields = {"phone": phone, "attempts": 0, "created_at": now,
-              "code_hash": codes.hash(user_id, phone, codes.code(job_id)),
-              "expires_at": now + datetime.timedelta(seconds=ttl_seconds)}
-    (PhoneVerification.insert(user=user_id, **fields)
-     .on_conflict(conflict_target=[PhoneVerification.user], update=fields).execute())
+    fields = {
+        "phone": phone,
+        "attempts": 0,
+        "created_at": now,
+        "code_hash": codes.hash(user_id, phone, codes.code(job_id)),
+        "expires_at": now + datetime.timedelta(seconds=ttl_seconds),
+    }
+    (
+        PhoneVerification.insert(user=user_id, **fields)
+        .on_conflict(conflict_target=[PhoneVerification.user], update=fields)
+        .execute()
+    )
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,11 @@ def confirm(user_id, code: str, codes: PhoneCodes) -> Confirmation:
     elif not codes.matches(pending.code_hash, user_id, pending.phone, code):
         left = MAX_CODE_ATTEMPTS - pending.attempts - 1
         result = Confirmation("wrong" if left > 0 else "void", pending.phone, left)
-        (PhoneVerification.update(attempts=PhoneVerification.attempts + 1)
-         .where(PhoneVerification.user == user_id).execute())
+        (
+            PhoneVerification.update(attempts=PhoneVerification.attempts + 1)
+            .where(PhoneVerification.user == user_id)
+            .execute()
+        )
     else:
         result = Confirmation("verified", pending.phone)
         User.update(phone=pending.phone, phone_verified_at=now, updated_at=now).where(User.id == user_id).execute()
@@ -134,5 +145,15 @@ def remove_number(user_id) -> str | None:
     return before
 
 
-__all__ = ["PhoneVerification", "PhoneCodes", "Confirmation", "CODE_DIGITS", "MAX_CODE_ATTEMPTS", "start", "confirm",
-           "unsent_because", "number_changed", "remove_number"]
+__all__ = [
+    "CODE_DIGITS",
+    "MAX_CODE_ATTEMPTS",
+    "Confirmation",
+    "PhoneCodes",
+    "PhoneVerification",
+    "confirm",
+    "number_changed",
+    "remove_number",
+    "start",
+    "unsent_because",
+]

@@ -10,22 +10,51 @@ Every change goes through ``Property.create_listing`` or
 per price or status change, and bump ``version`` with a conditional update so
 that of two concurrent writers at the same version exactly one wins.
 """
+
 from __future__ import annotations
 
 import datetime
 
-from peewee import (BigAutoField, BigIntegerField, CharField, CompositeKey, DateField, FloatField, ForeignKeyField,
-                    IntegerField, SmallIntegerField, TextField)
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    CharField,
+    CompositeKey,
+    DateField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    SmallIntegerField,
+    TextField,
+)
 from playhouse.postgres_ext import ArrayField
 
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
 from models.db import db
 
-STATUSES = ("Incomplete", "ComingSoon", "Active", "ActiveUnderContract", "Pending", "Closed",
-            "Withdrawn", "Expired", "Canceled")
-PROPERTY_TYPES = ("Residential", "ResidentialLease", "ResidentialIncome", "Land", "CommercialSale",
-                  "CommercialLease", "Farm", "ManufacturedInPark", "BusinessOpportunity")
+STATUSES = (
+    "Incomplete",
+    "ComingSoon",
+    "Active",
+    "ActiveUnderContract",
+    "Pending",
+    "Closed",
+    "Withdrawn",
+    "Expired",
+    "Canceled",
+)
+PROPERTY_TYPES = (
+    "Residential",
+    "ResidentialLease",
+    "ResidentialIncome",
+    "Land",
+    "CommercialSale",
+    "CommercialLease",
+    "Farm",
+    "ManufacturedInPark",
+    "BusinessOpportunity",
+)
 # Which listings anyone may see. ``Incomplete`` is a draft; withdrawn, expired
 # and canceled listings are off the market and visible only to their people.
 PUBLIC_STATUSES = ("ComingSoon", "Active", "ActiveUnderContract", "Pending", "Closed")
@@ -154,7 +183,7 @@ class Property(UUIDModel):
     # --- changes ------------------------------------------------------------------------
 
     @classmethod
-    def create_listing(cls, *, owner_id, actor_id, fields: dict) -> "Property":
+    def create_listing(cls, *, owner_id, actor_id, fields: dict) -> Property:
         """Insert a listing from ``fields`` (column names; ``list_agent_id`` for the agent).
 
         ``original_list_price`` is the list price; a listing created Active is on
@@ -172,19 +201,39 @@ class Property(UUIDModel):
         if errors:
             raise InvalidListing(errors)
         now = utcnow()
-        values.update(owner=owner_id, list_agent=values.pop("list_agent_id", None), version=1,
-                      original_list_price=values["list_price"], created_at=now, modification_timestamp=now)
+        values.update(
+            owner=owner_id,
+            list_agent=values.pop("list_agent_id", None),
+            version=1,
+            original_list_price=values["list_price"],
+            created_at=now,
+            modification_timestamp=now,
+        )
         values.setdefault("unparsed_address", compose_address(values))
         if status == "Active":
             values["on_market_timestamp"] = now
         with db.atomic():
             listing = cls.create(**values)
-            PropertyHistory.insert_many([
-                {"property": listing.id, "at": now, "actor": actor_id, "field": "standard_status",
-                 "old_value": None, "new_value": status},
-                {"property": listing.id, "at": now, "actor": actor_id, "field": "list_price",
-                 "old_value": None, "new_value": str(listing.list_price)},
-            ]).execute()
+            PropertyHistory.insert_many(
+                [
+                    {
+                        "property": listing.id,
+                        "at": now,
+                        "actor": actor_id,
+                        "field": "standard_status",
+                        "old_value": None,
+                        "new_value": status,
+                    },
+                    {
+                        "property": listing.id,
+                        "at": now,
+                        "actor": actor_id,
+                        "field": "list_price",
+                        "old_value": None,
+                        "new_value": str(listing.list_price),
+                    },
+                ]
+            ).execute()
         return listing
 
     def apply_changes(self, changes: dict, *, actor_id, expected_version: int | None = None) -> dict:
@@ -230,27 +279,46 @@ class Property(UUIDModel):
             derived["on_market_timestamp"] = now
         if _ADDRESS_PARTS & diff.keys() and "unparsed_address" not in changes:
             derived["unparsed_address"] = compose_address(merged)
-        values = {("list_agent" if name == "list_agent_id" else name): value
-                  for name, value in {**diff, **derived}.items()}
+        values = {
+            ("list_agent" if name == "list_agent_id" else name): value for name, value in {**diff, **derived}.items()
+        }
         with db.atomic():
-            rows = list(Property.update(version=Property.version + 1, modification_timestamp=now, **values)
-                        .where((Property.id == self.id) & (Property.version == expected))
-                        .returning(Property).execute())
+            rows = list(
+                Property.update(version=Property.version + 1, modification_timestamp=now, **values)
+                .where((Property.id == self.id) & (Property.version == expected))
+                .returning(Property)
+                .execute()
+            )
             if not rows:
                 raise StaleListing()
-            history = [{"property": self.id, "at": now, "actor": actor_id, "field": name,
-                        "old_value": str(current[name]), "new_value": str(diff[name])}
-                       for name in HISTORY_FIELDS if name in diff]
+            history = [
+                {
+                    "property": self.id,
+                    "at": now,
+                    "actor": actor_id,
+                    "field": name,
+                    "old_value": str(current[name]),
+                    "new_value": str(diff[name]),
+                }
+                for name in HISTORY_FIELDS
+                if name in diff
+            ]
             if history:
                 PropertyHistory.insert_many(history).execute()
-        changed = {name: (current.get(name, getattr(self, name)), value)
-                   for name, value in {**diff, **derived}.items()}
+        changed = {name: (current.get(name, getattr(self, name)), value) for name, value in {**diff, **derived}.items()}
         self.__data__.update(rows[0].__data__)
         self._dirty.clear()
         return changed
 
-    def change_status(self, new_status: str, *, actor_id, expected_version: int | None = None,
-                      close_price: int | None = None, close_date: datetime.date | None = None) -> dict:
+    def change_status(
+        self,
+        new_status: str,
+        *,
+        actor_id,
+        expected_version: int | None = None,
+        close_price: int | None = None,
+        close_date: datetime.date | None = None,
+    ) -> dict:
         """Move to ``new_status`` (with the closing figures when it is Closed); see ``apply_changes``."""
         changes = {"standard_status": new_status}
         if close_price is not None:
@@ -277,9 +345,12 @@ class Property(UUIDModel):
     def view(self) -> dict:
         """The listing as ``GET /v1/properties/{id}`` shows it (the same to everyone who may see it)."""
         data = {name: _jsonable(getattr(self, name)) for name in VIEW_FIELDS}
-        data.update(id=str(self.id), owner_id=str(self.owner_id),
-                    list_agent_id=str(self.list_agent_id) if self.list_agent_id else None,
-                    features=list(self.features or ()))
+        data.update(
+            id=str(self.id),
+            owner_id=str(self.owner_id),
+            list_agent_id=str(self.list_agent_id) if self.list_agent_id else None,
+            features=list(self.features or ()),
+        )
         return data
 
     def summary(self) -> dict:
@@ -325,23 +396,73 @@ class Favorite(BaseModel):
 
 
 VIEW_FIELDS = (
-    "version", "standard_status", "property_type", "property_sub_type", "currency", "list_price",
-    "original_list_price", "previous_list_price", "close_price", "bedrooms_total", "bathrooms_full",
-    "bathrooms_half", "living_area", "living_area_units", "lot_size_square_feet", "year_built", "street_number",
-    "street_name", "unit_number", "unparsed_address", "city", "state_or_province", "postal_code", "country",
-    "latitude", "longitude", "association_fee", "association_fee_frequency", "tax_annual_amount",
-    "tax_year", "public_remarks", "virtual_tour_url_unbranded", "listing_contract_date", "on_market_timestamp",
-    "close_date", "created_at", "modification_timestamp",
+    "version",
+    "standard_status",
+    "property_type",
+    "property_sub_type",
+    "currency",
+    "list_price",
+    "original_list_price",
+    "previous_list_price",
+    "close_price",
+    "bedrooms_total",
+    "bathrooms_full",
+    "bathrooms_half",
+    "living_area",
+    "living_area_units",
+    "lot_size_square_feet",
+    "year_built",
+    "street_number",
+    "street_name",
+    "unit_number",
+    "unparsed_address",
+    "city",
+    "state_or_province",
+    "postal_code",
+    "country",
+    "latitude",
+    "longitude",
+    "association_fee",
+    "association_fee_frequency",
+    "tax_annual_amount",
+    "tax_year",
+    "public_remarks",
+    "virtual_tour_url_unbranded",
+    "listing_contract_date",
+    "on_market_timestamp",
+    "close_date",
+    "created_at",
+    "modification_timestamp",
 )
 SUMMARY_FIELDS = (
-    "standard_status", "property_type", "currency", "list_price", "bedrooms_total", "bathrooms_full",
-    "bathrooms_half", "living_area", "living_area_units", "unparsed_address", "city", "state_or_province",
-    "postal_code", "latitude", "longitude", "modification_timestamp",
+    "standard_status",
+    "property_type",
+    "currency",
+    "list_price",
+    "bedrooms_total",
+    "bathrooms_full",
+    "bathrooms_half",
+    "living_area",
+    "living_area_units",
+    "unparsed_address",
+    "city",
+    "state_or_province",
+    "postal_code",
+    "latitude",
+    "longitude",
+    "modification_timestamp",
 )
-_ADDRESS_PARTS = frozenset({"street_number", "street_name", "unit_number", "city", "state_or_province",
-                            "postal_code"})
-_CONSISTENCY_FIELDS = ("standard_status", "latitude", "longitude", "association_fee", "association_fee_frequency",
-                       "close_price", "close_date", *_ADDRESS_PARTS)
+_ADDRESS_PARTS = frozenset({"street_number", "street_name", "unit_number", "city", "state_or_province", "postal_code"})
+_CONSISTENCY_FIELDS = (
+    "standard_status",
+    "latitude",
+    "longitude",
+    "association_fee",
+    "association_fee_frequency",
+    "close_price",
+    "close_date",
+    *_ADDRESS_PARTS,
+)
 
 
 def _jsonable(value):
@@ -376,6 +497,19 @@ def _agent_errors(agent_id) -> list[tuple[str, str]]:
     return []
 
 
-__all__ = ["Property", "PropertyHistory", "Favorite", "STATUSES", "PROPERTY_TYPES", "PUBLIC_STATUSES",
-           "TRANSITIONS", "INITIAL_STATUSES", "can_transition", "ListingError", "IllegalTransition",
-           "InvalidListing", "StaleListing", "compose_address"]
+__all__ = [
+    "INITIAL_STATUSES",
+    "PROPERTY_TYPES",
+    "PUBLIC_STATUSES",
+    "STATUSES",
+    "TRANSITIONS",
+    "Favorite",
+    "IllegalTransition",
+    "InvalidListing",
+    "ListingError",
+    "Property",
+    "PropertyHistory",
+    "StaleListing",
+    "can_transition",
+    "compose_address",
+]

@@ -8,6 +8,7 @@ on the candidates only (``matching_listings``), and records each alert once
 (``record_alert``): a listing is alerted to a saved search once as ``new`` and
 once per dropped-to price.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -83,8 +84,9 @@ def stored_query(params: dict) -> dict:
 
 def search_url(query: dict) -> str:
     """``GET /v1/properties`` with ``query`` as its query string (names in order, lists comma-separated)."""
-    pairs = [(name, ",".join(value) if name in LIST_PARAMS else _query_value(value))
-             for name, value in sorted(query.items())]
+    pairs = [
+        (name, ",".join(value) if name in LIST_PARAMS else _query_value(value)) for name, value in sorted(query.items())
+    ]
     return f"{SEARCH_PATH}?{urllib.parse.urlencode(pairs, safe=',')}" if pairs else SEARCH_PATH
 
 
@@ -100,8 +102,7 @@ def add_saved_search(user_id, *, name: str, query: dict, alerts: bool) -> SavedS
         if SavedSearch.select().where(SavedSearch.user == user_id).count() >= MAX_PER_USER:
             raise LimitReached()
         now = utcnow()
-        return SavedSearch.create(user=user_id, name=name, query=query, alerts=alerts, created_at=now,
-                                  updated_at=now)
+        return SavedSearch.create(user=user_id, name=name, query=query, alerts=alerts, created_at=now, updated_at=now)
 
 
 def own_saved_search(user_id, search_id) -> SavedSearch | None:
@@ -109,9 +110,15 @@ def own_saved_search(user_id, search_id) -> SavedSearch | None:
 
 
 def saved_search_view(saved: SavedSearch) -> dict:
-    return {"id": str(saved.id), "name": saved.name, "query": saved.query, "alerts": saved.alerts,
-            "search_url": search_url(saved.query), "created_at": saved.created_at.isoformat(),
-            "updated_at": saved.updated_at.isoformat()}
+    return {
+        "id": str(saved.id),
+        "name": saved.name,
+        "query": saved.query,
+        "alerts": saved.alerts,
+        "search_url": search_url(saved.query),
+        "created_at": saved.created_at.isoformat(),
+        "updated_at": saved.updated_at.isoformat(),
+    }
 
 
 # --- The alert scan ------------------------------------------------------------------------
@@ -122,11 +129,14 @@ def saved_search_view(saved: SavedSearch) -> dict:
 NEW_STATUSES = ("Active", "ComingSoon")
 # How long a scan waits for transactions writing history (listing changes take milliseconds).
 HISTORY_WRITERS_WAIT = 1.0
-_LAST_HISTORY_ID = ("SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('property_history', 'id')"
-                    "::regclass), 0)")
-_HISTORY_WRITERS = ("SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation' "
-                    "AND relation = 'property_history'::regclass AND mode = 'RowExclusiveLock' AND granted "
-                    "AND pid <> pg_backend_pid()")
+_LAST_HISTORY_ID = (
+    "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('property_history', 'id')::regclass), 0)"
+)
+_HISTORY_WRITERS = (
+    "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation' "
+    "AND relation = 'property_history'::regclass AND mode = 'RowExclusiveLock' AND granted "
+    "AND pid <> pg_backend_pid()"
+)
 
 
 @dataclass(frozen=True)
@@ -194,15 +204,21 @@ def history_horizon(wait: float | None = None) -> int | None:
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.02)
-        writers = [row[0] for row in db.execute_sql(
-            _HISTORY_WRITERS + " AND virtualtransaction = ANY(%s)", (writers,)).fetchall()]
+        writers = [
+            row[0]
+            for row in db.execute_sql(_HISTORY_WRITERS + " AND virtualtransaction = ANY(%s)", (writers,)).fetchall()
+        ]
     return last
 
 
 def lock_state() -> SavedSearchState | None:
     """The scan's state row, locked for this transaction; None while another scan holds it."""
-    return (SavedSearchState.select().where(SavedSearchState.id == True)  # noqa: E712
-            .for_update(skip_locked=True).first())
+    return (
+        SavedSearchState.select()
+        .where(SavedSearchState.id == True)  # noqa: E712
+        .for_update(skip_locked=True)
+        .first()
+    )
 
 
 def read_batch(after_id: int, horizon: int, limit: int) -> Batch:
@@ -213,15 +229,22 @@ def read_batch(after_id: int, horizon: int, limit: int) -> Batch:
     the index, so that row is read again by a later scan instead of being
     judged on a stale row.
     """
-    rows = list(PropertyHistory.select().where((PropertyHistory.id > after_id) & (PropertyHistory.id <= horizon))
-                .order_by(PropertyHistory.id).limit(limit))
+    rows = list(
+        PropertyHistory.select()
+        .where((PropertyHistory.id > after_id) & (PropertyHistory.id <= horizon))
+        .order_by(PropertyHistory.id)
+        .limit(limit)
+    )
     found = [(row, candidate_of(row)) for row in rows]
     ids = list({c.property_id for _, c in found if c is not None})
     dirty = set()
     if ids:
-        dirty = {str(pid) for (pid,) in db.execute_sql(
-            "SELECT property_id FROM search_dirty WHERE property_id = ANY(%s::uuid[]) AND seq > indexed_seq",
-            (ids,)).fetchall()}
+        dirty = {
+            str(pid)
+            for (pid,) in db.execute_sql(
+                "SELECT property_id FROM search_dirty WHERE property_id = ANY(%s::uuid[]) AND seq > indexed_seq", (ids,)
+            ).fetchall()
+        }
     candidates, last, consumed = [], after_id, 0
     for row, candidate in found:
         if candidate is not None and candidate.property_id in dirty:
@@ -248,37 +271,49 @@ def _distinct(candidates: list[Candidate]) -> list[Candidate]:
 
 def listing_people(property_ids) -> dict[str, set[str]]:
     """Each listing's owner and agent: nobody is alerted about their own listing."""
-    rows = Property.select(Property.id, Property.owner, Property.list_agent).where(
-        Property.id.in_(list(property_ids)))
+    rows = Property.select(Property.id, Property.owner, Property.list_agent).where(Property.id.in_(list(property_ids)))
     return {str(row.id): {user_id for user_id, _ in row.people()} for row in rows}
 
 
 def alerting_searches():
     """Saved searches with alerts on whose owner is not banned (oldest first)."""
-    return (SavedSearch.select(SavedSearch).join(User)
-            .where(SavedSearch.alerts & User.banned_at.is_null())
-            .order_by(SavedSearch.created_at, SavedSearch.id).iterator())
+    return (
+        SavedSearch.select(SavedSearch)
+        .join(User)
+        .where(SavedSearch.alerts & User.banned_at.is_null())
+        .order_by(SavedSearch.created_at, SavedSearch.id)
+        .iterator()
+    )
 
 
 def matching_listings(filters: SearchFilters, sort: str, property_ids) -> dict[str, MatchedListing]:
     """The listings among ``property_ids`` that the search (``filters``) finds now, from the index."""
     search = ListingSearch(filters, sort)
     params = dict(search.params, alert_candidates=list(property_ids))
-    rows = db.execute_sql(f"SELECT id, list_price, currency, address, city FROM {LIVE_TABLE} "
-                          f"WHERE {search.where} AND id = ANY(%(alert_candidates)s::uuid[])", params).fetchall()
+    rows = db.execute_sql(
+        f"SELECT id, list_price, currency, address, city FROM {LIVE_TABLE} "
+        f"WHERE {search.where} AND id = ANY(%(alert_candidates)s::uuid[])",
+        params,
+    ).fetchall()
     return {str(row[0]): MatchedListing(str(row[0]), row[1], row[2], row[3], row[4]) for row in rows}
 
 
-def record_alert(saved: SavedSearch, candidate: Candidate, listing: MatchedListing, *,
-                 silent: bool = False) -> tuple[bool, Job | None]:
+def record_alert(
+    saved: SavedSearch, candidate: Candidate, listing: MatchedListing, *, silent: bool = False
+) -> tuple[bool, Job | None]:
     """Record that ``saved`` was alerted about ``candidate``: ``(new, its fan-out job)``.
 
     Only the first record of (search, listing, reason, price) notifies; a
     ``silent`` record notifies nobody (another alert of the same run told it).
     """
-    inserted = list(SavedSearchAlert.insert(saved_search=saved.id, property=candidate.property_id,
-                                            reason=candidate.reason, price=candidate.price)
-                    .on_conflict_ignore().returning(SavedSearchAlert.saved_search).execute())
+    inserted = list(
+        SavedSearchAlert.insert(
+            saved_search=saved.id, property=candidate.property_id, reason=candidate.reason, price=candidate.price
+        )
+        .on_conflict_ignore()
+        .returning(SavedSearchAlert.saved_search)
+        .execute()
+    )
     if not inserted or silent:
         return bool(inserted), None
     place = listing.address or listing.city
@@ -289,22 +324,39 @@ def record_alert(saved: SavedSearch, candidate: Candidate, listing: MatchedListi
         type_, title = "saved_search.price_drop", f"Price drop for “{saved.name}”"
         price, previous = candidate.price, candidate.previous_price
         body = f"{place}: now {money(price, listing.currency)}, was {money(previous, listing.currency)}"
-    job = notify(saved.user_id, type_, title=title, body=body,
-                 data={"saved_search_id": str(saved.id), "saved_search_name": saved.name,
-                       "property_id": candidate.property_id, "price": price, "previous_price": previous,
-                       "currency": listing.currency},
-                 dedupe_key=f"saved_search:{saved.id}:{candidate.property_id}:{candidate.reason}:{candidate.price}")
+    job = notify(
+        saved.user_id,
+        type_,
+        title=title,
+        body=body,
+        data={
+            "saved_search_id": str(saved.id),
+            "saved_search_name": saved.name,
+            "property_id": candidate.property_id,
+            "price": price,
+            "previous_price": previous,
+            "currency": listing.currency,
+        },
+        dedupe_key=f"saved_search:{saved.id}:{candidate.property_id}:{candidate.reason}:{candidate.price}",
+    )
     if job is not None:
-        (SavedSearchAlert.update(notification_id=job.input["notification_id"])
-         .where((SavedSearchAlert.saved_search == saved.id) & (SavedSearchAlert.property == candidate.property_id)
-                & (SavedSearchAlert.reason == candidate.reason) & (SavedSearchAlert.price == candidate.price))
-         .execute())
+        (
+            SavedSearchAlert.update(notification_id=job.input["notification_id"])
+            .where(
+                (SavedSearchAlert.saved_search == saved.id)
+                & (SavedSearchAlert.property == candidate.property_id)
+                & (SavedSearchAlert.reason == candidate.reason)
+                & (SavedSearchAlert.price == candidate.price)
+            )
+            .execute()
+        )
     return True, job
 
 
 # Currencies whose minor unit is the unit itself (ISO 4217 exponent 0).
-_WHOLE_UNITS = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV",
-                          "XAF", "XOF", "XPF"})
+_WHOLE_UNITS = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
 
 
 def money(minor: int, currency: str) -> str:
@@ -317,7 +369,29 @@ def money(minor: int, currency: str) -> str:
     return f"${amount}" if currency == "USD" else f"{amount} {currency}"
 
 
-__all__ = ["SavedSearch", "SavedSearchAlert", "SavedSearchState", "MAX_PER_USER", "ALERT_REASONS", "LimitReached",
-           "stored_query", "search_url", "add_saved_search", "own_saved_search", "saved_search_view", "Candidate",
-           "Batch", "MatchedListing", "candidate_of", "history_horizon", "lock_state", "read_batch",
-           "listing_people", "alerting_searches", "matching_listings", "record_alert", "money", "LIST_PARAMS"]
+__all__ = [
+    "ALERT_REASONS",
+    "LIST_PARAMS",
+    "MAX_PER_USER",
+    "Batch",
+    "Candidate",
+    "LimitReached",
+    "MatchedListing",
+    "SavedSearch",
+    "SavedSearchAlert",
+    "SavedSearchState",
+    "add_saved_search",
+    "alerting_searches",
+    "candidate_of",
+    "history_horizon",
+    "listing_people",
+    "lock_state",
+    "matching_listings",
+    "money",
+    "own_saved_search",
+    "read_batch",
+    "record_alert",
+    "saved_search_view",
+    "search_url",
+    "stored_query",
+]

@@ -10,6 +10,7 @@ so a request that read the database just before such a change can never
 overwrite its result with the old state. The signed-in user's profile is
 cached beside it under the same rule.
 """
+
 from __future__ import annotations
 
 import msgspec
@@ -49,9 +50,13 @@ class SessionCache:
 
     def read(self, session_id: str) -> bytes:
         """The session's state as PostgreSQL has it: the user's role, or ``REVOKED``."""
-        row = (AuthSession.select(AuthSession.revoked_at, AuthSession.expires_at,
-                                  User.role, User.banned_at)
-               .join(User).where(AuthSession.id == session_id).tuples().first())
+        row = (
+            AuthSession.select(AuthSession.revoked_at, AuthSession.expires_at, User.role, User.banned_at)
+            .join(User)
+            .where(AuthSession.id == session_id)
+            .tuples()
+            .first()
+        )
         if row is None:
             return REVOKED
         revoked_at, expires_at, role, banned_at = row
@@ -95,5 +100,4 @@ class SessionCache:
         request that read the row before the change cannot put the old profile
         back (its fill only sets an empty entry).
         """
-        self.redis.set(self.profile_key(str(user.id)), msgspec.json.encode(user.profile()),
-                       ex=PROFILE_CACHE_SECONDS)
+        self.redis.set(self.profile_key(str(user.id)), msgspec.json.encode(user.profile()), ex=PROFILE_CACHE_SECONDS)

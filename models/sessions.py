@@ -5,6 +5,7 @@ issues a new one; presenting a token that was already consumed means it was
 stolen (or replayed), so the whole session — every token descended from that
 login — is revoked.
 """
+
 from __future__ import annotations
 
 from models.accounts import AuthSession, RefreshToken, expires_in, new_token, token_hash
@@ -24,8 +25,9 @@ class RefreshRejected(Exception):
 def start_session(user, *, ttl: int, user_agent: str | None, ip: str | None) -> tuple[AuthSession, str]:
     """Create a session for ``user``; returns it and its first raw refresh token."""
     with db.atomic():
-        session = AuthSession.create(user=user.id, expires_at=expires_in(ttl),
-                                     user_agent=(user_agent or "")[:300] or None, ip=ip)
+        session = AuthSession.create(
+            user=user.id, expires_at=expires_in(ttl), user_agent=(user_agent or "")[:300] or None, ip=ip
+        )
         raw = new_token()
         RefreshToken.create(token_hash=token_hash(raw), session=session.id)
     return session, raw
@@ -42,7 +44,8 @@ def rotate(raw: str) -> tuple[AuthSession, str]:
         consumed = list(
             RefreshToken.update(used_at=now)
             .where((RefreshToken.token_hash == digest) & RefreshToken.used_at.is_null())
-            .returning(RefreshToken.session).execute()
+            .returning(RefreshToken.session)
+            .execute()
         )
         if consumed:
             session = AuthSession.get_by_id(consumed[0].session_id)
@@ -71,16 +74,20 @@ def revoke(session_ids, *, reason: str) -> list:
     """Revoke the given sessions (if still active); returns the ids that changed."""
     if not session_ids:
         return []
-    rows = (AuthSession.update(revoked_at=utcnow(), revoked_reason=reason)
-            .where(AuthSession.id.in_(list(session_ids)) & AuthSession.revoked_at.is_null())
-            .returning(AuthSession.id).execute())
+    rows = (
+        AuthSession.update(revoked_at=utcnow(), revoked_reason=reason)
+        .where(AuthSession.id.in_(list(session_ids)) & AuthSession.revoked_at.is_null())
+        .returning(AuthSession.id)
+        .execute()
+    )
     return [row.id for row in rows]
 
 
 def revoke_all(user_id, *, reason: str, except_session=None) -> list:
     """Revoke every active session of the user (optionally keeping one); returns their ids."""
     query = AuthSession.update(revoked_at=utcnow(), revoked_reason=reason).where(
-        (AuthSession.user == user_id) & AuthSession.revoked_at.is_null())
+        (AuthSession.user == user_id) & AuthSession.revoked_at.is_null()
+    )
     if except_session is not None:
         query = query.where(AuthSession.id != except_session)
     return [row.id for row in query.returning(AuthSession.id).execute()]

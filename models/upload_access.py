@@ -11,6 +11,7 @@
 Whoever may not see an upload is told nothing about it: callers answer as if it did
 not exist, so upload ids stay private.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,13 +36,20 @@ def access_level(principal, upload: Upload) -> str | None:
     ``PUBLIC`` (a public listing's photo) or None (nothing at all)."""
     if may_manage(principal, upload):
         return FULL
-    if (principal is not None and upload.purpose in ATTACHABLE_PURPOSES
-            and attachment_shared_with(upload.id, principal.user_id)):
+    if (
+        principal is not None
+        and upload.purpose in ATTACHABLE_PURPOSES
+        and attachment_shared_with(upload.id, principal.user_id)
+    ):
         return FULL
     if upload.purpose != "listing_photo" or upload.status != "clean":
         return None
-    listing = (Property.select().join(PropertyMedia, on=(PropertyMedia.property == Property.id))
-               .where(PropertyMedia.upload == upload.id).first())
+    listing = (
+        Property.select()
+        .join(PropertyMedia, on=(PropertyMedia.property == Property.id))
+        .where(PropertyMedia.upload == upload.id)
+        .first()
+    )
     if listing is None:
         return None
     if listing.is_managed_by(principal):
@@ -63,8 +71,13 @@ def upload_view(upload: Upload, level: str = FULL) -> dict:
     view = upload.view()
     if level == PUBLIC:
         # What a visitor of a listing sees: previews, not the original nor who named it what.
-        view.update(filename="photo", sha256=None, scan_job_id=None, size=None,
-                    variants=[v for v in view["variants"] if v["name"] != "original"])
+        view.update(
+            filename="photo",
+            sha256=None,
+            scan_job_id=None,
+            size=None,
+            variants=[v for v in view["variants"] if v["name"] != "original"],
+        )
     return view
 
 
@@ -96,5 +109,4 @@ def served_file(upload: Upload, level: str, variant: str) -> ServedFile | None:
     return ServedFile(preview["key"], f"{variant}.webp", "image/webp", inline=True)
 
 
-__all__ = ["FULL", "PUBLIC", "ServedFile", "access_level", "may_manage", "served_file", "upload_view",
-           "visible_upload"]
+__all__ = ["FULL", "PUBLIC", "ServedFile", "access_level", "may_manage", "served_file", "upload_view", "visible_upload"]

@@ -24,14 +24,24 @@ The type of a file is decided from its first bytes (``detect_media_type``),
 never from the client's Content-Type or file name. Each purpose allows some
 types and a size (``PurposeRule``; the sizes come from settings).
 """
+
 from __future__ import annotations
 
 import re
 import unicodedata
 from dataclasses import dataclass
 
-from peewee import BigAutoField, BigIntegerField, BooleanField, CharField, ForeignKeyField, IntegerField, \
-    SmallIntegerField, TextField, UUIDField
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    ForeignKeyField,
+    IntegerField,
+    SmallIntegerField,
+    TextField,
+    UUIDField,
+)
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
@@ -43,8 +53,13 @@ STATUSES = ("awaiting_upload", "pending_scan", "scanning", "clean", "infected", 
 PURPOSES = ("listing_photo", "document", "avatar", "attachment")
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
 MEDIA_TYPES = IMAGE_TYPES + ("application/pdf",)
-EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic",
-              "application/pdf": "pdf"}
+EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/heic": "heic",
+    "application/pdf": "pdf",
+}
 PREVIEW_WIDTHS = (320, 1280)
 VARIANTS = ("original",) + tuple(f"w{width}" for width in PREVIEW_WIDTHS)
 # Bytes read from the start of a file to decide its type.
@@ -111,7 +126,7 @@ def detect_media_type(head: bytes) -> str | None:
     if len(head) >= 12 and head[4:8] == b"ftyp":
         # ISO base media: the major brand, then compatible brands until the box ends.
         box = int.from_bytes(head[:4], "big")
-        brands = {head[8:12]} | {head[i:i + 4] for i in range(16, min(box, len(head)) - 3, 4)}
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(box, len(head)) - 3, 4)}
         if brands & _HEIF_BRANDS:
             return "image/heic"
     if head.startswith(b"%PDF-"):
@@ -131,8 +146,7 @@ def display_name(raw: str | None, fallback: str = "upload") -> str:
     """
     name = unicodedata.normalize("NFC", raw or "")
     name = re.split(r"[/\\]", name)[-1]
-    name = "".join(" " if ch.isspace() else ch for ch in name
-                   if ch.isspace() or unicodedata.category(ch)[0] != "C")
+    name = "".join(" " if ch.isspace() else ch for ch in name if ch.isspace() or unicodedata.category(ch)[0] != "C")
     name = " ".join(name.split()).strip(" .")
     return name[:200] or fallback
 
@@ -215,13 +229,28 @@ class Upload(UUIDModel):
         base = f"/v1/uploads/{self.id}/download"
         variants = []
         if self.status == "clean":
-            variants = [{"name": "original", "url": base, "content_type": self.content_type, "size": self.size,
-                         "width": self.width, "height": self.height}]
+            variants = [
+                {
+                    "name": "original",
+                    "url": base,
+                    "content_type": self.content_type,
+                    "size": self.size,
+                    "width": self.width,
+                    "height": self.height,
+                }
+            ]
             for name in sorted(self.previews or {}, key=lambda n: int(n[1:])):
                 preview = self.previews[name]
-                variants.append({"name": name, "url": f"{base}?variant={name}", "content_type": "image/webp",
-                                 "size": preview.get("size"), "width": preview.get("width"),
-                                 "height": preview.get("height")})
+                variants.append(
+                    {
+                        "name": name,
+                        "url": f"{base}?variant={name}",
+                        "content_type": "image/webp",
+                        "size": preview.get("size"),
+                        "width": preview.get("width"),
+                        "height": preview.get("height"),
+                    }
+                )
         return {
             "id": str(self.id),
             "purpose": self.purpose,
@@ -239,16 +268,20 @@ class Upload(UUIDModel):
         }
 
     @classmethod
-    def lock(cls, upload_id) -> "Upload | None":
+    def lock(cls, upload_id) -> Upload | None:
         """The row, locked until the caller's transaction ends (``SELECT ... FOR UPDATE``)."""
         return cls.select().where(cls.id == upload_id).for_update().first()
 
     @classmethod
-    def move(cls, upload_id, from_statuses, **values) -> "Upload | None":
+    def move(cls, upload_id, from_statuses, **values) -> Upload | None:
         """Set ``values`` if the upload is in one of ``from_statuses``; the updated row, or None."""
         values.setdefault("updated_at", utcnow())
-        rows = list(cls.update(**values).where((cls.id == upload_id) & cls.status.in_(list(from_statuses)))
-                    .returning(cls).execute())
+        rows = list(
+            cls.update(**values)
+            .where((cls.id == upload_id) & cls.status.in_(list(from_statuses)))
+            .returning(cls)
+            .execute()
+        )
         return rows[0] if rows else None
 
 
@@ -270,8 +303,13 @@ class PropertyMedia(BaseModel):
 
 def new_scan_job(upload: Upload) -> Job:
     """The scan job of ``upload``, created in the caller's transaction (enqueued when that commits)."""
-    job = Job.create(kind=SCAN_KIND, queue=SCAN_QUEUE, owner=upload.owner_id, input={"upload_id": str(upload.id)},
-                     max_attempts=SCAN_MAX_ATTEMPTS)
+    job = Job.create(
+        kind=SCAN_KIND,
+        queue=SCAN_QUEUE,
+        owner=upload.owner_id,
+        input={"upload_id": str(upload.id)},
+        max_attempts=SCAN_MAX_ATTEMPTS,
+    )
     Upload.update(scan_job=job.id).where(Upload.id == upload.id).execute()
     upload.scan_job = job.id
     return job
@@ -327,8 +365,9 @@ def intent_mismatch(upload: Upload, size: int, media_type: str | None, rule: Pur
 
 def reject_intent(upload: Upload, size: int, mismatch: IntentMismatch) -> None:
     """In the caller's transaction: the intent becomes ``rejected`` (its object was deleted already)."""
-    Upload.move(upload.id, ("awaiting_upload",), status="rejected", storage_key=None, size=size,
-                reject_reason=mismatch.reason)
+    Upload.move(
+        upload.id, ("awaiting_upload",), status="rejected", storage_key=None, size=size, reject_reason=mismatch.reason
+    )
 
 
 def queue_intent_scan(upload: Upload, size: int, media_type: str) -> tuple[Upload, Job]:
@@ -345,8 +384,10 @@ def restart_scan(upload: Upload) -> tuple[Upload, Job]:
     """
     if upload.status in ("infected", "rejected", "awaiting_upload") or not upload.storage_key:
         raise UploadStateError(f"An upload that is {upload.status} has no file to scan.", "nothing-to-scan")
-    if upload.scan_job and Job.select().where((Job.id == upload.scan_job)
-                                              & Job.status.in_(["queued", "running"])).exists():
+    if (
+        upload.scan_job
+        and Job.select().where((Job.id == upload.scan_job) & Job.status.in_(["queued", "running"])).exists()
+    ):
         raise UploadStateError("A scan of this upload is under way.", "scan-under-way")
     moved = Upload.move(upload.id, _RESCANNABLE, status="pending_scan")
     if moved is None:
@@ -354,8 +395,32 @@ def restart_scan(upload: Upload) -> tuple[Upload, Job]:
     return moved, new_scan_job(moved)
 
 
-__all__ = ["Upload", "new_scan_job", "PropertyMedia", "PurposeRule", "purpose_rules", "detect_media_type", "display_name",
-           "storage_stem", "quarantine_key", "incoming_key", "STATUSES", "PURPOSES", "IMAGE_TYPES", "MEDIA_TYPES", "VARIANTS",
-           "PREVIEW_WIDTHS", "SNIFF_BYTES", "UploadStateError", "IntentExpired", "IntentMismatch", "unsupported_reason",
-           "lock_intent", "lock_awaiting_intent", "intent_mismatch", "reject_intent", "queue_intent_scan",
-           "restart_scan"]
+__all__ = [
+    "IMAGE_TYPES",
+    "MEDIA_TYPES",
+    "PREVIEW_WIDTHS",
+    "PURPOSES",
+    "SNIFF_BYTES",
+    "STATUSES",
+    "VARIANTS",
+    "IntentExpired",
+    "IntentMismatch",
+    "PropertyMedia",
+    "PurposeRule",
+    "Upload",
+    "UploadStateError",
+    "detect_media_type",
+    "display_name",
+    "incoming_key",
+    "intent_mismatch",
+    "lock_awaiting_intent",
+    "lock_intent",
+    "new_scan_job",
+    "purpose_rules",
+    "quarantine_key",
+    "queue_intent_scan",
+    "reject_intent",
+    "restart_scan",
+    "storage_stem",
+    "unsupported_reason",
+]

@@ -6,6 +6,7 @@ machines are Debian), the way ``ops/clamd.py`` installs clamd. ``element_text()`
 loads a page and waits, over the DevTools protocol, until its scripts have
 written their result into an element.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,9 +24,18 @@ from ops.debian import InstallError, apt_install
 
 # The flags a sandbox-less, offline test machine needs: no GPU, no QUIC, no
 # background traffic to Google, no first-run UI.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--no-proxy-server")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--no-proxy-server",
+)
 
 
 class ChromiumError(Exception):
@@ -62,18 +72,32 @@ def element_text(binary: str, url: str, element_id: str, *, pending: str = "", t
     from websockets.sync.client import connect
 
     with tempfile.TemporaryDirectory(prefix="hearth-chromium-", ignore_cleanup_errors=True) as profile:
-        argv = [binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                "--remote-allow-origins=*", url]
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, start_new_session=True)
+        argv = [
+            binary,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "--remote-allow-origins=*",
+            url,
+        ]
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         try:
             page = _page_socket(process, os.path.join(profile, "DevToolsActivePort"), deadline)
-            expression = (f"(document.getElementById({json.dumps(element_id)}) || {{}}).textContent || ''")
+            expression = f"(document.getElementById({json.dumps(element_id)}) || {{}}).textContent || ''"
             with connect(page, open_timeout=10, max_size=None) as devtools:
                 for number in itertools.count(1):
-                    devtools.send(json.dumps({"id": number, "method": "Runtime.evaluate",
-                                              "params": {"expression": expression, "returnByValue": True}}))
+                    devtools.send(
+                        json.dumps(
+                            {
+                                "id": number,
+                                "method": "Runtime.evaluate",
+                                "params": {"expression": expression, "returnByValue": True},
+                            }
+                        )
+                    )
                     answer = _answer(devtools, number, deadline)
                     text = answer.get("result", {}).get("result", {}).get("value", "")
                     if text and text != pending:
@@ -94,8 +118,9 @@ def _page_socket(process: subprocess.Popen, port_file: str, deadline: float) -> 
     """The DevTools websocket of the first page, once Chromium has opened it."""
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ChromiumError(f"chromium exited with {process.returncode}: "
-                                f"{process.stderr.read().decode(errors='replace')[-2000:]}")
+            raise ChromiumError(
+                f"chromium exited with {process.returncode}: {process.stderr.read().decode(errors='replace')[-2000:]}"
+            )
         try:
             port = int(open(port_file).readline().strip())
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as listing:

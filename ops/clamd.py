@@ -18,6 +18,7 @@ project's machines are Debian).
 
     python -m ops.clamd [--home DIR]    # run one in the foreground (Ctrl-C stops it)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,8 @@ def eicar_bytes() -> bytes:
 
 def clamd_binary() -> str | None:
     return shutil.which("clamd") or next(
-        (str(p) for p in (pathlib.Path("/usr/sbin/clamd"), pathlib.Path("/usr/local/sbin/clamd")) if p.exists()),
-        None)
+        (str(p) for p in (pathlib.Path("/usr/sbin/clamd"), pathlib.Path("/usr/local/sbin/clamd")) if p.exists()), None
+    )
 
 
 def ensure_installed(log=print) -> str:
@@ -88,25 +89,29 @@ def write_config(home: pathlib.Path, stream_max: str = STREAM_MAX) -> pathlib.Pa
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     write_database(home / "db")
     conf = home / "clamd.conf"
-    conf.write_text("\n".join([
-        f"DatabaseDirectory {home / 'db'}",
-        f"LocalSocket {home / 'clamd.sock'}",
-        "LocalSocketMode 660",
-        "FixStaleSocket yes",
-        "Foreground yes",
-        f"PidFile {home / 'clamd.pid'}",
-        f"LogFile {home / 'clamd.log'}",
-        f"TemporaryDirectory {home / 'tmp'}",
-        # Debian's default stream cap is 25 MB, below the document cap.
-        f"StreamMaxLength {stream_max}",
-        f"MaxFileSize {stream_max}",
-        f"MaxScanSize {stream_max}",
-        "MaxThreads 4",
-        "ReadTimeout 30",
-        "CommandReadTimeout 30",
-        "SelfCheck 0",
-        "",
-    ]))
+    conf.write_text(
+        "\n".join(
+            [
+                f"DatabaseDirectory {home / 'db'}",
+                f"LocalSocket {home / 'clamd.sock'}",
+                "LocalSocketMode 660",
+                "FixStaleSocket yes",
+                "Foreground yes",
+                f"PidFile {home / 'clamd.pid'}",
+                f"LogFile {home / 'clamd.log'}",
+                f"TemporaryDirectory {home / 'tmp'}",
+                # Debian's default stream cap is 25 MB, below the document cap.
+                f"StreamMaxLength {stream_max}",
+                f"MaxFileSize {stream_max}",
+                f"MaxScanSize {stream_max}",
+                "MaxThreads 4",
+                "ReadTimeout 30",
+                "CommandReadTimeout 30",
+                "SelfCheck 0",
+                "",
+            ]
+        )
+    )
     return conf
 
 
@@ -138,12 +143,17 @@ class ClamdServer:
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 
-    def start(self, timeout: float = START_TIMEOUT) -> "ClamdServer":
+    def start(self, timeout: float = START_TIMEOUT) -> ClamdServer:
         conf = write_config(self.home, self.stream_max)
         log = open(self.home / "clamd.out", "ab")
         # Its own session: a Ctrl-C in the terminal reaches the test runner, which stops it.
-        self.process = subprocess.Popen([self.binary, "--config-file", str(conf)], stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [self.binary, "--config-file", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -191,8 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     from settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m ops.clamd", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=pathlib.Path, default=None,
-                        help="where its files live (default: <var_dir>/clamd, the development CLAMD_URL)")
+    parser.add_argument(
+        "--home",
+        type=pathlib.Path,
+        default=None,
+        help="where its files live (default: <var_dir>/clamd, the development CLAMD_URL)",
+    )
     args = parser.parse_args(argv)
     home = args.home or pathlib.Path(Settings.from_env().var_dir) / "clamd"
     # clamd runs in a session of its own, so no signal sent to us reaches it: whatever

@@ -13,6 +13,7 @@ servers of the ``hearth run`` running on the same ``var/`` (it records them in
 settings, unreachable database, invalid input) print one message on stderr and
 exit 1; a traceback always means a bug.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     down = db_commands.add_parser("downgrade", help="revert the newest migration, or back through TARGET")
     down.add_argument("target", nargs="?", help="revert every applied migration back through this one")
     down.set_defaults(handler=db_downgrade)
-    db_commands.add_parser("status", help="list migrations and when they were applied").set_defaults(
-        handler=db_status)
+    db_commands.add_parser("status", help="list migrations and when they were applied").set_defaults(handler=db_status)
     new = db_commands.add_parser("new", help="write a numbered skeleton migration")
     new.add_argument("name", help="what the migration does, e.g. 'listing photos'")
     new.set_defaults(handler=db_new)
@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     admin = users_commands.add_parser("create-admin", help="create an administrator (email verified)")
     admin.add_argument("--email", required=True)
     admin.add_argument("--full-name", required=True)
-    admin.add_argument("--password-stdin", action="store_true",
-                       help="read the password from standard input instead of prompting")
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input instead of prompting"
+    )
     admin.set_defaults(handler=users_create_admin)
 
     demo_parser = commands.add_parser("demo", help="demo data")
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- db
 
+
 @contextlib.contextmanager
 def _database(settings: Settings):
     """Bind the model database proxy to the configured (or embedded) database for one command."""
@@ -128,11 +130,13 @@ def _database(settings: Settings):
 
 def _connection_errors() -> tuple[type[Exception], ...]:
     from peewee import InterfaceError, OperationalError
+
     return (OperationalError, InterfaceError)
 
 
 def _migration_error():
     from playhouse.migrations import MigrationError
+
     return MigrationError
 
 
@@ -186,6 +190,7 @@ def db_new(args) -> int:
 
 # --------------------------------------------------------------------------- users
 
+
 def users_create_admin(args) -> int:
     from peewee import IntegrityError
 
@@ -219,11 +224,22 @@ def users_create_admin(args) -> int:
         try:
             with db.atomic():
                 now = utcnow()
-                user = User.create(email=email, full_name=full_name, role="admin",
-                                   password_hash=hash_password(password), email_verified_at=now,
-                                   created_at=now, updated_at=now)
-                AuditEntry.record(actor_id=None, action="user.create_admin", target_type="user",
-                                  target_id=user.id, after={"email": email, "role": "admin", "via": "cli"})
+                user = User.create(
+                    email=email,
+                    full_name=full_name,
+                    role="admin",
+                    password_hash=hash_password(password),
+                    email_verified_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+                AuditEntry.record(
+                    actor_id=None,
+                    action="user.create_admin",
+                    target_type="user",
+                    target_id=user.id,
+                    after={"email": email, "role": "admin", "via": "cli"},
+                )
         except IntegrityError:
             raise CommandError(f"a user with email {email} already exists") from None
     print(f"created admin {email} (id {user.id})")
@@ -243,6 +259,7 @@ def _read_password(from_stdin: bool) -> str:
 
 
 # --------------------------------------------------------------------------- demo
+
 
 def demo_seed(args) -> int:
     from models import migrate
@@ -267,6 +284,7 @@ def demo_seed(args) -> int:
 
 # --------------------------------------------------------------------------- run, keys
 
+
 def run_all(args) -> int:
     from ops import supervisor
 
@@ -287,6 +305,7 @@ def keys_generate(args) -> int:
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

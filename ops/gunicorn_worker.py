@@ -7,6 +7,7 @@ worker writes that refusal in the same shape, with a request id like any answer.
 Other malformed HTTP (no request line, bad headers) keeps gunicorn's own answer:
 no HTTP client sends it.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -25,12 +26,19 @@ MAX_REQUEST_LINE = 8190
 def uri_too_long(limit: int) -> bytes:
     """The whole HTTP response for a request line over ``limit`` bytes."""
     request_id = uuid.uuid4().hex
-    body = msgspec.json.encode({
-        "type": PROBLEM_TYPE_BASE + "uri-too-long", "title": "URI too long", "status": 414,
-        "detail": f"The request line (method, path and query string) is limited to {limit} bytes.",
-        "request_id": request_id})
-    head = ("HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
-            f"Content-Length: {len(body)}\r\nX-Request-ID: {request_id}\r\n\r\n")
+    body = msgspec.json.encode(
+        {
+            "type": PROBLEM_TYPE_BASE + "uri-too-long",
+            "title": "URI too long",
+            "status": 414,
+            "detail": f"The request line (method, path and query string) is limited to {limit} bytes.",
+            "request_id": request_id,
+        }
+    )
+    head = (
+        "HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-ID: {request_id}\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 

@@ -24,6 +24,7 @@ account SID in the path. The control API, for tests:
 ``python -m ops.provider_stub --port 8025`` runs it by hand (``ops.testrun``
 starts one for the test run and exports ``TEST_PROVIDERS_URL``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,7 +78,7 @@ class Recorder:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    return datetime.datetime.now(datetime.UTC).isoformat()
 
 
 def _sendgrid_error(status: int) -> dict:
@@ -86,21 +87,39 @@ def _sendgrid_error(status: int) -> dict:
 
 def _twilio_error(status: int) -> dict:
     code = 21211 if status == 400 else 20000 + status
-    return {"code": code, "message": f"scripted error {status}",
-            "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    return {
+        "code": code,
+        "message": f"scripted error {status}",
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
 
 
 def _twilio_message(sid: str, form: dict) -> dict:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    now = datetime.datetime.now(datetime.UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
     message_sid = "SM" + uuid.uuid4().hex
     body = form.get("Body", "")
     return {
-        "sid": message_sid, "account_sid": sid, "messaging_service_sid": form.get("MessagingServiceSid"),
-        "to": form.get("To"), "from": form.get("From"), "body": body, "status": "queued",
-        "num_segments": str(max(1, -(-len(body) // 153))), "num_media": "0", "direction": "outbound-api",
-        "api_version": "2010-04-01", "price": None, "price_unit": "USD", "error_code": None, "error_message": None,
-        "date_created": now, "date_updated": now, "date_sent": None,
-        "uri": f"/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json", "subresource_uris": {},
+        "sid": message_sid,
+        "account_sid": sid,
+        "messaging_service_sid": form.get("MessagingServiceSid"),
+        "to": form.get("To"),
+        "from": form.get("From"),
+        "body": body,
+        "status": "queued",
+        "num_segments": str(max(1, -(-len(body) // 153))),
+        "num_media": "0",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "price": None,
+        "price_unit": "USD",
+        "error_code": None,
+        "error_message": None,
+        "date_created": now,
+        "date_updated": now,
+        "date_sent": None,
+        "uri": f"/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json",
+        "subresource_uris": {},
     }
 
 
@@ -109,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     recorder: Recorder  # set on the class built by make_server
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+    def log_message(self, format, *args):
         pass
 
     # --- plumbing ---------------------------------------------------------------------
@@ -177,9 +196,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _provider(self, provider: str, url, raw: bytes) -> None:
         text = raw.decode("utf-8", errors="replace")
-        entry = {"method": self.command, "path": url.path, "query": dict(parse_qsl(url.query)),
-                 "headers": dict(self.headers.items()), "body": text, "json": None, "form": None,
-                 "status": None, "at": _now()}
+        entry = {
+            "method": self.command,
+            "path": url.path,
+            "query": dict(parse_qsl(url.query)),
+            "headers": dict(self.headers.items()),
+            "body": text,
+            "json": None,
+            "form": None,
+            "status": None,
+            "at": _now(),
+        }
         content_type = self.headers.get("Content-Type", "")
         if "json" in content_type:
             try:
@@ -190,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
             entry["form"] = dict(parse_qsl(text, keep_blank_values=True))
         if provider == "sendgrid":
             auth = self.headers.get("Authorization", "")
-            ns = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+            ns = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         else:
             ns = _TWILIO_MESSAGES.match(url.path).group(1)
         scripted = self.recorder.record(ns or "-", entry)

@@ -3,6 +3,7 @@
 Shared by the command (``ops/cli.py``) and ``hearth run``'s supervisor
 (``ops/supervisor.py``), which the command starts.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit

@@ -5,6 +5,7 @@ the calling process on a free ``127.0.0.1`` port; other processes (pytest, worke
 gunicorn) reach it at ``endpoint``. It lives as long as that process, or until
 ``stop()``. Its data lives in memory: stopping it forgets every bucket.
 """
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ writes their URLs with its pid to ``<var_dir>/stack.json`` (mode 0600: URLs may
 carry passwords) and removes the file when it stops. A record whose process is
 gone is ignored, so a crashed stack never misdirects a later command.
 """
+
 from __future__ import annotations
 
 import contextlib

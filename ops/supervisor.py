@@ -10,6 +10,7 @@ again after a delay that doubles with each quick death (1 s up to 30 s), and
 the output says so. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL
 after a grace period) and then the embedded servers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,8 +76,15 @@ class Child:
 class Supervisor:
     """Starts, watches and stops the child processes; one instance per ``hearth run``."""
 
-    def __init__(self, processes: dict[str, str], env: dict[str, str], *, cwd: pathlib.Path = ROOT,
-                 out=None, grace: float = GRACE_SECONDS):
+    def __init__(
+        self,
+        processes: dict[str, str],
+        env: dict[str, str],
+        *,
+        cwd: pathlib.Path = ROOT,
+        out=None,
+        grace: float = GRACE_SECONDS,
+    ):
         self.processes = processes
         self.env = env
         self.cwd = cwd
@@ -114,11 +122,17 @@ class Supervisor:
         # Own session: a terminal Ctrl-C reaches the supervisor only, which then
         # stops the children in order; the whole group can be killed at the end.
         process = subprocess.Popen(
-            ["/bin/sh", "-c", command], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            ["/bin/sh", "-c", command],
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        reader = threading.Thread(target=self._pump, args=(name, process.stdout, colour),
-                                  name=f"output-{name}", daemon=True)
+        reader = threading.Thread(
+            target=self._pump, args=(name, process.stdout, colour), name=f"output-{name}", daemon=True
+        )
         reader.start()
         self.say("hearth", f"started {name} (pid {process.pid}): {command}")
         return Child(name, command, colour, process, reader)
@@ -137,8 +151,11 @@ class Supervisor:
                 deaths = 1 if now - child.started_at >= STABLE_AFTER else child.deaths + 1
                 delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (deaths - 1))
                 child.deaths, child.restart_at = deaths, now + delay
-                self.say("hearth", f"{child.name} exited with code {code}; restarting it in {delay:.0f} s"
-                                   + (f" ({deaths} exits in a row)" if deaths > 1 else ""))
+                self.say(
+                    "hearth",
+                    f"{child.name} exited with code {code}; restarting it in {delay:.0f} s"
+                    + (f" ({deaths} exits in a row)" if deaths > 1 else ""),
+                )
             elif now >= child.restart_at:
                 child.reader.join(timeout=2)
                 fresh = self._spawn(child.name, child.command, child.colour)
@@ -160,8 +177,7 @@ class Supervisor:
                     del waiting[name]
             time.sleep(0.2)
         if waiting:
-            self.say("hearth", "still not listening after "
-                     f"{timeout:.0f} s: {', '.join(sorted(waiting))}")
+            self.say("hearth", f"still not listening after {timeout:.0f} s: {', '.join(sorted(waiting))}")
         return not waiting
 
     def watch(self) -> None:
@@ -240,14 +256,18 @@ def banner(settings: Settings, names, urls: dict[str, str], embedded: set[str]) 
         lines.append(f"  Relay     ws://{host}:{port}/v1/realtime")
     if "flower" in names:
         host, port = _address(settings.flower_bind)
-        password = (f"password {DEVELOPMENT_FLOWER_PASSWORD} (development default)"
-                    if settings.flower_password == DEVELOPMENT_FLOWER_PASSWORD else "password from FLOWER_PASSWORD")
+        password = (
+            f"password {DEVELOPMENT_FLOWER_PASSWORD} (development default)"
+            if settings.flower_password == DEVELOPMENT_FLOWER_PASSWORD
+            else "password from FLOWER_PASSWORD"
+        )
         lines.append(f"  Flower    http://{host}:{port}  (user {settings.flower_user}, {password})")
     lines.append(f"  Postgres  {redact(urls['DATABASE_URL'])}" + ("  (embedded)" if "postgres" in embedded else ""))
     lines.append(f"  Redis     {redact(urls['REDIS_URL'])}" + ("  (embedded)" if "redis" in embedded else ""))
     if urls.get("CLAMD_URL"):
-        lines.append(f"  clamd     {urls['CLAMD_URL']}" + ("  (development, test signature only)"
-                                                           if "clamd" in embedded else ""))
+        lines.append(
+            f"  clamd     {urls['CLAMD_URL']}" + ("  (development, test signature only)" if "clamd" in embedded else "")
+        )
     else:
         lines.append("  clamd     NOT RUNNING: uploads stay pending_scan until a scanner answers (CLAMD_URL)")
     lines.append("Press Ctrl-C to stop.")
@@ -262,17 +282,25 @@ def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> i
 
     processes = {name: cmd for name, cmd in read_procfile(procfile).items() if name != "release"}
     supervisor = Supervisor(processes, {}, out=out)
-    previous = {sig: signal.signal(sig, lambda *_: supervisor.stop_requested.set())
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {
+        sig: signal.signal(sig, lambda *_: supervisor.stop_requested.set())
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     try:
-        urls = {"DATABASE_URL": devservices.ensure_database(settings),
-                "REDIS_URL": devservices.ensure_redis(settings)}
+        urls = {"DATABASE_URL": devservices.ensure_database(settings), "REDIS_URL": devservices.ensure_redis(settings)}
         try:
             urls["CLAMD_URL"] = devservices.ensure_clamd(settings, log=lambda text: supervisor.say("hearth", text))
         except devservices.ServiceError as exc:
             supervisor.say("hearth", f"WARNING: {exc}; uploads stay pending_scan until a scanner answers")
-        embedded = {name for name, url in (("postgres", settings.database_url), ("redis", settings.redis_url),
-                                           ("clamd", settings.clamd_url)) if not url}
+        embedded = {
+            name
+            for name, url in (
+                ("postgres", settings.database_url),
+                ("redis", settings.redis_url),
+                ("clamd", settings.clamd_url),
+            )
+            if not url
+        }
         database = make_database(urls["DATABASE_URL"], max_connections=1)
         try:
             applied = migrate.upgrade(database)
@@ -286,8 +314,7 @@ def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> i
         stack_record.record_stack(settings, urls)
         supervisor.env = child_environment(settings, urls)
         supervisor.start()
-        listeners = {name: _address(getattr(settings, LISTENERS[name]))
-                     for name in processes if name in LISTENERS}
+        listeners = {name: _address(getattr(settings, LISTENERS[name])) for name in processes if name in LISTENERS}
         if supervisor.wait_until_listening(listeners, READY_TIMEOUT):
             for line in banner(settings, processes, urls, embedded):
                 supervisor.say("hearth", line)

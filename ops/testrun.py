@@ -20,6 +20,7 @@ Embedded servers keep their files in ``<var_dir>/test``, apart from the
 development data. ``python -m ops.testrun [pytest args]`` exits with pytest's
 status; 5 (no tests collected) is a failure like any other non-zero status.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +29,7 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from settings import ROOT, Settings, SettingsError
 
@@ -126,6 +127,7 @@ def chromium(ctx: Context) -> dict[str, str]:
 
 def _service_error(message: str) -> Exception:
     from ops.devservices import ServiceError
+
     return ServiceError(message)
 
 

@@ -8,13 +8,14 @@ released the moment the socket authenticates or ends. Authenticated sockets
 are not counted here: each is bound to a live session, and its own limits
 (send queue, channels, idle timeout) apply.
 """
+
 from __future__ import annotations
 
 
 class Ticket:
-    __slots__ = ("admission", "address", "released")
+    __slots__ = ("address", "admission", "released")
 
-    def __init__(self, admission: "Admission", address: str):
+    def __init__(self, admission: Admission, address: str):
         self.admission = admission
         self.address = address
         self.released = False

@@ -9,6 +9,7 @@ out to the local connections; ``relay.connection`` runs each connection.
 ``create_relay(settings, **collaborators)`` builds the app; ``app`` (built from
 the environment on first access) is what uvicorn imports.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,8 +75,9 @@ class Realtime:
             await ws.close()  # before accept: the handshake is refused with 403
             return
         relay = self.relay
-        address = address_bucket(client_address(req.remote_addr, req.get_header("X-Forwarded-For"),
-                                                relay.settings.trusted_proxies))
+        address = address_bucket(
+            client_address(req.remote_addr, req.get_header("X-Forwarded-For"), relay.settings.trusted_proxies)
+        )
         ticket = relay.admission.admit(address)
         if ticket is None:
             relay.admission.refused += 1
@@ -83,8 +85,7 @@ class Realtime:
             await ws.accept()
             await ws.close(proto.TRY_AGAIN_LATER, relay.admission.refusal(address))
             return
-        conn = Connection(ws, hub=relay.hub, auth=relay.auth, options=relay.settings, clock=relay.clock,
-                          ticket=ticket)
+        conn = Connection(ws, hub=relay.hub, auth=relay.auth, options=relay.settings, clock=relay.clock, ticket=ticket)
         relay.connections.add(conn)
         try:
             await conn.run(req)
@@ -101,9 +102,12 @@ class Health:
         connected = self.relay.hub.connected.is_set()
         resp.status = falcon.HTTP_200 if connected else falcon.HTTP_503
         admission = self.relay.admission
-        resp.media = {"status": "ok" if connected else "redis unavailable",
-                      "connections": len(self.relay.connections),
-                      "unauthenticated": admission.count, "refused_unauthenticated": admission.refused}
+        resp.media = {
+            "status": "ok" if connected else "redis unavailable",
+            "connections": len(self.relay.connections),
+            "unauthenticated": admission.count,
+            "refused_unauthenticated": admission.refused,
+        }
 
 
 class _Lifecycle:
@@ -117,12 +121,21 @@ class _Lifecycle:
         await self.relay.stop()
 
 
-def build_relay(settings: Settings, *, redis=None, blocking=None, clock=time.time, keys=None,
-                hub_grace: float = 30.0) -> Relay:
-    aredis = redis or aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=5))
-    tokens = TokenIssuer(keys or KeyRing.from_settings(settings), issuer=settings.jwt_issuer,
-                         audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock)
+def build_relay(
+    settings: Settings, *, redis=None, blocking=None, clock=time.time, keys=None, hub_grace: float = 30.0
+) -> Relay:
+    aredis = redis or aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=5
+        )
+    )
+    tokens = TokenIssuer(
+        keys or KeyRing.from_settings(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.access_token_ttl,
+        clock=clock,
+    )
     sync_redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     sessions = SessionCache(sync_redis, settings.redis_prefix, ttl=settings.access_token_ttl)
     auth = RelayAuth(tokens, aredis, sessions, **({"blocking": blocking} if blocking else {}))
@@ -131,8 +144,9 @@ def build_relay(settings: Settings, *, redis=None, blocking=None, clock=time.tim
     return Relay(settings=settings, hub=hub, auth=auth, clock=clock, connections=set(), admission=admission)
 
 
-def create_relay(settings: Settings, *, relay: Relay | None = None, init_db: bool = True,
-                 **collaborators) -> falcon.asgi.App:
+def create_relay(
+    settings: Settings, *, relay: Relay | None = None, init_db: bool = True, **collaborators
+) -> falcon.asgi.App:
     """Build the ASGI app; ``relay``: prebuilt shared state (tests keep a handle on it)."""
     if init_db:
         init_database(settings)
@@ -148,6 +162,7 @@ def __getattr__(name: str):
     # ``uvicorn relay.app:app`` reads this; importing the module for its parts builds nothing.
     if name == "app":
         from services.logging import configure_logging
+
         settings = Settings.from_env()
         configure_logging(settings)
         globals()["app"] = built = create_relay(settings)

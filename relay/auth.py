@@ -6,6 +6,7 @@ reads (``sess:{sid}`` → role, or ``-`` once revoked), rebuilt from PostgreSQL
 on a miss (``models.session_cache``). Which channels an identity may join is
 ``relay.channels``'s rule per channel kind.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,9 @@ class RelayAuth:
         state = await self.session_state(claims.session_id)
         if state == REVOKED:
             raise Close(SESSION_ENDED, "this session has ended; log in again")
-        return Identity(user_id=claims.user_id, role=state.decode(), session_id=claims.session_id,
-                        expires_at=claims.expires_at)
+        return Identity(
+            user_id=claims.user_id, role=state.decode(), session_id=claims.session_id, expires_at=claims.expires_at
+        )
 
     async def session_state(self, session_id: str) -> bytes:
         """The cached role of a live session, or ``REVOKED``; raises ``Close(1013)`` when stores are down."""

@@ -5,6 +5,7 @@ function ``(identity, ident) -> bool`` deciding whether the identity may
 receive the events of ``{kind}:{ident}``. A kind without a rule is refused.
 Rules that read the database run in a thread (``database=True``).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -24,6 +25,7 @@ def channel_rule(kind: str, *, database: bool = False):
     def register(fn):
         CHANNEL_RULES[kind] = (fn, database)
         return fn
+
     return register
 
 
@@ -70,8 +72,11 @@ def _conversation_channel(identity: Identity, ident: str) -> bool:
     if key in _PARTICIPANTS:
         return True
     with connection():
-        member = ConversationParticipant.select().where((ConversationParticipant.conversation == key[0])
-                                                        & (ConversationParticipant.user == key[1])).exists()
+        member = (
+            ConversationParticipant.select()
+            .where((ConversationParticipant.conversation == key[0]) & (ConversationParticipant.user == key[1]))
+            .exists()
+        )
     if member:
         if len(_PARTICIPANTS) >= _PARTICIPANTS_MAX:
             _PARTICIPANTS.clear()

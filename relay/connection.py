@@ -12,12 +12,13 @@ the Redis subscription; the stream is read after the resume point; then held
 live events newer than the last replayed id are released, and from then on
 only events with a larger id than the last one sent go out.
 """
+
 from __future__ import annotations
 
 import asyncio
 import datetime
-import random
 import logging
+import random
 import time
 from collections import deque
 
@@ -35,7 +36,7 @@ log = logging.getLogger("hearth.relay")
 
 
 class ChannelState:
-    __slots__ = ("last_id", "replaying", "pending", "again")
+    __slots__ = ("again", "last_id", "pending", "replaying")
 
     def __init__(self):
         self.last_id: tuple[int, int] = (0, 0)
@@ -199,7 +200,7 @@ class Connection:
             self.close(None)
         except (HubUnavailable, RedisError):
             self.close(proto.TRY_AGAIN_LATER, "event bus unavailable")
-        except Exception:  # noqa: BLE001 - a bug: end this connection, keep the relay
+        except Exception:
             log.exception("relay connection failed")
             self.close(proto.INTERNAL_ERROR)
         finally:
@@ -213,7 +214,7 @@ class Connection:
         await ws.accept(subprotocol=proto.SUBPROTOCOL if proto.SUBPROTOCOL in ws.subprotocols else None)
         try:
             first = await asyncio.wait_for(ws.receive_text(), self.options.relay_auth_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Close(proto.UNAUTHENTICATED, "send the auth message first") from None
         except PayloadTypeError:
             raise Close(proto.PROTOCOL_ERROR, "messages are JSON text") from None
@@ -226,10 +227,16 @@ class Connection:
         self.last_heard = time.monotonic()
         self._spawn(self._send_loop())
         user_channel = f"user:{self.identity.user_id}"
-        self.send({"type": "ready", "user_id": self.identity.user_id, "channel": user_channel,
-                   "expires_at": self.identity.expires_at,
-                   "heartbeat": self.options.relay_heartbeat_interval,
-                   "idle_timeout": self.options.relay_idle_timeout})
+        self.send(
+            {
+                "type": "ready",
+                "user_id": self.identity.user_id,
+                "channel": user_channel,
+                "expires_at": self.identity.expires_at,
+                "heartbeat": self.options.relay_heartbeat_interval,
+                "idle_timeout": self.options.relay_idle_timeout,
+            }
+        )
         await self.join(user_channel, message.last_event_id)
         self._spawn(self._receive_loop())
         self._spawn(self._watchdog())
@@ -266,7 +273,7 @@ class Connection:
             # Redis went away while replaying (e.g. the catch-up after the hub reconnected):
             # the client reconnects with backoff and resumes, as for any outage.
             self.close(proto.TRY_AGAIN_LATER, "event bus unavailable")
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("relay connection task failed")
             self.close(proto.INTERNAL_ERROR)
 
@@ -354,8 +361,7 @@ class Connection:
                 raise Close(proto.IDLE_TIMEOUT)
             if now >= next_beat:
                 next_beat = now + beat
-                self.send({"type": "heartbeat",
-                           "at": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+                self.send({"type": "heartbeat", "at": datetime.datetime.now(datetime.UTC).isoformat()})
                 state = await self.auth.session_state(self.identity.session_id)
                 if state == REVOKED:
                     raise Close(proto.SESSION_ENDED, "this session has ended; log in again")
@@ -366,4 +372,4 @@ class Connection:
             await asyncio.sleep(max(0.02, min(next_beat - now, left, options.relay_idle_timeout - idle)))
 
 
-__all__ = ["Connection", "ChannelState"]
+__all__ = ["ChannelState", "Connection"]

@@ -11,6 +11,7 @@ If the pub/sub connection breaks, the hub reconnects with backoff,
 subscribes again, and asks every connection to catch up on each channel from
 the stream, from the last id it delivered.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ class HubUnavailable(Exception):
 
 
 class _Sub:
-    __slots__ = ("conns", "ready", "idle_since")
+    __slots__ = ("conns", "idle_since", "ready")
 
     def __init__(self, loop):
         self.conns: set = set()
@@ -43,8 +44,7 @@ class _Sub:
 
 
 class Hub:
-    def __init__(self, redis_url: str, prefix: str, redis, *, grace: float = 30.0,
-                 subscribe_timeout: float = 10.0):
+    def __init__(self, redis_url: str, prefix: str, redis, *, grace: float = 30.0, subscribe_timeout: float = 10.0):
         self.redis_url = redis_url
         self.keys = EventKeys(prefix)
         self.redis = redis  # redis.asyncio client for stream reads
@@ -63,11 +63,13 @@ class Hub:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self, wait: float = 5.0) -> None:
-        self._tasks = [asyncio.create_task(self._read_forever(), name="relay-hub-reader"),
-                       asyncio.create_task(self._collect_idle(), name="relay-hub-gc")]
+        self._tasks = [
+            asyncio.create_task(self._read_forever(), name="relay-hub-reader"),
+            asyncio.create_task(self._collect_idle(), name="relay-hub-gc"),
+        ]
         try:
             await asyncio.wait_for(self.connected.wait(), wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("relay started without Redis; retrying in the background")
 
     async def stop(self) -> None:
@@ -88,14 +90,14 @@ class Hub:
                 if self._pubsub is not None and self._subs.get(channel) is sub:
                     try:
                         await self._pubsub.subscribe(self.keys.channel_key(channel))
-                    except Exception:  # noqa: BLE001 - the reader reconnects and subscribes every channel
+                    except Exception:
                         log.warning("subscribe failed; waiting for the reconnect", exc_info=True)
         else:
             sub.conns.add(conn)
             sub.idle_since = None
         try:
             await asyncio.wait_for(asyncio.shield(sub.ready), self.subscribe_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.leave(channel, conn)
             raise HubUnavailable(channel) from None
 
@@ -119,15 +121,20 @@ class Hub:
         """Unsubscribe channels no local connection wanted for the grace period."""
         now = time.monotonic()
         async with self._lock:
-            stale = [channel for channel, sub in self._subs.items()
-                     if not sub.conns and sub.ready.done() and sub.idle_since is not None
-                     and now - sub.idle_since >= self.grace]
+            stale = [
+                channel
+                for channel, sub in self._subs.items()
+                if not sub.conns
+                and sub.ready.done()
+                and sub.idle_since is not None
+                and now - sub.idle_since >= self.grace
+            ]
             for channel in stale:
                 del self._subs[channel]
             if stale and self._pubsub is not None:
                 try:
                     await self._pubsub.unsubscribe(*(self.keys.channel_key(c) for c in stale))
-                except Exception:  # noqa: BLE001 - a reconnect subscribes only wanted channels anyway
+                except Exception:
                     log.warning("unsubscribe failed", exc_info=True)
         return stale
 
@@ -157,9 +164,14 @@ class Hub:
     async def _connect(self) -> None:
         # No retries inside redis-py: a broken connection surfaces here, so the
         # hub knows to catch its connections up after reconnecting.
-        self._client = aioredis.Redis.from_url(self.redis_url, health_check_interval=10, socket_connect_timeout=5,
-                                               socket_keepalive=True, retry=Retry(NoBackoff(), 0),
-                                               client_name=self.client_name)
+        self._client = aioredis.Redis.from_url(
+            self.redis_url,
+            health_check_interval=10,
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+            client_name=self.client_name,
+        )
         pubsub = self._client.pubsub()
         async with self._lock:
             channels = list(self._subs)
@@ -197,7 +209,7 @@ class Hub:
                         self._dispatch(message)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - any failure: reconnect with backoff
+            except Exception:
                 log.warning("relay lost its Redis subscription; reconnecting", exc_info=True)
                 await self._disconnect()
                 await asyncio.sleep(backoff)

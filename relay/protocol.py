@@ -5,6 +5,7 @@ the relay enforces. Client messages are JSON objects told apart by ``type``;
 a message that does not decode into one of them closes the connection with
 ``PROTOCOL_ERROR``.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Union
@@ -16,15 +17,15 @@ MAX_MESSAGE_CHARS = 8192
 
 # Close codes. 1xxx are the standard ones; 4xxx mirror HTTP statuses.
 NORMAL = 1000
-GOING_AWAY = 1001           # the relay is shutting down: reconnect (with backoff) and resume
-INTERNAL_ERROR = 1011       # a bug on our side: reconnect and resume
-SERVICE_RESTART = 1012      # sent by uvicorn on shutdown: reconnect (with backoff) and resume
-TRY_AGAIN_LATER = 1013      # Redis or the database is unreachable: reconnect with backoff
-PROTOCOL_ERROR = 4400       # a message this server does not understand (or a token in the URL)
-UNAUTHENTICATED = 4401      # no valid token in time, or the token expired: refresh it, reconnect, resume
-SESSION_ENDED = 4403        # the session was revoked (logout, password change, ban): log in again
-IDLE_TIMEOUT = 4408         # the client sent nothing for RELAY_IDLE_TIMEOUT seconds
-TOO_SLOW = 4429             # the client did not read fast enough (send queue full): reconnect and resume
+GOING_AWAY = 1001  # the relay is shutting down: reconnect (with backoff) and resume
+INTERNAL_ERROR = 1011  # a bug on our side: reconnect and resume
+SERVICE_RESTART = 1012  # sent by uvicorn on shutdown: reconnect (with backoff) and resume
+TRY_AGAIN_LATER = 1013  # Redis or the database is unreachable: reconnect with backoff
+PROTOCOL_ERROR = 4400  # a message this server does not understand (or a token in the URL)
+UNAUTHENTICATED = 4401  # no valid token in time, or the token expired: refresh it, reconnect, resume
+SESSION_ENDED = 4403  # the session was revoked (logout, password change, ban): log in again
+IDLE_TIMEOUT = 4408  # the client sent nothing for RELAY_IDLE_TIMEOUT seconds
+TOO_SLOW = 4429  # the client did not read fast enough (send queue full): reconnect and resume
 
 CLOSE_REASONS = {
     GOING_AWAY: "server shutting down",
@@ -37,9 +38,13 @@ CLOSE_REASONS = {
     TOO_SLOW: "too slow; reconnect and resume",
 }
 
-EventId = Annotated[str, msgspec.Meta(pattern=r"^(0|[0-9]{1,20}-[0-9]{1,20})$",
-                                      description="The id of the last event seen on the channel; '0' for "
-                                                  "everything the channel still holds")]
+EventId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(0|[0-9]{1,20}-[0-9]{1,20})$",
+        description="The id of the last event seen on the channel; '0' for everything the channel still holds",
+    ),
+]
 Channel = Annotated[str, msgspec.Meta(min_length=3, max_length=80, examples=["job:5b0f..."])]
 
 

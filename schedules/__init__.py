@@ -3,16 +3,13 @@
 ``expires`` drops a tick that was not picked up in time instead of letting
 ticks pile up behind a stopped worker.
 """
+
 from celery.schedules import crontab
 
 beat_schedule = {
     # Recovery of accepted work: jobs of dead workers, jobs the broker never got.
     # Ticks are frequent and cheap (two indexed updates); a missed one is simply dropped.
-    "sweep-jobs": {
-        "task": "tasks.jobs.sweep_jobs",
-        "schedule": 15.0,
-        "options": {"expires": 15},
-    },
+    "sweep-jobs": {"task": "tasks.jobs.sweep_jobs", "schedule": 15.0, "options": {"expires": 15}},
     "purge-finished-jobs": {
         "task": "tasks.jobs.purge_finished_jobs",
         "schedule": crontab(minute=41),
@@ -32,11 +29,7 @@ beat_schedule = {
     },
     # Uploads whose scan job ran out of attempts (clamd was down a long time) get a new one:
     # a quarantined file is scanned eventually, never served unscanned.
-    "rescan-stalled-uploads": {
-        "task": "tasks.uploads.rescan_stalled",
-        "schedule": 300.0,
-        "options": {"expires": 240},
-    },
+    "rescan-stalled-uploads": {"task": "tasks.uploads.rescan_stalled", "schedule": 300.0, "options": {"expires": 240}},
     # Upload intents never completed: the row and whatever was sent go.
     "purge-expired-upload-intents": {
         "task": "tasks.uploads.purge_expired_intents",

@@ -5,6 +5,7 @@ to ``X-Forwarded-For``, the client is the entry that many hops from the right:
 entries further left were written by the client and prove nothing. With no
 trusted proxy the header is ignored and the peer address counts.
 """
+
 from __future__ import annotations
 
 import ipaddress

@@ -9,6 +9,7 @@ reconnects with the last id it saw on a channel is sent exactly what it
 missed. The stream entry and the live message are written by one Lua script:
 they are the same event with the same id, byte for byte.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -73,7 +74,7 @@ def envelope(channel: str, event_id: str, body: str) -> str:
 def envelope_id(message: str) -> str:
     """The id of a published envelope, read without decoding the JSON."""
     # Envelopes always start with {"id":"<id>", (see envelope() and the script).
-    return message[7:message.index('"', 7)]
+    return message[7 : message.index('"', 7)]
 
 
 class EventKeys:
@@ -90,7 +91,7 @@ class EventKeys:
         return self._chan + channel
 
     def channel_of(self, key: str) -> str:
-        return key[len(self._chan):]
+        return key[len(self._chan) :]
 
 
 class EventBus(EventKeys):
@@ -109,11 +110,9 @@ class EventBus(EventKeys):
         Returns its id in ``channel``'s stream.
         """
         channels = [check_channel(channel), *(check_channel(c) for c in also)]
-        body = _encoder.encode({
-            "type": type_,
-            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "data": data,
-        }).decode()
+        body = _encoder.encode(
+            {"type": type_, "at": datetime.datetime.now(datetime.UTC).isoformat(), "data": data}
+        ).decode()
         keys = []
         for name in channels:
             keys += [self.stream_key(name), self.channel_key(name)]
@@ -143,8 +142,11 @@ class EventBus(EventKeys):
             return None
         deleted = 0
         for key in self.redis.scan_iter(match=self.prefix + "stream:*", count=batch):
-            doomed = [eid for eid, fields in self.redis.xrange(key)
-                      if _SIGNED_LINK_IN_JOB_EVENT.search(_text(fields.get(b"e", b"")))]
+            doomed = [
+                eid
+                for eid, fields in self.redis.xrange(key)
+                if _SIGNED_LINK_IN_JOB_EVENT.search(_text(fields.get(b"e", b"")))
+            ]
             if doomed:
                 deleted += self.redis.xdel(key, *doomed)
         self.redis.set(mark, deleted)
@@ -161,5 +163,16 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-__all__ = ["EventBus", "EventKeys", "REDACTED_MARK", "InvalidChannel", "check_channel", "envelope", "envelope_id",
-           "parse_event_id", "format_event_id", "STREAM_MAXLEN", "STREAM_TTL_SECONDS"]
+__all__ = [
+    "REDACTED_MARK",
+    "STREAM_MAXLEN",
+    "STREAM_TTL_SECONDS",
+    "EventBus",
+    "EventKeys",
+    "InvalidChannel",
+    "check_channel",
+    "envelope",
+    "envelope_id",
+    "format_event_id",
+    "parse_event_id",
+]

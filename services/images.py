@@ -12,6 +12,7 @@ calls it before clamd sees the file. An image whose header announces more than
 warning below it are both errors here); a truncated or corrupt one is refused
 when decoding fails. Either raises ``ImageRejected`` with a reason for users.
 """
+
 from __future__ import annotations
 
 import io
@@ -91,6 +92,7 @@ def check_dimensions(header, media_type: str) -> tuple[int, int] | None:
     (width, height), or None when the size is not in those bytes: the decoder's own
     check then still refuses a bomb, only later.
     """
+
     def read_size():
         try:
             with _open(header, media_type) as image:
@@ -108,6 +110,7 @@ def check_dimensions(header, media_type: str) -> tuple[int, int] | None:
 
 def make_previews(stream, media_type: str, widths=PREVIEW_WIDTHS) -> ImageInfo:
     """Decode the image in ``stream`` (of ``media_type``) and build its previews, or raise ``ImageRejected``."""
+
     def decode():
         try:
             with _open(stream, media_type) as image:
@@ -130,9 +133,19 @@ def _preview(image: Image.Image, target: int) -> Preview:
     copy.thumbnail((target, target * 4), Image.Resampling.LANCZOS)  # bound by width; tall images stay readable
     out = io.BytesIO()
     # Only what is passed here is written: no exif, no xmp. The ICC profile keeps colours right.
-    copy.save(out, "WEBP", quality=WEBP_QUALITY, method=4, exif=b"", xmp=b"",
-              icc_profile=image.info.get("icc_profile") or b"")
+    copy.save(
+        out, "WEBP", quality=WEBP_QUALITY, method=4, exif=b"", xmp=b"", icc_profile=image.info.get("icc_profile") or b""
+    )
     return Preview(f"w{target}", out.getvalue(), copy.width, copy.height)
 
 
-__all__ = ["check_dimensions", "HEADER_BYTES", "make_previews", "ImageRejected", "ImageInfo", "Preview", "MAX_IMAGE_PIXELS", "PREVIEW_WIDTHS"]
+__all__ = [
+    "HEADER_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "PREVIEW_WIDTHS",
+    "ImageInfo",
+    "ImageRejected",
+    "Preview",
+    "check_dimensions",
+    "make_previews",
+]

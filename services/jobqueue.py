@@ -9,6 +9,7 @@ transaction that created the job commits (``models.job_submission``); when the
 broker is unreachable the job simply stays ``queued`` and the beat sweep
 enqueues it later.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,7 @@ from celery import Celery
 import celeryconfig
 
 log = logging.getLogger("hearth.jobs")
-BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError,
-                 ConnectionError, OSError)
+BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -47,17 +47,18 @@ class CeleryJobQueue:
         self.celery = celery_app
 
     @classmethod
-    def from_settings(cls, settings) -> "CeleryJobQueue":
+    def from_settings(cls, settings) -> CeleryJobQueue:
         return cls(producer_app(settings))
 
     def submit(self, job, *, countdown: float | None = None) -> bool:
         """Publish the job's task; False (and the job left for the sweep) when the broker is down."""
         try:
-            self.celery.send_task(task_name(job.kind), args=[str(job.id)], countdown=countdown,
-                                  retry=False)
+            self.celery.send_task(task_name(job.kind), args=[str(job.id)], countdown=countdown, retry=False)
         except BROKER_ERRORS as exc:
-            log.warning("broker unavailable; job left queued for the sweep",
-                        extra={"job_id": str(job.id), "error": type(exc).__name__})
+            log.warning(
+                "broker unavailable; job left queued for the sweep",
+                extra={"job_id": str(job.id), "error": type(exc).__name__},
+            )
             return False
         return True
 
@@ -75,9 +76,9 @@ class CeleryJobQueue:
                 for name in queues:
                     pipe.llen(name)
                 return {name for name, waiting in zip(queues, pipe.execute(), strict=True) if waiting}
-        except Exception:  # noqa: BLE001 - without the numbers, enqueue: duplicates are harmless
+        except Exception:
             log.warning("could not read queue lengths", exc_info=True)
             return set()
 
 
-__all__ = ["CeleryJobQueue", "BROKER_ERRORS", "broker_url", "producer_app", "task_name"]
+__all__ = ["BROKER_ERRORS", "CeleryJobQueue", "broker_url", "producer_app", "task_name"]

@@ -1,4 +1,5 @@
 """JSON logs on stderr, one object per line, with whatever ``extra=`` a call passes."""
+
 from __future__ import annotations
 
 import datetime
@@ -14,7 +15,7 @@ _encoder = msgspec.json.Encoder()
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "at": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(),
+            "at": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -28,8 +29,12 @@ class JsonFormatter(logging.Formatter):
             return _encoder.encode(entry).decode("utf-8", "replace")
         except (TypeError, msgspec.EncodeError):
             # Something in ``extra=`` is not JSON: log its repr rather than lose the line.
-            return _encoder.encode({key: value if isinstance(value, (str, int, float, bool, type(None)))
-                                    else repr(value) for key, value in entry.items()}).decode("utf-8", "replace")
+            return _encoder.encode(
+                {
+                    key: value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+                    for key, value in entry.items()
+                }
+            ).decode("utf-8", "replace")
 
 
 class AccessLog:
@@ -51,10 +56,15 @@ class AccessLog:
             return
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        line = _encoder.encode({
-            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "level": "info", "logger": "hearth.access", "event": "request", **fields,
-        })
+        line = _encoder.encode(
+            {
+                "at": datetime.datetime.now(datetime.UTC).isoformat(),
+                "level": "info",
+                "logger": "hearth.access",
+                "event": "request",
+                **fields,
+            }
+        )
         with handler.lock:
             handler.stream.write(line.decode("utf-8", "replace") + "\n")
             handler.stream.flush()

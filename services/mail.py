@@ -10,6 +10,7 @@ provider unreachable) or permanent (4xx); ``uncertain`` when the request may
 have reached the provider before it failed (a read timeout), so sending again
 could deliver twice.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -65,8 +66,9 @@ class Message:
     def __post_init__(self):
         object.__setattr__(self, "to", header_value(self.to))
         object.__setattr__(self, "subject", header_value(self.subject))
-        object.__setattr__(self, "headers", tuple((header_value(name), header_value(value))
-                                                  for name, value in self.headers))
+        object.__setattr__(
+            self, "headers", tuple((header_value(name), header_value(value)) for name, value in self.headers)
+        )
 
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
@@ -80,7 +82,7 @@ def _outbox_stamp() -> str:
     (``ls``, a shell glob and ``tail -1`` all see the newest last); the count orders two messages
     written by one process within the same microsecond.
     """
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return f"{now:%Y%m%dT%H%M%S%f}Z-{next(_SEQUENCE) % 10_000_000:07d}"
 
 
@@ -104,11 +106,16 @@ class OutboxMailer:
             pass
         sent.parent.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{_outbox_stamp()}-{safe_key}.eml"
-        headers = [("From", self.sender), ("To", message.to), ("Subject", message.subject),
-                   # The form email.policy.default gives formatdate(usegmt=True): "+0000", not "GMT".
-                   ("Date", email.utils.format_datetime(datetime.datetime.now(datetime.timezone.utc))),
-                   ("Message-ID", email.utils.make_msgid(domain="hearth.local")),
-                   ("X-Hearth-Idempotency-Key", idempotency_key), *message.headers]
+        headers = [
+            ("From", self.sender),
+            ("To", message.to),
+            ("Subject", message.subject),
+            # The form email.policy.default gives formatdate(usegmt=True): "+0000", not "GMT".
+            ("Date", email.utils.format_datetime(datetime.datetime.now(datetime.UTC))),
+            ("Message-ID", email.utils.make_msgid(domain="hearth.local")),
+            ("X-Hearth-Idempotency-Key", idempotency_key),
+            *message.headers,
+        ]
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(_eml(headers, message.text, message.html))
         os.replace(tmp, path)
@@ -137,9 +144,12 @@ _PRINTABLE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 def _header(name: str, value: str) -> str:
     # Printable ASCII goes as written, up to SMTP's line limit: folding a URL header (List-Unsubscribe)
     # the policy's way would turn it into encoded words, which mail clients do not read there.
-    unchanged = (len(name) + 2 + len(value) <= _SMTP_MAX_LINE and _PRINTABLE.fullmatch(value) is not None
-                 and "=?" not in value  # what reads as an encoded word is decoded by the policy
-                 and (name.lower() not in _ADDRESS_HEADERS or _BARE_ADDRESS.fullmatch(value) is not None))
+    unchanged = (
+        len(name) + 2 + len(value) <= _SMTP_MAX_LINE
+        and _PRINTABLE.fullmatch(value) is not None
+        and "=?" not in value  # what reads as an encoded word is decoded by the policy
+        and (name.lower() not in _ADDRESS_HEADERS or _BARE_ADDRESS.fullmatch(value) is not None)
+    )
     return f"{name}: {value}\n" if unchanged else _POLICY.header_store_parse(name, value)[1].fold(policy=_POLICY)
 
 
@@ -155,10 +165,12 @@ def _eml(headers, text: str, html: str | None) -> bytes:
         return f"{head}{_part_headers('plain', cte)}MIME-Version: 1.0\n\n{body}".encode()
     html_cte, html_body = _transfer_encoded(html)
     boundary = f"==============={random.randrange(sys.maxsize):019d}=="
-    return (f'{head}MIME-Version: 1.0\nContent-Type: multipart/alternative;\n boundary="{boundary}"\n\n'
-            f"--{boundary}\n{_part_headers('plain', cte)}\n{body}"
-            f"\n--{boundary}\n{_part_headers('html', html_cte)}MIME-Version: 1.0\n\n{html_body}"
-            f"\n--{boundary}--\n").encode()
+    return (
+        f'{head}MIME-Version: 1.0\nContent-Type: multipart/alternative;\n boundary="{boundary}"\n\n'
+        f"--{boundary}\n{_part_headers('plain', cte)}\n{body}"
+        f"\n--{boundary}\n{_part_headers('html', html_cte)}MIME-Version: 1.0\n\n{html_body}"
+        f"\n--{boundary}--\n"
+    ).encode()
 
 
 def _transfer_encoded(text: str) -> tuple[str, str]:
@@ -174,6 +186,7 @@ def _transfer_encoded(text: str) -> tuple[str, str]:
 class SendGridMailer:
     def __init__(self, api_key: str, sender: str, api_url: str = "https://api.sendgrid.com", timeout: float = 10):
         from sendgrid import SendGridAPIClient
+
         self.client = SendGridAPIClient(api_key=api_key, host=api_url)
         self.client.client.timeout = timeout
         self.sender = sender
@@ -181,8 +194,14 @@ class SendGridMailer:
     def send(self, message: Message, *, idempotency_key: str) -> str:
         from python_http_client.exceptions import HTTPError
         from sendgrid.helpers.mail import CustomArg, Header, Mail
-        mail = Mail(from_email=self.sender, to_emails=message.to, subject=message.subject,
-                    plain_text_content=message.text, html_content=message.html)
+
+        mail = Mail(
+            from_email=self.sender,
+            to_emails=message.to,
+            subject=message.subject,
+            plain_text_content=message.text,
+            html_content=message.html,
+        )
         mail.custom_arg = CustomArg("hearth_key", idempotency_key)
         for name, value in message.headers:
             mail.header = Header(name, value)
@@ -190,9 +209,10 @@ class SendGridMailer:
             response = self.client.send(mail)
         except HTTPError as exc:
             status = getattr(exc, "status_code", 0)
-            raise MailError(f"SendGrid answered {status}", transient=status == 429 or status >= 500,
-                            status=status) from None
-        except (TimeoutError, socket.timeout) as exc:
+            raise MailError(
+                f"SendGrid answered {status}", transient=status == 429 or status >= 500, status=status
+            ) from None
+        except TimeoutError as exc:
             raise MailError(f"SendGrid did not answer in time: {exc}", transient=True, uncertain=True) from None
         except OSError as exc:
             uncertain = isinstance(getattr(exc, "reason", None), (TimeoutError, socket.timeout))

@@ -12,6 +12,7 @@ Links into the product are built from ``notification.data``:
 ``conversation_id`` → ``/conversations/{id}``, ``property_id`` →
 ``/properties/{id}``, otherwise the notification list ``/notifications``.
 """
+
 from __future__ import annotations
 
 import html
@@ -37,12 +38,15 @@ class TypeTemplate:
 
 
 TEMPLATES: dict[str, TypeTemplate] = {
-    "message.received": TypeTemplate("new messages", "You have a new message on Hearth.", "Read and reply",
-                                     "conversation_id"),
-    "saved_search.new_match": TypeTemplate("saved search matches", "A new listing matches one of your saved searches.",
-                                           "View the listing", "property_id"),
-    "saved_search.price_drop": TypeTemplate("price drops", "A listing that matches your saved search is now cheaper.",
-                                            "View the listing", "property_id"),
+    "message.received": TypeTemplate(
+        "new messages", "You have a new message on Hearth.", "Read and reply", "conversation_id"
+    ),
+    "saved_search.new_match": TypeTemplate(
+        "saved search matches", "A new listing matches one of your saved searches.", "View the listing", "property_id"
+    ),
+    "saved_search.price_drop": TypeTemplate(
+        "price drops", "A listing that matches your saved search is now cheaper.", "View the listing", "property_id"
+    ),
 }
 _GENERIC = TypeTemplate("notifications", "There is news for you on Hearth.", "Open Hearth", None)
 _LINK_PATHS = {"conversation_id": "/conversations/", "property_id": "/properties/"}
@@ -84,15 +88,19 @@ def _html_text(text: str) -> str:
 
 
 def _footer_text(reason: str, page: str, settings) -> str:
-    return (f"\n--\nYou receive this email because {reason} are turned on in your Hearth notification settings:\n"
-            f"{_base(settings)}/settings/notifications\nUnsubscribe from these emails: {page}\n")
+    return (
+        f"\n--\nYou receive this email because {reason} are turned on in your Hearth notification settings:\n"
+        f"{_base(settings)}/settings/notifications\nUnsubscribe from these emails: {page}\n"
+    )
 
 
 def _footer_html(reason: str, page: str, settings) -> str:
     settings_link = html.escape(f"{_base(settings)}/settings/notifications", quote=True)
-    return (f'<hr><p style="color:#666;font-size:12px">You receive this email because {html.escape(reason)} are '
-            f'turned on in your <a href="{settings_link}">Hearth notification settings</a>. '
-            f'<a href="{html.escape(page, quote=True)}">Unsubscribe from these emails</a>.</p>')
+    return (
+        f'<hr><p style="color:#666;font-size:12px">You receive this email because {html.escape(reason)} are '
+        f'turned on in your <a href="{settings_link}">Hearth notification settings</a>. '
+        f'<a href="{html.escape(page, quote=True)}">Unsubscribe from these emails</a>.</p>'
+    )
 
 
 def notification_email(notification, *, to: str, settings) -> Message:
@@ -102,12 +110,18 @@ def notification_email(notification, *, to: str, settings) -> Message:
     link = notification_link(notification, settings)
     page, one_click = unsubscribe_links(settings, notification.user_id, notification.type)
     body = (notification.body or "").strip()
-    text = (f"{template.intro}\n\n{title}\n\n" + (f"{body}\n\n" if body else "")
-            + f"{template.action}: {link}\n" + _footer_text(template.label, page, settings))
-    html_part = (f"<p>{html.escape(template.intro)}</p><h2>{html.escape(title)}</h2>"
-                 + (f"<p>{_html_text(body)}</p>" if body else "")
-                 + f'<p><a href="{html.escape(link, quote=True)}">{html.escape(template.action)}</a></p>'
-                 + _footer_html(template.label, page, settings))
+    text = (
+        f"{template.intro}\n\n{title}\n\n"
+        + (f"{body}\n\n" if body else "")
+        + f"{template.action}: {link}\n"
+        + _footer_text(template.label, page, settings)
+    )
+    html_part = (
+        f"<p>{html.escape(template.intro)}</p><h2>{html.escape(title)}</h2>"
+        + (f"<p>{_html_text(body)}</p>" if body else "")
+        + f'<p><a href="{html.escape(link, quote=True)}">{html.escape(template.action)}</a></p>'
+        + _footer_html(template.label, page, settings)
+    )
     return Message(to=to, subject=title, text=text, html=html_part, headers=_unsubscribe_headers(one_click))
 
 
@@ -117,13 +131,13 @@ def notification_sms(notification, *, settings) -> str:
     title = _one_line(notification.title)
     room = SMS_MAX_CHARS - len("Hearth:  ") - len(link)
     if len(title) > room:
-        title = title[:max(0, room - 1)].rstrip() + "…"
+        title = title[: max(0, room - 1)].rstrip() + "…"
     return f"Hearth: {title} {link}"[:SMS_MAX_CHARS]
 
 
 def _excerpt(text: str) -> str:
     line = _one_line((text or "").strip().split("\n", 1)[0])
-    return line if len(line) <= DIGEST_EXCERPT_CHARS else line[:DIGEST_EXCERPT_CHARS - 1].rstrip() + "…"
+    return line if len(line) <= DIGEST_EXCERPT_CHARS else line[: DIGEST_EXCERPT_CHARS - 1].rstrip() + "…"
 
 
 def digest_email(notifications: list, *, to: str, user_id, settings) -> Message:
@@ -135,20 +149,47 @@ def digest_email(notifications: list, *, to: str, user_id, settings) -> Message:
     subject = f"Your Hearth digest: {total} update{'s' if total != 1 else ''}"
     lines, items = [], []
     for notification in shown:
-        title, excerpt, link = _one_line(notification.title), _excerpt(notification.body), \
-            notification_link(notification, settings)
+        title, excerpt, link = (
+            _one_line(notification.title),
+            _excerpt(notification.body),
+            notification_link(notification, settings),
+        )
         lines.append(f"* {title}\n" + (f"  {excerpt}\n" if excerpt else "") + f"  {link}\n")
-        items.append(f'<li><a href="{html.escape(link, quote=True)}">{html.escape(title)}</a>'
-                     + (f"<br>{html.escape(excerpt)}" if excerpt else "") + "</li>")
+        items.append(
+            f'<li><a href="{html.escape(link, quote=True)}">{html.escape(title)}</a>'
+            + (f"<br>{html.escape(excerpt)}" if excerpt else "")
+            + "</li>"
+        )
     tail_text = f"\n…and {more} more: {everything}\n" if more else f"\nSee all: {everything}\n"
-    tail_html = (f'<p>…and {more} more. <a href="{html.escape(everything, quote=True)}">See all</a></p>' if more
-                 else f'<p><a href="{html.escape(everything, quote=True)}">See all</a></p>')
-    text = ("Here is what happened on Hearth since your last digest.\n\n" + "\n".join(lines) + tail_text
-            + _footer_text("daily digests", page, settings))
-    html_part = ("<p>Here is what happened on Hearth since your last digest.</p><ul>" + "".join(items) + "</ul>"
-                 + tail_html + _footer_html("daily digests", page, settings))
+    tail_html = (
+        f'<p>…and {more} more. <a href="{html.escape(everything, quote=True)}">See all</a></p>'
+        if more
+        else f'<p><a href="{html.escape(everything, quote=True)}">See all</a></p>'
+    )
+    text = (
+        "Here is what happened on Hearth since your last digest.\n\n"
+        + "\n".join(lines)
+        + tail_text
+        + _footer_text("daily digests", page, settings)
+    )
+    html_part = (
+        "<p>Here is what happened on Hearth since your last digest.</p><ul>"
+        + "".join(items)
+        + "</ul>"
+        + tail_html
+        + _footer_html("daily digests", page, settings)
+    )
     return Message(to=to, subject=subject, text=text, html=html_part, headers=_unsubscribe_headers(one_click))
 
 
-__all__ = ["TEMPLATES", "TypeTemplate", "notification_email", "notification_sms", "digest_email",
-           "notification_link", "unsubscribe_links", "SMS_MAX_CHARS", "DIGEST_SHOWN"]
+__all__ = [
+    "DIGEST_SHOWN",
+    "SMS_MAX_CHARS",
+    "TEMPLATES",
+    "TypeTemplate",
+    "digest_email",
+    "notification_email",
+    "notification_link",
+    "notification_sms",
+    "unsubscribe_links",
+]

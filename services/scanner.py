@@ -16,6 +16,7 @@ timing out, dropping the connection) may pass, so try again later and keep the
 file quarantined; ``ScanRefused`` (clamd will never scan this stream, e.g. it
 is over clamd's ``StreamMaxLength``) will not.
 """
+
 from __future__ import annotations
 
 import socket
@@ -166,4 +167,4 @@ def make_scanner(settings) -> ClamdScanner:
     return ClamdScanner(settings.clamd_address, timeout=settings.clamd_timeout)
 
 
-__all__ = ["ClamdScanner", "ScanResult", "ScannerUnavailable", "ScanRefused", "make_scanner"]
+__all__ = ["ClamdScanner", "ScanRefused", "ScanResult", "ScannerUnavailable", "make_scanner"]

@@ -12,6 +12,7 @@ cache on every change; with a short TTL that costs little.
 Everything here can be rebuilt from PostgreSQL: a missing generation is read
 from ``search_state`` again, a missing data version starts over at 0.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,11 +66,13 @@ class SearchCache:
 
     def generation_changed(self, generation: int) -> None:
         """After a full rebuild swapped in ``generation``."""
+
         def write():
             pipe = self.redis.pipeline()
             pipe.set(self.generation_key, generation)
             pipe.incr(self.version_key)
             pipe.execute()
+
         self._quietly(write)
 
     def _quietly(self, write) -> None:

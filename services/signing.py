@@ -13,6 +13,7 @@ A message is one or more parts (``str``, ``bytes`` or ``int``) joined with
 ``"\\n"``. No part may hold a ``"\\n"``: two different lists of parts never sign
 the same bytes.
 """
+
 from __future__ import annotations
 
 import base64
@@ -101,4 +102,4 @@ class Signer:
         return self.mac(f"job-digest:{purpose}", str(job_id))
 
 
-__all__ = ["Signer", "MAC_SIZE", "MIN_MAC_SIZE"]
+__all__ = ["MAC_SIZE", "MIN_MAC_SIZE", "Signer"]

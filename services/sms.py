@@ -10,6 +10,7 @@ Failures raise ``SmsError`` (``services.mail.ProviderError``): ``transient`` for
 429, 5xx and an unreachable provider, permanent for other 4xx (an invalid or
 unsubscribed number), ``uncertain`` when the request may have been received.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,14 @@ class OutboxSms:
         if path.exists():
             return json.loads(path.read_text())["sid"]
         sid = "SM" + uuid.uuid4().hex
-        record = {"sid": sid, "from": self.sender, "to": to, "body": body, "idempotency_key": idempotency_key,
-                  "status_callback": status_callback}
+        record = {
+            "sid": sid,
+            "from": self.sender,
+            "to": to,
+            "body": body,
+            "idempotency_key": idempotency_key,
+            "status_callback": status_callback,
+        }
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(record))
         os.replace(tmp, path)
@@ -49,10 +56,17 @@ class OutboxSms:
 
 
 class TwilioSms:
-    def __init__(self, account_sid: str, auth_token: str, sender: str, api_url: str = "https://api.twilio.com",
-                 timeout: float = 10):
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        sender: str,
+        api_url: str = "https://api.twilio.com",
+        timeout: float = 10,
+    ):
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
+
         self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
         self.client.api.base_url = api_url.rstrip("/")
         self.sender = sender
@@ -60,15 +74,16 @@ class TwilioSms:
     def send(self, to: str, body: str, *, idempotency_key: str, status_callback: str | None = None) -> str:
         import requests
         from twilio.base.exceptions import TwilioException, TwilioRestException
-        sender = ({"messaging_service_sid": self.sender} if self.sender.startswith("MG")
-                  else {"from_": self.sender})
+
+        sender = {"messaging_service_sid": self.sender} if self.sender.startswith("MG") else {"from_": self.sender}
         extra = {"status_callback": status_callback} if status_callback else {}
         try:
             message = self.client.messages.create(to=to, body=body, **sender, **extra)
         except TwilioRestException as exc:
             status = exc.status or 0
-            raise SmsError(f"Twilio answered {status} (code {exc.code})", transient=status == 429 or status >= 500,
-                           status=status) from None
+            raise SmsError(
+                f"Twilio answered {status} (code {exc.code})", transient=status == 429 or status >= 500, status=status
+            ) from None
         except requests.Timeout as exc:
             # A connect timeout means nothing was sent; a read timeout may mean it was.
             uncertain = not isinstance(exc, requests.ConnectTimeout)
@@ -80,9 +95,10 @@ class TwilioSms:
 
 def make_sms(settings):
     if settings.sms_backend == "twilio":
-        return TwilioSms(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_from,
-                         settings.twilio_api_url)
+        return TwilioSms(
+            settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_from, settings.twilio_api_url
+        )
     return OutboxSms(settings.sms_outbox_dir, settings.twilio_from)
 
 
-__all__ = ["SmsError", "OutboxSms", "TwilioSms", "make_sms"]
+__all__ = ["OutboxSms", "SmsError", "TwilioSms", "make_sms"]

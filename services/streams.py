@@ -4,6 +4,7 @@ A file's type is decided from its first bytes before anything is stored, yet the
 store must still receive the whole file from its first byte: ``read_head`` takes
 the first bytes, ``PrefixedStream`` hands them back in front of the rest.
 """
+
 from __future__ import annotations
 
 

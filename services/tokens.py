@@ -6,6 +6,7 @@ can be rotated by putting the new one first and dropping the old one once the
 last token it signed has expired. In development a key is generated under
 ``var/keys/`` on first use. Each key's ``kid`` is its RFC 7638 thumbprint.
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,8 +45,9 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
 
 
 def thumbprint(key: Ed25519PublicKey) -> str:
-    members = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": _b64(_raw_public(key))},
-                         separators=(",", ":"), sort_keys=True)
+    members = json.dumps(
+        {"crv": "Ed25519", "kty": "OKP", "x": _b64(_raw_public(key))}, separators=(",", ":"), sort_keys=True
+    )
     return _b64(hashlib.sha256(members.encode()).digest())
 
 
@@ -64,7 +66,7 @@ class KeyRing:
         self.public_keys = {thumbprint(k): k for k in [signing_key.public_key(), *verify_keys]}
 
     @classmethod
-    def from_pem(cls, text: str) -> "KeyRing":
+    def from_pem(cls, text: str) -> KeyRing:
         private, public = [], []
         for match in _PEM_BLOCK.finditer(text.replace("\\n", "\n")):
             block = match.group(0).encode()
@@ -83,7 +85,7 @@ class KeyRing:
         return cls(private[0], [k.public_key() for k in private[1:]] + public)
 
     @classmethod
-    def from_settings(cls, settings) -> "KeyRing":
+    def from_settings(cls, settings) -> KeyRing:
         if settings.jwt_private_keys:
             return cls.from_pem(settings.jwt_private_keys)
         if settings.production:
@@ -91,17 +93,27 @@ class KeyRing:
         return cls.from_pem(_development_key(settings.var_dir / "keys" / "jwt-ed25519.pem"))
 
     def jwks(self) -> dict:
-        return {"keys": [
-            {"kty": "OKP", "crv": "Ed25519", "x": _b64(_raw_public(key)), "kid": kid,
-             "use": "sig", "alg": ALGORITHM}
-            for kid, key in self.public_keys.items()
-        ]}
+        return {
+            "keys": [
+                {
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": _b64(_raw_public(key)),
+                    "kid": kid,
+                    "use": "sig",
+                    "alg": ALGORITHM,
+                }
+                for kid, key in self.public_keys.items()
+            ]
+        }
 
 
 def generate_private_pem() -> str:
-    return Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
 
 
 def _development_key(path) -> str:
@@ -139,11 +151,19 @@ class TokenIssuer:
         now = int(self.clock())
         exp = now + self.ttl
         payload = {
-            "iss": self.issuer, "aud": self.audience, "sub": str(user_id), "role": role,
-            "sid": str(session_id), "iat": now, "nbf": now, "exp": exp, "jti": uuid.uuid4().hex,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(user_id),
+            "role": role,
+            "sid": str(session_id),
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "jti": uuid.uuid4().hex,
         }
-        token = jwt.encode(payload, self.keys.signing_key, algorithm=ALGORITHM,
-                           headers={"kid": self.keys.signing_kid, "typ": "at+jwt"})
+        token = jwt.encode(
+            payload, self.keys.signing_key, algorithm=ALGORITHM, headers={"kid": self.keys.signing_kid, "typ": "at+jwt"}
+        )
         return token, exp
 
     def verify(self, token: str) -> Claims:
@@ -196,8 +216,15 @@ class TokenIssuer:
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Signature, algorithm, iss, aud and the presence of every claim are PyJWT's to check;
 # the times are checked by TokenIssuer._verify with the issuer's clock.
-_JWT = jwt.PyJWT(options={"require": list(REQUIRED_CLAIMS), "verify_exp": False, "verify_nbf": False,
-                          "verify_iat": False, "strict_aud": False})
+_JWT = jwt.PyJWT(
+    options={
+        "require": list(REQUIRED_CLAIMS),
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+        "strict_aud": False,
+    }
+)
 
 
 class _Payload(msgspec.Struct):

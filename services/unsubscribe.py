@@ -7,6 +7,7 @@ them, and it only ever turns email off. Its bytes are exactly those of every
 token Hearth ever mailed: changing them would break every unsubscribe link in
 people's mailboxes.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -39,4 +40,4 @@ def read_unsubscribe_token(secret: str, token: str, types: Container[str]) -> tu
     return (user_id, type_) if known else None
 
 
-__all__ = ["unsubscribe_token", "read_unsubscribe_token"]
+__all__ = ["read_unsubscribe_token", "unsubscribe_token"]

@@ -5,6 +5,7 @@ or ``SignatureRejected`` (forged, replayed, signed by another key, or the
 webhook is not configured: 403). Neither says which part failed, beyond the
 log line the caller writes.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,8 +53,7 @@ def sendgrid_public_key(encoded: str) -> ec.EllipticCurvePublicKey | None:
     return key
 
 
-def verify_sendgrid(public_key: str, signature: str | None, timestamp: str | None, body: bytes,
-                    *, now: float) -> None:
+def verify_sendgrid(public_key: str, signature: str | None, timestamp: str | None, body: bytes, *, now: float) -> None:
     """Check SendGrid's signature over ``timestamp + body`` and the timestamp's freshness."""
     key = sendgrid_public_key(public_key) if public_key else None
     if key is None:
@@ -72,8 +72,13 @@ def verify_sendgrid(public_key: str, signature: str | None, timestamp: str | Non
         raise SignatureRejected("bad signature") from None
 
 
-def verify_twilio(auth_token: str, url: str, params: dict[str, list[str]], signature: str | None,
-                  signature_settings: str | None = None) -> None:
+def verify_twilio(
+    auth_token: str,
+    url: str,
+    params: dict[str, list[str]],
+    signature: str | None,
+    signature_settings: str | None = None,
+) -> None:
     """Check ``X-Twilio-Signature`` over the URL Twilio called and its form parameters.
 
     ``params`` maps each name to all of its values, as Twilio signs every one.
@@ -94,6 +99,15 @@ class _FormParams(dict):
         return self[name]
 
 
-__all__ = ["SignatureMissing", "SignatureRejected", "verify_sendgrid", "verify_twilio", "sendgrid_public_key",
-           "SENDGRID_SIGNATURE", "SENDGRID_TIMESTAMP", "TWILIO_SIGNATURE", "TWILIO_SIGNATURE_SETTINGS",
-           "SENDGRID_TOLERANCE_SECONDS"]
+__all__ = [
+    "SENDGRID_SIGNATURE",
+    "SENDGRID_TIMESTAMP",
+    "SENDGRID_TOLERANCE_SECONDS",
+    "TWILIO_SIGNATURE",
+    "TWILIO_SIGNATURE_SETTINGS",
+    "SignatureMissing",
+    "SignatureRejected",
+    "sendgrid_public_key",
+    "verify_sendgrid",
+    "verify_twilio",
+]

@@ -4,6 +4,7 @@
 production (``HEARTH_ENV=production``) it refuses development backends, missing
 or weak secrets and debug mode, listing every problem at once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,9 @@ ENVIRONMENTS = ("development", "test", "production")
 DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"  # noqa: S105
 # CORS_ORIGINS in development when it is empty: the usual local dev servers (Next/CRA 3000,
 # Angular 4200, Vite 5173, Vue CLI/webpack 8080), by name and by address.
-DEVELOPMENT_CORS_ORIGINS = tuple(f"http://{host}:{port}" for port in (3000, 4200, 5173, 8080)
-                                 for host in ("localhost", "127.0.0.1"))
+DEVELOPMENT_CORS_ORIGINS = tuple(
+    f"http://{host}:{port}" for port in (3000, 4200, 5173, 8080) for host in ("localhost", "127.0.0.1")
+)
 
 
 class SettingsError(Exception):
@@ -231,7 +233,10 @@ class Settings:
             if value and not urlparse(value).scheme:
                 problems.append(f"{name.upper()} is not a URL")
         if self.database_url and urlparse(self.database_url).scheme not in (
-            "postgres", "postgresql", "postgres+pool", "postgresql+pool"
+            "postgres",
+            "postgresql",
+            "postgres+pool",
+            "postgresql+pool",
         ):
             problems.append("DATABASE_URL must be a postgresql:// URL")
         if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix"):
@@ -270,9 +275,12 @@ class Settings:
     def _listening_problems(self) -> list[str]:
         # Outside production the secrets are development ones (a key on local disk, the
         # Flower password everyone knows, outbox mail): nothing may listen beyond loopback.
-        return [f"{name.upper()}={getattr(self, name)} listens beyond this machine; outside "
-                "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)"
-                for name in ("web_bind", "relay_bind", "flower_bind") if not is_loopback_bind(getattr(self, name))]
+        return [
+            f"{name.upper()}={getattr(self, name)} listens beyond this machine; outside "
+            "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)"
+            for name in ("web_bind", "relay_bind", "flower_bind")
+            if not is_loopback_bind(getattr(self, name))
+        ]
 
     @property
     def clamd_address(self) -> str:
@@ -299,8 +307,12 @@ def development_secret_key(var_dir: pathlib.Path) -> str:
             os.unlink(tmp)
         key = path.read_text().strip()
     except OSError as exc:
-        raise SettingsError([f"SECRET_KEY is unset and the development key {path} cannot be made or read "
-                             f"({exc.strerror}); set SECRET_KEY or HEARTH_VAR_DIR"]) from None
+        raise SettingsError(
+            [
+                f"SECRET_KEY is unset and the development key {path} cannot be made or read "
+                f"({exc.strerror}); set SECRET_KEY or HEARTH_VAR_DIR"
+            ]
+        ) from None
     if len(key) < MIN_SECRET_LENGTH:
         raise SettingsError([f"{path} holds no usable key; delete it to have a new one made"])
     return key
@@ -311,6 +323,17 @@ _HEARTH_PREFIXED = {"env", "debug", "var_dir"}
 
 
 # What callers import from ``settings`` (the parsing and validation helpers live in its modules).
-__all__ = ["DEVELOPMENT_CORS_ORIGINS", "DEVELOPMENT_FLOWER_PASSWORD", "ENVIRONMENTS", "MIN_SECRET_LENGTH",
-           "RATE_UNITS", "ROOT", "STORAGE_URL_OPTIONS", "Settings", "SettingsError", "development_secret_key",
-           "is_loopback_bind", "parse_rate"]
+__all__ = [
+    "DEVELOPMENT_CORS_ORIGINS",
+    "DEVELOPMENT_FLOWER_PASSWORD",
+    "ENVIRONMENTS",
+    "MIN_SECRET_LENGTH",
+    "RATE_UNITS",
+    "ROOT",
+    "STORAGE_URL_OPTIONS",
+    "Settings",
+    "SettingsError",
+    "development_secret_key",
+    "is_loopback_bind",
+    "parse_rate",
+]

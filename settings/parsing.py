@@ -1,4 +1,5 @@
 """Turning one environment variable's text into the value a setting holds."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """The rules a configuration must satisfy beyond each value's type (``Settings.validate`` lists them all)."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -62,18 +63,22 @@ def job_and_relay_problems(settings: Settings) -> list[str]:
         problems.append("CLAMD_URL must be unix:///path/to/clamd.sock or tcp://host:port")
     if settings.sms_backend not in ("outbox", "twilio"):
         problems.append("SMS_BACKEND must be outbox or twilio")
-    if settings.sms_backend == "twilio" and not (settings.twilio_account_sid and settings.twilio_auth_token
-                                             and settings.twilio_from):
-        problems.append("TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are required with "
-                        "SMS_BACKEND=twilio")
+    if settings.sms_backend == "twilio" and not (
+        settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+    ):
+        problems.append("TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are required with SMS_BACKEND=twilio")
     if not 0 <= settings.message_notification_delay <= 3600:
         problems.append("MESSAGE_NOTIFICATION_DELAY must be between 0 and 3600 seconds")
     if not 60 <= settings.phone_code_ttl <= 3600:
         problems.append("PHONE_CODE_TTL must be between 60 seconds and an hour")
     if not 1 <= settings.clamd_timeout <= 600:
         problems.append("CLAMD_TIMEOUT must be between 1 and 600 seconds")
-    for name in ("upload_direct_max_bytes", "upload_photo_max_bytes", "upload_document_max_bytes",
-                 "upload_avatar_max_bytes"):
+    for name in (
+        "upload_direct_max_bytes",
+        "upload_photo_max_bytes",
+        "upload_document_max_bytes",
+        "upload_avatar_max_bytes",
+    ):
         if getattr(settings, name) < 1024:
             problems.append(f"{name.upper()} must be at least 1024")
     if not 60 <= settings.upload_intent_ttl <= 24 * 3600:
@@ -100,6 +105,7 @@ def job_and_relay_problems(settings: Settings) -> list[str]:
         problems.append("RELAY_UNAUTHENTICATED_PER_ADDRESS must be between 1 and RELAY_UNAUTHENTICATED_MAX")
     return problems
 
+
 def production_problems(settings: Settings) -> list[str]:
     """What production refuses: development backends, missing or weak secrets, debug, plain http."""
     problems: list[str] = []
@@ -118,8 +124,9 @@ def production_problems(settings: Settings) -> list[str]:
     if settings.sms_backend == "outbox":
         problems.append("SMS_BACKEND=outbox is a development backend; use twilio")
     if settings.mail_backend == "sendgrid" and not settings.sendgrid_webhook_public_key:
-        problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY is required in production (bounces and spam "
-                        "reports must stop email)")
+        problems.append(
+            "SENDGRID_WEBHOOK_PUBLIC_KEY is required in production (bounces and spam reports must stop email)"
+        )
     if len(settings.flower_password) < 12:
         problems.append("FLOWER_PASSWORD must be at least 12 characters in production")
     if not settings.public_url.startswith("https://"):

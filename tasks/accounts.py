@@ -4,6 +4,7 @@ The token in each email is derived from the job id (HMAC with ``SECRET_KEY``),
 so a retried or redelivered job stores the same token hash and writes the same
 message: the user never receives two different links for one request.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,14 +34,17 @@ def _send(ctx: JobContext, message: Message) -> dict:
             if exc.transient:
                 raise Transient(str(exc)) from exc
             raise
+
     return ctx.once("email", deliver)
 
 
 def _issue_token(ctx: JobContext, user: User, purpose: str, ttl: int) -> str:
     raw = job_token(purpose, ctx.job.id)
-    (AccountToken.insert(token_hash=token_hash(raw), user=user.id, purpose=purpose,
-                         expires_at=expires_in(ttl))
-     .on_conflict_ignore().execute())
+    (
+        AccountToken.insert(token_hash=token_hash(raw), user=user.id, purpose=purpose, expires_at=expires_in(ttl))
+        .on_conflict_ignore()
+        .execute()
+    )
     return raw
 
 
@@ -62,15 +66,22 @@ def send_verification_email(ctx: JobContext) -> dict:
         return {"sent": False}
     token = _issue_token(ctx, user, "verify_email", runtime().settings.verify_email_ttl)
     link = _link("/verify-email", token)
-    _send(ctx, Message(
-        to=user.email,
-        subject="Confirm your email for Hearth",
-        text=(f"Hello {user.full_name},\n\nConfirm your email address by opening this link:\n\n{link}\n\n"
-              "Or send this token to POST /v1/auth/verify-email:\n\n"
-              f"token={token}\n\nThe link is valid for 48 hours. If you did not sign up, ignore this email.\n"),
-        html=(f"<p>Hello {_escape(user.full_name)},</p><p><a href=\"{link}\">Confirm your email address</a>"
-              "</p><p>The link is valid for 48 hours. If you did not sign up, ignore this email.</p>"),
-    ))
+    _send(
+        ctx,
+        Message(
+            to=user.email,
+            subject="Confirm your email for Hearth",
+            text=(
+                f"Hello {user.full_name},\n\nConfirm your email address by opening this link:\n\n{link}\n\n"
+                "Or send this token to POST /v1/auth/verify-email:\n\n"
+                f"token={token}\n\nThe link is valid for 48 hours. If you did not sign up, ignore this email.\n"
+            ),
+            html=(
+                f'<p>Hello {_escape(user.full_name)},</p><p><a href="{link}">Confirm your email address</a>'
+                "</p><p>The link is valid for 48 hours. If you did not sign up, ignore this email.</p>"
+            ),
+        ),
+    )
     return {"sent": True}
 
 
@@ -82,16 +93,23 @@ def send_password_reset(ctx: JobContext) -> dict:
     if found is None:
         return {"sent": False}
     user, token, link = found
-    _send(ctx, Message(
-        to=user.email,
-        subject="Reset your Hearth password",
-        text=(f"Hello {user.full_name},\n\nSomeone asked to reset the password of this account. "
-              f"To choose a new password, open:\n\n{link}\n\nor send this token to "
-              f"POST /v1/auth/password/reset:\n\ntoken={token}\n\n"
-              "The link is valid for one hour and works once. If it was not you, ignore this email.\n"),
-        html=(f"<p>Hello {_escape(user.full_name)},</p><p><a href=\"{link}\">Choose a new password</a></p>"
-              "<p>The link is valid for one hour and works once. If it was not you, ignore this email.</p>"),
-    ))
+    _send(
+        ctx,
+        Message(
+            to=user.email,
+            subject="Reset your Hearth password",
+            text=(
+                f"Hello {user.full_name},\n\nSomeone asked to reset the password of this account. "
+                f"To choose a new password, open:\n\n{link}\n\nor send this token to "
+                f"POST /v1/auth/password/reset:\n\ntoken={token}\n\n"
+                "The link is valid for one hour and works once. If it was not you, ignore this email.\n"
+            ),
+            html=(
+                f'<p>Hello {_escape(user.full_name)},</p><p><a href="{link}">Choose a new password</a></p>'
+                "<p>The link is valid for one hour and works once. If it was not you, ignore this email.</p>"
+            ),
+        ),
+    )
     return {"sent": True}
 
 
@@ -103,21 +121,28 @@ def send_signup_notice(ctx: JobContext) -> dict:
     if found is None:
         return {"sent": False}
     user, token, link = found
-    _send(ctx, Message(
-        to=user.email,
-        subject="Someone tried to sign up to Hearth with your address",
-        text=(f"Hello {user.full_name},\n\nSomeone tried to create a Hearth account with this email address, "
-              "which already has one. Nothing was changed.\n\nIf it was you, log in instead. If you forgot "
-              f"your password, choose a new one here:\n\n{link}\n\nor send this token to "
-              f"POST /v1/auth/password/reset:\n\ntoken={token}\n\n"
-              "The link is valid for one hour and works once. If it was not you, ignore this email: "
-              "your account is unchanged.\n"),
-        html=(f"<p>Hello {_escape(user.full_name)},</p><p>Someone tried to create a Hearth account with this "
-              "email address, which already has one. Nothing was changed.</p><p>If it was you, log in instead. "
-              f"If you forgot your password, <a href=\"{link}\">choose a new one</a>.</p>"
-              "<p>The link is valid for one hour and works once. If it was not you, ignore this email: your "
-              "account is unchanged.</p>"),
-    ))
+    _send(
+        ctx,
+        Message(
+            to=user.email,
+            subject="Someone tried to sign up to Hearth with your address",
+            text=(
+                f"Hello {user.full_name},\n\nSomeone tried to create a Hearth account with this email address, "
+                "which already has one. Nothing was changed.\n\nIf it was you, log in instead. If you forgot "
+                f"your password, choose a new one here:\n\n{link}\n\nor send this token to "
+                f"POST /v1/auth/password/reset:\n\ntoken={token}\n\n"
+                "The link is valid for one hour and works once. If it was not you, ignore this email: "
+                "your account is unchanged.\n"
+            ),
+            html=(
+                f"<p>Hello {_escape(user.full_name)},</p><p>Someone tried to create a Hearth account with this "
+                "email address, which already has one. Nothing was changed.</p><p>If it was you, log in instead. "
+                f'If you forgot your password, <a href="{link}">choose a new one</a>.</p>'
+                "<p>The link is valid for one hour and works once. If it was not you, ignore this email: your "
+                "account is unchanged.</p>"
+            ),
+        ),
+    )
     return {"sent": True}
 
 
@@ -129,24 +154,32 @@ def send_unlock_link(ctx: JobContext) -> dict:
         return {"sent": False}
     user, token, link = found
     minutes = runtime().settings.account_unlock_ttl // 60
-    _send(ctx, Message(
-        to=user.email,
-        subject="Your Hearth account was locked",
-        text=(f"Hello {user.full_name},\n\nSomeone failed to log in to your Hearth account from many different "
-              "places, so we locked it for a while. To log in now, open this link on the device you log in "
-              "from, then log in there:"
-              f"\n\n{link}\n\nor send this token to POST /v1/auth/unlock:\n\ntoken={token}\n\n"
-              f"The link works once, for {minutes} minutes. If the failed logins were not you, consider "
-              "choosing a new password.\n"),
-        html=(f"<p>Hello {_escape(user.full_name)},</p><p>Someone failed to log in to your Hearth account from "
-              "many different places, so we locked it. To log in now, open this link on the device you log "
-              f"in from, then log in:</p><p><a href=\"{link}\">Unlock my account</a></p><p>The link works "
-              f"once, for {minutes} minutes. If the failed logins were not you, consider choosing a new "
-              "password.</p>"),
-    ))
+    _send(
+        ctx,
+        Message(
+            to=user.email,
+            subject="Your Hearth account was locked",
+            text=(
+                f"Hello {user.full_name},\n\nSomeone failed to log in to your Hearth account from many different "
+                "places, so we locked it for a while. To log in now, open this link on the device you log in "
+                "from, then log in there:"
+                f"\n\n{link}\n\nor send this token to POST /v1/auth/unlock:\n\ntoken={token}\n\n"
+                f"The link works once, for {minutes} minutes. If the failed logins were not you, consider "
+                "choosing a new password.\n"
+            ),
+            html=(
+                f"<p>Hello {_escape(user.full_name)},</p><p>Someone failed to log in to your Hearth account from "
+                "many different places, so we locked it. To log in now, open this link on the device you log "
+                f'in from, then log in:</p><p><a href="{link}">Unlock my account</a></p><p>The link works '
+                f"once, for {minutes} minutes. If the failed logins were not you, consider choosing a new "
+                "password.</p>"
+            ),
+        ),
+    )
     return {"sent": True}
 
 
 def _escape(text: str) -> str:
     import html
+
     return html.escape(text, quote=True)

@@ -3,6 +3,7 @@
 Every task derives from ``tasks.base.HearthTask`` (``task_cls``): a run submits
 the jobs it creates after their commit.
 """
+
 from __future__ import annotations
 
 from celery import Celery
@@ -16,10 +17,21 @@ from tasks.runtime import init_runtime
 
 guard_released_connections()
 
-app = Celery("hearth", include=["tasks.accounts", "tasks.maintenance", "tasks.jobs", "tasks.exports",
-                                "tasks.search", "tasks.uploads", "tasks.notifications",
-                                "tasks.phone", "tasks.saved_searches"],
-             task_cls="tasks.base:HearthTask")
+app = Celery(
+    "hearth",
+    include=[
+        "tasks.accounts",
+        "tasks.maintenance",
+        "tasks.jobs",
+        "tasks.exports",
+        "tasks.search",
+        "tasks.uploads",
+        "tasks.notifications",
+        "tasks.phone",
+        "tasks.saved_searches",
+    ],
+    task_cls="tasks.base:HearthTask",
+)
 app.config_from_object(celeryconfig)
 
 

@@ -19,6 +19,7 @@ Every task run, job or beat task, is a submission scope (``HearthTask``): the
 jobs it creates go to the runtime's queue once their transaction commits
 (``models.job_submission``), never by hand.
 """
+
 from __future__ import annotations
 
 import logging
@@ -68,8 +69,9 @@ class JobContext:
     def progress(self, percent: int, message: str | None = None) -> None:
         """Record progress, renew the lease, and stop here (``Cancelled``) if cancellation was requested."""
         percent = max(0, min(100, int(percent)))
-        ours, cancel = Job.renew(self.job.id, self.attempt, self.lease_seconds,
-                                 progress_pct=percent, progress_message=message)
+        ours, cancel = Job.renew(
+            self.job.id, self.attempt, self.lease_seconds, progress_pct=percent, progress_message=message
+        )
         if not ours:
             raise LeaseLost()
         if cancel:
@@ -97,8 +99,7 @@ class JobContext:
         key = f"job:{self.job.id}:{step}"
         with db.atomic():
             # A concurrent run with the same key waits here until the first commits.
-            claimed = (JobEffect.insert(key=key, job=self.job.id).on_conflict_ignore()
-                       .returning(JobEffect.key).execute())
+            claimed = JobEffect.insert(key=key, job=self.job.id).on_conflict_ignore().returning(JobEffect.key).execute()
             if not list(claimed):
                 return JobEffect.get_by_id(key).result
             result = effect(key)
@@ -153,7 +154,7 @@ class _LeaseKeeper:
         try:
             with connection():
                 ours, cancel = Job.renew(ctx.job.id, ctx.attempt, ctx.lease_seconds)
-        except Exception:  # noqa: BLE001 - the next beat tries again; the lease has slack
+        except Exception:
             log.warning("job lease renewal failed", extra={"job_id": str(ctx.job.id)}, exc_info=True)
             return
         if cancel:
@@ -169,7 +170,7 @@ def publish_job_event(job: Job, type_: str) -> bool:
     """Publish a job change; False when it could not be (the row stays the truth)."""
     try:
         runtime().events.publish_job(job, type_)
-    except Exception:  # noqa: BLE001 - an event is a notification; the row is the truth
+    except Exception:
         log.warning("could not publish job event", extra={"job_id": str(job.id), "event": type_}, exc_info=True)
         return False
     return True
@@ -186,17 +187,14 @@ def publish_final_job_event(job: Job) -> bool:
         return True
     try:
         Job.mark_final_event_pending(job.id)
-    except Exception:  # noqa: BLE001 - Redis and the database both away: clients poll the row
-        log.warning("could not mark a job's final event for the sweep", extra={"job_id": str(job.id)},
-                    exc_info=True)
+    except Exception:
+        log.warning("could not mark a job's final event for the sweep", extra={"job_id": str(job.id)}, exc_info=True)
     return False
-
-
 
 
 def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2 ** attempt)))
+    return random.uniform(0, min(cap, base * (2**attempt)))
 
 
 def submitting_jobs() -> JobSubmission:
@@ -204,8 +202,9 @@ def submitting_jobs() -> JobSubmission:
 
     Their owner hears ``job.queued`` first when the job is one it follows (``Job.announced``).
     """
-    return jobs_submitted_after_commit(lambda job: runtime().jobs.submit(job),
-                                       announce=lambda job: publish_job_event(job, "job.queued"))
+    return jobs_submitted_after_commit(
+        lambda job: runtime().jobs.submit(job), announce=lambda job: publish_job_event(job, "job.queued")
+    )
 
 
 class HearthTask(Task):
@@ -250,9 +249,8 @@ class JobTask(HearthTask):
                 return self._retry_or_fail(ctx, exc)
             except SoftTimeLimitExceeded as exc:
                 log.warning("job hit its time limit", extra={"job_id": job_id, "task": self.name})
-                return self._finish(ctx, "failed", error=_problem(exc, permanent=True,
-                                                                   detail="The job took too long."))
-            except Exception as exc:  # noqa: BLE001 - recorded on the job, and logged
+                return self._finish(ctx, "failed", error=_problem(exc, permanent=True, detail="The job took too long."))
+            except Exception as exc:
                 log.exception("job failed", extra={"job_id": job_id, "task": self.name})
                 return self._finish(ctx, "failed", error=_problem(exc, permanent=True))
             return self._finish(ctx, "succeeded", result=result if isinstance(result, dict) else {})
@@ -271,8 +269,10 @@ class JobTask(HearthTask):
         job = Job.retry_later(ctx.job.id, ctx.attempt, delay, _problem(exc, permanent=False))
         if job is None:
             return None
-        log.info("transient failure; retrying", extra={"job_id": str(job.id), "delay": round(delay, 1),
-                                                      "error": type(exc).__name__})
+        log.info(
+            "transient failure; retrying",
+            extra={"job_id": str(job.id), "delay": round(delay, 1), "error": type(exc).__name__},
+        )
         publish_job_event(job, "job.retrying")
         runtime().jobs.submit(job, countdown=delay)
         return None
@@ -293,12 +293,26 @@ def job_task(*, transient=(), lease_seconds: float | None = None, name: str | No
     ``tasks/exports.py``'s ``build_export`` is the task ``tasks.exports.build_export`` of
     kind ``exports.build_export``; ``name`` overrides the task name (kind: without ``tasks.``).
     """
+
     def register(func):
         task_name = name or f"{func.__module__}.{func.__name__}"
-        return app.task(base=JobTask, name=task_name, transient_errors=tuple(transient),
-                        lease_seconds=lease_seconds, **options)(func)
+        return app.task(
+            base=JobTask, name=task_name, transient_errors=tuple(transient), lease_seconds=lease_seconds, **options
+        )(func)
+
     return register
 
 
-__all__ = ["HearthTask", "JobTask", "JobContext", "Transient", "Cancelled", "LeaseLost", "job_task",
-           "submitting_jobs", "backoff_seconds", "publish_job_event", "publish_final_job_event"]
+__all__ = [
+    "Cancelled",
+    "HearthTask",
+    "JobContext",
+    "JobTask",
+    "LeaseLost",
+    "Transient",
+    "backoff_seconds",
+    "job_task",
+    "publish_final_job_event",
+    "publish_job_event",
+    "submitting_jobs",
+]

@@ -15,6 +15,7 @@ the cleanup ignores it, and the consumer reconnects as it does for any other
 broker failure (``celeryconfig.broker_connection_max_retries = None``: for as
 long as the outage lasts).
 """
+
 from __future__ import annotations
 
 from kombu.transport import redis as kombu_redis

@@ -9,6 +9,7 @@ read: never stored on the job nor sent in an event. Later domains add their data
 only what belongs to that user, and never a secret (password hashes, token
 hashes, other users' details).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -34,11 +35,13 @@ SECTIONS: list[tuple[str, object]] = []
 
 def export_section(name: str):
     """Register ``fn(user)`` as the section ``name`` (``<name>.json`` in the archive)."""
+
     def register(fn):
         if any(existing == name for existing, _ in SECTIONS):
             raise ValueError(f"export section {name!r} is registered twice")
         SECTIONS.append((name, fn))
         return fn
+
     return register
 
 
@@ -49,9 +52,14 @@ def archive_key(job) -> str:
 @export_section("profile")
 def _profile(user: User) -> dict:
     iso = lambda value: value.isoformat() if value else None  # noqa: E731
-    return dict(user.profile(), email_verified_at=iso(user.email_verified_at),
-                last_login_at=iso(user.last_login_at), updated_at=iso(user.updated_at),
-                banned=user.is_banned, ban_reason=user.ban_reason)
+    return dict(
+        user.profile(),
+        email_verified_at=iso(user.email_verified_at),
+        last_login_at=iso(user.last_login_at),
+        updated_at=iso(user.updated_at),
+        banned=user.is_banned,
+        ban_reason=user.ban_reason,
+    )
 
 
 @export_section("sessions")
@@ -69,16 +77,21 @@ def _audit(user: User) -> list[dict]:
     user made keep only what happened, not the other person's data.
     """
     own = str(user.id)
-    rows = (AuditEntry.select()
-            .where(((AuditEntry.target_type == "user") & (AuditEntry.target_id == own))
-                   | (AuditEntry.actor == user.id))
-            .order_by(AuditEntry.id))
+    rows = (
+        AuditEntry.select()
+        .where(((AuditEntry.target_type == "user") & (AuditEntry.target_id == own)) | (AuditEntry.actor == user.id))
+        .order_by(AuditEntry.id)
+    )
     entries = []
     for row in rows:
         by_user = row.actor_id is not None and str(row.actor_id) == own
         about_user = row.target_type == "user" and row.target_id == own
-        entry = {"at": row.at.isoformat(), "action": row.action, "by": "you" if by_user else "hearth",
-                 "target_type": row.target_type}
+        entry = {
+            "at": row.at.isoformat(),
+            "action": row.action,
+            "by": "you" if by_user else "hearth",
+            "target_type": row.target_type,
+        }
         if about_user:
             entry.update(before=row.before, after=row.after)
         else:
@@ -100,44 +113,68 @@ def _conversations(user: User) -> list[dict]:
     The other participants are named by id, name and role in the conversation
     only; their messages are there because they were written to me.
     """
-    mine = (ConversationParticipant.select(ConversationParticipant, Conversation).join(Conversation)
-            .where(ConversationParticipant.user == user.id)
-            .order_by(Conversation.created_at, Conversation.id))
+    mine = (
+        ConversationParticipant.select(ConversationParticipant, Conversation)
+        .join(Conversation)
+        .where(ConversationParticipant.user == user.id)
+        .order_by(Conversation.created_at, Conversation.id)
+    )
     conversations = []
     for me in mine:
         conversation = me.conversation
-        people = (ConversationParticipant.select(ConversationParticipant, User).join(User)
-                  .where(ConversationParticipant.conversation == conversation.id)
-                  .order_by(ConversationParticipant.joined_at, ConversationParticipant.user))
+        people = (
+            ConversationParticipant.select(ConversationParticipant, User)
+            .join(User)
+            .where(ConversationParticipant.conversation == conversation.id)
+            .order_by(ConversationParticipant.joined_at, ConversationParticipant.user)
+        )
         messages = Message.select().where(Message.conversation == conversation.id).order_by(Message.id)
-        conversations.append({
-            "id": str(conversation.id),
-            "property_id": str(conversation.property_id),
-            "created_at": conversation.created_at.isoformat(),
-            "my_role": me.role,
-            "last_read_message_id": me.last_read_message_id,
-            "last_read_at": _iso(me.last_read_at),
-            "participants": [{"user_id": str(p.user_id), "full_name": p.user.full_name, "role": p.role}
-                             for p in people if p.user_id != user.id],
-            "messages": [{"id": m.id, "sender_id": str(m.sender_id) if m.sender_id else None,
-                          "by_me": m.sender_id == user.id, "body": m.body,
-                          "attachments": [str(a) for a in m.attachments or ()], "created_at": m.created_at.isoformat()}
-                         for m in messages],
-        })
+        conversations.append(
+            {
+                "id": str(conversation.id),
+                "property_id": str(conversation.property_id),
+                "created_at": conversation.created_at.isoformat(),
+                "my_role": me.role,
+                "last_read_message_id": me.last_read_message_id,
+                "last_read_at": _iso(me.last_read_at),
+                "participants": [
+                    {"user_id": str(p.user_id), "full_name": p.user.full_name, "role": p.role}
+                    for p in people
+                    if p.user_id != user.id
+                ],
+                "messages": [
+                    {
+                        "id": m.id,
+                        "sender_id": str(m.sender_id) if m.sender_id else None,
+                        "by_me": m.sender_id == user.id,
+                        "body": m.body,
+                        "attachments": [str(a) for a in m.attachments or ()],
+                        "created_at": m.created_at.isoformat(),
+                    }
+                    for m in messages
+                ],
+            }
+        )
     return conversations
 
 
 @export_section("notifications")
 def _notifications(user: User) -> list[dict]:
     """Every notification made for me, with where it went (email address or phone number, status)."""
-    rows = Notification.select().where(Notification.user == user.id).order_by(Notification.created_at,
-                                                                                Notification.id)
+    rows = Notification.select().where(Notification.user == user.id).order_by(Notification.created_at, Notification.id)
     deliveries: dict = {}
-    for d in (NotificationDelivery.select().where(NotificationDelivery.user == user.id)
-              .order_by(NotificationDelivery.id)):
+    for d in (
+        NotificationDelivery.select().where(NotificationDelivery.user == user.id).order_by(NotificationDelivery.id)
+    ):
         deliveries.setdefault(d.notification_id, []).append(
-            {"channel": d.channel, "status": d.status, "recipient": d.recipient,
-             "created_at": d.created_at.isoformat(), "sent_at": _iso(d.sent_at)})
+            {
+                "channel": d.channel,
+                "status": d.status,
+                "recipient": d.recipient,
+                "created_at": d.created_at.isoformat(),
+                "sent_at": _iso(d.sent_at),
+            }
+        )
     return [dict(row.view(), in_app=row.in_app, deliveries=deliveries.get(row.id, [])) for row in rows]
 
 
@@ -146,9 +183,14 @@ def _notification_preferences(user: User) -> dict:
     """My settings per event type (defaults where I chose nothing), quiet hours and digest hour."""
     prefs = Preferences.of(user.id)
     row = NotificationPreference.get_or_none(NotificationPreference.user == user.id)
-    return {"types": prefs.types, "quiet_start": _iso(prefs.quiet_start), "quiet_end": _iso(prefs.quiet_end),
-            "timezone": prefs.timezone, "digest_hour": prefs.digest_hour,
-            "updated_at": _iso(row.updated_at) if row is not None else None}
+    return {
+        "types": prefs.types,
+        "quiet_start": _iso(prefs.quiet_start),
+        "quiet_end": _iso(prefs.quiet_end),
+        "timezone": prefs.timezone,
+        "digest_hour": prefs.digest_hour,
+        "updated_at": _iso(row.updated_at) if row is not None else None,
+    }
 
 
 @export_section("saved_searches")
@@ -157,12 +199,26 @@ def _saved_searches(user: User) -> list[dict]:
     rows = SavedSearch.select().where(SavedSearch.user == user.id).order_by(SavedSearch.created_at, SavedSearch.id)
     searches = []
     for row in rows:
-        alerts = (SavedSearchAlert.select().where(SavedSearchAlert.saved_search == row.id)
-                  .order_by(SavedSearchAlert.created_at, SavedSearchAlert.property))
-        searches.append(dict(saved_search_view(row), alerts_sent=[
-            {"property_id": str(a.property_id), "reason": a.reason, "price": a.price or None,
-             "notification_id": str(a.notification_id) if a.notification_id else None,
-             "created_at": a.created_at.isoformat()} for a in alerts]))
+        alerts = (
+            SavedSearchAlert.select()
+            .where(SavedSearchAlert.saved_search == row.id)
+            .order_by(SavedSearchAlert.created_at, SavedSearchAlert.property)
+        )
+        searches.append(
+            dict(
+                saved_search_view(row),
+                alerts_sent=[
+                    {
+                        "property_id": str(a.property_id),
+                        "reason": a.reason,
+                        "price": a.price or None,
+                        "notification_id": str(a.notification_id) if a.notification_id else None,
+                        "created_at": a.created_at.isoformat(),
+                    }
+                    for a in alerts
+                ],
+            )
+        )
     return searches
 
 
@@ -173,11 +229,25 @@ def _uploads(user: User) -> list[dict]:
     attached: dict = {}
     for media in PropertyMedia.select().join(Upload).where(Upload.owner == user.id):
         attached.setdefault(media.upload_id, []).append({"property_id": str(media.property_id), "kind": media.kind})
-    return [{"id": str(u.id), "purpose": u.purpose, "status": u.status, "filename": u.filename,
-             "content_type": u.content_type, "size": u.size, "sha256": u.sha256, "width": u.width,
-             "height": u.height, "signature": u.signature, "reject_reason": u.reject_reason,
-             "created_at": u.created_at.isoformat(), "scanned_at": _iso(u.scanned_at),
-             "attached_to": attached.get(u.id, [])} for u in rows]
+    return [
+        {
+            "id": str(u.id),
+            "purpose": u.purpose,
+            "status": u.status,
+            "filename": u.filename,
+            "content_type": u.content_type,
+            "size": u.size,
+            "sha256": u.sha256,
+            "width": u.width,
+            "height": u.height,
+            "signature": u.signature,
+            "reject_reason": u.reject_reason,
+            "created_at": u.created_at.isoformat(),
+            "scanned_at": _iso(u.scanned_at),
+            "attached_to": attached.get(u.id, []),
+        }
+        for u in rows
+    ]
 
 
 @export_section("listings")
@@ -187,12 +257,14 @@ def _listings(user: User) -> list[dict]:
     History entries name no actor: who else changed a listing (an agent, staff)
     is theirs to know, not part of this user's data.
     """
-    rows = (Property.select().where((Property.owner == user.id) | (Property.list_agent == user.id))
-            .order_by(Property.created_at, Property.id))
+    rows = (
+        Property.select()
+        .where((Property.owner == user.id) | (Property.list_agent == user.id))
+        .order_by(Property.created_at, Property.id)
+    )
     listings = []
     for listing in rows:
-        history = (PropertyHistory.select().where(PropertyHistory.property == listing.id)
-                   .order_by(PropertyHistory.id))
+        history = PropertyHistory.select().where(PropertyHistory.property == listing.id).order_by(PropertyHistory.id)
         relation = "owner" if listing.owner_id == user.id else "list_agent"
         listings.append(dict(listing.view(), relation=relation, history=[entry.view() for entry in history]))
     return listings
@@ -201,11 +273,20 @@ def _listings(user: User) -> list[dict]:
 @export_section("favorites")
 def _favorites(user: User) -> list[dict]:
     """Saved listings: when, and the listing's summary while it is on the market."""
-    rows = (Favorite.select(Favorite, Property).join(Property).where(Favorite.user == user.id)
-            .order_by(Favorite.created_at, Favorite.property))
-    return [{"property_id": str(row.property_id), "favorited_at": row.created_at.isoformat(),
-             "listing": row.property.summary() if row.property.is_public else None}
-            for row in rows]
+    rows = (
+        Favorite.select(Favorite, Property)
+        .join(Property)
+        .where(Favorite.user == user.id)
+        .order_by(Favorite.created_at, Favorite.property)
+    )
+    return [
+        {
+            "property_id": str(row.property_id),
+            "favorited_at": row.created_at.isoformat(),
+            "listing": row.property.summary() if row.property.is_public else None,
+        }
+        for row in rows
+    ]
 
 
 def write_archive(out, user: User, sections: dict) -> None:
@@ -242,5 +323,4 @@ def build_export(ctx: JobContext) -> dict:
     file = ctx.once("archive", store)
     # No signed link in the result: the owner gets a fresh one each time they read the job
     # (``GET /v1/jobs/{id}``), and the job's events (replayed to whoever may join) carry none.
-    return {"file": dict(file, filename=ARCHIVE_NAME, content_type="application/zip"),
-            "sections": list(sections)}
+    return {"file": dict(file, filename=ARCHIVE_NAME, content_type="application/zip"), "sections": list(sections)}

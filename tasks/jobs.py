@@ -15,6 +15,7 @@ archives once they are older than ``EXPORT_RETENTION_HOURS``.
 benchmarks: it reports progress in steps, writes and reads back a probe object
 through storage once, and checks for cancellation.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -63,11 +64,23 @@ def sweep_jobs() -> dict:
     submitted = sum(1 for job in [*lost, *stale] if queue.submit(job))
     republished = publish_pending_final_events()
     if lost or failed or stale or republished:
-        log.info("job sweep", extra={"requeued_lost": len(lost), "failed_lost": len(failed),
-                                     "stale_enqueued": len(stale), "submitted": submitted,
-                                     "final_events_published": republished})
-    return {"requeued_lost": len(lost), "failed_lost": len(failed), "stale_enqueued": len(stale),
-            "submitted": submitted, "final_events_published": republished}
+        log.info(
+            "job sweep",
+            extra={
+                "requeued_lost": len(lost),
+                "failed_lost": len(failed),
+                "stale_enqueued": len(stale),
+                "submitted": submitted,
+                "final_events_published": republished,
+            },
+        )
+    return {
+        "requeued_lost": len(lost),
+        "failed_lost": len(failed),
+        "stale_enqueued": len(stale),
+        "submitted": submitted,
+        "final_events_published": republished,
+    }
 
 
 def publish_pending_final_events() -> int:
@@ -123,9 +136,16 @@ def purge_finished_jobs() -> dict:
 
 
 def _expire_exports(before: datetime.datetime) -> int:
-    rows = (Job.select().where((Job.kind == "exports.build_export") & (Job.status == "succeeded")
-                               & (Job.finished_at < before) & Job.result.has_key("file"))
-            .limit(SWEEP_BATCH))
+    rows = (
+        Job.select()
+        .where(
+            (Job.kind == "exports.build_export")
+            & (Job.status == "succeeded")
+            & (Job.finished_at < before)
+            & Job.result.has_key("file")
+        )
+        .limit(SWEEP_BATCH)
+    )
     count = 0
     for job in rows:
         _delete_quietly(_stored_key(job))
@@ -172,8 +192,9 @@ def selftest(ctx: JobContext) -> dict:
 
 def _write_probe(ctx: JobContext, key: str) -> dict:
     name = f"selftest/{ctx.job.id}.json"
-    body = msgspec.json.encode({"job_id": str(ctx.job.id), "attempt": ctx.attempt, "pid": os.getpid(),
-                                "idempotency_key": key})
+    body = msgspec.json.encode(
+        {"job_id": str(ctx.job.id), "attempt": ctx.attempt, "pid": os.getpid(), "idempotency_key": key}
+    )
     storage = runtime().storage
     stored = storage.put(name, body)
     if storage.get(name) != body:

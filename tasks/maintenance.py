@@ -1,4 +1,5 @@
 """Housekeeping run by beat."""
+
 from __future__ import annotations
 
 import datetime
@@ -18,16 +19,21 @@ SESSION_KEEP_DAYS = 30
 def purge_expired_tokens() -> dict:
     """Delete expired account tokens, used refresh tokens of ended sessions, and long-dead sessions."""
     now = utcnow()
-    with connection() as db:
-        with db.atomic():
-            tokens = AccountToken.delete().where(AccountToken.expires_at < now).execute()
-            ended = AuthSession.select(AuthSession.id).where(
-                (AuthSession.expires_at < now) | AuthSession.revoked_at.is_null(False))
-            refresh = RefreshToken.delete().where(RefreshToken.session.in_(ended)).execute()
-            cutoff = now - datetime.timedelta(days=SESSION_KEEP_DAYS)
-            sessions = AuthSession.delete().where(
+    with connection() as db, db.atomic():
+        tokens = AccountToken.delete().where(AccountToken.expires_at < now).execute()
+        ended = AuthSession.select(AuthSession.id).where(
+            (AuthSession.expires_at < now) | AuthSession.revoked_at.is_null(False)
+        )
+        refresh = RefreshToken.delete().where(RefreshToken.session.in_(ended)).execute()
+        cutoff = now - datetime.timedelta(days=SESSION_KEEP_DAYS)
+        sessions = (
+            AuthSession.delete()
+            .where(
                 (AuthSession.expires_at < cutoff)
-                | (AuthSession.revoked_at.is_null(False) & (AuthSession.revoked_at < cutoff))).execute()
+                | (AuthSession.revoked_at.is_null(False) & (AuthSession.revoked_at < cutoff))
+            )
+            .execute()
+        )
     return {"account_tokens": tokens, "refresh_tokens": refresh, "sessions": sessions}
 
 

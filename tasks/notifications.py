@@ -26,6 +26,7 @@ itself knows the previous run died during the provider call: it marks it
 alone. Digests (``send_digests`` hourly, ``send_digest`` per user and local
 date) follow the same protocol for one email covering many rows.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -33,13 +34,19 @@ import logging
 
 from peewee import SQL, fn
 
+from models import deliveries as sending
 from models.accounts import User
 from models.base import utcnow
-from models import deliveries as sending
 from models.db import connection, db
 from models.jobs import Job
-from models.notifications import (Notification, NotificationDelivery, Preferences, delivery_key,
-                                  fan_out_job, merged_types)
+from models.notifications import (
+    Notification,
+    NotificationDelivery,
+    Preferences,
+    delivery_key,
+    fan_out_job,
+    merged_types,
+)
 from services.mail import ProviderError
 from services.notification_templates import digest_email, notification_email, notification_sms
 from tasks.app import app
@@ -84,18 +91,30 @@ def _load(notification_id):
     n = rows[0]
     if n.u_id is None:
         return n, None, None, {}
-    user = User(id=n.u_id, email=n.u_email, email_verified_at=n.u_email_verified_at, phone=n.u_phone,
-                phone_verified_at=n.u_phone_verified_at, banned_at=n.u_banned_at)
+    user = User(
+        id=n.u_id,
+        email=n.u_email,
+        email_verified_at=n.u_email_verified_at,
+        phone=n.u_phone,
+        phone_verified_at=n.u_phone_verified_at,
+        banned_at=n.u_banned_at,
+    )
     prefs = Preferences(types=merged_types({}))  # as Preferences.of, from the joined row
     if n.p_user_id is not None:
-        prefs = Preferences(types=merged_types(n.p_types or {}), quiet_start=n.p_quiet_start,
-                            quiet_end=n.p_quiet_end, timezone=n.p_timezone, digest_hour=n.p_digest_hour)
+        prefs = Preferences(
+            types=merged_types(n.p_types or {}),
+            quiet_start=n.p_quiet_start,
+            quiet_end=n.p_quiet_end,
+            timezone=n.p_timezone,
+            digest_hour=n.p_digest_hour,
+        )
     # The join matched the address as stored; it answers for the normalised one when they are the same.
     known = {user.email: n.s_reason} if user.email and user.email == user.email.strip().lower() else {}
     return n, user, sending.checked_zone(prefs, user.id), known
 
 
 # --- the fan-out job ------------------------------------------------------------------------
+
 
 @job_task(transient=(Transient,))
 def fan_out(ctx: JobContext) -> dict:
@@ -120,8 +139,12 @@ def fan_out(ctx: JobContext) -> dict:
     statuses = {row.channel: row.status for row in deliveries}
     retry, exact = _send_pending(ctx, notification, prefs, known, deliveries, statuses)
     if not exact:
-        statuses = {row.channel: row.status for row in Delivery.select(Delivery.channel, Delivery.status)
-                    .where(Delivery.notification == notification.id)}
+        statuses = {
+            row.channel: row.status
+            for row in Delivery.select(Delivery.channel, Delivery.status).where(
+                Delivery.notification == notification.id
+            )
+        }
     if retry:
         raise Transient(retry)
     return {"in_app": in_app, "deliveries": statuses}
@@ -176,11 +199,28 @@ def _decide(notification: Notification, user: User, prefs: Preferences, known: d
         if quiet_until is not None:
             row.update(status="scheduled", not_before=quiet_until)
         rows.append(dict(row, channel="sms"))
-    columns = [[row["channel"] for row in rows], [row["status"] for row in rows], [row["recipient"] for row in rows],
-               [delivery_key(notification.id, row["channel"]) for row in rows],
-               [row.get("not_before") for row in rows], [row.get("error") for row in rows]]
-    result = list(Delivery.raw(_DECIDE, bool(ch["in_app"]), notification.id, notification.id, user.id, now, now,
-                               *columns, notification.user_id, notification.id))
+    columns = [
+        [row["channel"] for row in rows],
+        [row["status"] for row in rows],
+        [row["recipient"] for row in rows],
+        [delivery_key(notification.id, row["channel"]) for row in rows],
+        [row.get("not_before") for row in rows],
+        [row.get("error") for row in rows],
+    ]
+    result = list(
+        Delivery.raw(
+            _DECIDE,
+            bool(ch["in_app"]),
+            notification.id,
+            notification.id,
+            user.id,
+            now,
+            now,
+            *columns,
+            notification.user_id,
+            notification.id,
+        )
+    )
     first = result[0]
     if not first.decided_now:
         return None
@@ -195,24 +235,42 @@ def _decide(notification: Notification, user: User, prefs: Preferences, known: d
 
 def _announce(notification: Notification, unread: int) -> None:
     try:
-        runtime().events.publish(f"user:{notification.user_id}", "notification.created",
-                                 {"notification": notification.view(), "unread_count": unread})
-    except Exception:  # noqa: BLE001 - the feed is the truth; a client catches up by reading it
-        log.warning("could not publish a notification event", extra={"notification_id": str(notification.id)},
-                    exc_info=True)
+        runtime().events.publish(
+            f"user:{notification.user_id}",
+            "notification.created",
+            {"notification": notification.view(), "unread_count": unread},
+        )
+    except Exception:
+        log.warning(
+            "could not publish a notification event", extra={"notification_id": str(notification.id)}, exc_info=True
+        )
 
 
 # --- sending this notification's pending deliveries ------------------------------------------
+
 
 def _call_provider(ctx: JobContext, ids: list, send, *, retry_as: str = "pending") -> tuple[str | None, str | None]:
     """Run ``send()`` for claimed rows and settle them: ``(error to retry on or None, status written)``."""
     try:
         provider_id = send()
     except ProviderError as exc:
-        log.warning("provider refused a send", extra={"job_id": str(ctx.job.id), "status": exc.status,
-                                                      "transient": exc.transient, "uncertain": exc.uncertain})
-        return sending.settle_refused(ids, ctx.job.id, exc, attempt=ctx.attempt,
-                                      last_attempt=ctx.attempt >= ctx.job.max_attempts, retry_as=retry_as)
+        log.warning(
+            "provider refused a send",
+            extra={
+                "job_id": str(ctx.job.id),
+                "status": exc.status,
+                "transient": exc.transient,
+                "uncertain": exc.uncertain,
+            },
+        )
+        return sending.settle_refused(
+            ids,
+            ctx.job.id,
+            exc,
+            attempt=ctx.attempt,
+            last_attempt=ctx.attempt >= ctx.job.max_attempts,
+            retry_as=retry_as,
+        )
     except BaseException as exc:
         # Whatever went wrong, the request may have gone out: never send it again.
         sending.settle_interrupted(ids, ctx.job.id, exc)
@@ -227,12 +285,19 @@ def _sender(delivery: Delivery, notification: Notification, settings):
         return lambda: runtime().mailer.send(message, idempotency_key=delivery.idempotency_key)
     text = notification_sms(notification, settings=settings)
     callback = f"{settings.public_url.rstrip('/')}/v1/webhooks/twilio?d={delivery.id}"
-    return lambda: runtime().sms.send(delivery.recipient, text, idempotency_key=delivery.idempotency_key,
-                                      status_callback=callback)
+    return lambda: runtime().sms.send(
+        delivery.recipient, text, idempotency_key=delivery.idempotency_key, status_callback=callback
+    )
 
 
-def _send_pending(ctx: JobContext, notification: Notification, prefs: Preferences, known: dict,
-                  deliveries: list[Delivery], statuses: dict) -> tuple[str | None, bool]:
+def _send_pending(
+    ctx: JobContext,
+    notification: Notification,
+    prefs: Preferences,
+    known: dict,
+    deliveries: list[Delivery],
+    statuses: dict,
+) -> tuple[str | None, bool]:
     """Send the ``pending`` ones of ``deliveries``, keeping ``statuses`` up to date.
 
     ``(error to retry on or None, whether statuses is exact)``.
@@ -244,8 +309,11 @@ def _send_pending(ctx: JobContext, notification: Notification, prefs: Preference
             continue
         reason = sending.withheld(delivery, notification, prefs, known)
         if reason:
-            withheld = (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
-                        .where((Delivery.id == delivery.id) & (Delivery.status == "pending")).execute())
+            withheld = (
+                Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
+                .where((Delivery.id == delivery.id) & (Delivery.status == "pending"))
+                .execute()
+            )
             statuses[delivery.channel] = "suppressed"
             exact = exact and bool(withheld)
             continue
@@ -263,25 +331,34 @@ def _send_pending(ctx: JobContext, notification: Notification, prefs: Preference
 
 # --- quiet hours -------------------------------------------------------------------------------
 
+
 @app.task(name="tasks.notifications.release_scheduled", acks_late=True, ignore_result=True)
 def release_scheduled() -> dict:
     """Deliveries held for quiet hours whose time has come → ``pending``, with a fan-out job per notification."""
     now = utcnow()
-    with connection():
-        with db.atomic():
-            due = (Delivery.select(Delivery.id).where((Delivery.status == "scheduled") & (Delivery.not_before <= now))
-                   .order_by(Delivery.not_before).limit(BATCH).for_update(skip_locked=True))
-            released = list(Delivery.update(status="pending", updated_at=now)
-                            .where(Delivery.id.in_(due) & (Delivery.status == "scheduled"))
-                            .returning(Delivery.notification).execute())
-            notification_ids = sorted({str(row.notification_id) for row in released})
-            jobs = [fan_out_job(notification_id) for notification_id in notification_ids]  # submitted on commit
+    with connection(), db.atomic():
+        due = (
+            Delivery.select(Delivery.id)
+            .where((Delivery.status == "scheduled") & (Delivery.not_before <= now))
+            .order_by(Delivery.not_before)
+            .limit(BATCH)
+            .for_update(skip_locked=True)
+        )
+        released = list(
+            Delivery.update(status="pending", updated_at=now)
+            .where(Delivery.id.in_(due) & (Delivery.status == "scheduled"))
+            .returning(Delivery.notification)
+            .execute()
+        )
+        notification_ids = sorted({str(row.notification_id) for row in released})
+        jobs = [fan_out_job(notification_id) for notification_id in notification_ids]  # submitted on commit
     if released:
         log.info("scheduled notifications released", extra={"deliveries": len(released), "jobs": len(jobs)})
     return {"released": len(released), "jobs": len(jobs)}
 
 
 # --- daily digests -----------------------------------------------------------------------------
+
 
 def digest_key(user_id, local_date: datetime.date) -> str:
     return f"digest:{user_id}:{local_date.isoformat()}"
@@ -299,9 +376,13 @@ def send_digests() -> dict:
     after = None
     with connection():
         while True:
-            waiting = (Delivery.select(Delivery.user, fn.MIN(Delivery.created_at).alias("oldest"))
-                       .where((Delivery.status == "digest") & ((Delivery.user > after) if after else SQL("true")))
-                       .group_by(Delivery.user).order_by(Delivery.user).limit(BATCH))
+            waiting = (
+                Delivery.select(Delivery.user, fn.MIN(Delivery.created_at).alias("oldest"))
+                .where((Delivery.status == "digest") & ((Delivery.user > after) if after else SQL("true")))
+                .group_by(Delivery.user)
+                .order_by(Delivery.user)
+                .limit(BATCH)
+            )
             batch = list(waiting.dicts())
             for row in batch:
                 job = _digest_job_if_due(row["user"], row["oldest"], now)
@@ -323,8 +404,13 @@ def _digest_job_if_due(user_id, oldest: datetime.datetime, now: datetime.datetim
     key = digest_key(user_id, local.date())
     if _digest_used(key):
         return None  # one digest a day: what came after today's waits for tomorrow's
-    job, created = Job.create_or_get_active(dedupe_key=key, kind=DIGEST_KIND, queue="notify", max_attempts=8,
-                                            input={"user_id": str(user_id), "digest_key": key})
+    job, created = Job.create_or_get_active(
+        dedupe_key=key,
+        kind=DIGEST_KIND,
+        queue="notify",
+        max_attempts=8,
+        input={"user_id": str(user_id), "digest_key": key},
+    )
     return job if created else None
 
 
@@ -338,35 +424,45 @@ def send_digest(ctx: JobContext) -> dict:
     user = User.get_or_none(User.id == user_id)
     waiting = (Delivery.user == user_id) & (Delivery.status == "digest")
     if user is None or user.is_banned:
-        (Delivery.update(status="suppressed", error="the account is banned", updated_at=utcnow())
-         .where(waiting).execute())
+        (
+            Delivery.update(status="suppressed", error="the account is banned", updated_at=utcnow())
+            .where(waiting)
+            .execute()
+        )
         return {"sent": False, "notifications": 0}
     prefs = sending.preferences(user_id)
     wanted = []
-    for row in (Delivery.select(Delivery, Notification).join(Notification).where(waiting)
-                .order_by(Notification.created_at.desc(), Delivery.id.desc())):
+    for row in (
+        Delivery.select(Delivery, Notification)
+        .join(Notification)
+        .where(waiting)
+        .order_by(Notification.created_at.desc(), Delivery.id.desc())
+    ):
         reason = sending.withheld(row, row.notification, prefs)
         if reason is None:
             wanted.append(row)
             continue
-        (Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
-         .where((Delivery.id == row.id) & (Delivery.status == "digest")).execute())
-    claimed = {row.id for row in sending.claim([row.id for row in wanted], ctx.job.id, "digest",
-                                               digest_key=key)}
+        (
+            Delivery.update(status="suppressed", error=reason, updated_at=utcnow())
+            .where((Delivery.id == row.id) & (Delivery.status == "digest"))
+            .execute()
+        )
+    claimed = {row.id for row in sending.claim([row.id for row in wanted], ctx.job.id, "digest", digest_key=key)}
     rows = [row for row in wanted if row.id in claimed]
     if not rows:
         return {"sent": False, "notifications": 0}
-    message = digest_email([row.notification for row in rows], to=rows[0].recipient, user_id=user_id,
-                           settings=runtime().settings)
+    message = digest_email(
+        [row.notification for row in rows], to=rows[0].recipient, user_id=user_id, settings=runtime().settings
+    )
     ids = [row.id for row in rows]
     # On a transient error the rows wait again (keeping the key): the retry sends the same digest.
-    error, _ = _call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key),
-                              retry_as="digest")
+    error, _ = _call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key), retry_as="digest")
     if error:
         raise Transient(f"digest: {error}")
-    return {"sent": Delivery.select().where(Delivery.id.in_(ids) & (Delivery.status == "sent")).exists(),
-            "notifications": len(ids)}
+    return {
+        "sent": Delivery.select().where(Delivery.id.in_(ids) & (Delivery.status == "sent")).exists(),
+        "notifications": len(ids),
+    }
 
 
-__all__ = ["fan_out", "release_scheduled", "send_digests", "send_digest", "digest_key",
-           "DIGEST_KIND"]
+__all__ = ["DIGEST_KIND", "digest_key", "fan_out", "release_scheduled", "send_digest", "send_digests"]

@@ -7,6 +7,7 @@ without it ever being stored, and a retried or redelivered job texts the same
 code (the SMS itself is sent once, inside ``ctx.once``). A job whose request was
 superseded by a newer one, verified, withdrawn or expired sends nothing.
 """
+
 from __future__ import annotations
 
 from models.phone import PhoneCodes, unsent_because
@@ -24,8 +25,7 @@ class Undeliverable(Exception):
 
 def code_message(code: str, ttl_seconds: int) -> str:
     minutes = max(1, ttl_seconds // 60)
-    return (f"{code} is your Hearth verification code. It expires in {minutes} minutes. "
-            "Do not share it with anyone.")
+    return f"{code} is your Hearth verification code. It expires in {minutes} minutes. Do not share it with anyone."
 
 
 @job_task(transient=(Transient,))
@@ -40,8 +40,7 @@ def send_code(ctx: JobContext) -> dict:
 
     def deliver(key):
         try:
-            return {"sid": runtime().sms.send(phone, code_message(code, settings.phone_code_ttl),
-                                              idempotency_key=key)}
+            return {"sid": runtime().sms.send(phone, code_message(code, settings.phone_code_ttl), idempotency_key=key)}
         except SmsError as exc:
             if exc.transient:
                 raise Transient(str(exc)) from exc

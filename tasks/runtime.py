@@ -6,6 +6,7 @@ storage, the virus scanner, the search cache and the job queue; tasks read
 them through ``runtime()``. Tests build it with their own settings and pass
 their own collaborators (``jobs=`` a recording queue, ``mailer=``, ``redis=``...).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ def init_runtime(settings, *, init_db: bool = True, **overrides) -> Runtime:
         sms=given("sms", lambda: make_sms(settings)),
         storage=given("storage", lambda: make_storage(settings)),
         scanner=given("scanner", lambda: make_scanner(settings)),
-        search_cache=given("search_cache", lambda: SearchCache(client, settings.redis_prefix,
-                                                               settings.search_cache_ttl)),
+        search_cache=given(
+            "search_cache", lambda: SearchCache(client, settings.redis_prefix, settings.search_cache_ttl)
+        ),
         # A worker passes its own app's queue (its broker connection); anything else publishes by name.
         jobs=given("jobs", lambda: CeleryJobQueue.from_settings(settings)),
     )

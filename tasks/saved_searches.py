@@ -13,14 +13,25 @@ that finds it held returns at once. The alerts of a batch and the watermark
 past it commit together, so a crash repeats a batch at worst, and repeating
 one changes nothing (an alert is recorded once).
 """
+
 from __future__ import annotations
 
 import logging
 
 from models.base import utcnow
 from models.db import connection, db
-from models.saved_searches import (Batch, SavedSearch, SavedSearchState, alerting_searches, history_horizon,
-                                   listing_people, lock_state, matching_listings, read_batch, record_alert)
+from models.saved_searches import (
+    Batch,
+    SavedSearch,
+    SavedSearchState,
+    alerting_searches,
+    history_horizon,
+    listing_people,
+    lock_state,
+    matching_listings,
+    read_batch,
+    record_alert,
+)
 from models.search import InvalidSearch, SearchFilters, parse_query
 from tasks.app import app
 
@@ -30,16 +41,26 @@ HISTORY_BATCH = 5_000
 MAX_BATCHES = 20
 
 
-@app.task(name="tasks.saved_searches.scan_alerts", acks_late=True, ignore_result=True, soft_time_limit=100,
-          time_limit=110)
+@app.task(
+    name="tasks.saved_searches.scan_alerts", acks_late=True, ignore_result=True, soft_time_limit=100, time_limit=110
+)
 def scan_alerts() -> dict:
     """Alert saved searches about the history since the last scan; returns what it did.
 
     ``busy``: another scan holds the state (or listing writes held the history
     too long), and this one did nothing.
     """
-    totals = {"busy": False, "batches": 0, "history_rows": 0, "candidates": 0, "searches_evaluated": 0,
-              "alerts": 0, "notifications": 0, "waiting_for_index": False, "last_history_id": None}
+    totals = {
+        "busy": False,
+        "batches": 0,
+        "history_rows": 0,
+        "candidates": 0,
+        "searches_evaluated": 0,
+        "alerts": 0,
+        "notifications": 0,
+        "waiting_for_index": False,
+        "last_history_id": None,
+    }
     with connection():
         horizon = history_horizon()
         if horizon is None:
@@ -71,9 +92,15 @@ def _scan_batch(horizon: int) -> tuple[dict | None, list]:
         batch = read_batch(state.last_history_id, horizon, HISTORY_BATCH)
         counts, jobs = _alert(batch) if batch.candidates else (_counts(), [])
         SavedSearchState.update(last_history_id=batch.last_history_id, last_run_at=utcnow()).where(
-            SavedSearchState.id == True).execute()  # noqa: E712
-    counts.update(history_rows=batch.rows, candidates=len(batch.candidates), last_history_id=batch.last_history_id,
-                  waiting_for_index=batch.waiting_for_index, more=batch.full)
+            SavedSearchState.id == True
+        ).execute()
+    counts.update(
+        history_rows=batch.rows,
+        candidates=len(batch.candidates),
+        last_history_id=batch.last_history_id,
+        waiting_for_index=batch.waiting_for_index,
+        more=batch.full,
+    )
     return counts, jobs
 
 
@@ -87,8 +114,9 @@ def _alert(batch: Batch) -> tuple[dict, list]:
     for saved in alerting_searches():
         user = str(saved.user_id)
         # Only what happened since the search was saved, and never the user's own listings.
-        candidates = [c for c in batch.candidates
-                      if c.at >= saved.created_at and user not in people.get(c.property_id, ())]
+        candidates = [
+            c for c in batch.candidates if c.at >= saved.created_at and user not in people.get(c.property_id, ())
+        ]
         filters = _filters(saved) if candidates else None
         if filters is None:
             continue
@@ -124,4 +152,4 @@ def _filters(saved: SavedSearch) -> tuple[SearchFilters, str] | None:
         return None
 
 
-__all__ = ["scan_alerts", "HISTORY_BATCH"]
+__all__ = ["HISTORY_BATCH", "scan_alerts"]

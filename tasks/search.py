@@ -11,6 +11,7 @@
 * ``requeue_stale_reindexes`` (beat): listings left dirty with no active job
   (their job failed for good) get a new one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,11 @@ def reindex_property(ctx: JobContext) -> dict:
         if clean:
             return {"property_id": property_id, "rounds": round_}
     follow_up = search_queue.hand_over(property_id, ctx.job.id)  # submitted once it committed
-    return {"property_id": property_id, "rounds": MAX_ROUNDS,
-            "handed_over_to": str(follow_up.id) if follow_up is not None else None}
+    return {
+        "property_id": property_id,
+        "rounds": MAX_ROUNDS,
+        "handed_over_to": str(follow_up.id) if follow_up is not None else None,
+    }
 
 
 # ~50 s for 1,000,000 listings here; the limits leave room for thirty times that, and stay
@@ -50,18 +54,24 @@ def rebuild_index(ctx: JobContext) -> dict:
     try:
         rebuild.start()
         ctx.progress(2, "Copying listings")
-        rebuild.load(progress=lambda done, total: ctx.progress(
-            2 + 58 * done // max(1, total), f"Copied {done} of {total} pages of listings"))
+        rebuild.load(
+            progress=lambda done, total: ctx.progress(
+                2 + 58 * done // max(1, total), f"Copied {done} of {total} pages of listings"
+            )
+        )
         ctx.progress(60, "Building indexes")
-        rebuild.build_indexes(progress=lambda done, total: ctx.progress(
-            60 + 30 * done // max(1, total), f"Built {done} of {total} indexes"))
+        rebuild.build_indexes(
+            progress=lambda done, total: ctx.progress(
+                60 + 30 * done // max(1, total), f"Built {done} of {total} indexes"
+            )
+        )
         caught_up = rebuild.catch_up()
         ctx.progress(95, f"Caught up with {caught_up} listings changed meanwhile; swapping")
         result = rebuild.swap()
     except BaseException:
         try:
             rebuild.abandon()
-        except Exception:  # noqa: BLE001 - the next rebuild drops a leftover table too
+        except Exception:
             log.warning("could not drop a half-built search index", exc_info=True)
         raise
     runtime().search_cache.generation_changed(result["generation"])

@@ -19,6 +19,7 @@ with backoff. Should the job run out of attempts, ``rescan_stalled`` (beat) give
 the upload a new job, so the file is scanned once clamd is back: the system fails
 closed and never gives up. A second delivery of a finished job changes nothing.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -44,11 +45,12 @@ STALLED_AFTER = datetime.timedelta(minutes=10)
 BATCH = 200
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
+
 def upload_event(upload: Upload, type_: str) -> None:
     """``upload.clean`` / ``upload.infected`` / ``upload.rejected`` on the owner's channel."""
     try:
         runtime().events.publish(f"user:{upload.owner_id}", type_, upload.view())
-    except Exception:  # noqa: BLE001 - the row is the truth; a missed event is caught up by reading it
+    except Exception:
         log.warning("could not publish an upload event", extra={"upload_id": str(upload.id)}, exc_info=True)
 
 
@@ -89,9 +91,11 @@ def scan_upload(ctx: JobContext) -> dict:
         except (ScannerUnavailable, StorageUnavailable) as exc:
             # Fail closed: quarantined until a scan says otherwise. Said loudly: while it lasts,
             # no upload becomes available, and an operator should see why.
-            log.warning("cannot scan uploads: %s is unavailable; the upload stays quarantined and the scan "
-                        "is retried", "the virus scanner" if isinstance(exc, ScannerUnavailable) else "storage",
-                        extra={"upload_id": upload_id, "error": str(exc)})
+            log.warning(
+                "cannot scan uploads: %s is unavailable; the upload stays quarantined and the scan is retried",
+                "the virus scanner" if isinstance(exc, ScannerUnavailable) else "storage",
+                extra={"upload_id": upload_id, "error": str(exc)},
+            )
             Upload.move(upload_id, ("scanning",), status="pending_scan")
             raise
         except ImageRejected as exc:
@@ -148,13 +152,32 @@ def _infected(ctx: JobContext, upload: Upload, signature: str) -> dict:
     _delete_objects(upload)
 
     def apply():
-        row = Upload.move(upload.id, ("scanning",), status="infected", signature=signature, storage_key=None,
-                          previews={}, sha256=upload.sha256, scanned_at=utcnow())
+        row = Upload.move(
+            upload.id,
+            ("scanning",),
+            status="infected",
+            signature=signature,
+            storage_key=None,
+            previews={},
+            sha256=upload.sha256,
+            scanned_at=utcnow(),
+        )
         if row is None:
             return False
-        AuditEntry.record(actor_id=None, action="upload.infected", target_type="upload", target_id=upload.id,
-                          after={"owner_id": str(upload.owner_id), "signature": signature, "sha256": upload.sha256,
-                                 "filename": upload.filename, "purpose": upload.purpose, "job_id": str(ctx.job.id)})
+        AuditEntry.record(
+            actor_id=None,
+            action="upload.infected",
+            target_type="upload",
+            target_id=upload.id,
+            after={
+                "owner_id": str(upload.owner_id),
+                "signature": signature,
+                "sha256": upload.sha256,
+                "filename": upload.filename,
+                "purpose": upload.purpose,
+                "job_id": str(ctx.job.id),
+            },
+        )
         return True
 
     row = _finish(ctx, upload, "verdict", apply)
@@ -167,8 +190,15 @@ def _reject(ctx: JobContext, upload: Upload, reason: str) -> dict:
     _delete_objects(upload)
 
     def apply():
-        row = Upload.move(upload.id, ("scanning",), status="rejected", reject_reason=reason, storage_key=None,
-                          previews={}, scanned_at=utcnow())
+        row = Upload.move(
+            upload.id,
+            ("scanning",),
+            status="rejected",
+            reject_reason=reason,
+            storage_key=None,
+            previews={},
+            scanned_at=utcnow(),
+        )
         return row is not None
 
     row = _finish(ctx, upload, "verdict", apply)
@@ -185,8 +215,7 @@ def _clean(ctx: JobContext, upload: Upload, info) -> dict:
         for preview in info.previews:
             key = f"previews/{upload.id}/{preview.name}.webp"
             stored = storage.put(key, preview.data, content_type="image/webp")
-            previews[preview.name] = {"key": key, "width": preview.width, "height": preview.height,
-                                      "size": stored.size}
+            previews[preview.name] = {"key": key, "width": preview.width, "height": preview.height, "size": stored.size}
     target = upload.clean_key()
     if upload.storage_key != target:
         try:
@@ -206,8 +235,7 @@ def _clean(ctx: JobContext, upload: Upload, info) -> dict:
         return _reject(ctx, upload, _CHANGED)
 
     def apply():
-        values = dict(status="clean", storage_key=target, previews=previews, sha256=upload.sha256,
-                      scanned_at=utcnow())
+        values = dict(status="clean", storage_key=target, previews=previews, sha256=upload.sha256, scanned_at=utcnow())
         if info is not None:
             values.update(width=info.width, height=info.height)
         return Upload.move(upload.id, ("scanning",), **values) is not None
@@ -226,15 +254,21 @@ def rescan_stalled() -> dict:
     """Give a new scan job to uploads still unscanned whose job ended (it ran out of attempts)."""
     cutoff = utcnow() - STALLED_AFTER
     created = []
-    with connection():
-        with db.atomic():
-            stalled = (Upload.select(Upload).join(Job, on=(Upload.scan_job == Job.id))
-                       .where(Upload.status.in_(["pending_scan", "scanning"]) & (Upload.updated_at < cutoff)
-                              & Job.status.in_(["failed", "cancelled", "succeeded"]))
-                       .limit(BATCH).for_update(of=Upload, skip_locked=True))
-            for upload in stalled:
-                Upload.move(upload.id, ("pending_scan", "scanning"), status="pending_scan")
-                created.append(new_scan_job(upload))
+    with connection(), db.atomic():
+        stalled = (
+            Upload.select(Upload)
+            .join(Job, on=(Upload.scan_job == Job.id))
+            .where(
+                Upload.status.in_(["pending_scan", "scanning"])
+                & (Upload.updated_at < cutoff)
+                & Job.status.in_(["failed", "cancelled", "succeeded"])
+            )
+            .limit(BATCH)
+            .for_update(of=Upload, skip_locked=True)
+        )
+        for upload in stalled:
+            Upload.move(upload.id, ("pending_scan", "scanning"), status="pending_scan")
+            created.append(new_scan_job(upload))
     # Each job was announced (``job.queued``) and submitted when the transaction committed.
     if created:
         log.info("stalled scans restarted", extra={"count": len(created)})
@@ -248,18 +282,22 @@ def purge_expired_intents() -> dict:
     it expires, and such late bytes are never read, so they only need to go."""
     purged = swept = 0
     with connection():
-        rows = list(Upload.select().where((Upload.status == "awaiting_upload") & (Upload.expires_at < utcnow()))
-                    .limit(BATCH))
+        rows = list(
+            Upload.select().where((Upload.status == "awaiting_upload") & (Upload.expires_at < utcnow())).limit(BATCH)
+        )
         for upload in rows:
             for key in {upload.storage_key, incoming_key(upload.id)} - {None}:
                 runtime().storage.delete(key)
             purged += Upload.delete().where((Upload.id == upload.id) & (Upload.status == "awaiting_upload")).execute()
-        completed = list(Upload.select(Upload.id).where((Upload.status != "awaiting_upload")
-                                                        & (Upload.expires_at < utcnow())).limit(BATCH))
+        completed = list(
+            Upload.select(Upload.id)
+            .where((Upload.status != "awaiting_upload") & (Upload.expires_at < utcnow()))
+            .limit(BATCH)
+        )
         for upload in completed:
             runtime().storage.delete(incoming_key(upload.id))
             swept += Upload.update(expires_at=None).where(Upload.id == upload.id).execute()
     return {"purged": purged, "late_uploads_swept": swept}
 
 
-__all__ = ["scan_upload", "rescan_stalled", "purge_expired_intents", "new_scan_job", "SCAN_KIND", "SCAN_QUEUE"]
+__all__ = ["SCAN_KIND", "SCAN_QUEUE", "new_scan_job", "purge_expired_intents", "rescan_stalled", "scan_upload"]

@@ -3,6 +3,7 @@
 Each test runs inside a transaction that is rolled back, and gets its own Redis
 key prefix, so tests never see each other's rows, counters or events.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,6 +26,7 @@ _counter = itertools.count()
 
 def _admin_connection():
     from models.db import connect_args
+
     conn = psycopg2.connect(**{("dbname" if k == "database" else k): v for k, v in connect_args(ADMIN_URL).items()})
     conn.autocommit = True
     return conn
@@ -114,7 +116,6 @@ def transaction(request):
         yield
         return
     request.getfixturevalue("database")
-    with db.connection_context():
-        with db.atomic() as txn:
-            yield
-            txn.rollback()
+    with db.connection_context(), db.atomic() as txn:
+        yield
+        txn.rollback()

@@ -1,4 +1,5 @@
 """Rows for tests, built through the same models the application uses."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,8 +13,15 @@ _seq = itertools.count(1)
 PASSWORD = "correct horse battery staple"
 
 
-def make_user(*, role: str = "buyer", email: str | None = None, password: str = PASSWORD,
-              verified: bool = True, banned: bool = False, full_name: str | None = None) -> User:
+def make_user(
+    *,
+    role: str = "buyer",
+    email: str | None = None,
+    password: str = PASSWORD,
+    verified: bool = True,
+    banned: bool = False,
+    full_name: str | None = None,
+) -> User:
     n = next(_seq)
     return User.create(
         id=uuid.uuid4(),

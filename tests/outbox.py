@@ -1,4 +1,5 @@
 """The development mail outbox as tests read it: one ``.eml`` file per sent message."""
+
 from __future__ import annotations
 
 import email
@@ -23,8 +24,11 @@ class Outbox:
         for message in reversed(self.messages()):
             if message["To"] == address:
                 body = message.get_body(("plain",)) if hasattr(message, "get_body") else message
-                text = (body.get_payload(decode=True) or b"").decode() if not message.is_multipart() else \
-                    message.get_payload(0).get_payload(decode=True).decode()
+                text = (
+                    (body.get_payload(decode=True) or b"").decode()
+                    if not message.is_multipart()
+                    else message.get_payload(0).get_payload(decode=True).decode()
+                )
                 for line in text.splitlines():
                     if line.startswith("token="):
                         return line.split("=", 1)[1].strip()

@@ -25,6 +25,7 @@ in its module::
     def settings(provider_settings):
         return provider_settings
 """
+
 from __future__ import annotations
 
 import os
@@ -51,6 +52,7 @@ def providers_url() -> str:
         return url.rstrip("/")
     if _local_stub is None:
         from ops.provider_stub import start_provider_stub
+
         _local_stub = start_provider_stub()
     return _local_stub.url
 
@@ -94,18 +96,25 @@ def _email(request: dict) -> SentEmail:
         to=[to.get("email") for to in personalization.get("to") or []],
         sender=(payload.get("from") or {}).get("email", ""),
         subject=payload.get("subject") or personalization.get("subject") or "",
-        text=content.get("text/plain"), html=content.get("text/html"),
+        text=content.get("text/plain"),
+        html=content.get("text/html"),
         headers={**(payload.get("headers") or {}), **(personalization.get("headers") or {})},
         custom_args={**(payload.get("custom_args") or {}), **(personalization.get("custom_args") or {})},
-        status=request.get("status"), request=request,
+        status=request.get("status"),
+        request=request,
     )
 
 
 def _text(request: dict) -> SentText:
     form = request.get("form") or {}
-    return SentText(to=form.get("To", ""), sender=form.get("From") or form.get("MessagingServiceSid", ""),
-                    body=form.get("Body", ""), status_callback=form.get("StatusCallback"),
-                    status=request.get("status"), request=request)
+    return SentText(
+        to=form.get("To", ""),
+        sender=form.get("From") or form.get("MessagingServiceSid", ""),
+        body=form.get("Body", ""),
+        status_callback=form.get("StatusCallback"),
+        status=request.get("status"),
+        request=request,
+    )
 
 
 class Providers:
@@ -126,10 +135,16 @@ class Providers:
         return self.sendgrid_api_key if channel == "email" else self.twilio_account_sid
 
     def settings_overrides(self) -> dict:
-        return {"mail_backend": "sendgrid", "sendgrid_api_key": self.sendgrid_api_key,
-                "sendgrid_api_url": self.url, "sms_backend": "twilio",
-                "twilio_account_sid": self.twilio_account_sid, "twilio_auth_token": self.twilio_auth_token,
-                "twilio_from": self.twilio_from, "twilio_api_url": self.url}
+        return {
+            "mail_backend": "sendgrid",
+            "sendgrid_api_key": self.sendgrid_api_key,
+            "sendgrid_api_url": self.url,
+            "sms_backend": "twilio",
+            "twilio_account_sid": self.twilio_account_sid,
+            "twilio_auth_token": self.twilio_auth_token,
+            "twilio_from": self.twilio_from,
+            "twilio_api_url": self.url,
+        }
 
     def env(self) -> dict:
         """The same settings as environment variables (for a worker process)."""
@@ -195,5 +210,13 @@ def provider_runtime(provider_settings, redis, runtime):
     return init_runtime(provider_settings, redis=redis, init_db=False, jobs=runtime.jobs)
 
 
-__all__ = ["Providers", "SentEmail", "SentText", "providers", "provider_settings", "provider_runtime",
-           "providers_url", "TWILIO_FROM"]
+__all__ = [
+    "TWILIO_FROM",
+    "Providers",
+    "SentEmail",
+    "SentText",
+    "provider_runtime",
+    "provider_settings",
+    "providers",
+    "providers_url",
+]

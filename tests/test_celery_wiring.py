@@ -1,6 +1,7 @@
 """The beat schedule, the routes and the queues name tasks by string: check each name against the tasks
 the worker really registers, so a renamed or moved task cannot leave a schedule entry or a route that
 silently matches nothing (a periodic job that never runs, a task on the wrong queue)."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -45,8 +46,11 @@ def test_every_scheduled_task_expires():
 
 
 def test_every_route_matches_a_registered_task(registered):
-    unmatched = [pattern for pattern in celeryconfig.task_routes
-                 if not any(fnmatch.fnmatchcase(name, pattern) for name in registered)]
+    unmatched = [
+        pattern
+        for pattern in celeryconfig.task_routes
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in registered)
+    ]
     assert unmatched == []
 
 

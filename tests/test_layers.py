@@ -17,6 +17,7 @@ violation fails, and so does a listed one that no longer occurs (delete it from 
 holds for import cycles (between packages, and between modules of one package) and for modules over
 ``MAX_LINES`` lines.
 """
+
 from __future__ import annotations
 
 import ast
@@ -86,7 +87,8 @@ def _type_checking_block(node: ast.AST) -> bool:
         return False
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_in(source: str, name: str, package_init: bool, modules: set[str], *, type_only: bool = True) -> set[str]:
@@ -177,8 +179,10 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 def compare(found: set, known: set, what: str) -> list[str]:
     problems = [f"new {what}: {item}" for item in sorted(found - known, key=str)]
-    problems += [f"gone (delete it from the known list in tests/test_layers.py): {what} {item}"
-                 for item in sorted(known - found, key=str)]
+    problems += [
+        f"gone (delete it from the known list in tests/test_layers.py): {what} {item}"
+        for item in sorted(known - found, key=str)
+    ]
     return problems
 
 
@@ -223,8 +227,11 @@ def test_no_import_cycles_between_modules_of_a_package():
     found = set()
     graph = import_graph(type_only=False)
     for part in PARTS:
-        inside = {module: {t for t in targets if part_of(t) == part}
-                  for module, targets in graph.items() if part_of(module) == part}
+        inside = {
+            module: {t for t in targets if part_of(t) == part}
+            for module, targets in graph.items()
+            if part_of(module) == part
+        }
         found |= set(strongly_connected(inside))
     assert compare(found, KNOWN_MODULE_CYCLES, "import cycle between modules") == []
 

@@ -1,4 +1,5 @@
 """Settings: parsed from the environment, validated at start, unsafe production refused."""
+
 from __future__ import annotations
 
 import pathlib
@@ -43,28 +44,38 @@ def test_safe_production_settings_are_accepted():
 def test_production_with_nothing_configured_lists_every_problem():
     problems = _problems({"HEARTH_ENV": "production"})
     text = "\n".join(problems)
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "JWT_PRIVATE_KEYS", "MAIL_BACKEND",
-                 "FLOWER_PASSWORD", "PUBLIC_URL"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "JWT_PRIVATE_KEYS",
+        "MAIL_BACKEND",
+        "FLOWER_PASSWORD",
+        "PUBLIC_URL",
+    ):
         assert name in text, name
     assert len(problems) >= 7
 
 
-@pytest.mark.parametrize("change, named", [
-    ({"HEARTH_DEBUG": "true"}, "HEARTH_DEBUG"),
-    ({"SECRET_KEY": "short"}, "SECRET_KEY"),
-    ({"SECRET_KEY": "dev-" + "x" * 40}, "SECRET_KEY"),
-    ({"MAIL_BACKEND": "outbox"}, "MAIL_BACKEND"),
-    ({"DATABASE_URL": ""}, "DATABASE_URL"),
-    ({"REDIS_URL": ""}, "REDIS_URL"),
-    ({"JWT_PRIVATE_KEYS": ""}, "JWT_PRIVATE_KEYS"),
-    ({"FLOWER_PASSWORD": "hearth-dev"}, "FLOWER_PASSWORD"),
-    ({"PUBLIC_URL": "http://api.hearth.example"}, "PUBLIC_URL"),
-    ({"CORS_ORIGINS": "https://a.example,*"}, "CORS_ORIGINS"),
-    ({"SMS_BACKEND": "outbox"}, "SMS_BACKEND"),
-    ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
-    ({"SENDGRID_WEBHOOK_PUBLIC_KEY": ""}, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
-    ({"FRONTEND_URL": "http://app.hearth.example"}, "FRONTEND_URL"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"HEARTH_DEBUG": "true"}, "HEARTH_DEBUG"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "dev-" + "x" * 40}, "SECRET_KEY"),
+        ({"MAIL_BACKEND": "outbox"}, "MAIL_BACKEND"),
+        ({"DATABASE_URL": ""}, "DATABASE_URL"),
+        ({"REDIS_URL": ""}, "REDIS_URL"),
+        ({"JWT_PRIVATE_KEYS": ""}, "JWT_PRIVATE_KEYS"),
+        ({"FLOWER_PASSWORD": "hearth-dev"}, "FLOWER_PASSWORD"),
+        ({"PUBLIC_URL": "http://api.hearth.example"}, "PUBLIC_URL"),
+        ({"CORS_ORIGINS": "https://a.example,*"}, "CORS_ORIGINS"),
+        ({"SMS_BACKEND": "outbox"}, "SMS_BACKEND"),
+        ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
+        ({"SENDGRID_WEBHOOK_PUBLIC_KEY": ""}, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        ({"FRONTEND_URL": "http://app.hearth.example"}, "FRONTEND_URL"),
+    ],
+)
 def test_each_unsafe_production_setting_is_refused(change, named):
     problems = _problems({**SAFE_PRODUCTION, **change})
     assert len(problems) == 1, problems
@@ -91,8 +102,14 @@ def test_secrets_are_not_in_the_repr():
 
 
 def test_values_are_parsed_and_bad_ones_all_named():
-    settings = Settings.from_env({"HEARTH_DEBUG": "yes", "MAX_BODY_BYTES": "2048", "HEARTH_VAR_DIR": "/tmp/h",
-                                  "CORS_ORIGINS": "https://a.example, https://b.example"})
+    settings = Settings.from_env(
+        {
+            "HEARTH_DEBUG": "yes",
+            "MAX_BODY_BYTES": "2048",
+            "HEARTH_VAR_DIR": "/tmp/h",
+            "CORS_ORIGINS": "https://a.example, https://b.example",
+        }
+    )
     assert settings.debug is True and settings.max_body_bytes == 2048
     assert settings.var_dir == pathlib.Path("/tmp/h")
     assert settings.cors_origins == ("https://a.example", "https://b.example")
@@ -101,20 +118,23 @@ def test_values_are_parsed_and_bad_ones_all_named():
     assert any("HEARTH_DEBUG" in p for p in problems) and any("MAX_BODY_BYTES" in p for p in problems)
 
 
-@pytest.mark.parametrize("environ, named", [
-    ({"HEARTH_ENV": "staging"}, "HEARTH_ENV"),
-    ({"DATABASE_URL": "mysql://db/hearth"}, "DATABASE_URL"),
-    ({"REDIS_URL": "memcached://x"}, "REDIS_URL"),
-    ({"MAIL_BACKEND": "pigeon"}, "MAIL_BACKEND"),
-    ({"MAIL_BACKEND": "sendgrid"}, "SENDGRID_API_KEY"),
-    ({"ACCESS_TOKEN_TTL": "10"}, "ACCESS_TOKEN_TTL"),
-    ({"ACCESS_TOKEN_TTL": "3600", "REFRESH_TOKEN_TTL": "600"}, "REFRESH_TOKEN_TTL"),
-    ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
-    ({"RATE_LIMIT_AUTH": "lots"}, "RATE_LIMIT_AUTH"),
-    ({"FRONTEND_URL": "app.hearth.example"}, "FRONTEND_URL"),
-    ({"LOGIN_ACCOUNT_LOCK_ADDRESSES": "1"}, "LOGIN_ACCOUNT_LOCK_ADDRESSES"),
-    ({"ACCOUNT_UNLOCK_TTL": "5"}, "ACCOUNT_UNLOCK_TTL"),
-])
+@pytest.mark.parametrize(
+    "environ, named",
+    [
+        ({"HEARTH_ENV": "staging"}, "HEARTH_ENV"),
+        ({"DATABASE_URL": "mysql://db/hearth"}, "DATABASE_URL"),
+        ({"REDIS_URL": "memcached://x"}, "REDIS_URL"),
+        ({"MAIL_BACKEND": "pigeon"}, "MAIL_BACKEND"),
+        ({"MAIL_BACKEND": "sendgrid"}, "SENDGRID_API_KEY"),
+        ({"ACCESS_TOKEN_TTL": "10"}, "ACCESS_TOKEN_TTL"),
+        ({"ACCESS_TOKEN_TTL": "3600", "REFRESH_TOKEN_TTL": "600"}, "REFRESH_TOKEN_TTL"),
+        ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
+        ({"RATE_LIMIT_AUTH": "lots"}, "RATE_LIMIT_AUTH"),
+        ({"FRONTEND_URL": "app.hearth.example"}, "FRONTEND_URL"),
+        ({"LOGIN_ACCOUNT_LOCK_ADDRESSES": "1"}, "LOGIN_ACCOUNT_LOCK_ADDRESSES"),
+        ({"ACCOUNT_UNLOCK_TTL": "5"}, "ACCOUNT_UNLOCK_TTL"),
+    ],
+)
 def test_malformed_settings_are_refused_in_every_environment(environ, named):
     assert any(named in p for p in _problems(environ))
 
@@ -144,9 +164,14 @@ def test_development_makes_a_private_random_secret_key_once_and_keeps_it(tmp_pat
     assert first.secret_key != "dev-only-secret-key-not-for-production-use"  # the old, public one
     # Another process on the same var/ (a worker, a `hearth` command, a restart) reads the same key.
     code = "from settings import Settings; print(Settings.from_env().secret_key)"
-    other = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                           env={**os.environ, "HEARTH_ENV": "development", "HEARTH_VAR_DIR": str(tmp_path),
-                                "PYTHONPATH": str(ROOT)})
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HEARTH_ENV": "development", "HEARTH_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
     assert other.stdout.strip() == first.secret_key
     # Another checkout gets another key; a configured one is used as it is.
     assert Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path / "other")}).secret_key != first.secret_key
@@ -157,8 +182,10 @@ def test_development_makes_a_private_random_secret_key_once_and_keeps_it(tmp_pat
 @pytest.mark.parametrize("address", ["0.0.0.0:8000", "[::]:8000", "192.0.2.10:8000", "hearth.example:8000"])
 def test_outside_production_nothing_listens_beyond_loopback(tmp_path, name, address):
     problems = _problems({"HEARTH_VAR_DIR": str(tmp_path), name: address})
-    assert problems == [f"{name}={address} listens beyond this machine; outside HEARTH_ENV=production Hearth "
-                        "listens on loopback only (127.0.0.1, ::1, localhost)"]
+    assert problems == [
+        f"{name}={address} listens beyond this machine; outside HEARTH_ENV=production Hearth "
+        "listens on loopback only (127.0.0.1, ::1, localhost)"
+    ]
 
 
 def test_loopback_binds_are_fine_anywhere_and_production_may_listen_wide(tmp_path):
@@ -169,15 +196,23 @@ def test_loopback_binds_are_fine_anywhere_and_production_may_listen_wide(tmp_pat
 
 def test_cors_origins_default_to_local_dev_servers_in_development_only(tmp_path):
     development = Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path)})
-    for origin in ("http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173",
-                   "http://127.0.0.1:5173", "http://localhost:8080", "http://localhost:4200"):
+    for origin in (
+        "http://localhost:3000",
+        "http://127.0.0.1:3000",
+        "http://localhost:5173",
+        "http://127.0.0.1:5173",
+        "http://localhost:8080",
+        "http://localhost:4200",
+    ):
         assert origin in development.cors_origins
     assert all(o.startswith(("http://localhost:", "http://127.0.0.1:")) for o in development.cors_origins)
     # An explicit list replaces the defaults; tests and production start from none.
-    assert Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path), "CORS_ORIGINS": "https://app.example"}
-                             ).cors_origins == ("https://app.example",)
+    assert Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path), "CORS_ORIGINS": "https://app.example"}).cors_origins == (
+        "https://app.example",
+    )
     assert Settings.from_env({"HEARTH_ENV": "test", "HEARTH_VAR_DIR": str(tmp_path)}).cors_origins == ()
     assert Settings.from_env(SAFE_PRODUCTION).cors_origins == ()
+
 
 def test_emailed_links_open_hearths_own_pages_unless_a_frontend_url_is_set():
     assert Settings.from_env({"PUBLIC_URL": "http://127.0.0.1:8000/"}).pages_url == "http://127.0.0.1:8000"

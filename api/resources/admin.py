@@ -1,4 +1,5 @@
 """``/v1/admin/*``: user management and the audit log, for admins only."""
+
 from __future__ import annotations
 
 import uuid
@@ -49,9 +50,15 @@ class AdminUsers:
             raise not_found("user")
         resp.media = user.admin_view()
 
-    @operation("Change a user's role or ban/unban them", body=AdminUserPatch, response=AdminUser,
-               permission="admin:users", errors=(404, 409, 422), tags=TAGS,
-               description="A ban ends every session of the user at once. Every change is audited.")
+    @operation(
+        "Change a user's role or ban/unban them",
+        body=AdminUserPatch,
+        response=AdminUser,
+        permission="admin:users",
+        errors=(404, 409, 422),
+        tags=TAGS,
+        description="A ban ends every session of the user at once. Every change is audited.",
+    )
     def on_patch_item(self, req, resp, user_id):
         body: AdminUserPatch = req.context.body
         principal = req.context.principal
@@ -83,8 +90,12 @@ class AdminUsers:
             services.sessions.mark_revoked(revoked)
             if "role" in changes:
                 # Cached session states carry the role: write the new one so it applies at once.
-                live = [s.id for s in AuthSession.select(AuthSession.id).where(
-                    (AuthSession.user == user.id) & AuthSession.revoked_at.is_null())]
+                live = [
+                    s.id
+                    for s in AuthSession.select(AuthSession.id).where(
+                        (AuthSession.user == user.id) & AuthSession.revoked_at.is_null()
+                    )
+                ]
                 services.sessions.set_role(live, user.role)
             services.sessions.store_profile(user)
         resp.media = user.admin_view()
@@ -113,6 +124,6 @@ class AdminAudit:
         rows = list(query.order_by(AuditEntry.id.desc()).limit(q.limit + 1))
         next_cursor = None
         if len(rows) > q.limit:
-            rows = rows[:q.limit]
+            rows = rows[: q.limit]
             next_cursor = self.cursors.encode([rows[-1].id])
         resp.media = {"items": [r.view() for r in rows], "next_cursor": next_cursor}

@@ -1,4 +1,5 @@
 """``/v1/auth/*``: register, verify email, log in, refresh, log out, reset a forgotten password, unlock."""
+
 from __future__ import annotations
 
 import falcon
@@ -8,8 +9,16 @@ from api.audit import audit
 from api.errors import Problem, conflict, too_many_requests, unauthorized, validation_error
 from api.operation import client_ip, operation
 from api.schemas.accounts import (
-    Accepted, ForgotPasswordRequest, LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest,
-    ResetPasswordRequest, TokenPair, UnlockAccountRequest, VerifyEmailRequest,
+    Accepted,
+    ForgotPasswordRequest,
+    LoginRequest,
+    LogoutRequest,
+    RefreshRequest,
+    RegisterRequest,
+    ResetPasswordRequest,
+    TokenPair,
+    UnlockAccountRequest,
+    VerifyEmailRequest,
 )
 from models import sessions
 from models.accounts import AccountToken, User
@@ -41,19 +50,28 @@ def issue_tokens(services, user: User, session, refresh_token: str) -> dict:
 
 
 def queue_verification(user: User) -> Job:
-    return Job.create(kind="accounts.send_verification_email", queue="notify", owner=user.id,
-                      input={"user_id": str(user.id)})
+    return Job.create(
+        kind="accounts.send_verification_email", queue="notify", owner=user.id, input={"user_id": str(user.id)}
+    )
 
 
 class Register:
-    @operation("Create an account", body=RegisterRequest, response=Accepted, status=202, auth="none",
-               rate="auth", errors=(422,), tags=TAGS,
-               description="Always answers 202 with the same body, whether or not the address already has "
-                           "an account, so the answer tells nobody who is a Hearth user. A new address gets a "
-                           "buyer, seller or agent account and a verification link; the owner of a taken one "
-                           "gets an email saying someone tried to sign up with it, with a link to reset the "
-                           "password. No user id is returned: log in for the profile (`GET /v1/me`). Admins "
-                           "are created only with `hearth users create-admin`.")
+    @operation(
+        "Create an account",
+        body=RegisterRequest,
+        response=Accepted,
+        status=202,
+        auth="none",
+        rate="auth",
+        errors=(422,),
+        tags=TAGS,
+        description="Always answers 202 with the same body, whether or not the address already has "
+        "an account, so the answer tells nobody who is a Hearth user. A new address gets a "
+        "buyer, seller or agent account and a verification link; the owner of a taken one "
+        "gets an email saying someone tried to sign up with it, with a link to reset the "
+        "password. No user id is returned: log in for the profile (`GET /v1/me`). Admins "
+        "are created only with `hearth users create-admin`.",
+    )
     def on_post(self, req, resp):
         body: RegisterRequest = req.context.body
         email = User.normalize_email(body.email)
@@ -64,8 +82,9 @@ class Register:
         password_hash = hash_password(body.password)
         try:
             with db.atomic():
-                user = User.create(email=email, password_hash=password_hash,
-                                   full_name=body.full_name.strip(), role=body.role)
+                user = User.create(
+                    email=email, password_hash=password_hash, full_name=body.full_name.strip(), role=body.role
+                )
                 queue_verification(user)
                 audit(req, "user.register", user.id, after={"email": email, "role": body.role})
         except IntegrityError as exc:  # the unique index on email decides, even under concurrent sign-ups
@@ -85,24 +104,37 @@ class Register:
 
 
 class VerifyEmail:
-    @operation("Verify an email address with the mailed token", body=VerifyEmailRequest, status=204,
-               auth="none", rate="auth", errors=(400, 422), tags=TAGS)
+    @operation(
+        "Verify an email address with the mailed token",
+        body=VerifyEmailRequest,
+        status=204,
+        auth="none",
+        rate="auth",
+        errors=(400, 422),
+        tags=TAGS,
+    )
     def on_post(self, req, resp):
         with db.atomic():
             token = AccountToken.redeem(req.context.body.token, "verify_email")
             if token is None:
-                raise Problem(falcon.HTTP_400, "Invalid token",
-                              "This verification link is invalid, used or expired.", slug="invalid-token")
+                raise Problem(
+                    falcon.HTTP_400,
+                    "Invalid token",
+                    "This verification link is invalid, used or expired.",
+                    slug="invalid-token",
+                )
             User.update(email_verified_at=utcnow(), updated_at=utcnow()).where(
-                (User.id == token.user_id) & User.email_verified_at.is_null()).execute()
+                (User.id == token.user_id) & User.email_verified_at.is_null()
+            ).execute()
             audit(req, "user.verify_email", token.user_id)
         req.context.services.sessions.store_profile(User.get_by_id(token.user_id))
         resp.status = falcon.HTTP_204
 
 
 class ResendVerification:
-    @operation("Send the verification email again", response=Accepted, status=202, rate="auth",
-               errors=(409,), tags=TAGS)
+    @operation(
+        "Send the verification email again", response=Accepted, status=202, rate="auth", errors=(409,), tags=TAGS
+    )
     def on_post(self, req, resp):
         user = User.get_by_id(req.context.principal.user_id)
         if user.email_verified_at is not None:
@@ -115,15 +147,22 @@ class ResendVerification:
 
 
 class Login:
-    @operation("Log in with email and password", body=LoginRequest, response=TokenPair, auth="none",
-               rate="auth", errors=(401, 403, 429), tags=TAGS,
-               description="Returns a short-lived access token (EdDSA JWT) and a single-use refresh "
-                           "token. Repeated failures lock the account from the failing client address, "
-                           "and that address altogether, for a growing time (429 with Retry-After); "
-                           "failures from many addresses lock the account from everywhere and mail its "
-                           "owner a one-time unlock link (`POST /v1/auth/unlock`). Unknown emails, "
-                           "wrong passwords and accounts whose email is not verified yet answer the same "
-                           "401 (the emailed link, or a password reset, verifies the address).")
+    @operation(
+        "Log in with email and password",
+        body=LoginRequest,
+        response=TokenPair,
+        auth="none",
+        rate="auth",
+        errors=(401, 403, 429),
+        tags=TAGS,
+        description="Returns a short-lived access token (EdDSA JWT) and a single-use refresh "
+        "token. Repeated failures lock the account from the failing client address, "
+        "and that address altogether, for a growing time (429 with Retry-After); "
+        "failures from many addresses lock the account from everywhere and mail its "
+        "owner a one-time unlock link (`POST /v1/auth/unlock`). Unknown emails, "
+        "wrong passwords and accounts whose email is not verified yet answer the same "
+        "401 (the emailed link, or a password reset, verifies the address).",
+    )
     def on_post(self, req, resp):
         services = req.context.services
         body: LoginRequest = req.context.body
@@ -146,25 +185,33 @@ class Login:
             raise unauthorized("The email or password is not correct.")
         services.lockout.succeeded(email, ip)
         if user.is_banned:
-            raise Problem(falcon.HTTP_403, "Account suspended", "This account has been suspended.",
-                          slug="account-suspended")
+            raise Problem(
+                falcon.HTTP_403, "Account suspended", "This account has been suspended.", slug="account-suspended"
+            )
         with db.atomic():
             changes = {"last_login_at": utcnow()}
             if needs_rehash(user.password_hash):
                 changes["password_hash"] = hash_password(body.password)
             User.update(**changes).where(User.id == user.id).execute()
             session, refresh = sessions.start_session(
-                user, ttl=services.settings.refresh_token_ttl,
-                user_agent=req.get_header("User-Agent"), ip=ip)
+                user, ttl=services.settings.refresh_token_ttl, user_agent=req.get_header("User-Agent"), ip=ip
+            )
             audit(req, "user.login", user.id, after={"session_id": str(session.id)})
         resp.media = issue_tokens(services, user, session, refresh)
 
 
 class Refresh:
-    @operation("Exchange a refresh token for new tokens", body=RefreshRequest, response=TokenPair,
-               auth="none", rate="auth", errors=(401,), tags=TAGS,
-               description="Refresh tokens are single use: each refresh returns a new one. Presenting "
-                           "a used refresh token again ends the whole session.")
+    @operation(
+        "Exchange a refresh token for new tokens",
+        body=RefreshRequest,
+        response=TokenPair,
+        auth="none",
+        rate="auth",
+        errors=(401,),
+        tags=TAGS,
+        description="Refresh tokens are single use: each refresh returns a new one. Presenting "
+        "a used refresh token again ends the whole session.",
+    )
     def on_post(self, req, resp):
         services = req.context.services
         try:
@@ -197,10 +244,17 @@ class LogoutAll:
 
 
 class ForgotPassword:
-    @operation("Ask for a password-reset email", body=ForgotPasswordRequest, response=Accepted, status=202,
-               auth="none", rate="auth", tags=TAGS,
-               description="Always answers 202 with the same body, whether or not the address has "
-                           "an account; the worker decides whether to send.")
+    @operation(
+        "Ask for a password-reset email",
+        body=ForgotPasswordRequest,
+        response=Accepted,
+        status=202,
+        auth="none",
+        rate="auth",
+        tags=TAGS,
+        description="Always answers 202 with the same body, whether or not the address has "
+        "an account; the worker decides whether to send.",
+    )
     def on_post(self, req, resp):
         email = User.normalize_email(req.context.body.email)
         # The same work for every address: one job row, one enqueue.
@@ -210,24 +264,38 @@ class ForgotPassword:
 
 
 class ResetPassword:
-    @operation("Choose a new password with the mailed token", body=ResetPasswordRequest, status=204,
-               auth="none", rate="auth", errors=(400, 422), tags=TAGS,
-               description="The token works once, for one hour. Every session of the account ends.")
+    @operation(
+        "Choose a new password with the mailed token",
+        body=ResetPasswordRequest,
+        status=204,
+        auth="none",
+        rate="auth",
+        errors=(400, 422),
+        tags=TAGS,
+        description="The token works once, for one hour. Every session of the account ends.",
+    )
     def on_post(self, req, resp):
         services = req.context.services
         body: ResetPasswordRequest = req.context.body
         with db.atomic():
             token = AccountToken.redeem(body.token, "password_reset")
             if token is None:
-                raise Problem(falcon.HTTP_400, "Invalid token", "This reset link is invalid, used or expired.",
-                              slug="invalid-token")
+                raise Problem(
+                    falcon.HTTP_400,
+                    "Invalid token",
+                    "This reset link is invalid, used or expired.",
+                    slug="invalid-token",
+                )
             user = User.get_by_id(token.user_id)
             problem = policy_problem(body.password, email=user.email, full_name=user.full_name)
             if problem:  # raising rolls the redemption back: the token stays usable
                 raise password_error("password", problem)
             now = utcnow()
-            User.update(password_hash=hash_password(body.password), updated_at=now,
-                        email_verified_at=user.email_verified_at or now).where(User.id == user.id).execute()
+            User.update(
+                password_hash=hash_password(body.password),
+                updated_at=now,
+                email_verified_at=user.email_verified_at or now,
+            ).where(User.id == user.id).execute()
             revoked = sessions.revoke_all(user.id, reason="password_reset")
             AccountToken.void_unused(user.id, "password_reset")  # links mailed earlier die with it
             audit(req, "user.password_reset", user.id, after={"sessions_revoked": len(revoked)})
@@ -237,20 +305,31 @@ class ResetPassword:
 
 
 class UnlockAccount:
-    @operation("Lift an account-wide login lock with the mailed token", body=UnlockAccountRequest, status=204,
-               auth="none", rate="auth", errors=(400, 422), tags=TAGS,
-               description="When failed logins from many addresses lock an account, its owner is mailed a "
-                           "link that works once, for `ACCOUNT_UNLOCK_TTL` seconds. Redeeming it lets the "
-                           "client address that redeemed it past the account-wide lock for its next "
-                           "successful login, within 15 minutes; the password is still needed, and the "
-                           "account stays locked for every other address.")
+    @operation(
+        "Lift an account-wide login lock with the mailed token",
+        body=UnlockAccountRequest,
+        status=204,
+        auth="none",
+        rate="auth",
+        errors=(400, 422),
+        tags=TAGS,
+        description="When failed logins from many addresses lock an account, its owner is mailed a "
+        "link that works once, for `ACCOUNT_UNLOCK_TTL` seconds. Redeeming it lets the "
+        "client address that redeemed it past the account-wide lock for its next "
+        "successful login, within 15 minutes; the password is still needed, and the "
+        "account stays locked for every other address.",
+    )
     def on_post(self, req, resp):
         services = req.context.services
         with db.atomic():
             token = AccountToken.redeem(req.context.body.token, "account_unlock")
             if token is None:
-                raise Problem(falcon.HTTP_400, "Invalid token", "This unlock link is invalid, used or expired.",
-                              slug="invalid-token")
+                raise Problem(
+                    falcon.HTTP_400,
+                    "Invalid token",
+                    "This unlock link is invalid, used or expired.",
+                    slug="invalid-token",
+                )
             user = User.get_by_id(token.user_id)
             audit(req, "user.unlock", user.id)
         services.lockout.grant(user.email, address_bucket(client_ip(req, services)))

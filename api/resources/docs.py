@@ -1,4 +1,5 @@
 """``/v1/openapi.json`` (the API described by its own routes) and ``/docs`` (a reference page that reads it)."""
+
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,13 @@ class OpenApi:
         self.app = app
         self._body: bytes | None = None
 
-    @operation("This API as an OpenAPI 3.1 document", auth="none", rate=None, tags=TAGS,
-               description="Generated from the routes and schemas the server runs, so it cannot drift.")
+    @operation(
+        "This API as an OpenAPI 3.1 document",
+        auth="none",
+        rate=None,
+        tags=TAGS,
+        description="Generated from the routes and schemas the server runs, so it cannot drift.",
+    )
     def on_get(self, req, resp):
         if self._body is None:  # two threads may both build it; the result is the same
             self._body = msgspec.json.encode(openapi.document(self.app))
@@ -42,8 +48,14 @@ class Docs:
         self.page = PAGE.read_bytes() if page is None else page
         self.csp = content_security_policy(self.page)
 
-    @operation("API reference (HTML)", auth="none", rate=None, tags=TAGS, content_type="text/html",
-               description="Renders `/v1/openapi.json` in the browser; works without internet access.")
+    @operation(
+        "API reference (HTML)",
+        auth="none",
+        rate=None,
+        tags=TAGS,
+        content_type="text/html",
+        description="Renders `/v1/openapi.json` in the browser; works without internet access.",
+    )
     def on_get(self, req, resp):
         resp.data = self.page
         resp.content_type = falcon.MEDIA_HTML
@@ -59,6 +71,7 @@ def content_security_policy(page: bytes) -> str:
     allowed = {b"script": [], b"style": []}
     for kind, body in _INLINE.findall(page):
         allowed[kind].append("'sha256-%s'" % base64.b64encode(hashlib.sha256(body).digest()).decode())
-    return ("default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; "
-            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'").format(
-        " ".join(allowed[b"script"]) or "'none'", " ".join(allowed[b"style"]) or "'none'")
+    return (
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ).format(" ".join(allowed[b"script"]) or "'none'", " ".join(allowed[b"style"]) or "'none'")

@@ -1,4 +1,5 @@
 """``/healthz`` (the process answers) and ``/readyz`` (its database and Redis answer; the scanner's state)."""
+
 from __future__ import annotations
 
 import falcon
@@ -33,8 +34,13 @@ class Ready:
     def __init__(self, clamd_address: str):
         self.clamd_address = clamd_address
 
-    @operation("Readiness: PostgreSQL and Redis answer (503 if not); the virus scanner's state",
-               auth="none", rate=None, errors=(503,), tags=TAGS)
+    @operation(
+        "Readiness: PostgreSQL and Redis answer (503 if not); the virus scanner's state",
+        auth="none",
+        rate=None,
+        errors=(503,),
+        tags=TAGS,
+    )
     def on_get(self, req, resp):
         checks = {}
         try:
@@ -51,8 +57,14 @@ class Ready:
         scanner_ok = ClamdScanner(self.clamd_address, timeout=SCANNER_PING_TIMEOUT).ping()
         checks["scanner"] = "ok" if scanner_ok else "unreachable: no PONG from clamd"
         if checks["database"] != "ok" or checks["redis"] != "ok":
-            raise Problem(falcon.HTTP_503, "Not ready", "A dependency is unreachable.", slug="not-ready",
-                          checks=checks, headers={"Retry-After": "5"})
+            raise Problem(
+                falcon.HTTP_503,
+                "Not ready",
+                "A dependency is unreachable.",
+                slug="not-ready",
+                checks=checks,
+                headers={"Retry-After": "5"},
+            )
         resp.media = {"status": "ready" if scanner_ok else "degraded", "checks": checks}
 
 

@@ -7,6 +7,7 @@ job row was committed with the domain rows, and with that commit announced
 unreachable the job stays queued and the beat sweep enqueues it later; the
 request still succeeds.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,12 @@ class JobViews:
         view = job.event_view()
         result = view.get("result")
         file = result.get("file") if isinstance(result, dict) else None
-        if (job.kind in DOWNLOADABLE_KINDS and str(job.owner_id) == principal.user_id
-                and isinstance(file, dict) and file.get("key")):
+        if (
+            job.kind in DOWNLOADABLE_KINDS
+            and str(job.owner_id) == principal.user_id
+            and isinstance(file, dict)
+            and file.get("key")
+        ):
             url, expires_at = self.storage.signed_url(file["key"], self.link_ttl)
             view["result"] = dict(result, download_url=url, expires_at=expires_at.isoformat())
         return view
@@ -52,7 +57,7 @@ class JobViews:
     def publish(self, job: Job, type_: str) -> None:
         try:
             self.events.publish_job(job, type_)
-        except Exception:  # noqa: BLE001 - the row is the truth; a missed event is caught up by polling
+        except Exception:
             log.warning("could not publish job event", extra={"job_id": str(job.id)}, exc_info=True)
 
     def accept(self, req, resp, job: Job) -> None:
@@ -75,8 +80,13 @@ class Jobs:
         self.cursors = CursorCodec(secret, "jobs")
         self.views = views
 
-    @operation("My jobs", query=JobQuery, response=JobList, tags=TAGS,
-               description="Newest first; filter by `kind` and `status`; pages follow `next_cursor`.")
+    @operation(
+        "My jobs",
+        query=JobQuery,
+        response=JobList,
+        tags=TAGS,
+        description="Newest first; filter by `kind` and `status`; pages follow `next_cursor`.",
+    )
     def on_get(self, req, resp):
         q: JobQuery = req.context.query
         principal = req.context.principal
@@ -88,16 +98,26 @@ class Jobs:
         rows, next_cursor = self.cursors.newest_first(query, Job.created_at, Job.id, q.cursor, q.limit)
         resp.media = {"items": [self.views.view(job, principal) for job in rows], "next_cursor": next_cursor}
 
-    @operation("One job", response=JobView, errors=(404,), tags=TAGS,
-               description="Its owner (or an admin) sees it; anyone else gets 404.")
+    @operation(
+        "One job",
+        response=JobView,
+        errors=(404,),
+        tags=TAGS,
+        description="Its owner (or an admin) sees it; anyone else gets 404.",
+    )
     def on_get_item(self, req, resp, job_id):
         resp.media = self.views.view(visible_job(req.context.principal, job_id), req.context.principal)
 
-    @operation("Cancel a job", response=JobView, errors=(404, 409), tags=TAGS,
-               also={202: "Cancellation requested: the running job stops at its next progress point"},
-               description="A queued job is cancelled at once and never starts (200, `cancelled`). A running "
-                           "job is asked to stop at its next progress point (202, `cancel_requested`); follow "
-                           "it until it is `cancelled` (or it finished first). A finished job is a 409.")
+    @operation(
+        "Cancel a job",
+        response=JobView,
+        errors=(404, 409),
+        tags=TAGS,
+        also={202: "Cancellation requested: the running job stops at its next progress point"},
+        description="A queued job is cancelled at once and never starts (200, `cancelled`). A running "
+        "job is asked to stop at its next progress point (202, `cancel_requested`); follow "
+        "it until it is `cancelled` (or it finished first). A finished job is a 409.",
+    )
     def on_post_cancel(self, req, resp, job_id):
         principal = req.context.principal
         job = visible_job(principal, job_id)
@@ -120,12 +140,19 @@ class JobSelftest:
     def __init__(self, views: JobViews):
         self.views = views
 
-    @operation("Run the diagnostic job", body=SelftestRequest, response=JobView, status=202,
-               permission="admin:jobs", errors=(422,), tags=TAGS,
-               description="Queues a `jobs.selftest` job: it reports progress in `steps` of `step_ms`, writes "
-                           "and reads back a probe object through storage once, and can be cancelled. Its "
-                           "events go to the channel of `owner_id` (default: you), which tests the whole path "
-                           "from API to worker to websocket for that user.")
+    @operation(
+        "Run the diagnostic job",
+        body=SelftestRequest,
+        response=JobView,
+        status=202,
+        permission="admin:jobs",
+        errors=(422,),
+        tags=TAGS,
+        description="Queues a `jobs.selftest` job: it reports progress in `steps` of `step_ms`, writes "
+        "and reads back a probe object through storage once, and can be cancelled. Its "
+        "events go to the channel of `owner_id` (default: you), which tests the whole path "
+        "from API to worker to websocket for that user.",
+    )
     def on_post(self, req, resp):
         body: SelftestRequest = req.context.body
         owner_id = req.context.principal.user_id
@@ -136,6 +163,11 @@ class JobSelftest:
                 raise validation_error([{"field": "body.owner_id", "message": "not a UUID"}]) from None
             if not User.select().where(User.id == owner_id).exists():
                 raise validation_error([{"field": "body.owner_id", "message": "no such user"}])
-        job = Job.create(kind="jobs.selftest", queue="default", owner=owner_id,
-                         input={"steps": body.steps, "step_ms": body.step_ms}, max_attempts=3)
+        job = Job.create(
+            kind="jobs.selftest",
+            queue="default",
+            owner=owner_id,
+            input={"steps": body.steps, "step_ms": body.step_ms},
+            max_attempts=3,
+        )
         self.views.accept(req, resp, job)

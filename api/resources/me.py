@@ -1,4 +1,5 @@
 """``/v1/me``: the signed-in user's profile, password and sessions."""
+
 from __future__ import annotations
 
 import falcon
@@ -13,8 +14,8 @@ from models import sessions
 from models.accounts import AccountToken, AuthSession, User
 from models.base import utcnow
 from models.db import db
-from models.phone import number_changed
 from models.passwords import hash_password, policy_problem, verify_password
+from models.phone import number_changed
 
 TAGS = ("me",)
 
@@ -40,8 +41,9 @@ class Me:
         resp.data = body
         resp.content_type = falcon.MEDIA_JSON
 
-    @operation("Update my profile", body=ProfilePatch, response=Profile, permission="profile:write",
-               errors=(422,), tags=TAGS)
+    @operation(
+        "Update my profile", body=ProfilePatch, response=Profile, permission="profile:write", errors=(422,), tags=TAGS
+    )
     def on_patch(self, req, resp):
         principal = req.context.principal
         changes = {k: v for k, v in msgspec.structs.asdict(req.context.body).items() if v is not None}
@@ -62,9 +64,15 @@ class Me:
 
 
 class MyPassword:
-    @operation("Change my password", body=ChangePasswordRequest, status=204, permission="profile:write",
-               errors=(403, 422), tags=TAGS,
-               description="Needs the current password. Every other session of the account ends.")
+    @operation(
+        "Change my password",
+        body=ChangePasswordRequest,
+        status=204,
+        permission="profile:write",
+        errors=(403, 422),
+        tags=TAGS,
+        description="Needs the current password. Every other session of the account ends.",
+    )
     def on_post(self, req, resp):
         body: ChangePasswordRequest = req.context.body
         principal = req.context.principal
@@ -76,7 +84,8 @@ class MyPassword:
             raise password_error("new_password", problem)
         with db.atomic():
             User.update(password_hash=hash_password(body.new_password), updated_at=utcnow()).where(
-                User.id == user.id).execute()
+                User.id == user.id
+            ).execute()
             revoked = sessions.revoke_all(user.id, reason="password_change", except_session=principal.session_id)
             AccountToken.void_unused(user.id, "password_reset")
             audit(req, "user.password_change", user.id, after={"sessions_revoked": len(revoked)})
@@ -88,10 +97,16 @@ class MySessions:
     @operation("My sessions (logins)", response=SessionList, permission="profile:read", tags=TAGS)
     def on_get(self, req, resp):
         principal = req.context.principal
-        rows = (AuthSession.select().where((AuthSession.user == principal.user_id)
-                                           & AuthSession.revoked_at.is_null()
-                                           & (AuthSession.expires_at > utcnow()))
-                .order_by(AuthSession.last_used_at.desc()).limit(100))
+        rows = (
+            AuthSession.select()
+            .where(
+                (AuthSession.user == principal.user_id)
+                & AuthSession.revoked_at.is_null()
+                & (AuthSession.expires_at > utcnow())
+            )
+            .order_by(AuthSession.last_used_at.desc())
+            .limit(100)
+        )
         resp.media = {"items": [dict(s.view(), current=str(s.id) == principal.session_id) for s in rows]}
 
     @operation("End one of my sessions", status=204, permission="profile:write", errors=(404,), tags=TAGS)

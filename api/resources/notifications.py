@@ -8,6 +8,7 @@ other open tabs update. Text messages need a verified phone
 login; opening one changes nothing, only the POST (RFC 8058 one-click) turns
 email off.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -24,14 +25,20 @@ from api.cursor import CursorCodec
 from api.errors import not_found, validation_error
 from api.operation import decode_body, operation, read_body
 from api.schemas.notifications import (
-    NotificationPage, NotificationQuery, PreferencesPatch, PreferencesView, ReadAll, UnsubscribeBody,
-    UnsubscribePostQuery, UnsubscribeQuery, UnsubscribeState
+    NotificationPage,
+    NotificationQuery,
+    PreferencesPatch,
+    PreferencesView,
+    ReadAll,
+    UnsubscribeBody,
+    UnsubscribePostQuery,
+    UnsubscribeQuery,
+    UnsubscribeState,
 )
 from models.accounts import User
 from models.base import utcnow
 from models.db import db
-from models.notifications import (TYPES, Notification, NotificationPreference, Preferences, locked_preferences,
-                                  turn_off)
+from models.notifications import TYPES, Notification, NotificationPreference, Preferences, locked_preferences, turn_off
 from services.unsubscribe import read_unsubscribe_token
 
 log = logging.getLogger("hearth.notifications")
@@ -52,22 +59,36 @@ class MyNotifications:
     def __init__(self, secret: str):
         self.cursors = CursorCodec(secret, "notifications")
 
-    @operation("My notifications", query=NotificationQuery, response=NotificationPage, tags=TAGS,
-               description="Newest first; `unread=true` lists only unread ones. `unread_count` counts all of "
-                           "them, for the badge.")
+    @operation(
+        "My notifications",
+        query=NotificationQuery,
+        response=NotificationPage,
+        tags=TAGS,
+        description="Newest first; `unread=true` lists only unread ones. `unread_count` counts all of "
+        "them, for the badge.",
+    )
     def on_get(self, req, resp):
         q: NotificationQuery = req.context.query
         user_id = req.context.principal.user_id
         query = Notification.select().where(_inbox(user_id))
         if q.unread is not None:
             query = query.where(Notification.read_at.is_null(q.unread))
-        rows, next_cursor = self.cursors.newest_first(query, Notification.created_at, Notification.id, q.cursor,
-                                                      q.limit)
-        resp.media = {"items": [row.view() for row in rows], "unread_count": _unread_count(user_id),
-                      "next_cursor": next_cursor}
+        rows, next_cursor = self.cursors.newest_first(
+            query, Notification.created_at, Notification.id, q.cursor, q.limit
+        )
+        resp.media = {
+            "items": [row.view() for row in rows],
+            "unread_count": _unread_count(user_id),
+            "next_cursor": next_cursor,
+        }
 
-    @operation("Mark one notification read", status=204, errors=(404,), tags=TAGS,
-               description="Idempotent. Other sessions hear `notification.read` on `user:{id}`.")
+    @operation(
+        "Mark one notification read",
+        status=204,
+        errors=(404,),
+        tags=TAGS,
+        description="Idempotent. Other sessions hear `notification.read` on `user:{id}`.",
+    )
     def on_post_read(self, req, resp, notification_id):
         user_id = req.context.principal.user_id
         mine = _inbox(user_id) & (Notification.id == notification_id)
@@ -90,13 +111,15 @@ class MyNotifications:
     def _announce(req, data: dict) -> None:
         user_id = req.context.principal.user_id
         try:
-            req.context.services.events.publish(f"user:{user_id}", "notification.read",
-                                                dict(data, unread_count=_unread_count(user_id)))
-        except Exception:  # noqa: BLE001 - the rows are the truth; other tabs catch up when they reload
+            req.context.services.events.publish(
+                f"user:{user_id}", "notification.read", dict(data, unread_count=_unread_count(user_id))
+            )
+        except Exception:
             log.warning("could not publish notification.read", extra={"user_id": user_id}, exc_info=True)
 
 
 # --- Preferences -------------------------------------------------------------------------
+
 
 def _clock(value: datetime.time | None) -> str | None:
     return value.strftime("%H:%M") if value is not None else None
@@ -108,8 +131,13 @@ def preferences_view(user_id) -> dict:
     quiet = None
     if prefs.quiet_start is not None and prefs.quiet_end is not None:
         quiet = {"start": _clock(prefs.quiet_start), "end": _clock(prefs.quiet_end)}
-    return {"types": prefs.types, "quiet_hours": quiet, "timezone": prefs.timezone, "digest_hour": prefs.digest_hour,
-            "phone": {"number": user.phone, "verified": user.has_verified_phone}}
+    return {
+        "types": prefs.types,
+        "quiet_hours": quiet,
+        "timezone": prefs.timezone,
+        "digest_hour": prefs.digest_hour,
+        "phone": {"number": user.phone, "verified": user.has_verified_phone},
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,16 +162,26 @@ def _hhmm(text: str) -> datetime.time:
 
 
 class MyNotificationPreferences:
-    @operation("My notification preferences", response=PreferencesView, tags=TAGS,
-               description="Every event type with its channels (my choices over the defaults), quiet hours, "
-                           "time zone, digest hour, and my phone number's state.")
+    @operation(
+        "My notification preferences",
+        response=PreferencesView,
+        tags=TAGS,
+        description="Every event type with its channels (my choices over the defaults), quiet hours, "
+        "time zone, digest hour, and my phone number's state.",
+    )
     def on_get(self, req, resp):
         resp.media = preferences_view(req.context.principal.user_id)
 
-    @operation("Change my notification preferences", body=PreferencesPatch, response=PreferencesView,
-               permission="profile:write", errors=(422,), tags=TAGS,
-               description="Partial: only the members sent change, per type and per channel. `sms: true` needs "
-                           "a verified phone number. `quiet_hours: null` removes quiet hours.")
+    @operation(
+        "Change my notification preferences",
+        body=PreferencesPatch,
+        response=PreferencesView,
+        permission="profile:write",
+        errors=(422,),
+        tags=TAGS,
+        description="Partial: only the members sent change, per type and per channel. `sms: true` needs "
+        "a verified phone number. `quiet_hours: null` removes quiet hours.",
+    )
     def on_patch(self, req, resp):
         body: PreferencesPatch = req.context.body
         user_id = req.context.principal.user_id
@@ -164,15 +202,20 @@ class MyNotificationPreferences:
                         continue
                     changes = {k: v for k, v in msgspec.structs.asdict(choice).items() if v is not None}
                     if changes.get("sms") and not verified:
-                        errors.append({"field": f"body.types.{name}.sms",
-                                       "message": "needs a verified phone number (PUT /v1/me/phone)"})
+                        errors.append(
+                            {
+                                "field": f"body.types.{name}.sms",
+                                "message": "needs a verified phone number (PUT /v1/me/phone)",
+                            }
+                        )
                     chosen[name] = {**(chosen.get(name) or {}), **changes}
             if errors:
                 raise validation_error(errors)
             changes = {"types": chosen, "updated_at": utcnow()}
             if quiet is not msgspec.UNSET:
-                changes.update(quiet_start=_hhmm(quiet.start) if quiet else None,
-                               quiet_end=_hhmm(quiet.end) if quiet else None)
+                changes.update(
+                    quiet_start=_hhmm(quiet.start) if quiet else None, quiet_end=_hhmm(quiet.end) if quiet else None
+                )
             if body.timezone is not None:
                 changes["timezone"] = body.timezone
             if body.digest_hour is not None:
@@ -182,6 +225,7 @@ class MyNotificationPreferences:
 
 
 # --- Unsubscribe links -------------------------------------------------------------------
+
 
 def mask_email(address: str) -> str:
     local, _, domain = address.partition("@")
@@ -216,24 +260,38 @@ def _body_token(req) -> str | None:
 
 
 class Unsubscribe:
-    @operation("What an unsubscribe link would do", query=UnsubscribeQuery, response=UnsubscribeState,
-               auth="none", rate="auth", errors=(404,), tags=TAGS,
-               description="Changes nothing (mail scanners open links): shows the event type (`*`: every email), "
-                           "the masked address and whether that email is already off.")
+    @operation(
+        "What an unsubscribe link would do",
+        query=UnsubscribeQuery,
+        response=UnsubscribeState,
+        auth="none",
+        rate="auth",
+        errors=(404,),
+        tags=TAGS,
+        description="Changes nothing (mail scanners open links): shows the event type (`*`: every email), "
+        "the masked address and whether that email is already off.",
+    )
     def on_get(self, req, resp):
         user, type_ = _link_owner(req, req.context.query.token)
         resp.set_header("Cache-Control", "no-store")
         resp.media = _unsubscribe_state(user, type_)
 
-    @operation("Turn email off with an unsubscribe link", query=UnsubscribePostQuery, response=UnsubscribeState,
-               auth="none", rate="auth", errors=(400, 404, 413, 422), tags=TAGS,
-               description="The token comes in the query string (the RFC 8058 one-click POST, whose form body is "
-                           "`List-Unsubscribe=One-Click`) or as JSON `{\"token\"}`. Turns email off for the link's "
-                           "type, or for every type (`*`); in-app notifications stay.")
+    @operation(
+        "Turn email off with an unsubscribe link",
+        query=UnsubscribePostQuery,
+        response=UnsubscribeState,
+        auth="none",
+        rate="auth",
+        errors=(400, 404, 413, 422),
+        tags=TAGS,
+        description="The token comes in the query string (the RFC 8058 one-click POST, whose form body is "
+        '`List-Unsubscribe=One-Click`) or as JSON `{"token"}`. Turns email off for the link\'s '
+        "type, or for every type (`*`); in-app notifications stay.",
+    )
     def on_post(self, req, resp):
         token = req.context.query.token or _body_token(req)
         if not token:
-            raise validation_error([{"field": "query.token", "message": "is required (or send {\"token\"} as JSON)"}])
+            raise validation_error([{"field": "query.token", "message": 'is required (or send {"token"} as JSON)'}])
         user, type_ = _link_owner(req, token)
         with db.atomic():
             turn_off(user.id, "email", TYPES if type_ == "*" else (type_,))

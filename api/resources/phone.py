@@ -3,6 +3,7 @@
 The verification itself (the pending code, attempts, expiry) is ``models/phone.py``; the code is derived
 from the job id, so a retried job texts the same code, and only its keyed hash is stored.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,11 +33,18 @@ def _no_code(message: str) -> Problem:
 
 
 class MyPhone:
-    @operation("Verify a phone number: text it a code", body=PhoneRequest, response=Accepted, status=202,
-               permission="profile:write", errors=(409, 429), tags=TAGS,
-               description="Texts a 6-digit code to the number (E.164); confirm it with `POST /v1/me/phone/verify` "
-                           "before it expires. Until then my current number, if any, stays. A new request voids "
-                           "the previous code. At most 5 codes an hour.")
+    @operation(
+        "Verify a phone number: text it a code",
+        body=PhoneRequest,
+        response=Accepted,
+        status=202,
+        permission="profile:write",
+        errors=(409, 429),
+        tags=TAGS,
+        description="Texts a 6-digit code to the number (E.164); confirm it with `POST /v1/me/phone/verify` "
+        "before it expires. Until then my current number, if any, stays. A new request voids "
+        "the previous code. At most 5 codes an hour.",
+    )
     def on_put(self, req, resp):
         services = req.context.services
         settings = services.settings
@@ -49,20 +57,28 @@ class MyPhone:
         if not allowance.allowed:
             raise too_many_requests(allowance.reset, f"At most {CODES_PER_HOUR} codes an hour; try again later.")
         with db.atomic():
-            job = Job.create(kind="phone.send_code", queue="notify", owner=user_id,
-                             input={"user_id": user_id, "phone": phone})
-            verification.start(user_id, phone, job.id, PhoneCodes(Signer(settings.secret_key)),
-                               settings.phone_code_ttl)
+            job = Job.create(
+                kind="phone.send_code", queue="notify", owner=user_id, input={"user_id": user_id, "phone": phone}
+            )
+            verification.start(user_id, phone, job.id, PhoneCodes(Signer(settings.secret_key)), settings.phone_code_ttl)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
-        resp.media = {"status": "accepted",
-                      "detail": f"We are texting a 6-digit code to {phone}; send it to POST /v1/me/phone/verify "
-                                f"within {settings.phone_code_ttl // 60} minutes."}
+        resp.media = {
+            "status": "accepted",
+            "detail": f"We are texting a 6-digit code to {phone}; send it to POST /v1/me/phone/verify "
+            f"within {settings.phone_code_ttl // 60} minutes.",
+        }
 
-    @operation("Confirm my phone number with the texted code", body=PhoneCode, response=PhoneVerified,
-               permission="profile:write", errors=(422,), tags=TAGS,
-               description="A wrong code counts against the 5 attempts a code allows; after the fifth, or once "
-                           "it expired, the code is void and a new one must be requested.")
+    @operation(
+        "Confirm my phone number with the texted code",
+        body=PhoneCode,
+        response=PhoneVerified,
+        permission="profile:write",
+        errors=(422,),
+        tags=TAGS,
+        description="A wrong code counts against the 5 attempts a code allows; after the fifth, or once "
+        "it expired, the code is void and a new one must be requested.",
+    )
     def on_post_verify(self, req, resp):
         services = req.context.services
         user_id = req.context.principal.user_id
@@ -81,8 +97,13 @@ class MyPhone:
         services.sessions.store_profile(User.get_by_id(user_id))
         resp.media = {"number": result.phone, "verified": True}
 
-    @operation("Remove my phone number", status=204, permission="profile:write", tags=TAGS,
-               description="Idempotent. Text messages are turned off for every type; a pending code is void.")
+    @operation(
+        "Remove my phone number",
+        status=204,
+        permission="profile:write",
+        tags=TAGS,
+        description="Idempotent. Text messages are turned off for every type; a pending code is void.",
+    )
     def on_delete(self, req, resp):
         user_id = req.context.principal.user_id
         with db.atomic():

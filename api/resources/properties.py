@@ -11,6 +11,7 @@ Writes are conditional: ``PATCH`` needs ``If-Match`` with the listing's
 silently overwritten. Every change marks the listing dirty for search in the
 same transaction; the reindex job is submitted after the commit.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -26,18 +27,21 @@ from api.operation import operation
 from api.resources.search import SearchMixin
 from api.schemas.properties import HistoryList, PageQuery, PropertyCreate, PropertyPatch, PropertyView
 from models.db import db
-from models.properties import (TRANSITIONS, IllegalTransition, InvalidListing, Property, PropertyHistory,
-                               StaleListing)
+from models.properties import TRANSITIONS, IllegalTransition, InvalidListing, Property, PropertyHistory, StaleListing
 from models.search import queue as search_queue
 
 TAGS = ("properties",)
-ETAG_HEADER = {"description": "The listing's version, `\"v{version}\"`: send it as `If-Match` to change it, "
-                              "or as `If-None-Match` to revalidate a copy.", "schema": {"type": "string"}}
+ETAG_HEADER = {
+    "description": 'The listing\'s version, `"v{version}"`: send it as `If-Match` to change it, '
+    "or as `If-None-Match` to revalidate a copy.",
+    "schema": {"type": "string"},
+}
 
 
 def _transition_table() -> str:
-    rows = "\n".join(f"| {status} | {', '.join(sorted(targets)) or '— (final)'} |"
-                     for status, targets in TRANSITIONS.items())
+    rows = "\n".join(
+        f"| {status} | {', '.join(sorted(targets)) or '— (final)'} |" for status, targets in TRANSITIONS.items()
+    )
     return "| from | may move to |\n| --- | --- |\n" + rows
 
 
@@ -45,8 +49,8 @@ STATUS_RULES = (
     "Status changes follow this table; any other move is a 409 (`illegal-transition`):\n\n"
     + _transition_table()
     + "\n\nMoving to `Closed` needs `close_price` and `close_date` (422 otherwise). The first move to "
-      "`Active` sets `on_market_timestamp`; a new `list_price` moves the old one to `previous_list_price`. "
-      "Every price and status change is kept in the listing's history."
+    "`Active` sets `on_market_timestamp`; a new `list_price` moves the old one to `previous_list_price`. "
+    "Every price and status change is kept in the listing's history."
 )
 
 
@@ -74,9 +78,12 @@ def expected_version(req, listing: Property, *, required: bool) -> int | None:
     tags = parse_if_match(req.get_header("If-Match"))
     if not tags:
         if required:
-            raise Problem(falcon.HTTP_428, "Precondition required",
-                          "Send If-Match with the listing's ETag, so that a change made meanwhile is not "
-                          "overwritten.", slug="precondition-required")
+            raise Problem(
+                falcon.HTTP_428,
+                "Precondition required",
+                "Send If-Match with the listing's ETag, so that a change made meanwhile is not overwritten.",
+                slug="precondition-required",
+            )
         return None
     if tags == ANY or any(not tag.weak and tag.opaque == f"v{listing.version}" for tag in tags):
         return listing.version
@@ -84,9 +91,12 @@ def expected_version(req, listing: Property, *, required: bool) -> int | None:
 
 
 def stale_listing() -> Problem:
-    return Problem(falcon.HTTP_412, "Precondition failed",
-                   "The listing changed since you read it; read it again and reapply your change.",
-                   slug="stale-listing")
+    return Problem(
+        falcon.HTTP_412,
+        "Precondition failed",
+        "The listing changed since you read it; read it again and reapply your change.",
+        slug="stale-listing",
+    )
 
 
 def _refused(exc: Exception) -> Problem:
@@ -110,9 +120,14 @@ def audit_admin_change(req, listing: Property, action: str, changed: dict) -> No
     principal = req.context.principal
     if not principal.is_admin or principal.user_id in (str(listing.owner_id), str(listing.list_agent_id)):
         return
-    audit(req, action, listing.id, target_type="property",
-          before={name: _jsonable(old) for name, (old, _) in changed.items()},
-          after={name: _jsonable(new) for name, (_, new) in changed.items()})
+    audit(
+        req,
+        action,
+        listing.id,
+        target_type="property",
+        before={name: _jsonable(old) for name, (old, _) in changed.items()},
+        after={name: _jsonable(new) for name, (_, new) in changed.items()},
+    )
 
 
 def _cleaned(fields: dict) -> dict:
@@ -130,14 +145,22 @@ def _respond(resp, listing: Property) -> None:
 class PropertyCollection(SearchMixin):
     """``/v1/properties``: ``POST`` creates a listing; ``GET`` (search) comes from ``SearchMixin``."""
 
-    @operation("Create a listing", body=PropertyCreate, response=PropertyView, status=201,
-               permission="properties:create", errors=(422,), tags=TAGS, response_headers={"ETag": ETAG_HEADER},
-               description="Sellers and agents create listings; the caller owns it. A listing starts as "
-                           "`Incomplete` (a draft, visible only to its people) unless `standard_status` says "
-                           "`ComingSoon` or `Active`. An agent creating a listing is its `list_agent_id` unless "
-                           "another agent is named; `list_agent_id` must be a user with the agent role (422). "
-                           "`original_list_price` is the first `list_price`. Answers 201 with `Location` and "
-                           "`ETag`.")
+    @operation(
+        "Create a listing",
+        body=PropertyCreate,
+        response=PropertyView,
+        status=201,
+        permission="properties:create",
+        errors=(422,),
+        tags=TAGS,
+        response_headers={"ETag": ETAG_HEADER},
+        description="Sellers and agents create listings; the caller owns it. A listing starts as "
+        "`Incomplete` (a draft, visible only to its people) unless `standard_status` says "
+        "`ComingSoon` or `Active`. An agent creating a listing is its `list_agent_id` unless "
+        "another agent is named; `list_agent_id` must be a user with the agent role (422). "
+        "`original_list_price` is the first `list_price`. Answers 201 with `Location` and "
+        "`ETag`.",
+    )
     def on_post(self, req, resp):
         body: PropertyCreate = req.context.body
         principal = req.context.principal
@@ -146,8 +169,7 @@ class PropertyCollection(SearchMixin):
             fields["list_agent_id"] = uuid.UUID(principal.user_id)
         with db.atomic():
             try:
-                listing = Property.create_listing(owner_id=principal.user_id, actor_id=principal.user_id,
-                                                  fields=fields)
+                listing = Property.create_listing(owner_id=principal.user_id, actor_id=principal.user_id, fields=fields)
             except InvalidListing as exc:
                 raise _refused(exc) from None
             search_queue.mark_dirty(listing.id)
@@ -160,11 +182,18 @@ class PropertyItem:
     def __init__(self, secret: str):
         self.cursors = CursorCodec(secret, "property-history")
 
-    @operation("One listing", response=PropertyView, auth="optional", errors=(404,), tags=TAGS,
-               response_headers={"ETag": ETAG_HEADER}, also={304: "Not modified: `If-None-Match` names its ETag"},
-               description="Public once listed (ComingSoon, Active, ActiveUnderContract, Pending, Closed). A draft "
-                           "or an off-market listing is shown only to its owner, its agent and admins; anyone "
-                           "else gets 404. Send `If-None-Match` with a known `ETag` to get 304 when unchanged.")
+    @operation(
+        "One listing",
+        response=PropertyView,
+        auth="optional",
+        errors=(404,),
+        tags=TAGS,
+        response_headers={"ETag": ETAG_HEADER},
+        also={304: "Not modified: `If-None-Match` names its ETag"},
+        description="Public once listed (ComingSoon, Active, ActiveUnderContract, Pending, Closed). A draft "
+        "or an off-market listing is shown only to its owner, its agent and admins; anyone "
+        "else gets 404. Send `If-None-Match` with a known `ETag` to get 304 when unchanged.",
+    )
     def on_get(self, req, resp, property_id):
         listing = load_visible(property_id, req.context.principal)
         # The answer depends on who asks; shared caches must not keep it, clients may revalidate it.
@@ -177,17 +206,28 @@ class PropertyItem:
             return
         _respond(resp, listing)
 
-    @operation("Change a listing", body=PropertyPatch, response=PropertyView, errors=(400, 403, 404, 409, 412, 428),
-               tags=TAGS, response_headers={"ETag": ETAG_HEADER},
-               description="The owner, the assigned agent or an admin changes the fields named in the body "
-                           "(`null` clears an optional one). Needs `If-Match: <ETag>`: 428 without it, 412 when "
-                           "the listing changed since, 400 when it is not a quoted entity-tag (`v3` for `\"v3\"`). "
-                           "Only the owner or an admin assigns `list_agent_id`. "
-                           "Admins changing someone else's listing are audited.\n\n" + STATUS_RULES)
+    @operation(
+        "Change a listing",
+        body=PropertyPatch,
+        response=PropertyView,
+        errors=(400, 403, 404, 409, 412, 428),
+        tags=TAGS,
+        response_headers={"ETag": ETAG_HEADER},
+        description="The owner, the assigned agent or an admin changes the fields named in the body "
+        "(`null` clears an optional one). Needs `If-Match: <ETag>`: 428 without it, 412 when "
+        'the listing changed since, 400 when it is not a quoted entity-tag (`v3` for `"v3"`). '
+        "Only the owner or an admin assigns `list_agent_id`. "
+        "Admins changing someone else's listing are audited.\n\n" + STATUS_RULES,
+    )
     def on_patch(self, req, resp, property_id):
         principal = req.context.principal
-        changes = _cleaned({name: value for name, value in msgspec.structs.asdict(req.context.body).items()
-                            if value is not msgspec.UNSET})
+        changes = _cleaned(
+            {
+                name: value
+                for name, value in msgspec.structs.asdict(req.context.body).items()
+                if value is not msgspec.UNSET
+            }
+        )
         listing = load_editable(property_id, principal)
         if "list_agent_id" in changes and not (principal.is_admin or principal.user_id == str(listing.owner_id)):
             raise forbidden("Only the listing's owner or an admin assigns its agent.")
@@ -202,14 +242,19 @@ class PropertyItem:
                 audit_admin_change(req, listing, "property.update", changed)
         _respond(resp, listing)
 
-    @operation("Withdraw a listing", status=204, errors=(400, 403, 404, 409, 412), tags=TAGS,
-               response_headers={"ETag": ETAG_HEADER},
-               description="Takes the listing off the market; nothing is erased and its history stays. A draft "
-                           "(`Incomplete`) becomes `Canceled`; ComingSoon, Active and ActiveUnderContract become "
-                           "`Withdrawn`. A listing already Withdrawn or Canceled is left as it is (204). Pending, "
-                           "Closed and Expired listings cannot be withdrawn (409; cancel with a PATCH where the "
-                           "table allows it). `If-Match` is optional here; a stale one is a 412, "
-                           "an unquoted one a 400.")
+    @operation(
+        "Withdraw a listing",
+        status=204,
+        errors=(400, 403, 404, 409, 412),
+        tags=TAGS,
+        response_headers={"ETag": ETAG_HEADER},
+        description="Takes the listing off the market; nothing is erased and its history stays. A draft "
+        "(`Incomplete`) becomes `Canceled`; ComingSoon, Active and ActiveUnderContract become "
+        "`Withdrawn`. A listing already Withdrawn or Canceled is left as it is (204). Pending, "
+        "Closed and Expired listings cannot be withdrawn (409; cancel with a PATCH where the "
+        "table allows it). `If-Match` is optional here; a stale one is a 412, "
+        "an unquoted one a 400.",
+    )
     def on_delete(self, req, resp, property_id):
         principal = req.context.principal
         listing = load_editable(property_id, principal)
@@ -225,11 +270,17 @@ class PropertyItem:
         resp.etag = f"v{listing.version}"
         resp.status = falcon.HTTP_204
 
-    @operation("A listing's price and status history", query=PageQuery, response=HistoryList, auth="optional",
-               errors=(404,), tags=TAGS,
-               description="Newest first; pages follow `next_cursor`. Visible to whoever may see the listing. "
-                           "The first entries (with `old_value: null`) are the price and status it was created "
-                           "with. `actor_id` is shown only to the listing's owner, agent and admins.")
+    @operation(
+        "A listing's price and status history",
+        query=PageQuery,
+        response=HistoryList,
+        auth="optional",
+        errors=(404,),
+        tags=TAGS,
+        description="Newest first; pages follow `next_cursor`. Visible to whoever may see the listing. "
+        "The first entries (with `old_value: null`) are the price and status it was created "
+        "with. `actor_id` is shown only to the listing's owner, agent and admins.",
+    )
     def on_get_history(self, req, resp, property_id):
         q: PageQuery = req.context.query
         principal = req.context.principal
@@ -243,7 +294,7 @@ class PropertyItem:
         rows = list(query.order_by(PropertyHistory.id.desc()).limit(q.limit + 1))
         next_cursor = None
         if len(rows) > q.limit:
-            rows = rows[:q.limit]
+            rows = rows[: q.limit]
             next_cursor = self.cursors.encode([rows[-1].id])
         with_actor = listing.is_managed_by(principal)
         resp.media = {"items": [row.view(with_actor=with_actor) for row in rows], "next_cursor": next_cursor}

@@ -11,6 +11,7 @@ each document is seen only by its uploader and admins.
 
 Who may not see the listing gets 404; who sees it but may not change it, 403.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -48,15 +49,25 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
 
 def photos_view(listing: Property, principal) -> dict:
     level = FULL if listing.is_managed_by(principal) else PUBLIC
-    rows = (PropertyMedia.select(PropertyMedia, Upload).join(Upload)
-            .where((PropertyMedia.property == listing.id) & (PropertyMedia.kind == "photo")
-                   & (Upload.status == "clean"))
-            .order_by(PropertyMedia.position))
+    rows = (
+        PropertyMedia.select(PropertyMedia, Upload)
+        .join(Upload)
+        .where((PropertyMedia.property == listing.id) & (PropertyMedia.kind == "photo") & (Upload.status == "clean"))
+        .order_by(PropertyMedia.position)
+    )
     items = []
     for media in rows:
         view = upload_view(media.upload, level)
-        items.append({"upload_id": view["id"], "position": media.position, "is_cover": media.is_cover,
-                      "width": media.upload.width, "height": media.upload.height, "variants": view["variants"]})
+        items.append(
+            {
+                "upload_id": view["id"],
+                "position": media.position,
+                "is_cover": media.is_cover,
+                "width": media.upload.width,
+                "height": media.upload.height,
+                "variants": view["variants"],
+            }
+        )
     return {"property_id": str(listing.id), "items": items}
 
 
@@ -65,25 +76,39 @@ def _audit(req, action: str, listing: Property, before, after) -> None:
 
 
 class ListingPhotosResource:
-    @operation("A listing's photos, in order", response=ListingPhotos, auth="optional", errors=(404,), tags=TAGS,
-               description="Public for a public listing (previews only); its owner, agent and admins also see "
-                           "the originals and drafts' photos.")
+    @operation(
+        "A listing's photos, in order",
+        response=ListingPhotos,
+        auth="optional",
+        errors=(404,),
+        tags=TAGS,
+        description="Public for a public listing (previews only); its owner, agent and admins also see "
+        "the originals and drafts' photos.",
+    )
     def on_get(self, req, resp, property_id):
         listing = _listing(req.context.principal, property_id, manage=False)
         resp.media = photos_view(listing, req.context.principal)
 
-    @operation("Set a listing's photos: order and cover", body=PhotosRequest, response=ListingPhotos,
-               errors=(403, 404, 409, 422), tags=TAGS,
-               description="`upload_ids` is the complete list, in order: photos left out are detached (the "
-                           "uploads remain). Each must be a clean `listing_photo` upload of yours or already on "
-                           "this listing, and on no other listing. `cover` defaults to the first.")
+    @operation(
+        "Set a listing's photos: order and cover",
+        body=PhotosRequest,
+        response=ListingPhotos,
+        errors=(403, 404, 409, 422),
+        tags=TAGS,
+        description="`upload_ids` is the complete list, in order: photos left out are detached (the "
+        "uploads remain). Each must be a clean `listing_photo` upload of yours or already on "
+        "this listing, and on no other listing. `cover` defaults to the first.",
+    )
     def on_put(self, req, resp, property_id):
         principal = req.context.principal
         body: PhotosRequest = req.context.body
         listing = _listing(principal, property_id, manage=True)
         ids = [_uuid_or_none(value) for value in body.upload_ids]
-        problems = [{"field": f"body.upload_ids[{i}]", "message": "listed twice"}
-                    for i, value in enumerate(ids) if value in ids[:i]]
+        problems = [
+            {"field": f"body.upload_ids[{i}]", "message": "listed twice"}
+            for i, value in enumerate(ids)
+            if value in ids[:i]
+        ]
         cover = _uuid_or_none(body.cover) if body.cover else (ids[0] if ids else None)
         if body.cover and cover not in ids:
             problems.append({"field": "body.cover", "message": "must be one of upload_ids"})
@@ -92,9 +117,11 @@ class ListingPhotosResource:
         with db.atomic():
             uploads = {u.id: u for u in Upload.select().where(Upload.id.in_(ids or [None])).for_update()}
             attached = {m.upload_id: m for m in PropertyMedia.select().where(PropertyMedia.upload.in_(ids or [None]))}
-            current = list(PropertyMedia.select().where((PropertyMedia.property == listing.id)
-                                                        & (PropertyMedia.kind == "photo"))
-                           .order_by(PropertyMedia.position))
+            current = list(
+                PropertyMedia.select()
+                .where((PropertyMedia.property == listing.id) & (PropertyMedia.kind == "photo"))
+                .order_by(PropertyMedia.position)
+            )
             problems, not_clean = [], []
             for i, upload_id in enumerate(ids):
                 upload, media = uploads.get(upload_id), attached.get(upload_id)
@@ -113,76 +140,126 @@ class ListingPhotosResource:
             if not_clean:
                 raise conflict(f"Not scanned clean (yet): {', '.join(not_clean)}.", slug="upload-not-clean")
             by_upload = {m.upload_id: m for m in current}
-            PropertyMedia.delete().where((PropertyMedia.property == listing.id)
-                                         & (PropertyMedia.kind == "photo")).execute()
-            rows = [{"property": listing.id, "upload": upload_id, "kind": "photo", "position": position,
-                     "is_cover": upload_id == cover,
-                     "attached_by": (by_upload[upload_id].attached_by_id if upload_id in by_upload
-                                     else principal.user_id)}
-                    for position, upload_id in enumerate(ids)]
+            PropertyMedia.delete().where(
+                (PropertyMedia.property == listing.id) & (PropertyMedia.kind == "photo")
+            ).execute()
+            rows = [
+                {
+                    "property": listing.id,
+                    "upload": upload_id,
+                    "kind": "photo",
+                    "position": position,
+                    "is_cover": upload_id == cover,
+                    "attached_by": (
+                        by_upload[upload_id].attached_by_id if upload_id in by_upload else principal.user_id
+                    ),
+                }
+                for position, upload_id in enumerate(ids)
+            ]
             try:
                 with db.atomic():
                     if rows:
                         PropertyMedia.insert_many(rows).execute()
             except IntegrityError:  # attached elsewhere meanwhile
-                raise conflict("A photo was attached to another listing meanwhile.", slug="photo-elsewhere") \
-                    from None
-            _audit(req, "property.photos_set", listing, before=[str(m.upload_id) for m in current],
-                   after={"upload_ids": [str(i) for i in ids], "cover": str(cover) if cover else None})
+                raise conflict("A photo was attached to another listing meanwhile.", slug="photo-elsewhere") from None
+            _audit(
+                req,
+                "property.photos_set",
+                listing,
+                before=[str(m.upload_id) for m in current],
+                after={"upload_ids": [str(i) for i in ids], "cover": str(cover) if cover else None},
+            )
         resp.media = photos_view(listing, principal)
 
 
 class ListingDocumentsResource:
     @staticmethod
     def _view(listing: Property, principal) -> dict:
-        query = (PropertyMedia.select(PropertyMedia, Upload).join(Upload)
-                 .where((PropertyMedia.property == listing.id) & (PropertyMedia.kind == "document")))
+        query = (
+            PropertyMedia.select(PropertyMedia, Upload)
+            .join(Upload)
+            .where((PropertyMedia.property == listing.id) & (PropertyMedia.kind == "document"))
+        )
         if not principal.is_admin:
             query = query.where(Upload.owner == principal.user_id)
-        items = [{"upload_id": str(m.upload.id), "filename": m.upload.filename,
-                  "content_type": m.upload.content_type, "size": m.upload.size,
-                  "url": f"/v1/uploads/{m.upload.id}/download", "attached_at": m.created_at.isoformat()}
-                 for m in query.order_by(PropertyMedia.created_at, PropertyMedia.id)]
+        items = [
+            {
+                "upload_id": str(m.upload.id),
+                "filename": m.upload.filename,
+                "content_type": m.upload.content_type,
+                "size": m.upload.size,
+                "url": f"/v1/uploads/{m.upload.id}/download",
+                "attached_at": m.created_at.isoformat(),
+            }
+            for m in query.order_by(PropertyMedia.created_at, PropertyMedia.id)
+        ]
         return {"property_id": str(listing.id), "items": items}
 
-    @operation("A listing's documents that I may see", response=ListingDocuments, errors=(404,), tags=TAGS,
-               description="Each document is visible only to whoever uploaded it, and to admins.")
+    @operation(
+        "A listing's documents that I may see",
+        response=ListingDocuments,
+        errors=(404,),
+        tags=TAGS,
+        description="Each document is visible only to whoever uploaded it, and to admins.",
+    )
     def on_get(self, req, resp, property_id):
         listing = _listing(req.context.principal, property_id, manage=False)
         resp.media = self._view(listing, req.context.principal)
 
-    @operation("Attach a document to a listing", body=DocumentAttachRequest, response=ListingDocuments,
-               status=201, errors=(403, 404, 409, 422), tags=TAGS,
-               description="A clean `document` upload of yours (admins: anyone's), on no other listing.")
+    @operation(
+        "Attach a document to a listing",
+        body=DocumentAttachRequest,
+        response=ListingDocuments,
+        status=201,
+        errors=(403, 404, 409, 422),
+        tags=TAGS,
+        description="A clean `document` upload of yours (admins: anyone's), on no other listing.",
+    )
     def on_post(self, req, resp, property_id):
         principal = req.context.principal
         listing = _listing(principal, property_id, manage=True)
         upload_id = _uuid_or_none(req.context.body.upload_id)
         upload = Upload.get_or_none(Upload.id == upload_id)
         field = [{"field": "body.upload_id", "message": "no such document upload of yours"}]
-        if upload is None or upload.purpose != "document" or not (
-                principal.is_admin or str(upload.owner_id) == principal.user_id):
+        if (
+            upload is None
+            or upload.purpose != "document"
+            or not (principal.is_admin or str(upload.owner_id) == principal.user_id)
+        ):
             raise validation_error(field)
         if upload.status != "clean":
             raise conflict("The document is not scanned clean (yet).", slug="upload-not-clean")
         try:
             with db.atomic():
-                PropertyMedia.create(property=listing.id, upload=upload.id, kind="document",
-                                     attached_by=principal.user_id)
+                PropertyMedia.create(
+                    property=listing.id, upload=upload.id, kind="document", attached_by=principal.user_id
+                )
                 _audit(req, "property.document_attached", listing, None, {"upload_id": str(upload.id)})
         except IntegrityError:
             raise conflict("The document is attached to a listing already.", slug="document-attached") from None
         resp.status = falcon.HTTP_201
         resp.media = self._view(listing, principal)
 
-    @operation("Detach a document from a listing", status=204, errors=(404,), tags=TAGS,
-               description="Its uploader or an admin; the upload itself remains.")
+    @operation(
+        "Detach a document from a listing",
+        status=204,
+        errors=(404,),
+        tags=TAGS,
+        description="Its uploader or an admin; the upload itself remains.",
+    )
     def on_delete_item(self, req, resp, property_id, upload_id):
         principal = req.context.principal
         listing = _listing(principal, property_id, manage=False)
-        media = (PropertyMedia.select(PropertyMedia, Upload).join(Upload)
-                 .where((PropertyMedia.property == listing.id) & (PropertyMedia.kind == "document")
-                        & (PropertyMedia.upload == upload_id)).first())
+        media = (
+            PropertyMedia.select(PropertyMedia, Upload)
+            .join(Upload)
+            .where(
+                (PropertyMedia.property == listing.id)
+                & (PropertyMedia.kind == "document")
+                & (PropertyMedia.upload == upload_id)
+            )
+            .first()
+        )
         if media is None or not (principal.is_admin or str(media.upload.owner_id) == principal.user_id):
             raise not_found("document")
         with db.atomic():

@@ -10,6 +10,7 @@ listings table, and caches whole pages in Redis (``services.search_cache``).
 The answer is the same for everyone, signed in or not: drafts and off-market
 listings are not in the index at all.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -56,8 +57,13 @@ def _problem(field: str, message: str):
 
 
 # The sort key values a cursor carries before the id, by sort.
-_KEY_TYPES = {"newest": (str,), "price_asc": (int,), "price_desc": (int,), "distance": ((int, float),),
-              "relevance": (int, str)}
+_KEY_TYPES = {
+    "newest": (str,),
+    "price_asc": (int,),
+    "price_desc": (int,),
+    "distance": ((int, float),),
+    "relevance": (int, str),
+}
 
 
 def _after(codec: CursorCodec, cursor: str, sort: str, fingerprint: str) -> list:
@@ -69,8 +75,9 @@ def _after(codec: CursorCodec, cursor: str, sort: str, fingerprint: str) -> list
     valid = len(after) == len(kinds) + 1
     try:
         if valid:
-            valid = all(isinstance(value, kind) and not isinstance(value, bool)
-                        for value, kind in zip(after, kinds)) and bool(uuid.UUID(after[-1]))
+            valid = all(
+                isinstance(value, kind) and not isinstance(value, bool) for value, kind in zip(after, kinds)
+            ) and bool(uuid.UUID(after[-1]))
         if valid and str in kinds:
             datetime.datetime.fromisoformat(after[kinds.index(str)])
     except (TypeError, ValueError, AttributeError):
@@ -98,14 +105,18 @@ def run_search(req, resp) -> None:
     if generation is None:
         generation = current_generation()
         cache.remember_generation(generation)
-    key = cache.page_key(generation, version,
-                         SearchCache.digest([fingerprint, after, q.limit, q.facets]))
+    key = cache.page_key(generation, version, SearchCache.digest([fingerprint, after, q.limit, q.facets]))
     body = cache.get(key)
     if body is None:
         found = ListingSearch(filters, sort, q.limit).run(after, q.facets)
         page = found.page
-        result = {"items": page.rows, "sort": sort, "total": found.total, "total_estimated": found.estimated,
-                  "next_cursor": codec.encode([sort, fingerprint, *page.next_key]) if page.next_key else None}
+        result = {
+            "items": page.rows,
+            "sort": sort,
+            "total": found.total,
+            "total_estimated": found.estimated,
+            "next_cursor": codec.encode([sort, fingerprint, *page.next_key]) if page.next_key else None,
+        }
         if found.facets is not None:
             result["facets"] = dict(found.facets.groups, estimated=found.facets.estimated)
         body = msgspec.json.encode(result)
@@ -117,8 +128,15 @@ def run_search(req, resp) -> None:
 class SearchMixin:
     """``GET`` of ``/v1/properties``: mix into the collection resource routed there."""
 
-    @operation("Search listings", query=SearchQuery, response=SearchPage, auth="optional", errors=(422,),
-               tags=("properties",), description=SEARCH_DESCRIPTION)
+    @operation(
+        "Search listings",
+        query=SearchQuery,
+        response=SearchPage,
+        auth="optional",
+        errors=(422,),
+        tags=("properties",),
+        description=SEARCH_DESCRIPTION,
+    )
     def on_get(self, req, resp):
         run_search(req, resp)
 
@@ -129,16 +147,23 @@ class SearchAdmin:
     def __init__(self, views: JobViews):
         self.views = views
 
-    @operation("The search index's state and lag", response=SearchStatus, permission="admin:search",
-               tags=("admin",), description=(
-                   "Generation of the live index, its row count beside the number of listed properties, "
-                   "how far it is behind (listings changed but not yet reindexed, the oldest one's age, "
-                   "reindex jobs queued and running) and the rebuild in progress or the last one."))
+    @operation(
+        "The search index's state and lag",
+        response=SearchStatus,
+        permission="admin:search",
+        tags=("admin",),
+        description=(
+            "Generation of the live index, its row count beside the number of listed properties, "
+            "how far it is behind (listings changed but not yet reindexed, the oldest one's age, "
+            "reindex jobs queued and running) and the rebuild in progress or the last one."
+        ),
+    )
     def on_get_status(self, req, resp):
         state = read_state()
         indexed = db.execute_sql("SELECT count(*) FROM property_search").fetchone()[0]
-        listed = db.execute_sql("SELECT count(*) FROM properties WHERE standard_status IN %s",
-                                (PUBLIC_STATUSES,)).fetchone()[0]
+        listed = db.execute_sql(
+            "SELECT count(*) FROM properties WHERE standard_status IN %s", (PUBLIC_STATUSES,)
+        ).fetchone()[0]
         iso = lambda value: value.isoformat() if value else None  # noqa: E731
         resp.media = {
             "generation": state["generation"],
@@ -156,16 +181,23 @@ class SearchAdmin:
             },
         }
 
-    @operation("Rebuild the whole search index", response=JobView, status=202, permission="admin:search",
-               tags=("admin",), description=(
-                   "Queues a `search.rebuild_index` job (202, `Location: /v1/jobs/{id}`): it builds a new "
-                   "generation of the index beside the live one, with progress, and swaps it in at once; "
-                   "search keeps answering from the old generation until then. Listing changes made while it "
-                   "builds are carried over. While a rebuild is queued or running, asking again answers with "
-                   "that job."))
+    @operation(
+        "Rebuild the whole search index",
+        response=JobView,
+        status=202,
+        permission="admin:search",
+        tags=("admin",),
+        description=(
+            "Queues a `search.rebuild_index` job (202, `Location: /v1/jobs/{id}`): it builds a new "
+            "generation of the index beside the live one, with progress, and swaps it in at once; "
+            "search keeps answering from the old generation until then. Listing changes made while it "
+            "builds are carried over. While a rebuild is queued or running, asking again answers with "
+            "that job."
+        ),
+    )
     def on_post_reindex(self, req, resp):
         job, _ = search_queue.queue_rebuild(req.context.principal.user_id)
         self.views.accept(req, resp, job)
 
 
-__all__ = ["SearchMixin", "SearchAdmin", "run_search"]
+__all__ = ["SearchAdmin", "SearchMixin", "run_search"]

@@ -3,13 +3,15 @@
 Request schemas forbid unknown fields and carry their limits, so the decoder
 is the validator and the OpenAPI document is generated from the same types.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
 
 import msgspec
 
-from models.passwords import MAX_LENGTH as MAX_PASSWORD, MIN_LENGTH as MIN_PASSWORD
+from models.passwords import MAX_LENGTH as MAX_PASSWORD
+from models.passwords import MIN_LENGTH as MIN_PASSWORD
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -49,14 +51,19 @@ PATTERN_MESSAGES = {
 
 def line(max_length: int, *, min_length: int = 0, **meta) -> msgspec.Meta:
     """Constraints of a single-line string: no control characters; with ``min_length``, not blank."""
-    return msgspec.Meta(min_length=min_length or None, max_length=max_length,
-                        pattern=VISIBLE_LINE if min_length else SINGLE_LINE, **meta)
+    return msgspec.Meta(
+        min_length=min_length or None,
+        max_length=max_length,
+        pattern=VISIBLE_LINE if min_length else SINGLE_LINE,
+        **meta,
+    )
 
 
 def text(max_length: int, *, min_length: int = 0, **meta) -> msgspec.Meta:
     """Constraints of multi-line text: tabs and line breaks, no other C0 control; with ``min_length``, not blank."""
-    return msgspec.Meta(min_length=min_length or None, max_length=max_length,
-                        pattern=VISIBLE_TEXT if min_length else MULTI_LINE, **meta)
+    return msgspec.Meta(
+        min_length=min_length or None, max_length=max_length, pattern=VISIBLE_TEXT if min_length else MULTI_LINE, **meta
+    )
 
 
 # For patterns of their own (an email, a URL): a class of every character that is neither.
@@ -64,20 +71,31 @@ CONTROL_AND_SPACE = _CONTROL + _SPACE
 _EMAIL_PART = f"[^@{CONTROL_AND_SPACE}]+"
 EMAIL = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}$"
 PATTERN_MESSAGES[EMAIL] = "must be an email address: name@domain, without spaces or control characters"
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=EMAIL, description="An email address",
-                                    examples=["ada@example.com"])]
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3, max_length=254, pattern=EMAIL, description="An email address", examples=["ada@example.com"]
+    ),
+]
 # Any single line, blank ones too: a password of spaces is a password (line() would want a visible character).
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=SINGLE_LINE, description="A password")]
-NewPassword = Annotated[str, msgspec.Meta(
-    min_length=MIN_PASSWORD, max_length=MAX_PASSWORD, pattern=SINGLE_LINE,
-    description=f"A new password: {MIN_PASSWORD} to {MAX_PASSWORD} characters, not one of the most common "
-                "passwords, not your email address's name or your name")]
+NewPassword = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=MIN_PASSWORD,
+        max_length=MAX_PASSWORD,
+        pattern=SINGLE_LINE,
+        description=f"A new password: {MIN_PASSWORD} to {MAX_PASSWORD} characters, not one of the most common "
+        "passwords, not your email address's name or your name",
+    ),
+]
 Token = Annotated[str, line(200, min_length=16, description="An opaque token")]
 FullName = Annotated[str, line(200, min_length=1, examples=["Ada Lovelace"])]
 Cursor = Annotated[str, line(200, description="Opaque pagination cursor from `next_cursor`")]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=100, description="Page size (at most 100)")]
-Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164 phone number",
-                                    examples=["+14155550123"])]
+Phone = Annotated[
+    str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164 phone number", examples=["+14155550123"])
+]
 
 
 class Problem(Response):

@@ -1,12 +1,23 @@
 """Schemas of accounts, sessions, the current user and admin user management."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import msgspec
-
-from api.schemas import (Cursor, Email, FullName, Limit, NewPassword, Password, Phone, Request, Response, Token, line,
-                         text)
+from api.schemas import (
+    Cursor,
+    Email,
+    FullName,
+    Limit,
+    NewPassword,
+    Password,
+    Phone,
+    Request,
+    Response,
+    Token,
+    line,
+    text,
+)
 
 SelfServiceRole = Literal["buyer", "seller", "agent"]
 Role = Literal["buyer", "seller", "agent", "admin"]

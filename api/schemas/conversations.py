@@ -1,4 +1,5 @@
 """Schemas of conversations about listings, their messages and read positions."""
+
 from __future__ import annotations
 
 import uuid
@@ -9,18 +10,33 @@ import msgspec
 from api.schemas import Cursor, Request, Response, text
 from models.conversations import MAX_ATTACHMENTS, MAX_BODY
 
-MessageBody = Annotated[str, text(
-    MAX_BODY, min_length=1,
-    description=f"The message text, 1 to {MAX_BODY} characters; leading and trailing whitespace is dropped",
-    examples=["Is the garden south-facing?"])]
-Attachments = Annotated[list[uuid.UUID], msgspec.Meta(
-    max_length=MAX_ATTACHMENTS,
-    description=f"Up to {MAX_ATTACHMENTS} ids of your own uploads (purpose `attachment` or `document`) whose scan "
-                "found them clean")]
-ClientId = Annotated[str, msgspec.Meta(
-    min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
-    description="Your own id for this message: sending it again with the same one posts it once",
-    examples=["c7f1e2-0001"])]
+MessageBody = Annotated[
+    str,
+    text(
+        MAX_BODY,
+        min_length=1,
+        description=f"The message text, 1 to {MAX_BODY} characters; leading and trailing whitespace is dropped",
+        examples=["Is the garden south-facing?"],
+    ),
+]
+Attachments = Annotated[
+    list[uuid.UUID],
+    msgspec.Meta(
+        max_length=MAX_ATTACHMENTS,
+        description=f"Up to {MAX_ATTACHMENTS} ids of your own uploads (purpose `attachment` or `document`) whose scan "
+        "found them clean",
+    ),
+]
+ClientId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Your own id for this message: sending it again with the same one posts it once",
+        examples=["c7f1e2-0001"],
+    ),
+]
 MessageId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1, description="A message id")]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=100, description="Page size (at most 100)")]
 
@@ -41,8 +57,10 @@ class MessagePost(Request):
 
 
 class ReadRequest(Request):
-    message_id: Annotated[MessageId | None, msgspec.Meta(
-        description="The last message you read; default (and at most) the conversation's last message")] = None
+    message_id: Annotated[
+        MessageId | None,
+        msgspec.Meta(description="The last message you read; default (and at most) the conversation's last message"),
+    ] = None
 
 
 class ConversationListQuery(Request):

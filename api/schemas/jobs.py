@@ -1,4 +1,5 @@
 """Schemas of jobs, the personal data export and signed downloads."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
@@ -8,8 +9,9 @@ import msgspec
 from api.schemas import Cursor, Limit, Request, Response, line
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKind = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[a-z_]+\.[a-z_]+$",
-                                      examples=["exports.build_export"])]
+JobKind = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[a-z_]+\.[a-z_]+$", examples=["exports.build_export"])
+]
 
 
 class JobProgress(Response):
@@ -25,11 +27,17 @@ class JobView(Response):
     status: JobStatus
     progress: JobProgress
     result: dict[str, Any] | None
-    error: Annotated[dict[str, Any] | None, msgspec.Meta(
-        description="A problem document (`type`, `title`, `detail`) when the job failed; null otherwise")]
-    last_error: Annotated[dict[str, Any] | None, msgspec.Meta(
-        description="Why a job that has not failed went back to the queue (a transient error it retries, "
-                    "or its worker stopped); null once it finished")]
+    error: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(description="A problem document (`type`, `title`, `detail`) when the job failed; null otherwise"),
+    ]
+    last_error: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(
+            description="Why a job that has not failed went back to the queue (a transient error it retries, "
+            "or its worker stopped); null once it finished"
+        ),
+    ]
     attempts: int
     created_at: str
     started_at: str | None
@@ -52,8 +60,10 @@ class JobQuery(Request):
 class SelftestRequest(Request):
     steps: Annotated[int, msgspec.Meta(ge=1, le=100, description="Progress steps")] = 5
     step_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000, description="Milliseconds per step")] = 200
-    owner_id: Annotated[str, line(36, description="Whose job it is (default: yours); "
-                                          "its events go to that user's channel")] | None = None
+    owner_id: (
+        Annotated[str, line(36, description="Whose job it is (default: yours); its events go to that user's channel")]
+        | None
+    ) = None
 
 
 class DownloadQuery(Request):

@@ -1,4 +1,5 @@
 """Schemas of blocks, reports about users, and the admins' report queue."""
+
 from __future__ import annotations
 
 import uuid
@@ -37,10 +38,13 @@ class ReportRequest(Request):
     user_id: Annotated[uuid.UUID, msgspec.Meta(description="The user reported")]
     reason: Reason
     details: Annotated[Note | None, msgspec.Meta(description="What happened, in your words")] = None
-    conversation_id: Annotated[uuid.UUID | None, msgspec.Meta(
-        description="A conversation of yours the reported user takes part in")] = None
-    message_id: Annotated[MessageId | None, msgspec.Meta(
-        description="A message of that conversation sent by the reported user; needs `conversation_id`")] = None
+    conversation_id: Annotated[
+        uuid.UUID | None, msgspec.Meta(description="A conversation of yours the reported user takes part in")
+    ] = None
+    message_id: Annotated[
+        MessageId | None,
+        msgspec.Meta(description="A message of that conversation sent by the reported user; needs `conversation_id`"),
+    ] = None
 
 
 class ReportReceipt(Response):
@@ -74,8 +78,12 @@ class ReportView(Response):
 
 class ReportDetail(ReportView):
     message: Annotated[MessageView | None, msgspec.Meta(description="The message reported, if one was named")]
-    messages: Annotated[list[MessageView], msgspec.Meta(
-        description="Up to 50 messages of the conversation around the reported one (or its latest), ascending")]
+    messages: Annotated[
+        list[MessageView],
+        msgspec.Meta(
+            description="Up to 50 messages of the conversation around the reported one (or its latest), ascending"
+        ),
+    ]
 
 
 class ReportList(Response):

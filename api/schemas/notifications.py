@@ -1,5 +1,6 @@
 """Schemas of in-app notifications, notification preferences, phone verification, unsubscribe links
 and the operators' views of deliveries and email suppressions."""
+
 from __future__ import annotations
 
 import uuid
@@ -13,15 +14,29 @@ from models.notifications import DELIVERY_STATUSES, DIGEST_MODES, TYPES
 DigestMode = Literal[DIGEST_MODES]  # type: ignore[valid-type]
 DeliveryStatus = Literal[DELIVERY_STATUSES]  # type: ignore[valid-type]
 SuppressionReason = Literal["bounce", "spamreport", "dropped", "unsubscribe", "manual"]
-Clock = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
-                                    description="Local wall-clock time, HH:MM (24 h)", examples=["22:00"])]
-TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64,
-                                       pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$",
-                                       description="An IANA time zone", examples=["Europe/Paris"])]
+Clock = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Local wall-clock time, HH:MM (24 h)",
+        examples=["22:00"],
+    ),
+]
+TimeZone = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$",
+        description="An IANA time zone",
+        examples=["Europe/Paris"],
+    ),
+]
 UnsubscribeToken = Annotated[str, line(300, min_length=1, description="The token of an unsubscribe link")]
 
 
 # --- In-app notifications ------------------------------------------------------------------
+
 
 class NotificationQuery(Request):
     unread: Annotated[bool, msgspec.Meta(description="true: only unread; false: only read")] | None = None
@@ -52,14 +67,20 @@ class ReadAll(Response):
 
 # --- Preferences ---------------------------------------------------------------------------
 
+
 class ChannelChoice(Request):
     """Leave a field out to keep its current value."""
 
     in_app: bool | None = None
     email: bool | None = None
     sms: Annotated[bool, msgspec.Meta(description="Needs a verified phone number")] | None = None
-    digest: Annotated[DigestMode, msgspec.Meta(description=(
-        "instant: each email on its own; daily: one email a day at `digest_hour`"))] | None = None
+    digest: (
+        Annotated[
+            DigestMode,
+            msgspec.Meta(description=("instant: each email on its own; daily: one email a day at `digest_hour`")),
+        ]
+        | None
+    ) = None
 
 
 def _field(type_: str) -> str:
@@ -68,8 +89,12 @@ def _field(type_: str) -> str:
 
 # One optional member per known event type: an unknown type is a 422 naming it.
 TypeChoices = msgspec.defstruct(
-    "TypeChoices", [(_field(name), ChannelChoice | None, None) for name in TYPES], bases=(Request,),
-    rename={_field(name): name for name in TYPES}, module=__name__)
+    "TypeChoices",
+    [(_field(name), ChannelChoice | None, None) for name in TYPES],
+    bases=(Request,),
+    rename={_field(name): name for name in TYPES},
+    module=__name__,
+)
 
 
 class QuietHours(Request):
@@ -83,9 +108,15 @@ class PreferencesPatch(Request):
     """Every member is optional; a type names only the channels it changes."""
 
     types: TypeChoices | None = None  # type: ignore[valid-type]
-    quiet_hours: Annotated[QuietHours | None, msgspec.Meta(description=(
-        "No email or text message in these hours (they wait until the end); null: no quiet hours"))
-    ] | msgspec.UnsetType = msgspec.UNSET
+    quiet_hours: (
+        Annotated[
+            QuietHours | None,
+            msgspec.Meta(
+                description=("No email or text message in these hours (they wait until the end); null: no quiet hours")
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
     timezone: TimeZone | None = None
     digest_hour: Annotated[int, msgspec.Meta(ge=0, le=23, description="Local hour of the daily digest")] | None = None
 
@@ -117,13 +148,15 @@ class PreferencesView(Response):
 
 # --- Phone verification --------------------------------------------------------------------
 
+
 class PhoneRequest(Request):
     phone: Phone
 
 
 class PhoneCode(Request):
-    code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$", description="The 6-digit code we texted",
-                                      examples=["123456"])]
+    code: Annotated[
+        str, msgspec.Meta(pattern=r"^[0-9]{6}$", description="The 6-digit code we texted", examples=["123456"])
+    ]
 
 
 class PhoneVerified(Response):
@@ -133,14 +166,24 @@ class PhoneVerified(Response):
 
 # --- Unsubscribe links ---------------------------------------------------------------------
 
+
 class UnsubscribeQuery(Request):
     token: UnsubscribeToken
 
 
 class UnsubscribePostQuery(Request):
-    token: Annotated[UnsubscribeToken, msgspec.Meta(description=(
-        "Or in the body: JSON `{\"token\"}`; the one-click form body `List-Unsubscribe=One-Click` "
-        "(RFC 8058) comes with the token here"))] | None = None
+    token: (
+        Annotated[
+            UnsubscribeToken,
+            msgspec.Meta(
+                description=(
+                    'Or in the body: JSON `{"token"}`; the one-click form body `List-Unsubscribe=One-Click` '
+                    "(RFC 8058) comes with the token here"
+                )
+            ),
+        ]
+        | None
+    ) = None
 
 
 class UnsubscribeBody(Request):
@@ -154,6 +197,7 @@ class UnsubscribeState(Response):
 
 
 # --- Operators -----------------------------------------------------------------------------
+
 
 class DeliveryQuery(Request):
     status: DeliveryStatus | None = None

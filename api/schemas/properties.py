@@ -3,6 +3,7 @@
 Money is integer minor units of ``currency`` (cents for USD). A PATCH body
 changes only the fields it names; ``null`` clears an optional field.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -23,29 +24,208 @@ StandardStatus = Literal[STATUSES]  # type: ignore[valid-type]
 PropertyType = Literal[PROPERTY_TYPES]  # type: ignore[valid-type]
 # RESO PropertySubType (a lookup, not a free text).
 PropertySubType = Literal[
-    "Apartment", "Cabin", "Condominium", "Duplex", "FarmHouse", "ManufacturedHome", "ManufacturedOnLand",
-    "MobileHome", "OwnYourOwn", "Quadruplex", "SingleFamilyResidence", "StockCooperative", "Timeshare",
-    "Townhouse", "Triplex", "Agriculture", "Business", "HotelMotel", "Industrial", "MixedUse", "MultiFamily",
-    "Office", "Retail", "UnimprovedLand", "Warehouse",
+    "Apartment",
+    "Cabin",
+    "Condominium",
+    "Duplex",
+    "FarmHouse",
+    "ManufacturedHome",
+    "ManufacturedOnLand",
+    "MobileHome",
+    "OwnYourOwn",
+    "Quadruplex",
+    "SingleFamilyResidence",
+    "StockCooperative",
+    "Timeshare",
+    "Townhouse",
+    "Triplex",
+    "Agriculture",
+    "Business",
+    "HotelMotel",
+    "Industrial",
+    "MixedUse",
+    "MultiFamily",
+    "Office",
+    "Retail",
+    "UnimprovedLand",
+    "Warehouse",
 ]
 # ISO 4217 codes of currencies in use (no funds, metals or test codes).
-CURRENCIES = tuple("""
-AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF
-CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG
-HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA
-MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD
-RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX
-USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
-""".split())
+CURRENCIES = tuple(
+    [
+        "AED",
+        "AFN",
+        "ALL",
+        "AMD",
+        "ANG",
+        "AOA",
+        "ARS",
+        "AUD",
+        "AWG",
+        "AZN",
+        "BAM",
+        "BBD",
+        "BDT",
+        "BGN",
+        "BHD",
+        "BIF",
+        "BMD",
+        "BND",
+        "BOB",
+        "BRL",
+        "BSD",
+        "BTN",
+        "BWP",
+        "BYN",
+        "BZD",
+        "CAD",
+        "CDF",
+        "CHF",
+        "CLP",
+        "CNY",
+        "COP",
+        "CRC",
+        "CUP",
+        "CVE",
+        "CZK",
+        "DJF",
+        "DKK",
+        "DOP",
+        "DZD",
+        "EGP",
+        "ERN",
+        "ETB",
+        "EUR",
+        "FJD",
+        "FKP",
+        "GBP",
+        "GEL",
+        "GHS",
+        "GIP",
+        "GMD",
+        "GNF",
+        "GTQ",
+        "GYD",
+        "HKD",
+        "HNL",
+        "HTG",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "IQD",
+        "IRR",
+        "ISK",
+        "JMD",
+        "JOD",
+        "JPY",
+        "KES",
+        "KGS",
+        "KHR",
+        "KMF",
+        "KPW",
+        "KRW",
+        "KWD",
+        "KYD",
+        "KZT",
+        "LAK",
+        "LBP",
+        "LKR",
+        "LRD",
+        "LSL",
+        "LYD",
+        "MAD",
+        "MDL",
+        "MGA",
+        "MKD",
+        "MMK",
+        "MNT",
+        "MOP",
+        "MRU",
+        "MUR",
+        "MVR",
+        "MWK",
+        "MXN",
+        "MYR",
+        "MZN",
+        "NAD",
+        "NGN",
+        "NIO",
+        "NOK",
+        "NPR",
+        "NZD",
+        "OMR",
+        "PAB",
+        "PEN",
+        "PGK",
+        "PHP",
+        "PKR",
+        "PLN",
+        "PYG",
+        "QAR",
+        "RON",
+        "RSD",
+        "RUB",
+        "RWF",
+        "SAR",
+        "SBD",
+        "SCR",
+        "SDG",
+        "SEK",
+        "SGD",
+        "SHP",
+        "SLE",
+        "SOS",
+        "SRD",
+        "SSP",
+        "STN",
+        "SVC",
+        "SYP",
+        "SZL",
+        "THB",
+        "TJS",
+        "TMT",
+        "TND",
+        "TOP",
+        "TRY",
+        "TTD",
+        "TWD",
+        "TZS",
+        "UAH",
+        "UGX",
+        "USD",
+        "UYU",
+        "UZS",
+        "VES",
+        "VND",
+        "VUV",
+        "WST",
+        "XAF",
+        "XCD",
+        "XCG",
+        "XOF",
+        "XPF",
+        "YER",
+        "ZAR",
+        "ZMW",
+        "ZWG",
+    ]
+)
 AreaUnits = Literal["SquareFeet", "SquareMeters"]
 # A fee needs its frequency; JSON Schema cannot say it of two members whose values may be null.
 FEE_NEEDS_FREQUENCY = "Needs `association_fee_frequency`, given here or already on the listing (422 without it)"
 FeeFrequency = Literal["Monthly", "Quarterly", "SemiAnnually", "Annually"]
 
-Money = Annotated[int, msgspec.Meta(ge=0, le=MAX_MONEY, description="Integer minor units of `currency` (cents)",
-                                    examples=[45000000])]
-Currency = Annotated[Literal[CURRENCIES], msgspec.Meta(description="ISO 4217 currency code",  # type: ignore
-                                                      examples=["USD"])]
+Money = Annotated[
+    int, msgspec.Meta(ge=0, le=MAX_MONEY, description="Integer minor units of `currency` (cents)", examples=[45000000])
+]
+Currency = Annotated[
+    Literal[CURRENCIES],
+    msgspec.Meta(
+        description="ISO 4217 currency code",  # type: ignore
+        examples=["USD"],
+    ),
+]
 Count = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Text100 = Annotated[str, line(100, min_length=1)]
 Short = Annotated[str, line(20, min_length=1)]
@@ -61,12 +241,17 @@ LotSize = Annotated[int, msgspec.Meta(ge=0, le=100_000_000_000, description="Squ
 YearBuilt = Annotated[int, msgspec.Meta(ge=1600, le=2100)]
 TaxYear = Annotated[int, msgspec.Meta(ge=1900, le=2100)]
 Feature = Annotated[str, line(MAX_FEATURE_LENGTH, min_length=1, examples=["Pool"])]
-Features = Annotated[list[Feature], msgspec.Meta(max_length=MAX_FEATURES,
-                                                 description=f"At most {MAX_FEATURES} features/amenities")]
+Features = Annotated[
+    list[Feature], msgspec.Meta(max_length=MAX_FEATURES, description=f"At most {MAX_FEATURES} features/amenities")
+]
 Remarks = Annotated[str, text(MAX_REMARKS, description="RESO PublicRemarks")]
 _URL = f"^https?://[^/?#@{CONTROL_AND_SPACE}]+(?:[/?#][^{CONTROL_AND_SPACE}]*)?$"
-TourUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=_URL,
-                                      description="An http(s) URL", examples=["https://tours.example.com/123"])]
+TourUrl = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=2048, pattern=_URL, description="An http(s) URL", examples=["https://tours.example.com/123"]
+    ),
+]
 
 
 class PropertyCreate(Request):
@@ -116,34 +301,34 @@ class PropertyPatch(Request):
     city: City | _U = msgspec.UNSET
     currency: Currency | _U = msgspec.UNSET
     standard_status: StandardStatus | _U = msgspec.UNSET
-    close_price: Money | None | _U = msgspec.UNSET
-    close_date: datetime.date | None | _U = msgspec.UNSET
-    property_sub_type: PropertySubType | None | _U = msgspec.UNSET
-    list_agent_id: uuid.UUID | None | _U = msgspec.UNSET
-    bedrooms_total: Count | None | _U = msgspec.UNSET
-    bathrooms_full: Count | None | _U = msgspec.UNSET
-    bathrooms_half: Count | None | _U = msgspec.UNSET
-    living_area: LivingArea | None | _U = msgspec.UNSET
+    close_price: Money | _U | None = msgspec.UNSET
+    close_date: datetime.date | _U | None = msgspec.UNSET
+    property_sub_type: PropertySubType | _U | None = msgspec.UNSET
+    list_agent_id: uuid.UUID | _U | None = msgspec.UNSET
+    bedrooms_total: Count | _U | None = msgspec.UNSET
+    bathrooms_full: Count | _U | None = msgspec.UNSET
+    bathrooms_half: Count | _U | None = msgspec.UNSET
+    living_area: LivingArea | _U | None = msgspec.UNSET
     living_area_units: AreaUnits | _U = msgspec.UNSET
-    lot_size_square_feet: LotSize | None | _U = msgspec.UNSET
-    year_built: YearBuilt | None | _U = msgspec.UNSET
-    street_number: Short | None | _U = msgspec.UNSET
-    street_name: Text100 | None | _U = msgspec.UNSET
-    unit_number: Short | None | _U = msgspec.UNSET
-    unparsed_address: Address | None | _U = msgspec.UNSET
-    state_or_province: Region | None | _U = msgspec.UNSET
-    postal_code: PostalCode | None | _U = msgspec.UNSET
+    lot_size_square_feet: LotSize | _U | None = msgspec.UNSET
+    year_built: YearBuilt | _U | None = msgspec.UNSET
+    street_number: Short | _U | None = msgspec.UNSET
+    street_name: Text100 | _U | None = msgspec.UNSET
+    unit_number: Short | _U | None = msgspec.UNSET
+    unparsed_address: Address | _U | None = msgspec.UNSET
+    state_or_province: Region | _U | None = msgspec.UNSET
+    postal_code: PostalCode | _U | None = msgspec.UNSET
     country: Country | _U = msgspec.UNSET
-    latitude: Latitude | None | _U = msgspec.UNSET
-    longitude: Longitude | None | _U = msgspec.UNSET
+    latitude: Latitude | _U | None = msgspec.UNSET
+    longitude: Longitude | _U | None = msgspec.UNSET
     features: Features | _U = msgspec.UNSET
     association_fee: Annotated[Money | None, msgspec.Meta(description=FEE_NEEDS_FREQUENCY)] | _U = msgspec.UNSET
-    association_fee_frequency: FeeFrequency | None | _U = msgspec.UNSET
-    tax_annual_amount: Money | None | _U = msgspec.UNSET
-    tax_year: TaxYear | None | _U = msgspec.UNSET
-    public_remarks: Remarks | None | _U = msgspec.UNSET
-    virtual_tour_url_unbranded: TourUrl | None | _U = msgspec.UNSET
-    listing_contract_date: datetime.date | None | _U = msgspec.UNSET
+    association_fee_frequency: FeeFrequency | _U | None = msgspec.UNSET
+    tax_annual_amount: Money | _U | None = msgspec.UNSET
+    tax_year: TaxYear | _U | None = msgspec.UNSET
+    public_remarks: Remarks | _U | None = msgspec.UNSET
+    virtual_tour_url_unbranded: TourUrl | _U | None = msgspec.UNSET
+    listing_contract_date: datetime.date | _U | None = msgspec.UNSET
 
 
 class PropertyView(Response):

@@ -6,6 +6,7 @@ accept different parameters. It extends ``models.search.filters.SearchParameters
 the limits of each parameter are the search rules' own, and this module adds
 the documentation and the API's text rule (a single line, no control characters).
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -30,40 +31,100 @@ class SearchParams(Request, filters.SearchParameters):
 
     __list_fields__ = ("property_type", "status", "features")
 
-    q: Annotated[filters.Text, msgspec.Meta(pattern=SINGLE_LINE, description=(
-        "Full text over address, city, features and remarks (web-search syntax: words, \"a phrase\", "
-        "-excluded, or). Any text is safe."))] | None = None
+    q: (
+        Annotated[
+            filters.Text,
+            msgspec.Meta(
+                pattern=SINGLE_LINE,
+                description=(
+                    'Full text over address, city, features and remarks (web-search syntax: words, "a phrase", '
+                    "-excluded, or). Any text is safe."
+                ),
+            ),
+        ]
+        | None
+    ) = None
     min_price: Minor | None = None
     max_price: Minor | None = None
     min_beds: filters.Rooms | None = None
     min_baths: Annotated[filters.Rooms, msgspec.Meta(description="Full plus half bathrooms")] | None = None
     property_type: filters.PropertyTypes | None = None
-    status: Annotated[filters.Statuses, msgspec.Meta(description=(
-        "Default: Active, ComingSoon. Only listed statuses can be searched"))] | None = None
-    city: Annotated[filters.City, msgspec.Meta(pattern=VISIBLE_LINE, description="Exact city name, any case")
-                    ] | None = None
+    status: (
+        Annotated[
+            filters.Statuses,
+            msgspec.Meta(description=("Default: Active, ComingSoon. Only listed statuses can be searched")),
+        ]
+        | None
+    ) = None
+    city: (
+        Annotated[filters.City, msgspec.Meta(pattern=VISIBLE_LINE, description="Exact city name, any case")] | None
+    ) = None
     postal_code: Annotated[filters.PostalCode, msgspec.Meta(pattern=VISIBLE_LINE)] | None = None
-    features: Annotated[list[Feature], msgspec.Meta(max_length=MAX_FEATURES, description=(
-        "Listings having all of these features (any case)"))] | None = None
+    features: (
+        Annotated[
+            list[Feature],
+            msgspec.Meta(max_length=MAX_FEATURES, description=("Listings having all of these features (any case)")),
+        ]
+        | None
+    ) = None
     min_year_built: filters.Year | None = None
     max_year_built: filters.Year | None = None
     min_living_area: filters.Area | None = None
     max_living_area: filters.Area | None = None
-    bbox: Annotated[filters.Bbox, msgspec.Meta(
-        pattern=SINGLE_LINE, description="minLon,minLat,maxLon,maxLat (degrees)",
-        examples=["-97.80,30.20,-97.65,30.35"])] | None = None
-    near: Annotated[filters.Near, msgspec.Meta(
-        pattern=SINGLE_LINE, description="lat,lon: the centre of a radius search",
-        examples=["30.2672,-97.7431"])] | None = None
-    radius_km: Annotated[filters.RadiusKm, msgspec.Meta(description=(
-        "Only listings this close to `near` (great-circle km); needs `near`. `near` alone sets no limit"))
-    ] | None = None
-    polygon: Annotated[filters.Polygon, msgspec.Meta(pattern=SINGLE_LINE, description=(
-        f"{MIN_POLYGON_POINTS} to {MAX_POLYGON_POINTS} points `lat lon`, comma-separated"),
-        examples=["30.30 -97.78,30.30 -97.70,30.22 -97.70"])] | None = None
-    sort: Annotated[Sort, msgspec.Meta(description=(
-        "newest (default), price_asc, price_desc, distance (needs `near`), relevance (needs `q`; the default "
-        "with `q`)"))] | None = None
+    bbox: (
+        Annotated[
+            filters.Bbox,
+            msgspec.Meta(
+                pattern=SINGLE_LINE,
+                description="minLon,minLat,maxLon,maxLat (degrees)",
+                examples=["-97.80,30.20,-97.65,30.35"],
+            ),
+        ]
+        | None
+    ) = None
+    near: (
+        Annotated[
+            filters.Near,
+            msgspec.Meta(
+                pattern=SINGLE_LINE, description="lat,lon: the centre of a radius search", examples=["30.2672,-97.7431"]
+            ),
+        ]
+        | None
+    ) = None
+    radius_km: (
+        Annotated[
+            filters.RadiusKm,
+            msgspec.Meta(
+                description=(
+                    "Only listings this close to `near` (great-circle km); needs `near`. `near` alone sets no limit"
+                )
+            ),
+        ]
+        | None
+    ) = None
+    polygon: (
+        Annotated[
+            filters.Polygon,
+            msgspec.Meta(
+                pattern=SINGLE_LINE,
+                description=(f"{MIN_POLYGON_POINTS} to {MAX_POLYGON_POINTS} points `lat lon`, comma-separated"),
+                examples=["30.30 -97.78,30.30 -97.70,30.22 -97.70"],
+            ),
+        ]
+        | None
+    ) = None
+    sort: (
+        Annotated[
+            Sort,
+            msgspec.Meta(
+                description=(
+                    "newest (default), price_asc, price_desc, distance (needs `near`), relevance (needs `q`; the default "
+                    "with `q`)"
+                )
+            ),
+        ]
+        | None
+    ) = None
 
 
 class SearchQuery(SearchParams):
@@ -71,8 +132,9 @@ class SearchQuery(SearchParams):
 
     cursor: Cursor | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100, description="Page size (at most 100)")] = 20
-    facets: Annotated[bool, msgspec.Meta(description="Also count matches per type, status, beds, baths and "
-                                                     "price band")] = False
+    facets: Annotated[
+        bool, msgspec.Meta(description="Also count matches per type, status, beds, baths and price band")
+    ] = False
 
 
 # A listing found: its card and what search adds (``distance_km`` when the search has ``near``).

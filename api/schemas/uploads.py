@@ -1,4 +1,5 @@
 """Schemas of uploads, upload intents, downloads and listing media."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -11,11 +12,23 @@ Purpose = Literal["listing_photo", "document", "avatar", "attachment"]
 UploadStatus = Literal["awaiting_upload", "pending_scan", "scanning", "clean", "infected", "rejected"]
 MediaType = Literal["image/jpeg", "image/png", "image/webp", "image/heic", "application/pdf"]
 Variant = Literal["original", "w320", "w1280"]
-FileName = Annotated[str, line(255, min_length=1,
-                                description="The file's name on the client; kept, sanitised, as metadata "
-                                                   "only", examples=["kitchen.jpg"])]
-UploadId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$",
-                                       description="An upload id", examples=["8d3c1b1e-2f59-4b5a-9a51-2f1c8e0f4d2a"])]
+FileName = Annotated[
+    str,
+    line(
+        255,
+        min_length=1,
+        description="The file's name on the client; kept, sanitised, as metadata only",
+        examples=["kitchen.jpg"],
+    ),
+]
+UploadId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$",
+        description="An upload id",
+        examples=["8d3c1b1e-2f59-4b5a-9a51-2f1c8e0f4d2a"],
+    ),
+]
 
 
 class UploadQuery(Request):
@@ -26,10 +39,12 @@ class UploadQuery(Request):
 class UploadIntentRequest(Request):
     purpose: Purpose
     filename: FileName
-    content_type: Annotated[MediaType, msgspec.Meta(description="The type the file will have; checked against "
-                                                                "its bytes at completion")]
-    size: Annotated[int, msgspec.Meta(ge=1, le=10 * 1024 ** 3, description="Exact size in bytes; checked against "
-                                                                          "the purpose's cap")]
+    content_type: Annotated[
+        MediaType, msgspec.Meta(description="The type the file will have; checked against its bytes at completion")
+    ]
+    size: Annotated[
+        int, msgspec.Meta(ge=1, le=10 * 1024**3, description="Exact size in bytes; checked against the purpose's cap")
+    ]
 
 
 class UploadVariantView(Response):
@@ -92,8 +107,9 @@ class SignedUploadQuery(Request):
 
 
 class PhotosRequest(Request):
-    upload_ids: Annotated[list[UploadId], msgspec.Meta(max_length=100, description="Every photo of the listing, "
-                                                                                   "in order")]
+    upload_ids: Annotated[
+        list[UploadId], msgspec.Meta(max_length=100, description="Every photo of the listing, in order")
+    ]
     cover: UploadId | None = None
 
 

@@ -121,7 +121,8 @@ def down(migrator, db):
     # A rebuild that died half way may have left its generation table behind.
     leftovers = db.execute_sql(
         "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-        "AND tablename ~ '^property_search_g[0-9]+_[0-9a-f]+$'").fetchall()
+        "AND tablename ~ '^property_search_g[0-9]+_[0-9a-f]+$'"
+    ).fetchall()
     for (name,) in leftovers:
         db.execute_sql(f'DROP TABLE "{name}"')
     db.execute_sql("""

@@ -10,14 +10,43 @@
 Callers that search import from here; the index's upkeep is imported from
 ``models.search.index`` and ``models.search.queue``.
 """
+
 from __future__ import annotations
 
 from models.search.facets import PRICE_BANDS, Facets
-from models.search.filters import (DEFAULT_STATUSES, EARTH_RADIUS_KM, SORTS, InvalidSearch, SearchFilters,
-                                   SearchParameters, city_key, feature_key, filters_of, parse_query, postal_key,
-                                   radius_boxes)
+from models.search.filters import (
+    DEFAULT_STATUSES,
+    EARTH_RADIUS_KM,
+    SORTS,
+    InvalidSearch,
+    SearchFilters,
+    SearchParameters,
+    city_key,
+    feature_key,
+    filters_of,
+    parse_query,
+    postal_key,
+    radius_boxes,
+)
 from models.search.query import COUNT_BOUND, ListingSearch, Page, SearchResult
 
-__all__ = ["ListingSearch", "SearchParameters", "SearchFilters", "InvalidSearch", "filters_of", "parse_query",
-           "SearchResult", "Page", "Facets", "SORTS", "DEFAULT_STATUSES",
-           "COUNT_BOUND", "PRICE_BANDS", "EARTH_RADIUS_KM", "radius_boxes", "city_key", "postal_key", "feature_key"]
+__all__ = [
+    "COUNT_BOUND",
+    "DEFAULT_STATUSES",
+    "EARTH_RADIUS_KM",
+    "PRICE_BANDS",
+    "SORTS",
+    "Facets",
+    "InvalidSearch",
+    "ListingSearch",
+    "Page",
+    "SearchFilters",
+    "SearchParameters",
+    "SearchResult",
+    "city_key",
+    "feature_key",
+    "filters_of",
+    "parse_query",
+    "postal_key",
+    "radius_boxes",
+]

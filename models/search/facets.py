@@ -4,14 +4,29 @@ One ``GROUPING SETS`` query (``facet_select``) counts every facet in one pass
 over the matches; ``facet_groups`` turns its rows into buckets. An unknown
 count of beds or baths is its own bucket, so every facet sums to the total.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 # Price bands in minor units (cents): lower bounds; the last band has no upper bound.
-PRICE_BANDS = tuple(dollars * 100 for dollars in (
-    0, 100_000, 200_000, 300_000, 400_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000,
-    5_000_000))
+PRICE_BANDS = tuple(
+    dollars * 100
+    for dollars in (
+        0,
+        100_000,
+        200_000,
+        300_000,
+        400_000,
+        500_000,
+        750_000,
+        1_000_000,
+        1_500_000,
+        2_000_000,
+        3_000_000,
+        5_000_000,
+    )
+)
 MAX_BEDS_BUCKET = 5
 MAX_BATHS_BUCKET = 4
 
@@ -27,7 +42,8 @@ def facet_select(source: str, where: str, limit: str = "") -> str:
         f"{MAX_BATHS_BUCKET} THEN {MAX_BATHS_BUCKET} ELSE bathrooms_total END AS baths, "
         "width_bucket(list_price, %(bands)s::bigint[]) AS band "
         f"FROM {source} WHERE {where}{limit}) s "
-        "GROUP BY GROUPING SETS ((property_type), (standard_status), (beds), (baths), (band), ())")
+        "GROUP BY GROUPING SETS ((property_type), (standard_status), (beds), (baths), (band), ())"
+    )
 
 
 @dataclass
@@ -76,5 +92,4 @@ def facet_groups(rows) -> tuple[int, dict]:
     return total, groups
 
 
-
-__all__ = ["Facets", "PRICE_BANDS", "facet_select", "facet_groups", "bucket_label"]
+__all__ = ["PRICE_BANDS", "Facets", "bucket_label", "facet_groups", "facet_select"]

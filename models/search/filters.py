@@ -15,6 +15,7 @@ The same rules check ``GET /v1/properties`` and a saved search's ``query``
 keys and cursor fingerprints. ``radius_boxes`` gives the boxes a GiST index can
 search for "within r km of a point".
 """
+
 from __future__ import annotations
 
 import math
@@ -138,7 +139,8 @@ class SearchFilters:
             "q": " ".join(self.q.lower().split()) if self.q else None,
             "statuses": sorted(set(self.statuses)),
             "price": [self.min_price, self.max_price],
-            "beds": self.min_beds, "baths": self.min_baths,
+            "beds": self.min_beds,
+            "baths": self.min_baths,
             "types": sorted(set(self.property_types)),
             "city": city_key(self.city) if self.city else None,
             "postal": postal_key(self.postal_code) if self.postal_code else None,
@@ -154,8 +156,11 @@ class SearchFilters:
 
 def filters_of(params: SearchParameters) -> tuple[SearchFilters, str]:
     """The validated filters and sort of ``params``; ``InvalidSearch`` naming the first parameter refused."""
-    for low, high in (("min_price", "max_price"), ("min_year_built", "max_year_built"),
-                      ("min_living_area", "max_living_area")):
+    for low, high in (
+        ("min_price", "max_price"),
+        ("min_year_built", "max_year_built"),
+        ("min_living_area", "max_living_area"),
+    ):
         _check_range(params, low, high)
     near = parse_near(params.near) if params.near is not None else None
     if params.radius_km is not None and near is None:
@@ -169,13 +174,21 @@ def filters_of(params: SearchParameters) -> tuple[SearchFilters, str]:
     filters = SearchFilters(
         q=text or None,
         statuses=tuple(dict.fromkeys(params.status)) if params.status else DEFAULT_STATUSES,
-        min_price=params.min_price, max_price=params.max_price, min_beds=params.min_beds,
-        min_baths=params.min_baths, property_types=tuple(dict.fromkeys(params.property_type or ())),
-        city=params.city, postal_code=params.postal_code, features=tuple(params.features or ()),
-        min_year_built=params.min_year_built, max_year_built=params.max_year_built,
-        min_living_area=params.min_living_area, max_living_area=params.max_living_area,
+        min_price=params.min_price,
+        max_price=params.max_price,
+        min_beds=params.min_beds,
+        min_baths=params.min_baths,
+        property_types=tuple(dict.fromkeys(params.property_type or ())),
+        city=params.city,
+        postal_code=params.postal_code,
+        features=tuple(params.features or ()),
+        min_year_built=params.min_year_built,
+        max_year_built=params.max_year_built,
+        min_living_area=params.min_living_area,
+        max_living_area=params.max_living_area,
         bbox=parse_bbox(params.bbox) if params.bbox is not None else None,
-        near=near, radius_km=params.radius_km,
+        near=near,
+        radius_km=params.radius_km,
         polygon=parse_polygon(params.polygon) if params.polygon is not None else None,
     )
     return filters, sort
@@ -294,6 +307,21 @@ def box_literal(box: tuple[float, float, float, float]) -> str:
     return f"(({box[0]!r},{box[1]!r}),({box[2]!r},{box[3]!r}))"
 
 
-__all__ = ["SearchParameters", "SearchFilters", "InvalidSearch", "filters_of", "parse_query", "parse_bbox",
-           "parse_near", "parse_polygon", "SORTS", "DEFAULT_STATUSES", "EARTH_RADIUS_KM", "city_key", "postal_key",
-           "feature_key", "radius_boxes", "box_literal"]
+__all__ = [
+    "DEFAULT_STATUSES",
+    "EARTH_RADIUS_KM",
+    "SORTS",
+    "InvalidSearch",
+    "SearchFilters",
+    "SearchParameters",
+    "box_literal",
+    "city_key",
+    "feature_key",
+    "filters_of",
+    "parse_bbox",
+    "parse_near",
+    "parse_polygon",
+    "parse_query",
+    "postal_key",
+    "radius_boxes",
+]

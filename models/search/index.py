@@ -16,6 +16,7 @@ names they were built with (``property_search_g<N>_<run>_<kind>``).
 ``search_state`` (one row) holds the generation, the rebuild in progress, and
 the last rebuild's figures.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,10 +40,32 @@ _TABLE_NAME = re.compile(r"^property_search(_g[0-9]{1,9}(_[0-9a-f]{1,8})?)?$")
 
 # Columns in table order. The projection below yields them in the same order.
 COLUMNS = (
-    "id", "version", "standard_status", "property_type", "property_sub_type", "currency", "list_price",
-    "bedrooms_total", "bathrooms_total", "bathrooms_full", "bathrooms_half", "living_area", "living_area_units",
-    "year_built", "address", "city", "city_key", "state_or_province", "postal_code", "country", "location",
-    "features", "feature_keys", "listed_at", "modified_at", "tsv",
+    "id",
+    "version",
+    "standard_status",
+    "property_type",
+    "property_sub_type",
+    "currency",
+    "list_price",
+    "bedrooms_total",
+    "bathrooms_total",
+    "bathrooms_full",
+    "bathrooms_half",
+    "living_area",
+    "living_area_units",
+    "year_built",
+    "address",
+    "city",
+    "city_key",
+    "state_or_province",
+    "postal_code",
+    "country",
+    "location",
+    "features",
+    "feature_keys",
+    "listed_at",
+    "modified_at",
+    "tsv",
 )
 
 _PUBLIC = ", ".join(f"'{status}'" for status in PUBLIC_STATUSES)
@@ -119,8 +142,18 @@ def table_ddl(name: str) -> str:
 # The small columns most filters, sorts and facets use. Carried in the btree and GiST
 # indexes (INCLUDE), so counts, facets and the choice of a page's rows are index-only
 # scans; the wide row (text vector, card fields) is read only for the rows of the page.
-COVERED = ("standard_status", "property_type", "list_price", "bedrooms_total", "bathrooms_total", "living_area",
-           "year_built", "listed_at", "location", "id")
+COVERED = (
+    "standard_status",
+    "property_type",
+    "list_price",
+    "bedrooms_total",
+    "bathrooms_total",
+    "living_area",
+    "year_built",
+    "listed_at",
+    "location",
+    "id",
+)
 
 
 def _covering(*keys: str) -> str:
@@ -192,8 +225,17 @@ def hold_swap_shared() -> None:
 
 # --- search_state ------------------------------------------------------------------------
 
-STATE_FIELDS = ("generation", "building_table", "rebuild_job_id", "rebuild_started_at", "rebuild_start_seq",
-                "last_rebuild_at", "last_rebuild_job_id", "last_rebuild_seconds", "last_rebuild_rows")
+STATE_FIELDS = (
+    "generation",
+    "building_table",
+    "rebuild_job_id",
+    "rebuild_started_at",
+    "rebuild_start_seq",
+    "last_rebuild_at",
+    "last_rebuild_job_id",
+    "last_rebuild_seconds",
+    "last_rebuild_rows",
+)
 
 
 def read_state(lock: bool = False) -> dict:
@@ -270,21 +312,25 @@ class SearchRebuild:
             db.execute_sql(
                 "UPDATE search_state SET building_table = %s, rebuild_job_id = %s, rebuild_started_at = now(), "
                 "rebuild_start_seq = %s, updated_at = now()",
-                (self.table, str(self.job_id) if self.job_id else None, self.start_seq))
+                (self.table, str(self.job_id) if self.job_id else None, self.start_seq),
+            )
         self._mark("start")
         return self.table
 
     # --- 2 ----------------------------------------------------------------------------------
     def heap_pages(self) -> int:
-        return db.execute_sql(
-            "SELECT pg_relation_size('properties') / current_setting('block_size')::int").fetchone()[0]
+        return db.execute_sql("SELECT pg_relation_size('properties') / current_setting('block_size')::int").fetchone()[
+            0
+        ]
 
     def load(self, progress=None) -> int:
         """Copy every public listing; returns the rows inserted. ``progress(done, total)`` per chunk."""
         columns = ", ".join(COLUMNS)
-        sql = (f"INSERT INTO {self.table} ({columns}) SELECT {PROJECTION} FROM properties p "
-               f"WHERE p.ctid >= %s::tid AND p.ctid < %s::tid AND {PUBLIC_CONDITION} "
-               f"ON CONFLICT (id) DO NOTHING")
+        sql = (
+            f"INSERT INTO {self.table} ({columns}) SELECT {PROJECTION} FROM properties p "
+            f"WHERE p.ctid >= %s::tid AND p.ctid < %s::tid AND {PUBLIC_CONDITION} "
+            f"ON CONFLICT (id) DO NOTHING"
+        )
         inserted, first = 0, 0
         total = self.heap_pages()
         # Pages added while loading (new listings) are read too; their reindex jobs would catch them anyway.
@@ -320,8 +366,9 @@ class SearchRebuild:
 
     # --- 4 ----------------------------------------------------------------------------------
     def _changed_since(self, seq: int) -> list[str]:
-        rows = db.execute_sql("SELECT property_id FROM search_dirty WHERE seq > indexed_seq OR done_seq > %s",
-                              (seq,)).fetchall()
+        rows = db.execute_sql(
+            "SELECT property_id FROM search_dirty WHERE seq > indexed_seq OR done_seq > %s", (seq,)
+        ).fetchall()
         return [str(row[0]) for row in rows]
 
     def catch_up(self) -> int:
@@ -329,7 +376,7 @@ class SearchRebuild:
         ids = self._changed_since(self.start_seq)
         for start in range(0, len(ids), 1000):
             with db.atomic():
-                index_listings(ids[start:start + 1000], self.table)
+                index_listings(ids[start : start + 1000], self.table)
         self._mark("catch_up")
         return len(ids)
 
@@ -366,10 +413,16 @@ class SearchRebuild:
                 "UPDATE search_state SET generation = %s, building_table = NULL, rebuild_job_id = NULL, "
                 "rebuild_started_at = NULL, rebuild_start_seq = NULL, last_rebuild_at = now(), "
                 "last_rebuild_job_id = %s, last_rebuild_seconds = %s, last_rebuild_rows = %s, updated_at = now()",
-                (self.generation, str(self.job_id) if self.job_id else None, seconds, rows))
+                (self.generation, str(self.job_id) if self.job_id else None, seconds, rows),
+            )
         self._mark("swap")
-        return {"generation": self.generation, "rows": rows, "late_listings": len(late), "seconds": seconds,
-                "timings": self.timings}
+        return {
+            "generation": self.generation,
+            "rows": rows,
+            "late_listings": len(late),
+            "seconds": seconds,
+            "timings": self.timings,
+        }
 
     def abandon(self) -> None:
         """Drop the half-built table (after a failure or a cancellation)."""
@@ -379,13 +432,27 @@ class SearchRebuild:
             state = read_state(lock=True)
             if state["building_table"] == self.table:
                 db.execute_sql(f"DROP TABLE IF EXISTS {self.table}")
-                db.execute_sql("UPDATE search_state SET building_table = NULL, rebuild_job_id = NULL, "
-                               "rebuild_started_at = NULL, rebuild_start_seq = NULL, updated_at = now()")
+                db.execute_sql(
+                    "UPDATE search_state SET building_table = NULL, rebuild_job_id = NULL, "
+                    "rebuild_started_at = NULL, rebuild_start_seq = NULL, updated_at = now()"
+                )
 
     def _mark(self, step: str) -> None:
         self.timings[step] = round(time.monotonic() - self.started, 3)
         self.log(f"search rebuild: {step} done at {self.timings[step]} s")
 
 
-__all__ = ["LIVE_TABLE", "COLUMNS", "PROJECTION", "index_listings", "lock_listing", "hold_swap_shared",
-           "read_state", "current_generation", "SearchRebuild", "RebuildError", "table_ddl", "index_ddl"]
+__all__ = [
+    "COLUMNS",
+    "LIVE_TABLE",
+    "PROJECTION",
+    "RebuildError",
+    "SearchRebuild",
+    "current_generation",
+    "hold_swap_shared",
+    "index_ddl",
+    "index_listings",
+    "lock_listing",
+    "read_state",
+    "table_ddl",
+]

@@ -21,6 +21,7 @@ ring around the centre until it holds a page.
 Only public statuses are in the index at all, and ``statuses`` may only name
 those, so drafts and off-market listings never appear, to anyone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,9 +69,17 @@ class SearchResult:
 class ListingSearch(ListingQuery):
     """One search run: the count first, then the page, each shaped by what the count found (``run``)."""
 
-    def __init__(self, filters: SearchFilters, sort: str = "newest", limit: int = 20, table: str = LIVE_TABLE, *,
-                 count_bound: int = COUNT_BOUND, text_count_bound: int = TEXT_COUNT_BOUND,
-                 walk_budget: int = WALK_BUDGET):
+    def __init__(
+        self,
+        filters: SearchFilters,
+        sort: str = "newest",
+        limit: int = 20,
+        table: str = LIVE_TABLE,
+        *,
+        count_bound: int = COUNT_BOUND,
+        text_count_bound: int = TEXT_COUNT_BOUND,
+        walk_budget: int = WALK_BUDGET,
+    ):
         """``count_bound``, ``text_count_bound`` and ``walk_budget`` are tuning knobs (tests shrink them)."""
         super().__init__(filters, sort, limit, table)
         self.count_bound, self.text_count_bound, self.walk_budget = count_bound, text_count_bound, walk_budget
@@ -160,11 +169,13 @@ class ListingSearch(ListingQuery):
         self.matches = total if total is not None and not estimated else None
         rows = self._page_rows(after, total if estimated else None)
         more = len(rows) > self.limit
-        rows = rows[:self.limit]
+        rows = rows[: self.limit]
         next_key = None
         if more and rows:
-            keys = [value.isoformat() if hasattr(value, "isoformat") else value
-                    for value in rows[-1][len(CARD_COLUMNS) + 1:]]
+            keys = [
+                value.isoformat() if hasattr(value, "isoformat") else value
+                for value in rows[-1][len(CARD_COLUMNS) + 1 :]
+            ]
             next_key = [*keys, str(rows[-1][0])]
         return Page([card(row) for row in rows], next_key)
 
@@ -187,8 +198,9 @@ class ListingSearch(ListingQuery):
         for tier, _condition in RELEVANCE_TIERS:
             if after is not None and tier > after[0]:
                 continue
-            rows += self._text_rows(after if after is not None and tier == after[0] else None,
-                                    self.limit + 1 - len(rows), tier)
+            rows += self._text_rows(
+                after if after is not None and tier == after[0] else None, self.limit + 1 - len(rows), tier
+            )
             if len(rows) > self.limit:
                 break
         return rows
@@ -205,7 +217,7 @@ class ListingSearch(ListingQuery):
         limit_km = f.radius_km if f.radius_km is not None else math.pi * EARTH_RADIUS_KM
         ring = 1.0
         if f.radius_km is not None:
-            density = total / (math.pi * f.radius_km ** 2)
+            density = total / (math.pi * f.radius_km**2)
             ring = math.sqrt(2 * (self.limit + 1) / (math.pi * density))
         ring = max(0.05, ring)
         while True:
@@ -225,8 +237,9 @@ class ListingSearch(ListingQuery):
         return max(bound + 1, self.estimate()), True
 
     def estimate(self, where: str | None = None) -> int:
-        plan = db.execute_sql(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {self.table} WHERE {where or self.where}",
-                              self.params).fetchone()[0]
+        plan = db.execute_sql(
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {self.table} WHERE {where or self.where}", self.params
+        ).fetchone()[0]
         if isinstance(plan, str):
             plan = json.loads(plan)
         return int(plan[0]["Plan"]["Plan Rows"])
@@ -251,8 +264,10 @@ class ListingSearch(ListingQuery):
         percent = min(100.0, max(percent, 100.0 * FACET_SAMPLE_MIN_PAGES / max(1, pages)))
         sampled, sample_groups = facet_groups(db.execute_sql(*self.facet_sql(None, percent)).fetchall())
         scale = estimate / sampled if sampled else 0.0
-        scaled = {name: [dict(bucket, count=round(bucket["count"] * scale)) for bucket in buckets]
-                  for name, buckets in sample_groups.items()}
+        scaled = {
+            name: [dict(bucket, count=round(bucket["count"] * scale)) for bucket in buckets]
+            for name, buckets in sample_groups.items()
+        }
         return Facets(estimate, True, scaled)
 
 
@@ -270,12 +285,14 @@ def _search_transaction():
     """
     top = not db.in_transaction()
     with db.atomic():
-        settings = (f"SET LOCAL jit = off; SET LOCAL work_mem = '{WORK_MEM}'; "
-                    f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
+        settings = (
+            f"SET LOCAL jit = off; SET LOCAL work_mem = '{WORK_MEM}'; "
+            f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"
+        )
         if top:
             settings = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; " + settings
         db.execute_sql(settings)
         yield
 
 
-__all__ = ["ListingSearch", "SearchResult", "Page", "COUNT_BOUND", "TEXT_COUNT_BOUND", "WALK_BUDGET"]
+__all__ = ["COUNT_BOUND", "TEXT_COUNT_BOUND", "WALK_BUDGET", "ListingSearch", "Page", "SearchResult"]

@@ -26,6 +26,7 @@ the running job still sees it, because of how a run ends (``reindex_step``):
 So the last edit of a listing is never left unindexed while no job exists for
 it; ``requeue_stale`` (beat) covers jobs that failed for good.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -63,11 +64,16 @@ def dedupe_key(property_id) -> str:
 
 
 def _reindex_job(property_id) -> tuple[Job, bool]:
-    return Job.create_or_get_active(dedupe_key=dedupe_key(property_id), kind=REINDEX_KIND, queue=QUEUE,
-                                    input={"property_id": str(property_id)}, max_attempts=5)
+    return Job.create_or_get_active(
+        dedupe_key=dedupe_key(property_id),
+        kind=REINDEX_KIND,
+        queue=QUEUE,
+        input={"property_id": str(property_id)},
+        max_attempts=5,
+    )
 
 
-def mark_dirty(property_id) -> "Job | None":
+def mark_dirty(property_id) -> Job | None:
     """Record that ``property_id`` changed; the reindex job it created (submitted on commit), or None.
 
     Call it inside the transaction that changes the listing, after the change.
@@ -103,7 +109,7 @@ def reindex_step(property_id, job_id=None, seen: int | None = None) -> bool:
     return clean
 
 
-def hand_over(property_id, job_id) -> "Job | None":
+def hand_over(property_id, job_id) -> Job | None:
     """Give a listing that keeps changing to a fresh job (submitted once this commits)."""
     with db.atomic():
         Job.update(dedupe_key=None).where(Job.id == job_id).execute()
@@ -114,17 +120,20 @@ def hand_over(property_id, job_id) -> "Job | None":
 def queue_rebuild(owner_id=None) -> tuple[Job, bool]:
     """A full rebuild job (one at a time): ``(job, created)``; a created one is submitted on commit."""
     with db.atomic():
-        return Job.create_or_get_active(dedupe_key=REBUILD_DEDUPE_KEY, kind=REBUILD_KIND, queue=QUEUE,
-                                        owner=owner_id, input={}, max_attempts=3)
+        return Job.create_or_get_active(
+            dedupe_key=REBUILD_DEDUPE_KEY, kind=REBUILD_KIND, queue=QUEUE, owner=owner_id, input={}, max_attempts=3
+        )
 
 
 def requeue_stale(older_than: float, limit: int = 500) -> list[Job]:
     """Jobs for listings dirty longer than ``older_than`` seconds with no active reindex (a job failed for good)."""
-    cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=older_than)
+    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=older_than)
     rows = db.execute_sql(
         "SELECT d.property_id FROM search_dirty d WHERE d.seq > d.indexed_seq AND d.dirty_since < %s "
         "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'search:' || d.property_id::text "
-        "AND j.status IN %s) ORDER BY d.dirty_since LIMIT %s", (cutoff, ACTIVE, limit)).fetchall()
+        "AND j.status IN %s) ORDER BY d.dirty_since LIMIT %s",
+        (cutoff, ACTIVE, limit),
+    ).fetchall()
     created = []
     for (property_id,) in rows:
         with db.atomic():
@@ -138,10 +147,13 @@ def lag() -> dict:
     """How far the live index is behind: dirty listings, the oldest one's age, reindex jobs by status."""
     count, oldest, age = db.execute_sql(
         "SELECT count(*), min(dirty_since), EXTRACT(EPOCH FROM now() - min(dirty_since)) "
-        "FROM search_dirty WHERE seq > indexed_seq").fetchone()
-    jobs = dict(db.execute_sql(
-        "SELECT status, count(*) FROM jobs WHERE kind = %s AND status IN %s GROUP BY status",
-        (REINDEX_KIND, ACTIVE)).fetchall())
+        "FROM search_dirty WHERE seq > indexed_seq"
+    ).fetchone()
+    jobs = dict(
+        db.execute_sql(
+            "SELECT status, count(*) FROM jobs WHERE kind = %s AND status IN %s GROUP BY status", (REINDEX_KIND, ACTIVE)
+        ).fetchall()
+    )
     return {
         "dirty_listings": count,
         "oldest_dirty_since": oldest.isoformat() if oldest else None,
@@ -151,5 +163,17 @@ def lag() -> dict:
     }
 
 
-__all__ = ["mark_dirty", "reindex_step", "hand_over", "queue_rebuild", "requeue_stale", "lag", "pending_seq",
-           "dedupe_key", "REINDEX_KIND", "REBUILD_KIND", "REBUILD_DEDUPE_KEY", "QUEUE"]
+__all__ = [
+    "QUEUE",
+    "REBUILD_DEDUPE_KEY",
+    "REBUILD_KIND",
+    "REINDEX_KIND",
+    "dedupe_key",
+    "hand_over",
+    "lag",
+    "mark_dirty",
+    "pending_seq",
+    "queue_rebuild",
+    "reindex_step",
+    "requeue_stale",
+]

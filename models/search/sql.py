@@ -7,17 +7,28 @@ counts, and the walk of a text query along the sort order.
 ``models.search.query.ListingSearch`` decides which of them to run. ``card``
 turns a page row into the listing card a search answers with.
 """
+
 from __future__ import annotations
 
 from models.search.facets import PRICE_BANDS, facet_select
-from models.search.filters import (EARTH_RADIUS_KM, SORTS, SearchFilters, box_literal, city_key, feature_key,
-                                   postal_key, radius_boxes)
+from models.search.filters import (
+    EARTH_RADIUS_KM,
+    SORTS,
+    SearchFilters,
+    box_literal,
+    city_key,
+    feature_key,
+    postal_key,
+    radius_boxes,
+)
 from models.search.index import LIVE_TABLE, TEXT_CONFIG
 
 _TSQUERY = f"websearch_to_tsquery('{TEXT_CONFIG}', %(q)s)"
-_DISTANCE = (f"(2 * {EARTH_RADIUS_KM} * asin(LEAST(1.0, sqrt("
-             "power(sin(radians(location[1] - %(near_lat)s) / 2), 2) + cos(radians(%(near_lat)s)) "
-             "* cos(radians(location[1])) * power(sin(radians(location[0] - %(near_lon)s) / 2), 2)))))")
+_DISTANCE = (
+    f"(2 * {EARTH_RADIUS_KM} * asin(LEAST(1.0, sqrt("
+    "power(sin(radians(location[1] - %(near_lat)s) / 2), 2) + cos(radians(%(near_lat)s)) "
+    "* cos(radians(location[1])) * power(sin(radians(location[0] - %(near_lon)s) / 2), 2)))))"
+)
 # sort → (key expression, direction, SQL type of the key in a cursor). Relevance is
 # (tier, listed_at): see ``RELEVANCE_TIERS``.
 _SORT_KEYS = {
@@ -35,10 +46,31 @@ _SORT_KEYS = {
 _IN_A = f"ts_filter(tsv, '{{a}}') @@ {_TSQUERY}"
 _IN_AB = f"ts_filter(tsv, '{{a,b}}') @@ {_TSQUERY}"
 RELEVANCE_TIERS = ((3, _IN_A), (2, f"{_IN_AB} AND NOT {_IN_A}"), (1, f"NOT {_IN_AB}"))
-CARD_COLUMNS = ("id", "standard_status", "property_type", "property_sub_type", "currency", "list_price",
-                "bedrooms_total", "bathrooms_total", "bathrooms_full", "bathrooms_half", "living_area",
-                "living_area_units", "year_built", "address", "city", "state_or_province", "postal_code",
-                "country", "location[1]", "location[0]", "features", "listed_at", "modified_at")
+CARD_COLUMNS = (
+    "id",
+    "standard_status",
+    "property_type",
+    "property_sub_type",
+    "currency",
+    "list_price",
+    "bedrooms_total",
+    "bathrooms_total",
+    "bathrooms_full",
+    "bathrooms_half",
+    "living_area",
+    "living_area_units",
+    "year_built",
+    "address",
+    "city",
+    "state_or_province",
+    "postal_code",
+    "country",
+    "location[1]",
+    "location[0]",
+    "features",
+    "listed_at",
+    "modified_at",
+)
 # What added to a sort key leaves it unchanged but hides it from the index (see _gin_page_sql).
 _ZERO = {"newest": "interval '0 s'", "relevance": "interval '0 s'", "price_asc": "0", "price_desc": "0"}
 
@@ -75,11 +107,16 @@ class ListingQuery:
         location = "location" if indexed_geo else "(location + point '(0,0)')"
         clauses = ["standard_status = ANY(%(statuses)s)"]
         params["statuses"] = list(f.statuses)
-        for name, column, op in (("min_price", "list_price", ">="), ("max_price", "list_price", "<="),
-                                 ("min_beds", "bedrooms_total", ">="), ("min_baths", "bathrooms_total", ">="),
-                                 ("min_year_built", "year_built", ">="), ("max_year_built", "year_built", "<="),
-                                 ("min_living_area", "living_area", ">="),
-                                 ("max_living_area", "living_area", "<=")):
+        for name, column, op in (
+            ("min_price", "list_price", ">="),
+            ("max_price", "list_price", "<="),
+            ("min_beds", "bedrooms_total", ">="),
+            ("min_baths", "bathrooms_total", ">="),
+            ("min_year_built", "year_built", ">="),
+            ("max_year_built", "year_built", "<="),
+            ("min_living_area", "living_area", ">="),
+            ("max_living_area", "living_area", "<="),
+        ):
             value = getattr(f, name)
             if value is not None:
                 params[name] = value
@@ -129,8 +166,9 @@ class ListingQuery:
         compare = "<" if direction == "DESC" else ">"
         return f" AND ({key}, id) {compare} (%(after_key)s::{kind}, %(after_id)s::uuid)"
 
-    def page_sql(self, after: list | None = None, *, where: str | None = None, direct: bool = False,
-                 tier: int | None = None) -> tuple[str, dict]:
+    def page_sql(
+        self, after: list | None = None, *, where: str | None = None, direct: bool = False, tier: int | None = None
+    ) -> tuple[str, dict]:
         """One page under ``where`` (default: the whole filter), after ``after``.
 
         Rows: the card columns, ``distance_km``, then the sort key values (the
@@ -147,17 +185,25 @@ class ListingQuery:
         if direct or tier is not None:
             keys = f"{tier}, {key}" if tier is not None else key
             condition = f" AND {dict(RELEVANCE_TIERS)[tier]}" if tier is not None else ""
-            return (f"SELECT {', '.join(CARD_COLUMNS)}, {self._distance()}, {keys} FROM {self.table} "
-                    f"WHERE {where}{condition} {order}", params)
+            return (
+                f"SELECT {', '.join(CARD_COLUMNS)}, {self._distance()}, {keys} FROM {self.table} "
+                f"WHERE {where}{condition} {order}",
+                params,
+            )
         columns = ", ".join(f"p.{column}" for column in CARD_COLUMNS)
-        return (f"SELECT {columns}, h.distance, h.key FROM ("
-                f"SELECT id, {key} AS key, {self._distance()} AS distance FROM {self.table} "
-                f"WHERE {where} {order}) h JOIN {self.table} p ON p.id = h.id "
-                f"ORDER BY h.key {direction}, h.id {direction}", params)
+        return (
+            f"SELECT {columns}, h.distance, h.key FROM ("
+            f"SELECT id, {key} AS key, {self._distance()} AS distance FROM {self.table} "
+            f"WHERE {where} {order}) h JOIN {self.table} p ON p.id = h.id "
+            f"ORDER BY h.key {direction}, h.id {direction}",
+            params,
+        )
 
     def count_sql(self, bound: int) -> tuple[str, dict]:
-        return (f"SELECT count(*) FROM (SELECT 1 FROM {self.table} WHERE {self.where} LIMIT %(bound)s) s",
-                dict(self.params, bound=bound + 1))
+        return (
+            f"SELECT count(*) FROM (SELECT 1 FROM {self.table} WHERE {self.where} LIMIT %(bound)s) s",
+            dict(self.params, bound=bound + 1),
+        )
 
     def facet_sql(self, bound: int | None, sample_percent: float | None = None) -> tuple[str, dict]:
         params = dict(self.params, bands=list(PRICE_BANDS))
@@ -188,14 +234,16 @@ class ListingQuery:
         named = ", ".join(f"{column} AS c{i}" for i, column in enumerate(CARD_COLUMNS))
         keys = f"{tier}, k" if tier is not None else "k"
         order = f"ORDER BY k {direction}, c0 {direction}"
-        sql = (f"SELECT {cards}, distance, {keys}, hit, examined, k, c0, text_hits FROM ("
-               f"SELECT *, row_number() OVER ({order}) AS rn, count(*) OVER () AS examined, "
-               f"count(*) FILTER (WHERE hit) OVER ({order}) AS hit_no, "
-               "count(*) FILTER (WHERE text_hit) OVER () AS text_hits FROM ("
-               f"SELECT {named}, {self._distance()} AS distance, {key} AS k, ({hit}) AS hit, "
-               f"({self.text}) AS text_hit FROM {self.table} WHERE {where} "
-               f"ORDER BY {key} {direction}, id {direction} LIMIT %(budget)s) r) w "
-               "WHERE (hit AND hit_no <= %(needed)s) OR rn = examined ORDER BY rn")
+        sql = (
+            f"SELECT {cards}, distance, {keys}, hit, examined, k, c0, text_hits FROM ("
+            f"SELECT *, row_number() OVER ({order}) AS rn, count(*) OVER () AS examined, "
+            f"count(*) FILTER (WHERE hit) OVER ({order}) AS hit_no, "
+            "count(*) FILTER (WHERE text_hit) OVER () AS text_hits FROM ("
+            f"SELECT {named}, {self._distance()} AS distance, {key} AS k, ({hit}) AS hit, "
+            f"({self.text}) AS text_hit FROM {self.table} WHERE {where} "
+            f"ORDER BY {key} {direction}, id {direction} LIMIT %(budget)s) r) w "
+            "WHERE (hit AND hit_no <= %(needed)s) OR rn = examined ORDER BY rn"
+        )
         return sql, params
 
     def _gin_page_sql(self, after: list | None, tier: int | None, limit: int) -> tuple[str, dict]:
@@ -213,19 +261,58 @@ class ListingQuery:
 
 def card(row) -> dict:
     """A page row (card columns, then the distance) as the listing card a search answers with."""
-    (id_, status, ptype, subtype, currency, price, beds, baths, full, half, area, units, year, address, city,
-     region, postal, country, lat, lon, features, listed_at, modified_at) = row[:len(CARD_COLUMNS)]
+    (
+        id_,
+        status,
+        ptype,
+        subtype,
+        currency,
+        price,
+        beds,
+        baths,
+        full,
+        half,
+        area,
+        units,
+        year,
+        address,
+        city,
+        region,
+        postal,
+        country,
+        lat,
+        lon,
+        features,
+        listed_at,
+        modified_at,
+    ) = row[: len(CARD_COLUMNS)]
     distance = row[len(CARD_COLUMNS)]
     return {
-        "id": str(id_), "standard_status": status, "property_type": ptype, "property_sub_type": subtype,
-        "currency": currency, "list_price": price, "bedrooms_total": beds, "bathrooms_total": baths,
-        "bathrooms_full": full, "bathrooms_half": half, "living_area": area, "living_area_units": units,
-        "year_built": year, "unparsed_address": address, "city": city, "state_or_province": region,
-        "postal_code": postal, "country": country, "latitude": lat, "longitude": lon,
-        "features": list(features or ()), "listed_at": listed_at.isoformat(),
+        "id": str(id_),
+        "standard_status": status,
+        "property_type": ptype,
+        "property_sub_type": subtype,
+        "currency": currency,
+        "list_price": price,
+        "bedrooms_total": beds,
+        "bathrooms_total": baths,
+        "bathrooms_full": full,
+        "bathrooms_half": half,
+        "living_area": area,
+        "living_area_units": units,
+        "year_built": year,
+        "unparsed_address": address,
+        "city": city,
+        "state_or_province": region,
+        "postal_code": postal,
+        "country": country,
+        "latitude": lat,
+        "longitude": lon,
+        "features": list(features or ()),
+        "listed_at": listed_at.isoformat(),
         "modification_timestamp": modified_at.isoformat(),
         "distance_km": round(distance, 3) if distance is not None else None,
     }
 
 
-__all__ = ["ListingQuery", "CARD_COLUMNS", "RELEVANCE_TIERS", "card"]
+__all__ = ["CARD_COLUMNS", "RELEVANCE_TIERS", "ListingQuery", "card"]

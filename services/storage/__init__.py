@@ -20,6 +20,7 @@ uses presigned URLs and multipart uploads. What both share, keys (always chosen
 by the server, ``check_key``), ``StoredObject`` and the errors, is in
 ``services/storage/objects.py``; callers import all of it from ``services.storage``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,18 @@ import pathlib
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from services.storage.local import LocalDiskStorage
-from services.storage.objects import (CHUNK, QUARANTINE_PREFIX, InvalidKey, NotFound, StorageError,
-                                      StorageUnavailable, StoredObject, TooLarge, check_key, content_disposition)
+from services.storage.objects import (
+    CHUNK,
+    QUARANTINE_PREFIX,
+    InvalidKey,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+    StoredObject,
+    TooLarge,
+    check_key,
+    content_disposition,
+)
 from services.storage.s3 import S3Storage
 
 
@@ -49,11 +60,17 @@ def make_storage(settings, **options):
     parsed = urlparse(settings.storage_url or "")
     if parsed.scheme == "s3":
         query = dict(parse_qsl(parsed.query))
-        return S3Storage(parsed.hostname, endpoint=query.get("endpoint"),
-                         public_endpoint=query.get("public_endpoint"), region=query.get("region", "us-east-1"),
-                         addressing=query.get("addressing", "path"), access_key=settings.aws_access_key_id,
-                         secret_key=settings.aws_secret_access_key, session_token=settings.aws_session_token,
-                         **options)
+        return S3Storage(
+            parsed.hostname,
+            endpoint=query.get("endpoint"),
+            public_endpoint=query.get("public_endpoint"),
+            region=query.get("region", "us-east-1"),
+            addressing=query.get("addressing", "path"),
+            access_key=settings.aws_access_key_id,
+            secret_key=settings.aws_secret_access_key,
+            session_token=settings.aws_session_token,
+            **options,
+        )
     if parsed.scheme == "file":
         root = pathlib.Path(unquote(parsed.path))
     elif not parsed.scheme:
@@ -63,6 +80,18 @@ def make_storage(settings, **options):
     return LocalDiskStorage(root, public_url=settings.public_url, secret=settings.secret_key, **options)
 
 
-__all__ = ["LocalDiskStorage", "S3Storage", "StoredObject", "StorageError", "StorageUnavailable", "NotFound",
-           "InvalidKey", "TooLarge", "QUARANTINE_PREFIX", "check_key", "content_disposition", "make_storage",
-           "sha256_of"]
+__all__ = [
+    "QUARANTINE_PREFIX",
+    "InvalidKey",
+    "LocalDiskStorage",
+    "NotFound",
+    "S3Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "StoredObject",
+    "TooLarge",
+    "check_key",
+    "content_disposition",
+    "make_storage",
+    "sha256_of",
+]

@@ -5,6 +5,7 @@ GETs are served by the API's ``GET /v1/downloads/{key}`` (``check``) and signed
 PUTs by ``PUT /v1/uploads/{id}/content`` (``check_upload``), both signed with
 ``SECRET_KEY`` under the purpose ``storage-url`` (``services.signing``).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -121,8 +122,9 @@ class LocalDiskStorage:
 
     # --- signed URLs -------------------------------------------------------------------
 
-    def signed_url(self, key: str, ttl: int, *, filename: str | None = None, content_type: str | None = None,
-                   inline: bool = False) -> tuple[str, datetime.datetime]:
+    def signed_url(
+        self, key: str, ttl: int, *, filename: str | None = None, content_type: str | None = None, inline: bool = False
+    ) -> tuple[str, datetime.datetime]:
         """A URL that GETs ``key`` until ``ttl`` seconds from now; returns (url, expires_at).
 
         The download route names the file after the key's last segment, so
@@ -131,7 +133,7 @@ class LocalDiskStorage:
         expires = int(self.clock()) + int(ttl)
         query = urlencode({"expires": expires, "sig": self._signer.text(URL_PURPOSE, "GET", signable(key), expires)})
         url = f"{self.public_url}/v1/downloads/{quote(key, safe='/')}?{query}"
-        return url, datetime.datetime.fromtimestamp(expires, datetime.timezone.utc)
+        return url, datetime.datetime.fromtimestamp(expires, datetime.UTC)
 
     def check(self, key: str, expires: int, sig: str) -> str:
         """``"ok"``, ``"expired"`` (a genuine link past ``expires``) or ``"invalid"`` (changed or forged)."""
@@ -149,9 +151,12 @@ class LocalDiskStorage:
         """A signed ``PUT {public_url}{path}`` for exactly ``size`` bytes of ``content_type`` into ``key``."""
         expires = int(self.clock()) + int(ttl)
         sig = self._signer.text(URL_PURPOSE, "PUT", check_key(key), size, content_type, expires)
-        return {"method": "PUT", "url": f"{self.public_url}{path}?{urlencode({'expires': expires, 'sig': sig})}",
-                "headers": {"Content-Type": content_type},
-                "expires_at": datetime.datetime.fromtimestamp(expires, datetime.timezone.utc)}
+        return {
+            "method": "PUT",
+            "url": f"{self.public_url}{path}?{urlencode({'expires': expires, 'sig': sig})}",
+            "headers": {"Content-Type": content_type},
+            "expires_at": datetime.datetime.fromtimestamp(expires, datetime.UTC),
+        }
 
     def check_upload(self, key: str, size: int, content_type: str, expires: int, sig: str) -> str:
         """``"ok"``, ``"expired"`` or ``"invalid"`` for a URL made by ``upload_target``."""

@@ -1,5 +1,6 @@
 """What both stores share: the rules for keys, the record of a stored object, the errors, and the
 metered reader every ``put`` streams its source through."""
+
 from __future__ import annotations
 
 import hashlib

@@ -3,14 +3,23 @@
 Links are presigned by S3 itself. A part of at most ``part_size`` bytes is
 held in memory while a large object goes up as a multipart upload.
 """
+
 from __future__ import annotations
 
 import datetime
 import threading
 import time
 
-from services.storage.objects import (Metered, NotFound, StorageError, StorageUnavailable, StoredObject, check_key,
-                                      content_disposition, signable)
+from services.storage.objects import (
+    Metered,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+    StoredObject,
+    check_key,
+    content_disposition,
+    signable,
+)
 
 S3_PART_SIZE = 8 * 1024 * 1024  # S3's minimum part is 5 MiB; this is what one upload holds in memory
 
@@ -20,18 +29,39 @@ class S3Storage:
 
     name = "s3"
 
-    def __init__(self, bucket: str, *, endpoint: str | None = None, public_endpoint: str | None = None,
-                 region: str = "us-east-1", addressing: str = "path", access_key: str = "", secret_key: str = "",
-                 session_token: str = "", part_size: int = S3_PART_SIZE, clock=time.time):
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint: str | None = None,
+        public_endpoint: str | None = None,
+        region: str = "us-east-1",
+        addressing: str = "path",
+        access_key: str = "",
+        secret_key: str = "",
+        session_token: str = "",
+        part_size: int = S3_PART_SIZE,
+        clock=time.time,
+    ):
         from botocore.config import Config
 
         self.bucket = bucket
         self.part_size = part_size
         self.clock = clock
-        config = Config(signature_version="s3v4", s3={"addressing_style": addressing}, connect_timeout=5,
-                        read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
-        options = dict(region_name=region, config=config, aws_access_key_id=access_key or None,
-                       aws_secret_access_key=secret_key or None, aws_session_token=session_token or None)
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": addressing},
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        options = dict(
+            region_name=region,
+            config=config,
+            aws_access_key_id=access_key or None,
+            aws_secret_access_key=secret_key or None,
+            aws_session_token=session_token or None,
+        )
         self.client = _s3_client(endpoint_url=endpoint or None, **options)
         # URLs handed to clients name the address they can reach (it may differ from ours).
         self.presigner = _s3_client(endpoint_url=public_endpoint, **options) if public_endpoint else self.client
@@ -75,8 +105,7 @@ class S3Storage:
                 parts.append({"ETag": answer["ETag"], "PartNumber": number})
                 chunk, number = None, number + 1  # let the finished part go before reading the next
                 chunk = reader.read_full(self.part_size)
-            self._call(self.client.complete_multipart_upload, key, UploadId=upload_id,
-                       MultipartUpload={"Parts": parts})
+            self._call(self.client.complete_multipart_upload, key, UploadId=upload_id, MultipartUpload={"Parts": parts})
         except BaseException:
             try:
                 self._call(self.client.abort_multipart_upload, key, UploadId=upload_id)
@@ -121,19 +150,21 @@ class S3Storage:
     def move(self, source: str, target: str) -> None:
         # Server-side copy: the bytes never pass through us. Copies above 5 GB need a
         # multipart copy, far above every upload cap.
-        self._call(self.client.copy_object, check_key(target),
-                   CopySource={"Bucket": self.bucket, "Key": check_key(source)})
+        self._call(
+            self.client.copy_object, check_key(target), CopySource={"Bucket": self.bucket, "Key": check_key(source)}
+        )
         self.delete(source)
 
-    def signed_url(self, key: str, ttl: int, *, filename: str | None = None, content_type: str | None = None,
-                   inline: bool = False) -> tuple[str, datetime.datetime]:
+    def signed_url(
+        self, key: str, ttl: int, *, filename: str | None = None, content_type: str | None = None, inline: bool = False
+    ) -> tuple[str, datetime.datetime]:
         params = {"Bucket": self.bucket, "Key": signable(key)}
         if filename:
             params["ResponseContentDisposition"] = content_disposition(filename, inline=inline)
         if content_type:
             params["ResponseContentType"] = content_type
         url = self.presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=int(ttl))
-        return url, datetime.datetime.fromtimestamp(int(self.clock()) + int(ttl), datetime.timezone.utc)
+        return url, datetime.datetime.fromtimestamp(int(self.clock()) + int(ttl), datetime.UTC)
 
     def check(self, key: str, expires: int, sig: str) -> str:
         """Links to S3 objects are presigned by S3 itself; the API's download route serves none."""
@@ -142,10 +173,16 @@ class S3Storage:
     def upload_target(self, key: str, ttl: int, *, size: int, content_type: str, path: str) -> dict:
         """A presigned PUT with the length and type signed in: S3 refuses any other body."""
         url = self.presigner.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": check_key(key), "ContentLength": size,
-                                  "ContentType": content_type}, ExpiresIn=int(ttl))
-        return {"method": "PUT", "url": url, "headers": {"Content-Type": content_type},
-                "expires_at": datetime.datetime.fromtimestamp(int(self.clock()) + int(ttl), datetime.timezone.utc)}
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": check_key(key), "ContentLength": size, "ContentType": content_type},
+            ExpiresIn=int(ttl),
+        )
+        return {
+            "method": "PUT",
+            "url": url,
+            "headers": {"Content-Type": content_type},
+            "expires_at": datetime.datetime.fromtimestamp(int(self.clock()) + int(ttl), datetime.UTC),
+        }
 
     def check_upload(self, key: str, size: int, content_type: str, expires: int, sig: str) -> str:
         return "invalid"

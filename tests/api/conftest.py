@@ -1,4 +1,5 @@
 """The API under test: the real app and real Redis, jobs run in-process on demand."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,6 +34,7 @@ class RecordingJobQueue:
         while self.submitted:
             job_id = self.submitted.pop(0)
             from models.jobs import Job
+
             job = Job.get_by_id(job_id)
             celery_app.tasks[task_name(job.kind)](job_id)
             ran += 1
@@ -68,10 +70,12 @@ def outbox(settings):
 @pytest.fixture
 def login(client):
     """Log a user in; returns the token pair body."""
+
     def do(user, password=PASSWORD):
         resp = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": password})
         assert resp.status_code == 200, resp.text
         return resp.json
+
     return do
 
 
@@ -79,6 +83,7 @@ def login(client):
 def auth_headers(login):
     def make(user, password=PASSWORD):
         return {"Authorization": f"Bearer {login(user, password)['access_token']}"}
+
     return make
 
 

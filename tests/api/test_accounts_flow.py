@@ -1,23 +1,30 @@
 """The account lifecycle over HTTP, as a frontend would drive it."""
+
 from __future__ import annotations
 
 import datetime
 
+from api.resources.auth import REGISTER_ANSWER, issue_tokens
+from models import sessions
 from models.accounts import AccountToken, AuthSession, User
 from models.audit import AuditEntry
 from models.base import utcnow
-from models.jobs import Job
-from api.resources.auth import REGISTER_ANSWER, issue_tokens
-from models import sessions
 from models.db import db
+from models.jobs import Job
 from tests.api.conftest import assert_problem, bearer
 from tests.factories import PASSWORD, make_user
 
 
 def test_register_verify_login_me_refresh_logout(client, jobs, outbox):
-    resp = client.simulate_post("/v1/auth/register", json={
-        "email": "Ada@Example.com", "password": "analytical engine 1843", "full_name": "Ada Lovelace",
-        "role": "seller"})
+    resp = client.simulate_post(
+        "/v1/auth/register",
+        json={
+            "email": "Ada@Example.com",
+            "password": "analytical engine 1843",
+            "full_name": "Ada Lovelace",
+            "role": "seller",
+        },
+    )
     assert resp.status_code == 202, resp.text
     assert resp.json == {"status": "accepted", "detail": REGISTER_ANSWER}
     created = User.get(User.email == "ada@example.com")
@@ -33,8 +40,9 @@ def test_register_verify_login_me_refresh_logout(client, jobs, outbox):
     assert again.status_code == 400  # single use
     assert User.get(User.email == "ada@example.com").email_verified_at is not None
 
-    resp = client.simulate_post("/v1/auth/login", json={"email": "ada@example.com",
-                                                        "password": "analytical engine 1843"})
+    resp = client.simulate_post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": "analytical engine 1843"}
+    )
     assert resp.status_code == 200, resp.text
     pair = resp.json
     headers = {"Authorization": f"Bearer {pair['access_token']}"}
@@ -67,11 +75,14 @@ def test_register_queues_exactly_one_verification_job_and_audits(client, jobs, o
     assert "location" not in resp.headers
     user = User.get(User.email == "grace@example.com")
     assert user.role == "buyer"  # the default self-service role
-    assert Job.select().where((Job.owner == user.id)
-                              & (Job.kind == "accounts.send_verification_email")).count() == 1
+    assert Job.select().where((Job.owner == user.id) & (Job.kind == "accounts.send_verification_email")).count() == 1
     assert len(jobs.submitted) == 1
-    assert AuditEntry.select().where((AuditEntry.target_id == str(user.id))
-                                     & (AuditEntry.action == "user.register")).count() == 1
+    assert (
+        AuditEntry.select()
+        .where((AuditEntry.target_id == str(user.id)) & (AuditEntry.action == "user.register"))
+        .count()
+        == 1
+    )
     assert jobs.run_pending() == 1
     [message] = outbox.messages()
     assert message["To"] == "grace@example.com"
@@ -83,7 +94,8 @@ def test_expired_verification_token_is_refused(client, jobs, outbox):
     jobs.run_pending()
     token = outbox.token_for("grace@example.com")
     AccountToken.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(
-        AccountToken.purpose == "verify_email").execute()
+        AccountToken.purpose == "verify_email"
+    ).execute()
     assert_problem(client.simulate_post("/v1/auth/verify-email", json={"token": token}), 400)
     assert User.get(User.email == "grace@example.com").email_verified_at is None
 
@@ -97,8 +109,9 @@ def _unverified_session(services, user) -> dict:
     """Headers of a session whose account is not verified: logging in needs a verified address, so
     only sessions started before that rule (or by an operator) are like this."""
     with db.atomic():
-        session, refresh = sessions.start_session(user, ttl=services.settings.refresh_token_ttl, user_agent=None,
-                                                  ip=None)
+        session, refresh = sessions.start_session(
+            user, ttl=services.settings.refresh_token_ttl, user_agent=None, ip=None
+        )
     return {"Authorization": f"Bearer {issue_tokens(services, user, session, refresh)['access_token']}"}
 
 
@@ -106,17 +119,25 @@ def test_an_unverified_account_cannot_log_in_and_answers_like_a_wrong_password(c
     # Registration answers a taken address like a new one; logging in with the password just
     # registered must not tell which it was, so an unverified account answers like a wrong password.
     assert _register(client).status_code == 202
-    right = client.simulate_post("/v1/auth/login", json={"email": "grace@example.com",
-                                                         "password": "compiler pioneer 1952"})
+    right = client.simulate_post(
+        "/v1/auth/login", json={"email": "grace@example.com", "password": "compiler pioneer 1952"}
+    )
     wrong = client.simulate_post("/v1/auth/login", json={"email": "grace@example.com", "password": "not it at all"})
     assert (right.status_code, right.headers.get("www-authenticate")) == (401, wrong.headers.get("www-authenticate"))
     assert {k: v for k, v in right.json.items() if k != "request_id"} == {
-        k: v for k, v in wrong.json.items() if k != "request_id"}
+        k: v for k, v in wrong.json.items() if k != "request_id"
+    }
     jobs.run_pending()
-    assert client.simulate_post("/v1/auth/verify-email",
-                                json={"token": outbox.token_for("grace@example.com")}).status_code == 204
-    assert client.simulate_post("/v1/auth/login", json={"email": "grace@example.com",
-                                                        "password": "compiler pioneer 1952"}).status_code == 200
+    assert (
+        client.simulate_post("/v1/auth/verify-email", json={"token": outbox.token_for("grace@example.com")}).status_code
+        == 204
+    )
+    assert (
+        client.simulate_post(
+            "/v1/auth/login", json={"email": "grace@example.com", "password": "compiler pioneer 1952"}
+        ).status_code
+        == 200
+    )
 
 
 def test_resend_verification_sends_a_new_working_link(client, jobs, outbox, services):
@@ -190,9 +211,7 @@ def test_logout_all_ends_every_session(client, user, login):
     assert resp.status_code == 204, resp.text
     for pair in (first, second):
         assert_problem(client.simulate_get("/v1/me", headers=bearer(pair)), 401)
-        assert_problem(client.simulate_post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
-                       401)
-    assert AuthSession.select().where((AuthSession.user == user.id)
-                                      & AuthSession.revoked_at.is_null()).count() == 0
+        assert_problem(client.simulate_post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401)
+    assert AuthSession.select().where((AuthSession.user == user.id) & AuthSession.revoked_at.is_null()).count() == 0
     # Logging in again works.
     assert client.simulate_post("/v1/auth/login", json={"email": user.email, "password": PASSWORD}).status_code == 200

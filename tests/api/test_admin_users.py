@@ -1,4 +1,5 @@
 """Admin user management: role changes and bans that apply at once, audited, with safe paging."""
+
 from __future__ import annotations
 
 import datetime
@@ -21,8 +22,9 @@ def _patch(client, headers, user, **body):
 
 
 def _audit(client, headers, user):
-    resp = client.simulate_get("/v1/admin/audit", headers=headers,
-                               params={"target_type": "user", "target_id": str(user.id)})
+    resp = client.simulate_get(
+        "/v1/admin/audit", headers=headers, params={"target_type": "user", "target_id": str(user.id)}
+    )
     assert resp.status_code == 200, resp.text
     return [item for item in resp.json["items"] if item["action"] == "admin.update_user"]
 
@@ -95,8 +97,9 @@ def test_a_patch_that_changes_nothing_writes_no_audit_row(client, admin_headers,
 def test_unknown_users_are_404(client, admin_headers):
     missing = "6f1c3f5e-0000-4000-8000-000000000000"
     assert_problem(client.simulate_get(f"/v1/admin/users/{missing}", headers=admin_headers), 404)
-    assert_problem(client.simulate_patch(f"/v1/admin/users/{missing}", headers=admin_headers,
-                                         json={"banned": True}), 404)
+    assert_problem(
+        client.simulate_patch(f"/v1/admin/users/{missing}", headers=admin_headers, json={"banned": True}), 404
+    )
 
 
 def test_get_one_user(client, admin_headers, user):
@@ -169,15 +172,18 @@ def test_a_forged_cursor_is_422_naming_the_parameter(client, admin_headers):
         assert_problem(resp, 422, field="query.cursor")
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"limit": "0"}, "query.limit"),
-    ({"limit": "101"}, "query.limit"),
-    ({"limit": "ten"}, "query.limit"),
-    ({"role": "king"}, "query.role"),
-    ({"banned": "maybe"}, "query.banned"),
-    ({"q": "x" * 255}, "query.q"),
-    ({"sort": "email"}, "query.sort"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"limit": "0"}, "query.limit"),
+        ({"limit": "101"}, "query.limit"),
+        ({"limit": "ten"}, "query.limit"),
+        ({"role": "king"}, "query.role"),
+        ({"banned": "maybe"}, "query.banned"),
+        ({"q": "x" * 255}, "query.q"),
+        ({"sort": "email"}, "query.sort"),
+    ],
+)
 def test_bad_list_queries_are_422_naming_the_parameter(client, admin_headers, params, field):
     assert_problem(client.simulate_get("/v1/admin/users", headers=admin_headers, params=params), 422, field=field)
 
@@ -186,15 +192,23 @@ def test_audit_log_filters_and_pages(client, admin, admin_headers):
     targets = [make_user() for _ in range(3)]
     for target in targets:
         _patch(client, admin_headers, target, role="agent")
-    resp = client.simulate_get("/v1/admin/audit", headers=admin_headers,
-                               params={"actor_id": str(admin.id), "limit": 2})
+    resp = client.simulate_get("/v1/admin/audit", headers=admin_headers, params={"actor_id": str(admin.id), "limit": 2})
     first = resp.json
     assert len(first["items"]) == 2 and first["next_cursor"]
-    second = client.simulate_get("/v1/admin/audit", headers=admin_headers,
-                                 params={"actor_id": str(admin.id), "limit": 2, "cursor": first["next_cursor"]}).json
+    second = client.simulate_get(
+        "/v1/admin/audit",
+        headers=admin_headers,
+        params={"actor_id": str(admin.id), "limit": 2, "cursor": first["next_cursor"]},
+    ).json
     actions = [item for item in first["items"] + second["items"] if item["action"] == "admin.update_user"]
     assert sorted(item["target_id"] for item in actions) == sorted(str(t.id) for t in targets)
-    assert_problem(client.simulate_get("/v1/admin/audit", headers=admin_headers, params={"actor_id": "bob"}),
-                   422, field="query.actor_id")
-    assert_problem(client.simulate_get("/v1/admin/audit", headers=admin_headers, params={"cursor": "zz"}),
-                   422, field="query.cursor")
+    assert_problem(
+        client.simulate_get("/v1/admin/audit", headers=admin_headers, params={"actor_id": "bob"}),
+        422,
+        field="query.actor_id",
+    )
+    assert_problem(
+        client.simulate_get("/v1/admin/audit", headers=admin_headers, params={"cursor": "zz"}),
+        422,
+        field="query.cursor",
+    )

@@ -1,4 +1,5 @@
 """Who may call what: anonymous callers, buyers on admin routes, users on each other's data."""
+
 from __future__ import annotations
 
 import re

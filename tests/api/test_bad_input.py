@@ -1,4 +1,5 @@
 """Bad input on every route that takes a body: a problem+json 4xx naming the field, and nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from models.accounts import AccountToken, AuthSession, RefreshToken, User
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.conversations import Conversation, Message, UserReport
+from models.jobs import Job
 from models.notifications import Notification
 from models.saved_searches import SavedSearch
-from models.jobs import Job
 from tests.api.conftest import assert_problem
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, make_user
@@ -23,14 +24,19 @@ LONG = "x" * 1000  # over every string limit, under the body limit
 @pytest.fixture
 def settings(database, tmp_path, redis_prefix):
     # Each route is sent many bad bodies here; the auth bucket is for people, not for this.
-    return make_settings(database, tmp_path, redis_prefix=redis_prefix, max_body_bytes=MAX_BODY,
-                         rate_limit_auth="1000/minute")
+    return make_settings(
+        database, tmp_path, redis_prefix=redis_prefix, max_body_bytes=MAX_BODY, rate_limit_auth="1000/minute"
+    )
 
 
 # (method, path, who calls it, a valid body)
 ROUTES = {
-    "register": ("POST", "/v1/auth/register", None,
-                 {"email": "new@example.com", "password": "long enough phrase", "full_name": "New", "role": "agent"}),
+    "register": (
+        "POST",
+        "/v1/auth/register",
+        None,
+        {"email": "new@example.com", "password": "long enough phrase", "full_name": "New", "role": "agent"},
+    ),
     "verify-email": ("POST", "/v1/auth/verify-email", None, {"token": "t" * 43}),
     "login": ("POST", "/v1/auth/login", None, {"email": "someone@example.com", "password": "a password"}),
     "refresh": ("POST", "/v1/auth/refresh", None, {"refresh_token": "r" * 43}),
@@ -38,42 +44,91 @@ ROUTES = {
     "forgot": ("POST", "/v1/auth/password/forgot", None, {"email": "someone@example.com"}),
     "reset": ("POST", "/v1/auth/password/reset", None, {"token": "t" * 43, "password": "long enough phrase"}),
     "patch-me": ("PATCH", "/v1/me", "buyer", {"full_name": "Renamed", "phone": "+14155550123"}),
-    "change-password": ("POST", "/v1/me/password", "buyer",
-                        {"current_password": PASSWORD, "new_password": "another long phrase"}),
-    "admin-patch-user": ("PATCH", "/v1/admin/users/{target}", "admin",
-                         {"role": "agent", "banned": True, "ban_reason": "spam"}),
+    "change-password": (
+        "POST",
+        "/v1/me/password",
+        "buyer",
+        {"current_password": PASSWORD, "new_password": "another long phrase"},
+    ),
+    "admin-patch-user": (
+        "PATCH",
+        "/v1/admin/users/{target}",
+        "admin",
+        {"role": "agent", "banned": True, "ban_reason": "spam"},
+    ),
     # POST /v1/uploads takes the file itself as its body, not JSON: tests/api/test_uploads.py.
-    "upload-intent": ("POST", "/v1/uploads/intents", "buyer",
-                      {"purpose": "document", "filename": "deed.pdf", "content_type": "application/pdf",
-                       "size": 1000}),
-    "start-conversation": ("POST", "/v1/conversations", "buyer",
-                           {"property_id": "8d3c1b1e-2f59-4b5a-9a51-2f1c8e0f4d2a", "body": "Is it still available?"}),
+    "upload-intent": (
+        "POST",
+        "/v1/uploads/intents",
+        "buyer",
+        {"purpose": "document", "filename": "deed.pdf", "content_type": "application/pdf", "size": 1000},
+    ),
+    "start-conversation": (
+        "POST",
+        "/v1/conversations",
+        "buyer",
+        {"property_id": "8d3c1b1e-2f59-4b5a-9a51-2f1c8e0f4d2a", "body": "Is it still available?"},
+    ),
     "post-message": ("POST", "/v1/conversations/{target}/messages", "buyer", {"body": "See you at ten"}),
     "mark-read": ("POST", "/v1/conversations/{target}/read", "buyer", {"message_id": 1}),
     "report": ("POST", "/v1/reports", "buyer", {"user_id": "8d3c1b1e-2f59-4b5a-9a51-2f1c8e0f4d2a", "reason": "spam"}),
     "admin-patch-report": ("PATCH", "/v1/admin/reports/{target}", "admin", {"status": "dismissed"}),
-    "create-saved-search": ("POST", "/v1/me/saved-searches", "buyer",
-                            {"name": "Austin homes", "query": {"city": "Austin", "min_beds": 3}}),
-    "patch-saved-search": ("PATCH", "/v1/me/saved-searches/{target}", "buyer",
-                           {"name": "Renamed", "query": {"city": "Dallas"}, "alerts": False}),
-    "notification-preferences": ("PATCH", "/v1/me/notification-preferences", "buyer",
-                                 {"types": {"message.received": {"email": False}},
-                                  "quiet_hours": {"start": "22:00", "end": "07:00"},
-                                  "timezone": "Europe/Paris", "digest_hour": 7}),
+    "create-saved-search": (
+        "POST",
+        "/v1/me/saved-searches",
+        "buyer",
+        {"name": "Austin homes", "query": {"city": "Austin", "min_beds": 3}},
+    ),
+    "patch-saved-search": (
+        "PATCH",
+        "/v1/me/saved-searches/{target}",
+        "buyer",
+        {"name": "Renamed", "query": {"city": "Dallas"}, "alerts": False},
+    ),
+    "notification-preferences": (
+        "PATCH",
+        "/v1/me/notification-preferences",
+        "buyer",
+        {
+            "types": {"message.received": {"email": False}},
+            "quiet_hours": {"start": "22:00", "end": "07:00"},
+            "timezone": "Europe/Paris",
+            "digest_hour": 7,
+        },
+    ),
     "phone": ("PUT", "/v1/me/phone", "buyer", {"phone": "+14155550123"}),
     "phone-verify": ("POST", "/v1/me/phone/verify", "buyer", {"code": "123456"}),
 }
 # Strings whose limit is above LONG: a value just over their own limit.
 OVERSIZE = {("start-conversation", "body"): "x" * 4001, ("post-message", "body"): "x" * 4001}
 # Routes whose every body field is optional are left out of the "missing field" tests.
-REQUIRED = set(ROUTES) - {"logout", "patch-me", "admin-patch-user", "mark-read", "patch-saved-search",
-                          "notification-preferences"}
+REQUIRED = set(ROUTES) - {
+    "logout",
+    "patch-me",
+    "admin-patch-user",
+    "mark-read",
+    "patch-saved-search",
+    "notification-preferences",
+}
 
 
 def _counts() -> dict:
-    return {model.__name__: model.select().count()
-            for model in (User, AuthSession, RefreshToken, AccountToken, AuditEntry, Job, Conversation, Message,
-                          UserReport, Notification, SavedSearch)}
+    return {
+        model.__name__: model.select().count()
+        for model in (
+            User,
+            AuthSession,
+            RefreshToken,
+            AccountToken,
+            AuditEntry,
+            Job,
+            Conversation,
+            Message,
+            UserReport,
+            Notification,
+            SavedSearch,
+        )
+    }
 
 
 class Caller:
@@ -184,16 +239,19 @@ def test_no_body_at_all_is_422_for_routes_that_need_fields(strict_caller, unchan
 @pytest.mark.parametrize("email", ["no-at-sign", "two@@example.com", "spaces in@example.com", "a@b", " "])
 def test_register_refuses_malformed_emails(client, email):
     before = _counts()
-    resp = client.simulate_post("/v1/auth/register", json={"email": email, "password": "long enough phrase",
-                                                           "full_name": "X"})
+    resp = client.simulate_post(
+        "/v1/auth/register", json={"email": email, "password": "long enough phrase", "full_name": "X"}
+    )
     assert_problem(resp, 422, field="body.email")
     assert _counts() == before
 
 
 def test_admins_cannot_be_registered(client):
     before = _counts()
-    resp = client.simulate_post("/v1/auth/register", json={
-        "email": "boss@example.com", "password": "long enough phrase", "full_name": "Boss", "role": "admin"})
+    resp = client.simulate_post(
+        "/v1/auth/register",
+        json={"email": "boss@example.com", "password": "long enough phrase", "full_name": "Boss", "role": "admin"},
+    )
     assert_problem(resp, 422, field="body.role")
     assert _counts() == before
 
@@ -232,25 +290,35 @@ def test_control_characters_are_422_naming_the_field(caller, unchanged):
 
 
 def test_a_line_break_in_a_name_is_refused_in_words(client):
-    resp = client.simulate_post("/v1/auth/register", json={"email": "new@example.com", "password": "long enough phrase",
-                                                           "full_name": "Ada\nBcc: eve@example.com"})
+    resp = client.simulate_post(
+        "/v1/auth/register",
+        json={"email": "new@example.com", "password": "long enough phrase", "full_name": "Ada\nBcc: eve@example.com"},
+    )
     body = assert_problem(resp, 422, field="body.full_name")
     assert body["errors"][0]["message"] == "must be a single line without control characters, with a visible character"
 
 
 def test_multi_line_text_keeps_its_line_breaks_and_tabs(client, login):
     from tests.api.test_conversations import make_listing
+
     listing = make_listing(make_user(role="seller"))
     headers = {"Authorization": f"Bearer {login(make_user())['access_token']}"}
     body = "Hello,\r\n\tis the garden south-facing?\nThanks"
-    resp = client.simulate_post("/v1/conversations", headers=headers, json={"property_id": str(listing.id),
-                                                                            "body": body})
+    resp = client.simulate_post(
+        "/v1/conversations", headers=headers, json={"property_id": str(listing.id), "body": body}
+    )
     assert resp.status_code == 201, resp.text
     assert resp.json["message"]["body"] == body
 
 
-@pytest.mark.parametrize("params, field", [({"city": "Aus\ntin"}, "query.city"), ({"q": "pool\u2028"}, "query.q"),
-                                           ({"features": "Pool,Ga\x85rage"}, "query.features[1]")])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"city": "Aus\ntin"}, "query.city"),
+        ({"q": "pool\u2028"}, "query.q"),
+        ({"features": "Pool,Ga\x85rage"}, "query.features[1]"),
+    ],
+)
 def test_control_characters_in_a_query_are_422(client, params, field):
     assert_problem(client.simulate_get("/v1/properties", params=params), 422, field=field)
 
@@ -261,12 +329,16 @@ def test_integral_numbers_written_with_a_fraction_are_integers(client, login):
     ok = client.simulate_patch("/v1/me/notification-preferences", headers=headers, json={"digest_hour": 7.0})
     assert ok.status_code == 200, ok.text
     assert ok.json["digest_hour"] == 7
-    saved = client.simulate_post("/v1/me/saved-searches", headers=headers,
-                                 json={"name": "Big", "query": {"min_beds": 3.0, "min_price": 1e6}})
+    saved = client.simulate_post(
+        "/v1/me/saved-searches", headers=headers, json={"name": "Big", "query": {"min_beds": 3.0, "min_price": 1e6}}
+    )
     assert saved.status_code == 201, saved.text
     assert (saved.json["query"]["min_beds"], saved.json["query"]["min_price"]) == (3, 1000000)
-    assert_problem(client.simulate_patch("/v1/me/notification-preferences", headers=headers,
-                                         json={"digest_hour": 7.5}), 422, field="body.digest_hour")
+    assert_problem(
+        client.simulate_patch("/v1/me/notification-preferences", headers=headers, json={"digest_hour": 7.5}),
+        422,
+        field="body.digest_hour",
+    )
 
 
 def test_nul_characters_in_a_query_are_422(client, login):
@@ -279,23 +351,28 @@ def test_nul_characters_in_a_query_are_422(client, login):
 @pytest.mark.parametrize("name", ["   ", "\t\n", "\u00a0"])
 def test_blank_names_are_422_not_a_conflict(client, login, name):
     before = _counts()
-    resp = client.simulate_post("/v1/auth/register", json={"email": "blank@example.com",
-                                                           "password": "long enough phrase", "full_name": name})
+    resp = client.simulate_post(
+        "/v1/auth/register", json={"email": "blank@example.com", "password": "long enough phrase", "full_name": name}
+    )
     assert_problem(resp, 422, field="body.full_name")
     assert _counts() == before
     headers = {"Authorization": f"Bearer {login(make_user())['access_token']}"}
-    assert_problem(client.simulate_patch("/v1/me", headers=headers, json={"full_name": name}), 422,
-                   field="body.full_name")
+    assert_problem(
+        client.simulate_patch("/v1/me", headers=headers, json={"full_name": name}), 422, field="body.full_name"
+    )
 
 
 def test_non_ascii_emails_are_lowercased_like_ascii_ones(client):
-    resp = client.simulate_post("/v1/auth/register", json={"email": "ÜBER.Ärger@Example.com",
-                                                           "password": "long enough phrase", "full_name": "Ü"})
+    resp = client.simulate_post(
+        "/v1/auth/register",
+        json={"email": "ÜBER.Ärger@Example.com", "password": "long enough phrase", "full_name": "Ü"},
+    )
     assert resp.status_code == 202, resp.text
     assert User.get(User.email == "über.ärger@example.com").full_name == "Ü"
     User.update(email_verified_at=utcnow()).where(User.email == "über.ärger@example.com").execute()
-    login = client.simulate_post("/v1/auth/login", json={"email": "über.ÄRGER@example.com",
-                                                         "password": "long enough phrase"})
+    login = client.simulate_post(
+        "/v1/auth/login", json={"email": "über.ÄRGER@example.com", "password": "long enough phrase"}
+    )
     assert login.status_code == 200
 
 
@@ -305,10 +382,17 @@ def test_non_ascii_signatures_are_403_on_signed_links(client, login, sig):
     assert_problem(download, 403)
 
     headers = {"Authorization": f"Bearer {login(make_user())['access_token']}"}
-    intent = client.simulate_post("/v1/uploads/intents", headers=headers, json={
-        "purpose": "document", "filename": "deed.pdf", "content_type": "application/pdf", "size": 10})
+    intent = client.simulate_post(
+        "/v1/uploads/intents",
+        headers=headers,
+        json={"purpose": "document", "filename": "deed.pdf", "content_type": "application/pdf", "size": 10},
+    )
     assert intent.status_code == 201, intent.text
     path = intent.json["upload_target"]["url"].removeprefix("http://hearth.test")
-    put = client.simulate_put(path.split("?")[0], query_string=f"expires=9999999999&sig={sig}", body=b"%PDF-1.4\n",
-                              headers={"Content-Type": "application/pdf"})
+    put = client.simulate_put(
+        path.split("?")[0],
+        query_string=f"expires=9999999999&sig={sig}",
+        body=b"%PDF-1.4\n",
+        headers={"Content-Type": "application/pdf"},
+    )
     assert_problem(put, 403)

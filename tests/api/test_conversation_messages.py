@@ -1,4 +1,5 @@
 """Messages: posting, pages both ways, read positions and receipts, notifications, attachments, events."""
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,9 @@ def people(auth_headers):
 
 
 def post(client, headers, conversation_id, body="Hello", **extra):
-    return client.simulate_post(f"/v1/conversations/{conversation_id}/messages", headers=headers,
-                                json={"body": body, **extra})
+    return client.simulate_post(
+        f"/v1/conversations/{conversation_id}/messages", headers=headers, json={"body": body, **extra}
+    )
 
 
 def page(client, headers, conversation_id, **params) -> dict:
@@ -71,13 +73,20 @@ def test_pages_go_both_ways_in_ascending_order(client, people):
     assert page(client, buyer_h, conversation, after=every[-1]) == {"items": [], "older": None, "newer": None}
     assert bodies(page(client, buyer_h, conversation)) == [f"message {n}" for n in range(12)]  # default 50
 
-    resp = client.simulate_get(f"/v1/conversations/{conversation}/messages", headers=buyer_h,
-                               params={"before": every[5], "after": every[2]})
+    resp = client.simulate_get(
+        f"/v1/conversations/{conversation}/messages", headers=buyer_h, params={"before": every[5], "after": every[2]}
+    )
     assert_problem(resp, 422, field="query.after")
-    for params, field in (({"limit": 101}, "query.limit"), ({"before": 0}, "query.before"),
-                          ({"after": "x"}, "query.after")):
-        assert_problem(client.simulate_get(f"/v1/conversations/{conversation}/messages", headers=buyer_h,
-                                           params=params), 422, field=field)
+    for params, field in (
+        ({"limit": 101}, "query.limit"),
+        ({"before": 0}, "query.before"),
+        ({"after": "x"}, "query.after"),
+    ):
+        assert_problem(
+            client.simulate_get(f"/v1/conversations/{conversation}/messages", headers=buyer_h, params=params),
+            422,
+            field=field,
+        )
 
 
 def test_messages_are_stripped_and_limited(client, people):
@@ -110,8 +119,10 @@ def test_posting_publishes_the_message_on_the_conversation_channel(client, peopl
     conversation = started(client, buyer_h, make_listing(owner), "First")
     reply = post(client, owner_h, conversation["id"], "Second").json
     events = bus.history(f"conversation:{conversation['id']}")
-    assert [(e["type"], e["data"]) for e in events] == [("message.created", conversation["message"]),
-                                                         ("message.created", reply)]
+    assert [(e["type"], e["data"]) for e in events] == [
+        ("message.created", conversation["message"]),
+        ("message.created", reply),
+    ]
     # A repeated client_id publishes nothing more.
     post(client, owner_h, conversation["id"], "Third", client_id="t")
     post(client, owner_h, conversation["id"], "Third", client_id="t")
@@ -136,8 +147,7 @@ def test_unread_counts_and_read_receipts(client, people, bus):
     conversation = started(client, buyer_h, make_listing(owner), "one")["id"]
     ids = [post(client, buyer_h, conversation, body).json["id"] for body in ("two", "three")]
     item = lambda h: client.simulate_get(f"/v1/conversations/{conversation}", headers=h).json  # noqa: E731
-    read = lambda h, **b: client.simulate_post(f"/v1/conversations/{conversation}/read", headers=h,  # noqa: E731
-                                               json=b)
+    read = lambda h, **b: client.simulate_post(f"/v1/conversations/{conversation}/read", headers=h, json=b)
     assert item(owner_h)["unread_count"] == 3
 
     resp = read(owner_h, message_id=ids[0])
@@ -172,8 +182,11 @@ def test_one_notification_per_unread_streak(client, people, jobs):
     note = notes[0]
     assert (note.type, note.title) == ("message.received", "New message from Bea Buyer")
     assert note.body == ("Is the roof new? " + "x" * 200)[:140]
-    assert note.data == {"conversation_id": conversation, "message_id": first_message.id,
-                         "property_id": str(listing.id)}
+    assert note.data == {
+        "conversation_id": conversation,
+        "message_id": first_message.id,
+        "property_id": str(listing.id),
+    }
     fan_out = Job.get(Job.input["notification_id"] == str(note.id))
     assert (fan_out.kind, fan_out.queue, fan_out.status) == ("notifications.fan_out", "notify", "queued")
     assert jobs.submitted == [str(fan_out.id)]  # handed to the queue once, after the commit
@@ -229,13 +242,17 @@ def test_only_my_own_clean_attachable_uploads_can_be_attached(client, jobs, peop
     # Someone else's upload reads exactly like one that does not exist.
     assert errors["body.attachments[1]"] == errors["body.attachments[4]"] == "no such upload of yours"
     assert "pending_scan" in errors["body.attachments[2]"]
-    assert_problem(post(client, buyer_h, conversation, "Too many", attachments=[good] * 11), 422,
-                   field="body.attachments")
+    assert_problem(
+        post(client, buyer_h, conversation, "Too many", attachments=[good] * 11), 422, field="body.attachments"
+    )
     assert Message.select().count() == before
     assert Upload.get_by_id(pending).status == "pending_scan"
     # A new conversation with a bad attachment is not started either.
-    resp = client.simulate_post("/v1/conversations", headers=buyer_h, json={
-        "property_id": str(make_listing(owner).id), "body": "hi", "attachments": [theirs]})
+    resp = client.simulate_post(
+        "/v1/conversations",
+        headers=buyer_h,
+        json={"property_id": str(make_listing(owner).id), "body": "hi", "attachments": [theirs]},
+    )
     assert_problem(resp, 422, field="body.attachments[0]")
     assert Message.select().count() == before
     # The same upload twice is attached once.

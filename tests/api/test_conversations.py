@@ -1,4 +1,5 @@
 """Starting conversations about listings, who takes part, the list of mine, and who may see one."""
+
 from __future__ import annotations
 
 import logging
@@ -14,14 +15,22 @@ from tests.factories import make_user
 
 
 def make_listing(owner, *, agent=None, status: str = "Active", address: str = "12 Elm Street") -> Property:
-    return Property.create(owner=owner.id, list_agent=agent.id if agent else None, standard_status=status,
-                           property_type="Residential", list_price=425_000_00, original_list_price=425_000_00,
-                           city="Springfield", unparsed_address=address)
+    return Property.create(
+        owner=owner.id,
+        list_agent=agent.id if agent else None,
+        standard_status=status,
+        property_type="Residential",
+        list_price=425_000_00,
+        original_list_price=425_000_00,
+        city="Springfield",
+        unparsed_address=address,
+    )
 
 
 def start(client, headers, listing, body: str = "Is it still available?", **extra):
-    return client.simulate_post("/v1/conversations", headers=headers,
-                                json={"property_id": str(listing.id), "body": body, **extra})
+    return client.simulate_post(
+        "/v1/conversations", headers=headers, json={"property_id": str(listing.id), "body": body, **extra}
+    )
 
 
 def started(client, headers, listing, body: str = "Is it still available?", **extra) -> dict:
@@ -38,15 +47,21 @@ def test_a_buyer_starts_a_conversation_with_the_owner_and_the_agent(client, auth
     assert resp.status_code == 201, resp.text
     body = resp.json
     assert resp.headers["Location"] == f"/v1/conversations/{body['id']}"
-    assert body["property"] == {"id": str(listing.id), "unparsed_address": "12 Elm Street", "city": "Springfield",
-                                "list_price": 425_000_00, "currency": "USD", "standard_status": "Active"}
+    assert body["property"] == {
+        "id": str(listing.id),
+        "unparsed_address": "12 Elm Street",
+        "city": "Springfield",
+        "list_price": 425_000_00,
+        "currency": "USD",
+        "standard_status": "Active",
+    }
     assert sorted((p["user_id"], p["role"]) for p in body["participants"]) == sorted(
-        [(str(buyer.id), "buyer"), (str(owner.id), "owner"), (str(agent.id), "agent")])
+        [(str(buyer.id), "buyer"), (str(owner.id), "owner"), (str(agent.id), "agent")]
+    )
     assert {p["full_name"] for p in body["participants"]} >= {"Bea Buyer"}
     message = body["message"]
     assert message["body"] == "Is the garden south-facing?"  # stripped
-    assert (message["sender_id"], message["conversation_id"], message["attachments"]) == (str(buyer.id), body["id"],
-                                                                                         [])
+    assert (message["sender_id"], message["conversation_id"], message["attachments"]) == (str(buyer.id), body["id"], [])
     assert body["last_message"] == message
     # My own message is read by me; the listing's people have one unread.
     assert (body["unread_count"], body["last_read_message_id"]) == (0, message["id"])
@@ -94,8 +109,9 @@ def test_a_listing_the_caller_cannot_see_is_404(client, auth_headers):
     withdrawn = make_listing(owner, status="Withdrawn")
     for listing in (draft, withdrawn):
         assert_problem(start(client, auth_headers(buyer), listing), 404)
-    resp = client.simulate_post("/v1/conversations", headers=auth_headers(buyer),
-                                json={"property_id": str(buyer.id), "body": "hi"})
+    resp = client.simulate_post(
+        "/v1/conversations", headers=auth_headers(buyer), json={"property_id": str(buyer.id), "body": "hi"}
+    )
     assert_problem(resp, 404)
     assert Conversation.select().count() == 0
 
@@ -132,8 +148,9 @@ def test_my_conversations_most_recent_activity_first_with_unread_counts(client, 
     b = started(client, auth_headers(buyer), second, "About number 2")
     c = started(client, auth_headers(buyer), third, "About number 3")
     # The owner answers on the first: it becomes the most recent, with one unread for the buyer.
-    reply = client.simulate_post(f"/v1/conversations/{a['id']}/messages", headers=auth_headers(owner),
-                                 json={"body": "Yes, come by on Saturday."})
+    reply = client.simulate_post(
+        f"/v1/conversations/{a['id']}/messages", headers=auth_headers(owner), json={"body": "Yes, come by on Saturday."}
+    )
     assert reply.status_code == 201, reply.text
 
     listed = client.simulate_get("/v1/conversations", headers=auth_headers(buyer)).json
@@ -148,16 +165,23 @@ def test_my_conversations_most_recent_activity_first_with_unread_counts(client, 
 
     page = client.simulate_get("/v1/conversations", headers=auth_headers(buyer), params={"limit": 2}).json
     assert [item["id"] for item in page["items"]] == [a["id"], c["id"]]
-    rest = client.simulate_get("/v1/conversations", headers=auth_headers(buyer),
-                               params={"limit": 2, "cursor": page["next_cursor"]}).json
+    rest = client.simulate_get(
+        "/v1/conversations", headers=auth_headers(buyer), params={"limit": 2, "cursor": page["next_cursor"]}
+    ).json
     assert ([item["id"] for item in rest["items"]], rest["next_cursor"]) == ([b["id"]], None)
     # Someone with no conversations sees none, and a forged cursor is a 422.
     assert client.simulate_get("/v1/conversations", headers=auth_headers(make_user())).json["items"] == []
-    assert_problem(client.simulate_get("/v1/conversations", headers=auth_headers(buyer),
-                                       params={"cursor": "forged"}), 422, field="query.cursor")
+    assert_problem(
+        client.simulate_get("/v1/conversations", headers=auth_headers(buyer), params={"cursor": "forged"}),
+        422,
+        field="query.cursor",
+    )
     for limit in (0, 101):
-        assert_problem(client.simulate_get("/v1/conversations", headers=auth_headers(buyer),
-                                           params={"limit": limit}), 422, field="query.limit")
+        assert_problem(
+            client.simulate_get("/v1/conversations", headers=auth_headers(buyer), params={"limit": limit}),
+            422,
+            field="query.limit",
+        )
 
 
 def _queries(caplog, fn) -> int:
@@ -208,8 +232,11 @@ def test_a_conversation_outlives_its_listing_going_off_the_market(client, auth_h
     conversation = started(client, auth_headers(buyer), listing)["id"]
     Property.update(standard_status="Withdrawn").where(Property.id == listing.id).execute()
 
-    reply = client.simulate_post(f"/v1/conversations/{conversation}/messages", headers=auth_headers(owner),
-                                 json={"body": "We took it off the market, sorry."})
+    reply = client.simulate_post(
+        f"/v1/conversations/{conversation}/messages",
+        headers=auth_headers(owner),
+        json={"body": "We took it off the market, sorry."},
+    )
     assert reply.status_code == 201, reply.text
     mine = client.simulate_get(f"/v1/conversations/{conversation}", headers=auth_headers(buyer)).json
     assert (mine["property"]["standard_status"], mine["unread_count"]) == ("Withdrawn", 1)

@@ -1,4 +1,5 @@
 """``/docs``: a reference page that works offline and that its own Content-Security-Policy allows."""
+
 from __future__ import annotations
 
 import base64
@@ -91,8 +92,12 @@ def test_the_page_renders_every_operation(page, client, tmp_path):
     (script,) = [body for kind, _, body in INLINE.findall(page.text) if kind == "script"]
     (tmp_path / "docs.js").write_text(script)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run(["node", "-e", NODE_DOM, str(tmp_path / "docs.js"), str(tmp_path / "spec.json")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["node", "-e", NODE_DOM, str(tmp_path / "docs.js"), str(tmp_path / "spec.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     rendered = json.loads(done.stdout)
     assert "Could not load" not in rendered["text"]

@@ -3,6 +3,7 @@
 The page is fetched first (as a mail scanner would: nothing may change), then the
 request its script makes on a click is sent as the page declares it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,8 +30,9 @@ NEW_PASSWORD = "a brand new passphrase"
 
 @pytest.fixture
 def settings(database, tmp_path, redis_prefix):
-    return make_settings(database, tmp_path, redis_prefix=redis_prefix, rate_limit_auth="1000/minute",
-                         login_account_lock_addresses=3)
+    return make_settings(
+        database, tmp_path, redis_prefix=redis_prefix, rate_limit_auth="1000/minute", login_account_lock_addresses=3
+    )
 
 
 def _emailed_link(message, path: str) -> str:
@@ -61,8 +63,13 @@ def _open_page(client, link: str) -> dict:
     assert "innerHTML" not in script and "document.write" not in script
     form = re.search(r'<form id="action" method="post" data-endpoint="([^"]+)" data-fields="([^"]*)"', resp.text)
     preview = re.search(r'data-preview="([^"]*)" data-labels="([^"]*)"', resp.text)
-    return {"endpoint": html.unescape(form.group(1)), "fields": form.group(2).split(), "token": token,
-            "preview": html.unescape(preview.group(1)), "labels": json.loads(html.unescape(preview.group(2)))}
+    return {
+        "endpoint": html.unescape(form.group(1)),
+        "fields": form.group(2).split(),
+        "token": token,
+        "preview": html.unescape(preview.group(1)),
+        "labels": json.loads(html.unescape(preview.group(2))),
+    }
 
 
 def _click(client, page: dict, ip: str = "127.0.0.1", **values):
@@ -72,8 +79,9 @@ def _click(client, page: dict, ip: str = "127.0.0.1", **values):
 
 
 def test_the_verification_link_verifies_on_the_click_not_on_the_visit(client, jobs, outbox):
-    resp = client.simulate_post("/v1/auth/register", json={"email": "vera@example.com", "password": NEW_PASSWORD,
-                                                           "full_name": "Vera"})
+    resp = client.simulate_post(
+        "/v1/auth/register", json={"email": "vera@example.com", "password": NEW_PASSWORD, "full_name": "Vera"}
+    )
     assert resp.status_code == 202
     jobs.run_pending()
     [mail] = outbox.messages()
@@ -114,8 +122,9 @@ def test_the_unsubscribe_link_turns_that_email_off(client, jobs, outbox):
 
 def test_the_unlock_link_lets_the_owner_in_from_the_device_that_clicked(client, jobs, outbox, user):
     for n in range(3):
-        client.simulate_post("/v1/auth/login", json={"email": user.email, "password": "guess"},
-                             remote_addr=f"198.51.100.{n + 1}")
+        client.simulate_post(
+            "/v1/auth/login", json={"email": user.email, "password": "guess"}, remote_addr=f"198.51.100.{n + 1}"
+        )
     jobs.run_pending()
     [mail] = outbox.messages()
     page = _open_page(client, _emailed_link(mail, "/unlock-account"))

@@ -1,4 +1,5 @@
 """Every error leaves as problem+json; nothing internal leaks; outages are 503."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,9 +8,9 @@ import time
 
 import pytest
 import redis as redis_lib
+from falcon import testing
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from falcon import testing
 
 from api.app import build_services, create_app
 from api.operation import operation
@@ -87,8 +88,9 @@ def test_database_unreachable_is_503(unreachable_database, redis):
 
 
 def test_redis_unreachable_is_503(settings, jobs, runtime, user):
-    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5,
-                           retry=Retry(NoBackoff(), 0))  # fail at once instead of backing off
+    dead = redis_lib.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )  # fail at once instead of backing off
     services = build_services(settings, redis=dead, jobs=jobs)
     client = testing.TestClient(create_app(settings, services=services, init_db=False))
     resp = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": "whatever it is"})
@@ -103,15 +105,17 @@ def test_an_unreachable_redis_fails_fast(database, tmp_path, redis_prefix, jobs)
     settings = make_settings(database, tmp_path, redis_prefix=redis_prefix, redis_url="redis://127.0.0.1:1/0")
     client = testing.TestClient(create_app(settings, services=build_services(settings, jobs=jobs), init_db=False))
     started = time.monotonic()
-    assert_problem(client.simulate_post("/v1/auth/login", json={"email": "a@example.com", "password": "pw pw pw pw"}),
-                   503)
+    assert_problem(
+        client.simulate_post("/v1/auth/login", json={"email": "a@example.com", "password": "pw pw pw pw"}), 503
+    )
     assert time.monotonic() - started < 1.0
 
 
 def _client_with_scanner(settings, services, clamd_url: str):
     settings = dataclasses.replace(settings, clamd_url=clamd_url)
-    return testing.TestClient(create_app(settings, services=dataclasses.replace(services, settings=settings),
-                                         init_db=False))
+    return testing.TestClient(
+        create_app(settings, services=dataclasses.replace(services, settings=settings), init_db=False)
+    )
 
 
 def test_readyz_when_all_is_well(settings, services):

@@ -1,4 +1,5 @@
 """``POST /v1/me/export``: an archive of everything Hearth holds about me, behind a short-lived link."""
+
 from __future__ import annotations
 
 import io
@@ -68,7 +69,11 @@ def test_export_builds_an_archive_of_my_data_behind_a_signed_link(client, jobs, 
     assert files["manifest.json"]["user_id"] == str(me.id)
     profile = files["profile.json"]
     assert (profile["email"], profile["full_name"], profile["phone"], profile["role"]) == (
-        me.email, "Grace Hopper", "+14155550123", "seller")
+        me.email,
+        "Grace Hopper",
+        "+14155550123",
+        "seller",
+    )
     assert len(files["sessions.json"]) == 3  # two logins above and the one that asked for the export
     flat = msgspec.json.encode(files).decode()
     for secret in ("password", "hash", PASSWORD, pair["refresh_token"], "refresh_token"):
@@ -123,6 +128,7 @@ def test_download_links_are_the_capability_and_expire(client, jobs, user, auth_h
     assert client.simulate_get(base).status_code == 422  # expires and sig are required
 
     from services.storage import make_storage
+
     storage = make_storage(settings, clock=lambda: time.time() - 3600)
     key = base.removeprefix("/v1/downloads/")
     stale_url, _ = storage.signed_url(key, 60)
@@ -144,8 +150,9 @@ def test_reading_the_job_again_gives_a_fresh_link(client, jobs, user, auth_heade
     job = _export(client, headers)
     jobs.run_pending()
     stored = Job.get_by_id(job["id"]).result
-    Job.update(result=dict(stored, download_url="http://hearth.test/expired", expires_at="2000-01-01T00:00:00+00:00")
-               ).where(Job.id == job["id"]).execute()
+    Job.update(
+        result=dict(stored, download_url="http://hearth.test/expired", expires_at="2000-01-01T00:00:00+00:00")
+    ).where(Job.id == job["id"]).execute()
     fresh = client.simulate_get(f"/v1/jobs/{job['id']}", headers=headers).json["result"]
     assert fresh["download_url"].startswith("http://hearth.test/v1/downloads/exports/")
     assert client.simulate_get(_path(fresh["download_url"])).status_code == 200
@@ -179,55 +186,88 @@ def test_export_has_my_conversations_notifications_saved_searches_and_uploads(cl
     hello = Message.create(conversation=chat.id, sender=me.id, body="Is the roof new?", client_id="device-msg-0001")
     Message.create(conversation=chat.id, sender=seller.id, body="Yes, from last year.")
     ConversationParticipant.update(last_read_message_id=hello.id).where(
-        (ConversationParticipant.conversation == chat.id) & (ConversationParticipant.user == me.id)).execute()
+        (ConversationParticipant.conversation == chat.id) & (ConversationParticipant.user == me.id)
+    ).execute()
     theirs = Conversation.create(property=other_home.id, buyer=stranger.id)
     ConversationParticipant.create(conversation=theirs.id, user=stranger.id, role="buyer")
     ConversationParticipant.create(conversation=theirs.id, user=seller.id, role="owner")
     Message.create(conversation=theirs.id, sender=stranger.id, body="Secret offer of theirs")
 
-    job = notify(me.id, "message.received", title="New message", body="Sam Seller wrote to you",
-                 data={"conversation_id": str(chat.id)}, dedupe_key="export-test:1")
+    job = notify(
+        me.id,
+        "message.received",
+        title="New message",
+        body="Sam Seller wrote to you",
+        data={"conversation_id": str(chat.id)},
+        dedupe_key="export-test:1",
+    )
     note_id = job.input["notification_id"]
-    NotificationDelivery.create(notification=note_id, user=me.id, channel="email", status="sent",
-                                recipient="barbara@example.com", idempotency_key=f"notification:{note_id}:email")
+    NotificationDelivery.create(
+        notification=note_id,
+        user=me.id,
+        channel="email",
+        status="sent",
+        recipient="barbara@example.com",
+        idempotency_key=f"notification:{note_id}:email",
+    )
     notify(stranger.id, "message.received", title="Theirs", body="Not mine", data={}, dedupe_key="export-test:2")
-    NotificationPreference.create(user=me.id, types={"saved_search.new_match": {"email": False}},
-                                  timezone="Europe/Paris", digest_hour=7)
+    NotificationPreference.create(
+        user=me.id, types={"saved_search.new_match": {"email": False}}, timezone="Europe/Paris", digest_hour=7
+    )
 
     saved = add_saved_search(me.id, name="Near the park", query={"city": "Austin", "min_beds": 2}, alerts=True)
     SavedSearchAlert.create(saved_search=saved.id, property=home.id, reason="price_drop", price=29_000_000)
     add_saved_search(stranger.id, name="Stranger's search", query={"city": "Dallas"}, alerts=True)
 
-    deed = Upload.create(owner=me.id, purpose="document", status="clean", filename="deed.pdf",
-                         content_type="application/pdf", size=1234, sha256="ab" * 32,
-                         storage_key="files/secret-location/deed.pdf")
-    Upload.create(owner=stranger.id, purpose="avatar", status="clean", filename="stranger.png",
-                  content_type="image/png", size=99)
+    deed = Upload.create(
+        owner=me.id,
+        purpose="document",
+        status="clean",
+        filename="deed.pdf",
+        content_type="application/pdf",
+        size=1234,
+        sha256="ab" * 32,
+        storage_key="files/secret-location/deed.pdf",
+    )
+    Upload.create(
+        owner=stranger.id, purpose="avatar", status="clean", filename="stranger.png", content_type="image/png", size=99
+    )
 
     headers = auth_headers(me)
     export = _export(client, headers)
     jobs.run_pending()
     result = client.simulate_get(f"/v1/jobs/{export['id']}", headers=headers).json["result"]
     assert result["sections"][:3] == ["profile", "sessions", "audit"]  # the account's own sections stay first
-    assert {"conversations", "notifications", "notification_preferences", "saved_searches",
-            "uploads"} <= set(result["sections"])
+    assert {"conversations", "notifications", "notification_preferences", "saved_searches", "uploads"} <= set(
+        result["sections"]
+    )
     files = _archive(client, result["download_url"])
 
     [conversation] = files["conversations.json"]
     assert (conversation["id"], conversation["property_id"], conversation["my_role"]) == (
-        str(chat.id), str(home.id), "buyer")
+        str(chat.id),
+        str(home.id),
+        "buyer",
+    )
     assert conversation["last_read_message_id"] == hello.id
     assert conversation["participants"] == [
         {"user_id": str(seller.id), "full_name": "Sam Seller", "role": "owner"},
-        {"user_id": str(agent.id), "full_name": "Alex Agent", "role": "agent"}]
+        {"user_id": str(agent.id), "full_name": "Alex Agent", "role": "agent"},
+    ]
     assert [(m["body"], m["by_me"]) for m in conversation["messages"]] == [
-        ("Is the roof new?", True), ("Yes, from last year.", False)]
+        ("Is the roof new?", True),
+        ("Yes, from last year.", False),
+    ]
 
     [notification] = files["notifications.json"]
     assert (notification["id"], notification["type"], notification["body"]) == (
-        note_id, "message.received", "Sam Seller wrote to you")
+        note_id,
+        "message.received",
+        "Sam Seller wrote to you",
+    )
     assert [(d["channel"], d["status"], d["recipient"]) for d in notification["deliveries"]] == [
-        ("email", "sent", "barbara@example.com")]
+        ("email", "sent", "barbara@example.com")
+    ]
 
     prefs = files["notification_preferences.json"]
     assert (prefs["timezone"], prefs["digest_hour"]) == ("Europe/Paris", 7)
@@ -235,17 +275,34 @@ def test_export_has_my_conversations_notifications_saved_searches_and_uploads(cl
     assert prefs["types"]["saved_search.price_drop"]["email"] is True  # a default, shown as in effect
 
     [search] = files["saved_searches.json"]
-    assert (search["name"], search["query"], search["alerts"]) == ("Near the park", {"city": "Austin", "min_beds": 2},
-                                                                   True)
+    assert (search["name"], search["query"], search["alerts"]) == (
+        "Near the park",
+        {"city": "Austin", "min_beds": 2},
+        True,
+    )
     assert search["search_url"] == "/v1/properties?city=Austin&min_beds=2"
     assert [(a["property_id"], a["reason"], a["price"]) for a in search["alerts_sent"]] == [
-        (str(home.id), "price_drop", 29_000_000)]
+        (str(home.id), "price_drop", 29_000_000)
+    ]
 
     [upload] = files["uploads.json"]
     assert (upload["id"], upload["filename"], upload["size"], upload["status"]) == (
-        str(deed.id), "deed.pdf", 1234, "clean")
+        str(deed.id),
+        "deed.pdf",
+        1234,
+        "clean",
+    )
 
     flat = msgspec.json.encode(files).decode()
-    for foreign in ("Stranger Danger", str(stranger.id), "Secret offer", "Not mine", "Stranger's search",
-                    "stranger.png", "sam.private@example.com", "secret-location", "device-msg-0001"):
+    for foreign in (
+        "Stranger Danger",
+        str(stranger.id),
+        "Secret offer",
+        "Not mine",
+        "Stranger's search",
+        "stranger.png",
+        "sam.private@example.com",
+        "secret-location",
+        "device-msg-0001",
+    ):
         assert foreign not in flat

@@ -1,4 +1,5 @@
 """``/v1/me/favorites``: idempotent save/remove, visibility, pagination, and the account export."""
+
 from __future__ import annotations
 
 import io
@@ -46,7 +47,11 @@ def test_saving_and_removing_are_idempotent(client, people):
     assert [(i["property_id"], i["available"]) for i in items] == [(str(listing.id), True)]
     summary = items[0]["listing"]
     assert (summary["id"], summary["list_price"], summary["city"], summary["bedrooms_total"]) == (
-        str(listing.id), listing.list_price, "Austin", 3)
+        str(listing.id),
+        listing.list_price,
+        "Austin",
+        3,
+    )
     for _ in range(2):
         assert client.simulate_delete(url, headers=headers).status_code == 204
     assert _favorites(client, headers)["items"] == []
@@ -89,16 +94,20 @@ def test_favorites_page_newest_first(client, people):
     assert _walk(client, headers) == sorted((str(listing.id) for listing in listings), reverse=True)
     # Someone else's favorites are not mine.
     assert _favorites(client, people.headers("other_buyer"))["items"] == []
-    assert_problem(client.simulate_get("/v1/me/favorites", headers=headers, params={"cursor": "nope"}), 422,
-                   field="query.cursor")
+    assert_problem(
+        client.simulate_get("/v1/me/favorites", headers=headers, params={"cursor": "nope"}), 422, field="query.cursor"
+    )
 
 
 def test_the_account_export_holds_my_listings_and_favorites(client, people, jobs):
     mine = make_listing(people["seller"], agent=people["agent"])
     other = make_listing(people["other_seller"])
     seller = people.headers("seller")
-    client.simulate_patch(f"/v1/properties/{mine.id}", json={"list_price": 420_000_00},
-                          headers=dict(seller, **{"If-Match": f'"v{mine.version}"'}))
+    client.simulate_patch(
+        f"/v1/properties/{mine.id}",
+        json={"list_price": 420_000_00},
+        headers=dict(seller, **{"If-Match": f'"v{mine.version}"'}),
+    )
     client.simulate_put(f"/v1/me/favorites/{other.id}", headers=seller)
     resp = client.simulate_post("/v1/me/export", headers=seller)
     assert resp.status_code == 202, resp.text
@@ -111,7 +120,8 @@ def test_the_account_export_holds_my_listings_and_favorites(client, people, jobs
         listings = msgspec.json.decode(archive.read("listings.json"))
         favorites = msgspec.json.decode(archive.read("favorites.json"))
     assert [(item["id"], item["relation"], item["list_price"]) for item in listings] == [
-        (str(mine.id), "owner", 420_000_00)]
+        (str(mine.id), "owner", 420_000_00)
+    ]
     assert [(h["field"], h["new_value"]) for h in listings[0]["history"]][-1] == ("list_price", 420_000_00)
     assert all(h["actor_id"] is None for h in listings[0]["history"])
     assert [(f["property_id"], f["listing"]["id"]) for f in favorites] == [(str(other.id), str(other.id))]

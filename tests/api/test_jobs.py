@@ -1,4 +1,5 @@
 """``/v1/jobs``: my jobs, one job (owner or admin, 404 for anyone else), cancel, the diagnostic job."""
+
 from __future__ import annotations
 
 import datetime
@@ -13,8 +14,13 @@ from tests.factories import make_user
 
 
 def _job(owner, *, kind="jobs.selftest", status="queued", minutes_ago=0, **fields) -> Job:
-    return Job.create(kind=kind, owner=owner.id, status=status,
-                      created_at=utcnow() - datetime.timedelta(minutes=minutes_ago), **fields)
+    return Job.create(
+        kind=kind,
+        owner=owner.id,
+        status=status,
+        created_at=utcnow() - datetime.timedelta(minutes=minutes_ago),
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -24,8 +30,15 @@ def bus(redis, settings):
 
 def test_my_jobs_newest_first_filtered_and_paged(client, user, auth_headers):
     headers = auth_headers(user)
-    mine = [_job(user, minutes_ago=10 - i, kind="exports.build_export" if i % 2 else "jobs.selftest",
-                 status="succeeded" if i < 3 else "queued") for i in range(5)]
+    mine = [
+        _job(
+            user,
+            minutes_ago=10 - i,
+            kind="exports.build_export" if i % 2 else "jobs.selftest",
+            status="succeeded" if i < 3 else "queued",
+        )
+        for i in range(5)
+    ]
     _job(make_user())  # someone else's
 
     resp = client.simulate_get("/v1/jobs", headers=headers)
@@ -97,8 +110,11 @@ def test_the_diagnostic_job_is_for_admins_and_runs_end_to_end(client, jobs, user
     denied = client.simulate_post("/v1/admin/jobs/selftest", headers=auth_headers(user), json={})
     assert denied.status_code == 403
 
-    resp = client.simulate_post("/v1/admin/jobs/selftest", headers=auth_headers(admin),
-                                json={"steps": 3, "step_ms": 0, "owner_id": str(user.id)})
+    resp = client.simulate_post(
+        "/v1/admin/jobs/selftest",
+        headers=auth_headers(admin),
+        json={"steps": 3, "step_ms": 0, "owner_id": str(user.id)},
+    )
     assert resp.status_code == 202, resp.text
     job_id = resp.json["id"]
     assert resp.headers["Location"] == f"/v1/jobs/{job_id}"
@@ -107,10 +123,19 @@ def test_the_diagnostic_job_is_for_admins_and_runs_end_to_end(client, jobs, user
     done = client.simulate_get(f"/v1/jobs/{job_id}", headers=auth_headers(user)).json
     assert (done["status"], done["progress"]["percent"], done["result"]["steps"]) == ("succeeded", 100, 3)
     assert [e["type"] for e in bus.history(f"user:{user.id}")] == [
-        "job.queued", "job.started", "job.progress", "job.progress", "job.progress", "job.succeeded"]
+        "job.queued",
+        "job.started",
+        "job.progress",
+        "job.progress",
+        "job.progress",
+        "job.succeeded",
+    ]
 
-    for body, field in [({"steps": 0}, "body.steps"), ({"owner_id": "nobody"}, "body.owner_id"),
-                        ({"owner_id": "00000000-0000-0000-0000-000000000000"}, "body.owner_id")]:
+    for body, field in [
+        ({"steps": 0}, "body.steps"),
+        ({"owner_id": "nobody"}, "body.owner_id"),
+        ({"owner_id": "00000000-0000-0000-0000-000000000000"}, "body.owner_id"),
+    ]:
         bad = client.simulate_post("/v1/admin/jobs/selftest", headers=auth_headers(admin), json=body)
         assert bad.status_code == 422 and field in [e["field"] for e in bad.json["errors"]], bad.json
 

@@ -1,4 +1,5 @@
 """Brute-force protection on login: locks that reveal nothing and that nobody can turn against the owner."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,9 +16,15 @@ OWNER_IP = "192.0.2.10"
 
 @pytest.fixture
 def settings(database, tmp_path, redis_prefix):
-    return make_settings(database, tmp_path, redis_prefix=redis_prefix, rate_limit_auth="1000/minute",
-                         login_lockout_threshold=ACCOUNT_THRESHOLD, login_ip_lockout_threshold=IP_THRESHOLD,
-                         login_account_lock_addresses=ACCOUNT_ADDRESSES)
+    return make_settings(
+        database,
+        tmp_path,
+        redis_prefix=redis_prefix,
+        rate_limit_auth="1000/minute",
+        login_lockout_threshold=ACCOUNT_THRESHOLD,
+        login_ip_lockout_threshold=IP_THRESHOLD,
+        login_account_lock_addresses=ACCOUNT_ADDRESSES,
+    )
 
 
 def _login(client, email, password, ip="203.0.113.7"):
@@ -98,8 +105,7 @@ def _fail_from_many_addresses(client, email, count=ACCOUNT_ADDRESSES):
     return [_login(client, email, "guess 123456", ip=f"198.51.100.{n + 1}") for n in range(count)]
 
 
-def test_failures_from_many_addresses_lock_the_account_everywhere_and_mail_one_unlock_link(
-        client, user, jobs, outbox):
+def test_failures_from_many_addresses_lock_the_account_everywhere_and_mail_one_unlock_link(client, user, jobs, outbox):
     answers = _fail_from_many_addresses(client, user.email, ACCOUNT_ADDRESSES - 1)
     assert all(answer.status_code == 401 for answer in answers)
     assert _login(client, user.email, PASSWORD, ip=OWNER_IP).status_code == 200  # below the threshold
@@ -134,8 +140,10 @@ def test_the_unlock_link_lets_the_owner_in_once_and_not_twice(client, user, jobs
 
 def test_the_unlock_link_expires_and_does_not_skip_the_password(client, user, jobs, outbox):
     import datetime
+
     from models.accounts import AccountToken
     from models.base import utcnow
+
     _fail_from_many_addresses(client, user.email)
     jobs.run_pending()
     token = outbox.token_for(user.email)
@@ -147,7 +155,8 @@ def test_the_unlock_link_expires_and_does_not_skip_the_password(client, user, jo
     assert_problem(_login(client, user.email, "not the password", ip=OWNER_IP), 401)
 
     AccountToken.update(expires_at=utcnow() - datetime.timedelta(seconds=1), used_at=None).where(
-        AccountToken.token_hash == row.token_hash).execute()
+        AccountToken.token_hash == row.token_hash
+    ).execute()
     assert_problem(client.simulate_post("/v1/auth/unlock", json={"token": token}, remote_addr="192.0.2.77"), 400)
 
 

@@ -1,4 +1,5 @@
 """``/v1/me``: profile reads (cached in Redis), profile edits, password change and sessions."""
+
 from __future__ import annotations
 
 from models.accounts import AuthSession, User
@@ -43,12 +44,14 @@ def test_patch_me_writes_an_audit_row_with_before_and_after(client, user, auth_h
 
 def test_patch_me_validates_each_field(client, user, auth_headers):
     headers = auth_headers(user)
-    for body, field in (({"phone": "0155 555"}, "body.phone"),
-                        ({"full_name": ""}, "body.full_name"),
-                        ({"full_name": "x" * 201}, "body.full_name"),
-                        ({"full_name": 7}, "body.full_name"),
-                        ({"email": "new@example.com"}, "body.email"),
-                        ({"role": "admin"}, "body.role")):
+    for body, field in (
+        ({"phone": "0155 555"}, "body.phone"),
+        ({"full_name": ""}, "body.full_name"),
+        ({"full_name": "x" * 201}, "body.full_name"),
+        ({"full_name": 7}, "body.full_name"),
+        ({"email": "new@example.com"}, "body.email"),
+        ({"role": "admin"}, "body.role"),
+    ):
         assert_problem(client.simulate_patch("/v1/me", headers=headers, json=body), 422, field=field)
     fresh = User.get_by_id(user.id)
     assert (fresh.full_name, fresh.phone, fresh.role, fresh.email) == (user.full_name, None, "buyer", user.email)
@@ -64,17 +67,24 @@ def test_me_needs_a_token(client):
 
 def test_change_password_needs_the_current_one_and_ends_other_sessions(client, user, login):
     mine, other = login(user), login(user)
-    wrong = client.simulate_post("/v1/me/password", headers=bearer(mine), json={
-        "current_password": "not my password", "new_password": "a brand new passphrase"})
+    wrong = client.simulate_post(
+        "/v1/me/password",
+        headers=bearer(mine),
+        json={"current_password": "not my password", "new_password": "a brand new passphrase"},
+    )
     assert_problem(wrong, 422, field="body.current_password")
     assert client.simulate_get("/v1/me", headers=bearer(other)).status_code == 200
 
-    weak = client.simulate_post("/v1/me/password", headers=bearer(mine), json={
-        "current_password": PASSWORD, "new_password": "short"})
+    weak = client.simulate_post(
+        "/v1/me/password", headers=bearer(mine), json={"current_password": PASSWORD, "new_password": "short"}
+    )
     assert_problem(weak, 422, field="body.new_password")
 
-    resp = client.simulate_post("/v1/me/password", headers=bearer(mine), json={
-        "current_password": PASSWORD, "new_password": "a brand new passphrase"})
+    resp = client.simulate_post(
+        "/v1/me/password",
+        headers=bearer(mine),
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+    )
     assert resp.status_code == 204, resp.text
     assert client.simulate_get("/v1/me", headers=bearer(mine)).status_code == 200
     assert_problem(client.simulate_get("/v1/me", headers=bearer(other)), 401)
@@ -83,8 +93,12 @@ def test_change_password_needs_the_current_one_and_ends_other_sessions(client, u
     assert_problem(old, 401)
     new = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": "a brand new passphrase"})
     assert new.status_code == 200
-    assert AuditEntry.select().where((AuditEntry.action == "user.password_change")
-                                     & (AuditEntry.target_id == str(user.id))).count() == 1
+    assert (
+        AuditEntry.select()
+        .where((AuditEntry.action == "user.password_change") & (AuditEntry.target_id == str(user.id)))
+        .count()
+        == 1
+    )
 
 
 def test_sessions_list_marks_the_current_one_and_deletes_another(client, user, login):
@@ -118,6 +132,5 @@ def test_a_user_cannot_see_or_end_another_users_session(client, user, login):
 
 
 def test_deleting_an_unknown_session_is_404(client, user, auth_headers):
-    resp = client.simulate_delete("/v1/me/sessions/00000000-0000-4000-8000-000000000000",
-                                  headers=auth_headers(user))
+    resp = client.simulate_delete("/v1/me/sessions/00000000-0000-4000-8000-000000000000", headers=auth_headers(user))
     assert_problem(resp, 404)

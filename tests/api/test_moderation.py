@@ -1,4 +1,5 @@
 """Blocks between people, reports about them, and the admins' report queue."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,7 +32,10 @@ def test_blocks_are_listed_newest_first_and_idempotent(client, auth_headers):
     assert block(client, headers, first.id).status_code == 204  # again: nothing changes
     listed = client.simulate_get("/v1/me/blocks", headers=headers).json
     assert [(b["user_id"], b["full_name"]) for b in listed["items"]] == [
-        (str(third.id), "Third"), (str(second.id), "Second"), (str(first.id), "First")]
+        (str(third.id), "Third"),
+        (str(second.id), "Second"),
+        (str(first.id), "First"),
+    ]
     page = client.simulate_get("/v1/me/blocks", headers=headers, params={"limit": 2}).json
     rest = client.simulate_get("/v1/me/blocks", headers=headers, params={"cursor": page["next_cursor"]}).json
     assert [b["full_name"] for b in page["items"] + rest["items"]] == ["Third", "Second", "First"]
@@ -39,7 +43,9 @@ def test_blocks_are_listed_newest_first_and_idempotent(client, auth_headers):
     assert client.simulate_delete(f"/v1/me/blocks/{second.id}", headers=headers).status_code == 204
     assert client.simulate_delete(f"/v1/me/blocks/{second.id}", headers=headers).status_code == 204
     assert [b["full_name"] for b in client.simulate_get("/v1/me/blocks", headers=headers).json["items"]] == [
-        "Third", "First"]
+        "Third",
+        "First",
+    ]
     # Nobody else sees my blocks.
     assert client.simulate_get("/v1/me/blocks", headers=auth_headers(first)).json["items"] == []
 
@@ -88,16 +94,26 @@ def test_reporting_a_user_about_a_message(client, auth_headers):
     conversation = started(client, buyer_h, make_listing(owner))["id"]
     scam = post(client, owner_h, conversation, "Wire the deposit to this account today").json["id"]
 
-    resp = report(client, buyer_h, user_id=str(owner.id), reason="scam", details="  Asked for a wire.  ",
-                  conversation_id=conversation, message_id=scam)
+    resp = report(
+        client,
+        buyer_h,
+        user_id=str(owner.id),
+        reason="scam",
+        details="  Asked for a wire.  ",
+        conversation_id=conversation,
+        message_id=scam,
+    )
     assert resp.status_code == 201, resp.text
     assert resp.json["status"] == "open"
     row = UserReport.get_by_id(resp.json["id"])
-    assert (row.reporter_id, row.reported_id, row.message_id, row.details) == (buyer.id, owner.id, scam,
-                                                                               "Asked for a wire.")
+    assert (row.reporter_id, row.reported_id, row.message_id, row.details) == (
+        buyer.id,
+        owner.id,
+        scam,
+        "Asked for a wire.",
+    )
     # Reporting the same message again while the report is open returns it.
-    again = report(client, buyer_h, user_id=str(owner.id), reason="spam", conversation_id=conversation,
-                   message_id=scam)
+    again = report(client, buyer_h, user_id=str(owner.id), reason="spam", conversation_id=conversation, message_id=scam)
     assert (again.status_code, again.json["id"]) == (200, resp.json["id"])
     # About the user in general (no message) is another report.
     general = report(client, buyer_h, user_id=str(owner.id), reason="harassment")
@@ -113,18 +129,26 @@ def test_a_report_names_only_what_the_reporter_may_name(client, auth_headers):
 
     # A conversation the reported user (or the reporter) is not part of: 404, like one that does not exist.
     assert_problem(report(client, buyer_h, user_id=str(stranger.id), reason="spam", conversation_id=conversation), 404)
-    assert_problem(report(client, auth_headers(stranger), user_id=str(owner.id), reason="spam",
-                          conversation_id=conversation), 404)
+    assert_problem(
+        report(client, auth_headers(stranger), user_id=str(owner.id), reason="spam", conversation_id=conversation), 404
+    )
     # A message that is not the reported user's: 422.
-    assert_problem(report(client, buyer_h, user_id=str(owner.id), reason="spam", conversation_id=conversation,
-                          message_id=mine), 422, field="body.message_id")
-    assert_problem(report(client, buyer_h, user_id=str(owner.id), reason="spam", message_id=mine), 422,
-                   field="body.conversation_id")
+    assert_problem(
+        report(client, buyer_h, user_id=str(owner.id), reason="spam", conversation_id=conversation, message_id=mine),
+        422,
+        field="body.message_id",
+    )
+    assert_problem(
+        report(client, buyer_h, user_id=str(owner.id), reason="spam", message_id=mine),
+        422,
+        field="body.conversation_id",
+    )
     assert_problem(report(client, buyer_h, user_id=str(buyer.id), reason="spam"), 422, field="body.user_id")
     assert_problem(report(client, buyer_h, user_id=str(conversation), reason="spam"), 404)
     assert_problem(report(client, buyer_h, user_id=str(owner.id), reason="rude"), 422, field="body.reason")
-    assert_problem(report(client, buyer_h, user_id=str(owner.id), reason="other", details="x" * 2001), 422,
-                   field="body.details")
+    assert_problem(
+        report(client, buyer_h, user_id=str(owner.id), reason="other", details="x" * 2001), 422, field="body.details"
+    )
     assert UserReport.select().count() == 0
 
 
@@ -134,8 +158,9 @@ def test_admins_review_reports_and_read_the_messages_around_them(client, auth_he
     conversation = started(client, buyer_h, make_listing(owner), "message 0")["id"]
     ids = [post(client, owner_h if n % 2 else buyer_h, conversation, f"message {n}").json["id"] for n in range(1, 60)]
     reported = ids[39 - 1]  # "message 39", sent by the owner
-    filed = report(client, buyer_h, user_id=str(owner.id), reason="scam", conversation_id=conversation,
-                   message_id=reported)
+    filed = report(
+        client, buyer_h, user_id=str(owner.id), reason="scam", conversation_id=conversation, message_id=reported
+    )
     assert filed.status_code == 201, filed.text
     filed = filed.json
     other = report(client, auth_headers(make_user()), user_id=str(buyer.id), reason="spam").json
@@ -144,7 +169,10 @@ def test_admins_review_reports_and_read_the_messages_around_them(client, auth_he
     assert [r["id"] for r in queue["items"]] == [other["id"], filed["id"]]
     item = queue["items"][1]
     assert (item["reporter"]["full_name"], item["reported"]["full_name"], item["reason"]) == (
-        "Careful Buyer", "Shady Seller", "scam")
+        "Careful Buyer",
+        "Shady Seller",
+        "scam",
+    )
     page = client.simulate_get("/v1/admin/reports", headers=admin_h, params={"limit": 1}).json
     rest = client.simulate_get("/v1/admin/reports", headers=admin_h, params={"cursor": page["next_cursor"]}).json
     assert [r["id"] for r in page["items"] + rest["items"]] == [other["id"], filed["id"]]
@@ -178,19 +206,25 @@ def test_admins_resolve_a_report_once(client, auth_headers, admin):
     resp = client.simulate_patch(url, headers=admin_h, json={"status": "actioned", "resolution": "Warned the seller"})
     assert resp.status_code == 200, resp.text
     assert (resp.json["status"], resp.json["resolution"], resp.json["resolved_by"]) == (
-        "actioned", "Warned the seller", str(admin.id))
+        "actioned",
+        "Warned the seller",
+        str(admin.id),
+    )
     assert resp.json["resolved_at"] is not None
     entry = AuditEntry.get(AuditEntry.action == "report.resolved")
     assert (entry.actor_id, entry.target_type, entry.target_id) == (admin.id, "report", filed["id"])
-    assert (entry.before, entry.after) == ({"status": "open"},
-                                           {"status": "actioned", "resolution": "Warned the seller"})
+    assert (entry.before, entry.after) == (
+        {"status": "open"},
+        {"status": "actioned", "resolution": "Warned the seller"},
+    )
 
     body = assert_problem(client.simulate_patch(url, headers=admin_h, json={"status": "dismissed"}), 409)
     assert body["type"].endswith("/report-resolved")
     assert UserReport.get_by_id(filed["id"]).status == "actioned"
     assert_problem(client.simulate_patch(url, headers=admin_h, json={"status": "open"}), 422, field="body.status")
-    assert_problem(client.simulate_patch(f"/v1/admin/reports/{owner.id}", headers=admin_h,
-                                         json={"status": "dismissed"}), 404)
+    assert_problem(
+        client.simulate_patch(f"/v1/admin/reports/{owner.id}", headers=admin_h, json={"status": "dismissed"}), 404
+    )
     # Once resolved, the same reporter's next report about the same user is a new one.
     again = report(client, auth_headers(buyer), user_id=str(owner.id), reason="inappropriate")
     assert again.status_code == 201 and again.json["id"] != filed["id"]
@@ -204,6 +238,7 @@ def test_the_report_queue_is_for_admins_only(client, auth_headers):
     headers = auth_headers(buyer)
     assert_problem(client.simulate_get("/v1/admin/reports", headers=headers), 403)
     assert_problem(client.simulate_get(f"/v1/admin/reports/{filed['id']}", headers=headers), 403)
-    assert_problem(client.simulate_patch(f"/v1/admin/reports/{filed['id']}", headers=headers,
-                                         json={"status": "dismissed"}), 403)
+    assert_problem(
+        client.simulate_patch(f"/v1/admin/reports/{filed['id']}", headers=headers, json={"status": "dismissed"}), 403
+    )
     assert UserReport.get_by_id(filed["id"]).status == "open"

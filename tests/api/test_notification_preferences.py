@@ -1,4 +1,5 @@
 """``/v1/me/notification-preferences``: defaults, partial changes, and validation that changes nothing."""
+
 from __future__ import annotations
 
 import datetime
@@ -23,21 +24,36 @@ def patch(client, headers, body: dict):
 def test_a_new_user_sees_every_type_with_its_defaults(client, user, auth_headers):
     resp = client.simulate_get(URL, headers=auth_headers(user))
     assert resp.status_code == 200, resp.text
-    assert resp.json == {"types": TYPES, "quiet_hours": None, "timezone": "UTC", "digest_hour": 8,
-                         "phone": {"number": None, "verified": False}}
+    assert resp.json == {
+        "types": TYPES,
+        "quiet_hours": None,
+        "timezone": "UTC",
+        "digest_hour": 8,
+        "phone": {"number": None, "verified": False},
+    }
 
 
 def test_a_patch_changes_only_what_it_names(client, user, auth_headers):
     headers = auth_headers(user)
-    resp = patch(client, headers, {"types": {"message.received": {"email": False}},
-                                   "quiet_hours": {"start": "22:00", "end": "07:30"},
-                                   "timezone": "Europe/Paris", "digest_hour": 18})
+    resp = patch(
+        client,
+        headers,
+        {
+            "types": {"message.received": {"email": False}},
+            "quiet_hours": {"start": "22:00", "end": "07:30"},
+            "timezone": "Europe/Paris",
+            "digest_hour": 18,
+        },
+    )
     assert resp.status_code == 200, resp.text
     view = resp.json
     assert view["types"]["message.received"] == dict(TYPES["message.received"], email=False)
     assert view["types"]["saved_search.new_match"] == TYPES["saved_search.new_match"]
     assert (view["quiet_hours"], view["timezone"], view["digest_hour"]) == (
-        {"start": "22:00", "end": "07:30"}, "Europe/Paris", 18)
+        {"start": "22:00", "end": "07:30"},
+        "Europe/Paris",
+        18,
+    )
 
     # A second patch of another field of the same type keeps the first choice.
     view = patch(client, headers, {"types": {"message.received": {"digest": "daily"}}}).json
@@ -46,8 +62,11 @@ def test_a_patch_changes_only_what_it_names(client, user, auth_headers):
     # What the delivery engine reads is what the API showed.
     prefs = Preferences.of(user.id)
     assert prefs.channels("message.received")["email"] is False
-    assert (prefs.quiet_start, prefs.quiet_end, prefs.timezone) == (datetime.time(22), datetime.time(7, 30),
-                                                                    "Europe/Paris")
+    assert (prefs.quiet_start, prefs.quiet_end, prefs.timezone) == (
+        datetime.time(22),
+        datetime.time(7, 30),
+        "Europe/Paris",
+    )
     assert client.simulate_get(URL, headers=headers).json == view
 
     # null clears quiet hours; leaving them out keeps them.

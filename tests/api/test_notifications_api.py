@@ -1,4 +1,5 @@
 """``/v1/me/notifications``: my inbox, unread counts, reading; the operators' delivery and suppression views."""
+
 from __future__ import annotations
 
 import datetime
@@ -12,12 +13,20 @@ from tests.api.conftest import assert_problem
 from tests.factories import make_user
 
 
-def make_notification(user, *, minutes_ago: int = 0, in_app: bool | None = True, read: bool = False,
-                      title: str = "New message") -> Notification:
+def make_notification(
+    user, *, minutes_ago: int = 0, in_app: bool | None = True, read: bool = False, title: str = "New message"
+) -> Notification:
     at = utcnow() - datetime.timedelta(minutes=minutes_ago)
-    return Notification.create(user=user.id, type="message.received", title=title, body="Hello",
-                               data={"conversation_id": str(uuid.uuid4())}, in_app=in_app, created_at=at,
-                               read_at=at if read else None)
+    return Notification.create(
+        user=user.id,
+        type="message.received",
+        title=title,
+        body="Hello",
+        data={"conversation_id": str(uuid.uuid4())},
+        in_app=in_app,
+        created_at=at,
+        read_at=at if read else None,
+    )
 
 
 def inbox(client, headers, **params) -> dict:
@@ -38,8 +47,12 @@ def test_my_inbox_lists_in_app_notifications_newest_first_with_the_unread_count(
     assert [i["title"] for i in page["items"]] == ["New", "Old"]
     assert page["unread_count"] == 1
     first = page["items"][0]
-    assert (first["id"], first["read"], first["read_at"], first["type"]) == (str(new.id), False, None,
-                                                                            "message.received")
+    assert (first["id"], first["read"], first["read_at"], first["type"]) == (
+        str(new.id),
+        False,
+        None,
+        "message.received",
+    )
     assert "conversation_id" in first["data"]
     assert [i["id"] for i in inbox(client, headers, unread="true")["items"]] == [str(new.id)]
     assert [i["id"] for i in inbox(client, headers, unread="false")["items"]] == [str(old.id)]
@@ -56,10 +69,14 @@ def test_pages_follow_the_cursor_without_gaps_or_repeats(client, user, auth_head
         if not (cursor := page["next_cursor"]):
             break
     assert seen == [str(n.id) for n in made]
-    assert_problem(client.simulate_get("/v1/me/notifications", headers=headers, params={"cursor": "forged"}), 422,
-                   field="query.cursor")
-    assert_problem(client.simulate_get("/v1/me/notifications", headers=headers, params={"limit": 101}), 422,
-                   field="query.limit")
+    assert_problem(
+        client.simulate_get("/v1/me/notifications", headers=headers, params={"cursor": "forged"}),
+        422,
+        field="query.cursor",
+    )
+    assert_problem(
+        client.simulate_get("/v1/me/notifications", headers=headers, params={"limit": 101}), 422, field="query.limit"
+    )
 
 
 def test_reading_one_is_idempotent_and_other_tabs_hear_of_it(client, user, auth_headers, settings, redis):
@@ -101,11 +118,18 @@ def test_read_all_marks_only_mine_and_says_how_many(client, user, auth_headers):
 
 # --- Operators -------------------------------------------------------------------------------
 
+
 def make_delivery(user, channel: str, status: str) -> NotificationDelivery:
     note = make_notification(user)
-    return NotificationDelivery.create(notification=note.id, user=user.id, channel=channel, status=status,
-                                       recipient=user.email if channel == "email" else "+14155550123",
-                                       idempotency_key=delivery_key(note.id, channel), attempts=1)
+    return NotificationDelivery.create(
+        notification=note.id,
+        user=user.id,
+        channel=channel,
+        status=status,
+        recipient=user.email if channel == "email" else "+14155550123",
+        idempotency_key=delivery_key(note.id, channel),
+        attempts=1,
+    )
 
 
 def test_admins_see_deliveries_newest_first_and_filtered(client, admin, auth_headers):
@@ -124,10 +148,15 @@ def test_admins_see_deliveries_newest_first_and_filtered(client, admin, auth_hea
     assert ids(user_id=str(ann.id)) == [third.id, first.id]
     assert ids(channel="sms") == [second.id]
     assert ids(status="delivered") == [third.id]
-    item = client.simulate_get("/v1/admin/notification-deliveries", headers=headers,
-                               params={"status": "failed"}).json["items"][0]
+    item = client.simulate_get("/v1/admin/notification-deliveries", headers=headers, params={"status": "failed"}).json[
+        "items"
+    ][0]
     assert (item["notification_id"], item["user_id"], item["recipient"], item["attempts"]) == (
-        str(second.notification_id), str(bob.id), "+14155550123", 1)
+        str(second.notification_id),
+        str(bob.id),
+        "+14155550123",
+        1,
+    )
     for params, field in (({"status": "lost"}, "query.status"), ({"user_id": "nobody"}, "query.user_id")):
         resp = client.simulate_get("/v1/admin/notification-deliveries", headers=headers, params=params)
         assert_problem(resp, 422, field=field)
@@ -139,8 +168,10 @@ def test_admins_list_and_lift_email_suppressions_with_an_audit_entry(client, adm
     EmailSuppression.create(email="angry@example.com", reason="spamreport")
     headers = auth_headers(admin)
     page = client.simulate_get("/v1/admin/email-suppressions", headers=headers).json
-    assert {(i["email"], i["reason"]) for i in page["items"]} == {("gone@example.com", "bounce"),
-                                                                   ("angry@example.com", "spamreport")}
+    assert {(i["email"], i["reason"]) for i in page["items"]} == {
+        ("gone@example.com", "bounce"),
+        ("angry@example.com", "spamreport"),
+    }
     only = client.simulate_get("/v1/admin/email-suppressions", headers=headers, params={"reason": "bounce"}).json
     assert [i["email"] for i in only["items"]] == ["gone@example.com"]
 
@@ -148,8 +179,11 @@ def test_admins_list_and_lift_email_suppressions_with_an_audit_entry(client, adm
     assert resp.status_code == 204, resp.text
     assert EmailSuppression.get_or_none(EmailSuppression.email == "gone@example.com") is None
     entry = AuditEntry.get(AuditEntry.action == "admin.delete_email_suppression")
-    assert (str(entry.actor_id), entry.target_id, entry.before["reason"]) == (str(admin.id), "gone@example.com",
-                                                                              "bounce")
+    assert (str(entry.actor_id), entry.target_id, entry.before["reason"]) == (
+        str(admin.id),
+        "gone@example.com",
+        "bounce",
+    )
     assert_problem(client.simulate_delete("/v1/admin/email-suppressions/gone@example.com", headers=headers), 404)
     buyer = auth_headers(make_user())
     assert_problem(client.simulate_delete("/v1/admin/email-suppressions/angry@example.com", headers=buyer), 403)

@@ -1,4 +1,5 @@
 """``/v1/openapi.json``: a valid OpenAPI 3.1 document that covers every route the app serves."""
+
 from __future__ import annotations
 
 import re
@@ -51,8 +52,12 @@ def test_document_is_public_and_cacheable(client):
 
 def test_every_route_is_documented(client, spec):
     """Listed by Falcon's own inspector, so a responder without ``@operation`` fails here."""
-    served = {(re.sub(r"\{(\w+)[^}]*\}", r"{\1}", route.path), m.method.lower())
-              for route in falcon_inspect.inspect_routes(client.app) for m in route.methods if not m.internal}
+    served = {
+        (re.sub(r"\{(\w+)[^}]*\}", r"{\1}", route.path), m.method.lower())
+        for route in falcon_inspect.inspect_routes(client.app)
+        for m in route.methods
+        if not m.internal
+    }
     assert {("/v1/auth/login", "post"), ("/v1/admin/users/{user_id}", "patch"), ("/docs", "get")} <= served
     documented = {(path, method) for path, method, _ in _operations(spec)}
     assert served - documented == set(), "routes without @operation"
@@ -73,18 +78,22 @@ def test_bodies_and_responses_reference_their_schemas(client, spec):
         op = spec["paths"][path][method]
         if meta.body is not None:
             assert op["requestBody"]["content"]["application/json"]["schema"] == {
-                "$ref": f"#/components/schemas/{meta.body.__name__}"}, (path, method)
+                "$ref": f"#/components/schemas/{meta.body.__name__}"
+            }, (path, method)
             assert op["requestBody"]["required"] is bool(schemas[meta.body.__name__]["required"])
         elif meta.raw_body is not None:
             types = (meta.raw_body,) if isinstance(meta.raw_body, str) else meta.raw_body
-            assert op["requestBody"] == {"required": True, "content": {
-                media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in types}}, (path, method)
+            assert op["requestBody"] == {
+                "required": True,
+                "content": {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in types},
+            }, (path, method)
         else:
             assert "requestBody" not in op
         success = op["responses"][str(meta.status)]
         if meta.response is not None:
             assert success["content"]["application/json"]["schema"] == {
-                "$ref": f"#/components/schemas/{meta.response.__name__}"}, (path, method)
+                "$ref": f"#/components/schemas/{meta.response.__name__}"
+            }, (path, method)
         if meta.status == 204:
             assert "content" not in success
     # The local upload URL takes the file as it is, with the type the intent declared.
@@ -128,15 +137,20 @@ def test_errors_are_problem_json_with_their_headers(spec):
 
 def test_parameters_come_from_the_template_and_the_query_schema(spec):
     session = spec["paths"]["/v1/me/sessions/{session_id}"]["delete"]
-    assert session["parameters"] == [{"name": "session_id", "in": "path", "required": True,
-                                      "schema": {"type": "string", "format": "uuid"}}]
+    assert session["parameters"] == [
+        {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    ]
     assert session["responses"]["204"].get("content") is None
     users = {p["name"]: p for p in spec["paths"]["/v1/admin/users"]["get"]["parameters"]}
     assert set(users) == {"role", "q", "banned", "cursor", "limit"}
     assert users["limit"]["required"] is False
     assert (users["limit"]["schema"]["minimum"], users["limit"]["schema"]["maximum"]) == (1, 100)
-    assert users["q"]["schema"] == {"type": "string", "maxLength": 254, "pattern": SINGLE_LINE,
-                                    "description": "Substring of email or name"}
+    assert users["q"]["schema"] == {
+        "type": "string",
+        "maxLength": 254,
+        "pattern": SINGLE_LINE,
+        "description": "Substring of email or name",
+    }
     assert users["role"]["schema"]["enum"] == ["admin", "agent", "buyer", "seller"]
 
 
@@ -185,9 +199,15 @@ def _strings(schema: dict, schemas: dict, path: str, seen: frozenset = frozenset
 
 
 # Multi-line text: its line breaks and tabs are content.
-MULTI_LINE_FIELDS = {"ConversationStart.body", "MessagePost.body", "PropertyCreate.public_remarks",
-                     "PropertyPatch.public_remarks", "ReportRequest.details", "ReportResolution.resolution",
-                     "AdminUserPatch.ban_reason"}
+MULTI_LINE_FIELDS = {
+    "ConversationStart.body",
+    "MessagePost.body",
+    "PropertyCreate.public_remarks",
+    "PropertyPatch.public_remarks",
+    "ReportRequest.details",
+    "ReportResolution.resolution",
+    "AdminUserPatch.ban_reason",
+}
 
 
 def test_every_request_string_refuses_control_characters(spec):
@@ -218,9 +238,13 @@ def test_every_request_string_refuses_control_characters(spec):
 
 def test_new_passwords_need_what_the_server_needs(spec):
     from models.passwords import MIN_LENGTH
+
     schemas = spec["components"]["schemas"]
-    for schema, field in (("RegisterRequest", "password"), ("ResetPasswordRequest", "password"),
-                          ("ChangePasswordRequest", "new_password")):
+    for schema, field in (
+        ("RegisterRequest", "password"),
+        ("ResetPasswordRequest", "password"),
+        ("ChangePasswordRequest", "new_password"),
+    ):
         assert schemas[schema]["properties"][field]["minLength"] == MIN_LENGTH, schema
     # Signing in takes any stored password, also one from before the policy.
     assert schemas["LoginRequest"]["properties"]["password"]["minLength"] == 1
@@ -246,15 +270,18 @@ def test_every_status_the_server_answers_is_documented(spec):
                 assert "404" in op["responses"], (method, path)
             if kinds:
                 too_long = op["responses"]["414"]
-                assert too_long["content"] == {"application/problem+json": {
-                    "schema": {"$ref": "#/components/schemas/Problem"}}}, (method, path)
+                assert too_long["content"] == {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                }, (method, path)
                 assert "8,190 bytes" in too_long["description"]
 
 
 def test_a_raw_upload_documents_its_body(spec):
     upload = spec["paths"]["/v1/uploads"]["post"]
-    assert upload["requestBody"] == {"required": True, "content": {
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+    assert upload["requestBody"] == {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
 
 
 def test_rules_across_fields_are_written_where_clients_read(spec):
@@ -266,8 +293,9 @@ def test_rules_across_fields_are_written_where_clients_read(spec):
 
 def test_a_password_of_spaces_signs_in_as_it_registered(client):
     password = " " * 12
-    resp = client.simulate_post("/v1/auth/register", json={"email": "spaces@example.com", "password": password,
-                                                           "full_name": "Spacey"})
+    resp = client.simulate_post(
+        "/v1/auth/register", json={"email": "spaces@example.com", "password": password, "full_name": "Spacey"}
+    )
     assert resp.status_code == 202, resp.text
     User.update(email_verified_at=utcnow()).where(User.email == "spaces@example.com").execute()
     login = client.simulate_post("/v1/auth/login", json={"email": "spaces@example.com", "password": password})

@@ -1,4 +1,5 @@
 """The README's commands that read a token out of the development outbox, run as written."""
+
 from __future__ import annotations
 
 import pathlib
@@ -24,15 +25,18 @@ def _readme_token(settings, address: str) -> str:
     link = workdir / "var"
     if not link.exists():
         link.symlink_to(settings.var_dir)
-    done = subprocess.run(["bash", "-c", _readme_token_commands(address)], cwd=workdir, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", "-c", _readme_token_commands(address)], cwd=workdir, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def _register(client, email: str):
-    resp = client.simulate_post("/v1/auth/register", json={
-        "email": email, "password": "analytical engine 1843", "full_name": "Someone", "role": "buyer"})
+    resp = client.simulate_post(
+        "/v1/auth/register",
+        json={"email": email, "password": "analytical engine 1843", "full_name": "Someone", "role": "buyer"},
+    )
     assert resp.status_code < 300, resp.text
 
 

@@ -1,4 +1,5 @@
 """Passwords over HTTP: argon2id for new accounts, bcrypt imports upgraded at login, the policy."""
+
 from __future__ import annotations
 
 import uuid
@@ -13,8 +14,9 @@ from tests.models.test_passwords import OWASP_ARGON2ID
 
 
 def _register(client, password, email="kim@example.com"):
-    return client.simulate_post("/v1/auth/register", json={
-        "email": email, "password": password, "full_name": "Kim Example"})
+    return client.simulate_post(
+        "/v1/auth/register", json={"email": email, "password": password, "full_name": "Kim Example"}
+    )
 
 
 def test_new_accounts_get_argon2id_hashes(client):
@@ -26,8 +28,14 @@ def test_new_accounts_get_argon2id_hashes(client):
 def test_imported_bcrypt_user_logs_in_and_is_upgraded_to_argon2id(client, prefix):
     legacy = bcrypt.hashpw(b"supabase era secret", bcrypt.gensalt(rounds=4)).decode().replace("$2b$", prefix, 1)
     assert legacy.startswith(prefix)
-    user = User.create(id=uuid.uuid4(), email=f"old-{prefix[2]}@example.com", password_hash=legacy,
-                       full_name="Imported User", role="seller", email_verified_at=utcnow())
+    user = User.create(
+        id=uuid.uuid4(),
+        email=f"old-{prefix[2]}@example.com",
+        password_hash=legacy,
+        full_name="Imported User",
+        role="seller",
+        email_verified_at=utcnow(),
+    )
 
     wrong = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": "supabase era secreT"})
     assert_problem(wrong, 401)

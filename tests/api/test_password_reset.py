@@ -1,4 +1,5 @@
 """Forgotten passwords: an answer that reveals nothing, and a one-hour single-use reset link."""
+
 from __future__ import annotations
 
 import datetime
@@ -55,13 +56,12 @@ def test_reset_with_the_mailed_token_changes_the_password_and_ends_every_session
 
     for pair in (first, second):
         assert_problem(client.simulate_get("/v1/me", headers=bearer(pair)), 401)
-        assert_problem(client.simulate_post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
-                       401)
-    assert AuthSession.select().where((AuthSession.user == user.id)
-                                      & AuthSession.revoked_at.is_null()).count() == 0
+        assert_problem(client.simulate_post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401)
+    assert AuthSession.select().where((AuthSession.user == user.id) & AuthSession.revoked_at.is_null()).count() == 0
     assert_problem(client.simulate_post("/v1/auth/login", json={"email": user.email, "password": PASSWORD}), 401)
-    assert client.simulate_post("/v1/auth/login", json={"email": user.email,
-                                                        "password": NEW_PASSWORD}).status_code == 200
+    assert (
+        client.simulate_post("/v1/auth/login", json={"email": user.email, "password": NEW_PASSWORD}).status_code == 200
+    )
 
 
 def test_reset_token_lives_one_hour_and_is_refused_after(client, jobs, outbox, user):
@@ -73,16 +73,17 @@ def test_reset_token_lives_one_hour_and_is_refused_after(client, jobs, outbox, u
     assert 3600 - 60 < lifetime <= 3600
 
     AccountToken.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(
-        AccountToken.token_hash == row.token_hash).execute()
+        AccountToken.token_hash == row.token_hash
+    ).execute()
     resp = client.simulate_post("/v1/auth/password/reset", json={"token": token, "password": NEW_PASSWORD})
     assert_problem(resp, 400)
-    assert client.simulate_post("/v1/auth/login", json={"email": user.email,
-                                                        "password": PASSWORD}).status_code == 200
+    assert client.simulate_post("/v1/auth/login", json={"email": user.email, "password": PASSWORD}).status_code == 200
 
 
 def test_a_verification_token_cannot_reset_a_password(client, jobs, outbox):
-    client.simulate_post("/v1/auth/register", json={"email": "lin@example.com", "password": "long enough phrase",
-                                                    "full_name": "Lin"})
+    client.simulate_post(
+        "/v1/auth/register", json={"email": "lin@example.com", "password": "long enough phrase", "full_name": "Lin"}
+    )
     jobs.run_pending()
     token = outbox.token_for("lin@example.com")
     resp = client.simulate_post("/v1/auth/password/reset", json={"token": token, "password": NEW_PASSWORD})
@@ -91,6 +92,7 @@ def test_a_verification_token_cannot_reset_a_password(client, jobs, outbox):
 
 def test_no_reset_email_for_a_banned_account(client, jobs, outbox):
     from tests.factories import make_user
+
     banned = make_user(banned=True)
     assert _forgot(client, banned.email).status_code == 202
     jobs.run_pending()
@@ -109,19 +111,29 @@ def _reset_tokens(client, jobs, outbox, user, count):
 
 def test_a_reset_voids_every_other_outstanding_reset_link(client, jobs, outbox, user):
     first, second = _reset_tokens(client, jobs, outbox, user, 2)
-    assert client.simulate_post("/v1/auth/password/reset", json={"token": second,
-                                                                 "password": NEW_PASSWORD}).status_code == 204
+    assert (
+        client.simulate_post("/v1/auth/password/reset", json={"token": second, "password": NEW_PASSWORD}).status_code
+        == 204
+    )
     # The older link was mailed before the reset; it must not reset the password again.
-    assert_problem(client.simulate_post("/v1/auth/password/reset", json={"token": first,
-                                                                         "password": "attacker chosen phrase"}), 400)
-    assert client.simulate_post("/v1/auth/login", json={"email": user.email,
-                                                        "password": NEW_PASSWORD}).status_code == 200
+    assert_problem(
+        client.simulate_post("/v1/auth/password/reset", json={"token": first, "password": "attacker chosen phrase"}),
+        400,
+    )
+    assert (
+        client.simulate_post("/v1/auth/login", json={"email": user.email, "password": NEW_PASSWORD}).status_code == 200
+    )
 
 
 def test_changing_the_password_voids_outstanding_reset_links(client, jobs, outbox, user, login):
     [token] = _reset_tokens(client, jobs, outbox, user, 1)
-    resp = client.simulate_post("/v1/me/password", headers=bearer(login(user)), json={
-        "current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    resp = client.simulate_post(
+        "/v1/me/password",
+        headers=bearer(login(user)),
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
     assert resp.status_code == 204
-    assert_problem(client.simulate_post("/v1/auth/password/reset", json={"token": token,
-                                                                         "password": "attacker chosen phrase"}), 400)
+    assert_problem(
+        client.simulate_post("/v1/auth/password/reset", json={"token": token, "password": "attacker chosen phrase"}),
+        400,
+    )

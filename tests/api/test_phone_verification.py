@@ -1,4 +1,5 @@
 """Phone verification: a texted code proves the number; wrong codes, expiry, the hourly limit, changes."""
+
 from __future__ import annotations
 
 import datetime
@@ -76,8 +77,12 @@ def test_a_texted_code_verifies_the_number(client, user, auth_headers, jobs, set
     prefs = client.simulate_get("/v1/me/notification-preferences", headers=headers).json
     assert prefs["phone"] == {"number": NUMBER, "verified": True}
     assert PhoneVerification.get_or_none(PhoneVerification.user == user.id) is None
-    assert AuditEntry.select().where((AuditEntry.action == "user.verify_phone")
-                                     & (AuditEntry.target_id == str(user.id))).count() == 1
+    assert (
+        AuditEntry.select()
+        .where((AuditEntry.action == "user.verify_phone") & (AuditEntry.target_id == str(user.id)))
+        .count()
+        == 1
+    )
     # Used once: the same code again finds nothing pending.
     assert_problem(verify(client, headers, code), 422, field="body.code")
     assert_problem(request_code(client, headers), 409)
@@ -129,7 +134,8 @@ def test_an_expired_code_is_refused(client, user, auth_headers, jobs, settings):
     jobs.run_pending()
     code = code_in(texts(settings)[0])
     PhoneVerification.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(
-        PhoneVerification.user == user.id).execute()
+        PhoneVerification.user == user.id
+    ).execute()
     body = assert_problem(verify(client, headers, code), 422, field="body.code")
     assert "request a new code" in body["errors"][0]["message"]
     assert phone_state(user) == (None, False)
@@ -190,12 +196,12 @@ def test_bad_numbers_are_422_and_start_nothing(client, user, auth_headers, jobs)
 
 
 @pytest.fixture
-def twilio(client, provider_runtime):  # noqa: F811 - the fixture of tests.providers
+def twilio(client, provider_runtime):
     """Tasks text through the real twilio client to the recorder (built after the app's own runtime)."""
     return provider_runtime
 
 
-def test_the_code_goes_out_through_twilio(client, user, auth_headers, jobs, twilio, providers):  # noqa: F811
+def test_the_code_goes_out_through_twilio(client, user, auth_headers, jobs, twilio, providers):
     providers.program("sms", {"status": 503})  # Twilio has a bad moment; the job retries
     headers = auth_headers(user)
     request_code(client, headers)

@@ -1,4 +1,5 @@
 """Every status move in the transition table, through ``PATCH /v1/properties/{id}``: 200 or 409."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,11 +20,16 @@ def test_every_move_from_a_status_follows_the_table(client, auth_headers, curren
             continue
         listing = make_listing(people["seller"], status=current)
         body = dict({"standard_status": new}, **(CLOSING if new == "Closed" else {}))
-        resp = client.simulate_patch(f"/v1/properties/{listing.id}", json=body,
-                                     headers=dict(headers, **{"If-Match": f'"v{listing.version}"'}))
-        rows = list(PropertyHistory.select().where((PropertyHistory.property == listing.id)
-                                                   & (PropertyHistory.field == "standard_status")
-                                                   & PropertyHistory.old_value.is_null(False)))
+        resp = client.simulate_patch(
+            f"/v1/properties/{listing.id}", json=body, headers=dict(headers, **{"If-Match": f'"v{listing.version}"'})
+        )
+        rows = list(
+            PropertyHistory.select().where(
+                (PropertyHistory.property == listing.id)
+                & (PropertyHistory.field == "standard_status")
+                & PropertyHistory.old_value.is_null(False)
+            )
+        )
         if new in TRANSITIONS[current]:
             assert resp.status_code == 200, (current, new, resp.text)
             assert resp.json["standard_status"] == new and resp.json["version"] == listing.version + 1

@@ -1,4 +1,5 @@
 """Rate limits: per-client buckets in Redis, shared by every API process, announced in headers."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,13 @@ NOW = (int(time.time()) // 60) * 60 + 10
 
 @pytest.fixture
 def settings(database, tmp_path, redis_prefix):
-    return make_settings(database, tmp_path, redis_prefix=redis_prefix, rate_limit_auth=f"{AUTH_LIMIT}/minute",
-                         rate_limit_default="5/minute")
+    return make_settings(
+        database,
+        tmp_path,
+        redis_prefix=redis_prefix,
+        rate_limit_auth=f"{AUTH_LIMIT}/minute",
+        rate_limit_default="5/minute",
+    )
 
 
 @pytest.fixture
@@ -56,19 +62,23 @@ def test_the_auth_bucket_runs_out_with_429_and_headers(client):
     assert limited.headers["ratelimit-reset"] == "50"
     assert body["retry_after"] == 50
     # Every auth endpoint draws on the same bucket.
-    assert_problem(client.simulate_post("/v1/auth/password/forgot", json={"email": "a@example.com"},
-                                        remote_addr="203.0.113.20"), 429)
+    assert_problem(
+        client.simulate_post("/v1/auth/password/forgot", json={"email": "a@example.com"}, remote_addr="203.0.113.20"),
+        429,
+    )
     # Other clients have their own.
     assert _login(client, ip="203.0.113.21").status_code == 401
 
 
 def test_a_rate_limited_request_does_no_work(client, user):
     from models.jobs import Job
+
     for _ in range(AUTH_LIMIT):
         _login(client)
     before = Job.select().count()
-    assert_problem(client.simulate_post("/v1/auth/password/forgot", json={"email": user.email},
-                                        remote_addr="203.0.113.20"), 429)
+    assert_problem(
+        client.simulate_post("/v1/auth/password/forgot", json={"email": user.email}, remote_addr="203.0.113.20"), 429
+    )
     assert Job.select().count() == before
     assert_problem(_login(client, user.email, PASSWORD), 429)
 
@@ -99,30 +109,56 @@ def test_health_and_jwks_are_not_limited(client):
 
 def test_a_spoofed_forwarded_for_header_does_not_escape_the_limit(client):
     for n in range(AUTH_LIMIT):
-        resp = client.simulate_post("/v1/auth/login", json={"email": "x@example.com", "password": "pw pw pw pw"},
-                                    headers={"X-Forwarded-For": f"10.0.0.{n}"}, remote_addr="203.0.113.30")
+        resp = client.simulate_post(
+            "/v1/auth/login",
+            json={"email": "x@example.com", "password": "pw pw pw pw"},
+            headers={"X-Forwarded-For": f"10.0.0.{n}"},
+            remote_addr="203.0.113.30",
+        )
         assert resp.status_code == 401
-    assert_problem(client.simulate_post("/v1/auth/login", json={"email": "x@example.com", "password": "pw pw pw"},
-                                        headers={"X-Forwarded-For": "10.9.9.9"}, remote_addr="203.0.113.30"), 429)
+    assert_problem(
+        client.simulate_post(
+            "/v1/auth/login",
+            json={"email": "x@example.com", "password": "pw pw pw"},
+            headers={"X-Forwarded-For": "10.9.9.9"},
+            remote_addr="203.0.113.30",
+        ),
+        429,
+    )
 
 
 def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(settings, redis, jobs):
     import dataclasses
+
     proxied = dataclasses.replace(settings, trusted_proxies=1)
     client = _instance(proxied, redis, jobs)
     for _ in range(AUTH_LIMIT):
-        client.simulate_post("/v1/auth/login", json={"email": "x@example.com", "password": "pw pw pw pw"},
-                             headers={"X-Forwarded-For": "1.2.3.4, 10.0.0.1"}, remote_addr="127.0.0.1")
+        client.simulate_post(
+            "/v1/auth/login",
+            json={"email": "x@example.com", "password": "pw pw pw pw"},
+            headers={"X-Forwarded-For": "1.2.3.4, 10.0.0.1"},
+            remote_addr="127.0.0.1",
+        )
     # The proxy's own address is shared by every client; the forwarded one is what is limited.
-    assert_problem(client.simulate_post("/v1/auth/login", json={"email": "x@example.com", "password": "pw pw"},
-                                        headers={"X-Forwarded-For": "10.0.0.1"}, remote_addr="127.0.0.1"), 429)
-    resp = client.simulate_post("/v1/auth/login", json={"email": "x@example.com", "password": "pw pw pw pw"},
-                                headers={"X-Forwarded-For": "10.0.0.2"}, remote_addr="127.0.0.1")
+    assert_problem(
+        client.simulate_post(
+            "/v1/auth/login",
+            json={"email": "x@example.com", "password": "pw pw"},
+            headers={"X-Forwarded-For": "10.0.0.1"},
+            remote_addr="127.0.0.1",
+        ),
+        429,
+    )
+    resp = client.simulate_post(
+        "/v1/auth/login",
+        json={"email": "x@example.com", "password": "pw pw pw pw"},
+        headers={"X-Forwarded-For": "10.0.0.2"},
+        remote_addr="127.0.0.1",
+    )
     assert resp.status_code == 401
 
 
-def test_counting_survives_a_flushed_script_cache_and_a_dropped_connection(client, services, redis, user,
-                                                                         auth_headers):
+def test_counting_survives_a_flushed_script_cache_and_a_dropped_connection(client, services, redis, user, auth_headers):
     headers = auth_headers(user)
     assert client.simulate_get("/v1/me", headers=headers).headers["RateLimit-Remaining"] == "4"
     redis.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
@@ -138,9 +174,9 @@ def test_counting_survives_a_flushed_script_cache_and_a_dropped_connection(clien
     assert int(after.headers["RateLimit-Remaining"]) < 3
 
 
-def test_messaging_listings_has_its_own_hourly_bucket_and_a_refused_one_writes_nothing(database, tmp_path,
-                                                                                         redis_prefix, redis, jobs,
-                                                                                         runtime):
+def test_messaging_listings_has_its_own_hourly_bucket_and_a_refused_one_writes_nothing(
+    database, tmp_path, redis_prefix, redis, jobs, runtime
+):
     settings = make_settings(database, tmp_path, redis_prefix=redis_prefix, rate_limit_contact="2/hour")
     ten_past_the_hour = (int(time.time()) // 3600) * 3600 + 600  # the hourly window cannot roll over mid-test
     services = build_services(settings, redis=redis, jobs=jobs, clock=lambda: ten_past_the_hour)
@@ -150,16 +186,19 @@ def test_messaging_listings_has_its_own_hourly_bucket_and_a_refused_one_writes_n
     headers = {"Authorization": f"Bearer {resp.json['access_token']}"}
     homes = [make_listing(seller, address=f"{n} Elm Street") for n in range(3)]
     for home in homes[:2]:
-        resp = client.simulate_post("/v1/conversations", headers=headers,
-                                    json={"property_id": str(home.id), "body": "Is it still available?"})
+        resp = client.simulate_post(
+            "/v1/conversations", headers=headers, json={"property_id": str(home.id), "body": "Is it still available?"}
+        )
         assert resp.status_code == 201 and resp.headers["ratelimit-limit"] == "2"
-    limited = client.simulate_post("/v1/conversations", headers=headers,
-                                   json={"property_id": str(homes[2].id), "body": "And this one?"})
+    limited = client.simulate_post(
+        "/v1/conversations", headers=headers, json={"property_id": str(homes[2].id), "body": "And this one?"}
+    )
     assert_problem(limited, 429)
     assert limited.headers["retry-after"] == "3000"  # the rest of the hour
     assert Conversation.select().count() == 2 and Message.select().count() == 2
     # Replies are not first contact: they still go through.
     conversation = Conversation.get(Conversation.property == homes[0].id)
-    reply = client.simulate_post(f"/v1/conversations/{conversation.id}/messages", headers=headers,
-                                 json={"body": "Saturday works"})
+    reply = client.simulate_post(
+        f"/v1/conversations/{conversation.id}/messages", headers=headers, json={"body": "Saturday works"}
+    )
     assert reply.status_code == 201

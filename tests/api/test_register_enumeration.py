@@ -1,4 +1,5 @@
 """Registration tells nobody who has an account: a taken address answers like a new one."""
+
 from __future__ import annotations
 
 import statistics
@@ -21,13 +22,17 @@ def settings(database, tmp_path, redis_prefix):
 
 
 def _register(client, email, password=PASSWORD, full_name="Someone Else"):
-    return client.simulate_post("/v1/auth/register", json={"email": email, "password": password,
-                                                           "full_name": full_name, "role": "buyer"})
+    return client.simulate_post(
+        "/v1/auth/register", json={"email": email, "password": password, "full_name": full_name, "role": "buyer"}
+    )
 
 
 def _shape(resp) -> tuple:
-    headers = {name for name in resp.headers if name not in ("x-request-id", "ratelimit-remaining",
-                                                             "ratelimit-reset", "content-length")}
+    headers = {
+        name
+        for name in resp.headers
+        if name not in ("x-request-id", "ratelimit-remaining", "ratelimit-reset", "content-length")
+    }
     return resp.status_code, resp.json, sorted(headers)
 
 
@@ -40,13 +45,19 @@ def test_a_taken_address_answers_exactly_like_a_new_one(client, jobs):
     # Both queue one job and submit it.
     assert len(jobs.submitted) == 2
     assert {Job.get_by_id(job_id).kind for job_id in jobs.submitted} == {
-        "accounts.send_signup_notice", "accounts.send_verification_email"}
+        "accounts.send_signup_notice",
+        "accounts.send_verification_email",
+    }
     # No second account, and the owner's is unchanged.
     assert User.select().where(User.email == "owner@example.com").count() == 1
     assert User.get_by_id(owner.id).password_hash == owner.password_hash
     # Operators still see the attempt, against the account it was about.
-    assert AuditEntry.select().where((AuditEntry.action == "user.register_taken")
-                                     & (AuditEntry.target_id == str(owner.id))).count() == 1
+    assert (
+        AuditEntry.select()
+        .where((AuditEntry.action == "user.register_taken") & (AuditEntry.target_id == str(owner.id)))
+        .count()
+        == 1
+    )
 
 
 def test_the_owner_of_a_taken_address_is_told_and_can_reset_the_password(client, jobs, outbox):
@@ -60,13 +71,18 @@ def test_the_owner_of_a_taken_address_is_told_and_can_reset_the_password(client,
     text = message.get_payload(0).get_payload(decode=True).decode()
     assert "/reset-password?token=" in text and "Olive Owner" in text
     token = outbox.token_for("owner@example.com")
-    assert AccountToken.select().where((AccountToken.user == owner.id)
-                                       & (AccountToken.purpose == "password_reset")).count() == 1
+    assert (
+        AccountToken.select()
+        .where((AccountToken.user == owner.id) & (AccountToken.purpose == "password_reset"))
+        .count()
+        == 1
+    )
 
     reset = client.simulate_post("/v1/auth/password/reset", json={"token": token, "password": "owner's new phrase"})
     assert reset.status_code == 204, reset.text
-    login = client.simulate_post("/v1/auth/login", json={"email": "owner@example.com",
-                                                         "password": "owner's new phrase"})
+    login = client.simulate_post(
+        "/v1/auth/login", json={"email": "owner@example.com", "password": "owner's new phrase"}
+    )
     assert login.status_code == 200
     # The password the sign-up attempt sent never became the owner's.
     wrong = client.simulate_post("/v1/auth/login", json={"email": "owner@example.com", "password": PASSWORD})
@@ -86,7 +102,8 @@ def test_a_weak_password_is_refused_the_same_way_for_taken_and_new(client, jobs)
     new = _register(client, "fresh@example.com", password="password")
     assert taken.status_code == new.status_code == 422
     assert {k: v for k, v in taken.json.items() if k != "request_id"} == {
-        k: v for k, v in new.json.items() if k != "request_id"}
+        k: v for k, v in new.json.items() if k != "request_id"
+    }
     assert jobs.submitted == []
 
 
@@ -102,7 +119,9 @@ def test_a_taken_address_takes_about_as_long_as_a_new_one(client, jobs):
         assert _register(client, f"new{n}@example.com").status_code == 202
         new.append(time.perf_counter() - started)
     ratio = statistics.median(taken) / statistics.median(new)
-    print(f"register: taken {statistics.median(taken) * 1000:.1f} ms, new {statistics.median(new) * 1000:.1f} ms, "
-          f"ratio {ratio:.2f}")
+    print(
+        f"register: taken {statistics.median(taken) * 1000:.1f} ms, new {statistics.median(new) * 1000:.1f} ms, "
+        f"ratio {ratio:.2f}"
+    )
     # Skipping the password hash for a taken address would make it several times faster.
     assert 0.6 < ratio < 1.6, (taken, new)

@@ -1,4 +1,5 @@
 """``/v1/me/saved-searches``: my named searches, checked like a search, runnable from ``search_url``."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,8 +49,9 @@ def test_save_read_list_change_and_delete_a_search(client, user, auth_headers):
     assert changed.status_code == 200, changed.text
     assert (changed.json["alerts"], changed.json["name"], changed.json["query"]) == (False, "Family homes", query)
     assert changed.json["updated_at"] > first["updated_at"]
-    replaced = client.simulate_patch(f"{PATH}/{first['id']}", headers=headers,
-                                     json={"name": "Dallas", "query": {"city": "Dallas"}}).json
+    replaced = client.simulate_patch(
+        f"{PATH}/{first['id']}", headers=headers, json={"name": "Dallas", "query": {"city": "Dallas"}}
+    ).json
     assert (replaced["name"], replaced["query"], replaced["alerts"]) == ("Dallas", {"city": "Dallas"}, False)
     assert client.simulate_get(f"{PATH}/{first['id']}", headers=headers).json == replaced
 
@@ -61,16 +63,38 @@ def test_save_read_list_change_and_delete_a_search(client, user, auth_headers):
 
 def test_the_search_url_runs_the_saved_query(client, user, auth_headers):
     owner = make_owner()
-    near = make_listing(owner, city="Austin", bedrooms_total=4, features=["Pool", "Garage"], latitude=30.27,
-                        longitude=-97.74, list_price=50_000_000)
-    nearer = make_listing(owner, city="Austin", bedrooms_total=3, features=["pool"], latitude=30.268,
-                          longitude=-97.742, list_price=40_000_000)
+    near = make_listing(
+        owner,
+        city="Austin",
+        bedrooms_total=4,
+        features=["Pool", "Garage"],
+        latitude=30.27,
+        longitude=-97.74,
+        list_price=50_000_000,
+    )
+    nearer = make_listing(
+        owner,
+        city="Austin",
+        bedrooms_total=3,
+        features=["pool"],
+        latitude=30.268,
+        longitude=-97.742,
+        list_price=40_000_000,
+    )
     make_listing(owner, city="Austin", bedrooms_total=2, features=["Pool"])  # too few bedrooms
     make_listing(owner, city="Austin", bedrooms_total=5, features=[])  # no pool
     make_listing(owner, city="Austin", bedrooms_total=5, features=["Pool"], standard_status="Pending")
     make_listing(owner, city="Austin", bedrooms_total=5, features=["Pool"], latitude=31.5, longitude=-97.74)
-    query = {"q": "house", "min_beds": 3, "features": ["POOL"], "status": ["Active", "ComingSoon"],
-             "near": "30.2672,-97.7431", "radius_km": 25.5, "sort": "distance", "max_price": 60_000_000}
+    query = {
+        "q": "house",
+        "min_beds": 3,
+        "features": ["POOL"],
+        "status": ["Active", "ComingSoon"],
+        "near": "30.2672,-97.7431",
+        "radius_km": 25.5,
+        "sort": "distance",
+        "max_price": 60_000_000,
+    }
     saved = _saved(client, auth_headers(user), query=query)
     assert saved["query"] == query
     found = client.simulate_get(saved["search_url"])
@@ -79,33 +103,37 @@ def test_the_search_url_runs_the_saved_query(client, user, auth_headers):
     assert found.json["sort"] == "distance"
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"min_price": 500, "max_price": 100}, "body.query.min_price"),
-    ({"min_year_built": 2000, "max_year_built": 1990}, "body.query.min_year_built"),
-    ({"bbox": "-97.8,30.2,-97.6"}, "body.query.bbox"),
-    ({"bbox": "-97.6,30.2,-97.8,30.3"}, "body.query.bbox"),
-    ({"near": "91,0"}, "body.query.near"),
-    ({"radius_km": 5}, "body.query.radius_km"),
-    ({"near": "30,-97", "radius_km": 501}, "body.query.radius_km"),
-    ({"polygon": "30 -97,31 -97"}, "body.query.polygon"),
-    ({"sort": "distance"}, "body.query.sort"),
-    ({"sort": "relevance"}, "body.query.sort"),
-    ({"sort": "cheapest"}, "body.query.sort"),
-    ({"status": ["Withdrawn"]}, "body.query.status[0]"),
-    ({"features": "Pool"}, "body.query.features"),  # a list is a JSON array in a body
-    ({"features": ["Pool, heated"]}, "body.query.features[0]"),
-    ({"min_beds": -1}, "body.query.min_beds"),
-    ({"cursor": "abc"}, "body.query.cursor"),  # paging is not part of a saved search
-    ({"limit": 10}, "body.query.limit"),
-    ({"facets": True}, "body.query.facets"),
-    ({"bedrooms": 3}, "body.query.bedrooms"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"min_price": 500, "max_price": 100}, "body.query.min_price"),
+        ({"min_year_built": 2000, "max_year_built": 1990}, "body.query.min_year_built"),
+        ({"bbox": "-97.8,30.2,-97.6"}, "body.query.bbox"),
+        ({"bbox": "-97.6,30.2,-97.8,30.3"}, "body.query.bbox"),
+        ({"near": "91,0"}, "body.query.near"),
+        ({"radius_km": 5}, "body.query.radius_km"),
+        ({"near": "30,-97", "radius_km": 501}, "body.query.radius_km"),
+        ({"polygon": "30 -97,31 -97"}, "body.query.polygon"),
+        ({"sort": "distance"}, "body.query.sort"),
+        ({"sort": "relevance"}, "body.query.sort"),
+        ({"sort": "cheapest"}, "body.query.sort"),
+        ({"status": ["Withdrawn"]}, "body.query.status[0]"),
+        ({"features": "Pool"}, "body.query.features"),  # a list is a JSON array in a body
+        ({"features": ["Pool, heated"]}, "body.query.features[0]"),
+        ({"min_beds": -1}, "body.query.min_beds"),
+        ({"cursor": "abc"}, "body.query.cursor"),  # paging is not part of a saved search
+        ({"limit": 10}, "body.query.limit"),
+        ({"facets": True}, "body.query.facets"),
+        ({"bedrooms": 3}, "body.query.bedrooms"),
+    ],
+)
 def test_a_query_is_checked_like_a_search_and_errors_name_the_parameter(client, user, auth_headers, query, field):
     headers = auth_headers(user)
     assert_problem(_save(client, headers, query=query), 422, field=field)
     saved = _saved(client, headers, query={"city": "Austin"})
-    assert_problem(client.simulate_patch(f"{PATH}/{saved['id']}", headers=headers, json={"query": query}), 422,
-                   field=field)
+    assert_problem(
+        client.simulate_patch(f"{PATH}/{saved['id']}", headers=headers, json={"query": query}), 422, field=field
+    )
     assert client.simulate_get(f"{PATH}/{saved['id']}", headers=headers).json == saved  # unchanged
     assert SavedSearch.select().where(SavedSearch.user == user.id).count() == 1
 
@@ -117,13 +145,16 @@ def test_every_parameter_the_api_accepts_is_one_the_alert_scan_checks():
     assert SearchParams.__struct_fields__ == SearchParameters.__struct_fields__
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"name": "   ", "query": {}}, "body.name"),
-    ({"name": "n" * 101, "query": {}}, "body.name"),
-    ({"name": "Homes"}, "body.query"),
-    ({"name": "Homes", "query": {}, "alerts": "yes"}, "body.alerts"),
-    ({"name": "Homes", "query": {}, "alerts": None}, "body.alerts"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"name": "   ", "query": {}}, "body.name"),
+        ({"name": "n" * 101, "query": {}}, "body.name"),
+        ({"name": "Homes"}, "body.query"),
+        ({"name": "Homes", "query": {}, "alerts": "yes"}, "body.alerts"),
+        ({"name": "Homes", "query": {}, "alerts": None}, "body.alerts"),
+    ],
+)
 def test_names_and_alerts_are_checked(client, user, auth_headers, body, field):
     assert_problem(client.simulate_post(PATH, headers=auth_headers(user), json=body), 422, field=field)
     assert SavedSearch.select().count() == 0

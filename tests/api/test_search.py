@@ -3,6 +3,7 @@
 Listings are written through the model and indexed directly (``tests.search_listings``);
 changes go through the reindex job, as the listings API's do.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,39 +23,126 @@ def homes():
     h = {}
     owner = make_owner()
     make = functools.partial(make_listing, owner)
-    h["a1"] = make(city="Austin", list_price=30_000_000, bedrooms_total=3, bathrooms_full=2,
-                           living_area=1500, year_built=1990, features=["Pool", "Garage"], public_remarks="Sunny home.",
-                           latitude=AUSTIN[0], longitude=AUSTIN[1], postal_code="78701", listed_minutes=10)
-    h["a2"] = make(city="Austin", list_price=45_000_000, bedrooms_total=4, bathrooms_full=2, bathrooms_half=1,
-                           living_area=2200, year_built=2005, features=["Garage", "Fireplace"],
-                           public_remarks="Close to a community pool.", latitude=30.30, longitude=-97.70,
-                           postal_code="78702", listed_minutes=20)
-    h["a3"] = make(city="Austin", property_type="ResidentialLease", list_price=250_000, bedrooms_total=1,
-                           bathrooms_full=1, living_area=700, year_built=2015, features=["Balcony"],
-                           public_remarks="Bright condo.", latitude=30.26, longitude=-97.75, postal_code="78701",
-                           standard_status="ComingSoon", listed_minutes=30)
-    h["d1"] = make(city="Dallas", list_price=30_000_000, bedrooms_total=3, bathrooms_full=2, living_area=1600,
-                           year_built=1985, features=["pool"], public_remarks="Quiet street.", latitude=32.7767,
-                           longitude=-96.7970, postal_code="75201", listed_minutes=40)
-    h["d2"] = make(city="Dallas", property_type="Land", list_price=15_000_000, bedrooms_total=None,
-                           bathrooms_full=None, bathrooms_half=None, living_area=None, year_built=None, features=[],
-                           public_remarks="Buildable lot.", latitude=32.90, longitude=-96.90, postal_code="75201",
-                           listed_minutes=10)
-    h["h1"] = make(city="Houston", list_price=90_000_000, bedrooms_total=5, bathrooms_full=4, bathrooms_half=1,
-                           living_area=3500, year_built=2020, features=["Pool", "Wine Cellar"],
-                           public_remarks="Luxury estate.", latitude=29.7604, longitude=-95.3698, postal_code="77002",
-                           listed_minutes=50)
-    h["p1"] = make(city="Austin", street_name="Pool Street", unparsed_address="12 Pool Street, Austin",
-                           list_price=35_000_000, bedrooms_total=2, bathrooms_full=1, living_area=1100, year_built=1970,
-                           features=[], public_remarks="Cottage.", latitude=30.25, longitude=-97.72,
-                           postal_code="78704", listed_minutes=5)
+    h["a1"] = make(
+        city="Austin",
+        list_price=30_000_000,
+        bedrooms_total=3,
+        bathrooms_full=2,
+        living_area=1500,
+        year_built=1990,
+        features=["Pool", "Garage"],
+        public_remarks="Sunny home.",
+        latitude=AUSTIN[0],
+        longitude=AUSTIN[1],
+        postal_code="78701",
+        listed_minutes=10,
+    )
+    h["a2"] = make(
+        city="Austin",
+        list_price=45_000_000,
+        bedrooms_total=4,
+        bathrooms_full=2,
+        bathrooms_half=1,
+        living_area=2200,
+        year_built=2005,
+        features=["Garage", "Fireplace"],
+        public_remarks="Close to a community pool.",
+        latitude=30.30,
+        longitude=-97.70,
+        postal_code="78702",
+        listed_minutes=20,
+    )
+    h["a3"] = make(
+        city="Austin",
+        property_type="ResidentialLease",
+        list_price=250_000,
+        bedrooms_total=1,
+        bathrooms_full=1,
+        living_area=700,
+        year_built=2015,
+        features=["Balcony"],
+        public_remarks="Bright condo.",
+        latitude=30.26,
+        longitude=-97.75,
+        postal_code="78701",
+        standard_status="ComingSoon",
+        listed_minutes=30,
+    )
+    h["d1"] = make(
+        city="Dallas",
+        list_price=30_000_000,
+        bedrooms_total=3,
+        bathrooms_full=2,
+        living_area=1600,
+        year_built=1985,
+        features=["pool"],
+        public_remarks="Quiet street.",
+        latitude=32.7767,
+        longitude=-96.7970,
+        postal_code="75201",
+        listed_minutes=40,
+    )
+    h["d2"] = make(
+        city="Dallas",
+        property_type="Land",
+        list_price=15_000_000,
+        bedrooms_total=None,
+        bathrooms_full=None,
+        bathrooms_half=None,
+        living_area=None,
+        year_built=None,
+        features=[],
+        public_remarks="Buildable lot.",
+        latitude=32.90,
+        longitude=-96.90,
+        postal_code="75201",
+        listed_minutes=10,
+    )
+    h["h1"] = make(
+        city="Houston",
+        list_price=90_000_000,
+        bedrooms_total=5,
+        bathrooms_full=4,
+        bathrooms_half=1,
+        living_area=3500,
+        year_built=2020,
+        features=["Pool", "Wine Cellar"],
+        public_remarks="Luxury estate.",
+        latitude=29.7604,
+        longitude=-95.3698,
+        postal_code="77002",
+        listed_minutes=50,
+    )
+    h["p1"] = make(
+        city="Austin",
+        street_name="Pool Street",
+        unparsed_address="12 Pool Street, Austin",
+        list_price=35_000_000,
+        bedrooms_total=2,
+        bathrooms_full=1,
+        living_area=1100,
+        year_built=1970,
+        features=[],
+        public_remarks="Cottage.",
+        latitude=30.25,
+        longitude=-97.72,
+        postal_code="78704",
+        listed_minutes=5,
+    )
     h["n1"] = make(city="Austin", list_price=40_000_000, latitude=None, longitude=None, listed_minutes=60)
     h["pending"] = make(city="Austin", standard_status="Pending", list_price=33_000_000, listed_minutes=70)
-    h["closed"] = make(city="Austin", standard_status="Closed", list_price=31_000_000, close_price=31_000_000,
-                               listed_minutes=80)
+    h["closed"] = make(
+        city="Austin", standard_status="Closed", list_price=31_000_000, close_price=31_000_000, listed_minutes=80
+    )
     for minutes, status in enumerate(("Incomplete", "Withdrawn", "Expired", "Canceled"), start=90):
-        h[status.lower()] = make(city="Austin", standard_status=status, features=["Pool"],
-                                         public_remarks="A pool.", list_price=30_000_000, listed_minutes=minutes)
+        h[status.lower()] = make(
+            city="Austin",
+            standard_status=status,
+            features=["Pool"],
+            public_remarks="A pool.",
+            list_price=30_000_000,
+            listed_minutes=minutes,
+        )
     return h
 
 
@@ -87,32 +175,35 @@ def test_default_search_is_active_and_coming_soon_newest_first(client, homes):
     assert (first["latitude"], first["longitude"], first["bathrooms_total"]) == (30.25, -97.72, 1)
 
 
-@pytest.mark.parametrize("params, expected", [
-    ({"min_price": 30_000_000}, {"a1", "a2", "d1", "h1", "p1", "n1"}),
-    ({"max_price": 30_000_000}, {"a1", "a3", "d1", "d2"}),
-    ({"min_price": 30_000_000, "max_price": 40_000_000}, {"a1", "d1", "p1", "n1"}),
-    ({"min_beds": 4}, {"a2", "h1"}),
-    ({"min_baths": 3}, {"a2", "h1"}),
-    ({"property_type": "Land,ResidentialLease"}, {"a3", "d2"}),
-    ({"status": "Pending"}, {"pending"}),
-    ({"status": "Active,Closed"}, DEFAULT - {"a3"} | {"closed"}),
-    ({"city": "  AUSTIN "}, {"a1", "a2", "a3", "p1", "n1"}),
-    ({"postal_code": "75201"}, {"d1", "d2"}),
-    ({"features": "pool,GARAGE"}, {"a1"}),
-    ({"features": "POOL"}, {"a1", "d1", "h1"}),
-    ({"min_year_built": 2000}, {"a2", "a3", "h1"}),
-    ({"max_year_built": 1980}, {"p1"}),
-    ({"min_living_area": 2000}, {"a2", "h1"}),
-    ({"max_living_area": 1000}, {"a3"}),
-    ({"bbox": "-97.8,30.2,-97.6,30.35"}, {"a1", "a2", "a3", "p1"}),
-    ({"near": f"{AUSTIN[0]},{AUSTIN[1]}", "radius_km": 5}, {"a1", "a3", "p1"}),
-    ({"polygon": "30.2 -97.8,30.35 -97.8,30.35 -97.6,30.2 -97.6"}, {"a1", "a2", "a3", "p1"}),
-    ({"polygon": "30.2 -97.8, 30.35 -97.8, 30.2 -97.6, 30.2 -97.8"}, {"a1", "a3", "p1"}),  # a triangle, closed
-    ({"q": "wine cellar"}, {"h1"}),
-    ({"q": "pool", "sort": "newest"}, {"a1", "a2", "d1", "h1", "p1"}),
-    ({"q": "estate -cottage"}, {"h1"}),
-    ({"city": "austin", "min_beds": 2, "max_price": 40_000_000}, {"a1", "p1", "n1"}),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"min_price": 30_000_000}, {"a1", "a2", "d1", "h1", "p1", "n1"}),
+        ({"max_price": 30_000_000}, {"a1", "a3", "d1", "d2"}),
+        ({"min_price": 30_000_000, "max_price": 40_000_000}, {"a1", "d1", "p1", "n1"}),
+        ({"min_beds": 4}, {"a2", "h1"}),
+        ({"min_baths": 3}, {"a2", "h1"}),
+        ({"property_type": "Land,ResidentialLease"}, {"a3", "d2"}),
+        ({"status": "Pending"}, {"pending"}),
+        ({"status": "Active,Closed"}, DEFAULT - {"a3"} | {"closed"}),
+        ({"city": "  AUSTIN "}, {"a1", "a2", "a3", "p1", "n1"}),
+        ({"postal_code": "75201"}, {"d1", "d2"}),
+        ({"features": "pool,GARAGE"}, {"a1"}),
+        ({"features": "POOL"}, {"a1", "d1", "h1"}),
+        ({"min_year_built": 2000}, {"a2", "a3", "h1"}),
+        ({"max_year_built": 1980}, {"p1"}),
+        ({"min_living_area": 2000}, {"a2", "h1"}),
+        ({"max_living_area": 1000}, {"a3"}),
+        ({"bbox": "-97.8,30.2,-97.6,30.35"}, {"a1", "a2", "a3", "p1"}),
+        ({"near": f"{AUSTIN[0]},{AUSTIN[1]}", "radius_km": 5}, {"a1", "a3", "p1"}),
+        ({"polygon": "30.2 -97.8,30.35 -97.8,30.35 -97.6,30.2 -97.6"}, {"a1", "a2", "a3", "p1"}),
+        ({"polygon": "30.2 -97.8, 30.35 -97.8, 30.2 -97.6, 30.2 -97.8"}, {"a1", "a3", "p1"}),  # a triangle, closed
+        ({"q": "wine cellar"}, {"h1"}),
+        ({"q": "pool", "sort": "newest"}, {"a1", "a2", "d1", "h1", "p1"}),
+        ({"q": "estate -cottage"}, {"h1"}),
+        ({"city": "austin", "min_beds": 2, "max_price": 40_000_000}, {"a1", "p1", "n1"}),
+    ],
+)
 def test_each_filter_finds_exactly_its_listings(client, homes, params, expected):
     body = search(client, **params)
     assert set(names(homes, body)) == expected
@@ -145,17 +236,25 @@ def test_relevance_puts_address_matches_first_then_features_then_remarks(client,
     assert names(homes, body) == ["p1", "h1", "d1", "a1", "a2"]
 
 
-@pytest.mark.parametrize("q", ["'", "\\", "&|!():*", "a <-> b", "\"unclosed", "-", "or or or", "'; DROP TABLE x; --",
-                               "ünïcödé", "the", "x" * 200])
+@pytest.mark.parametrize(
+    "q",
+    ["'", "\\", "&|!():*", "a <-> b", '"unclosed', "-", "or or or", "'; DROP TABLE x; --", "ünïcödé", "the", "x" * 200],
+)
 def test_any_text_is_safe(client, homes, q):
     body = search(client, q=q)
     assert set(names(homes, body)) <= DEFAULT
 
 
-@pytest.mark.parametrize("params, sort", [
-    ({}, "newest"), ({}, "price_asc"), ({}, "price_desc"),
-    ({"near": f"{AUSTIN[0]},{AUSTIN[1]}"}, "distance"), ({"q": "pool"}, "relevance"),
-])
+@pytest.mark.parametrize(
+    "params, sort",
+    [
+        ({}, "newest"),
+        ({}, "price_asc"),
+        ({}, "price_desc"),
+        ({"near": f"{AUSTIN[0]},{AUSTIN[1]}"}, "distance"),
+        ({"q": "pool"}, "relevance"),
+    ],
+)
 def test_pages_follow_the_single_page_order(client, homes, params, sort):
     whole = names(homes, search(client, sort=sort, limit=100, **params))
     seen, cursor = [], None
@@ -190,19 +289,38 @@ def _changing_catalogue(jobs, count=18):
     two pages of three the listings in the middle are still unseen.
     """
     owner = make_owner()
-    listings = [make_listing(owner, city="Austin", list_price=(10 + i // 3) * 1_000_000, listed_minutes=100 + i // 3,
-                             latitude=30.2 + (i // 3) * 0.01, longitude=-97.7, features=["Pool"])
-                for i in range(count)]
+    listings = [
+        make_listing(
+            owner,
+            city="Austin",
+            list_price=(10 + i // 3) * 1_000_000,
+            listed_minutes=100 + i // 3,
+            latitude=30.2 + (i // 3) * 0.01,
+            longitude=-97.7,
+            features=["Pool"],
+        )
+        for i in range(count)
+    ]
     changes = {"withdrawn": set(), "edited": set()}
 
     def apply(turn):
         if turn > 3:
             return
         # New listings: one with the same keys as listings already shown, one before everything, one after.
-        for minutes, price, lat in ((100 + turn, (10 + turn) * 1_000_000, 30.2 + turn * 0.01),
-                                    (10, 1_000_000, 30.1), (500, 90_000_000, 31.0)):
-            make_listing(owner, city="Austin", list_price=price, listed_minutes=minutes, latitude=lat,
-                         longitude=-97.7, features=["Pool"])
+        for minutes, price, lat in (
+            (100 + turn, (10 + turn) * 1_000_000, 30.2 + turn * 0.01),
+            (10, 1_000_000, 30.1),
+            (500, 90_000_000, 31.0),
+        ):
+            make_listing(
+                owner,
+                city="Austin",
+                list_price=price,
+                listed_minutes=minutes,
+                latitude=lat,
+                longitude=-97.7,
+                features=["Pool"],
+            )
         if turn > 1:
             return
         # An unseen listing is withdrawn; another changes something other than its sort key.
@@ -217,10 +335,16 @@ def _changing_catalogue(jobs, count=18):
     return listings, changes, apply
 
 
-@pytest.mark.parametrize("sort, params", [
-    ("newest", {}), ("price_asc", {}), ("price_desc", {}),
-    ("distance", {"near": "30.2,-97.7"}), ("relevance", {"q": "pool"}),
-])
+@pytest.mark.parametrize(
+    "sort, params",
+    [
+        ("newest", {}),
+        ("price_asc", {}),
+        ("price_desc", {}),
+        ("distance", {"near": "30.2,-97.7"}),
+        ("relevance", {"q": "pool"}),
+    ],
+)
 def test_pages_never_skip_or_repeat_a_listing_while_listings_change(client, jobs, sort, params):
     listings, changes, apply = _changing_catalogue(jobs)
     seen = _walk_pages(client, sort, apply, **params)
@@ -237,11 +361,20 @@ def test_facets_count_the_current_filter_and_agree_with_the_total(client, homes)
     assert not facets["estimated"] and body["total"] == 8
     for name in ("property_type", "status", "beds", "baths", "price"):
         assert sum(bucket["count"] for bucket in facets[name]) == body["total"], name
-    assert facets["property_type"] == [{"value": "Residential", "count": 6}, {"value": "Land", "count": 1},
-                                       {"value": "ResidentialLease", "count": 1}]
+    assert facets["property_type"] == [
+        {"value": "Residential", "count": 6},
+        {"value": "Land", "count": 1},
+        {"value": "ResidentialLease", "count": 1},
+    ]
     assert facets["status"] == [{"value": "Active", "count": 7}, {"value": "ComingSoon", "count": 1}]
-    assert facets["beds"] == [{"value": "1", "count": 1}, {"value": "2", "count": 1}, {"value": "3", "count": 3},
-                              {"value": "4", "count": 1}, {"value": "5+", "count": 1}, {"value": "unknown", "count": 1}]
+    assert facets["beds"] == [
+        {"value": "1", "count": 1},
+        {"value": "2", "count": 1},
+        {"value": "3", "count": 3},
+        {"value": "4", "count": 1},
+        {"value": "5+", "count": 1},
+        {"value": "unknown", "count": 1},
+    ]
     assert [b["count"] for b in facets["baths"]] == [2, 3, 1, 1, 1]  # 1, 2, 3, 4+, unknown
     assert facets["price"][0] == {"min": 0, "max": 9_999_999, "count": 1}
     # Each bucket is what filtering on it finds.
@@ -249,8 +382,11 @@ def test_facets_count_the_current_filter_and_agree_with_the_total(client, homes)
         assert search(client, property_type=bucket["value"])["total"] == bucket["count"]
     narrowed = search(client, facets="true", city="Austin", min_beds=2)
     assert narrowed["total"] == 4
-    assert narrowed["facets"]["beds"] == [{"value": "2", "count": 1}, {"value": "3", "count": 2},
-                                          {"value": "4", "count": 1}]
+    assert narrowed["facets"]["beds"] == [
+        {"value": "2", "count": 1},
+        {"value": "3", "count": 2},
+        {"value": "4", "count": 1},
+    ]
 
 
 def test_a_change_shows_in_search_after_its_reindex_job_and_not_before(client, homes, jobs):
@@ -268,49 +404,56 @@ def test_a_change_shows_in_search_after_its_reindex_job_and_not_before(client, h
 def test_drafts_and_off_market_listings_never_appear_even_to_their_owners(client, homes, jobs, auth_headers):
     owner = homes["incomplete"].owner
     for headers in ({}, auth_headers(owner)):
-        for params in ({}, {"q": "pool"}, {"city": "Austin", "limit": 100}, {"features": "Pool"},
-                       {"status": ",".join(("ComingSoon", "Active", "ActiveUnderContract", "Pending", "Closed"))}):
+        for params in (
+            {},
+            {"q": "pool"},
+            {"city": "Austin", "limit": 100},
+            {"features": "Pool"},
+            {"status": ",".join(("ComingSoon", "Active", "ActiveUnderContract", "Pending", "Closed"))},
+        ):
             resp = client.simulate_get("/v1/properties", params=params, headers=headers)
             assert not NEVER & set(names(homes, resp.json)), params
-    assert_problem(client.simulate_get("/v1/properties", params={"status": "Incomplete"}), 422,
-                   field="query.status[0]")
+    assert_problem(client.simulate_get("/v1/properties", params={"status": "Incomplete"}), 422, field="query.status[0]")
     # A listing taken off the market leaves the index with its reindex.
     jobs.submit(update_listing(homes["a1"], standard_status="Withdrawn"))
     jobs.run_pending()
     assert "a1" not in names(homes, search(client, limit=100))
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"bbox": "-181,30,-97,31"}, "query.bbox"),
-    ({"bbox": "-98,91,-97,92"}, "query.bbox"),
-    ({"bbox": "-97,30,-98,31"}, "query.bbox"),
-    ({"bbox": "1,2,3"}, "query.bbox"),
-    ({"bbox": "a,b,c,d"}, "query.bbox"),
-    ({"bbox": "nan,0,1,1"}, "query.bbox"),
-    ({"polygon": "30 -97,31 -97"}, "query.polygon"),
-    ({"polygon": ",".join(f"{30 + i / 1000} -97" for i in range(101))}, "query.polygon"),
-    ({"polygon": "30 -97,31,32 -96"}, "query.polygon"),
-    ({"polygon": "30 -97,31 -200,32 -96"}, "query.polygon"),
-    ({"near": "95,0"}, "query.near"),
-    ({"near": "30"}, "query.near"),
-    ({"radius_km": "5"}, "query.radius_km"),
-    ({"near": "30,-97", "radius_km": "0"}, "query.radius_km"),
-    ({"near": "30,-97", "radius_km": "501"}, "query.radius_km"),
-    ({"min_price": "5", "max_price": "4"}, "query.min_price"),
-    ({"min_year_built": "2000", "max_year_built": "1990"}, "query.min_year_built"),
-    ({"min_living_area": "20", "max_living_area": "10"}, "query.min_living_area"),
-    ({"min_price": "-1"}, "query.min_price"),
-    ({"sort": "cheapest"}, "query.sort"),
-    ({"sort": "distance"}, "query.sort"),
-    ({"sort": "relevance"}, "query.sort"),
-    ({"limit": "101"}, "query.limit"),
-    ({"limit": "0"}, "query.limit"),
-    ({"cursor": "bm90LWEtY3Vyc29y"}, "query.cursor"),
-    ({"property_type": "Castle"}, "query.property_type[0]"),
-    ({"features": ",".join(f"f{i}" for i in range(21))}, "query.features"),
-    ({"q": "x" * 201}, "query.q"),
-    ({"owner_id": "me"}, "query.owner_id"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"bbox": "-181,30,-97,31"}, "query.bbox"),
+        ({"bbox": "-98,91,-97,92"}, "query.bbox"),
+        ({"bbox": "-97,30,-98,31"}, "query.bbox"),
+        ({"bbox": "1,2,3"}, "query.bbox"),
+        ({"bbox": "a,b,c,d"}, "query.bbox"),
+        ({"bbox": "nan,0,1,1"}, "query.bbox"),
+        ({"polygon": "30 -97,31 -97"}, "query.polygon"),
+        ({"polygon": ",".join(f"{30 + i / 1000} -97" for i in range(101))}, "query.polygon"),
+        ({"polygon": "30 -97,31,32 -96"}, "query.polygon"),
+        ({"polygon": "30 -97,31 -200,32 -96"}, "query.polygon"),
+        ({"near": "95,0"}, "query.near"),
+        ({"near": "30"}, "query.near"),
+        ({"radius_km": "5"}, "query.radius_km"),
+        ({"near": "30,-97", "radius_km": "0"}, "query.radius_km"),
+        ({"near": "30,-97", "radius_km": "501"}, "query.radius_km"),
+        ({"min_price": "5", "max_price": "4"}, "query.min_price"),
+        ({"min_year_built": "2000", "max_year_built": "1990"}, "query.min_year_built"),
+        ({"min_living_area": "20", "max_living_area": "10"}, "query.min_living_area"),
+        ({"min_price": "-1"}, "query.min_price"),
+        ({"sort": "cheapest"}, "query.sort"),
+        ({"sort": "distance"}, "query.sort"),
+        ({"sort": "relevance"}, "query.sort"),
+        ({"limit": "101"}, "query.limit"),
+        ({"limit": "0"}, "query.limit"),
+        ({"cursor": "bm90LWEtY3Vyc29y"}, "query.cursor"),
+        ({"property_type": "Castle"}, "query.property_type[0]"),
+        ({"features": ",".join(f"f{i}" for i in range(21))}, "query.features"),
+        ({"q": "x" * 201}, "query.q"),
+        ({"owner_id": "me"}, "query.owner_id"),
+    ],
+)
 def test_bad_input_is_422_naming_the_parameter(client, params, field):
     assert_problem(client.simulate_get("/v1/properties", params=params), 422, field=field)
 
@@ -319,8 +462,11 @@ def test_a_cursor_only_works_with_the_query_that_issued_it(client, homes):
     cursor = search(client, limit=2)["next_cursor"]
     assert search(client, limit=2, cursor=cursor)["items"]
     for other in ({"sort": "price_asc"}, {"city": "Austin"}):
-        assert_problem(client.simulate_get("/v1/properties", params={"cursor": cursor, "limit": "2", **other}), 422,
-                       field="query.cursor")
+        assert_problem(
+            client.simulate_get("/v1/properties", params={"cursor": cursor, "limit": "2", **other}),
+            422,
+            field="query.cursor",
+        )
     tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
     assert_problem(client.simulate_get("/v1/properties", params={"cursor": tampered}), 422, field="query.cursor")
 

@@ -1,4 +1,5 @@
 """``/v1/admin/search/status`` and ``/v1/admin/search/reindex``: admins only; the rebuild is a job."""
+
 from __future__ import annotations
 
 import pytest

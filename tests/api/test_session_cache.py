@@ -4,6 +4,7 @@ A cache rebuild is two steps, ``read`` (PostgreSQL) then ``store`` (Redis). Thes
 tests put a logout, a ban or a role change between the two, as a concurrent
 request would, and check the change still holds.
 """
+
 from __future__ import annotations
 
 from models.accounts import AuthSession
@@ -26,8 +27,7 @@ def test_a_rebuild_that_read_before_a_logout_cannot_revive_the_session(client, s
     assert_problem(client.simulate_get("/v1/me", headers=bearer(pair)), 401)
 
 
-def test_a_rebuild_that_read_before_a_ban_cannot_revive_the_session(client, services, admin, auth_headers, user,
-                                                                     login):
+def test_a_rebuild_that_read_before_a_ban_cannot_revive_the_session(client, services, admin, auth_headers, user, login):
     pair = login(user)
     sid = _session_id(user)
     stale = services.sessions.read(sid)
@@ -43,8 +43,9 @@ def test_a_rebuild_that_read_the_old_role_cannot_undo_a_demotion(client, service
     sid = _session_id(other_admin)
     stale = services.sessions.read(sid)
     assert stale == b"admin"
-    resp = client.simulate_patch(f"/v1/admin/users/{other_admin.id}", headers=auth_headers(admin),
-                                 json={"role": "buyer"})
+    resp = client.simulate_patch(
+        f"/v1/admin/users/{other_admin.id}", headers=auth_headers(admin), json={"role": "buyer"}
+    )
     assert resp.status_code == 200
     assert services.sessions.store(sid, stale) == b"buyer"
     assert_problem(client.simulate_get("/v1/admin/users", headers=bearer(pair)), 403)
@@ -72,9 +73,11 @@ def test_a_cold_cache_is_rebuilt_from_the_database(client, services, redis, user
     assert client.simulate_get("/v1/me", headers=bearer(pair)).status_code == 200
 
 
-def test_a_profile_fill_that_read_before_a_change_cannot_bring_the_old_profile_back(client, services, user,
-                                                                                   auth_headers):
+def test_a_profile_fill_that_read_before_a_change_cannot_bring_the_old_profile_back(
+    client, services, user, auth_headers
+):
     import msgspec
+
     headers = auth_headers(user)
     stale = msgspec.json.encode(user.profile())  # what a slower GET read before the PATCH committed
     resp = client.simulate_patch("/v1/me", headers=headers, json={"full_name": "Renamed Person"})

@@ -1,4 +1,5 @@
 """Signing keys: rotation through ``JWT_PRIVATE_KEYS`` and the published JWKS."""
+
 from __future__ import annotations
 
 import base64
@@ -40,8 +41,12 @@ def test_a_ring_with_the_new_key_first_verifies_tokens_of_the_old_key():
 
 def test_escaped_newlines_and_public_only_blocks_are_accepted():
     signing, retired = generate_private_pem(), generate_private_pem()
-    retired_public = serialization.load_pem_private_key(retired.encode(), None).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    retired_public = (
+        serialization.load_pem_private_key(retired.encode(), None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     ring = KeyRing.from_pem((signing + retired_public).replace("\n", "\\n"))
     old_token, _ = _issuer(KeyRing.from_pem(retired)).issue(user_id="u", role="buyer", session_id="s")
     assert _issuer(ring).verify(old_token).user_id == "u"
@@ -49,8 +54,11 @@ def test_escaped_newlines_and_public_only_blocks_are_accepted():
 
 
 def test_non_ed25519_keys_and_public_only_rings_are_refused():
-    rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     with pytest.raises(ValueError, match="Ed25519"):
         KeyRing.from_pem(rsa_pem)
     with pytest.raises(ValueError, match="no private key"):
@@ -59,10 +67,20 @@ def test_non_ed25519_keys_and_public_only_rings_are_refused():
 
 def test_rotation_keeps_existing_logins_working_across_app_instances(settings, redis, jobs, user):
     old_pem, new_pem = generate_private_pem(), generate_private_pem()
-    before = testing.TestClient(create_app(settings, init_db=False, services=build_services(
-        settings, redis=redis, jobs=jobs, keys=KeyRing.from_pem(old_pem))))
-    after = testing.TestClient(create_app(settings, init_db=False, services=build_services(
-        settings, redis=redis, jobs=jobs, keys=KeyRing.from_pem(new_pem + old_pem))))
+    before = testing.TestClient(
+        create_app(
+            settings,
+            init_db=False,
+            services=build_services(settings, redis=redis, jobs=jobs, keys=KeyRing.from_pem(old_pem)),
+        )
+    )
+    after = testing.TestClient(
+        create_app(
+            settings,
+            init_db=False,
+            services=build_services(settings, redis=redis, jobs=jobs, keys=KeyRing.from_pem(new_pem + old_pem)),
+        )
+    )
 
     pair = before.simulate_post("/v1/auth/login", json={"email": user.email, "password": PASSWORD}).json
     assert after.simulate_get("/v1/me", headers=bearer(pair)).status_code == 200

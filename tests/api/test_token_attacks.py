@@ -1,4 +1,5 @@
 """Access tokens that must be refused: each attack on its own, against the real app."""
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,9 @@ def _claims(services, pair: dict, **changes) -> dict:
 
 def _sign(services, claims: dict, *, key=None, kid=None) -> str:
     ring = services.tokens.keys
-    return jwt.encode(claims, key or ring.signing_key, algorithm="EdDSA",
-                      headers={"kid": kid or ring.signing_kid, "typ": "at+jwt"})
+    return jwt.encode(
+        claims, key or ring.signing_key, algorithm="EdDSA", headers={"kid": kid or ring.signing_kid, "typ": "at+jwt"}
+    )
 
 
 def _get_me(client, token: str):
@@ -59,9 +61,11 @@ def test_alg_none_token_is_refused(client, services, pair):
 @pytest.mark.parametrize("encoding", ["pem", "raw"])
 def test_hs256_signed_with_the_public_key_is_refused(client, services, pair, encoding):
     public = services.tokens.keys.signing_key.public_key()
-    secret = (public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-              if encoding == "pem" else
-              public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    secret = (
+        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if encoding == "pem"
+        else public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": services.tokens.keys.signing_kid}).encode())
     payload = _b64(json.dumps(_claims(services, pair)).encode())
     signature = _b64(hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest())
@@ -124,13 +128,27 @@ def test_oversized_tokens_are_refused_even_when_signed(client, services, pair):
 def test_padded_or_non_base64url_tokens_are_refused(client, pair):
     header, payload, signature = pair["access_token"].split(".")
     padded = signature + "=" * (-len(signature) % 4 or 4)
-    for token in (f"{header}.{payload}.{padded}", f"{header}.{payload}.{signature}!",
-                  f"{header}.{payload}.{signature}.{signature}", f"{header}.{payload}.{signature}\u00e9"):
+    for token in (
+        f"{header}.{payload}.{padded}",
+        f"{header}.{payload}.{signature}!",
+        f"{header}.{payload}.{signature}.{signature}",
+        f"{header}.{payload}.{signature}\u00e9",
+    ):
         assert_problem(_get_me(client, token), 401)
 
 
-@pytest.mark.parametrize("changes", [{"exp": "9999999999"}, {"exp": 9999999999.5}, {"exp": True},
-                                     {"sid": 12345}, {"role": ["admin"]}, {"sub": None}, {"nbf": None}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": "9999999999"},
+        {"exp": 9999999999.5},
+        {"exp": True},
+        {"sid": 12345},
+        {"role": ["admin"]},
+        {"sub": None},
+        {"nbf": None},
+    ],
+)
 def test_claims_missing_or_of_the_wrong_type_are_refused(client, services, pair, changes):
     # A None in ``changes`` drops the claim.
     assert_problem(_get_me(client, _sign(services, _claims(services, pair, **changes))), 401)
@@ -139,8 +157,13 @@ def test_claims_missing_or_of_the_wrong_type_are_refused(client, services, pair,
 def test_an_unencoded_payload_header_is_refused(client, services, pair):
     ring = services.tokens.keys
     payload = json.dumps(_claims(services, pair)).encode()
-    token = jwt.api_jws.encode(payload, ring.signing_key, algorithm="EdDSA", is_payload_detached=True,
-                               headers={"kid": ring.signing_kid, "b64": False})
+    token = jwt.api_jws.encode(
+        payload,
+        ring.signing_key,
+        algorithm="EdDSA",
+        is_payload_detached=True,
+        headers={"kid": ring.signing_kid, "b64": False},
+    )
     assert_problem(_get_me(client, token), 401)
 
 
@@ -164,8 +187,9 @@ def test_session_revoked_in_the_database_is_refused_once_the_cache_is_cold(clien
 
 def test_token_of_a_banned_user_is_refused_on_the_next_call(client, pair, user, admin, auth_headers):
     assert _get_me(client, pair["access_token"]).status_code == 200  # warm the session cache
-    resp = client.simulate_patch(f"/v1/admin/users/{user.id}", headers=auth_headers(admin),
-                                 json={"banned": True, "ban_reason": "fraud"})
+    resp = client.simulate_patch(
+        f"/v1/admin/users/{user.id}", headers=auth_headers(admin), json={"banned": True, "ban_reason": "fraud"}
+    )
     assert resp.status_code == 200, resp.text
     assert_problem(_get_me(client, pair["access_token"]), 401)
     assert_problem(client.simulate_post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401)

@@ -1,4 +1,5 @@
 """``/v1/unsubscribe``: opening a link changes nothing; the one-click POST (or JSON) turns email off."""
+
 from __future__ import annotations
 
 import base64
@@ -41,20 +42,35 @@ def test_opening_the_link_shows_what_it_would_do_and_changes_nothing(client, set
 
 def test_the_one_click_post_turns_that_types_email_off(client, settings, jane):
     query = {"token": token(settings, jane, "saved_search.new_match")}
-    resp = client.simulate_post(URL, params=query, body="List-Unsubscribe=One-Click",
-                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = client.simulate_post(
+        URL,
+        params=query,
+        body="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json == {"type": "saved_search.new_match", "email": "j***@example.com", "unsubscribed": True}
-    assert email_on(jane) == {"message.received": True, "saved_search.new_match": False,
-                              "saved_search.price_drop": True}
+    assert email_on(jane) == {
+        "message.received": True,
+        "saved_search.new_match": False,
+        "saved_search.price_drop": True,
+    }
     # In-app notifications of that type stay.
     assert Preferences.of(jane.id).channels("saved_search.new_match")["in_app"] is True
     assert client.simulate_get(URL, params=query).json["unsubscribed"] is True
-    assert AuditEntry.select().where((AuditEntry.action == "user.unsubscribe")
-                                     & (AuditEntry.target_id == str(jane.id))).count() == 1
+    assert (
+        AuditEntry.select()
+        .where((AuditEntry.action == "user.unsubscribe") & (AuditEntry.target_id == str(jane.id)))
+        .count()
+        == 1
+    )
     # Again: still 200, still off.
-    again = client.simulate_post(URL, params=query, body="List-Unsubscribe=One-Click",
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    again = client.simulate_post(
+        URL,
+        params=query,
+        body="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert again.status_code == 200 and again.json["unsubscribed"] is True
 
 
@@ -91,8 +107,12 @@ def mailed_before_signing_moved(secret: str, user_id, type_: str) -> str:
 def test_links_mailed_long_ago_still_unsubscribe(client, settings, jane):
     old = mailed_before_signing_moved(settings.secret_key, jane.id, "message.received")
     assert old == token(settings, jane, "message.received")
-    resp = client.simulate_post(URL, params={"token": old}, body="List-Unsubscribe=One-Click",
-                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = client.simulate_post(
+        URL,
+        params={"token": old},
+        body="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json["unsubscribed"] is True
     assert email_on(jane)["message.received"] is False

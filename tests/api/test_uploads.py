@@ -1,4 +1,5 @@
 """Uploads through the API, on local disk and on S3: type, size, scan, previews, downloads."""
+
 from __future__ import annotations
 
 import io
@@ -9,11 +10,10 @@ from models.audit import AuditEntry
 from models.jobs import Job
 from models.uploads import Upload
 from services.events import EventBus
-from tests.api.conftest import assert_problem
-from tests.services.uploads_api import (CAPS, backend, download, fetch, keys_of, row, settings, upload,  # noqa: F401
-                                       uploaded)
-from tests.services.backends import eicar, jpeg_with_gps, pdf, png, png_bomb, stored_keys
 from tasks.runtime import runtime as worker_runtime
+from tests.api.conftest import assert_problem
+from tests.services.backends import eicar, jpeg_with_gps, pdf, png, png_bomb, stored_keys
+from tests.services.uploads_api import CAPS, backend, download, fetch, keys_of, row, settings, upload, uploaded  # noqa: F401
 
 
 def storage():
@@ -25,8 +25,9 @@ def _counts() -> tuple[int, int]:
     return Upload.select().count(), Job.select().count()
 
 
-def test_a_photo_is_scanned_clean_and_its_previews_carry_no_exif_or_gps(client, jobs, user, auth_headers, settings,
-                                                                          redis):
+def test_a_photo_is_scanned_clean_and_its_previews_carry_no_exif_or_gps(
+    client, jobs, user, auth_headers, settings, redis
+):
     headers = auth_headers(user)
     original = jpeg_with_gps()
     resp = upload(client, headers, original, filename="Kitchen.jpeg", content_type="text/plain")
@@ -34,7 +35,10 @@ def test_a_photo_is_scanned_clean_and_its_previews_carry_no_exif_or_gps(client, 
     accepted = resp.json
     assert resp.headers["Location"] == f"/v1/jobs/{accepted['scan_job_id']}"
     assert (accepted["status"], accepted["content_type"], accepted["size"]) == (
-        "pending_scan", "image/jpeg", len(original))
+        "pending_scan",
+        "image/jpeg",
+        len(original),
+    )
     assert accepted["variants"] == []
     # Quarantined: stored, and not served.
     assert keys_of(accepted["id"]) == [f"quarantine/{accepted['id']}"]
@@ -45,7 +49,10 @@ def test_a_photo_is_scanned_clean_and_its_previews_carry_no_exif_or_gps(client, 
     assert done["status"] == "clean" and done["scanned_at"]
     assert [v["name"] for v in done["variants"]] == ["original", "w320", "w1280"]
     assert {v["name"]: (v["width"], v["height"]) for v in done["variants"]} == {
-        "original": (1200, 1600), "w320": (320, 427), "w1280": (1200, 1600)}  # EXIF orientation applied
+        "original": (1200, 1600),
+        "w320": (320, 427),
+        "w1280": (1200, 1600),
+    }  # EXIF orientation applied
     assert not any(key.startswith("quarantine/") for key in keys_of(accepted["id"]))
 
     assert download(client, accepted["id"], headers) == (302, original)
@@ -86,6 +93,7 @@ def test_an_eicar_upload_ends_infected_and_is_never_downloadable(client, jobs, u
     job = Job.get_by_id(done["scan_job_id"])
     assert job.status == "succeeded" and job.result["status"] == "infected"
     from tasks.uploads import scan_upload
+
     scan_upload(str(job.id))
     assert AuditEntry.select().where(AuditEntry.action == "upload.infected").count() == 1
 
@@ -95,7 +103,10 @@ def test_eicar_behind_a_valid_jpeg_header_is_caught(client, jobs, user, auth_hea
     disguised = jpeg_with_gps(size=(64, 64))[:200] + eicar() + b"\xff\xd9"
     done = uploaded(client, jobs, headers, disguised, filename="holiday.jpg")
     assert (done["content_type"], done["status"], done["signature"]) == (
-        "image/jpeg", "infected", "Eicar-Test-Signature.UNOFFICIAL")
+        "image/jpeg",
+        "infected",
+        "Eicar-Test-Signature.UNOFFICIAL",
+    )
     assert download(client, done["id"], headers)[0] == 404
     assert keys_of(done["id"]) == []
 
@@ -107,11 +118,19 @@ def test_an_oversized_upload_is_413_with_nothing_stored(client, user, auth_heade
     body = assert_problem(upload(client, headers, too_big), 413)
     assert body["max_bytes"] == CAPS["upload_photo_max_bytes"]
     # Also over the cap of a smaller purpose, and through an intent.
-    assert_problem(upload(client, headers, png((600, 600)) + b"\0" * CAPS["upload_avatar_max_bytes"],
-                          purpose="avatar"), 413)
-    intent = client.simulate_post("/v1/uploads/intents", headers=headers, json={
-        "purpose": "document", "filename": "big.pdf", "content_type": "application/pdf",
-        "size": CAPS["upload_document_max_bytes"] + 1})
+    assert_problem(
+        upload(client, headers, png((600, 600)) + b"\0" * CAPS["upload_avatar_max_bytes"], purpose="avatar"), 413
+    )
+    intent = client.simulate_post(
+        "/v1/uploads/intents",
+        headers=headers,
+        json={
+            "purpose": "document",
+            "filename": "big.pdf",
+            "content_type": "application/pdf",
+            "size": CAPS["upload_document_max_bytes"] + 1,
+        },
+    )
     assert_problem(intent, 413)
     assert _counts() == before and stored_keys(storage()) == keys
 
@@ -127,8 +146,7 @@ def test_a_type_the_purpose_does_not_allow_is_415_whatever_the_name_or_content_t
         (pdf(), "avatar", "me.png", "image/png"),
     ]
     for data, purpose, name, declared in cases:
-        body = assert_problem(upload(client, headers, data, purpose=purpose, filename=name, content_type=declared),
-                              415)
+        body = assert_problem(upload(client, headers, data, purpose=purpose, filename=name, content_type=declared), 415)
         assert purpose in body["detail"]
     assert _counts() == before and stored_keys(storage()) == keys
     # The bytes decide: a PNG named .pdf is a PNG.
@@ -164,7 +182,7 @@ def test_path_traversal_and_unicode_file_names_are_harmless(client, jobs, user, 
         assert done["filename"] == shown
         key = row(done["id"]).storage_key
         assert key.startswith(f"files/{done['id']}/") and key.endswith(".png") and ".." not in key
-        assert key.isascii() and "/" not in key[len(f"files/{done['id']}/"):]
+        assert key.isascii() and "/" not in key[len(f"files/{done['id']}/") :]
         assert download(client, done["id"], headers) == (302, png())
         link = client.simulate_get(f"/v1/uploads/{done['id']}/download", headers=headers).headers["Location"]
         _, _, served = fetch(client, link)
@@ -179,8 +197,16 @@ def test_path_traversal_and_unicode_file_names_are_harmless(client, jobs, user, 
 def test_no_body_is_411_an_empty_one_422_and_a_nul_in_the_name_422(client, user, auth_headers):
     headers = auth_headers(user)
     assert_problem(upload(client, headers, b""), 411)  # neither Content-Length nor chunked
-    assert_problem(client.simulate_post("/v1/uploads", params={"purpose": "document"}, body=b"",
-                                        headers={**headers, "Content-Length": "0"}), 422, field="body")
+    assert_problem(
+        client.simulate_post(
+            "/v1/uploads", params={"purpose": "document"}, body=b"", headers={**headers, "Content-Length": "0"}
+        ),
+        422,
+        field="body",
+    )
     assert_problem(upload(client, headers, png(), filename="a\x00b.png"), 422, field="query.filename")
-    assert_problem(client.simulate_post("/v1/uploads", params={"purpose": "selfie"}, body=png(), headers=headers),
-                   422, field="query.purpose")
+    assert_problem(
+        client.simulate_post("/v1/uploads", params={"purpose": "selfie"}, body=png(), headers=headers),
+        422,
+        field="query.purpose",
+    )

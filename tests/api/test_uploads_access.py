@@ -1,4 +1,5 @@
 """Who sees which upload; listing photos (order, cover) and documents; the operators' rescan."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,9 +20,15 @@ def settings(database, tmp_path, redis_prefix):
 
 
 def _listing(owner, status: str = "Active", agent=None) -> Property:
-    return Property.create(owner=owner.id, list_agent=agent.id if agent else None, standard_status=status,
-                           property_type="Residential", list_price=500_000_00, original_list_price=500_000_00,
-                           city="Springfield")
+    return Property.create(
+        owner=owner.id,
+        list_agent=agent.id if agent else None,
+        standard_status=status,
+        property_type="Residential",
+        list_price=500_000_00,
+        original_list_price=500_000_00,
+        city="Springfield",
+    )
 
 
 def _photos(client, jobs, headers, count: int) -> list[str]:
@@ -35,23 +42,28 @@ def test_another_users_document_is_404_for_everyone_but_its_owner_and_admins(cli
     for headers in (auth_headers(stranger), {}):
         assert_problem(client.simulate_get(f"/v1/uploads/{mine['id']}", headers=headers), 404)
         assert_problem(client.simulate_get(f"/v1/uploads/{mine['id']}/download", headers=headers), 404)
-        assert_problem(client.simulate_delete(f"/v1/uploads/{mine['id']}", headers=headers),
-                       401 if not headers else 404)
+        assert_problem(
+            client.simulate_delete(f"/v1/uploads/{mine['id']}", headers=headers), 401 if not headers else 404
+        )
     # Attached to a public listing, a document is still only its owner's.
     listing = _listing(owner)
-    resp = client.simulate_post(f"/v1/properties/{listing.id}/documents", headers=auth_headers(owner),
-                                json={"upload_id": mine["id"]})
+    resp = client.simulate_post(
+        f"/v1/properties/{listing.id}/documents", headers=auth_headers(owner), json={"upload_id": mine["id"]}
+    )
     assert resp.status_code == 201, resp.text
     assert [d["upload_id"] for d in resp.json["items"]] == [mine["id"]]
-    assert client.simulate_get(f"/v1/properties/{listing.id}/documents",
-                               headers=auth_headers(stranger)).json["items"] == []
+    assert (
+        client.simulate_get(f"/v1/properties/{listing.id}/documents", headers=auth_headers(stranger)).json["items"]
+        == []
+    )
     assert_problem(client.simulate_get(f"/v1/uploads/{mine['id']}/download", headers=auth_headers(stranger)), 404)
     assert download(client, mine["id"], auth_headers(admin)) == (302, pdf(b"deed of sale"))
     assert download(client, mine["id"], auth_headers(owner)) == (302, pdf(b"deed of sale"))
     # Nobody learns about other people's uploads from the list either.
     assert client.simulate_get("/v1/uploads", headers=auth_headers(stranger)).json["items"] == []
     assert [u["id"] for u in client.simulate_get("/v1/uploads", headers=auth_headers(owner)).json["items"]] == [
-        mine["id"]]
+        mine["id"]
+    ]
 
 
 def test_photos_of_a_public_listing_are_public_previews_only(client, jobs, auth_headers):
@@ -59,8 +71,9 @@ def test_photos_of_a_public_listing_are_public_previews_only(client, jobs, auth_
     photo = uploaded(client, jobs, auth_headers(owner), jpeg_with_gps(), filename="Home of the Smiths.jpg")
     listing, draft = _listing(owner), _listing(owner, status="Incomplete")
     assert_problem(client.simulate_get(f"/v1/uploads/{photo['id']}"), 404)  # not on a listing yet
-    resp = client.simulate_put(f"/v1/properties/{listing.id}/photos", headers=auth_headers(owner),
-                               json={"upload_ids": [photo["id"]]})
+    resp = client.simulate_put(
+        f"/v1/properties/{listing.id}/photos", headers=auth_headers(owner), json={"upload_ids": [photo["id"]]}
+    )
     assert resp.status_code == 200, resp.text
 
     public = client.simulate_get(f"/v1/uploads/{photo['id']}")
@@ -75,8 +88,9 @@ def test_photos_of_a_public_listing_are_public_previews_only(client, jobs, auth_
 
     # A draft's photos are its people's only.
     other = uploaded(client, jobs, auth_headers(owner), png(), filename="draft.png")
-    client.simulate_put(f"/v1/properties/{draft.id}/photos", headers=auth_headers(owner),
-                        json={"upload_ids": [other["id"]]})
+    client.simulate_put(
+        f"/v1/properties/{draft.id}/photos", headers=auth_headers(owner), json={"upload_ids": [other["id"]]}
+    )
     assert_problem(client.simulate_get(f"/v1/uploads/{other['id']}"), 404)
     assert_problem(client.simulate_get(f"/v1/properties/{draft.id}/photos"), 404)
     # Withdrawing the listing takes its photos off the public web.
@@ -93,15 +107,20 @@ def test_photo_order_and_cover_are_set_by_the_listings_people_only(client, jobs,
     resp = client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [b, a, c], "cover": c})
     assert resp.status_code == 200, resp.text
     assert [(p["upload_id"], p["position"], p["is_cover"]) for p in resp.json["items"]] == [
-        (b, 0, False), (a, 1, False), (c, 2, True)]
+        (b, 0, False),
+        (a, 1, False),
+        (c, 2, True),
+    ]
     # The agent reorders the owner's photos and drops one; the upload itself remains.
     resp = client.simulate_put(url, headers=auth_headers(agent), json={"upload_ids": [c, b]})
     assert [(p["upload_id"], p["is_cover"]) for p in resp.json["items"]] == [(c, True), (b, False)]
     assert Upload.get_by_id(a).status == "clean"
     # A buyer may look but not touch; unknown listings are 404.
     assert_problem(client.simulate_put(url, headers=auth_headers(buyer), json={"upload_ids": []}), 403)
-    assert_problem(client.simulate_put(f"/v1/properties/{owner.id}/photos", headers=auth_headers(owner),
-                                       json={"upload_ids": []}), 404)
+    assert_problem(
+        client.simulate_put(f"/v1/properties/{owner.id}/photos", headers=auth_headers(owner), json={"upload_ids": []}),
+        404,
+    )
     entry = AuditEntry.select().where(AuditEntry.action == "property.photos_set").order_by(AuditEntry.id.desc()).get()
     assert entry.actor_id == agent.id and entry.after["upload_ids"] == [c, b]
 
@@ -111,12 +130,18 @@ def test_only_clean_listing_photos_of_the_caller_may_be_attached(client, jobs, a
     listing, elsewhere = _listing(owner), _listing(stranger)
     url = f"/v1/properties/{listing.id}/photos"
     theirs = _photos(client, jobs, auth_headers(stranger), 1)[0]
-    body = assert_problem(client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [theirs]}), 422,
-                          field="body.upload_ids[0]")
+    body = assert_problem(
+        client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [theirs]}),
+        422,
+        field="body.upload_ids[0]",
+    )
     assert body["errors"][0]["message"] == "no such upload of yours"
     document = uploaded(client, jobs, auth_headers(owner), pdf(), purpose="document")["id"]
-    assert_problem(client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [document]}), 422,
-                   field="body.upload_ids[0]")
+    assert_problem(
+        client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [document]}),
+        422,
+        field="body.upload_ids[0]",
+    )
     pending = upload(client, auth_headers(owner), png()).json["id"]  # not scanned yet
     assert_problem(client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [pending]}), 409)
     jobs.submitted.clear()  # its scan never runs in this test
@@ -124,11 +149,14 @@ def test_only_clean_listing_photos_of_the_caller_may_be_attached(client, jobs, a
     assert_problem(client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [infected]}), 409)
     mine = _photos(client, jobs, auth_headers(owner), 1)[0]
     assert_problem(client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [mine, mine]}), 422)
-    assert_problem(client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [mine],
-                                                                              "cover": theirs}), 422,
-                   field="body.cover")
-    client.simulate_put(f"/v1/properties/{elsewhere.id}/photos", headers=auth_headers(stranger),
-                        json={"upload_ids": [theirs]})
+    assert_problem(
+        client.simulate_put(url, headers=auth_headers(owner), json={"upload_ids": [mine], "cover": theirs}),
+        422,
+        field="body.cover",
+    )
+    client.simulate_put(
+        f"/v1/properties/{elsewhere.id}/photos", headers=auth_headers(stranger), json={"upload_ids": [theirs]}
+    )
     assert PropertyMedia.select().where(PropertyMedia.property == listing.id).count() == 0
 
 
@@ -157,19 +185,24 @@ def test_an_admin_rescans_an_upload(client, jobs, auth_headers, admin, user):
     assert resp.status_code == 202, resp.text
     assert resp.json["status"] == "pending_scan" and resp.json["scan_job_id"] != photo["scan_job_id"]
     assert download(client, photo["id"], auth_headers(user))[0] == 404  # not served while it is rescanned
-    assert_problem(client.simulate_post(f"/v1/admin/uploads/{photo['id']}/rescan", headers=auth_headers(admin)),
-                   409)  # one scan at a time
+    assert_problem(
+        client.simulate_post(f"/v1/admin/uploads/{photo['id']}/rescan", headers=auth_headers(admin)), 409
+    )  # one scan at a time
     assert jobs.run_pending() == 1
     assert download(client, photo["id"], auth_headers(user)) == (302, png())
     infected = uploaded(client, jobs, auth_headers(user), pdf(eicar()), purpose="document")
-    assert_problem(client.simulate_post(f"/v1/admin/uploads/{infected['id']}/rescan", headers=auth_headers(admin)),
-                   409)
-    assert AuditEntry.select().where((AuditEntry.action == "upload.rescan_requested")
-                                     & (AuditEntry.actor == admin.id)).count() == 1
+    assert_problem(client.simulate_post(f"/v1/admin/uploads/{infected['id']}/rescan", headers=auth_headers(admin)), 409)
+    assert (
+        AuditEntry.select()
+        .where((AuditEntry.action == "upload.rescan_requested") & (AuditEntry.actor == admin.id))
+        .count()
+        == 1
+    )
 
 
 def test_deleting_an_upload_removes_its_files(client, jobs, auth_headers, user):
     from tests.services.uploads_api import keys_of
+
     photo = uploaded(client, jobs, auth_headers(user), jpeg_with_gps())
     assert len(keys_of(photo["id"])) == 3
     assert client.simulate_delete(f"/v1/uploads/{photo['id']}", headers=auth_headers(user)).status_code == 204

@@ -1,4 +1,5 @@
 """The personal data export on S3 storage: the archive goes to the bucket, the link is a presigned GET."""
+
 from __future__ import annotations
 
 import io

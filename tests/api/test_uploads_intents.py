@@ -1,4 +1,5 @@
 """Large uploads through an intent: a URL bound to size and type, then ``complete``; on local disk and S3."""
+
 from __future__ import annotations
 
 import datetime
@@ -8,13 +9,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from tests.api.conftest import assert_problem
-from tests.services.backends import eicar, jpeg_with_gps, pdf, stored_keys
-from tests.services.uploads_api import backend, download, keys_of, row, settings  # noqa: F401
 from models.base import utcnow
 from models.uploads import Upload, incoming_key
 from tasks.runtime import runtime as worker_runtime
 from tasks.uploads import purge_expired_intents
+from tests.api.conftest import assert_problem
+from tests.services.backends import eicar, jpeg_with_gps, pdf, stored_keys
+from tests.services.uploads_api import backend, download, keys_of, row, settings  # noqa: F401
 
 
 def storage():
@@ -22,10 +23,20 @@ def storage():
     return worker_runtime().storage
 
 
-def _intent(client, headers, *, size: int, content_type: str = "image/jpeg", purpose: str = "listing_photo",
-            filename: str = "garden.jpg") -> dict:
-    resp = client.simulate_post("/v1/uploads/intents", headers=headers, json={
-        "purpose": purpose, "filename": filename, "content_type": content_type, "size": size})
+def _intent(
+    client,
+    headers,
+    *,
+    size: int,
+    content_type: str = "image/jpeg",
+    purpose: str = "listing_photo",
+    filename: str = "garden.jpg",
+) -> dict:
+    resp = client.simulate_post(
+        "/v1/uploads/intents",
+        headers=headers,
+        json={"purpose": purpose, "filename": filename, "content_type": content_type, "size": size},
+    )
     assert resp.status_code == 201, resp.text
     assert resp.headers["Location"] == f"/v1/uploads/{resp.json['upload']['id']}"
     return resp.json
@@ -100,8 +111,9 @@ def test_an_intent_whose_bytes_are_not_the_declared_type_is_refused(client, jobs
 def test_eicar_through_an_intent_ends_infected(client, jobs, user, auth_headers):
     headers = auth_headers(user)
     infected = pdf(eicar())
-    intent = _intent(client, headers, size=len(infected), content_type="application/pdf", purpose="document",
-                     filename="offer.pdf")
+    intent = _intent(
+        client, headers, size=len(infected), content_type="application/pdf", purpose="document", filename="offer.pdf"
+    )
     assert _put(client, intent["upload_target"], infected) in (200, 204)
     assert client.simulate_post(intent["complete_url"], headers=headers).status_code == 202
     assert jobs.run_pending() == 1
@@ -112,6 +124,7 @@ def test_eicar_through_an_intent_ends_infected(client, jobs, user, auth_headers)
 
 def test_completing_before_uploading_or_someone_elses_intent(client, user, auth_headers, login):
     from tests.factories import make_user
+
     headers = auth_headers(user)
     intent = _intent(client, headers, size=1000)
     assert_problem(client.simulate_post(intent["complete_url"], headers=headers), 409)
@@ -129,16 +142,21 @@ def test_the_local_upload_url_checks_signature_expiry_and_type(client, user, aut
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
 
     def put(q, content_type="image/jpeg", data=photo):
-        return client.simulate_put(parts.path, query_string=urlencode(q), body=data,
-                                   headers={"Content-Type": content_type})
+        return client.simulate_put(
+            parts.path, query_string=urlencode(q), body=data, headers={"Content-Type": content_type}
+        )
 
     assert_problem(put(dict(query, sig=query["sig"][:-2] + "xx")), 403)
     assert_problem(put(dict(query, expires=int(query["expires"]) + 60)), 403)  # extending breaks the signature
     assert_problem(put(query, content_type="application/pdf"), 415)
     other = _intent(client, headers, size=len(photo))["upload_target"]
     other_path = urlsplit(other["url"]).path
-    assert_problem(client.simulate_put(other_path, query_string=urlencode(query), body=photo,
-                                       headers={"Content-Type": "image/jpeg"}), 403)  # another upload's URL
+    assert_problem(
+        client.simulate_put(
+            other_path, query_string=urlencode(query), body=photo, headers={"Content-Type": "image/jpeg"}
+        ),
+        403,
+    )  # another upload's URL
     assert stored_keys(storage()) == []
     assert put(query).status_code == 204
 
@@ -148,8 +166,7 @@ def _disguised_eicar(size: int) -> bytes:
     return body + b"\0" * (size - len(body))
 
 
-def test_bytes_sent_to_the_upload_url_after_complete_are_never_scanned_nor_served(client, jobs, user,
-                                                                                  auth_headers):
+def test_bytes_sent_to_the_upload_url_after_complete_are_never_scanned_nor_served(client, jobs, user, auth_headers):
     # The upload URL stays valid after ``complete`` (an S3 presigned PUT until it expires). What the
     # scan reads and what is served must be the object frozen by ``complete``, whatever arrives later.
     headers = auth_headers(user)
@@ -161,6 +178,7 @@ def test_bytes_sent_to_the_upload_url_after_complete_are_never_scanned_nor_serve
     answer, release, sent_most = {}, threading.Event(), threading.Event()
     sender = None
     if storage().name == "s3":
+
         def held_body():
             yield evil[:-1]
             sent_most.set()
@@ -168,8 +186,12 @@ def test_bytes_sent_to_the_upload_url_after_complete_are_never_scanned_nor_serve
             yield evil[-1:]
 
         def held_put():  # held open across ``complete``, finished before the scan runs
-            answer["status"] = httpx.put(target["url"], content=held_body(), timeout=30,
-                                         headers={**target["headers"], "Content-Length": str(len(evil))}).status_code
+            answer["status"] = httpx.put(
+                target["url"],
+                content=held_body(),
+                timeout=30,
+                headers={**target["headers"], "Content-Length": str(len(evil))},
+            ).status_code
 
         sender = threading.Thread(target=held_put)
         sender.start()

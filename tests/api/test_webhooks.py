@@ -1,4 +1,5 @@
 """Provider webhooks: forged requests change nothing; signed events settle deliveries and stop email."""
+
 from __future__ import annotations
 
 import base64
@@ -14,8 +15,14 @@ from falcon import testing
 from twilio.request_validator import RequestValidator
 
 from api.app import build_services, create_app
-from models.notifications import (EmailSuppression, Notification, NotificationDelivery, ProviderEvent,
-                                  delivery_key, notify)
+from models.notifications import (
+    EmailSuppression,
+    Notification,
+    NotificationDelivery,
+    ProviderEvent,
+    delivery_key,
+    notify,
+)
 from tests.api.conftest import assert_problem
 from tests.conftest import make_settings
 from tests.factories import make_user
@@ -26,8 +33,7 @@ PUBLIC_URL = "http://hearth.test"
 
 def _keypair():
     private = ec.generate_private_key(ec.SECP256R1())
-    der = private.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, base64.b64encode(der).decode()
 
 
@@ -36,26 +42,36 @@ SENDGRID_KEY, SENDGRID_PUBLIC = _keypair()
 
 @pytest.fixture
 def settings(database, tmp_path, redis_prefix):
-    return make_settings(database, tmp_path, redis_prefix=redis_prefix, sendgrid_webhook_public_key=SENDGRID_PUBLIC,
-                         twilio_auth_token=TWILIO_TOKEN)
+    return make_settings(
+        database,
+        tmp_path,
+        redis_prefix=redis_prefix,
+        sendgrid_webhook_public_key=SENDGRID_PUBLIC,
+        twilio_auth_token=TWILIO_TOKEN,
+    )
 
 
 @pytest.fixture
 def client_without(settings, redis, jobs, runtime):
     """A client of an app whose settings lack the named secrets."""
+
     def build(*names):
-        bare = dataclasses.replace(settings, **{name: "" for name in names})
-        return testing.TestClient(create_app(bare, services=build_services(bare, redis=redis, jobs=jobs),
-                                             init_db=False))
+        bare = dataclasses.replace(settings, **dict.fromkeys(names, ""))
+        return testing.TestClient(
+            create_app(bare, services=build_services(bare, redis=redis, jobs=jobs), init_db=False)
+        )
+
     return build
 
 
 def sendgrid_headers(body: bytes, *, key=SENDGRID_KEY, timestamp: int | None = None) -> dict:
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {"Content-Type": "application/json",
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
+    return {
+        "Content-Type": "application/json",
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+    }
 
 
 def post_sendgrid(client, events, **signing):
@@ -65,27 +81,48 @@ def post_sendgrid(client, events, **signing):
 
 def post_twilio(client, params: dict, *, query: str = "", token: str = TWILIO_TOKEN, signature: str | None = None):
     url = f"{PUBLIC_URL}/v1/webhooks/twilio" + (f"?{query}" if query else "")
-    headers = {"Content-Type": "application/x-www-form-urlencoded",
-               "X-Twilio-Signature": signature or RequestValidator(token).compute_signature(url, params)}
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": signature or RequestValidator(token).compute_signature(url, params),
+    }
     return client.simulate_post("/v1/webhooks/twilio", query_string=query, body=urlencode(params), headers=headers)
 
 
 def make_delivery(user, channel: str = "email", status: str = "sent", **fields) -> NotificationDelivery:
     note = Notification.create(user=user.id, type="message.received", title="New message", body="Hi", in_app=True)
     recipient = user.email if channel == "email" else "+14155550123"
-    return NotificationDelivery.create(notification=note.id, user=user.id, channel=channel, status=status,
-                                       recipient=recipient, idempotency_key=delivery_key(note.id, channel), **fields)
+    return NotificationDelivery.create(
+        notification=note.id,
+        user=user.id,
+        channel=channel,
+        status=status,
+        recipient=recipient,
+        idempotency_key=delivery_key(note.id, channel),
+        **fields,
+    )
 
 
 def sg_event(delivery, event: str, event_id: str, **fields) -> dict:
-    return {"email": delivery.recipient, "timestamp": int(time.time()), "event": event, "sg_event_id": event_id,
-            "sg_message_id": "msg-1.filter0001", "hearth_key": delivery.idempotency_key, **fields}
+    return {
+        "email": delivery.recipient,
+        "timestamp": int(time.time()),
+        "event": event,
+        "sg_event_id": event_id,
+        "sg_message_id": "msg-1.filter0001",
+        "hearth_key": delivery.idempotency_key,
+        **fields,
+    }
 
 
 def snapshot() -> tuple:
-    return ([(d.id, d.status, d.provider_status, d.provider_message_id, d.error)
-             for d in NotificationDelivery.select().order_by(NotificationDelivery.id)],
-            sorted(s.email for s in EmailSuppression.select()), ProviderEvent.select().count())
+    return (
+        [
+            (d.id, d.status, d.provider_status, d.provider_message_id, d.error)
+            for d in NotificationDelivery.select().order_by(NotificationDelivery.id)
+        ],
+        sorted(s.email for s in EmailSuppression.select()),
+        ProviderEvent.select().count(),
+    )
 
 
 def status_of(delivery) -> tuple[str, str | None]:
@@ -94,6 +131,7 @@ def status_of(delivery) -> tuple[str, str | None]:
 
 
 # --- Refusals -----------------------------------------------------------------------------
+
 
 def test_forged_sendgrid_requests_are_refused_and_change_nothing(client):
     user = make_user()
@@ -134,8 +172,12 @@ def test_forged_twilio_callbacks_are_refused_and_change_nothing(client):
     query = f"d={delivery.id}"
     before = snapshot()
 
-    resp = client.simulate_post("/v1/webhooks/twilio", query_string=query, body=urlencode(params),
-                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = client.simulate_post(
+        "/v1/webhooks/twilio",
+        query_string=query,
+        body=urlencode(params),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert_problem(resp, 401)
     assert_problem(post_twilio(client, params, query=query, token="someone-elses-token"), 403)
     assert_problem(post_twilio(client, params, query=query, signature="bm90IGEgc2lnbmF0dXJl"), 403)
@@ -159,11 +201,17 @@ def test_the_twilio_webhook_refuses_everything_without_an_auth_token(client_with
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("body, status", [
-    (b"", 400), (b"{", 400), (b'{"event": "bounce"}', 400), (b"[" + b"{}," * 1000 + b"{}]", 400),
-    (b'["just a string", 3, null]', 204),
-    (b'[{"event": "bounce\\u0000", "email": "a\\u0000@x", "sg_event_id": "nul\\u0000"}]', 204),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b"", 400),
+        (b"{", 400),
+        (b'{"event": "bounce"}', 400),
+        (b"[" + b"{}," * 1000 + b"{}]", 400),
+        (b'["just a string", 3, null]', 204),
+        (b'[{"event": "bounce\\u0000", "email": "a\\u0000@x", "sg_event_id": "nul\\u0000"}]', 204),
+    ],
+)
 def test_odd_but_signed_sendgrid_bodies_are_answered_without_a_server_error(client, body, status):
     resp = client.simulate_post("/v1/webhooks/sendgrid", body=body, headers=sendgrid_headers(body))
     assert resp.status_code == status, resp.text
@@ -178,11 +226,13 @@ def test_a_sendgrid_body_over_a_mebibyte_is_413(client):
 
 # --- SendGrid events ----------------------------------------------------------------------
 
+
 def test_a_bounce_marks_the_delivery_and_suppresses_the_address(client, admin, auth_headers):
     user = make_user(email="bouncy@example.com")
     delivery = make_delivery(user)
-    resp = post_sendgrid(client, [sg_event(delivery, "bounce", "ev-1", reason="550 5.1.1 unknown user",
-                                           status="5.1.1", type="bounce")])
+    resp = post_sendgrid(
+        client, [sg_event(delivery, "bounce", "ev-1", reason="550 5.1.1 unknown user", status="5.1.1", type="bounce")]
+    )
     assert resp.status_code == 204, resp.text
     fresh = NotificationDelivery.get_by_id(delivery.id)
     assert (fresh.status, fresh.provider_status) == ("bounced", "bounce")
@@ -192,12 +242,15 @@ def test_a_bounce_marks_the_delivery_and_suppresses_the_address(client, admin, a
 
     # Operators see both: the delivery's outcome and the suppressed address.
     headers = auth_headers(admin)
-    page = client.simulate_get("/v1/admin/notification-deliveries", headers=headers,
-                               params={"user_id": str(user.id)}).json
+    page = client.simulate_get(
+        "/v1/admin/notification-deliveries", headers=headers, params={"user_id": str(user.id)}
+    ).json
     assert [(i["id"], i["status"], i["type"], i["recipient"]) for i in page["items"]] == [
-        (delivery.id, "bounced", "message.received", user.email)]
-    listed = client.simulate_get("/v1/admin/email-suppressions", headers=headers,
-                                 params={"email": user.email}).json["items"]
+        (delivery.id, "bounced", "message.received", user.email)
+    ]
+    listed = client.simulate_get("/v1/admin/email-suppressions", headers=headers, params={"email": user.email}).json[
+        "items"
+    ]
     assert [(s["email"], s["reason"]) for s in listed] == [(user.email, "bounce")]
 
 
@@ -209,8 +262,9 @@ def test_a_later_notification_to_a_bounced_address_is_suppressed(client, jobs, o
     job = notify(user.id, "message.received", title="Another message", body="Hello again")
     jobs.submit(job)
     assert jobs.run_pending() == 1
-    later = NotificationDelivery.get((NotificationDelivery.notification == job.input["notification_id"])
-                                     & (NotificationDelivery.channel == "email"))
+    later = NotificationDelivery.get(
+        (NotificationDelivery.notification == job.input["notification_id"]) & (NotificationDelivery.channel == "email")
+    )
     assert later.status == "suppressed"
     assert [m["To"] for m in outbox.messages()] == []
 
@@ -227,8 +281,9 @@ def test_events_are_applied_once_and_never_move_a_delivery_backwards(client):
     for _ in range(2):
         assert post_sendgrid(client, late).status_code == 204
     assert status_of(delivery) == ("delivered", "delivered")
-    events = [e.event for e in ProviderEvent.select().where(ProviderEvent.delivery == delivery.id)
-              .order_by(ProviderEvent.id)]
+    events = [
+        e.event for e in ProviderEvent.select().where(ProviderEvent.delivery == delivery.id).order_by(ProviderEvent.id)
+    ]
     assert events == ["processed", "delivered", "processed", "deferred"]
 
 
@@ -249,14 +304,17 @@ def test_a_digest_event_settles_every_delivery_of_the_digest(client):
     assert [status_of(d)[0] for d in (first, second)] == ["delivered", "delivered"]
 
 
-@pytest.mark.parametrize("event, fields, status, reason", [
-    ("dropped", {"reason": "Bounced Address"}, "failed", "dropped"),
-    ("dropped", {"reason": "Invalid SMTPAPI header"}, "failed", None),
-    ("spamreport", {}, "sent", "spamreport"),
-    ("unsubscribe", {}, "sent", "unsubscribe"),
-    ("group_unsubscribe", {"asm_group_id": 1}, "sent", "unsubscribe"),
-    ("open", {}, "sent", None),
-])
+@pytest.mark.parametrize(
+    "event, fields, status, reason",
+    [
+        ("dropped", {"reason": "Bounced Address"}, "failed", "dropped"),
+        ("dropped", {"reason": "Invalid SMTPAPI header"}, "failed", None),
+        ("spamreport", {}, "sent", "spamreport"),
+        ("unsubscribe", {}, "sent", "unsubscribe"),
+        ("group_unsubscribe", {"asm_group_id": 1}, "sent", "unsubscribe"),
+        ("open", {}, "sent", None),
+    ],
+)
 def test_what_each_sendgrid_event_does(client, event, fields, status, reason):
     user = make_user()
     delivery = make_delivery(user)
@@ -268,6 +326,7 @@ def test_what_each_sendgrid_event_does(client, event, fields, status, reason):
 
 # --- Twilio status callbacks ----------------------------------------------------------------
 
+
 def test_twilio_delivered_and_failed_callbacks_update_their_deliveries(client, admin, auth_headers):
     user = make_user()
     ok = make_delivery(user, channel="sms", provider_message_id="SMok")
@@ -275,8 +334,9 @@ def test_twilio_delivered_and_failed_callbacks_update_their_deliveries(client, a
     for status in ("sent", "delivered"):
         resp = post_twilio(client, {"MessageSid": "SMok", "MessageStatus": status}, query=f"d={ok.id}")
         assert resp.status_code == 204, resp.text
-    resp = post_twilio(client, {"MessageSid": "SMbad", "MessageStatus": "undelivered", "ErrorCode": "30003"},
-                       query=f"d={bad.id}")
+    resp = post_twilio(
+        client, {"MessageSid": "SMbad", "MessageStatus": "undelivered", "ErrorCode": "30003"}, query=f"d={bad.id}"
+    )
     assert resp.status_code == 204, resp.text
     # Twilio may repeat a callback; a late 'sent' never undoes 'delivered'.
     post_twilio(client, {"MessageSid": "SMok", "MessageStatus": "sent"}, query=f"d={ok.id}")
@@ -285,8 +345,9 @@ def test_twilio_delivered_and_failed_callbacks_update_their_deliveries(client, a
     assert (failed.status, failed.provider_status) == ("failed", "undelivered")
     assert "30003" in failed.error
 
-    items = client.simulate_get("/v1/admin/notification-deliveries", headers=auth_headers(admin),
-                                params={"channel": "sms", "status": "failed"}).json["items"]
+    items = client.simulate_get(
+        "/v1/admin/notification-deliveries", headers=auth_headers(admin), params={"channel": "sms", "status": "failed"}
+    ).json["items"]
     assert [(i["id"], i["error"]) for i in items] == [(bad.id, failed.error)]
 
 

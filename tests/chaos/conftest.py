@@ -3,6 +3,7 @@
 Never the machine's PostgreSQL (5432) or Redis (6379): a private PostgreSQL
 cluster (Debian's binaries) and a private redis-server, on free ports.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,7 @@ class PrivatePostgres:
             raise RuntimeError(f"{argv[0]} failed: {done.stdout}{done.stderr}")
         return done
 
-    def init(self) -> "PrivatePostgres":
+    def init(self) -> PrivatePostgres:
         self.home.mkdir(parents=True, exist_ok=True)
         self.sockets.mkdir(exist_ok=True)
         if os.geteuid() == 0:
@@ -53,9 +54,20 @@ class PrivatePostgres:
         return self
 
     def _ctl(self, action: str, *extra):
-        return self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-w", "-t", "30",
-                                 "-o", f"-h 127.0.0.1 -p {self.port} -k {self.sockets}",
-                                 "-l", self.home / "postgres.log", action, *extra)
+        return self._as_postgres(
+            PG_BIN / "pg_ctl",
+            "-D",
+            self.data,
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k {self.sockets}",
+            "-l",
+            self.home / "postgres.log",
+            action,
+            *extra,
+        )
 
     def start(self) -> None:
         self._ctl("start")
@@ -127,7 +139,9 @@ class Sweeper:
 
 def wait_all(predicate, sweeper: Sweeper, *, timeout: float, what: str):
     """Poll ``predicate`` (sweeping meanwhile) until it holds; returns its value."""
+
     def check():
         sweeper.tick()
         return predicate()
+
     return wait_for(check, timeout=timeout, interval=0.2, what=what)

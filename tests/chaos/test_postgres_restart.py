@@ -1,5 +1,6 @@
 """PostgreSQL (a private cluster) restarted under load: workers reconnect by themselves, no job is lost,
 no once-only effect is repeated."""
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,12 @@ def test_a_postgres_restart_under_load_loses_no_job(live_env, private_postgres, 
     worker = start_worker(env, logs, queues="default,maintenance", concurrency=2)
     procs.append(worker)
     user = make_user()
-    jobs = [Job.create(kind="jobs.selftest", queue="default", owner=user.id, input={"steps": 4, "step_ms": 150},
-                       max_attempts=10) for _ in range(16)]
+    jobs = [
+        Job.create(
+            kind="jobs.selftest", queue="default", owner=user.id, input={"steps": 4, "step_ms": 150}, max_attempts=10
+        )
+        for _ in range(16)
+    ]
     private_db.close_all()
     broker = LiveBroker(env)
     for job in jobs:
@@ -48,7 +53,9 @@ def test_a_postgres_restart_under_load_loses_no_job(live_env, private_postgres, 
     recovered = time.monotonic() - up_at
     effects = JobEffect.select().where(JobEffect.job.in_(ids)).count()
     reruns = sum(job.attempts - 1 for job in Job.select().where(Job.id.in_(ids)))
-    print(f"\nchaos postgres: restart took {restarted_in:.1f} s, {len(ids)} jobs, lost 0, once-only probes {effects} "
-          f"for {len(ids)} jobs, jobs run again {reruns}, all done {recovered:.1f} s after it was back")
+    print(
+        f"\nchaos postgres: restart took {restarted_in:.1f} s, {len(ids)} jobs, lost 0, once-only probes {effects} "
+        f"for {len(ids)} jobs, jobs run again {reruns}, all done {recovered:.1f} s after it was back"
+    )
     assert effects == len(ids)
     assert worker.alive(), worker.output()[-3000:]

@@ -1,5 +1,6 @@
 """Redis (broker, pub/sub, streams) stopped and started under load: the worker comes back by itself,
 every job accepted before, during and after completes, and relay clients resume without a gap."""
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,10 @@ OUTAGE_SECONDS = 6
 
 
 def _jobs(user, count: int, steps: int = 4, step_ms: int = 150) -> list[Job]:
-    return [Job.create(kind="jobs.selftest", queue="default", owner=user.id,
-                       input={"steps": steps, "step_ms": step_ms}) for _ in range(count)]
+    return [
+        Job.create(kind="jobs.selftest", queue="default", owner=user.id, input={"steps": steps, "step_ms": step_ms})
+        for _ in range(count)
+    ]
 
 
 def _submit(env, jobs) -> None:
@@ -87,9 +90,12 @@ def test_a_redis_outage_under_load_heals_by_itself(live_env, live_db, logs, proc
     before = long_job + _jobs(user, 3, steps=2, step_ms=100)
     _submit(env, before)
     sweeper = Sweeper(env)
-    wait_all(lambda: Job.select().where(Job.id.in_([j.id for j in before[1:]])
-                                        & (Job.status == "succeeded")).count() == 3,
-             sweeper, timeout=20, what="the short jobs to finish before the outage")
+    wait_all(
+        lambda: Job.select().where(Job.id.in_([j.id for j in before[1:]]) & (Job.status == "succeeded")).count() == 3,
+        sweeper,
+        timeout=20,
+        what="the short jobs to finish before the outage",
+    )
     follower.follow(0.5)
 
     private_redis.stop()
@@ -103,16 +109,27 @@ def test_a_redis_outage_under_load_heals_by_itself(live_env, live_db, logs, proc
 
     after = _jobs(user, 4)
     _submit(env, after)
-    first_done = wait_all(lambda: Job.select().where(Job.id.in_([j.id for j in after])
-                                                      & (Job.status == "succeeded")).exists(),
-                          sweeper, timeout=60, what="a job accepted after the outage to finish")
+    first_done = wait_all(
+        lambda: Job.select().where(Job.id.in_([j.id for j in after]) & (Job.status == "succeeded")).exists(),
+        sweeper,
+        timeout=60,
+        what="a job accepted after the outage to finish",
+    )
     recovery = time.monotonic() - up_at
     ids = [job.id for job in before + during + after]
-    wait_all(lambda: Job.select().where(Job.id.in_(ids) & (Job.status == "succeeded")).count() == len(ids),
-             sweeper, timeout=60, what="every job to succeed")
+    wait_all(
+        lambda: Job.select().where(Job.id.in_(ids) & (Job.status == "succeeded")).count() == len(ids),
+        sweeper,
+        timeout=60,
+        what="every job to succeed",
+    )
     # The final events lost while Redis was away are published by the sweep.
-    wait_all(lambda: not Job.select().where(Job.id.in_(ids) & Job.final_event_pending).exists(),
-             sweeper, timeout=30, what="the sweep to publish the final events lost in the outage")
+    wait_all(
+        lambda: not Job.select().where(Job.id.in_(ids) & Job.final_event_pending).exists(),
+        sweeper,
+        timeout=30,
+        what="the sweep to publish the final events lost in the outage",
+    )
     sweeper.close()
     assert first_done and worker.alive(), worker.output()[-3000:]
     assert "Unrecoverable error" not in worker.output()
@@ -122,9 +139,11 @@ def test_a_redis_outage_under_load_heals_by_itself(live_env, live_db, logs, proc
     follower.follow(4)
     follower.close()
     missing = [str(i) for i in ids if "job.succeeded" not in follower.seen.get(str(i), ())]
-    print(f"\nchaos redis: outage {OUTAGE_SECONDS} s, {len(ids)} jobs, lost 0, a job accepted after the outage "
-          f"done {recovery:.1f} s after Redis was back, relay closes {follower.closes}, resets {follower.resets}, "
-          f"final events missing on the client: {len(missing)}")
+    print(
+        f"\nchaos redis: outage {OUTAGE_SECONDS} s, {len(ids)} jobs, lost 0, a job accepted after the outage "
+        f"done {recovery:.1f} s after Redis was back, relay closes {follower.closes}, resets {follower.resets}, "
+        f"final events missing on the client: {len(missing)}"
+    )
     assert all(code == 1013 for code, _ in follower.closes), follower.closes
     # No silent gap: every final state arrived, or the relay said its history was lost (``reset``:
     # the client reads its jobs over REST, as the protocol asks).

@@ -5,6 +5,7 @@ reach the provider exactly once per job; idempotent at-least-once effects (an
 export archive, written to a key derived from the job) are whole and single
 whatever the run that wrote them.
 """
+
 from __future__ import annotations
 
 import collections
@@ -27,22 +28,40 @@ QUEUES = "notify,default,exports,maintenance"
 KILLS = 6
 
 
-def test_repeated_kill9_of_workers_loses_no_job_and_repeats_no_once_only_effect(live_env, live_db, logs, procs,
-                                                                                 providers):  # noqa: F811
+def test_repeated_kill9_of_workers_loses_no_job_and_repeats_no_once_only_effect(
+    live_env, live_db, logs, procs, providers
+):
     env = {**live_env, **providers.env(), "JOB_LEASE_SECONDS": "2", "JOB_REQUEUE_AFTER": "1"}
     workers = [start_worker(env, logs, queues=QUEUES, concurrency=2, name=f"w{i}") for i in range(2)]
     procs.extend(workers)
     users = [make_user(full_name=f"Chaos {i}", verified=False) for i in range(16)]
     jobs = []
     for user in users:
-        jobs.append(Job.create(kind="accounts.send_verification_email", queue="notify", owner=user.id,
-                               input={"user_id": str(user.id)}))
+        jobs.append(
+            Job.create(
+                kind="accounts.send_verification_email", queue="notify", owner=user.id, input={"user_id": str(user.id)}
+            )
+        )
     for user in users[:8]:
-        jobs.append(Job.create(kind="exports.build_export", queue="exports", owner=user.id,
-                               input={"user_id": str(user.id)}, max_attempts=10))
+        jobs.append(
+            Job.create(
+                kind="exports.build_export",
+                queue="exports",
+                owner=user.id,
+                input={"user_id": str(user.id)},
+                max_attempts=10,
+            )
+        )
     for user in users[8:]:
-        jobs.append(Job.create(kind="jobs.selftest", queue="default", owner=user.id,
-                               input={"steps": 6, "step_ms": 150}, max_attempts=10))
+        jobs.append(
+            Job.create(
+                kind="jobs.selftest",
+                queue="default",
+                owner=user.id,
+                input={"steps": 6, "step_ms": 150},
+                max_attempts=10,
+            )
+        )
     broker = LiveBroker(env)
     for job in jobs:
         broker.submit(job)
@@ -58,8 +77,12 @@ def test_repeated_kill9_of_workers_loses_no_job_and_repeats_no_once_only_effect(
         workers[kill % 2] = start_worker(env, logs, queues=QUEUES, concurrency=2, name=f"w{kill % 2}-{kill}")
         procs.append(workers[kill % 2])
     ids = [job.id for job in jobs]
-    wait_all(lambda: Job.select().where(Job.id.in_(ids) & (Job.status == "succeeded")).count() == len(ids),
-             sweeper, timeout=90, what="every job to succeed after the kills")
+    wait_all(
+        lambda: Job.select().where(Job.id.in_(ids) & (Job.status == "succeeded")).count() == len(ids),
+        sweeper,
+        timeout=90,
+        what="every job to succeed after the kills",
+    )
     sweeper.close()
     recovered = time.monotonic() - started
 
@@ -68,13 +91,16 @@ def test_repeated_kill9_of_workers_loses_no_job_and_repeats_no_once_only_effect(
     sent = collections.Counter(address for email in providers.emails() for address in email.to)
     duplicates = sum(count - 1 for count in sent.values() if count > 1)
     reruns = sum(job.attempts - 1 for job in done)
-    print(f"\nchaos kill -9: {KILLS} kills, {len(ids)} jobs, lost {len(lost)}, duplicate emails {duplicates}, "
-          f"jobs run again {reruns}, all done in {recovered:.1f} s")
+    print(
+        f"\nchaos kill -9: {KILLS} kills, {len(ids)} jobs, lost {len(lost)}, duplicate emails {duplicates}, "
+        f"jobs run again {reruns}, all done in {recovered:.1f} s"
+    )
     assert lost == []
     assert duplicates == 0 and set(sent) == {user.email for user in users}
 
     from tasks.runtime import init_runtime
     from tests.tasks.live import live_settings
+
     worker = init_runtime(live_settings(env), init_db=False)
     for job in done:
         if job.kind == "exports.build_export":

@@ -4,6 +4,7 @@ These tests do not use the rolled-back transaction: each gets a fresh
 database built by the migrations and a Redis database of its own, so the
 processes they start see exactly what the test wrote.
 """
+
 from __future__ import annotations
 
 import os

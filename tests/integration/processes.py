@@ -4,6 +4,7 @@ Each runs with a committed database of its own (built by the migrations) and
 its own Redis database/prefix, and is stopped (and reaped) by the fixture that
 started it.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,9 @@ class Proc:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self.log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def output(self) -> str:
         self.log.flush()
@@ -85,8 +87,9 @@ def environment(settings_env: dict) -> dict:
     return env
 
 
-def start_gunicorn(env: dict, log_dir: pathlib.Path, workers: int = 1, config: bool = False,
-                   threads: int | None = None) -> tuple[Proc, str]:
+def start_gunicorn(
+    env: dict, log_dir: pathlib.Path, workers: int = 1, config: bool = False, threads: int | None = None
+) -> tuple[Proc, str]:
     """gunicorn serving the API; ``config``: with ops/gunicorn.conf.py (its limits, threads), as deployed;
     ``threads``: gthread workers with that many threads (a browser's spare preconnects would hold a
     single-threaded sync worker until its timeout)."""
@@ -97,24 +100,58 @@ def start_gunicorn(env: dict, log_dir: pathlib.Path, workers: int = 1, config: b
         settings = ["--worker-class", "gthread", "--threads", str(threads)]
     else:
         settings = ["--worker-class", "sync"]
-    proc = Proc("gunicorn", [str(BIN / "gunicorn"), *settings, "--bind", f"127.0.0.1:{port}",
-                             "--workers", str(workers), "--timeout", "30", "api.wsgi:app"],
-                environment(env), log_dir)
+    proc = Proc(
+        "gunicorn",
+        [
+            str(BIN / "gunicorn"),
+            *settings,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "30",
+            "api.wsgi:app",
+        ],
+        environment(env),
+        log_dir,
+    )
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200 or not proc.alive(),
-             what="gunicorn to answer /healthz")
+    wait_for(
+        lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200 or not proc.alive(),
+        what="gunicorn to answer /healthz",
+    )
     assert proc.alive(), proc.output()
     return proc, base
 
 
-def start_worker(env: dict, log_dir: pathlib.Path, queues: str | None = None, concurrency: int = 1,
-                 name: str = "worker", as_procfile: bool = False) -> Proc:
+def start_worker(
+    env: dict,
+    log_dir: pathlib.Path,
+    queues: str | None = None,
+    concurrency: int = 1,
+    name: str = "worker",
+    as_procfile: bool = False,
+) -> Proc:
     """A Celery worker; ``as_procfile`` keeps gossip, mingle and heartbeats on, as the Procfile runs it."""
     import celeryconfig
+
     quiet = [] if as_procfile else ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    argv = [str(BIN / "celery"), "-A", "tasks", "worker", "--pool=prefork", f"--concurrency={concurrency}",
-            "-Q", queues or ",".join(celeryconfig.QUEUES), *quiet,
-            "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "-l", "info"]
+    argv = [
+        str(BIN / "celery"),
+        "-A",
+        "tasks",
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        "-Q",
+        queues or ",".join(celeryconfig.QUEUES),
+        *quiet,
+        "-n",
+        f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
+        "-l",
+        "info",
+    ]
     proc = Proc(name, argv, environment(env), log_dir)
     wait_for(lambda: "ready." in proc.output() or not proc.alive(), timeout=30, what="celery worker ready")
     assert proc.alive(), proc.output()

@@ -1,4 +1,5 @@
 """The account flow against real processes: gunicorn serving the API, a Celery worker sending mail."""
+
 from __future__ import annotations
 
 import email
@@ -40,8 +41,9 @@ def _token_in(path: pathlib.Path) -> str:
 def test_register_verify_login_refresh_and_replay_over_real_http(stack):
     base, outbox, procs = stack
     with httpx.Client(base_url=base, timeout=10) as http:
-        resp = http.post("/v1/auth/register", json={"email": "Live@Example.com", "password": PASSWORD,
-                                                     "full_name": "Live Person"})
+        resp = http.post(
+            "/v1/auth/register", json={"email": "Live@Example.com", "password": PASSWORD, "full_name": "Live Person"}
+        )
         assert resp.status_code == 202, resp.text
         assert resp.json()["status"] == "accepted"
 

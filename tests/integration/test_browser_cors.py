@@ -5,6 +5,7 @@ The page is served on ``localhost:<port>``; the API (gunicorn) and the relay
 preflight included (JSON body, ``Authorization``). The page writes what it got
 into the DOM, read over the DevTools protocol.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,7 @@ def page_servers():
         content = {"html": page}
 
         class Page(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):
                 data = content["html"].encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -109,16 +110,19 @@ def page_servers():
 
 
 def _page(api: str, relay: str, email: str) -> str:
-    return PAGE % {name: json.dumps(value) for name, value in
-                   (("api", api), ("relay", relay), ("email", email), ("password", PASSWORD))}
+    return PAGE % {
+        name: json.dumps(value)
+        for name, value in (("api", api), ("relay", relay), ("email", email), ("password", PASSWORD))
+    }
 
 
 def _result(chromium, url: str) -> dict:
     return json.loads(element_text(chromium, url, "out", pending="running"))
 
 
-def test_a_dev_server_page_calls_the_api_and_the_relay_in_development(chromium, page_servers, live_env, live_db,
-                                                                      logs, procs):
+def test_a_dev_server_page_calls_the_api_and_the_relay_in_development(
+    chromium, page_servers, live_env, live_db, logs, procs
+):
     user = make_user()
     # Development, CORS_ORIGINS unset: the usual local dev servers are allowed.
     env = {**live_env, "HEARTH_ENV": "development"}

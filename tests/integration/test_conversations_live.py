@@ -1,4 +1,5 @@
 """Conversations end to end: gunicorn serving the API, the relay under uvicorn, real websocket clients."""
+
 from __future__ import annotations
 
 import httpx
@@ -50,8 +51,14 @@ class Person:
 
 def _conversation(base: str):
     owner, buyer = Person(base, role="seller"), Person(base)
-    listing = Property.create(owner=owner.user.id, standard_status="Active", property_type="Residential",
-                              list_price=350_000_00, original_list_price=350_000_00, city="Portland")
+    listing = Property.create(
+        owner=owner.user.id,
+        standard_status="Active",
+        property_type="Residential",
+        list_price=350_000_00,
+        original_list_price=350_000_00,
+        city="Portland",
+    )
     resp = buyer.post("/v1/conversations", {"property_id": str(listing.id), "body": "Hello, is it available?"})
     assert resp.status_code == 201, resp.text
     return owner, buyer, resp.json()["id"]
@@ -70,8 +77,9 @@ def test_a_message_reaches_an_online_participant_and_a_reconnect_misses_nothing(
 
     # The owner goes offline; three messages are sent meanwhile; they come back with the last id they saw.
     online.close()
-    missed = [buyer.post(f"/v1/conversations/{conversation}/messages", {"body": f"Follow-up {n}"}).json()
-              for n in range(3)]
+    missed = [
+        buyer.post(f"/v1/conversations/{conversation}/messages", {"body": f"Follow-up {n}"}).json() for n in range(3)
+    ]
     back = owner.listen(relay, channel, last_event_id=event["id"])
     replayed = back.events(3)
     assert [e["data"] for e in replayed] == missed
@@ -86,8 +94,10 @@ def test_a_message_reaches_an_online_participant_and_a_reconnect_misses_nothing(
     read = owner.post(f"/v1/conversations/{conversation}/read", {})
     assert read.json() == {"last_read_message_id": live["id"], "unread_count": 0}
     (receipt,) = buyers.events(1)
-    assert (receipt["type"], receipt["data"]) == ("conversation.read", {
-        "conversation_id": conversation, "user_id": str(owner.user.id), "last_read_message_id": live["id"]})
+    assert (receipt["type"], receipt["data"]) == (
+        "conversation.read",
+        {"conversation_id": conversation, "user_id": str(owner.user.id), "last_read_message_id": live["id"]},
+    )
     back.close()
     buyers.close()
 

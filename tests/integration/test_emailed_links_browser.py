@@ -3,6 +3,7 @@
 This is the proof that the page's script runs under its own Content-Security-Policy
 and that opening the page changes nothing until the click.
 """
+
 from __future__ import annotations
 
 import email
@@ -29,12 +30,27 @@ class Browser:
 
     def __init__(self, profile: pathlib.Path):
         from websockets.sync.client import connect
-        self.proc = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
-                                      "--no-first-run", f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         active = profile / "DevToolsActivePort"
-        wait_for(lambda: active.exists() and len(active.read_text().splitlines()) == 2, timeout=30,
-                 what="Chromium's DevTools port")
+        wait_for(
+            lambda: active.exists() and len(active.read_text().splitlines()) == 2,
+            timeout=30,
+            what="Chromium's DevTools port",
+        )
         port = active.read_text().splitlines()[0]
         pages = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
         target = next(page for page in pages if page["type"] == "page")
@@ -90,8 +106,13 @@ def test_the_verification_and_unsubscribe_pages_work_in_a_browser_on_the_click(l
     worker = start_worker(live_env, logs, queues="notify")
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
-            assert http.post("/v1/auth/register", json={"email": "web@example.com", "password": PASSWORD,
-                                                        "full_name": "Web Person"}).status_code == 202
+            assert (
+                http.post(
+                    "/v1/auth/register",
+                    json={"email": "web@example.com", "password": PASSWORD, "full_name": "Web Person"},
+                ).status_code
+                == 202
+            )
             link = urlsplit(_emailed_link(pathlib.Path(live_env["HEARTH_VAR_DIR"]) / "outbox"))
             assert link.path == "/verify-email"
             credentials = {"email": "web@example.com", "password": PASSWORD}
@@ -102,8 +123,11 @@ def test_the_verification_and_unsubscribe_pages_work_in_a_browser_on_the_click(l
             assert http.post("/v1/auth/login", json=credentials).status_code == 401
 
             browser.evaluate("document.querySelector('#action button').click()")
-            wait_for(lambda: "confirmed" in (browser.evaluate("document.getElementById('status').textContent")
-                                             or ""), timeout=20, what="the page to report success")
+            wait_for(
+                lambda: "confirmed" in (browser.evaluate("document.getElementById('status').textContent") or ""),
+                timeout=20,
+                what="the page to report success",
+            )
             login = http.post("/v1/auth/login", json=credentials).json()
             me = {"Authorization": f"Bearer {login['access_token']}"}
             assert http.get("/v1/me", headers=me).json()["email_verified"] is True
@@ -112,15 +136,22 @@ def test_the_verification_and_unsubscribe_pages_work_in_a_browser_on_the_click(l
             user_id = http.get("/v1/me", headers=me).json()["id"]
             token = unsubscribe_token(Settings.from_env(live_env).secret_key, user_id, "*")
             browser.open(f"{base}/unsubscribe?{urlencode({'token': token})}")
-            wait_for(lambda: browser.evaluate("document.getElementById('preview').textContent"), timeout=20,
-                     what="the page to say what the link is about")
+            wait_for(
+                lambda: browser.evaluate("document.getElementById('preview').textContent"),
+                timeout=20,
+                what="the page to say what the link is about",
+            )
             assert browser.evaluate("document.getElementById('preview').textContent") == (
-                "Emails about everything Hearth notifies you of to w***@example.com.")
+                "Emails about everything Hearth notifies you of to w***@example.com."
+            )
             preferences = http.get("/v1/me/notification-preferences", headers=me).json()
             assert any(channels["email"] for channels in preferences["types"].values())
             browser.evaluate("document.querySelector('#action button').click()")
-            wait_for(lambda: "Done" in (browser.evaluate("document.getElementById('status').textContent") or ""),
-                     timeout=20, what="the page to report the unsubscribe")
+            wait_for(
+                lambda: "Done" in (browser.evaluate("document.getElementById('status').textContent") or ""),
+                timeout=20,
+                what="the page to report the unsubscribe",
+            )
             preferences = http.get("/v1/me/notification-preferences", headers=me).json()
             assert not any(channels["email"] for channels in preferences["types"].values())
             assert not [line for line in browser.console if "Content Security Policy" in line], browser.console

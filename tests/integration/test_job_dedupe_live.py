@@ -1,4 +1,5 @@
 """Concurrent requests for work that runs one at a time (an export): every one is answered with the job."""
+
 from __future__ import annotations
 
 import threading
@@ -26,7 +27,8 @@ def _finish_exports_as_they_come(owner_id, stop: threading.Event) -> None:
     with db.connection_context():
         while not stop.is_set():
             Job.update(status="succeeded", finished_at=Job.created_at).where(
-                (Job.owner == owner_id) & Job.status.in_(ACTIVE)).execute()
+                (Job.owner == owner_id) & Job.status.in_(ACTIVE)
+            ).execute()
 
 
 def test_concurrent_exports_each_get_a_job_while_jobs_finish(live_env, live_db, logs, procs):
@@ -39,10 +41,11 @@ def test_concurrent_exports_each_get_a_job_while_jobs_finish(live_env, live_db, 
     finisher = threading.Thread(target=_finish_exports_as_they_come, args=(user.id, stop))
     finisher.start()
     try:
-        with httpx.Client(base_url=base, headers=headers, timeout=30,
-                          limits=httpx.Limits(max_connections=16)) as http:
-            with ThreadPoolExecutor(16) as pool:
-                answers = list(pool.map(lambda _: http.post("/v1/me/export"), range(REQUESTS)))
+        with (
+            httpx.Client(base_url=base, headers=headers, timeout=30, limits=httpx.Limits(max_connections=16)) as http,
+            ThreadPoolExecutor(16) as pool,
+        ):
+            answers = list(pool.map(lambda _: http.post("/v1/me/export"), range(REQUESTS)))
     finally:
         stop.set()
         finisher.join()

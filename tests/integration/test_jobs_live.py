@@ -1,4 +1,5 @@
 """Jobs against real processes: gunicorn, Celery workers (killed with SIGKILL), a broker that goes away."""
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,11 @@ def test_export_runs_on_a_worker_with_progress_events_and_downloads(live_env, li
     types = _types(live_env, f"user:{user.id}")
     assert types[:2] == ["job.queued", "job.started"] and types[-1] == "job.succeeded"
     assert types.count("job.progress") >= 4 and types.count("job.succeeded") == 1
-    percents = [e["data"]["progress"]["percent"] for e in live_events(live_env).history(f"job:{job_id}")
-                if e["type"] == "job.progress"]
+    percents = [
+        e["data"]["progress"]["percent"]
+        for e in live_events(live_env).history(f"job:{job_id}")
+        if e["type"] == "job.progress"
+    ]
     assert percents == sorted(percents) and percents[-1] >= 80  # "Writing the archive"
 
     link = urlsplit(view["result"]["download_url"])
@@ -101,8 +105,11 @@ def test_a_job_accepted_while_the_broker_was_down_runs_once_it_is_back(live_env,
 
         broker_server.start()  # the broker is back, empty: the message was never sent
         procs.append(start_worker(env, logs, queues="exports,maintenance"))
-        wait_for(lambda: (_now() - Job.get_by_id(job_id).created_at).total_seconds() > 1, timeout=5,
-                 what="the job to be older than JOB_REQUEUE_AFTER")
+        wait_for(
+            lambda: (_now() - Job.get_by_id(job_id).created_at).total_seconds() > 1,
+            timeout=5,
+            what="the job to be older than JOB_REQUEUE_AFTER",
+        )
         broker = LiveBroker(env)
         broker.sweep()
         broker.close()
@@ -119,17 +126,20 @@ def test_cancel_before_and_during_a_run(live_env, live_db, logs, procs):
     headers = login(base, admin.email, PASSWORD)
 
     # Before: queued (no worker yet), cancelled, then its message is delivered to a worker.
-    early = httpx.post(f"{base}/v1/admin/jobs/selftest", headers=headers, json={"steps": 2, "step_ms": 10},
-                       timeout=10).json()
+    early = httpx.post(
+        f"{base}/v1/admin/jobs/selftest", headers=headers, json={"steps": 2, "step_ms": 10}, timeout=10
+    ).json()
     cancel = httpx.post(f"{base}/v1/jobs/{early['id']}/cancel", headers=headers, timeout=10)
     assert (cancel.status_code, cancel.json()["status"]) == (200, "cancelled")
     procs.append(start_worker(live_env, logs, queues="default"))
 
     # During: running, asked to stop, stops at its next progress point.
-    late = httpx.post(f"{base}/v1/admin/jobs/selftest", headers=headers, json={"steps": 50, "step_ms": 100},
-                      timeout=10).json()
-    wait_job(late["id"], lambda j: j.status == "running" and j.progress_pct > 0, procs=procs,
-             what="the second job to run")
+    late = httpx.post(
+        f"{base}/v1/admin/jobs/selftest", headers=headers, json={"steps": 50, "step_ms": 100}, timeout=10
+    ).json()
+    wait_job(
+        late["id"], lambda j: j.status == "running" and j.progress_pct > 0, procs=procs, what="the second job to run"
+    )
     cancel = httpx.post(f"{base}/v1/jobs/{late['id']}/cancel", headers=headers, timeout=10)
     assert cancel.status_code == 202 and cancel.json()["cancel_requested"] is True
     stopped = wait_job(late["id"], lambda j: j.status == "cancelled", procs=procs, what="the job to stop")
@@ -144,4 +154,5 @@ def test_cancel_before_and_during_a_run(live_env, live_db, logs, procs):
 
 def _now():
     from models.base import utcnow
+
     return utcnow()

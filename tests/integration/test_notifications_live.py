@@ -1,4 +1,5 @@
 """Notification fan-out on real worker processes: a worker killed mid-send sends nothing twice."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,10 @@ PHONE = "+15557654321"
 
 
 def _deliveries(notification_id) -> dict:
-    return {row.channel: row for row in NotificationDelivery.select()
-            .where(NotificationDelivery.notification == notification_id)}
+    return {
+        row.channel: row
+        for row in NotificationDelivery.select().where(NotificationDelivery.notification == notification_id)
+    }
 
 
 def test_a_worker_killed_during_the_sms_request_sends_each_channel_once(live_env, live_db, logs, procs, providers):
@@ -27,8 +30,13 @@ def test_a_worker_killed_during_the_sms_request_sends_each_channel_once(live_env
     db.execute_sql("UPDATE users SET phone = %s, phone_verified_at = now() WHERE id = %s", (PHONE, user.id))
     NotificationPreference.create(user=user.id, types={"message.received": {"email": True, "sms": True}})
     with db.atomic():
-        job = notify(user.id, "message.received", title="New message from Ada", body="Still available?",
-                     data={"conversation_id": "c0ffee00-0000-4000-8000-000000000001"})
+        job = notify(
+            user.id,
+            "message.received",
+            title="New message from Ada",
+            body="Still available?",
+            data={"conversation_id": "c0ffee00-0000-4000-8000-000000000001"},
+        )
     notification_id = job.input["notification_id"]
     # Twilio takes the request and does not answer: the worker dies while it waits.
     providers.program("sms", {"status": 201, "delay_seconds": 30})

@@ -1,4 +1,5 @@
 """The relay under uvicorn with real websocket clients, fed by a real worker and by the event bus."""
+
 from __future__ import annotations
 
 import signal
@@ -8,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from relay import protocol as proto
 from models.jobs import Job
+from relay import protocol as proto
 from tests.factories import PASSWORD, make_user
 from tests.integration.processes import start_gunicorn, start_worker
 from tests.relay.live import WsClient, start_relay, token

@@ -1,4 +1,5 @@
 """The longest request lines, against gunicorn as deployed (ops/gunicorn.conf.py)."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,11 @@ def _encode_uri_component(text: str) -> str:
 
 def _polygon(points: int) -> str:
     """A ring of ``points`` points around Austin, each number as JavaScript prints a double (~17 digits)."""
-    return ",".join(f"{30.2672 + 0.05 * math.sin(2 * math.pi * i / points)!r} "
-                    f"{-97.7431 + 0.05 * math.cos(2 * math.pi * i / points)!r}" for i in range(points))
+    return ",".join(
+        f"{30.2672 + 0.05 * math.sin(2 * math.pi * i / points)!r} "
+        f"{-97.7431 + 0.05 * math.cos(2 * math.pi * i / points)!r}"
+        for i in range(points)
+    )
 
 
 @pytest.fixture
@@ -31,9 +35,18 @@ def web(live_env, logs, procs):
 
 
 def test_a_hundred_point_polygon_with_filters_is_searched(web):
-    query = "&".join(f"{name}={_encode_uri_component(value)}" for name, value in (
-        ("polygon", _polygon(100)), ("q", "jardín soleado \"south facing\""), ("city", "Austin"),
-        ("features", "Pool,Garage,Fireplace"), ("min_price", "25000000"), ("min_beds", "3"), ("sort", "price_asc")))
+    query = "&".join(
+        f"{name}={_encode_uri_component(value)}"
+        for name, value in (
+            ("polygon", _polygon(100)),
+            ("q", 'jardín soleado "south facing"'),
+            ("city", "Austin"),
+            ("features", "Pool,Garage,Fireplace"),
+            ("min_price", "25000000"),
+            ("min_beds", "3"),
+            ("sort", "price_asc"),
+        )
+    )
     line = f"GET /v1/properties?{query} HTTP/1.1"
     assert 4094 < len(line) < 8190  # over gunicorn's default limit, which answered it 414 in HTML
     resp = httpx.get(f"{web}/v1/properties?{query}", timeout=10)

@@ -1,4 +1,5 @@
 """Uploads against real processes: gunicorn streaming bodies, a Celery worker on ``scans``, a clamd we stop."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,7 +36,7 @@ def env(live_env, clamd):
 
 def _chunks(data: bytes, size: int = 64 * 1024):
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 def _stored(env) -> list[str]:
@@ -45,8 +46,12 @@ def _stored(env) -> list[str]:
 
 def _wait_upload(upload_id, predicate, procs, timeout=60.0, what="the upload"):
     try:
-        return wait_for(lambda: (lambda u: u if predicate(u) else None)(Upload.get_by_id(upload_id)),
-                        timeout=timeout, interval=0.1, what=what)
+        return wait_for(
+            lambda: (lambda u: u if predicate(u) else None)(Upload.get_by_id(upload_id)),
+            timeout=timeout,
+            interval=0.1,
+            what=what,
+        )
     except AssertionError as exc:
         logs = "\n".join(f"--- {p.name} ---\n{p.output()[-3000:]}" for p in procs)
         raise AssertionError(f"{exc}; upload is {Upload.get_by_id(upload_id).status}\n{logs}") from None
@@ -60,22 +65,27 @@ def test_a_chunked_upload_is_streamed_scanned_and_a_chunked_oversize_one_refused
     headers = login(base, user.email, PASSWORD)
     photo = jpeg_with_gps()
 
-    resp = httpx.post(f"{base}/v1/uploads", params={"purpose": "listing_photo", "filename": "porch.jpg"},
-                      headers=headers, content=_chunks(photo), timeout=10)  # no Content-Length: chunked
+    resp = httpx.post(
+        f"{base}/v1/uploads",
+        params={"purpose": "listing_photo", "filename": "porch.jpg"},
+        headers=headers,
+        content=_chunks(photo),
+        timeout=10,
+    )  # no Content-Length: chunked
     assert resp.status_code == 202, resp.text
     done = _wait_upload(resp.json()["id"], lambda u: u.status == "clean", procs, what="a clean scan")
     assert (done.size, sorted(done.previews)) == (len(photo), ["w1280", "w320"])
 
     before = _stored(env)
     big = png() + b"\0" * (2 * PHOTO_CAP)
-    resp = httpx.post(f"{base}/v1/uploads", params={"purpose": "listing_photo"}, headers=headers,
-                      content=_chunks(big), timeout=10)
+    resp = httpx.post(
+        f"{base}/v1/uploads", params={"purpose": "listing_photo"}, headers=headers, content=_chunks(big), timeout=10
+    )
     assert resp.status_code == 413, resp.text
     assert _stored(env) == before and Upload.select().count() == 1
 
 
-def test_clamd_stopped_during_a_scan_keeps_the_upload_quarantined_until_it_is_back(env, live_db, clamd, logs,
-                                                                                   procs):
+def test_clamd_stopped_during_a_scan_keeps_the_upload_quarantined_until_it_is_back(env, live_db, clamd, logs, procs):
     user = make_user()
     web, base = start_gunicorn(env, logs)
     procs.append(web)
@@ -83,14 +93,18 @@ def test_clamd_stopped_during_a_scan_keeps_the_upload_quarantined_until_it_is_ba
     headers = login(base, user.email, PASSWORD)
 
     clamd.stop()
-    resp = httpx.post(f"{base}/v1/uploads", params={"purpose": "listing_photo"}, headers=headers,
-                      content=png(), timeout=10)
+    resp = httpx.post(
+        f"{base}/v1/uploads", params={"purpose": "listing_photo"}, headers=headers, content=png(), timeout=10
+    )
     assert resp.status_code == 202, resp.text
     upload_id = resp.json()["id"]
     job_url = f"{base}{resp.headers['Location']}"
     # The scan ran, found no clamd, and is waiting to try again.
-    wait_for(lambda: httpx.get(job_url, headers=headers, timeout=5).json()["last_error"] is not None, timeout=30,
-             what="a failed scan attempt")
+    wait_for(
+        lambda: httpx.get(job_url, headers=headers, timeout=5).json()["last_error"] is not None,
+        timeout=30,
+        what="a failed scan attempt",
+    )
     job = httpx.get(job_url, headers=headers, timeout=5).json()
     assert job["status"] in ("queued", "running") and job["attempts"] >= 1
     assert job["error"] is None  # not failed: waiting to try again
@@ -120,8 +134,12 @@ def test_a_put_held_open_across_complete_never_lands_and_the_scanned_bytes_are_s
     procs.append(web)
     headers = login(base, user.email, PASSWORD)
     photo = jpeg_with_gps()
-    intent = httpx.post(f"{base}/v1/uploads/intents", headers=headers, timeout=10, json={
-        "purpose": "listing_photo", "filename": "porch.jpg", "content_type": "image/jpeg", "size": len(photo)})
+    intent = httpx.post(
+        f"{base}/v1/uploads/intents",
+        headers=headers,
+        timeout=10,
+        json={"purpose": "listing_photo", "filename": "porch.jpg", "content_type": "image/jpeg", "size": len(photo)},
+    )
     assert intent.status_code == 201, intent.text
     target = intent.json()["upload_target"]
     put_url = target["url"].replace("http://hearth.test", base)
@@ -140,8 +158,9 @@ def test_a_put_held_open_across_complete_never_lands_and_the_scanned_bytes_are_s
     answer = {}
 
     def held_put():
-        answer["resp"] = httpx.put(put_url, content=held_body(), timeout=30,
-                                   headers={**target["headers"], "Content-Length": str(len(evil))})
+        answer["resp"] = httpx.put(
+            put_url, content=held_body(), timeout=30, headers={**target["headers"], "Content-Length": str(len(evil))}
+        )
 
     sender = threading.Thread(target=held_put)
     sender.start()

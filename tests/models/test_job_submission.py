@@ -6,6 +6,7 @@ The last ones run on a thread of their own, where the block is a real
 transaction, and check the row is visible to another connection when the job
 is submitted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,12 @@ class Boom(Exception):
 
 
 def _job(**fields) -> Job:
-    return Job.create(kind=fields.pop("kind", "accounts.send_password_reset"), queue="notify",
-                      input={"email": "a@example.com"}, **fields)
+    return Job.create(
+        kind=fields.pop("kind", "accounts.send_password_reset"),
+        queue="notify",
+        input={"email": "a@example.com"},
+        **fields,
+    )
 
 
 def test_a_job_is_submitted_when_its_block_commits_not_before(database):
@@ -64,10 +69,9 @@ def test_a_job_is_submitted_when_its_block_commits_not_before(database):
 
 def test_a_rolled_back_job_is_never_submitted(database):
     broker = Broker()
-    with jobs_submitted_after_commit(broker.submit):
-        with pytest.raises(Boom), db.atomic():
-            job = _job()
-            raise Boom()
+    with jobs_submitted_after_commit(broker.submit), pytest.raises(Boom), db.atomic():
+        job = _job()
+        raise Boom()
     assert broker.submitted == []
     assert Job.get_or_none(Job.id == job.id) is None
 
@@ -92,11 +96,10 @@ def test_a_nested_block_that_rolls_back_drops_only_its_own_jobs(database):
 
 def test_an_outer_rollback_drops_the_jobs_of_blocks_released_inside_it(database):
     broker = Broker()
-    with jobs_submitted_after_commit(broker.submit):
-        with pytest.raises(Boom), db.atomic():
-            with db.atomic():
-                _job()
-            raise Boom()
+    with jobs_submitted_after_commit(broker.submit), pytest.raises(Boom), db.atomic():
+        with db.atomic():
+            _job()
+        raise Boom()
     assert broker.submitted == []
 
 
@@ -133,15 +136,16 @@ def test_a_failed_submission_leaves_the_job_queued_for_the_sweep(database, broke
 def test_every_way_of_creating_a_job_registers_it(database):
     broker = Broker()
     user = make_user()
-    with jobs_submitted_after_commit(broker.submit):
-        with db.atomic():
-            first, created = Job.create_or_get_active(dedupe_key="export:x", kind="exports.build_export",
-                                                      queue="exports", owner=user.id, input={})
-            again, created_again = Job.create_or_get_active(dedupe_key="export:x", kind="exports.build_export",
-                                                            queue="exports", owner=user.id, input={})
-            saved = Job(kind="jobs.selftest", owner=user.id, input={})
-            saved.save(force_insert=True)
-            fan_out = notify(user.id, "message.received", title="Hello", body="Is it still available?")
+    with jobs_submitted_after_commit(broker.submit), db.atomic():
+        first, created = Job.create_or_get_active(
+            dedupe_key="export:x", kind="exports.build_export", queue="exports", owner=user.id, input={}
+        )
+        again, created_again = Job.create_or_get_active(
+            dedupe_key="export:x", kind="exports.build_export", queue="exports", owner=user.id, input={}
+        )
+        saved = Job(kind="jobs.selftest", owner=user.id, input={})
+        saved.save(force_insert=True)
+        fan_out = notify(user.id, "message.received", title="Hello", body="Is it still available?")
     assert (created, created_again, again.id) == (True, False, first.id)
     assert broker.submitted == [str(first.id), str(saved.id), str(fan_out.id)]
 
@@ -158,20 +162,21 @@ def test_an_update_of_a_job_is_not_a_new_submission(database):
 def test_jobs_their_owner_follows_are_announced_just_before_they_are_submitted(database):
     broker = Broker()
     user = make_user()
-    with jobs_submitted_after_commit(broker.submit, announce=broker.announce):
-        with db.atomic():
-            followed = _job(kind="jobs.selftest", owner=user.id)
-            quiet = _job(kind="accounts.send_verification_email", owner=user.id)
-    assert broker.events == [("announced", str(followed.id)), ("submitted", str(followed.id)),
-                             ("submitted", str(quiet.id))]
+    with jobs_submitted_after_commit(broker.submit, announce=broker.announce), db.atomic():
+        followed = _job(kind="jobs.selftest", owner=user.id)
+        quiet = _job(kind="accounts.send_verification_email", owner=user.id)
+    assert broker.events == [
+        ("announced", str(followed.id)),
+        ("submitted", str(followed.id)),
+        ("submitted", str(quiet.id)),
+    ]
 
 
 def test_the_innermost_scope_takes_the_jobs_created_in_it(database):
     outer, inner = Broker(), Broker()
     with jobs_submitted_after_commit(outer.submit):
-        with jobs_submitted_after_commit(inner.submit):
-            with db.atomic():
-                mine = _job()
+        with jobs_submitted_after_commit(inner.submit), db.atomic():
+            mine = _job()
         with db.atomic():
             theirs = _job()
     assert (outer.submitted, inner.submitted) == ([str(theirs.id)], [str(mine.id)])

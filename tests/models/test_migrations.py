@@ -1,4 +1,5 @@
 """The migrations build the schema from nothing, take it all down again, and rebuild it."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,8 +47,16 @@ def test_upgrade_downgrade_to_zero_and_upgrade_again(empty_database):
         assert migrate.upgrade(database) == []  # nothing left to apply
         built = _schema(database)
         tables = {key.split(":", 1)[1] for key in built if key.startswith("r:")}
-        assert {"users", "auth_sessions", "refresh_tokens", "account_tokens", "audit_log", "jobs",
-                "job_effects", HISTORY} <= tables
+        assert {
+            "users",
+            "auth_sessions",
+            "refresh_tokens",
+            "account_tokens",
+            "audit_log",
+            "jobs",
+            "job_effects",
+            HISTORY,
+        } <= tables
         assert all(applied is not None for _, applied in migrate.status(database))
 
         assert migrate.downgrade(database, names[0]) == list(reversed(names))

@@ -1,4 +1,5 @@
 """Password hashing and policy rules, without HTTP."""
+
 from __future__ import annotations
 
 import bcrypt
@@ -28,6 +29,7 @@ def test_bcrypt_hashes_verify_and_ask_for_a_rehash(prefix):
 
 def test_weaker_argon2_parameters_ask_for_a_rehash():
     import argon2
+
     weak = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("some passphrase")
     assert verify_password(weak, "some passphrase")
     assert needs_rehash(weak)
@@ -40,13 +42,16 @@ def test_missing_or_garbage_hashes_never_verify():
     assert not verify_password("$2b$04$invalid", "whatever")
 
 
-@pytest.mark.parametrize("password, problem", [
-    ("short1!", "at least 8"),
-    ("password123", "common"),
-    ("qwerty123", "common"),
-    ("Password123", "common"),
-    ("x" * 129, "at most 128"),
-])
+@pytest.mark.parametrize(
+    "password, problem",
+    [
+        ("short1!", "at least 8"),
+        ("password123", "common"),
+        ("qwerty123", "common"),
+        ("Password123", "common"),
+        ("x" * 129, "at most 128"),
+    ],
+)
 def test_policy_refuses(password, problem):
     assert problem in (policy_problem(password) or "")
 

@@ -1,4 +1,5 @@
 """The listing's rules in the model: transitions, history, derived prices, and race-safe version bumps."""
+
 from __future__ import annotations
 
 import datetime
@@ -9,8 +10,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.db import db
-from models.properties import (INITIAL_STATUSES, STATUSES, TRANSITIONS, IllegalTransition, InvalidListing, Property,
-                               PropertyHistory, StaleListing, can_transition)
+from models.properties import (
+    INITIAL_STATUSES,
+    STATUSES,
+    TRANSITIONS,
+    IllegalTransition,
+    InvalidListing,
+    Property,
+    PropertyHistory,
+    StaleListing,
+    can_transition,
+)
 from tests.factories import make_user
 
 CLOSE = {"close_price": 500_000_00, "close_date": datetime.date(2026, 10, 1)}
@@ -33,9 +43,12 @@ def _reachable(start: str) -> set[str]:
 
 
 def _status_rows(listing) -> list[tuple]:
-    return [(r.old_value, r.new_value) for r in PropertyHistory.select().where(
-        (PropertyHistory.property == listing.id) & (PropertyHistory.field == "standard_status"))
-        .order_by(PropertyHistory.id)]
+    return [
+        (r.old_value, r.new_value)
+        for r in PropertyHistory.select()
+        .where((PropertyHistory.property == listing.id) & (PropertyHistory.field == "standard_status"))
+        .order_by(PropertyHistory.id)
+    ]
 
 
 def _at(owner, status: str) -> Property:
@@ -52,8 +65,7 @@ def test_the_table_is_closed_and_everything_is_reachable_from_a_draft():
     assert {s for s, targets in TRANSITIONS.items() if not targets} == {"Closed", "Canceled"}
 
 
-@pytest.mark.parametrize("current,new", [pair for pair in itertools.product(STATUSES, STATUSES)
-                                         if pair[0] != pair[1]])
+@pytest.mark.parametrize("current,new", [pair for pair in itertools.product(STATUSES, STATUSES) if pair[0] != pair[1]])
 def test_each_pair_of_statuses_moves_only_when_the_table_says_so(owner, current, new):
     listing = _at(owner, current)
     before = _status_rows(listing)
@@ -72,17 +84,22 @@ def test_each_pair_of_statuses_moves_only_when_the_table_says_so(owner, current,
 
 
 # Actions: ("status", target) or ("price", new price in cents).
-ACTIONS = st.lists(st.one_of(st.tuples(st.just("status"), st.sampled_from(STATUSES)),
-                             st.tuples(st.just("price"), st.integers(min_value=0, max_value=10**10))),
-                   max_size=15)
+ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("status"), st.sampled_from(STATUSES)),
+        st.tuples(st.just("price"), st.integers(min_value=0, max_value=10**10)),
+    ),
+    max_size=15,
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(initial=st.sampled_from(INITIAL_STATUSES), actions=ACTIONS)
 def test_no_sequence_of_changes_breaks_the_lifecycle(owner, initial, actions):
     with db.atomic() as savepoint:
-        listing = Property.create_listing(owner_id=owner.id, actor_id=owner.id,
-                                          fields=dict(BASE, standard_status=initial))
+        listing = Property.create_listing(
+            owner_id=owner.id, actor_id=owner.id, fields=dict(BASE, standard_status=initial)
+        )
         reachable = _reachable("Incomplete")
         expected_status_rows = [(None, initial)]
         prices = [listing.list_price]
@@ -91,8 +108,7 @@ def test_no_sequence_of_changes_breaks_the_lifecycle(owner, initial, actions):
             if kind == "status":
                 old = listing.standard_status
                 try:
-                    changed = listing.change_status(value, actor_id=owner.id,
-                                                    **(CLOSE if value == "Closed" else {}))
+                    changed = listing.change_status(value, actor_id=owner.id, **(CLOSE if value == "Closed" else {}))
                 except IllegalTransition:
                     assert not can_transition(old, value)
                     assert listing.standard_status == old and listing.version == version
@@ -120,8 +136,11 @@ def test_no_sequence_of_changes_breaks_the_lifecycle(owner, initial, actions):
         fresh = Property.get_by_id(listing.id)
         assert fresh.standard_status == path[-1] and fresh.list_price == prices[-1]
         assert fresh.original_list_price == prices[0]
-        price_rows = PropertyHistory.select().where((PropertyHistory.property == listing.id)
-                                                    & (PropertyHistory.field == "list_price")).count()
+        price_rows = (
+            PropertyHistory.select()
+            .where((PropertyHistory.property == listing.id) & (PropertyHistory.field == "list_price"))
+            .count()
+        )
         assert price_rows == len(prices)
         assert fresh.version == 1 + (len(expected_status_rows) - 1) + (len(prices) - 1)
         savepoint.rollback()
@@ -137,17 +156,28 @@ def test_two_writers_at_one_version_one_wins_the_other_is_stale(owner):
         first.apply_changes({"list_price": 1_00}, actor_id=owner.id, expected_version=1)
     fresh = Property.get_by_id(first.id)
     assert (fresh.list_price, fresh.version, fresh.previous_list_price) == (490_000_00, 2, 500_000_00)
-    prices = [r.new_value for r in PropertyHistory.select().where(
-        (PropertyHistory.property == first.id) & (PropertyHistory.field == "list_price"))]
+    prices = [
+        r.new_value
+        for r in PropertyHistory.select().where(
+            (PropertyHistory.property == first.id) & (PropertyHistory.field == "list_price")
+        )
+    ]
     assert sorted(prices) == ["49000000", "50000000"]
 
 
 def test_rules_between_fields_name_each_field(owner):
     with pytest.raises(InvalidListing) as caught:
-        Property.create_listing(owner_id=owner.id, actor_id=owner.id, fields=dict(
-            BASE, standard_status="Pending", latitude=39.7, association_fee=100_00, list_agent_id=owner.id))
+        Property.create_listing(
+            owner_id=owner.id,
+            actor_id=owner.id,
+            fields=dict(BASE, standard_status="Pending", latitude=39.7, association_fee=100_00, list_agent_id=owner.id),
+        )
     assert {name for name, _ in caught.value.errors} == {
-        "standard_status", "longitude", "association_fee_frequency", "list_agent_id"}
+        "standard_status",
+        "longitude",
+        "association_fee_frequency",
+        "list_agent_id",
+    }
     assert Property.select().where(Property.owner == owner.id).count() == 0
 
 

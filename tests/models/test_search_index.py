@@ -1,10 +1,13 @@
 """The search index table and the query planner's alternatives: every path gives the same answer."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from models.db import db
 from models.search import EARTH_RADIUS_KM, ListingSearch, SearchFilters, radius_boxes
@@ -15,7 +18,9 @@ from tests.search_listings import make_listing, make_owner
 def _shape(table: str) -> tuple[list, list]:
     columns = db.execute_sql(
         "SELECT attname, format_type(atttypid, atttypmod), attnotnull, attstorage FROM pg_attribute "
-        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table,)).fetchall()
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (table,),
+    ).fetchall()
     indexes = db.execute_sql("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (table,)).fetchall()
     # Index names carry the generation; the definitions must agree.
     normalised = sorted(definition.split(" ON ", 1)[1].replace(table, "T") for (definition,) in indexes)
@@ -33,8 +38,13 @@ def test_a_rebuilt_table_has_the_shape_the_migration_created(database):
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(lat=st.floats(-89.5, 89.5), lon=st.floats(-180, 180), radius=st.floats(0.01, 500),
-       bearing=st.floats(0, 2 * math.pi), fraction=st.floats(0, 1))
+@given(
+    lat=st.floats(-89.5, 89.5),
+    lon=st.floats(-180, 180),
+    radius=st.floats(0.01, 500),
+    bearing=st.floats(0, 2 * math.pi),
+    fraction=st.floats(0, 1),
+)
 def test_radius_boxes_hold_every_point_within_the_radius(lat, lon, radius, bearing, fraction):
     # A point at great-circle distance <= radius, in any direction.
     d = radius * fraction / EARTH_RADIUS_KM
@@ -43,8 +53,9 @@ def test_radius_boxes_hold_every_point_within_the_radius(lat, lon, radius, beari
     l2 = l1 + math.atan2(math.sin(bearing) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2))
     plat, plon = math.degrees(p2), (math.degrees(l2) + 540) % 360 - 180
     eps = 1e-9
-    assert any(b[0] - eps <= plon <= b[2] + eps and b[1] - eps <= plat <= b[3] + eps
-               for b in radius_boxes(lat, lon, radius))
+    assert any(
+        b[0] - eps <= plon <= b[2] + eps and b[1] - eps <= plat <= b[3] + eps for b in radius_boxes(lat, lon, radius)
+    )
 
 
 def test_radius_boxes_split_at_the_antimeridian():
@@ -59,12 +70,19 @@ def street(database):
     listings = []
     for i in range(30):
         kind = i % 5
-        listings.append(make_listing(
-            owner, listed_minutes=i // 2, list_price=(i % 7) * 1_000_000, latitude=30.0, longitude=-97.0 + i * 0.001,
-            street_name="Pool Lane" if kind == 0 else "Main Street",
-            unparsed_address=f"{i} {'Pool Lane' if kind == 0 else 'Main Street'}, Austin",
-            features=["Pool"] if kind == 1 else ["Garage"],
-            public_remarks="Walk to the pool." if kind == 2 else "Quiet."))
+        listings.append(
+            make_listing(
+                owner,
+                listed_minutes=i // 2,
+                list_price=(i % 7) * 1_000_000,
+                latitude=30.0,
+                longitude=-97.0 + i * 0.001,
+                street_name="Pool Lane" if kind == 0 else "Main Street",
+                unparsed_address=f"{i} {'Pool Lane' if kind == 0 else 'Main Street'}, Austin",
+                features=["Pool"] if kind == 1 else ["Garage"],
+                public_remarks="Walk to the pool." if kind == 2 else "Quiet.",
+            )
+        )
     return listings
 
 
@@ -93,15 +111,17 @@ def test_text_pages_are_the_same_whether_walked_or_read_from_gin(street, sort):
 
 def test_broad_map_and_distance_queries_take_other_plans_and_the_same_rows(street):
     box = SearchFilters(bbox=(-97.0005, 29.9, -96.985, 30.1))
-    assert _all_pages(ListingSearch(box, "newest", limit=4), broad_total=10**6) == \
-        _all_pages(ListingSearch(box, "newest", limit=4))
+    assert _all_pages(ListingSearch(box, "newest", limit=4), broad_total=10**6) == _all_pages(
+        ListingSearch(box, "newest", limit=4)
+    )
     near = SearchFilters(near=(30.0, -97.0), radius_km=2.0)
     rings = _all_pages(ListingSearch(near, "distance", limit=4), broad_total=10**6)
     assert rings == _all_pages(ListingSearch(near, "distance", limit=4))
     assert len(rings) == 21  # 0.001 degrees of longitude is about 96 m here: 20 steps fit in 2 km
     unbounded = SearchFilters(near=(30.0, -97.0))
-    assert _all_pages(ListingSearch(unbounded, "distance", limit=7), broad_total=10**6) == \
-        _all_pages(ListingSearch(unbounded, "distance", limit=7))
+    assert _all_pages(ListingSearch(unbounded, "distance", limit=7), broad_total=10**6) == _all_pages(
+        ListingSearch(unbounded, "distance", limit=7)
+    )
 
 
 def test_totals_are_exact_up_to_the_bound_then_estimated(street):

@@ -1,4 +1,5 @@
 """The upload's state rules in the model: completing an intent, refusing what was not declared, rescans."""
+
 from __future__ import annotations
 
 import datetime
@@ -9,9 +10,20 @@ import pytest
 from models.base import utcnow
 from models.db import db
 from models.jobs import Job
-from models.uploads import (SCAN_KIND, IntentExpired, PurposeRule, Upload, UploadStateError, incoming_key,
-                            intent_mismatch, lock_awaiting_intent, lock_intent, quarantine_key, queue_intent_scan,
-                            restart_scan)
+from models.uploads import (
+    SCAN_KIND,
+    IntentExpired,
+    PurposeRule,
+    Upload,
+    UploadStateError,
+    incoming_key,
+    intent_mismatch,
+    lock_awaiting_intent,
+    lock_intent,
+    quarantine_key,
+    queue_intent_scan,
+    restart_scan,
+)
 from tests.factories import make_user
 
 PHOTO = PurposeRule("listing_photo", ("image/jpeg", "image/png"), 1_000)
@@ -19,9 +31,16 @@ PHOTO = PurposeRule("listing_photo", ("image/jpeg", "image/png"), 1_000)
 
 def _upload(owner, **fields) -> Upload:
     upload_id = uuid.uuid4()
-    values = dict(id=upload_id, owner=owner.id, purpose="listing_photo", status="awaiting_upload",
-                  filename="garden.jpg", declared_type="image/jpeg", declared_size=100,
-                  storage_key=quarantine_key(upload_id))
+    values = dict(
+        id=upload_id,
+        owner=owner.id,
+        purpose="listing_photo",
+        status="awaiting_upload",
+        filename="garden.jpg",
+        declared_type="image/jpeg",
+        declared_size=100,
+        storage_key=quarantine_key(upload_id),
+    )
     values.update(fields)
     return Upload.create(**values)
 
@@ -67,8 +86,15 @@ def test_an_expired_intent_is_not_completed(owner):
 
 def _clean(owner, **fields) -> Upload:
     upload_id = uuid.uuid4()
-    return _upload(owner, id=upload_id, status="clean", content_type="image/jpeg", size=100,
-                   storage_key=f"files/{upload_id}/garden.jpg", **fields)
+    return _upload(
+        owner,
+        id=upload_id,
+        status="clean",
+        content_type="image/jpeg",
+        size=100,
+        storage_key=f"files/{upload_id}/garden.jpg",
+        **fields,
+    )
 
 
 def test_a_rescan_needs_a_file_and_no_scan_under_way(owner):
@@ -88,7 +114,8 @@ def test_a_rescan_needs_a_file_and_no_scan_under_way(owner):
 def test_a_rescan_of_an_upload_that_changed_since_it_was_read_is_refused(owner):
     read = _clean(owner)
     Upload.update(status="infected", signature="Eicar-Signature", storage_key=None).where(
-        Upload.id == read.id).execute()  # a scan finished meanwhile
+        Upload.id == read.id
+    ).execute()  # a scan finished meanwhile
     with pytest.raises(UploadStateError) as refused:
         restart_scan(read)
     assert refused.value.slug == "upload-changed"
@@ -97,7 +124,11 @@ def test_a_rescan_of_an_upload_that_changed_since_it_was_read_is_refused(owner):
 
 def test_deleting_an_upload_reaches_every_key_it_may_occupy(owner):
     photo = _clean(owner, previews={"w320": {"key": "previews/x/w320.webp"}})
-    assert photo.stored_keys() == {quarantine_key(photo.id), incoming_key(photo.id), photo.clean_key(),
-                                   "previews/x/w320.webp"}
+    assert photo.stored_keys() == {
+        quarantine_key(photo.id),
+        incoming_key(photo.id),
+        photo.clean_key(),
+        "previews/x/w320.webp",
+    }
     intent = _upload(owner, storage_key=None)
     assert intent.stored_keys() == {quarantine_key(intent.id), incoming_key(intent.id)}

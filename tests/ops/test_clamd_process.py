@@ -1,4 +1,5 @@
 """``python -m ops.clamd``: whatever signal stops it, its clamd goes too."""
+
 from __future__ import annotations
 
 import contextlib
@@ -37,9 +38,14 @@ def _gone(pid: int, timeout: float = 15.0) -> bool:
 def test_every_stop_signal_stops_clamd(signum):
     # Short path: a unix socket path may not exceed 107 bytes.
     home = pathlib.Path(tempfile.mkdtemp(prefix="hearth-clamd-"))
-    runner = subprocess.Popen([sys.executable, "-m", "ops.clamd", "--home", str(home)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "ops.clamd", "--home", str(home)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     clamd_pid = None
     try:
         line = runner.stdout.readline()

@@ -1,4 +1,5 @@
 """The ``hearth`` command and ``hearth run``'s supervisor, run as real processes."""
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,23 @@ from tests.conftest import create_database, drop_database
 MIGRATIONS = sorted(p.stem for p in MIGRATIONS_DIR.glob("[0-9]*.py"))
 STRONG_PASSWORD = "lantern-quarry-47-oxbow"
 # What the shell that runs `hearth` would have, minus anything naming a real deployment.
-BASE_ENV = {k: v for k, v in os.environ.items()
-            if not k.startswith("HEARTH_") and k not in ("DATABASE_URL", "REDIS_URL")}
+BASE_ENV = {
+    k: v for k, v in os.environ.items() if not k.startswith("HEARTH_") and k not in ("DATABASE_URL", "REDIS_URL")
+}
 
 
-def hearth(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-           timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ops.cli", *args], cwd=ROOT, env=env or BASE_ENV,
-                          input=stdin, capture_output=True, text=True, timeout=timeout)
+def hearth(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        cwd=ROOT,
+        env=env or BASE_ENV,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, message: str) -> None:
@@ -64,6 +74,7 @@ def query(env: dict[str, str], sql: str, *params):
 
 # ----------------------------------------------------------------------------- errors
 
+
 def test_unsafe_production_settings_are_refused_without_a_traceback(tmp_path):
     result = hearth("db", "status", env={**BASE_ENV, "HEARTH_ENV": "production"})
     assert_clean_failure(result, "invalid settings")
@@ -78,6 +89,7 @@ def test_unreachable_database_is_a_clean_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- db
+
 
 def test_db_upgrade_status_downgrade_round_trip(database_env):
     status = hearth("db", "status", env=database_env)
@@ -108,45 +120,92 @@ def test_db_upgrade_status_downgrade_round_trip(database_env):
     assert everything.returncode == 0, everything.stderr
     assert everything.stdout.split()[-1] == MIGRATIONS[0]
     assert query(database_env, "SELECT to_regclass('users') IS NULL") == [(True,)]
-    assert hearth("db", "downgrade", env=database_env).stdout.strip() == \
-        "no migration is applied; nothing to revert"
+    assert hearth("db", "downgrade", env=database_env).stdout.strip() == "no migration is applied; nothing to revert"
 
 
 # ----------------------------------------------------------------------------- users
 
+
 def test_create_admin_needs_the_schema_first(database_env):
-    result = hearth("users", "create-admin", "--email", "a@example.com", "--full-name", "Ada",
-                    "--password-stdin", env=database_env, stdin=STRONG_PASSWORD + "\n")
+    result = hearth(
+        "users",
+        "create-admin",
+        "--email",
+        "a@example.com",
+        "--full-name",
+        "Ada",
+        "--password-stdin",
+        env=database_env,
+        stdin=STRONG_PASSWORD + "\n",
+    )
     assert_clean_failure(result, "run `hearth db upgrade` first")
 
 
 def test_create_admin_creates_a_verified_admin_and_refuses_duplicates_and_weak_passwords(database_env):
     assert hearth("db", "upgrade", env=database_env).returncode == 0
 
-    created = hearth("users", "create-admin", "--email", " Ada@Example.COM ", "--full-name", "Ada Lovelace",
-                     "--password-stdin", env=database_env, stdin=STRONG_PASSWORD + "\n")
+    created = hearth(
+        "users",
+        "create-admin",
+        "--email",
+        " Ada@Example.COM ",
+        "--full-name",
+        "Ada Lovelace",
+        "--password-stdin",
+        env=database_env,
+        stdin=STRONG_PASSWORD + "\n",
+    )
     assert created.returncode == 0, created.stderr
     assert "created admin ada@example.com" in created.stdout
     [(email, full_name, role, verified, password_hash)] = query(
-        database_env, "SELECT email, full_name, role, email_verified_at IS NOT NULL, password_hash FROM users")
+        database_env, "SELECT email, full_name, role, email_verified_at IS NOT NULL, password_hash FROM users"
+    )
     assert (email, full_name, role, verified) == ("ada@example.com", "Ada Lovelace", "admin", True)
     assert verify_password(password_hash, STRONG_PASSWORD)  # the trailing newline is not part of it
     assert query(database_env, "SELECT action, target_type FROM audit_log") == [("user.create_admin", "user")]
 
-    duplicate = hearth("users", "create-admin", "--email", "ADA@example.com", "--full-name", "Someone Else",
-                       "--password-stdin", env=database_env, stdin="another-long-passphrase-9\n")
+    duplicate = hearth(
+        "users",
+        "create-admin",
+        "--email",
+        "ADA@example.com",
+        "--full-name",
+        "Someone Else",
+        "--password-stdin",
+        env=database_env,
+        stdin="another-long-passphrase-9\n",
+    )
     assert_clean_failure(duplicate, "a user with email ada@example.com already exists")
 
-    weak = hearth("users", "create-admin", "--email", "bob@example.com", "--full-name", "Bob",
-                  "--password-stdin", env=database_env, stdin="password1\n")
+    weak = hearth(
+        "users",
+        "create-admin",
+        "--email",
+        "bob@example.com",
+        "--full-name",
+        "Bob",
+        "--password-stdin",
+        env=database_env,
+        stdin="password1\n",
+    )
     assert_clean_failure(weak, "password is one of the most common passwords")
-    short = hearth("users", "create-admin", "--email", "bob@example.com", "--full-name", "Bob",
-                   "--password-stdin", env=database_env, stdin="x7#k\n")
+    short = hearth(
+        "users",
+        "create-admin",
+        "--email",
+        "bob@example.com",
+        "--full-name",
+        "Bob",
+        "--password-stdin",
+        env=database_env,
+        stdin="x7#k\n",
+    )
     assert_clean_failure(short, "password must be at least")
     assert query(database_env, "SELECT count(*) FROM users") == [(1,)]
 
 
 # ----------------------------------------------------------------------------- keys
+
 
 def test_keys_generate_prints_an_ed25519_key_the_api_accepts():
     from services.tokens import KeyRing
@@ -159,6 +218,7 @@ def test_keys_generate_prints_an_ed25519_key_the_api_accepts():
 
 
 # ----------------------------------------------------------------------------- run
+
 
 def test_procfile_lists_every_process_and_the_worker_consumes_every_queue():
     processes = read_procfile()
@@ -176,8 +236,9 @@ def start_supervisor(procfile, env) -> subprocess.Popen:
         from settings import Settings
         sys.exit(supervisor.run(Settings.from_env(), procfile=pathlib.Path({str(procfile)!r})))
     """)
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def read_until(process: subprocess.Popen, *patterns: str, timeout: float = 30) -> str:
@@ -233,18 +294,21 @@ def supervised(database_env, tmp_path):
         process.wait()
     if getattr(start, "env", {}).get("REDIS_URL", "").rsplit("/", 1)[-1] != "0":
         import redis as redis_lib
+
         client = redis_lib.Redis.from_url(start.env["REDIS_URL"])
         client.flushdb()
         client.close()
 
 
 def test_run_prefixes_output_and_ctrl_c_stops_every_child(supervised):
-    procfile = "\n".join([
-        "release: exec false",  # never run by `hearth run`: it migrates itself
-        "alpha: " + SLEEPER.format(python=sys.executable, name="alpha"),
-        # A shell that does not exec: its child must go too.
-        "beta: " + SLEEPER.format(python=sys.executable, name="beta").replace("exec ", "") + "; true",
-    ])
+    procfile = "\n".join(
+        [
+            "release: exec false",  # never run by `hearth run`: it migrates itself
+            "alpha: " + SLEEPER.format(python=sys.executable, name="alpha"),
+            # A shell that does not exec: its child must go too.
+            "beta: " + SLEEPER.format(python=sys.executable, name="beta").replace("exec ", "") + "; true",
+        ]
+    )
     supervisor = supervised(procfile)
     output = read_until(supervisor, r"Press Ctrl-C to stop", r"alpha +\| alpha pid", r"beta +\| beta pid")
     assert "migrations: " + ", ".join(MIGRATIONS) in output
@@ -265,8 +329,7 @@ def test_run_prefixes_output_and_ctrl_c_stops_every_child(supervised):
 
 def test_a_child_that_keeps_dying_is_restarted_ever_later(supervised):
     supervisor = supervised("crash: echo giving up; exit 3\n")
-    output = read_until(supervisor, r"crash exited with code 3; restarting it in 4 s \(3 exits in a row\)",
-                        timeout=30)
+    output = read_until(supervisor, r"crash exited with code 3; restarting it in 4 s \(3 exits in a row\)", timeout=30)
     assert "crash exited with code 3; restarting it in 1 s\n" in output
     assert "crash exited with code 3; restarting it in 2 s (2 exits in a row)" in output
     assert len(re.findall(r"crash +\| giving up", output)) == 3
@@ -288,8 +351,10 @@ def _process_group(pgid: int) -> list[int]:
 
 
 def test_a_worker_killed_with_sigkill_comes_back(supervised):
-    worker = ("worker: exec celery -A tasks worker -Q default --pool=prefork -c 1 --without-gossip "
-              "--without-mingle --without-heartbeat -l info")
+    worker = (
+        "worker: exec celery -A tasks worker -Q default --pool=prefork -c 1 --without-gossip "
+        "--without-mingle --without-heartbeat -l info"
+    )
     supervisor = supervised(worker + "\n", broker_db=True)
     output = read_until(supervisor, r"started worker \(pid \d+\)", r"worker +\| .*ready\.", timeout=60)
     [pid] = [int(p) for p in re.findall(r"started worker \(pid (\d+)\)", output)]
@@ -297,8 +362,13 @@ def test_a_worker_killed_with_sigkill_comes_back(supervised):
     assert len(group) >= 2  # the worker and its pool process
 
     os.kill(pid, signal.SIGKILL)  # the main process only, as in a crash: its pool child is orphaned
-    output = read_until(supervisor, r"worker exited with code -9; restarting it in 1 s",
-                        r"started worker \(pid \d+\)", r"worker +\| .*ready\.", timeout=60)
+    output = read_until(
+        supervisor,
+        r"worker exited with code -9; restarting it in 1 s",
+        r"started worker \(pid \d+\)",
+        r"worker +\| .*ready\.",
+        timeout=60,
+    )
     [new_pid] = [int(p) for p in re.findall(r"started worker \(pid (\d+)\)", output)]
     assert new_pid != pid and alive(new_pid)
     assert not [p for p in group if alive(p)], "the dead worker's pool process was left running"
@@ -311,8 +381,7 @@ def test_a_worker_killed_with_sigkill_comes_back(supervised):
 def test_hearth_commands_reach_the_servers_of_the_running_stack(supervised, database_env):
     import redis as redis_lib
 
-    supervisor = supervised("alpha: " + SLEEPER.format(python=sys.executable, name="alpha") + "\n",
-                            broker_db=True)
+    supervisor = supervised("alpha: " + SLEEPER.format(python=sys.executable, name="alpha") + "\n", broker_db=True)
     output = read_until(supervisor, r"Press Ctrl-C to stop")
     broker_url = supervised.env["REDIS_URL"]
     assert f"Redis     {broker_url}" in output
@@ -337,6 +406,7 @@ def test_hearth_commands_reach_the_servers_of_the_running_stack(supervised, data
 
 # ----------------------------------------------------------------------------- configuration files
 
+
 def test_env_example_documents_every_setting():
     import dataclasses
 
@@ -351,6 +421,7 @@ def test_env_example_documents_every_setting():
 
 # ----------------------------------------------------------------------------- listening addresses
 
+
 def test_development_refuses_to_listen_beyond_loopback(database_env):
     run = hearth("run", env={**database_env, "RELAY_BIND": "0.0.0.0:8001"})
     assert_clean_failure(run, "RELAY_BIND=0.0.0.0:8001 listens beyond this machine")
@@ -359,10 +430,20 @@ def test_development_refuses_to_listen_beyond_loopback(database_env):
     from tests.integration.processes import free_port
 
     port = free_port()
-    env = {**database_env, "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-           "GUNICORN_CMD_ARGS": f"--bind 0.0.0.0:{port} --workers 1", "PYTHONPATH": str(ROOT)}
-    web = subprocess.run([str(pathlib.Path(sys.executable).parent / "gunicorn"), "-c", "ops/gunicorn.conf.py",
-                          "api.wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **database_env,
+        "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "GUNICORN_CMD_ARGS": f"--bind 0.0.0.0:{port} --workers 1",
+        "PYTHONPATH": str(ROOT),
+    }
+    web = subprocess.run(
+        [str(pathlib.Path(sys.executable).parent / "gunicorn"), "-c", "ops/gunicorn.conf.py", "api.wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert web.returncode == 1, web.stderr
     assert f"--bind 0.0.0.0:{port} listens beyond this machine" in web.stderr
     assert "Listening at" not in web.stderr

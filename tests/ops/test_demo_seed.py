@@ -1,4 +1,5 @@
 """``hearth demo seed``: deterministic, fast, and realistic enough to demo search on."""
+
 from __future__ import annotations
 
 import statistics
@@ -20,10 +21,13 @@ def _fingerprint() -> tuple:
     """Every seeded column of every listing and history row, hashed in the database."""
     listings = db.execute_sql(
         "SELECT count(*), md5(string_agg(p::text, '|' ORDER BY p.id)) FROM (SELECT "
-        + ", ".join(demo_data.COLUMNS) + " FROM properties) p").fetchone()
+        + ", ".join(demo_data.COLUMNS)
+        + " FROM properties) p"
+    ).fetchone()
     history = db.execute_sql(
         "SELECT count(*), md5(string_agg(concat_ws(',', property_id, at, actor_id, field, old_value, new_value),"
-        " '|' ORDER BY property_id, at, field, new_value)) FROM property_history").fetchone()
+        " '|' ORDER BY property_id, at, field, new_value)) FROM property_history"
+    ).fetchone()
     return listings, history
 
 
@@ -56,10 +60,21 @@ def test_seeding_twice_with_one_seed_is_refused(database):
 
 def test_the_listings_are_spread_plausible_and_valid(database):
     demo.seed_listings(db, N, seed=11)
-    rows = list(Property.select(Property.city, Property.latitude, Property.longitude, Property.property_type,
-                                Property.list_price, Property.living_area, Property.bedrooms_total,
-                                Property.standard_status, Property.close_price, Property.close_date,
-                                Property.on_market_timestamp).tuples())
+    rows = list(
+        Property.select(
+            Property.city,
+            Property.latitude,
+            Property.longitude,
+            Property.property_type,
+            Property.list_price,
+            Property.living_area,
+            Property.bedrooms_total,
+            Property.standard_status,
+            Property.close_price,
+            Property.close_date,
+            Property.on_market_timestamp,
+        ).tuples()
+    )
     assert len(rows) == N
     boxes = {c.name: c for c in demo_data.CITIES}
     total_weight = sum(c.weight for c in demo_data.CITIES)
@@ -75,8 +90,9 @@ def test_the_listings_are_spread_plausible_and_valid(database):
             assert abs(lon - boxes[name].lon) < demo_data.LON_HALF_BOX
     assert all(row[4] > 0 for row in rows)
     # Sale prices: sane medians, and dearer where a square foot costs more.
-    medians = {name: statistics.median(r[4] for r in city_rows if r[3] == "Residential")
-               for name, city_rows in by_city.items()}
+    medians = {
+        name: statistics.median(r[4] for r in city_rows if r[3] == "Residential") for name, city_rows in by_city.items()
+    }
     assert all(150_000_00 < price < 2_000_000_00 for price in medians.values()), medians
     assert medians["San Diego"] > medians["Boston"] > medians["Seattle"] > medians["Chicago"]
     rents = [r[4] for r in rows if r[3] == "ResidentialLease"]
@@ -97,8 +113,11 @@ def test_the_listings_are_spread_plausible_and_valid(database):
 
 def test_history_follows_the_transition_table_and_matches_each_listing(database):
     demo.seed_listings(db, 2000, seed=5)
-    moves = PropertyHistory.select(PropertyHistory.old_value, PropertyHistory.new_value).where(
-        (PropertyHistory.field == "standard_status") & PropertyHistory.old_value.is_null(False)).tuples()
+    moves = (
+        PropertyHistory.select(PropertyHistory.old_value, PropertyHistory.new_value)
+        .where((PropertyHistory.field == "standard_status") & PropertyHistory.old_value.is_null(False))
+        .tuples()
+    )
     assert all(new in TRANSITIONS[old] for old, new in moves)
     mismatched = db.execute_sql("""
         SELECT count(*) FROM properties p WHERE

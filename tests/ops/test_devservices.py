@@ -1,4 +1,5 @@
 """Embedded PostgreSQL and Redis: real servers started, used, shared and stopped."""
+
 from __future__ import annotations
 
 import contextlib
@@ -46,8 +47,9 @@ def dev_settings():
 
 def in_another_process(code: str) -> str:
     """Run ``code`` in a fresh interpreter (a second `hearth` command); returns its stdout."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -62,8 +64,13 @@ def test_reachable_tells_a_listening_port_from_a_closed_one():
 
 
 def test_configured_urls_are_used_as_they_are(tmp_path):
-    settings = Settings.from_env({"HEARTH_VAR_DIR": str(tmp_path), "DATABASE_URL": "postgresql://db.example/x",
-                                  "REDIS_URL": "redis://cache.example:6379/2"})
+    settings = Settings.from_env(
+        {
+            "HEARTH_VAR_DIR": str(tmp_path),
+            "DATABASE_URL": "postgresql://db.example/x",
+            "REDIS_URL": "redis://cache.example:6379/2",
+        }
+    )
     assert devservices.ensure_database(settings) == "postgresql://db.example/x"
     assert devservices.ensure_redis(settings) == "redis://cache.example:6379/2"
     assert not (tmp_path / "pg").exists() and not (tmp_path / "redis").exists()

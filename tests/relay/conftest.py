@@ -5,6 +5,7 @@ Each test runs its scenario with ``run(scenario)``: the app's lifespan starts
 conductor, and database reads happen in the event loop's thread so they see
 the rows the test wrote in its (rolled-back) transaction.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,8 @@ import pytest
 from falcon import testing
 from falcon.errors import WebSocketDisconnected
 
-from relay.app import build_relay, create_relay
 from models import sessions
+from relay.app import build_relay, create_relay
 from services.events import EventBus
 from services.tokens import KeyRing, TokenIssuer
 
@@ -72,8 +73,9 @@ class Relay:
         self.settings = settings
         self.conductor = None
 
-    async def connect(self, token: str | None = None, *, path="/v1/realtime", last_event_id=None,
-                      subprotocols=None) -> Client:
+    async def connect(
+        self, token: str | None = None, *, path="/v1/realtime", last_event_id=None, subprotocols=None
+    ) -> Client:
         path, _, query = path.partition("?")
         ctx = self.conductor.simulate_ws(path, query_string=query or None, subprotocols=subprotocols)
         ws = await ctx.__aenter__()
@@ -99,6 +101,7 @@ class Relay:
                             await ctx.__aexit__(None, None, None)
                         except Exception:  # noqa: BLE001 - the scenario may have closed it
                             pass
+
         asyncio.run(main())
 
 
@@ -106,6 +109,7 @@ class Relay:
 def relay_settings(settings):
     """Quick timers, so time-based behaviour shows within a test."""
     import dataclasses
+
     return dataclasses.replace(settings, relay_heartbeat_interval=1, relay_idle_timeout=3, relay_auth_timeout=1)
 
 
@@ -121,21 +125,31 @@ def bus(redis, settings):
 
 @pytest.fixture
 def tokens(settings):
-    return TokenIssuer(KeyRing.from_settings(settings), issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                       ttl=settings.access_token_ttl)
+    return TokenIssuer(
+        KeyRing.from_settings(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.access_token_ttl,
+    )
 
 
 @pytest.fixture
 def token_for(settings, tokens):
     """An access token of a fresh session of ``user`` (``expires_in`` seconds from now, if given)."""
+
     def make(user, *, expires_in: float | None = None) -> str:
         session, _ = sessions.start_session(user, ttl=3600, user_agent="relay test", ip=None)
         issuer = tokens
         if expires_in is not None:
-            issuer = TokenIssuer(tokens.keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                                 ttl=settings.access_token_ttl,
-                                 clock=lambda: time.time() - settings.access_token_ttl + expires_in)
+            issuer = TokenIssuer(
+                tokens.keys,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                ttl=settings.access_token_ttl,
+                clock=lambda: time.time() - settings.access_token_ttl + expires_in,
+            )
         token, _ = issuer.issue(user_id=user.id, role=user.role, session_id=session.id)
         make.session_id = session.id
         return token
+
     return make

@@ -1,4 +1,5 @@
 """Support for tests with a real relay under uvicorn (tests/integration/test_relay_*.py)."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,32 @@ from tests.integration.processes import BIN, Proc, environment, free_port, wait_
 def start_relay(env: dict, log_dir, **settings_env) -> tuple[Proc, str]:
     """``uvicorn relay.app:app`` with the flags production uses; returns the process and its ws:// URL."""
     port = free_port()
-    argv = [str(BIN / "uvicorn"), "relay.app:app", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
-            "--ws", "websockets-sansio", "--ws-max-size", "65536", "--ws-ping-interval", "20",
-            "--ws-ping-timeout", "20", "--timeout-graceful-shutdown", "5"]
+    argv = [
+        str(BIN / "uvicorn"),
+        "relay.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--lifespan",
+        "on",
+        "--ws",
+        "websockets-sansio",
+        "--ws-max-size",
+        "65536",
+        "--ws-ping-interval",
+        "20",
+        "--ws-ping-timeout",
+        "20",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
     proc = Proc("relay", argv, environment({**env, **settings_env}), log_dir)
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200 or not proc.alive(),
-             what="the relay to answer /healthz")
+    wait_for(
+        lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200 or not proc.alive(),
+        what="the relay to answer /healthz",
+    )
     assert proc.alive(), proc.output()
     return proc, f"ws://127.0.0.1:{port}/v1/realtime"
 
@@ -35,8 +55,13 @@ def token(env: dict, user, *, expires_in: float | None = None) -> tuple[str, obj
     clock = time.time
     if expires_in is not None:
         clock = lambda: time.time() - settings.access_token_ttl + expires_in  # noqa: E731
-    issuer = TokenIssuer(KeyRing.from_settings(settings), issuer=settings.jwt_issuer,
-                         audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock)
+    issuer = TokenIssuer(
+        KeyRing.from_settings(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.access_token_ttl,
+        clock=clock,
+    )
     raw, _ = issuer.issue(user_id=user.id, role=user.role, session_id=session.id)
     return raw, session.id
 
@@ -49,7 +74,7 @@ class WsClient:
         self.conn = connect(url, open_timeout=5, close_timeout=2, **options).__enter__()
 
     @classmethod
-    def authenticated(cls, url: str, raw_token: str, last_event_id: str | None = None, **options) -> "WsClient":
+    def authenticated(cls, url: str, raw_token: str, last_event_id: str | None = None, **options) -> WsClient:
         client = cls(url, **options)
         message = {"type": "auth", "token": raw_token}
         if last_event_id is not None:

@@ -1,4 +1,5 @@
 """The event bus: one envelope format, a capped stream per channel, live and stored events identical."""
+
 from __future__ import annotations
 
 import datetime
@@ -25,8 +26,11 @@ def test_an_event_is_stored_and_published_with_the_same_id_and_bytes(redis, sett
     user_event = msgspec.json.decode(live[0])
     assert list(user_event) == ["id", "channel", "type", "at", "data"]
     assert user_event["id"] == event_id == envelope_id(live[0])
-    assert (user_event["channel"], user_event["type"], user_event["data"]) == ("user:abc", "job.progress",
-                                                                                {"percent": 40})
+    assert (user_event["channel"], user_event["type"], user_event["data"]) == (
+        "user:abc",
+        "job.progress",
+        {"percent": 40},
+    )
     assert datetime.datetime.fromisoformat(user_event["at"]).tzinfo is not None
     job_event = msgspec.json.decode(live[1])
     assert job_event["channel"] == "job:xyz" and job_event["at"] == user_event["at"]

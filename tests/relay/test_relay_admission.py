@@ -1,4 +1,5 @@
 """Who may open a relay socket: the browser Origin allow-list, and the caps on sockets not yet authenticated."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -92,14 +93,17 @@ def test_the_client_address_comes_from_x_forwarded_for_only_through_trusted_prox
     proxied.run(behind_a_proxy)
 
 
-@pytest.mark.parametrize("origins, origin, allowed", [
-    ((), "https://evil.example", False),  # no allow-list: no browser page may connect
-    ((), None, True),  # a script or an app sends no Origin
-    (("http://localhost:5173",), "http://localhost:5173", True),
-    (("http://localhost:5173",), "http://localhost:5174", False),
-    (("http://localhost:5173",), None, True),
-    (("*",), "https://anywhere.example", True),
-])
+@pytest.mark.parametrize(
+    "origins, origin, allowed",
+    [
+        ((), "https://evil.example", False),  # no allow-list: no browser page may connect
+        ((), None, True),  # a script or an app sends no Origin
+        (("http://localhost:5173",), "http://localhost:5173", True),
+        (("http://localhost:5173",), "http://localhost:5174", False),
+        (("http://localhost:5173",), None, True),
+        (("*",), "https://anywhere.example", True),
+    ],
+)
 def test_browser_origins_follow_cors_origins(relay_settings, token_for, origins, origin, allowed):
     relay = _relay(relay_settings, cors_origins=origins)
     user = make_user()

@@ -1,4 +1,5 @@
 """``/v1/realtime``: authentication, channels and their authorization, resume, time limits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,10 +7,10 @@ import asyncio
 import pytest
 from falcon.errors import WebSocketDisconnected
 
-from relay import protocol as proto
 from models import sessions
 from models.jobs import Job
 from models.session_cache import SessionCache
+from relay import protocol as proto
 from tests.factories import make_user
 
 
@@ -28,8 +29,9 @@ def test_a_connection_gets_its_users_events_live(relay, bus, token_for):
         bus.publish(f"user:{other.id}", "test.other", {"n": 0})
         event_id = bus.publish(f"user:{user.id}", "test.hello", {"n": 1})
         event = await client.recv_until(lambda m: "id" in m)
-        assert event == [{"id": event_id, "channel": f"user:{user.id}", "type": "test.hello",
-                          "at": event[0]["at"], "data": {"n": 1}}]
+        assert event == [
+            {"id": event_id, "channel": f"user:{user.id}", "type": "test.hello", "at": event[0]["at"], "data": {"n": 1}}
+        ]
 
     relay.run(scenario)
 
@@ -67,8 +69,13 @@ def test_messages_that_do_not_decode_close_with_a_protocol_error(relay, token_fo
     user = make_user()
 
     async def scenario(r):
-        for bad in ("not json", '{"type": "dance"}', '{"type": "subscribe"}', "[1, 2]",
-                    '{"type": "subscribe", "channel": "job:x", "last_event_id": "yesterday"}'):
+        for bad in (
+            "not json",
+            '{"type": "dance"}',
+            '{"type": "subscribe"}',
+            "[1, 2]",
+            '{"type": "subscribe", "channel": "job:x", "last_event_id": "yesterday"}',
+        ):
             client = await r.connect(token_for(user))
             assert (await client.recv())["type"] == "ready"
             await client.ws.send_text(bad)
@@ -99,8 +106,12 @@ def test_job_channels_are_for_the_jobs_owner_and_admins(relay, bus, token_for):
         await client.recv()
         await client.send(type="subscribe", channel=f"job:{others_job.id}")
         assert await client.recv() == {"type": "error", "code": "forbidden", "channel": f"job:{others_job.id}"}
-        for refused in ("job:00000000-0000-0000-0000-000000000000", "job:not-a-uuid", f"user:{stranger.id}",
-                        "conversation:1"):
+        for refused in (
+            "job:00000000-0000-0000-0000-000000000000",
+            "job:not-a-uuid",
+            f"user:{stranger.id}",
+            "conversation:1",
+        ):
             await client.send(type="subscribe", channel=refused)
             assert await client.recv() == {"type": "error", "code": "forbidden", "channel": refused}
         await client.send(type="subscribe", channel="job:a b")
@@ -216,7 +227,7 @@ def test_an_expired_token_closes_the_connection_unless_renewed(relay, token_for)
         assert (await renewed.recv_until(lambda m: m["type"] == "authenticated"))[-1]["expires_at"] > 0
         await asyncio.sleep(2)
         await renewed.send(type="ping")
-        assert (await renewed.recv_until(lambda m: m["type"] == "pong"))
+        assert await renewed.recv_until(lambda m: m["type"] == "pong")
 
         stranger = await r.connect(token_for(user))
         await stranger.recv()
@@ -276,8 +287,7 @@ def test_losing_the_redis_subscription_loses_no_event(relay, bus, token_for, red
         while len([m for m in received if "id" in m]) < 5:  # 3 ticks, the job event on both channels
             received.append(await client.recv(timeout=5))
         assert [m["id"] for m in received if m.get("type") == "test.tick"] == sent[1:]
-        assert sorted(m["channel"] for m in received if m.get("type") == "job.progress") == [
-            f"job:{job.id}", channel]
+        assert sorted(m["channel"] for m in received if m.get("type") == "job.progress") == [f"job:{job.id}", channel]
         sent.append(bus.publish(channel, "test.tick", {"n": 4}))
         assert (await client.recv_until(lambda m: m.get("type") == "test.tick"))[-1]["id"] == sent[-1]
 

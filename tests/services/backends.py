@@ -4,6 +4,7 @@
 ``TEST_CLAMD_URL`` / ``TEST_S3_ENDPOINT``. A bare ``pytest`` run starts them on
 first use, once per process, and stops them at exit.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -28,6 +29,7 @@ def clamd_url() -> str:
         return os.environ["TEST_CLAMD_URL"]
     if "clamd" not in _started:
         from ops.clamd import start_clamd
+
         server = start_clamd(_home("clamd"))
         atexit.register(server.stop)
         _started["clamd"] = server
@@ -39,6 +41,7 @@ def s3_endpoint() -> str:
         return os.environ["TEST_S3_ENDPOINT"]
     if "s3" not in _started:
         from ops.s3server import start_s3_server
+
         server = start_s3_server()
         atexit.register(server.stop)
         _started["s3"] = server
@@ -74,8 +77,10 @@ def stored_keys(storage) -> list[str]:
 
 # --- files -----------------------------------------------------------------------------------
 
+
 def eicar() -> bytes:
     from ops.clamd import eicar_bytes
+
     return eicar_bytes()
 
 
@@ -99,6 +104,7 @@ def jpeg_with_gps(size=(1600, 1200)) -> bytes:
 
 def png(size=(64, 48)) -> bytes:
     from PIL import Image
+
     out = io.BytesIO()
     Image.new("RGBA", size, (10, 200, 30, 128)).save(out, "PNG")
     return out.getvalue()
@@ -106,13 +112,21 @@ def png(size=(64, 48)) -> bytes:
 
 def pdf(body: bytes = b"") -> bytes:
     """A minimal PDF; ``body`` lands inside it (a virus hides in a document like this)."""
-    return (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
-            b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n%" + body + b"\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+    return (
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+        b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n%" + body + b"\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    )
 
 
 def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     """A PNG of a few hundred bytes whose header announces ``width`` x ``height`` pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + chunk(b"IEND", b"")
+    )

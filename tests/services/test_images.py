@@ -1,4 +1,5 @@
 """Previews: no metadata, upright, never upscaled; bombs and corrupt files refused; HEIC decoded."""
+
 from __future__ import annotations
 
 import io
@@ -12,6 +13,7 @@ from tests.services.backends import jpeg_with_gps, png_bomb
 
 def test_heic_photos_get_webp_previews():
     import pillow_heif
+
     out = io.BytesIO()
     pillow_heif.from_pillow(Image.new("RGB", (400, 300), (10, 100, 200))).save(out, quality=60)
     info = make_previews(io.BytesIO(out.getvalue()), "image/heic")

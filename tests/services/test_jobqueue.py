@@ -1,4 +1,5 @@
 """The API's job queue publishes by task name, without the task modules, to the queue a worker listens on."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,13 +25,20 @@ def test_every_task_is_routed_by_the_producer_as_by_the_worker(settings):
     names = [name for name in worker_app.tasks if name.startswith("tasks.")]
     assert len(names) > 20
     for name in names:
-        assert (producer.amqp.router.route({}, name)["queue"].name
-                == worker_app.amqp.router.route({}, name)["queue"].name), name
+        assert (
+            producer.amqp.router.route({}, name)["queue"].name == worker_app.amqp.router.route({}, name)["queue"].name
+        ), name
 
 
-@pytest.mark.parametrize("kind, queue_name", [("accounts.send_password_reset", "notify"),
-                                               ("uploads.scan_upload", "scans"), ("jobs.selftest", "default"),
-                                               ("search.reindex_property", "search")])
+@pytest.mark.parametrize(
+    "kind, queue_name",
+    [
+        ("accounts.send_password_reset", "notify"),
+        ("uploads.scan_upload", "scans"),
+        ("jobs.selftest", "default"),
+        ("search.reindex_property", "search"),
+    ],
+)
 def test_a_submitted_job_waits_in_its_queue_on_the_broker(queue, redis, redis_prefix, kind, queue_name):
     assert queue.backlog() == set()
     assert queue.submit(Job(kind=kind)) is True
@@ -44,4 +52,3 @@ def test_an_unreachable_broker_refuses_at_once_and_reports_no_backlog(settings):
     dead = CeleryJobQueue(app)
     assert dead.submit(Job(kind="jobs.selftest")) is False  # the job stays queued for the sweep
     assert dead.backlog() == set()
-

@@ -3,6 +3,7 @@
 What the providers receive, and how their answers are classified: the
 notification tasks retry only transient errors and never resend an uncertain one.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -16,9 +17,16 @@ from services.sms import SmsError, TwilioSms
 from tests.integration.processes import ROOT, free_port, wait_for
 from tests.providers import TWILIO_FROM, Providers, providers  # noqa: F401
 
-MESSAGE = Message(to="ada@example.com", subject="Hello", text="plain", html="<p>rich</p>",
-                  headers=(("List-Unsubscribe", "<http://hearth.test/v1/unsubscribe?token=t>"),
-                           ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")))
+MESSAGE = Message(
+    to="ada@example.com",
+    subject="Hello",
+    text="plain",
+    html="<p>rich</p>",
+    headers=(
+        ("List-Unsubscribe", "<http://hearth.test/v1/unsubscribe?token=t>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    ),
+)
 
 
 def _mailer(providers, timeout: float = 10) -> SendGridMailer:
@@ -26,8 +34,7 @@ def _mailer(providers, timeout: float = 10) -> SendGridMailer:
 
 
 def _sms(providers, sender: str = TWILIO_FROM, timeout: float = 10) -> TwilioSms:
-    return TwilioSms(providers.twilio_account_sid, providers.twilio_auth_token, sender, providers.url,
-                     timeout=timeout)
+    return TwilioSms(providers.twilio_account_sid, providers.twilio_auth_token, sender, providers.url, timeout=timeout)
 
 
 def test_sendgrid_receives_the_message_its_headers_and_the_idempotency_key(providers):
@@ -35,28 +42,44 @@ def test_sendgrid_receives_the_message_its_headers_and_the_idempotency_key(provi
     [email] = providers.emails()
     assert message_id and email.status == 202
     assert (email.to, email.sender, email.subject, email.text, email.html) == (
-        ["ada@example.com"], "no-reply@hearth.test", "Hello", "plain", "<p>rich</p>")
-    assert email.headers == {"List-Unsubscribe": "<http://hearth.test/v1/unsubscribe?token=t>",
-                             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        ["ada@example.com"],
+        "no-reply@hearth.test",
+        "Hello",
+        "plain",
+        "<p>rich</p>",
+    )
+    assert email.headers == {
+        "List-Unsubscribe": "<http://hearth.test/v1/unsubscribe?token=t>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
     assert email.idempotency_key == "notification:n1:email"
     assert email.request["headers"]["Authorization"] == f"Bearer {providers.sendgrid_api_key}"
 
 
 def test_twilio_receives_the_text_the_sender_and_the_status_callback(providers):
-    sid = _sms(providers).send("+15557654321", "Hearth: hi", idempotency_key="notification:n1:sms",
-                               status_callback="http://hearth.test/v1/webhooks/twilio?d=7")
+    sid = _sms(providers).send(
+        "+15557654321",
+        "Hearth: hi",
+        idempotency_key="notification:n1:sms",
+        status_callback="http://hearth.test/v1/webhooks/twilio?d=7",
+    )
     [text] = providers.texts()
     assert sid.startswith("SM") and text.status == 201
     assert (text.to, text.sender, text.body, text.status_callback) == (
-        "+15557654321", TWILIO_FROM, "Hearth: hi", "http://hearth.test/v1/webhooks/twilio?d=7")
+        "+15557654321",
+        TWILIO_FROM,
+        "Hearth: hi",
+        "http://hearth.test/v1/webhooks/twilio?d=7",
+    )
     assert text.request["path"] == f"/2010-04-01/Accounts/{providers.twilio_account_sid}/Messages.json"
     # A messaging service sends from its own pool of numbers.
     _sms(providers, sender="MG" + "0" * 32).send("+15557654321", "again", idempotency_key="k2")
     assert providers.texts()[1].request["form"]["MessagingServiceSid"] == "MG" + "0" * 32
 
 
-@pytest.mark.parametrize("status, transient", [(400, False), (401, False), (403, False), (429, True), (500, True),
-                                               (503, True)])
+@pytest.mark.parametrize(
+    "status, transient", [(400, False), (401, False), (403, False), (429, True), (500, True), (503, True)]
+)
 def test_provider_answers_are_classified_for_retries(providers, status, transient):
     providers.program("email", {"status": status})
     providers.program("sms", {"status": status})
@@ -119,12 +142,19 @@ def test_the_control_api_refuses_a_malformed_script(providers):
 
 def test_it_runs_by_hand_on_a_chosen_port():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ops.provider_stub", "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.provider_stub", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: httpx.get(f"{url}/_health", timeout=1).status_code == 200, timeout=10,
-                 what="the provider stub to answer")
+        wait_for(
+            lambda: httpx.get(f"{url}/_health", timeout=1).status_code == 200,
+            timeout=10,
+            what="the provider stub to answer",
+        )
         by_hand = Providers(url)
         _mailer(by_hand).send(MESSAGE, idempotency_key="by-hand")
         assert [e.idempotency_key for e in by_hand.emails()] == ["by-hand"]

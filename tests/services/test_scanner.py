@@ -1,4 +1,5 @@
 """clamd INSTREAM through ``ClamdScanner``: verdicts, large chunks, and what counts as "unavailable"."""
+
 from __future__ import annotations
 
 import io
@@ -50,6 +51,7 @@ def test_no_clamd_is_unavailable(tmp_path):
 
 def test_a_stream_over_clamds_limit_is_refused_not_retried(tmp_path):
     from ops.clamd import ClamdServer, clamd_binary
+
     server = ClamdServer(tmp_path / "small", clamd_binary(), stream_max="1M")
     (tmp_path / "small").mkdir()
     server.start()

@@ -1,4 +1,5 @@
 """One secret, many purposes: a signature made for one thing never passes for another."""
+
 from __future__ import annotations
 
 import base64
@@ -20,8 +21,15 @@ def test_a_mac_verifies_for_its_own_purpose_and_parts():
 
 
 def test_a_mac_made_for_one_purpose_never_verifies_for_another():
-    purposes = ["cursor:jobs", "cursor:uploads", "unsubscribe", "storage-url", "phone-code-hash",
-                "job-digest:phone_code", "job-digest:verify_email"]
+    purposes = [
+        "cursor:jobs",
+        "cursor:uploads",
+        "unsubscribe",
+        "storage-url",
+        "phone-code-hash",
+        "job-digest:phone_code",
+        "job-digest:verify_email",
+    ]
     macs = {purpose: SIGNER.mac(purpose, "same", "parts") for purpose in purposes}
     assert len(set(macs.values())) == len(purposes)
     for made_for, sig in macs.items():

@@ -1,4 +1,5 @@
 """Both storage backends behind one interface: streaming puts with a cap, moves, signed URLs."""
+
 from __future__ import annotations
 
 import io
@@ -8,8 +9,16 @@ import time
 import httpx
 import pytest
 
-from services.storage import (InvalidKey, LocalDiskStorage, NotFound, S3Storage, StorageUnavailable, TooLarge,
-                              content_disposition, make_storage)
+from services.storage import (
+    InvalidKey,
+    LocalDiskStorage,
+    NotFound,
+    S3Storage,
+    StorageUnavailable,
+    TooLarge,
+    content_disposition,
+    make_storage,
+)
 from settings import Settings
 from tests.services.backends import S3_CREDENTIALS, new_bucket_url, stored_keys
 
@@ -25,7 +34,7 @@ class Trickle(io.RawIOBase):
 
     def read(self, size=-1):
         size = self.step if size is None or size < 0 else min(size, self.step)
-        chunk = self.data[self.position:self.position + size]
+        chunk = self.data[self.position : self.position + size]
         self.position += len(chunk)
         return chunk
 
@@ -42,6 +51,7 @@ def store(request, tmp_path):
 
 def test_put_streams_and_reports_size_and_digest(store):
     import hashlib
+
     data = bytes(range(256)) * (12 * 4096)  # 12 MiB
     stored = store.put("a/b.bin", Trickle(data), content_type="application/octet-stream")
     assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
@@ -85,8 +95,9 @@ def test_keys_are_checked_and_quarantined_objects_are_never_signed(store):
 
 def test_signed_urls_work_until_they_expire(store):
     store.put("files/u/report.pdf", b"%PDF-1.4")
-    url, expires_at = store.signed_url("files/u/report.pdf", 60, filename="Bericht über.pdf",
-                                       content_type="application/pdf")
+    url, expires_at = store.signed_url(
+        "files/u/report.pdf", 60, filename="Bericht über.pdf", content_type="application/pdf"
+    )
     assert 55 <= expires_at.timestamp() - time.time() <= 61
     if isinstance(store, S3Storage):
         resp = httpx.get(url, timeout=10)
@@ -115,8 +126,15 @@ def test_content_disposition_is_ascii_with_the_name_in_utf8():
 
 def test_storage_url_settings_are_validated():
     from settings import SettingsError
-    for bad in ("ftp://x", "s3://", "s3://b/path", "s3://b?colour=red", "s3://b?endpoint=minio:9000",
-                "s3://b?addressing=sideways"):
+
+    for bad in (
+        "ftp://x",
+        "s3://",
+        "s3://b/path",
+        "s3://b?colour=red",
+        "s3://b?endpoint=minio:9000",
+        "s3://b?addressing=sideways",
+    ):
         with pytest.raises(SettingsError) as info:
             Settings.from_env({"STORAGE_URL": bad})
         assert any("STORAGE_URL" in p for p in info.value.problems), bad

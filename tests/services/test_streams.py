@@ -1,4 +1,5 @@
 """The first bytes of an upload decide its type, and the store still receives every byte."""
+
 from __future__ import annotations
 
 import io
@@ -17,7 +18,7 @@ class ShortReads(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         size = len(self.data) if size is None or size < 0 else size
-        part, self.data = self.data[:min(size, self.step)], self.data[min(size, self.step):]
+        part, self.data = self.data[: min(size, self.step)], self.data[min(size, self.step) :]
         return part
 
 

@@ -1,4 +1,5 @@
 """What the upload API tests share: settings per storage backend, uploading, following download links."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -12,8 +13,12 @@ from tests.conftest import make_settings
 from tests.services.backends import backend_overrides
 
 # Small caps keep the oversize tests fast; the rules are the same at any size.
-CAPS = {"upload_photo_max_bytes": 2 * 1024 * 1024, "upload_document_max_bytes": 3 * 1024 * 1024,
-        "upload_avatar_max_bytes": 1024 * 1024, "upload_direct_max_bytes": 2 * 1024 * 1024}
+CAPS = {
+    "upload_photo_max_bytes": 2 * 1024 * 1024,
+    "upload_document_max_bytes": 3 * 1024 * 1024,
+    "upload_avatar_max_bytes": 1024 * 1024,
+    "upload_direct_max_bytes": 2 * 1024 * 1024,
+}
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -26,13 +31,20 @@ def settings(database, tmp_path, redis_prefix, backend):
     return make_settings(database, tmp_path, redis_prefix=redis_prefix, **CAPS, **backend_overrides(backend))
 
 
-def upload(client, headers, data: bytes, purpose: str = "listing_photo", filename: str | None = "photo.jpg",
-           content_type: str = "application/octet-stream"):
+def upload(
+    client,
+    headers,
+    data: bytes,
+    purpose: str = "listing_photo",
+    filename: str | None = "photo.jpg",
+    content_type: str = "application/octet-stream",
+):
     params = {"purpose": purpose}
     if filename is not None:
         params["filename"] = filename
-    return client.simulate_post("/v1/uploads", params=params, body=data,
-                                headers={**headers, "Content-Type": content_type})
+    return client.simulate_post(
+        "/v1/uploads", params=params, body=data, headers={**headers, "Content-Type": content_type}
+    )
 
 
 def uploaded(client, jobs, headers, data: bytes, **options) -> dict:
@@ -70,6 +82,7 @@ def download(client, upload_id: str, headers=None, variant: str | None = None):
 def keys_of(upload_id) -> list[str]:
     """Stored keys that belong to ``upload_id`` (original, quarantine, previews)."""
     from tests.services.backends import stored_keys
+
     return [key for key in stored_keys(worker_runtime().storage) if str(upload_id) in key]
 
 

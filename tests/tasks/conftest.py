@@ -1,4 +1,5 @@
 """Tasks run in this process, inside the test's transaction, with a real runtime (database, Redis, outbox)."""
+
 from __future__ import annotations
 
 import pytest

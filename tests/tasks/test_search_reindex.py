@@ -1,4 +1,5 @@
 """Keeping the search index in step: coalesced per-listing reindexes and full rebuilds under edits."""
+
 from __future__ import annotations
 
 import datetime
@@ -16,18 +17,24 @@ from tests.search_listings import make_listing, make_owner, update_listing
 
 
 def indexed(listing) -> dict | None:
-    row = db.execute_sql(f"SELECT list_price, standard_status, version FROM {LIVE_TABLE} WHERE id = %s",
-                         (str(listing.id),)).fetchone()
+    row = db.execute_sql(
+        f"SELECT list_price, standard_status, version FROM {LIVE_TABLE} WHERE id = %s", (str(listing.id),)
+    ).fetchone()
     return None if row is None else {"list_price": row[0], "standard_status": row[1], "version": row[2]}
 
 
 def index_matches_listings() -> None:
     """The live index holds exactly the listed properties, each at its current version and price."""
-    expected = {(str(p.id), p.version, p.list_price) for p in
-                Property.select().where(Property.standard_status.in_(
-                    ("ComingSoon", "Active", "ActiveUnderContract", "Pending", "Closed")))}
-    actual = {(str(row[0]), row[1], row[2]) for row in
-              db.execute_sql(f"SELECT id, version, list_price FROM {LIVE_TABLE}").fetchall()}
+    expected = {
+        (str(p.id), p.version, p.list_price)
+        for p in Property.select().where(
+            Property.standard_status.in_(("ComingSoon", "Active", "ActiveUnderContract", "Pending", "Closed"))
+        )
+    }
+    actual = {
+        (str(row[0]), row[1], row[2])
+        for row in db.execute_sql(f"SELECT id, version, list_price FROM {LIVE_TABLE}").fetchall()
+    }
     assert actual == expected
 
 
@@ -77,10 +84,10 @@ def test_the_reindex_task_loops_until_clean_and_a_second_delivery_does_nothing(r
 def test_listings_left_dirty_without_a_job_get_one_from_the_sweep(runtime, queue):
     listing = make_listing()
     job = update_listing(listing, list_price=5_000_000)
-    Job.update(status="failed", finished_at=datetime.datetime.now(datetime.timezone.utc)).where(
-        Job.id == job.id).execute()
-    db.execute_sql("UPDATE search_dirty SET dirty_since = now() - interval '1 hour' WHERE property_id = %s",
-                   (str(listing.id),))
+    Job.update(status="failed", finished_at=datetime.datetime.now(datetime.UTC)).where(Job.id == job.id).execute()
+    db.execute_sql(
+        "UPDATE search_dirty SET dirty_since = now() - interval '1 hour' WHERE property_id = %s", (str(listing.id),)
+    )
     assert requeue_stale_reindexes() == {"requeued": 1, "submitted": 1}
     assert requeue_stale_reindexes() == {"requeued": 0, "submitted": 0}  # the new job is active
     assert queue.run_pending() == 1

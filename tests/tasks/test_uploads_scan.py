@@ -1,4 +1,5 @@
 """The scan task: fails closed when clamd is down or slow, runs once, and the beat upkeep of unfinished uploads."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,14 @@ def settings(database, tmp_path, redis_prefix):
 
 
 def _quarantined(data: bytes, purpose: str = "listing_photo", content_type: str = "image/png") -> tuple[Upload, Job]:
-    upload = Upload.create(owner=make_user().id, purpose=purpose, filename="f.png", content_type=content_type,
-                           size=len(data), storage_key="pending")
+    upload = Upload.create(
+        owner=make_user().id,
+        purpose=purpose,
+        filename="f.png",
+        content_type=content_type,
+        size=len(data),
+        storage_key="pending",
+    )
     stored = storage().put(quarantine_key(upload.id), data)
     Upload.update(storage_key=stored.key, sha256=stored.sha256).where(Upload.id == upload.id).execute()
     return Upload.get_by_id(upload.id), new_scan_job(upload)
@@ -41,12 +48,14 @@ def _quarantined(data: bytes, purpose: str = "listing_photo", content_type: str 
 
 def _use(settings, redis, **changes):
     """Run the worker side with changed settings (same database, Redis, storage root and job queue)."""
-    return init_runtime(dataclasses.replace(settings, **changes), redis=redis, init_db=False,
-                        jobs=worker_runtime().jobs)
+    return init_runtime(
+        dataclasses.replace(settings, **changes), redis=redis, init_db=False, jobs=worker_runtime().jobs
+    )
 
 
-def test_clamd_down_keeps_the_file_quarantined_and_the_scan_completes_once_it_is_back(settings, redis, runtime,
-                                                                                        queue, tmp_path, caplog):
+def test_clamd_down_keeps_the_file_quarantined_and_the_scan_completes_once_it_is_back(
+    settings, redis, runtime, queue, tmp_path, caplog
+):
     upload, job = _quarantined(png())
     _use(settings, redis, clamd_url=f"unix://{tmp_path / 'no-clamd.sock'}")
     with caplog.at_level("WARNING", logger="hearth.uploads"):
@@ -133,8 +142,9 @@ def test_an_object_replaced_while_clamd_read_it_is_rejected_not_served(settings,
     assert [key for key in stored_keys(storage()) if str(upload.id) in key] == []
 
 
-def test_an_image_announcing_too_many_pixels_is_rejected_before_clamd_reads_it(settings, redis, runtime, queue,
-                                                                              tmp_path):
+def test_an_image_announcing_too_many_pixels_is_rejected_before_clamd_reads_it(
+    settings, redis, runtime, queue, tmp_path
+):
     # clamd is unreachable: had the scan started, the job would wait for a retry instead.
     upload, job = _quarantined(png_bomb(20000, 20000))
     _use(settings, redis, clamd_url=f"unix://{tmp_path / 'no-clamd.sock'}")
@@ -177,15 +187,29 @@ def test_stalled_scans_get_a_new_job(settings, redis, runtime, queue):
 
 def test_expired_intents_are_purged_with_what_was_sent(settings, redis, runtime):
     user = make_user()
-    old = Upload.create(owner=user.id, purpose="document", filename="a.pdf", status="awaiting_upload",
-                        declared_type="application/pdf", declared_size=10, storage_key="quarantine/x",
-                        expires_at=utcnow() - datetime.timedelta(minutes=1))
+    old = Upload.create(
+        owner=user.id,
+        purpose="document",
+        filename="a.pdf",
+        status="awaiting_upload",
+        declared_type="application/pdf",
+        declared_size=10,
+        storage_key="quarantine/x",
+        expires_at=utcnow() - datetime.timedelta(minutes=1),
+    )
     Upload.update(storage_key=quarantine_key(old.id)).where(Upload.id == old.id).execute()
     storage().put(quarantine_key(old.id), b"%PDF-1.4 half")
     storage().put(incoming_key(old.id), b"%PDF-1.4 other")
-    live = Upload.create(owner=user.id, purpose="document", filename="b.pdf", status="awaiting_upload",
-                         declared_type="application/pdf", declared_size=10, storage_key="quarantine/y",
-                         expires_at=utcnow() + datetime.timedelta(minutes=5))
+    live = Upload.create(
+        owner=user.id,
+        purpose="document",
+        filename="b.pdf",
+        status="awaiting_upload",
+        declared_type="application/pdf",
+        declared_size=10,
+        storage_key="quarantine/y",
+        expires_at=utcnow() + datetime.timedelta(minutes=5),
+    )
     assert purge_expired_intents() == {"purged": 1, "late_uploads_swept": 0}
     assert Upload.get_or_none(Upload.id == old.id) is None and not storage().exists(quarantine_key(old.id))
     assert not storage().exists(incoming_key(old.id))
