@@ -33,16 +33,13 @@ $(STAMP): $(LOCKS) pyproject.toml | $(PYTHON)
 run: $(STAMP) ## start API, relay, worker, beat and Flower (embedded PostgreSQL/Redis unless configured)
 	$(VENV)/bin/hearth run
 
-test: $(STAMP) ## run the test suite against local or embedded services (ARGS are passed to pytest)
+test: lint ## make lint, then the test suite against local or embedded services (ARGS are passed to pytest)
 	$(PYTHON) -m ops.testrun $(ARGS)
 
-# mypy checks the packages listed in pyproject.toml ([tool.mypy] files) that exist in this tree.
-MYPY_PATHS := $(wildcard settings services api relay)
-
-lint: $(STAMP) ## ruff (lint rules and format) and mypy, as configured in pyproject.toml
+lint: $(STAMP) ## ruff (lint rules and format) and mypy (the packages in pyproject.toml's [tool.mypy] files)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $(MYPY_PATHS)
+	$(VENV)/bin/mypy
 
 bench: $(STAMP) ## run the benchmarks, each beside its baseline
 	$(PYTHON) -m bench $(ARGS)
