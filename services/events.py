@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import msgspec
+import redis as redis_lib
+from redis.typing import StreamRangeResponse
 
 STREAM_MAXLEN = 1000
 # A job event written before events stopped carrying signed links (an export's
@@ -46,6 +50,18 @@ return ids
 
 class InvalidChannel(ValueError):
     pass
+
+
+class PublishedJob(Protocol):
+    """What ``EventBus.publish_job`` reads of a job (``models.jobs.Job``)."""
+
+    @property
+    def id(self) -> object: ...
+
+    @property
+    def owner_id(self) -> object: ...
+
+    def event_view(self) -> dict[str, Any]: ...
 
 
 def check_channel(channel: str) -> str:
@@ -80,7 +96,7 @@ def envelope_id(message: str) -> str:
 class EventKeys:
     """Redis key names of the event channels under one prefix."""
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self._chan = f"{prefix}chan:"
 
@@ -97,14 +113,16 @@ class EventKeys:
 class EventBus(EventKeys):
     """Publishes events (synchronous Redis client: API processes and workers)."""
 
-    def __init__(self, redis, prefix: str, *, maxlen: int = STREAM_MAXLEN, ttl: int = STREAM_TTL_SECONDS):
+    def __init__(
+        self, redis: redis_lib.Redis, prefix: str, *, maxlen: int = STREAM_MAXLEN, ttl: int = STREAM_TTL_SECONDS
+    ) -> None:
         super().__init__(prefix)
         self.redis = redis
         self.maxlen = maxlen
         self.ttl = ttl
         self._publish = redis.register_script(_PUBLISH)
 
-    def publish(self, channel: str, type_: str, data: dict, *, also: tuple[str, ...] = ()) -> str:
+    def publish(self, channel: str, type_: str, data: dict[str, Any], *, also: tuple[str, ...] = ()) -> str:
         """Append the event to ``channel``'s stream (and each of ``also``) and publish it live.
 
         Returns its id in ``channel``'s stream.
@@ -120,7 +138,7 @@ class EventBus(EventKeys):
         first = ids[0]
         return first.decode() if isinstance(first, bytes) else first
 
-    def publish_job(self, job, type_: str) -> str | None:
+    def publish_job(self, job: PublishedJob, type_: str) -> str | None:
         """Publish a job change to its owner's channel and the job's own channel.
 
         The event carries ``job.event_view()``: the job's state, never a signed link.
@@ -142,24 +160,27 @@ class EventBus(EventKeys):
             return None
         deleted = 0
         for key in self.redis.scan_iter(match=self.prefix + "stream:*", count=batch):
-            doomed = [
-                eid
-                for eid, fields in self.redis.xrange(key)
-                if _SIGNED_LINK_IN_JOB_EVENT.search(_text(fields.get(b"e", b"")))
-            ]
+            doomed = [eid for eid, body in _stored(self.redis.xrange(key)) if _SIGNED_LINK_IN_JOB_EVENT.search(body)]
             if doomed:
                 deleted += self.redis.xdel(key, *doomed)
         self.redis.set(mark, deleted)
         return deleted
 
-    def history(self, channel: str, after: str = "-", count: int = STREAM_MAXLEN) -> list[dict]:
+    def history(self, channel: str, after: str = "-", count: int = STREAM_MAXLEN) -> list[dict[str, Any]]:
         """Events of ``channel`` after the id ``after`` (all retained ones with ``"-"``), decoded."""
         start = after if after == "-" else f"({after}"
         entries = self.redis.xrange(self.stream_key(check_channel(channel)), start, "+", count=count)
-        return [msgspec.json.decode(envelope(channel, _text(eid), _text(fields[b"e"]))) for eid, fields in entries]
+        return [msgspec.json.decode(envelope(channel, eid, body)) for eid, body in _stored(entries)]
 
 
-def _text(value) -> str:
+def _stored(entries: StreamRangeResponse | None) -> Iterator[tuple[str, str]]:
+    """``(id, body)`` of each entry of a channel's stream, as ``_PUBLISH`` wrote them."""
+    for eid, fields in entries or ():
+        if eid is not None and fields:
+            yield _text(eid), _text(fields.get(b"e", b""))
+
+
+def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -170,6 +191,7 @@ __all__ = [
     "EventBus",
     "EventKeys",
     "InvalidChannel",
+    "PublishedJob",
     "check_channel",
     "envelope",
     "envelope_id",

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import IO, TypeVar
 
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # 50 megapixels: above any camera a listing photo comes from (8,660 x 5,773), far below
 # the gigapixel images a few kilobytes of PNG or JPEG can announce.
@@ -37,7 +39,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 try:  # HEIC/HEIF (iPhone photos) through libheif
     from pillow_heif import register_heif_opener
 except ImportError:  # pragma: no cover - a deployment without HEIC support refuses HEIC files
-    register_heif_opener = None
+    pass
 else:
     register_heif_opener()
 
@@ -64,9 +66,10 @@ class ImageInfo:
 
 
 _TOO_MANY_PIXELS = f"The image has more than {MAX_IMAGE_PIXELS:,} pixels."
+_Result = TypeVar("_Result")
 
 
-def _open(stream, media_type: str):
+def _open(stream: IO[bytes], media_type: str) -> ImageFile.ImageFile:
     """``Image.open`` for one accepted type, with Pillow's size warning an error (it reads the header only)."""
     expected = _FORMATS.get(media_type)
     if expected is None:
@@ -74,7 +77,7 @@ def _open(stream, media_type: str):
     return Image.open(stream, formats=[expected])
 
 
-def _bombs_refused(work):
+def _bombs_refused(work: Callable[[], _Result]) -> _Result:
     """Run ``work()``; an image announcing too many pixels becomes ``ImageRejected``."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -84,7 +87,7 @@ def _bombs_refused(work):
             raise ImageRejected(_TOO_MANY_PIXELS) from None
 
 
-def check_dimensions(header, media_type: str) -> tuple[int, int] | None:
+def check_dimensions(header: IO[bytes], media_type: str) -> tuple[int, int] | None:
     """Refuse an image whose header announces more than ``MAX_IMAGE_PIXELS`` pixels, decoding nothing.
 
     ``header`` is a seekable stream of the file's first bytes (``HEADER_BYTES`` are enough
@@ -93,7 +96,7 @@ def check_dimensions(header, media_type: str) -> tuple[int, int] | None:
     check then still refuses a bomb, only later.
     """
 
-    def read_size():
+    def read_size() -> tuple[int, int] | None:
         try:
             with _open(header, media_type) as image:
                 return image.size
@@ -108,10 +111,10 @@ def check_dimensions(header, media_type: str) -> tuple[int, int] | None:
     return size
 
 
-def make_previews(stream, media_type: str, widths=PREVIEW_WIDTHS) -> ImageInfo:
+def make_previews(stream: IO[bytes], media_type: str, widths: Sequence[int] = PREVIEW_WIDTHS) -> ImageInfo:
     """Decode the image in ``stream`` (of ``media_type``) and build its previews, or raise ``ImageRejected``."""
 
-    def decode():
+    def decode() -> ImageInfo:
         try:
             with _open(stream, media_type) as image:
                 image.load()
@@ -120,7 +123,7 @@ def make_previews(stream, media_type: str, widths=PREVIEW_WIDTHS) -> ImageInfo:
                 return ImageInfo(*upright.size, previews)
         except (ImageRejected, Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise
-        except (OSError, SyntaxError, ValueError, EOFError, MemoryError, Image.UnidentifiedImageError):
+        except (OSError, SyntaxError, ValueError, EOFError, MemoryError, UnidentifiedImageError):
             # Pillow reports truncated and malformed files as any of these.
             raise ImageRejected("The image is corrupt or truncated.") from None
 

@@ -8,49 +8,75 @@ worker listens on without importing ``tasks``. Enqueueing happens after the
 transaction that created the job commits (``models.job_submission``); when the
 broker is unreachable the job simply stays ``queued`` and the beat sweep
 enqueues it later.
+
+``JobQueue`` is what submitters of jobs ask of a queue; tests hand in their own.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import kombu.exceptions
 import redis
 from celery import Celery
+from kombu.transport.redis import Channel as RedisChannel
 
 import celeryconfig
+from settings import Settings
 
 log = logging.getLogger("hearth.jobs")
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
+class SubmittedJob(Protocol):
+    """What the queue reads of a job (``models.jobs.Job``)."""
+
+    @property
+    def id(self) -> object: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+class JobQueue(Protocol):
+    def submit(self, job: SubmittedJob, *, countdown: float | None = None) -> bool:
+        """Publish the job's task (after ``countdown`` seconds); False when it could not be published."""
+        ...
+
+    def backlog(self) -> set[str]:
+        """The queues with messages waiting."""
+        ...
+
+
 def task_name(kind: str) -> str:
     return f"tasks.{kind}"
 
 
-def broker_url(settings) -> str:
+def broker_url(settings: Settings) -> str:
     """``BROKER_URL``, else ``REDIS_URL``, else a Redis on this machine."""
     return settings.broker_url or settings.redis_url or DEFAULT_BROKER_URL
 
 
-def producer_app(settings, *, name: str = "hearth-producer") -> Celery:
+def producer_app(settings: Settings, *, name: str = "hearth-producer") -> Celery:
     """A Celery app that publishes by task name, routed as the worker's app routes (``celeryconfig``)."""
     app = Celery(name, set_as_current=False)
     app.config_from_object(celeryconfig)
-    app.conf.broker_url = broker_url(settings)
+    # Set as an item: ``conf.broker_url`` is a read-only property (CELERY_BROKER_URL, else this item).
+    app.conf["broker_url"] = broker_url(settings)
     return app
 
 
 class CeleryJobQueue:
-    def __init__(self, celery_app):
+    def __init__(self, celery_app: Celery) -> None:
         self.celery = celery_app
 
     @classmethod
-    def from_settings(cls, settings) -> CeleryJobQueue:
+    def from_settings(cls, settings: Settings) -> CeleryJobQueue:
         return cls(producer_app(settings))
 
-    def submit(self, job, *, countdown: float | None = None) -> bool:
+    def submit(self, job: SubmittedJob, *, countdown: float | None = None) -> bool:
         """Publish the job's task; False (and the job left for the sweep) when the broker is down."""
         try:
             self.celery.send_task(task_name(job.kind), args=[str(job.id)], countdown=countdown, retry=False)
@@ -71,8 +97,10 @@ class CeleryJobQueue:
         queues = [queue.name for queue in self.celery.conf.task_queues or ()]
         try:
             with self.celery.connection_for_write() as conn:
-                client = conn.default_channel.client
-                pipe = client.pipeline()
+                channel = conn.default_channel
+                if not isinstance(channel, RedisChannel):
+                    return set()  # queue lengths are read from the Redis transport's lists
+                pipe = channel.client.pipeline()
                 for name in queues:
                     pipe.llen(name)
                 return {name for name, waiting in zip(queues, pipe.execute(), strict=True) if waiting}
@@ -81,4 +109,4 @@ class CeleryJobQueue:
             return set()
 
 
-__all__ = ["BROKER_ERRORS", "CeleryJobQueue", "broker_url", "producer_app", "task_name"]
+__all__ = ["BROKER_ERRORS", "CeleryJobQueue", "JobQueue", "SubmittedJob", "broker_url", "producer_app", "task_name"]

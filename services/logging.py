@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
+from typing import Any, TextIO
 
 import msgspec
+
+from settings import Settings
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _encoder = msgspec.json.Encoder()
@@ -14,7 +17,7 @@ _encoder = msgspec.json.Encoder()
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "at": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -46,12 +49,12 @@ class AccessLog:
     embedders) it goes through the ordinary ``hearth.access`` logger.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.logger = logging.getLogger("hearth.access")
 
-    def write(self, fields: dict) -> None:
-        handler = _handler
-        if handler is None or handler not in logging.getLogger().handlers:
+    def write(self, fields: dict[str, Any]) -> None:
+        handler = _configured_handler()
+        if handler is None:
             self.logger.info("request", extra=fields)
             return
         if not self.logger.isEnabledFor(logging.INFO):
@@ -65,19 +68,32 @@ class AccessLog:
                 **fields,
             }
         )
-        with handler.lock:
+        handler.acquire()
+        try:
             handler.stream.write(line.decode("utf-8", "replace") + "\n")
             handler.stream.flush()
+        finally:
+            handler.release()
 
 
-_handler: logging.StreamHandler | None = None
+class JsonLogHandler(logging.StreamHandler[TextIO]):
+    """The root logger's handler once ``configure_logging`` ran: JSON lines on one stream."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
 
 
-def configure_logging(settings, stream=None) -> None:
-    global _handler
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    _handler = handler
+def _configured_handler() -> JsonLogHandler | None:
+    """The handler ``configure_logging`` gave the root logger, while the root logger still has it."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, JsonLogHandler):
+            return handler
+    return None
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    handler = JsonLogHandler(stream or sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if settings.debug else logging.INFO)

@@ -9,6 +9,8 @@ Failures raise ``MailError``: ``transient`` (worth retrying: 429, 5xx, the
 provider unreachable) or permanent (4xx); ``uncertain`` when the request may
 have reached the provider before it failed (a read timeout), so sending again
 could deliver twice.
+
+``Mailer`` is what senders of mail ask of a backend; tests hand in their own.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import email.utils
 import itertools
 import os
 import pathlib
-import random
 import re
+import secrets
 import socket
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
+
+from settings import Settings
 
 
 class ProviderError(Exception):
@@ -63,12 +69,18 @@ class Message:
     # Extra headers (List-Unsubscribe, List-Unsubscribe-Post).
     headers: tuple[tuple[str, str], ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "to", header_value(self.to))
         object.__setattr__(self, "subject", header_value(self.subject))
         object.__setattr__(
             self, "headers", tuple((header_value(name), header_value(value)) for name, value in self.headers)
         )
+
+
+class Mailer(Protocol):
+    def send(self, message: Message, *, idempotency_key: str) -> str:
+        """Send ``message`` once per ``idempotency_key``; the provider's id for it. Raises ``MailError``."""
+        ...
 
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
@@ -93,7 +105,7 @@ class OutboxMailer:
     the key finds it without listing the directory.
     """
 
-    def __init__(self, directory: pathlib.Path, sender: str):
+    def __init__(self, directory: pathlib.Path, sender: str) -> None:
         self.directory = pathlib.Path(directory)
         self.sender = sender
 
@@ -132,7 +144,7 @@ class OutboxMailer:
 # change), and each part's body as written: a developer reads the outbox (and the README greps it),
 # which quoted-printable soft line breaks and ``=3D`` would spoil.
 _POLICY = email.policy.default
-_MAX_LINE = _POLICY.max_line_length
+_MAX_LINE = _POLICY.max_line_length or 78  # the policy's is 78
 _SMTP_MAX_LINE = 998
 # Headers whose value the policy parses as structure (it may quote or re-space them): kept as written
 # only when they are a bare address.
@@ -157,14 +169,15 @@ def _part_headers(subtype: str, cte: str) -> str:
     return f'Content-Type: text/{subtype}; charset="utf-8"\nContent-Transfer-Encoding: {cte}\n'
 
 
-def _eml(headers, text: str, html: str | None) -> bytes:
+def _eml(headers: Iterable[tuple[str, str]], text: str, html: str | None) -> bytes:
     """A text (and HTML alternative) message with these headers, in the layout ``EmailMessage`` gives it."""
     head = "".join(_header(name, value) for name, value in headers)
     cte, body = _transfer_encoded(text)
     if not html:
         return f"{head}{_part_headers('plain', cte)}MIME-Version: 1.0\n\n{body}".encode()
     html_cte, html_body = _transfer_encoded(html)
-    boundary = f"==============={random.randrange(sys.maxsize):019d}=="
+    # Unguessable, so no text in a part can close it early (the form ``email.generator`` gives it).
+    boundary = f"==============={secrets.randbelow(sys.maxsize):019d}=="
     return (
         f'{head}MIME-Version: 1.0\nContent-Type: multipart/alternative;\n boundary="{boundary}"\n\n'
         f"--{boundary}\n{_part_headers('plain', cte)}\n{body}"
@@ -184,7 +197,9 @@ def _transfer_encoded(text: str) -> tuple[str, str]:
 
 
 class SendGridMailer:
-    def __init__(self, api_key: str, sender: str, api_url: str = "https://api.sendgrid.com", timeout: float = 10):
+    def __init__(
+        self, api_key: str, sender: str, api_url: str = "https://api.sendgrid.com", timeout: float = 10
+    ) -> None:
         from sendgrid import SendGridAPIClient
 
         self.client = SendGridAPIClient(api_key=api_key, host=api_url)
@@ -220,7 +235,7 @@ class SendGridMailer:
         return response.headers.get("X-Message-Id", "") if response.headers else ""
 
 
-def make_mailer(settings):
+def make_mailer(settings: Settings) -> Mailer:
     if settings.mail_backend == "sendgrid":
         return SendGridMailer(settings.sendgrid_api_key, settings.mail_from, settings.sendgrid_api_url)
     return OutboxMailer(settings.outbox_dir, settings.mail_from)

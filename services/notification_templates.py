@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from services.mail import Message
-from services.unsubscribe import unsubscribe_token
+from services.unsubscribe import UserId, unsubscribe_token
+from settings import Settings
 
 SMS_MAX_CHARS = 320
 DIGEST_SHOWN = 50
@@ -48,15 +51,36 @@ TEMPLATES: dict[str, TypeTemplate] = {
         "price drops", "A listing that matches your saved search is now cheaper.", "View the listing", "property_id"
     ),
 }
+
+
+class NotificationContent(Protocol):
+    """What a notification's email and text message are made of (``models.notifications.Notification``)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def title(self) -> str | None: ...
+
+    @property
+    def body(self) -> str | None: ...
+
+    @property
+    def data(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def user_id(self) -> UserId: ...
+
+
 _GENERIC = TypeTemplate("notifications", "There is news for you on Hearth.", "Open Hearth", None)
 _LINK_PATHS = {"conversation_id": "/conversations/", "property_id": "/properties/"}
 
 
-def _base(settings) -> str:
+def _base(settings: Settings) -> str:
     return settings.public_url.rstrip("/")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str | None) -> str:
     return _CONTROL.sub(" ", text or "").strip()
 
 
@@ -64,16 +88,16 @@ def _template(type_: str) -> TypeTemplate:
     return TEMPLATES.get(type_, _GENERIC)
 
 
-def notification_link(notification, settings) -> str:
+def notification_link(notification: NotificationContent, settings: Settings) -> str:
     """Where the notification leads in the web app (absolute, under ``public_url``)."""
-    template = _template(notification.type)
-    value = (notification.data or {}).get(template.link_key) if template.link_key else None
-    if isinstance(value, (str, int)) and str(value):
-        return f"{_base(settings)}{_LINK_PATHS[template.link_key]}{quote(str(value), safe='')}"
+    link_key = _template(notification.type).link_key
+    value = (notification.data or {}).get(link_key) if link_key else None
+    if link_key and isinstance(value, (str, int)) and str(value):
+        return f"{_base(settings)}{_LINK_PATHS[link_key]}{quote(str(value), safe='')}"
     return f"{_base(settings)}/notifications"
 
 
-def unsubscribe_links(settings, user_id, type_: str) -> tuple[str, str]:
+def unsubscribe_links(settings: Settings, user_id: UserId, type_: str) -> tuple[str, str]:
     """``(page for people, one-click endpoint for mail clients)`` for one user and type (``"*"``: all)."""
     query = urlencode({"token": unsubscribe_token(settings.secret_key, user_id, type_)})
     return f"{settings.pages_url}/unsubscribe?{query}", f"{_base(settings)}/v1/unsubscribe?{query}"
@@ -87,14 +111,14 @@ def _html_text(text: str) -> str:
     return html.escape(text, quote=True).replace("\n", "<br>\n")
 
 
-def _footer_text(reason: str, page: str, settings) -> str:
+def _footer_text(reason: str, page: str, settings: Settings) -> str:
     return (
         f"\n--\nYou receive this email because {reason} are turned on in your Hearth notification settings:\n"
         f"{_base(settings)}/settings/notifications\nUnsubscribe from these emails: {page}\n"
     )
 
 
-def _footer_html(reason: str, page: str, settings) -> str:
+def _footer_html(reason: str, page: str, settings: Settings) -> str:
     settings_link = html.escape(f"{_base(settings)}/settings/notifications", quote=True)
     return (
         f'<hr><p style="color:#666;font-size:12px">You receive this email because {html.escape(reason)} are '
@@ -103,7 +127,7 @@ def _footer_html(reason: str, page: str, settings) -> str:
     )
 
 
-def notification_email(notification, *, to: str, settings) -> Message:
+def notification_email(notification: NotificationContent, *, to: str, settings: Settings) -> Message:
     """The email for one notification, to ``to``."""
     template = _template(notification.type)
     title = _one_line(notification.title)
@@ -125,7 +149,7 @@ def notification_email(notification, *, to: str, settings) -> Message:
     return Message(to=to, subject=title, text=text, html=html_part, headers=_unsubscribe_headers(one_click))
 
 
-def notification_sms(notification, *, settings) -> str:
+def notification_sms(notification: NotificationContent, *, settings: Settings) -> str:
     """``"Hearth: <title> <link>"``, at most ``SMS_MAX_CHARS``: the title is shortened, never the link."""
     link = notification_link(notification, settings)
     title = _one_line(notification.title)
@@ -135,19 +159,22 @@ def notification_sms(notification, *, settings) -> str:
     return f"Hearth: {title} {link}"[:SMS_MAX_CHARS]
 
 
-def _excerpt(text: str) -> str:
+def _excerpt(text: str | None) -> str:
     line = _one_line((text or "").strip().split("\n", 1)[0])
     return line if len(line) <= DIGEST_EXCERPT_CHARS else line[: DIGEST_EXCERPT_CHARS - 1].rstrip() + "…"
 
 
-def digest_email(notifications: list, *, to: str, user_id, settings) -> Message:
+def digest_email(
+    notifications: Sequence[NotificationContent], *, to: str, user_id: UserId, settings: Settings
+) -> Message:
     """One email listing ``notifications`` (newest first; the first ``DIGEST_SHOWN``, then "and N more")."""
     total = len(notifications)
     shown, more = notifications[:DIGEST_SHOWN], max(0, total - DIGEST_SHOWN)
     page, one_click = unsubscribe_links(settings, user_id, "*")
     everything = f"{_base(settings)}/notifications"
     subject = f"Your Hearth digest: {total} update{'s' if total != 1 else ''}"
-    lines, items = [], []
+    lines: list[str] = []
+    items: list[str] = []
     for notification in shown:
         title, excerpt, link = (
             _one_line(notification.title),
@@ -186,6 +213,7 @@ __all__ = [
     "DIGEST_SHOWN",
     "SMS_MAX_CHARS",
     "TEMPLATES",
+    "NotificationContent",
     "TypeTemplate",
     "digest_email",
     "notification_email",

@@ -15,6 +15,8 @@ Failures say what the caller should do: ``ScannerUnavailable`` (clamd down,
 timing out, dropping the connection) may pass, so try again later and keep the
 file quarantined; ``ScanRefused`` (clamd will never scan this stream, e.g. it
 is over clamd's ``StreamMaxLength``) will not.
+
+``Scanner`` is what the workers ask of a scanner; tests hand in their own.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
 import clamd
+
+from services.streams import Readable
+from settings import Settings
 
 CHUNK = 1024 * 1024
 
@@ -50,10 +56,29 @@ class ScanResult:
         return self.verdict == "infected"
 
 
+class Scanner(Protocol):
+    def scan(self, stream: Readable) -> ScanResult:
+        """The verdict on everything ``stream.read()`` yields; raises ``ScannerUnavailable`` or ``ScanRefused``."""
+        ...
+
+
 class _Streaming:
     """Mixed into the package's socket classes: timeout before connect, 1 MiB INSTREAM chunks."""
 
-    def _connect(self, family, address):
+    # What the package's socket class (the other base) holds and does.
+    timeout: float | None
+    clamd_socket: socket.socket
+    if TYPE_CHECKING:
+
+        def _init_socket(self) -> None: ...
+
+        def _close_socket(self) -> None: ...
+
+        def _error_message(self, exception: BaseException) -> str: ...
+
+        def _parse_response(self, msg: str) -> tuple[str, str | None, str]: ...
+
+    def _connect(self, family: socket.AddressFamily, address: str | tuple[str, int]) -> None:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -63,7 +88,7 @@ class _Streaming:
             raise clamd.ConnectionError(self._error_message(exc)) from None
         self.clamd_socket = sock
 
-    def instream_chunks(self, stream, chunk_size: int = CHUNK) -> tuple[str, int]:
+    def instream_chunks(self, stream: Readable, chunk_size: int = CHUNK) -> tuple[str, int]:
         """Send ``stream`` and return (clamd's one-line answer, bytes sent)."""
         sent = 0
         self._init_socket()
@@ -106,20 +131,21 @@ class _Streaming:
 
 
 class _Unix(_Streaming, clamd.ClamdUnixSocket):
-    def _init_socket(self):
+    def _init_socket(self) -> None:
         self._connect(socket.AF_UNIX, self.unix_socket)
 
 
 class _Tcp(_Streaming, clamd.ClamdNetworkSocket):
-    def _init_socket(self):
+    def _init_socket(self) -> None:
         self._connect(socket.AF_INET, (self.host, self.port))
 
 
 class ClamdScanner:
     """Scans streams with the clamd at ``url`` (``unix:///path`` or ``tcp://host:port``)."""
 
-    def __init__(self, url: str, *, timeout: float = 60.0, chunk_size: int = CHUNK):
+    def __init__(self, url: str, *, timeout: float = 60.0, chunk_size: int = CHUNK) -> None:
         parsed = urlparse(url)
+        self._client: _Streaming
         if parsed.scheme == "unix":
             self._client = _Unix(parsed.path, timeout=timeout)
         elif parsed.scheme == "tcp":
@@ -129,7 +155,7 @@ class ClamdScanner:
         self.url = url
         self.chunk_size = chunk_size
 
-    def scan(self, stream) -> ScanResult:
+    def scan(self, stream: Readable) -> ScanResult:
         """Scan everything ``stream.read()`` yields; raises ``ScannerUnavailable`` or ``ScanRefused``."""
         try:
             answer, sent = self._client.instream_chunks(stream, self.chunk_size)
@@ -163,8 +189,8 @@ class ClamdScanner:
             return False
 
 
-def make_scanner(settings) -> ClamdScanner:
+def make_scanner(settings: Settings) -> Scanner:
     return ClamdScanner(settings.clamd_address, timeout=settings.clamd_timeout)
 
 
-__all__ = ["ClamdScanner", "ScanRefused", "ScanResult", "ScannerUnavailable", "make_scanner"]
+__all__ = ["ClamdScanner", "ScanRefused", "ScanResult", "Scanner", "ScannerUnavailable", "make_scanner"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 
 import msgspec
 import redis as redis_lib
@@ -26,7 +27,7 @@ REDIS_ERRORS = (redis_lib.ConnectionError, redis_lib.TimeoutError)
 
 
 class SearchCache:
-    def __init__(self, redis, prefix: str, ttl: int = 30):
+    def __init__(self, redis: redis_lib.Redis, prefix: str, ttl: int = 30) -> None:
         self.redis = redis
         self.ttl = ttl
         self.generation_key = f"{prefix}search:generation"
@@ -52,7 +53,9 @@ class SearchCache:
     def get(self, key: str) -> bytes | None:
         if self.ttl <= 0:
             return None
-        return self.redis.get(key)
+        page = self.redis.get(key)
+        # Pages are stored as bytes; a client made with decode_responses answers them as text.
+        return page.encode() if isinstance(page, str) else page
 
     def put(self, key: str, body: bytes) -> None:
         if self.ttl > 0:
@@ -67,7 +70,7 @@ class SearchCache:
     def generation_changed(self, generation: int) -> None:
         """After a full rebuild swapped in ``generation``."""
 
-        def write():
+        def write() -> None:
             pipe = self.redis.pipeline()
             pipe.set(self.generation_key, generation)
             pipe.incr(self.version_key)
@@ -75,7 +78,7 @@ class SearchCache:
 
         self._quietly(write)
 
-    def _quietly(self, write) -> None:
+    def _quietly(self, write: Callable[[], object]) -> None:
         # The index is already right; a cached page at worst lives out its short TTL.
         try:
             write()

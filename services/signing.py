@@ -19,12 +19,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
+from typing import TypeAlias
 
 MAC_SIZE = 32  # SHA-256
 MIN_MAC_SIZE = 8  # truncated MACs keep at least 64 bits
 
+# One part of a signed message: text, raw bytes, or a number (written in decimal).
+Part: TypeAlias = str | bytes | int
 
-def _message(parts: tuple) -> bytes:
+
+def _message(parts: tuple[Part, ...]) -> bytes:
     if not parts:
         raise ValueError("nothing to sign")
     encoded = [part if isinstance(part, bytes) else str(part).encode() for part in parts]
@@ -54,17 +59,17 @@ class Signer:
             key = self._keys[purpose] = hashlib.sha256(f"{purpose}:{self._secret}".encode()).digest()
         return key
 
-    def mac(self, purpose: str, *parts, size: int = MAC_SIZE) -> bytes:
+    def mac(self, purpose: str, *parts: Part, size: int = MAC_SIZE) -> bytes:
         """The first ``size`` bytes of the MAC of ``parts`` for ``purpose``."""
         if not MIN_MAC_SIZE <= size <= MAC_SIZE:
             raise ValueError(f"a MAC has {MIN_MAC_SIZE} to {MAC_SIZE} bytes, not {size}")
         return hmac.new(self.key(purpose), _message(parts), hashlib.sha256).digest()[:size]
 
-    def text(self, purpose: str, *parts, size: int = MAC_SIZE) -> str:
+    def text(self, purpose: str, *parts: Part, size: int = MAC_SIZE) -> str:
         """``mac(...)`` as unpadded URL-safe base64, for a query string."""
         return _b64(self.mac(purpose, *parts, size=size))
 
-    def verify(self, purpose: str, sig: bytes | str, *parts, size: int = MAC_SIZE) -> bool:
+    def verify(self, purpose: str, sig: bytes | str, *parts: Part, size: int = MAC_SIZE) -> bool:
         """True when ``sig`` is exactly what ``mac`` (bytes) or ``text`` (str) gives for these parts.
 
         Compared in constant time; a truncated, extended or altered ``sig`` is
@@ -92,7 +97,7 @@ class Signer:
         sig, payload = raw[:size], raw[size:]
         return payload if self.verify(purpose, sig, payload, size=size) else None
 
-    def job_digest(self, purpose: str, job_id) -> bytes:
+    def job_digest(self, purpose: str, job_id: uuid.UUID | str) -> bytes:
         """A secret derived from a job's id: the same for every run of the job.
 
         What a job mails or texts (a link token, a code) is derived this way, so
@@ -102,4 +107,4 @@ class Signer:
         return self.mac(f"job-digest:{purpose}", str(job_id))
 
 
-__all__ = ["MAC_SIZE", "MIN_MAC_SIZE", "Signer"]
+__all__ = ["MAC_SIZE", "MIN_MAC_SIZE", "Part", "Signer"]

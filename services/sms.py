@@ -9,6 +9,8 @@ before making it (``tasks/notifications.py``).
 Failures raise ``SmsError`` (``services.mail.ProviderError``): ``transient`` for
 429, 5xx and an unreachable provider, permanent for other 4xx (an invalid or
 unsubscribed number), ``uncertain`` when the request may have been received.
+
+``SmsSender`` is what senders of text messages ask of a backend; tests hand in their own.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import os
 import pathlib
 import re
 import uuid
+from typing import Protocol
 
 from services.mail import ProviderError
+from settings import Settings
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -28,10 +32,16 @@ class SmsError(ProviderError):
     pass
 
 
+class SmsSender(Protocol):
+    def send(self, to: str, body: str, *, idempotency_key: str, status_callback: str | None = None) -> str:
+        """Send ``body`` to ``to`` once per ``idempotency_key``; the provider's message id. Raises ``SmsError``."""
+        ...
+
+
 class OutboxSms:
     """Writes each message as ``<outbox>/<idempotency key>.json``."""
 
-    def __init__(self, directory: pathlib.Path, sender: str):
+    def __init__(self, directory: pathlib.Path, sender: str) -> None:
         self.directory = pathlib.Path(directory)
         self.sender = sender or "Hearth"
 
@@ -39,7 +49,8 @@ class OutboxSms:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / (_SAFE_KEY.sub("_", idempotency_key) + ".json")
         if path.exists():
-            return json.loads(path.read_text())["sid"]
+            sent: str = json.loads(path.read_text())["sid"]
+            return sent
         sid = "SM" + uuid.uuid4().hex
         record = {
             "sid": sid,
@@ -63,7 +74,7 @@ class TwilioSms:
         sender: str,
         api_url: str = "https://api.twilio.com",
         timeout: float = 10,
-    ):
+    ) -> None:
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
@@ -90,10 +101,11 @@ class TwilioSms:
             raise SmsError(f"Twilio did not answer in time: {exc}", transient=True, uncertain=uncertain) from None
         except (requests.ConnectionError, TwilioException, OSError) as exc:
             raise SmsError(f"Twilio unreachable: {exc}", transient=True) from None
-        return message.sid
+        sid: str = message.sid
+        return sid
 
 
-def make_sms(settings):
+def make_sms(settings: Settings) -> SmsSender:
     if settings.sms_backend == "twilio":
         return TwilioSms(
             settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_from, settings.twilio_api_url
@@ -101,4 +113,4 @@ def make_sms(settings):
     return OutboxSms(settings.sms_outbox_dir, settings.twilio_from)
 
 
-__all__ = ["OutboxSms", "SmsError", "TwilioSms", "make_sms"]
+__all__ = ["OutboxSms", "SmsError", "SmsSender", "TwilioSms", "make_sms"]

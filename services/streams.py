@@ -3,12 +3,23 @@
 A file's type is decided from its first bytes before anything is stored, yet the
 store must still receive the whole file from its first byte: ``read_head`` takes
 the first bytes, ``PrefixedStream`` hands them back in front of the rest.
+
+``Readable`` is all any of these streams is asked for: ``read(size)``, which
+returns ``b""`` once the stream is exhausted.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
 
-def read_head(stream, count: int) -> bytes:
+
+class Readable(Protocol):
+    """A binary stream read in chunks: a request body, an open file, an S3 object's body."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_head(stream: Readable, count: int) -> bytes:
     """Up to ``count`` bytes from the start of ``stream``; fewer only when the stream ends first.
 
     A stream may return short reads (a socket, a chunked body), so this reads until it has
@@ -29,7 +40,7 @@ class PrefixedStream:
     Reads return ``head`` first, then the rest of ``stream``, as if nothing had been read.
     """
 
-    def __init__(self, head: bytes, stream):
+    def __init__(self, head: bytes, stream: Readable) -> None:
         self.head, self.stream = head, stream
 
     def read(self, size: int = -1) -> bytes:

@@ -10,18 +10,24 @@ last token it signed has expired. In development a key is generated under
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import pathlib
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from settings import Settings
 
 ALGORITHM = "EdDSA"
 CLOCK_SKEW_SECONDS = 30
@@ -60,39 +66,40 @@ class Claims:
 
 
 class KeyRing:
-    def __init__(self, signing_key: Ed25519PrivateKey, verify_keys: list[Ed25519PublicKey]):
+    def __init__(self, signing_key: Ed25519PrivateKey, verify_keys: list[Ed25519PublicKey]) -> None:
         self.signing_key = signing_key
         self.signing_kid = thumbprint(signing_key.public_key())
         self.public_keys = {thumbprint(k): k for k in [signing_key.public_key(), *verify_keys]}
 
     @classmethod
     def from_pem(cls, text: str) -> KeyRing:
-        private, public = [], []
+        private: list[Ed25519PrivateKey] = []
+        public: list[Ed25519PublicKey] = []
         for match in _PEM_BLOCK.finditer(text.replace("\\n", "\n")):
             block = match.group(0).encode()
             if "PRIVATE" in match.group(1):
-                key = serialization.load_pem_private_key(block, password=None)
-                if not isinstance(key, Ed25519PrivateKey):
+                private_key = serialization.load_pem_private_key(block, password=None)
+                if not isinstance(private_key, Ed25519PrivateKey):
                     raise ValueError("JWT_PRIVATE_KEYS: only Ed25519 keys are accepted")
-                private.append(key)
+                private.append(private_key)
             else:
-                key = serialization.load_pem_public_key(block)
-                if not isinstance(key, Ed25519PublicKey):
+                public_key = serialization.load_pem_public_key(block)
+                if not isinstance(public_key, Ed25519PublicKey):
                     raise ValueError("JWT_PRIVATE_KEYS: only Ed25519 keys are accepted")
-                public.append(key)
+                public.append(public_key)
         if not private:
             raise ValueError("JWT_PRIVATE_KEYS holds no private key")
         return cls(private[0], [k.public_key() for k in private[1:]] + public)
 
     @classmethod
-    def from_settings(cls, settings) -> KeyRing:
+    def from_settings(cls, settings: Settings) -> KeyRing:
         if settings.jwt_private_keys:
             return cls.from_pem(settings.jwt_private_keys)
         if settings.production:
             raise ValueError("JWT_PRIVATE_KEYS is required in production")
         return cls.from_pem(_development_key(settings.var_dir / "keys" / "jwt-ed25519.pem"))
 
-    def jwks(self) -> dict:
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {
             "keys": [
                 {
@@ -116,17 +123,15 @@ def generate_private_pem() -> str:
     )
 
 
-def _development_key(path) -> str:
+def _development_key(path: pathlib.Path) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(generate_private_pem())
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)  # first writer wins when several processes start at once
-        except FileExistsError:
-            pass
         os.unlink(tmp)
     return path.read_text()
 
@@ -134,7 +139,9 @@ def _development_key(path) -> str:
 class TokenIssuer:
     """Signs and verifies access tokens for one issuer/audience."""
 
-    def __init__(self, keys: KeyRing, *, issuer: str, audience: str, ttl: int, clock=time.time):
+    def __init__(
+        self, keys: KeyRing, *, issuer: str, audience: str, ttl: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
@@ -146,11 +153,11 @@ class TokenIssuer:
         # the session is alive is the caller's separate check.
         self._verified: dict[str, Claims] = {}
 
-    def issue(self, *, user_id, role: str, session_id) -> tuple[str, int]:
+    def issue(self, *, user_id: uuid.UUID | str, role: str, session_id: uuid.UUID | str) -> tuple[str, int]:
         """Return ``(token, expires_at)`` for the user's session."""
         now = int(self.clock())
         exp = now + self.ttl
-        payload = {
+        payload: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": str(user_id),

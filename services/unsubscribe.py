@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Container
+from typing import TypeAlias
 
 import msgspec
 
@@ -19,9 +20,11 @@ from services.signing import Signer
 
 PURPOSE = "unsubscribe"
 _MAC_BYTES = 16
+# A user's id as callers hold it: the row's UUID, or its text.
+UserId: TypeAlias = uuid.UUID | str
 
 
-def unsubscribe_token(secret: str, user_id, type_: str) -> str:
+def unsubscribe_token(secret: str, user_id: UserId, type_: str) -> str:
     """The token of the link that turns email of ``type_`` (``"*"``: all) off for ``user_id``."""
     return Signer(secret).seal(PURPOSE, msgspec.json.encode([str(user_id), type_]), size=_MAC_BYTES)
 
@@ -40,4 +43,4 @@ def read_unsubscribe_token(secret: str, token: str, types: Container[str]) -> tu
     return (user_id, type_) if known else None
 
 
-__all__ = ["read_unsubscribe_token", "unsubscribe_token"]
+__all__ = ["UserId", "read_unsubscribe_token", "unsubscribe_token"]

@@ -92,7 +92,7 @@ def verify_twilio(
         raise SignatureRejected("bad signature")
 
 
-class _FormParams(dict):
+class _FormParams(dict[str, list[str]]):
     """Form parameters with every value of a repeated name (``RequestValidator`` asks ``getall``)."""
 
     def getall(self, name: str) -> list[str]:

@@ -9,13 +9,25 @@ PUTs by ``PUT /v1/uploads/{id}/content`` (``check_upload``), both signed with
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import pathlib
 import time
+from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
-from services.signing import Signer
-from services.storage.objects import CHUNK, InvalidKey, Metered, NotFound, StoredObject, check_key, signable
+from services.signing import Part, Signer
+from services.storage.objects import (
+    CHUNK,
+    InvalidKey,
+    Metered,
+    NotFound,
+    Source,
+    StoredObject,
+    UploadTarget,
+    check_key,
+    signable,
+)
 
 URL_PURPOSE = "storage-url"
 
@@ -25,7 +37,9 @@ class LocalDiskStorage:
 
     name = "local"
 
-    def __init__(self, root: pathlib.Path, *, public_url: str, secret: str, clock=time.time):
+    def __init__(
+        self, root: pathlib.Path, *, public_url: str, secret: str, clock: Callable[[], float] = time.time
+    ) -> None:
         self.root = pathlib.Path(root)
         self.public_url = public_url.rstrip("/")
         self._signer = Signer(secret)
@@ -34,7 +48,9 @@ class LocalDiskStorage:
     def _path(self, key: str) -> pathlib.Path:
         return self.root.joinpath(*check_key(key).split("/"))
 
-    def put(self, key: str, source, *, max_bytes: int | None = None, content_type: str | None = None) -> StoredObject:
+    def put(
+        self, key: str, source: Source, *, max_bytes: int | None = None, content_type: str | None = None
+    ) -> StoredObject:
         """Store ``source`` (bytes or a binary file object) under ``key``, replacing any older object."""
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
@@ -51,7 +67,7 @@ class LocalDiskStorage:
                 tmp.unlink()
         return reader.stored(key)
 
-    def open(self, key: str):
+    def open(self, key: str) -> io.BufferedReader:
         try:
             return open(self._path(key), "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -109,15 +125,17 @@ class LocalDiskStorage:
         self._prune(src.parent)
 
     @staticmethod
-    def _create(path: pathlib.Path):
+    def _create(path: pathlib.Path) -> io.BufferedWriter:
         """A new file opened for writing; its directory is made again should a concurrent prune remove it
         between ``mkdir`` and ``open`` (every intent's upload shares ``quarantine/incoming/``)."""
-        for attempt in range(5):
+        attempts = 5
+        while True:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)  # EEXIST, then pruned: FileExistsError
                 return open(path, "wb")
             except (FileNotFoundError, FileExistsError):
-                if attempt == 4:
+                attempts -= 1
+                if not attempts:
                     raise
 
     # --- signed URLs -------------------------------------------------------------------
@@ -147,7 +165,7 @@ class LocalDiskStorage:
         """True when ``sig`` was made by ``signed_url`` for ``key`` and ``expires`` has not passed."""
         return self.check(key, expires, sig) == "ok"
 
-    def upload_target(self, key: str, ttl: int, *, size: int, content_type: str, path: str) -> dict:
+    def upload_target(self, key: str, ttl: int, *, size: int, content_type: str, path: str) -> UploadTarget:
         """A signed ``PUT {public_url}{path}`` for exactly ``size`` bytes of ``content_type`` into ``key``."""
         expires = int(self.clock()) + int(ttl)
         sig = self._signer.text(URL_PURPOSE, "PUT", check_key(key), size, content_type, expires)
@@ -162,7 +180,7 @@ class LocalDiskStorage:
         """``"ok"``, ``"expired"`` or ``"invalid"`` for a URL made by ``upload_target``."""
         return self._check(sig, expires, "PUT", key, size, content_type)
 
-    def _check(self, sig: str, expires: int, *parts) -> str:
+    def _check(self, sig: str, expires: int, *parts: Part) -> str:
         if not self._signer.verify(URL_PURPOSE, sig, *parts, int(expires)):
             return "invalid"
         return "expired" if expires < self.clock() else "ok"

@@ -3,16 +3,23 @@ metered reader every ``put`` streams its source through."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import re
 from dataclasses import dataclass
+from typing import TypeAlias, TypedDict
 from urllib.parse import quote
+
+from services.streams import Readable
 
 KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 MAX_KEY_LENGTH = 512
 QUARANTINE_PREFIX = "quarantine/"
 CHUNK = 1024 * 1024
+
+# What ``put`` stores: bytes, or a binary stream read in chunks.
+Source: TypeAlias = bytes | bytearray | memoryview | Readable
 
 
 class StorageError(Exception):
@@ -45,8 +52,17 @@ class StoredObject:
     size: int
     sha256: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | int]:
         return {"key": self.key, "size": self.size, "sha256": self.sha256}
+
+
+class UploadTarget(TypedDict):
+    """Where a client PUTs a file itself (``upload_target``): the request to make and until when."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime.datetime
 
 
 def check_key(key: str) -> str:
@@ -66,10 +82,10 @@ def signable(key: str) -> str:
 class Metered:
     """Reads a source in chunks, hashing and counting; raises ``TooLarge`` past ``max_bytes``."""
 
-    def __init__(self, source, max_bytes: int | None):
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            source = io.BytesIO(bytes(source))
-        self.source = source
+    def __init__(self, source: Source, max_bytes: int | None) -> None:
+        self.source: Readable = (
+            io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
+        )
         self.max_bytes = max_bytes
         self.size = 0
         self.digest = hashlib.sha256()
@@ -85,7 +101,8 @@ class Metered:
 
     def read_full(self, size: int) -> bytes:
         """Up to ``size`` bytes, fewer only at the end of the source."""
-        parts, wanted = [], size
+        parts: list[bytes] = []
+        wanted = size
         while wanted > 0:
             chunk = self.read(min(wanted, CHUNK))
             if not chunk:

@@ -6,22 +6,36 @@ held in memory while a large object goes up as a multipart upload.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from services.storage.objects import (
     Metered,
     NotFound,
+    Source,
     StorageError,
     StorageUnavailable,
     StoredObject,
+    UploadTarget,
     check_key,
     content_disposition,
     signable,
 )
 
+if TYPE_CHECKING:
+    import boto3
+    from botocore.response import StreamingBody
+    from mypy_boto3_s3 import S3Client
+
 S3_PART_SIZE = 8 * 1024 * 1024  # S3's minimum part is 5 MiB; this is what one upload holds in memory
+# How requests name the bucket: botocore's ``addressing_style``.
+Addressing: TypeAlias = Literal["auto", "virtual", "path"]
+_Answer = TypeVar("_Answer")
 
 
 class S3Storage:
@@ -36,13 +50,13 @@ class S3Storage:
         endpoint: str | None = None,
         public_endpoint: str | None = None,
         region: str = "us-east-1",
-        addressing: str = "path",
+        addressing: Addressing = "path",
         access_key: str = "",
         secret_key: str = "",
         session_token: str = "",
         part_size: int = S3_PART_SIZE,
-        clock=time.time,
-    ):
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         from botocore.config import Config
 
         self.bucket = bucket
@@ -55,18 +69,18 @@ class S3Storage:
             read_timeout=60,
             retries={"max_attempts": 3, "mode": "standard"},
         )
-        options = dict(
-            region_name=region,
-            config=config,
-            aws_access_key_id=access_key or None,
-            aws_secret_access_key=secret_key or None,
-            aws_session_token=session_token or None,
-        )
+        options = {
+            "region_name": region,
+            "config": config,
+            "aws_access_key_id": access_key or None,
+            "aws_secret_access_key": secret_key or None,
+            "aws_session_token": session_token or None,
+        }
         self.client = _s3_client(endpoint_url=endpoint or None, **options)
         # URLs handed to clients name the address they can reach (it may differ from ours).
         self.presigner = _s3_client(endpoint_url=public_endpoint, **options) if public_endpoint else self.client
 
-    def _call(self, method, key: str | None = None, **params):
+    def _call(self, method: Callable[..., _Answer], key: str | None = None, **params: Any) -> _Answer:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -89,7 +103,9 @@ class S3Storage:
         except (NotFound, StorageError):
             self._call(self.client.create_bucket)
 
-    def put(self, key: str, source, *, max_bytes: int | None = None, content_type: str | None = None) -> StoredObject:
+    def put(
+        self, key: str, source: Source, *, max_bytes: int | None = None, content_type: str | None = None
+    ) -> StoredObject:
         check_key(key)
         reader = Metered(source, max_bytes)
         extra = {"ContentType": content_type} if content_type else {}
@@ -99,22 +115,22 @@ class S3Storage:
             return reader.stored(key)
         upload_id = self._call(self.client.create_multipart_upload, key, **extra)["UploadId"]
         try:
-            parts, chunk, number = [], first, 1
+            parts: list[dict[str, str | int]] = []
+            chunk, number = first, 1
             while chunk:
                 answer = self._call(self.client.upload_part, key, UploadId=upload_id, PartNumber=number, Body=chunk)
                 parts.append({"ETag": answer["ETag"], "PartNumber": number})
-                chunk, number = None, number + 1  # let the finished part go before reading the next
+                chunk, number = b"", number + 1  # let the finished part go before reading the next
                 chunk = reader.read_full(self.part_size)
             self._call(self.client.complete_multipart_upload, key, UploadId=upload_id, MultipartUpload={"Parts": parts})
         except BaseException:
-            try:
+            # Should the abort fail too, the bucket's lifecycle rule for incomplete uploads cleans up.
+            with contextlib.suppress(StorageError):
                 self._call(self.client.abort_multipart_upload, key, UploadId=upload_id)
-            except StorageError:
-                pass  # the bucket's lifecycle rule for incomplete uploads cleans up
             raise
         return reader.stored(key)
 
-    def open(self, key: str):
+    def open(self, key: str) -> StreamingBody:
         return self._call(self.client.get_object, check_key(key))["Body"]
 
     def head_bytes(self, key: str, count: int) -> bytes:
@@ -158,7 +174,7 @@ class S3Storage:
     def signed_url(
         self, key: str, ttl: int, *, filename: str | None = None, content_type: str | None = None, inline: bool = False
     ) -> tuple[str, datetime.datetime]:
-        params = {"Bucket": self.bucket, "Key": signable(key)}
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": signable(key)}
         if filename:
             params["ResponseContentDisposition"] = content_disposition(filename, inline=inline)
         if content_type:
@@ -170,7 +186,7 @@ class S3Storage:
         """Links to S3 objects are presigned by S3 itself; the API's download route serves none."""
         return "invalid"
 
-    def upload_target(self, key: str, ttl: int, *, size: int, content_type: str, path: str) -> dict:
+    def upload_target(self, key: str, ttl: int, *, size: int, content_type: str, path: str) -> UploadTarget:
         """A presigned PUT with the length and type signed in: S3 refuses any other body."""
         url = self.presigner.generate_presigned_url(
             "put_object",
@@ -188,16 +204,18 @@ class S3Storage:
         return "invalid"
 
 
-_session = None
 _session_lock = threading.Lock()
 
 
-def _s3_client(**options):
-    """An S3 client from one shared session: a session parses botocore's service models once."""
-    global _session
+@functools.cache
+def _shared_session() -> boto3.session.Session:
+    """The one session every client is made from: a session parses botocore's service models once."""
     import boto3
 
-    with _session_lock:  # sessions are not thread-safe; the clients they make are
-        if _session is None:
-            _session = boto3.session.Session()
-        return _session.client("s3", **options)
+    return boto3.session.Session()
+
+
+def _s3_client(**options: Any) -> S3Client:
+    """An S3 client from the shared session."""
+    with _session_lock:  # sessions are not thread-safe (made and used under the lock); the clients they make are
+        return _shared_session().client("s3", **options)
