@@ -52,7 +52,7 @@ from models.properties import Property
 STATUSES = ("awaiting_upload", "pending_scan", "scanning", "clean", "infected", "rejected")
 PURPOSES = ("listing_photo", "document", "avatar", "attachment")
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
-MEDIA_TYPES = IMAGE_TYPES + ("application/pdf",)
+MEDIA_TYPES = (*IMAGE_TYPES, "application/pdf")
 EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",
@@ -61,7 +61,7 @@ EXTENSIONS = {
     "application/pdf": "pdf",
 }
 PREVIEW_WIDTHS = (320, 1280)
-VARIANTS = ("original",) + tuple(f"w{width}" for width in PREVIEW_WIDTHS)
+VARIANTS = ("original", *(f"w{width}" for width in PREVIEW_WIDTHS))
 # Bytes read from the start of a file to decide its type.
 SNIFF_BYTES = 64
 QUARANTINE = "quarantine"
