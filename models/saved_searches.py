@@ -23,8 +23,9 @@ from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
 from models.db import db
 from models.jobs import Job
+from models.listing_rules import PUBLIC_STATUSES
 from models.notifications import notify
-from models.properties import PUBLIC_STATUSES, Property, PropertyHistory
+from models.properties import Property, PropertyHistory
 from models.search import ListingSearch, SearchFilters
 from models.search.index import LIVE_TABLE
 

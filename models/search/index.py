@@ -26,7 +26,7 @@ import time
 from peewee import OperationalError
 
 from models.db import db
-from models.properties import PUBLIC_STATUSES
+from models.listing_rules import PUBLIC_STATUSES
 
 LIVE_TABLE = "property_search"
 TEXT_CONFIG = "english"
