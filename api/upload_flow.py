@@ -16,26 +16,22 @@ import falcon
 
 from api.errors import Problem, conflict, not_found, validation_error
 from models.db import db
+from models.file_rules import SNIFF_BYTES, detect_media_type, display_name, purpose_rules, unsupported_reason
 from models.jobs import Job
 from models.upload_access import upload_view
 from models.uploads import (
-    SNIFF_BYTES,
     IntentExpired,
     IntentMismatch,
     Upload,
     UploadStateError,
-    detect_media_type,
-    display_name,
     incoming_key,
     intent_mismatch,
     lock_awaiting_intent,
     lock_intent,
     new_scan_job,
-    purpose_rules,
     quarantine_key,
     queue_intent_scan,
     reject_intent,
-    unsupported_reason,
 )
 from services.storage import NotFound, StorageUnavailable, TooLarge
 from services.streams import PrefixedStream, read_head

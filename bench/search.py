@@ -4,7 +4,7 @@ The database ``hearth_bench_search`` (on the server of BENCH_DATABASE_URL) is
 kept between runs: it is seeded with ``ops.demo.seed_listings`` (ten real US
 cities, deterministic) only when its listing count differs from
 BENCH_SEARCH_LISTINGS. Every run then rebuilds the search index in full
-(``models.search.index.SearchRebuild``, as the ``search.rebuild_index`` job
+(``models.search.rebuild.SearchRebuild``, as the ``search.rebuild_index`` job
 does) and times it; BENCH_SEARCH_REBUILD=0 skips that when an index exists.
 
 Five kinds of query, BENCH_SEARCH_QUERIES (60) each, parameters drawn from a
@@ -148,7 +148,7 @@ def _prepare_database(run: Run, listings: int) -> str:
 
 def _rebuild(run: Run, url: str, force: bool) -> Row | None:
     from models.db import db, make_database
-    from models.search.index import SearchRebuild
+    from models.search.rebuild import SearchRebuild
 
     database = make_database(url, max_connections=2)
     db.initialize(database)

@@ -5,7 +5,8 @@ when it has one), at most one per (listing, buyer). Messages are numbered by a
 global sequence (``messages.id``), so "after message N" is a plain keyset and a
 participant's read position is the id of the last message they read.
 
-Posting, reading and listing messages live in ``models/messages.py``; this
+Posting messages and read positions live in ``models/messages.py``, pages and
+views of messages and conversations in ``models/message_views.py``; this
 module has the tables, blocks and reports.
 """
 

@@ -78,9 +78,9 @@ def settle(ids, job_id, status: str, **fields) -> int:
     # A final answer also replaces 'unknown': a run that outlived its lease may have been declared
     # dead by its own rerun, yet the provider's answer is better knowledge than "unknown".
     allowed = ["sending", "unknown"] if status in ("sent", "failed") else ["sending"]
-    assignments = "".join(f", {name} = %s" for name in fields)  # column names from this module only
+    assignments = "".join(f", {name} = %s" for name in fields)
     return db.execute_sql(
-        f"UPDATE notification_deliveries SET status = %s, updated_at = %s{assignments} "
+        f"UPDATE notification_deliveries SET status = %s, updated_at = %s{assignments} "  # noqa: S608 - column names from this module's callers, values are params
         "WHERE id = ANY(%s) AND claimed_by = %s AND status = ANY(%s)",
         (status, utcnow(), *fields.values(), list(ids), job_id, allowed),
     ).rowcount

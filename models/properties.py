@@ -1,11 +1,12 @@
-"""Properties (listings): RESO-shaped fields, the status lifecycle, price/status history, favorites.
+"""Properties (listings): RESO-shaped fields, changes under the listing's rules, price/status history.
 
 Field names are the RESO Data Dictionary names in snake_case (``ListPrice`` →
 ``list_price``). Money is integer minor units (cents) with an ISO 4217
 ``currency``. ``version`` increments on every change and is the ETag.
 
 Every change goes through ``Property.create_listing`` or
-``Property.apply_changes``: they enforce the transition table, keep
+``Property.apply_changes``: they enforce the rules of ``models/listing_rules.py``
+(the transition table, values that must hold together), keep
 ``previous_list_price`` / ``on_market_timestamp`` right, write one history row
 per price or status change, and bump ``version`` with a conditional update so
 that of two concurrent writers at the same version exactly one wins.
@@ -19,7 +20,6 @@ from peewee import (
     BigAutoField,
     BigIntegerField,
     CharField,
-    CompositeKey,
     DateField,
     FloatField,
     ForeignKeyField,
@@ -32,82 +32,23 @@ from playhouse.postgres_ext import ArrayField
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
 from models.db import db
-
-STATUSES = (
-    "Incomplete",
-    "ComingSoon",
-    "Active",
-    "ActiveUnderContract",
-    "Pending",
-    "Closed",
-    "Withdrawn",
-    "Expired",
-    "Canceled",
+from models.listing_rules import (
+    ADDRESS_PARTS,
+    CONSISTENCY_FIELDS,
+    INITIAL_STATUSES,
+    OFF_MARKET_ON_DELETE,
+    PUBLIC_STATUSES,
+    IllegalTransition,
+    InvalidListing,
+    StaleListing,
+    agent_errors,
+    can_transition,
+    compose_address,
+    consistency_errors,
 )
-PROPERTY_TYPES = (
-    "Residential",
-    "ResidentialLease",
-    "ResidentialIncome",
-    "Land",
-    "CommercialSale",
-    "CommercialLease",
-    "Farm",
-    "ManufacturedInPark",
-    "BusinessOpportunity",
-)
-# Which listings anyone may see. ``Incomplete`` is a draft; withdrawn, expired
-# and canceled listings are off the market and visible only to their people.
-PUBLIC_STATUSES = ("ComingSoon", "Active", "ActiveUnderContract", "Pending", "Closed")
 
-# The lifecycle: from → the statuses it may move to. Anything else is a 409.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "Incomplete": frozenset({"ComingSoon", "Active", "Canceled"}),
-    "ComingSoon": frozenset({"Active", "Withdrawn", "Canceled"}),
-    "Active": frozenset({"ActiveUnderContract", "Pending", "Withdrawn", "Expired", "Canceled"}),
-    "ActiveUnderContract": frozenset({"Active", "Pending", "Withdrawn", "Canceled"}),
-    "Pending": frozenset({"Active", "Closed", "Canceled"}),
-    "Withdrawn": frozenset({"Active", "Expired", "Canceled"}),
-    "Expired": frozenset({"Active", "Canceled"}),
-    "Closed": frozenset(),
-    "Canceled": frozenset(),
-}
-
-
-def can_transition(current: str, new: str) -> bool:
-    return new in TRANSITIONS.get(current, frozenset())
-
-
-# A new listing starts as a draft, or goes straight to one of the draft's next
-# statuses; creating a listing as Canceled makes no sense.
-INITIAL_STATUSES = ("Incomplete", "ComingSoon", "Active")
-# What ``DELETE`` does: a draft is canceled, anything else is withdrawn. A
-# listing already in one of these is already off the market (DELETE is a no-op).
-OFF_MARKET_ON_DELETE = ("Withdrawn", "Canceled")
 # Fields whose changes are kept in ``property_history``.
 HISTORY_FIELDS = ("list_price", "standard_status")
-
-
-class ListingError(Exception):
-    """A change the listing's rules refuse; the API maps each kind to its status code."""
-
-
-class IllegalTransition(ListingError):
-    def __init__(self, current: str, new: str):
-        self.current, self.new = current, new
-        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "nothing (it is final)"
-        super().__init__(f"A listing cannot move from {current} to {new}; from {current} it may move to {allowed}.")
-
-
-class InvalidListing(ListingError):
-    """Field values that cannot hold together; ``errors`` is ``[(field, message)]``."""
-
-    def __init__(self, errors: list[tuple[str, str]]):
-        self.errors = errors
-        super().__init__("; ".join(f"{name}: {message}" for name, message in errors))
-
-
-class StaleListing(ListingError):
-    """The listing is no longer at the version the caller changed (another write came first)."""
 
 
 class Property(UUIDModel):
@@ -195,9 +136,9 @@ class Property(UUIDModel):
         errors = []
         if status not in INITIAL_STATUSES:
             errors.append(("standard_status", f"a new listing starts as one of {', '.join(INITIAL_STATUSES)}"))
-        errors += _consistency_errors(values)
+        errors += consistency_errors(values)
         if values.get("list_agent_id") is not None:
-            errors += _agent_errors(values["list_agent_id"])
+            errors += agent_errors(values["list_agent_id"])
         if errors:
             raise InvalidListing(errors)
         now = utcnow()
@@ -253,13 +194,13 @@ class Property(UUIDModel):
         diff = {name: value for name, value in changes.items() if current[name] != value}
         if not diff:
             return {}
-        merged = {name: getattr(self, name) for name in _CONSISTENCY_FIELDS}
+        merged = {name: getattr(self, name) for name in CONSISTENCY_FIELDS}
         merged.update(changes)
         errors = []
         new_status = diff.get("standard_status")
         if new_status is not None and not can_transition(self.standard_status, new_status):
             raise IllegalTransition(self.standard_status, new_status)
-        errors += _consistency_errors(merged)
+        errors += consistency_errors(merged)
         final_status = merged["standard_status"]
         for name in ("close_price", "close_date"):
             if final_status == "Closed" and merged.get(name) is None:
@@ -267,7 +208,7 @@ class Property(UUIDModel):
             elif final_status != "Closed" and name in diff and diff[name] is not None:
                 errors.append((name, "may only be set when the listing is Closed"))
         if diff.get("list_agent_id") is not None:
-            errors += _agent_errors(diff["list_agent_id"])
+            errors += agent_errors(diff["list_agent_id"])
         if errors:
             raise InvalidListing(errors)
 
@@ -277,7 +218,7 @@ class Property(UUIDModel):
             derived["previous_list_price"] = self.list_price
         if new_status == "Active" and self.on_market_timestamp is None:
             derived["on_market_timestamp"] = now
-        if _ADDRESS_PARTS & diff.keys() and "unparsed_address" not in changes:
+        if ADDRESS_PARTS & diff.keys() and "unparsed_address" not in changes:
             derived["unparsed_address"] = compose_address(merged)
         values = {
             ("list_agent" if name == "list_agent_id" else name): value for name, value in {**diff, **derived}.items()
@@ -385,16 +326,6 @@ class PropertyHistory(BaseModel):
         }
 
 
-class Favorite(BaseModel):
-    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
-    property = ForeignKeyField(Property, column_name="property_id", on_delete="CASCADE")
-    created_at = DateTimeTZField(default=utcnow)
-
-    class Meta:
-        table_name = "favorites"
-        primary_key = CompositeKey("user", "property")
-
-
 VIEW_FIELDS = (
     "version",
     "standard_status",
@@ -452,64 +383,10 @@ SUMMARY_FIELDS = (
     "longitude",
     "modification_timestamp",
 )
-_ADDRESS_PARTS = frozenset({"street_number", "street_name", "unit_number", "city", "state_or_province", "postal_code"})
-_CONSISTENCY_FIELDS = (
-    "standard_status",
-    "latitude",
-    "longitude",
-    "association_fee",
-    "association_fee_frequency",
-    "close_price",
-    "close_date",
-    *_ADDRESS_PARTS,
-)
 
 
 def _jsonable(value):
     return value.isoformat() if isinstance(value, (datetime.date, datetime.datetime)) else value
 
 
-def compose_address(values: dict) -> str | None:
-    """RESO ``UnparsedAddress`` from the parts: ``"12 Main St Unit 4, Austin, TX 78701"``."""
-    street = " ".join(str(part) for part in (values.get("street_number"), values.get("street_name")) if part)
-    if street and values.get("unit_number"):
-        street += f" Unit {values['unit_number']}"
-    region = " ".join(part for part in (values.get("state_or_province"), values.get("postal_code")) if part)
-    parts = [part for part in (street, values.get("city"), region) if part]
-    return ", ".join(parts) or None
-
-
-def _consistency_errors(values: dict) -> list[tuple[str, str]]:
-    """Rules between fields, which a schema of single fields cannot state."""
-    errors = []
-    if (values.get("latitude") is None) != (values.get("longitude") is None):
-        missing = "longitude" if values.get("longitude") is None else "latitude"
-        errors.append((missing, "latitude and longitude go together: give both or neither"))
-    if values.get("association_fee") is not None and values.get("association_fee_frequency") is None:
-        errors.append(("association_fee_frequency", "is required with association_fee"))
-    return errors
-
-
-def _agent_errors(agent_id) -> list[tuple[str, str]]:
-    agent = User.select(User.role, User.banned_at).where(User.id == agent_id).first()
-    if agent is None or agent.role != "agent" or agent.banned_at is not None:
-        return [("list_agent_id", "must be the id of an agent")]
-    return []
-
-
-__all__ = [
-    "INITIAL_STATUSES",
-    "PROPERTY_TYPES",
-    "PUBLIC_STATUSES",
-    "STATUSES",
-    "TRANSITIONS",
-    "Favorite",
-    "IllegalTransition",
-    "InvalidListing",
-    "ListingError",
-    "Property",
-    "PropertyHistory",
-    "StaleListing",
-    "can_transition",
-    "compose_address",
-]
+__all__ = ["Property", "PropertyHistory"]

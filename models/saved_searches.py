@@ -23,8 +23,9 @@ from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
 from models.db import db
 from models.jobs import Job
+from models.listing_rules import PUBLIC_STATUSES
 from models.notifications import notify
-from models.properties import PUBLIC_STATUSES, Property, PropertyHistory
+from models.properties import Property, PropertyHistory
 from models.search import ListingSearch, SearchFilters
 from models.search.index import LIVE_TABLE
 
@@ -176,7 +177,7 @@ class MatchedListing:
 
 def candidate_of(row: PropertyHistory) -> Candidate | None:
     """The candidate a history row is, if any."""
-    common = dict(history_id=row.id, property_id=str(row.property_id), at=row.at)
+    common = {"history_id": row.id, "property_id": str(row.property_id), "at": row.at}
     old, new = row.old_value, row.new_value
     if row.field == "standard_status" and new in NEW_STATUSES:
         if old is None or old not in PUBLIC_STATUSES or (old, new) == ("ComingSoon", "Active"):
@@ -215,7 +216,7 @@ def lock_state() -> SavedSearchState | None:
     """The scan's state row, locked for this transaction; None while another scan holds it."""
     return (
         SavedSearchState.select()
-        .where(SavedSearchState.id == True)  # noqa: E712
+        .where(SavedSearchState.id == True)  # noqa: E712 - a peewee expression (SQL `id = true`), not a Python test
         .for_update(skip_locked=True)
         .first()
     )
@@ -291,7 +292,7 @@ def matching_listings(filters: SearchFilters, sort: str, property_ids) -> dict[s
     search = ListingSearch(filters, sort)
     params = dict(search.params, alert_candidates=list(property_ids))
     rows = db.execute_sql(
-        f"SELECT id, list_price, currency, address, city FROM {LIVE_TABLE} "
+        f"SELECT id, list_price, currency, address, city FROM {LIVE_TABLE} "  # noqa: S608 - constant table; ListingQuery.where is constant SQL with placeholders
         f"WHERE {search.where} AND id = ANY(%(alert_candidates)s::uuid[])",
         params,
     ).fetchall()

@@ -20,15 +20,14 @@ refused (local disk) or never read (S3, where a presigned PUT stays valid until
 it expires). The scan hashes what it reads, and the object is marked clean only
 when the file at its final key has that same hash.
 
-The type of a file is decided from its first bytes (``detect_media_type``),
-never from the client's Content-Type or file name. Each purpose allows some
-types and a size (``PurposeRule``; the sizes come from settings).
+The type of a file is decided from its first bytes, never from the client's
+Content-Type or file name, and each purpose allows some types and a size:
+those rules, and the names a file is kept and stored under, are in
+``models/file_rules.py``.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 
 from peewee import (
@@ -46,24 +45,14 @@ from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
+from models.file_rules import EXTENSIONS, IMAGE_TYPES, PurposeRule, storage_stem, unsupported_reason
 from models.jobs import Job
 from models.properties import Property
 
 STATUSES = ("awaiting_upload", "pending_scan", "scanning", "clean", "infected", "rejected")
 PURPOSES = ("listing_photo", "document", "avatar", "attachment")
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
-MEDIA_TYPES = IMAGE_TYPES + ("application/pdf",)
-EXTENSIONS = {
-    "image/jpeg": "jpg",
-    "image/png": "png",
-    "image/webp": "webp",
-    "image/heic": "heic",
-    "application/pdf": "pdf",
-}
 PREVIEW_WIDTHS = (320, 1280)
-VARIANTS = ("original",) + tuple(f"w{width}" for width in PREVIEW_WIDTHS)
-# Bytes read from the start of a file to decide its type.
-SNIFF_BYTES = 64
+VARIANTS = ("original", *(f"w{width}" for width in PREVIEW_WIDTHS))
 QUARANTINE = "quarantine"
 SCAN_KIND = "uploads.scan_upload"
 SCAN_QUEUE = "scans"
@@ -85,78 +74,6 @@ class IntentExpired(UploadStateError):
 
     def __init__(self):
         super().__init__("This upload intent has expired; start a new one.", "intent-expired")
-
-
-@dataclass(frozen=True)
-class PurposeRule:
-    purpose: str
-    types: tuple[str, ...]
-    max_bytes: int
-
-    def allows(self, media_type: str | None) -> bool:
-        return media_type in self.types
-
-
-def purpose_rules(settings) -> dict[str, PurposeRule]:
-    return {
-        "listing_photo": PurposeRule("listing_photo", IMAGE_TYPES, settings.upload_photo_max_bytes),
-        "document": PurposeRule("document", MEDIA_TYPES, settings.upload_document_max_bytes),
-        "avatar": PurposeRule("avatar", ("image/jpeg", "image/png", "image/webp"), settings.upload_avatar_max_bytes),
-        # Files sent in a conversation: what a document may be (a pre-approval letter, a floor plan, a photo).
-        "attachment": PurposeRule("attachment", MEDIA_TYPES, settings.upload_document_max_bytes),
-    }
-
-
-def unsupported_reason(purpose: str, allowed, found: str | None) -> str:
-    """Why a file of type ``found`` is refused for ``purpose``, which allows ``allowed``."""
-    return f"A {purpose} must be one of {', '.join(allowed)}; this file's bytes are {found or 'none of those'}."
-
-
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
-
-
-def detect_media_type(head: bytes) -> str | None:
-    """The type the file's first bytes announce (magic numbers), or None for anything else."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        # ISO base media: the major brand, then compatible brands until the box ends.
-        box = int.from_bytes(head[:4], "big")
-        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(box, len(head)) - 3, 4)}
-        if brands & _HEIF_BRANDS:
-            return "image/heic"
-    if head.startswith(b"%PDF-"):
-        return "application/pdf"
-    return None
-
-
-_UNSAFE_STEM = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def display_name(raw: str | None, fallback: str = "upload") -> str:
-    """The client's file name as we keep it: metadata only, never a path.
-
-    Directory parts (``/`` or ``\\``) are dropped, control and format characters
-    (NUL, newlines, right-to-left overrides, zero-width characters) removed,
-    whitespace collapsed, the result NFC-normalised and at most 200 characters.
-    """
-    name = unicodedata.normalize("NFC", raw or "")
-    name = re.split(r"[/\\]", name)[-1]
-    name = "".join(" " if ch.isspace() else ch for ch in name if ch.isspace() or unicodedata.category(ch)[0] != "C")
-    name = " ".join(name.split()).strip(" .")
-    return name[:200] or fallback
-
-
-def storage_stem(name: str) -> str:
-    """An ASCII slug of a display name for the last segment of a storage key."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    stem = ascii_name.rsplit(".", 1)[0] if "." in ascii_name else ascii_name
-    stem = _UNSAFE_STEM.sub("_", stem).strip("._-")
-    return stem[:80] or "file"
 
 
 def quarantine_key(upload_id) -> str:
@@ -396,31 +313,22 @@ def restart_scan(upload: Upload) -> tuple[Upload, Job]:
 
 
 __all__ = [
-    "IMAGE_TYPES",
-    "MEDIA_TYPES",
     "PREVIEW_WIDTHS",
     "PURPOSES",
-    "SNIFF_BYTES",
     "STATUSES",
     "VARIANTS",
     "IntentExpired",
     "IntentMismatch",
     "PropertyMedia",
-    "PurposeRule",
     "Upload",
     "UploadStateError",
-    "detect_media_type",
-    "display_name",
     "incoming_key",
     "intent_mismatch",
     "lock_awaiting_intent",
     "lock_intent",
     "new_scan_job",
-    "purpose_rules",
     "quarantine_key",
     "queue_intent_scan",
     "reject_intent",
     "restart_scan",
-    "storage_stem",
-    "unsupported_reason",
 ]

@@ -194,7 +194,12 @@ def publish_final_job_event(job: Job) -> bool:
 
 def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2**attempt)))
+    return random.uniform(0, min(cap, base * (2**attempt)))  # noqa: S311 - spreads retries in time, guards no secret
+
+
+def _submit_to_runtime_queue(job: Job) -> bool:
+    # The runtime is looked up when the job is handed over (after its commit), not when a scope opens.
+    return runtime().jobs.submit(job)
 
 
 def submitting_jobs() -> JobSubmission:
@@ -203,7 +208,7 @@ def submitting_jobs() -> JobSubmission:
     Their owner hears ``job.queued`` first when the job is one it follows (``Job.announced``).
     """
     return jobs_submitted_after_commit(
-        lambda job: runtime().jobs.submit(job), announce=lambda job: publish_job_event(job, "job.queued")
+        _submit_to_runtime_queue, announce=lambda job: publish_job_event(job, "job.queued")
     )
 
 

@@ -21,8 +21,9 @@ from models.accounts import AuthSession, User
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.conversations import Conversation, ConversationParticipant, Message
+from models.favorites import Favorite
 from models.notifications import Notification, NotificationDelivery, NotificationPreference, Preferences
-from models.properties import Favorite, Property, PropertyHistory
+from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearch, SavedSearchAlert, saved_search_view
 from models.uploads import PropertyMedia, Upload
 from tasks.base import JobContext, job_task

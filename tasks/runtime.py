@@ -46,7 +46,7 @@ def init_runtime(settings, *, init_db: bool = True, **overrides) -> Runtime:
     ``overrides`` replace collaborators by name (``redis``, ``events``, ``mailer``,
     ``sms``, ``storage``, ``scanner``, ``search_cache``, ``jobs``).
     """
-    global _runtime
+    global _runtime  # noqa: PLW0603 - the composition root: one runtime per worker process, set after the fork
     unknown = set(overrides) - (set(Runtime.__dataclass_fields__) - {"settings"})
     if unknown:
         raise TypeError(f"unknown runtime collaborators: {', '.join(sorted(unknown))}")

@@ -92,7 +92,7 @@ def _scan_batch(horizon: int) -> tuple[dict | None, list]:
         batch = read_batch(state.last_history_id, horizon, HISTORY_BATCH)
         counts, jobs = _alert(batch) if batch.candidates else (_counts(), [])
         SavedSearchState.update(last_history_id=batch.last_history_id, last_run_at=utcnow()).where(
-            SavedSearchState.id == True
+            SavedSearchState.id == True  # noqa: E712 - a peewee expression (SQL `id = true`), not a Python test
         ).execute()
     counts.update(
         history_rows=batch.rows,

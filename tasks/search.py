@@ -5,7 +5,7 @@
   again while the listing keeps changing (``models.search.queue``), then makes
   every cached search page obsolete.
 * ``rebuild_index`` (kind ``search.rebuild_index``, one at a time): builds a
-  new generation of the index and swaps it in (``models.search.index.SearchRebuild``),
+  new generation of the index and swaps it in (``models.search.rebuild.SearchRebuild``),
   with progress; a failed or cancelled rebuild drops its half-built table and
   leaves the live index as it was.
 * ``requeue_stale_reindexes`` (beat): listings left dirty with no active job
@@ -18,7 +18,7 @@ import logging
 
 from models.db import connection
 from models.search import queue as search_queue
-from models.search.index import SearchRebuild
+from models.search.rebuild import SearchRebuild
 from tasks.app import app
 from tasks.base import JobContext, job_task, submitting_jobs
 from tasks.runtime import runtime

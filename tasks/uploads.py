@@ -22,6 +22,7 @@ closed and never gives up. A second delivery of a finished job changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
@@ -77,8 +78,8 @@ def scan_upload(ctx: JobContext) -> dict:
     if upload is None:  # finished already, deleted, or not complete yet: nothing to do
         found = Upload.get_or_none(Upload.id == upload_id)
         return {"upload_id": upload_id, "status": found.status if found else "deleted"}
-    copy = tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY) if upload.is_image else None
-    try:
+    # The image decoder seeks, so an image is also copied as it streams to clamd.
+    with tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY) if upload.is_image else contextlib.nullcontext() as copy:
         try:
             if upload.is_image:
                 # A few bytes of header can announce a gigapixel image, which clamd's own image
@@ -122,9 +123,6 @@ def scan_upload(ctx: JobContext) -> dict:
             except ImageRejected as exc:
                 return _reject(ctx, upload, exc.reason)
         return _clean(ctx, upload, info)
-    finally:
-        if copy is not None:
-            copy.close()
 
 
 _CHANGED = "The stored file is not the file that was scanned."
@@ -235,7 +233,13 @@ def _clean(ctx: JobContext, upload: Upload, info) -> dict:
         return _reject(ctx, upload, _CHANGED)
 
     def apply():
-        values = dict(status="clean", storage_key=target, previews=previews, sha256=upload.sha256, scanned_at=utcnow())
+        values = {
+            "status": "clean",
+            "storage_key": target,
+            "previews": previews,
+            "sha256": upload.sha256,
+            "scanned_at": utcnow(),
+        }
         if info is not None:
             values.update(width=info.width, height=info.height)
         return Upload.move(upload.id, ("scanning",), **values) is not None

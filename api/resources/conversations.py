@@ -32,7 +32,7 @@ from api.schemas.conversations import (
     ReadRequest,
     ReadState,
 )
-from models import messages
+from models import message_views, messages
 from models.conversations import Conversation
 from models.db import db
 
@@ -71,8 +71,8 @@ def load_mine(conversation_id, principal) -> Conversation:
 
 
 def view_of(conversation_id, user_id) -> dict:
-    return messages.conversation_views(
-        list(messages.my_conversations(user_id).where(Conversation.id == conversation_id)), user_id
+    return message_views.conversation_views(
+        list(message_views.my_conversations(user_id).where(Conversation.id == conversation_id)), user_id
     )[0]
 
 
@@ -95,7 +95,7 @@ class Conversations:
 
         Returns the message view.
         """
-        view = messages.message_view(posted.message)
+        view = message_views.message_view(posted.message)
         if posted.created:
             self.publish(req, posted.message.conversation_id, "message.created", view)
         return view
@@ -113,9 +113,9 @@ class Conversations:
         q: ConversationListQuery = req.context.query
         user_id = req.context.principal.user_id
         rows, next_cursor = self.cursors.newest_first(
-            messages.my_conversations(user_id), Conversation.last_message_at, Conversation.id, q.cursor, q.limit
+            message_views.my_conversations(user_id), Conversation.last_message_at, Conversation.id, q.cursor, q.limit
         )
-        resp.media = {"items": messages.conversation_views(rows, user_id), "next_cursor": next_cursor}
+        resp.media = {"items": message_views.conversation_views(rows, user_id), "next_cursor": next_cursor}
 
     @operation(
         "Message a listing's people",
@@ -182,8 +182,8 @@ class Conversations:
         if q.before is not None and q.after is not None:
             raise validation_error([{"field": "query.after", "message": "give either before or after, not both"}])
         conversation = load_mine(conversation_id, req.context.principal)
-        rows, older, newer = messages.message_page(conversation, before=q.before, after=q.after, limit=q.limit)
-        resp.media = {"items": [messages.message_view(row) for row in rows], "older": older, "newer": newer}
+        rows, older, newer = message_views.message_page(conversation, before=q.before, after=q.after, limit=q.limit)
+        resp.media = {"items": [message_views.message_view(row) for row in rows], "older": older, "newer": newer}
 
     @operation(
         "Send a message",

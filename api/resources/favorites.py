@@ -14,7 +14,8 @@ from api.cursor import CursorCodec
 from api.operation import operation
 from api.resources.properties import load_visible
 from api.schemas.properties import FavoriteList, PageQuery
-from models.properties import Favorite, Property
+from models.favorites import Favorite
+from models.properties import Property
 
 TAGS = ("me",)
 

@@ -28,7 +28,7 @@ from api.schemas.moderation import (
     ReportResolution,
     ReportView,
 )
-from models import messages
+from models import message_views
 from models.accounts import User
 from models.conversations import (
     Message,
@@ -243,7 +243,7 @@ class AdminReports:
         view = report_view(report, _people([report]))
         context = []
         if report.conversation_id is not None:
-            context = messages.messages_around(report.conversation_id, report.message_id, CONTEXT_MESSAGES)
+            context = message_views.messages_around(report.conversation_id, report.message_id, CONTEXT_MESSAGES)
             with db.atomic():
                 audit(
                     req,
@@ -257,8 +257,8 @@ class AdminReports:
             reported = Message.get_or_none(Message.id == report.message_id)
         resp.media = dict(
             view,
-            message=messages.message_view(reported) if reported else None,
-            messages=[messages.message_view(m) for m in context],
+            message=message_views.message_view(reported) if reported else None,
+            messages=[message_views.message_view(m) for m in context],
         )
 
     @operation(

@@ -1,6 +1,6 @@
 """``/v1/properties``: create, read, change and withdraw listings; their price and status history.
 
-Who sees what: a listed property (``models.properties.PUBLIC_STATUSES``) is
+Who sees what: a listed property (``models.listing_rules.PUBLIC_STATUSES``) is
 public; a draft (``Incomplete``) or an off-market one (Withdrawn, Expired,
 Canceled) only to its owner, its assigned agent and admins; anyone else gets
 404. Those who see a listing but may not change it get 403.
@@ -27,7 +27,8 @@ from api.operation import operation
 from api.resources.search import SearchMixin
 from api.schemas.properties import HistoryList, PageQuery, PropertyCreate, PropertyPatch, PropertyView
 from models.db import db
-from models.properties import TRANSITIONS, IllegalTransition, InvalidListing, Property, PropertyHistory, StaleListing
+from models.listing_rules import TRANSITIONS, IllegalTransition, InvalidListing, StaleListing
+from models.properties import Property, PropertyHistory
 from models.search import queue as search_queue
 
 TAGS = ("properties",)

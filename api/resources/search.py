@@ -25,7 +25,7 @@ from api.resources.jobs import JobViews
 from api.schemas.jobs import JobView
 from api.schemas.search import SearchPage, SearchQuery, SearchStatus
 from models.db import db
-from models.properties import PUBLIC_STATUSES
+from models.listing_rules import PUBLIC_STATUSES
 from models.search import InvalidSearch, ListingSearch, filters_of
 from models.search import queue as search_queue
 from models.search.index import current_generation, read_state

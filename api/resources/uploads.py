@@ -26,8 +26,9 @@ from api.schemas.uploads import (
 )
 from api.upload_flow import UploadService, refused
 from models.db import db
+from models.file_rules import MEDIA_TYPES
 from models.upload_access import may_manage, served_file, upload_view, visible_upload
-from models.uploads import MEDIA_TYPES, Upload, UploadStateError, restart_scan
+from models.uploads import Upload, UploadStateError, restart_scan
 
 TAGS = ("uploads",)
 

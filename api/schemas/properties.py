@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from api.schemas import CONTROL_AND_SPACE, Cursor, Limit, Request, Response, line, text
-from models.properties import PROPERTY_TYPES, STATUSES
+from models.listing_rules import PROPERTY_TYPES, STATUSES
 
 MAX_MONEY = 10**13  # minor units: 100 billion in a two-decimal currency; far above any real listing
 MAX_FEATURES = 50

@@ -4,11 +4,11 @@
   (what ``GET /v1/properties`` and saved searches both check a query with);
 * ``query``: ``ListingSearch``, one search run (count, page, facets), over
   the statements of ``sql``; ``facets``: the facet counts;
-* ``index``: the index table ``property_search`` and its rebuild;
+* ``index``: the index table ``property_search``; ``rebuild``: its full rebuild;
 * ``queue``: which listings the index must catch up with, and their reindex jobs.
 
 Callers that search import from here; the index's upkeep is imported from
-``models.search.index`` and ``models.search.queue``.
+``models.search.index``, ``models.search.rebuild`` and ``models.search.queue``.
 """
 
 from __future__ import annotations

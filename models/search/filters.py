@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from models.properties import PROPERTY_TYPES, PUBLIC_STATUSES
+from models.listing_rules import PROPERTY_TYPES, PUBLIC_STATUSES
 
 SORTS = ("newest", "price_asc", "price_desc", "distance", "relevance")
 DEFAULT_STATUSES = ("Active", "ComingSoon")

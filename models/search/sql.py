@@ -21,7 +21,7 @@ from models.search.filters import (
     postal_key,
     radius_boxes,
 )
-from models.search.index import LIVE_TABLE, TEXT_CONFIG
+from models.search.index import LIVE_TABLE, TEXT_CONFIG, check_table
 
 _TSQUERY = f"websearch_to_tsquery('{TEXT_CONFIG}', %(q)s)"
 _DISTANCE = (
@@ -76,7 +76,12 @@ _ZERO = {"newest": "interval '0 s'", "relevance": "interval '0 s'", "price_asc":
 
 
 class ListingQuery:
-    """The statements of one search: ``filters`` in ``sort`` order, ``limit`` rows a page, read from ``table``."""
+    """The statements of one search: ``filters`` in ``sort`` order, ``limit`` rows a page, read from ``table``.
+
+    Their SQL text is built from constants (column names, operators, sort keys) and ``table``, an
+    index table's name (``check_table``); every value of the filters is a ``%(name)s`` parameter in
+    ``params``, never part of the text.
+    """
 
     def __init__(self, filters: SearchFilters, sort: str = "newest", limit: int = 20, table: str = LIVE_TABLE):
         if sort not in SORTS:
@@ -88,7 +93,7 @@ class ListingQuery:
         self.filters = filters
         self.sort = sort
         self.limit = limit
-        self.table = table
+        self.table = check_table(table)
         self.params: dict = {}
         self.text = None
         if filters.q:
@@ -186,13 +191,13 @@ class ListingQuery:
             keys = f"{tier}, {key}" if tier is not None else key
             condition = f" AND {dict(RELEVANCE_TIERS)[tier]}" if tier is not None else ""
             return (
-                f"SELECT {', '.join(CARD_COLUMNS)}, {self._distance()}, {keys} FROM {self.table} "
+                f"SELECT {', '.join(CARD_COLUMNS)}, {self._distance()}, {keys} FROM {self.table} "  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
                 f"WHERE {where}{condition} {order}",
                 params,
             )
         columns = ", ".join(f"p.{column}" for column in CARD_COLUMNS)
         return (
-            f"SELECT {columns}, h.distance, h.key FROM ("
+            f"SELECT {columns}, h.distance, h.key FROM ("  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
             f"SELECT id, {key} AS key, {self._distance()} AS distance FROM {self.table} "
             f"WHERE {where} {order}) h JOIN {self.table} p ON p.id = h.id "
             f"ORDER BY h.key {direction}, h.id {direction}",
@@ -201,7 +206,7 @@ class ListingQuery:
 
     def count_sql(self, bound: int) -> tuple[str, dict]:
         return (
-            f"SELECT count(*) FROM (SELECT 1 FROM {self.table} WHERE {self.where} LIMIT %(bound)s) s",
+            f"SELECT count(*) FROM (SELECT 1 FROM {self.table} WHERE {self.where} LIMIT %(bound)s) s",  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
             dict(self.params, bound=bound + 1),
         )
 
@@ -235,7 +240,7 @@ class ListingQuery:
         keys = f"{tier}, k" if tier is not None else "k"
         order = f"ORDER BY k {direction}, c0 {direction}"
         sql = (
-            f"SELECT {cards}, distance, {keys}, hit, examined, k, c0, text_hits FROM ("
+            f"SELECT {cards}, distance, {keys}, hit, examined, k, c0, text_hits FROM ("  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
             f"SELECT *, row_number() OVER ({order}) AS rn, count(*) OVER () AS examined, "
             f"count(*) FILTER (WHERE hit) OVER ({order}) AS hit_no, "
             "count(*) FILTER (WHERE text_hit) OVER () AS text_hits FROM ("

@@ -9,7 +9,7 @@ import zipfile
 import msgspec
 import pytest
 
-from models.properties import Favorite
+from models.favorites import Favorite
 from tasks.exports import build_export
 from tests.api.conftest import assert_problem
 from tests.api.test_properties import People, make_listing

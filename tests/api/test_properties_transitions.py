@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.properties import STATUSES, TRANSITIONS, Property, PropertyHistory
+from models.listing_rules import STATUSES, TRANSITIONS
+from models.properties import Property, PropertyHistory
 from tests.api.conftest import assert_problem
 from tests.api.test_properties import People, make_listing
 

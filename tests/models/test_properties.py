@@ -10,17 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.db import db
-from models.properties import (
+from models.listing_rules import (
     INITIAL_STATUSES,
     STATUSES,
     TRANSITIONS,
     IllegalTransition,
     InvalidListing,
-    Property,
-    PropertyHistory,
     StaleListing,
     can_transition,
 )
+from models.properties import Property, PropertyHistory
 from tests.factories import make_user
 
 CLOSE = {"close_price": 500_000_00, "close_date": datetime.date(2026, 10, 1)}

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from models.db import db
 from models.search import EARTH_RADIUS_KM, ListingSearch, SearchFilters, radius_boxes
-from models.search.index import LIVE_TABLE, SearchRebuild
+from models.search.index import LIVE_TABLE
+from models.search.rebuild import SearchRebuild
 from tests.search_listings import make_listing, make_owner
 
 

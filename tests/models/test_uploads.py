@@ -9,11 +9,11 @@ import pytest
 
 from models.base import utcnow
 from models.db import db
+from models.file_rules import PurposeRule
 from models.jobs import Job
 from models.uploads import (
     SCAN_KIND,
     IntentExpired,
-    PurposeRule,
     Upload,
     UploadStateError,
     incoming_key,

@@ -10,7 +10,8 @@ import pytest
 
 from api.schemas.properties import PropertyView
 from models.db import db
-from models.properties import PUBLIC_STATUSES, TRANSITIONS, Property, PropertyHistory
+from models.listing_rules import PUBLIC_STATUSES, TRANSITIONS
+from models.properties import Property, PropertyHistory
 from ops import demo, demo_data
 from tests.ops.test_cli import database_env, hearth, query  # noqa: F401 (a fixture)
 

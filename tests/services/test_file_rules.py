@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.uploads import detect_media_type, display_name, purpose_rules, storage_stem
+from models.file_rules import detect_media_type, display_name, purpose_rules, storage_stem
 from settings import Settings
 from tests.services.backends import jpeg_with_gps, pdf, png
 

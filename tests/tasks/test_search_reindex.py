@@ -11,7 +11,8 @@ from models.db import connect_args, db
 from models.jobs import Job
 from models.properties import Property
 from models.search import queue as search_queue
-from models.search.index import LIVE_TABLE, SearchRebuild, read_state
+from models.search.index import LIVE_TABLE, read_state
+from models.search.rebuild import SearchRebuild
 from tasks.search import rebuild_index, reindex_property, requeue_stale_reindexes
 from tests.search_listings import make_listing, make_owner, update_listing
 
