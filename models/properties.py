@@ -14,6 +14,7 @@ that of two concurrent writers at the same version exactly one wins.
 from __future__ import annotations
 
 import datetime
+import uuid
 
 from peewee import (
     BigAutoField,
@@ -112,7 +113,9 @@ class StaleListing(ListingError):
 
 class Property(UUIDModel):
     owner = ForeignKeyField(User, column_name="owner_id")
+    owner_id: uuid.UUID  # peewee's accessor for the key's own column: no query
     list_agent = ForeignKeyField(User, column_name="list_agent_id", null=True)
+    list_agent_id: uuid.UUID | None
     version = IntegerField(default=1)
     standard_status = CharField(default="Incomplete")
     property_type = CharField()
