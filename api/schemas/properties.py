@@ -69,7 +69,7 @@ class PropertyCreate(Request):
     country: Country = "US"
     latitude: Latitude | None = None
     longitude: Longitude | None = None
-    features: Features = []
+    features: Features = msgspec.field(default_factory=list)
     association_fee: Annotated[Money | None, msgspec.Meta(description=FEE_NEEDS_FREQUENCY)] = None
     association_fee_frequency: FeeFrequency | None = None
     tax_annual_amount: Money | None = None
