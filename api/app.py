@@ -60,7 +60,7 @@ class Services:
     """What every request can reach through ``req.context.services``."""
 
     settings: Settings
-    redis: object
+    redis: redis_lib.Redis
     tokens: TokenIssuer
     sessions: SessionCache
     authenticator: Authenticator
@@ -140,7 +140,11 @@ def create_app(
     if init_db:
         init_database(settings)
     services = services or build_services(settings, **collaborators)
-    middleware = [RequestContext(services), SecurityHeaders(settings.production), DatabaseConnection(services)]
+    middleware: list[RequestContext | SecurityHeaders | DatabaseConnection | falcon.CORSMiddleware] = [
+        RequestContext(services),
+        SecurityHeaders(settings.production),
+        DatabaseConnection(services),
+    ]
     if settings.cors_origins:
         middleware.insert(
             1,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import falcon
+
 from api.errors import forbidden, unauthorized
 from models.permissions import has_permission
 from models.session_cache import REVOKED, SessionCache
@@ -40,7 +42,7 @@ class Authenticator:
         self.sessions = sessions
 
     @staticmethod
-    def bearer(req) -> str | None:
+    def bearer(req: falcon.Request) -> str | None:
         header = req.get_header("Authorization")
         if not header:
             return None

@@ -9,6 +9,7 @@ request id and nothing internal.
 from __future__ import annotations
 
 import logging
+from typing import Any, NoReturn
 
 import falcon
 import msgspec
@@ -94,7 +95,8 @@ def serialize_problem(req: falcon.Request, resp: falcon.Response, exc: falcon.HT
 def _title(title: str | None, status: int) -> str:
     # Falcon's own errors (404, 405, ...) carry the status line as their title.
     if not title or title[:3].isdigit():
-        return falcon.code_to_http_status(status)[4:]
+        status_line: str = falcon.code_to_http_status(status)  # "404 Not Found"
+        return status_line[4:]
     return title
 
 
@@ -118,7 +120,7 @@ def _default_slug(status: int) -> str:
     }.get(status, "error")
 
 
-def _handle_unexpected(req, resp, exc, params):
+def _handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]) -> NoReturn:
     if isinstance(exc, falcon.HTTPError):
         raise exc
     if isinstance(exc, TRANSIENT_ERRORS) or _is_redis_outage(exc):
@@ -130,7 +132,7 @@ def _handle_unexpected(req, resp, exc, params):
             slug="unavailable",
             headers={"Retry-After": "5"},
         )
-    log.exception("unhandled error", extra={"request_id": getattr(req.context, "request_id", None)})
+    log.error("unhandled error", exc_info=exc, extra={"request_id": getattr(req.context, "request_id", None)})
     raise Problem(
         falcon.HTTP_500,
         "Internal server error",

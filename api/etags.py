@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final, Literal
 
 import falcon
 
@@ -25,10 +26,10 @@ class EntityTag:
     weak: bool = False
 
 
-ANY = "*"
+ANY: Final = "*"
 
 
-def parse_if_match(header: str | None) -> list[EntityTag] | str | None:
+def parse_if_match(header: str | None) -> list[EntityTag] | Literal["*"] | None:
     """The tags of an ``If-Match`` value; ``ANY`` for ``*``; None when the header is absent.
 
     Raises a 400 problem (``malformed-if-match``) for anything RFC 9110 does not allow.

@@ -9,8 +9,9 @@ decode requests, as JSON Schema 2020-12, which OpenAPI 3.1 uses as is.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import metadata
+from typing import Any
 
 import falcon
 import msgspec
@@ -18,7 +19,7 @@ import msgspec
 from api.schemas import Problem
 
 PROBLEM_JSON = "application/problem+json"
-BEARER = {"bearerAuth": []}
+BEARER: dict[str, list[str]] = {"bearerAuth": []}
 _FIELD = re.compile(r"\{(\w+)(?::(\w+)[^}]*)?\}")  # {name} or {name:converter(args)}
 _CONVERTERS = {
     "uuid": {"type": "string", "format": "uuid"},
@@ -99,7 +100,7 @@ def path_of(uri_template: str) -> str:
     return _FIELD.sub(r"{\1}", uri_template)
 
 
-def document(app: falcon.App) -> dict:
+def document(app: falcon.App) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every ``@operation`` responder routed in ``app``.
 
     A responder without ``.operation`` is left out (the test suite refuses that).
@@ -110,10 +111,12 @@ def document(app: falcon.App) -> dict:
         t for *_, r in found for t in (r.operation.body, r.operation.query, r.operation.response) if t is not None
     }
     ordered = sorted(types, key=repr)
-    refs, schemas = msgspec.json.schema_components(ordered, ref_template="#/components/schemas/{name}")
-    refs = dict(zip(ordered, refs))
+    components, schemas = msgspec.json.schema_components(ordered, ref_template="#/components/schemas/{name}")
+    refs = dict(zip(ordered, components, strict=True))
 
-    paths, tags, ids = {}, set(), set()
+    paths: dict[str, dict[str, dict[str, Any]]] = {}
+    tags: set[str] = set()
+    ids: set[str] = set()
     for template, method, resource, responder in found:
         item = _operation(template, resource, responder, refs, schemas)
         while item["operationId"] in ids:  # one resource class routed twice with the same suffix
@@ -193,8 +196,8 @@ def _component(schema: dict, schemas: dict) -> dict:
 def _query_parameters(schema: dict) -> list[dict]:
     required = set(schema.get("required", ()))
     parameters = []
-    for name, prop in schema.get("properties", {}).items():
-        prop = _not_null(prop)
+    for name, declared in schema.get("properties", {}).items():
+        prop = _not_null(declared)
         parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
         if "description" in prop:
             parameter["description"] = prop["description"]
@@ -249,7 +252,7 @@ def _responses(op, refs: dict, path_parameters: bool) -> dict:
 
 
 def _success(op, status: int, description: str, refs: dict, common: list[str]) -> dict:
-    success = {"description": description, "headers": _headers(common)}
+    success: dict[str, Any] = {"description": description, "headers": _headers(common)}
     if status in (201, 202):
         success["headers"]["Location"] = {
             "$ref": "#/components/headers/" + ("Location" if status == 201 else "JobLocation")
@@ -264,12 +267,13 @@ def _success(op, status: int, description: str, refs: dict, common: list[str]) -
     return success
 
 
-def _headers(names) -> dict:
+def _headers(names: Iterable[str]) -> dict[str, dict[str, str]]:
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
 def _reason(status: int) -> str:
-    return falcon.code_to_http_status(status)[4:]
+    status_line: str = falcon.code_to_http_status(status)  # "404 Not Found"
+    return status_line[4:]
 
 
 def _version() -> str:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import falcon
 import msgspec
@@ -24,12 +26,16 @@ from api.errors import Problem, too_many_requests, unauthorized, validation_erro
 from api.schemas import PATTERN_MESSAGES
 from services.client_address import address_bucket, client_address
 
+if TYPE_CHECKING:
+    from api.app import Services
+
 _PATH_IN_MESSAGE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _PATTERN = re.compile(r"^Expected `str` matching regex (?P<pattern>.*)$", re.S)
 # msgspec quotes the pattern as repr() does.
 _PATTERN_MESSAGES = {repr(pattern): message for pattern, message in PATTERN_MESSAGES.items()}
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,13 +61,21 @@ class Operation:
     prefetch: object = None
 
 
+class Responder(Protocol):
+    """A responder decorated with ``@operation``: it carries its declaration for the OpenAPI document."""
+
+    operation: Operation
+
+    def __call__(self, resource: Any, req: falcon.Request, resp: falcon.Response, **params: Any) -> Any: ...
+
+
 def operation(summary: str, **spec):
     """Decorate an ``on_<method>`` responder; see the module docstring."""
     op = Operation(summary, **spec)
 
-    def decorate(responder):
+    def decorate(responder: Callable[..., Any]) -> Responder:
         @functools.wraps(responder)
-        def wrapper(resource, req, resp, **params):
+        def wrapper(resource: Any, req: falcon.Request, resp: falcon.Response, **params: Any) -> Any:
             ctx = req.context
             services = ctx.services
             authenticator = services.authenticator
@@ -79,6 +93,8 @@ def operation(summary: str, **spec):
             ctx.principal = principal
             ctx.prefetched = values[1:]
             if op.permission is not None:
+                if principal is None:  # an optional-auth operation called without a token
+                    raise unauthorized()
                 principal.require(op.permission)
             if op.query is not None:
                 ctx.query = decode_query(req, op.query)
@@ -89,13 +105,16 @@ def operation(summary: str, **spec):
             resp.status = op.status
             return responder(resource, req, resp, **params)
 
-        wrapper.operation = op
-        return wrapper
+        decorated = cast(Responder, wrapper)
+        decorated.operation = op
+        return decorated
 
     return decorate
 
 
-def _limit(services, req, resp, op: Operation, claims, keys: list[str]) -> list:
+def _limit(
+    services: Services, req: falcon.Request, resp: falcon.Response, op: Operation, claims, keys: list[str]
+) -> list:
     """Count the request against its bucket (429 when over) and return the values of ``keys``."""
     if op.rate is None:
         return services.redis.mget(keys) if keys else []
@@ -109,7 +128,7 @@ def _limit(services, req, resp, op: Operation, claims, keys: list[str]) -> list:
     return decision.values
 
 
-def client_ip(req, services) -> str:
+def client_ip(req: falcon.Request, services: Services) -> str:
     """The client's address, trusting ``X-Forwarded-For`` only through configured proxies."""
     return client_address(req.remote_addr, req.get_header("X-Forwarded-For"), services.settings.trusted_proxies)
 
@@ -117,7 +136,7 @@ def client_ip(req, services) -> str:
 def _field_errors(exc: msgspec.ValidationError, where: str) -> list[dict]:
     text = str(exc)
     match = _PATH_IN_MESSAGE.match(text)
-    message, path = match.group("message"), (match.group("path") or "")
+    message, path = (match.group("message"), match.group("path") or "") if match else (text, "")
     name = path.lstrip(".")
     regex = _PATTERN.match(message)
     if regex and regex.group("pattern") in _PATTERN_MESSAGES:
@@ -130,7 +149,7 @@ def _field_errors(exc: msgspec.ValidationError, where: str) -> list[dict]:
     return [{"field": f"{where}.{name}" if name else where, "message": message}]
 
 
-def read_body(req, max_bytes: int) -> bytes:
+def read_body(req: falcon.Request, max_bytes: int) -> bytes:
     """The raw body, at most ``max_bytes`` of it (413 when it is longer, whether or not it said so)."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
@@ -140,7 +159,7 @@ def read_body(req, max_bytes: int) -> bytes:
     return data
 
 
-def decode_body(req, schema: type, max_bytes: int):
+def decode_body(req: falcon.Request, schema: type[T], max_bytes: int) -> T:
     """Read at most ``max_bytes`` of JSON and decode it into ``schema`` (400/413/415/422)."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
@@ -188,7 +207,7 @@ def _integral(value):
     return value
 
 
-def decode_query(req, schema: type):
+def decode_query(req: falcon.Request, schema: type[T]) -> T:
     """Convert the query string into ``schema``; repeated keys become lists (422 on failure)."""
     params = dict(req.params)
     list_fields = getattr(schema, "__list_fields__", ())

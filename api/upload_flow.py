@@ -10,7 +10,7 @@ read the request and shape the response; who may see what is ``models/upload_acc
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import falcon
 
@@ -87,7 +87,7 @@ def _incomplete_body() -> Problem:
 
 def _mismatch_problem(upload: Upload, mismatch: IntentMismatch, media_type: str | None) -> Problem:
     if mismatch.kind == "too_large":
-        return too_large(upload.declared_size, mismatch.reason)
+        return too_large(upload.declared_size or 0, mismatch.reason)
     if mismatch.kind == "incomplete":
         return Problem(falcon.HTTP_409, "Conflict", mismatch.reason, slug="upload-incomplete")
     return unsupported(upload.purpose, (upload.declared_type,), media_type)
@@ -163,7 +163,7 @@ class UploadService:
         if not head:
             raise validation_error([{"field": "body", "message": "the file is empty"}])
         media_type = detect_media_type(head)
-        if not rule.allows(media_type):
+        if media_type is None or not rule.allows(media_type):
             raise unsupported(purpose, rule.types, media_type)
         upload_id = uuid.uuid4()
         try:
@@ -241,8 +241,8 @@ class UploadService:
                 except StorageUnavailable:
                     raise unavailable() from None  # nothing changes: complete may be sent again
                 reject_intent(upload, size, mismatch)
-            else:
-                moved, job = queue_intent_scan(upload, size, media_type)
+            else:  # no mismatch: the type is the one declared and allowed, so it has a name
+                moved, job = queue_intent_scan(upload, size, cast(str, media_type))
         if mismatch is not None:
             raise _mismatch_problem(upload, mismatch, media_type)  # after the commit: the rejection is kept
         return moved, job
@@ -275,15 +275,16 @@ class UploadService:
     def land(self, upload: Upload, stream, content_length: int | None) -> None:
         """Store a PUT's body as the intent's object, replacing an earlier one, while the intent awaits it."""
         storage = self.storage
-        if content_length is not None and content_length > upload.declared_size:
-            raise too_large(upload.declared_size)
+        declared_size = upload.declared_size or 0  # an intent (check_landing) always declares it
+        if content_length is not None and content_length > declared_size:
+            raise too_large(declared_size)
         # Each PUT writes a part of its own; only a whole body lands, and only while the
         # intent still awaits its upload (checked under the row's lock, as ``complete`` does).
         part = f"{incoming_key(upload.id)}.{uuid.uuid4().hex}.part"
         try:
-            stored = storage.put(part, stream, max_bytes=upload.declared_size, content_type=upload.declared_type)
+            stored = storage.put(part, stream, max_bytes=declared_size, content_type=upload.declared_type)
         except TooLarge:
-            raise too_large(upload.declared_size) from None
+            raise too_large(declared_size) from None
         except StorageUnavailable:
             raise unavailable() from None
         if content_length is not None and stored.size != content_length:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import secrets
+import uuid
 
 from peewee import BlobField, CharField, ForeignKeyField, TextField
 
@@ -121,6 +122,7 @@ class AccountToken(BaseModel):
 
     token_hash = BlobField(primary_key=True)
     user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    user_id: uuid.UUID  # peewee's accessor for the key's own column: no query
     purpose = CharField()
     created_at = DateTimeTZField(default=utcnow)
     expires_at = DateTimeTZField()

@@ -12,6 +12,8 @@ module has the tables, blocks and reports.
 
 from __future__ import annotations
 
+import uuid
+
 from peewee import BigAutoField, BigIntegerField, CharField, CompositeKey, ForeignKeyField, TextField, UUIDField
 from playhouse.postgres_ext import ArrayField
 
@@ -53,6 +55,7 @@ class ConversationParticipant(BaseModel):
 class Message(BaseModel):
     id = BigAutoField()
     conversation = ForeignKeyField(Conversation, column_name="conversation_id", on_delete="CASCADE")
+    conversation_id: uuid.UUID  # peewee's accessor for the key's own column: no query
     sender = ForeignKeyField(User, column_name="sender_id", null=True, on_delete="SET NULL")
     body = TextField()
     attachments = ArrayField(UUIDField, default=list)
@@ -75,14 +78,19 @@ class UserBlock(BaseModel):
 
 class UserReport(UUIDModel):
     reporter = ForeignKeyField(User, column_name="reporter_id", null=True, on_delete="SET NULL")
+    reporter_id: uuid.UUID | None  # peewee's accessor for the key's own column: no query
     reported = ForeignKeyField(User, column_name="reported_id", on_delete="CASCADE")
+    reported_id: uuid.UUID
     conversation = ForeignKeyField(Conversation, column_name="conversation_id", null=True, on_delete="SET NULL")
+    conversation_id: uuid.UUID | None
     message = ForeignKeyField(Message, column_name="message_id", null=True, on_delete="SET NULL")
+    message_id: int | None
     reason = CharField()
     details = TextField(null=True)
     status = CharField(default="open")
     resolution = TextField(null=True)
     resolved_by = ForeignKeyField(User, column_name="resolved_by", null=True, on_delete="SET NULL")
+    resolved_by_id: uuid.UUID | None
     resolved_at = DateTimeTZField(null=True)
     created_at = DateTimeTZField(default=utcnow)
 

@@ -91,6 +91,7 @@ class Job(UUIDModel):
     kind = CharField()
     queue = CharField(default="default")
     owner = ForeignKeyField(User, column_name="owner_id", null=True, on_delete="CASCADE")
+    owner_id: uuid.UUID | None  # peewee's accessor for the key's own column: no query
     status = CharField(default="queued")
     progress_pct = SmallIntegerField(default=0)
     progress_message = TextField(null=True)

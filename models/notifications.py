@@ -89,7 +89,9 @@ class Notification(UUIDModel):
 class NotificationDelivery(BaseModel):
     id = BigAutoField()
     notification = ForeignKeyField(Notification, column_name="notification_id", on_delete="CASCADE")
+    notification_id: uuid.UUID  # peewee's accessor for the key's own column: no query
     user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    user_id: uuid.UUID
     channel = CharField()  # email | sms
     status = CharField(default="pending")
     recipient = TextField()

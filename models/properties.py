@@ -15,6 +15,7 @@ that of two concurrent writers at the same version exactly one wins.
 from __future__ import annotations
 
 import datetime
+import uuid
 
 from peewee import (
     BigAutoField,
@@ -53,7 +54,9 @@ HISTORY_FIELDS = ("list_price", "standard_status")
 
 class Property(UUIDModel):
     owner = ForeignKeyField(User, column_name="owner_id")
+    owner_id: uuid.UUID  # peewee's accessor for the key's own column: no query
     list_agent = ForeignKeyField(User, column_name="list_agent_id", null=True)
+    list_agent_id: uuid.UUID | None
     version = IntegerField(default=1)
     standard_status = CharField(default="Incomplete")
     property_type = CharField()

@@ -28,6 +28,7 @@ those rules, and the names a file is kept and stored under, are in
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from peewee import (
@@ -90,6 +91,7 @@ def incoming_key(upload_id) -> str:
 
 class Upload(UUIDModel):
     owner = ForeignKeyField(User, column_name="owner_id", on_delete="CASCADE")
+    owner_id: uuid.UUID  # peewee's accessor for the key's own column: no query
     purpose = CharField()
     status = CharField(default="pending_scan")
     filename = TextField()
@@ -207,11 +209,14 @@ class PropertyMedia(BaseModel):
 
     id = BigAutoField()
     property = ForeignKeyField(Property, column_name="property_id", on_delete="CASCADE")
+    property_id: uuid.UUID  # peewee's accessor for the key's own column: no query
     upload = ForeignKeyField(Upload, column_name="upload_id", on_delete="CASCADE", unique=True)
+    upload_id: uuid.UUID
     kind = CharField()  # photo | document
     position = SmallIntegerField(default=0)
     is_cover = BooleanField(default=False)
     attached_by = ForeignKeyField(User, column_name="attached_by", null=True, on_delete="SET NULL")
+    attached_by_id: uuid.UUID | None
     created_at = DateTimeTZField(default=utcnow)
 
     class Meta:

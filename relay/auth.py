@@ -10,8 +10,11 @@ on a miss (``models.session_cache``). Which channels an identity may join is
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import ParamSpec, Protocol, TypeVar, cast
 
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -21,6 +24,15 @@ from models.session_cache import REVOKED, SessionCache
 from relay.channels import CHANNEL_RULES
 from relay.protocol import SESSION_ENDED, TRY_AGAIN_LATER, UNAUTHENTICATED, Close
 from services.tokens import InvalidToken, TokenIssuer
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Blocking(Protocol):
+    """Runs a blocking call off the event loop: ``asyncio.to_thread``, or the tests' stand-in."""
+
+    def __call__(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]: ...
 
 
 @dataclass
@@ -35,9 +47,11 @@ class Identity:
 
 
 class RelayAuth:
-    def __init__(self, tokens: TokenIssuer, redis, sessions: SessionCache, *, blocking=asyncio.to_thread):
+    def __init__(
+        self, tokens: TokenIssuer, redis: Redis, sessions: SessionCache, *, blocking: Blocking = asyncio.to_thread
+    ):
         self.tokens = tokens
-        self.redis = redis  # redis.asyncio client
+        self.redis = redis
         self.sessions = sessions  # synchronous cache, used to rebuild an entry from the database
         self.blocking = blocking
 
@@ -57,7 +71,8 @@ class RelayAuth:
     async def session_state(self, session_id: str) -> bytes:
         """The cached role of a live session, or ``REVOKED``; raises ``Close(1013)`` when stores are down."""
         try:
-            state = await self.redis.get(self.sessions.key(session_id))
+            # The client leaves responses undecoded, so a value is bytes.
+            state = cast(bytes | None, await self.redis.get(self.sessions.key(session_id)))
             if state is None:
                 state = await self.blocking(self._load_session, session_id)
         except (OSError, RedisConnectionError, RedisTimeoutError, *TRANSIENT_ERRORS) as exc:

@@ -9,6 +9,7 @@ Rules that read the database run in a thread (``database=True``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from models.conversations import ConversationParticipant
@@ -18,11 +19,14 @@ from models.jobs import Job
 if TYPE_CHECKING:
     from relay.auth import Identity
 
-CHANNEL_RULES: dict[str, tuple[object, bool]] = {}
+# Whether an identity may join a channel of the kind, given the channel's id.
+ChannelRule = Callable[["Identity", str], bool]
+# kind -> (rule, whether the rule reads the database and so runs off the event loop)
+CHANNEL_RULES: dict[str, tuple[ChannelRule, bool]] = {}
 
 
-def channel_rule(kind: str, *, database: bool = False):
-    def register(fn):
+def channel_rule(kind: str, *, database: bool = False) -> Callable[[ChannelRule], ChannelRule]:
+    def register(fn: ChannelRule) -> ChannelRule:
         CHANNEL_RULES[kind] = (fn, database)
         return fn
 

@@ -16,6 +16,7 @@ only events with a larger id than the last one sent go out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import random
@@ -28,6 +29,7 @@ from redis.exceptions import RedisError
 
 from models.session_cache import REVOKED
 from relay import protocol as proto
+from relay.auth import Identity, RelayAuth
 from relay.hub import REPLAY_PAGE, HubUnavailable
 from relay.protocol import Close
 from services.events import InvalidChannel, check_channel, parse_event_id
@@ -46,14 +48,14 @@ class ChannelState:
 
 
 class Connection:
-    def __init__(self, ws, *, hub, auth, options, clock=time.time, ticket=None):
+    def __init__(self, ws, *, hub, auth: RelayAuth, options, clock=time.time, ticket=None):
         self.ws = ws
         self.ticket = ticket  # its place among the unauthenticated sockets (relay.admission)
         self.hub = hub
         self.auth = auth
         self.options = options
         self.clock = clock
-        self.identity = None
+        self._identity: Identity | None = None
         self.channels: dict[str, ChannelState] = {}
         self.queue: deque[str] = deque()
         self.limit = options.relay_send_queue
@@ -64,6 +66,13 @@ class Connection:
         self.close_reason: str | None = None
         self.last_heard = time.monotonic()
         self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def identity(self) -> Identity:
+        """Who is on the connection, from its auth message on (nothing reads it before)."""
+        if self._identity is None:
+            raise RuntimeError("the connection has not authenticated yet")
+        return self._identity
 
     # --- ending ------------------------------------------------------------------------
 
@@ -221,7 +230,7 @@ class Connection:
         message = proto.decode(first)
         if not isinstance(message, proto.Auth):
             raise Close(proto.UNAUTHENTICATED, "the first message must be auth")
-        self.identity = await self.auth.authenticate(message.token)
+        self._identity = await self.auth.authenticate(message.token)
         if self.ticket is not None:
             self.ticket.release()
         self.last_heard = time.monotonic()
@@ -250,10 +259,8 @@ class Connection:
         self.leave_all()
         self.queue.clear()
         if self.close_code is not None and not self.ws.closed:
-            try:
+            with contextlib.suppress(Exception):  # the client is gone or not reading; nothing more to do
                 await asyncio.wait_for(self.ws.close(self.close_code, self.close_reason), 5)
-            except Exception:  # noqa: BLE001 - the client is gone or not reading; nothing more to do
-                pass
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(self._guard(coro))
@@ -332,7 +339,7 @@ class Connection:
         if identity.user_id != self.identity.user_id:
             raise Close(proto.UNAUTHENTICATED, "a connection belongs to one user")
         role_changed = identity.role != self.identity.role
-        self.identity = identity
+        self._identity = identity
         self.send({"type": "authenticated", "expires_at": identity.expires_at})
         if role_changed:
             await self._recheck_channels()
@@ -350,7 +357,7 @@ class Connection:
         # The first beat lands at a random point of the interval: clients that
         # connected together (after a deploy, in a benchmark) must not all be
         # heartbeaten, and have their sessions re-checked, in the same instant.
-        next_beat = time.monotonic() + random.uniform(0.1, 1.0) * beat
+        next_beat = time.monotonic() + random.uniform(0.1, 1.0) * beat  # noqa: S311 - load spreading, not a secret
         while True:
             now = time.monotonic()
             left = self.identity.expires_at - self.clock()

@@ -15,11 +15,13 @@ the stream, from the last id it delivered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -53,8 +55,8 @@ class Hub:
         self._subs: dict[str, _Sub] = {}
         self._resync: set[str] = set()
         self._lock = asyncio.Lock()
-        self._pubsub = None
-        self._client = None
+        self._pubsub: PubSub | None = None
+        self._client: aioredis.Redis | None = None
         self._tasks: list[asyncio.Task] = []
         self.connected = asyncio.Event()
         # Names the pub/sub connection in CLIENT LIST (operators; tests cut it to prove recovery).
@@ -161,7 +163,8 @@ class Hub:
 
     # --- the reader ------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> PubSub:
+        """Connect, subscribe to every channel wanted (and the control channel), and return the subscription."""
         # No retries inside redis-py: a broken connection surfaces here, so the
         # hub knows to catch its connections up after reconnecting.
         self._client = aioredis.Redis.from_url(
@@ -184,6 +187,7 @@ class Hub:
             await pubsub.subscribe(*keys)
             self._pubsub = pubsub
         self.connected.set()
+        return pubsub
 
     async def _disconnect(self) -> None:
         self.connected.clear()
@@ -191,18 +195,15 @@ class Hub:
         self._pubsub = self._client = None
         for closer in (getattr(pubsub, "aclose", None), getattr(client, "aclose", None)):
             if closer is not None:
-                try:
+                with contextlib.suppress(Exception):  # it is going away anyway
                     await closer()
-                except Exception:  # noqa: BLE001 - it is going away anyway
-                    pass
 
     async def _read_forever(self) -> None:
         backoff = 0.1
         while True:
             try:
-                await self._connect()
+                pubsub = await self._connect()
                 backoff = 0.1
-                pubsub = self._pubsub
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None:

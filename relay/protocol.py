@@ -8,7 +8,7 @@ a message that does not decode into one of them closes the connection with
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated
 
 import msgspec
 
@@ -68,7 +68,7 @@ class Ping(msgspec.Struct, tag="ping", tag_field="type", kw_only=True):
     pass
 
 
-ClientMessage = Union[Auth, Subscribe, Unsubscribe, Ping]
+ClientMessage = Auth | Subscribe | Unsubscribe | Ping
 _decoder = msgspec.json.Decoder(ClientMessage)
 _encoder = msgspec.json.Encoder()
 

@@ -72,7 +72,7 @@ class AdminUsers:
             if user is None:
                 raise not_found("user")
             before = {"role": user.role, "banned": user.is_banned, "ban_reason": user.ban_reason}
-            changes = {}
+            changes: dict[str, object] = {}
             if body.role is not None and body.role != user.role:
                 changes["role"] = body.role
             if body.banned is True and not user.is_banned:

@@ -172,7 +172,9 @@ class Login:
         if locked:
             raise too_many_requests(locked, "Too many failed logins; try again later.")
         user = User.get_or_none(User.email == email)
-        if not verify_password(user.password_hash if user else None, body.password):
+        stored = user.password_hash if user else None
+        # Checked first and always: an unknown address takes as long as a wrong password (and fails).
+        if not verify_password(stored, body.password) or user is None or stored is None:
             if services.lockout.failed(email, ip).mail_unlock_link:
                 # Queued whether or not the email has an account, like a password reset: the worker decides.
                 Job.create(kind="accounts.send_unlock_link", queue="notify", input={"email": email})
@@ -189,8 +191,8 @@ class Login:
                 falcon.HTTP_403, "Account suspended", "This account has been suspended.", slug="account-suspended"
             )
         with db.atomic():
-            changes = {"last_login_at": utcnow()}
-            if needs_rehash(user.password_hash):
+            changes: dict[str, object] = {"last_login_at": utcnow()}
+            if needs_rehash(stored):
                 changes["password_hash"] = hash_password(body.password)
             User.update(**changes).where(User.id == user.id).execute()
             session, refresh = sessions.start_session(

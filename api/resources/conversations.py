@@ -148,6 +148,8 @@ class Conversations:
                 )
         except messages.MessagingError as exc:
             raise _refused(exc) from None
+        if posted is None:  # the caller takes part in the conversation just opened, so it cannot be
+            raise RuntimeError(f"conversation {conversation.id} refused a post by its own participant")
         message = self.after_post(req, posted)
         _status(resp, created)
         if created:

@@ -68,9 +68,10 @@ def content_security_policy(page: bytes) -> str:
 
     Hashes rather than nonces: the page is static, so it can be cached.
     """
-    allowed = {b"script": [], b"style": []}
+    allowed: dict[bytes, list[str]] = {b"script": [], b"style": []}
     for kind, body in _INLINE.findall(page):
-        allowed[kind].append("'sha256-%s'" % base64.b64encode(hashlib.sha256(body).digest()).decode())
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        allowed[kind].append(f"'sha256-{digest}'")
     return (
         "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

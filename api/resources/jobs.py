@@ -43,7 +43,9 @@ class JobViews:
         """
         view = job.event_view()
         result = view.get("result")
-        file = result.get("file") if isinstance(result, dict) else None
+        if not isinstance(result, dict):
+            return view
+        file = result.get("file")
         if (
             job.kind in DOWNLOADABLE_KINDS
             and str(job.owner_id) == principal.user_id

@@ -196,7 +196,7 @@ class MyNotificationPreferences:
             chosen = dict(row.types or {})
             if body.types is not None:
                 verified = User.get_by_id(user_id).has_verified_phone
-                for attr, name in zip(body.types.__struct_fields__, body.types.__struct_encode_fields__):
+                for attr, name in zip(body.types.__struct_fields__, body.types.__struct_encode_fields__, strict=True):
                     choice = getattr(body.types, attr)
                     if choice is None:
                         continue
@@ -235,7 +235,7 @@ def mask_email(address: str) -> str:
 def _link_owner(req, token: str) -> tuple[User, str]:
     found = read_unsubscribe_token(req.context.services.settings.secret_key, token, TYPES)
     user = User.get_or_none(User.id == found[0]) if found else None
-    if user is None:
+    if found is None or user is None:
         raise not_found("unsubscribe link")
     return user, found[1]
 

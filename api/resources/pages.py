@@ -24,7 +24,7 @@ from services.notification_templates import TEMPLATES
 TAGS = ("pages",)
 TEMPLATE = string.Template((pathlib.Path(__file__).resolve().parent.parent / "static" / "action.html").read_text())
 PASSWORD_INPUT = (
-    '<label for="password">New password (at least 8 characters)</label>\n'
+    '<label for="password">New password (at least 8 characters)</label>\n'  # noqa: S105 - HTML, not a password
     '<input id="password" name="password" type="password" autocomplete="new-password" '
     'minlength="8" maxlength="200" required>\n'
 )

@@ -124,7 +124,10 @@ class ListingPhotosResource:
             )
             problems, not_clean = [], []
             for i, upload_id in enumerate(ids):
-                upload, media = uploads.get(upload_id), attached.get(upload_id)
+                if upload_id is not None:
+                    upload, media = uploads.get(upload_id), attached.get(upload_id)
+                else:  # not a UUID, so the id of no upload
+                    upload, media = None, None
                 ours = media is not None and media.property_id == listing.id
                 field = f"body.upload_ids[{i}]"
                 if upload is None or not (ours or principal.is_admin or str(upload.owner_id) == principal.user_id):

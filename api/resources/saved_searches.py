@@ -128,7 +128,7 @@ class MySavedSearches:
     )
     def on_patch_item(self, req, resp, search_id):
         patch: SavedSearchPatch = req.context.body
-        changes = {}
+        changes: dict[str, object] = {}
         if patch.name is not msgspec.UNSET:
             changes["name"] = patch.name.strip()
         if patch.query is not msgspec.UNSET:

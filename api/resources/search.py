@@ -57,7 +57,7 @@ def _problem(field: str, message: str):
 
 
 # The sort key values a cursor carries before the id, by sort.
-_KEY_TYPES = {
+_KEY_TYPES: dict[str, tuple[type | tuple[type, ...], ...]] = {
     "newest": (str,),
     "price_asc": (int,),
     "price_desc": (int,),
@@ -75,9 +75,10 @@ def _after(codec: CursorCodec, cursor: str, sort: str, fingerprint: str) -> list
     valid = len(after) == len(kinds) + 1
     try:
         if valid:
+            keys, last = after[:-1], after[-1]  # the sort keys, then the listing's id
             valid = all(
-                isinstance(value, kind) and not isinstance(value, bool) for value, kind in zip(after, kinds)
-            ) and bool(uuid.UUID(after[-1]))
+                isinstance(value, kind) and not isinstance(value, bool) for value, kind in zip(keys, kinds, strict=True)
+            ) and bool(uuid.UUID(last))
         if valid and str in kinds:
             datetime.datetime.fromisoformat(after[kinds.index(str)])
     except (TypeError, ValueError, AttributeError):

@@ -89,7 +89,7 @@ class TokenPair(Response):
     refresh_token: str
     refresh_expires_at: str
     user: Profile
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth 2 token type (RFC 6750), not a secret
     expires_in: int = 900
 
 

@@ -46,13 +46,13 @@ class ConversationStart(Request):
 
     property_id: uuid.UUID
     body: MessageBody
-    attachments: Attachments = []
+    attachments: Attachments = msgspec.field(default_factory=list)
     client_id: ClientId | None = None
 
 
 class MessagePost(Request):
     body: MessageBody
-    attachments: Attachments = []
+    attachments: Attachments = msgspec.field(default_factory=list)
     client_id: ClientId | None = None
 
 

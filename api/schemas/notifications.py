@@ -4,7 +4,7 @@ and the operators' views of deliveries and email suppressions."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
@@ -88,13 +88,18 @@ def _field(type_: str) -> str:
 
 
 # One optional member per known event type: an unknown type is a 422 naming it.
-TypeChoices = msgspec.defstruct(
-    "TypeChoices",
-    [(_field(name), ChannelChoice | None, None) for name in TYPES],
-    bases=(Request,),
-    rename={_field(name): name for name in TYPES},
-    module=__name__,
-)
+if TYPE_CHECKING:
+    # Built at run time from TYPES, so its members are unknown to a type checker: a request struct,
+    # each member a ChannelChoice or None.
+    TypeChoices = Request
+else:
+    TypeChoices = msgspec.defstruct(
+        "TypeChoices",
+        [(_field(name), ChannelChoice | None, None) for name in TYPES],
+        bases=(Request,),
+        rename={_field(name): name for name in TYPES},
+        module=__name__,
+    )
 
 
 class QuietHours(Request):
@@ -107,7 +112,7 @@ class QuietHours(Request):
 class PreferencesPatch(Request):
     """Every member is optional; a type names only the channels it changes."""
 
-    types: TypeChoices | None = None  # type: ignore[valid-type]
+    types: TypeChoices | None = None
     quiet_hours: (
         Annotated[
             QuietHours | None,

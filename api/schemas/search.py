@@ -118,8 +118,8 @@ class SearchParams(Request, filters.SearchParameters):
             Sort,
             msgspec.Meta(
                 description=(
-                    "newest (default), price_asc, price_desc, distance (needs `near`), relevance (needs `q`; the default "
-                    "with `q`)"
+                    "newest (default), price_asc, price_desc, distance (needs `near`), relevance (needs `q`; "
+                    "the default with `q`)"
                 )
             ),
         ]
