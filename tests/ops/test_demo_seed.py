@@ -19,10 +19,9 @@ N = 20_000
 
 def _fingerprint() -> tuple:
     """Every seeded column of every listing and history row, hashed in the database."""
+    columns = ", ".join(demo_data.COLUMNS)
     listings = db.execute_sql(
-        "SELECT count(*), md5(string_agg(p::text, '|' ORDER BY p.id)) FROM (SELECT "
-        + ", ".join(demo_data.COLUMNS)
-        + " FROM properties) p"
+        f"SELECT count(*), md5(string_agg(p::text, '|' ORDER BY p.id)) FROM (SELECT {columns} FROM properties) p"  # noqa: S608 - the seeder's own column names
     ).fetchone()
     history = db.execute_sql(
         "SELECT count(*), md5(string_agg(concat_ws(',', property_id, at, actor_id, field, old_value, new_value),"
