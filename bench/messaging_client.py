@@ -9,10 +9,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pathlib
 import sys
 import time
+
+from websockets.exceptions import ConnectionClosed
 
 from bench import relay
 
@@ -76,14 +79,12 @@ async def _sockets(config: dict) -> None:
 
     async def reader(ws):
         loads, now = json.loads, time.time
-        try:
+        with contextlib.suppress(ConnectionClosed):  # a closed connection ends its reader
             async for raw in ws:
                 at = now()
                 message = loads(raw)
                 if message.get("type") == "message.created" and "id" in message:
                     received.message(at, message["data"]["body"])
-        except Exception:  # noqa: S110 - a closed connection ends its reader
-            pass
 
     opened = await asyncio.gather(*(open_one(token, channel) for token, channel in config["sockets"]))
     readers = [asyncio.create_task(reader(ws)) for ws in opened]

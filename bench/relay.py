@@ -33,6 +33,8 @@ import time
 import urllib.request
 import uuid
 
+from websockets.exceptions import ConnectionClosed
+
 from bench import Row, Run, benchmark, servers, stack
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -134,7 +136,7 @@ def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:
             # One event to every connection first, then a pause: the first delivery on each
             # fresh connection is slower (the relay and the client both warm up their
             # per-connection paths), and is reported apart from the steady state.
-            warm, _ = _publish(
+            _publish(
                 rate,
                 clients / rate,
                 lambda i, data: bus.publish(channels[i % clients], "bench.ping", dict(data, warmup=True)),
@@ -248,11 +250,10 @@ def _relay_server(env: dict, log_path: pathlib.Path):
         "--backlog",
         "4096",
     ]
-    log = open(log_path, "ab")
-    proc = subprocess.Popen(
-        argv, cwd=ROOT, env=servers.environment(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=servers.environment(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -411,7 +412,7 @@ async def _relay_clients(config: dict) -> dict:
 
     async def reader(ws):
         loads, record, now = json.loads, stats.record, time.time
-        try:
+        with contextlib.suppress(ConnectionClosed):  # a closed connection ends its reader
             async for raw in ws:
                 at = now()
                 message = loads(raw)
@@ -421,8 +422,6 @@ async def _relay_clients(config: dict) -> dict:
                         stats.warmup.append((at - data["t"]) * 1000)
                     else:
                         record(at, data["t"])
-        except Exception:  # noqa: BLE001 - a closed connection ends its reader
-            pass
 
     opened = await asyncio.gather(*(open_one(t) for t in tokens))
     readers = [asyncio.create_task(reader(ws)) for ws in opened]

@@ -117,16 +117,17 @@ class Gunicorn:
 
     def start(self, timeout: float = 30.0) -> Gunicorn:
         argv = [str(BIN / "gunicorn"), *self.settings.args, "--bind", f"127.0.0.1:{self.port}", self.app]
-        self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # Gunicorn writes to its own copy of the descriptor; this process only reads the file back.
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(
+                argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise ServerError(f"gunicorn exited with {self.popen.returncode}:\n{self.tail()}")
             try:
-                with urllib.request.urlopen(self.base_url + self.ready_path, timeout=1) as answer:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=1) as answer:
                     if answer.status == 200:
                         return self
             except OSError:
@@ -137,17 +138,14 @@ class Gunicorn:
 
     def worker_class(self) -> str | None:
         """The worker class gunicorn says it runs (it may differ from the one asked for)."""
-        self._log.flush()
         found = re.search(r"Using worker: (\S+)", self.log_path.read_text(errors="replace"))
         return found.group(1) if found else None
 
     def worker_boots(self) -> int:
         """How many workers gunicorn has booted so far (``max_requests`` replaces workers as it goes)."""
-        self._log.flush()
         return self.log_path.read_text(errors="replace").count("Booting worker with pid")
 
     def tail(self, lines: int = 30) -> str:
-        self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def processes(self) -> list[int]:
@@ -192,8 +190,6 @@ class Gunicorn:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=5)
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
 
     def __enter__(self) -> Gunicorn:
         return self.start()
