@@ -17,23 +17,24 @@ import time
 
 from websockets.exceptions import ConnectionClosed
 
-from bench import relay
+from bench.client_process import ClientProcess, client_process, raise_nofile, readline
+from bench.relay_client import Stats
 
 
-class _Client(relay._ClientProcess):
+class _Client(ClientProcess):
     def collect(self, expected: int) -> dict:
         """Wait for ``expected`` distinct messages (or 10 s without a new one); their figures."""
         self.popen.stdin.write(f"COLLECT {expected}\n")
         self.popen.stdin.flush()
-        return json.loads(relay._readline(self.popen, 120))
+        return json.loads(readline(self.popen, 120))
 
 
 def client(directory: pathlib.Path, config: dict):
     """The client process for ``config`` (``url``, ``sockets``: ``[token, channel]`` pairs), ready."""
-    return relay.client_process("bench.messaging_client", directory, "client", config, _Client)
+    return client_process("bench.messaging_client", directory, "client", config, _Client)
 
 
-class _Received(relay._Stats):
+class _Received(Stats):
     """The relay bench's figures, counting a message delivered twice once."""
 
     def __init__(self):
@@ -111,7 +112,7 @@ async def _sockets(config: dict) -> None:
 
 def client_main(config_path: str) -> None:
     config = json.loads(pathlib.Path(config_path).read_text())
-    relay._raise_nofile(len(config["sockets"]) + 1024)
+    raise_nofile(len(config["sockets"]) + 1024)
     asyncio.run(_sockets(config))
 
 

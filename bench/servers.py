@@ -1,4 +1,5 @@
-"""Gunicorn under test: the project's settings, a private port, its CPU time, a clean stop."""
+"""The servers under test: gunicorn (the project's settings, a private port, its CPU time, a clean stop)
+and the websocket relay under uvicorn."""
 
 from __future__ import annotations
 
@@ -196,3 +197,60 @@ class Gunicorn:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def relay_server(env: dict, log_path: pathlib.Path):
+    """``uvicorn relay.app:app`` with the flags production and the tests use, on a free port; yields its
+    websocket URL once ``/healthz`` answers, and stops it afterwards."""
+    port = free_port()
+    argv = [
+        str(BIN / "uvicorn"),
+        "relay.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--lifespan",
+        "on",
+        "--ws",
+        "websockets-sansio",
+        "--ws-max-size",
+        "65536",
+        "--ws-ping-interval",
+        "20",
+        "--ws-ping-timeout",
+        "20",
+        "--timeout-graceful-shutdown",
+        "5",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--backlog",
+        "4096",
+    ]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=environment(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the relay did not start:\n" + log_path.read_text(errors="replace")[-3000:])
+            time.sleep(0.1)
+        yield f"ws://127.0.0.1:{port}/v1/realtime"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
