@@ -187,7 +187,7 @@ def _rebuild(run: Run, url: str, force: bool) -> Row | None:
 
 
 def _params(kind: str, rng: random.Random) -> dict:
-    from ops.demo_data import CITIES, LAT_HALF_BOX, LON_HALF_BOX
+    from ops.demo_cities import CITIES, LAT_HALF_BOX, LON_HALF_BOX
 
     city = rng.choice(CITIES)
     lat = city.lat + rng.uniform(-LAT_HALF_BOX, LAT_HALF_BOX) / 3

@@ -11,7 +11,7 @@ import pytest
 from api.schemas.properties import PropertyView
 from models.db import db
 from models.properties import PUBLIC_STATUSES, TRANSITIONS, Property, PropertyHistory
-from ops import demo, demo_data
+from ops import demo, demo_cities, demo_data
 from tests.ops.test_cli import database_env, hearth, query  # noqa: F401 (a fixture)
 
 N = 20_000
@@ -75,8 +75,8 @@ def test_the_listings_are_spread_plausible_and_valid(database):
         ).tuples()
     )
     assert len(rows) == N
-    boxes = {c.name: c for c in demo_data.CITIES}
-    total_weight = sum(c.weight for c in demo_data.CITIES)
+    boxes = {c.name: c for c in demo_cities.CITIES}
+    total_weight = sum(c.weight for c in demo_cities.CITIES)
     by_city: dict[str, list] = {}
     for row in rows:
         by_city.setdefault(row[0], []).append(row)
@@ -85,8 +85,8 @@ def test_the_listings_are_spread_plausible_and_valid(database):
     for name, city_rows in by_city.items():
         assert abs(len(city_rows) / N - boxes[name].weight / total_weight) < 0.015, name
         for _, lat, lon, *_ in city_rows:
-            assert abs(lat - boxes[name].lat) < demo_data.LAT_HALF_BOX
-            assert abs(lon - boxes[name].lon) < demo_data.LON_HALF_BOX
+            assert abs(lat - boxes[name].lat) < demo_cities.LAT_HALF_BOX
+            assert abs(lon - boxes[name].lon) < demo_cities.LON_HALF_BOX
     assert all(row[4] > 0 for row in rows)
     # Sale prices: sane medians, and dearer where a square foot costs more.
     medians = {
