@@ -132,7 +132,7 @@ def _three_loads(run: Run, work: _Workspace, settings: servers.GunicornSettings,
                 [],
             ),
         ]
-        options = dict(threads=run.threads, connections=run.connections)
+        options = {"threads": run.threads, "connections": run.connections}
         if run.warmup not in ("0s", "0m", "0h"):
             for subject in subjects:
                 wrk.run(work.wrk, subject.server.base_url, subject.load, duration=run.warmup, **options)

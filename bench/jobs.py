@@ -66,7 +66,6 @@ class Worker:
         self.popen = None
 
     def start(self) -> Worker:
-        log = open(self.log_path, "ab")
         argv = [
             str(BIN / "celery"),
             "-A",
@@ -78,10 +77,10 @@ class Worker:
             "-n",
             f"bench-{os.getpid()}-{time.monotonic_ns()}@%h",
         ]
-        self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self
 
     def alive(self) -> bool:

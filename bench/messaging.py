@@ -27,27 +27,20 @@ from __future__ import annotations
 
 import collections
 import datetime
-import http.client
-import itertools
-import json
 import os
-import pathlib
 import statistics
-import threading
 import time
-import urllib.parse
 import uuid
 
 import redis as redis_lib
 
-from bench import Row, Run, benchmark, messaging_client, relay, servers, stack
+from bench import Row, Run, benchmark, messaging_client, servers, stack
+from bench.client_process import raise_nofile
 from bench.jobs import percentile
+from bench.messaging_senders import SENDERS, body, post_flat_out, post_paced, probe
+from bench.relay import publish
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEARTH_APP = "api.wsgi:app"
-SENDERS = 32
-# What a short chat message weighs; the sequence number and send time go in front of it.
-TEXT = "Hi, is the house still available? Could we see it on Saturday morning, around ten?"
 
 
 def _setting(name: str, default: str) -> str:
@@ -65,7 +58,7 @@ def messaging(run: Run) -> list[Row]:
     seconds = float(_setting("BENCH_MESSAGING_SECONDS", "15"))
     flat_out = float(_setting("BENCH_MESSAGING_MAX_SECONDS", "5"))
     broker_db = int(_setting("BENCH_BROKER_DB", "11"))
-    relay._raise_nofile(count * 2 + 1024)
+    raise_nofile(count * 2 + 1024)
     with stack.workspace(run, "messaging", broker_db) as (hearth, directory, _):
         return _measure(run, hearth, directory, stack.broker_url(broker_db), count, rate, seconds, flat_out)
 
@@ -93,27 +86,27 @@ def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out)
     channels = [f"conversation:{c['conversation']}" for c in people]
     total = int(rate * seconds)
     with (
-        relay._relay_server(env, directory / "relay.log") as ws_url,
+        servers.relay_server(env, directory / "relay.log") as ws_url,
         servers.Gunicorn(
             HEARTH_APP, servers.project_settings(), env, directory / "api.log", ready_path="/healthz"
         ) as api,
     ):
-        _probe(api.base_url, people[0])
+        probe(api.base_url, people[0])
         config = {"url": ws_url, "sockets": [[c["owner_token"], ch] for c, ch in zip(people, channels, strict=True)]}
         with messaging_client.client(directory, config) as client:
             run.log(f"messaging: {client.ready} recipients connected and subscribed")
             # One event to every socket and a few seconds of messages, unmeasured: a fresh
             # connection's first delivery and a fresh gunicorn thread's first request are slow.
-            relay._publish(
+            publish(
                 rate,
                 count / rate,
                 lambda i, data: bus.publish(channels[i % count], "message.created", _view(people[i % count], -1 - i)),
             )
             warm = client.collect(count)
-            warm_posts = _post_paced(api.base_url, people, int(rate * 2), rate, first_seq=-10_000_000)
+            warm_posts = post_paced(api.base_url, people, int(rate * 2), rate, first_seq=-10_000_000)
             client.collect(_created(warm_posts))
 
-            sent, pub_rate = relay._publish(
+            sent, pub_rate = publish(
                 rate,
                 seconds,
                 lambda i, data: bus.publish(channels[i % count], "message.created", _view(people[i % count], i)),
@@ -122,13 +115,13 @@ def _measure(run, hearth, directory, broker_url, count, rate, seconds, flat_out)
 
             _read_all()
             cpu = api.cpu_seconds()
-            posts = _post_paced(api.base_url, people, total, rate)
+            posts = post_paced(api.base_url, people, total, rate)
             cpu = api.cpu_seconds() - cpu
             received = client.collect(_created(posts))
             if flat_out > 0:
                 _read_all()
                 cpu_max = api.cpu_seconds()
-                max_posts = _post_flat_out(api.base_url, people, flat_out, first_seq=10_000_000)
+                max_posts = post_flat_out(api.base_url, people, flat_out, first_seq=10_000_000)
                 cpu_max = api.cpu_seconds() - cpu_max
                 max_received = client.collect(_created(max_posts))
     redis.close()
@@ -309,104 +302,14 @@ def _read_all() -> None:
         )
 
 
-def _body(seq: int, sent_at: float) -> str:
-    """A message body that carries its sequence number and send time to the receiving socket."""
-    return f"{seq} {sent_at:.6f} {TEXT}"
-
-
 def _view(person: dict, seq: int) -> dict:
     """What the API publishes for a message (its message view), for events sent straight to Redis."""
     return {
         "id": 1_000_000 + seq,
         "conversation_id": str(person["conversation"]),
         "sender_id": str(person["buyer"]),
-        "body": _body(seq, time.time()),
+        "body": body(seq, time.time()),
         "attachments": [],
         "client_id": f"bench-{seq}",
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
     }
-
-
-# --- senders -------------------------------------------------------------------------------
-
-
-def _probe(base_url: str, person: dict) -> None:
-    """One message before measuring, so that an endpoint that is not there fails the run at once."""
-    status, _, _ = _post(_connection(base_url), person, -20_000_000)
-    if status != 201:
-        raise RuntimeError(f"POST /v1/conversations/{{id}}/messages answered {status}, expected 201")
-
-
-def _connection(base_url: str) -> http.client.HTTPConnection:
-    parts = urllib.parse.urlsplit(base_url)
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-
-
-def _post(conn: http.client.HTTPConnection, person: dict, seq: int) -> tuple[int, float, float]:
-    """``(status, send start (wall clock), round trip ms)``; status 0 when the connection failed."""
-    sent_at, started = time.time(), time.perf_counter()
-    body = json.dumps({"body": _body(seq, sent_at), "client_id": f"bench-{seq}"})
-    try:
-        conn.request(
-            "POST",
-            f"/v1/conversations/{person['conversation']}/messages",
-            body,
-            {"Content-Type": "application/json", "Authorization": f"Bearer {person['buyer_token']}"},
-        )
-        answer = conn.getresponse()
-        answer.read()
-        status = answer.status
-    except (OSError, http.client.HTTPException):
-        conn.close()  # reopened by the next request
-        status = 0
-    return status, sent_at, (time.perf_counter() - started) * 1000
-
-
-def _post_paced(base_url: str, people: list[dict], total: int, rate: float, first_seq: int = 0) -> list[tuple]:
-    """``total`` POSTs at ``rate`` a second, conversation after conversation; one result per POST.
-
-    Message ``i`` is due at ``start + i / rate`` on sender thread ``i % SENDERS``; a thread that
-    falls behind sends at once, so a slow API shows as a lower send rate, not a burst later.
-    """
-    results: list = [None] * total
-    start = time.perf_counter() + 0.05
-
-    def sender(k: int, conn) -> None:
-        for i in range(k, total, SENDERS):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            results[i] = _post(conn, people[i % len(people)], first_seq + i)
-
-    _run_senders(base_url, sender)
-    return results
-
-
-def _post_flat_out(base_url: str, people: list[dict], seconds: float, first_seq: int) -> list[tuple]:
-    """Each sender thread posts its next message as soon as its last one is answered."""
-    results: list = []
-    numbers = itertools.count(first_seq)
-    deadline = time.perf_counter() + seconds
-
-    def sender(_k: int, conn) -> None:
-        while time.perf_counter() < deadline:
-            seq = next(numbers)
-            results.append(_post(conn, people[seq % len(people)], seq))
-
-    _run_senders(base_url, sender)
-    return results
-
-
-def _run_senders(base_url: str, sender) -> None:
-    def run(k: int) -> None:
-        conn = _connection(base_url)
-        try:
-            sender(k, conn)
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(SENDERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()

@@ -9,28 +9,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pathlib
 import sys
 import time
 
-from bench import relay
+from websockets.exceptions import ConnectionClosed
+
+from bench.client_process import ClientProcess, client_process, raise_nofile, readline
+from bench.relay_client import Stats
 
 
-class _Client(relay._ClientProcess):
+class _Client(ClientProcess):
     def collect(self, expected: int) -> dict:
         """Wait for ``expected`` distinct messages (or 10 s without a new one); their figures."""
         self.popen.stdin.write(f"COLLECT {expected}\n")
         self.popen.stdin.flush()
-        return json.loads(relay._readline(self.popen, 120))
+        return json.loads(readline(self.popen, 120))
 
 
 def client(directory: pathlib.Path, config: dict):
     """The client process for ``config`` (``url``, ``sockets``: ``[token, channel]`` pairs), ready."""
-    return relay.client_process("bench.messaging_client", directory, "client", config, _Client)
+    return client_process("bench.messaging_client", directory, "client", config, _Client)
 
 
-class _Received(relay._Stats):
+class _Received(Stats):
     """The relay bench's figures, counting a message delivered twice once."""
 
     def __init__(self):
@@ -76,14 +80,12 @@ async def _sockets(config: dict) -> None:
 
     async def reader(ws):
         loads, now = json.loads, time.time
-        try:
+        with contextlib.suppress(ConnectionClosed):  # a closed connection ends its reader
             async for raw in ws:
                 at = now()
                 message = loads(raw)
                 if message.get("type") == "message.created" and "id" in message:
                     received.message(at, message["data"]["body"])
-        except Exception:  # noqa: S110 - a closed connection ends its reader
-            pass
 
     opened = await asyncio.gather(*(open_one(token, channel) for token, channel in config["sockets"]))
     readers = [asyncio.create_task(reader(ws)) for ws in opened]
@@ -110,7 +112,7 @@ async def _sockets(config: dict) -> None:
 
 def client_main(config_path: str) -> None:
     config = json.loads(pathlib.Path(config_path).read_text())
-    relay._raise_nofile(len(config["sockets"]) + 1024)
+    raise_nofile(len(config["sockets"]) + 1024)
     asyncio.run(_sockets(config))
 
 

@@ -13,6 +13,7 @@ Neither name matches a route, so both go to the ``default`` queue.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -21,14 +22,11 @@ import redis as redis_lib
 from tasks.app import app
 from tasks.base import JobContext, job_task
 
-_redis = None
 
-
-def _counter():
-    global _redis
-    if _redis is None:
-        _redis = redis_lib.Redis.from_url(os.environ["BENCH_COUNTER_URL"])
-    return _redis
+@functools.cache
+def _counter() -> redis_lib.Redis:
+    """One client per worker process, made on its first task (after the fork)."""
+    return redis_lib.Redis.from_url(os.environ["BENCH_COUNTER_URL"])
 
 
 @app.task(name="tasks.bench_raw_noop", ignore_result=True)

@@ -1,4 +1,5 @@
-"""Gunicorn under test: the project's settings, a private port, its CPU time, a clean stop."""
+"""The servers under test: gunicorn (the project's settings, a private port, its CPU time, a clean stop)
+and the websocket relay under uvicorn."""
 
 from __future__ import annotations
 
@@ -117,16 +118,17 @@ class Gunicorn:
 
     def start(self, timeout: float = 30.0) -> Gunicorn:
         argv = [str(BIN / "gunicorn"), *self.settings.args, "--bind", f"127.0.0.1:{self.port}", self.app]
-        self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # Gunicorn writes to its own copy of the descriptor; this process only reads the file back.
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(
+                argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise ServerError(f"gunicorn exited with {self.popen.returncode}:\n{self.tail()}")
             try:
-                with urllib.request.urlopen(self.base_url + self.ready_path, timeout=1) as answer:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=1) as answer:
                     if answer.status == 200:
                         return self
             except OSError:
@@ -137,17 +139,14 @@ class Gunicorn:
 
     def worker_class(self) -> str | None:
         """The worker class gunicorn says it runs (it may differ from the one asked for)."""
-        self._log.flush()
         found = re.search(r"Using worker: (\S+)", self.log_path.read_text(errors="replace"))
         return found.group(1) if found else None
 
     def worker_boots(self) -> int:
         """How many workers gunicorn has booted so far (``max_requests`` replaces workers as it goes)."""
-        self._log.flush()
         return self.log_path.read_text(errors="replace").count("Booting worker with pid")
 
     def tail(self, lines: int = 30) -> str:
-        self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def processes(self) -> list[int]:
@@ -192,11 +191,66 @@ class Gunicorn:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=5)
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
 
     def __enter__(self) -> Gunicorn:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def relay_server(env: dict, log_path: pathlib.Path):
+    """``uvicorn relay.app:app`` with the flags production and the tests use, on a free port; yields its
+    websocket URL once ``/healthz`` answers, and stops it afterwards."""
+    port = free_port()
+    argv = [
+        str(BIN / "uvicorn"),
+        "relay.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--lifespan",
+        "on",
+        "--ws",
+        "websockets-sansio",
+        "--ws-max-size",
+        "65536",
+        "--ws-ping-interval",
+        "20",
+        "--ws-ping-timeout",
+        "20",
+        "--timeout-graceful-shutdown",
+        "5",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--backlog",
+        "4096",
+    ]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=environment(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the relay did not start:\n" + log_path.read_text(errors="replace")[-3000:])
+            time.sleep(0.1)
+        yield f"ws://127.0.0.1:{port}/v1/realtime"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)

@@ -30,6 +30,7 @@ import contextlib
 import io
 import os
 import pathlib
+import secrets
 import socket
 import statistics
 import struct
@@ -178,11 +179,10 @@ def _scan_worker(env: dict, log_path: pathlib.Path):
         "-l",
         "warning",
     ]
-    log = open(log_path, "ab")
-    popen = subprocess.Popen(
-        argv, cwd=servers.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            argv, cwd=servers.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     worker = Worker(env, log_path)
     worker.popen = popen
     try:
@@ -252,7 +252,7 @@ def _scan_rows(run: Run, env: dict, clamd, turns: int) -> list[Row]:
 
     data = _document(SCAN_BYTES)
     storage = LocalDiskStorage(
-        pathlib.Path(env["HEARTH_VAR_DIR"]) / "bench-scan", public_url="http://x", secret="bench"
+        pathlib.Path(env["HEARTH_VAR_DIR"]) / "bench-scan", public_url="http://x", secret=secrets.token_hex(16)
     )
     storage.put("quarantine/bench", data)
     scanner = ClamdScanner(clamd.url, timeout=60)

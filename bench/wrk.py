@@ -94,7 +94,7 @@ def ensure_installed(log=print) -> str:
         raise WrkError("wrk is not installed and there is no apt-get to install it")
     log("wrk is missing: apt-get install -y -qq wrk")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    installed = subprocess.run(["dpkg", "-s", "wrk"], capture_output=True).returncode == 0
+    installed = subprocess.run(["dpkg", "-s", "wrk"], capture_output=True, check=False).returncode == 0
     if not installed:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
@@ -105,7 +105,7 @@ def ensure_installed(log=print) -> str:
 
 
 def version(wrk: str) -> str:
-    out = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+    out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
     return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "unknown"
 
 
@@ -128,7 +128,7 @@ def run(
             base_url + load.path,
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(argv, capture_output=True, text=True)
+        out = subprocess.run(argv, capture_output=True, text=True, check=False)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         script.unlink(missing_ok=True)

@@ -122,7 +122,8 @@ def _page_socket(process: subprocess.Popen, port_file: str, deadline: float) -> 
                 f"chromium exited with {process.returncode}: {process.stderr.read().decode(errors='replace')[-2000:]}"
             )
         try:
-            port = int(open(port_file).readline().strip())
+            with open(port_file) as written:
+                port = int(written.readline().strip())
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as listing:
                 pages = [t for t in json.load(listing) if t.get("type") == "page"]
             if pages:

@@ -22,6 +22,7 @@ project's machines are Debian).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import shutil
 import signal
@@ -145,16 +146,15 @@ class ClamdServer:
 
     def start(self, timeout: float = START_TIMEOUT) -> ClamdServer:
         conf = write_config(self.home, self.stream_max)
-        log = open(self.home / "clamd.out", "ab")
         # Its own session: a Ctrl-C in the terminal reaches the test runner, which stops it.
-        self.process = subprocess.Popen(
-            [self.binary, "--config-file", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        with open(self.home / "clamd.out", "ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "--config-file", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -183,10 +183,8 @@ class ClamdServer:
     def tail(self, lines: int = 20) -> str:
         text = []
         for name in ("clamd.log", "clamd.out"):
-            try:
+            with contextlib.suppress(OSError):
                 text += (self.home / name).read_text(errors="replace").splitlines()[-lines:]
-            except OSError:
-                pass
         return "\n".join(text)
 
 

@@ -101,7 +101,7 @@ def _copy_chunks(conn, seed: int, chunks: list[tuple[int, int]], sellers, agents
                 try:
                     cur.copy_expert(listing_sql, io.StringIO("".join(item[0])))
                     cur.copy_expert(history_sql, io.StringIO("".join(item[1])))
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - handed to the producer, which raises it
                     failure.append(exc)
 
     writer = threading.Thread(target=write, name="demo-seed-copy", daemon=True)

@@ -15,7 +15,9 @@ import itertools
 import math
 import random
 import uuid
-from dataclasses import dataclass
+
+from ops.demo_cities import CITIES, LAT_HALF_BOX, LON_HALF_BOX
+from ops.demo_text import CLOSERS, FEATURES, FIRST_NAMES, HOOKS, LAND_OPENERS, LAST_NAMES, NOUNS, OPENERS
 
 CHUNK = 10_000  # rows per RNG stream; fixed, so the rows never depend on batching
 # Listings are dated back from this instant (not from "now"), so a seed always gives the same rows.
@@ -25,190 +27,6 @@ DEMO_EMAIL_DOMAIN = "demo.hearth.example.com"
 SELLERS, AGENTS = 40, 15
 _NAMESPACE = uuid.UUID("6f1f3b1e-8c1a-4d53-9c9e-2f1d8b4a7c10")
 
-
-@dataclass(frozen=True)
-class City:
-    name: str
-    state: str
-    lat: float
-    lon: float
-    weight: int  # share of the listings
-    price_per_sqft: int  # dollars, sale
-    rent_per_sqft: float  # dollars a month, lease
-    tax_rate: float  # annual property tax as a share of the price
-    zips: tuple[str, ...]
-    streets: tuple[str, ...]
-
-
-LAT_HALF_BOX, LON_HALF_BOX = 0.15, 0.20  # each city's box: centre ± these degrees
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-CITIES = (
-    City(
-        "Austin",
-        "TX",
-        30.2672,
-        -97.7431,
-        10,
-        330,
-        1.55,
-        0.018,
-        _words("78701,78702,78703,78704,78705,78721,78723,78731,78741,78745,78746,78748,78749,78751,78757"),
-        _words(
-            "Congress Avenue,South Lamar Boulevard,Guadalupe Street,Burnet Road,East Cesar Chavez Street,"
-            "Barton Springs Road,Riverside Drive,Manor Road,Airport Boulevard,South 1st Street,Enfield Road,"
-            "Exposition Boulevard,William Cannon Drive,Slaughter Lane,Duval Street,Red River Street"
-        ),
-    ),
-    City(
-        "Denver",
-        "CO",
-        39.7392,
-        -104.9903,
-        9,
-        360,
-        1.75,
-        0.0055,
-        _words("80202,80203,80204,80205,80206,80207,80209,80210,80211,80212,80218,80219,80220,80223,80224"),
-        _words(
-            "Colfax Avenue,Broadway,Speer Boulevard,Federal Boulevard,Colorado Boulevard,Larimer Street,"
-            "Blake Street,Downing Street,York Street,Alameda Avenue,Evans Avenue,Tennyson Street,"
-            "Sheridan Boulevard,Monaco Parkway,Quebec Street"
-        ),
-    ),
-    City(
-        "Seattle",
-        "WA",
-        47.6062,
-        -122.3321,
-        9,
-        560,
-        2.55,
-        0.009,
-        _words("98101,98102,98103,98105,98107,98109,98112,98115,98116,98117,98118,98122,98125,98126,98144"),
-        _words(
-            "Pike Street,Pine Street,Aurora Avenue North,Rainier Avenue South,Eastlake Avenue East,"
-            "Fremont Avenue North,Greenwood Avenue North,California Avenue Southwest,Madison Street,"
-            "Jackson Street,Market Street,Roosevelt Way Northeast,Beacon Avenue South,Queen Anne Avenue North"
-        ),
-    ),
-    City(
-        "Miami",
-        "FL",
-        25.7617,
-        -80.1918,
-        10,
-        480,
-        2.6,
-        0.010,
-        _words("33125,33127,33128,33129,33130,33131,33132,33133,33135,33137,33138,33142,33145,33146,33155"),
-        _words(
-            "Biscayne Boulevard,Brickell Avenue,Southwest 8th Street,Coral Way,Flagler Street,"
-            "Northwest 7th Avenue,South Bayshore Drive,Grand Avenue,Main Highway,Northeast 2nd Avenue,"
-            "Bird Road,Douglas Road,Le Jeune Road,Tigertail Avenue"
-        ),
-    ),
-    City(
-        "Chicago",
-        "IL",
-        41.8781,
-        -87.6298,
-        14,
-        260,
-        1.9,
-        0.020,
-        _words("60601,60605,60607,60608,60610,60611,60613,60614,60618,60622,60625,60640,60647,60657,60660"),
-        _words(
-            "Michigan Avenue,State Street,Clark Street,Halsted Street,Ashland Avenue,Western Avenue,"
-            "Milwaukee Avenue,Division Street,North Avenue,Fullerton Avenue,Belmont Avenue,Lincoln Avenue,"
-            "Damen Avenue,Armitage Avenue,Sheridan Road"
-        ),
-    ),
-    City(
-        "Boston",
-        "MA",
-        42.3601,
-        -71.0589,
-        9,
-        620,
-        3.1,
-        0.011,
-        _words("02108,02109,02110,02111,02113,02114,02115,02116,02118,02119,02124,02127,02130,02131,02135"),
-        _words(
-            "Beacon Street,Commonwealth Avenue,Boylston Street,Newbury Street,Tremont Street,"
-            "Washington Street,Massachusetts Avenue,Huntington Avenue,Cambridge Street,Hanover Street,"
-            "Dorchester Avenue,Centre Street,Blue Hill Avenue,Columbus Avenue,Marlborough Street"
-        ),
-    ),
-    City(
-        "Phoenix",
-        "AZ",
-        33.4484,
-        -112.0740,
-        12,
-        290,
-        1.45,
-        0.006,
-        _words("85003,85004,85006,85008,85012,85013,85014,85016,85018,85020,85021,85022,85028,85032,85044"),
-        _words(
-            "Camelback Road,Central Avenue,Indian School Road,McDowell Road,Thomas Road,7th Street,"
-            "16th Street,24th Street,32nd Street,Bethany Home Road,Glendale Avenue,Northern Avenue,"
-            "Cactus Road,Shea Boulevard,Baseline Road"
-        ),
-    ),
-    City(
-        "Portland",
-        "OR",
-        45.5152,
-        -122.6784,
-        8,
-        340,
-        1.8,
-        0.010,
-        _words("97201,97202,97203,97205,97206,97209,97210,97211,97212,97213,97214,97215,97217,97219,97239"),
-        _words(
-            "Burnside Street,Hawthorne Boulevard,Belmont Street,Division Street,Alberta Street,"
-            "Mississippi Avenue,Sandy Boulevard,Broadway,Macadam Avenue,Powell Boulevard,Foster Road,"
-            "Fremont Street,Killingsworth Street,Interstate Avenue,Northwest 23rd Avenue"
-        ),
-    ),
-    City(
-        "Nashville",
-        "TN",
-        36.1627,
-        -86.7816,
-        8,
-        320,
-        1.7,
-        0.0065,
-        _words("37203,37204,37205,37206,37207,37208,37209,37210,37211,37212,37214,37215,37216,37218,37220"),
-        _words(
-            "West End Avenue,Charlotte Avenue,Gallatin Pike,Nolensville Pike,Belmont Boulevard,"
-            "12th Avenue South,Hillsboro Pike,Demonbreun Street,Church Street,Woodland Street,Shelby Avenue,"
-            "Granny White Pike,Lebanon Pike,Murfreesboro Pike"
-        ),
-    ),
-    City(
-        "San Diego",
-        "CA",
-        32.7157,
-        -117.1611,
-        11,
-        690,
-        2.9,
-        0.0115,
-        _words("92101,92102,92103,92104,92105,92106,92107,92108,92109,92110,92111,92115,92116,92117,92122"),
-        _words(
-            "Market Street,University Avenue,El Cajon Boulevard,Adams Avenue,Park Boulevard,Garnet Avenue,"
-            "Sunset Cliffs Boulevard,Rosecrans Street,India Street,Kettner Boulevard,Mission Boulevard,"
-            "Genesee Avenue,Balboa Avenue,Clairemont Drive"
-        ),
-    ),
-)
 
 # (type, share, sub types, median living area in sq ft or None, sigma)
 TYPES = (
@@ -238,46 +56,6 @@ STATUS_PATHS = (
     (1, ("Incomplete", "Canceled")),
     (2, ("Incomplete",)),
 )
-FEATURES = _words(
-    "Central Air,Hardwood Floors,Fireplace,Walk-In Closet,Granite Counters,Stainless Appliances,Open Floor Plan,"
-    "Vaulted Ceilings,Attached Garage,Two-Car Garage,Covered Parking,EV Charger,Solar Panels,Pool,Hot Tub,"
-    "Fenced Yard,Deck,Patio,Balcony,Rooftop Terrace,Mountain View,Water View,City View,Updated Kitchen,"
-    "Kitchen Island,Breakfast Nook,Laundry Room,In-Unit Laundry,Basement,Finished Basement,Home Office,"
-    "Guest Suite,Smart Thermostat,Security System,Sprinkler System,Gated Community,Fitness Center,Doorman,"
-    "Elevator,Pet Friendly,Dog Park,Bike Storage,Storage Unit,Skylights,Tankless Water Heater,Energy Star Windows,"
-    "Wine Cellar,Workshop,Garden,Fruit Trees"
-)
-_OPENERS = _words(
-    "Bright and airy,Beautifully updated,Sun-filled,Move-in ready,Thoughtfully renovated,"
-    "Charming,Spacious,Stylish,Light-filled,Well-kept,Quiet,Rare"
-)
-_LAND_OPENERS = _words("Buildable,Level,Wooded,Corner,Rare,Quiet,Gently sloping,Cleared")
-_HOOKS = _words(
-    "steps from parks and cafes,close to downtown,on a tree-lined street,near top-rated schools,"
-    "minutes from the freeway,in a walkable neighborhood,near transit,backing onto a greenbelt,"
-    "on a quiet cul-de-sac,close to shopping and dining"
-)
-_CLOSERS = _words(
-    "Schedule a showing today.,Open house this weekend.,Priced to sell.,A must see.,"
-    "Offers reviewed as received.,Ready for its next chapter.,Bring your ideas."
-)
-_NOUNS = {
-    "SingleFamilyResidence": "home",
-    "Condominium": "condo",
-    "Townhouse": "townhome",
-    "Apartment": "apartment",
-    "Duplex": "duplex",
-    "Triplex": "triplex",
-    "Quadruplex": "fourplex",
-    "MultiFamily": "multifamily building",
-    "UnimprovedLand": "lot",
-    "Office": "office building",
-    "Retail": "retail space",
-    "Industrial": "industrial building",
-    "MixedUse": "mixed-use building",
-    "Warehouse": "warehouse",
-}
-
 COLUMNS = (
     "id",
     "owner_id",
@@ -340,18 +118,13 @@ _STATUS_CUM = _cumulative(row[0] for row in STATUS_PATHS)
 
 def demo_users() -> tuple[list[tuple], list[tuple]]:
     """The demo sellers and agents: ``(id, email, full_name, role)``; the same for every seed."""
-    first = _words(
-        "Ava,Ben,Chloe,Diego,Elena,Farah,Gus,Hana,Ivan,Jade,Kofi,Lena,Malik,Nora,Omar,Priya,Quinn,Rosa,Sam,Tara"
-    )
-    last = _words(
-        "Alvarez,Brooks,Chen,Diaz,Evans,Fischer,Garcia,Hughes,Ito,Johnson,Khan,Lopez,Moreau,Nguyen,"
-        "Okafor,Patel,Rossi,Smith,Tanaka,Walsh"
-    )
     people = []
     for role, count in (("seller", SELLERS), ("agent", AGENTS)):
         for k in range(count):
             email = f"{role}{k + 1:02d}@{DEMO_EMAIL_DOMAIN}"
-            name = f"{first[(k * 7 + len(role)) % len(first)]} {last[(k * 3 + len(role)) % len(last)]}"
+            first = FIRST_NAMES[(k * 7 + len(role)) % len(FIRST_NAMES)]
+            last = LAST_NAMES[(k * 3 + len(role)) % len(LAST_NAMES)]
+            name = f"{first} {last}"
             people.append((uuid.uuid5(_NAMESPACE, email), email, name, role))
     return [p for p in people if p[3] == "seller"], [p for p in people if p[3] == "agent"]
 
@@ -442,13 +215,13 @@ def generate_chunk(seed: int, chunk: int, count: int, sellers: list[str], agents
             if abs(lat - city.lat) < LAT_HALF_BOX and abs(lon - city.lon) < LON_HALF_BOX:
                 break
         features = rng.sample(FEATURES, rng.randint(2, 10)) if median_area is not None else []
-        noun = _NOUNS[sub]
+        noun = NOUNS[sub]
         size = f"{beds}-bedroom " if beds else ""
-        opener = choice(_OPENERS if median_area is not None else _LAND_OPENERS)
+        opener = choice(OPENERS if median_area is not None else LAND_OPENERS)
         remarks = (
-            f"{opener} {size}{noun} {choice(_HOOKS)} in {city.name}. "
+            f"{opener} {size}{noun} {choice(HOOKS)} in {city.name}. "
             + (f"Features {features[0].lower()} and {features[1].lower()}. " if features else "")
-            + choice(_CLOSERS)
+            + choice(CLOSERS)
         )
         tour = f"https://tours.example.com/{pid[:8]}" if rand() < 0.2 and median_area is not None else None
 

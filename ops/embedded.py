@@ -63,7 +63,7 @@ def stop_all() -> None:
         server = _owned.pop()
         try:
             server.stop()
-        except Exception as exc:  # keep stopping the others
+        except Exception as exc:  # noqa: BLE001 - whatever one server does, keep stopping the others
             problems.append(f"{server.name}: {exc}")
     if problems:
         raise ServiceError("could not stop: " + "; ".join(problems))

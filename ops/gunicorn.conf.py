@@ -61,8 +61,9 @@ errorlog = "-"
 loglevel = "info"
 
 # Heartbeat files on tmpfs: a disk-backed /tmp can stall workers under I/O load.
-if os.path.isdir("/dev/shm"):
-    worker_tmp_dir = "/dev/shm"
+_TMPFS = "/dev/shm"  # noqa: S108 - gunicorn makes its own unique files in it (mkstemp), as its docs advise
+if os.path.isdir(_TMPFS):
+    worker_tmp_dir = _TMPFS
 
 # The control socket defaults to one path per user, which two gunicorns on one
 # machine (dev server beside tests) would fight over; nothing here uses it.

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime
 import json
 import re
@@ -209,10 +210,8 @@ class Handler(BaseHTTPRequestHandler):
         }
         content_type = self.headers.get("Content-Type", "")
         if "json" in content_type:
-            try:
+            with contextlib.suppress(ValueError):
                 entry["json"] = json.loads(text)
-            except ValueError:
-                pass
         elif "x-www-form-urlencoded" in content_type:
             entry["form"] = dict(parse_qsl(text, keep_blank_values=True))
         if provider == "sendgrid":

@@ -50,8 +50,8 @@ def read_procfile(path: pathlib.Path = PROCFILE) -> dict[str, str]:
         text = path.read_text()
     except OSError as exc:
         raise ProcfileError(f"cannot read {path}: {exc.strerror}") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         name, sep, command = line.partition(":")
@@ -241,7 +241,7 @@ def child_environment(settings: Settings, urls: dict[str, str]) -> dict[str, str
 def _address(bind: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
     host = host.strip("[]")
-    if host in ("", "0.0.0.0", "::"):
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - shows a wildcard bind as loopback; binds nothing
         host = "127.0.0.1"
     return host, int(port)
 

@@ -28,6 +28,7 @@ in its module::
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -41,20 +42,22 @@ from tasks.runtime import init_runtime
 from tests.conftest import make_settings
 
 TWILIO_FROM = "+15550001111"
-_local_stub = None
+
+
+@functools.cache
+def _local_stub():
+    """The recorder started in this process, once, when a test first needs it."""
+    from ops.provider_stub import start_provider_stub
+
+    return start_provider_stub()
 
 
 def providers_url() -> str:
     """The recorder's base URL: ``TEST_PROVIDERS_URL``, or a server started in this process."""
-    global _local_stub
     url = os.environ.get("TEST_PROVIDERS_URL")
     if url:
         return url.rstrip("/")
-    if _local_stub is None:
-        from ops.provider_stub import start_provider_stub
-
-        _local_stub = start_provider_stub()
-    return _local_stub.url
+    return _local_stub().url
 
 
 @dataclass

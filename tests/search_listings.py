@@ -46,29 +46,29 @@ def make_listing(owner=None, *, index: bool = True, **fields) -> Property:
     n = next(_seq)
     owner = owner or make_owner()
     minutes = fields.pop("listed_minutes", n)
-    values = dict(
-        id=uuid.uuid4(),
-        owner=owner.id,
-        standard_status="Active",
-        property_type="Residential",
-        list_price=30_000_000,
-        original_list_price=30_000_000,
-        bedrooms_total=3,
-        bathrooms_full=2,
-        bathrooms_half=0,
-        living_area=1500,
-        year_built=1990,
-        street_number=str(100 + n),
-        street_name="Main Street",
-        city="Austin",
-        state_or_province="TX",
-        postal_code="78701",
-        latitude=30.27,
-        longitude=-97.74,
-        features=[],
-        public_remarks="A house.",
-        on_market_timestamp=BASE_TIME + datetime.timedelta(minutes=minutes),
-    )
+    values = {
+        "id": uuid.uuid4(),
+        "owner": owner.id,
+        "standard_status": "Active",
+        "property_type": "Residential",
+        "list_price": 30_000_000,
+        "original_list_price": 30_000_000,
+        "bedrooms_total": 3,
+        "bathrooms_full": 2,
+        "bathrooms_half": 0,
+        "living_area": 1500,
+        "year_built": 1990,
+        "street_number": str(100 + n),
+        "street_name": "Main Street",
+        "city": "Austin",
+        "state_or_province": "TX",
+        "postal_code": "78701",
+        "latitude": 30.27,
+        "longitude": -97.74,
+        "features": [],
+        "public_remarks": "A house.",
+        "on_market_timestamp": BASE_TIME + datetime.timedelta(minutes=minutes),
+    }
     values.update(fields)
     values.setdefault("unparsed_address", f"{values['street_number']} {values['street_name']}, {values['city']}")
     values["original_list_price"] = values["list_price"]

@@ -58,7 +58,7 @@ def test_production_with_nothing_configured_lists_every_problem():
 
 
 @pytest.mark.parametrize(
-    "change, named",
+    ("change", "named"),
     [
         ({"HEARTH_DEBUG": "true"}, "HEARTH_DEBUG"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
@@ -119,7 +119,7 @@ def test_values_are_parsed_and_bad_ones_all_named():
 
 
 @pytest.mark.parametrize(
-    "environ, named",
+    ("environ", "named"),
     [
         ({"HEARTH_ENV": "staging"}, "HEARTH_ENV"),
         ({"DATABASE_URL": "mysql://db/hearth"}, "DATABASE_URL"),
@@ -144,7 +144,9 @@ def test_keyword_overrides_win_over_the_environment():
     assert parse_rate(settings.rate_limit_auth) == (3, 1)
 
 
-@pytest.mark.parametrize("text, expected", [("20/minute", (20, 60)), ("5/seconds", (5, 1)), ("100/day", (100, 86400))])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("20/minute", (20, 60)), ("5/seconds", (5, 1)), ("100/day", (100, 86400))]
+)
 def test_parse_rate(text, expected):
     assert parse_rate(text) == expected
 

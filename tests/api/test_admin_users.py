@@ -173,7 +173,7 @@ def test_a_forged_cursor_is_422_naming_the_parameter(client, admin_headers):
 
 
 @pytest.mark.parametrize(
-    "params, field",
+    ("params", "field"),
     [
         ({"limit": "0"}, "query.limit"),
         ({"limit": "101"}, "query.limit"),

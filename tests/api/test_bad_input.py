@@ -312,7 +312,7 @@ def test_multi_line_text_keeps_its_line_breaks_and_tabs(client, login):
 
 
 @pytest.mark.parametrize(
-    "params, field",
+    ("params", "field"),
     [
         ({"city": "Aus\ntin"}, "query.city"),
         ({"q": "pool\u2028"}, "query.q"),

@@ -49,12 +49,14 @@ def page(client, headers, conversation_id, **params) -> dict:
 
 
 def test_pages_go_both_ways_in_ascending_order(client, people):
-    owner, buyer, owner_h, buyer_h = people
+    owner, _buyer, owner_h, buyer_h = people
     conversation = started(client, buyer_h, make_listing(owner), "message 0")["id"]
     for n in range(1, 12):
         assert post(client, owner_h if n % 2 else buyer_h, conversation, f"message {n}").status_code == 201
     every = [m.id for m in Message.select().order_by(Message.id)]
-    bodies = lambda p: [m["body"] for m in p["items"]]  # noqa: E731
+
+    def bodies(result):
+        return [m["body"] for m in result["items"]]
 
     latest = page(client, buyer_h, conversation, limit=5)
     assert bodies(latest) == [f"message {n}" for n in range(7, 12)]
@@ -90,7 +92,7 @@ def test_pages_go_both_ways_in_ascending_order(client, people):
 
 
 def test_messages_are_stripped_and_limited(client, people):
-    owner, buyer, owner_h, buyer_h = people
+    owner, _buyer, owner_h, buyer_h = people
     conversation = started(client, buyer_h, make_listing(owner))["id"]
     assert post(client, owner_h, conversation, "\n  Sure.  \t").json["body"] == "Sure."
     assert post(client, owner_h, conversation, "x" * 4000).status_code == 201
@@ -115,7 +117,7 @@ def test_a_repeated_client_id_posts_once_per_sender(client, people):
 
 
 def test_posting_publishes_the_message_on_the_conversation_channel(client, people, bus):
-    owner, buyer, owner_h, buyer_h = people
+    owner, _buyer, owner_h, buyer_h = people
     conversation = started(client, buyer_h, make_listing(owner), "First")
     reply = post(client, owner_h, conversation["id"], "Second").json
     events = bus.history(f"conversation:{conversation['id']}")
@@ -143,11 +145,16 @@ def test_a_redis_failure_while_publishing_does_not_lose_the_message(client, peop
 
 
 def test_unread_counts_and_read_receipts(client, people, bus):
-    owner, buyer, owner_h, buyer_h = people
+    owner, _buyer, owner_h, buyer_h = people
     conversation = started(client, buyer_h, make_listing(owner), "one")["id"]
     ids = [post(client, buyer_h, conversation, body).json["id"] for body in ("two", "three")]
-    item = lambda h: client.simulate_get(f"/v1/conversations/{conversation}", headers=h).json  # noqa: E731
-    read = lambda h, **b: client.simulate_post(f"/v1/conversations/{conversation}/read", headers=h, json=b)
+
+    def item(headers):
+        return client.simulate_get(f"/v1/conversations/{conversation}", headers=headers).json
+
+    def read(headers, **body):
+        return client.simulate_post(f"/v1/conversations/{conversation}/read", headers=headers, json=body)
+
     assert item(owner_h)["unread_count"] == 3
 
     resp = read(owner_h, message_id=ids[0])
@@ -207,7 +214,7 @@ def test_one_notification_per_unread_streak(client, people, jobs):
 
 
 def test_a_clean_attachment_reaches_the_other_participant_only(client, jobs, people, auth_headers):
-    owner, buyer, owner_h, buyer_h = people
+    owner, _buyer, owner_h, buyer_h = people
     stranger_h = auth_headers(make_user())
     letter = pdf(b"pre-approval: 600000")
     mine = uploaded(client, jobs, buyer_h, letter, purpose="document", filename="approval.pdf")
@@ -226,7 +233,7 @@ def test_a_clean_attachment_reaches_the_other_participant_only(client, jobs, peo
 
 
 def test_only_my_own_clean_attachable_uploads_can_be_attached(client, jobs, people):
-    owner, buyer, owner_h, buyer_h = people
+    owner, _buyer, owner_h, buyer_h = people
     theirs = uploaded(client, jobs, owner_h, pdf(b"owner's file"), purpose="document")["id"]
     avatar = uploaded(client, jobs, buyer_h, png(), purpose="avatar")["id"]
     good = uploaded(client, jobs, buyer_h, png(), purpose="document")["id"]
@@ -260,7 +267,7 @@ def test_only_my_own_clean_attachable_uploads_can_be_attached(client, jobs, peop
 
 
 def test_who_may_download_an_attachment_is_one_indexed_lookup(client, jobs, people, caplog):
-    owner, buyer, owner_h, buyer_h = people
+    owner, _buyer, owner_h, buyer_h = people
     attached = uploaded(client, jobs, buyer_h, pdf(), purpose="document")["id"]
     started(client, buyer_h, make_listing(owner), "see attached", attachments=[attached])
     with caplog.at_level(logging.DEBUG, logger="peewee"):

@@ -156,7 +156,7 @@ def test_an_agent_creating_a_listing_is_its_agent_and_active_sets_on_market(clie
     assert resp.json["on_market_timestamp"] is not None
 
 
-@pytest.mark.parametrize("role,status", [("buyer", 403), (None, 401)])
+@pytest.mark.parametrize(("role", "status"), [("buyer", 403), (None, 401)])
 def test_buyers_and_anonymous_callers_cannot_create(client, people, role, status):
     before = Property.select().count()
     assert_problem(client.simulate_post("/v1/properties", json=HOUSE, headers=people.headers(role)), status)
@@ -175,7 +175,7 @@ def test_the_assigned_agent_must_be_an_agent(client, people):
 
 
 @pytest.mark.parametrize(
-    "changes,field",
+    ("changes", "field"),
     [
         ({"latitude": 90.5}, "body.latitude"),
         ({"longitude": -180.01}, "body.longitude"),
@@ -251,7 +251,7 @@ def test_a_draft_is_seen_only_by_its_owner_agent_and_admins(client, people):
 
 
 @pytest.mark.parametrize(
-    "status,public",
+    ("status", "public"),
     [
         ("ComingSoon", True),
         ("Active", True),

@@ -104,7 +104,7 @@ def test_the_search_url_runs_the_saved_query(client, user, auth_headers):
 
 
 @pytest.mark.parametrize(
-    "query, field",
+    ("query", "field"),
     [
         ({"min_price": 500, "max_price": 100}, "body.query.min_price"),
         ({"min_year_built": 2000, "max_year_built": 1990}, "body.query.min_year_built"),
@@ -146,7 +146,7 @@ def test_every_parameter_the_api_accepts_is_one_the_alert_scan_checks():
 
 
 @pytest.mark.parametrize(
-    "body, field",
+    ("body", "field"),
     [
         ({"name": "   ", "query": {}}, "body.name"),
         ({"name": "n" * 101, "query": {}}, "body.name"),

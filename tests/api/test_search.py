@@ -176,7 +176,7 @@ def test_default_search_is_active_and_coming_soon_newest_first(client, homes):
 
 
 @pytest.mark.parametrize(
-    "params, expected",
+    ("params", "expected"),
     [
         ({"min_price": 30_000_000}, {"a1", "a2", "d1", "h1", "p1", "n1"}),
         ({"max_price": 30_000_000}, {"a1", "a3", "d1", "d2"}),
@@ -246,7 +246,7 @@ def test_any_text_is_safe(client, homes, q):
 
 
 @pytest.mark.parametrize(
-    "params, sort",
+    ("params", "sort"),
     [
         ({}, "newest"),
         ({}, "price_asc"),
@@ -336,7 +336,7 @@ def _changing_catalogue(jobs, count=18):
 
 
 @pytest.mark.parametrize(
-    "sort, params",
+    ("sort", "params"),
     [
         ("newest", {}),
         ("price_asc", {}),
@@ -421,7 +421,7 @@ def test_drafts_and_off_market_listings_never_appear_even_to_their_owners(client
 
 
 @pytest.mark.parametrize(
-    "params, field",
+    ("params", "field"),
     [
         ({"bbox": "-181,30,-97,31"}, "query.bbox"),
         ({"bbox": "-98,91,-97,92"}, "query.bbox"),

@@ -57,7 +57,7 @@ def test_a_photo_is_scanned_clean_and_its_previews_carry_no_exif_or_gps(
 
     assert download(client, accepted["id"], headers) == (302, original)
     for variant in ("w320", "w1280"):
-        status, data = download(client, accepted["id"], headers, variant=variant)
+        _status, data = download(client, accepted["id"], headers, variant=variant)
         image = Image.open(io.BytesIO(data))
         assert image.format == "WEBP"
         exif = image.getexif()

@@ -202,7 +202,7 @@ def test_the_twilio_webhook_refuses_everything_without_an_auth_token(client_with
 
 
 @pytest.mark.parametrize(
-    "body, status",
+    ("body", "status"),
     [
         (b"", 400),
         (b"{", 400),
@@ -305,7 +305,7 @@ def test_a_digest_event_settles_every_delivery_of_the_digest(client):
 
 
 @pytest.mark.parametrize(
-    "event, fields, status, reason",
+    ("event", "fields", "status", "reason"),
     [
         ("dropped", {"reason": "Bounced Address"}, "failed", "dropped"),
         ("dropped", {"reason": "Invalid SMTPAPI header"}, "failed", None),

@@ -7,6 +7,7 @@ started it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -47,13 +48,13 @@ class Proc:
     def __init__(self, name: str, argv: list[str], env: dict, log_dir: pathlib.Path):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # The child writes to its own copy of the descriptor; this process only reads the file back.
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def output(self) -> str:
-        self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:
@@ -61,10 +62,8 @@ class Proc:
 
     def kill9(self) -> None:
         """SIGKILL the whole process group (a worker and its pool children), as a crash would."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait(timeout=10)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -76,7 +75,6 @@ class Proc:
                 self.kill9()
             except ProcessLookupError:
                 pass
-        self.log.close()
 
 
 def environment(settings_env: dict) -> dict:

@@ -95,7 +95,7 @@ def test_every_operation_keeps_to_the_document_with_and_without_a_token(server, 
     }
     failed = {}
     try:
-        for (name, run), report in zip(runs.items(), ("anonymous", "seller")):
+        for (name, run), report in zip(runs.items(), ("anonymous", "seller"), strict=True):
             if run.wait(timeout=600) != 0:
                 output = (tmp_path / report / "output.txt").read_text(errors="replace")
                 failed[name] = f"schemathesis exited {run.returncode}\n{output[-15000:]}"

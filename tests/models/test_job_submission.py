@@ -69,11 +69,17 @@ def test_a_job_is_submitted_when_its_block_commits_not_before(database):
 
 def test_a_rolled_back_job_is_never_submitted(database):
     broker = Broker()
-    with jobs_submitted_after_commit(broker.submit), pytest.raises(Boom), db.atomic():
-        job = _job()
-        raise Boom()
+    written: list[Job] = []
+
+    def write_a_job_then_fail():
+        with db.atomic():
+            written.append(_job())
+            raise Boom()
+
+    with jobs_submitted_after_commit(broker.submit), pytest.raises(Boom):
+        write_a_job_then_fail()
     assert broker.submitted == []
-    assert Job.get_or_none(Job.id == job.id) is None
+    assert Job.get_or_none(Job.id == written[0].id) is None
 
 
 def test_a_nested_block_that_rolls_back_drops_only_its_own_jobs(database):
@@ -96,10 +102,15 @@ def test_a_nested_block_that_rolls_back_drops_only_its_own_jobs(database):
 
 def test_an_outer_rollback_drops_the_jobs_of_blocks_released_inside_it(database):
     broker = Broker()
-    with jobs_submitted_after_commit(broker.submit), pytest.raises(Boom), db.atomic():
+
+    def release_a_job_then_fail():
         with db.atomic():
-            _job()
-        raise Boom()
+            with db.atomic():
+                _job()
+            raise Boom()
+
+    with jobs_submitted_after_commit(broker.submit), pytest.raises(Boom):
+        release_a_job_then_fail()
     assert broker.submitted == []
 
 

@@ -43,7 +43,7 @@ def test_missing_or_garbage_hashes_never_verify():
 
 
 @pytest.mark.parametrize(
-    "password, problem",
+    ("password", "problem"),
     [
         ("short1!", "at least 8"),
         ("password123", "common"),

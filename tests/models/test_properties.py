@@ -64,7 +64,9 @@ def test_the_table_is_closed_and_everything_is_reachable_from_a_draft():
     assert {s for s, targets in TRANSITIONS.items() if not targets} == {"Closed", "Canceled"}
 
 
-@pytest.mark.parametrize("current,new", [pair for pair in itertools.product(STATUSES, STATUSES) if pair[0] != pair[1]])
+@pytest.mark.parametrize(
+    ("current", "new"), [pair for pair in itertools.product(STATUSES, STATUSES) if pair[0] != pair[1]]
+)
 def test_each_pair_of_statuses_moves_only_when_the_table_says_so(owner, current, new):
     listing = _at(owner, current)
     before = _status_rows(listing)
@@ -73,7 +75,7 @@ def test_each_pair_of_statuses_moves_only_when_the_table_says_so(owner, current,
         changed = listing.change_status(new, actor_id=owner.id, **closing)
         assert changed["standard_status"] == (current, new)
         assert listing.standard_status == new and listing.version == 2
-        assert _status_rows(listing) == before + [(current, new)]
+        assert _status_rows(listing) == [*before, (current, new)]
     else:
         with pytest.raises(IllegalTransition):
             listing.change_status(new, actor_id=owner.id, **closing)
@@ -131,7 +133,7 @@ def test_no_sequence_of_changes_breaks_the_lifecycle(owner, initial, actions):
         # One history row per change, forming a legal path; the row matches the listing.
         assert _status_rows(listing) == expected_status_rows
         path = [new for _, new in expected_status_rows]
-        assert all(can_transition(a, b) for a, b in zip(path, path[1:]))
+        assert all(can_transition(a, b) for a, b in itertools.pairwise(path))
         fresh = Property.get_by_id(listing.id)
         assert fresh.standard_status == path[-1] and fresh.list_price == prices[-1]
         assert fresh.original_list_price == prices[0]

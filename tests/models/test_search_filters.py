@@ -29,7 +29,7 @@ def test_a_query_becomes_its_filters_and_sort():
 
 
 @pytest.mark.parametrize(
-    "query, error",
+    ("query", "error"),
     [
         ({"min_price": 500, "max_price": 100}, ("min_price", "must not exceed max_price")),
         (

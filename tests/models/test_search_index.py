@@ -26,7 +26,7 @@ def _shape(table: str) -> tuple[list, list]:
     # Index names carry the generation; the definitions must agree.
     normalised = sorted(definition.split(" ON ", 1)[1].replace(table, "T") for (definition,) in indexes)
     options = db.execute_sql("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
-    return columns + [options], normalised
+    return [*columns, options], normalised
 
 
 def test_a_rebuilt_table_has_the_shape_the_migration_created(database):

@@ -31,16 +31,16 @@ PHOTO = PurposeRule("listing_photo", ("image/jpeg", "image/png"), 1_000)
 
 def _upload(owner, **fields) -> Upload:
     upload_id = uuid.uuid4()
-    values = dict(
-        id=upload_id,
-        owner=owner.id,
-        purpose="listing_photo",
-        status="awaiting_upload",
-        filename="garden.jpg",
-        declared_type="image/jpeg",
-        declared_size=100,
-        storage_key=quarantine_key(upload_id),
-    )
+    values = {
+        "id": upload_id,
+        "owner": owner.id,
+        "purpose": "listing_photo",
+        "status": "awaiting_upload",
+        "filename": "garden.jpg",
+        "declared_type": "image/jpeg",
+        "declared_size": 100,
+        "storage_key": quarantine_key(upload_id),
+    }
     values.update(fields)
     return Upload.create(**values)
 

@@ -40,6 +40,7 @@ def hearth(
         env=env or BASE_ENV,
         input=stdin,
         capture_output=True,
+        check=False,
         text=True,
         timeout=timeout,
     )
@@ -441,6 +442,7 @@ def test_development_refuses_to_listen_beyond_loopback(database_env):
         cwd=ROOT,
         env=env,
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )

@@ -48,7 +48,7 @@ def dev_settings():
 def in_another_process(code: str) -> str:
     """Run ``code`` in a fresh interpreter (a second `hearth` command); returns its stdout."""
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, check=False, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

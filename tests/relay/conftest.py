@@ -9,6 +9,7 @@ the rows the test wrote in its (rolled-back) transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import msgspec
@@ -97,10 +98,8 @@ class Relay:
                     await asyncio.wait_for(scenario(self), 30)
                 finally:
                     for ctx in reversed(self._contexts):
-                        try:
+                        with contextlib.suppress(Exception):  # the scenario may have closed it
                             await ctx.__aexit__(None, None, None)
-                        except Exception:  # noqa: BLE001 - the scenario may have closed it
-                            pass
 
         asyncio.run(main())
 

@@ -94,7 +94,7 @@ def test_the_client_address_comes_from_x_forwarded_for_only_through_trusted_prox
 
 
 @pytest.mark.parametrize(
-    "origins, origin, allowed",
+    ("origins", "origin", "allowed"),
     [
         ((), "https://evil.example", False),  # no allow-list: no browser page may connect
         ((), None, True),  # a script or an app sends no Origin

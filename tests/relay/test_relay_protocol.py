@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from falcon.errors import WebSocketDisconnected
@@ -341,7 +342,7 @@ def test_browsers_from_other_origins_are_refused_when_origins_are_configured(rel
         ok = r.conductor.simulate_ws("/v1/realtime", headers={"Origin": "https://app.hearth.example"})
         ws = await ok.__aenter__()
         r._contexts.append(ok)
-        await ws.send_text('{"type": "auth", "token": "%s"}' % token_for(user))
+        await ws.send_text(json.dumps({"type": "auth", "token": token_for(user)}))
         assert '"ready"' in await ws.receive_text()
 
     relay.run(scenario)

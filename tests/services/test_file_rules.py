@@ -10,7 +10,7 @@ from tests.services.backends import jpeg_with_gps, pdf, png
 
 
 @pytest.mark.parametrize(
-    "head, expected",
+    ("head", "expected"),
     [
         (b"\xff\xd8\xff\xe0\x00\x10JFIF", "image/jpeg"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "image/png"),
@@ -44,7 +44,7 @@ def test_purposes_allow_their_types_only():
 
 
 @pytest.mark.parametrize(
-    "raw, shown, stem",
+    ("raw", "shown", "stem"),
     [
         ("C:\\Users\\me\\Desktop\\plan.pdf", "plan.pdf", "plan"),
         ("../../.ssh/id_rsa", "id_rsa", "id_rsa"),

@@ -31,7 +31,7 @@ def test_every_task_is_routed_by_the_producer_as_by_the_worker(settings):
 
 
 @pytest.mark.parametrize(
-    "kind, queue_name",
+    ("kind", "queue_name"),
     [
         ("accounts.send_password_reset", "notify"),
         ("uploads.scan_upload", "scans"),

@@ -78,7 +78,7 @@ def test_twilio_receives_the_text_the_sender_and_the_status_callback(providers):
 
 
 @pytest.mark.parametrize(
-    "status, transient", [(400, False), (401, False), (403, False), (429, True), (500, True), (503, True)]
+    ("status", "transient"), [(400, False), (401, False), (403, False), (429, True), (500, True), (503, True)]
 )
 def test_provider_answers_are_classified_for_retries(providers, status, transient):
     providers.program("email", {"status": status})

@@ -63,5 +63,5 @@ def test_a_stream_over_clamds_limit_is_refused_not_retried(tmp_path):
 
 
 def test_urls_must_name_unix_or_tcp():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a clamd URL"):
         ClamdScanner("http://clamd:3310")

@@ -112,7 +112,7 @@ class BrokerServer:
         import redis
 
         client = redis.Redis.from_url(self.url)
-        wait_for(lambda: client.ping(), timeout=10, what="the broker's redis-server")
+        wait_for(client.ping, timeout=10, what="the broker's redis-server")
         client.close()
         return self
 

@@ -95,7 +95,7 @@ def test_running_the_reset_job_twice_sends_one_email(runtime):
 
 
 @pytest.mark.parametrize(
-    "task, kind, purpose",
+    ("task", "kind", "purpose"),
     [
         (send_signup_notice, "accounts.send_signup_notice", "password_reset"),
         (send_unlock_link, "accounts.send_unlock_link", "account_unlock"),

@@ -150,7 +150,7 @@ def test_sweep_leaves_stale_jobs_of_a_backlogged_queue_waiting_their_turn(settin
 
 
 @pytest.mark.parametrize(
-    "kind, queue",
+    ("kind", "queue"),
     [("jobs.selftest", "default"), ("exports.build_export", "exports"), ("jobs.sweep_jobs", "maintenance")],
 )
 def test_job_queues_match_the_routes_of_their_tasks(kind, queue):

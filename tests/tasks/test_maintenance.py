@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
+
 from models import sessions
 from models.accounts import AccountToken, AuthSession, RefreshToken, new_token, token_hash
 from models.base import utcnow
@@ -49,8 +51,8 @@ def test_purge_deletes_what_is_dead_and_keeps_what_is_alive(runtime):
     active, _ = _session(user, refresh=("used", "unused"))
     revoked_recently, _ = _session(user, revoked_at=now - DAY, refresh=("used", "unused"))
     expired_recently, _ = _session(user, expires_at=now - DAY, refresh=("unused",))
-    revoked_long_ago, _ = _session(user, revoked_at=long_ago, refresh=("used",))
-    expired_long_ago, _ = _session(user, expires_at=long_ago, refresh=())
+    _revoked_long_ago, _ = _session(user, revoked_at=long_ago, refresh=("used",))
+    _expired_long_ago, _ = _session(user, expires_at=long_ago, refresh=())
 
     result = purge_expired_tokens()
     assert result == {"account_tokens": 1, "refresh_tokens": 4, "sessions": 2}
@@ -72,16 +74,10 @@ def test_reuse_detection_survives_the_purge(runtime):
     _, fresh = sessions.rotate(raw)
     purge_expired_tokens()
     # The consumed token of a live session is still known, so replaying it ends the session.
-    try:
+    with pytest.raises(sessions.RefreshRejected) as replayed:
         sessions.rotate(raw)
-    except sessions.RefreshRejected as exc:
-        assert exc.reused
-    else:
-        raise AssertionError("a replayed refresh token was accepted")
+    assert replayed.value.reused
     assert AuthSession.get_by_id(session.id).revoked_at is not None
-    try:
+    # The newest token of the revoked family is refused too.
+    with pytest.raises(sessions.RefreshRejected):
         sessions.rotate(fresh)
-    except sessions.RefreshRejected:
-        pass
-    else:
-        raise AssertionError("the newest token of a revoked family was accepted")

@@ -316,7 +316,7 @@ def test_a_provider_that_may_have_received_the_request_is_not_asked_again(provid
 def test_the_sms_is_short_even_for_a_long_title(provider_runtime, providers):
     user = _user(phone=PHONE)
     _prefs(user, {"message.received": {"sms": True, "email": False}})
-    notification, job = _message_notification(user, title="A" * 200 + "\nline two")
+    _notification, job = _message_notification(user, title="A" * 200 + "\nline two")
     fan_out(str(job.id))
     [text] = providers.texts()
     assert len(text.body) <= 320 and text.body.startswith("Hearth: AAAA") and "\n" not in text.body

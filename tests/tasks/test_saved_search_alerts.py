@@ -28,17 +28,17 @@ def _submit(queue, job) -> None:
 
 
 def list_home(queue, owner, *, status="Active", agent=None, **fields) -> Property:
-    values = dict(
-        property_type="Residential",
-        list_price=50_000_000,
-        city="Austin",
-        bedrooms_total=3,
-        street_number="12",
-        street_name="Main Street",
-        state_or_province="TX",
-        postal_code="78701",
-        standard_status=status,
-    )
+    values = {
+        "property_type": "Residential",
+        "list_price": 50_000_000,
+        "city": "Austin",
+        "bedrooms_total": 3,
+        "street_number": "12",
+        "street_name": "Main Street",
+        "state_or_province": "TX",
+        "postal_code": "78701",
+        "standard_status": status,
+    }
     if agent is not None:
         values["list_agent_id"] = agent.id
     values.update(fields)
