@@ -7,7 +7,8 @@ New photos must be clean ``listing_photo`` uploads of the caller (an admin may
 attach anyone's); photos already on this listing may stay whoever sent them.
 
 Documents: a listing's people attach their own clean ``document`` uploads;
-each document is seen only by its uploader and admins.
+each document is seen only by its uploader, admins and the participants of a
+conversation it was sent in.
 
 Who may not see the listing gets 404; who sees it but may not change it, 403.
 """
