@@ -27,6 +27,7 @@ from models.session_cache import SessionCache
 from relay import protocol as proto
 from relay.admission import Admission
 from relay.auth import RelayAuth
+from relay.channels import ChannelCache
 from relay.connection import Connection
 from relay.hub import Hub
 from services.client_address import address_bucket, client_address
@@ -138,7 +139,7 @@ def build_relay(
     )
     sync_redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     sessions = SessionCache(sync_redis, settings.redis_prefix, ttl=settings.access_token_ttl)
-    auth = RelayAuth(tokens, aredis, sessions, **({"blocking": blocking} if blocking else {}))
+    auth = RelayAuth(tokens, aredis, sessions, ChannelCache(), **({"blocking": blocking} if blocking else {}))
     hub = Hub(settings.redis_url, settings.redis_prefix, aredis, grace=hub_grace)
     admission = Admission(settings.relay_unauthenticated_per_address, settings.relay_unauthenticated_max)
     return Relay(settings=settings, hub=hub, auth=auth, clock=clock, connections=set(), admission=admission)

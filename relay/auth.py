@@ -4,7 +4,7 @@ Tokens are the API's access tokens, verified by the same ``TokenIssuer``
 (``services.tokens``). Session state comes from the same Redis cache the API
 reads (``sess:{sid}`` → role, or ``-`` once revoked), rebuilt from PostgreSQL
 on a miss (``models.session_cache``). Which channels an identity may join is
-``relay.channels``'s rule per channel kind.
+``relay.channels``'s rule per channel kind, with the relay's ``ChannelCache``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from models.db import TRANSIENT_ERRORS, connection
 from models.permissions import has_permission
 from models.session_cache import REVOKED, SessionCache
-from relay.channels import CHANNEL_RULES
+from relay.channels import CHANNEL_RULES, ChannelCache
 from relay.protocol import SESSION_ENDED, TRY_AGAIN_LATER, UNAUTHENTICATED, Close
 from services.tokens import InvalidToken, TokenIssuer
 
@@ -48,11 +48,18 @@ class Identity:
 
 class RelayAuth:
     def __init__(
-        self, tokens: TokenIssuer, redis: Redis, sessions: SessionCache, *, blocking: Blocking = asyncio.to_thread
+        self,
+        tokens: TokenIssuer,
+        redis: Redis,
+        sessions: SessionCache,
+        channels: ChannelCache,
+        *,
+        blocking: Blocking = asyncio.to_thread,
     ):
         self.tokens = tokens
         self.redis = redis
         self.sessions = sessions  # synchronous cache, used to rebuild an entry from the database
+        self.channels = channels  # what the channel rules remember, for this relay only
         self.blocking = blocking
 
     async def authenticate(self, token: str) -> Identity:
@@ -90,5 +97,5 @@ class RelayAuth:
             return False
         check, database = rule
         if database:
-            return await self.blocking(check, identity, ident)
-        return check(identity, ident)
+            return await self.blocking(check, identity, ident, self.channels)
+        return check(identity, ident, self.channels)
