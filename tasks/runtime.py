@@ -15,26 +15,27 @@ import redis
 
 from models.db import init_database
 from services.events import EventBus
-from services.jobqueue import CeleryJobQueue
-from services.mail import make_mailer
-from services.scanner import make_scanner
+from services.jobqueue import CeleryJobQueue, JobQueue
+from services.mail import Mailer, make_mailer
+from services.scanner import Scanner, make_scanner
 from services.search_cache import SearchCache
-from services.sms import make_sms
-from services.storage import make_storage
+from services.sms import SmsSender, make_sms
+from services.storage import Storage, make_storage
+from settings import Settings
 
 
 @dataclass
 class Runtime:
-    settings: object
-    redis: object
+    settings: Settings
+    redis: redis.Redis
     events: EventBus
-    mailer: object
-    sms: object
-    storage: object
-    scanner: object
+    mailer: Mailer
+    sms: SmsSender
+    storage: Storage
+    scanner: Scanner
     search_cache: SearchCache
     # Where new jobs are submitted after their commit, and retries and sweeps submit again.
-    jobs: object
+    jobs: JobQueue
 
 
 _runtime: Runtime | None = None
