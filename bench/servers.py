@@ -16,6 +16,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+from ops.relay_command import relay_argv
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
 CONF = ROOT / "ops" / "gunicorn.conf.py"
@@ -204,31 +206,17 @@ def relay_server(env: dict, log_path: pathlib.Path):
     """``uvicorn relay.app:app`` with the flags production and the tests use, on a free port; yields its
     websocket URL once ``/healthz`` answers, and stops it afterwards."""
     port = free_port()
-    argv = [
+    argv = relay_argv(
         str(BIN / "uvicorn"),
-        "relay.app:app",
-        "--host",
         "127.0.0.1",
-        "--port",
-        str(port),
-        "--lifespan",
-        "on",
-        "--ws",
-        "websockets-sansio",
-        "--ws-max-size",
-        "65536",
-        "--ws-ping-interval",
-        "20",
-        "--ws-ping-timeout",
-        "20",
+        port,
         "--timeout-graceful-shutdown",
         "5",
         "--log-level",
         "warning",
-        "--no-access-log",
         "--backlog",
         "4096",
-    ]
+    )
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             argv, cwd=ROOT, env=environment(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -10,6 +10,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from models import sessions
+from ops.relay_command import relay_argv
 from services.tokens import KeyRing, TokenIssuer
 from settings import Settings
 from tests.integration.processes import BIN, Proc, environment, free_port, wait_for
@@ -18,26 +19,7 @@ from tests.integration.processes import BIN, Proc, environment, free_port, wait_
 def start_relay(env: dict, log_dir, **settings_env) -> tuple[Proc, str]:
     """``uvicorn relay.app:app`` with the flags production uses; returns the process and its ws:// URL."""
     port = free_port()
-    argv = [
-        str(BIN / "uvicorn"),
-        "relay.app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--lifespan",
-        "on",
-        "--ws",
-        "websockets-sansio",
-        "--ws-max-size",
-        "65536",
-        "--ws-ping-interval",
-        "20",
-        "--ws-ping-timeout",
-        "20",
-        "--timeout-graceful-shutdown",
-        "5",
-    ]
+    argv = relay_argv(str(BIN / "uvicorn"), "127.0.0.1", port, "--timeout-graceful-shutdown", "5")
     proc = Proc("relay", argv, environment({**env, **settings_env}), log_dir)
     base = f"http://127.0.0.1:{port}"
     wait_for(
