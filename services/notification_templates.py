@@ -50,6 +50,35 @@ TEMPLATES: dict[str, TypeTemplate] = {
     "saved_search.price_drop": TypeTemplate(
         "price drops", "A listing that matches your saved search is now cheaper.", "View the listing", "property_id"
     ),
+    **{
+        f"offer.{event}": TypeTemplate(f"offers {label}", intro, "View the offer", "offer_id")
+        for event, label, intro in (
+            ("received", "received", "You have a new offer on Hearth."),
+            ("countered", "countered", "An offer was countered."),
+            ("accepted", "accepted", "An offer was accepted."),
+            ("rejected", "rejected", "An offer was rejected."),
+            ("withdrawn", "withdrawn", "An offer was withdrawn."),
+            ("expired", "expired", "An offer expired."),
+            ("backup", "kept as backups", "The seller accepted another offer; yours stays as a backup."),
+        )
+    },
+    **{
+        f"escrow.{event}": TypeTemplate(f"escrow: {label}", intro, "View the escrow", "escrow_id")
+        for event, label, intro in (
+            ("opened", "opened", "An escrow was opened for an accepted offer."),
+            ("funded", "deposit received", "The earnest money deposit arrived in escrow."),
+            ("contingency_removed", "contingencies removed", "A contingency was removed."),
+            ("deposit_hard", "deposit non-refundable", "The earnest money deposit is no longer refundable."),
+            ("instructed", "instructions", "A party gave an instruction on an escrow."),
+            ("disputed", "disputes", "An escrow is disputed."),
+            ("released", "released", "The earnest money was released to the seller."),
+            ("refunded", "refunded", "The earnest money was refunded to the buyer."),
+            ("resolved", "resolved", "An escrow dispute was resolved."),
+            ("cancelled", "cancelled", "An escrow was cancelled."),
+            ("closing_due", "closing reminders", "The closing date of an escrow has come."),
+            ("payment_failed", "payment problems", "A payment of an escrow failed."),
+        )
+    },
 }
 
 
@@ -73,7 +102,12 @@ class NotificationContent(Protocol):
 
 
 _GENERIC = TypeTemplate("notifications", "There is news for you on Hearth.", "Open Hearth", None)
-_LINK_PATHS = {"conversation_id": "/conversations/", "property_id": "/properties/"}
+_LINK_PATHS = {
+    "conversation_id": "/conversations/",
+    "property_id": "/properties/",
+    "offer_id": "/offers/",
+    "escrow_id": "/escrows/",
+}
 
 
 def _base(settings: Settings) -> str:

@@ -1,0 +1,83 @@
+"""Money the payment provider moves for an escrow: the deposit collected, refunds and payouts.
+
+One row per provider operation. Its ``idempotency_key`` goes with every call
+the provider gets for it, so a job that is retried or recovered after a crash
+never creates a second charge, refund or payout. ``status`` only moves forward
+(``STATUS_RANK``): a provider event that arrives late cannot undo a newer one.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from peewee import BigIntegerField, CharField, ForeignKeyField, TextField
+
+from models.accounts import User
+from models.base import DateTimeTZField, UUIDModel, utcnow
+from models.escrows import Escrow
+
+KINDS = ("deposit", "refund", "payout")
+STATUSES = ("pending", "requires_action", "processing", "succeeded", "failed", "canceled")
+FINAL = ("succeeded", "failed", "canceled")
+# How far along a payment is; a change may only go up (a failed deposit attempt may be retried
+# by the buyer, so ``failed`` is not final for a deposit until the escrow ends).
+STATUS_RANK = {"pending": 0, "requires_action": 1, "failed": 1, "processing": 2, "succeeded": 3, "canceled": 3}
+
+
+class Payment(UUIDModel):
+    escrow = ForeignKeyField(Escrow, column_name="escrow_id", on_delete="CASCADE")
+    escrow_id: uuid.UUID
+    kind = CharField()
+    recipient = ForeignKeyField(User, column_name="recipient_id", null=True, on_delete="SET NULL")
+    recipient_id: uuid.UUID | None
+    currency = CharField(default="USD")
+    amount = BigIntegerField()
+    status = CharField(default="pending")
+    provider = CharField()
+    provider_ref = TextField(null=True)
+    idempotency_key = TextField()
+    client_secret = TextField(null=True)
+    failure_code = TextField(null=True)
+    failure_message = TextField(null=True)
+    created_at = DateTimeTZField(default=utcnow)
+    updated_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "payments"
+
+    def view(self, *, with_secret: bool = False) -> dict:
+        """The payment as a party sees it; the deposit's client secret only for the buyer's side."""
+        data = {
+            "id": str(self.id),
+            "kind": self.kind,
+            "recipient_id": str(self.recipient_id) if self.recipient_id else None,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status,
+            "provider": self.provider,
+            "provider_ref": self.provider_ref,
+            "failure_code": self.failure_code,
+            "failure_message": self.failure_message,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+        if with_secret and self.kind == "deposit":
+            data["client_secret"] = self.client_secret
+        return data
+
+
+def advance(payment: Payment, status: str, **values) -> bool:
+    """Move ``payment`` to ``status`` if that is forward (``STATUS_RANK``); False when it was not."""
+    if STATUS_RANK[status] < STATUS_RANK[payment.status] or payment.status in ("succeeded", "canceled"):
+        return False
+    if status == payment.status and not values:
+        return False
+    values.update(status=status, updated_at=utcnow())
+    Payment.update(values).where(Payment.id == payment.id).execute()
+    for name, value in values.items():
+        setattr(payment, name, value)
+    return True
+
+
+def payments_of(escrow_id) -> list[Payment]:
+    return list(Payment.select().where(Payment.escrow == escrow_id).order_by(Payment.created_at, Payment.id))
