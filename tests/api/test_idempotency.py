@@ -279,3 +279,26 @@ def test_an_idempotent_operation_needs_a_signed_in_user_and_a_json_body():
         operation("Anonymous retries", auth="optional", idempotent=True)
     with pytest.raises(ValueError, match="JSON body"):
         operation("Raw retries", raw_body="application/octet-stream", idempotent=True)
+
+
+def test_browsers_may_send_the_key_and_read_the_replay_mark(database, tmp_path, redis_prefix, jobs):
+    from falcon import testing
+
+    from api.app import build_services, create_app
+    from tests.conftest import make_settings
+
+    origin = "https://app.hearth.test"
+    settings = make_settings(database, tmp_path, redis_prefix=redis_prefix, cors_origins=(origin,))
+    browser = testing.TestClient(create_app(settings, services=build_services(settings, jobs=jobs), init_db=False))
+    browser.app.add_route(ROUTE, Things())
+    preflight = browser.simulate_options(
+        ROUTE,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,idempotency-key",
+        },
+    )
+    assert "idempotency-key" in preflight.headers.get("Access-Control-Allow-Headers", "").lower()
+    resp = browser.simulate_get("/healthz", headers={"Origin": origin})
+    assert "Idempotent-Replayed" in resp.headers["Access-Control-Expose-Headers"]
