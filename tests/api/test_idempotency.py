@@ -302,3 +302,26 @@ def test_browsers_may_send_the_key_and_read_the_replay_mark(database, tmp_path, 
     assert "idempotency-key" in preflight.headers.get("Access-Control-Allow-Headers", "").lower()
     resp = browser.simulate_get("/healthz", headers={"Origin": origin})
     assert "Idempotent-Replayed" in resp.headers["Access-Control-Expose-Headers"]
+
+
+def test_effects_left_to_the_commit_happen_once_and_never_for_a_kept_error(client, things, headers):
+    """What docs/api.md tells responders to do with effects outside the database."""
+    from models.db import after_commit_to
+    from models.job_submission import current_submission
+
+    effects, during_run = [], []
+
+    def hold():
+        scope = current_submission()  # the request's scope: req.context.job_submission
+        assert scope is not None
+        after_commit_to(scope.base, lambda: effects.append("sent"))
+        during_run.append(list(effects))
+
+    things.hold = hold
+    post(client, headers, "order-9")
+    post(client, headers, "order-9")
+    assert during_run == [[]]  # not at once: after the commit
+    assert effects == ["sent"]
+    things.fail = conflict("Not now.")
+    assert post(client, headers, "order-10").status_code == 409
+    assert effects == ["sent"]
