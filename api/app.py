@@ -155,6 +155,7 @@ def create_app(
                     "ETag",
                     "Retry-After",
                     "X-Request-ID",
+                    "Idempotent-Replayed",
                     "RateLimit-Limit",
                     "RateLimit-Remaining",
                     "RateLimit-Reset",

@@ -16,6 +16,7 @@ from typing import Any
 import falcon
 import msgspec
 
+from api import idempotency
 from api.schemas import Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -42,8 +43,11 @@ refresh token for a new pair.
 **Rate limits.** Limited operations answer with `RateLimit-Limit`, `RateLimit-Remaining` and \
 `RateLimit-Reset` (seconds); over the limit the answer is 429 with `Retry-After` (seconds).
 
-**Idempotency.** A request that moves money must carry an `Idempotency-Key` header chosen by the \
-client; retrying with the same key never repeats the work.
+**Idempotency.** Operations that list an `Idempotency-Key` header parameter (every request that \
+moves money) take a key chosen by the client, unique per request: a retry with the same key and the \
+same body within 24 hours gets the first response again, marked `Idempotent-Replayed: true`, and \
+nothing is done twice. The same key with another body is a 422; while the first request is still \
+running, a 409.
 
 **Slow work** answers `202 Accepted` with `Location: /v1/jobs/{id}`; poll that job until it finishes.
 
@@ -58,6 +62,10 @@ _HEADERS = {
     "WWW-Authenticate": ("string", "The authentication scheme to use: `Bearer`."),
     "Location": ("string", "The URL of the created resource."),
     "JobLocation": ("string", "The job doing the work, `/v1/jobs/{id}`; poll it until it finishes."),
+    idempotency.REPLAYED_HEADER: (
+        "string",
+        "`true` when this is the stored response to an earlier request with the same `Idempotency-Key`.",
+    ),
 }
 _RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
@@ -165,6 +173,8 @@ def _operation(template: str, resource, responder, refs: dict, schemas: dict) ->
     ]
     if op.query is not None:
         parameters += _query_parameters(_component(refs[op.query], schemas))
+    if op.idempotent:
+        parameters.append(_IDEMPOTENCY_KEY)
     if parameters:
         item["parameters"] = parameters
     if op.body is not None:
@@ -218,8 +228,10 @@ def _not_null(prop: dict) -> dict:
 
 def _responses(op, refs: dict, path_parameters: bool) -> dict:
     common = ["X-Request-ID", *(_RATE_HEADERS if op.rate else ())]
+    # What a replay can answer: the responder's own answers, its errors included.
+    replayed = [idempotency.REPLAYED_HEADER] if op.idempotent else []
     responses = {
-        str(status): _success(op, status, description, refs, common)
+        str(status): _success(op, status, description, refs, common + replayed)
         for status, description in sorted({op.status: _reason(op.status), **op.also}.items())
     }
 
@@ -237,18 +249,49 @@ def _responses(op, refs: dict, path_parameters: bool) -> dict:
         statuses |= {404, 414}
     if op.rate:
         statuses.add(429)
+    if op.idempotent:
+        statuses |= {409, 422}
 
     for status in sorted(statuses):
         extra = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}.get(status, [])
+        if status in op.errors and op.idempotent and idempotency.kept_status(status):
+            extra = extra + replayed
         description = _ERRORS.get(status) or _reason(status)
         if status == 403 and op.permission:
             description = f"The caller lacks the `{op.permission}` permission, or may not do this."
+        if op.idempotent and status in _IDEMPOTENCY_ERRORS:
+            other = status in op.errors or (status == 422 and op.body is not None)
+            text = _IDEMPOTENCY_ERRORS[status]
+            description = f"{description.rstrip('.')}; or {text}" if other else text[0].upper() + text[1:]
         responses[str(status)] = {
             "description": description,
             "headers": _headers(common + extra),
             "content": {PROBLEM_JSON: {"schema": refs[Problem]}},
         }
     return responses
+
+
+_IDEMPOTENCY_KEY = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes retrying safe: 1 to 255 printable ASCII characters, unique per request (a UUID). The first "
+        "request with a key runs and its response is kept for 24 hours; the same request again (same "
+        "endpoint, path, query and body, by the same user) gets that response back with "
+        "`Idempotent-Replayed: true` and does nothing again. Another request with the key is a 422; "
+        "while the first is still running, a 409. Errors the operation answers on purpose (404, 409) "
+        "are kept and replayed; a body that does not validate (422), a 429 or a 5xx is not, so the "
+        "key can be used again."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": idempotency.KEY_PATTERN},
+}
+_IDEMPOTENCY_ERRORS = {
+    409: "a request with the same `Idempotency-Key` is still in progress (problem type "
+    "`idempotency-key-in-flight`): retry once it has finished.",
+    422: "the `Idempotency-Key` is malformed (`errors` names `header.Idempotency-Key`), or it was "
+    "first used for another request (problem type `idempotency-key-mismatch`).",
+}
 
 
 def _success(op, status: int, description: str, refs: dict, common: list[str]) -> dict:

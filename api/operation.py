@@ -9,6 +9,10 @@ OpenAPI document: the same schema objects that decode a request describe it.
         def on_patch(self, req, resp):
             patch = req.context.body          # a ProfilePatch instance
             user = req.context.principal      # a Principal
+
+``idempotent=True`` makes the operation honour an ``Idempotency-Key`` header
+(``api/idempotency.py``): the responder then runs in one transaction with the
+stored response, and a retry with the same key gets that response again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 import falcon
 import msgspec
 
+from api import idempotency
 from api.errors import Problem, too_many_requests, unauthorized, validation_error
 from api.schemas import PATTERN_MESSAGES
 from services.client_address import address_bucket, client_address
@@ -59,6 +64,13 @@ class Operation:
     content_type: str = "application/json"
     # Redis keys (a function of the user id) read in the same round trip as the session state.
     prefetch: object = None
+    # Honours an Idempotency-Key header: a retry with the same key replays the stored response.
+    idempotent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.idempotent and (self.auth != "required" or self.raw_body is not None):
+            # Keys belong to a user, and the stored request is known by its JSON body.
+            raise ValueError(f"{self.summary!r}: an idempotent operation needs auth='required' and a JSON body")
 
 
 class Responder(Protocol):
@@ -98,11 +110,16 @@ def operation(summary: str, **spec):
                 principal.require(op.permission)
             if op.query is not None:
                 ctx.query = decode_query(req, op.query)
+            key = idempotency.requested_key(req) if op.idempotent else None
+            data = b""
             if op.body is not None:
-                ctx.body = decode_body(req, op.body, services.settings.max_body_bytes)
+                data = json_body(req, services.settings.max_body_bytes)
+                ctx.body = decode_json(data, op.body)
             # The documented status is the default; a responder may still answer otherwise
             # (200 for "already there" beside a documented 201).
             resp.status = op.status
+            if key is not None:
+                return idempotency.respond_once(req, resp, key, data, lambda: responder(resource, req, resp, **params))
             return responder(resource, req, resp, **params)
 
         decorated = cast(Responder, wrapper)
@@ -161,17 +178,25 @@ def read_body(req: falcon.Request, max_bytes: int) -> bytes:
 
 def decode_body(req: falcon.Request, schema: type[T], max_bytes: int) -> T:
     """Read at most ``max_bytes`` of JSON and decode it into ``schema`` (400/413/415/422)."""
+    return decode_json(json_body(req, max_bytes), schema)
+
+
+def json_body(req: falcon.Request, max_bytes: int) -> bytes:
+    """The JSON body's bytes, at most ``max_bytes`` (413/415); ``{}`` when the request has no body at all."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise Problem(falcon.HTTP_413, "Payload too large", f"Bodies are limited to {max_bytes} bytes.")
     media_type = (req.content_type or "").split(";")[0].strip().lower()
     if not media_type and not req.content_length:
         # No body at all (e.g. a bare logout): an all-optional schema is satisfied,
         # any other names its missing fields (422) rather than blaming a media type.
-        data = b"{}"
-    elif media_type != "application/json":
+        return b"{}"
+    if media_type != "application/json":
         raise Problem(falcon.HTTP_415, "Unsupported media type", "Send the body as application/json.")
-    else:
-        data = read_body(req, max_bytes)
+    return read_body(req, max_bytes)
+
+
+def decode_json(data: bytes, schema: type[T]) -> T:
+    """Decode JSON ``data`` into ``schema`` (400 when it is not JSON, 422 naming the fields that do not fit)."""
     try:
         return msgspec.json.decode(data, type=schema)
     except msgspec.ValidationError:

@@ -27,6 +27,12 @@ beat_schedule = {
         "schedule": crontab(minute=17),
         "options": {"expires": 30 * 60},
     },
+    # Responses kept for Idempotency-Key retries, past IDEMPOTENCY_KEY_TTL (never replayed by then).
+    "purge-expired-idempotency-keys": {
+        "task": "tasks.maintenance.purge_expired_idempotency_keys",
+        "schedule": crontab(minute=29),
+        "options": {"expires": 30 * 60},
+    },
     # Uploads whose scan job ran out of attempts (clamd was down a long time) get a new one:
     # a quarantined file is scanned eventually, never served unscanned.
     "rescan-stalled-uploads": {"task": "tasks.uploads.rescan_stalled", "schedule": 300.0, "options": {"expires": 240}},

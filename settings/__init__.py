@@ -80,6 +80,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1024 * 1024
     trusted_proxies: int = 0
+    # Seconds the response to a request with an Idempotency-Key is kept and replayed to a retry
+    # with the same key (docs/api.md).
+    idempotency_key_ttl: int = 24 * 3600
 
     rate_limit_default: str = "300/minute"
     rate_limit_auth: str = "20/minute"
@@ -259,6 +262,8 @@ class Settings:
             problems.append("FRONTEND_URL must be an http(s):// URL")
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
+        if not 60 <= self.idempotency_key_ttl <= 7 * 24 * 3600:
+            problems.append("IDEMPOTENCY_KEY_TTL must be between 60 seconds and 7 days")
         problems.extend(job_and_relay_problems(self))
         for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):
             try:

@@ -7,6 +7,7 @@ import datetime
 from models.accounts import AccountToken, AuthSession, RefreshToken
 from models.base import utcnow
 from models.db import connection
+from models.idempotency import purge_expired
 from tasks.app import app
 from tasks.runtime import runtime
 
@@ -42,3 +43,15 @@ def redact_signed_links_from_events() -> dict:
     """Delete job events written with a signed link by older versions (once; then a mark makes it a no-op)."""
     deleted = runtime().events.redact_signed_links()
     return {"deleted": deleted or 0, "already_done": deleted is None}
+
+
+@app.task(name="tasks.maintenance.purge_expired_idempotency_keys", acks_late=True, ignore_result=True)
+def purge_expired_idempotency_keys() -> dict:
+    """Delete responses stored under an ``Idempotency-Key`` that are past ``IDEMPOTENCY_KEY_TTL``.
+
+    An expired row is never replayed anyway (the API looks only at live ones);
+    this only keeps the table small.
+    """
+    with connection() as db, db.atomic():
+        deleted = purge_expired(utcnow())
+    return {"idempotency_keys": deleted}

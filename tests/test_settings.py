@@ -129,6 +129,7 @@ def test_values_are_parsed_and_bad_ones_all_named():
         ({"ACCESS_TOKEN_TTL": "10"}, "ACCESS_TOKEN_TTL"),
         ({"ACCESS_TOKEN_TTL": "3600", "REFRESH_TOKEN_TTL": "600"}, "REFRESH_TOKEN_TTL"),
         ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
+        ({"IDEMPOTENCY_KEY_TTL": "30"}, "IDEMPOTENCY_KEY_TTL"),
         ({"RATE_LIMIT_AUTH": "lots"}, "RATE_LIMIT_AUTH"),
         ({"FRONTEND_URL": "app.hearth.example"}, "FRONTEND_URL"),
         ({"LOGIN_ACCOUNT_LOCK_ADDRESSES": "1"}, "LOGIN_ACCOUNT_LOCK_ADDRESSES"),
