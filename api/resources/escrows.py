@@ -45,17 +45,13 @@ from models.escrows import (
     visible,
 )
 from models.jobs import Job
+from models.ledger import entries_for_escrow
 from models.offer_rules import CONTINGENCY_KINDS
 from models.payments import payments_of
 
 log = logging.getLogger("hearth.escrows")
 TAGS = ("escrows",)
 SETTLING = "The settlement started: `202` with `Location` of the settlement job (yours to follow) and the escrow"
-
-
-def ledger_entries(escrow: Escrow) -> list[dict]:
-    """The ledger transfers that back the escrow (``models.ledger.entries_for_escrow`` once it exists)."""
-    return []
 
 
 def summary(escrow: Escrow, principal) -> dict:
@@ -100,7 +96,7 @@ def escrow_view(escrow: Escrow, principal=None) -> dict:
         instructions=[row.view() for row in instructions_of(escrow.id)],
         history=[row.view() for row in history_of(escrow.id)],
         payments=[payment.view(with_secret=with_secret) for payment in payments_of(escrow.id)],
-        ledger_entries=ledger_entries(escrow),
+        ledger_entries=entries_for_escrow(escrow.id),
     )
 
 

@@ -86,6 +86,24 @@ class AdminPaymentView(PaymentView, kw_only=True):
     escrow_id: str
 
 
+class LedgerEntry(Response):
+    """A ledger transfer that names the escrow: ``amount`` moved from account ``debit`` to account ``credit``."""
+
+    id: str
+    kind: Annotated[str, msgspec.Meta(examples=["deposit", "release_to_seller", "provider_payment"])]
+    debit: Annotated[str, msgspec.Meta(description="The account debited", examples=["provider:clearing:USD"])]
+    credit: Annotated[str, msgspec.Meta(description="The account credited", examples=["escrow:<id>"])]
+    amount: int
+    currency: str
+    state: Annotated[
+        str, msgspec.Meta(description="`posted`, or `pending` until `post_pending` / `void_pending` resolves it")
+    ]
+    pending_id: Annotated[str | None, msgspec.Meta(description="The pending transfer this one resolves")]
+    escrow_id: str | None
+    memo: str | None
+    created_at: str
+
+
 class EscrowSplit(Response):
     buyer: int
     seller: int
@@ -127,7 +145,7 @@ class EscrowView(EscrowSummary):
     history: Annotated[list[EscrowEventView], msgspec.Meta(description="Every change, oldest first")]
     payments: list[PaymentView]
     ledger_entries: Annotated[
-        list[dict[str, Any]], msgspec.Meta(description="The ledger transfers that back the escrow, oldest first")
+        list[LedgerEntry], msgspec.Meta(description="The ledger transfers that back the escrow, oldest first")
     ]
 
 

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from models.jobs import Job
+from models.ledger import DEBITS_MUST_NOT_EXCEED_CREDITS, TransferSpec, open_account, transfer
 from models.payments import Payment
 from tests.api.conftest import assert_problem
 from tests.escrow_deals import EARNEST, deposit_payment, fund, make_deal
@@ -182,3 +183,29 @@ def test_no_job_is_owned_by_a_reader(client, auth_headers, deal):
     before = Job.select().count()
     client.simulate_get(f"/v1/escrows/{deal.escrow.id}", headers=auth_headers(deal.buyer))
     assert Job.select().count() == before
+
+
+def test_the_ledger_entries_that_back_the_escrow_are_shown(client, auth_headers, deal):
+    escrow = fund(deal)
+    open_account("provider:clearing:USD", kind="provider_clearing", currency="USD")
+    open_account(escrow.account_code, kind="escrow", currency="USD", flags=(DEBITS_MUST_NOT_EXCEED_CREDITS,))
+    transfer_id = uuid.uuid4()
+    transfer(
+        TransferSpec(
+            id=transfer_id,
+            debit="provider:clearing:USD",
+            credit=escrow.account_code,
+            amount=EARNEST,
+            kind="deposit",
+            escrow_id=escrow.id,
+        )
+    )
+    entries = client.simulate_get(f"/v1/escrows/{escrow.id}", headers=auth_headers(deal.seller)).json["ledger_entries"]
+    assert [(e["id"], e["debit"], e["credit"], e["amount"], e["state"]) for e in entries] == [
+        (str(transfer_id), "provider:clearing:USD", f"escrow:{escrow.id}", EARNEST, "posted")
+    ]
+    other = make_deal()
+    assert (
+        client.simulate_get(f"/v1/escrows/{other.escrow.id}", headers=auth_headers(other.buyer)).json["ledger_entries"]
+        == []
+    )
