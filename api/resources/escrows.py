@@ -284,10 +284,17 @@ class Escrows:
         with db.atomic(), escrow_rules():
             escrow = locked(escrow_id)
             before = state(escrow)
+            given = len(instructions_of(escrow.id))
             job = escrow_actions.instruct(escrow, body.action, actor_id=principal.user_id, now=utcnow())
+            repeated = job is None and len(instructions_of(escrow.id)) == given
             if job is not None:
                 watched_by(job, principal.user_id)
-            audit_change(req, "instructed", before, escrow, action=body.action, side=escrow.side_of(principal.user_id))
+            if not repeated:
+                side = escrow.side_of(principal.user_id)
+                audit_change(req, "instructed", before, escrow, action=body.action, side=side)
+        if repeated:  # this side had given this instruction already: nothing happened, nothing to tell
+            resp.media = escrow_view(escrow, principal)
+            return
         answer(req, resp, escrow, "instructed", job)
 
     @operation(

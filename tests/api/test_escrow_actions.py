@@ -141,7 +141,7 @@ def test_a_cancelled_escrow_cannot_be_cancelled_again(client, auth_headers, deal
 # --- instructions -------------------------------------------------------------------------------
 
 
-def test_both_sides_instruct_a_release_and_the_settlement_starts_once(client, auth_headers, deal, jobs):
+def test_both_sides_instruct_a_release_and_the_settlement_starts_once(client, auth_headers, deal, jobs, services):
     fund(deal)
     first = post(client, auth_headers(deal.list_agent), deal, "instructions", {"action": "release"})
     assert first.status_code == 200, first.text
@@ -151,6 +151,12 @@ def test_both_sides_instruct_a_release_and_the_settlement_starts_once(client, au
     repeat = post(client, auth_headers(deal.seller), deal, "instructions", {"action": "release"})
     assert repeat.status_code == 200 and len(repeat.json["instructions"]) == 1
     assert settle_jobs(deal) == []
+    told = [e["type"] for e in services.events.history(f"user:{deal.buyer.id}") if e["type"] == "escrow.instructed"]
+    assert told == ["escrow.instructed"]
+    audited = AuditEntry.select().where(
+        (AuditEntry.action == "escrow.instructed") & (AuditEntry.target_id == str(deal.escrow.id))
+    )
+    assert audited.count() == 1
 
     second = post(client, auth_headers(deal.buyer), deal, "instructions", {"action": "release"})
     assert second.status_code == 202, second.text
@@ -165,6 +171,7 @@ def test_both_sides_instruct_a_release_and_the_settlement_starts_once(client, au
     assert_problem(again, 409)
     assert_problem(post(client, auth_headers(deal.seller), deal, "disputes", {"reason": "too late"}), 409)
     assert_problem(post(client, auth_headers(deal.buyer), deal, "cancel"), 409)
+    assert_problem(post(client, auth_headers(deal.buyer), deal, "contingencies/inspection/remove"), 409)
     assert len(settle_jobs(deal)) == 1 and submitted_settlements(jobs, deal) == [str(job.id)]
     actions = [a for a, _, _ in history(deal)]
     assert actions.count("release_instructed") == 2
