@@ -27,6 +27,8 @@ from api.resources import (
     auth,
     conversations,
     docs,
+    escrow_admin,
+    escrows,
     exports,
     favorites,
     health,
@@ -241,6 +243,19 @@ def add_routes(app: falcon.App, services: Services) -> None:
     saved = favorites.MyFavorites(secret)
     app.add_route("/v1/me/favorites", saved)
     app.add_route("/v1/me/favorites/{property_id:uuid}", saved, suffix="item")
+
+    # Escrows of accepted offers (docs/escrow.md): the parties act, admins resolve disputes.
+    my_escrows = escrows.Escrows(secret)
+    app.add_route("/v1/escrows", my_escrows)
+    app.add_route("/v1/escrows/{escrow_id:uuid}", my_escrows, suffix="item")
+    app.add_route("/v1/escrows/{escrow_id:uuid}/contingencies/{kind}/remove", my_escrows, suffix="contingency")
+    app.add_route("/v1/escrows/{escrow_id:uuid}/cancel", my_escrows, suffix="cancel")
+    app.add_route("/v1/escrows/{escrow_id:uuid}/instructions", my_escrows, suffix="instructions")
+    app.add_route("/v1/escrows/{escrow_id:uuid}/disputes", my_escrows, suffix="disputes")
+    all_escrows = escrow_admin.AdminEscrows(secret)
+    app.add_route("/v1/admin/escrows", all_escrows)
+    app.add_route("/v1/admin/escrows/{escrow_id:uuid}/resolution", all_escrows, suffix="resolution")
+    app.add_route("/v1/admin/payments", escrow_admin.AdminPayments(secret))
 
     # The search index's state and full rebuild (docs/search.md); the search itself is GET /v1/properties.
     search_admin = search.SearchAdmin(job_views)

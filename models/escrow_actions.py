@@ -170,6 +170,9 @@ def instruct(escrow: Escrow, action: str, *, actor_id, now: datetime.datetime) -
 
 def dispute(escrow: Escrow, *, actor_id, reason: str, now: datetime.datetime) -> None:
     _party(escrow, actor_id)
+    if escrow.status != "funded":
+        # record() would let disputed → disputed through as "no change": a second dispute is refused.
+        raise EscrowConflict(f"the escrow is {escrow.status}; only a funded escrow can be disputed")
     _not_settling(escrow)
     record(escrow, "disputed", actor_id=actor_id, reason=reason, to_status="disputed", now=now)
     escrow_notice(

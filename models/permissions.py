@@ -52,6 +52,7 @@ ROLE_PERMISSIONS["admin"] = frozenset().union(*ROLE_PERMISSIONS.values()) | froz
         "admin:users",
         "admin:audit",
         "admin:jobs",
+        "admin:escrows",
         "admin:search",
         "admin:uploads",
         "admin:reports",

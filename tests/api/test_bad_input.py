@@ -98,9 +98,24 @@ ROUTES = {
     ),
     "phone": ("PUT", "/v1/me/phone", "buyer", {"phone": "+14155550123"}),
     "phone-verify": ("POST", "/v1/me/phone/verify", "buyer", {"code": "123456"}),
+    "escrow-cancel": ("POST", "/v1/escrows/{target}/cancel", "buyer", {"reason": "changed my mind"}),
+    "escrow-instruct": ("POST", "/v1/escrows/{target}/instructions", "buyer", {"action": "release"}),
+    "escrow-dispute": ("POST", "/v1/escrows/{target}/disputes", "buyer", {"reason": "the roof leaks"}),
+    "escrow-resolution": (
+        "POST",
+        "/v1/admin/escrows/{target}/resolution",
+        "admin",
+        {"buyer_amount": 1, "seller_amount": 1, "reason": "half each"},
+    ),
 }
 # Strings whose limit is above LONG: a value just over their own limit.
-OVERSIZE = {("start-conversation", "body"): "x" * 4001, ("post-message", "body"): "x" * 4001}
+OVERSIZE = {
+    ("start-conversation", "body"): "x" * 4001,
+    ("post-message", "body"): "x" * 4001,
+    ("escrow-cancel", "reason"): "x" * 1001,
+    ("escrow-dispute", "reason"): "x" * 1001,
+    ("escrow-resolution", "reason"): "x" * 1001,
+}
 # Routes whose every body field is optional are left out of the "missing field" tests.
 REQUIRED = set(ROUTES) - {
     "logout",
@@ -109,6 +124,7 @@ REQUIRED = set(ROUTES) - {
     "mark-read",
     "patch-saved-search",
     "notification-preferences",
+    "escrow-cancel",
 }
 
 
