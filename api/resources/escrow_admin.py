@@ -53,6 +53,7 @@ class AdminEscrows:
 
     @operation(
         "Resolve a disputed escrow",
+        idempotent=True,
         body=ResolutionRequest,
         response=EscrowView,
         status=202,

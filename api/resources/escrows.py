@@ -33,7 +33,7 @@ from api.schemas.escrows import (
 )
 from models import escrow_actions
 from models.base import utcnow
-from models.db import db
+from models.db import after_commit_to, db
 from models.escrow_rules import EscrowConflict, EscrowForbidden, InvalidSplit
 from models.escrows import (
     Escrow,
@@ -145,10 +145,16 @@ def publish(req, escrow: Escrow, type_: str) -> None:
     channels = [f"user:{party}" for party in escrow.parties()]
     if not channels:
         return
-    try:
-        req.context.services.events.publish(channels[0], type_, escrow_view(escrow), also=tuple(channels[1:]))
-    except (RedisError, OSError):
-        log.warning("could not publish an escrow event", extra={"escrow_id": str(escrow.id), "type": type_})
+    view = escrow_view(escrow)
+
+    def send() -> None:
+        try:
+            req.context.services.events.publish(channels[0], type_, view, also=tuple(channels[1:]))
+        except (RedisError, OSError):
+            log.warning("could not publish an escrow event", extra={"escrow_id": str(escrow.id), "type": type_})
+
+    # Once the change has committed: inside an idempotent request's transaction that is later.
+    after_commit_to(req.context.job_submission.base, send)
 
 
 def audit_change(req, what: str, before: dict, escrow: Escrow, /, **after) -> None:
@@ -217,6 +223,7 @@ class Escrows:
 
     @operation(
         "Remove a contingency",
+        idempotent=True,
         response=EscrowView,
         errors=(403, 404, 409),
         tags=TAGS,
@@ -241,6 +248,7 @@ class Escrows:
 
     @operation(
         "Cancel an escrow",
+        idempotent=True,
         body=CancelRequest,
         response=EscrowView,
         errors=(403, 404, 409, 422),
@@ -267,6 +275,7 @@ class Escrows:
 
     @operation(
         "Instruct a release or a refund",
+        idempotent=True,
         body=InstructionRequest,
         response=EscrowView,
         errors=(403, 404, 409, 422),
@@ -299,6 +308,7 @@ class Escrows:
 
     @operation(
         "Dispute an escrow",
+        idempotent=True,
         body=DisputeRequest,
         response=EscrowView,
         errors=(403, 404, 409, 422),
