@@ -171,6 +171,11 @@ class Settings:
     # meanwhile (they were online) is never sent.
     message_notification_delay: int = 120
 
+    # --- Offers and escrow (docs/escrow.md) ---
+    # Business days (Monday to Friday) the buyer has to deposit the earnest money once an offer is
+    # accepted; an escrow still awaiting it then is cancelled and the listing goes back on the market.
+    escrow_deposit_business_days: int = 3
+
     @property
     def production(self) -> bool:
         return self.env == "production"
@@ -259,6 +264,8 @@ class Settings:
             problems.append("FRONTEND_URL must be an http(s):// URL")
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
+        if not 1 <= self.escrow_deposit_business_days <= 30:
+            problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
         problems.extend(job_and_relay_problems(self))
         for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):
             try:
