@@ -200,7 +200,7 @@ def make_offer(listing: Property, *, author_id, buyer_id, buyer_agent_id, terms:
     if Offer.select().where(mine).exists():
         raise OfferConflict("this buyer already has a live offer on the listing; counter or withdraw it instead")
     offer_id = uuid.uuid4()
-    offer = Offer.create(
+    offer = _create(
         id=offer_id,
         root_id=offer_id,
         property=listing.id,
@@ -214,6 +214,15 @@ def make_offer(listing: Property, *, author_id, buyer_id, buyer_agent_id, terms:
     )
     # The listing's side answers it; the buyer's side hears of it when someone offers on their behalf.
     offer_notice(offer, listing, "offer.received", to=offer.parties(listing), actor_id=author_id)
+    return offer
+
+
+def _create(**values) -> Offer:
+    """``Offer.create`` with the documents sent as ``uuid[]``: psycopg2 sends a list of strings as ``text[]``,
+    which PostgreSQL will not store in the ``uuid[]`` column."""
+    documents = values.pop("documents")
+    offer = Offer.create(**values, documents=SQL("%s::uuid[]", (documents,)))
+    offer.documents = documents
     return offer
 
 
@@ -256,7 +265,7 @@ def counter(offer: Offer, listing: Property, *, author_id, changes: dict, now=No
     terms = replace(offer.terms(), message=None, documents=()).with_changes(**changes)
     _check_terms(terms, author_id, now)
     set_status(offer, "countered", actor_id=author_id, now=now)
-    countered = Offer.create(
+    countered = _create(
         root_id=offer.root_id,
         parent=offer.id,
         property=offer.property_id,
