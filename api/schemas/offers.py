@@ -184,7 +184,9 @@ class OfferView(Response):
     created_at: str
     updated_at: str
     chain: Annotated[list[ChainLink], msgspec.Meta(description="The offers of this chain, oldest first")]
-    escrow_id: Annotated[str | None, msgspec.Meta(description="The escrow of the accepted offer of this chain")]
+    escrow_id: Annotated[
+        str | None, msgspec.Meta(description="The escrow opened when this offer was accepted, else null")
+    ]
 
 
 class OfferPage(Response):
