@@ -30,6 +30,8 @@ task_routes = {
     # burst of uploads never delays mail; the upkeep of unfinished uploads is maintenance.
     "tasks.uploads.scan_upload": {"queue": "scans"},
     "tasks.uploads.*": {"queue": "maintenance"},
+    # Offer and escrow deadlines change what an escrow may do with its money: the money queue.
+    "tasks.money_deadlines.*": {"queue": "money"},
 }
 
 task_serializer = "json"

@@ -37,6 +37,7 @@ from api.resources import (
     moderation,
     notification_admin,
     notifications,
+    offers,
     pages,
     payment_webhooks,
     phone,
@@ -302,3 +303,12 @@ def add_routes(app: falcon.App, services: Services) -> None:
     searches = saved_searches.MySavedSearches(secret)
     app.add_route("/v1/me/saved-searches", searches)
     app.add_route("/v1/me/saved-searches/{search_id:uuid}", searches, suffix="item")
+
+    # Offers and counter-offers on listings (docs/escrow.md).
+    listing_offers = offers.ListingOffers(secret)
+    app.add_route("/v1/properties/{property_id:uuid}/offers", listing_offers)
+    my_offers = offers.Offers(secret, deposit_business_days=services.settings.escrow_deposit_business_days)
+    app.add_route("/v1/offers", my_offers)
+    app.add_route("/v1/offers/{offer_id:uuid}", my_offers, suffix="item")
+    for action in ("accept", "reject", "withdraw", "counter"):
+        app.add_route(f"/v1/offers/{{offer_id:uuid}}/{action}", my_offers, suffix=action)

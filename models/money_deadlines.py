@@ -1,4 +1,4 @@
-"""The deadlines of offers and escrows, enforced by a beat task (``tasks.escrows.enforce_deadlines``).
+"""The deadlines of offers and escrows, enforced by a beat task (``tasks.money_deadlines.enforce_deadlines``).
 
 * an offer past its expiry closes (``expired``), and its parties are told;
 * an escrow whose deposit did not arrive by ``deposit_due_at`` is cancelled and

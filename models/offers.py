@@ -13,12 +13,13 @@ import datetime
 import uuid
 from dataclasses import replace
 
-from peewee import BigIntegerField, CharField, DateField, ForeignKeyField, TextField, UUIDField
+from peewee import SQL, BigIntegerField, CharField, DateField, Expression, ForeignKeyField, TextField, UUIDField
 from playhouse.postgres_ext import ArrayField, BinaryJSONField
 
 from models.accounts import User
 from models.base import DateTimeTZField, UUIDModel, utcnow
 from models.messages import attachment_errors
+from models.money_notices import offer_notice
 from models.offer_rules import (
     LIVE,
     Contingency,
@@ -199,7 +200,7 @@ def make_offer(listing: Property, *, author_id, buyer_id, buyer_agent_id, terms:
     if Offer.select().where(mine).exists():
         raise OfferConflict("this buyer already has a live offer on the listing; counter or withdraw it instead")
     offer_id = uuid.uuid4()
-    return Offer.create(
+    offer = _create(
         id=offer_id,
         root_id=offer_id,
         property=listing.id,
@@ -211,6 +212,18 @@ def make_offer(listing: Property, *, author_id, buyer_id, buyer_agent_id, terms:
         created_at=now,
         updated_at=now,
     )
+    # The listing's side answers it; the buyer's side hears of it when someone offers on their behalf.
+    offer_notice(offer, listing, "offer.received", to=offer.parties(listing), actor_id=author_id)
+    return offer
+
+
+def _create(**values) -> Offer:
+    """``Offer.create`` with the documents sent as ``uuid[]``: psycopg2 sends a list of strings as ``text[]``,
+    which PostgreSQL will not store in the ``uuid[]`` column."""
+    documents = values.pop("documents")
+    offer = Offer.create(**values, documents=SQL("%s::uuid[]", (documents,)))
+    offer.documents = documents
+    return offer
 
 
 def _term_values(terms: OfferTerms) -> dict:
@@ -252,7 +265,7 @@ def counter(offer: Offer, listing: Property, *, author_id, changes: dict, now=No
     terms = replace(offer.terms(), message=None, documents=()).with_changes(**changes)
     _check_terms(terms, author_id, now)
     set_status(offer, "countered", actor_id=author_id, now=now)
-    return Offer.create(
+    countered = _create(
         root_id=offer.root_id,
         parent=offer.id,
         property=offer.property_id,
@@ -264,11 +277,14 @@ def counter(offer: Offer, listing: Property, *, author_id, changes: dict, now=No
         created_at=now,
         updated_at=now,
     )
+    offer_notice(countered, listing, "offer.countered", to=countered.parties(listing), actor_id=author_id)
+    return countered
 
 
 def reject(offer: Offer, listing: Property, *, actor_id, reason: str | None = None, now=None) -> None:
     require_turn(offer, actor_id, "rejected", listing)
     set_status(offer, "rejected", actor_id=actor_id, reason=reason, now=now)
+    offer_notice(offer, listing, "offer.rejected", to=offer.parties(listing), actor_id=actor_id, note=reason)
 
 
 def withdraw(offer: Offer, listing: Property, *, actor_id, reason: str | None = None, now=None) -> None:
@@ -281,6 +297,7 @@ def withdraw(offer: Offer, listing: Property, *, actor_id, reason: str | None = 
     if offer.status not in LIVE:
         raise OfferConflict(f"the offer is {offer.status}; only a live offer can be withdrawn")
     set_status(offer, "withdrawn", actor_id=actor_id, reason=reason, now=now)
+    offer_notice(offer, listing, "offer.withdrawn", to=offer.parties(listing), actor_id=actor_id, note=reason)
 
 
 def due_to_expire(now: datetime.datetime, limit: int = 500) -> list[Offer]:
@@ -328,9 +345,26 @@ def end_backups(property_id, *, sold: bool, now=None) -> list[Offer]:
     return offers
 
 
+def document_shared_with(upload_id, user_id) -> bool:
+    """Whether ``user_id`` is a party of an offer (or counter) that carries the upload ``upload_id``."""
+    party = (
+        (Offer.buyer == user_id)
+        | (Offer.buyer_agent == user_id)
+        | (Property.owner == user_id)
+        | (Property.list_agent == user_id)
+    )
+    return (
+        Offer.select(SQL("1"))
+        .join(Property, on=(Offer.property == Property.id))
+        .where(Expression(Offer.documents, "@>", SQL("ARRAY[%s]::uuid[]", (str(upload_id),))) & party)
+        .exists()
+    )
+
+
 __all__ = [
     "Offer",
     "counter",
+    "document_shared_with",
     "due_to_expire",
     "end_backups",
     "expire",

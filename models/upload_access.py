@@ -4,8 +4,8 @@
 * anyone allowed to see a listing (everyone while it is public, its owner/agent
   otherwise): the clean photos attached to it, previews only (the original keeps
   the camera's EXIF, GPS included);
-* documents and attachments: the uploader, admins and the participants of a conversation
-  they were sent in; avatars: only the uploader and admins.
+* documents and attachments: the uploader, admins, the participants of a conversation
+  they were sent in and the parties of an offer they came with; avatars: only the uploader and admins.
 
 ``principal`` is whoever asks (``user_id``, ``is_admin``), or None for a visitor.
 Whoever may not see an upload is told nothing about it: callers answer as if it did
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.messages import ATTACHABLE_PURPOSES, attachment_shared_with
+from models.offers import document_shared_with
 from models.properties import Property
 from models.uploads import PropertyMedia, Upload
 
@@ -32,14 +33,18 @@ def may_manage(principal, upload: Upload) -> bool:
 
 
 def access_level(principal, upload: Upload) -> str | None:
-    """``FULL`` (uploader, admin, the listing's people, the participants of a conversation it was sent in),
+    """``FULL`` (uploader, admin, the listing's people, the participants of a conversation it was sent in,
+    the parties of an offer it came with),
     ``PUBLIC`` (a public listing's photo) or None (nothing at all)."""
     if may_manage(principal, upload):
         return FULL
     if (
         principal is not None
         and upload.purpose in ATTACHABLE_PURPOSES
-        and attachment_shared_with(upload.id, principal.user_id)
+        and (
+            attachment_shared_with(upload.id, principal.user_id)
+            or document_shared_with(upload.id, principal.user_id)
+        )
     ):
         return FULL
     if upload.purpose != "listing_photo" or upload.status != "clean":

@@ -66,4 +66,10 @@ beat_schedule = {
         "schedule": 120.0,
         "options": {"expires": 110},
     },
+    # Offer expiry, overdue earnest money deposits, lapsed contingencies, closing reminders.
+    "enforce-money-deadlines": {
+        "task": "tasks.money_deadlines.enforce_deadlines",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }

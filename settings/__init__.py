@@ -188,6 +188,11 @@ class Settings:
     # Seconds a signed webhook's timestamp may be away from now before it counts as a replay.
     stripe_webhook_tolerance: int = 300
 
+    # --- Offers and escrow (docs/escrow.md) ---
+    # Business days (Monday to Friday) the buyer has to deposit the earnest money once an offer is
+    # accepted; an escrow still awaiting it then is cancelled and the listing goes back on the market.
+    escrow_deposit_business_days: int = 3
+
     @property
     def production(self) -> bool:
         return self.env == "production"
@@ -280,6 +285,8 @@ class Settings:
             problems.append("MAX_BODY_BYTES must be at least 1024")
         if not 60 <= self.idempotency_key_ttl <= 7 * 24 * 3600:
             problems.append("IDEMPOTENCY_KEY_TTL must be between 60 seconds and 7 days")
+        if not 1 <= self.escrow_deposit_business_days <= 30:
+            problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
         problems.extend(job_and_relay_problems(self))
         problems.extend(payments_problems(self))
         for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):

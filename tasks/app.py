@@ -29,6 +29,7 @@ app = Celery(
         "tasks.notifications",
         "tasks.phone",
         "tasks.saved_searches",
+        "tasks.money_deadlines",
     ],
     task_cls="tasks.base:HearthTask",
 )

@@ -245,3 +245,13 @@ def test_cors_origins_default_to_local_dev_servers_in_development_only(tmp_path)
 def test_emailed_links_open_hearths_own_pages_unless_a_frontend_url_is_set():
     assert Settings.from_env({"PUBLIC_URL": "http://127.0.0.1:8000/"}).pages_url == "http://127.0.0.1:8000"
     assert Settings.from_env({"FRONTEND_URL": "https://app.example.com/"}).pages_url == "https://app.example.com"
+
+
+def test_the_earnest_money_deposit_window_is_between_one_and_thirty_business_days(tmp_path):
+    base = {"HEARTH_ENV": "test", "HEARTH_VAR_DIR": str(tmp_path)}
+    assert Settings.from_env(base).escrow_deposit_business_days == 3
+    assert Settings.from_env({**base, "ESCROW_DEPOSIT_BUSINESS_DAYS": "30"}).escrow_deposit_business_days == 30
+    for bad in ("0", "31", "-2"):
+        problems = _problems({**base, "ESCROW_DEPOSIT_BUSINESS_DAYS": bad})
+        assert problems == ["ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30"], bad
+    assert any("ESCROW_DEPOSIT_BUSINESS_DAYS" in p for p in _problems({**base, "ESCROW_DEPOSIT_BUSINESS_DAYS": "soon"}))

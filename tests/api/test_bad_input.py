@@ -12,6 +12,7 @@ from models.base import utcnow
 from models.conversations import Conversation, Message, UserReport
 from models.jobs import Job
 from models.notifications import Notification
+from models.offers import Offer
 from models.saved_searches import SavedSearch
 from tests.api.conftest import assert_problem
 from tests.conftest import make_settings
@@ -96,6 +97,20 @@ ROUTES = {
             "digest_hour": 7,
         },
     ),
+    "make-offer": (
+        "POST",
+        "/v1/properties/{target}/offers",
+        "buyer",
+        {
+            "price": 410_000_00,
+            "earnest_money": 12_000_00,
+            "financing": "conventional",
+            "closing_date": "2027-04-15",
+            "expires_at": "2027-03-01T17:00:00Z",
+        },
+    ),
+    "counter-offer": ("POST", "/v1/offers/{target}/counter", "seller", {"price": 420_000_00, "message": "Halfway?"}),
+    "reject-offer": ("POST", "/v1/offers/{target}/reject", "seller", {"reason": "Too low"}),
     "phone": ("PUT", "/v1/me/phone", "buyer", {"phone": "+14155550123"}),
     "phone-verify": ("POST", "/v1/me/phone/verify", "buyer", {"code": "123456"}),
     "escrow-cancel": ("POST", "/v1/escrows/{target}/cancel", "buyer", {"reason": "changed my mind"}),
@@ -115,6 +130,8 @@ OVERSIZE = {
     ("escrow-cancel", "reason"): "x" * 1001,
     ("escrow-dispute", "reason"): "x" * 1001,
     ("escrow-resolution", "reason"): "x" * 1001,
+    ("counter-offer", "message"): "x" * 4001,
+    ("reject-offer", "reason"): "x" * 2001,
 }
 # Routes whose every body field is optional are left out of the "missing field" tests.
 REQUIRED = set(ROUTES) - {
@@ -125,6 +142,8 @@ REQUIRED = set(ROUTES) - {
     "patch-saved-search",
     "notification-preferences",
     "escrow-cancel",
+    "counter-offer",
+    "reject-offer",
 }
 
 
@@ -143,6 +162,7 @@ def _counts() -> dict:
             UserReport,
             Notification,
             SavedSearch,
+            Offer,
         )
     }
 
@@ -289,7 +309,13 @@ def test_nul_characters_are_422_naming_the_field(caller, unchanged):
 
 
 # Multi-line text among the valid bodies: line breaks and tabs are part of it.
-MULTI_LINE = {("start-conversation", "body"), ("post-message", "body"), ("admin-patch-user", "ban_reason")}
+MULTI_LINE = {
+    ("start-conversation", "body"),
+    ("post-message", "body"),
+    ("admin-patch-user", "ban_reason"),
+    ("counter-offer", "message"),
+    ("reject-offer", "reason"),
+}
 SINGLE_LINE_BREAKERS = ("\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\u2028", "\u2029")
 TEXT_BREAKERS = ("\x0b", "\x0c", "\x1b")
 

@@ -207,6 +207,9 @@ MULTI_LINE_FIELDS = {
     "ReportRequest.details",
     "ReportResolution.resolution",
     "AdminUserPatch.ban_reason",
+    "OfferCreate.message",
+    "OfferCounter.message",
+    "OfferDecision.reason",
 }
 
 

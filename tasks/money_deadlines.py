@@ -1,0 +1,35 @@
+"""The deadlines of offers and escrows, enforced every minute by beat (``models.money_deadlines``).
+
+Expired offers close, escrows whose deposit did not arrive in time are
+cancelled (the listing goes back on the market), lapsed contingencies make the
+deposit hard, and the closing date reminds the parties. Each row is handled in
+its own transaction and skipped while another sweep holds it, so two runs at
+once never handle one row twice; a run that finds nothing due changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from models import money_deadlines
+from models.base import utcnow
+from models.db import connection
+from tasks.app import app
+
+log = logging.getLogger("hearth.money")
+
+
+@app.task(
+    name="tasks.money_deadlines.enforce_deadlines",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=50,
+    time_limit=55,
+)
+def enforce_deadlines() -> dict[str, int]:
+    """Everything due now; returns how many of each kind were handled."""
+    with connection():
+        counts = money_deadlines.enforce(utcnow())
+    if any(counts.values()):
+        log.info("money deadlines enforced", extra=counts)
+    return counts
