@@ -1,15 +1,18 @@
-"""A stand-in for SendGrid and Twilio that records every request: tests and local runs send to it.
+"""A stand-in for SendGrid, Twilio and Stripe that records every request: tests and local runs send to it.
 
-The real ``sendgrid`` and ``twilio`` client libraries talk to it exactly as they
-talk to the providers (``SENDGRID_API_URL`` / ``TWILIO_API_URL``):
+The real ``sendgrid``, ``twilio`` and ``stripe`` client libraries talk to it exactly
+as they talk to the providers (``SENDGRID_API_URL`` / ``TWILIO_API_URL`` /
+``STRIPE_API_URL``):
 
 * ``POST /v3/mail/send`` → 202 with an ``X-Message-Id`` header (SendGrid);
 * ``POST /2010-04-01/Accounts/{sid}/Messages.json`` → 201 with a Twilio message
-  resource (``sid`` "SM…", ``status`` "queued", ``to``, ``from``, ``body``, …).
+  resource (``sid`` "SM…", ``status`` "queued", ``to``, ``from``, ``body``, …);
+* Stripe's PaymentIntents, Refunds and Transfers under ``/v1/``, with Stripe's
+  idempotency keys (``ops/provider_stub_stripe.py``).
 
 Requests are kept per namespace, so concurrent tests never see each other's:
-SendGrid's is the API key (``Authorization: Bearer <key>``), Twilio's the
-account SID in the path. The control API, for tests:
+SendGrid's and Stripe's is the API key (``Authorization: Bearer <key>``),
+Twilio's the account SID in the path. The control API, for tests:
 
 * ``GET /_recorded?ns=<ns>``: the namespace's requests, oldest first, each
   ``{method, path, query, headers, body, json, form, status, at}`` (``status``
@@ -39,6 +42,8 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+from ops.provider_stub_stripe import StripeState, is_stripe_path, nested_form, stripe_error
 
 _TWILIO_MESSAGES = re.compile(r"^/2010-04-01/Accounts/([A-Za-z0-9]{1,64})/Messages\.json$")
 MAX_BODY = 4 * 1024 * 1024
@@ -128,6 +133,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "HearthProviderStub/1"
     protocol_version = "HTTP/1.1"
     recorder: Recorder  # set on the class built by make_server
+    stripe: StripeState  # likewise
 
     def log_message(self, format, *args):
         pass
@@ -160,6 +166,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(200, self.recorder.recorded(query["ns"]))
         if url.path == "/_health":
             return self._answer(200, {"ok": True})
+        if is_stripe_path(url.path):
+            return self._provider("stripe", url, b"")
         return self._answer(404, {"error": "not found"})
 
     def do_POST(self):
@@ -172,11 +180,14 @@ class Handler(BaseHTTPRequestHandler):
             if not ns:
                 return self._answer(400, {"error": "ns is required"})
             self.recorder.reset(ns)
+            self.stripe.reset(ns)
             return self._answer(204)
         if url.path == "/v3/mail/send":
             return self._provider("sendgrid", url, raw)
         if _TWILIO_MESSAGES.match(url.path):
             return self._provider("twilio", url, raw)
+        if is_stripe_path(url.path):
+            return self._provider("stripe", url, raw)
         return self._answer(404, {"error": "not found"})
 
     def _program(self, raw: bytes) -> None:
@@ -214,15 +225,36 @@ class Handler(BaseHTTPRequestHandler):
                 entry["json"] = json.loads(text)
         elif "x-www-form-urlencoded" in content_type:
             entry["form"] = dict(parse_qsl(text, keep_blank_values=True))
-        if provider == "sendgrid":
+        if provider in ("sendgrid", "stripe"):
             auth = self.headers.get("Authorization", "")
             ns = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         else:
             ns = _TWILIO_MESSAGES.match(url.path).group(1)
         scripted = self.recorder.record(ns or "-", entry)
-        status, payload, headers = self._response(provider, ns, entry, scripted)
+        if provider == "stripe":
+            status, payload, headers = self._stripe_response(ns, entry, scripted)
+        else:
+            status, payload, headers = self._response(provider, ns, entry, scripted)
         self.recorder.answered(entry, status)
         self._answer(status, payload, headers)
+
+    def _stripe_response(self, ns: str, entry: dict, scripted: dict | None):
+        if not ns:
+            return 401, stripe_error(401, message="You did not provide an API key."), {}
+        if scripted:
+            if scripted.get("delay_seconds"):
+                time.sleep(min(float(scripted["delay_seconds"]), MAX_DELAY))
+            status = int(scripted["status"])
+            if "body" in scripted:
+                return status, scripted["body"], {}
+            if status >= 400:
+                return status, stripe_error(status), {}
+        pairs = parse_qsl(
+            entry["body"] if entry["method"] == "POST" else urlsplit(self.path).query, keep_blank_values=True
+        )
+        params = nested_form(pairs)
+        key = self.headers.get("Idempotency-Key")
+        return self.stripe.answer(ns, entry["method"], entry["path"], params, key)
 
     @staticmethod
     def _response(provider: str, ns: str, entry: dict, scripted: dict | None):
@@ -254,7 +286,7 @@ class ProviderStub:
 
 
 def make_server(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    handler = type("ProviderStubHandler", (Handler,), {"recorder": Recorder()})
+    handler = type("ProviderStubHandler", (Handler,), {"recorder": Recorder(), "stripe": StripeState()})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True  # a held-back answer must not keep the process alive
     return server
@@ -270,7 +302,7 @@ def start_provider_stub(host: str = "127.0.0.1", port: int = 0) -> ProviderStub:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Record what would be sent to SendGrid and Twilio.")
+    parser = argparse.ArgumentParser(description="Record what would be sent to SendGrid, Twilio and Stripe.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     args = parser.parse_args(argv)

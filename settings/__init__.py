@@ -22,6 +22,7 @@ from settings.validation import (
     STORAGE_URL_OPTIONS,
     is_loopback_bind,
     job_and_relay_problems,
+    payments_problems,
     production_problems,
 )
 
@@ -33,6 +34,9 @@ ENVIRONMENTS = ("development", "test", "production")
 DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"  # noqa: S105
 # CORS_ORIGINS in development when it is empty: the usual local dev servers (Next/CRA 3000,
 # Angular 4200, Vite 5173, Vue CLI/webpack 8080), by name and by address.
+# STRIPE_WEBHOOK_SECRET outside production when it is unset: the sandbox provider signs its events
+# with it (public on purpose; production refuses it and requires Stripe's own).
+DEVELOPMENT_STRIPE_WEBHOOK_SECRET = "whsec_hearth_development"  # noqa: S105
 DEVELOPMENT_CORS_ORIGINS = tuple(
     f"http://{host}:{port}" for port in (3000, 4200, 5173, 8080) for host in ("localhost", "127.0.0.1")
 )
@@ -171,6 +175,16 @@ class Settings:
     # meanwhile (they were online) is never sent.
     message_notification_delay: int = 120
 
+    # --- Payments (docs/payments.md) ---
+    # sandbox: deterministic, no network, state in Redis (development and tests); stripe: the Stripe API.
+    payments_provider: str = "sandbox"
+    stripe_api_key: str = field(default="", repr=False)
+    # The signing secret of the Stripe webhook endpoint (whsec_...); the sandbox signs with it too.
+    stripe_webhook_secret: str = field(default="", repr=False)
+    stripe_api_url: str = "https://api.stripe.com"
+    # Seconds a signed webhook's timestamp may be away from now before it counts as a replay.
+    stripe_webhook_tolerance: int = 300
+
     @property
     def production(self) -> bool:
         return self.env == "production"
@@ -219,6 +233,8 @@ class Settings:
             changes["secret_key"] = development_secret_key(self.var_dir)
         if not self.flower_password:
             changes["flower_password"] = DEVELOPMENT_FLOWER_PASSWORD
+        if not self.stripe_webhook_secret:
+            changes["stripe_webhook_secret"] = DEVELOPMENT_STRIPE_WEBHOOK_SECRET
         if not self.cors_origins and self.env == "development":
             changes["cors_origins"] = DEVELOPMENT_CORS_ORIGINS
         return dataclasses.replace(self, **changes) if changes else self
@@ -260,6 +276,7 @@ class Settings:
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
         problems.extend(job_and_relay_problems(self))
+        problems.extend(payments_problems(self))
         for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):
             try:
                 parse_rate(getattr(self, name))
@@ -326,6 +343,7 @@ _HEARTH_PREFIXED = {"env", "debug", "var_dir"}
 __all__ = [
     "DEVELOPMENT_CORS_ORIGINS",
     "DEVELOPMENT_FLOWER_PASSWORD",
+    "DEVELOPMENT_STRIPE_WEBHOOK_SECRET",
     "ENVIRONMENTS",
     "MIN_SECRET_LENGTH",
     "RATE_UNITS",

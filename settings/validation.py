@@ -106,6 +106,20 @@ def job_and_relay_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def payments_problems(settings: Settings) -> list[str]:
+    """The payments provider and Stripe's settings (production's own rules are in ``production_problems``)."""
+    problems: list[str] = []
+    if settings.payments_provider not in ("sandbox", "stripe"):
+        problems.append("PAYMENTS_PROVIDER must be sandbox or stripe")
+    if settings.payments_provider == "stripe" and not (settings.stripe_api_key and settings.stripe_webhook_secret):
+        problems.append("STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET are required with PAYMENTS_PROVIDER=stripe")
+    if urlparse(settings.stripe_api_url).scheme not in ("http", "https"):
+        problems.append("STRIPE_API_URL must be an http(s):// URL")
+    if not 10 <= settings.stripe_webhook_tolerance <= 3600:
+        problems.append("STRIPE_WEBHOOK_TOLERANCE must be between 10 and 3600 seconds")
+    return problems
+
+
 def production_problems(settings: Settings) -> list[str]:
     """What production refuses: development backends, missing or weak secrets, debug, plain http."""
     problems: list[str] = []
@@ -139,4 +153,11 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("STORAGE_URL must be an s3:// URL in production (local disk is for development)")
     if not settings.clamd_url:
         problems.append("CLAMD_URL is required in production (uploads are never served unscanned)")
+    if settings.payments_provider == "sandbox":
+        problems.append("PAYMENTS_PROVIDER=sandbox is a development backend; use stripe")
+    secret = settings.stripe_webhook_secret  # its absence is payments_problems' to name
+    if secret and (not secret.startswith("whsec_") or len(secret) < 20 or "development" in secret):
+        problems.append("STRIPE_WEBHOOK_SECRET must be Stripe's whsec_... signing secret in production")
+    if not settings.stripe_api_url.startswith("https://"):
+        problems.append("STRIPE_API_URL must be https:// in production")
     return problems

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from services.tokens import generate_private_pem
-from settings import Settings, SettingsError, parse_rate
+from settings import DEVELOPMENT_STRIPE_WEBHOOK_SECRET, Settings, SettingsError, parse_rate
 
 SAFE_PRODUCTION = {
     "HEARTH_ENV": "production",
@@ -26,6 +26,9 @@ SAFE_PRODUCTION = {
     "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
     "TWILIO_AUTH_TOKEN": "0123456789abcdef0123456789abcdef",
     "TWILIO_FROM": "+15550001111",
+    "PAYMENTS_PROVIDER": "stripe",
+    "STRIPE_API_KEY": "sk_live_0123456789abcdef",
+    "STRIPE_WEBHOOK_SECRET": "whsec_0123456789abcdef0123456789abcdef",
 }
 
 
@@ -74,6 +77,11 @@ def test_production_with_nothing_configured_lists_every_problem():
         ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
         ({"SENDGRID_WEBHOOK_PUBLIC_KEY": ""}, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
         ({"FRONTEND_URL": "http://app.hearth.example"}, "FRONTEND_URL"),
+        ({"PAYMENTS_PROVIDER": "sandbox"}, "PAYMENTS_PROVIDER"),
+        ({"STRIPE_API_KEY": ""}, "STRIPE_API_KEY"),
+        ({"STRIPE_WEBHOOK_SECRET": ""}, "STRIPE_WEBHOOK_SECRET"),
+        ({"STRIPE_WEBHOOK_SECRET": "whsec_hearth_development"}, "STRIPE_WEBHOOK_SECRET"),
+        ({"STRIPE_API_URL": "http://127.0.0.1:8025"}, "STRIPE_API_URL"),
     ],
 )
 def test_each_unsafe_production_setting_is_refused(change, named):
@@ -95,9 +103,22 @@ def test_development_fills_in_safe_local_defaults():
     assert settings.outbox_dir == settings.var_dir / "outbox"
 
 
+def test_payments_default_to_the_sandbox_with_a_development_webhook_secret_outside_production():
+    settings = Settings.from_env({})
+    assert settings.payments_provider == "sandbox"
+    assert settings.stripe_webhook_secret == DEVELOPMENT_STRIPE_WEBHOOK_SECRET
+    assert (settings.stripe_api_url, settings.stripe_webhook_tolerance) == ("https://api.stripe.com", 300)
+    # Production gets no such default: the provider must be chosen and Stripe's secret given.
+    environ = {k: v for k, v in SAFE_PRODUCTION.items() if not k.startswith(("PAYMENTS_", "STRIPE_"))}
+    text = "\n".join(_problems(environ))
+    assert "PAYMENTS_PROVIDER=sandbox" in text
+    stripe = Settings.from_env(SAFE_PRODUCTION)
+    assert stripe.payments_provider == "stripe" and stripe.stripe_webhook_secret.startswith("whsec_0123")
+
+
 def test_secrets_are_not_in_the_repr():
     text = repr(Settings.from_env(SAFE_PRODUCTION))
-    for name in ("SECRET_KEY", "JWT_PRIVATE_KEYS", "SENDGRID_API_KEY", "FLOWER_PASSWORD"):
+    for name in ("SECRET_KEY", "JWT_PRIVATE_KEYS", "SENDGRID_API_KEY", "FLOWER_PASSWORD", "STRIPE_API_KEY"):
         assert SAFE_PRODUCTION[name] not in text
 
 
@@ -133,6 +154,10 @@ def test_values_are_parsed_and_bad_ones_all_named():
         ({"FRONTEND_URL": "app.hearth.example"}, "FRONTEND_URL"),
         ({"LOGIN_ACCOUNT_LOCK_ADDRESSES": "1"}, "LOGIN_ACCOUNT_LOCK_ADDRESSES"),
         ({"ACCOUNT_UNLOCK_TTL": "5"}, "ACCOUNT_UNLOCK_TTL"),
+        ({"PAYMENTS_PROVIDER": "paypal"}, "PAYMENTS_PROVIDER"),
+        ({"PAYMENTS_PROVIDER": "stripe"}, "STRIPE_API_KEY"),
+        ({"STRIPE_API_URL": "api.stripe.com"}, "STRIPE_API_URL"),
+        ({"STRIPE_WEBHOOK_TOLERANCE": "5"}, "STRIPE_WEBHOOK_TOLERANCE"),
     ],
 )
 def test_malformed_settings_are_refused_in_every_environment(environ, named):
