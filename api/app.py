@@ -1,7 +1,7 @@
 """``create_app(settings, **collaborators)`` builds the whole Hearth API: its composition root.
 
 Every collaborator (Redis client, token issuer, session cache, limiter,
-lockout, job queue, event bus, storage, search cache, clock, key ring) is
+lockout, job queue, event bus, storage, search cache, payments provider, clock, key ring) is
 built once here, or passed in, so tests and benchmarks swap them without
 monkeypatching. Resources reach them through ``req.context.services``.
 Jobs created during a request are submitted after their commit by the
@@ -36,6 +36,7 @@ from api.resources import (
     notification_admin,
     notifications,
     pages,
+    payment_webhooks,
     phone,
     properties,
     property_media,
@@ -49,6 +50,7 @@ from models.db import init_database
 from models.session_cache import SessionCache
 from services.events import EventBus
 from services.jobqueue import CeleryJobQueue
+from services.payments import PaymentProvider, build_payments
 from services.search_cache import SearchCache
 from services.storage import make_storage
 from services.tokens import KeyRing, TokenIssuer
@@ -72,6 +74,7 @@ class Services:
     events: EventBus
     storage: object
     search_cache: SearchCache
+    payments: PaymentProvider
 
 
 def _json_handler() -> falcon.media.JSONHandler:
@@ -88,6 +91,7 @@ def build_services(
     events=None,
     storage=None,
     search_cache=None,
+    payments: PaymentProvider | None = None,
 ) -> Services:
     """Build every collaborator the API needs from ``settings``, except those passed in."""
     client = redis or redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
@@ -125,6 +129,7 @@ def build_services(
             if search_cache is not None
             else SearchCache(client, settings.redis_prefix, settings.search_cache_ttl)
         ),
+        payments=payments if payments is not None else build_payments(settings, client),
     )
 
 
@@ -272,6 +277,10 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/admin/email-suppressions/{email}", suppressions, suffix="item")
     app.add_route("/v1/webhooks/sendgrid", webhooks.SendGridEvents())
     app.add_route("/v1/webhooks/twilio", webhooks.TwilioStatus())
+
+    # The payments provider's webhook and the sandbox's delivery of it (docs/payments.md).
+    app.add_route("/v1/webhooks/stripe", payment_webhooks.StripeEvents())
+    app.add_route("/v1/admin/payments/sandbox/events", payment_webhooks.SandboxEvents())
 
     # Saved searches (docs/search.md); their alerts come from a beat task.
     searches = saved_searches.MySavedSearches(secret)

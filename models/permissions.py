@@ -56,6 +56,7 @@ ROLE_PERMISSIONS["admin"] = frozenset().union(*ROLE_PERMISSIONS.values()) | froz
         "admin:uploads",
         "admin:reports",
         "admin:notifications",
+        "admin:payments",
     }
 )
 

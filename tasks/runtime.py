@@ -2,8 +2,8 @@
 
 ``init_runtime(settings, **overrides)`` runs after the fork (``tasks.app``) and
 builds the database binding, Redis, the event bus, mailer, text messages,
-storage, the virus scanner, the search cache and the job queue; tasks read
-them through ``runtime()``. Tests build it with their own settings and pass
+storage, the virus scanner, the search cache, the job queue and the payments
+provider; tasks read them through ``runtime()``. Tests build it with their own settings and pass
 their own collaborators (``jobs=`` a recording queue, ``mailer=``, ``redis=``...).
 """
 
@@ -17,6 +17,7 @@ from models.db import init_database
 from services.events import EventBus
 from services.jobqueue import CeleryJobQueue, JobQueue
 from services.mail import Mailer, make_mailer
+from services.payments import PaymentProvider, build_payments
 from services.scanner import Scanner, make_scanner
 from services.search_cache import SearchCache
 from services.sms import SmsSender, make_sms
@@ -36,6 +37,8 @@ class Runtime:
     search_cache: SearchCache
     # Where new jobs are submitted after their commit, and retries and sweeps submit again.
     jobs: JobQueue
+    # Deposits, refunds and payouts (tasks on the money queue); docs/payments.md.
+    payments: PaymentProvider
 
 
 _runtime: Runtime | None = None
@@ -45,7 +48,7 @@ def init_runtime(settings, *, init_db: bool = True, **overrides) -> Runtime:
     """Build the process's runtime; ``init_db=False`` when the database proxy is already bound.
 
     ``overrides`` replace collaborators by name (``redis``, ``events``, ``mailer``,
-    ``sms``, ``storage``, ``scanner``, ``search_cache``, ``jobs``).
+    ``sms``, ``storage``, ``scanner``, ``search_cache``, ``jobs``, ``payments``).
     """
     global _runtime  # noqa: PLW0603 - the composition root: one runtime per worker process, set after the fork
     unknown = set(overrides) - (set(Runtime.__dataclass_fields__) - {"settings"})
@@ -71,6 +74,7 @@ def init_runtime(settings, *, init_db: bool = True, **overrides) -> Runtime:
         ),
         # A worker passes its own app's queue (its broker connection); anything else publishes by name.
         jobs=given("jobs", lambda: CeleryJobQueue.from_settings(settings)),
+        payments=given("payments", lambda: build_payments(settings, client)),
     )
     return _runtime
 
