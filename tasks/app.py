@@ -29,6 +29,8 @@ app = Celery(
         "tasks.notifications",
         "tasks.phone",
         "tasks.saved_searches",
+        "tasks.escrows",
+        "tasks.payments",
     ],
     task_cls="tasks.base:HearthTask",
 )
