@@ -26,6 +26,7 @@ MODULES = (
     "bench.notifications",
     "bench.uploads",
     "bench.search",
+    "bench.money",
 )
 
 

@@ -5,6 +5,7 @@
     hearth demo seed --listings N [--seed S]
     hearth run
     hearth keys generate
+    hearth payments sandbox-event PAYMENT_INTENT --outcome succeeded|failed|canceled [--api URL]
 
 With ``DATABASE_URL`` / ``REDIS_URL`` unset outside production, commands use the
 servers of the ``hearth run`` running on the same ``var/`` (it records them in
@@ -102,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     keys_commands.add_parser(
         "generate", help="print a new Ed25519 private key (PEM) for JWT_PRIVATE_KEYS"
     ).set_defaults(handler=keys_generate)
+
+    payments_parser = commands.add_parser("payments", help="the payments provider")
+    payments_commands = payments_parser.add_subparsers(title="payments commands", metavar="ACTION")
+    payments_commands.required = True
+    sandbox_event = payments_commands.add_parser(
+        "sandbox-event", help="finish a sandbox deposit: POST its signed webhook to the running API"
+    )
+    sandbox_event.add_argument("payment_intent", help="the deposit's PaymentIntent id (pi_sandbox_...)")
+    sandbox_event.add_argument("--outcome", required=True, choices=("succeeded", "failed", "canceled"))
+    sandbox_event.add_argument("--api", help="the API's base URL (default: http://WEB_BIND)")
+    sandbox_event.set_defaults(handler=payments_sandbox_event)
     return parser
 
 
@@ -302,6 +314,20 @@ def keys_generate(args) -> int:
     # The same format the API reads from JWT_PRIVATE_KEYS (PKCS#8 PEM, unencrypted).
     sys.stdout.write(generate_private_pem())
     return 0
+
+
+def payments_sandbox_event(args) -> int:
+    from ops.devservices import ensure_redis
+    from ops.sandbox_payments import SandboxEventError, api_url, send_sandbox_event
+
+    settings = Settings.from_env()
+    try:
+        url = api_url(settings, args.api)
+        status, body = send_sandbox_event(settings, ensure_redis(settings), args.payment_intent, args.outcome, url)
+    except SandboxEventError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{status} {body}")
+    return 0 if status < 300 else 1
 
 
 # --------------------------------------------------------------------------- helpers

@@ -109,7 +109,7 @@ def providers(ctx: Context) -> dict[str, str]:
 
     stub = start_provider_stub()
     ctx.cleanup.callback(stub.stop)
-    ctx.note(f"SendGrid/Twilio recorder at {stub.url}")
+    ctx.note(f"SendGrid/Twilio/Stripe recorder at {stub.url}")
     return {"TEST_PROVIDERS_URL": stub.url}
 
 

@@ -11,7 +11,8 @@ Fixtures (import them into a test module to use them)::
     from tests.providers import provider_runtime, provider_settings, providers  # noqa: F401
 
 * ``providers``: a ``Providers`` for this test: ``.emails()``, ``.texts()``,
-  ``.program("email" | "sms", {"status": 503}, ...)``, ``.settings_overrides()``,
+  ``.requests("payments")`` (Stripe, under ``.stripe_api_key``),
+  ``.program("email" | "sms" | "payments", {"status": 503}, ...)``, ``.settings_overrides()``,
   ``.env()`` (the same settings as environment variables, for worker processes);
 * ``provider_settings``: the test's settings with ``MAIL_BACKEND=sendgrid`` and
   ``SMS_BACKEND=twilio`` pointed at the recorder;
@@ -130,12 +131,14 @@ class Providers:
         self.twilio_account_sid = "AC" + token
         self.twilio_auth_token = secrets.token_hex(16)
         self.twilio_from = TWILIO_FROM
+        self.stripe_api_key = f"sk_test_{token}"
         self._http = httpx.Client(base_url=self.url, timeout=10)
 
     def _ns(self, channel: str) -> str:
-        if channel not in ("email", "sms"):
-            raise ValueError("channel is 'email' or 'sms'")
-        return self.sendgrid_api_key if channel == "email" else self.twilio_account_sid
+        namespaces = {"email": self.sendgrid_api_key, "sms": self.twilio_account_sid, "payments": self.stripe_api_key}
+        if channel not in namespaces:
+            raise ValueError("channel is 'email', 'sms' or 'payments'")
+        return namespaces[channel]
 
     def settings_overrides(self) -> dict:
         return {
@@ -187,7 +190,7 @@ class Providers:
             time.sleep(0.05)
 
     def reset(self) -> None:
-        for channel in ("email", "sms"):
+        for channel in ("email", "sms", "payments"):
             self._http.post("/_reset", params={"ns": self._ns(channel)})
 
     def close(self) -> None:

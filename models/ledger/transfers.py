@@ -38,6 +38,7 @@ from models.ledger.postings import (
     check_legs,
     load,
     lock_accounts,
+    transaction,
     write,
 )
 
@@ -179,7 +180,7 @@ def transfer(spec: TransferSpec, *, now: datetime.datetime | None = None) -> Tra
     or ``ExceedsDebits``; nothing is written then.
     """
     validate(spec)
-    with db.atomic():
+    with transaction():
         accounts = lock_accounts((spec.debit, spec.credit))
         return post_spec(spec, accounts, now or utcnow())
 

@@ -26,7 +26,7 @@ from models.ledger.errors import (
     PendingNotFound,
     TransferExists,
 )
-from models.ledger.postings import Leg, Transfer, load, load_with_resolution, lock_accounts, write
+from models.ledger.postings import Leg, Transfer, load, load_with_resolution, lock_accounts, transaction, write
 
 POST, VOID = "post_pending", "void_pending"
 # Expiry voids under an id derived from the pending transfer's: two sweeps at once void it once.
@@ -62,7 +62,7 @@ def _replay(existing: Transfer, pending_id: uuid.UUID, state: str, amount: int |
 def _resolve(id: uuid.UUID, pending_id: uuid.UUID, state: str, amount: int | None, now: datetime.datetime) -> Transfer:
     if not isinstance(id, uuid.UUID) or not isinstance(pending_id, uuid.UUID):
         raise InvalidTransfer("transfer ids are UUIDs")
-    with db.atomic():
+    with transaction():
         pending = load(pending_id)
         if pending is None or pending.state != "pending":
             existing = load(id)
