@@ -37,16 +37,16 @@ def escrow_account(escrow: Escrow) -> str:
 
 def payable_account(user_id, currency: str) -> str:
     return open_account(
-        f"user:{user_id}:payable", kind="user_payable", currency=currency, flags=(DEBITS_MUST_NOT_EXCEED_CREDITS,)
+        f"user:{user_id}:payable", kind="payable", currency=currency, flags=(DEBITS_MUST_NOT_EXCEED_CREDITS,)
     ).code
 
 
 def clearing_account(currency: str) -> str:
-    return open_account(f"provider:clearing:{currency}", kind="provider_clearing", currency=currency).code
+    return open_account(f"provider:clearing:{currency}", kind="clearing", currency=currency).code
 
 
 def fees_account(currency: str) -> str:
-    return open_account(f"platform:fees:{currency}", kind="platform_fees", currency=currency).code
+    return open_account(f"platform:fees:{currency}", kind="fees", currency=currency).code
 
 
 def post_deposit(escrow: Escrow, payment_id, amount: int) -> None:

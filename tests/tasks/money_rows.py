@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime
 import json
 import time
+import uuid
 from dataclasses import dataclass
+
+import httpx
 
 from models.accounts import User
 from models.base import utcnow
@@ -26,8 +29,10 @@ from models.payment_events import PaymentEvent, record_payment_event
 from models.payments import Payment
 from models.properties import Property
 from services.jobqueue import task_name
+from services.payments import sign_event
 from tasks.app import app as celery_app
 from tasks.runtime import runtime
+from tests.providers import providers_url
 from tests.search_listings import make_listing, make_owner
 
 celery_app.loader.import_default_modules()
@@ -164,3 +169,38 @@ def entries(deal: Deal) -> list[tuple]:
     return sorted(
         (e["kind"], e["state"], e["debit"], e["credit"], e["amount"]) for e in entries_for_escrow(deal.escrow.id)
     )
+
+
+class StubStripe:
+    """One test's Stripe at the provider stub (its namespace is the API key): script answers, read requests."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.http = httpx.Client(base_url=providers_url(), timeout=10)
+
+    def program(self, *responses: dict) -> None:
+        self.http.post("/_program", json={"ns": self.key, "responses": list(responses)}).raise_for_status()
+
+    def requests(self, path: str) -> list[dict]:
+        recorded = self.http.get("/_recorded", params={"ns": self.key}).json()
+        return [r for r in recorded if r["method"] == "POST" and r["path"] == path]
+
+    def transfers(self) -> list[dict]:
+        return self.http.get("/v1/transfers", headers={"Authorization": f"Bearer {self.key}"}).json()["data"]
+
+
+def stripe_funded(deal: Deal, stripe: StubStripe) -> Payment:
+    """A deposit collected through the stub and reported succeeded by a signed webhook; a seller with an account."""
+    User.update(payout_account="acct_1SellerTest").where(User.id == deal.seller.id).execute()
+    payment = collect(deal)
+    assert payment.provider_ref.startswith("pi_") and payment.provider == "stripe"
+    [create] = stripe.requests("/v1/payment_intents")
+    assert create["headers"]["Idempotency-Key"] == payment.idempotency_key
+    now = int(time.time())
+    intent = {"id": payment.provider_ref, "object": "payment_intent", "amount": payment.amount, "status": "succeeded"}
+    event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded", "created": now}
+    body = json.dumps(dict(event, data={"object": intent})).encode()
+    job = record_event(body, sign_event(body, runtime().settings.stripe_webhook_secret, now))
+    assert run(job).status == "succeeded"
+    assert deal.reload().status == "funded"
+    return Payment.get_by_id(payment.id)

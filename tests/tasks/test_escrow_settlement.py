@@ -9,25 +9,21 @@ against the provider stub in the tests at the end.
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 import uuid
 
-import httpx
 import pytest
 
-from models.accounts import User
 from models.jobs import Job
 from models.notifications import Notification
 from models.payments import Payment, payments_of
 from models.properties import Property
-from services.payments import sign_event
 from tasks.runtime import init_runtime
 from tasks.runtime import runtime as worker_runtime
 from tests.factories import make_user
 from tests.providers import providers_url
 from tests.tasks.money_rows import (
     EARNEST,
+    StubStripe,
     account,
     assert_ledger_matches,
     collect,
@@ -36,10 +32,10 @@ from tests.tasks.money_rows import (
     job_of,
     make_deal,
     payable,
-    record_event,
     redeliver,
     run,
     settle_by,
+    stripe_funded,
 )
 
 
@@ -222,41 +218,8 @@ def stripe(settings, redis, queue, runtime, stripe_key):
     return StubStripe(stripe_key)
 
 
-class StubStripe:
-    def __init__(self, key: str):
-        self.key = key
-        self.http = httpx.Client(base_url=providers_url(), timeout=10)
-
-    def program(self, *responses: dict) -> None:
-        self.http.post("/_program", json={"ns": self.key, "responses": list(responses)}).raise_for_status()
-
-    def requests(self, path: str) -> list[dict]:
-        recorded = self.http.get("/_recorded", params={"ns": self.key}).json()
-        return [r for r in recorded if r["method"] == "POST" and r["path"] == path]
-
-    def transfers(self) -> list[dict]:
-        return self.http.get("/v1/transfers", headers={"Authorization": f"Bearer {self.key}"}).json()["data"]
-
-
-def _stripe_funded(deal, stripe) -> Payment:
-    """A deposit collected through the stub and reported succeeded by a signed webhook; a seller with an account."""
-    User.update(payout_account="acct_1SellerTest").where(User.id == deal.seller.id).execute()
-    payment = collect(deal)
-    assert payment.provider_ref.startswith("pi_") and payment.provider == "stripe"
-    [create] = stripe.requests("/v1/payment_intents")
-    assert create["headers"]["Idempotency-Key"] == payment.idempotency_key
-    now = int(time.time())
-    intent = {"id": payment.provider_ref, "object": "payment_intent", "amount": EARNEST, "status": "succeeded"}
-    event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded", "created": now}
-    body = json.dumps(dict(event, data={"object": intent})).encode()
-    job = record_event(body, sign_event(body, worker_runtime().settings.stripe_webhook_secret, now))
-    assert run(job).status == "succeeded"
-    assert deal.reload().status == "funded"
-    return payment
-
-
 def test_stripe_5xx_then_success_makes_exactly_one_transfer_under_one_key(deal, stripe, queue):
-    _stripe_funded(deal, stripe)
+    stripe_funded(deal, stripe)
     stripe.program({"status": 503}, {"status": 500})
     job = run(settle_by(deal, "release"))
     assert job.status == "queued"
@@ -279,7 +242,7 @@ def test_stripe_5xx_then_success_makes_exactly_one_transfer_under_one_key(deal, 
 
 
 def test_stripe_4xx_fails_the_payout_visibly_and_nothing_is_posted(deal, stripe):
-    _stripe_funded(deal, stripe)
+    stripe_funded(deal, stripe)
     refusal = {"type": "invalid_request_error", "code": "account_invalid", "message": "No such destination"}
     stripe.program({"status": 400, "body": {"error": refusal}})
     job = run(settle_by(deal, "release"))
@@ -292,7 +255,7 @@ def test_stripe_4xx_fails_the_payout_visibly_and_nothing_is_posted(deal, stripe)
 
 
 def test_stripe_refund_goes_against_the_deposit_intent(deal, stripe):
-    deposit = _stripe_funded(deal, stripe)
+    deposit = stripe_funded(deal, stripe)
     assert run(settle_by(deal, "refund")).status == "succeeded"
     [sent] = stripe.requests("/v1/refunds")
     assert sent["form"]["payment_intent"] == deposit.provider_ref and sent["form"]["amount"] == str(EARNEST)
