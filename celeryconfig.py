@@ -30,6 +30,9 @@ task_routes = {
     # burst of uploads never delays mail; the upkeep of unfinished uploads is maintenance.
     "tasks.uploads.scan_upload": {"queue": "scans"},
     "tasks.uploads.*": {"queue": "maintenance"},
+    # Money: deposits, settlements and provider events, apart from everything else.
+    "tasks.escrows.*": {"queue": "money"},
+    "tasks.payments.*": {"queue": "money"},
     # Offer and escrow deadlines change what an escrow may do with its money: the money queue.
     "tasks.money_deadlines.*": {"queue": "money"},
 }

@@ -35,6 +35,8 @@ class User(UUIDModel):
     banned_at = DateTimeTZField(null=True)
     ban_reason = TextField(null=True)
     last_login_at = DateTimeTZField(null=True)
+    # The seller's connected account at the payment provider (migration 0012), where payouts go.
+    payout_account = TextField(null=True)
     created_at = DateTimeTZField(default=utcnow)
     updated_at = DateTimeTZField(default=utcnow)
 

@@ -79,5 +79,17 @@ def advance(payment: Payment, status: str, **values) -> bool:
     return True
 
 
+def reverse(payment: Payment, *, code: str, message: str) -> bool:
+    """The provider undid a payment it had made (a refund that failed later, a reversed transfer): it is
+    ``failed`` whatever it was, for an admin to see. False when it was failed already."""
+    if payment.status == "failed":
+        return False
+    values = {"status": "failed", "failure_code": code[:100], "failure_message": message[:500], "updated_at": utcnow()}
+    Payment.update(values).where(Payment.id == payment.id).execute()
+    for name, value in values.items():
+        setattr(payment, name, value)
+    return True
+
+
 def payments_of(escrow_id) -> list[Payment]:
     return list(Payment.select().where(Payment.escrow == escrow_id).order_by(Payment.created_at, Payment.id))

@@ -30,6 +30,8 @@ app = Celery(
         "tasks.phone",
         "tasks.saved_searches",
         "tasks.money_deadlines",
+        "tasks.escrows",
+        "tasks.payments",
     ],
     task_cls="tasks.base:HearthTask",
 )

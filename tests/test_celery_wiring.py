@@ -72,3 +72,7 @@ def test_routes_send_tasks_where_the_config_says(registered):
     assert queue_of("tasks.jobs.sweep_jobs") == "maintenance"
     assert queue_of("tasks.uploads.scan_upload") == "scans"
     assert queue_of("tasks.uploads.rescan_stalled") == "maintenance"
+    # Money moves on a queue of its own.
+    assert queue_of("tasks.escrows.settle") == "money"
+    assert queue_of("tasks.escrows.collect_deposit") == "money"
+    assert queue_of("tasks.payments.apply_event") == "money"

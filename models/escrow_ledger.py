@@ -1,0 +1,169 @@
+"""The escrow's money on the ledger: the chart of accounts and the postings of a deposit and a settlement.
+
+Accounts (``models.ledger`` codes, opened on first use):
+
+* ``escrow:<escrow_id>``: what the escrow holds; never below zero;
+* ``user:<user_id>:payable``: what the platform owes a user (a seller's proceeds, a
+  buyer's refund) until the provider paid it out; never below zero;
+* ``provider:clearing:<CUR>``: money at the payment provider (a deposit arrives here
+  and leaves from here); its debit balance is what the provider holds for us;
+* ``platform:fees:<CUR>``: the platform's fees (no posting uses it yet).
+
+Transfer ids derive from what they post (``transfer_id``): the same posting
+written twice is the same transfer, so a replayed job writes nothing new.
+Everything here runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from models.escrows import Escrow, EscrowEvent
+from models.ledger import DEBITS_MUST_NOT_EXCEED_CREDITS, TransferSpec, open_account, transfer, transfer_linked
+
+NAMESPACE = uuid.UUID("0f4b7a52-6a57-4c1e-93b1-2d5e8c7f1a90")
+
+
+def transfer_id(*parts: object) -> uuid.UUID:
+    """The deterministic id of one posting, named by its parts (``"deposit", payment_id``)."""
+    return uuid.uuid5(NAMESPACE, ":".join(str(part) for part in parts))
+
+
+def escrow_account(escrow: Escrow) -> str:
+    return open_account(
+        escrow.account_code, kind="escrow", currency=escrow.currency, flags=(DEBITS_MUST_NOT_EXCEED_CREDITS,)
+    ).code
+
+
+def payable_account(user_id, currency: str) -> str:
+    return open_account(
+        f"user:{user_id}:payable", kind="payable", currency=currency, flags=(DEBITS_MUST_NOT_EXCEED_CREDITS,)
+    ).code
+
+
+def clearing_account(currency: str) -> str:
+    return open_account(f"provider:clearing:{currency}", kind="clearing", currency=currency).code
+
+
+def fees_account(currency: str) -> str:
+    return open_account(f"platform:fees:{currency}", kind="fees", currency=currency).code
+
+
+def post_deposit(escrow: Escrow, payment_id, amount: int) -> None:
+    """The deposit arrived at the provider: clearing → the escrow's holding account."""
+    transfer(
+        TransferSpec(
+            id=transfer_id("deposit", payment_id),
+            debit=clearing_account(escrow.currency),
+            credit=escrow_account(escrow),
+            amount=amount,
+            currency=escrow.currency,
+            kind="deposit",
+            escrow_id=escrow.id,
+        )
+    )
+
+
+def refund_late_deposit(escrow: Escrow, payment_id, amount: int) -> None:
+    """A deposit that arrived after its escrow ended goes straight on to the buyer's payable account."""
+    transfer(
+        TransferSpec(
+            id=transfer_id("late-deposit", payment_id),
+            debit=escrow_account(escrow),
+            credit=payable_account(escrow.buyer_id, escrow.currency),
+            amount=amount,
+            currency=escrow.currency,
+            kind="late_deposit_refund",
+            escrow_id=escrow.id,
+        )
+    )
+
+
+def settlement_legs(escrow: Escrow) -> dict[str, int]:
+    """Who gets what of the held amount (``{"buyer": cents, "seller": cents}``, zero legs left out)."""
+    if escrow.settlement == "release":
+        legs = {"seller": escrow.held}
+    elif escrow.settlement == "refund":
+        legs = {"buyer": escrow.held}
+    elif escrow.settlement == "split":
+        legs = {"buyer": escrow.split_buyer or 0, "seller": escrow.split_seller or 0}
+    else:
+        raise ValueError(f"the escrow has no settlement to post ({escrow.settlement!r})")
+    return {side: amount for side, amount in legs.items() if amount > 0}
+
+
+def post_settlement(escrow: Escrow) -> dict[str, int]:
+    """Move what the escrow holds to the payable accounts of its settlement (linked: all or nothing)."""
+    legs = settlement_legs(escrow)
+    recipients = {"buyer": escrow.buyer_id, "seller": escrow.seller_id}
+    specs = [
+        TransferSpec(
+            id=transfer_id("settle", escrow.id, side),
+            debit=escrow_account(escrow),
+            credit=payable_account(recipients[side], escrow.currency),
+            amount=amount,
+            currency=escrow.currency,
+            kind=f"{escrow.settlement}_to_{side}",
+            escrow_id=escrow.id,
+        )
+        for side, amount in legs.items()
+    ]
+    transfer_linked(specs)
+    return legs
+
+
+def resolution_reason(escrow: Escrow) -> str | None:
+    """The admin's written reason for the escrow's split (its latest ``resolution`` event)."""
+    event = (
+        EscrowEvent.select(EscrowEvent.reason)
+        .where((EscrowEvent.escrow == escrow.id) & (EscrowEvent.action == "resolution"))
+        .order_by(EscrowEvent.id.desc())
+        .first()
+    )
+    return event.reason if event is not None else None
+
+
+def payout_transfers(escrow: Escrow, payment_id, user_id, amount: int) -> tuple[TransferSpec, uuid.UUID, uuid.UUID]:
+    """The pending transfer of a payout or refund (payable → clearing) and the ids that post or void it."""
+    spec = TransferSpec(
+        id=transfer_id("provider", payment_id),
+        debit=payable_account(user_id, escrow.currency),
+        credit=clearing_account(escrow.currency),
+        amount=amount,
+        currency=escrow.currency,
+        kind="provider_payment",
+        escrow_id=escrow.id,
+        pending=True,
+    )
+    return spec, transfer_id("provider-post", payment_id), transfer_id("provider-void", payment_id)
+
+
+def post_reversal(escrow: Escrow, payment_id, user_id, amount: int) -> None:
+    """The provider gave back money it had paid out (a failed refund, a reversed transfer): owed again."""
+    transfer(
+        TransferSpec(
+            id=transfer_id("reversal", payment_id),
+            debit=clearing_account(escrow.currency),
+            credit=payable_account(user_id, escrow.currency),
+            amount=amount,
+            currency=escrow.currency,
+            kind="provider_reversal",
+            escrow_id=escrow.id,
+        )
+    )
+
+
+__all__ = [
+    "clearing_account",
+    "escrow_account",
+    "fees_account",
+    "payable_account",
+    "payout_transfers",
+    "post_deposit",
+    "post_reversal",
+    "post_settlement",
+    "refund_late_deposit",
+    "resolution_reason",
+    "settlement_legs",
+    "transfer_id",
+]
