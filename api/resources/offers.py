@@ -36,7 +36,7 @@ from api.schemas.offers import (
 )
 from models import offer_views
 from models.accounts import User
-from models.db import db
+from models.db import after_commit_to, db
 from models.listing_rules import IllegalTransition
 from models.offer_acceptance import accept
 from models.offer_rules import Contingency, InvalidOffer, NotYourTurn, OfferError, OfferTerms
@@ -75,10 +75,16 @@ def refused(exc: OfferError | IllegalTransition) -> Problem:
 def publish(req, offer: Offer, listing: Property, type_: str, view: dict) -> None:
     """The event on every party's user channel; a failure is logged, the change stands."""
     channels = [f"user:{user_id}" for user_id in offer.parties(listing)]
-    try:
-        req.context.services.events.publish(channels[0], type_, view, also=tuple(channels[1:]))
-    except (RedisError, OSError):
-        log.warning("could not publish an offer event", extra={"offer_id": str(offer.id), "type": type_}, exc_info=True)
+    offer_id = str(offer.id)
+
+    def send() -> None:
+        try:
+            req.context.services.events.publish(channels[0], type_, view, also=tuple(channels[1:]))
+        except (RedisError, OSError):
+            log.warning("could not publish an offer event", extra={"offer_id": offer_id, "type": type_}, exc_info=True)
+
+    # Once the change has committed: inside an idempotent request's transaction that is later.
+    after_commit_to(req.context.job_submission.base, send)
 
 
 def load_offer(offer_id, principal) -> Offer:
@@ -143,6 +149,7 @@ class ListingOffers:
 
     @operation(
         "Make an offer on a listing",
+        idempotent=True,
         body=OfferCreate,
         response=OfferView,
         status=201,
@@ -268,6 +275,7 @@ class Offers:
 
     @operation(
         "Accept an offer",
+        idempotent=True,
         response=OfferView,
         errors=(403, 404, 409),
         tags=TAGS,
@@ -298,6 +306,7 @@ class Offers:
 
     @operation(
         "Reject an offer",
+        idempotent=True,
         body=OfferDecision,
         response=OfferView,
         errors=(403, 404, 409),
@@ -319,6 +328,7 @@ class Offers:
 
     @operation(
         "Withdraw an offer",
+        idempotent=True,
         body=OfferDecision,
         response=OfferView,
         errors=(403, 404, 409),
@@ -341,6 +351,7 @@ class Offers:
 
     @operation(
         "Counter an offer",
+        idempotent=True,
         body=OfferCounter,
         response=OfferView,
         status=201,
