@@ -41,10 +41,7 @@ def access_level(principal, upload: Upload) -> str | None:
     if (
         principal is not None
         and upload.purpose in ATTACHABLE_PURPOSES
-        and (
-            attachment_shared_with(upload.id, principal.user_id)
-            or document_shared_with(upload.id, principal.user_id)
-        )
+        and (attachment_shared_with(upload.id, principal.user_id) or document_shared_with(upload.id, principal.user_id))
     ):
         return FULL
     if upload.purpose != "listing_photo" or upload.status != "clean":
