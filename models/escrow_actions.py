@@ -18,6 +18,7 @@ from models.jobs import Job
 from models.money_notices import amount, escrow_notice
 from models.offers import end_backups
 from models.properties import Property
+from models.search import queue as search_queue
 
 SETTLE_KIND = "escrows.settle"
 MONEY_QUEUE = "money"
@@ -211,6 +212,7 @@ def end(escrow: Escrow, status: str, *, action: str, actor_id=None, reason=None,
                 if target == "Closed":
                     extra = {"close_price": escrow.price, "close_date": now.date()}
                 listing.change_status(target, actor_id=actor_id, **extra)
+                search_queue.mark_dirty(listing.id)
     end_backups(escrow.property_id, sold=settlement == "release", now=now)
     titles = {
         "released": ("Deposit released", f"The {amount(escrow)} deposit was released to the seller."),

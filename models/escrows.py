@@ -30,6 +30,7 @@ from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
 from models.escrow_rules import (
     DEFAULT_DEPOSIT_BUSINESS_DAYS,
+    OPEN,
     EscrowConflict,
     add_business_days,
     can_transition,
@@ -182,6 +183,11 @@ def lock(escrow_id) -> Escrow | None:
         return Escrow.select().where(Escrow.id == escrow_id).for_update().first()
     except ValueError:
         return None
+
+
+def open_escrow_of(property_id) -> Escrow | None:
+    """The listing's escrow while it is open (at most one: a partial unique index)."""
+    return Escrow.get_or_none((Escrow.property == property_id) & Escrow.status.in_(OPEN))
 
 
 def visible(escrow_id, principal) -> Escrow | None:

@@ -17,6 +17,7 @@ from models.money_notices import escrow_notice, offer_notice
 from models.offer_rules import OfferConflict
 from models.offers import Offer, make_backups, require_turn, set_status
 from models.properties import Property
+from models.search import queue as search_queue
 
 COLLECT_DEPOSIT_KIND = "escrows.collect_deposit"
 MONEY_QUEUE = "money"
@@ -46,6 +47,7 @@ def accept(offer: Offer, listing: Property, *, actor_id, deposit_business_days: 
         raise OfferConflict(f"the listing is {listing.standard_status}; only an Active listing can go under contract")
     set_status(offer, "accepted", actor_id=actor_id, now=now)
     listing.change_status("ActiveUnderContract", actor_id=actor_id)
+    search_queue.mark_dirty(listing.id)
     backups = make_backups(listing.id, offer.id, now=now)
     escrow = open_escrow(offer, listing, actor_id=actor_id, deposit_business_days=deposit_business_days, now=now)
     collect_deposit_job(escrow)

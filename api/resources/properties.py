@@ -27,6 +27,7 @@ from api.operation import operation
 from api.resources.search import SearchMixin
 from api.schemas.properties import HistoryList, PageQuery, PropertyCreate, PropertyPatch, PropertyView
 from models.db import db
+from models.escrows import open_escrow_of
 from models.listing_rules import TRANSITIONS, IllegalTransition, InvalidListing, StaleListing
 from models.properties import Property, PropertyHistory
 from models.search import queue as search_queue
@@ -51,7 +52,10 @@ STATUS_RULES = (
     + _transition_table()
     + "\n\nMoving to `Closed` needs `close_price` and `close_date` (422 otherwise). The first move to "
     "`Active` sets `on_market_timestamp`; a new `list_price` moves the old one to `previous_list_price`. "
-    "Every price and status change is kept in the listing's history."
+    "Every price and status change is kept in the listing's history. While an accepted offer's escrow is "
+    "open the listing's status follows the escrow (`ActiveUnderContract`, then `Closed` on release or "
+    "`Active` when it falls through): changing it by hand, or withdrawing the listing, is a 409 "
+    "(`under-escrow`, with the `escrow_id`)."
 )
 
 
@@ -108,6 +112,19 @@ def _refused(exc: Exception) -> Problem:
     if isinstance(exc, InvalidListing):
         return validation_error([{"field": f"body.{name}", "message": message} for name, message in exc.errors])
     return stale_listing()  # another write landed between our read and our conditional update
+
+
+def refuse_under_escrow(listing) -> None:
+    """A listing with an open escrow follows the escrow: its people cannot move its status by hand (409)."""
+    escrow = open_escrow_of(listing.id)
+    if escrow is not None:
+        problem = conflict(
+            "The listing is under contract: its status follows its escrow until the escrow is released, "
+            "refunded, resolved or cancelled.",
+            slug="under-escrow",
+        )
+        problem.extra.update(escrow_id=str(escrow.id))
+        raise problem
 
 
 def _jsonable(value):
@@ -233,6 +250,8 @@ class PropertyItem:
         if "list_agent_id" in changes and not (principal.is_admin or principal.user_id == str(listing.owner_id)):
             raise forbidden("Only the listing's owner or an admin assigns its agent.")
         expected = expected_version(req, listing, required=True)
+        if "standard_status" in changes:
+            refuse_under_escrow(listing)
         with db.atomic():
             try:
                 changed = listing.apply_changes(changes, actor_id=principal.user_id, expected_version=expected)
@@ -260,6 +279,7 @@ class PropertyItem:
         principal = req.context.principal
         listing = load_editable(property_id, principal)
         expected = expected_version(req, listing, required=False)
+        refuse_under_escrow(listing)
         with db.atomic():
             try:
                 changed = listing.take_off_market(actor_id=principal.user_id, expected_version=expected)

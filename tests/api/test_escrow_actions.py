@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from models.accounts import User
 from models.audit import AuditEntry
 from models.escrow_actions import SETTLE_KIND
 from models.escrows import Escrow
@@ -251,3 +252,23 @@ def test_an_unfunded_escrow_cannot_be_disputed(client, auth_headers, deal):
     assert_problem(post(client, auth_headers(deal.buyer), deal, "disputes", {"reason": "no deposit yet"}), 409)
     assert_problem(post(client, auth_headers(deal.buyer), deal, "disputes", {}), 422, field="body.reason")
     assert Escrow.get_by_id(deal.escrow.id).status == "awaiting_deposit"
+
+
+def test_a_listing_under_escrow_keeps_its_status_until_the_escrow_ends(client, auth_headers):
+    deal = make_deal()
+    listing = Property.get_by_id(deal.escrow.property_id)
+    assert listing.standard_status == "ActiveUnderContract"
+    owner = auth_headers(User.get_by_id(listing.owner_id))
+    etag = {"If-Match": f'"v{listing.version}"'}
+    patched = client.simulate_patch(
+        f"/v1/properties/{listing.id}", json={"standard_status": "Active"}, headers={**owner, **etag}
+    )
+    assert patched.status_code == 409 and patched.json["escrow_id"] == str(deal.escrow.id), patched.text
+    withdrawn = client.simulate_delete(f"/v1/properties/{listing.id}", headers=owner)
+    assert withdrawn.status_code == 409, withdrawn.text
+    assert Property.get_by_id(listing.id).standard_status == "ActiveUnderContract"
+    # Other fields can still change.
+    priced = client.simulate_patch(
+        f"/v1/properties/{listing.id}", json={"public_remarks": "Under contract"}, headers={**owner, **etag}
+    )
+    assert priced.status_code == 200, priced.text

@@ -15,6 +15,7 @@ from models.offer_acceptance import accept
 from models.offer_rules import OfferConflict
 from models.offers import Offer, lock_offer
 from models.properties import Property, PropertyHistory
+from models.search import queue as search_queue
 from tests.api.conftest import assert_problem
 from tests.api.offers_common import PRICE, act, make_listing, offered
 from tests.factories import make_user
@@ -126,6 +127,7 @@ def test_accepting_puts_the_listing_under_contract_opens_the_escrow_and_makes_ba
     rival = make_user()
     backup = offered(client, auth_headers(rival), listing, price=PRICE - 1000)
 
+    seq_before = search_queue.pending_seq(listing.id)
     resp = act(client, auth_headers(owner), offer["id"], "accept")
     assert resp.status_code == 200, resp.text
     body = resp.json
@@ -139,6 +141,8 @@ def test_accepting_puts_the_listing_under_contract_opens_the_escrow_and_makes_ba
     assert "ActiveUnderContract" in {str(h.new_value) for h in history if h.field == "standard_status"}
     collect = Job.get((Job.kind == "escrows.collect_deposit") & (Job.queue == "money"))
     assert collect.input == {"escrow_id": str(escrow.id)} and str(collect.id) in jobs.submitted
+    # Search hears of the new status: the listing is marked for reindexing in the same transaction.
+    assert search_queue.pending_seq(listing.id) > seq_before
 
     assert Offer.get_by_id(backup["id"]).status == "backup"
     assert Notification.select().where((Notification.type == "offer.backup") & (Notification.user == rival.id)).exists()
