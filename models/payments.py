@@ -19,9 +19,11 @@ from models.escrows import Escrow
 KINDS = ("deposit", "refund", "payout")
 STATUSES = ("pending", "requires_action", "processing", "succeeded", "failed", "canceled")
 FINAL = ("succeeded", "failed", "canceled")
-# How far along a payment is; a change may only go up (a failed deposit attempt may be retried
-# by the buyer, so ``failed`` is not final for a deposit until the escrow ends).
-STATUS_RANK = {"pending": 0, "requires_action": 1, "failed": 1, "processing": 2, "succeeded": 3, "canceled": 3}
+# How far along a payment is; a change may only go up or sideways. ``failed`` ranks with
+# ``processing``: a payment that was processing may fail (a bank debit returned), and a failed
+# deposit attempt may be retried by the buyer (processing again). Which of two such events is
+# newer is the provider's event time (``tasks.payments``); succeeded and canceled are final.
+STATUS_RANK = {"pending": 0, "requires_action": 1, "processing": 2, "failed": 2, "succeeded": 3, "canceled": 3}
 
 
 class Payment(UUIDModel):

@@ -9,8 +9,9 @@
   payable account at once, recorded in the escrow's history and refunded in
   full through the provider (a ``refund`` payment).
 * ``payment_intent.payment_failed`` / ``canceled`` / ``processing``: the
-  deposit's status moves forward (``models.payments.advance``): an event that
-  arrives after a newer one changes nothing. A failure tells the parties.
+  deposit's status moves to what the event says unless a newer event (by the
+  provider's event time) about the deposit is stored, or the payment already
+  succeeded or was canceled (``models.payments.advance``). A failure tells the parties.
 * ``refund.updated`` (succeeded) completes a refund still processing.
 * ``refund.failed`` (or ``refund.updated`` failed/canceled) and
   ``transfer.reversed``: the provider gave the money back, so the payment is
@@ -103,8 +104,20 @@ def _deposit_succeeded(ctx: JobContext, event: PaymentEvent, payment: Payment) -
     return outcome
 
 
+def _superseded(event: PaymentEvent) -> bool:
+    """A newer event about the same deposit is stored: it says the current state, this one is history."""
+    newer = (
+        (PaymentEvent.object_id == event.object_id)
+        & (PaymentEvent.created > event.created)
+        & PaymentEvent.type.in_(("payment_intent.succeeded", *DEPOSIT_STATUS))
+    )
+    return PaymentEvent.select().where(newer).exists()
+
+
 def _deposit_status(ctx: JobContext, event: PaymentEvent, payment: Payment) -> dict:
     status = DEPOSIT_STATUS[event.type]
+    if _superseded(event):
+        return {"status": payment.status, "moved": False, "superseded": True}
 
     def apply(key: str) -> dict:
         escrow, locked = _locked(payment.id)

@@ -62,10 +62,11 @@ def post(client, body: bytes, signature: str):
 STRIPE = "Stripe-Signature"
 
 
-def signed(event_type: str, obj: dict) -> tuple[bytes, str]:
+def signed(event_type: str, obj: dict, *, created: int | None = None) -> tuple[bytes, str]:
     """An event as Stripe would send it about ``obj``, signed with the endpoint's secret."""
     now = int(time.time())
-    event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": now}
+    created = now if created is None else created
+    event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": created}
     body = json.dumps(dict(event, data={"object": obj})).encode()
     return body, sign_event(body, worker_runtime().settings.stripe_webhook_secret, now)
 
@@ -126,6 +127,24 @@ def test_events_out_of_order_fund_once_and_never_go_back(client, deal, queue):
     assert Payment.get_by_id(payment.id).status == "succeeded"
     assert Notification.select().where(Notification.type == "escrow.payment_failed").count() == 0
     assert_ledger_matches(deal)
+
+
+def test_a_processing_deposit_may_still_fail_and_older_news_arriving_late_changes_nothing(client, deal, queue):
+    payment = collect(deal)
+    now = int(time.time())
+    post(client, *signed("payment_intent.processing", intent(payment, "processing"), created=now - 20))
+    queue.run_pending()
+    assert Payment.get_by_id(payment.id).status == "processing"
+    failed = intent(payment, "requires_payment_method", last_payment_error={"code": "debit_returned"})
+    post(client, *signed("payment_intent.payment_failed", failed, created=now - 10))
+    queue.run_pending()
+    row = Payment.get_by_id(payment.id)
+    assert (row.status, row.failure_code) == ("failed", "debit_returned")  # a bank debit returned
+    # A processing event older than the failure, delivered late, is history: the deposit stays failed.
+    post(client, *signed("payment_intent.processing", intent(payment, "processing"), created=now - 15))
+    queue.run_pending()
+    assert Payment.get_by_id(payment.id).status == "failed"
+    assert deal.reload().status == "awaiting_deposit" and entries(deal) == []
 
 
 def test_a_failed_deposit_tells_the_parties_and_a_later_success_still_funds(client, deal, queue):
