@@ -142,6 +142,9 @@ def instruct(escrow: Escrow, action: str, *, actor_id, now: datetime.datetime) -
     if escrow.status != "funded":
         raise EscrowConflict(f"the escrow is {escrow.status}; instructions are given on a funded escrow")
     _not_settling(escrow)
+    # A side changes its mind: its instruction to do the other thing gives way to this one.
+    mine = (EscrowInstruction.escrow == escrow.id) & (EscrowInstruction.side == side)
+    EscrowInstruction.delete().where(mine & (EscrowInstruction.action != action)).execute()
     created = (
         EscrowInstruction.insert(escrow=escrow.id, action=action, side=side, user=actor_id, created_at=now)
         .on_conflict_ignore()

@@ -293,9 +293,9 @@ class Escrows:
         with db.atomic(), escrow_rules():
             escrow = locked(escrow_id)
             before = state(escrow)
-            given = len(instructions_of(escrow.id))
+            given = {(i.action, i.side) for i in instructions_of(escrow.id)}
             job = escrow_actions.instruct(escrow, body.action, actor_id=principal.user_id, now=utcnow())
-            repeated = job is None and len(instructions_of(escrow.id)) == given
+            repeated = job is None and {(i.action, i.side) for i in instructions_of(escrow.id)} == given
             if job is not None:
                 watched_by(job, principal.user_id)
             if not repeated:

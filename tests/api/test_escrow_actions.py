@@ -186,6 +186,20 @@ def test_different_instructions_start_nothing(client, auth_headers, deal):
     assert resp.json["settlement"] is None and settle_jobs(deal) == []
 
 
+def test_a_side_that_changes_its_mind_replaces_its_instruction(client, auth_headers, deal):
+    fund(deal)
+    assert post(client, auth_headers(deal.seller), deal, "instructions", {"action": "release"}).status_code == 200
+    changed = post(client, auth_headers(deal.seller), deal, "instructions", {"action": "refund"})
+    assert changed.status_code == 200, changed.text
+    assert [(i["action"], i["side"]) for i in changed.json["instructions"]] == [("refund", "listing")]
+    assert "refund_instructed" in [a for a, _, _ in history(deal)]
+    # The buyer's own release now meets no release from the other side; a refund does.
+    assert post(client, auth_headers(deal.buyer), deal, "instructions", {"action": "release"}).status_code == 200
+    assert settle_jobs(deal) == []
+    refund = post(client, auth_headers(deal.buyer), deal, "instructions", {"action": "refund"})
+    assert refund.status_code == 202 and refund.json["settlement"] == "refund"
+
+
 def test_instructions_need_a_funded_escrow(client, auth_headers, deal):
     assert_problem(post(client, auth_headers(deal.seller), deal, "instructions", {"action": "release"}), 409)
     assert deal.reload().status == "awaiting_deposit"
