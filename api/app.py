@@ -256,7 +256,9 @@ def add_routes(app: falcon.App, services: Services) -> None:
     all_escrows = escrow_admin.AdminEscrows(secret)
     app.add_route("/v1/admin/escrows", all_escrows)
     app.add_route("/v1/admin/escrows/{escrow_id:uuid}/resolution", all_escrows, suffix="resolution")
-    app.add_route("/v1/admin/payments", escrow_admin.AdminPayments(secret))
+    admin_payments = escrow_admin.AdminPayments(secret)
+    app.add_route("/v1/admin/payments", admin_payments)
+    app.add_route("/v1/admin/payments/{payment_id:uuid}/retry", admin_payments, suffix="retry")
 
     # The search index's state and full rebuild (docs/search.md); the search itself is GET /v1/properties.
     search_admin = search.SearchAdmin(job_views)

@@ -74,6 +74,7 @@ class User(UUIDModel):
             banned=self.is_banned,
             ban_reason=self.ban_reason,
             last_login_at=self.last_login_at.isoformat() if self.last_login_at else None,
+            payout_account=self.payout_account,
         )
         return view
 

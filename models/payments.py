@@ -15,6 +15,7 @@ from peewee import BigIntegerField, CharField, ForeignKeyField, TextField
 from models.accounts import User
 from models.base import DateTimeTZField, UUIDModel, utcnow
 from models.escrows import Escrow
+from models.jobs import Job
 
 KINDS = ("deposit", "refund", "payout")
 STATUSES = ("pending", "requires_action", "processing", "succeeded", "failed", "canceled")
@@ -95,3 +96,25 @@ def reverse(payment: Payment, *, code: str, message: str) -> bool:
 
 def payments_of(escrow_id) -> list[Payment]:
     return list(Payment.select().where(Payment.escrow == escrow_id).order_by(Payment.created_at, Payment.id))
+
+
+RETRY_KIND = "payments.retry"
+RETRYABLE = ("payout", "refund")
+
+
+def retryable(payment: Payment) -> bool:
+    """A refused payout or refund, whose money waits on the recipient's payable account."""
+    return payment.kind in RETRYABLE and payment.status == "failed"
+
+
+def retry_job(payment: Payment, *, admin_id) -> tuple[Job, bool]:
+    """The job that pays a failed payout or refund again (a new payment, a new idempotency key); at most one
+    runs per payment. Returns (job, created)."""
+    return Job.create_or_get_active(
+        dedupe_key=f"payment:{payment.id}:retry",
+        kind=RETRY_KIND,
+        queue="money",
+        owner=admin_id,
+        input={"payment_id": str(payment.id)},
+        max_attempts=10,
+    )

@@ -28,7 +28,7 @@ from models.escrow_ledger import post_deposit, post_reversal, refund_late_deposi
 from models.escrows import Escrow, lock, record
 from models.money_notices import amount, escrow_notice
 from models.payment_events import PaymentEvent
-from models.payments import Payment, advance, reverse
+from models.payments import Payment, advance, retryable, reverse
 from tasks.base import JobContext, job_task
 from tasks.provider_payments import ProviderRefused, send
 
@@ -189,6 +189,30 @@ HANDLERS = {
 }
 
 
+def _retry(payment_id, key: str) -> dict:
+    escrow, old = _locked(payment_id)
+    if escrow is None or old is None or not retryable(old):
+        return {"retried": False, "status": old.status if old else None}
+    sent = send(escrow, old.kind, old.recipient_id, old.amount, key)
+    advance(old, "canceled")  # replaced: the admin list of failed payments no longer shows it
+    record(
+        escrow,
+        "payment_retried",
+        data={"payment_id": str(old.id), "retry_id": sent["payment_id"], "kind": old.kind, "status": sent["status"]},
+    )
+    log.info("a failed payment was sent again", extra={"escrow_id": str(escrow.id), "payment_id": str(old.id)})
+    return dict(sent, retried=True)
+
+
+@job_task()
+def retry(ctx: JobContext) -> dict:
+    """An admin pays a refused payout or refund again: a new payment with its own idempotency key, once."""
+    outcome = ctx.once("retry", lambda key: _retry(ctx.input["payment_id"], key))
+    if outcome.get("status") == "failed":
+        raise ProviderRefused("The payment provider refused the payment again; it stays owed to its recipient.")
+    return outcome
+
+
 @job_task()
 def apply_event(ctx: JobContext) -> dict:
     """Apply the stored provider event ``event_id`` to the payment it is about (see the module's docstring)."""
@@ -204,4 +228,4 @@ def apply_event(ctx: JobContext) -> dict:
     return dict(handler(ctx, event, payment), applied=True)
 
 
-__all__ = ["apply_event"]
+__all__ = ["apply_event", "retry"]

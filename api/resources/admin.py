@@ -51,13 +51,16 @@ class AdminUsers:
         resp.media = user.admin_view()
 
     @operation(
-        "Change a user's role or ban/unban them",
+        "Change a user's role, ban/unban them, or set where their payouts go",
         body=AdminUserPatch,
         response=AdminUser,
         permission="admin:users",
         errors=(404, 409, 422),
         tags=TAGS,
-        description="A ban ends every session of the user at once. Every change is audited.",
+        description="A ban ends every session of the user at once. `payout_account` is the user's connected "
+        "account at the payment provider (a Stripe Connect `acct_...` id, from the provider's onboarding): "
+        "a seller's payouts go there; without one a payout with the Stripe provider fails and waits for an "
+        "admin (`POST /v1/admin/payments/{id}/retry`). Every change is audited.",
     )
     def on_patch_item(self, req, resp, user_id):
         body: AdminUserPatch = req.context.body
@@ -72,6 +75,7 @@ class AdminUsers:
             if user is None:
                 raise not_found("user")
             before = {"role": user.role, "banned": user.is_banned, "ban_reason": user.ban_reason}
+            old_account = user.payout_account
             changes: dict[str, object] = {}
             if body.role is not None and body.role != user.role:
                 changes["role"] = body.role
@@ -79,12 +83,16 @@ class AdminUsers:
                 changes.update(banned_at=utcnow(), ban_reason=body.ban_reason)
             elif body.banned is False and user.is_banned:
                 changes.update(banned_at=None, ban_reason=None)
+            if body.payout_account is not None and body.payout_account != user.payout_account:
+                changes["payout_account"] = body.payout_account
             if changes:
                 User.update(updated_at=utcnow(), **changes).where(User.id == user.id).execute()
                 if changes.get("banned_at"):
                     revoked = sessions.revoke_all(user.id, reason="banned")
                 user = User.get_by_id(user.id)
                 after = {"role": user.role, "banned": user.is_banned, "ban_reason": user.ban_reason}
+                if "payout_account" in changes:
+                    before["payout_account"], after["payout_account"] = old_account, user.payout_account
                 audit(req, "admin.update_user", user.id, before=before, after=after)
         if changes:
             services.sessions.mark_revoked(revoked)

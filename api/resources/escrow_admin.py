@@ -9,10 +9,15 @@ audited with its written reason.
 
 from __future__ import annotations
 
+import falcon
+
+from api.audit import audit
 from api.cursor import CursorCodec
+from api.errors import conflict, not_found
 from api.operation import operation
 from api.resources.escrows import answer, audit_change, escrow_rules, locked, state, summary, watched_by
 from api.schemas.escrows import (
+    AdminPaymentView,
     EscrowList,
     EscrowListQuery,
     EscrowView,
@@ -24,7 +29,7 @@ from models import escrow_actions
 from models.base import utcnow
 from models.db import db
 from models.escrows import Escrow
-from models.payments import Payment
+from models.payments import Payment, retry_job, retryable
 
 TAGS = ("escrows", "admin")
 PERMISSION = "admin:escrows"
@@ -114,3 +119,37 @@ class AdminPayments:
             "items": [dict(row.view(), escrow_id=str(row.escrow_id)) for row in rows],
             "next_cursor": next_cursor,
         }
+
+    @operation(
+        "Pay a refused payout or refund again",
+        idempotent=True,
+        response=AdminPaymentView,
+        status=202,
+        permission=PERMISSION,
+        errors=(404, 409),
+        tags=TAGS,
+        description="For a `failed` payout or refund (the provider refused it, or gave the money back): a job "
+        "pays the same amount to the same recipient again, as a new payment with its own idempotency key, "
+        "once (202 with the job's `Location`, yours to follow). Fix the cause first, e.g. the seller's "
+        "`payout_account` (`PATCH /v1/admin/users/{id}`). The failed payment becomes `canceled` when the new "
+        "one is made, and the escrow's history records both. 409 for any other payment, or while a retry "
+        "of it is running. Audited.",
+    )
+    def on_post_retry(self, req, resp, payment_id):
+        principal = req.context.principal
+        with db.atomic():
+            payment = Payment.select().where(Payment.id == payment_id).for_update().first()
+            if payment is None:
+                raise not_found("payment")
+            if not retryable(payment):
+                raise conflict(
+                    f"Only a failed payout or refund can be paid again; this {payment.kind} is {payment.status}.",
+                    slug="payment-not-retryable",
+                )
+            job, created = retry_job(payment, admin_id=principal.user_id)
+            if not created:
+                raise conflict("A retry of this payment is already under way.", slug="payment-retry-running")
+            audit(req, "payment.retry", payment.id, target_type="payment", after={"job_id": str(job.id)})
+        resp.status = falcon.HTTP_202
+        resp.location = f"/v1/jobs/{job.id}"
+        resp.media = dict(payment.view(), escrow_id=str(payment.escrow_id))

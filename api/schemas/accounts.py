@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import msgspec
+
 from api.schemas import (
     Cursor,
     Email,
@@ -117,6 +119,7 @@ class AdminUser(Profile):
     banned: bool
     ban_reason: str | None
     last_login_at: str | None
+    payout_account: str | None
 
 
 class AdminUserList(Response):
@@ -132,10 +135,21 @@ class AdminUserQuery(Request):
     limit: Limit = 50
 
 
+PayoutAccount = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^acct_[A-Za-z0-9]{1,64}$",
+        description="The user's connected account at the payment provider (Stripe Connect), where payouts go",
+        examples=["acct_1Nv0FGQ9RKHgCVdK"],
+    ),
+]
+
+
 class AdminUserPatch(Request):
     role: Role | None = None
     banned: bool | None = None
     ban_reason: Annotated[str, text(500)] | None = None
+    payout_account: PayoutAccount | None = None
 
 
 class AuditEntryView(Response):
