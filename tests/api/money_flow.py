@@ -28,13 +28,24 @@ class DealSecrets:
     escrow: dict
 
 
+def _sandbox_completes(services):
+    return lambda intent: services.payments.sandbox_event(intent, "succeeded")
+
+
 def _ok(resp, status: int = 200) -> dict:
     assert resp.status_code == status, resp.text
     return resp.json
 
 
-def drive_deal(client, jobs, services, auth_headers, *, seller_headers, buyer_headers, admin_headers, listing):
-    """The deal on ``listing`` from the first offer to the seller's payout; see the module's docstring."""
+def drive_deal(
+    client, jobs, services, auth_headers, *, seller_headers, buyer_headers, admin_headers, listing, complete=None
+):
+    """The deal on ``listing`` from the first offer to the seller's payout; see the module's docstring.
+
+    ``complete(payment_intent) -> (body, Stripe-Signature)`` is the provider finishing the deposit: the
+    sandbox's by default (then delivered again through the admin sandbox endpoint), else the webhook is
+    delivered twice.
+    """
     # A second buyer: one offer rejected, another left live and made a backup by the acceptance, then withdrawn.
     other = auth_headers(make_user(full_name="Olive Other"))
     rejected = offered(client, other, listing, price=395_000_00)
@@ -61,14 +72,14 @@ def drive_deal(client, jobs, services, auth_headers, *, seller_headers, buyer_he
     assert client_secret and "_secret_" in client_secret, deposit
 
     # The buyer's frontend completes the PaymentIntent; the provider tells us by a signed webhook.
-    body, signature = services.payments.sandbox_event(deposit["provider_ref"], "succeeded")
-    delivered = client.simulate_post(
-        WEBHOOK, body=body, headers={"Content-Type": "application/json", "Stripe-Signature": signature}
-    )
-    assert _ok(delivered) == {"received": True, "duplicate": False}
-    again = client.simulate_post(
-        SANDBOX_EVENTS, headers=admin_headers, json={"payment_intent": deposit["provider_ref"], "outcome": "succeeded"}
-    )
+    body, signature = (complete or _sandbox_completes(services))(deposit["provider_ref"])
+    signed = {"Content-Type": "application/json", "Stripe-Signature": signature}
+    assert _ok(client.simulate_post(WEBHOOK, body=body, headers=signed)) == {"received": True, "duplicate": False}
+    if complete is None:
+        outcome = {"payment_intent": deposit["provider_ref"], "outcome": "succeeded"}
+        again = client.simulate_post(SANDBOX_EVENTS, headers=admin_headers, json=outcome)
+    else:
+        again = client.simulate_post(WEBHOOK, body=body, headers=signed)
     assert _ok(again) == {"received": True, "duplicate": True}
     jobs.run_pending()  # payments.apply_event
     assert _ok(client.simulate_get(f"/v1/escrows/{escrow_id}", headers=seller_headers))["status"] == "funded"
