@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from services.log_redaction import redact_library_logs
 from settings import Settings
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -98,3 +99,4 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if settings.debug else logging.INFO)
     logging.getLogger("peewee").setLevel(logging.WARNING)
+    redact_library_logs()

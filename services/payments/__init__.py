@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import redis as redis_lib
 
+from services.log_redaction import redact_library_logs
 from services.payments.provider import (
     STRIPE_SIGNATURE,
     MalformedEvent,
@@ -28,6 +29,8 @@ from settings import Settings
 
 def build_payments(settings: Settings, redis: redis_lib.Redis) -> PaymentProvider:
     """``StripeProvider`` when ``PAYMENTS_PROVIDER=stripe``, else the ``SandboxProvider`` on ``redis``."""
+    # Whoever builds a provider (the API, a worker, the CLI) keeps its secrets out of library logs.
+    redact_library_logs()
     if settings.payments_provider == "stripe":
         return StripeProvider(
             settings.stripe_api_key,

@@ -69,6 +69,10 @@ def decode_event(text: str) -> ProviderEvent:
     if not isinstance(created, int) or isinstance(created, bool):
         raise MalformedEvent("the event has no creation time")
     metadata = obj.get("metadata")
+    if "client_secret" in obj and isinstance(data, dict):
+        # A PaymentIntent's event carries its client secret; the stored event keeps no copy of it.
+        obj = {name: value for name, value in obj.items() if name != "client_secret"}
+        payload = dict(payload, data=dict(data, object=obj))
     return ProviderEvent(
         id=str(event_id),
         type=str(event_type),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -111,6 +112,7 @@ ROUTES = {
     ),
     "counter-offer": ("POST", "/v1/offers/{target}/counter", "seller", {"price": 420_000_00, "message": "Halfway?"}),
     "reject-offer": ("POST", "/v1/offers/{target}/reject", "seller", {"reason": "Too low"}),
+    "withdraw-offer": ("POST", "/v1/offers/{target}/withdraw", "buyer", {"reason": "We found another house"}),
     "phone": ("PUT", "/v1/me/phone", "buyer", {"phone": "+14155550123"}),
     "phone-verify": ("POST", "/v1/me/phone/verify", "buyer", {"code": "123456"}),
     "escrow-cancel": ("POST", "/v1/escrows/{target}/cancel", "buyer", {"reason": "changed my mind"}),
@@ -122,6 +124,12 @@ ROUTES = {
         "admin",
         {"buyer_amount": 1, "seller_amount": 1, "reason": "half each"},
     ),
+    "sandbox-event": (
+        "POST",
+        "/v1/admin/payments/sandbox/events",
+        "admin",
+        {"payment_intent": "pi_sandbox_3f2a9c0d1b7e4a5f6c8d9e0a", "outcome": "succeeded"},
+    ),
 }
 # Strings whose limit is above LONG: a value just over their own limit.
 OVERSIZE = {
@@ -132,6 +140,7 @@ OVERSIZE = {
     ("escrow-resolution", "reason"): "x" * 1001,
     ("counter-offer", "message"): "x" * 4001,
     ("reject-offer", "reason"): "x" * 2001,
+    ("withdraw-offer", "reason"): "x" * 2001,
 }
 # Routes whose every body field is optional are left out of the "missing field" tests.
 REQUIRED = set(ROUTES) - {
@@ -144,6 +153,7 @@ REQUIRED = set(ROUTES) - {
     "escrow-cancel",
     "counter-offer",
     "reject-offer",
+    "withdraw-offer",
 }
 
 
@@ -315,6 +325,7 @@ MULTI_LINE = {
     ("admin-patch-user", "ban_reason"),
     ("counter-offer", "message"),
     ("reject-offer", "reason"),
+    ("withdraw-offer", "reason"),
 }
 SINGLE_LINE_BREAKERS = ("\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\u2028", "\u2029")
 TEXT_BREAKERS = ("\x0b", "\x0c", "\x1b")
@@ -438,3 +449,26 @@ def test_non_ascii_signatures_are_403_on_signed_links(client, login, sig):
         headers={"Content-Type": "application/pdf"},
     )
     assert_problem(put, 403)
+
+
+# The money operations: every one that takes a JSON body is sent the bad bodies above. The provider's
+# signed webhook is raw bytes checked before any decoding (tests/api/test_payment_webhooks.py).
+MONEY_PATHS = re.compile(r"^/v1/(offers|escrows|admin/escrows|admin/payments|properties/\{[^}]+\}/offers)\b")
+RAW_JSON_ROUTES = {("POST", "/v1/webhooks/stripe")}
+
+
+def test_every_money_operation_with_a_json_body_is_sent_bad_bodies_here(client):
+    document = client.simulate_get("/v1/openapi.json").json
+
+    def shape(path: str) -> str:
+        return re.sub(r"\{[^}]+\}", "{}", path)
+
+    covered = {(method, shape(path)) for method, path, _, _ in ROUTES.values()}
+    with_bodies = {
+        (method.upper(), shape(path))
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if MONEY_PATHS.match(path) and "application/json" in (operation.get("requestBody") or {}).get("content", {})
+    }
+    assert len(with_bodies) >= 8, with_bodies
+    assert with_bodies - RAW_JSON_ROUTES <= covered, "add the route to ROUTES"

@@ -21,6 +21,7 @@ from services.events import EventBus
 from tasks.app import app as celery_app
 from tasks.base import JobTask
 from tasks.jobs import sweep_jobs
+from tests.api.money_flow import drive_deal
 from tests.api.test_conversations import make_listing, started
 from tests.api.test_phone_verification import code_in, request_code, texts
 from tests.conftest import make_settings
@@ -32,7 +33,9 @@ from tests.services.backends import backend_overrides, png
 SECRET_PATTERNS = [
     re.compile(r"[?&](sig|X-Amz-Signature|X-Amz-Credential|token|code)="),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."),
-    re.compile(r'"(download_url|upload_url|token|access_token|refresh_token|code|password|secret)"\s*:'),
+    re.compile(r'"(download_url|upload_url|token|access_token|refresh_token|code|password|secret|client_secret)"\s*:'),
+    # A payment's client secret (Stripe's ``pi_..._secret_...``), which completes the buyer's deposit.
+    re.compile(r"_secret_"),
 ]
 # Every job kind a user's action starts, and every event type; a new one must be driven here too.
 DRIVEN_KINDS = {
@@ -40,9 +43,12 @@ DRIVEN_KINDS = {
     "accounts.send_password_reset",
     "accounts.send_signup_notice",
     "accounts.send_unlock_link",
+    "escrows.collect_deposit",
+    "escrows.settle",
     "exports.build_export",
     "jobs.selftest",
     "notifications.fan_out",
+    "payments.apply_event",
     "phone.send_code",
     "search.rebuild_index",
     "uploads.scan_upload",
@@ -52,7 +58,9 @@ OWNERLESS_KINDS = {
     "accounts.send_password_reset",
     "accounts.send_signup_notice",
     "accounts.send_unlock_link",
+    "escrows.collect_deposit",
     "notifications.fan_out",
+    "payments.apply_event",
 }
 # Ownerless jobs that publish nothing at all: a daily digest (beat), a listing's reindex.
 SILENT_KINDS = {"notifications.send_digest", "search.reindex_property"}
@@ -69,6 +77,14 @@ EVENT_TYPES = {
     "notification.read",
     "message.created",
     "conversation.read",
+    "offer.received",
+    "offer.rejected",
+    "offer.countered",
+    "offer.accepted",
+    "offer.backup",
+    "offer.withdrawn",
+    "escrow.contingency_removed",
+    "escrow.instructed",
 }
 
 
@@ -97,7 +113,9 @@ def all_events(redis, prefix: str) -> list[tuple[str, dict, str]]:
     return events
 
 
-def test_no_event_of_any_type_carries_a_link_token_or_code(client, jobs, outbox, settings, redis, auth_headers, admin):
+def test_no_event_of_any_type_carries_a_link_token_or_code(
+    client, jobs, services, outbox, settings, redis, auth_headers, admin
+):
     # Accounts: a verification email and a password reset, each a job with its owner.
     resp = client.simulate_post(
         "/v1/auth/register",
@@ -199,6 +217,20 @@ def test_no_event_of_any_type_carries_a_link_token_or_code(client, jobs, outbox,
     sweep_jobs()
     jobs.run_pending()
 
+    # Money: offers, an escrow's deposit collected and reported by the provider, released and paid out.
+    # The buyer fetches the deposit's client secret over REST; the provider signs its webhook.
+    deal = drive_deal(
+        client,
+        jobs,
+        services,
+        auth_headers,
+        seller_headers=owner_headers,
+        buyer_headers=buyer_headers,
+        admin_headers=admin_headers,
+        listing=make_listing(owner, address="9 Ledger Lane"),
+    )
+    secrets |= {deal.client_secret, deal.client_secret.split("_secret_", 1)[1], deal.signature}
+
     events = all_events(redis, settings.redis_prefix)
     kinds = {event["data"]["kind"] for _, event, _ in events if event["type"].startswith("job.")}
     types = {event["type"] for _, event, _ in events}
@@ -213,7 +245,7 @@ def test_no_event_of_any_type_carries_a_link_token_or_code(client, jobs, outbox,
     assert kinds >= DRIVEN_KINDS - OWNERLESS_KINDS, DRIVEN_KINDS - OWNERLESS_KINDS - kinds
     assert types >= EVENT_TYPES, EVENT_TYPES - types
 
-    assert len(secrets) >= 7 and all(secrets)
+    assert len(secrets) >= 10 and all(secrets)
     for channel, event, raw in events:
         for pattern in SECRET_PATTERNS:
             assert not pattern.search(raw), (channel, event["type"], raw)
