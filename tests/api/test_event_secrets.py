@@ -10,7 +10,9 @@ API and the real tasks, then reads back every stream under the test's prefix.
 from __future__ import annotations
 
 import datetime
+import json
 import re
+import time
 
 import pytest
 
@@ -18,6 +20,7 @@ from models.base import utcnow
 from models.jobs import Job
 from models.notifications import Notification
 from services.events import EventBus
+from services.payments import sign_event
 from tasks.app import app as celery_app
 from tasks.base import JobTask
 from tasks.jobs import sweep_jobs
@@ -49,6 +52,7 @@ DRIVEN_KINDS = {
     "jobs.selftest",
     "notifications.fan_out",
     "payments.apply_event",
+    "payments.retry",
     "phone.send_code",
     "search.rebuild_index",
     "uploads.scan_upload",
@@ -230,6 +234,25 @@ def test_no_event_of_any_type_carries_a_link_token_or_code(
         listing=make_listing(owner, address="9 Ledger Lane"),
     )
     secrets |= {deal.client_secret, deal.client_secret.split("_secret_", 1)[1], deal.signature}
+    # The provider takes the payout back (a reversed transfer); an admin pays it again.
+    [payout] = [p for p in deal.escrow["payments"] if p["kind"] == "payout"]
+    reversal = json.dumps(
+        {
+            "id": "evt_reversal_1",
+            "object": "event",
+            "type": "transfer.reversed",
+            "created": int(time.time()),
+            "data": {"object": {"id": payout["provider_ref"], "object": "transfer", "amount": payout["amount"]}},
+        }
+    ).encode()
+    signature = sign_event(reversal, settings.stripe_webhook_secret, int(time.time()))
+    signed = {"Content-Type": "application/json", "Stripe-Signature": signature}
+    assert client.simulate_post("/v1/webhooks/stripe", body=reversal, headers=signed).status_code == 200
+    jobs.run_pending()
+    retried = client.simulate_post(f"/v1/admin/payments/{payout['id']}/retry", headers=admin_headers)
+    assert retried.status_code == 202, retried.text
+    jobs.run_pending()
+    secrets.add(signature)
 
     events = all_events(redis, settings.redis_prefix)
     kinds = {event["data"]["kind"] for _, event, _ in events if event["type"].startswith("job.")}
