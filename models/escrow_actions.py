@@ -204,7 +204,7 @@ def end(escrow: Escrow, status: str, *, action: str, actor_id=None, reason=None,
         values["settled_at"] = now
     record(escrow, action, actor_id=actor_id, reason=reason, data=data, to_status=status, now=now, values=values)
     settlement = escrow.settlement if status != "cancelled" else None
-    listing = Property.select().where(Property.id == escrow.property_id).for_update().first()
+    listing = next(iter(Property.raw("SELECT * FROM properties WHERE id = %s FOR UPDATE", escrow.property_id)), None)
     if listing is not None:
         for target in _LISTING_AFTER[settlement]:
             if listing.standard_status in ("ActiveUnderContract", "Pending") and listing.standard_status != target:

@@ -179,10 +179,12 @@ class EscrowEvent(BaseModel):
 
 
 def lock(escrow_id) -> Escrow | None:
+    """The escrow row locked for this transaction (None: no such escrow, or not an id)."""
     try:
-        return Escrow.select().where(Escrow.id == escrow_id).for_update().first()
+        key = escrow_id if isinstance(escrow_id, uuid.UUID) else uuid.UUID(str(escrow_id))
     except ValueError:
         return None
+    return next(iter(Escrow.raw("SELECT * FROM escrows WHERE id = %s FOR UPDATE", key)), None)
 
 
 def visible(escrow_id, principal) -> Escrow | None:
