@@ -199,15 +199,16 @@ def resolve(escrow: Escrow, *, admin_id, buyer: int, seller: int, reason: str, n
     return _start_settlement(escrow, "split", buyer=buyer, seller=seller)
 
 
-def end(escrow: Escrow, status: str, *, action: str, actor_id=None, reason=None, data=None, now) -> None:
+def end(escrow: Escrow, status: str, *, action: str, actor_id=None, reason=None, data=None, now, values=None) -> None:
     """The escrow ends (``released``, ``refunded``, ``resolved`` or ``cancelled``): the listing is sold or
-    back on the market, the backups close or come back, the parties are told."""
-    record(escrow, action, actor_id=actor_id, reason=reason, data=data, to_status=status, now=now)
+    back on the market, the backups close or come back, the parties are told. ``values`` (escrow fields)
+    are written with the end."""
+    values = dict(values or {})
     if status != "cancelled":
-        Escrow.update(settled_at=now).where(Escrow.id == escrow.id).execute()
-        escrow.settled_at = now
+        values["settled_at"] = now
+    record(escrow, action, actor_id=actor_id, reason=reason, data=data, to_status=status, now=now, values=values)
     settlement = escrow.settlement if status != "cancelled" else None
-    listing = Property.select().where(Property.id == escrow.property_id).for_update().first()
+    listing = next(iter(Property.raw("SELECT * FROM properties WHERE id = %s FOR UPDATE", escrow.property_id)), None)
     if listing is not None:
         for target in _LISTING_AFTER[settlement]:
             if listing.standard_status in ("ActiveUnderContract", "Pending") and listing.standard_status != target:

@@ -19,7 +19,15 @@ from __future__ import annotations
 import uuid
 
 from models.escrows import Escrow, EscrowEvent
-from models.ledger import DEBITS_MUST_NOT_EXCEED_CREDITS, TransferSpec, open_account, transfer, transfer_linked
+from models.ledger import (
+    DEBITS_MUST_NOT_EXCEED_CREDITS,
+    AccountSpec,
+    TransferSpec,
+    open_account,
+    open_accounts,
+    transfer,
+    transfer_linked,
+)
 
 NAMESPACE = uuid.UUID("0f4b7a52-6a57-4c1e-93b1-2d5e8c7f1a90")
 
@@ -29,20 +37,37 @@ def transfer_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, ":".join(str(part) for part in parts))
 
 
+HELD = frozenset({DEBITS_MUST_NOT_EXCEED_CREDITS})
+
+
+def _escrow_spec(escrow: Escrow) -> AccountSpec:
+    return AccountSpec(escrow.account_code, "escrow", escrow.currency, HELD)
+
+
+def _payable_spec(user_id, currency: str) -> AccountSpec:
+    return AccountSpec(f"user:{user_id}:payable", "payable", currency, HELD)
+
+
+def _clearing_spec(currency: str) -> AccountSpec:
+    return AccountSpec(f"provider:clearing:{currency}", "clearing", currency)
+
+
+def _opened(*specs: AccountSpec) -> list[str]:
+    """Open the accounts (one round trip); their codes."""
+    open_accounts(specs)
+    return [spec.code for spec in specs]
+
+
 def escrow_account(escrow: Escrow) -> str:
-    return open_account(
-        escrow.account_code, kind="escrow", currency=escrow.currency, flags=(DEBITS_MUST_NOT_EXCEED_CREDITS,)
-    ).code
+    return _opened(_escrow_spec(escrow))[0]
 
 
 def payable_account(user_id, currency: str) -> str:
-    return open_account(
-        f"user:{user_id}:payable", kind="payable", currency=currency, flags=(DEBITS_MUST_NOT_EXCEED_CREDITS,)
-    ).code
+    return _opened(_payable_spec(user_id, currency))[0]
 
 
 def clearing_account(currency: str) -> str:
-    return open_account(f"provider:clearing:{currency}", kind="clearing", currency=currency).code
+    return _opened(_clearing_spec(currency))[0]
 
 
 def fees_account(currency: str) -> str:
@@ -51,11 +76,12 @@ def fees_account(currency: str) -> str:
 
 def post_deposit(escrow: Escrow, payment_id, amount: int) -> None:
     """The deposit arrived at the provider: clearing → the escrow's holding account."""
+    clearing, held = _opened(_clearing_spec(escrow.currency), _escrow_spec(escrow))
     transfer(
         TransferSpec(
             id=transfer_id("deposit", payment_id),
-            debit=clearing_account(escrow.currency),
-            credit=escrow_account(escrow),
+            debit=clearing,
+            credit=held,
             amount=amount,
             currency=escrow.currency,
             kind="deposit",
@@ -96,17 +122,20 @@ def post_settlement(escrow: Escrow) -> dict[str, int]:
     """Move what the escrow holds to the payable accounts of its settlement (linked: all or nothing)."""
     legs = settlement_legs(escrow)
     recipients = {"buyer": escrow.buyer_id, "seller": escrow.seller_id}
+    held, *payables = _opened(
+        _escrow_spec(escrow), *(_payable_spec(recipients[side], escrow.currency) for side in legs)
+    )
     specs = [
         TransferSpec(
             id=transfer_id("settle", escrow.id, side),
-            debit=escrow_account(escrow),
-            credit=payable_account(recipients[side], escrow.currency),
+            debit=held,
+            credit=payable,
             amount=amount,
             currency=escrow.currency,
             kind=f"{escrow.settlement}_to_{side}",
             escrow_id=escrow.id,
         )
-        for side, amount in legs.items()
+        for (side, amount), payable in zip(legs.items(), payables, strict=True)
     ]
     transfer_linked(specs)
     return legs
@@ -125,10 +154,11 @@ def resolution_reason(escrow: Escrow) -> str | None:
 
 def payout_transfers(escrow: Escrow, payment_id, user_id, amount: int) -> tuple[TransferSpec, uuid.UUID, uuid.UUID]:
     """The pending transfer of a payout or refund (payable → clearing) and the ids that post or void it."""
+    payable, clearing = _opened(_payable_spec(user_id, escrow.currency), _clearing_spec(escrow.currency))
     spec = TransferSpec(
         id=transfer_id("provider", payment_id),
-        debit=payable_account(user_id, escrow.currency),
-        credit=clearing_account(escrow.currency),
+        debit=payable,
+        credit=clearing,
         amount=amount,
         currency=escrow.currency,
         kind="provider_payment",

@@ -28,6 +28,7 @@ from playhouse.postgres_ext import BinaryJSONField
 
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
+from models.db import db
 from models.escrow_rules import (
     DEFAULT_DEPOSIT_BUSINESS_DAYS,
     OPEN,
@@ -179,10 +180,12 @@ class EscrowEvent(BaseModel):
 
 
 def lock(escrow_id) -> Escrow | None:
+    """The escrow row locked for this transaction (None: no such escrow, or not an id)."""
     try:
-        return Escrow.select().where(Escrow.id == escrow_id).for_update().first()
+        key = escrow_id if isinstance(escrow_id, uuid.UUID) else uuid.UUID(str(escrow_id))
     except ValueError:
         return None
+    return next(iter(Escrow.raw("SELECT * FROM escrows WHERE id = %s FOR UPDATE", key)), None)
 
 
 def open_escrow_of(property_id) -> Escrow | None:
@@ -201,31 +204,59 @@ def visible(escrow_id, principal) -> Escrow | None:
     return escrow
 
 
-def record(escrow: Escrow, action: str, *, actor_id=None, reason=None, data=None, to_status=None, now=None) -> None:
-    """An event of the escrow's history; with ``to_status``, move the row there (refusing a bad transition)."""
+# The status move and its history row in one statement (every settlement runs it): no event when the
+# escrow was no longer in ``from_status``. ``{columns}`` are names from this module, never input.
+_MOVE = """
+WITH moved AS (
+    UPDATE escrows SET status = %s, version = version + 1, updated_at = %s{columns}
+    WHERE id = %s AND status = %s
+    RETURNING id
+)
+INSERT INTO escrow_events (escrow_id, action, from_status, to_status, actor_id, reason, data, created_at)
+SELECT id, %s, %s, %s, %s, %s, %s, %s FROM moved
+RETURNING id
+"""
+_EVENT = """
+INSERT INTO escrow_events (escrow_id, action, from_status, to_status, actor_id, reason, data, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
+def record(
+    escrow: Escrow,
+    action: str,
+    *,
+    actor_id=None,
+    reason=None,
+    data=None,
+    to_status=None,
+    now=None,
+    values: dict | None = None,
+) -> None:
+    """An event of the escrow's history; with ``to_status``, move the row there (refusing a bad transition).
+
+    ``values`` (escrow fields) are set on the row with the move, and on ``escrow``.
+    """
     now = now or utcnow()
     from_status = escrow.status
+    fields = Escrow._meta.fields
+    values = values or {}
+    history = EscrowEvent.data.db_value(data or {})
+    event = [action, from_status, to_status or from_status, actor_id, reason, history, now]
     if to_status is not None and to_status != from_status:
         if not can_transition(from_status, to_status):
             raise EscrowConflict(f"the escrow is {from_status}; it cannot become {to_status}")
-        updated = (
-            Escrow.update(status=to_status, version=Escrow.version + 1, updated_at=now)
-            .where((Escrow.id == escrow.id) & (Escrow.status == from_status))
-            .execute()
-        )
-        if not updated:
+        columns = "".join(f", {fields[name].column_name} = %s" for name in values)
+        params = [to_status, now, *(fields[name].db_value(value) for name, value in values.items())]
+        if not db.execute_sql(_MOVE.format(columns=columns), [*params, escrow.id, from_status, *event]).fetchone():
             raise EscrowConflict("the escrow changed meanwhile; read it again")
         escrow.status, escrow.version, escrow.updated_at = to_status, escrow.version + 1, now
-    EscrowEvent.create(
-        escrow=escrow.id,
-        action=action,
-        from_status=from_status,
-        to_status=to_status or from_status,
-        actor=actor_id,
-        reason=reason,
-        data=data or {},
-        created_at=now,
-    )
+    else:
+        if values:
+            Escrow.update(values).where(Escrow.id == escrow.id).execute()
+        db.execute_sql(_EVENT, [escrow.id, *event])
+    for name, value in values.items():
+        setattr(escrow, name, value)
 
 
 def open_escrow(offer: Offer, listing: Property, *, actor_id, deposit_business_days=None, now=None) -> Escrow:

@@ -6,7 +6,7 @@ carry amounts and the listing's address, never a payment secret.
 
 from __future__ import annotations
 
-from models.notifications import notify
+from models.notifications import notify_each
 from models.properties import Property
 from models.saved_searches import money
 
@@ -27,12 +27,9 @@ def _where(listing: Property) -> str:
 
 def tell(user_ids, type_: str, *, title: str, body: str, data: dict, actor_id=None, dedupe_key=None) -> int:
     """Notify each of ``user_ids`` but the actor; returns how many were told."""
-    told = 0
-    for user_id in sorted({str(u) for u in user_ids if u is not None} - {str(actor_id)}):
-        key = f"{dedupe_key}:{user_id}" if dedupe_key else None
-        if notify(user_id, type_, title=title, body=body[:2000], data=data, dedupe_key=key) is not None:
-            told += 1
-    return told
+    told = sorted({str(u) for u in user_ids if u is not None} - {str(actor_id)})
+    key = (lambda user_id: f"{dedupe_key}:{user_id}") if dedupe_key else None
+    return len(notify_each(told, type_, title=title, body=body[:2000], data=data, dedupe_key=key))
 
 
 def offer_notice(offer, listing: Property, type_: str, *, to, actor_id=None, note: str | None = None) -> int:

@@ -324,6 +324,45 @@ def notify(
     return rows[0]
 
 
+_NOTIFY_EACH = """
+WITH wanted (id, user_id, dedupe_key, job_id, input) AS (VALUES {rows}),
+notification AS (
+    INSERT INTO notifications (id, user_id, type, title, body, data, dedupe_key, created_at)
+    SELECT id, user_id, %s, %s, %s, %s, dedupe_key, %s FROM wanted
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+INSERT INTO jobs (id, kind, queue, status, progress_pct, input, attempts, max_attempts, created_at, updated_at)
+SELECT wanted.job_id, %s, %s, %s, %s, wanted.input, %s, %s, %s, %s FROM wanted JOIN notification USING (id)
+RETURNING jobs.*
+"""
+
+
+def notify_each(user_ids, type_: str, *, title: str, body: str, data: dict | None = None, dedupe_key=None) -> list[Job]:
+    """``notify`` for each of ``user_ids`` (the same event) in one statement; the jobs written.
+
+    ``dedupe_key(user_id)`` gives each user's key (or None); a user whose key exists gets nothing.
+    """
+    if type_ not in TYPES:
+        raise ValueError(f"unknown notification type {type_!r}")
+    user_ids = list(user_ids)
+    if not user_ids:
+        return []
+    now, params = utcnow(), []
+    for user_id in user_ids:
+        notification_id = uuid.uuid4()
+        key = dedupe_key(user_id) if dedupe_key else None
+        job_input = Job.input.db_value({"notification_id": str(notification_id)})
+        params += [notification_id, user_id, key, uuid.uuid4(), job_input]
+    params += [type_, title[:200], body[:2000], Notification.data.db_value(data or {}), now]
+    params += [FAN_OUT_KIND, FAN_OUT_QUEUE, "queued", 0, 0, FAN_OUT_MAX_ATTEMPTS, now, now]
+    rows = ", ".join(["(%s::uuid, %s::uuid, %s, %s::uuid, %s::jsonb)"] * len(user_ids))
+    jobs = list(Job.raw(_NOTIFY_EACH.format(rows=rows), *params))
+    for job in jobs:
+        submit_after_commit(job)  # inserted by hand: Job.save did not see them
+    return jobs
+
+
 __all__ = [
     "CHANNELS",
     "DELIVERY_STATUSES",
@@ -341,5 +380,6 @@ __all__ = [
     "locked_preferences",
     "merged_types",
     "notify",
+    "notify_each",
     "turn_off",
 ]

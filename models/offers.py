@@ -316,10 +316,11 @@ def expire(offer: Offer, *, now=None) -> None:
 
 
 def live_offers_of(property_id, *, excluding=None) -> list[Offer]:
-    query = Offer.select().where((Offer.property == property_id) & Offer.status.in_(LIVE))
+    """The listing's live offers (but ``excluding``), locked for this transaction."""
+    sql, params = "SELECT * FROM offers WHERE property_id = %s AND status = ANY(%s)", [property_id, list(LIVE)]
     if excluding is not None:
-        query = query.where(Offer.id != excluding)
-    return list(query.for_update())
+        sql, params = sql + " AND id <> %s", [*params, excluding]
+    return list(Offer.raw(sql + " FOR UPDATE", *params))
 
 
 def make_backups(property_id, accepted_id, *, now=None) -> list[Offer]:

@@ -50,6 +50,11 @@ from models.listing_rules import (
 
 # Fields whose changes are kept in ``property_history``.
 HISTORY_FIELDS = ("list_price", "standard_status")
+# A change and its history rows in one statement (no history when the version moved on meanwhile).
+_WRITE = """WITH updated AS (UPDATE properties SET version = version + 1, modification_timestamp = %s{sets}
+WHERE id = %s AND version = %s RETURNING *){history} SELECT * FROM updated"""
+_HISTORY = """, history AS (INSERT INTO property_history (property_id, at, actor_id, field, old_value, new_value)
+SELECT updated.id, %s, %s, h.field, h.old, h.new FROM updated, (VALUES {rows}) AS h (field, old, new))"""
 
 
 class Property(UUIDModel):
@@ -226,29 +231,18 @@ class Property(UUIDModel):
         values = {
             ("list_agent" if name == "list_agent_id" else name): value for name, value in {**diff, **derived}.items()
         }
-        with db.atomic():
-            rows = list(
-                Property.update(version=Property.version + 1, modification_timestamp=now, **values)
-                .where((Property.id == self.id) & (Property.version == expected))
-                .returning(Property)
-                .execute()
-            )
-            if not rows:
-                raise StaleListing()
-            history = [
-                {
-                    "property": self.id,
-                    "at": now,
-                    "actor": actor_id,
-                    "field": name,
-                    "old_value": str(current[name]),
-                    "new_value": str(diff[name]),
-                }
-                for name in HISTORY_FIELDS
-                if name in diff
-            ]
-            if history:
-                PropertyHistory.insert_many(history).execute()
+        fields = Property._meta.fields
+        history = [(name, str(current[name]), str(diff[name])) for name in HISTORY_FIELDS if name in diff]
+        sql = _WRITE.format(
+            sets="".join(f", {fields[name].column_name} = %s" for name in values),
+            history=_HISTORY.format(rows=", ".join(["(%s, %s, %s)"] * len(history))) if history else "",
+        )
+        params = [now, *(fields[name].db_value(value) for name, value in values.items()), self.id, expected]
+        if history:
+            params += [now, actor_id, *(part for row in history for part in row)]
+        rows = list(Property.raw(sql, *params))
+        if not rows:
+            raise StaleListing()
         changed = {name: (current.get(name, getattr(self, name)), value) for name, value in {**diff, **derived}.items()}
         self.__data__.update(rows[0].__data__)
         self._dirty.clear()

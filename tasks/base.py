@@ -31,6 +31,7 @@ import time
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from models.base import utcnow
 from models.db import TRANSIENT_ERRORS, connection, db
 from models.job_submission import JobSubmission, jobs_submitted_after_commit
 from models.jobs import Job, JobEffect
@@ -50,6 +51,13 @@ class Cancelled(Exception):
 
 class LeaseLost(Exception):
     """The run no longer owns its job (its lease expired and the job moved on); it must stop."""
+
+
+# Written by hand: every once-only step runs both (the query builder cost more than the statements).
+_CLAIM_EFFECT = (
+    "INSERT INTO job_effects (key, job_id, created_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING key"
+)
+_EFFECT_RESULT = "UPDATE job_effects SET result = %s WHERE key = %s"
 
 
 class JobContext:
@@ -99,11 +107,10 @@ class JobContext:
         key = f"job:{self.job.id}:{step}"
         with db.atomic():
             # A concurrent run with the same key waits here until the first commits.
-            claimed = JobEffect.insert(key=key, job=self.job.id).on_conflict_ignore().returning(JobEffect.key).execute()
-            if not list(claimed):
+            if not db.execute_sql(_CLAIM_EFFECT, (key, self.job.id, utcnow())).fetchone():
                 return JobEffect.get_by_id(key).result
             result = effect(key)
-            JobEffect.update(result=result).where(JobEffect.key == key).execute()
+            db.execute_sql(_EFFECT_RESULT, (JobEffect.result.db_value(result), key))
         return result
 
 

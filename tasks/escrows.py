@@ -88,18 +88,17 @@ def collect_deposit(ctx: JobContext) -> dict:
     return result
 
 
-def _settle_on_ledger(escrow_id) -> dict:
+def _settle_on_ledger(escrow_id, held: list) -> dict:
     escrow = lock(escrow_id)
     if escrow is None:
         return {}
+    held.append(escrow)
     if escrow.settlement is None or escrow.status not in ("funded", "disputed"):
         raise EscrowConflict(f"the escrow is {escrow.status} with settlement {escrow.settlement}; nothing to settle")
     legs = post_settlement(escrow)
-    Escrow.update(held=0).where(Escrow.id == escrow.id).execute()
-    escrow.held = 0
     reason = resolution_reason(escrow) if escrow.settlement == "split" else None
     status = ENDS[escrow.settlement]
-    end(escrow, status, action=status, reason=reason, data={"legs": legs}, now=utcnow())
+    end(escrow, status, action=status, reason=reason, data={"legs": legs}, now=utcnow(), values={"held": 0})
     return legs
 
 
@@ -107,8 +106,9 @@ def _settle_on_ledger(escrow_id) -> dict:
 def settle(ctx: JobContext) -> dict:
     """Settle the escrow as ``escrow.settlement`` says: the ledger first, then the refund and the payout."""
     escrow_id = ctx.input["escrow_id"]
-    legs = ctx.once("ledger", lambda key: _settle_on_ledger(escrow_id))
-    escrow = Escrow.get_or_none(Escrow.id == escrow_id)
+    settled: list[Escrow] = []  # the escrow as the ledger step left it, when this run took that step
+    legs = ctx.once("ledger", lambda key: _settle_on_ledger(escrow_id, settled))
+    escrow = settled[0] if settled else Escrow.get_or_none(Escrow.id == escrow_id)
     if escrow is None or not legs:
         return {"settled": False}
     paid = {}

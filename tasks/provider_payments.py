@@ -72,7 +72,8 @@ def _call(escrow: Escrow, payment: Payment, kind: str, key: str):
     currency = escrow.currency.lower()
     metadata = {"escrow_id": str(escrow.id), "payment_id": str(payment.id)}
     if kind == "payout":
-        destination = destination_of(User.get_or_none(User.id == payment.recipient_id))
+        recipient = next(iter(User.raw("SELECT * FROM users WHERE id = %s", payment.recipient_id)), None)
+        destination = destination_of(recipient)
         if destination is None:
             raise ProviderRejected("payout_account_missing", "the seller has no payout account", 400)
         return provider.payout(

@@ -16,10 +16,12 @@ from models.ledger.accounts import (
     CREDITS_MUST_NOT_EXCEED_DEBITS,
     DEBITS_MUST_NOT_EXCEED_CREDITS,
     Account,
+    AccountSpec,
     Balance,
     balance,
     get_account,
     open_account,
+    open_accounts,
 )
 from models.ledger.errors import (
     AccountExists,
@@ -48,6 +50,7 @@ __all__ = [
     "Account",
     "AccountExists",
     "AccountNotFound",
+    "AccountSpec",
     "Balance",
     "CurrencyMismatch",
     "ExceedsCredits",
@@ -70,6 +73,7 @@ __all__ = [
     "expiry_id",
     "get_account",
     "open_account",
+    "open_accounts",
     "post_pending",
     "transfer",
     "transfer_linked",

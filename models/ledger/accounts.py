@@ -97,28 +97,81 @@ def _account(row) -> Account:
     return Account(id_, code, kind, currency, frozenset(flags), created_at)
 
 
+@dataclass(frozen=True)
+class AccountSpec:
+    """An account to open (``open_accounts``): its code, kind, currency and flags."""
+
+    code: str
+    kind: str
+    currency: str = "USD"
+    flags: frozenset[str] = frozenset()
+
+
+def _checked(spec: AccountSpec) -> AccountSpec:
+    if not isinstance(spec.code, str) or not 1 <= len(spec.code) <= MAX_CODE:
+        raise InvalidAccount(f"an account code is 1 to {MAX_CODE} characters")
+    if not isinstance(spec.kind, str) or not 1 <= len(spec.kind) <= MAX_KIND:
+        raise InvalidAccount(f"an account kind is 1 to {MAX_KIND} characters")
+    check_currency(spec.currency)
+    return AccountSpec(spec.code, spec.kind, spec.currency, _check_flags(spec.flags))
+
+
+def _matching(spec: AccountSpec, account: Account) -> Account:
+    if (account.kind, account.currency, account.flags) != (spec.kind, spec.currency, spec.flags):
+        raise AccountExists(
+            f"account {spec.code!r} exists as kind={account.kind!r} currency={account.currency} "
+            f"flags={sorted(account.flags)}"
+        )
+    return account
+
+
 def open_account(code: str, *, kind: str, currency: str = "USD", flags: Iterable[str] = ()) -> Account:
     """The account ``code``, created if it is new; idempotent.
 
     An existing account is returned as it is when ``kind``, ``currency`` and
     ``flags`` match it; otherwise ``AccountExists`` and nothing changes.
     """
-    if not isinstance(code, str) or not 1 <= len(code) <= MAX_CODE:
-        raise InvalidAccount(f"an account code is 1 to {MAX_CODE} characters")
-    if not isinstance(kind, str) or not 1 <= len(kind) <= MAX_KIND:
-        raise InvalidAccount(f"an account kind is 1 to {MAX_KIND} characters")
-    check_currency(currency)
-    chosen = _check_flags(flags)
-    row = db.execute_sql(_OPEN, (code, kind, currency, sorted(chosen))).fetchone()
+    spec = _checked(AccountSpec(code, kind, currency, frozenset(flags)))
+    row = db.execute_sql(_OPEN, (code, kind, currency, sorted(spec.flags))).fetchone()
     if row is None:
         row = db.execute_sql(_BY_CODE, (code,)).fetchone()
-    account = _account(row)
-    if (account.kind, account.currency, account.flags) != (kind, currency, chosen):
-        raise AccountExists(
-            f"account {code!r} exists as kind={account.kind!r} currency={account.currency} "
-            f"flags={sorted(account.flags)}"
-        )
-    return account
+    return _matching(spec, _account(row))
+
+
+# New accounts inserted (in code order: two callers opening the same ones cannot deadlock), the others
+# read, in one statement. The read sees the rows as they were when the statement began, so an account
+# another transaction inserted meanwhile is in neither part; ``open_accounts`` reads it again.
+_OPEN_MANY = """
+WITH wanted (code, kind, currency, flags) AS (VALUES {rows}),
+inserted AS (
+    INSERT INTO ledger_accounts (code, kind, currency, flags)
+    SELECT code, kind, currency, flags FROM wanted ORDER BY code
+    ON CONFLICT (code) DO NOTHING
+    RETURNING id, code, kind, currency, flags, created_at
+)
+SELECT id, code, kind, currency, flags, created_at FROM inserted
+UNION ALL
+SELECT a.id, a.code, a.kind, a.currency, a.flags, a.created_at FROM ledger_accounts AS a JOIN wanted USING (code)
+"""
+
+
+def open_accounts(specs: Iterable[AccountSpec]) -> dict[str, Account]:
+    """``open_account`` for several accounts in one round trip: ``{code: Account}``, each opened if new.
+
+    Raises ``AccountExists`` (having opened the others) when one exists with another kind, currency
+    or flags, ``InvalidAccount`` (having opened none) for a bad spec.
+    """
+    wanted = {spec.code: _checked(spec) for spec in specs}
+    if not wanted:
+        return {}
+    params: list = []
+    for spec in wanted.values():
+        params += [spec.code, spec.kind, spec.currency, sorted(spec.flags)]
+    rows = ", ".join(["(%s, %s, %s::char(3), %s::text[])"] * len(wanted))
+    found = {row[1]: _account(row) for row in db.execute_sql(_OPEN_MANY.format(rows=rows), params).fetchall()}
+    for code in wanted.keys() - found.keys():
+        found[code] = _account(db.execute_sql(_BY_CODE, (code,)).fetchone())
+    return {code: _matching(spec, found[code]) for code, spec in wanted.items()}
 
 
 def get_account(code: str) -> Account:

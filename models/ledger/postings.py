@@ -112,6 +112,21 @@ def lock_accounts(codes: Iterable[str], *, lock: bool = True) -> dict[str, Locke
     return {row[1]: LockedAccount(row[0], row[1], row[2], frozenset(row[3]), *row[4:]) for row in rows}
 
 
+_LOCK_OF_TRANSFER = """
+SELECT id, code, currency, flags, debits_posted, credits_posted, debits_pending, credits_pending
+FROM ledger_accounts
+WHERE id IN (SELECT debit_account_id FROM ledger_transfers WHERE id = %s
+             UNION ALL SELECT credit_account_id FROM ledger_transfers WHERE id = %s)
+ORDER BY id FOR UPDATE
+"""
+
+
+def lock_accounts_of(transfer_id: uuid.UUID) -> dict[str, LockedAccount]:
+    """The two accounts of transfer ``transfer_id`` (none if there is no such transfer), locked in id order."""
+    rows = db.execute_sql(_LOCK_OF_TRANSFER, (transfer_id, transfer_id)).fetchall()
+    return {row[1]: LockedAccount(row[0], row[1], row[2], frozenset(row[3]), *row[4:]) for row in rows}
+
+
 def check_legs(legs: Iterable[Leg]) -> None:
     """Refuse legs that would break an account's flag; apply them to the locked rows' balances if none does.
 
@@ -201,10 +216,14 @@ def load(transfer_id: uuid.UUID) -> Transfer | None:
     return None if row is None else _transfer(row)
 
 
-def load_with_resolution(transfer_id: uuid.UUID, pending_id: uuid.UUID) -> list[Transfer]:
-    """The transfer ``transfer_id`` and whatever resolved ``pending_id``, if they exist."""
-    rows = db.execute_sql(_SELECT + "WHERE t.id = %s OR t.pending_id = %s", (transfer_id, pending_id))
-    return [_transfer(row) for row in rows.fetchall()]
+def load_with_resolution(transfer_id: uuid.UUID, pending_id: uuid.UUID, *, pending: bool = False) -> list[Transfer]:
+    """The transfer ``transfer_id`` and whatever resolved ``pending_id``, if they exist (``pending``: and
+    the pending transfer itself)."""
+    if pending:
+        condition, params = "WHERE t.id IN (%s, %s) OR t.pending_id = %s", (transfer_id, pending_id, pending_id)
+    else:
+        condition, params = "WHERE t.id = %s OR t.pending_id = %s", (transfer_id, pending_id)
+    return [_transfer(row) for row in db.execute_sql(_SELECT + condition, params).fetchall()]
 
 
 def load_where(condition: str, params: tuple) -> list[Transfer]:

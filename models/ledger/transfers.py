@@ -201,7 +201,8 @@ def transfer_linked(specs: Sequence[TransferSpec], *, now: datetime.datetime | N
             exc.index = index
             raise
     group, when = uuid.uuid4(), now or utcnow()
-    with db.atomic():
+    # One transfer writes nothing when it is refused: like ``transfer``, it needs no savepoint of its own.
+    with db.atomic() if len(specs) > 1 else transaction():
         # Every account of the batch at once, in id order: no deadlock between two batches.
         accounts = lock_accounts({code for spec in specs for code in (spec.debit, spec.credit)})
         posted = []

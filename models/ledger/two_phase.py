@@ -26,7 +26,7 @@ from models.ledger.errors import (
     PendingNotFound,
     TransferExists,
 )
-from models.ledger.postings import Leg, Transfer, load, load_with_resolution, lock_accounts, transaction, write
+from models.ledger.postings import Leg, Transfer, load_with_resolution, lock_accounts_of, transaction, write
 
 POST, VOID = "post_pending", "void_pending"
 # Expiry voids under an id derived from the pending transfer's: two sweeps at once void it once.
@@ -63,19 +63,21 @@ def _resolve(id: uuid.UUID, pending_id: uuid.UUID, state: str, amount: int | Non
     if not isinstance(id, uuid.UUID) or not isinstance(pending_id, uuid.UUID):
         raise InvalidTransfer("transfer ids are UUIDs")
     with transaction():
-        pending = load(pending_id)
+        # The pending transfer's accounts first, then the transfers read after the locks: a resolution
+        # committed by whoever held them is seen here.
+        accounts = lock_accounts_of(pending_id)
+        found = {transfer.id: transfer for transfer in load_with_resolution(id, pending_id, pending=True)}
+        pending = found.pop(pending_id, None)
         if pending is None or pending.state != "pending":
-            existing = load(id)
+            existing = found.get(id)
             if existing is not None:
                 return _replay(existing, pending_id, state, amount)
             raise PendingNotFound(f"no pending transfer {pending_id}")
-        accounts = lock_accounts((pending.debit, pending.credit))
         moved = pending.amount if amount is None or state == VOID else amount
-        # Read after the locks: a resolution committed by whoever held them is seen here.
-        for found in load_with_resolution(id, pending_id):
-            if found.id == id:
-                return _replay(found, pending_id, state, moved)
-            raise PendingAlreadyResolved(f"pending transfer {pending_id} was already resolved ({found.state})")
+        if id in found:
+            return _replay(found[id], pending_id, state, moved)
+        for other in found.values():
+            raise PendingAlreadyResolved(f"pending transfer {pending_id} was already resolved ({other.state})")
         if state == POST and pending.timeout_at is not None and pending.timeout_at <= now:
             raise PendingExpired(f"pending transfer {pending_id} expired at {pending.timeout_at.isoformat()}")
         if moved > pending.amount:
