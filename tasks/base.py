@@ -94,6 +94,15 @@ class JobContext:
         if self._cancel_requested.is_set():
             raise Cancelled()
 
+    def effect_key(self, step: str) -> str:
+        """The key ``once(step, ...)`` records under, and hands to the effect (a provider's idempotency key)."""
+        return f"job:{self.job.id}:{step}"
+
+    def recorded(self, step: str) -> tuple[bool, object]:
+        """``(True, result)`` when ``once(step, ...)`` has committed its record, else ``(False, None)``."""
+        effect = JobEffect.get_or_none(JobEffect.key == self.effect_key(step))
+        return (True, effect.result) if effect is not None else (False, None)
+
     def once(self, step: str, effect):
         """Run ``effect(key)`` at most once per (job, step); a repeat returns the recorded result.
 
@@ -104,7 +113,7 @@ class JobContext:
         returned, so a crash in between means the effect runs again with the
         same key. Do not report progress from inside ``effect``.
         """
-        key = f"job:{self.job.id}:{step}"
+        key = self.effect_key(step)
         with db.atomic():
             # A concurrent run with the same key waits here until the first commits.
             if not db.execute_sql(_CLAIM_EFFECT, (key, self.job.id, utcnow())).fetchone():

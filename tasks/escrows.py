@@ -29,7 +29,7 @@ from models.money_notices import amount, escrow_notice
 from models.payments import Payment, advance
 from services.payments import ProviderRejected, ProviderUnavailable
 from tasks.base import JobContext, Transient, job_task
-from tasks.provider_payments import ProviderRefused, payment_id_for, send
+from tasks.provider_payments import ProviderRefused, pay, payment_id_for
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.money")
@@ -113,9 +113,9 @@ def settle(ctx: JobContext) -> dict:
         return {"settled": False}
     paid = {}
     if legs.get("buyer"):
-        paid["refund"] = ctx.once("refund", lambda key: send(escrow, "refund", escrow.buyer_id, legs["buyer"], key))
+        paid["refund"] = pay(ctx, "refund", escrow, "refund", escrow.buyer_id, legs["buyer"])
     if legs.get("seller"):
-        paid["payout"] = ctx.once("payout", lambda key: send(escrow, "payout", escrow.seller_id, legs["seller"], key))
+        paid["payout"] = pay(ctx, "payout", escrow, "payout", escrow.seller_id, legs["seller"])
     refused = sorted(step for step, result in paid.items() if result["status"] == "failed")
     if refused:
         log.warning("settlement payment refused", extra={"escrow_id": str(escrow_id), "steps": refused})

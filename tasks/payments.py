@@ -30,7 +30,7 @@ from models.money_notices import amount, escrow_notice
 from models.payment_events import PaymentEvent
 from models.payments import Payment, advance, retryable, reverse
 from tasks.base import JobContext, job_task
-from tasks.provider_payments import ProviderRefused, send
+from tasks.provider_payments import ProviderRefused, pay
 
 log = logging.getLogger("hearth.money")
 DEPOSIT_STATUS = {
@@ -97,7 +97,7 @@ def _deposit_succeeded(ctx: JobContext, event: PaymentEvent, payment: Payment) -
     outcome = ctx.once("apply", lambda key: _fund(payment.id, event))
     if outcome.get("late"):
         escrow = Escrow.get_by_id(payment.escrow_id)
-        refund = ctx.once("late_refund", lambda key: send(escrow, "refund", escrow.buyer_id, outcome["amount"], key))
+        refund = pay(ctx, "late_refund", escrow, "refund", escrow.buyer_id, outcome["amount"])
         outcome = dict(outcome, refund=refund)
         if refund["status"] == "failed":
             raise ProviderRefused("The provider refused the refund of a late deposit; an admin will look into it.")
@@ -189,28 +189,36 @@ HANDLERS = {
 }
 
 
-def _retry(payment_id, key: str) -> dict:
-    escrow, old = _locked(payment_id)
-    if escrow is None or old is None or not retryable(old):
-        return {"retried": False, "status": old.status if old else None}
-    sent = send(escrow, old.kind, old.recipient_id, old.amount, key)
-    advance(old, "canceled")  # replaced: the admin list of failed payments no longer shows it
-    record(
-        escrow,
-        "payment_retried",
-        data={"payment_id": str(old.id), "retry_id": sent["payment_id"], "kind": old.kind, "status": sent["status"]},
-    )
-    log.info("a failed payment was sent again", extra={"escrow_id": str(escrow.id), "payment_id": str(old.id)})
-    return dict(sent, retried=True)
+def _replaced(old_id, sent: dict) -> dict:
+    escrow, old = _locked(old_id)
+    if old.status == "failed":
+        advance(old, "canceled")  # replaced: the admin list of failed payments no longer shows it
+        record(
+            escrow,
+            "payment_retried",
+            data={
+                "payment_id": str(old.id),
+                "retry_id": sent["payment_id"],
+                "kind": old.kind,
+                "status": sent["status"],
+            },
+        )
+        log.info("a failed payment was sent again", extra={"escrow_id": str(escrow.id), "payment_id": str(old.id)})
+    return sent
 
 
 @job_task()
 def retry(ctx: JobContext) -> dict:
     """An admin pays a refused payout or refund again: a new payment with its own idempotency key, once."""
-    outcome = ctx.once("retry", lambda key: _retry(ctx.input["payment_id"], key))
+    old = Payment.get_or_none(Payment.id == ctx.input["payment_id"])
+    if old is None or (not retryable(old) and not ctx.recorded("retry")[0]):
+        return {"retried": False, "status": old.status if old else None}
+    escrow = Escrow.get_by_id(old.escrow_id)
+    sent = pay(ctx, "retry", escrow, old.kind, old.recipient_id, old.amount)
+    outcome = ctx.once("replace", lambda key: _replaced(old.id, sent))
     if outcome.get("status") == "failed":
         raise ProviderRefused("The payment provider refused the payment again; it stays owed to its recipient.")
-    return outcome
+    return dict(outcome, retried=True)
 
 
 @job_task()

@@ -1,18 +1,24 @@
-"""Paying money out through the provider: a seller's payout, a buyer's refund, as one once-only step.
+"""Paying money out through the provider: a seller's payout, a buyer's refund, once per job step.
 
-``send(escrow, kind, recipient_id, amount, key)`` runs inside ``ctx.once(step, ...)``
-(its ``key`` is the provider's idempotency key) and writes, in that step's
-transaction: the ``Payment`` row (id derived from the key), a PENDING ledger
-transfer from the recipient's payable account to the provider's clearing
-account, the provider call, and then either the posting of that transfer (the
-provider took it) or its void (the provider refused: the payment is failed
-and the money stays owed on the payable account, for an admin to see).
+``pay(ctx, step, escrow, kind, recipient_id, amount)`` works in three parts so
+that no database lock is held while the provider works (the clearing account
+is shared by every payment: a lock on it across a slow provider call would
+stop every deposit and payout of the platform):
 
-A transient provider error (5xx, network) raises ``Transient``: the step's
-transaction rolls back whole (payment row, pending transfer, once record) and
-the retry sends the same key, which the provider answers with what it did
-the first time. A worker killed during the call leaves nothing committed
-either; the recovered job calls again with the same key.
+1. reserve, in a transaction of its own: the ``Payment`` row (id derived from
+   the step's key) and a PENDING ledger transfer from the recipient's payable
+   account to the provider's clearing account. A second payout cannot spend
+   the reserved money; a run that comes back finds both and writes nothing new.
+2. the provider call, the step's key as its idempotency key.
+3. the outcome, in ``ctx.once(step)``: the pending transfer posted (the
+   provider took it) or voided (it refused: the payment is failed and the money
+   stays owed on the payable account, for an admin to see), and the payment's
+   status.
+
+A transient provider error (5xx, network) raises ``Transient`` before part 3:
+the retry reserves nothing new and calls again with the same key, which the
+provider answers with what it did the first time. A worker killed during the
+call leaves the reservation; the recovered job does the same.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 import uuid
 
 from models.accounts import User
+from models.db import db
 from models.escrow_ledger import payout_transfers
 from models.escrows import Escrow
 from models.ledger import post_pending, transfer, void_pending
@@ -96,41 +103,75 @@ def _call(escrow: Escrow, payment: Payment, kind: str, key: str):
     )
 
 
-def send(escrow: Escrow, kind: str, recipient_id, amount: int, key: str) -> dict:
-    """Pay ``amount`` to ``recipient_id`` (``kind`` payout or refund) once; see the module's docstring.
+def _reserve(escrow: Escrow, kind: str, recipient_id, amount: int, key: str):
+    """The payment row and its PENDING transfer (recipient's payable → clearing), committed before the call.
 
-    Returns ``{"payment_id", "status", "provider_ref"}`` (status ``succeeded``,
-    ``processing`` or ``failed`` with ``failure_code``): the once record.
+    Both have ids derived from ``key``, so a run that comes back after a crash
+    finds them and writes nothing new (the ledger replays a transfer of the same
+    id and content as a no-op).
     """
-    payment = Payment.create(
-        id=payment_id_for(key),
-        escrow=escrow.id,
-        kind=kind,
-        recipient=recipient_id,
-        currency=escrow.currency,
-        amount=amount,
-        provider=runtime().payments.name,
-        idempotency_key=key,
-    )
-    pending, post_id, void_id = payout_transfers(escrow, payment.id, recipient_id, amount)
-    transfer(pending)
-    try:
-        result = _call(escrow, payment, kind, key)
-    except ProviderUnavailable as exc:
-        raise Transient(str(exc)) from exc
-    except ProviderRejected as exc:
-        void_pending(void_id, pending.id)
-        advance(payment, "failed", failure_code=exc.code[:100], failure_message=exc.message[:MAX_FAILURE_MESSAGE])
+    with db.atomic():
+        payment_id = payment_id_for(key)
+        Payment.insert(
+            id=payment_id,
+            escrow=escrow.id,
+            kind=kind,
+            recipient=recipient_id,
+            currency=escrow.currency,
+            amount=amount,
+            provider=runtime().payments.name,
+            idempotency_key=key,
+        ).on_conflict_ignore().execute()
+        payment = Payment.get_by_id(payment_id)
+        pending, post_id, void_id = payout_transfers(escrow, payment.id, recipient_id, amount)
+        transfer(pending)
+    return payment, pending.id, post_id, void_id
+
+
+def _finish(payment_id, pending_id, post_id, void_id, result, refused: ProviderRejected | None) -> dict:
+    """What the provider answered, on the ledger and the payment row (inside the step's ``once``)."""
+    payment = Payment.select().where(Payment.id == payment_id).for_update().first()
+    if refused is not None:
+        void_pending(void_id, pending_id)
+        code, message = refused.code[:100], refused.message[:MAX_FAILURE_MESSAGE]
+        advance(payment, "failed", failure_code=code, failure_message=message)
         log.warning(
             "the provider refused a payment",
-            extra={"payment_id": str(payment.id), "kind": kind, "code": exc.code, "status": exc.status},
+            extra={"payment_id": str(payment.id), "kind": payment.kind, "code": code, "status": refused.status},
         )
-        return {"payment_id": str(payment.id), "status": "failed", "failure_code": payment.failure_code}
-    post_pending(post_id, pending.id)
+        return {"payment_id": str(payment.id), "status": "failed", "failure_code": code}
+    post_pending(post_id, pending_id)
     # A Stripe refund may still be pending: it is taken (the money left clearing) and its end comes by webhook.
     status = "processing" if result.status in ("pending", "requires_action") else "succeeded"
     advance(payment, status, provider_ref=result.id)
     return {"payment_id": str(payment.id), "status": status, "provider_ref": result.id}
 
 
-__all__ = ["ProviderRefused", "deposit_of", "destination_of", "payment_id_for", "send"]
+def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int) -> dict:
+    """Pay ``amount`` to ``recipient_id`` (``kind`` payout or refund) once per (job, ``step``).
+
+    Three parts, none holding a lock while the provider works: the reservation
+    (payment row and pending transfer, committed), the provider call with the
+    step's key as its idempotency key, and the outcome (post or void, the
+    payment's status) recorded by ``ctx.once(step)``. A crash or a transient
+    error anywhere before that record means the next run reserves nothing new
+    and calls again with the same key, which the provider answers with what it
+    did the first time. Returns ``{"payment_id", "status", "provider_ref"}``
+    (``succeeded``, ``processing``, or ``failed`` with ``failure_code``).
+    """
+    done, result = ctx.recorded(step)
+    if done:
+        return result
+    key = ctx.effect_key(step)
+    payment, pending_id, post_id, void_id = _reserve(escrow, kind, recipient_id, amount, key)
+    answer, refused = None, None
+    try:
+        answer = _call(escrow, payment, kind, key)
+    except ProviderUnavailable as exc:
+        raise Transient(str(exc)) from exc
+    except ProviderRejected as exc:
+        refused = exc
+    return ctx.once(step, lambda key: _finish(payment.id, pending_id, post_id, void_id, answer, refused))
+
+
+__all__ = ["ProviderRefused", "deposit_of", "destination_of", "pay", "payment_id_for"]

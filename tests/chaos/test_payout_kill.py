@@ -57,7 +57,10 @@ def test_kill9_during_the_payout_call_pays_the_seller_exactly_once(live_env, liv
     worker.kill9()
     killed_at = time.monotonic()
     assert Job.get_by_id(job.id).status == "running"
-    assert not Payment.select().where(Payment.kind == "payout").exists()  # died with its transaction
+    # What the run committed before the call: the payment row and its pending transfer, nothing more.
+    [reserved] = Payment.select().where(Payment.kind == "payout")
+    assert reserved.status == "pending"
+    assert [e["state"] for e in entries_for_escrow(deal.escrow.id) if e["kind"] == "provider_payment"] == ["pending"]
 
     procs.append(start_worker(env, logs, queues="money,maintenance", name="payer-2"))
     sweeper = Sweeper(env)

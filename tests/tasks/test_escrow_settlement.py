@@ -172,12 +172,18 @@ def test_a_payout_that_fails_transiently_is_retried_with_the_same_key_and_paid_o
     sandbox().program("payout", "unavailable", "unavailable")
     job = run(settle_by(deal, "release"))
     assert job.status == "queued" and queue.submitted[-1] == str(job.id)
-    # The ledger step committed; the payout step rolled back whole: no payment, no pending transfer.
+    # The ledger step committed; the payout is reserved (its payment and pending transfer), not paid.
     assert deal.reload().status == "released" and payable(deal.seller) == EARNEST
-    assert [p.kind for p in payments_of(deal.escrow.id)] == ["deposit"]
+    [reserved] = [p for p in payments_of(deal.escrow.id) if p.kind == "payout"]
+    assert reserved.status == "pending" and operations("payout") == []
+    assert [e[1] for e in entries(deal) if e[0] == "provider_payment"] == ["pending"]
     assert_ledger_matches(deal)
     queue.run_pending()
     assert Job.get_by_id(job.id).status == "succeeded"
+    # The retries found the reservation: one payment, one pending transfer, posted once.
+    [paid] = [p for p in payments_of(deal.escrow.id) if p.kind == "payout"]
+    assert (paid.id, paid.status) == (reserved.id, "succeeded")
+    assert sorted(e[1] for e in entries(deal) if e[0] == "provider_payment") == ["pending", "post_pending"]
     [op] = operations("payout")
     assert op["idempotency_key"] == f"job:{job.id}:payout"
     assert payable(deal.seller) == 0 and clearing() == 0
