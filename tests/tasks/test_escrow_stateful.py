@@ -50,6 +50,8 @@ from tests.tasks.escrow_invariants import SENT, assert_escrow_invariants, deposi
 from tests.tasks.money_rows import Deal, job_of, make_deal, payable, record_event, redeliver, run
 
 OPEN_INTENT = ("requires_payment_method", "processing")
+# What the provider reports about a deposit; success most often, so that escrows get funded.
+OUTCOMES = ("succeeded", "succeeded", "succeeded", "succeeded_again", "failed", "canceled", "processing")
 INTENT_AFTER = {"succeeded": "succeeded", "failed": "requires_payment_method", "canceled": "canceled"}
 SCRIPTS = ("create_deposit", "refund", "payout")
 # The deals are cash offers, which have no financing contingency.
@@ -121,17 +123,12 @@ def clear_scripts() -> None:
     provider.redis.delete(*(f"{provider._prefix}script:{operation}" for operation in SCRIPTS))
 
 
-def processing_event(payment: Payment, now: datetime.datetime) -> tuple[bytes, str]:
-    """The ``payment_intent.processing`` webhook Stripe sends for a deposit (the sandbox has no such outcome)."""
-    intent = {"id": payment.provider_ref, "object": "payment_intent", "amount": payment.amount, "status": "processing"}
-    event = {
-        "id": f"evt_processing_{payment.provider_ref}",
-        "object": "event",
-        "type": "payment_intent.processing",
-        "created": int(now.timestamp()),
-        "data": {"object": intent},
-    }
-    body = json.dumps(event).encode()
+def provider_event(payment: Payment, event_type: str, status: str, event_id: str) -> tuple[bytes, str]:
+    """A signed webhook about the deposit the sandbox does not send itself: ``payment_intent.processing``,
+    or a second ``payment_intent.succeeded`` with an id of its own (the provider reporting one success twice)."""
+    intent = {"id": payment.provider_ref, "object": "payment_intent", "amount": payment.amount, "status": status}
+    event = {"id": event_id, "object": "event", "type": event_type, "created": int(time.time())}
+    body = json.dumps(dict(event, data={"object": intent})).encode()
     return body, sign_event(body, runtime().settings.stripe_webhook_secret, int(time.time()))
 
 
@@ -195,7 +192,7 @@ class EscrowMachine(RuleBasedStateMachine):
         if job is None:  # the same event again: stored once, nothing runs
             return Job.get_by_id(PaymentEvent.get_by_id(json.loads(body)["id"]).job_id)
         job = run(job)
-        if outcome == "succeeded" and not m.deposit_in:
+        if outcome in ("succeeded", "succeeded_again") and not m.deposit_in:
             m.deposit_in = True
             if before == "awaiting_deposit":
                 m.status = "funded"
@@ -252,7 +249,7 @@ class EscrowMachine(RuleBasedStateMachine):
     @action(
         lambda self: any(m.payment for m in self.models),
         data=DATA,
-        outcome=st.sampled_from(["succeeded", "succeeded", "succeeded", "failed", "canceled", "processing"]),
+        outcome=st.sampled_from(OUTCOMES),
         twice=st.booleans(),
     )
     def deliver_webhook(self, data, outcome, twice):
@@ -260,7 +257,15 @@ class EscrowMachine(RuleBasedStateMachine):
 
     def _deliver(self, m: Model, outcome: str, twice: bool) -> None:
         if outcome == "processing":
-            body, signature = processing_event(m.payment, self.now)
+            body, signature = provider_event(
+                m.payment, "payment_intent.processing", "processing", f"evt_processing_{m.payment.provider_ref}"
+            )
+        elif outcome == "succeeded_again":
+            if m.intent != "succeeded":
+                return
+            body, signature = provider_event(
+                m.payment, "payment_intent.succeeded", "succeeded", f"evt_again_{uuid.uuid4().hex}"
+            )
         else:
             fresh = outcome not in m.events_made
             if fresh and m.intent not in OPEN_INTENT:
