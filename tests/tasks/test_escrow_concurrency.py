@@ -3,7 +3,8 @@
 Two workers running one settlement job, two settlements paying one seller,
 one deposit webhook applied by several workers, both sides instructing at the
 same instant: each ends with one payout, one set of postings, one job, and the
-invariants of ``tests/tasks/escrow_invariants.py``.
+invariants of ``tests/tasks/escrow_invariants.py``. And the deadline sweep
+lapsing a contingency while the buyer removes it: both finish, no deadlock.
 
 The rows are committed (the other connections must see them), so no database
 work here runs in the test's rolled-back transaction: every call runs in a
@@ -13,6 +14,7 @@ ledger's immutability trigger, a row trigger, does not block it).
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 import time
@@ -22,11 +24,13 @@ import pytest
 
 from models.base import utcnow
 from models.db import db
-from models.escrow_actions import instruct
-from models.escrow_rules import EscrowError
-from models.escrows import Escrow, EscrowInstruction, history_of, lock
+from models.escrow_actions import instruct, remove_contingency
+from models.escrow_rules import EscrowConflict, EscrowError
+from models.escrows import Escrow, EscrowContingency, EscrowInstruction, contingencies_of, history_of, lock
 from models.jobs import Job
 from models.ledger import LedgerError, entries_for_escrow
+from models.money_deadlines import enforce
+from models.offer_rules import Contingency
 from models.payment_events import PaymentEvent
 from models.payments import Payment
 from services.jobqueue import task_name
@@ -269,3 +273,28 @@ def test_both_sides_instructing_a_release_at_the_same_instant_make_one_settlemen
     assert committed(lambda: sorted(Escrow.get_by_id(i).status for i in ids)) == ["released"] * 3
     assert len(sandbox_operations("payout", ids)) == 3
     check(ids)
+
+
+def test_the_deadline_sweep_and_the_buyer_closing_the_same_contingency_at_once_both_finish():
+    deal = committed(lambda: make_deal(contingencies=(Contingency("inspection", 1),)))
+    later = utcnow() + datetime.timedelta(days=2)
+    held = threading.Event()
+
+    def buyer_removes():
+        with db.atomic():  # as the API does: the escrow locked, then the change
+            escrow = lock(deal.escrow.id)
+            held.set()
+            time.sleep(0.5)  # the sweep meanwhile reaches the same escrow and contingency
+            return remove_contingency(escrow, "inspection", actor_id=deal.buyer.id, now=utcnow())
+
+    def sweep():
+        held.wait(timeout=10)
+        return enforce(later)
+
+    removed, swept = race([buyer_removes, sweep], atomic=False)
+    assert isinstance(removed, (EscrowContingency, EscrowConflict)), removed
+    assert isinstance(swept, dict), swept
+    [contingency] = committed(lambda: contingencies_of(deal.escrow.id))
+    assert contingency.status in ("removed", "lapsed")
+    assert committed(lambda: deal.reload().hard_at) is not None
+    check([deal.escrow.id])
