@@ -4,7 +4,8 @@ Two workers running one settlement job, two settlements paying one seller,
 one deposit webhook applied by several workers, both sides instructing at the
 same instant: each ends with one payout, one set of postings, one job, and the
 invariants of ``tests/tasks/escrow_invariants.py``. And the deadline sweep
-lapsing a contingency while the buyer removes it: both finish, no deadlock.
+lapsing a contingency while the buyer removes it (both finish, no deadlock),
+or cancelling an escrow while its deposit arrives (held, or refunded in full).
 
 The rows are committed (the other connections must see them), so no database
 work here runs in the test's rolled-back transaction: every call runs in a
@@ -24,7 +25,7 @@ import pytest
 
 from models.base import utcnow
 from models.db import db
-from models.escrow_actions import instruct, remove_contingency
+from models.escrow_actions import cancel, instruct, remove_contingency
 from models.escrow_rules import EscrowConflict, EscrowError
 from models.escrows import Escrow, EscrowContingency, EscrowInstruction, contingencies_of, history_of, lock
 from models.jobs import Job
@@ -298,3 +299,31 @@ def test_the_deadline_sweep_and_the_buyer_closing_the_same_contingency_at_once_b
     assert contingency.status in ("removed", "lapsed")
     assert committed(lambda: deal.reload().hard_at) is not None
     check([deal.escrow.id])
+
+
+def test_a_deposit_arriving_as_its_deadline_passes_and_the_buyer_cancels_is_held_or_refunded_in_full():
+    for _ in range(3):
+        deal = committed(make_deal)
+        payment = committed(lambda deal=deal: collect(deal), atomic=False)
+        body, signature = runtime().payments.sandbox_event(payment.provider_ref, "succeeded")
+        overdue = deal.escrow.deposit_due_at + datetime.timedelta(hours=1)
+
+        def deposit_arrives(body=body, signature=signature):
+            worker_runs(record_event(body, signature).id)
+
+        def buyer_cancels(deal=deal):
+            with db.atomic():
+                return cancel(lock(deal.escrow.id), actor_id=deal.buyer.id, reason="too slow", now=utcnow())
+
+        race([deposit_arrives, lambda overdue=overdue: enforce(overdue), buyer_cancels], atomic=False)
+
+        def outcome(deal=deal):
+            escrow = Escrow.get_by_id(deal.escrow.id)
+            refunds = Payment.select().where((Payment.escrow == escrow.id) & (Payment.kind == "refund"))
+            return escrow.status, escrow.held, sorted((p.amount, p.status) for p in refunds), payable(deal.buyer)
+
+        assert committed(outcome) in (
+            ("funded", EARNEST, [], 0),  # the money came first: held; the deadline and the cancel came too late
+            ("cancelled", 0, [(EARNEST, "succeeded")], 0),  # cancelled first: the late deposit went straight back
+        )
+        check([deal.escrow.id])
