@@ -73,7 +73,7 @@ def lapse_contingencies(now: datetime.datetime) -> int:
                     & Escrow.status.in_(("awaiting_deposit", "funded"))
                 )
                 .limit(1)
-                .for_update(of=EscrowContingency, skip_locked=True)
+                .for_update(of=(EscrowContingency, Escrow), skip_locked=True)
                 .first()
             )
             if row is None:

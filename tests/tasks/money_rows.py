@@ -52,8 +52,11 @@ class Deal:
         return self.escrow
 
 
-def make_deal(*, earnest: int = EARNEST, contingencies: tuple[Contingency, ...] = ()) -> Deal:
-    seller, buyer = make_owner("seller"), make_owner("buyer")
+def make_deal(
+    *, earnest: int = EARNEST, contingencies: tuple[Contingency, ...] = (), seller: User | None = None
+) -> Deal:
+    """An accepted cash offer's escrow, awaiting its deposit; a new seller unless ``seller`` is given."""
+    seller, buyer = seller or make_owner("seller"), make_owner("buyer")
     listing = make_listing(seller, index=False)
     now = utcnow()
     terms = OfferTerms(
