@@ -327,3 +327,38 @@ def test_a_deposit_arriving_as_its_deadline_passes_and_the_buyer_cancels_is_held
             ("cancelled", 0, [(EARNEST, "succeeded")], 0),  # cancelled first: the late deposit went straight back
         )
         check([deal.escrow.id])
+
+
+def test_a_payout_held_at_the_provider_does_not_hold_up_another_escrows_deposit(monkeypatch):
+    # Every payment goes through the provider's clearing account: a lock on it across a slow provider call
+    # would stall every deposit and payout of the platform. While one payout call hangs, another escrow's
+    # deposit is funded at once.
+    paying, deal = funded_deal(), committed(make_deal, atomic=False)
+    deposit = committed(lambda: collect(deal), atomic=False)
+    job = committed(lambda: settle_by(paying, "release"))
+    provider = runtime().payments
+    in_call, release = threading.Event(), threading.Event()
+    real_payout = provider.payout
+
+    def slow_payout(**kwargs):
+        in_call.set()
+        assert release.wait(timeout=60)
+        return real_payout(**kwargs)
+
+    monkeypatch.setattr(provider, "payout", slow_payout)
+    payer = threading.Thread(target=lambda: committed(lambda: worker_runs(job.id), atomic=False))
+    payer.start()
+    try:
+        assert in_call.wait(timeout=30), "the payout call never started"
+        body, signature = provider.sandbox_event(deposit.provider_ref, "succeeded")
+        started = time.monotonic()
+        applied = committed(lambda: worker_runs(record_event(body, signature).id), atomic=False)
+        waited = time.monotonic() - started
+        assert applied is None and committed(lambda: Escrow.get_by_id(deal.escrow.id).status) == "funded"
+        assert waited < 10, f"the deposit waited {waited:.1f} s for the payout call"
+        assert committed(lambda: Job.get_by_id(job.id).status) == "running"  # still in the provider's hands
+    finally:
+        release.set()
+        payer.join(timeout=60)
+    assert committed(lambda: Job.get_by_id(job.id).status) == "succeeded"
+    check([paying.escrow.id, deal.escrow.id])
