@@ -210,13 +210,16 @@ def end(escrow: Escrow, status: str, *, action: str, actor_id=None, reason=None,
     settlement = escrow.settlement if status != "cancelled" else None
     listing = next(iter(Property.raw("SELECT * FROM properties WHERE id = %s FOR UPDATE", escrow.property_id)), None)
     if listing is not None:
+        moved = False
         for target in _LISTING_AFTER[settlement]:
             if listing.standard_status in ("ActiveUnderContract", "Pending") and listing.standard_status != target:
                 extra = {}
                 if target == "Closed":
                     extra = {"close_price": escrow.price, "close_date": now.date()}
                 listing.change_status(target, actor_id=actor_id, **extra)
-                search_queue.mark_dirty(listing.id)
+                moved = True
+        if moved:
+            search_queue.mark_dirty(listing.id)  # once for both steps: the reindex reads the final row
     end_backups(escrow.property_id, sold=settlement == "release", now=now)
     titles = {
         "released": ("Deposit released", f"The {amount(escrow)} deposit was released to the seller."),

@@ -157,11 +157,15 @@ def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int) ->
     error anywhere before that record means the next run reserves nothing new
     and calls again with the same key, which the provider answers with what it
     did the first time. Returns ``{"payment_id", "status", "provider_ref"}``
-    (``succeeded``, ``processing``, or ``failed`` with ``failure_code``).
+    (``succeeded``, ``processing``, or ``failed`` with ``failure_code``). A run
+    that did not see the step's record (a first attempt racing a stale run of
+    the same job) still pays once: the provider answers the repeated key with
+    the first call's result and ``once`` returns the first record.
     """
-    done, result = ctx.recorded(step)
-    if done:
-        return result
+    if ctx.attempt > 1:  # a run after a crash or a retry: the step may be done already
+        done, result = ctx.recorded(step)
+        if done:
+            return result
     key = ctx.effect_key(step)
     payment, pending_id, post_id, void_id = _reserve(escrow, kind, recipient_id, amount, key)
     answer, refused = None, None
