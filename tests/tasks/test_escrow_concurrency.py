@@ -46,7 +46,10 @@ from tests.tasks.money_rows import EARNEST, celery_app, collect, fund, make_deal
 
 pytestmark = pytest.mark.usefixtures("runtime")
 
-CLEANUP = "TRUNCATE users, jobs, job_effects, payment_events, ledger_transfers, ledger_accounts CASCADE"
+CLEANUP = (
+    "TRUNCATE users, jobs, job_effects, payment_events, ledger_transfers, ledger_accounts, search_dirty, "
+    "property_search CASCADE"
+)
 
 
 class Crashed:
