@@ -8,13 +8,20 @@ message: the user never receives two different links for one request.
 from __future__ import annotations
 
 import base64
+import logging
 from urllib.parse import urlencode
 
 from models.accounts import AccountToken, User, expires_in, token_hash
+from models.db import db
+from models.jobs import JobEffect
 from services.mail import MailError, Message
 from services.signing import Signer
 from tasks.base import JobContext, Transient, job_task
 from tasks.runtime import runtime
+
+log = logging.getLogger("hearth.accounts")
+# The mark a run commits just before it hands an email to the provider (see ``_send``).
+SENDING = "email-sending"
 
 
 def job_token(purpose: str, job_id) -> str:
@@ -27,15 +34,46 @@ def _link(path: str, token: str) -> str:
 
 
 def _send(ctx: JobContext, message: Message) -> dict:
+    """Send ``message`` at most once for this job, even when a worker dies while the provider has it.
+
+    A committed mark (``email-sending``) goes before the call. A later run of
+    the job that finds the mark but no record of the send knows an earlier run
+    died in the middle of it: the mail may have gone out, and SendGrid cannot
+    tell (it keeps no idempotency keys), so the run records the send as
+    ``uncertain`` instead of risking a second copy. The user asks for another
+    (resend the verification, forgot password) if none arrived. A failure known
+    to have sent nothing (a 5xx, the provider unreachable) takes the mark back
+    before the retry.
+    """
+    if ctx.attempt > 1:
+        done, result = ctx.recorded("email")
+        if done:
+            return result
+        if ctx.recorded(SENDING)[0]:
+            log.warning(
+                "an earlier run died while sending an email; not sending it again", extra={"job": str(ctx.job.id)}
+            )
+            return ctx.once("email", lambda key: {"message": None, "uncertain": True})
+    ctx.once(SENDING, lambda key: {"started": True})
+    unsent = False
+
     def deliver(key):
+        nonlocal unsent
         try:
             return {"message": runtime().mailer.send(message, idempotency_key=key)}
         except MailError as exc:
             if exc.transient:
+                unsent = not exc.uncertain
                 raise Transient(str(exc)) from exc
             raise
 
-    return ctx.once("email", deliver)
+    try:
+        return ctx.once("email", deliver)
+    except Transient:
+        if unsent:
+            with db.atomic():
+                JobEffect.delete().where(JobEffect.key == ctx.effect_key(SENDING)).execute()
+        raise
 
 
 def _issue_token(ctx: JobContext, user: User, purpose: str, ttl: int) -> str:

@@ -7,7 +7,9 @@ import pytest
 from models.accounts import AccountToken, User, token_hash
 from models.base import utcnow
 from models.jobs import Job, JobEffect
+from services.mail import MailError
 from tasks.accounts import job_token, send_password_reset, send_signup_notice, send_unlock_link, send_verification_email
+from tasks.runtime import init_runtime
 from tests.factories import make_user
 from tests.outbox import Outbox
 
@@ -47,7 +49,8 @@ def test_a_rerun_after_a_crash_repeats_no_side_effect(runtime):
     assert [bytes(row.token_hash) for row in AccountToken.select().where(AccountToken.user == user.id)] == [
         token_hash(token)
     ]
-    assert JobEffect.select().where(JobEffect.job == job.id).count() == 1
+    keys = {effect.key for effect in JobEffect.select().where(JobEffect.job == job.id)}
+    assert keys == {f"job:{job.id}:email-sending", f"job:{job.id}:email"}
     assert Job.get_by_id(job.id).status == "succeeded"
 
 
@@ -114,3 +117,50 @@ def test_running_the_notice_and_unlock_jobs_twice_sends_one_email_and_one_token(
         part.get_payload(decode=True).decode() for part in message.walk() if part.get_content_type() == "text/html"
     )
     assert "<b>Lovelace</b>" not in html
+
+
+class FlakyMailer:
+    """A provider that fails the first sends as told (a 5xx sent nothing; a read timeout may have), then sends."""
+
+    def __init__(self, *failures: MailError):
+        self.failures = list(failures)
+        self.sent: list[str] = []
+
+    def send(self, message, *, idempotency_key: str) -> str:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(message.to)
+        return f"msg-{len(self.sent)}"
+
+
+def test_a_run_that_died_while_the_provider_had_the_email_does_not_send_it_again(runtime):
+    user = make_user(verified=False)
+    job = _verification_job(user)
+    # The first run committed its mark and died during the call: the mail may or may not have gone out.
+    JobEffect.create(key=f"job:{job.id}:email-sending", job=job.id, result={"started": True})
+    Job.update(attempts=1).where(Job.id == job.id).execute()
+
+    send_verification_email(str(job.id))
+    assert _outbox(runtime).messages() == []  # not a second copy
+    assert JobEffect.get_by_id(f"job:{job.id}:email").result == {"message": None, "uncertain": True}
+    assert Job.get_by_id(job.id).status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("failure", "sends"),
+    [
+        (MailError("503 from SendGrid", transient=True, status=503), 1),  # nothing was sent: it is sent now
+        (MailError("read timeout", transient=True, uncertain=True), 0),  # it may have gone: never a second copy
+    ],
+)
+def test_a_transient_failure_sends_again_only_when_nothing_was_sent(settings, redis, queue, failure, sends):
+    mailer = FlakyMailer(failure)
+    init_runtime(settings, redis=redis, init_db=False, jobs=queue, mailer=mailer)
+    user = make_user(verified=False)
+    job = _verification_job(user)
+    send_verification_email(str(job.id))
+    assert Job.get_by_id(job.id).status == "queued"  # to be retried
+    queue.submitted.clear()
+    send_verification_email(str(job.id))
+    assert mailer.sent == [user.email] * sends
+    assert Job.get_by_id(job.id).status == "succeeded"
