@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import logging
 
+from redis.exceptions import RedisError
+
 from models import money_deadlines
 from models.base import utcnow
 from models.db import connection
 from tasks.app import app
+from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.money")
+
+
+def _publish(channels: list[str], type_: str, data: dict) -> None:
+    """A committed change's event on its parties' channels; the row stays the truth if Redis is away."""
+    if not channels:
+        return
+    try:
+        runtime().events.publish(channels[0], type_, data, also=tuple(channels[1:]))
+    except (RedisError, OSError):
+        log.warning("could not publish a deadline event", extra={"type": type_, "id": data.get("id")})
 
 
 @app.task(
@@ -29,7 +42,7 @@ log = logging.getLogger("hearth.money")
 def enforce_deadlines() -> dict[str, int]:
     """Everything due now; returns how many of each kind were handled."""
     with connection():
-        counts = money_deadlines.enforce(utcnow())
+        counts = money_deadlines.enforce(utcnow(), publish=_publish)
     if any(counts.values()):
         log.info("money deadlines enforced", extra=counts)
     return counts
