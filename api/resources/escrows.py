@@ -14,15 +14,14 @@ The rules themselves are in ``models/escrow_actions.py``; docs/escrow.md.
 from __future__ import annotations
 
 import contextlib
-import logging
 
 import falcon
-from redis.exceptions import RedisError
 
 from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import conflict, forbidden, not_found, validation_error
 from api.operation import operation
+from api.party_events import publish_to_parties
 from api.schemas.escrows import (
     CancelRequest,
     DisputeRequest,
@@ -33,7 +32,7 @@ from api.schemas.escrows import (
 )
 from models import escrow_actions
 from models.base import utcnow
-from models.db import after_commit_to, db
+from models.db import db
 from models.escrow_rules import EscrowConflict, EscrowForbidden, InvalidSplit
 from models.escrows import (
     Escrow,
@@ -49,7 +48,6 @@ from models.ledger import entries_for_escrow
 from models.offer_rules import CONTINGENCY_KINDS
 from models.payments import payments_of
 
-log = logging.getLogger("hearth.escrows")
 TAGS = ("escrows",)
 SETTLING = "The settlement started: `202` with `Location` of the settlement job (yours to follow) and the escrow"
 
@@ -141,20 +139,8 @@ def watched_by(job: Job, user_id) -> None:
 
 
 def publish(req, escrow: Escrow, type_: str) -> None:
-    """``type_`` with the escrow's view (no client secret) on each party's channel; a failure is only logged."""
-    channels = [f"user:{party}" for party in escrow.parties()]
-    if not channels:
-        return
-    view = escrow_view(escrow)
-
-    def send() -> None:
-        try:
-            req.context.services.events.publish(channels[0], type_, view, also=tuple(channels[1:]))
-        except (RedisError, OSError):
-            log.warning("could not publish an escrow event", extra={"escrow_id": str(escrow.id), "type": type_})
-
-    # Once the change has committed: inside an idempotent request's transaction that is later.
-    after_commit_to(req.context.job_submission.base, send)
+    """``type_`` with the escrow's view (no client secret) on each party's channel, once committed."""
+    publish_to_parties(req, escrow.parties(), type_, escrow_view(escrow))
 
 
 def audit_change(req, what: str, before: dict, escrow: Escrow, /, **after) -> None:

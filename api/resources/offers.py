@@ -12,17 +12,16 @@ the state diagram are in docs/escrow.md.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 import falcon
-from redis.exceptions import RedisError
 
 from api.audit import audit
 from api.cursor import CursorCodec
 from api.errors import Problem, conflict, forbidden, not_found, validation_error
 from api.operation import operation
+from api.party_events import publish_to_parties
 from api.resources.properties import load_visible
 from api.schemas.offers import (
     TERM_FIELDS,
@@ -36,14 +35,13 @@ from api.schemas.offers import (
 )
 from models import offer_views
 from models.accounts import User
-from models.db import after_commit_to, db
+from models.db import db
 from models.listing_rules import IllegalTransition
 from models.offer_acceptance import accept
 from models.offer_rules import Contingency, InvalidOffer, NotYourTurn, OfferError, OfferTerms
 from models.offers import Offer, counter, lock_listing, lock_offer, make_offer, reject, visible, withdraw
 from models.properties import Property
 
-log = logging.getLogger("hearth.offers")
 TAGS = ("offers",)
 T = TypeVar("T")
 OFFER_MAKERS = ("buyer", "agent")
@@ -73,18 +71,8 @@ def refused(exc: OfferError | IllegalTransition) -> Problem:
 
 
 def publish(req, offer: Offer, listing: Property, type_: str, view: dict) -> None:
-    """The event on every party's user channel; a failure is logged, the change stands."""
-    channels = [f"user:{user_id}" for user_id in offer.parties(listing)]
-    offer_id = str(offer.id)
-
-    def send() -> None:
-        try:
-            req.context.services.events.publish(channels[0], type_, view, also=tuple(channels[1:]))
-        except (RedisError, OSError):
-            log.warning("could not publish an offer event", extra={"offer_id": offer_id, "type": type_}, exc_info=True)
-
-    # Once the change has committed: inside an idempotent request's transaction that is later.
-    after_commit_to(req.context.job_submission.base, send)
+    """The event on every party's user channel once the change has committed; a failure is logged."""
+    publish_to_parties(req, offer.parties(listing), type_, view)
 
 
 def load_offer(offer_id, principal) -> Offer:
