@@ -336,6 +336,8 @@ class EscrowMachine(RuleBasedStateMachine):
                 continue
             job = self._act(m, give)
             m.sides[action].add(side)
+            # A side that changes its mind: its instruction to do the other thing is replaced.
+            m.sides["refund" if action == "release" else "release"].discard(side)
             if m.sides[action] == {"buyer", "listing"}:
                 assert job is not None and job.kind == "escrows.settle"
                 m.settlement = action
