@@ -8,6 +8,7 @@ import secrets
 import uuid
 
 from peewee import BlobField, CharField, ForeignKeyField, TextField
+from playhouse.postgres_ext import BinaryJSONField
 
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
 
@@ -34,6 +35,10 @@ class User(UUIDModel):
     email_verified_at = DateTimeTZField(null=True)
     banned_at = DateTimeTZField(null=True)
     ban_reason = TextField(null=True)
+    # A ban with an end, as imported from Supabase (migration 0014); None means until lifted.
+    banned_until = DateTimeTZField(null=True)
+    # Free-form profile data (GoTrue's user_metadata), kept for the Supabase-compatible API.
+    user_metadata = BinaryJSONField(default=dict)
     last_login_at = DateTimeTZField(null=True)
     # The seller's connected account at the payment provider (migration 0012), where payouts go.
     payout_account = TextField(null=True)
@@ -54,7 +59,9 @@ class User(UUIDModel):
 
     @property
     def is_banned(self) -> bool:
-        return self.banned_at is not None
+        if self.banned_at is None:
+            return False
+        return self.banned_until is None or self.banned_until > utcnow()
 
     def profile(self) -> dict:
         """The user's own view of their account (what ``GET /v1/me`` returns)."""
