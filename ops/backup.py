@@ -170,12 +170,13 @@ def count_problems(expected: dict[str, int], found: dict[str, int]) -> list[str]
     return problems
 
 
-def _occupied(database_url: str, storage: Storage) -> list[str]:
+def _occupied(database_url: str, storage: Storage, *, writes_objects: bool) -> list[str]:
     problems = []
     tables = pg.user_tables(database_url)
     if tables:
         problems.append(f"the database has {len(tables)} tables")
-    if next(iter(storage.keys()), None) is not None:
+    # Without the objects in the backup, the storage is only read (it must hold them already).
+    if writes_objects and next(iter(storage.list_objects()), None) is not None:
         problems.append("the storage holds objects")
     return problems
 
@@ -186,7 +187,7 @@ def restore_backup(settings: Settings, database_url: str, spec: str, *, force: b
     target, name = locate(spec, settings)
     manifest = read_manifest(target, name)
     storage = make_storage(settings)
-    occupied = _occupied(database_url, storage)
+    occupied = _occupied(database_url, storage, writes_objects=manifest["objects"]["included"])
     if occupied and not force:
         raise NotEmpty(f"refusing to restore over existing data ({'; '.join(occupied)}); use --force to replace it")
     with tempfile.TemporaryDirectory(prefix="hearth-restore-") as scratch:

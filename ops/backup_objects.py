@@ -37,7 +37,7 @@ def snapshot_objects(
 ) -> list[dict]:
     """``[{key, size, sha256}]`` of every stored object; with ``target``, each is copied into the backup too."""
     listed = []
-    for count, (key, _size) in enumerate(storage.keys(), start=1):
+    for count, (key, _size) in enumerate(storage.list_objects(), start=1):
         try:
             if target is None:
                 listed.append({"key": key, "size": storage.size(key), "sha256": sha256_of(storage, key)})

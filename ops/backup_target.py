@@ -112,12 +112,12 @@ class S3Target:
     def names(self) -> list[str]:
         base = self._key("") + "/" if self.prefix else ""
         return sorted(
-            {key[len(base) :].split("/", 1)[0] for key, _ in self.store.keys(base) if "/" in key[len(base) :]}
+            {key[len(base) :].split("/", 1)[0] for key, _ in self.store.list_objects(base) if "/" in key[len(base) :]}
         )
 
     def files(self, name: str) -> Iterator[str]:
         base = self._key(name) + "/"
-        for key, _ in self.store.keys(base):
+        for key, _ in self.store.list_objects(base):
             yield key[len(base) :]
 
     def put(self, name: str, path: str, source: Source) -> None:
@@ -141,7 +141,7 @@ class S3Target:
         return self.store.open(self._key(name, path))
 
     def remove(self, name: str) -> None:
-        for key, _ in list(self.store.keys(self._key(name) + "/")):
+        for key, _ in list(self.store.list_objects(self._key(name) + "/")):
             self.store.delete(key)
 
 

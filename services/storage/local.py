@@ -90,7 +90,7 @@ class LocalDiskStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def keys(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+    def list_objects(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """Every object's ``(key, size)`` under ``prefix``, in key order (files being written are not objects yet)."""
         if not self.root.is_dir():
             return

@@ -159,7 +159,7 @@ class S3Storage:
             return False
         return True
 
-    def keys(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+    def list_objects(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """Every object's ``(key, size)`` under ``prefix``, in key order, a page (1,000 keys) at a time."""
         params: dict[str, Any] = {"Prefix": prefix} if prefix else {}
         while True:
