@@ -6,6 +6,7 @@
     hearth run
     hearth backup DIR|s3://bucket/prefix [--with-objects] [--keep N] | verify SOURCE
     hearth restore SOURCE [--force]
+    hearth health web|relay|worker|beat|flower|metrics
     hearth keys generate
     hearth payments sandbox-event PAYMENT_INTENT --outcome succeeded|failed|canceled [--api URL]
 
@@ -26,7 +27,7 @@ import getpass
 import re
 import sys
 
-from ops import backup_cli
+from ops import backup_cli, health
 from ops.redaction import redact
 from settings import Settings, SettingsError
 
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_event.add_argument("--api", help="the API's base URL (default: http://WEB_BIND)")
     sandbox_event.set_defaults(handler=payments_sandbox_event)
     backup_cli.add_commands(commands)
+    health.add_commands(commands)
     return parser
 
 
