@@ -153,25 +153,27 @@ def populate() -> None:
     owner = make_user()
     Job.create(kind="exports.build_export", queue="exports", owner=owner.id, input={"n": 1})
     Job.create(kind="search.rebuild_index", status="succeeded", result={"generation": 3})
-    check_invariants()
+    assert check_invariants() == []
 
 
 @pytest.fixture(scope="module")
 def hearth_data(tmp_path_factory):
     """A populated Hearth: its database URL and its objects in a directory and in a bucket."""
     name, url = create_database("hearth_backup_src")
-    with bound_to(url) as database:
-        migrate.upgrade(database)
-        with database.atomic():
-            populate()
-    local_root = tmp_path_factory.mktemp("live-storage")
-    local = LocalDiskStorage(local_root, public_url="http://hearth.test", secret="s" * 32)
-    bucket, bucket_url = new_bucket()
-    for key, data in OBJECTS.items():
-        local.put(key, data)
-        bucket.put(key, data)
-    yield {"url": url, "local": f"file://{local_root}", "s3": bucket_url, "bucket": bucket}
-    drop_database(name)
+    try:
+        with bound_to(url) as database:
+            migrate.upgrade(database)
+            with database.atomic():
+                populate()
+        local_root = tmp_path_factory.mktemp("live-storage")
+        local = LocalDiskStorage(local_root, public_url="http://hearth.test", secret="s" * 32)
+        bucket, bucket_url = new_bucket()
+        for key, data in OBJECTS.items():
+            local.put(key, data)
+            bucket.put(key, data)
+        yield {"url": url, "local": f"file://{local_root}", "s3": bucket_url, "bucket": bucket}
+    finally:
+        drop_database(name)
 
 
 @pytest.fixture
