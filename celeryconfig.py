@@ -24,6 +24,7 @@ task_routes = {
     "tasks.saved_searches.*": {"queue": "notify"},
     "tasks.exports.*": {"queue": "exports"},
     "tasks.maintenance.*": {"queue": "maintenance"},
+    "tasks.backups.*": {"queue": "maintenance"},
     # Search index upkeep: per-listing reindexes, full rebuilds, the stale-listing sweep.
     "tasks.search.*": {"queue": "search"},
     # Virus scans (and the previews made after a clean scan) have a queue of their own, so a

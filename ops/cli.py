@@ -4,6 +4,9 @@
     hearth users create-admin --email E --full-name N [--password-stdin]
     hearth demo seed --listings N [--seed S]
     hearth run
+    hearth backup DIR|s3://bucket/prefix [--with-objects] [--keep N] | verify SOURCE
+    hearth restore SOURCE [--force]
+    hearth health web|relay|worker|beat|flower|metrics
     hearth keys generate
     hearth payments sandbox-event PAYMENT_INTENT --outcome succeeded|failed|canceled [--api URL]
 
@@ -24,6 +27,7 @@ import getpass
 import re
 import sys
 
+from ops import backup_cli, health
 from ops.redaction import redact
 from settings import Settings, SettingsError
 
@@ -114,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_event.add_argument("--outcome", required=True, choices=("succeeded", "failed", "canceled"))
     sandbox_event.add_argument("--api", help="the API's base URL (default: http://WEB_BIND)")
     sandbox_event.set_defaults(handler=payments_sandbox_event)
+    backup_cli.add_commands(commands)
+    health.add_commands(commands)
     return parser
 
 

@@ -72,4 +72,7 @@ beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # The scheduled backup (off while BACKUP_TARGET is empty): each minute, whether BACKUP_SCHEDULE says
+    # one is due; the backup itself is a maintenance job (tasks/backups.py, docs/operations.md).
+    "schedule-backup": {"task": "tasks.backups.schedule_backup", "schedule": 60.0, "options": {"expires": 55}},
 }

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from settings.backup_schedule import parse_backup_schedule
 from settings.parsing import RATE_UNITS, parse_field, parse_rate
 from settings.validation import (
     MIN_SECRET_LENGTH,
@@ -136,6 +137,15 @@ class Settings:
     # address (X-Forwarded-For through TRUSTED_PROXIES) and in all, per relay process; more close with 1013.
     relay_unauthenticated_per_address: int = 10
     relay_unauthenticated_max: int = 1000
+
+    # --- Backups (docs/operations.md) ---
+    # Where the scheduled backup goes: a directory or s3://bucket/prefix[?endpoint=...]. Empty: no
+    # scheduled backup. BACKUP_SCHEDULE: an interval (6h, 1d) or a cron line ('15 3 * * *', UTC).
+    # BACKUP_KEEP: complete backups kept; BACKUP_WITH_OBJECTS: copy the stored objects in too.
+    backup_target: str = ""
+    backup_schedule: str = "1d"
+    backup_keep: int = 7
+    backup_with_objects: bool = False
 
     # --- Uploads, scanning, object storage (docs/files.md) ---
     # clamd that scans every upload: unix:///path/clamd.sock or tcp://host:3310. Empty in
@@ -288,6 +298,12 @@ class Settings:
         if not 1 <= self.escrow_deposit_business_days <= 30:
             problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
         problems.extend(job_and_relay_problems(self))
+        try:
+            parse_backup_schedule(self.backup_schedule)
+        except ValueError as exc:
+            problems.append(f"BACKUP_SCHEDULE must be {exc}")
+        if self.backup_keep < 1:
+            problems.append("BACKUP_KEEP must be at least 1")
         problems.extend(payments_problems(self))
         for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):
             try:

@@ -32,6 +32,7 @@ app = Celery(
         "tasks.money_deadlines",
         "tasks.escrows",
         "tasks.payments",
+        "tasks.backups",
     ],
     task_cls="tasks.base:HearthTask",
 )

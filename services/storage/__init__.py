@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import pathlib
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -78,6 +79,8 @@ class Storage(Protocol):
     def size(self, key: str) -> int: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def list_objects(self, prefix: str = "") -> Iterator[tuple[str, int]]: ...
 
     def delete(self, key: str) -> bool: ...
 

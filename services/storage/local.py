@@ -13,7 +13,7 @@ import io
 import os
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlencode
 
 from services.signing import Part, Signer
@@ -89,6 +89,15 @@ class LocalDiskStorage:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def list_objects(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Every object's ``(key, size)`` under ``prefix``, in key order (files being written are not objects yet)."""
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix) and path.is_file() and not path.name.startswith("."):
+                yield key, path.stat().st_size
 
     def delete(self, key: str) -> bool:
         """Remove the object; False when there was none. Empty parent directories go too."""

@@ -11,7 +11,7 @@ import datetime
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from services.storage.objects import (
@@ -158,6 +158,17 @@ class S3Storage:
         except NotFound:
             return False
         return True
+
+    def list_objects(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Every object's ``(key, size)`` under ``prefix``, in key order, a page (1,000 keys) at a time."""
+        params: dict[str, Any] = {"Prefix": prefix} if prefix else {}
+        while True:
+            page = self._call(self.client.list_objects_v2, **params)
+            for item in page.get("Contents", ()):
+                yield item["Key"], int(item["Size"])
+            if not page.get("IsTruncated"):
+                return
+            params["ContinuationToken"] = page["NextContinuationToken"]
 
     def delete(self, key: str) -> bool:
         self._call(self.client.delete_object, check_key(key))
