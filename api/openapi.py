@@ -91,13 +91,14 @@ COMPAT_PREFIX = "/auth/v1/"
 def routes(app: falcon.App) -> Iterator[tuple[str, str, object, object]]:
     """``(uri_template, method, resource, responder)`` for each responder a resource defines.
 
-    Falcon's own default responders (405, OPTIONS) are left out. Falcon has no public
+    Falcon's own default responders (405, OPTIONS) and the Supabase-compatible API are left out. Falcon has no public
     API that yields responder objects; ``falcon.inspect`` walks these same attributes.
     """
 
     def walk(nodes):
         for node in nodes:
-            if node.resource is not None:
+            # The Supabase-compatible /auth/v1 speaks GoTrue's format, documented in docs/supabase-compat.md.
+            if node.resource is not None and not node.uri_template.startswith(COMPAT_PREFIX):
                 for method, responder in (node.method_map or {}).items():
                     if not getattr(responder, "__module__", "").startswith("falcon."):
                         yield node.uri_template, method, node.resource, responder
@@ -116,10 +117,7 @@ def document(app: falcon.App) -> dict[str, Any]:
 
     A responder without ``.operation`` is left out (the test suite refuses that).
     """
-    # The Supabase-compatible /auth/v1 speaks GoTrue's format, documented in docs/supabase-compat.md.
-    found = [
-        (t, m, res, r) for t, m, res, r in routes(app) if hasattr(r, "operation") and not t.startswith(COMPAT_PREFIX)
-    ]
+    found = [(t, m, res, r) for t, m, res, r in routes(app) if hasattr(r, "operation")]
     found.sort(key=lambda f: (path_of(f[0]), _METHOD_ORDER.index(f[1]) if f[1] in _METHOD_ORDER else 99))
     types = {Problem} | {
         t for *_, r in found for t in (r.operation.body, r.operation.query, r.operation.response) if t is not None

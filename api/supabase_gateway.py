@@ -15,6 +15,7 @@ import falcon
 
 from api import supabase_shapes
 from api.errors import Problem
+from settings import Settings
 
 PREFIX = "/auth/v1"
 # Opened from an email by a browser, which has no key to send (Supabase's gateway lets them through too).
@@ -51,7 +52,7 @@ class SupabaseGateway:
             resp.set_header(supabase_shapes.API_VERSION_HEADER, supabase_shapes.API_VERSION)
 
 
-def allowed_redirect(settings, url: str | None) -> str:
+def allowed_redirect(settings: Settings, url: str | None) -> str:
     """``url`` when it may receive a session (an allowed origin or URL prefix), else the site's own pages.
 
     Allowed: FRONTEND_URL (or PUBLIC_URL) and what lies under it, the CORS origins,

@@ -95,7 +95,8 @@ class Signup:
         data = checked_metadata(body.data)
         name = data.get("full_name") or data.get("name")
         full_name = name.strip()[:200] if isinstance(name, str) and name.strip() else body.email.split("@")[0][:200]
-        role = data.get("role") if data.get("role") in SELF_SERVICE_ROLES else "buyer"
+        asked = data.get("role")
+        role = asked if isinstance(asked, str) and asked in SELF_SERVICE_ROLES else "buyer"
         try:
             user = flows.register(
                 req,

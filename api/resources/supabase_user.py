@@ -59,6 +59,7 @@ class SupabaseUser:
 
     @staticmethod
     def _set_password(req, user: User, body: UserUpdateBody) -> None:
+        password = body.password or ""
         principal = req.context.principal
         session = AuthSession.get_by_id(principal.session_id)
         recent = utcnow() - session.created_at < datetime.timedelta(seconds=RECENT_LOGIN_SECONDS)
@@ -70,14 +71,14 @@ class SupabaseUser:
             raise gotrue_error(
                 falcon.HTTP_400, "current_password_mismatch", "Current password required when setting new password."
             )
-        if verify_password(user.password_hash, body.password):
+        if verify_password(user.password_hash, password):
             raise gotrue_error(
                 falcon.HTTP_422, "same_password", "New password should be different from the old password."
             )
-        problem = policy_problem(body.password or "", email=user.email, full_name=user.full_name)
+        problem = policy_problem(password, email=user.email, full_name=user.full_name)
         if problem:
             raise weak_password(problem)
-        flows.set_password(req, user, body.password or "", reason="password_change", keep_session=principal.session_id)
+        flows.set_password(req, user, password, reason="password_change", keep_session=principal.session_id)
 
     @staticmethod
     def _update_data(req, user: User, data: dict) -> None:
