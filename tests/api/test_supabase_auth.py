@@ -14,7 +14,8 @@ from api.app import build_services, create_app
 from models.accounts import AuthSession, User
 from models.base import utcnow
 from models.identities import UserIdentity
-from settings import DEVELOPMENT_SUPABASE_ANON_KEY
+from services.tokens import KeyRing, generate_es256_pem
+from settings import DEVELOPMENT_SUPABASE_ANON_KEY, Settings
 from tests.api.conftest import bearer
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, make_user
@@ -386,3 +387,18 @@ def test_compat_api_can_be_switched_off(database, tmp_path, redis_prefix, jobs):
     resp = client.simulate_get("/auth/v1/settings", headers=KEY)
     assert resp.status_code == 404
     assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_production_keeps_the_compat_api_off_unless_asked_and_then_needs_its_own_key():
+    from tests.test_settings import SAFE_PRODUCTION, _problems
+
+    assert Settings.from_env(SAFE_PRODUCTION).supabase_compat_on is False
+    problems = _problems({**SAFE_PRODUCTION, "SUPABASE_COMPAT": "on"})
+    assert any("SUPABASE_ANON_KEY" in problem for problem in problems)
+    fine = Settings.from_env({**SAFE_PRODUCTION, "SUPABASE_COMPAT": "on", "SUPABASE_ANON_KEY": "k" * 40})
+    assert fine.supabase_compat_on
+    with pytest.raises(ValueError, match="P-256"):
+        KeyRing.from_settings(fine)  # SAFE_PRODUCTION's key ring holds only an Ed25519 key
+    ring = KeyRing.from_pem(fine.jwt_private_keys + generate_es256_pem())
+    assert ring.compat_signing_kid in {key["kid"] for key in ring.jwks()["keys"] if key["alg"] == "ES256"}
+    assert _problems({**SAFE_PRODUCTION, "SUPABASE_COMPAT": "maybe"})
