@@ -85,16 +85,20 @@ _ERRORS = {
 }
 
 
+COMPAT_PREFIX = "/auth/v1/"
+
+
 def routes(app: falcon.App) -> Iterator[tuple[str, str, object, object]]:
     """``(uri_template, method, resource, responder)`` for each responder a resource defines.
 
-    Falcon's own default responders (405, OPTIONS) are left out. Falcon has no public
+    Falcon's own default responders (405, OPTIONS) and the Supabase-compatible API are left out. Falcon has no public
     API that yields responder objects; ``falcon.inspect`` walks these same attributes.
     """
 
     def walk(nodes):
         for node in nodes:
-            if node.resource is not None:
+            # The Supabase-compatible /auth/v1 speaks GoTrue's format, documented in docs/supabase-compat.md.
+            if node.resource is not None and not node.uri_template.startswith(COMPAT_PREFIX):
                 for method, responder in (node.method_map or {}).items():
                     if not getattr(responder, "__module__", "").startswith("falcon."):
                         yield node.uri_template, method, node.resource, responder

@@ -104,9 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys_parser = commands.add_parser("keys", help="signing keys")
     keys_commands = keys_parser.add_subparsers(title="keys commands", metavar="ACTION")
     keys_commands.required = True
-    keys_commands.add_parser(
-        "generate", help="print a new Ed25519 private key (PEM) for JWT_PRIVATE_KEYS"
-    ).set_defaults(handler=keys_generate)
+    generate = keys_commands.add_parser("generate", help="print a new Ed25519 private key (PEM) for JWT_PRIVATE_KEYS")
+    generate.add_argument(
+        "--es256",
+        action="store_true",
+        help="a P-256 key instead: it signs the Supabase-compatible API's tokens (add it to JWT_PRIVATE_KEYS)",
+    )
+    generate.set_defaults(handler=keys_generate)
 
     payments_parser = commands.add_parser("payments", help="the payments provider")
     payments_commands = payments_parser.add_subparsers(title="payments commands", metavar="ACTION")
@@ -315,10 +319,10 @@ def run_all(args) -> int:
 
 
 def keys_generate(args) -> int:
-    from services.tokens import generate_private_pem
+    from services.tokens import generate_es256_pem, generate_private_pem
 
     # The same format the API reads from JWT_PRIVATE_KEYS (PKCS#8 PEM, unencrypted).
-    sys.stdout.write(generate_private_pem())
+    sys.stdout.write(generate_es256_pem() if getattr(args, "es256", False) else generate_private_pem())
     return 0
 
 
