@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 from peewee import IntegrityError
 
+from api import mfa_flow
 from api.audit import audit
 from api.errors import Problem, conflict, too_many_requests, unauthorized, validation_error
 from api.operation import client_ip, operation
@@ -20,6 +21,7 @@ from api.schemas.accounts import (
     UnlockAccountRequest,
     VerifyEmailRequest,
 )
+from api.schemas.mfa import MfaChallengeView
 from models import sessions
 from models.accounts import AccountToken, User
 from models.base import utcnow
@@ -38,7 +40,9 @@ def password_error(field: str, problem: str) -> Problem:
 
 
 def issue_tokens(services, user: User, session, refresh_token: str) -> dict:
-    access, _ = services.tokens.issue(user_id=user.id, role=user.role, session_id=session.id)
+    access, _ = services.tokens.issue(
+        user_id=user.id, role=user.role, session_id=session.id, aal=session.aal, amr=session.amr
+    )
     return {
         "access_token": access,
         "token_type": "Bearer",
@@ -151,13 +155,16 @@ class Login:
         "Log in with email and password",
         body=LoginRequest,
         response=TokenPair,
+        alternative=MfaChallengeView,
         auth="none",
         rate="auth",
         errors=(401, 403, 429),
         tags=TAGS,
         description="Returns a short-lived access token (EdDSA JWT) and a single-use refresh "
-        "token. Repeated failures lock the account from the failing client address, "
-        "and that address altogether, for a growing time (429 with Retry-After); "
+        "token; for an account with two-factor login, a challenge instead (`mfa_required: true`, "
+        "no token): send its `challenge_id` with a code to `POST /v1/auth/mfa/verify`. Repeated "
+        "failures lock the account from the failing client address, and that address "
+        "altogether, for a growing time (429 with Retry-After); "
         "failures from many addresses lock the account from everywhere and mail its "
         "owner a one-time unlock link (`POST /v1/auth/unlock`). Unknown emails, "
         "wrong passwords and accounts whose email is not verified yet answer the same "
@@ -195,6 +202,9 @@ class Login:
             if needs_rehash(stored):
                 changes["password_hash"] = hash_password(body.password)
             User.update(**changes).where(User.id == user.id).execute()
+            if (challenge := mfa_flow.login_challenge(req, user, ip)) is not None:
+                resp.media = challenge  # a verified factor: no session until its code (POST /v1/auth/mfa/verify)
+                return
             session, refresh = sessions.start_session(
                 user, ttl=services.settings.refresh_token_ttl, user_agent=req.get_header("User-Agent"), ip=ip
             )
