@@ -10,6 +10,8 @@ challenge dies after ``CHALLENGE_MAX_ATTEMPTS`` of them. ``elevate`` raises a si
 
 from __future__ import annotations
 
+import logging
+
 import falcon
 
 from api.errors import Problem, too_many_requests, validation_error
@@ -19,6 +21,9 @@ from models.accounts import AuthSession, User
 from models.jobs import Job
 from models.mfa import CHALLENGE_TTL_SECONDS, MfaChallenge, MfaFactor
 from services.client_address import address_bucket
+from services.totp import SealedSecretError
+
+log = logging.getLogger("hearth.mfa")
 
 
 def factor_summary(factor: MfaFactor) -> dict:
@@ -85,7 +90,11 @@ def prove(
     method = None
     if code is not None:
         for factor in mfa.verified_factors(user.id) if factors is None else factors:
-            secret = services.totp.open(factor.secret_sealed, factor.id)
+            try:
+                secret = services.totp.open(factor.secret_sealed, factor.id)
+            except SealedSecretError:  # sealed under another SECRET_KEY: only a recovery code helps
+                log.warning("a two-factor secret does not open", extra={"factor": str(factor.id)})
+                continue
             step = services.totp.matching_step(secret, code, after=factor.last_used_step)
             if step is not None and factor.claim_step(step):
                 method = "totp"

@@ -13,6 +13,7 @@ import pytest
 from api.app import build_services
 from models.audit import AuditEntry
 from models.jobs import Job
+from models.mfa import MfaFactor
 from services.totp import TotpCodes
 from tests.api.conftest import assert_problem, bearer
 from tests.factories import PASSWORD, enroll_totp, make_user
@@ -310,3 +311,12 @@ def test_secrets_and_codes_never_reach_responses_audit_jobs_or_logs(client, user
         assert value not in logged
     actions = {row.action for row in AuditEntry.select().where(AuditEntry.target_id == str(user.id))}
     assert {"user.mfa_enroll", "user.mfa_activate", "user.mfa_recovery_code_used"} <= actions
+
+
+def test_a_secret_sealed_under_another_key_refuses_codes_but_recovery_codes_work(client, user, login, clock):
+    secret, activated = enroll_and_activate(client, bearer(login(user)), clock)
+    factor_id = activated["factor"]["id"]
+    MfaFactor.update(secret_sealed=TotpCodes(b"o" * 32).seal(secret, factor_id)).execute()  # SECRET_KEY changed
+    challenge = password_login(client, user).json["challenge_id"]
+    assert_problem(verify(client, challenge, code=code(secret, clock, 1)), 422)
+    assert verify(client, challenge, recovery_code=activated["recovery_codes"][0]).status_code == 200
