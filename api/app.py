@@ -46,9 +46,12 @@ from api.resources import (
     property_media,
     saved_searches,
     search,
+    supabase_auth,
+    supabase_user,
     uploads,
     webhooks,
 )
+from api.supabase_gateway import SupabaseGateway
 from api.upload_flow import UploadService
 from models.db import init_database
 from models.session_cache import SessionCache
@@ -153,11 +156,10 @@ def create_app(
     if init_db:
         init_database(settings)
     services = services or build_services(settings, **collaborators)
-    middleware: list[RequestContext | SecurityHeaders | DatabaseConnection | falcon.CORSMiddleware] = [
-        RequestContext(services),
-        SecurityHeaders(settings.production),
-        DatabaseConnection(services),
-    ]
+    middleware: list[RequestContext | SecurityHeaders | DatabaseConnection | SupabaseGateway | falcon.CORSMiddleware]
+    middleware = [RequestContext(services), SecurityHeaders(settings.production), DatabaseConnection(services)]
+    if settings.supabase_compat_on:
+        middleware.append(SupabaseGateway(settings.supabase_anon_key))
     if settings.cors_origins:
         middleware.insert(
             1,
@@ -205,6 +207,9 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/auth/password/reset", auth.ResetPassword())
     app.add_route("/v1/auth/unlock", auth.UnlockAccount())
     mfa.add_routes(app)  # two-factor login (docs/auth.md)
+
+    if services.settings.supabase_compat_on:
+        add_supabase_routes(app, services)
 
     app.add_route("/v1/me", me.Me())
     app.add_route("/v1/me/password", me.MyPassword())
@@ -320,3 +325,15 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/offers/{offer_id:uuid}", my_offers, suffix="item")
     for action in ("accept", "reject", "withdraw", "counter"):
         app.add_route(f"/v1/offers/{{offer_id:uuid}}/{action}", my_offers, suffix=action)
+
+
+def add_supabase_routes(app: falcon.App, services: Services) -> None:
+    """The Supabase-compatible auth API (docs/supabase-compat.md): GoTrue's paths on Hearth's accounts."""
+    app.add_route("/auth/v1/signup", supabase_auth.Signup())
+    app.add_route("/auth/v1/token", supabase_auth.Token())
+    app.add_route("/auth/v1/user", supabase_user.SupabaseUser())
+    app.add_route("/auth/v1/logout", supabase_auth.Logout())
+    app.add_route("/auth/v1/recover", supabase_auth.Recover())
+    app.add_route("/auth/v1/verify", supabase_auth.Verify())
+    app.add_route("/auth/v1/settings", supabase_auth.Settings())
+    app.add_route("/auth/v1/.well-known/jwks.json", health.Jwks(services.tokens.keys))

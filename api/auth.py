@@ -23,6 +23,12 @@ from models.session_cache import REVOKED, SessionCache
 from services.tokens import Claims, InvalidToken, TokenIssuer
 
 
+def _tagged(problem, code: str, status: int):
+    """``problem`` as /v1 answers it, carrying what GoTrue would answer instead (for ``/auth/v1``)."""
+    problem.gotrue_code, problem.gotrue_status = code, status
+    return problem
+
+
 @dataclass(frozen=True)
 class Principal:
     user_id: str
@@ -77,7 +83,7 @@ class Authenticator:
             return None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise unauthorized("The Authorization header must be 'Bearer <access token>'.")
+            raise _tagged(unauthorized("The Authorization header must be 'Bearer <access token>'."), "bad_jwt", 403)
         return token.strip()
 
     def verify(self, token: str) -> Claims:
@@ -85,7 +91,7 @@ class Authenticator:
         try:
             return self.tokens.verify(token)
         except InvalidToken:
-            raise unauthorized("The access token is invalid or expired.") from None
+            raise _tagged(unauthorized("The access token is invalid or expired."), "bad_jwt", 403) from None
 
     def keys(self, claims: Claims, prefetch=None) -> list[str]:
         """The Redis keys a request reads for ``claims``: session state first, then ``prefetch``'s."""
@@ -97,7 +103,7 @@ class Authenticator:
         if state is None:
             state = self.sessions.load(claims.session_id)
         if state == REVOKED:
-            raise unauthorized("This session has ended; log in again.")
+            raise _tagged(unauthorized("This session has ended; log in again."), "session_not_found", 403)
         role = state.decode()
         return Principal(
             user_id=claims.user_id,

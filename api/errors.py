@@ -79,6 +79,11 @@ def too_many_requests(retry_after: int, detail: str = "Too many requests; slow d
 
 
 def serialize_problem(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    # An API with another error format (the Supabase-compatible /auth/v1) names its own writer.
+    custom = getattr(req.context, "error_serializer", None)
+    if custom is not None:
+        custom(req, resp, exc)
+        return
     status = exc.status_code
     slug = getattr(exc, "slug", None) or _default_slug(status)
     body = {"type": PROBLEM_TYPE_BASE + slug, "title": _title(exc.title, status), "status": status}

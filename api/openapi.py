@@ -85,6 +85,9 @@ _ERRORS = {
 }
 
 
+COMPAT_PREFIX = "/auth/v1/"
+
+
 def routes(app: falcon.App) -> Iterator[tuple[str, str, object, object]]:
     """``(uri_template, method, resource, responder)`` for each responder a resource defines.
 
@@ -113,7 +116,10 @@ def document(app: falcon.App) -> dict[str, Any]:
 
     A responder without ``.operation`` is left out (the test suite refuses that).
     """
-    found = [(t, m, res, r) for t, m, res, r in routes(app) if hasattr(r, "operation")]
+    # The Supabase-compatible /auth/v1 speaks GoTrue's format, documented in docs/supabase-compat.md.
+    found = [
+        (t, m, res, r) for t, m, res, r in routes(app) if hasattr(r, "operation") and not t.startswith(COMPAT_PREFIX)
+    ]
     found.sort(key=lambda f: (path_of(f[0]), _METHOD_ORDER.index(f[1]) if f[1] in _METHOD_ORDER else 99))
     types = {Problem} | {
         t

@@ -1,10 +1,16 @@
 """Access tokens: EdDSA-signed JWTs and the key ring that signs and verifies them.
 
-``JWT_PRIVATE_KEYS`` holds one or more PEM blocks. The first private key signs;
-every key (later private keys, or public-key blocks) still verifies, so a key
-can be rotated by putting the new one first and dropping the old one once the
-last token it signed has expired. In development a key is generated under
+``JWT_PRIVATE_KEYS`` holds one or more PEM blocks. The first Ed25519 private key
+signs; every key (later private keys, or public-key blocks) still verifies, so a
+key can be rotated by putting the new one first and dropping the old one once
+the last token it signed has expired. In development a key is generated under
 ``var/keys/`` on first use. Each key's ``kid`` is its RFC 7638 thumbprint.
+
+The ring may also hold P-256 keys: the first P-256 private key signs the tokens
+of the Supabase-compatible API as ES256, because supabase-js verifies tokens
+with WebCrypto and accepts only RS256 and ES256 there. Tokens of either
+algorithm are accepted everywhere; the algorithm follows the key the ``kid``
+names, never the token's header.
 """
 
 from __future__ import annotations
@@ -25,11 +31,15 @@ from typing import Any, Literal
 import jwt
 import msgspec
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from settings import Settings
 
 ALGORITHM = "EdDSA"
+COMPAT_ALGORITHM = "ES256"
+# GoTrue's audience and role for signed-in users, which Supabase clients expect in the token.
+COMPAT_AUDIENCE = "authenticated"
 CLOCK_SKEW_SECONDS = 30
 VERIFIED_CACHE_SIZE = 20000
 # Ours are ~450 characters; the relay's auth message allows 4096 too.
@@ -50,11 +60,29 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def thumbprint(key: Ed25519PublicKey) -> str:
-    members = json.dumps(
-        {"crv": "Ed25519", "kty": "OKP", "x": _b64(_raw_public(key))}, separators=(",", ":"), sort_keys=True
-    )
+PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+def _members(key: PublicKey) -> dict[str, str]:
+    """The key's required JWK members (RFC 7638), the ones its thumbprint covers."""
+    if isinstance(key, Ed25519PublicKey):
+        return {"crv": "Ed25519", "kty": "OKP", "x": _b64(_raw_public(key))}
+    numbers = key.public_numbers()
+    return {
+        "crv": "P-256",
+        "kty": "EC",
+        "x": _b64(numbers.x.to_bytes(32, "big")),
+        "y": _b64(numbers.y.to_bytes(32, "big")),
+    }
+
+
+def thumbprint(key: PublicKey) -> str:
+    members = json.dumps(_members(key), separators=(",", ":"), sort_keys=True)
     return _b64(hashlib.sha256(members.encode()).digest())
+
+
+def _algorithm(key: PublicKey) -> str:
+    return ALGORITHM if isinstance(key, Ed25519PublicKey) else COMPAT_ALGORITHM
 
 
 @dataclass(frozen=True)
@@ -67,51 +95,74 @@ class Claims:
     aal: str = "aal1"
 
 
+_KEY_TYPES = "only Ed25519 and P-256 (ES256) keys are accepted"
+
+
+def _accepted(key: object) -> bool:
+    if isinstance(key, (Ed25519PrivateKey, Ed25519PublicKey)):
+        return True
+    return isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(
+        key.curve, ec.SECP256R1
+    )
+
+
 class KeyRing:
-    def __init__(self, signing_key: Ed25519PrivateKey, verify_keys: list[Ed25519PublicKey]) -> None:
+    def __init__(
+        self,
+        signing_key: Ed25519PrivateKey,
+        verify_keys: list[PublicKey],
+        compat_signing_key: ec.EllipticCurvePrivateKey | None = None,
+    ) -> None:
         self.signing_key = signing_key
         self.signing_kid = thumbprint(signing_key.public_key())
-        self.public_keys = {thumbprint(k): k for k in [signing_key.public_key(), *verify_keys]}
+        # Signs the Supabase-compatible API's tokens (ES256); None: those are signed like /v1's.
+        self.compat_signing_key = compat_signing_key
+        self.compat_signing_kid = thumbprint(compat_signing_key.public_key()) if compat_signing_key else None
+        extra = [compat_signing_key.public_key()] if compat_signing_key else []
+        self.public_keys: dict[str, PublicKey] = {
+            thumbprint(k): k for k in [signing_key.public_key(), *extra, *verify_keys]
+        }
 
     @classmethod
     def from_pem(cls, text: str) -> KeyRing:
-        private: list[Ed25519PrivateKey] = []
-        public: list[Ed25519PublicKey] = []
+        private: list[Any] = []
+        public: list[PublicKey] = []
         for match in _PEM_BLOCK.finditer(text.replace("\\n", "\n")):
             block = match.group(0).encode()
-            if "PRIVATE" in match.group(1):
-                private_key = serialization.load_pem_private_key(block, password=None)
-                if not isinstance(private_key, Ed25519PrivateKey):
-                    raise ValueError("JWT_PRIVATE_KEYS: only Ed25519 keys are accepted")
-                private.append(private_key)
-            else:
-                public_key = serialization.load_pem_public_key(block)
-                if not isinstance(public_key, Ed25519PublicKey):
-                    raise ValueError("JWT_PRIVATE_KEYS: only Ed25519 keys are accepted")
-                public.append(public_key)
-        if not private:
-            raise ValueError("JWT_PRIVATE_KEYS holds no private key")
-        return cls(private[0], [k.public_key() for k in private[1:]] + public)
+            loaded: Any = (
+                serialization.load_pem_private_key(block, password=None)
+                if "PRIVATE" in match.group(1)
+                else serialization.load_pem_public_key(block)
+            )
+            if not _accepted(loaded):
+                raise ValueError(f"JWT_PRIVATE_KEYS: {_KEY_TYPES} (Ed25519 signs /v1 tokens)")
+            (private if "PRIVATE" in match.group(1) else public).append(loaded)
+        ed = [k for k in private if isinstance(k, Ed25519PrivateKey)]
+        es = [k for k in private if isinstance(k, ec.EllipticCurvePrivateKey)]
+        if not ed:
+            raise ValueError("JWT_PRIVATE_KEYS holds no private key (an Ed25519 one signs /v1 tokens)")
+        others = [k.public_key() for k in ed[1:] + es[1:]]
+        return cls(ed[0], others + public, es[0] if es else None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
         if settings.jwt_private_keys:
-            return cls.from_pem(settings.jwt_private_keys)
+            ring = cls.from_pem(settings.jwt_private_keys)
+            if settings.production and settings.supabase_compat_on and ring.compat_signing_key is None:
+                raise ValueError("JWT_PRIVATE_KEYS needs a P-256 private key when SUPABASE_COMPAT is on")
+            return ring
         if settings.production:
             raise ValueError("JWT_PRIVATE_KEYS is required in production")
-        return cls.from_pem(_development_key(settings.var_dir / "keys" / "jwt-ed25519.pem"))
+        keys = settings.var_dir / "keys"
+        return cls.from_pem(
+            _development_key(keys / "jwt-ed25519.pem", generate_private_pem)
+            + _development_key(keys / "jwt-es256.pem", generate_es256_pem)
+        )
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {
             "keys": [
-                {
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": _b64(_raw_public(key)),
-                    "kid": kid,
-                    "use": "sig",
-                    "alg": ALGORITHM,
-                }
+                {**_members(key), "kid": kid, "use": "sig", "alg": _algorithm(key)}
                 for kid, key in self.public_keys.items()
             ]
         }
@@ -125,13 +176,22 @@ def generate_private_pem() -> str:
     )
 
 
-def _development_key(path: pathlib.Path) -> str:
+def generate_es256_pem() -> str:
+    """A P-256 private key for the Supabase-compatible API's ES256 tokens."""
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
+
+
+def _development_key(path: pathlib.Path, generate: Callable[[], str]) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(generate_private_pem())
+            fh.write(generate())
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)  # first writer wins when several processes start at once
         os.unlink(tmp)
@@ -185,6 +245,36 @@ class TokenIssuer:
         )
         return token, exp
 
+    def issue_compat(
+        self, *, user_id: uuid.UUID | str, session_id: uuid.UUID | str, claims: dict[str, Any]
+    ) -> tuple[str, int]:
+        """Return ``(token, expires_at)`` in GoTrue's claim layout for the Supabase-compatible API.
+
+        ``aud`` and ``role`` are GoTrue's ``authenticated``; ``sid`` is kept beside
+        GoTrue's ``session_id`` so ``verify`` (and so ``/v1``) honours the token.
+        ``claims`` adds the rest (email, phone, aal, amr, metadata). Signed ES256
+        when the ring has a P-256 key, else like ``issue``.
+        """
+        now = int(self.clock())
+        exp = now + self.ttl
+        payload: dict[str, Any] = {
+            **claims,
+            "iss": self.issuer,
+            "aud": COMPAT_AUDIENCE,
+            "sub": str(user_id),
+            "role": COMPAT_AUDIENCE,
+            "sid": str(session_id),
+            "session_id": str(session_id),
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "jti": uuid.uuid4().hex,
+        }
+        key: Any = self.keys.compat_signing_key or self.keys.signing_key
+        kid = self.keys.compat_signing_kid or self.keys.signing_kid
+        algorithm = COMPAT_ALGORITHM if self.keys.compat_signing_key else ALGORITHM
+        return jwt.encode(payload, key, algorithm=algorithm, headers={"kid": kid, "typ": "JWT"}), exp
+
     def verify(self, token: str) -> Claims:
         """Verify signature, algorithm, ``kid``, ``iss``, ``aud``, ``exp``, ``nbf``; raise InvalidToken.
 
@@ -212,9 +302,11 @@ class TokenIssuer:
             key = self.keys.public_keys.get(kid) if isinstance(kid, str) else None
             if key is None:
                 raise InvalidToken("unknown kid")
-            # The algorithm list is ours, never the token's: "none", HS256 keyed with the
+            # The algorithm is the named key's, never the token's: "none", HS256 keyed with the
             # public key and any other algorithm are refused before the key is used.
-            payload = _JWT.decode(token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer)
+            payload = _JWT.decode(
+                token, key, algorithms=[_algorithm(key)], audience=[self.audience, COMPAT_AUDIENCE], issuer=self.issuer
+            )
             claims = msgspec.convert(payload, _Payload)
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"{type(exc).__name__}: {exc}") from None

@@ -37,6 +37,9 @@ DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"  # noqa: S105
 # STRIPE_WEBHOOK_SECRET outside production when it is unset: the sandbox provider signs its events
 # with it (public on purpose; production refuses it and requires Stripe's own).
 DEVELOPMENT_STRIPE_WEBHOOK_SECRET = "whsec_hearth_development"  # noqa: S105
+# SUPABASE_ANON_KEY outside production when it is unset: the `apikey` the Supabase-compatible API
+# expects from a development frontend (public on purpose; production requires its own).
+DEVELOPMENT_SUPABASE_ANON_KEY = "hearth-development-anon-key"
 DEVELOPMENT_CORS_ORIGINS = tuple(
     f"http://{host}:{port}" for port in (3000, 4200, 5173, 8080) for host in ("localhost", "127.0.0.1")
 )
@@ -82,6 +85,15 @@ class Settings:
     sendgrid_api_url: str = "https://api.sendgrid.com"
 
     cors_origins: tuple[str, ...] = ()
+    # The Supabase-compatible auth API under /auth/v1 (docs/supabase-compat.md): on, off, or empty
+    # for the default (on outside production, off in production until switched on).
+    supabase_compat: str = ""
+    # The `apikey` every /auth/v1 request must carry (the frontend's "anon key"); required in
+    # production when the API is on.
+    supabase_anon_key: str = field(default="", repr=False)
+    # Where the emailed /auth/v1/verify links may redirect besides the CORS origins and FRONTEND_URL:
+    # URL prefixes, comma-separated (GoTrue's URI allow list).
+    supabase_redirect_urls: tuple[str, ...] = ()
     max_body_bytes: int = 1024 * 1024
     trusted_proxies: int = 0
     # Seconds the response to a request with an Idempotency-Key is kept and replayed to a retry
@@ -200,6 +212,11 @@ class Settings:
         return self.env == "production"
 
     @property
+    def supabase_compat_on(self) -> bool:
+        """Whether /auth/v1 is served: SUPABASE_COMPAT, or by default everywhere but production."""
+        return self.supabase_compat == "on" or (self.supabase_compat == "" and not self.production)
+
+    @property
     def pages_url(self) -> str:
         """The origin (and path prefix) of the pages emailed links open, without a trailing slash."""
         return (self.frontend_url or self.public_url).rstrip("/")
@@ -245,6 +262,8 @@ class Settings:
             changes["flower_password"] = DEVELOPMENT_FLOWER_PASSWORD
         if not self.stripe_webhook_secret:
             changes["stripe_webhook_secret"] = DEVELOPMENT_STRIPE_WEBHOOK_SECRET
+        if not self.supabase_anon_key:
+            changes["supabase_anon_key"] = DEVELOPMENT_SUPABASE_ANON_KEY
         if not self.cors_origins and self.env == "development":
             changes["cors_origins"] = DEVELOPMENT_CORS_ORIGINS
         return dataclasses.replace(self, **changes) if changes else self
@@ -285,6 +304,11 @@ class Settings:
             problems.append("MFA_REQUIRED_ROLES must name roles among buyer, seller, agent, admin")
         if self.frontend_url and urlparse(self.frontend_url).scheme not in ("http", "https"):
             problems.append("FRONTEND_URL must be an http(s):// URL")
+        if self.supabase_compat not in ("", "on", "off"):
+            problems.append("SUPABASE_COMPAT must be on or off")
+        for url in self.supabase_redirect_urls:
+            if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
+                problems.append(f"SUPABASE_REDIRECT_URLS: {url!r} is not an http(s):// URL")
         if self.max_body_bytes < 1024:
             problems.append("MAX_BODY_BYTES must be at least 1024")
         if not 60 <= self.idempotency_key_ttl <= 7 * 24 * 3600:

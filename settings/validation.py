@@ -133,6 +133,13 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append(f"SECRET_KEY must be a random value of at least {MIN_SECRET_LENGTH} characters")
     if not settings.jwt_private_keys:
         problems.append("JWT_PRIVATE_KEYS is required in production (no generated dev key)")
+    if settings.supabase_compat_on and (
+        len(settings.supabase_anon_key) < MIN_SECRET_LENGTH or "development" in settings.supabase_anon_key
+    ):
+        problems.append(
+            f"SUPABASE_ANON_KEY must be a random value of at least {MIN_SECRET_LENGTH} characters "
+            "when SUPABASE_COMPAT is on"
+        )
     if settings.mail_backend == "outbox":
         problems.append("MAIL_BACKEND=outbox is a development backend; use sendgrid")
     if settings.sms_backend == "outbox":

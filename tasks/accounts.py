@@ -87,6 +87,19 @@ def _issue_token(ctx: JobContext, user: User, purpose: str, ttl: int) -> str:
     return raw
 
 
+def _compat_link(ctx: JobContext, token: str, kind: str) -> str | None:
+    """The Supabase-style link (``/auth/v1/verify``) when the request came through ``/auth/v1``.
+
+    It signs the user in and lands on the redirect the request named (checked
+    against the allowed URLs when it was queued); the token in it is the same one.
+    """
+    redirect = ctx.input.get("compat_redirect")
+    if redirect is None:
+        return None
+    query = urlencode({"token": token, "type": kind, "redirect_to": redirect})
+    return f"{runtime().settings.public_url.rstrip('/')}/auth/v1/verify?{query}"
+
+
 def _emailed_link(ctx: JobContext, purpose: str, ttl: int, path: str) -> tuple[User, str, str] | None:
     """For jobs queued by address, known or not: (user, token, link), or None when no mail is due.
 
@@ -104,7 +117,7 @@ def send_verification_email(ctx: JobContext) -> dict:
     if user is None or user.email_verified_at is not None:
         return {"sent": False}
     token = _issue_token(ctx, user, "verify_email", runtime().settings.verify_email_ttl)
-    link = _link("/verify-email", token)
+    link = _compat_link(ctx, token, "signup") or _link("/verify-email", token)
     _send(
         ctx,
         Message(
@@ -132,6 +145,7 @@ def send_password_reset(ctx: JobContext) -> dict:
     if found is None:
         return {"sent": False}
     user, token, link = found
+    link = _compat_link(ctx, token, "recovery") or link
     _send(
         ctx,
         Message(

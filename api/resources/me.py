@@ -5,16 +5,17 @@ from __future__ import annotations
 import falcon
 import msgspec
 
+from api import auth_flows as flows
 from api.audit import audit
 from api.errors import not_found, unauthorized
 from api.operation import operation
 from api.resources.auth import password_error
 from api.schemas.accounts import ChangePasswordRequest, Profile, ProfilePatch, SessionList
 from models import sessions
-from models.accounts import AccountToken, AuthSession, User
+from models.accounts import AuthSession, User
 from models.base import utcnow
 from models.db import db
-from models.passwords import hash_password, policy_problem, verify_password
+from models.passwords import policy_problem, verify_password
 from models.phone import number_changed
 
 TAGS = ("me",)
@@ -82,14 +83,7 @@ class MyPassword:
         problem = policy_problem(body.new_password, email=user.email, full_name=user.full_name)
         if problem:
             raise password_error("new_password", problem)
-        with db.atomic():
-            User.update(password_hash=hash_password(body.new_password), updated_at=utcnow()).where(
-                User.id == user.id
-            ).execute()
-            revoked = sessions.revoke_all(user.id, reason="password_change", except_session=principal.session_id)
-            AccountToken.void_unused(user.id, "password_reset")
-            audit(req, "user.password_change", user.id, after={"sessions_revoked": len(revoked)})
-        req.context.services.sessions.mark_revoked(revoked)
+        flows.set_password(req, user, body.new_password, reason="password_change", keep_session=principal.session_id)
         resp.status = falcon.HTTP_204
 
 
