@@ -34,6 +34,7 @@ from api.resources import (
     health,
     jobs,
     me,
+    mfa,
     moderation,
     notification_admin,
     notifications,
@@ -60,6 +61,7 @@ from services.payments import PaymentProvider, build_payments
 from services.search_cache import SearchCache
 from services.storage import make_storage
 from services.tokens import KeyRing, TokenIssuer
+from services.totp import TotpCodes
 from settings import Settings, parse_rate
 
 
@@ -81,6 +83,7 @@ class Services:
     storage: object
     search_cache: SearchCache
     payments: PaymentProvider
+    totp: TotpCodes
 
 
 def _json_handler() -> falcon.media.JSONHandler:
@@ -98,6 +101,7 @@ def build_services(
     storage=None,
     search_cache=None,
     payments: PaymentProvider | None = None,
+    totp: TotpCodes | None = None,
 ) -> Services:
     """Build every collaborator the API needs from ``settings``, except those passed in."""
     client = redis or redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
@@ -111,7 +115,7 @@ def build_services(
         redis=client,
         tokens=tokens,
         sessions=session_cache,
-        authenticator=Authenticator(tokens, session_cache),
+        authenticator=Authenticator(tokens, session_cache, mfa_roles=settings.mfa_required_roles),
         limiter=RateLimiter(client, settings.redis_prefix, clock=clock),
         lockout=LoginLockout(
             client,
@@ -136,6 +140,7 @@ def build_services(
             else SearchCache(client, settings.redis_prefix, settings.search_cache_ttl)
         ),
         payments=payments if payments is not None else build_payments(settings, client),
+        totp=totp if totp is not None else TotpCodes.from_secret_key(settings.secret_key, clock=clock),
     )
 
 
@@ -201,6 +206,7 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/auth/password/forgot", auth.ForgotPassword())
     app.add_route("/v1/auth/password/reset", auth.ResetPassword())
     app.add_route("/v1/auth/unlock", auth.UnlockAccount())
+    mfa.add_routes(app)  # two-factor login (docs/auth.md)
 
     if services.settings.supabase_compat_on:
         add_supabase_routes(app, services)

@@ -3,6 +3,11 @@
 The access token proves identity (``services.tokens``); the session cache
 (``models.session_cache``) says whether that session is still alive and what
 the user's current role is. Both answers become a ``Principal``, or a 401.
+
+A user whose role is one of ``MFA_REQUIRED_ROLES`` holds that role's own powers
+(the ``admin:*`` permissions, ``is_admin``) only in a session that proved a
+second factor (``aal2``); below it they act as a user of no special role, and
+an operation that needs such a permission answers 403 ``mfa-required``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from dataclasses import dataclass
 
 import falcon
 
-from api.errors import forbidden, unauthorized
+from api.errors import Problem, forbidden, unauthorized
+from models.mfa import has_verified_factor
 from models.permissions import has_permission
 from models.session_cache import REVOKED, SessionCache
 from services.tokens import Claims, InvalidToken, TokenIssuer
@@ -29,23 +35,46 @@ class Principal:
     role: str
     session_id: str
     token_expires_at: int
+    aal: str = "aal1"
+    # The role demands a second factor (MFA_REQUIRED_ROLES) and this session has not proved one.
+    needs_mfa: bool = False
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == "admin" and not self.needs_mfa
 
     def can(self, permission: str) -> bool:
+        if self.needs_mfa and permission.startswith("admin:"):
+            return False
         return has_permission(self.role, permission)
 
     def require(self, permission: str) -> None:
+        if self.needs_mfa and permission.startswith("admin:") and has_permission(self.role, permission):
+            raise mfa_required(self.user_id)
         if not self.can(permission):
             raise forbidden()
 
 
+def mfa_required(user_id: str) -> Problem:
+    """403 ``mfa-required``: the role's powers need a session that proved a second factor."""
+    if has_verified_factor(user_id):
+        detail = (
+            "Your role requires two-factor login: verify a code from your authenticator app "
+            "(POST /v1/auth/mfa/challenge, then POST /v1/auth/mfa/verify) to use this."
+        )
+    else:
+        detail = (
+            "Your role requires two-factor login: enroll an authenticator app (POST /v1/auth/mfa/totp, "
+            "then activate it), then log in again or verify a code to use this."
+        )
+    return Problem(falcon.HTTP_403, "Two-factor login required", detail, slug="mfa-required")
+
+
 class Authenticator:
-    def __init__(self, tokens: TokenIssuer, sessions: SessionCache):
+    def __init__(self, tokens: TokenIssuer, sessions: SessionCache, *, mfa_roles: tuple[str, ...] = ()):
         self.tokens = tokens
         self.sessions = sessions
+        self.mfa_roles = frozenset(mfa_roles)
 
     @staticmethod
     def bearer(req: falcon.Request) -> str | None:
@@ -75,9 +104,12 @@ class Authenticator:
             state = self.sessions.load(claims.session_id)
         if state == REVOKED:
             raise _tagged(unauthorized("This session has ended; log in again."), "session_not_found", 403)
+        role = state.decode()
         return Principal(
             user_id=claims.user_id,
-            role=state.decode(),
+            role=role,
             session_id=claims.session_id,
             token_expires_at=claims.expires_at,
+            aal=claims.aal,
+            needs_mfa=role in self.mfa_roles and claims.aal != "aal2",
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import falcon
 from peewee import IntegrityError
 
+from api import mfa_flow
 from api.audit import audit
 from api.operation import client_ip
 from models import sessions
@@ -75,9 +76,13 @@ class SignedIn:
 
 @dataclass
 class SecondFactorRequired:
-    """The password was right and the account asks for a second factor: no session yet."""
+    """The password was right and the account asks for a second factor: no session yet.
+
+    ``challenge`` is the challenge to complete (``api.mfa_flow.challenge_view``'s shape).
+    """
 
     user: User
+    challenge: dict
 
 
 def _ip(req: falcon.Request) -> str:
@@ -173,9 +178,10 @@ def check_password(req: falcon.Request, email: str, password: str) -> User:
 def second_factor_step(req: falcon.Request, user: User) -> SecondFactorRequired | None:
     """Where login demands a second factor: a challenge instead of a session, or ``None`` to go on.
 
-    Hearth has no second factor yet, so every account goes on to its session.
+    An account with a verified factor gets a challenge (``POST /v1/auth/mfa/verify`` completes it).
     """
-    return None
+    challenge = mfa_flow.login_challenge(req, user, _ip(req))
+    return None if challenge is None else SecondFactorRequired(user, challenge)
 
 
 def start_session(req: falcon.Request, user: User, *, event: str = "user.login", methods=("password",)) -> SignedIn:
@@ -184,7 +190,11 @@ def start_session(req: falcon.Request, user: User, *, event: str = "user.login",
     with db.atomic():
         User.update(last_login_at=utcnow()).where(User.id == user.id).execute()
         session, refresh = sessions.start_session(
-            user, ttl=services.settings.refresh_token_ttl, user_agent=req.get_header("User-Agent"), ip=_ip(req)
+            user,
+            ttl=services.settings.refresh_token_ttl,
+            user_agent=req.get_header("User-Agent"),
+            ip=_ip(req),
+            methods=tuple(methods),
         )
         audit(req, event, user.id, after={"session_id": str(session.id)})
     return SignedIn(User.get_by_id(user.id), session, refresh, list(methods))

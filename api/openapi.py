@@ -120,7 +120,10 @@ def document(app: falcon.App) -> dict[str, Any]:
     found = [(t, m, res, r) for t, m, res, r in routes(app) if hasattr(r, "operation")]
     found.sort(key=lambda f: (path_of(f[0]), _METHOD_ORDER.index(f[1]) if f[1] in _METHOD_ORDER else 99))
     types = {Problem} | {
-        t for *_, r in found for t in (r.operation.body, r.operation.query, r.operation.response) if t is not None
+        t
+        for *_, r in found
+        for t in (r.operation.body, r.operation.query, r.operation.response, r.operation.alternative)
+        if t is not None
     }
     ordered = sorted(types, key=repr)
     components, schemas = msgspec.json.schema_components(ordered, ref_template="#/components/schemas/{name}")
@@ -310,7 +313,10 @@ def _success(op, status: int, description: str, refs: dict, common: list[str]) -
         )
     if status not in (204, 304):
         fallback = {"type": "object"} if "json" in op.content_type else {"type": "string"}
-        success["content"] = {op.content_type: {"schema": refs.get(op.response, fallback)}}
+        schema = refs.get(op.response, fallback)
+        if op.alternative is not None and status == op.status:
+            schema = {"oneOf": [schema, refs[op.alternative]]}
+        success["content"] = {op.content_type: {"schema": schema}}
     return success
 
 

@@ -49,6 +49,8 @@ class Operation:
     body: type | None = None
     query: type | None = None
     response: type | None = None
+    # Another body the documented status may answer instead of ``response`` (the document says oneOf).
+    alternative: type | None = None
     status: int = 200
     auth: str = "required"  # required | optional | none
     permission: str | None = None

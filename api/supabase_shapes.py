@@ -143,8 +143,9 @@ def access_claims(user: User, session: AuthSession, methods: list[str]) -> dict[
         "phone": user.phone or "",
         "app_metadata": app_metadata(user, list(dict.fromkeys(view_providers))),
         "user_metadata": user_metadata(user),
-        "aal": "aal1",
-        "amr": [{"method": method, "timestamp": _epoch(session.created_at)} for method in methods],
+        # The level the session reached (two-factor login raises it to aal2; refreshes keep it).
+        "aal": session.aal,
+        "amr": session.amr or [{"method": method, "timestamp": _epoch(session.created_at)} for method in methods],
         "is_anonymous": False,
     }
 

@@ -97,6 +97,10 @@ class AuthSession(UUIDModel):
     revoked_reason = TextField(null=True)
     user_agent = TextField(null=True)
     ip = TextField(null=True)
+    # The assurance level the login reached (aal1: a password; aal2: and a second factor) and how
+    # (GoTrue's amr: [{"method", "timestamp"}]); refreshes keep both (migration 0016).
+    aal = CharField(default="aal1")
+    amr = BinaryJSONField(default=list)
 
     class Meta:
         table_name = "auth_sessions"

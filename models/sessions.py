@@ -22,11 +22,28 @@ class RefreshRejected(Exception):
         self.session_id = session_id
 
 
-def start_session(user, *, ttl: int, user_agent: str | None, ip: str | None) -> tuple[AuthSession, str]:
-    """Create a session for ``user``; returns it and its first raw refresh token."""
+def start_session(
+    user,
+    *,
+    ttl: int,
+    user_agent: str | None,
+    ip: str | None,
+    aal: str = "aal1",
+    methods: tuple[str, ...] = ("password",),
+) -> tuple[AuthSession, str]:
+    """Create a session for ``user``; returns it and its first raw refresh token.
+
+    ``aal`` and ``methods`` say how the login was proved (``aal2``: a second factor too).
+    """
+    now = int(utcnow().timestamp())
     with db.atomic():
         session = AuthSession.create(
-            user=user.id, expires_at=expires_in(ttl), user_agent=(user_agent or "")[:300] or None, ip=ip
+            user=user.id,
+            expires_at=expires_in(ttl),
+            user_agent=(user_agent or "")[:300] or None,
+            ip=ip,
+            aal=aal,
+            amr=[{"method": method, "timestamp": now} for method in methods],
         )
         raw = new_token()
         RefreshToken.create(token_hash=token_hash(raw), session=session.id)
@@ -91,3 +108,16 @@ def revoke_all(user_id, *, reason: str, except_session=None) -> list:
     if except_session is not None:
         query = query.where(AuthSession.id != except_session)
     return [row.id for row in query.returning(AuthSession.id).execute()]
+
+
+def replace_refresh_token(session_id) -> tuple[AuthSession, str]:
+    """A new refresh token for the session, which is reloaded; its earlier unused tokens stop working.
+
+    They are deleted rather than marked used: presenting one afterwards is an unknown token (401),
+    not a reuse that would end the session the new token belongs to.
+    """
+    with db.atomic():
+        RefreshToken.delete().where((RefreshToken.session == session_id) & RefreshToken.used_at.is_null()).execute()
+        raw = new_token()
+        RefreshToken.create(token_hash=token_hash(raw), session=session_id)
+    return AuthSession.get_by_id(session_id), raw

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import msgspec
@@ -91,6 +91,8 @@ class Claims:
     role: str
     session_id: str
     expires_at: int
+    # The assurance level the session reached: aal1 (a password), aal2 (and a second factor).
+    aal: str = "aal1"
 
 
 _KEY_TYPES = "only Ed25519 and P-256 (ES256) keys are accepted"
@@ -213,8 +215,16 @@ class TokenIssuer:
         # the session is alive is the caller's separate check.
         self._verified: dict[str, Claims] = {}
 
-    def issue(self, *, user_id: uuid.UUID | str, role: str, session_id: uuid.UUID | str) -> tuple[str, int]:
-        """Return ``(token, expires_at)`` for the user's session."""
+    def issue(
+        self,
+        *,
+        user_id: uuid.UUID | str,
+        role: str,
+        session_id: uuid.UUID | str,
+        aal: str = "aal1",
+        amr: list[dict[str, Any]] | None = None,
+    ) -> tuple[str, int]:
+        """Return ``(token, expires_at)`` for the user's session, at assurance level ``aal`` proved by ``amr``."""
         now = int(self.clock())
         exp = now + self.ttl
         payload: dict[str, Any] = {
@@ -227,6 +237,8 @@ class TokenIssuer:
             "nbf": now,
             "exp": exp,
             "jti": uuid.uuid4().hex,
+            "aal": aal,
+            "amr": amr if amr is not None else [{"method": "password", "timestamp": now}],
         }
         token = jwt.encode(
             payload, self.keys.signing_key, algorithm=ALGORITHM, headers={"kid": self.keys.signing_kid, "typ": "at+jwt"}
@@ -309,7 +321,9 @@ class TokenIssuer:
             raise InvalidToken("not yet valid")
         if now >= claims.exp:
             raise InvalidToken("expired")
-        return Claims(user_id=claims.sub, role=claims.role, session_id=claims.sid, expires_at=claims.exp)
+        return Claims(
+            user_id=claims.sub, role=claims.role, session_id=claims.sid, expires_at=claims.exp, aal=claims.aal
+        )
 
 
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -339,3 +353,5 @@ class _Payload(msgspec.Struct):
     exp: int
     nbf: int
     iat: int
+    # Tokens from before two-factor login carry no level: a password was all they proved.
+    aal: Literal["aal1", "aal2"] = "aal1"

@@ -113,6 +113,8 @@ class Settings:
     # mailed an unlock link, valid ACCOUNT_UNLOCK_TTL seconds).
     login_account_lock_addresses: int = 10
     account_unlock_ttl: int = 3600
+    # Roles whose powers need a session that proved a second factor (TOTP): docs/auth.md.
+    mfa_required_roles: tuple[str, ...] = ("admin",)
 
     flower_user: str = "admin"
     flower_password: str = field(default="", repr=False)
@@ -308,6 +310,8 @@ class Settings:
             problems.append("LOGIN_ACCOUNT_LOCK_ADDRESSES must be at least 2 (one address is the per-address lock)")
         if not 300 <= self.account_unlock_ttl <= 24 * 3600:
             problems.append("ACCOUNT_UNLOCK_TTL must be between 5 minutes and a day")
+        if not set(self.mfa_required_roles) <= {"buyer", "seller", "agent", "admin"}:
+            problems.append("MFA_REQUIRED_ROLES must name roles among buyer, seller, agent, admin")
         if self.frontend_url and urlparse(self.frontend_url).scheme not in ("http", "https"):
             problems.append("FRONTEND_URL must be an http(s):// URL")
         if self.supabase_compat not in ("", "on", "off"):

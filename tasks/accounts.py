@@ -1,4 +1,5 @@
-"""Account emails: verification, password reset, the taken-address notice and unlock links, sent by the worker.
+"""Account emails: verification, password reset, the taken-address notice, unlock links and two-factor
+changes, sent by the worker.
 
 The token in each email is derived from the job id (HMAC with ``SECRET_KEY``),
 so a retried or redelivered job stores the same token hash and writes the same
@@ -226,6 +227,37 @@ def send_unlock_link(ctx: JobContext) -> dict:
                 f"once, for {minutes} minutes. If the failed logins were not you, consider choosing a new "
                 "password.</p>"
             ),
+        ),
+    )
+    return {"sent": True}
+
+
+# What a two-factor change mail says: (subject, what happened).
+MFA_CHANGES = {
+    "enabled": ("Two-factor login is on", "Two-factor login was turned on for your Hearth account."),
+    "disabled": ("Two-factor login is off", "Two-factor login was turned off for your Hearth account."),
+    "factor_removed": ("An authenticator app was removed", "An authenticator app was removed from your account."),
+    "recovery_codes": ("New recovery codes", "New recovery codes were made for your account; the old ones are void."),
+    "recovery_code_used": ("A recovery code was used", "A recovery code was used to log in to your account."),
+}
+
+
+@job_task(transient=(Transient,))
+def send_mfa_notice(ctx: JobContext) -> dict:
+    # Every change to two-factor login is mailed, so a change the owner did not make is noticed.
+    user = User.get_or_none(User.id == ctx.input["user_id"])
+    change = MFA_CHANGES.get(ctx.input.get("change", ""))
+    if user is None or change is None:
+        return {"sent": False}
+    subject, what = change
+    advice = "If this was not you, choose a new password at once and review your sessions."
+    _send(
+        ctx,
+        Message(
+            to=user.email,
+            subject=f"Hearth: {subject}",
+            text=f"Hello {user.full_name},\n\n{what}\n\n{advice}\n",
+            html=f"<p>Hello {_escape(user.full_name)},</p><p>{_escape(what)}</p><p>{_escape(advice)}</p>",
         ),
     )
     return {"sent": True}

@@ -5,9 +5,13 @@ from __future__ import annotations
 import itertools
 import uuid
 
+import pyotp
+
 from models.accounts import User
 from models.base import utcnow
+from models.mfa import MfaFactor
 from models.passwords import hash_password
+from services.totp import TotpCodes
 
 _seq = itertools.count(1)
 PASSWORD = "correct horse battery staple"
@@ -32,3 +36,30 @@ def make_user(
         email_verified_at=utcnow() if verified else None,
         banned_at=utcnow() if banned else None,
     )
+
+
+def enroll_totp(user: User, secret_key: str, *, friendly_name: str | None = None) -> str:
+    """A verified authenticator-app factor for ``user``, sealed as the API seals it; returns its secret."""
+    codes = TotpCodes.from_secret_key(secret_key)
+    factor_id = uuid.uuid4()
+    secret = codes.new_secret()
+    MfaFactor.create(
+        id=factor_id,
+        user=user.id,
+        friendly_name=friendly_name,
+        secret_sealed=codes.seal(secret, factor_id),
+        status="verified",
+    )
+    return secret
+
+
+def fresh_totp_code(user: User, secret_key: str) -> str:
+    """The current code of ``user``'s first verified factor, usable even if one was accepted this period.
+
+    Tests log the same account in many times within one 30-second period, and a code is accepted
+    once: the factor's replay marker is cleared first. Tests of the replay rule itself use pyotp.
+    """
+    factor = MfaFactor.select().where((MfaFactor.user == user.id) & (MfaFactor.status == "verified")).first()
+    MfaFactor.update(last_used_step=None).where(MfaFactor.id == factor.id).execute()
+    secret = TotpCodes.from_secret_key(secret_key).open(factor.secret_sealed, factor.id)
+    return pyotp.TOTP(secret).now()

@@ -20,6 +20,7 @@ from api.schemas.accounts import (
     UnlockAccountRequest,
     VerifyEmailRequest,
 )
+from api.schemas.mfa import MfaChallengeView
 from models.accounts import AccountToken, User
 from models.db import db
 from services.client_address import address_bucket
@@ -34,7 +35,9 @@ def password_error(field: str, problem: str) -> Problem:
 
 
 def issue_tokens(services, user: User, session, refresh_token: str) -> dict:
-    access, _ = services.tokens.issue(user_id=user.id, role=user.role, session_id=session.id)
+    access, _ = services.tokens.issue(
+        user_id=user.id, role=user.role, session_id=session.id, aal=session.aal, amr=session.amr
+    )
     return {
         "access_token": access,
         "token_type": "Bearer",
@@ -119,13 +122,16 @@ class Login:
         "Log in with email and password",
         body=LoginRequest,
         response=TokenPair,
+        alternative=MfaChallengeView,
         auth="none",
         rate="auth",
         errors=(401, 403, 429),
         tags=TAGS,
         description="Returns a short-lived access token (EdDSA JWT) and a single-use refresh "
-        "token. Repeated failures lock the account from the failing client address, "
-        "and that address altogether, for a growing time (429 with Retry-After); "
+        "token; for an account with two-factor login, a challenge instead (`mfa_required: true`, "
+        "no token): send its `challenge_id` with a code to `POST /v1/auth/mfa/verify`. Repeated "
+        "failures lock the account from the failing client address, and that address "
+        "altogether, for a growing time (429 with Retry-After); "
         "failures from many addresses lock the account from everywhere and mail its "
         "owner a one-time unlock link (`POST /v1/auth/unlock`). Unknown emails, "
         "wrong passwords and accounts whose email is not verified yet answer the same "
@@ -143,8 +149,9 @@ class Login:
             raise Problem(
                 falcon.HTTP_403, "Account suspended", "This account has been suspended.", slug="account-suspended"
             ) from None
-        if isinstance(result, flows.SecondFactorRequired):  # no second factor exists yet (auth_flows)
-            raise unauthorized("A second factor is required.")
+        if isinstance(result, flows.SecondFactorRequired):
+            resp.media = result.challenge  # a verified factor: no session until POST /v1/auth/mfa/verify
+            return
         resp.media = issue_tokens(req.context.services, result.user, result.session, result.refresh_token)
 
 

@@ -147,7 +147,9 @@ class Token:
             raise gotrue_error(falcon.HTTP_400, "invalid_credentials", INVALID_LOGIN) from None
         except flows.Banned:
             raise banned() from None
-        if isinstance(result, flows.SecondFactorRequired):  # no second factor exists yet (auth_flows)
+        if isinstance(result, flows.SecondFactorRequired):
+            # No aal1 session for an account with a verified factor: /auth/v1/factors (supabase-js
+            # mfa.*) is not served yet, so it completes its login on /v1 (docs/auth.md).
             raise gotrue_error(falcon.HTTP_403, "insufficient_aal", "A second factor is required")
         respond_session(req, resp, result)
 

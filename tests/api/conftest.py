@@ -6,10 +6,11 @@ import pytest
 from falcon import testing
 
 from api.app import build_services, create_app
+from models.mfa import has_verified_factor
 from services.jobqueue import task_name
 from tasks.app import app as celery_app
 from tasks.runtime import init_runtime
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, enroll_totp, fresh_totp_code, make_user
 from tests.outbox import Outbox
 
 celery_app.loader.import_default_modules()  # register every task module listed in tasks.app
@@ -68,12 +69,24 @@ def outbox(settings):
 
 
 @pytest.fixture
-def login(client):
-    """Log a user in; returns the token pair body."""
+def login(client, settings):
+    """Log a user in; returns the token pair body.
+
+    A user whose role needs two-factor login (admins) is enrolled first if need be, and the login
+    goes through its challenge with a current code, so the tokens are aal2 as in production.
+    """
 
     def do(user, password=PASSWORD):
+        if user.role in settings.mfa_required_roles and not has_verified_factor(user.id):
+            enroll_totp(user, settings.secret_key)
         resp = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": password})
         assert resp.status_code == 200, resp.text
+        if resp.json.get("mfa_required"):
+            code = fresh_totp_code(user, settings.secret_key)
+            resp = client.simulate_post(
+                "/v1/auth/mfa/verify", json={"challenge_id": resp.json["challenge_id"], "code": code}
+            )
+            assert resp.status_code == 200, resp.text
         return resp.json
 
     return do

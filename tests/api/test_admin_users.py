@@ -9,7 +9,7 @@ import pytest
 from models.accounts import User
 from models.base import utcnow
 from tests.api.conftest import assert_problem, bearer
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, enroll_totp, make_user
 
 
 @pytest.fixture
@@ -29,7 +29,10 @@ def _audit(client, headers, user):
     return [item for item in resp.json["items"] if item["action"] == "admin.update_user"]
 
 
-def test_a_role_change_applies_to_the_users_next_request(client, admin, admin_headers, user, login):
+def test_a_role_change_applies_to_the_users_next_request(client, admin, admin_headers, user, login, settings):
+    # Admin powers need a session that proved a second factor (tests/api/test_mfa_admin.py): this
+    # buyer has an authenticator app, so their login is already aal2.
+    enroll_totp(user, settings.secret_key)
     mine = bearer(login(user))
     assert client.simulate_get("/v1/me", headers=mine).json["role"] == "buyer"  # cached now
     assert_problem(client.simulate_get("/v1/admin/users", headers=mine), 403)

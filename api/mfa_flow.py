@@ -1,0 +1,127 @@
+"""Two-factor login's shared steps: the challenge a correct password gets, and checking a second factor.
+
+``login_challenge`` is what a login answers instead of a session when the user has a verified
+factor; the ``/v1`` login calls it right after the password check (and so can any other login
+flow). ``prove`` checks a TOTP code or a recovery code under the same lockout as passwords:
+every wrong code counts as a failed login of the account from the caller's address, and a
+challenge dies after ``CHALLENGE_MAX_ATTEMPTS`` of them. ``elevate`` raises a signed-in session to
+``aal2`` and hands it a new refresh token (its earlier unused ones stop working).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import falcon
+
+from api.errors import Problem, too_many_requests, validation_error
+from api.operation import client_ip
+from models import mfa, sessions
+from models.accounts import AuthSession, User
+from models.jobs import Job
+from models.mfa import CHALLENGE_TTL_SECONDS, MfaChallenge, MfaFactor
+from services.client_address import address_bucket
+from services.totp import SealedSecretError
+
+log = logging.getLogger("hearth.mfa")
+
+
+def factor_summary(factor: MfaFactor) -> dict:
+    return {"id": str(factor.id), "factor_type": factor.factor_type, "friendly_name": factor.friendly_name}
+
+
+def challenge_view(challenge: MfaChallenge, factors: list[MfaFactor]) -> dict:
+    return {
+        "mfa_required": True,
+        "challenge_id": str(challenge.id),
+        "factors": [factor_summary(factor) for factor in factors],
+        "expires_in": CHALLENGE_TTL_SECONDS,
+    }
+
+
+def login_challenge(req, user: User, ip: str | None) -> dict | None:
+    """The answer to a correct password when ``user`` has a verified factor (no session yet); else None."""
+    factors = mfa.verified_factors(user.id)
+    if not factors:
+        return None
+    return challenge_view(MfaChallenge.start(user.id, ip=ip), factors)
+
+
+def invalid_challenge() -> Problem:
+    return Problem(
+        falcon.HTTP_400,
+        "Invalid challenge",
+        "This challenge is unknown, expired, already used or out of attempts; start again.",
+        slug="invalid-challenge",
+    )
+
+
+def invalid_code(field: str) -> Problem:
+    return validation_error(
+        [{"field": f"body.{field}", "message": "is not correct, or was used already"}],
+        detail="The code is not correct.",
+    )
+
+
+def prove(
+    req,
+    user: User,
+    *,
+    code: str | None = None,
+    recovery_code: str | None = None,
+    factors: list[MfaFactor] | None = None,
+    challenge: MfaChallenge | None = None,
+) -> str:
+    """Check a second factor of ``user``; returns how it was proved (``totp`` or ``recovery``).
+
+    ``code`` is checked against ``factors`` (default: the user's verified factors) and is good once:
+    the step it belongs to is claimed. Raises 429 while the account is locked for this address,
+    and 422 ``validation`` naming the field for a wrong, replayed or missing code (counted toward
+    the lockout and ``challenge``'s attempts). Call it outside a transaction that the failure
+    rolls back: the count must stay.
+    """
+    services = req.context.services
+    ip = address_bucket(client_ip(req, services))
+    locked = services.lockout.locked_for(user.email, ip)
+    if locked:
+        raise too_many_requests(locked, "Too many failed attempts; try again later.")
+    if (code is None) == (recovery_code is None):
+        raise validation_error([{"field": "body.code", "message": "give either code or recovery_code"}])
+    method = None
+    if code is not None:
+        for factor in mfa.verified_factors(user.id) if factors is None else factors:
+            try:
+                secret = services.totp.open(factor.secret_sealed, factor.id)
+            except SealedSecretError:  # sealed under another SECRET_KEY: only a recovery code helps
+                log.warning("a two-factor secret does not open", extra={"factor": str(factor.id)})
+                continue
+            step = services.totp.matching_step(secret, code, after=factor.last_used_step)
+            if step is not None and factor.claim_step(step):
+                method = "totp"
+                break
+    elif recovery_code is not None and mfa.redeem_recovery_code(user.id, recovery_code):
+        method = "recovery"
+    if method is None:
+        if challenge is not None:
+            challenge.count_failure()
+        if services.lockout.failed(user.email, ip).mail_unlock_link:
+            Job.create(kind="accounts.send_unlock_link", queue="notify", input={"email": user.email})
+        raise invalid_code("code" if code is not None else "recovery_code")
+    services.lockout.succeeded(user.email, ip)
+    return method
+
+
+def elevate(session_id, method: str) -> tuple[AuthSession, str]:
+    """Raise the session to aal2 (proved by ``method``); returns it reloaded and its new refresh token."""
+    mfa.raise_session(session_id, method)
+    return sessions.replace_refresh_token(session_id)
+
+
+def notify(user_id, change: str) -> Job:
+    """Mail the user that their two-factor login changed (``change``: see ``tasks.accounts.MFA_CHANGES``)."""
+    return Job.create(
+        kind="accounts.send_mfa_notice",
+        queue="notify",
+        owner=user_id,
+        input={"user_id": str(user_id), "change": change},
+    )
