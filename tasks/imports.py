@@ -106,6 +106,7 @@ def execute(
     collaborators: dict[str, Any] | None = None,
     job_id=None,
     created_by=None,
+    chunk_size: int | None = None,
 ) -> ImportRun:
     """Run (or resume) one import; ``BadInput`` before anything is written when it cannot start.
 
@@ -124,7 +125,7 @@ def execute(
         since = since_for(request.since)
         options = request.options()
         if request.dry_run:
-            return _dry_run(request, source, steps, since, on_progress, report_sink, collaborators)
+            return _dry_run(request, source, steps, since, on_progress, report_sink, collaborators, chunk_size)
         with db.atomic():
             run = ImportRun.for_job(job_id) if job_id else None
             run = run or ImportRun.unfinished(options)
@@ -140,6 +141,7 @@ def execute(
             apply_deletes=request.apply_deletes,
             on_progress=on_progress,
             collaborators=collaborators,
+            chunk_size=chunk_size,
         )
         try:
             runner.run()
@@ -159,7 +161,7 @@ def execute(
         source.close()
 
 
-def _dry_run(request, source, steps, since, on_progress, report_sink, collaborators) -> ImportRun:
+def _dry_run(request, source, steps, since, on_progress, report_sink, collaborators, chunk_size) -> ImportRun:
     result: dict[str, Any] = {}
     try:
         with db.atomic():
@@ -172,6 +174,7 @@ def _dry_run(request, source, steps, since, on_progress, report_sink, collaborat
                 apply_deletes=request.apply_deletes,
                 on_progress=on_progress,
                 collaborators=collaborators,
+                chunk_size=chunk_size,
             ).run()
             if report_sink is not None:
                 for row in ImportReportRow.of_run(run.id):
