@@ -9,6 +9,7 @@
     hearth health web|relay|worker|beat|flower|metrics
     hearth keys generate
     hearth payments sandbox-event PAYMENT_INTENT --outcome succeeded|failed|canceled [--api URL]
+    hearth import supabase --source-db URL [--mapping FILE] [--dry-run] [--only T] [--since last] ...
 
 With ``DATABASE_URL`` / ``REDIS_URL`` unset outside production, commands use the
 servers of the ``hearth run`` running on the same ``var/`` (it records them in
@@ -124,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_event.set_defaults(handler=payments_sandbox_event)
     backup_cli.add_commands(commands)
     health.add_commands(commands)
+
+    from ops.import_command import add_parser as add_import_parser
+
+    add_import_parser(commands, database=_database)
     return parser
 
 

@@ -213,6 +213,7 @@ MULTI_LINE_FIELDS = {
     "OfferCreate.message",
     "OfferCounter.message",
     "OfferDecision.reason",
+    "ImportCreate.mapping",
 }
 
 

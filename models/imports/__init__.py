@@ -1,0 +1,1 @@
+"""The Supabase import: the import map, runs, their report, the step interface and the runner."""
