@@ -188,6 +188,16 @@ class Settings:
     # Seconds a signed webhook's timestamp may be away from now before it counts as a replay.
     stripe_webhook_tolerance: int = 300
 
+    # --- Supabase import (docs/import.md) ---
+    # The source project's database (postgresql://...), read-only; the admin API's import job reads it
+    # from here, never from a request body. Storage: its S3 endpoint and keys, or a local export directory.
+    supabase_source_db_url: str = field(default="", repr=False)
+    supabase_storage_endpoint: str = ""
+    supabase_storage_region: str = ""
+    supabase_storage_key_id: str = field(default="", repr=False)
+    supabase_storage_secret: str = field(default="", repr=False)
+    supabase_storage_dir: str = ""
+
     # --- Offers and escrow (docs/escrow.md) ---
     # Business days (Monday to Friday) the buyer has to deposit the earnest money once an offer is
     # accepted; an escrow still awaiting it then is cancelled and the listing goes back on the market.

@@ -1,0 +1,133 @@
+"""The import map: each source row (table, key) → the Hearth row it became, and its checksum.
+
+It is what makes the import idempotent (an unchanged checksum means nothing to write), resumable
+(a resumed run finds what the killed one committed) and able to resolve foreign keys through
+source ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from peewee import CompositeKey, TextField, UUIDField
+
+from models.base import BaseModel, DateTimeTZField
+from models.db import db
+
+
+class ImportMapEntry(BaseModel):
+    source_table = TextField()
+    source_key = TextField()
+    target_table = TextField()
+    target_id = TextField(null=True)
+    skipped_reason = TextField(null=True)
+    checksum = TextField()
+    first_run_id = UUIDField()
+    last_run_id = UUIDField()
+    last_seen_at = DateTimeTZField()
+    deleted_at_source = DateTimeTZField(null=True)
+
+    class Meta:
+        table_name = "import_map"
+        primary_key = CompositeKey("source_table", "source_key")
+
+
+_UPSERT = """
+INSERT INTO import_map AS m (source_table, source_key, target_table, target_id, skipped_reason, checksum,
+                             first_run_id, last_run_id, last_seen_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (source_table, source_key) DO UPDATE SET
+    target_id = COALESCE(EXCLUDED.target_id, CASE WHEN EXCLUDED.skipped_reason IS NULL THEN m.target_id END),
+    skipped_reason = EXCLUDED.skipped_reason, checksum = EXCLUDED.checksum, last_run_id = EXCLUDED.last_run_id,
+    last_seen_at = EXCLUDED.last_seen_at, deleted_at_source = NULL
+"""
+
+
+class ImportMap:
+    """Reads and writes of the import map, batched per chunk."""
+
+    @staticmethod
+    def entries(source_table: str, keys: Iterable[str]) -> dict[str, ImportMapEntry]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        rows = ImportMapEntry.select().where(
+            (ImportMapEntry.source_table == source_table) & (ImportMapEntry.source_key.in_(keys))
+        )
+        return {row.source_key: row for row in rows}
+
+    @staticmethod
+    def resolve(source_table: str, source_key: str) -> str | None:
+        """The Hearth id of an imported source row; None when it was not imported (or was deleted)."""
+        row = (
+            ImportMapEntry.select(ImportMapEntry.target_id)
+            .where(
+                (ImportMapEntry.source_table == source_table)
+                & (ImportMapEntry.source_key == str(source_key))
+                & ImportMapEntry.deleted_at_source.is_null()
+            )
+            .first()
+        )
+        return row.target_id if row else None
+
+    @staticmethod
+    def record(rows: list[tuple], run_id, seen_at) -> None:
+        """Upsert ``(source_table, source_key, target_table, target_id, skipped_reason, checksum)`` rows."""
+        if rows:
+            params = [(*row, run_id, run_id, seen_at) for row in rows]
+            db.cursor().executemany(_UPSERT, params)
+
+    @staticmethod
+    def touch(source_table: str, keys: list[str], run_id, seen_at) -> int:
+        """Mark rows as still present at the source in this run (unchanged rows, or a delta's key pass)."""
+        if not keys:
+            return 0
+        cursor = db.execute_sql(
+            "UPDATE import_map SET last_run_id = %s, last_seen_at = %s, deleted_at_source = NULL"
+            " WHERE source_table = %s AND source_key = ANY(%s)",
+            (run_id, seen_at, source_table, keys),
+        )
+        return int(cursor.rowcount)
+
+    @staticmethod
+    def missing(
+        source_table: str, run_id, *, limit: int = 500, after: str = "", apply: bool = False
+    ) -> list[ImportMapEntry]:
+        """Imported rows this run did not see at the source (deleted there), by key.
+
+        Those already reported in an earlier run come again only when deletions are applied now.
+        """
+        pending = ImportMapEntry.deleted_at_source.is_null()
+        if apply:
+            pending = pending | ImportMapEntry.deleted_at_source.is_null(False)
+        return list(
+            ImportMapEntry.select()
+            .where(
+                (ImportMapEntry.source_table == source_table)
+                & (ImportMapEntry.last_run_id != run_id)
+                & ImportMapEntry.target_id.is_null(False)
+                & (ImportMapEntry.source_key > after)
+                & pending
+            )
+            .order_by(ImportMapEntry.source_key)
+            .limit(limit)
+        )
+
+    @staticmethod
+    def forget_target(source_table: str, source_key: str) -> None:
+        """The Hearth row was deleted (``--apply-deletes``): the source row no longer maps to it."""
+        ImportMapEntry.update(target_id=None, skipped_reason="deleted-at-source").where(
+            (ImportMapEntry.source_table == source_table) & (ImportMapEntry.source_key == source_key)
+        ).execute()
+
+    @staticmethod
+    def mark_deleted(source_table: str, keys: list[str], at) -> None:
+        if keys:
+            db.execute_sql(
+                "UPDATE import_map SET deleted_at_source = %s"
+                " WHERE source_table = %s AND source_key = ANY(%s) AND deleted_at_source IS NULL",
+                (at, source_table, keys),
+            )
+
+
+__all__ = ["ImportMap", "ImportMapEntry"]

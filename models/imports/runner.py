@@ -1,0 +1,202 @@
+"""The runner of the Supabase import: walks the steps in order, in chunks, each chunk one transaction.
+
+A chunk's Hearth writes, its import-map writes, its report rows, the run's counts and its
+checkpoint (the last source position done) commit together. A run killed at any point (``kill -9``)
+is resumed by running it again: it continues after the last committed checkpoint, and the rows of
+the chunk that was lost are done again as if for the first time, so nothing is duplicated. A row
+whose checksum equals the one in the import map is ``unchanged`` and nothing is written for it.
+
+The runner does not know where it runs: the CLI calls it in its process, the ``imports`` job in a
+worker. ``on_progress`` is called after each chunk (a job reports progress and may stop there when
+cancelled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from models.db import db
+from models.imports.import_map import ImportMap
+from models.imports.report import ImportReportRow
+from models.imports.runs import ImportRun, add_outcome, empty_counts
+from models.imports.steps import FAILED, SKIPPED, UNCHANGED, Outcome, Source, SourceRow, Step, StepContext
+
+log = logging.getLogger("hearth.imports")
+
+CHUNK_SIZE = 500
+KEYS_CHUNK = 5000
+# A delta (--since last) starts this much before the previous run's snapshot: rows committed at the
+# source just around that instant are read again (and found unchanged) rather than missed.
+SINCE_OVERLAP = datetime.timedelta(minutes=5)
+
+
+@dataclasses.dataclass
+class Progress:
+    step: str
+    counts: dict
+    expected: int
+    done: bool = False
+
+
+def batched(rows: Iterable[SourceRow], size: int) -> Iterator[list[SourceRow]]:
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _error_detail(exc: BaseException) -> str:
+    # The first line only: PostgreSQL's DETAIL lines can quote the failing row, password hash included.
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+def validate(source: Source, steps: list[Step]) -> list[str]:
+    """Every problem with the source's columns for these steps; empty when the run may start."""
+    problems: list[str] = []
+    for step in steps:
+        problems.extend(step.check_columns(source.columns(step.name)))
+    return problems
+
+
+def since_for(value: str | None) -> datetime.datetime | None:
+    """``--since``: None (everything), ``last`` (the previous run's snapshot minus an overlap) or a time."""
+    if not value:
+        return None
+    if value == "last":
+        last = ImportRun.last_snapshot()
+        return last - SINCE_OVERLAP if last else None
+    moment = datetime.datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+class Runner:
+    def __init__(
+        self,
+        source: Source,
+        steps: list[Step],
+        run: ImportRun,
+        *,
+        since: datetime.datetime | None = None,
+        apply_deletes: bool = False,
+        chunk_size: int = CHUNK_SIZE,
+        on_progress: Callable[[Progress], None] | None = None,
+        collaborators: dict[str, Any] | None = None,
+    ):
+        self.source, self.steps, self.run_row = source, steps, run
+        self.since, self.apply_deletes, self.chunk_size = since, apply_deletes, chunk_size
+        self.on_progress = on_progress or (lambda progress: None)
+        self.collaborators = collaborators or {}
+
+    def run(self) -> ImportRun:
+        run = self.run_row
+        run.counts = dict(run.counts or {})
+        run.checkpoint = {"done": [], "at": {}, **(run.checkpoint or {})}
+        # A resumed run keeps its first snapshot: what it read before the kill was read then.
+        run.snapshot_at = run.snapshot_at or self.source.snapshot_at
+        for step in self.steps:
+            if step.name in run.checkpoint["done"]:
+                continue
+            self._run_step(step)
+        return run
+
+    def _context(self) -> StepContext:
+        return StepContext(
+            run_id=str(self.run_row.id),
+            options=dict(self.run_row.options or {}),
+            resolve=ImportMap.resolve,
+            dry_run=self.run_row.dry_run,
+            collaborators=self.collaborators,
+        )
+
+    def _run_step(self, step: Step) -> None:
+        run = self.run_row
+        counts = run.counts.setdefault(step.name, empty_counts())
+        expected = step.count(self.source, self.since)
+        after = run.checkpoint["at"].get(step.name)
+        ctx = self._context()
+        for chunk in batched(step.rows(self.source, self.since, after), self.chunk_size):
+            with db.atomic():
+                self._apply_chunk(step, chunk, ctx, counts)
+                run.checkpoint["at"][step.name] = chunk[-1].position
+                run.save_progress()
+            self.on_progress(Progress(step.name, counts, expected))
+        if self.since is not None:
+            self._touch_all_keys(step)
+        self._deletions(step, counts, ctx)
+        with db.atomic():
+            run.checkpoint["done"].append(step.name)
+            run.save_progress()
+        self.on_progress(Progress(step.name, counts, expected, done=True))
+
+    def _apply_chunk(self, step: Step, chunk: list[SourceRow], ctx: StepContext, counts: dict) -> None:
+        run = self.run_row
+        entries = ImportMap.entries(step.name, (row.key for row in chunk))
+        mapped, reported, touched = [], [], []
+        for row in chunk:
+            entry = entries.get(row.key)
+            if entry is not None and entry.checksum == row.checksum and entry.deleted_at_source is None:
+                touched.append(row.key)
+                add_outcome(counts, UNCHANGED, None)
+                continue
+            ctx.previous_id = entry.target_id if entry is not None else None
+            try:
+                with db.atomic():  # a savepoint: one row failing leaves the rest of the chunk standing
+                    outcome = step.apply(row, ctx)
+            except Exception as exc:
+                log.warning("import row failed", extra={"table": step.name, "key": row.key}, exc_info=True)
+                outcome = Outcome.failed("error", _error_detail(exc))
+            if outcome.kind != FAILED:
+                skipped_reason = outcome.reason if outcome.kind == SKIPPED else None
+                mapped.append((step.name, row.key, step.target, outcome.target_id, skipped_reason, row.checksum))
+            if outcome.reason and outcome.kind != UNCHANGED:
+                reported.append((step.name, row.key, outcome.kind, outcome.reason, outcome.detail))
+            add_outcome(counts, outcome.kind, outcome.reason)
+        ImportMap.record(mapped, run.id, run.snapshot_at)
+        ImportMap.touch(step.name, touched, run.id, run.snapshot_at)
+        ImportReportRow.add_many(run.id, reported)
+
+    def _touch_all_keys(self, step: Step) -> None:
+        """A delta read only the changed rows; the others are still there: say so, for deletions."""
+        run = self.run_row
+        keys = step.keys(self.source)
+        while chunk := list(itertools.islice(keys, KEYS_CHUNK)):
+            with db.atomic():
+                ImportMap.touch(step.name, chunk, run.id, run.snapshot_at)
+
+    def _deletions(self, step: Step, counts: dict, ctx: StepContext) -> None:
+        """Rows imported earlier and gone from the source: reported, and applied with ``--apply-deletes``."""
+        run = self.run_row
+        after = ""
+        while missing := ImportMap.missing(step.name, run.id, after=after, apply=self.apply_deletes):
+            after = missing[-1].source_key
+            with db.atomic():
+                reported, marked = [], []
+                for entry in missing:
+                    if self.apply_deletes:
+                        with db.atomic():
+                            outcome = step.delete(entry.target_id, ctx)
+                        applied = outcome.kind != SKIPPED
+                        detail = f"Hearth {step.target} {entry.target_id}: " + (
+                            "deleted" if applied else (outcome.detail or "kept")
+                        )
+                        if applied:
+                            ImportMap.forget_target(step.name, entry.source_key)
+                            counts["deletes_applied"] = counts.get("deletes_applied", 0) + 1
+                    else:
+                        detail = f"Hearth {step.target} {entry.target_id} kept (run with --apply-deletes)"
+                    if entry.deleted_at_source is None:
+                        counts["deleted_at_source"] = counts.get("deleted_at_source", 0) + 1
+                        counts["reported"] = counts.get("reported", 0) + 1
+                        marked.append(entry.source_key)
+                    reported.append((step.name, entry.source_key, SKIPPED, "deleted-at-source", detail))
+                ImportMap.mark_deleted(step.name, marked, run.snapshot_at)
+                ImportReportRow.add_many(run.id, reported)
+                run.save_progress()
+
+
+__all__ = ["CHUNK_SIZE", "SINCE_OVERLAP", "Progress", "Runner", "batched", "since_for", "validate"]

@@ -1,0 +1,171 @@
+"""The source database of a Supabase import: read-only, one snapshot for the whole run, rows streamed.
+
+``SupabaseSource.connect(url)`` opens one connection and one ``REPEATABLE READ, READ ONLY``
+transaction: every table the run reads is read as it was at the same instant (``snapshot_at``,
+the source's ``now()`` in that snapshot, is what the next run's ``--since last`` starts from).
+Rows are streamed through server-side (named) cursors fetched ``itersize`` rows at a time, so a
+table of any size is never held in memory. Another connection may join the same snapshot with
+``snapshot_id`` (``pg_export_snapshot()``), e.g. to read files in parallel.
+
+The URL and its password never appear in a log line or an error message: errors are raised as
+``SourceError`` with the URL's credentials redacted.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg2
+import psycopg2.extras
+from psycopg2 import sql
+
+ITERSIZE = 2000
+_cursor_names = itertools.count(1)
+
+
+class SourceError(Exception):
+    """The source cannot be read (unreachable, refused, not Supabase-shaped). The message is safe to show."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user's password (``postgresql://user:***@host/db``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "[unparseable URL]"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _safe(message: str, url: str) -> str:
+    """An error text with the URL and its password taken out, whatever the driver put in it."""
+    message = message.replace(url, redact_url(url))
+    password = urlsplit(url).password if "://" in url else None
+    if password:
+        message = message.replace(password, "***")
+    return re.sub(r"password=\S+", "password=***", message)
+
+
+def _table(name: str) -> sql.Composed:
+    schema, _, table = name.rpartition(".")
+    return sql.SQL(".").join([sql.Identifier(schema or "public"), sql.Identifier(table)])
+
+
+class SupabaseSource:
+    """One read-only snapshot of the source database (implements ``models.imports.steps.Source``)."""
+
+    def __init__(self, connection, url: str, itersize: int = ITERSIZE):
+        self._conn = connection
+        self._url = url
+        self.itersize = itersize
+        with self._conn.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute("SELECT now()")
+            self.snapshot_at: datetime.datetime = cur.fetchone()[0]
+        self._columns: dict[str, list[str]] | None = None
+
+    @classmethod
+    def connect(cls, url: str, *, itersize: int = ITERSIZE, connect_timeout: int = 10) -> SupabaseSource:
+        if not url:
+            raise SourceError("no source database URL was given (--source-db or SUPABASE_SOURCE_DB_URL)")
+        try:
+            conn = psycopg2.connect(url, connect_timeout=connect_timeout, application_name="hearth-import")
+            conn.autocommit = False
+            return cls(conn, url, itersize)
+        except psycopg2.Error as exc:
+            raise SourceError(f"cannot read the source database {redact_url(url)}: {_safe(str(exc), url)}") from None
+
+    def snapshot_id(self) -> str:
+        """The exported snapshot a second connection can join with ``SET TRANSACTION SNAPSHOT``."""
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT pg_export_snapshot()")
+            return str(cur.fetchone()[0])
+
+    def close(self) -> None:
+        try:
+            self._conn.rollback()
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> SupabaseSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _all_columns(self) -> dict[str, list[str]]:
+        if self._columns is None:
+            columns: dict[str, list[str]] = {}
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+                    " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+                    " ORDER BY table_schema, table_name, ordinal_position"
+                )
+                for schema, table, column in cur:
+                    columns.setdefault(f"{schema}.{table}", []).append(column)
+            self._columns = columns
+        return self._columns
+
+    def tables(self) -> set[str]:
+        return set(self._all_columns())
+
+    def columns(self, table: str) -> list[str]:
+        if "." not in table:
+            table = f"public.{table}"
+        return list(self._all_columns().get(table, []))
+
+    def _query(self, table, columns, where, order_by) -> sql.Composed:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL("*")
+        query = sql.SQL("SELECT {} FROM {}").format(cols, _table(table))
+        if where:
+            query += sql.SQL(" WHERE ") + sql.SQL(where)  # the steps' own SQL text; values go as parameters
+        if order_by:
+            query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.SQL(o) for o in order_by)
+        return query
+
+    def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}").format(_table(table))
+        if where:
+            query += sql.SQL(" WHERE ") + sql.SQL(where)
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(query, tuple(params))
+                return int(cur.fetchone()[0])
+        except psycopg2.Error as exc:
+            raise SourceError(f"cannot count {table}: {_safe(str(exc), self._url)}") from None
+
+    def stream(
+        self,
+        table: str,
+        *,
+        columns: Sequence[str] | None = None,
+        where: str = "",
+        params: Sequence[Any] = (),
+        order_by: Sequence[str] = (),
+    ) -> Iterator[dict[str, Any]]:
+        """Rows as dicts through a named cursor; ``order_by`` items are the steps' own SQL expressions."""
+        query = self._query(table, columns, where, order_by)
+        cur = self._conn.cursor(
+            name=f"hearth_import_{next(_cursor_names)}", cursor_factory=psycopg2.extras.RealDictCursor
+        )
+        cur.itersize = self.itersize
+        try:
+            cur.execute(query, tuple(params))
+            for row in cur:
+                yield dict(row)
+        except psycopg2.Error as exc:
+            raise SourceError(f"cannot read {table}: {_safe(str(exc), self._url)}") from None
+        finally:
+            if not cur.closed:
+                cur.close()
+
+
+__all__ = ["ITERSIZE", "SourceError", "SupabaseSource", "redact_url"]
