@@ -103,7 +103,13 @@ def _create(values: dict, source_key: str) -> Property:
     PropertyHistory.insert_many(
         [
             {"property": listing.id, "at": now, "field": "standard_status", "old_value": None, "new_value": status},
-            {"property": listing.id, "at": now, "field": "list_price", "old_value": None, "new_value": str(listing.list_price)},
+            {
+                "property": listing.id,
+                "at": now,
+                "field": "list_price",
+                "old_value": None,
+                "new_value": str(listing.list_price),
+            },
         ]
     ).execute()
     return listing
@@ -123,7 +129,9 @@ def _attach_photos(listing: Property, upload_ids: list[str]) -> str | None:
     uploads = {str(u.id): u for u in Upload.select().where(Upload.id.in_(ids))} if ids else {}
     elsewhere = [
         str(media.upload_id)
-        for media in PropertyMedia.select().where(PropertyMedia.upload.in_(ids) & (PropertyMedia.property != listing.id))
+        for media in PropertyMedia.select().where(
+            PropertyMedia.upload.in_(ids) & (PropertyMedia.property != listing.id)
+        )
     ]
     if elsewhere:
         return f"photos {', '.join(elsewhere)} belong to another listing"

@@ -154,7 +154,8 @@ def _storage(rule: ColumnRule, value, resolve: Resolve, mapped: MappedRow):
     if value is None:
         return None
     if rule.kind == UPLOADS:
-        items = _json_list(value) if isinstance(value, str) else value
+        # text[] arrives as a list; a JSON array in text is parsed; a single reference is a list of one.
+        items = (_json_list(value) if value.lstrip().startswith("[") else [value]) if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             raise transforms.BadValue("is not a list of Storage references")
         found = (_upload_of(rule, item, resolve, mapped) for item in items if item)

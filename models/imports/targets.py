@@ -85,7 +85,13 @@ def _favorite(fields: dict, previous_id: str | None, source_key: str) -> Outcome
         values["created_at"] = fields["created_at"]
     inserted = Favorite.insert(**values).on_conflict_ignore().execute()
     target_id = f"{user}/{listing}"
-    return Outcome.unchanged(target_id) if previous_id else Outcome.inserted(target_id) if inserted else Outcome.updated(target_id)
+    return (
+        Outcome.unchanged(target_id)
+        if previous_id
+        else Outcome.inserted(target_id)
+        if inserted
+        else Outcome.updated(target_id)
+    )
 
 
 def _conversation(fields: dict, previous_id: str | None, source_key: str) -> Outcome:
@@ -123,7 +129,9 @@ def _message(fields: dict, previous_id: str | None, source_key: str) -> Outcome:
         Message.update(body=body, attachments=attachments).where(Message.id == int(previous_id)).execute()
         return Outcome.updated(previous_id)
     at = fields.get("created_at") or utcnow()
-    message = Message.create(conversation=conversation, sender=sender, body=body, attachments=attachments, created_at=at)
+    message = Message.create(
+        conversation=conversation, sender=sender, body=body, attachments=attachments, created_at=at
+    )
     Conversation.update(last_message_id=message.id, last_message_at=at).where(
         (Conversation.id == conversation)
         & (Conversation.last_message_at.is_null() | (Conversation.last_message_at <= at))
