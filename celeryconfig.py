@@ -23,6 +23,8 @@ task_routes = {
     "tasks.phone.*": {"queue": "notify"},
     "tasks.saved_searches.*": {"queue": "notify"},
     "tasks.exports.*": {"queue": "exports"},
+    # The Supabase import: long runs, apart so they never hold up anything else.
+    "tasks.imports.*": {"queue": "imports"},
     "tasks.maintenance.*": {"queue": "maintenance"},
     # Search index upkeep: per-listing reindexes, full rebuilds, the stale-listing sweep.
     "tasks.search.*": {"queue": "search"},

@@ -22,6 +22,12 @@ beat_schedule = {
         "schedule": 600.0,
         "options": {"expires": 540},
     },
+    # Bans with an end (imported from Supabase) that have ended are lifted, so banned_at tells the truth.
+    "lift-expired-bans": {
+        "task": "tasks.maintenance.lift_expired_bans",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 9 * 60},
+    },
     "purge-expired-tokens": {
         "task": "tasks.maintenance.purge_expired_tokens",
         "schedule": crontab(minute=17),

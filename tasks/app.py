@@ -24,6 +24,7 @@ app = Celery(
         "tasks.maintenance",
         "tasks.jobs",
         "tasks.exports",
+        "tasks.imports",
         "tasks.search",
         "tasks.uploads",
         "tasks.notifications",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from models.accounts import AccountToken, AuthSession, RefreshToken
+from models.accounts import AccountToken, AuthSession, RefreshToken, User
 from models.base import utcnow
 from models.db import connection
 from models.idempotency import purge_expired
@@ -55,3 +55,20 @@ def purge_expired_idempotency_keys() -> dict:
     with connection() as db, db.atomic():
         deleted = purge_expired(utcnow())
     return {"idempotency_keys": deleted}
+
+
+@app.task(name="tasks.maintenance.lift_expired_bans", acks_late=True, ignore_result=True)
+def lift_expired_bans() -> dict:
+    """Clear bans whose ``banned_until`` has passed (imported Supabase bans), so ``banned_at`` agrees.
+
+    ``User.is_banned`` already ignores an ended ban; this keeps queries on ``banned_at`` (the admin
+    user list, reports) telling the same story. Running it twice changes nothing the second time.
+    """
+    now = utcnow()
+    with connection() as db, db.atomic():
+        lifted = (
+            User.update(banned_at=None, banned_until=None, ban_reason=None, updated_at=now)
+            .where(User.banned_at.is_null(False) & User.banned_until.is_null(False) & (User.banned_until <= now))
+            .execute()
+        )
+    return {"lifted": lifted}

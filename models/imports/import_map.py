@@ -26,6 +26,7 @@ class ImportMapEntry(BaseModel):
     last_run_id = UUIDField()
     last_seen_at = DateTimeTZField()
     deleted_at_source = DateTimeTZField(null=True)
+    password_link_at = DateTimeTZField(null=True)
 
     class Meta:
         table_name = "import_map"

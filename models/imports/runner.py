@@ -83,12 +83,13 @@ class Runner:
         *,
         since: datetime.datetime | None = None,
         apply_deletes: bool = False,
-        chunk_size: int = CHUNK_SIZE,
+        chunk_size: int | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         collaborators: dict[str, Any] | None = None,
     ):
         self.source, self.steps, self.run_row = source, steps, run
-        self.since, self.apply_deletes, self.chunk_size = since, apply_deletes, chunk_size
+        self.since, self.apply_deletes = since, apply_deletes
+        self.chunk_size = chunk_size or CHUNK_SIZE
         self.on_progress = on_progress or (lambda progress: None)
         self.collaborators = collaborators or {}
 

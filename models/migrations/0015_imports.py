@@ -40,6 +40,8 @@ def up(migrator, db):
         last_run_id uuid NOT NULL REFERENCES import_runs (id),
         last_seen_at timestamptz NOT NULL,
         deleted_at_source timestamptz,
+        -- auth.users without a password: when --send-password-links queued their email (once each).
+        password_link_at timestamptz,
         PRIMARY KEY (source_table, source_key)
     );
     CREATE INDEX import_map_target_idx ON import_map (target_table, target_id);
