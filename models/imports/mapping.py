@@ -24,11 +24,10 @@ class Mapping:
     buckets: dict[str, str] = field(default_factory=dict)
 
     def steps(self) -> list[Step]:
-        """Storage first (files must exist before the rows that show them), then the app tables in reference order.
-
-        The ``auth`` steps run before all of these.
-        """
-        return [*storage_steps(self.buckets), *ordered_steps(self.tables)]
+        """Storage first when the mapping names buckets (files must exist before the rows that show them),
+        then the app tables in reference order. The ``auth`` steps run before all of these."""
+        files = storage_steps(self.buckets) if self.buckets else []
+        return [*files, *ordered_steps(self.tables)]
 
 
 def parse_mapping(text: str) -> Mapping:

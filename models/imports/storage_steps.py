@@ -20,16 +20,22 @@ them, so the mapping's ``storage_url`` transform finds the upload. The steps nee
 from __future__ import annotations
 
 import datetime
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from peewee import DatabaseError
+
+from models.db import db
 from models.file_rules import SNIFF_BYTES, detect_media_type, display_name, unsupported_reason
 from models.imports.import_map import ImportMapEntry
 from models.imports.mapping_rules import OBJECTS_TABLE, object_key
 from models.imports.report import ImportReportRow
-from models.imports.steps import Outcome, Source, SourceRow, Step, StepContext, source_row
+from models.imports.steps import SKIPPED, Outcome, Source, SourceRow, Step, StepContext, source_row
 from models.uploads import PURPOSES, Upload, new_scan_job, quarantine_key
+
+log = logging.getLogger("hearth.imports")
 
 BUCKETS_TABLE = "storage.buckets"
 USERS_TABLE = "auth.users"
@@ -105,7 +111,9 @@ class ObjectsStep(Step):
         owner = ctx.resolve(USERS_TABLE, str(owner_ref))
         if owner is None:
             return Outcome.skipped("missing-reference", f"column owner_id: auth.users {owner_ref} did not come across")
-        source, storage = ctx.collaborators["storage_source"], ctx.collaborators["storage"]
+        source, storage = ctx.collaborators.get("storage_source"), ctx.collaborators["storage"]
+        if source is None:
+            return Outcome.skipped("no-storage-source", "the import was given no storage endpoint or directory")
         rule = ctx.collaborators["upload_rules"][purpose]
         if ctx.dry_run:
             if not source.exists(bucket, name):
@@ -163,8 +171,14 @@ def report_scan_verdict(upload: Upload, reason: str, detail: str) -> None:
         .where((ImportMapEntry.source_table == OBJECTS_TABLE) & (ImportMapEntry.target_id == str(upload.id)))
         .first()
     )
-    if entry is not None:
-        ImportReportRow.add_many(entry.last_run_id, [(OBJECTS_TABLE, entry.source_key, "quarantined", reason, detail)])
+    if entry is None:
+        return
+    try:
+        with db.atomic():
+            ImportReportRow.add_many(entry.last_run_id, [(OBJECTS_TABLE, entry.source_key, SKIPPED, reason, detail)])
+    except DatabaseError:
+        # The verdict stands whatever happens to the report (its run may have been deleted meanwhile).
+        log.warning("scan verdict not reported on its import", extra={"upload_id": str(upload.id)}, exc_info=True)
 
 
 __all__ = ["BUCKETS_TABLE", "BucketsStep", "ObjectsStep", "bucket_problems", "report_scan_verdict", "storage_steps"]

@@ -75,7 +75,7 @@ class Target:
 TARGETS: dict[str, Target] = {
     "profiles": Target(
         "profiles",
-        {"user": USER, "full_name": VALUE, "role": VALUE, "phone": VALUE, "avatar": UPLOAD},
+        {"user": USER, "full_name": VALUE, "role": VALUE, "avatar": UPLOAD},
         required=("user",),
         open_prefixes=("user_metadata",),
     ),

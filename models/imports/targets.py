@@ -7,10 +7,13 @@ leaves nothing behind, and the run goes on. Rows of the same source row written 
 
 Decisions an operator sees: a profile's avatar is kept as ``user_metadata.avatar_upload_id`` (Hearth
 has no avatar column; the API reads profile data from ``user_metadata``); imported messages notify
-nobody; a conversation's participants are the buyer and the listing's people, as in the API.
+nobody; a conversation's participants are the buyer and the listing's people, as in the API. A
+profile does not carry a phone: ``auth.users`` does, with its confirmation.
 """
 
 from __future__ import annotations
+
+import uuid
 
 from peewee import IntegrityError
 
@@ -62,7 +65,7 @@ def _profile(fields: dict, previous_id: str | None, source_key: str) -> Outcome:
     role = fields.get("role")
     if role is not None and role not in SELF_SERVICE_ROLES:
         return Outcome.skipped("invalid-value", f"role {role!r} is not one of {', '.join(SELF_SERVICE_ROLES)}")
-    changes: dict = {name: fields[name] for name in ("full_name", "role", "phone") if fields.get(name) is not None}
+    changes: dict = {name: fields[name] for name in ("full_name", "role") if fields.get(name) is not None}
     metadata = dict(user.user_metadata or {})
     for name, value in fields.items():
         if name.startswith("user_metadata."):
@@ -124,7 +127,7 @@ def _message(fields: dict, previous_id: str | None, source_key: str) -> Outcome:
     )
     if not takes_part:
         return Outcome.skipped("not-a-participant", f"user {sender} takes no part in conversation {conversation}")
-    attachments = [str(upload_id) for upload_id in fields.get("attachments") or ()]
+    attachments = [uuid.UUID(str(upload_id)) for upload_id in fields.get("attachments") or ()]
     if previous_id is not None and Message.select().where(Message.id == int(previous_id)).exists():
         Message.update(body=body, attachments=attachments).where(Message.id == int(previous_id)).execute()
         return Outcome.updated(previous_id)
