@@ -32,6 +32,7 @@ from api.resources import (
     exports,
     favorites,
     health,
+    imports,
     jobs,
     me,
     moderation,
@@ -220,6 +221,11 @@ def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/v1/admin/jobs/selftest", jobs.JobSelftest(job_views))
     app.add_route("/v1/me/export", exports.MyExport(job_views))
     app.add_route("/v1/downloads/{key:path}", exports.Downloads(services.storage))
+    # The Supabase import (docs/import.md).
+    admin_imports = imports.AdminImports(secret, job_views)
+    app.add_route("/v1/admin/imports", admin_imports)
+    app.add_route("/v1/admin/imports/{import_id}", admin_imports, suffix="item")
+    app.add_route("/v1/admin/imports/{import_id}/report", admin_imports, suffix="report")
 
     # Uploads, virus scanning, signed downloads and listing media (docs/files.md).
     upload_service = UploadService(services.settings, job_views)

@@ -58,6 +58,7 @@ ROLE_PERMISSIONS["admin"] = frozenset().union(*ROLE_PERMISSIONS.values()) | froz
         "admin:reports",
         "admin:notifications",
         "admin:payments",
+        "admin:imports",
     }
 )
 

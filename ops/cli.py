@@ -6,6 +6,7 @@
     hearth run
     hearth keys generate
     hearth payments sandbox-event PAYMENT_INTENT --outcome succeeded|failed|canceled [--api URL]
+    hearth import supabase --source-db URL [--mapping FILE] [--dry-run] [--only T] [--since last] ...
 
 With ``DATABASE_URL`` / ``REDIS_URL`` unset outside production, commands use the
 servers of the ``hearth run`` running on the same ``var/`` (it records them in
@@ -114,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_event.add_argument("--outcome", required=True, choices=("succeeded", "failed", "canceled"))
     sandbox_event.add_argument("--api", help="the API's base URL (default: http://WEB_BIND)")
     sandbox_event.set_defaults(handler=payments_sandbox_event)
+
+    from ops.import_command import add_parser as add_import_parser
+
+    add_import_parser(commands)
     return parser
 
 

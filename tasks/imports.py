@@ -107,6 +107,7 @@ def execute(
     collaborators: dict[str, Any] | None = None,
     job_id=None,
     created_by=None,
+    chunk_size: int | None = None,
 ) -> ImportRun:
     """Run (or resume) one import; ``BadInput`` before anything is written when it cannot start.
 
@@ -125,7 +126,7 @@ def execute(
         since = since_for(request.since)
         options = request.options()
         if request.dry_run:
-            return _dry_run(request, source, steps, since, on_progress, report_sink, collaborators)
+            return _dry_run(request, source, steps, since, on_progress, report_sink, collaborators, chunk_size)
         with db.atomic():
             run = ImportRun.for_job(job_id) if job_id else None
             run = run or ImportRun.unfinished(options)
@@ -141,6 +142,7 @@ def execute(
             apply_deletes=request.apply_deletes,
             on_progress=on_progress,
             collaborators=collaborators,
+            chunk_size=chunk_size,
         )
         try:
             runner.run()
@@ -160,7 +162,7 @@ def execute(
         source.close()
 
 
-def _dry_run(request, source, steps, since, on_progress, report_sink, collaborators) -> ImportRun:
+def _dry_run(request, source, steps, since, on_progress, report_sink, collaborators, chunk_size) -> ImportRun:
     result: dict[str, Any] = {}
     try:
         with db.atomic():
@@ -173,6 +175,7 @@ def _dry_run(request, source, steps, since, on_progress, report_sink, collaborat
                 apply_deletes=request.apply_deletes,
                 on_progress=on_progress,
                 collaborators=collaborators,
+                chunk_size=chunk_size,
             ).run()
             if report_sink is not None:
                 for row in ImportReportRow.of_run(run.id):
