@@ -8,15 +8,20 @@ from models.file_rules import purpose_rules
 from services.supabase_storage import make_storage_source
 
 
-def file_collaborators(settings, storage) -> dict[str, Any]:
-    """``storage_source`` (Supabase's files: its S3 endpoint or an export directory, from settings),
-    ``storage`` (Hearth's) and ``upload_rules`` (each purpose's types and size) for the Storage steps."""
+def file_collaborators(options: dict, settings, storage) -> dict[str, Any]:
+    """The Storage steps' collaborators: ``storage_source`` (Supabase's files, from ``options``: ``dir``,
+    or ``endpoint``/``region``/``key_id``/``secret``; None when neither is given), ``storage`` (Hearth's)
+    and ``upload_rules`` (each purpose's types and size, from ``settings``).
+
+    ``StorageSourceError`` when the directory does not exist: the import cannot start.
+    """
+    directory = options.get("dir") or None
     source = make_storage_source(
-        endpoint=settings.supabase_storage_endpoint or None,
-        directory=settings.supabase_storage_dir or None,
-        region=settings.supabase_storage_region or "us-east-1",
-        access_key=settings.supabase_storage_key_id,
-        secret_key=settings.supabase_storage_secret,
+        directory=directory,
+        endpoint=None if directory else options.get("endpoint") or None,
+        region=options.get("region") or "us-east-1",
+        access_key=options.get("key_id") or "",
+        secret_key=options.get("secret") or "",
     )
     return {"storage_source": source, "storage": storage, "upload_rules": purpose_rules(settings)}
 

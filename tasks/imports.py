@@ -262,7 +262,7 @@ def run_supabase(ctx: JobContext) -> dict:
         collaborators={
             "supabase_storage": storage,
             "scanner": runtime().scanner,
-            **file_collaborators(runtime().settings, runtime().storage),
+            **file_collaborators(storage, runtime().settings, runtime().storage),
         },
         job_id=ctx.job.id,
         created_by=ctx.job.owner_id,
