@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ops.import_command import add_parser as add_import_parser
 
-    add_import_parser(commands)
+    add_import_parser(commands, database=_database)
     return parser
 
 

@@ -25,7 +25,8 @@ from typing import Any
 EXIT_OK, EXIT_REPORTED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def add_parser(commands) -> None:
+def add_parser(commands, *, database) -> None:
+    """Register ``import supabase``; ``database`` is the ``hearth`` command's database context (``ops.cli``)."""
     import_parser = commands.add_parser("import", help="bring data over from another backend")
     sources = import_parser.add_subparsers(title="import sources", metavar="SOURCE")
     supabase = sources.add_parser("supabase", help="import a Supabase project (users, app tables, files)")
@@ -47,7 +48,7 @@ def add_parser(commands) -> None:
     )
     supabase.add_argument("--chunk-size", type=int, default=500, help="source rows per transaction (default 500)")
     supabase.add_argument("--report", type=pathlib.Path, help="write every reported row here (.csv or JSON lines)")
-    supabase.set_defaults(handler=import_supabase)
+    supabase.set_defaults(handler=import_supabase, database=database)
 
 
 class _Progress:
@@ -129,7 +130,6 @@ def _storage(args, settings) -> tuple[str | None, dict]:
 
 def import_supabase(args) -> int:
     from models.job_submission import jobs_submitted_after_commit
-    from ops.cli import _database
     from services.jobqueue import CeleryJobQueue
     from services.storage import make_storage
     from services.supabase_storage import StorageSourceError
@@ -166,7 +166,7 @@ def import_supabase(args) -> int:
         return _bad(f"--report: {exc}")
     progress = _Progress(sys.stderr if sys.stderr.isatty() else sys.stdout, sys.stderr.isatty())
     try:
-        with _database(settings), jobs_submitted_after_commit(CeleryJobQueue.from_settings(settings).submit):
+        with args.database(settings), jobs_submitted_after_commit(CeleryJobQueue.from_settings(settings).submit):
             run = execute(
                 request,
                 source_url=args.source_db or settings.supabase_source_db_url,

@@ -53,6 +53,14 @@ def _safe(message: str, url: str) -> str:
     return re.sub(r"password=\S+", "password=***", message)
 
 
+def _one(cur: psycopg2.extensions.cursor) -> Any:
+    """The single value of a one-row, one-column result."""
+    row = cur.fetchone()
+    if row is None:
+        raise SourceError("the source answered no row where one was expected")
+    return row[0]
+
+
 def _table(name: str) -> sql.Composed:
     schema, _, table = name.rpartition(".")
     return sql.SQL(".").join([sql.Identifier(schema or "public"), sql.Identifier(table)])
@@ -61,14 +69,14 @@ def _table(name: str) -> sql.Composed:
 class SupabaseSource:
     """One read-only snapshot of the source database (implements ``models.imports.steps.Source``)."""
 
-    def __init__(self, connection, url: str, itersize: int = ITERSIZE):
+    def __init__(self, connection: psycopg2.extensions.connection, url: str, itersize: int = ITERSIZE):
         self._conn = connection
         self._url = url
         self.itersize = itersize
         with self._conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cur.execute("SELECT now()")
-            self.snapshot_at: datetime.datetime = cur.fetchone()[0]
+            self.snapshot_at: datetime.datetime = _one(cur)
         self._columns: dict[str, list[str]] | None = None
 
     @classmethod
@@ -86,7 +94,7 @@ class SupabaseSource:
         """The exported snapshot a second connection can join with ``SET TRANSACTION SNAPSHOT``."""
         with self._conn.cursor() as cur:
             cur.execute("SELECT pg_export_snapshot()")
-            return str(cur.fetchone()[0])
+            return str(_one(cur))
 
     def close(self) -> None:
         try:
@@ -97,7 +105,7 @@ class SupabaseSource:
     def __enter__(self) -> SupabaseSource:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _all_columns(self) -> dict[str, list[str]]:
@@ -122,7 +130,7 @@ class SupabaseSource:
             table = f"public.{table}"
         return list(self._all_columns().get(table, []))
 
-    def _query(self, table, columns, where, order_by) -> sql.Composed:
+    def _query(self, table: str, columns: Sequence[str] | None, where: str, order_by: Sequence[str]) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL("*")
         query = sql.SQL("SELECT {} FROM {}").format(cols, _table(table))
         if where:
@@ -138,7 +146,7 @@ class SupabaseSource:
         try:
             with self._conn.cursor() as cur:
                 cur.execute(query, tuple(params))
-                return int(cur.fetchone()[0])
+                return int(_one(cur))
         except psycopg2.Error as exc:
             raise SourceError(f"cannot count {table}: {_safe(str(exc), self._url)}") from None
 

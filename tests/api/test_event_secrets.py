@@ -27,8 +27,9 @@ from tasks.jobs import sweep_jobs
 from tests.api.money_flow import drive_deal
 from tests.api.test_conversations import make_listing, started
 from tests.api.test_phone_verification import code_in, request_code, texts
-from tests.conftest import make_settings
+from tests.conftest import create_database, drop_database, make_settings
 from tests.factories import make_user
+from tests.imports.supabase_db import SourceDatabase, population
 from tests.services.backends import backend_overrides, png
 
 # A signed link (local storage's ``sig=``, S3's presigned ``X-Amz-Signature``), a link carrying a
@@ -49,6 +50,7 @@ DRIVEN_KINDS = {
     "escrows.collect_deposit",
     "escrows.settle",
     "exports.build_export",
+    "imports.run_supabase",
     "jobs.selftest",
     "notifications.fan_out",
     "payments.apply_event",
@@ -92,12 +94,25 @@ EVENT_TYPES = {
 }
 
 
+@pytest.fixture(scope="module")
+def supabase_source():
+    """A Supabase-shaped source for the import job; its URL carries a password that must stay out of events."""
+    name, url = create_database("hearth_supabase_src")
+    source = SourceDatabase(url)
+    source.create_schema()
+    source.load(population())
+    yield source, url.replace("postgres@", "postgres:src-db-secret@", 1)
+    source.close()
+    drop_database(name)
+
+
 @pytest.fixture
-def settings(database, tmp_path, redis_prefix):
+def settings(database, tmp_path, redis_prefix, supabase_source):
     return make_settings(
         database,
         tmp_path,
         redis_prefix=redis_prefix,
+        supabase_source_db_url=supabase_source[1],
         message_notification_delay=0,
         rate_limit_auth="1000/minute",
         login_lockout_threshold=2,
@@ -215,6 +230,13 @@ def test_no_event_of_any_type_carries_a_link_token_or_code(
     jobs.submitted.remove(cancelled["id"])
     assert client.simulate_post("/v1/admin/search/reindex", headers=admin_headers).status_code == 202
     jobs.run_pending()
+    # The Supabase import, with progress events; its source URL's password is never in one.
+    imported = client.simulate_post(
+        "/v1/admin/imports", headers=admin_headers, json={"only": ["auth.users", "auth.identities"]}
+    )
+    assert imported.status_code == 202, imported.text
+    jobs.run_pending()
+    secrets.add("src-db-secret")
     ago = utcnow() - datetime.timedelta(seconds=5)
     Job.create(kind="jobs.selftest", owner=owner.id, status="running", attempts=1, lease_expires_at=ago)
     Job.create(kind="jobs.selftest", owner=owner.id, status="running", attempts=5, max_attempts=5, lease_expires_at=ago)

@@ -210,6 +210,7 @@ MULTI_LINE_FIELDS = {
     "OfferCreate.message",
     "OfferCounter.message",
     "OfferDecision.reason",
+    "ImportCreate.mapping",
 }
 
 

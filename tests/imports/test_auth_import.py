@@ -165,3 +165,15 @@ def test_expired_bans_are_lifted_by_the_maintenance_task(source, source_users):
     User.update(banned_until=NOW - DAY).where(User.id == source_users["banned_future"].id).execute()
     assert lift_expired_bans()["lifted"] == 1
     assert User.get_by_id(source_users["banned_future"].id).banned_at is None
+
+
+def test_password_links_go_once_to_users_without_a_password(source, source_users):
+    from models.jobs import Job
+
+    run = run_import(source, send_password_links=True)
+    assert run.counts["password_links"]["queued"] == 2
+    sent = Job.select().where(Job.kind == "accounts.send_password_reset")
+    assert sorted(job.input["email"] for job in sent) == ["gina@example.com", "sam@corp.example"]
+    again = run_import(source, send_password_links=True)
+    assert again.counts["password_links"]["queued"] == 0
+    assert sent.count() == 2
