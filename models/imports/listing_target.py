@@ -4,7 +4,8 @@ A listing comes across in the status it has at the source (a sold house is impor
 not walked through the lifecycle with invented history), but every rule between fields holds:
 ``consistency_errors``, who may be the agent, the closing figures of a Closed listing. A later run
 changes the listing through ``Property.apply_changes``, so its history, version and transition
-rules stay Hearth's. Every write marks the listing for the search index, so it becomes searchable
+rules stay Hearth's; a status reached at the source through steps a delta did not see is reached
+here through the lifecycle's shortest path. Every write marks the listing for the search index, so it becomes searchable
 like one created through the API. Photos are the imported uploads, attached in the source's order;
 a photo shows only once its scan is clean (``photos_view`` reads clean uploads only).
 """
@@ -18,9 +19,11 @@ from models.imports.steps import Outcome
 from models.listing_rules import (
     PROPERTY_TYPES,
     STATUSES,
+    TRANSITIONS,
     InvalidListing,
     ListingError,
     agent_errors,
+    can_transition,
     compose_address,
     consistency_errors,
 )
@@ -48,6 +51,7 @@ def write_listing(fields: dict, previous_id: str | None, source_key: str) -> Out
         else:
             changes = {name: value for name, value in values.items() if name not in (*_FIRST_ONLY, "owner_id")}
             changes["list_agent_id"] = values["list_agent_id"]
+            _walk_to(listing, changes.get("standard_status"))
             listing.apply_changes(changes, actor_id=None)
             created = False
     except ListingError as exc:
@@ -59,6 +63,32 @@ def write_listing(fields: dict, previous_id: str | None, source_key: str) -> Out
             return Outcome.skipped("listing-rule", problem)
     search_queue.mark_dirty(listing.id)
     return Outcome.inserted(listing.id) if created else Outcome.updated(listing.id)
+
+
+def _walk_to(listing: Property, status: str | None) -> None:
+    """Move ``listing`` through the statuses between its own and ``status`` (a delta that missed a step:
+    Active, then Closed at the next run, goes through Pending), each step in its history. The last
+    move is left to the caller's change; a status the lifecycle cannot reach stays for it to refuse."""
+    if status is None or status == listing.standard_status or can_transition(listing.standard_status, status):
+        return
+    path = _shortest_path(listing.standard_status, status)
+    for step in path[:-1]:
+        listing.change_status(step, actor_id=None)
+
+
+def _shortest_path(start: str, goal: str) -> list[str]:
+    """The statuses after ``start`` up to ``goal`` along the lifecycle (empty when it cannot get there)."""
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        following = []
+        for status in frontier:
+            for nxt in sorted(TRANSITIONS.get(status, ())):
+                if nxt not in paths:
+                    paths[nxt] = [*paths[status], nxt]
+                    following.append(nxt)
+        frontier = following
+    return paths.get(goal, [start])[1:]
 
 
 def _value_problems(values: dict) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from models.imports.mapping_rules import RowSkipped, TableMapping, source_problems
 from models.imports.steps import Outcome, Source, SourceRow, Step, StepContext, source_row
-from models.imports.targets import write
+from models.imports.targets import delete, write
 
 # A source table with this column is read by it on a delta (``--since``); others are compared by checksum.
 UPDATED_COLUMN = "updated_at"
@@ -58,6 +58,9 @@ class MappingStep(Step):
         except RowSkipped as skipped:
             return Outcome.skipped(skipped.reason, skipped.detail)
         return write(self.target, mapped, ctx.previous_id)
+
+    def delete(self, target_id: str, ctx: StepContext) -> Outcome:
+        return delete(self.target, target_id)
 
 
 def ordered_steps(tables: dict[str, TableMapping]) -> list[Step]:

@@ -25,9 +25,11 @@ from models.favorites import Favorite
 from models.imports.listing_target import write_listing
 from models.imports.mapping_rules import MappedRow
 from models.imports.steps import Outcome
+from models.listing_rules import ListingError
 from models.messages import OwnListing, open_conversation
 from models.properties import Property
 from models.saved_searches import MAX_PER_USER, SavedSearch
+from models.search import queue as search_queue
 
 AVATAR_KEY = "avatar_upload_id"
 
@@ -161,6 +163,32 @@ def _saved_search(fields: dict, previous_id: str | None, source_key: str) -> Out
     return Outcome.inserted(saved.id)
 
 
+def delete(target: str, target_id: str) -> Outcome:
+    """Apply a row's deletion at the source (``--apply-deletes``) to what it became in Hearth.
+
+    A listing is taken off the market as ``DELETE /v1/properties/{id}`` does (its history, offers and
+    conversations stay); a favorite and a saved search are deleted. Users' profiles, conversations
+    and messages are kept (other people's records refer to them) and the deletion is only reported.
+    """
+    if target == "properties":
+        listing = Property.get_or_none(Property.id == target_id)
+        if listing is not None:
+            try:
+                listing.take_off_market(actor_id=None)
+            except ListingError as exc:
+                return Outcome.skipped("deleted-at-source", f"kept: {exc}")
+            search_queue.mark_dirty(listing.id)
+        return Outcome.updated(target_id)
+    if target == "favorites":
+        user, _, listing_id = target_id.partition("/")
+        Favorite.delete().where((Favorite.user == user) & (Favorite.property == listing_id)).execute()
+        return Outcome.updated(target_id)
+    if target == "saved_searches":
+        SavedSearch.delete().where(SavedSearch.id == target_id).execute()
+        return Outcome.updated(target_id)
+    return Outcome.skipped("deleted-at-source", f"{target} are kept in Hearth when deleted at the source")
+
+
 _WRITERS = {
     "profiles": _profile,
     "properties": write_listing,
@@ -170,4 +198,4 @@ _WRITERS = {
     "saved_searches": _saved_search,
 }
 
-__all__ = ["AVATAR_KEY", "write"]
+__all__ = ["AVATAR_KEY", "delete", "write"]

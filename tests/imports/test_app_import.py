@@ -20,7 +20,7 @@ from models.imports.report import ImportReportRow
 from models.imports.runs import total
 from models.imports.targets import AVATAR_KEY
 from models.jobs import Job
-from models.properties import Property
+from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearch
 from models.uploads import SCAN_KIND, PropertyMedia, Upload
 from services.supabase_storage import S3StorageSource
@@ -234,3 +234,37 @@ def world_seller(source) -> str:
     with source.conn.cursor() as cur:
         cur.execute("SELECT owner_id FROM public.listings LIMIT 1")
         return str(cur.fetchone()[0])
+
+
+def test_a_delta_picks_up_a_sale_a_new_row_and_a_deletion(source, source_users, world, runtime, s3_source):
+    for table in ("public.listings", "storage.objects"):
+        source.execute(f"UPDATE {table} SET updated_at = now() - interval '1 day'")  # noqa: S608 - fixed names
+    run(source, runtime, s3_source)
+    buyer = source_users["bcrypt_2b"].id
+    listing = Property.get_by_id(world.listing_ok)
+    assert listing.standard_status == "Active"
+    source.execute(
+        "UPDATE public.listings SET status = 'sold', sold_price = '1200000.00', sold_on = '2026-11-30',"
+        " updated_at = now() WHERE id = %s",
+        (world.listing_ok,),
+    )
+    source.execute("INSERT INTO public.favorites (user_id, listing_id) VALUES (%s, %s)", (buyer, world.listing_sold))
+    source.execute("DELETE FROM public.saved_searches WHERE id = %s", (world.search,))
+
+    delta = run(source, runtime, s3_source, since="last", apply_deletes=True)
+    listings = delta.counts["public.listings"]
+    assert total(listings, "updated") == 1 and listings["read"] == 1  # only the changed row was read
+    sold = Property.get_by_id(world.listing_ok)
+    assert (sold.standard_status, sold.close_price, sold.version) == ("Closed", 120000000, listing.version + 2)
+    statuses = [
+        h.new_value
+        for h in PropertyHistory.select()
+        .where((PropertyHistory.property == sold.id) & (PropertyHistory.field == "standard_status"))
+        .order_by(PropertyHistory.id)
+    ]
+    assert statuses == ["Active", "Pending", "Closed"]  # the step the delta did not see, walked through
+    assert Favorite.select().where((Favorite.user == buyer) & (Favorite.property == world.listing_sold)).exists()
+    assert total(delta.counts["public.favorites"], "inserted") == 1
+    assert not SavedSearch.select().where(SavedSearch.user == buyer).exists()
+    assert delta.counts["public.saved_searches"]["deletes_applied"] == 1
+    assert delta.counts["storage.objects"]["read"] == 0  # no file changed
