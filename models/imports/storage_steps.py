@@ -115,11 +115,14 @@ class ObjectsStep(Step):
         if source is None:
             return Outcome.skipped("no-storage-source", "the import was given no storage endpoint or directory")
         rule = ctx.collaborators["upload_rules"][purpose]
+        upload_id = uuid.uuid4()
+        filename = display_name(name.rsplit("/", 1)[-1], fallback="file")
         if ctx.dry_run:
+            # Nothing is copied; the row (rolled back with the dry run) lets the app tables' rows find the file.
             if not source.exists(bucket, name):
                 return Outcome.skipped("missing-object", f"{bucket}/{name}: no bytes in the storage source")
-            return Outcome.inserted(ctx.previous_id or "dry-run")
-        upload_id = uuid.uuid4()
+            Upload.create(id=upload_id, owner=owner, purpose=purpose, status="pending_scan", filename=filename)
+            return Outcome.inserted(upload_id)
         key = quarantine_key(upload_id)
         copied = source.copy_to(storage, bucket, name, key, max_bytes=rule.max_bytes)
         if copied.status == "missing":
@@ -135,7 +138,7 @@ class ObjectsStep(Step):
             owner=owner,
             purpose=purpose,
             status="pending_scan",
-            filename=display_name(name.rsplit("/", 1)[-1], fallback="file"),
+            filename=filename,
             content_type=media_type,
             size=copied.size,
             sha256=copied.sha256,

@@ -30,7 +30,7 @@ from tasks.uploads import scan_upload
 from tests.api.conftest import RecordingJobQueue
 from tests.conftest import make_settings
 from tests.imports.supabase_app import PROJECT, create_app_schemas, load_app
-from tests.services.backends import S3_CREDENTIALS, clamd_url, eicar, pdf, png, s3_endpoint
+from tests.services.backends import S3_CREDENTIALS, clamd_url, eicar, pdf, png, s3_endpoint, stored_keys
 
 MAPPING = (pathlib.Path(__file__).parents[2] / "ops" / "import" / "example-mapping.toml").read_text()
 
@@ -268,3 +268,12 @@ def test_a_delta_picks_up_a_sale_a_new_row_and_a_deletion(source, source_users, 
     assert not SavedSearch.select().where(SavedSearch.user == buyer).exists()
     assert delta.counts["public.saved_searches"]["deletes_applied"] == 1
     assert delta.counts["storage.objects"]["read"] == 0  # no file changed
+
+
+def test_a_dry_run_reports_what_a_run_would_and_copies_nothing(source, world, runtime, s3_source):
+    dry = run(source, runtime, s3_source, dry_run=True)
+    assert not Upload.select().exists() and not Property.select().exists()
+    assert stored_keys(runtime.storage) == []
+    real = run(source, runtime, s3_source)
+    for table in ("public.listings", "public.profiles", "public.messages", "storage.objects"):
+        assert dry.counts[table] == real.counts[table], table
