@@ -171,7 +171,11 @@ def report_scan_verdict(upload: Upload, reason: str, detail: str) -> None:
     on the run that imported it (nothing for uploads that came through the API)."""
     entry = (
         ImportMapEntry.select(ImportMapEntry.source_key, ImportMapEntry.last_run_id)
-        .where((ImportMapEntry.source_table == OBJECTS_TABLE) & (ImportMapEntry.target_id == str(upload.id)))
+        .where(
+            (ImportMapEntry.target_table == ObjectsStep.target)
+            & (ImportMapEntry.target_id == str(upload.id))
+            & (ImportMapEntry.source_table == OBJECTS_TABLE)
+        )
         .first()
     )
     if entry is None:
