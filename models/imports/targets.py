@@ -28,7 +28,8 @@ from models.imports.steps import Outcome
 from models.listing_rules import ListingError
 from models.messages import OwnListing, open_conversation
 from models.properties import Property
-from models.saved_searches import MAX_PER_USER, SavedSearch
+from models.saved_searches import LIST_PARAMS, MAX_PER_USER, SavedSearch
+from models.search import InvalidSearch, parse_query
 from models.search import queue as search_queue
 
 AVATAR_KEY = "avatar_upload_id"
@@ -149,6 +150,14 @@ def _saved_search(fields: dict, previous_id: str | None, source_key: str) -> Out
     if not isinstance(query, dict):
         return Outcome.skipped("invalid-value", "a saved search's query is a JSON object of search parameters")
     query = {name: value for name, value in query.items() if value is not None}
+    # The rules of GET /v1/properties, as for a search saved through the API: the alerts run it later.
+    try:
+        parse_query(query)
+    except InvalidSearch as exc:
+        return Outcome.skipped("invalid-value", f"the saved query: {exc}")
+    commas = [name for name in LIST_PARAMS for value in query.get(name) or () if "," in str(value)]
+    if commas:
+        return Outcome.skipped("invalid-value", f"the saved query: {', '.join(commas)} values must not hold a comma")
     values = {"name": str(fields["name"])[:200], "query": query, "alerts": bool(fields.get("alerts", True))}
     existing = SavedSearch.get_or_none(SavedSearch.id == previous_id) if previous_id else None
     if existing is not None:

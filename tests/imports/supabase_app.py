@@ -238,4 +238,5 @@ def load_app(source: SourceDatabase, users: dict, files: dict[str, bytes]) -> Ap
         filters={"city": "São Paulo", "min_price": 100000},
         notify=None,
     )
+    insert(source, "public.saved_searches", id=str(uuid.uuid4()), user_id=buyer, name="bad", filters={"colour": "red"})
     return ids

@@ -192,6 +192,7 @@ def test_app_tables_and_files_come_across_or_are_reported(source, source_users, 
     assert Conversation.get_by_id(conversation.id).last_message_id == messages[1].id
     assert counts["public.messages"]["skipped"] == {"missing-reference": 1}
     saved = SavedSearch.get(user=buyer)
+    assert counts["public.saved_searches"]["skipped"] == {"invalid-value": 1}  # a query the search refuses
     assert (saved.name, saved.alerts) == ("São Paulo houses", True)
     assert saved.query == {"city": "São Paulo", "min_price": 100000}
 
