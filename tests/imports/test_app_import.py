@@ -16,6 +16,7 @@ from models.conversations import Conversation, ConversationParticipant, Message
 from models.db import db
 from models.favorites import Favorite
 from models.file_rules import purpose_rules
+from models.imports.mapping import parse_mapping
 from models.imports.report import ImportReportRow
 from models.imports.runs import total
 from models.imports.targets import AVATAR_KEY
@@ -23,6 +24,7 @@ from models.jobs import Job
 from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearch
 from models.uploads import SCAN_KIND, PropertyMedia, Upload
+from services.supabase_source import SupabaseSource
 from services.supabase_storage import S3StorageSource
 from tasks.imports import BadInput, ImportRequest, execute
 from tasks.runtime import init_runtime
@@ -278,3 +280,16 @@ def test_a_dry_run_reports_what_a_run_would_and_copies_nothing(source, world, ru
     real = run(source, runtime, s3_source)
     for table in ("public.listings", "public.profiles", "public.messages", "storage.objects"):
         assert dry.counts[table] == real.counts[table], table
+
+
+def test_a_resumed_table_continues_after_its_checkpoint_whatever_its_key(source, world):
+    steps = {step.name: step for step in parse_mapping(MAPPING).steps()}
+    reader = SupabaseSource.connect(source.url)
+    try:
+        for name in ("public.messages", "public.favorites", "public.listings", "storage.objects"):
+            rows = list(steps[name].rows(reader, None))
+            assert len(rows) >= 3, name
+            rest = list(steps[name].rows(reader, None, after=rows[0].position))
+            assert [row.key for row in rest] == [row.key for row in rows[1:]], name
+    finally:
+        reader.close()
