@@ -14,6 +14,7 @@ import json
 import re
 import time
 
+import pyotp
 import pytest
 
 from models.base import utcnow
@@ -47,6 +48,7 @@ DRIVEN_KINDS = {
     "accounts.send_password_reset",
     "accounts.send_signup_notice",
     "accounts.send_unlock_link",
+    "accounts.send_mfa_notice",
     "escrows.collect_deposit",
     "escrows.settle",
     "exports.build_export",
@@ -69,7 +71,9 @@ OWNERLESS_KINDS = {
     "payments.apply_event",
 }
 # Ownerless jobs that publish nothing at all: a daily digest (beat), a listing's reindex.
-SILENT_KINDS = {"notifications.send_digest", "search.reindex_property"}
+# The backup job (beat-made, ownerless) carries only the configured target and the backup's path;
+# tests/tasks/test_backup_schedule.py runs it.
+SILENT_KINDS = {"backups.run_backup", "notifications.send_digest", "search.reindex_property"}
 EVENT_TYPES = {
     "job.queued",
     "job.started",
@@ -157,6 +161,19 @@ def test_no_event_of_any_type_carries_a_link_token_or_code(
     ).json
     secrets |= {login["access_token"], login["refresh_token"]}
     owner_headers = {"Authorization": f"Bearer {login['access_token']}"}
+    # Two-factor login: an authenticator app enrolled and activated (the owner is told by email);
+    # its secret and the recovery codes are shown once, over REST, and nowhere else.
+    enrolled = client.simulate_post("/v1/auth/mfa/totp", headers=owner_headers, json={"friendly_name": "Phone"})
+    assert enrolled.status_code == 201, enrolled.text
+    activated = client.simulate_post(
+        f"/v1/auth/mfa/{enrolled.json['id']}/activate",
+        headers=owner_headers,
+        json={"code": pyotp.TOTP(enrolled.json["secret"]).now()},
+    )
+    assert activated.status_code == 200, activated.text
+    jobs.run_pending()
+    secrets |= {enrolled.json["secret"], *activated.json["recovery_codes"]}
+
     # Someone signs up with the taken address (the owner is told by email), then tries passwords
     # from several addresses until the account locks (the owner gets an unlock link).
     again = client.simulate_post(
