@@ -36,7 +36,11 @@ _DISABLED = {"phone": "Phone", "webauthn": "WebAuthn"}
 
 
 def _factor(req, factor_id: str) -> MfaFactor:
-    """The caller's own factor ``factor_id`` (another user's is not found either)."""
+    """The caller's own factor ``factor_id`` (another user's is not found either).
+
+    A session that owes its account's second factor may prove only a verified one: a factor
+    enrolled but never verified is not a way past the second step.
+    """
     try:
         wanted = uuid.UUID(factor_id)
     except ValueError:
@@ -44,6 +48,8 @@ def _factor(req, factor_id: str) -> MfaFactor:
     factor = MfaFactor.get_or_none((MfaFactor.id == wanted) & (MfaFactor.user == req.context.principal.user_id))
     if factor is None:
         raise gotrue_error(falcon.HTTP_404, "mfa_factor_not_found", "Factor not found")
+    if req.context.principal.mfa_pending and not factor.verified:
+        raise _insufficient_aal(falcon.HTTP_403, "Verify one of your verified factors first")
     return factor
 
 

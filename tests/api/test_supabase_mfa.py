@@ -306,3 +306,23 @@ def test_wrong_codes_count_toward_the_login_lockout(client, user, settings, cloc
     assert int(locked.headers["retry-after"]) >= 1, body
     # The password step is locked for this account and address too: one count for both.
     assert_gotrue(sign_in(client, user.email), 429, "over_request_rate_limit")
+
+
+def test_an_aal1_session_cannot_get_past_its_second_step_with_an_unverified_factor(client, user, settings):
+    enroll_totp(user, settings.secret_key)
+    half = MfaFactor.create(user=user.id, friendly_name="Half", secret_sealed=b"x" * 40)  # enrolled, never verified
+    session = signed_in(client, user)
+    assert_gotrue(
+        client.simulate_post(f"/auth/v1/factors/{half.id}/challenge", json={}, headers=auth(session)),
+        403,
+        "insufficient_aal",
+    )
+    assert_gotrue(
+        client.simulate_post(
+            f"/auth/v1/factors/{half.id}/verify",
+            json={"challenge_id": str(half.id), "code": "123456"},
+            headers=auth(session),
+        ),
+        403,
+        "insufficient_aal",
+    )
