@@ -326,3 +326,26 @@ def test_an_aal1_session_cannot_get_past_its_second_step_with_an_unverified_fact
         403,
         "insufficient_aal",
     )
+
+
+def test_a_recovery_session_of_a_two_factor_account_needs_the_code_before_a_new_password(
+    client, jobs, outbox, user, settings, clock
+):
+    secret = enroll_totp(user, settings.secret_key)
+    client.simulate_post("/auth/v1/recover", json={"email": user.email}, headers=V2024)
+    jobs.run_pending()
+    recovered = client.simulate_post(
+        "/auth/v1/verify",
+        json={"type": "recovery", "token": outbox.token_for(user.email), "email": user.email},
+        headers=V2024,
+    ).json
+    assert claims(recovered)["mfa_pending"] is True  # the mailbox alone is one factor, not two
+    new_password = {"password": "another long passphrase here"}
+    assert_gotrue(
+        client.simulate_put("/auth/v1/user", json=new_password, headers=auth(recovered)), 403, "insufficient_aal"
+    )
+    factor_id = str(only_factor(user).id)
+    started = challenge(client, recovered, factor_id)
+    raised = verify(client, recovered, factor_id, started["id"], code(secret, clock)).json
+    changed = client.simulate_put("/auth/v1/user", json=new_password, headers=auth(raised))
+    assert changed.status_code == 200, changed.text
