@@ -48,6 +48,7 @@ from api.resources import (
     saved_searches,
     search,
     supabase_auth,
+    supabase_factors,
     supabase_user,
     uploads,
     webhooks,
@@ -338,6 +339,7 @@ def add_supabase_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/auth/v1/signup", supabase_auth.Signup())
     app.add_route("/auth/v1/token", supabase_auth.Token())
     app.add_route("/auth/v1/user", supabase_user.SupabaseUser())
+    supabase_factors.add_routes(app)  # supabase-js mfa.* on the same factors as /v1/auth/mfa
     app.add_route("/auth/v1/logout", supabase_auth.Logout())
     app.add_route("/auth/v1/recover", supabase_auth.Recover())
     app.add_route("/auth/v1/verify", supabase_auth.Verify())

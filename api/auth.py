@@ -8,6 +8,12 @@ A user whose role is one of ``MFA_REQUIRED_ROLES`` holds that role's own powers
 (the ``admin:*`` permissions, ``is_admin``) only in a session that proved a
 second factor (``aal2``); below it they act as a user of no special role, and
 an operation that needs such a permission answers 403 ``mfa-required``.
+
+A session that proved only a password while its account has two-factor login on
+(``Principal.mfa_pending``: the Supabase-compatible API's aal1 sign-in) may use
+only the operations declared ``before_mfa=True`` (completing the second factor,
+reading the user, signing out); everything else answers 403 ``mfa-required``
+(GoTrue's ``insufficient_aal`` on ``/auth/v1``).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class Principal:
     aal: str = "aal1"
     # The role demands a second factor (MFA_REQUIRED_ROLES) and this session has not proved one.
     needs_mfa: bool = False
+    # The account has a verified factor and this session has not proved it yet (see the module doc).
+    mfa_pending: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -68,6 +76,20 @@ def mfa_required(user_id: str) -> Problem:
             "then activate it), then log in again or verify a code to use this."
         )
     return Problem(falcon.HTTP_403, "Two-factor login required", detail, slug="mfa-required")
+
+
+def second_factor_pending() -> Problem:
+    """403 ``mfa-required`` for a session that owes its account's second factor (``insufficient_aal``)."""
+    problem = Problem(
+        falcon.HTTP_403,
+        "Two-factor login required",
+        "This session has proved only a password and the account has two-factor login on: verify a code "
+        "from your authenticator app first (POST /v1/auth/mfa/challenge, then POST /v1/auth/mfa/verify; "
+        "or supabase-js mfa.challenge and mfa.verify).",
+        slug="mfa-required",
+    )
+    _tagged(problem, "insufficient_aal", 403)
+    return problem
 
 
 class Authenticator:
@@ -112,4 +134,5 @@ class Authenticator:
             token_expires_at=claims.expires_at,
             aal=claims.aal,
             needs_mfa=role in self.mfa_roles and claims.aal != "aal2",
+            mfa_pending=claims.mfa_pending,
         )

@@ -212,6 +212,16 @@ def login(req: falcon.Request, email: str, password: str) -> SignedIn | SecondFa
     return start_session(req, user)
 
 
+def password_session(req: falcon.Request, email: str, password: str) -> SignedIn:
+    """Log in with email and password straight to a session, at aal1 even when the account has a factor.
+
+    For the Supabase-compatible API, whose clients raise the session to aal2 afterwards
+    (``mfa.challenge`` + ``mfa.verify``). Until they do, the session's tokens carry
+    ``mfa_pending`` and open nothing but that (``api.auth``). Raises as ``login`` does.
+    """
+    return start_session(req, check_password(req, email, password))
+
+
 def refresh(req: falcon.Request, raw: str) -> SignedIn:
     """Rotate a refresh token (single use); a replayed one ends its whole session. Raises ``RefreshFailed``."""
     try:

@@ -5,19 +5,25 @@ factor; the ``/v1`` login calls it right after the password check (and so can an
 flow). ``prove`` checks a TOTP code or a recovery code under the same lockout as passwords:
 every wrong code counts as a failed login of the account from the caller's address, and a
 challenge dies after ``CHALLENGE_MAX_ATTEMPTS`` of them. ``elevate`` raises a signed-in session to
-``aal2`` and hands it a new refresh token (its earlier unused ones stop working).
+``aal2`` and hands it a new refresh token (its earlier unused ones stop working). ``activate`` and
+``remove`` are a factor's first verification and its removal, with their audit and notice emails.
+Both auth APIs (``/v1/auth/mfa*`` and the Supabase-compatible ``/auth/v1/factors*``) use these.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 
 import falcon
+from peewee import IntegrityError
 
+from api.audit import audit
 from api.errors import Problem, too_many_requests, validation_error
 from api.operation import client_ip
 from models import mfa, sessions
 from models.accounts import AuthSession, User
+from models.db import db
 from models.jobs import Job
 from models.mfa import CHALLENGE_TTL_SECONDS, MfaChallenge, MfaFactor
 from services.client_address import address_bucket
@@ -125,3 +131,59 @@ def notify(user_id, change: str) -> Job:
         owner=user_id,
         input={"user_id": str(user_id), "change": change},
     )
+
+
+def enroll_totp(req, user: User, name: str | None) -> tuple[MfaFactor, str] | None:
+    """A new unverified TOTP factor of ``user`` named ``name`` and its secret; None when the name is taken.
+
+    The caller decides first whether the session may enroll (aal2 once a factor is verified) and
+    shows the secret once, in its answer.
+    """
+    totp = req.context.services.totp
+    factor_id = uuid.uuid4()
+    secret = totp.new_secret()
+    try:
+        with db.atomic():
+            factor = MfaFactor.create(
+                id=factor_id, user=user.id, friendly_name=name, secret_sealed=totp.seal(secret, factor_id)
+            )
+            audit(req, "user.mfa_enroll", user.id, after={"factor_id": str(factor_id), "friendly_name": name})
+    except IntegrityError:  # the unique index on (user, friendly_name)
+        return None
+    return factor, secret
+
+
+def activate(req, user: User, factor: MfaFactor, session_id, *, recovery_codes: bool) -> tuple[AuthSession, str, list]:
+    """After ``prove`` accepted the first code of ``factor``: the session becomes aal2 (returned with its new
+    refresh token), the account's other password-only sessions end, and the owner is emailed.
+
+    With ``recovery_codes``, the first verified factor brings ten recovery codes (returned: shown once).
+    """
+    with db.atomic():
+        codes = [] if not recovery_codes or mfa.recovery_codes_left(user.id) else mfa.issue_recovery_codes(user.id)
+        others = AuthSession.select(AuthSession.id).where(
+            (AuthSession.user == user.id) & (AuthSession.aal == "aal1") & AuthSession.revoked_at.is_null()
+        )
+        revoked = sessions.revoke([row.id for row in others if str(row.id) != str(session_id)], reason="mfa_enabled")
+        session, refresh = elevate(session_id, "totp")
+        audit(req, "user.mfa_activate", user.id, after={"factor_id": str(factor.id), "sessions_revoked": len(revoked)})
+        notify(user.id, "enabled")
+    req.context.services.sessions.mark_revoked(revoked)
+    return session, refresh, codes
+
+
+def remove(req, user: User, factor: MfaFactor) -> bool:
+    """Delete ``factor`` (its removal already authorised); returns whether two-factor login is now off.
+
+    Once no verified factor is left the recovery codes go and the account's sessions are aal1 again.
+    The owner is emailed when a verified factor goes.
+    """
+    with db.atomic():
+        factor.delete_instance()
+        last = not mfa.has_verified_factor(user.id)
+        if last:
+            mfa.turn_off(user.id)
+        audit(req, "user.mfa_remove", user.id, after={"factor_id": str(factor.id), "mfa_off": last})
+        if factor.verified:
+            notify(user.id, "disabled" if last else "factor_removed")
+    return last

@@ -245,6 +245,8 @@ def _responses(op, refs: dict, path_parameters: bool) -> dict:
     statuses = set(op.errors) | {500}
     if op.auth != "none":
         statuses.add(401)
+        if not op.before_mfa:
+            statuses.add(403)  # a session that still owes its account's second factor
     if op.permission:
         statuses.add(403)
     if op.body is not None:
@@ -266,6 +268,8 @@ def _responses(op, refs: dict, path_parameters: bool) -> dict:
         description = _ERRORS.get(status) or _reason(status)
         if status == 403 and op.permission:
             description = f"The caller lacks the `{op.permission}` permission, or may not do this."
+        if status == 403 and op.auth != "none" and not op.before_mfa:
+            description = _with_pending_second_factor(description, alone=not op.permission and 403 not in op.errors)
         if op.idempotent and status in _IDEMPOTENCY_ERRORS:
             other = status in op.errors or (status == 422 and op.body is not None)
             text = _IDEMPOTENCY_ERRORS[status]
@@ -276,6 +280,18 @@ def _responses(op, refs: dict, path_parameters: bool) -> dict:
             "content": {PROBLEM_JSON: {"schema": refs[Problem]}},
         }
     return responses
+
+
+_PENDING_SECOND_FACTOR = (
+    "the session proved only a password and the account has two-factor login on "
+    "(problem type `mfa-required`: verify a code first)"
+)
+
+
+def _with_pending_second_factor(description: str, *, alone: bool) -> str:
+    if alone:
+        return _PENDING_SECOND_FACTOR[0].upper() + _PENDING_SECOND_FACTOR[1:] + "."
+    return f"{description.rstrip('.')}; or {_PENDING_SECOND_FACTOR}."
 
 
 _IDEMPOTENCY_KEY = {

@@ -27,6 +27,7 @@ import falcon
 import msgspec
 
 from api import idempotency
+from api.auth import second_factor_pending
 from api.errors import Problem, too_many_requests, unauthorized, validation_error
 from api.schemas import PATTERN_MESSAGES
 from services.client_address import address_bucket, client_address
@@ -68,6 +69,8 @@ class Operation:
     prefetch: object = None
     # Honours an Idempotency-Key header: a retry with the same key replays the stored response.
     idempotent: bool = False
+    # Open to a session that still owes its account's second factor (api.auth's ``mfa_pending``).
+    before_mfa: bool = False
 
     def __post_init__(self) -> None:
         if self.idempotent and (self.auth != "required" or self.raw_body is not None):
@@ -106,6 +109,8 @@ def operation(summary: str, **spec):
             principal = authenticator.principal(claims, values[0]) if claims is not None else None
             ctx.principal = principal
             ctx.prefetched = values[1:]
+            if principal is not None and principal.mfa_pending and not op.before_mfa:
+                raise second_factor_pending()
             if op.permission is not None:
                 if principal is None:  # an optional-auth operation called without a token
                     raise unauthorized()

@@ -14,6 +14,7 @@ import falcon
 import msgspec
 
 from api.errors import Problem
+from models import mfa
 from models.accounts import AuthSession, User
 from models.identities import UserIdentity
 
@@ -84,9 +85,29 @@ def user_metadata(user: User) -> dict[str, Any]:
     return {**(user.user_metadata or {}), "full_name": user.full_name}
 
 
+def factor_view(factor: mfa.MfaFactor) -> dict[str, Any]:
+    """A factor as GoTrue lists it in the user (supabase-js ``mfa.listFactors`` reads these): never its secret."""
+    view = {
+        "id": str(factor.id),
+        "factor_type": factor.factor_type,
+        "status": factor.status,
+        "phone": "",
+        "created_at": _time(factor.created_at),
+        "updated_at": _time(factor.updated_at),
+        "last_challenged_at": _time(factor.last_used_at),
+    }
+    if factor.friendly_name:  # GoTrue leaves an empty name out
+        view["friendly_name"] = factor.friendly_name
+    return view
+
+
 def user_view(user: User) -> dict[str, Any]:
-    """A user in GoTrue's shape (what ``GET /auth/v1/user`` answers and sessions carry)."""
+    """A user in GoTrue's shape (what ``GET /auth/v1/user`` answers and sessions carry).
+
+    ``factors`` is there only when the user has some, as GoTrue leaves it out when empty.
+    """
     found = identities(user)
+    factors = mfa.factors_of(user.id)
     providers = list(dict.fromkeys(item["provider"] for item in found)) or ["email"]
     phone_confirmed = user.phone_verified_at if user.phone else None
     return {
@@ -106,6 +127,7 @@ def user_view(user: User) -> dict[str, Any]:
         "updated_at": _time(user.updated_at),
         "is_anonymous": False,
         **({"banned_until": _time(user.banned_until)} if user.banned_until else {}),
+        **({"factors": [factor_view(factor) for factor in factors]} if factors else {}),
     }
 
 
@@ -151,9 +173,15 @@ def access_claims(user: User, session: AuthSession, methods: list[str]) -> dict[
 
 
 def session_view(services, user: User, session: AuthSession, refresh_token: str, methods: list[str]) -> dict:
-    """A GoTrue session: a fresh access token, its lifetime, the refresh token and the user."""
+    """A GoTrue session: a fresh access token, its lifetime, the refresh token and the user.
+
+    A session that owes its account's second factor gets a token that says so (``api.auth``).
+    """
     token, expires_at = services.tokens.issue_compat(
-        user_id=user.id, session_id=session.id, claims=access_claims(user, session, methods)
+        user_id=user.id,
+        session_id=session.id,
+        claims=access_claims(user, session, methods),
+        mfa_pending=mfa.second_factor_pending(session),
     )
     return {
         "access_token": token,

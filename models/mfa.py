@@ -154,6 +154,15 @@ def has_verified_factor(user_id) -> bool:
     return MfaFactor.select().where((MfaFactor.user == user_id) & (MfaFactor.status == "verified")).exists()
 
 
+def second_factor_pending(session: AuthSession) -> bool:
+    """Whether ``session`` proved only a password while its account has a verified factor.
+
+    Such a session exists only on the Supabase-compatible API (supabase-js signs in at aal1, then
+    raises the session with ``mfa.verify``); until then its tokens say so and open nothing else.
+    """
+    return session.aal != "aal2" and has_verified_factor(session.user_id)
+
+
 def normalize_recovery_code(code: str) -> str:
     return "".join(code.split()).replace("-", "").lower()
 

@@ -22,7 +22,7 @@ from models.db import TRANSIENT_ERRORS, connection
 from models.permissions import has_permission
 from models.session_cache import REVOKED, SessionCache
 from relay.channels import CHANNEL_RULES, ChannelCache
-from relay.protocol import SESSION_ENDED, TRY_AGAIN_LATER, UNAUTHENTICATED, Close
+from relay.protocol import MFA_REQUIRED, SESSION_ENDED, TRY_AGAIN_LATER, UNAUTHENTICATED, Close
 from services.tokens import InvalidToken, TokenIssuer
 
 P = ParamSpec("P")
@@ -68,6 +68,8 @@ class RelayAuth:
             claims = self.tokens.verify(token)
         except InvalidToken:
             raise Close(UNAUTHENTICATED, "the access token is invalid or expired") from None
+        if claims.mfa_pending:  # only a password so far on a two-factor account: nothing to see yet
+            raise Close(MFA_REQUIRED, "verify your second factor first, then connect with the new token")
         state = await self.session_state(claims.session_id)
         if state == REVOKED:
             raise Close(SESSION_ENDED, "this session has ended; log in again")

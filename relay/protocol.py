@@ -25,6 +25,8 @@ PROTOCOL_ERROR = 4400  # a message this server does not understand (or a token i
 UNAUTHENTICATED = 4401  # no valid token in time, or the token expired: refresh it, reconnect, resume
 SESSION_ENDED = 4403  # the session was revoked (logout, password change, ban): log in again
 IDLE_TIMEOUT = 4408  # the client sent nothing for RELAY_IDLE_TIMEOUT seconds
+# The session proved only a password and its account has two-factor login on: verify a code first.
+MFA_REQUIRED = 4428
 TOO_SLOW = 4429  # the client did not read fast enough (send queue full): reconnect and resume
 
 CLOSE_REASONS = {
@@ -34,6 +36,7 @@ CLOSE_REASONS = {
     PROTOCOL_ERROR: "protocol error",
     UNAUTHENTICATED: "not authenticated",
     SESSION_ENDED: "session ended",
+    MFA_REQUIRED: "second factor required",
     IDLE_TIMEOUT: "idle timeout",
     TOO_SLOW: "too slow; reconnect and resume",
 }

@@ -44,6 +44,8 @@ CLOCK_SKEW_SECONDS = 30
 VERIFIED_CACHE_SIZE = 20000
 # Ours are ~450 characters; the relay's auth message allows 4096 too.
 MAX_TOKEN_CHARS = 4096
+# Hearth's own claim: the session has proved a password but owes a second factor (true, or absent).
+MFA_PENDING_CLAIM = "mfa_pending"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp")
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
 
@@ -93,6 +95,9 @@ class Claims:
     expires_at: int
     # The assurance level the session reached: aal1 (a password), aal2 (and a second factor).
     aal: str = "aal1"
+    # The account has two-factor login on and this session has not proved a second factor yet:
+    # it may only complete that proof (or end), nothing else (api.auth, relay.auth).
+    mfa_pending: bool = False
 
 
 _KEY_TYPES = "only Ed25519 and P-256 (ES256) keys are accepted"
@@ -223,8 +228,12 @@ class TokenIssuer:
         session_id: uuid.UUID | str,
         aal: str = "aal1",
         amr: list[dict[str, Any]] | None = None,
+        mfa_pending: bool = False,
     ) -> tuple[str, int]:
-        """Return ``(token, expires_at)`` for the user's session, at assurance level ``aal`` proved by ``amr``."""
+        """Return ``(token, expires_at)`` for the user's session, at assurance level ``aal`` proved by ``amr``.
+
+        ``mfa_pending``: the session still owes a second factor (the token then says so).
+        """
         now = int(self.clock())
         exp = now + self.ttl
         payload: dict[str, Any] = {
@@ -240,20 +249,27 @@ class TokenIssuer:
             "aal": aal,
             "amr": amr if amr is not None else [{"method": "password", "timestamp": now}],
         }
+        if mfa_pending:
+            payload[MFA_PENDING_CLAIM] = True
         token = jwt.encode(
             payload, self.keys.signing_key, algorithm=ALGORITHM, headers={"kid": self.keys.signing_kid, "typ": "at+jwt"}
         )
         return token, exp
 
     def issue_compat(
-        self, *, user_id: uuid.UUID | str, session_id: uuid.UUID | str, claims: dict[str, Any]
+        self,
+        *,
+        user_id: uuid.UUID | str,
+        session_id: uuid.UUID | str,
+        claims: dict[str, Any],
+        mfa_pending: bool = False,
     ) -> tuple[str, int]:
         """Return ``(token, expires_at)`` in GoTrue's claim layout for the Supabase-compatible API.
 
         ``aud`` and ``role`` are GoTrue's ``authenticated``; ``sid`` is kept beside
         GoTrue's ``session_id`` so ``verify`` (and so ``/v1``) honours the token.
-        ``claims`` adds the rest (email, phone, aal, amr, metadata). Signed ES256
-        when the ring has a P-256 key, else like ``issue``.
+        ``claims`` adds the rest (email, phone, aal, amr, metadata); ``mfa_pending``
+        as in ``issue``. Signed ES256 when the ring has a P-256 key, else like ``issue``.
         """
         now = int(self.clock())
         exp = now + self.ttl
@@ -270,6 +286,9 @@ class TokenIssuer:
             "exp": exp,
             "jti": uuid.uuid4().hex,
         }
+        payload.pop(MFA_PENDING_CLAIM, None)
+        if mfa_pending:
+            payload[MFA_PENDING_CLAIM] = True
         key: Any = self.keys.compat_signing_key or self.keys.signing_key
         kid = self.keys.compat_signing_kid or self.keys.signing_kid
         algorithm = COMPAT_ALGORITHM if self.keys.compat_signing_key else ALGORITHM
@@ -322,7 +341,12 @@ class TokenIssuer:
         if now >= claims.exp:
             raise InvalidToken("expired")
         return Claims(
-            user_id=claims.sub, role=claims.role, session_id=claims.sid, expires_at=claims.exp, aal=claims.aal
+            user_id=claims.sub,
+            role=claims.role,
+            session_id=claims.sid,
+            expires_at=claims.exp,
+            aal=claims.aal,
+            mfa_pending=claims.mfa_pending,
         )
 
 
@@ -355,3 +379,4 @@ class _Payload(msgspec.Struct):
     iat: int
     # Tokens from before two-factor login carry no level: a password was all they proved.
     aal: Literal["aal1", "aal2"] = "aal1"
+    mfa_pending: bool = False

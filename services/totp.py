@@ -84,11 +84,11 @@ class TotpCodes:
         return found
 
     @staticmethod
-    def uri(secret: str, account: str) -> str:
-        """The ``otpauth://totp/...`` URI an authenticator app reads (issuer Hearth, the account's email)."""
-        label = urllib.parse.quote(f"{ISSUER}:{account}", safe="@:")
+    def uri(secret: str, account: str, *, issuer: str = ISSUER) -> str:
+        """The ``otpauth://totp/...`` URI an authenticator app reads: ``issuer`` (Hearth) and the account."""
+        label = urllib.parse.quote(f"{issuer}:{account}", safe="@:")
         query = urllib.parse.urlencode(
-            {"secret": secret, "issuer": ISSUER, "algorithm": "SHA1", "digits": DIGITS, "period": PERIOD_SECONDS}
+            {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": DIGITS, "period": PERIOD_SECONDS}
         )
         return f"otpauth://totp/{label}?{query}"
 

@@ -21,6 +21,7 @@ from api.schemas.accounts import (
     VerifyEmailRequest,
 )
 from api.schemas.mfa import MfaChallengeView
+from models import mfa
 from models.accounts import AccountToken, User
 from models.db import db
 from services.client_address import address_bucket
@@ -36,7 +37,12 @@ def password_error(field: str, problem: str) -> Problem:
 
 def issue_tokens(services, user: User, session, refresh_token: str) -> dict:
     access, _ = services.tokens.issue(
-        user_id=user.id, role=user.role, session_id=session.id, aal=session.aal, amr=session.amr
+        user_id=user.id,
+        role=user.role,
+        session_id=session.id,
+        aal=session.aal,
+        amr=session.amr,
+        mfa_pending=mfa.second_factor_pending(session),
     )
     return {
         "access_token": access,
@@ -176,7 +182,7 @@ class Refresh:
 
 
 class Logout:
-    @operation("End this session", body=LogoutRequest, status=204, errors=(401,), tags=TAGS)
+    @operation("End this session", body=LogoutRequest, status=204, errors=(401,), tags=TAGS, before_mfa=True)
     def on_post(self, req, resp):
         flows.logout(req, "local")
         resp.status = falcon.HTTP_204

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 
 import falcon
-from peewee import IntegrityError
 
 from api import mfa_flow
 from api.audit import audit
@@ -33,7 +32,7 @@ from api.schemas.mfa import (
     VerifyRequest,
 )
 from models import mfa, sessions
-from models.accounts import AuthSession, User
+from models.accounts import User
 from models.db import db
 from models.mfa import MAX_FACTORS, MfaChallenge, MfaFactor
 from models.passwords import verify_password
@@ -91,14 +90,7 @@ class Factors:
             raise validation_error([{"field": "body.password", "message": "is not correct"}])
         verified = mfa.verified_factors(user.id)
         mfa_flow.prove(req, user, code=body.code, factors=verified or [factor])
-        with db.atomic():
-            factor.delete_instance()
-            last = not mfa.has_verified_factor(user.id)
-            if last:
-                mfa.turn_off(user.id)
-            audit(req, "user.mfa_remove", user.id, after={"factor_id": str(factor.id), "mfa_off": last})
-            if factor.verified:
-                mfa_flow.notify(user.id, "disabled" if last else "factor_removed")
+        mfa_flow.remove(req, user, factor)
         resp.status = falcon.HTTP_204
 
 
@@ -125,17 +117,10 @@ class EnrollTotp:
         if MfaFactor.select().where(MfaFactor.user == principal.user_id).count() >= MAX_FACTORS:
             raise conflict(f"At most {MAX_FACTORS} factors; remove one first.", slug="too-many-factors")
         user = User.get_by_id(principal.user_id)
-        factor_id = uuid.uuid4()
-        secret = services.totp.new_secret()
-        name = body.friendly_name.strip() if body.friendly_name else None
-        try:
-            with db.atomic():
-                factor = MfaFactor.create(
-                    id=factor_id, user=user.id, friendly_name=name, secret_sealed=services.totp.seal(secret, factor_id)
-                )
-                audit(req, "user.mfa_enroll", user.id, after={"factor_id": str(factor_id), "friendly_name": name})
-        except IntegrityError:
-            raise conflict("You already have a factor with this name.", slug="factor-name-taken") from None
+        enrolled = mfa_flow.enroll_totp(req, user, body.friendly_name.strip() if body.friendly_name else None)
+        if enrolled is None:
+            raise conflict("You already have a factor with this name.", slug="factor-name-taken")
+        factor, secret = enrolled
         uri = services.totp.uri(secret, user.email)
         resp.status = falcon.HTTP_201
         resp.location = "/v1/auth/mfa"
@@ -163,24 +148,7 @@ class ActivateFactor:
             raise conflict("This factor is already active.", slug="already-verified")
         user = User.get_by_id(principal.user_id)
         mfa_flow.prove(req, user, code=req.context.body.code, factors=[factor])
-        with db.atomic():
-            codes = [] if mfa.recovery_codes_left(user.id) else mfa.issue_recovery_codes(user.id)
-            revoked = sessions.revoke(
-                [
-                    row.id
-                    for row in AuthSession.select(AuthSession.id).where(
-                        (AuthSession.user == user.id) & (AuthSession.aal == "aal1") & AuthSession.revoked_at.is_null()
-                    )
-                    if str(row.id) != principal.session_id
-                ],
-                reason="mfa_enabled",
-            )
-            session, refresh = mfa_flow.elevate(principal.session_id, "totp")
-            audit(
-                req, "user.mfa_activate", user.id, after={"factor_id": str(factor.id), "sessions_revoked": len(revoked)}
-            )
-            mfa_flow.notify(user.id, "enabled")
-        services.sessions.mark_revoked(revoked)
+        session, refresh, codes = mfa_flow.activate(req, user, factor, principal.session_id, recovery_codes=True)
         resp.media = {
             "factor": MfaFactor.get_by_id(factor.id).view(),
             "recovery_codes": codes,
@@ -221,6 +189,7 @@ class StepUp:
         rate="auth",
         errors=(404, 409),
         tags=TAGS,
+        before_mfa=True,
         description="For a signed-in session that proved only a password: answers a challenge that "
         "`POST /v1/auth/mfa/verify` completes (with this session's token) to raise the session to aal2.",
     )
@@ -254,6 +223,7 @@ class Verify:
         rate="auth",
         errors=(400, 403, 422, 429),
         tags=TAGS,
+        before_mfa=True,
         description="`challenge_id` from the login's answer (no token needed) or from "
         "`POST /v1/auth/mfa/challenge` (with that session's token), and either `code` (six digits from the "
         "app, good once) or `recovery_code` (single use; the owner is emailed). Answers tokens at aal2. "

@@ -35,7 +35,8 @@ def _current_user(req) -> User:
 
 
 class SupabaseUser:
-    @operation("The signed-in user (GoTrue)", tags=TAGS)
+    # supabase-js reads the user's factors before its second step (mfa.listFactors, getAuthenticatorAssuranceLevel).
+    @operation("The signed-in user (GoTrue)", tags=TAGS, before_mfa=True)
     def on_get(self, req, resp):
         resp.media = user_view(_current_user(req))
 

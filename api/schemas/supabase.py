@@ -78,3 +78,25 @@ class VerifyQuery(GoTrueRequest):
     type: VerifyType | None = None
     token: Token | None = None
     redirect_to: Annotated[str, line(2000)] | None = None
+
+
+class EnrollFactorBody(GoTrueRequest):
+    """``POST /auth/v1/factors`` (supabase-js ``mfa.enroll``); only ``totp`` is offered."""
+
+    factor_type: Annotated[str, line(40)] | None = None
+    friendly_name: Annotated[str, line(100)] | None = None
+    issuer: Annotated[str, line(100)] | None = None
+    phone: Annotated[str, line(40)] | None = None
+
+
+class ChallengeFactorBody(GoTrueRequest):
+    """``POST /auth/v1/factors/{id}/challenge``: supabase-js sends its own params (``factorId``), ignored."""
+
+    channel: Annotated[str, line(20)] | None = None
+
+
+class VerifyFactorBody(GoTrueRequest):
+    """``POST /auth/v1/factors/{id}/verify`` (supabase-js ``mfa.verify``)."""
+
+    challenge_id: Annotated[str, line(64)] | None = None
+    code: Annotated[str, line(20)] | None = None

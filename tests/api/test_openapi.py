@@ -308,3 +308,15 @@ def test_a_password_of_spaces_signs_in_as_it_registered(client):
     User.update(email_verified_at=utcnow()).where(User.email == "spaces@example.com").execute()
     login = client.simulate_post("/v1/auth/login", json={"email": "spaces@example.com", "password": password})
     assert login.status_code == 200, login.text
+
+
+def test_a_session_owing_its_second_factor_is_documented_where_it_is_refused(spec):
+    paths = spec["paths"]
+    me = paths["/v1/me"]["get"]["responses"]["403"]["description"]
+    assert "mfa-required" in me
+    assert "mfa-required" in paths["/v1/admin/users"]["get"]["responses"]["403"]["description"]
+    # Open to such a session: ending it, and the step-up that completes it.
+    assert "403" not in paths["/v1/auth/logout"]["post"]["responses"]
+    assert "mfa-required" not in paths["/v1/auth/mfa/challenge"]["post"]["responses"].get("403", {}).get(
+        "description", ""
+    )

@@ -3,8 +3,11 @@
 ``npm ci`` installs the pinned client into tests/supabase_js/node_modules once
 (again only when package-lock.json changes); tests/supabase_js/flow.mjs then
 signs up, confirms, signs in, refreshes, verifies the token's claims, signs
-out, recovers a password, and signs in an imported bcrypt user. Any failed
-step fails this test with the script's output.
+out, recovers a password, signs in an imported bcrypt user, and goes through
+two-factor login with ``mfa.*`` (enroll, a TOTP code computed in node,
+challenge, verify, the assurance levels, an aal1 sign-in that /v1 refuses,
+challengeAndVerify, unenroll). Any failed step fails this test with the
+script's output.
 """
 
 from __future__ import annotations

@@ -346,3 +346,23 @@ def test_browsers_from_other_origins_are_refused_when_origins_are_configured(rel
         assert '"ready"' in await ws.receive_text()
 
     relay.run(scenario)
+
+
+def test_a_session_that_owes_its_second_factor_cannot_connect_or_renew_with_it(relay, token_for, tokens):
+    user = make_user()
+
+    def pending_token() -> str:
+        session, _ = sessions.start_session(user, ttl=3600, user_agent="relay test", ip=None)
+        token, _ = tokens.issue(user_id=user.id, role=user.role, session_id=session.id, mfa_pending=True)
+        return token
+
+    async def scenario(r):
+        refused = await r.connect(pending_token())
+        assert await refused.closed_with() == proto.MFA_REQUIRED
+        # A connection of a session that proved both factors is not taken over by a password-only token.
+        client = await r.connect(token_for(user))
+        assert (await client.recv())["type"] == "ready"
+        await client.send(type="auth", token=pending_token())
+        assert await client.closed_with() == proto.MFA_REQUIRED
+
+    relay.run(scenario)

@@ -2,6 +2,7 @@
 // Run by tests/integration/test_supabase_js_live.py with HEARTH_URL, ANON_KEY, OUTBOX_DIR,
 // IMPORTED_EMAIL and IMPORTED_PASSWORD set. Prints one line per step; exits 1 at the first failure.
 import { createClient, AuthApiError } from '@supabase/supabase-js'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import ws from 'ws'
@@ -45,6 +46,24 @@ async function mailedToken(address, seen) {
     await new Promise((r) => setTimeout(r, 100))
   }
   throw new Error(`no mail with a token to ${address}`)
+}
+
+// RFC 6238 (TOTP: HMAC-SHA1, 30-second steps, six digits) from the base32 secret mfa.enroll returns.
+function totp(secret, stepOffset = 0) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+  let bits = ''
+  for (const char of secret.replace(/=+$/, '').toUpperCase()) {
+    const value = alphabet.indexOf(char)
+    if (value < 0) throw new Error('not base32')
+    bits += value.toString(2).padStart(5, '0')
+  }
+  const key = Buffer.from(bits.match(/.{8}/g).map((byte) => parseInt(byte, 2)))
+  const counter = Buffer.alloc(8)
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + stepOffset))
+  const mac = crypto.createHmac('sha1', key).update(counter).digest()
+  const offset = mac[mac.length - 1] & 0x0f
+  const number = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000
+  return String(number).padStart(6, '0')
 }
 
 async function step(name, fn) {
@@ -154,6 +173,59 @@ await step('an imported user with a bcrypt $2a$ hash signs in with the old passw
   const providers = data.user.identities.map((i) => i.provider)
   check(providers.includes('email') && providers.includes('google'), `identities ${providers}`)
   check(data.user.app_metadata.providers.includes('google'), 'app_metadata.providers')
+})
+
+// Two-factor login with supabase-js's mfa.* calls, on the account above (its password is NEW_PASSWORD now).
+const mfaClient = client()
+let factorId = null
+let secret = null
+
+await step('mfa.enroll answers a TOTP secret, its otpauth URI and an SVG QR code', async () => {
+  ok(await mfaClient.auth.signInWithPassword({ email: EMAIL, password: NEW_PASSWORD }), 'sign in')
+  const data = ok(await mfaClient.auth.mfa.enroll({ factorType: 'totp', friendlyName: 'Phone' }), 'enroll')
+  check(data.type === 'totp' && data.friendly_name === 'Phone' && data.id, 'enroll shape')
+  check(data.totp.qr_code.startsWith('data:image/svg+xml;utf-8,<svg'), 'qr_code as an SVG data URI')
+  check(data.totp.uri.startsWith('otpauth://totp/') && data.totp.secret, 'uri and secret')
+  factorId = data.id
+  secret = data.totp.secret
+})
+
+await step('mfa.challenge + mfa.verify (a code computed here) raise the session to aal2', async () => {
+  const challenge = ok(await mfaClient.auth.mfa.challenge({ factorId }), 'challenge')
+  check(challenge.id && challenge.type === 'totp' && challenge.expires_at > Date.now() / 1000, 'challenge shape')
+  const data = ok(await mfaClient.auth.mfa.verify({ factorId, challengeId: challenge.id, code: totp(secret) }), 'verify')
+  check(data.access_token && data.refresh_token && data.user.id, 'verify answers a session')
+  const level = ok(await mfaClient.auth.mfa.getAuthenticatorAssuranceLevel(), 'getAuthenticatorAssuranceLevel')
+  check(level.currentLevel === 'aal2' && level.nextLevel === 'aal2', `levels ${level.currentLevel} ${level.nextLevel}`)
+  check(level.currentAuthenticationMethods.some((m) => m.method === 'totp'), 'amr has totp')
+})
+
+await step('mfa.listFactors shows the factor verified', async () => {
+  const data = ok(await mfaClient.auth.mfa.listFactors(), 'listFactors')
+  check(data.totp.length === 1 && data.totp[0].id === factorId && data.totp[0].status === 'verified', 'verified totp')
+  check(data.all.length === 1, 'one factor in all')
+})
+
+await step('a fresh signInWithPassword is aal1 with nextLevel aal2, and opens nothing else', async () => {
+  const fresh = client()
+  ok(await fresh.auth.signInWithPassword({ email: EMAIL, password: NEW_PASSWORD }), 'sign in')
+  const level = ok(await fresh.auth.mfa.getAuthenticatorAssuranceLevel(), 'levels')
+  check(level.currentLevel === 'aal1' && level.nextLevel === 'aal2', `levels ${level.currentLevel} ${level.nextLevel}`)
+  const { error } = await fresh.auth.updateUser({ data: { theme: 'light' } })
+  check(error instanceof AuthApiError && error.code === 'insufficient_aal', `updateUser at aal1: ${error && error.code}`)
+  const token = ok(await fresh.auth.getSession(), 'session').session.access_token
+  const me = await fetch(`${HEARTH_URL}/v1/me`, { headers: { authorization: `Bearer ${token}` } })
+  check(me.status === 403 && (await me.json()).type.endsWith('/mfa-required'), `/v1/me at aal1: ${me.status}`)
+  // The next step's code: this step's was used by the verify above, and a code is good once.
+  ok(await fresh.auth.mfa.challengeAndVerify({ factorId, code: totp(secret, 1) }), 'challengeAndVerify')
+  const raised = ok(await fresh.auth.mfa.getAuthenticatorAssuranceLevel(), 'levels after')
+  check(raised.currentLevel === 'aal2', `after challengeAndVerify ${raised.currentLevel}`)
+  const after = ok(await fresh.auth.getSession(), 'session').session.access_token
+  const meAfter = await fetch(`${HEARTH_URL}/v1/me`, { headers: { authorization: `Bearer ${after}` } })
+  check(meAfter.status === 200, `/v1/me at aal2: ${meAfter.status}`)
+  ok(await fresh.auth.mfa.unenroll({ factorId }), 'unenroll')
+  const data = ok(await fresh.auth.mfa.listFactors(), 'listFactors after unenroll')
+  check(data.all.length === 0, 'no factor left')
 })
 
 console.log('all steps passed')
