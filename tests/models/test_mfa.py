@@ -12,6 +12,9 @@ from models.mfa import MfaChallenge, MfaFactor, RecoveryCode
 from services.totp import SealedSecretError, TotpCodes
 from tests.factories import make_user
 
+# Every test here writes rows: each runs in the rolled-back transaction of the test database.
+pytestmark = pytest.mark.usefixtures("database")
+
 NOW = 1_900_000_000.0
 
 
