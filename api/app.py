@@ -49,8 +49,10 @@ from api.resources import (
     webhooks,
 )
 from api.upload_flow import UploadService
+from models import domain_events
 from models.db import init_database
 from models.session_cache import SessionCache
+from services import metrics
 from services.events import EventBus
 from services.jobqueue import CeleryJobQueue
 from services.payments import PaymentProvider, build_payments
@@ -147,6 +149,7 @@ def create_app(
     """
     if init_db:
         init_database(settings)
+    domain_events.listen(metrics.count_domain_event)
     services = services or build_services(settings, **collaborators)
     middleware: list[RequestContext | SecurityHeaders | DatabaseConnection | falcon.CORSMiddleware] = [
         RequestContext(services),

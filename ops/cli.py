@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     seed.set_defaults(handler=demo_seed)
 
+    metrics = commands.add_parser("metrics", help="serve /metrics for every Hearth process of this host")
+    metrics.set_defaults(handler=serve_metrics)
+
     run = commands.add_parser("run", help="start every process of the Procfile for development")
     run.set_defaults(handler=run_all)
 
@@ -306,6 +309,13 @@ def run_all(args) -> int:
         raise CommandError(str(exc)) from None
     except _migration_error() as exc:
         raise CommandError(f"migrations failed: {exc}") from None
+
+
+def serve_metrics(args) -> int:
+    from ops import metrics_server
+
+    metrics_server.serve(Settings.from_env())
+    return 0
 
 
 def keys_generate(args) -> int:

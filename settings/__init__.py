@@ -108,6 +108,10 @@ class Settings:
     web_bind: str = "127.0.0.1:8000"
     relay_bind: str = "127.0.0.1:8001"
     flower_bind: str = "127.0.0.1:5555"
+    # The metrics process serves /metrics for every Hearth process of its host here (docs/operations.md).
+    metrics_bind: str = "127.0.0.1:9464"
+    # json: one object per line (production); console: readable, for people (`hearth run` sets it).
+    log_format: str = "json"
 
     # --- Jobs, events, relay, storage (docs/jobs-and-events.md) ---
     # Celery broker; empty means REDIS_URL. A Redis of its own keeps cache eviction
@@ -287,6 +291,8 @@ class Settings:
             problems.append("IDEMPOTENCY_KEY_TTL must be between 60 seconds and 7 days")
         if not 1 <= self.escrow_deposit_business_days <= 30:
             problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
+        if self.log_format not in ("json", "console"):
+            problems.append("LOG_FORMAT must be json or console")
         problems.extend(job_and_relay_problems(self))
         problems.extend(payments_problems(self))
         for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):
@@ -307,7 +313,7 @@ class Settings:
         return [
             f"{name.upper()}={getattr(self, name)} listens beyond this machine; outside "
             "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)"
-            for name in ("web_bind", "relay_bind", "flower_bind")
+            for name in ("web_bind", "relay_bind", "flower_bind", "metrics_bind")
             if not is_loopback_bind(getattr(self, name))
         ]
 
