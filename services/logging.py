@@ -47,6 +47,8 @@ def _process_kind(logger: WrappedLogger, name: str, event_dict: EventDict) -> Ev
 
 
 def _scrub(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    # Another handler's formatter may have left the formatted message on the record: it is ``event``.
+    event_dict.pop("message", None)
     event = event_dict.get("event")
     if isinstance(event, str):
         event_dict["event"] = redact(event)
