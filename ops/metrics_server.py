@@ -24,6 +24,10 @@ from services import metrics
 from settings import Settings
 
 log = logging.getLogger("hearth.metrics")
+QUEUE_DEPTH = "hearth_queue_depth"
+OLDEST_JOB_AGE = "hearth_queue_oldest_job_age_seconds"
+SEARCH_LAG = "hearth_search_index_lag_seconds"
+SCRAPE_TIME_GAUGES = (QUEUE_DEPTH, OLDEST_JOB_AGE, SEARCH_LAG)
 
 # Jobs queued and due (created, enqueued again, or past a retry's backoff): how long the oldest has waited.
 _OLDEST_DUE_JOB = """
@@ -51,7 +55,7 @@ class ScrapeTimeGauges:
         self.depths = depths
 
     def collect(self) -> Iterable[Metric]:
-        depth = GaugeMetricFamily("hearth_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
+        depth = GaugeMetricFamily(QUEUE_DEPTH, "Messages waiting in each Celery queue.", labels=["queue"])
         for queue, waiting in sorted(self.depths().items()):
             depth.add_metric([queue], waiting)
         yield depth
@@ -61,16 +65,14 @@ class ScrapeTimeGauges:
             log.warning("could not read job and search gauges from the database", exc_info=True)
             return
         age = GaugeMetricFamily(
-            "hearth_queue_oldest_job_age_seconds",
+            OLDEST_JOB_AGE,
             "How long the oldest due job of each queue has waited to start.",
             labels=["queue"],
         )
         for queue in sorted(set(self.queues) | set(oldest)):
             age.add_metric([queue], oldest.get(queue, 0.0))
         yield age
-        yield GaugeMetricFamily(
-            "hearth_search_index_lag_seconds", "Age of the oldest listing change not yet in the search index.", lag
-        )
+        yield GaugeMetricFamily(SEARCH_LAG, "Age of the oldest listing change not yet in the search index.", lag)
 
     @staticmethod
     def _from_database() -> tuple[dict[str, float], float]:
