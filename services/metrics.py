@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -48,11 +49,20 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _DOMAIN_COUNTERS = {"escrow.transition": ESCROW_TRANSITIONS, "payment.status": PAYMENTS}
 
 
+# The labelled children per (route, method, status class): ``labels()`` costs more than the update.
+_http_children: dict[tuple[str | None, str, int], tuple[Any, Any]] = {}
+
+
 def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
     """One answered API request: ``route`` is the route template (None: no route matched)."""
-    labels = (route or "unmatched", method if method in _METHODS else "OTHER", f"{status // 100}xx")
-    HTTP_REQUESTS.labels(*labels).inc()
-    HTTP_DURATION.labels(*labels).observe(seconds)
+    # Keyed by bounded values only: a client's made-up method is OTHER before it is a key.
+    key = (route, method if method in _METHODS else "OTHER", status // 100)
+    children = _http_children.get(key)
+    if children is None:
+        labels = (route or "unmatched", key[1], f"{key[2]}xx")
+        children = _http_children[key] = (HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def observe_job(kind: str, outcome: str, seconds: float) -> None:
