@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -80,3 +81,29 @@ def test_a_gunicorn_worker_that_exits_leaves_the_live_gauges(samples_dir, databa
     reap = f"from services import metrics; metrics.process_exited({pid})"
     subprocess.run([sys.executable, "-c", reap], env=env, check=True, timeout=60)
     assert not list(samples_dir.glob(f"gauge_livesum_{pid}.db"))
+
+
+def test_hearth_run_gives_its_children_one_emptied_metrics_directory_and_console_logs(tmp_path, monkeypatch):
+    from ops.supervisor import banner, child_environment, metrics_directory
+    from services.metrics import reset_directory
+    from settings import Settings
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("LOG_FORMAT", raising=False)
+    settings = Settings.from_env({"HEARTH_ENV": "development", "HEARTH_VAR_DIR": str(tmp_path)})
+    urls = {"DATABASE_URL": "postgresql://127.0.0.1/hearth", "REDIS_URL": "redis://127.0.0.1:6379/0"}
+    env = child_environment(settings, urls)
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str((tmp_path / "metrics").resolve()) == str(metrics_directory(settings))
+    assert (env["LOG_FORMAT"], env["METRICS_BIND"]) == ("console", "127.0.0.1:9464")
+    assert "  Metrics   http://127.0.0.1:9464/metrics" in banner(settings, ["web", "metrics"], urls, set())
+
+    # The previous run's samples go before the children start; nothing else in the directory is touched.
+    directory = pathlib.Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir()
+    (directory / "counter_4242.db").write_bytes(b"old")
+    (directory / "README").write_text("kept")
+    reset_directory(directory)
+    assert sorted(p.name for p in directory.iterdir()) == ["README"]
+
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    assert child_environment(settings, urls)["LOG_FORMAT"] == "json"  # an explicit choice is kept
