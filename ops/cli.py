@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from ops.devservices import ServiceError
 
     try:
+        _configure_logging()
         return args.handler(args) or 0
     except SettingsError as exc:
         return _fail(str(exc))
@@ -341,6 +342,22 @@ def payments_sandbox_event(args) -> int:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _configure_logging() -> None:
+    """Log lines of a command, process kind ``cli``, in LOG_FORMAT; left alone when embedded (tests).
+
+    Warnings and errors only (everything with HEARTH_DEBUG): what a command has to say it prints.
+    """
+    import logging
+
+    from services.logging import configure_logging
+
+    if not logging.getLogger().handlers:
+        settings = Settings.from_env()
+        configure_logging(settings, "cli")
+        if not settings.debug:
+            logging.getLogger().setLevel(logging.WARNING)
 
 
 def _first_line(exc: BaseException) -> str:

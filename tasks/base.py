@@ -255,7 +255,11 @@ class JobTask(HearthTask):
         context = {"job_id": str(job_id), "job_kind": self.kind, **({"request_id": request_id} if request_id else {})}
         with structlog.contextvars.bound_contextvars(**context):
             started = time.perf_counter()
-            outcome = self._run_job(job_id)
+            try:
+                outcome = self._run_job(job_id)
+            finally:
+                if not request_id:  # bound from the row: the next task of this process must not inherit it
+                    structlog.contextvars.unbind_contextvars("request_id")
             if outcome is not None:
                 metrics.observe_job(self.kind, outcome, time.perf_counter() - started)
         return None

@@ -83,3 +83,19 @@ def test_the_request_id_travels_in_the_task_headers(settings):
         message = conn.SimpleQueue("default", no_ack=True).get(timeout=5)
     assert message.headers[REQUEST_ID_HEADER] == "hdr-123"
     assert message.headers["task"] == "tasks.jobs.selftest"
+
+
+def test_a_job_without_a_request_does_not_inherit_the_id_of_the_job_before_it(
+    client, jobs, auth_headers, admin, json_lines
+):
+    from tasks.app import app as celery_app
+
+    headers = dict(auth_headers(admin), **{"X-Request-ID": "first-job"})
+    assert client.simulate_post("/v1/admin/jobs/selftest", headers=headers, json={}).status_code == 202
+    assert jobs.run_pending() == 1
+    system = Job.create(kind="jobs.selftest", queue="maintenance", input={"steps": 1, "step_ms": 0})
+    assert system.request_id is None
+    celery_app.tasks["tasks.jobs.selftest"](str(system.id))
+    assert Job.get_by_id(system.id).status == "succeeded"
+    lines = [line for line in json_lines() if line.get("job_id") == str(system.id)]
+    assert lines and not any("request_id" in line for line in lines)
