@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -61,6 +62,8 @@ class Relay:
             await asyncio.sleep(0.05)
         await self.hub.stop()
         await self.auth.redis.aclose()
+        # Its connections no longer count in the live gauge (a crash leaves them until the host's restart).
+        metrics.process_exited(os.getpid())
 
 
 class Realtime:

@@ -55,6 +55,21 @@ def _scrub(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
+# What every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# The line's own keys: an ``extra=`` of the same name keeps its value under ``<name>_``.
+_LINE_KEYS = frozenset({"event", "time", "level", "logger", "process"})
+
+
+def _extras(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    if record is not None:
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                event_dict[f"{key}_" if key in _LINE_KEYS else key] = value
+    return event_dict
+
+
 def _render_json(logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
     try:
         return _encoder.encode(event_dict).decode("utf-8", "replace")
@@ -77,7 +92,7 @@ def _shared(for_foreign: bool) -> list[Processor]:
         _process_kind,
     ]
     if for_foreign:
-        chain.append(structlog.stdlib.ExtraAdder())
+        chain.append(_extras)
     return chain
 
 

@@ -66,6 +66,13 @@ def test_stdlib_and_structlog_lines_share_one_json_shape_with_the_bound_context(
     assert "request_id" not in third and third["logger"] == "celery.worker"
 
 
+def test_an_extra_named_like_a_key_of_the_line_does_not_replace_it(configured):
+    stream = configured("worker")
+    logging.getLogger("hearth.tasks").warning("could not publish job event", extra={"event": "job.started"})
+    (line,) = lines(stream)
+    assert (line["event"], line["event_"]) == ("could not publish job event", "job.started")
+
+
 def test_an_exception_is_one_line_with_its_traceback(configured):
     stream = configured("web")
     try:
