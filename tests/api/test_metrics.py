@@ -106,3 +106,22 @@ def test_the_metrics_process_answers_only_metrics_and_health(settings):
     for path in ("/metrics", "/healthz", "/"):
         app({"REQUEST_METHOD": "GET", "PATH_INFO": path, "wsgi.input": io.BytesIO()}, lambda s, h: answers.append(s))
     assert answers == ["200 OK", "200 OK", "404 Not Found"]
+
+
+def test_escrow_transitions_and_payment_moves_are_counted(client, settings):
+    from models.payments import advance
+    from tests.escrow_deals import deposit_payment, fund, make_deal
+
+    before = scrape(settings)  # the API is built (client): its composition root listens to the moves
+    deal = make_deal()
+    payment = deposit_payment(deal)
+    fund(deal)
+    assert advance(payment, "succeeded")
+    assert not advance(payment, "succeeded")  # no move, nothing counted
+    after = scrape(settings)
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("hearth_escrow_transitions_total", to="funded") == 1
+    assert grew("hearth_payments_total", kind="deposit", status="succeeded") == 1
