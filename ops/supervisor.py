@@ -237,6 +237,8 @@ def child_environment(settings: Settings, urls: dict[str, str]) -> dict[str, str
         PROMETHEUS_MULTIPROC_DIR=str(metrics_directory(settings)),
         # Readable lines for people unless LOG_FORMAT says otherwise.
         LOG_FORMAT=os.environ.get("LOG_FORMAT", "console"),
+        # The children write into a pipe to this process: colours when this one writes to a terminal.
+        LOG_COLORS=os.environ.get("LOG_COLORS", "always" if sys.stdout.isatty() else "never"),
         # Flower reads FLOWER_BASIC_AUTH itself; in argv it would show in `ps`.
         FLOWER_BASIC_AUTH=f"{settings.flower_user}:{settings.flower_password}",
         PYTHONUNBUFFERED="1",

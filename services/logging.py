@@ -128,11 +128,12 @@ class ConsoleFormatter(structlog.stdlib.ProcessorFormatter):
 class LogHandler(logging.StreamHandler[TextIO]):
     """The root logger's one handler once ``configure_logging`` ran."""
 
-    def __init__(self, stream: TextIO, log_format: str) -> None:
+    def __init__(self, stream: TextIO, log_format: str, colors: str = "auto") -> None:
         super().__init__(stream)
         self.json = log_format == "json"
-        colors = bool(getattr(stream, "isatty", lambda: False)())
-        self.setFormatter(JsonFormatter() if self.json else ConsoleFormatter(colors))
+        terminal = bool(getattr(stream, "isatty", lambda: False)())
+        colors_on = colors == "always" or (colors == "auto" and terminal)
+        self.setFormatter(JsonFormatter() if self.json else ConsoleFormatter(colors_on))
 
 
 class AccessLog:
@@ -188,7 +189,7 @@ def configure_logging(settings: Settings, process: str = "cli", stream: TextIO |
     if process not in PROCESS_KINDS:
         raise ValueError(f"unknown process kind {process!r}")
     _process = process
-    handler = LogHandler(stream or sys.stderr, settings.log_format)
+    handler = LogHandler(stream or sys.stderr, settings.log_format, settings.log_colors)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if settings.debug else logging.INFO)

@@ -112,6 +112,8 @@ class Settings:
     metrics_bind: str = "127.0.0.1:9464"
     # json: one object per line (production); console: readable, for people (`hearth run` sets it).
     log_format: str = "json"
+    # Colours in the console format: auto (when the log stream is a terminal), always, never.
+    log_colors: str = "auto"
 
     # --- Jobs, events, relay, storage (docs/jobs-and-events.md) ---
     # Celery broker; empty means REDIS_URL. A Redis of its own keeps cache eviction
@@ -293,6 +295,8 @@ class Settings:
             problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
         if self.log_format not in ("json", "console"):
             problems.append("LOG_FORMAT must be json or console")
+        if self.log_colors not in ("auto", "always", "never"):
+            problems.append("LOG_COLORS must be auto, always or never")
         problems.extend(job_and_relay_problems(self))
         problems.extend(payments_problems(self))
         for name in ("rate_limit_default", "rate_limit_auth", "rate_limit_contact"):

@@ -90,11 +90,13 @@ def test_hearth_run_gives_its_children_one_emptied_metrics_directory_and_console
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.delenv("LOG_FORMAT", raising=False)
+    monkeypatch.delenv("LOG_COLORS", raising=False)
     settings = Settings.from_env({"HEARTH_ENV": "development", "HEARTH_VAR_DIR": str(tmp_path)})
     urls = {"DATABASE_URL": "postgresql://127.0.0.1/hearth", "REDIS_URL": "redis://127.0.0.1:6379/0"}
     env = child_environment(settings, urls)
     assert env["PROMETHEUS_MULTIPROC_DIR"] == str((tmp_path / "metrics").resolve()) == str(metrics_directory(settings))
     assert (env["LOG_FORMAT"], env["METRICS_BIND"]) == ("console", "127.0.0.1:9464")
+    assert env["LOG_COLORS"] == "never"  # the tests' output is no terminal
     assert "  Metrics   http://127.0.0.1:9464/metrics" in banner(settings, ["web", "metrics"], urls, set())
 
     # The previous run's samples go before the children start; nothing else in the directory is touched.

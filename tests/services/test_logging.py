@@ -110,6 +110,15 @@ def test_the_console_format_is_for_people(configured):
     assert "\x1b[" not in text  # not a terminal: no colours
 
 
+def test_console_colours_can_be_asked_for_where_the_stream_is_a_pipe():
+    from services.logging import LogHandler
+
+    stream = io.StringIO()
+    handler = LogHandler(stream, "console", "always")
+    handler.handle(logging.makeLogRecord({"name": "hearth.ops", "levelname": "INFO", "levelno": 20, "msg": "hi"}))
+    assert "\x1b[" in stream.getvalue() and "hi" in stream.getvalue()
+
+
 def test_an_unknown_log_format_or_process_kind_is_refused(tmp_path):
     from settings import SettingsError
 
