@@ -55,8 +55,10 @@ from api.resources import (
 )
 from api.supabase_gateway import SupabaseGateway
 from api.upload_flow import UploadService
+from models import domain_events
 from models.db import init_database
 from models.session_cache import SessionCache
+from services import metrics
 from services.events import EventBus
 from services.jobqueue import CeleryJobQueue
 from services.payments import PaymentProvider, build_payments
@@ -157,6 +159,7 @@ def create_app(
     """
     if init_db:
         init_database(settings)
+    domain_events.listen(metrics.count_domain_event)
     services = services or build_services(settings, **collaborators)
     middleware: list[RequestContext | SecurityHeaders | DatabaseConnection | SupabaseGateway | falcon.CORSMiddleware]
     middleware = [RequestContext(services), SecurityHeaders(settings.production), DatabaseConnection(services)]

@@ -1,4 +1,4 @@
-"""Cross-cutting request handling: request ids, JSON access logs, security headers, DB connections."""
+"""Cross-cutting request handling: request ids, access logs and metrics, security headers, DB connections."""
 
 from __future__ import annotations
 
@@ -8,17 +8,31 @@ import re
 import time
 import uuid
 
+import structlog
+
 from models.db import db
 from models.job_submission import jobs_submitted_after_commit
+from services import metrics
 from services.logging import AccessLog
 
 log = logging.getLogger("hearth.jobs")
 access_log = AccessLog()
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id_from(incoming: str | None) -> str:
+    """The request's id: a client's ``X-Request-ID`` of at most 64 of ``[A-Za-z0-9._-]``, else a new one."""
+    return incoming if incoming and _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
 class RequestContext:
-    """Gives each request an id (a sane incoming ``X-Request-ID`` is kept) and logs it when done."""
+    """Gives each request an id, binds it into every log line and job of the request, and logs and counts it.
+
+    The id is echoed in ``X-Request-ID`` on every response, errors included, is the
+    ``request_id`` of a problem body, and is bound in ``structlog.contextvars``
+    for the request's thread: every log line carries it, and a job created
+    during the request stores it (``Job.request_id``) and hands it to its task.
+    """
 
     def __init__(self, services):
         self.services = services
@@ -27,24 +41,35 @@ class RequestContext:
         ctx = req.context
         ctx.services = self.services
         ctx.started = time.perf_counter()
-        incoming = req.get_header("X-Request-ID")
-        ctx.request_id = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        ctx.request_id = request_id_from(req.get_header("X-Request-ID"))
         ctx.principal = None
+        # A thread serves one request at a time: what the previous one bound goes.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=ctx.request_id)
         resp.set_header("X-Request-ID", ctx.request_id)
 
     def process_response(self, req, resp, resource, req_succeeded):
         ctx = req.context
+        request_id = getattr(ctx, "request_id", None)
+        if request_id:
+            resp.set_header("X-Request-ID", request_id)
         principal = getattr(ctx, "principal", None)
+        seconds = time.perf_counter() - getattr(ctx, "started", time.perf_counter())
+        route = req.uri_template
+        status = resp.status_code
         access_log.write(
             {
-                "request_id": getattr(ctx, "request_id", None),
+                "request_id": request_id,
                 "method": req.method,
                 "path": req.path,
-                "status": resp.status_code,
-                "duration_ms": round((time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000, 2),
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
                 "user_id": principal.user_id if principal else None,
             }
         )
+        metrics.observe_request(route, req.method, status, seconds)
+        structlog.contextvars.clear_contextvars()
 
 
 class SecurityHeaders:

@@ -5,5 +5,5 @@ from services.logging import configure_logging
 from settings import Settings
 
 settings = Settings.from_env()
-configure_logging(settings)
+configure_logging(settings, "web")
 app = create_app(settings)

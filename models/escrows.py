@@ -26,6 +26,7 @@ from peewee import (
 )
 from playhouse.postgres_ext import BinaryJSONField
 
+from models import domain_events
 from models.accounts import User
 from models.base import BaseModel, DateTimeTZField, UUIDModel, utcnow
 from models.db import db
@@ -251,6 +252,7 @@ def record(
         if not db.execute_sql(_MOVE.format(columns=columns), [*params, escrow.id, from_status, *event]).fetchone():
             raise EscrowConflict("the escrow changed meanwhile; read it again")
         escrow.status, escrow.version, escrow.updated_at = to_status, escrow.version + 1, now
+        domain_events.tell("escrow.transition", to=to_status)
     else:
         if values:
             Escrow.update(values).where(Escrow.id == escrow.id).execute()

@@ -23,6 +23,7 @@ import datetime
 import uuid
 
 import msgspec
+import structlog
 from peewee import BooleanField, Case, CharField, ForeignKeyField, IntegerField, SmallIntegerField, TextField, fn
 from playhouse.postgres_ext import BinaryJSONField
 
@@ -87,6 +88,12 @@ WORKER_LOST_PROBLEM = {
 }
 
 
+def current_request_id() -> str | None:
+    """The id of the request (or of the job run) this thread works for, as bound in its log context."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
+
+
 class Job(UUIDModel):
     kind = CharField()
     queue = CharField(default="default")
@@ -112,6 +119,9 @@ class Job(UUIDModel):
     updated_at = DateTimeTZField(default=utcnow)
     # At most one queued/running job per key (migration 0003's partial unique index).
     dedupe_key = TextField(null=True)
+    # The request that caused it (``X-Request-ID``), or the job run that created it: one id
+    # finds a user's action in the web's and the worker's log lines (docs/operations.md).
+    request_id = CharField(null=True, default=current_request_id)
 
     class Meta:
         table_name = "jobs"
@@ -141,6 +151,7 @@ class Job(UUIDModel):
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
             "cancel_requested": self.cancel_requested_at is not None,
+            "request_id": self.request_id,
         }
 
     def event_view(self) -> dict:

@@ -12,6 +12,7 @@ import uuid
 
 from peewee import BigIntegerField, CharField, ForeignKeyField, TextField
 
+from models import domain_events
 from models.accounts import User
 from models.base import DateTimeTZField, UUIDModel, utcnow
 from models.escrows import Escrow
@@ -75,10 +76,13 @@ def advance(payment: Payment, status: str, **values) -> bool:
         return False
     if status == payment.status and not values:
         return False
+    moved = status != payment.status
     values.update(status=status, updated_at=utcnow())
     Payment.update(values).where(Payment.id == payment.id).execute()
     for name, value in values.items():
         setattr(payment, name, value)
+    if moved:
+        domain_events.tell("payment.status", kind=payment.kind, status=status)
     return True
 
 
@@ -91,6 +95,7 @@ def reverse(payment: Payment, *, code: str, message: str) -> bool:
     Payment.update(values).where(Payment.id == payment.id).execute()
     for name, value in values.items():
         setattr(payment, name, value)
+    domain_events.tell("payment.status", kind=payment.kind, status="failed")
     return True
 
 

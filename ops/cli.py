@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from ops.devservices import ServiceError
 
     try:
+        _configure_logging()
         return args.handler(args) or 0
     except SettingsError as exc:
         return _fail(str(exc))
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--listings", type=int, required=True, metavar="N", help="how many listings")
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     seed.set_defaults(handler=demo_seed)
+
+    metrics = commands.add_parser("metrics", help="serve /metrics for every Hearth process of this host")
+    metrics.set_defaults(handler=serve_metrics)
 
     run = commands.add_parser("run", help="start every process of the Procfile for development")
     run.set_defaults(handler=run_all)
@@ -323,6 +327,13 @@ def run_all(args) -> int:
         raise CommandError(f"migrations failed: {exc}") from None
 
 
+def serve_metrics(args) -> int:
+    from ops import metrics_server
+
+    metrics_server.serve(Settings.from_env())
+    return 0
+
+
 def keys_generate(args) -> int:
     from services.tokens import generate_es256_pem, generate_private_pem
 
@@ -346,6 +357,22 @@ def payments_sandbox_event(args) -> int:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _configure_logging() -> None:
+    """Log lines of a command, process kind ``cli``, in LOG_FORMAT; left alone when embedded (tests).
+
+    Warnings and errors only (everything with HEARTH_DEBUG): what a command has to say it prints.
+    """
+    import logging
+
+    from services.logging import configure_logging
+
+    if not logging.getLogger().handlers:
+        settings = Settings.from_env()
+        configure_logging(settings, "cli")
+        if not settings.debug:
+            logging.getLogger().setLevel(logging.WARNING)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -70,6 +70,18 @@ if os.path.isdir(_TMPFS):
 control_socket_disable = True
 
 
+# Multiprocess metrics (services/metrics.py): the directory exists before a worker writes into it,
+# and a worker that exits stops counting in the live gauges.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def child_exit(server, worker):
+    from services.metrics import process_exited
+
+    process_exited(worker.pid)
+
+
 def on_starting(server):
     # WEB_BIND was checked by settings; a --bind in GUNICORN_CMD_ARGS or argv replaces it.
     wide = [bind for bind in server.cfg.bind if not is_loopback_bind(bind)]

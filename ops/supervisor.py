@@ -23,6 +23,7 @@ import threading
 import time
 
 from ops.redaction import redact
+from services.metrics import reset_directory
 from settings import DEVELOPMENT_FLOWER_PASSWORD, ROOT, Settings
 
 PROCFILE = ROOT / "Procfile"
@@ -35,7 +36,7 @@ RESTART_DELAY = 1.0
 RESTART_DELAY_MAX = 30.0
 STABLE_AFTER = 60.0
 # Process name → the setting holding the address it listens on.
-LISTENERS = {"web": "web_bind", "relay": "relay_bind", "flower": "flower_bind"}
+LISTENERS = {"web": "web_bind", "relay": "relay_bind", "flower": "flower_bind", "metrics": "metrics_bind"}
 COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93")
 
 
@@ -231,11 +232,24 @@ def child_environment(settings: Settings, urls: dict[str, str]) -> dict[str, str
         WEB_BIND=settings.web_bind,
         RELAY_BIND=settings.relay_bind,
         FLOWER_BIND=settings.flower_bind,
+        METRICS_BIND=settings.metrics_bind,
+        # Every child writes its samples here; the metrics process serves them (emptied at each start).
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_directory(settings)),
+        # Readable lines for people unless LOG_FORMAT says otherwise.
+        LOG_FORMAT=os.environ.get("LOG_FORMAT", "console"),
+        # The children write into a pipe to this process: colours when this one writes to a terminal.
+        LOG_COLORS=os.environ.get("LOG_COLORS", "always" if sys.stdout.isatty() else "never"),
         # Flower reads FLOWER_BASIC_AUTH itself; in argv it would show in `ps`.
         FLOWER_BASIC_AUTH=f"{settings.flower_user}:{settings.flower_password}",
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def metrics_directory(settings: Settings) -> pathlib.Path:
+    """Where the children write their metrics: ``PROMETHEUS_MULTIPROC_DIR``, else ``<var_dir>/metrics``."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return pathlib.Path(given) if given else (pathlib.Path(settings.var_dir) / "metrics").resolve()
 
 
 def _address(bind: str) -> tuple[str, int]:
@@ -262,6 +276,9 @@ def banner(settings: Settings, names, urls: dict[str, str], embedded: set[str]) 
             else "password from FLOWER_PASSWORD"
         )
         lines.append(f"  Flower    http://{host}:{port}  (user {settings.flower_user}, {password})")
+    if "metrics" in names:
+        host, port = _address(settings.metrics_bind)
+        lines.append(f"  Metrics   http://{host}:{port}/metrics")
     lines.append(f"  Postgres  {redact(urls['DATABASE_URL'])}" + ("  (embedded)" if "postgres" in embedded else ""))
     lines.append(f"  Redis     {redact(urls['REDIS_URL'])}" + ("  (embedded)" if "redis" in embedded else ""))
     if urls.get("CLAMD_URL"):
@@ -313,6 +330,8 @@ def run(settings: Settings, *, procfile: pathlib.Path = PROCFILE, out=None) -> i
 
         stack_record.record_stack(settings, urls)
         supervisor.env = child_environment(settings, urls)
+        # The previous run's samples would be summed with this run's: each run starts from none.
+        reset_directory(pathlib.Path(supervisor.env["PROMETHEUS_MULTIPROC_DIR"]))
         supervisor.start()
         listeners = {name: _address(getattr(settings, LISTENERS[name])) for name in processes if name in LISTENERS}
         if supervisor.wait_until_listening(listeners, READY_TIMEOUT):

@@ -14,6 +14,9 @@ an embedded one (stopped afterwards) otherwise:
 * ``TEST_CHROMIUM``: headless Chromium for the browser tests; Debian's ``chromium`` is
   installed first when missing (ops/chromium.py). When it truly cannot be,
   ``TEST_CHROMIUM_UNAVAILABLE`` says why and those tests skip with that reason.
+* ``TEST_PROMTOOL``: Prometheus's ``promtool``, which checks ops/prometheus/; Debian's
+  ``prometheus`` package is installed first when missing (the same way; nothing is started).
+  When it cannot be, ``TEST_PROMTOOL_UNAVAILABLE`` says why and those tests skip.
 
 Adding a service (clamd, an S3 server, ...) is one more function in ``SERVICES``.
 Embedded servers keep their files in ``<var_dir>/test``, apart from the
@@ -125,13 +128,33 @@ def chromium(ctx: Context) -> dict[str, str]:
     return {"TEST_CHROMIUM": binary}
 
 
+def promtool(ctx: Context) -> dict[str, str]:
+    import shutil
+
+    from ops.debian import InstallError, apt_install
+
+    found = shutil.which("promtool")
+    if not found:
+        ctx.note("promtool not found: installing Debian's prometheus package with apt-get (once per machine)")
+        try:
+            apt_install("prometheus", recommends=False)
+        except InstallError as exc:
+            ctx.note(f"no promtool, the alert rule checks will skip: {exc}")
+            return {"TEST_PROMTOOL_UNAVAILABLE": str(exc)}
+        found = shutil.which("promtool")
+        if not found:
+            return {"TEST_PROMTOOL_UNAVAILABLE": "the prometheus package was installed but promtool is not on PATH"}
+    ctx.note(f"promtool at {found}")
+    return {"TEST_PROMTOOL": found}
+
+
 def _service_error(message: str) -> Exception:
     from ops.devservices import ServiceError
 
     return ServiceError(message)
 
 
-SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis, clamd, s3, providers, chromium]
+SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis, clamd, s3, providers, chromium, promtool]
 
 
 def environment_for_tests(exports: dict[str, str]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from relay.auth import RelayAuth
 from relay.channels import ChannelCache
 from relay.connection import Connection
 from relay.hub import Hub
+from services import metrics
 from services.client_address import address_bucket, client_address
 from services.tokens import KeyRing, TokenIssuer
 from settings import Settings
@@ -60,6 +62,8 @@ class Relay:
             await asyncio.sleep(0.05)
         await self.hub.stop()
         await self.auth.redis.aclose()
+        # Its connections no longer count in the live gauge (a crash leaves them until the host's restart).
+        metrics.process_exited(os.getpid())
 
 
 class Realtime:
@@ -88,11 +92,13 @@ class Realtime:
             return
         conn = Connection(ws, hub=relay.hub, auth=relay.auth, options=relay.settings, clock=relay.clock, ticket=ticket)
         relay.connections.add(conn)
+        metrics.RELAY_CONNECTIONS.inc()
         try:
             await conn.run(req)
         finally:
             ticket.release()
             relay.connections.discard(conn)
+            metrics.RELAY_CONNECTIONS.dec()
 
 
 class Health:
@@ -165,7 +171,7 @@ def __getattr__(name: str):
         from services.logging import configure_logging
 
         settings = Settings.from_env()
-        configure_logging(settings)
+        configure_logging(settings, "relay")
         globals()["app"] = built = create_relay(settings)
         return built
     raise AttributeError(name)

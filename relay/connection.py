@@ -32,6 +32,7 @@ from relay import protocol as proto
 from relay.auth import Identity, RelayAuth
 from relay.hub import REPLAY_PAGE, HubUnavailable
 from relay.protocol import Close
+from services import metrics
 from services.events import InvalidChannel, check_channel, parse_event_id
 
 log = logging.getLogger("hearth.relay")
@@ -80,6 +81,8 @@ class Connection:
         """Ask the connection to end with ``code`` (None: the client is gone, send nothing)."""
         if self.closing.is_set():
             return
+        if code == proto.TOO_SLOW:
+            metrics.RELAY_SLOW_CLOSES.inc()
         self.close_code = code
         self.close_reason = (reason or proto.CLOSE_REASONS.get(code or 0, ""))[:120]
         self.closing.set()

@@ -25,6 +25,7 @@ from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from services import metrics
 from services.events import EventKeys, envelope, envelope_id, format_event_id, parse_event_id
 
 log = logging.getLogger("hearth.relay")
@@ -225,8 +226,10 @@ class Hub:
                 return
             text = message["data"].decode()
             event_id = parse_event_id(envelope_id(text))
-            for conn in tuple(sub.conns):
+            conns = tuple(sub.conns)
+            for conn in conns:
                 conn.deliver(channel, event_id, text)
+            metrics.RELAY_EVENTS.inc(len(conns))
         elif kind == "subscribe":
             channel = self.keys.channel_of(message["channel"].decode())
             sub = self._subs.get(channel)

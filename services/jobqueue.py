@@ -28,6 +28,8 @@ from settings import Settings
 log = logging.getLogger("hearth.jobs")
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+# The task header carrying the id of the request that caused the job (``Job.request_id``).
+REQUEST_ID_HEADER = "hearth_request_id"
 
 
 class SubmittedJob(Protocol):
@@ -77,9 +79,17 @@ class CeleryJobQueue:
         return cls(producer_app(settings))
 
     def submit(self, job: SubmittedJob, *, countdown: float | None = None) -> bool:
-        """Publish the job's task; False (and the job left for the sweep) when the broker is down."""
+        """Publish the job's task; False (and the job left for the sweep) when the broker is down.
+
+        The job's ``request_id`` (when it has one) travels in the task's headers
+        (``REQUEST_ID_HEADER``), so the worker's lines about the message carry it.
+        """
+        request_id = getattr(job, "request_id", None)
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         try:
-            self.celery.send_task(task_name(job.kind), args=[str(job.id)], countdown=countdown, retry=False)
+            self.celery.send_task(
+                task_name(job.kind), args=[str(job.id)], countdown=countdown, retry=False, headers=headers
+            )
         except BROKER_ERRORS as exc:
             log.warning(
                 "broker unavailable; job left queued for the sweep",
@@ -94,19 +104,36 @@ class CeleryJobQueue:
         A stale queued job in such a queue is most likely waiting its turn behind
         the others; the sweep leaves it there rather than grow the backlog.
         """
+        return {name for name, waiting in self.depths().items() if waiting}
+
+    def depths(self) -> dict[str, int]:
+        """``{queue: messages waiting}`` for every Celery queue; empty when it cannot tell.
+
+        Read from the Redis transport's lists; for another broker (AMQP) it is
+        empty: its own management interface tells the same.
+        """
         queues = [queue.name for queue in self.celery.conf.task_queues or ()]
         try:
             with self.celery.connection_for_write() as conn:
                 channel = conn.default_channel
                 if not isinstance(channel, RedisChannel):
-                    return set()  # queue lengths are read from the Redis transport's lists
+                    return {}
                 pipe = channel.client.pipeline()
                 for name in queues:
                     pipe.llen(name)
-                return {name for name, waiting in zip(queues, pipe.execute(), strict=True) if waiting}
+                return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
         except Exception:
             log.warning("could not read queue lengths", exc_info=True)
-            return set()
+            return {}
 
 
-__all__ = ["BROKER_ERRORS", "CeleryJobQueue", "JobQueue", "SubmittedJob", "broker_url", "producer_app", "task_name"]
+__all__ = [
+    "BROKER_ERRORS",
+    "REQUEST_ID_HEADER",
+    "CeleryJobQueue",
+    "JobQueue",
+    "SubmittedJob",
+    "broker_url",
+    "producer_app",
+    "task_name",
+]

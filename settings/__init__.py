@@ -115,6 +115,12 @@ class Settings:
     web_bind: str = "127.0.0.1:8000"
     relay_bind: str = "127.0.0.1:8001"
     flower_bind: str = "127.0.0.1:5555"
+    # The metrics process serves /metrics for every Hearth process of its host here (docs/operations.md).
+    metrics_bind: str = "127.0.0.1:9464"
+    # json: one object per line (production); console: readable, for people (`hearth run` sets it).
+    log_format: str = "json"
+    # Colours in the console format: auto (when the log stream is a terminal), always, never.
+    log_colors: str = "auto"
 
     # --- Jobs, events, relay, storage (docs/jobs-and-events.md) ---
     # Celery broker; empty means REDIS_URL. A Redis of its own keeps cache eviction
@@ -309,7 +315,7 @@ class Settings:
         return [
             f"{name.upper()}={getattr(self, name)} listens beyond this machine; outside "
             "HEARTH_ENV=production Hearth listens on loopback only (127.0.0.1, ::1, localhost)"
-            for name in ("web_bind", "relay_bind", "flower_bind")
+            for name in ("web_bind", "relay_bind", "flower_bind", "metrics_bind")
             if not is_loopback_bind(getattr(self, name))
         ]
 

@@ -228,4 +228,8 @@ def general_problems(settings: Settings) -> list[str]:
         problems.append("IDEMPOTENCY_KEY_TTL must be between 60 seconds and 7 days")
     if not 1 <= settings.escrow_deposit_business_days <= 30:
         problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
+    if settings.log_format not in ("json", "console"):
+        problems.append("LOG_FORMAT must be json or console")
+    if settings.log_colors not in ("auto", "always", "never"):
+        problems.append("LOG_COLORS must be auto, always or never")
     return problems

@@ -6,11 +6,14 @@ the jobs it creates after their commit.
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 import celeryconfig
 from services.jobqueue import CeleryJobQueue, broker_url
+from services.logging import configure_logging
 from settings import Settings
 from tasks.broker import guard_released_connections
 from tasks.runtime import init_runtime
@@ -48,6 +51,12 @@ def configure(settings: Settings) -> Celery:
 
 
 configure(Settings.from_env())
+
+
+@setup_logging.connect
+def _configure_logging(**_):
+    # Connected, Celery leaves the root logger alone: its lines go through Hearth's format like the rest.
+    configure_logging(app.conf.hearth_settings, "beat" if "beat" in sys.argv[1:] else "worker")
 
 
 @worker_process_init.connect

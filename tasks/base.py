@@ -28,6 +28,7 @@ import random
 import threading
 import time
 
+import structlog
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -35,6 +36,8 @@ from models.base import utcnow
 from models.db import TRANSIENT_ERRORS, connection, db
 from models.job_submission import JobSubmission, jobs_submitted_after_commit
 from models.jobs import Job, JobEffect
+from services import metrics
+from services.jobqueue import REQUEST_ID_HEADER
 from tasks.app import app
 from tasks.runtime import runtime
 
@@ -246,12 +249,35 @@ class JobTask(HearthTask):
     transient_errors: tuple[type[BaseException], ...] = ()
 
     def __call__(self, job_id: str):
+        # The run's log lines carry the job and the request that caused it (the row is the truth,
+        # the task header says it before the claim); jobs the run creates inherit the request id.
+        request_id = getattr(self.request, REQUEST_ID_HEADER, None)
+        context = {"job_id": str(job_id), "job_kind": self.kind, **({"request_id": request_id} if request_id else {})}
+        with structlog.contextvars.bound_contextvars(**context):
+            started = time.perf_counter()
+            try:
+                outcome = self._run_job(job_id)
+            finally:
+                if not request_id:  # bound from the row: the next task of this process must not inherit it
+                    structlog.contextvars.unbind_contextvars("request_id")
+            if outcome is not None:
+                metrics.observe_job(self.kind, outcome, time.perf_counter() - started)
+        return None
+
+    @property
+    def kind(self) -> str:
+        return self.name.removeprefix("tasks.")
+
+    def _run_job(self, job_id: str) -> str | None:
+        """Claim and run the job; how the run ended (``metrics.observe_job``), None when nothing ran."""
         lease = self.lease_seconds or runtime().settings.job_lease_seconds
         with submitting_jobs(), connection():
             job = Job.claim_by_id(job_id, lease)
             if job is None:
-                log.info("nothing to claim", extra={"job_id": job_id, "task": self.name})
+                log.info("nothing to claim", extra={"task": self.name})
                 return None
+            if job.request_id:
+                structlog.contextvars.bind_contextvars(request_id=job.request_id)
             publish_job_event(job, "job.started")
             ctx = JobContext(job, lease)
             _leases.add(ctx)
@@ -264,39 +290,37 @@ class JobTask(HearthTask):
             except Cancelled:
                 return self._finish(ctx, "cancelled")
             except LeaseLost:
-                log.warning("job lease lost; another run owns it now", extra={"job_id": job_id, "task": self.name})
-                return None
+                log.warning("job lease lost; another run owns it now", extra={"task": self.name})
+                return "lost"
             except (Transient, *TRANSIENT_ERRORS, *self.transient_errors) as exc:
                 return self._retry_or_fail(ctx, exc)
             except SoftTimeLimitExceeded as exc:
-                log.warning("job hit its time limit", extra={"job_id": job_id, "task": self.name})
+                log.warning("job hit its time limit", extra={"task": self.name})
                 return self._finish(ctx, "failed", error=_problem(exc, permanent=True, detail="The job took too long."))
             except Exception as exc:
-                log.exception("job failed", extra={"job_id": job_id, "task": self.name})
+                log.exception("job failed", extra={"task": self.name})
                 return self._finish(ctx, "failed", error=_problem(exc, permanent=True))
             return self._finish(ctx, "succeeded", result=result if isinstance(result, dict) else {})
 
-    def _finish(self, ctx: JobContext, status: str, *, result=None, error=None):
+    def _finish(self, ctx: JobContext, status: str, *, result=None, error=None) -> str:
         job = Job.finish(ctx.job.id, ctx.attempt, status, result=result, error=error)
-        if job is not None:
-            publish_final_job_event(job)
-        return None
+        if job is None:
+            return "lost"
+        publish_final_job_event(job)
+        return status
 
-    def _retry_or_fail(self, ctx: JobContext, exc: BaseException):
+    def _retry_or_fail(self, ctx: JobContext, exc: BaseException) -> str:
         if ctx.attempt >= ctx.job.max_attempts:
-            log.warning("job failed after its last attempt", extra={"job_id": str(ctx.job.id)})
+            log.warning("job failed after its last attempt")
             return self._finish(ctx, "failed", error=_problem(exc, permanent=False))
         delay = backoff_seconds(ctx.attempt)
         job = Job.retry_later(ctx.job.id, ctx.attempt, delay, _problem(exc, permanent=False))
         if job is None:
-            return None
-        log.info(
-            "transient failure; retrying",
-            extra={"job_id": str(job.id), "delay": round(delay, 1), "error": type(exc).__name__},
-        )
+            return "lost"
+        log.info("transient failure; retrying", extra={"delay": round(delay, 1), "error": type(exc).__name__})
         publish_job_event(job, "job.retrying")
         runtime().jobs.submit(job, countdown=delay)
-        return None
+        return "retried"
 
 
 def _problem(exc: BaseException, *, permanent: bool, detail: str | None = None) -> dict:

@@ -29,6 +29,7 @@ import msgspec
 from models.base import utcnow
 from models.db import connection, db
 from models.jobs import Job, JobEffect
+from services import metrics
 from services.storage import StorageError
 from tasks.app import app
 from tasks.base import JobContext, job_task, publish_final_job_event, publish_job_event
@@ -57,6 +58,8 @@ def sweep_jobs() -> dict:
         queue = runtime().jobs
         with db.atomic():
             stale = Job.claim_stale(now, settings.job_requeue_after, SWEEP_BATCH, skip_queues=queue.backlog())
+    metrics.JOB_SWEEPS.labels("requeued").inc(len(lost))
+    metrics.JOB_SWEEPS.labels("expired").inc(len(failed))
     for job in lost:
         publish_job_event(job, "job.requeued")
     for job in failed:

@@ -48,6 +48,7 @@ from models.notifications import (
     Preferences,
     fan_out_job,
 )
+from services import metrics
 from services.mail import ProviderError
 from services.notification_templates import digest_email, notification_email, notification_sms
 from tasks.app import app
@@ -170,6 +171,7 @@ def _send_pending(
                 .execute()
             )
             statuses[delivery.channel] = "suppressed"
+            metrics.NOTIFICATION_DELIVERIES.labels(delivery.channel, "suppressed").inc()
             exact = exact and bool(withheld)
             continue
         send = _sender(delivery, notification, settings)  # rendered before the claim: a bad template sends nothing
@@ -177,6 +179,7 @@ def _send_pending(
             exact = False
             continue  # another run has it
         error, settled = _call_provider(ctx, [delivery.id], send)
+        metrics.NOTIFICATION_DELIVERIES.labels(delivery.channel, settled or ("retrying" if error else "unknown")).inc()
         statuses[delivery.channel] = settled
         exact = exact and settled is not None
         if error:
@@ -311,7 +314,10 @@ def send_digest(ctx: JobContext) -> dict:
     )
     ids = [row.id for row in rows]
     # On a transient error the rows wait again (keeping the key): the retry sends the same digest.
-    error, _ = _call_provider(ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key), retry_as="digest")
+    error, settled = _call_provider(
+        ctx, ids, lambda: runtime().mailer.send(message, idempotency_key=key), retry_as="digest"
+    )
+    metrics.NOTIFICATION_DELIVERIES.labels("email_digest", settled or ("retrying" if error else "unknown")).inc()
     if error:
         raise Transient(f"digest: {error}")
     return {

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import redis
 
+from models import domain_events
 from models.db import init_database
+from services import metrics
 from services.events import EventBus
 from services.jobqueue import CeleryJobQueue, JobQueue
 from services.mail import Mailer, make_mailer
@@ -56,6 +58,7 @@ def init_runtime(settings, *, init_db: bool = True, **overrides) -> Runtime:
         raise TypeError(f"unknown runtime collaborators: {', '.join(sorted(unknown))}")
     if init_db:
         init_database(settings)
+    domain_events.listen(metrics.count_domain_event)
 
     def given(name: str, build):
         return overrides[name] if overrides.get(name) is not None else build()

@@ -35,6 +35,7 @@ from models.db import connection, db
 from models.imports.storage_steps import report_scan_verdict
 from models.jobs import Job
 from models.uploads import SCAN_KIND, SCAN_QUEUE, Upload, incoming_key, new_scan_job
+from services import metrics
 from services.images import HEADER_BYTES, ImageRejected, check_dimensions, make_previews
 from services.scanner import ScannerUnavailable, ScanRefused
 from services.storage import NotFound, StorageUnavailable, sha256_of
@@ -99,6 +100,7 @@ def scan_upload(ctx: JobContext) -> dict:
                 extra={"upload_id": upload_id, "error": str(exc)},
             )
             Upload.move(upload_id, ("scanning",), status="pending_scan")
+            metrics.UPLOADS_SCANNED.labels("unavailable").inc()
             raise
         except ImageRejected as exc:
             return _reject(ctx, upload, exc.reason)
@@ -182,6 +184,7 @@ def _infected(ctx: JobContext, upload: Upload, signature: str) -> dict:
 
     row = _finish(ctx, upload, "verdict", apply)
     if row is not None:
+        metrics.UPLOADS_SCANNED.labels("infected").inc()
         upload_event(row, "upload.infected")
     return {"upload_id": str(upload.id), "status": "infected", "signature": signature}
 
@@ -205,6 +208,7 @@ def _reject(ctx: JobContext, upload: Upload, reason: str) -> dict:
 
     row = _finish(ctx, upload, "verdict", apply)
     if row is not None:
+        metrics.UPLOADS_SCANNED.labels("rejected").inc()
         upload_event(row, "upload.rejected")
     return {"upload_id": str(upload.id), "status": "rejected", "reason": reason}
 
@@ -250,6 +254,7 @@ def _clean(ctx: JobContext, upload: Upload, info) -> dict:
 
     row = _finish(ctx, upload, "verdict", apply)
     if row is not None:
+        metrics.UPLOADS_SCANNED.labels("clean").inc()
         upload_event(row, "upload.clean")
     return {"upload_id": str(upload.id), "status": "clean", "previews": sorted(previews)}
 

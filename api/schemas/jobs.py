@@ -43,6 +43,10 @@ class JobView(Response):
     started_at: str | None
     finished_at: str | None
     cancel_requested: bool
+    request_id: Annotated[
+        str | None,
+        msgspec.Meta(description="The `X-Request-ID` of the request that caused the job; its log lines carry it"),
+    ] = None
 
 
 class JobList(Response):

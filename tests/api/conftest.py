@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+
 import pytest
 from falcon import testing
 
 from api.app import build_services, create_app
 from models.mfa import has_verified_factor
 from services.jobqueue import task_name
+from services.logging import LogHandler
 from tasks.app import app as celery_app
 from tasks.runtime import init_runtime
 from tests.factories import PASSWORD, enroll_totp, fresh_totp_code, make_user
@@ -40,6 +45,30 @@ class RecordingJobQueue:
             celery_app.tasks[task_name(job.kind)](job_id)
             ran += 1
         return ran
+
+
+@pytest.fixture
+def json_lines():
+    """Every log line of this process at DEBUG, as the JSON format writes them, while the test runs."""
+    stream = io.StringIO()
+    handler = LogHandler(stream, "json")
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    # The libraries' loggers too (peewee logs each query with its parameters at DEBUG).
+    levels = {name: logging.getLogger(name).level for name in list(logging.root.manager.loggerDict)}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield read
+    root.removeHandler(handler)
+    root.setLevel(level)
+    for name, previous in levels.items():
+        logging.getLogger(name).setLevel(previous)
 
 
 @pytest.fixture

@@ -156,3 +156,34 @@ def _now():
     from models.base import utcnow
 
     return utcnow()
+
+
+def test_one_request_id_finds_the_request_and_its_job_in_web_and_worker_logs(live_env, live_db, logs, procs):
+    user = make_user()
+    web, base = start_gunicorn(live_env, logs)
+    procs.append(web)
+    worker = start_worker(live_env, logs, queues="exports")
+    procs.append(worker)
+    headers = dict(login(base, user.email, PASSWORD), **{"X-Request-ID": "ticket-5150.export"})
+
+    resp = httpx.post(f"{base}/v1/me/export", headers=headers, timeout=10)
+    assert resp.status_code == 202 and resp.headers["X-Request-ID"] == "ticket-5150.export"
+    job_id = resp.json()["id"]
+    wait_job(job_id, lambda j: j.status == "succeeded", procs=procs, what="the export to succeed")
+    assert Job.get_by_id(job_id).request_id == "ticket-5150.export"
+    # A second delivery of the message finds nothing to claim: its line has the id from the task header.
+    broker = LiveBroker(live_env)
+    assert broker.submit(Job.get_by_id(job_id))
+    broker.close()
+
+    def lines(proc) -> list[dict]:
+        return [json.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
+
+    wait_for(lambda: any(line["event"] == "nothing to claim" for line in lines(worker)), what="the repeat delivery")
+    web_lines = [line for line in lines(web) if line.get("request_id") == "ticket-5150.export"]
+    assert any(line["event"] == "request" and line["status"] == 202 for line in web_lines)
+    assert {line["process"] for line in web_lines} == {"web"}
+    job_lines = [line for line in lines(worker) if line.get("job_id") == job_id]
+    assert job_lines and all(line["request_id"] == "ticket-5150.export" for line in job_lines)
+    assert {line["process"] for line in job_lines} == {"worker"}
+    assert any(line["event"] == "nothing to claim" for line in job_lines)

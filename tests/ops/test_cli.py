@@ -223,8 +223,9 @@ def test_keys_generate_prints_an_ed25519_key_the_api_accepts():
 
 def test_procfile_lists_every_process_and_the_worker_consumes_every_queue():
     processes = read_procfile()
-    assert list(processes) == ["release", "web", "relay", "worker", "beat", "flower"]
+    assert list(processes) == ["release", "web", "relay", "worker", "beat", "metrics", "flower"]
     assert processes["release"] == "exec hearth db upgrade"
+    assert processes["metrics"] == "exec hearth metrics"
     queues = re.search(r" -Q (\S+)", processes["worker"]).group(1).split(",")
     assert sorted(queues) == sorted(celeryconfig.QUEUES)
     assert "FLOWER_BASIC_AUTH" in processes["flower"] and "--basic-auth" not in processes["flower"]

@@ -13,6 +13,7 @@ import pytest
 from models.base import utcnow
 from models.jobs import Job
 from models.uploads import Upload, incoming_key, new_scan_job, quarantine_key
+from services import metrics
 from services.events import EventBus
 from tasks.runtime import init_runtime
 from tasks.runtime import runtime as worker_runtime
@@ -57,6 +58,8 @@ def test_clamd_down_keeps_the_file_quarantined_and_the_scan_completes_once_it_is
     settings, redis, runtime, queue, tmp_path, caplog
 ):
     upload, job = _quarantined(png())
+    scans = {result: metrics.UPLOADS_SCANNED.labels(result) for result in ("unavailable", "clean")}
+    before = {result: child._value.get() for result, child in scans.items()}
     _use(settings, redis, clamd_url=f"unix://{tmp_path / 'no-clamd.sock'}")
     with caplog.at_level("WARNING", logger="hearth.uploads"):
         scan_upload(str(job.id))
@@ -76,6 +79,11 @@ def test_clamd_down_keeps_the_file_quarantined_and_the_scan_completes_once_it_is
     row = Upload.get_by_id(upload.id)
     assert row.status == "clean" and not storage().exists(quarantine_key(upload.id))
     assert (Job.get_by_id(job.id).status, Job.get_by_id(job.id).last_error) == ("succeeded", None)
+    # hearth_uploads_scanned_total: what HearthScansFailing watches, then the verdict.
+    assert {result: child._value.get() - before[result] for result, child in scans.items()} == {
+        "unavailable": 1,
+        "clean": 1,
+    }
 
 
 def test_a_clamd_that_stops_answering_is_a_timeout_and_a_retry(settings, redis, runtime, queue, tmp_path):
