@@ -85,6 +85,24 @@ class ScrapeTimeGauges:
         return oldest, float(index_lag)
 
 
+class ContainerSamples:
+    """The samples of every process writing into ``directory`` or into one of its subdirectories.
+
+    On one host every process shares the directory itself. Where each process runs in a container
+    of its own (docker-compose.yml), process ids repeat across containers, so each container writes
+    into a subdirectory of one shared volume (``PROMETHEUS_MULTIPROC_DIR=/metrics/<service>``) and
+    this process, pointed at the volume's root, merges them all.
+    """
+
+    def __init__(self, directory, merge: Callable[..., Iterable[Metric]]):
+        self.directory = directory
+        self.merge = merge
+
+    def collect(self) -> Iterable[Metric]:
+        files = sorted(str(path) for path in (*self.directory.glob("*.db"), *self.directory.glob("*/*.db")))
+        return self.merge(files, accumulate=True)
+
+
 def build_registry(settings: Settings, *, depths: Callable[[], dict[str, int]] | None = None) -> CollectorRegistry:
     """Every process's samples (from ``PROMETHEUS_MULTIPROC_DIR``, when set) and the scrape-time gauges."""
     import celeryconfig
@@ -96,7 +114,7 @@ def build_registry(settings: Settings, *, depths: Callable[[], dict[str, int]] |
         from prometheus_client import multiprocess
 
         directory.mkdir(parents=True, exist_ok=True)
-        multiprocess.MultiProcessCollector(registry, path=str(directory))
+        registry.register(ContainerSamples(directory, multiprocess.MultiProcessCollector.merge))
     if depths is None:
         depths = CeleryJobQueue.from_settings(settings).depths
     registry.register(ScrapeTimeGauges(celeryconfig.QUEUES, depths))

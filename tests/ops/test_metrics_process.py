@@ -109,3 +109,28 @@ def test_hearth_run_gives_its_children_one_emptied_metrics_directory_and_console
 
     monkeypatch.setenv("LOG_FORMAT", "json")
     assert child_environment(settings, urls)["LOG_FORMAT"] == "json"  # an explicit choice is kept
+
+
+def test_containers_writing_into_subdirectories_of_one_volume_are_merged(samples_dir, database, settings, var_dir):
+    """docker-compose.yml gives each service /metrics/<service>: process ids repeat across containers."""
+    from ops.metrics_server import build_registry
+
+    for service in ("web", "worker"):
+        env = child_env(database, settings.redis_url, samples_dir / service, var_dir)
+        (samples_dir / service).mkdir()
+        # Both "containers" run their process as the same pid would: the same file name in each.
+        count = "from services import metrics; metrics.observe_job('jobs.selftest', 'succeeded', 0.1)"
+        subprocess.run([sys.executable, "-c", count], env=env, check=True, timeout=60)
+    assert {p.parent.name for p in samples_dir.glob("*/*.db")} == {"web", "worker"}
+
+    old = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(samples_dir)
+    try:
+        registry = build_registry(settings, depths=dict)
+    finally:
+        if old is None:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = old
+    value = registry.get_sample_value("hearth_jobs_total", {"kind": "jobs.selftest", "outcome": "succeeded"})
+    assert value == 2.0
