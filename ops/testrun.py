@@ -17,6 +17,8 @@ an embedded one (stopped afterwards) otherwise:
 * ``TEST_PROMTOOL``: Prometheus's ``promtool``, which checks ops/prometheus/; Debian's
   ``prometheus`` package is installed first when missing (the same way; nothing is started).
   When it cannot be, ``TEST_PROMTOOL_UNAVAILABLE`` says why and those tests skip.
+* ``TEST_COMPOSE``: ``docker-compose``, which checks docker-compose.yml, when docker has no
+  ``compose`` plugin; Debian's ``docker-compose`` is installed first when missing (the same way).
 
 Adding a service (clamd, an S3 server, ...) is one more function in ``SERVICES``.
 Embedded servers keep their files in ``<var_dir>/test``, apart from the
@@ -128,24 +130,42 @@ def chromium(ctx: Context) -> dict[str, str]:
     return {"TEST_CHROMIUM": binary}
 
 
-def promtool(ctx: Context) -> dict[str, str]:
+def _debian_tool(ctx: Context, binary: str, package: str, *, env: str, skips: str) -> dict[str, str]:
+    """``binary`` on PATH, Debian's ``package`` installed first when it is missing; ``{env: path}``.
+
+    When it cannot be installed, ``{env}_UNAVAILABLE`` says why and the tests that need it skip.
+    """
     import shutil
 
     from ops.debian import InstallError, apt_install
 
-    found = shutil.which("promtool")
+    found = shutil.which(binary)
     if not found:
-        ctx.note("promtool not found: installing Debian's prometheus package with apt-get (once per machine)")
+        ctx.note(f"{binary} not found: installing Debian's {package} package with apt-get (once per machine)")
         try:
-            apt_install("prometheus", recommends=False)
+            apt_install(package, recommends=False)
         except InstallError as exc:
-            ctx.note(f"no promtool, the alert rule checks will skip: {exc}")
-            return {"TEST_PROMTOOL_UNAVAILABLE": str(exc)}
-        found = shutil.which("promtool")
+            ctx.note(f"no {binary}, {skips} will skip: {exc}")
+            return {f"{env}_UNAVAILABLE": str(exc)}
+        found = shutil.which(binary)
         if not found:
-            return {"TEST_PROMTOOL_UNAVAILABLE": "the prometheus package was installed but promtool is not on PATH"}
-    ctx.note(f"promtool at {found}")
-    return {"TEST_PROMTOOL": found}
+            return {f"{env}_UNAVAILABLE": f"the {package} package was installed but {binary} is not on PATH"}
+    ctx.note(f"{binary} at {found}")
+    return {env: found}
+
+
+def promtool(ctx: Context) -> dict[str, str]:
+    return _debian_tool(ctx, "promtool", "prometheus", env="TEST_PROMTOOL", skips="the alert rule checks")
+
+
+def compose(ctx: Context) -> dict[str, str]:
+    """``docker compose config`` checks docker-compose.yml: the plugin if docker has it, else docker-compose."""
+    import shutil
+
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
+        return {}
+    return _debian_tool(ctx, "docker-compose", "docker-compose", env="TEST_COMPOSE", skips="the compose file check")
 
 
 def _service_error(message: str) -> Exception:
@@ -154,7 +174,16 @@ def _service_error(message: str) -> Exception:
     return ServiceError(message)
 
 
-SERVICES: list[Callable[[Context], dict[str, str]]] = [postgres, redis, clamd, s3, providers, chromium, promtool]
+SERVICES: list[Callable[[Context], dict[str, str]]] = [
+    postgres,
+    redis,
+    clamd,
+    s3,
+    providers,
+    chromium,
+    promtool,
+    compose,
+]
 
 
 def environment_for_tests(exports: dict[str, str]) -> dict[str, str]:
