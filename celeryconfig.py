@@ -68,3 +68,6 @@ broker_connection_max_retries = None
 worker_hijack_root_logger = False
 timezone = "UTC"
 enable_utc = True
+
+# Only the beat holding a lease in Redis sends the schedule; another beat stands by (tasks/beat.py).
+beat_scheduler = "tasks.beat:LeaderScheduler"
