@@ -15,7 +15,7 @@ enqueues it later.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import kombu.exceptions
 import redis
@@ -65,6 +65,7 @@ def producer_app(settings: Settings, *, name: str = "hearth-producer") -> Celery
     app.config_from_object(celeryconfig)
     # Set as an item: ``conf.broker_url`` is a read-only property (CELERY_BROKER_URL, else this item).
     app.conf["broker_url"] = broker_url(settings)
+    app.conf["task_queues"] = celeryconfig.queues_for(app.conf["broker_url"])
     return app
 
 
@@ -98,15 +99,35 @@ class CeleryJobQueue:
         try:
             with self.celery.connection_for_write() as conn:
                 channel = conn.default_channel
-                if not isinstance(channel, RedisChannel):
-                    return set()  # queue lengths are read from the Redis transport's lists
-                pipe = channel.client.pipeline()
-                for name in queues:
-                    pipe.llen(name)
-                return {name for name, waiting in zip(queues, pipe.execute(), strict=True) if waiting}
+                if isinstance(channel, RedisChannel):
+                    pipe = channel.client.pipeline()
+                    for name in queues:
+                        pipe.llen(name)
+                    return {name for name, waiting in zip(queues, pipe.execute(), strict=True) if waiting}
+                return _amqp_backlog(conn, queues)
         except Exception:
             log.warning("could not read queue lengths", exc_info=True)
             return set()
+
+
+def _amqp_backlog(conn: kombu.Connection, queues: list[str]) -> set[str]:
+    """RabbitMQ: a passive declare reports a queue's ready messages without changing it."""
+    waiting = set()
+    channel: Any = conn.channel()  # the amqp transport's channel (queue_declare, close)
+    try:
+        for name in queues:
+            try:
+                ok = channel.queue_declare(queue=name, passive=True)
+            except kombu.exceptions.ChannelError:
+                # Not declared yet (no worker consumed it): nothing waits there. The broker closed
+                # the channel on the error; the next queue needs a new one.
+                channel = conn.channel()
+                continue
+            if ok.message_count:
+                waiting.add(name)
+    finally:
+        channel.close()
+    return waiting
 
 
 __all__ = ["BROKER_ERRORS", "CeleryJobQueue", "JobQueue", "SubmittedJob", "broker_url", "producer_app", "task_name"]
