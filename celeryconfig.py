@@ -4,12 +4,29 @@ Read by ``tasks.app`` through ``config_from_object``; the broker URL comes from
 ``settings`` (the only reader of the environment).
 """
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from schedules import beat_schedule  # noqa: F401  (the schedule lives only in schedules/)
 
 QUEUES = ("default", "notify", "scans", "money", "search", "imports", "exports", "maintenance")
 task_queues = tuple(Queue(name) for name in QUEUES)
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+# On RabbitMQ the queues are quorum queues (replicated, durable; no priorities, no global QoS)
+# bound to one topic exchange: Celery's native delayed delivery, which quorum queues need for
+# countdowns (a retry's backoff), refuses direct exchanges.
+AMQP_EXCHANGE = Exchange("hearth.tasks", type="topic", durable=True)
+
+
+def queues_for(broker_url: str) -> tuple[Queue, ...]:
+    """The declared queues for this broker: plain ones on Redis, quorum queues on RabbitMQ."""
+    if broker_url.split(":", 1)[0] not in AMQP_SCHEMES:
+        return task_queues
+    return tuple(
+        Queue(name, AMQP_EXCHANGE, routing_key=name, durable=True, queue_arguments={"x-queue-type": "quorum"})
+        for name in QUEUES
+    )
+
+
 task_default_queue = "default"
 # Tasks are routed by the module they live in: tasks/<domain>.py → queue.
 # Exact names are matched before the patterns.
@@ -47,6 +64,8 @@ task_ignore_result = True  # the job row is the truth, Celery results are not us
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
+# Quorum queues refuse a global QoS; Celery then sets the prefetch per consumer (RabbitMQ only).
+worker_detect_quorum_queues = True
 task_track_started = False
 worker_send_task_events = True  # Flower
 task_send_sent_event = True
@@ -71,3 +90,6 @@ broker_connection_max_retries = None
 worker_hijack_root_logger = False
 timezone = "UTC"
 enable_utc = True
+
+# Only the beat holding a lease in Redis sends the schedule; another beat stands by (tasks/beat.py).
+beat_scheduler = "tasks.beat:LeaderScheduler"

@@ -11,11 +11,15 @@
 * ``redis-pubsub``: the same rate and message size published straight to one
   Redis channel read by one ``redis.asyncio`` subscriber in another process.
 
-The clients are ``bench/relay_client.py``, in a process of their own.
+The clients are ``bench/relay_client.py``, in BENCH_WS_CLIENT_PROCESSES (2) processes of
+their own (the sockets split between them), so that one client process's event loop is not
+what is measured; BENCH_RELAY_CLIENT_PING (20) is how often each socket pings, as real
+clients do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -25,6 +29,7 @@ import uuid
 
 from bench import Row, Run, benchmark, servers, stack
 from bench.client_process import client_process, raise_nofile
+from bench.relay_client import merge
 
 TARGET_P99_MS = 50.0
 PAD = 200  # bytes of filler in each event's data: roughly the size of a small job view
@@ -93,31 +98,41 @@ def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:
     redis = redis_lib.Redis.from_url(stack.REDIS_URL)
     bus = EventBus(redis, hearth.redis_prefix)
     channels = [f"user:{u['id']}" for u in users]
+    processes = max(1, int(os.environ.get("BENCH_WS_CLIENT_PROCESSES", "2")))
+    ping_every = float(os.environ.get("BENCH_RELAY_CLIENT_PING", "20"))
     run.settings["relay"] = (
-        f"uvicorn relay.app:app (websockets-sansio), {clients} clients in one asyncio "
-        f"process, {rate:g} events/s for {seconds:g} s, {PAD}-byte pad"
+        f"uvicorn relay.app:app (websockets-sansio), {clients} clients in {processes} asyncio "
+        f"processes pinging every {ping_every:g} s, {rate:g} events/s for {seconds:g} s, {PAD}-byte pad"
     )
 
     # Every client connects from this one address at once: lift the relay's per-address cap on
     # sockets that have not authenticated yet, as the messaging bench does.
     env = {**hearth.env, "RELAY_UNAUTHENTICATED_PER_ADDRESS": "1000"}
-    with servers.relay_server(env, directory / "relay.log") as url:
-        config = {"mode": "relay", "url": url, "tokens": tokens}
-        with _client(directory, config) as client:
-            run.log(f"relay: {client.ready} clients authenticated; publishing")
-            # One event to every connection first, then a pause: the first delivery on each
-            # fresh connection is slower (the relay and the client both warm up their
-            # per-connection paths), and is reported apart from the steady state.
-            publish(
-                rate,
-                clients / rate,
-                lambda i, data: bus.publish(channels[i % clients], "bench.ping", dict(data, warmup=True)),
+    with servers.relay_server(env, directory / "relay.log") as url, contextlib.ExitStack() as stack_of_clients:
+        group = [
+            stack_of_clients.enter_context(
+                _client(
+                    directory,
+                    {"mode": "relay", "url": url, "tokens": tokens[k::processes], "ping_every": ping_every},
+                    name=f"client-relay-{k}",
+                )
             )
-            time.sleep(1.0)
-            sent, pub_rate = publish(
-                rate, seconds, lambda i, data: bus.publish(channels[i % clients], "bench.ping", data)
-            )
-            relay_result = client.finish(expected=sent)
+            for k in range(processes)
+        ]
+        run.log(f"relay: {sum(c.ready for c in group)} clients authenticated; publishing")
+        # One event to every connection first, then a pause: the first delivery on each
+        # fresh connection is slower (the relay and the client both warm up their
+        # per-connection paths), and is reported apart from the steady state.
+        publish(
+            rate,
+            clients / rate,
+            lambda i, data: bus.publish(channels[i % clients], "bench.ping", dict(data, warmup=True)),
+        )
+        time.sleep(1.0)
+        sent, pub_rate = publish(rate, seconds, lambda i, data: bus.publish(channels[i % clients], "bench.ping", data))
+        # Client process k holds the sockets of users k, k + processes, ...: its share of the events.
+        shares = [sum(1 for i in range(sent) if (i % clients) % processes == k) for k in range(processes)]
+        relay_result = merge([c.finish(expected=share) for c, share in zip(group, shares, strict=True)])
     run.log(f"relay: received {relay_result['received']} of {sent}; p99 {relay_result['p99_ms']:.1f} ms")
 
     # --- baseline: raw Redis pub/sub to one subscriber --------------------------------------------
@@ -147,6 +162,9 @@ def _measure(run, hearth, directory, clients, rate, seconds) -> list[Row]:
         f"{relay_result['received']}/{sent} events delivered at {relay_result['events_per_s']:.0f}/s "
         f"(published at {pub_rate:.0f}/s); raw Redis pub/sub p99 {raw_result['p99_ms']:.1f} ms"
     )
+    closed = relay_result.get("closed", {})
+    if closed:
+        run.note(f"relay: sockets closed by the relay during the run, by close code: {closed}")
     if relay_result.get("warmup_events"):
         run.note(
             f"relay: before measuring, one event went to each of the {relay_result['warmup_events']} "
@@ -196,5 +214,5 @@ def publish(rate: float, seconds: float, send) -> tuple[int, float]:
     return total, total / (time.perf_counter() - started)
 
 
-def _client(directory: pathlib.Path, config: dict):
-    return client_process("bench.relay_client", directory, f"client-{config['mode']}", config)
+def _client(directory: pathlib.Path, config: dict, name: str | None = None):
+    return client_process("bench.relay_client", directory, name or f"client-{config['mode']}", config)

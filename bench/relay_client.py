@@ -4,14 +4,24 @@
 websocket per token of the config, each authenticated; mode ``raw``: one
 ``redis.asyncio`` subscriber of the config's channel), prints ``READY <n>``, waits
 for a ``STOP expected`` line on stdin, and prints its figures as one JSON line:
-receive time minus the publish time in each event's data. ``bench/relay.py``
-drives it.
+receive time (taken before the JSON is decoded) minus the publish time in each
+event's data, with the raw samples so that ``bench/relay.py`` can merge several
+client processes (``merge``).
+
+The clients behave as the protocol asks of real ones: each sends a ``ping`` every
+``ping_every`` seconds (the relay closes a socket it has not heard from for
+``RELAY_IDLE_TIMEOUT``; opening 10,000 sockets can take longer than that). The
+process's own garbage collector is kept from pausing it while it measures (its
+heap is frozen once the sockets are open): a full collection over 10,000 sockets'
+objects took seconds on a loaded machine and showed up as relay latency.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import gc
 import json
 import pathlib
 import statistics
@@ -35,6 +45,7 @@ class Stats:
         self.latencies: list[float] = []
         self.warmup: list[float] = []
         self.first = self.last = None
+        self.closes: collections.Counter = collections.Counter()
 
     def record(self, now: float, published: float) -> None:
         self.latencies.append((now - published) * 1000)
@@ -43,19 +54,44 @@ class Stats:
         self.last = now
 
     def result(self, clients: int) -> dict:
-        lat = self.latencies
-        span = (self.last - self.first) if self.first is not None and self.last > self.first else 0
-        return {
-            "received": len(lat),
-            "clients": clients,
-            "events_per_s": (len(lat) - 1) / span if span else 0.0,
-            "p50_ms": statistics.median(lat) if lat else float("nan"),
-            "p99_ms": percentile(lat, 99),
-            "max_ms": max(lat) if lat else float("nan"),
-            "warmup_events": len(self.warmup),
-            "warmup_p99_ms": percentile(self.warmup, 99) if self.warmup else None,
-            "warmup_max_ms": max(self.warmup) if self.warmup else None,
-        }
+        return summary(self.latencies, self.warmup, self.first, self.last, clients, self.closes)
+
+
+def summary(lat: list[float], warmup: list[float], first, last, clients: int, closes) -> dict:
+    """The figures of one client process, or of several merged; with the samples, for merging."""
+    span = (last - first) if first is not None and last > first else 0
+    return {
+        "received": len(lat),
+        "clients": clients,
+        "events_per_s": (len(lat) - 1) / span if span else 0.0,
+        "p50_ms": statistics.median(lat) if lat else float("nan"),
+        "p99_ms": percentile(lat, 99),
+        "max_ms": max(lat) if lat else float("nan"),
+        "warmup_events": len(warmup),
+        "warmup_p99_ms": percentile(warmup, 99) if warmup else None,
+        "warmup_max_ms": max(warmup) if warmup else None,
+        "closed": dict(closes),
+        "first": first,
+        "last": last,
+        "samples": lat,
+        "warmup_samples": warmup,
+    }
+
+
+def merge(results: list[dict]) -> dict:
+    """One result from several client processes' (their samples pooled)."""
+    firsts = [r["first"] for r in results if r["first"] is not None]
+    closes: collections.Counter = collections.Counter()
+    for r in results:
+        closes.update(r["closed"])
+    return summary(
+        [x for r in results for x in r["samples"]],
+        [x for r in results for x in r["warmup_samples"]],
+        min(firsts) if firsts else None,
+        max((r["last"] for r in results if r["last"] is not None), default=None),
+        sum(r["clients"] for r in results),
+        closes,
+    )
 
 
 async def _stdin_line() -> str:
@@ -106,9 +142,34 @@ async def _relay_clients(config: dict) -> dict:
                         stats.warmup.append((at - data["t"]) * 1000)
                     else:
                         record(at, data["t"])
+        stats.closes[str(ws.close_code)] += 1
 
-    opened = await asyncio.gather(*(open_one(t) for t in tokens))
-    readers = [asyncio.create_task(reader(ws)) for ws in opened]
+    async def pinger():
+        # Every open socket pings once per ``ping_every`` seconds, spread evenly over the interval;
+        # from the first socket on, as opening the rest can take longer than the idle timeout.
+        every = float(config.get("ping_every", 20))
+        ping = json.dumps({"type": "ping"})
+        while True:
+            if not connections:
+                await asyncio.sleep(0.5)
+            for ws in list(connections):
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(ping)
+                await asyncio.sleep(every / len(connections))
+
+    readers = []
+
+    # Readers start as sockets open: a socket that waited for all the others would not be reading
+    # (or pinging) for as long as the rest take to open.
+    async def open_and_read(token: str):
+        ws = await open_one(token)
+        readers.append(asyncio.create_task(reader(ws)))
+        return ws
+
+    readers.append(asyncio.create_task(pinger()))
+    opened = await asyncio.gather(*(open_and_read(t) for t in tokens))
+    gc.collect()
+    gc.freeze()  # the sockets' objects are never scanned again while measuring
     print(f"READY {len(opened)}", flush=True)
     await _until_stop(stats)
     for task in readers:

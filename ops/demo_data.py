@@ -100,6 +100,25 @@ COLUMNS = (
     "modification_timestamp",
 )
 HISTORY_COLUMNS = ("property_id", "at", "actor_id", "field", "old_value", "new_value")
+# Every number the generator writes stays inside these (inclusive) bounds, which lie inside the
+# properties table's CHECKs and the API's field limits (a test holds them to both). The log-normal
+# tails of a multi-million-row seed otherwise reach values the schema refuses (a 300,000 sq ft
+# building with 120 full baths).
+BOUNDS: dict[str, tuple[int, int]] = {
+    "list_price": (100, 10**12),
+    "original_list_price": (100, 10**12),
+    "previous_list_price": (100, 10**12),
+    "close_price": (100, 10**12),
+    "bedrooms_total": (0, 12),
+    "bathrooms_full": (1, 60),
+    "bathrooms_half": (0, 1),
+    "living_area": (300, 2_000_000),
+    "lot_size_square_feet": (500, 500_000_000),
+    "year_built": (1890, EPOCH.year),
+    "association_fee": (0, 10_000_000),
+    "tax_annual_amount": (0, 10**11),
+    "tax_year": (EPOCH.year - 1, EPOCH.year - 1),
+}
 NULL = "\\N"
 
 
@@ -144,13 +163,23 @@ def _pick(rng: random.Random, cumulative: list[int]) -> int:
     return len(cumulative) - 1
 
 
+def _bounded(column: str, value: int) -> int:
+    low, high = BOUNDS[column]
+    return min(high, max(low, value))
+
+
 def _s(value) -> str:
     return NULL if value is None else str(value)
 
 
-def generate_chunk(seed: int, chunk: int, count: int, sellers: list[str], agents: list[str]):
-    """Rows ``chunk * CHUNK`` … ``+ count`` as COPY text: ``(listing lines, history lines)``."""
-    rng = random.Random(f"hearth-demo:{seed}:{chunk}")
+def generate_chunk(
+    seed: int, chunk: int, count: int, sellers: list[str], agents: list[str], rng: random.Random | None = None
+):
+    """Rows ``chunk * CHUNK`` … ``+ count`` as COPY text: ``(listing lines, history lines)``.
+
+    ``rng`` replaces the seeded generator (a test drives the distributions' tails with it).
+    """
+    rng = rng or random.Random(f"hearth-demo:{seed}:{chunk}")
     rand, gauss, lognorm, choice = rng.random, rng.gauss, rng.lognormvariate, rng.choice
     listings, history = [], []
     for _ in range(count):
@@ -166,25 +195,28 @@ def generate_chunk(seed: int, chunk: int, count: int, sellers: list[str], agents
         beds = full = half = area = year = hoa = hoa_freq = tax = tax_year = unit = None
         lot = None
         if median_area is None:  # land: priced by the lot
-            lot = int(lognorm(math.log(21_780), 0.9)) + 1000
+            lot = _bounded("lot_size_square_feet", int(lognorm(math.log(21_780), 0.9)) + 1000)
             price = lot * city.price_per_sqft * 0.04 * lognorm(0, 0.35)
         else:
             if sub in ("Condominium", "Apartment"):
                 median_area *= 0.6
                 unit = str(rng.randint(1, 30) * 100 + rng.randint(1, 20))
-            area = max(300, int(lognorm(math.log(median_area), sigma)))
+            area = _bounded("living_area", int(lognorm(math.log(median_area), sigma)))
             if ptype.startswith("Commercial"):
-                full = max(1, int(area / 2500))
+                full = _bounded("bathrooms_full", int(area / 2500))
             else:
-                beds = min(
-                    12 if ptype == "ResidentialIncome" else 7,
-                    max(0 if sub == "Apartment" else 1, round(area / 550 + gauss(0, 0.6))),
+                beds = _bounded(
+                    "bedrooms_total",
+                    min(
+                        12 if ptype == "ResidentialIncome" else 7,
+                        max(0 if sub == "Apartment" else 1, round(area / 550 + gauss(0, 0.6))),
+                    ),
                 )
-                full = min(8, max(1, round(beds * 0.6 + gauss(0.3, 0.4))))
+                full = _bounded("bathrooms_full", min(8, max(1, round(beds * 0.6 + gauss(0.3, 0.4)))))
                 half = 1 if rand() < (0.45 if sub == "SingleFamilyResidence" else 0.15) else 0
                 if sub in ("SingleFamilyResidence", "Duplex", "Triplex", "Quadruplex", "MultiFamily"):
-                    lot = int(lognorm(math.log(6500), 0.5))
-            year = min(2026, 1890 + int(136 * rng.betavariate(3.2, 1.6)))
+                    lot = _bounded("lot_size_square_feet", int(lognorm(math.log(6500), 0.5)))
+            year = _bounded("year_built", 1890 + int(136 * rng.betavariate(3.2, 1.6)))
             if ptype.endswith("Lease"):
                 price = area * city.rent_per_sqft * (0.9 if ptype == "CommercialLease" else 1.0) * lognorm(0, 0.18)
             else:
@@ -192,18 +224,18 @@ def generate_chunk(seed: int, chunk: int, count: int, sellers: list[str], agents
                 price = area * city.price_per_sqft * factor * lognorm(0, 0.22)
             if sub in ("Condominium", "Townhouse") or (ptype == "Residential" and rand() < 0.25):
                 monthly = 80 if sub == "SingleFamilyResidence" else 320  # dollars a month, median
-                hoa, hoa_freq = int(lognorm(math.log(monthly), 0.4)) * 100, "Monthly"
+                hoa, hoa_freq = _bounded("association_fee", int(lognorm(math.log(monthly), 0.4)) * 100), "Monthly"
         lease = ptype.endswith("Lease")
         unit_cents = 500 if lease else 100_000  # rents end in $5, prices in $1,000
-        original = max(int(price * 100 / unit_cents + 0.5), 1) * unit_cents
+        original = _bounded("original_list_price", max(int(price * 100 / unit_cents + 0.5), 1) * unit_cents)
         current, previous = original, None
         if status != "Incomplete" and rand() < 0.22:  # a price reduction (rarely an increase)
             step = (0.97 if rand() < 0.9 else 1.03) * lognorm(0, 0.01)
-            current = max(int(original * step / unit_cents + 0.5), 1) * unit_cents
+            current = _bounded("list_price", max(int(original * step / unit_cents + 0.5), 1) * unit_cents)
             previous = original if current != original else None
         if not lease:
-            tax = int(current * city.tax_rate * lognorm(0, 0.1))
-            tax_year = 2025
+            tax = _bounded("tax_annual_amount", int(current * city.tax_rate * lognorm(0, 0.1)))
+            tax_year = EPOCH.year - 1
 
         number = str(rng.randint(100, 9899))
         street = choice(city.streets)
@@ -237,7 +269,9 @@ def generate_chunk(seed: int, chunk: int, count: int, sellers: list[str], agents
             events.append((at, "standard_status", old, new))
         close_price = close_date = None
         if status == "Closed":
-            close_price = max(int(current * (0.95 + rand() * 0.08) / unit_cents + 0.5), 1) * unit_cents
+            close_price = _bounded(
+                "close_price", max(int(current * (0.95 + rand() * 0.08) / unit_cents + 0.5), 1) * unit_cents
+            )
             close_date = at.date().isoformat()
         actor = agent or owner
         for when, field, old, new in events:

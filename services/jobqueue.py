@@ -15,7 +15,7 @@ enqueues it later.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import kombu.exceptions
 import redis
@@ -67,6 +67,7 @@ def producer_app(settings: Settings, *, name: str = "hearth-producer") -> Celery
     app.config_from_object(celeryconfig)
     # Set as an item: ``conf.broker_url`` is a read-only property (CELERY_BROKER_URL, else this item).
     app.conf["broker_url"] = broker_url(settings)
+    app.conf["task_queues"] = celeryconfig.queues_for(app.conf["broker_url"])
     return app
 
 
@@ -109,22 +110,42 @@ class CeleryJobQueue:
     def depths(self) -> dict[str, int]:
         """``{queue: messages waiting}`` for every Celery queue; empty when it cannot tell.
 
-        Read from the Redis transport's lists; for another broker (AMQP) it is
-        empty: its own management interface tells the same.
+        Read from the Redis transport's lists, or with a passive declare of each
+        queue on RabbitMQ (a queue no worker declared yet holds nothing).
         """
         queues = [queue.name for queue in self.celery.conf.task_queues or ()]
         try:
             with self.celery.connection_for_write() as conn:
                 channel = conn.default_channel
-                if not isinstance(channel, RedisChannel):
-                    return {}
-                pipe = channel.client.pipeline()
-                for name in queues:
-                    pipe.llen(name)
-                return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
+                if isinstance(channel, RedisChannel):
+                    pipe = channel.client.pipeline()
+                    for name in queues:
+                        pipe.llen(name)
+                    return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
+                return _amqp_depths(conn, queues)
         except Exception:
             log.warning("could not read queue lengths", exc_info=True)
             return {}
+
+
+def _amqp_depths(conn: kombu.Connection, queues: list[str]) -> dict[str, int]:
+    """RabbitMQ: a passive declare reports a queue's ready messages without changing it."""
+    depths = {}
+    channel: Any = conn.channel()  # the amqp transport's channel (queue_declare, close)
+    try:
+        for name in queues:
+            try:
+                ok = channel.queue_declare(queue=name, passive=True)
+            except kombu.exceptions.ChannelError:
+                # Not declared yet (no worker consumed it): nothing waits there. The broker closed
+                # the channel on the error; the next queue needs a new one.
+                channel = conn.channel()
+                depths[name] = 0
+                continue
+            depths[name] = int(ok.message_count)
+    finally:
+        channel.close()
+    return depths
 
 
 __all__ = [

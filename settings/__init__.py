@@ -124,7 +124,7 @@ class Settings:
 
     # --- Jobs, events, relay, storage (docs/jobs-and-events.md) ---
     # Celery broker; empty means REDIS_URL. A Redis of its own keeps cache eviction
-    # policies away from queued work.
+    # policies away from queued work; amqp:// is RabbitMQ with quorum queues (docs/operations.md).
     broker_url: str = ""
     # A running job owns its row for this long; the task renews it (progress and a
     # heartbeat thread) and the beat sweep requeues a job whose worker stopped renewing.
@@ -132,6 +132,9 @@ class Settings:
     # The sweep enqueues a queued job again when it should have started this long ago
     # (the broker was down at enqueue, or lost the message).
     job_requeue_after: int = 120
+    # Only the beat holding the lock in Redis sends the schedule; it renews the lock every third of
+    # this, and a standby beat takes over this long after the holder stopped renewing.
+    beat_lock_ttl: int = 60
     # Where stored objects live: empty means local disk under var/storage; file:///path.
     storage_url: str = ""
     # Lifetime of a signed download link of an export archive, and of the archive itself.

@@ -64,11 +64,14 @@ def storage_url_problems(url: str) -> list[str]:
     return problems
 
 
+BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps")
+
+
 def job_and_relay_problems(settings: Settings) -> list[str]:
     """Jobs, storage, scanning, SMS, uploads and the relay."""
     problems: list[str] = []
-    if settings.broker_url and urlparse(settings.broker_url).scheme not in ("redis", "rediss", "unix"):
-        problems.append("BROKER_URL must be a redis:// or rediss:// URL")
+    if settings.broker_url and urlparse(settings.broker_url).scheme not in BROKER_SCHEMES:
+        problems.append("BROKER_URL must be a redis://, rediss://, amqp:// or amqps:// URL")
     problems.extend(storage_url_problems(settings.storage_url))
     if settings.clamd_url and urlparse(settings.clamd_url).scheme not in ("unix", "tcp"):
         problems.append("CLAMD_URL must be unix:///path/to/clamd.sock or tcp://host:port")
@@ -98,6 +101,8 @@ def job_and_relay_problems(settings: Settings) -> list[str]:
         problems.append("UPLOAD_URL_TTL must be between 10 seconds and an hour")
     if not 2 <= settings.job_lease_seconds <= 3600:
         problems.append("JOB_LEASE_SECONDS must be between 2 and 3600")
+    if not 3 <= settings.beat_lock_ttl <= 3600:
+        problems.append("BEAT_LOCK_TTL must be between 3 and 3600 seconds")
     if settings.job_requeue_after < 1:
         problems.append("JOB_REQUEUE_AFTER must be at least 1 second")
     if not 30 <= settings.export_url_ttl <= 24 * 3600:

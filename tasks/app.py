@@ -46,6 +46,7 @@ app.config_from_object(celeryconfig)
 def configure(settings: Settings) -> Celery:
     """Point the app at the broker named in ``settings`` (called at import and by tests)."""
     app.conf.broker_url = broker_url(settings)
+    app.conf.task_queues = celeryconfig.queues_for(app.conf.broker_url)
     app.conf.hearth_settings = settings
     return app
 
