@@ -14,7 +14,7 @@ from models.jobs import Job
 from models.payment_events import PaymentEvent
 from services.payments import StripeProvider, sign_event
 from tests.api.conftest import assert_problem
-from tests.factories import PASSWORD, make_user
+from tests.factories import make_user
 
 PATH = "/v1/webhooks/stripe"
 
@@ -202,12 +202,11 @@ def test_the_sandbox_endpoint_refuses_unknown_deposits_bad_input_and_non_admins(
     assert _stored() == 0
 
 
-def test_without_the_sandbox_provider_the_sandbox_endpoint_is_not_found(settings, redis, jobs, runtime, admin):
+def test_without_the_sandbox_provider_the_sandbox_endpoint_is_not_found(settings, redis, jobs, runtime, admin, login):
     stripe = StripeProvider("sk_test_unused", settings.stripe_webhook_secret, api_url="http://127.0.0.1:9")
     services = build_services(settings, redis=redis, jobs=jobs, payments=stripe)
     client = testing.TestClient(create_app(settings, services=services, init_db=False))
-    login = client.simulate_post("/v1/auth/login", json={"email": admin.email, "password": PASSWORD})
-    token = login.json["access_token"]
+    token = login(admin)["access_token"]  # the admin's two-factor login (aal2), valid on any app instance
     resp = client.simulate_post(
         SANDBOX_PATH,
         json={"payment_intent": "pi_sandbox_x", "outcome": "succeeded"},
