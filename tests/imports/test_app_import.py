@@ -14,13 +14,16 @@ from api.resources.property_media import photos_view
 from models.accounts import User
 from models.conversations import Conversation, ConversationParticipant, Message
 from models.db import db
+from models.escrows import Escrow
 from models.favorites import Favorite
 from models.file_rules import purpose_rules
 from models.imports.mapping import parse_mapping
+from models.imports.offer_target import ACCEPTED_REASON
 from models.imports.report import ImportReportRow
 from models.imports.runs import total
 from models.imports.targets import AVATAR_KEY
 from models.jobs import Job
+from models.offers import Offer
 from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearch
 from models.uploads import SCAN_KIND, PropertyMedia, Upload
@@ -293,3 +296,43 @@ def test_a_resumed_table_continues_after_its_checkpoint_whatever_its_key(source,
             assert [row.key for row in rest] == [row.key for row in rows[1:]], name
     finally:
         reader.close()
+
+
+def test_offers_keep_terms_parties_and_status_and_never_bring_money(source, source_users, world, runtime, s3_source):
+    imported = run(source, runtime, s3_source)
+    counts, report = imported.counts["public.offers"], reasons(imported)
+    buyer = source_users["bcrypt_2b"].id
+    assert counts["read"] == 7 and total(counts, "failed") == 0, report
+    assert counts["skipped"] == {"missing-reference": 1, "offer-rule": 1}, [r for r in report.items() if r[0][0] == "public.offers"]
+
+    live = Offer.get_by_id(world.offer_live)  # the source's UUID is kept
+    assert (str(live.buyer_id), str(live.property_id), live.status) == (buyer, world.listing_ok, "submitted")
+    assert (live.price, live.earnest_money, live.financing) == (120000000, 2400050, "conventional")
+    assert live.contingencies == [{"kind": "inspection", "days": 10}] and live.message == "Oferta 🏠 — 报价"
+    assert live.root_id == live.id and live.side == "buyer"
+
+    # An accepted offer is history: closed, no escrow, no ledger entry; still open at the source → reported.
+    open_deal = Offer.get_by_id(world.offer_accepted_open)
+    assert (open_deal.status, open_deal.decision_reason) == ("closed", ACCEPTED_REASON)
+    assert report[("public.offers", world.offer_accepted_open)][:2] == ("inserted", "needs-manual-escrow")
+    sold_deal = Offer.get_by_id(world.offer_accepted_sold)
+    assert sold_deal.status == "closed" and ("public.offers", world.offer_accepted_sold) not in report
+    assert not Escrow.select().exists()
+    assert db.execute_sql("SELECT count(*) FROM ledger_transfers").fetchone()[0] == 0
+
+    assert Offer.get_by_id(world.offer_declined).status == "rejected"
+    lapsed = Offer.get_by_id(world.offer_lapsed)  # pending at the source, its expiry long gone
+    assert (lapsed.status, lapsed.decided_at) == ("expired", lapsed.expires_at)
+    assert report[("public.offers", world.offer_ghost)][1] == "missing-reference"
+    bad = report[("public.offers", world.offer_bad_terms)]
+    assert bad[1] == "offer-rule" and "earnest_money" in bad[2] and "cash offer" in bad[2]
+
+    # A delta sees the buyer withdraw the live offer; a second full run then changes nothing.
+    source.execute(
+        "UPDATE public.offers SET status = 'withdrawn', updated_at = now() WHERE id = %s", (world.offer_live,)
+    )
+    delta = run(source, runtime, s3_source, since="last")
+    assert total(delta.counts["public.offers"], "updated") == 1
+    assert Offer.get_by_id(world.offer_live).status == "withdrawn"
+    again = run(source, runtime, s3_source)
+    assert total(again.counts["public.offers"], "unchanged") == 7
