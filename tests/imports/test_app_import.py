@@ -303,7 +303,9 @@ def test_offers_keep_terms_parties_and_status_and_never_bring_money(source, sour
     counts, report = imported.counts["public.offers"], reasons(imported)
     buyer = source_users["bcrypt_2b"].id
     assert counts["read"] == 7 and total(counts, "failed") == 0, report
-    assert counts["skipped"] == {"missing-reference": 1, "offer-rule": 1}, [r for r in report.items() if r[0][0] == "public.offers"]
+    assert counts["skipped"] == {"missing-reference": 1, "offer-rule": 1}, [
+        r for r in report.items() if r[0][0] == "public.offers"
+    ]
 
     live = Offer.get_by_id(world.offer_live)  # the source's UUID is kept
     assert (str(live.buyer_id), str(live.property_id), live.status) == (buyer, world.listing_ok, "submitted")
