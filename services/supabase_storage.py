@@ -130,15 +130,21 @@ class S3StorageSource:
             read_timeout=60,
             retries={"max_attempts": 3, "mode": "standard"},
         )
-        self.client: S3Client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=region,
-            config=config,
-            aws_access_key_id=access_key or None,
-            aws_secret_access_key=secret_key or None,
-            aws_session_token=session_token or None,
-        )
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            self.client: S3Client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region,
+                config=config,
+                aws_access_key_id=access_key or None,
+                aws_secret_access_key=secret_key or None,
+                aws_session_token=session_token or None,
+            )
+        except (BotoCoreError, ValueError) as exc:
+            # A key id without its secret (or the reverse), a malformed endpoint: named, never quoted.
+            raise StorageSourceError(f"Supabase Storage settings are incomplete ({type(exc).__name__})") from None
 
     def _call(self, method: Any, bucket: str, name: str, **params: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError

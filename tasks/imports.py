@@ -317,7 +317,8 @@ def run_supabase(ctx: JobContext) -> dict:
     request = request_from_input(ctx.input)
     source_url, storage = settings_source()
     state = {"steps": 0}
-    total_steps = max(1, len(request.only) if request.only else 2)
+    # Every step of the run (auth, storage, each mapped table) is an equal share of the job's percentage.
+    total_steps = max(1, len(build_steps(request)))
 
     def progress(update: Progress) -> None:
         if update.done:

@@ -4,6 +4,7 @@ sit on the local S3 server, imported in process, its files scanned by the real c
 from __future__ import annotations
 
 import contextlib
+import json
 import pathlib
 import uuid
 
@@ -20,20 +21,23 @@ from models.file_rules import purpose_rules
 from models.imports.mapping import parse_mapping
 from models.imports.offer_target import ACCEPTED_REASON
 from models.imports.report import ImportReportRow
-from models.imports.runs import total
+from models.imports.runs import ImportRun, total
 from models.imports.targets import AVATAR_KEY
 from models.jobs import Job
 from models.offers import Offer
 from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearch
 from models.uploads import SCAN_KIND, PropertyMedia, Upload
+from services.events import EventBus
 from services.supabase_source import SupabaseSource
 from services.supabase_storage import S3StorageSource
-from tasks.imports import BadInput, ImportRequest, execute
+from tasks.app import app as celery_app
+from tasks.imports import BadInput, ImportRequest, execute, run_supabase
 from tasks.runtime import init_runtime
 from tasks.uploads import scan_upload
 from tests.api.conftest import RecordingJobQueue
 from tests.conftest import make_settings
+from tests.factories import make_user
 from tests.imports.supabase_app import PROJECT, create_app_schemas, load_app
 from tests.services.backends import S3_CREDENTIALS, clamd_url, eicar, pdf, png, s3_endpoint, stored_keys
 
@@ -338,3 +342,86 @@ def test_offers_keep_terms_parties_and_status_and_never_bring_money(source, sour
     assert Offer.get_by_id(world.offer_live).status == "withdrawn"
     again = run(source, runtime, s3_source)
     assert total(again.counts["public.offers"], "unchanged") == 7
+
+
+def worker_runtime(settings_for, redis, **storage):
+    """A worker's runtime whose settings name the source and Supabase Storage, as in production."""
+    return init_runtime(settings_for(**storage), redis=redis, init_db=False, jobs=RecordingJobQueue())
+
+
+@pytest.fixture
+def settings_for(database, tmp_path, redis_prefix, source):
+    def build(**storage):
+        return make_settings(
+            database,
+            tmp_path,
+            redis_prefix=redis_prefix,
+            clamd_url=clamd_url(),
+            supabase_source_db_url=source.url,
+            **storage,
+        )
+
+    return build
+
+
+def import_job(**input_) -> Job:
+    admin = make_user(role="admin")
+    return Job.create(kind="imports.run_supabase", queue="imports", owner=admin.id, input=input_, max_attempts=3)
+
+
+def test_the_import_job_reads_supabase_storage_from_the_worker_settings(world, settings_for, redis, s3_source):
+    storage_secret = "src-storage-secret-7q"
+    worker = worker_runtime(
+        settings_for,
+        redis,
+        supabase_storage_endpoint=s3_endpoint(),
+        supabase_storage_region="us-east-1",
+        supabase_storage_key_id=S3_CREDENTIALS["aws_access_key_id"],
+        supabase_storage_secret=storage_secret,
+    )
+    job = import_job(mapping=MAPPING, storage="s3")
+    assert run_supabase.name == "tasks.imports.run_supabase"  # the name Flower shows
+    assert celery_app.amqp.router.route({}, run_supabase.name)["queue"].name == "imports"
+    run_supabase(str(job.id))
+    done = Job.get_by_id(job.id)
+    assert done.status == "succeeded", done.error
+    objects = done.result["tables"]["storage.objects"]
+    assert total(objects, "inserted") == 5 and objects["skipped"]["missing-object"] == 1
+    copied = Upload.select().where(Upload.storage_key.is_null(False))
+    assert copied.count() == 5 and all(worker.storage.exists(u.storage_key) for u in copied)
+
+    events = EventBus(worker.redis, worker.settings.redis_prefix).history(f"job:{job.id}")
+    types = [event["type"] for event in events]
+    assert types[0] == "job.started" and types[-1] == "job.succeeded"
+    progress = [event["data"]["progress"] for event in events if event["type"] == "job.progress"]
+    percents = [p["percent"] for p in progress]
+    assert len(progress) >= 10 and percents == sorted(percents) and percents[-1] == 100
+    by_step = {p["message"].split(":")[0]: p["percent"] for p in progress}
+    assert by_step["auth.users"] < by_step["storage.objects"] < by_step["public.offers"] == 100  # mapped tables count
+    assert storage_secret not in json.dumps(events) + json.dumps(done.input) + json.dumps(done.result)
+
+
+def test_a_missing_storage_directory_or_an_unreachable_endpoint_fails_the_job_cleanly(
+    world, settings_for, redis, tmp_path
+):
+    worker_runtime(settings_for, redis, supabase_storage_dir=str(tmp_path / "no-such-export"))
+    job = import_job(mapping=MAPPING, storage="dir")
+    run_supabase(str(job.id))
+    failed = Job.get_by_id(job.id)
+    assert failed.status == "failed" and "no-such-export" in failed.error["detail"]
+    assert "is not a directory" in failed.error["detail"] and failed.attempts == 1
+
+    worker_runtime(settings_for, redis, supabase_storage_endpoint="http://127.0.0.1:9", supabase_storage_secret="x")
+    job = import_job(mapping=MAPPING, storage="s3")
+    run_supabase(str(job.id))
+    failed = Job.get_by_id(job.id)
+    assert failed.status == "failed" and "settings are incomplete" in failed.error["detail"]  # no key id
+
+    keys = {"supabase_storage_key_id": "k", "supabase_storage_secret": "src-storage-secret-7q"}
+    worker_runtime(settings_for, redis, supabase_storage_endpoint="http://127.0.0.1:9", **keys)
+    job = import_job(mapping=MAPPING, storage="s3")
+    run_supabase(str(job.id))
+    failed = Job.get_by_id(job.id)
+    assert failed.status == "failed" and "Supabase Storage is unreachable" in failed.error["detail"]
+    assert "src-storage-secret-7q" not in json.dumps(failed.error)
+    assert not ImportRun.select().exists() and not Upload.select().exists(), "refused before anything was written"
