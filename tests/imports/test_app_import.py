@@ -425,3 +425,16 @@ def test_a_missing_storage_directory_or_an_unreachable_endpoint_fails_the_job_cl
     assert failed.status == "failed" and "Supabase Storage is unreachable" in failed.error["detail"]
     assert "src-storage-secret-7q" not in json.dumps(failed.error)
     assert not ImportRun.select().exists() and not Upload.select().exists(), "refused before anything was written"
+
+
+def test_a_run_lost_after_copying_bytes_leaves_no_orphan_object(source, world, runtime, s3_source):
+    # Everything the first run wrote to the database is lost (as when it is killed before its chunk commits);
+    # the bytes it copied stay in Hearth's storage.
+    with db.atomic() as lost:
+        run(source, runtime, s3_source)
+        copied_then = set(stored_keys(runtime.storage))
+        lost.rollback()
+    assert copied_then and not Upload.select().exists()
+    run(source, runtime, s3_source)
+    keys = {u.storage_key for u in Upload.select().where(Upload.storage_key.is_null(False))}
+    assert set(stored_keys(runtime.storage)) == keys == copied_then, "the same versions land on the same keys"
