@@ -93,7 +93,7 @@ def write_offer(fields: dict, previous_id: str | None, source_key: str) -> Outco
         "closing_date": fields["closing_date"],
         "expires_at": fields["expires_at"],
         "message": fields.get("message"),
-        "decided_at": (decided_at or now) if status in _DECIDED else None,
+        "decided_at": (decided_at or fields.get("created_at") or now) if status in _DECIDED else None,
         "decision_reason": reason[:2000] if reason and status in _DECIDED else None,
         "updated_at": now,
     }

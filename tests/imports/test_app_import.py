@@ -9,6 +9,7 @@ import pathlib
 import uuid
 
 import boto3
+import psycopg2
 import pytest
 
 from api.resources.property_media import photos_view
@@ -352,14 +353,8 @@ def worker_runtime(settings_for, redis, **storage):
 @pytest.fixture
 def settings_for(database, tmp_path, redis_prefix, source):
     def build(**storage):
-        return make_settings(
-            database,
-            tmp_path,
-            redis_prefix=redis_prefix,
-            clamd_url=clamd_url(),
-            supabase_source_db_url=source.url,
-            **storage,
-        )
+        storage.setdefault("supabase_source_db_url", source.url)
+        return make_settings(database, tmp_path, redis_prefix=redis_prefix, clamd_url=clamd_url(), **storage)
 
     return build
 
@@ -438,3 +433,31 @@ def test_a_run_lost_after_copying_bytes_leaves_no_orphan_object(source, world, r
     run(source, runtime, s3_source)
     keys = {u.storage_key for u in Upload.select().where(Upload.storage_key.is_null(False))}
     assert set(stored_keys(runtime.storage)) == keys == copied_then, "the same versions land on the same keys"
+
+
+def test_a_job_that_loses_its_source_retries_and_resumes_the_same_run(source, source_users, settings_for, redis):
+    # The source's auth.identities is locked by someone else: reading it fails after auth.users committed.
+    joiner = "&" if "?" in source.url else "?"
+    impatient = f"{source.url}{joiner}options=-c%20lock_timeout%3D300"
+    worker_runtime(settings_for, redis, supabase_source_db_url=impatient)
+    locker = psycopg2.connect(source.url)
+    try:
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE auth.identities IN ACCESS EXCLUSIVE MODE")
+        job = import_job(only=["auth.users", "auth.identities"])
+        run_supabase(str(job.id))
+        waiting = Job.get_by_id(job.id)
+        assert waiting.status == "queued" and waiting.attempts == 1, "a lost read is retried"
+        assert "Ask for the same import again" in waiting.last_error["detail"]
+        [stopped] = ImportRun.select()
+        assert stopped.status == "failed" and "auth.identities" in stopped.error
+        assert stopped.checkpoint["done"] == ["auth.users"]
+    finally:
+        locker.rollback()
+        locker.close()
+    Job.update(run_after=None).where(Job.id == job.id).execute()
+    run_supabase(str(job.id))
+    assert Job.get_by_id(job.id).status == "succeeded"
+    [resumed] = ImportRun.select()
+    assert resumed.id == stopped.id and resumed.status == "succeeded" and resumed.error is None
+    assert resumed.counts["auth.users"]["read"] == len(source_users)
