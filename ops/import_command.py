@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 EXIT_OK, EXIT_REPORTED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 def add_parser(commands, *, database) -> None:
@@ -186,6 +187,11 @@ def import_supabase(args) -> int:
             file=sys.stderr,
         )
         return EXIT_STOPPED
+    except KeyboardInterrupt:
+        print(
+            "hearth: interrupted; the run is marked failed. Run the same command again to resume it.", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
     finally:
         report.close()
     summary = {"run": str(run.id), "dry_run": run.dry_run, "reported": run.reported, "tables": run.counts}
@@ -193,4 +199,12 @@ def import_supabase(args) -> int:
     return EXIT_REPORTED if run.reported else EXIT_OK
 
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_REPORTED", "EXIT_STOPPED", "add_parser", "import_supabase"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REPORTED",
+    "EXIT_STOPPED",
+    "add_parser",
+    "import_supabase",
+]
