@@ -33,7 +33,7 @@ from models.imports.steps import Step
 from models.jobs import Job
 from services.supabase_source import CONNECTION_ERRORS, SourceError, SupabaseSource, redact_message
 from services.supabase_storage import StorageSourceError
-from tasks.base import JobContext, Transient, job_task
+from tasks.base import Cancelled, JobContext, LeaseLost, Transient, job_task
 from tasks.import_files import file_collaborators
 from tasks.runtime import runtime
 
@@ -184,6 +184,11 @@ def execute(
         )
         try:
             runner.run()
+        except LeaseLost:
+            raise  # another worker owns the job, and this run with it, now: leave the run to it
+        except Cancelled:
+            _mark_failed(run, "cancelled")
+            raise
         except Exception as exc:
             problem = _problem(exc, source_url, collaborators)
             log.warning("import run stopped", extra={"run_id": str(run.id), "error": type(exc).__name__})

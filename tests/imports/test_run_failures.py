@@ -7,6 +7,7 @@ import pytest
 from models.accounts import User
 from models.imports.report import ImportReportRow
 from models.imports.runs import ImportRun
+from tasks.base import Cancelled, LeaseLost
 from tasks.imports import ImportRequest, RunStopped, execute
 
 AUTH = ["auth.users", "auth.identities"]
@@ -70,3 +71,16 @@ def test_a_user_soft_deleted_after_import_is_deleted_at_source(source, source_us
     quiet = execute(ImportRequest(only=AUTH), source_url=source.url)
     assert not User.select().where(User.id == gone).exists()
     assert "deletes_applied" not in quiet.counts["auth.users"]
+
+
+@pytest.mark.parametrize(("signal", "status"), [(Cancelled, "failed"), (LeaseLost, "running")])
+def test_a_cancelled_job_or_a_lost_lease_is_not_turned_into_a_failure_of_the_job(source, signal, status):
+    def stop(update) -> None:
+        raise signal()
+
+    # The job must see these as they are (cancelled; another worker owns the job now), not as an error.
+    with pytest.raises(signal):
+        execute(ImportRequest(only=AUTH), source_url=source.url, on_progress=stop, chunk_size=2)
+    [run] = ImportRun.select()
+    assert run.status == status
+    assert run.error == ("cancelled" if signal is Cancelled else None)
