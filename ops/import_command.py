@@ -9,7 +9,9 @@ The source URL and the storage keys may come from the environment instead
 (``SUPABASE_SOURCE_DB_URL``, ``SUPABASE_STORAGE_*``). On a terminal each table has a progress
 line (rows, rows/s, ETA, reported); otherwise one JSON line per finished table and one for the
 run. Exit 0: everything came across; 1: rows were reported (see ``--report``); 2: bad input
-(unreachable source, invalid mapping, unknown columns), refused before anything was written.
+(unreachable source, invalid mapping, unknown columns), refused before anything was written; 3: the run
+started and stopped on an error (the source connection lost, a bug): it is marked failed, and the same
+command run again resumes it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import sys
 import time
 from typing import Any
 
-EXIT_OK, EXIT_REPORTED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_REPORTED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 def add_parser(commands, *, database) -> None:
@@ -135,7 +138,7 @@ def import_supabase(args) -> int:
     from services.supabase_storage import StorageSourceError
     from settings import Settings
     from tasks.import_files import file_collaborators
-    from tasks.imports import BadInput, ImportRequest, execute
+    from tasks.imports import BadInput, ImportRequest, RunStopped, execute
 
     settings = Settings.from_env()
     try:
@@ -177,6 +180,18 @@ def import_supabase(args) -> int:
             )
     except BadInput as exc:
         return _bad("the import cannot start, nothing was written:\n  " + "\n  ".join(exc.problems))
+    except RunStopped as exc:
+        print(
+            f"hearth: the import stopped: {exc.problem}\n  run {exc.run_id} is marked failed; what it committed"
+            " stays. Run the same command again to resume it.",
+            file=sys.stderr,
+        )
+        return EXIT_STOPPED
+    except KeyboardInterrupt:
+        print(
+            "hearth: interrupted; the run is marked failed. Run the same command again to resume it.", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
     finally:
         report.close()
     summary = {"run": str(run.id), "dry_run": run.dry_run, "reported": run.reported, "tables": run.counts}
@@ -184,4 +199,12 @@ def import_supabase(args) -> int:
     return EXIT_REPORTED if run.reported else EXIT_OK
 
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_REPORTED", "add_parser", "import_supabase"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REPORTED",
+    "EXIT_STOPPED",
+    "add_parser",
+    "import_supabase",
+]

@@ -29,7 +29,14 @@ _cursor_names = itertools.count(1)
 
 
 class SourceError(Exception):
-    """The source cannot be read (unreachable, refused, not Supabase-shaped). The message is safe to show."""
+    """The source cannot be read (unreachable, refused, not Supabase-shaped). The message is safe to show.
+
+    ``connection_lost``: the connection went away mid-read (trying again later may work).
+    """
+
+    def __init__(self, message: str, *, connection_lost: bool = False):
+        super().__init__(message)
+        self.connection_lost = connection_lost
 
 
 def redact_url(url: str) -> str:
@@ -42,6 +49,15 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+# The source connection went away mid-run: the run stops and may be resumed.
+CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def redact_message(message: str, url: str) -> str:
+    """An error text safe to store and show: the source URL's credentials taken out."""
+    return _safe(message, url) if url else re.sub(r"password=\S+", "password=***", message)
 
 
 def _safe(message: str, url: str) -> str:
@@ -97,8 +113,13 @@ class SupabaseSource:
             return str(_one(cur))
 
     def close(self) -> None:
+        """Ends the snapshot; a connection the server already dropped is simply let go."""
+        if self._conn.closed:
+            return
         try:
             self._conn.rollback()
+        except CONNECTION_ERRORS:
+            pass  # lost meanwhile: the error that lost it is what the caller reports
         finally:
             self._conn.close()
 
@@ -148,7 +169,8 @@ class SupabaseSource:
                 cur.execute(query, tuple(params))
                 return int(_one(cur))
         except psycopg2.Error as exc:
-            raise SourceError(f"cannot count {table}: {_safe(str(exc), self._url)}") from None
+            lost = isinstance(exc, CONNECTION_ERRORS)
+            raise SourceError(f"cannot count {table}: {_safe(str(exc), self._url)}", connection_lost=lost) from None
 
     def stream(
         self,
@@ -170,10 +192,11 @@ class SupabaseSource:
             for row in cur:
                 yield dict(row)
         except psycopg2.Error as exc:
-            raise SourceError(f"cannot read {table}: {_safe(str(exc), self._url)}") from None
+            lost = isinstance(exc, CONNECTION_ERRORS)
+            raise SourceError(f"cannot read {table}: {_safe(str(exc), self._url)}", connection_lost=lost) from None
         finally:
             if not cur.closed:
                 cur.close()
 
 
-__all__ = ["ITERSIZE", "SourceError", "SupabaseSource", "redact_url"]
+__all__ = ["CONNECTION_ERRORS", "ITERSIZE", "SourceError", "SupabaseSource", "redact_message", "redact_url"]

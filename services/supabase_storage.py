@@ -58,6 +58,10 @@ class SupabaseStorageSource(Protocol):
 
     def copy_to(self, storage: Storage, bucket: str, name: str, key: str, *, max_bytes: int) -> Copied: ...
 
+    def check(self) -> None:
+        """``StorageSourceError`` (a message safe to show) when the source cannot be read at all."""
+        ...
+
 
 def _copy(source: SupabaseStorageSource, storage: Storage, bucket: str, name: str, key: str, max_bytes: int) -> Copied:
     try:
@@ -102,6 +106,10 @@ class DirectoryStorageSource:
         except ObjectMissing:
             return False
 
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise StorageSourceError(f"storage export {self.root} is not a directory")
+
     def copy_to(self, storage: Storage, bucket: str, name: str, key: str, *, max_bytes: int) -> Copied:
         return _copy(self, storage, bucket, name, key, max_bytes)
 
@@ -122,15 +130,21 @@ class S3StorageSource:
             read_timeout=60,
             retries={"max_attempts": 3, "mode": "standard"},
         )
-        self.client: S3Client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=region,
-            config=config,
-            aws_access_key_id=access_key or None,
-            aws_secret_access_key=secret_key or None,
-            aws_session_token=session_token or None,
-        )
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            self.client: S3Client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region,
+                config=config,
+                aws_access_key_id=access_key or None,
+                aws_secret_access_key=secret_key or None,
+                aws_session_token=session_token or None,
+            )
+        except (BotoCoreError, ValueError) as exc:
+            # A key id without its secret (or the reverse), a malformed endpoint: named, never quoted.
+            raise StorageSourceError(f"Supabase Storage settings are incomplete ({type(exc).__name__})") from None
 
     def _call(self, method: Any, bucket: str, name: str, **params: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -143,6 +157,18 @@ class S3StorageSource:
             if error.get("Code") in ("NoSuchKey", "NoSuchBucket", "404", "NotFound") or status == 404:
                 raise ObjectMissing(f"{bucket}/{name}") from None
             raise StorageSourceError(f"Supabase Storage answered {error.get('Code') or status}") from None
+        except BotoCoreError as exc:
+            raise StorageSourceError(f"Supabase Storage is unreachable ({type(exc).__name__})") from None
+
+    def check(self) -> None:
+        """One request before anything is written: an unreachable endpoint or refused keys stop the import."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.list_buckets()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code") or "an error"
+            raise StorageSourceError(f"Supabase Storage refused to list the buckets ({code})") from None
         except BotoCoreError as exc:
             raise StorageSourceError(f"Supabase Storage is unreachable ({type(exc).__name__})") from None
 

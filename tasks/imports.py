@@ -18,18 +18,22 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from models.accounts import User
 from models.base import utcnow
-from models.db import db
+from models.db import TRANSIENT_ERRORS, db
 from models.imports.auth_steps import AUTH_STEPS, USERS, auth_steps
 from models.imports.import_map import ImportMapEntry
+from models.imports.mapping_rules import OBJECTS_TABLE
 from models.imports.report import ImportReportRow
 from models.imports.runner import Progress, Runner, since_for, validate
 from models.imports.runs import ImportRun
 from models.imports.steps import Step
 from models.jobs import Job
-from services.supabase_source import SourceError, SupabaseSource
-from tasks.base import JobContext, job_task
+from services.supabase_source import CONNECTION_ERRORS, SourceError, SupabaseSource, redact_message
+from services.supabase_storage import StorageSourceError
+from tasks.base import Cancelled, JobContext, LeaseLost, Transient, job_task
 from tasks.import_files import file_collaborators
 from tasks.runtime import runtime
 
@@ -39,6 +43,27 @@ RUN_KIND = "imports.run_supabase"
 # A job may run this long (below the broker's visibility timeout); a longer import is asked for
 # again (same options) and resumes where this one stopped, or is run with the CLI.
 SOFT_TIME_LIMIT = 3000
+
+
+class RunStopped(Exception):
+    """The run started and then stopped on an error (a bug, the source connection lost, a time limit).
+
+    The run is marked ``failed`` with ``problem`` (no secret in it); asking for the same import again
+    resumes it from its checkpoints. ``transient``: the source connection was lost, trying again may work.
+    """
+
+    def __init__(self, run_id, problem: str, *, transient: bool):
+        super().__init__(problem)
+        self.run_id, self.problem, self.transient = run_id, problem, transient
+        self.public_detail = f"import {run_id} stopped: {problem}. Ask for the same import again to resume it."[:2000]
+
+
+class SourceLost(Transient):
+    """The job's form of a transient ``RunStopped``: the job is retried later and resumes the run."""
+
+    def __init__(self, stopped: RunStopped):
+        super().__init__(stopped.public_detail)
+        self.public_detail = stopped.public_detail
 
 
 class BadInput(Exception):
@@ -68,6 +93,18 @@ class ImportRequest:
         mapping = options.pop("mapping")
         options["mapping_sha256"] = hashlib.sha256(mapping.encode()).hexdigest() if mapping else None
         return options
+
+
+def _storage_problems(steps: list[Step], collaborators: dict[str, Any] | None) -> list[str]:
+    """When files are imported, the storage source must answer before anything is written."""
+    storage_source = (collaborators or {}).get("storage_source")
+    if storage_source is None or not any(step.name == OBJECTS_TABLE for step in steps):
+        return []
+    try:
+        storage_source.check()
+    except StorageSourceError as exc:
+        return [str(exc)]
+    return []
 
 
 def build_steps(request: ImportRequest) -> list[Step]:
@@ -121,6 +158,7 @@ def execute(
         raise BadInput([str(exc)]) from None
     try:
         problems = validate(source, steps)
+        problems += _storage_problems(steps, collaborators)
         if problems:
             raise BadInput(problems)
         since = since_for(request.since)
@@ -132,8 +170,8 @@ def execute(
             run = run or ImportRun.unfinished(options)
             if run is None:
                 run = ImportRun.start(options, job_id=job_id, created_by=created_by)
-            elif job_id and run.job_id != job_id:
-                ImportRun.update(job_id=job_id).where(ImportRun.id == run.id).execute()
+            else:
+                run.resume(job_id)
         runner = Runner(
             source,
             steps,
@@ -146,9 +184,18 @@ def execute(
         )
         try:
             runner.run()
-        except BaseException as exc:
-            # The run stays "running": asking for the same import again resumes it.
+        except LeaseLost:
+            raise  # another worker owns the job, and this run with it, now: leave the run to it
+        except Cancelled:
+            _mark_failed(run, "cancelled")
+            raise
+        except Exception as exc:
+            problem = _problem(exc, source_url, collaborators)
             log.warning("import run stopped", extra={"run_id": str(run.id), "error": type(exc).__name__})
+            _mark_failed(run, problem)
+            raise RunStopped(run.id, problem, transient=_transient(exc)) from exc
+        except BaseException as exc:  # interrupted (Ctrl-C, the worker shutting down): failed, and resumable
+            _mark_failed(run, f"interrupted ({type(exc).__name__})")
             raise
         run.finish("succeeded")
         if request.send_password_links:
@@ -160,6 +207,34 @@ def execute(
         return run
     finally:
         source.close()
+
+
+def _problem(exc: BaseException, source_url: str, collaborators: dict[str, Any] | None) -> str:
+    """What stopped the run, for people: the error's first line, without the source's credentials."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "the job reached its time limit"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    problem = redact_message(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, source_url)
+    storage = (collaborators or {}).get("supabase_storage") or {}
+    for secret in (storage.get("secret"), storage.get("key_id")):
+        if secret:
+            problem = problem.replace(secret, "***")
+    return problem[:1000]
+
+
+def _transient(exc: BaseException) -> bool:
+    """A lost connection (the source's or Hearth's) may pass; anything else is a problem to fix first."""
+    if isinstance(exc, SourceError):
+        return exc.connection_lost
+    return isinstance(exc, (*CONNECTION_ERRORS, *TRANSIENT_ERRORS))
+
+
+def _mark_failed(run: ImportRun, problem: str) -> None:
+    try:
+        run.finish("failed", problem)
+    except Exception:
+        # Hearth's database itself went away: the run stays "running", which resumes just the same.
+        log.warning("import run not marked failed", extra={"run_id": str(run.id)}, exc_info=True)
 
 
 def _dry_run(request, source, steps, since, on_progress, report_sink, collaborators, chunk_size) -> ImportRun:
@@ -247,7 +322,8 @@ def run_supabase(ctx: JobContext) -> dict:
     request = request_from_input(ctx.input)
     source_url, storage = settings_source()
     state = {"steps": 0}
-    total_steps = max(1, len(request.only) if request.only else 2)
+    # Every step of the run (auth, storage, each mapped table) is an equal share of the job's percentage.
+    total_steps = max(1, len(build_steps(request)))
 
     def progress(update: Progress) -> None:
         if update.done:
@@ -255,19 +331,34 @@ def run_supabase(ctx: JobContext) -> dict:
         done = state["steps"] + (0 if update.done else min(1.0, update.counts["read"] / max(1, update.expected)))
         ctx.progress(int(100 * done / total_steps), f"{update.step}: {update.counts['read']} rows read")
 
-    run = execute(
-        request,
-        source_url=source_url,
-        on_progress=progress,
-        collaborators={
-            "supabase_storage": storage,
-            "scanner": runtime().scanner,
-            **file_collaborators(storage, runtime().settings, runtime().storage),
-        },
-        job_id=ctx.job.id,
-        created_by=ctx.job.owner_id,
-    )
+    try:
+        files = file_collaborators(storage, runtime().settings, runtime().storage)
+    except StorageSourceError as exc:
+        raise BadInput([f"SUPABASE_STORAGE_*: {exc}"]) from None
+    try:
+        run = execute(
+            request,
+            source_url=source_url,
+            on_progress=progress,
+            collaborators={"supabase_storage": storage, "scanner": runtime().scanner, **files},
+            job_id=ctx.job.id,
+            created_by=ctx.job.owner_id,
+        )
+    except RunStopped as stopped:
+        if stopped.transient:
+            raise SourceLost(stopped) from stopped
+        raise
     return {"import_id": str(run.id), "dry_run": run.dry_run, "reported": run.reported, "tables": run.counts}
 
 
-__all__ = ["RUN_KIND", "BadInput", "ImportRequest", "build_steps", "execute", "queue_password_links", "run_supabase"]
+__all__ = [
+    "RUN_KIND",
+    "BadInput",
+    "ImportRequest",
+    "RunStopped",
+    "SourceLost",
+    "build_steps",
+    "execute",
+    "queue_password_links",
+    "run_supabase",
+]

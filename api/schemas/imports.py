@@ -68,6 +68,12 @@ class ImportView(Response):
         ),
     ]
     reported: int
+    error: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Why a `failed` run stopped (no secret in it); asking for the same import again resumes it"
+        ),
+    ] = None
 
 
 class ImportList(Response):

@@ -5,6 +5,8 @@ comes across, and what is reported instead, is listed in docs/import.md; in shor
 
 - soft-deleted (``deleted_at``) and anonymous (``is_anonymous``) users are not imported
   (``deleted``, ``anonymous``); nor are users without an email (``no-email``: phone-only sign-ups);
+  a user soft-deleted after an earlier run imported them is gone at the source, exactly like a deleted
+  row: reported ``deleted-at-source``, and deleted in Hearth with ``--apply-deletes``;
 - users without a password (OAuth, SSO) are imported without one and reported (``no-password``);
 - two users whose emails differ only by case: the one created first is imported, the other is
   reported (``duplicate-email``) with both ids. Users are read oldest first so that holds;
@@ -24,6 +26,7 @@ from typing import Any
 from models.accounts import SELF_SERVICE_ROLES, User
 from models.base import utcnow
 from models.identities import UserIdentity
+from models.imports.import_map import ImportMap
 from models.imports.steps import Outcome, Source, SourceRow, Step, StepContext, source_row
 
 USERS = "auth.users"
@@ -95,12 +98,15 @@ class UsersStep(Step):
         for data in source.stream(
             self.name, columns=self.required, where=" AND ".join(where), params=params, order_by=self._ORDER
         ):
+            if data.get("deleted_at") is not None and ImportMap.imported(self.name, str(data["id"])):
+                continue  # soft-deleted after it came across: gone at the source, as keys() says
             created = data.get("created_at")
             position = [created.isoformat() if created else "-infinity", str(data["id"])]
             yield source_row(data["id"], data, position)
 
     def keys(self, source: Source) -> Iterator[str]:
-        for data in source.stream(self.name, columns=["id"]):
+        # A soft-deleted user is not at the source any more: one imported before is ``deleted-at-source``.
+        for data in source.stream(self.name, columns=["id"], where="deleted_at IS NULL"):
             yield str(data["id"])
 
     def apply(self, row: SourceRow, ctx: StepContext) -> Outcome:

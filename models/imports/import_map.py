@@ -72,6 +72,19 @@ class ImportMap:
         return row.target_id if row else None
 
     @staticmethod
+    def imported(source_table: str, source_key: str) -> bool:
+        """Whether the source row became a Hearth row that is still there (deleted at the source or not)."""
+        return (
+            ImportMapEntry.select()
+            .where(
+                (ImportMapEntry.source_table == source_table)
+                & (ImportMapEntry.source_key == str(source_key))
+                & ImportMapEntry.target_id.is_null(False)
+            )
+            .exists()
+        )
+
+    @staticmethod
     def record(rows: list[tuple], run_id, seen_at) -> None:
         """Upsert ``(source_table, source_key, target_table, target_id, skipped_reason, checksum)`` rows."""
         if rows:

@@ -13,6 +13,9 @@ from models.base import DateTimeTZField, UUIDModel, utcnow
 from models.db import db
 from models.imports.steps import FAILED, KINDS, SKIPPED
 
+# A run that did not succeed is taken up again by the next run with the same options.
+RESUMABLE = ("running", "failed")
+
 
 def empty_counts() -> dict:
     """One table's counts: every outcome, with skipped and failed broken down by reason."""
@@ -62,13 +65,23 @@ class ImportRun(UUIDModel):
 
     @classmethod
     def unfinished(cls, options: dict) -> ImportRun | None:
-        """The latest run with these options that never finished (killed): the one to resume."""
-        return (
+        """The run to resume: the latest run with these options when it did not succeed (it was killed
+        and is still ``running``, or it stopped on an error and is ``failed``); None otherwise."""
+        latest = (
             cls.select()
-            .where((cls.status == "running") & (cls.options == options) & (cls.dry_run == False))  # noqa: E712 - SQL
+            .where((cls.options == options) & (cls.dry_run == False))  # noqa: E712 - SQL
             .order_by(cls.started_at.desc())
             .first()
         )
+        return latest if latest is not None and latest.status in RESUMABLE else None
+
+    def resume(self, job_id=None) -> None:
+        """Take the run up again (a failed run is ``running`` again, its problem cleared)."""
+        self.status, self.error, self.finished_at = "running", None, None
+        self.job_id = job_id or self.job_id
+        ImportRun.update(status="running", error=None, finished_at=None, job_id=self.job_id).where(
+            ImportRun.id == self.id
+        ).execute()
 
     @classmethod
     def for_job(cls, job_id) -> ImportRun | None:
@@ -115,7 +128,8 @@ class ImportRun(UUIDModel):
             "snapshot_at": iso(self.snapshot_at),
             "tables": self.counts,
             "reported": self.reported,
+            "error": self.error,
         }
 
 
-__all__ = ["ImportRun", "add_outcome", "empty_counts", "total"]
+__all__ = ["RESUMABLE", "ImportRun", "add_outcome", "empty_counts", "total"]

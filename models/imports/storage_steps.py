@@ -4,7 +4,8 @@
 An object comes across as an upload owned by the user its ``owner_id`` (or the older ``owner``)
 maps to, with the purpose the mapping file's ``[buckets]`` gives its bucket (``listing_photo``,
 ``avatar``, ``document``, ``attachment``) and the size and type rules of that purpose. Its bytes are
-copied into ``quarantine/<upload id>`` and a scan job is created with the upload: the file is served
+copied into ``quarantine/<upload id>`` (an id derived from the bucket, name and ETag, so a resumed run
+writes the same key again: ``object_upload_id``) and a scan job is created with the upload: the file is served
 only once the scan finds it clean. Reported instead: objects of buckets the mapping does not name
 (``bucket-not-mapped``), folder placeholders, objects without an owner or whose owner did not come
 across (``missing-reference``), bytes missing from the storage source (``missing-object``), files too
@@ -115,7 +116,13 @@ class ObjectsStep(Step):
         if source is None:
             return Outcome.skipped("no-storage-source", "the import was given no storage endpoint or directory")
         rule = ctx.collaborators["upload_rules"][purpose]
-        upload_id = uuid.uuid4()
+        upload_id = object_upload_id(bucket, name, data.get("metadata"), row.checksum)
+        existing = Upload.get_or_none(Upload.id == upload_id)
+        if existing is not None:
+            # These very bytes came across before (the object's row changed, not its content): same upload.
+            if existing.owner_id != uuid.UUID(owner):
+                Upload.update(owner=owner).where(Upload.id == upload_id).execute()
+            return Outcome.updated(upload_id)
         filename = display_name(name.rsplit("/", 1)[-1], fallback="file")
         if ctx.dry_run:
             # Nothing is copied; the row (rolled back with the dry run) lets the app tables' rows find the file.
@@ -147,6 +154,20 @@ class ObjectsStep(Step):
         new_scan_job(upload)
         # A changed object is a new upload; the previous one stays with what refers to it until those rows change.
         return Outcome.updated(upload.id) if ctx.previous_id else Outcome.inserted(upload.id)
+
+
+# Upload ids of imported objects are derived from what the object is, not drawn at random.
+UPLOAD_NAMESPACE = uuid.UUID("6f1d3c52-8a0e-4c35-9d0b-1f7e2a4c9b10")
+
+
+def object_upload_id(bucket: str, name: str, metadata: Any, fallback: str) -> uuid.UUID:
+    """The upload id (and so the ``quarantine/<id>`` key) of one version of an object: the same bucket, name
+    and ETag give the same id. A run killed after copying bytes but before committing their upload leaves an
+    object in Hearth's storage; the run that resumes copies the same version to the same key, over it, so no
+    object is left without its upload. ``fallback`` (the row's checksum) stands in for a missing ETag."""
+    etag = metadata.get("eTag") if isinstance(metadata, dict) else None
+    identity = "\n".join((bucket, name, str(etag or fallback)))
+    return uuid.uuid5(UPLOAD_NAMESPACE, identity)
 
 
 def storage_steps(purposes: dict[str, str]) -> list[Step]:
@@ -188,4 +209,12 @@ def report_scan_verdict(upload: Upload, reason: str, detail: str) -> None:
         log.warning("scan verdict not reported on its import", extra={"upload_id": str(upload.id)}, exc_info=True)
 
 
-__all__ = ["BUCKETS_TABLE", "BucketsStep", "ObjectsStep", "bucket_problems", "report_scan_verdict", "storage_steps"]
+__all__ = [
+    "BUCKETS_TABLE",
+    "BucketsStep",
+    "ObjectsStep",
+    "bucket_problems",
+    "object_upload_id",
+    "report_scan_verdict",
+    "storage_steps",
+]

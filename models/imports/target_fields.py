@@ -56,6 +56,21 @@ _PROPERTY_VALUES = (
     "created_at",
 )
 
+_OFFER_VALUES = (
+    "status",
+    "currency",
+    "price",
+    "earnest_money",
+    "financing",
+    "contingencies",
+    "closing_date",
+    "expires_at",
+    "message",
+    "decided_at",
+    "decision_reason",
+    "created_at",
+)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -101,6 +116,17 @@ TARGETS: dict[str, Target] = {
         "saved_searches",
         {"user": USER, "name": VALUE, "query": VALUE, "alerts": VALUE, "created_at": VALUE},
         required=("user", "name", "query"),
+    ),
+    # Terms and status only: an imported offer never brings an escrow or money (models/imports/offer_target.py).
+    "offers": Target(
+        "offers",
+        {
+            "property": PROPERTY,
+            "buyer": USER,
+            "buyer_agent": USER,
+            **dict.fromkeys(_OFFER_VALUES, VALUE),
+        },
+        required=("property", "buyer", "price", "earnest_money", "financing", "closing_date", "expires_at"),
     ),
 }
 

@@ -24,6 +24,7 @@ from models.db import db
 from models.favorites import Favorite
 from models.imports.listing_target import write_listing
 from models.imports.mapping_rules import MappedRow
+from models.imports.offer_target import write_offer
 from models.imports.steps import Outcome
 from models.listing_rules import ListingError
 from models.messages import OwnListing, open_conversation
@@ -176,8 +177,9 @@ def delete(target: str, target_id: str) -> Outcome:
     """Apply a row's deletion at the source (``--apply-deletes``) to what it became in Hearth.
 
     A listing is taken off the market as ``DELETE /v1/properties/{id}`` does (its history, offers and
-    conversations stay); a favorite and a saved search are deleted. Users' profiles, conversations
-    and messages are kept (other people's records refer to them) and the deletion is only reported.
+    conversations stay); a favorite and a saved search are deleted. Users' profiles, conversations,
+    messages and offers are kept (other people's records refer to them; an offer is a deal's history)
+    and the deletion is only reported.
     """
     if target == "properties":
         listing = Property.get_or_none(Property.id == target_id)
@@ -205,6 +207,7 @@ _WRITERS = {
     "conversations": _conversation,
     "messages": _message,
     "saved_searches": _saved_search,
+    "offers": write_offer,
 }
 
 __all__ = ["AVATAR_KEY", "delete", "write"]

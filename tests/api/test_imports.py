@@ -10,6 +10,7 @@ import json
 import pytest
 
 from models.accounts import User
+from models.imports.runs import ImportRun
 from models.jobs import Job
 from tests.api.conftest import assert_problem
 from tests.conftest import create_database, drop_database, make_settings
@@ -106,3 +107,13 @@ def test_imported_users_log_in_with_their_old_passwords(client, jobs, auth_heade
             assert User.get_by_id(source.id).password_hash.startswith("$argon2id$")
     wrong = client.simulate_post("/v1/auth/login", json={"email": "ana@example.com", "password": "not-it-at-all"})
     assert_problem(wrong, 401)
+
+
+def test_a_failed_run_shows_its_problem(client, auth_headers, admin):
+    run = ImportRun.start({"only": AUTH})
+    run.finish("failed", "SourceError: cannot read auth.users: server closed the connection unexpectedly")
+    one = client.simulate_get(f"/v1/admin/imports/{run.id}", headers=auth_headers(admin))
+    assert one.status_code == 200, one.text
+    assert one.json["status"] == "failed" and "server closed the connection" in one.json["error"]
+    listed = client.simulate_get("/v1/admin/imports", headers=auth_headers(admin)).json["items"]
+    assert listed[0]["error"] == one.json["error"]

@@ -65,6 +65,9 @@ CREATE TABLE public.messages (id bigint PRIMARY KEY, conversation_id uuid, sende
     attachment_url text, created_at timestamptz DEFAULT now(), read_at timestamptz);
 CREATE TABLE public.saved_searches (id uuid PRIMARY KEY, user_id uuid, name text, filters jsonb, notify boolean,
     created_at timestamptz DEFAULT now());
+CREATE TABLE public.offers (id uuid PRIMARY KEY, listing_id uuid, buyer_id uuid, amount numeric(12,2), deposit text,
+    financing text, contingencies jsonb, close_by date, expires_at timestamptz, note text, status text,
+    created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now());
 """
 
 PROJECT = "https://abcdefghijklmnop.supabase.co"
@@ -113,13 +116,20 @@ class AppData:
         self.conversation_ghost = str(uuid.uuid4())
         self.search = str(uuid.uuid4())
         self.ghost_user = str(uuid.uuid4())
+        self.offer_live = str(uuid.uuid4())
+        self.offer_accepted_open = str(uuid.uuid4())
+        self.offer_accepted_sold = str(uuid.uuid4())
+        self.offer_declined = str(uuid.uuid4())
+        self.offer_lapsed = str(uuid.uuid4())
+        self.offer_ghost = str(uuid.uuid4())
+        self.offer_bad_terms = str(uuid.uuid4())
 
 
 def load_app(source: SourceDatabase, users: dict, files: dict[str, bytes]) -> AppData:
     """Buckets, objects (``files`` by object name; None: a row without bytes) and app rows."""
     source.execute(
         "TRUNCATE storage.objects, storage.buckets, public.profiles, public.listings, public.favorites,"
-        " public.conversations, public.messages, public.saved_searches"
+        " public.conversations, public.messages, public.saved_searches, public.offers"
     )
     for bucket, public in BUCKETS.items():
         insert(source, "storage.buckets", id=bucket, name=bucket, public=public, file_size_limit=5 * 1024 * 1024)
@@ -239,4 +249,45 @@ def load_app(source: SourceDatabase, users: dict, files: dict[str, bytes]) -> Ap
         notify=None,
     )
     insert(source, "public.saved_searches", id=str(uuid.uuid4()), user_id=buyer, name="bad", filters={"colour": "red"})
+    load_offers(source, ids, buyer=buyer, agent=agent)
     return ids
+
+
+def load_offers(source: SourceDatabase, ids: AppData, *, buyer: str, agent: str) -> None:
+    """Offers of every status the example mapping knows, a ghost buyer's and one whose terms break the rules."""
+    today = NOW.date()
+
+    def offer(offer_id, listing_id, buyer_id, status, **values):
+        base = {
+            "id": offer_id,
+            "listing_id": listing_id,
+            "buyer_id": buyer_id,
+            "amount": decimal.Decimal("1200000.00"),
+            "deposit": "24000.50",
+            "financing": "mortgage",
+            "contingencies": [{"kind": "inspection", "days": 10}],
+            "close_by": today + datetime.timedelta(days=45),
+            "expires_at": NOW + datetime.timedelta(days=3),
+            "note": "Oferta 🏠 — 报价",
+            "status": status,
+        }
+        base.update(values)
+        base["contingencies"] = json.dumps(base["contingencies"])
+        insert(source, "public.offers", **base)
+
+    offer(ids.offer_live, ids.listing_ok, buyer, "pending")
+    offer(ids.offer_accepted_open, ids.listing_ok, agent, "accepted", contingencies=[])
+    offer(ids.offer_accepted_sold, ids.listing_sold, buyer, "accepted", amount=decimal.Decimal("340000"))
+    past = {"close_by": datetime.date(2025, 2, 1), "expires_at": NOW - datetime.timedelta(days=400)}
+    offer(ids.offer_declined, ids.listing_sold, agent, "declined", amount=decimal.Decimal("300000"), **past)
+    offer(ids.offer_lapsed, ids.listing_sold, agent, "pending", amount=decimal.Decimal("310000"), **past)
+    offer(ids.offer_ghost, ids.listing_ok, ids.ghost_user, "pending")
+    offer(
+        ids.offer_bad_terms,
+        ids.listing_ok,
+        agent,
+        "declined",
+        deposit="2000000",
+        financing="cash",
+        contingencies=[{"kind": "financing", "days": 5}],
+    )

@@ -4,33 +4,41 @@ sit on the local S3 server, imported in process, its files scanned by the real c
 from __future__ import annotations
 
 import contextlib
+import json
 import pathlib
 import uuid
 
 import boto3
+import psycopg2
 import pytest
 
 from api.resources.property_media import photos_view
 from models.accounts import User
 from models.conversations import Conversation, ConversationParticipant, Message
 from models.db import db
+from models.escrows import Escrow
 from models.favorites import Favorite
 from models.file_rules import purpose_rules
 from models.imports.mapping import parse_mapping
+from models.imports.offer_target import ACCEPTED_REASON
 from models.imports.report import ImportReportRow
-from models.imports.runs import total
+from models.imports.runs import ImportRun, total
 from models.imports.targets import AVATAR_KEY
 from models.jobs import Job
+from models.offers import Offer
 from models.properties import Property, PropertyHistory
 from models.saved_searches import SavedSearch
 from models.uploads import SCAN_KIND, PropertyMedia, Upload
+from services.events import EventBus
 from services.supabase_source import SupabaseSource
 from services.supabase_storage import S3StorageSource
-from tasks.imports import BadInput, ImportRequest, execute
+from tasks.app import app as celery_app
+from tasks.imports import BadInput, ImportRequest, execute, run_supabase
 from tasks.runtime import init_runtime
 from tasks.uploads import scan_upload
 from tests.api.conftest import RecordingJobQueue
 from tests.conftest import make_settings
+from tests.factories import make_user
 from tests.imports.supabase_app import PROJECT, create_app_schemas, load_app
 from tests.services.backends import S3_CREDENTIALS, clamd_url, eicar, pdf, png, s3_endpoint, stored_keys
 
@@ -293,3 +301,163 @@ def test_a_resumed_table_continues_after_its_checkpoint_whatever_its_key(source,
             assert [row.key for row in rest] == [row.key for row in rows[1:]], name
     finally:
         reader.close()
+
+
+def test_offers_keep_terms_parties_and_status_and_never_bring_money(source, source_users, world, runtime, s3_source):
+    imported = run(source, runtime, s3_source)
+    counts, report = imported.counts["public.offers"], reasons(imported)
+    buyer = source_users["bcrypt_2b"].id
+    assert counts["read"] == 7 and total(counts, "failed") == 0, report
+    assert counts["skipped"] == {"missing-reference": 1, "offer-rule": 1}, [
+        r for r in report.items() if r[0][0] == "public.offers"
+    ]
+
+    live = Offer.get_by_id(world.offer_live)  # the source's UUID is kept
+    assert (str(live.buyer_id), str(live.property_id), live.status) == (buyer, world.listing_ok, "submitted")
+    assert (live.price, live.earnest_money, live.financing) == (120000000, 2400050, "conventional")
+    assert live.contingencies == [{"kind": "inspection", "days": 10}] and live.message == "Oferta 🏠 — 报价"
+    assert live.root_id == live.id and live.side == "buyer"
+
+    # An accepted offer is history: closed, no escrow, no ledger entry; still open at the source → reported.
+    open_deal = Offer.get_by_id(world.offer_accepted_open)
+    assert (open_deal.status, open_deal.decision_reason) == ("closed", ACCEPTED_REASON)
+    assert report[("public.offers", world.offer_accepted_open)][:2] == ("inserted", "needs-manual-escrow")
+    sold_deal = Offer.get_by_id(world.offer_accepted_sold)
+    assert sold_deal.status == "closed" and ("public.offers", world.offer_accepted_sold) not in report
+    assert not Escrow.select().exists()
+    assert db.execute_sql("SELECT count(*) FROM ledger_transfers").fetchone()[0] == 0
+
+    assert Offer.get_by_id(world.offer_declined).status == "rejected"
+    lapsed = Offer.get_by_id(world.offer_lapsed)  # pending at the source, its expiry long gone
+    assert (lapsed.status, lapsed.decided_at) == ("expired", lapsed.expires_at)
+    assert report[("public.offers", world.offer_ghost)][1] == "missing-reference"
+    bad = report[("public.offers", world.offer_bad_terms)]
+    assert bad[1] == "offer-rule" and "earnest_money" in bad[2] and "cash offer" in bad[2]
+
+    # A delta sees the buyer withdraw the live offer; a second full run then changes nothing.
+    source.execute(
+        "UPDATE public.offers SET status = 'withdrawn', updated_at = now() WHERE id = %s", (world.offer_live,)
+    )
+    delta = run(source, runtime, s3_source, since="last")
+    assert total(delta.counts["public.offers"], "updated") == 1
+    assert Offer.get_by_id(world.offer_live).status == "withdrawn"
+    again = run(source, runtime, s3_source)
+    assert total(again.counts["public.offers"], "unchanged") == 7
+
+
+def worker_runtime(settings_for, redis, **storage):
+    """A worker's runtime whose settings name the source and Supabase Storage, as in production."""
+    return init_runtime(settings_for(**storage), redis=redis, init_db=False, jobs=RecordingJobQueue())
+
+
+@pytest.fixture
+def settings_for(database, tmp_path, redis_prefix, source):
+    def build(**storage):
+        storage.setdefault("supabase_source_db_url", source.url)
+        return make_settings(database, tmp_path, redis_prefix=redis_prefix, clamd_url=clamd_url(), **storage)
+
+    return build
+
+
+def import_job(**input_) -> Job:
+    admin = make_user(role="admin")
+    return Job.create(kind="imports.run_supabase", queue="imports", owner=admin.id, input=input_, max_attempts=3)
+
+
+def test_the_import_job_reads_supabase_storage_from_the_worker_settings(world, settings_for, redis, s3_source):
+    storage_secret = "src-storage-secret-7q"
+    worker = worker_runtime(
+        settings_for,
+        redis,
+        supabase_storage_endpoint=s3_endpoint(),
+        supabase_storage_region="us-east-1",
+        supabase_storage_key_id=S3_CREDENTIALS["aws_access_key_id"],
+        supabase_storage_secret=storage_secret,
+    )
+    job = import_job(mapping=MAPPING, storage="s3")
+    assert run_supabase.name == "tasks.imports.run_supabase"  # the name Flower shows
+    assert celery_app.amqp.router.route({}, run_supabase.name)["queue"].name == "imports"
+    run_supabase(str(job.id))
+    done = Job.get_by_id(job.id)
+    assert done.status == "succeeded", done.error
+    objects = done.result["tables"]["storage.objects"]
+    assert total(objects, "inserted") == 5 and objects["skipped"]["missing-object"] == 1
+    copied = Upload.select().where(Upload.storage_key.is_null(False))
+    assert copied.count() == 5 and all(worker.storage.exists(u.storage_key) for u in copied)
+
+    events = EventBus(worker.redis, worker.settings.redis_prefix).history(f"job:{job.id}")
+    types = [event["type"] for event in events]
+    assert types[0] == "job.started" and types[-1] == "job.succeeded"
+    progress = [event["data"]["progress"] for event in events if event["type"] == "job.progress"]
+    percents = [p["percent"] for p in progress]
+    assert len(progress) >= 10 and percents == sorted(percents) and percents[-1] == 100
+    by_step = {p["message"].split(":")[0]: p["percent"] for p in progress}
+    assert by_step["auth.users"] < by_step["storage.objects"] < by_step["public.offers"] == 100  # mapped tables count
+    assert storage_secret not in json.dumps(events) + json.dumps(done.input) + json.dumps(done.result)
+
+
+def test_a_missing_storage_directory_or_an_unreachable_endpoint_fails_the_job_cleanly(
+    world, settings_for, redis, tmp_path
+):
+    worker_runtime(settings_for, redis, supabase_storage_dir=str(tmp_path / "no-such-export"))
+    job = import_job(mapping=MAPPING, storage="dir")
+    run_supabase(str(job.id))
+    failed = Job.get_by_id(job.id)
+    assert failed.status == "failed" and "no-such-export" in failed.error["detail"]
+    assert "is not a directory" in failed.error["detail"] and failed.attempts == 1
+
+    worker_runtime(settings_for, redis, supabase_storage_endpoint="http://127.0.0.1:9", supabase_storage_secret="x")
+    job = import_job(mapping=MAPPING, storage="s3")
+    run_supabase(str(job.id))
+    failed = Job.get_by_id(job.id)
+    assert failed.status == "failed" and "settings are incomplete" in failed.error["detail"]  # no key id
+
+    keys = {"supabase_storage_key_id": "k", "supabase_storage_secret": "src-storage-secret-7q"}
+    worker_runtime(settings_for, redis, supabase_storage_endpoint="http://127.0.0.1:9", **keys)
+    job = import_job(mapping=MAPPING, storage="s3")
+    run_supabase(str(job.id))
+    failed = Job.get_by_id(job.id)
+    assert failed.status == "failed" and "Supabase Storage is unreachable" in failed.error["detail"]
+    assert "src-storage-secret-7q" not in json.dumps(failed.error)
+    assert not ImportRun.select().exists() and not Upload.select().exists(), "refused before anything was written"
+
+
+def test_a_run_lost_after_copying_bytes_leaves_no_orphan_object(source, world, runtime, s3_source):
+    # Everything the first run wrote to the database is lost (as when it is killed before its chunk commits);
+    # the bytes it copied stay in Hearth's storage.
+    with db.atomic() as lost:
+        run(source, runtime, s3_source)
+        copied_then = set(stored_keys(runtime.storage))
+        lost.rollback()
+    assert copied_then and not Upload.select().exists()
+    run(source, runtime, s3_source)
+    keys = {u.storage_key for u in Upload.select().where(Upload.storage_key.is_null(False))}
+    assert set(stored_keys(runtime.storage)) == keys == copied_then, "the same versions land on the same keys"
+
+
+def test_a_job_that_loses_its_source_retries_and_resumes_the_same_run(source, source_users, settings_for, redis):
+    # The source's auth.identities is locked by someone else: reading it fails after auth.users committed.
+    joiner = "&" if "?" in source.url else "?"
+    impatient = f"{source.url}{joiner}options=-c%20lock_timeout%3D300"
+    worker_runtime(settings_for, redis, supabase_source_db_url=impatient)
+    locker = psycopg2.connect(source.url)
+    try:
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE auth.identities IN ACCESS EXCLUSIVE MODE")
+        job = import_job(only=["auth.users", "auth.identities"])
+        run_supabase(str(job.id))
+        waiting = Job.get_by_id(job.id)
+        assert waiting.status == "queued" and waiting.attempts == 1, "a lost read is retried"
+        assert "Ask for the same import again" in waiting.last_error["detail"]
+        [stopped] = ImportRun.select()
+        assert stopped.status == "failed" and "auth.identities" in stopped.error
+        assert stopped.checkpoint["done"] == ["auth.users"]
+    finally:
+        locker.rollback()
+        locker.close()
+    Job.update(run_after=None).where(Job.id == job.id).execute()
+    run_supabase(str(job.id))
+    assert Job.get_by_id(job.id).status == "succeeded"
+    [resumed] = ImportRun.select()
+    assert resumed.id == stopped.id and resumed.status == "succeeded" and resumed.error is None
+    assert resumed.counts["auth.users"]["read"] == len(source_users)

@@ -10,7 +10,7 @@ from models.imports.import_map import ImportMapEntry
 from models.imports.report import ImportReportRow
 from models.imports.runs import ImportRun, total
 from models.passwords import verify_password
-from tasks.imports import BadInput, ImportRequest, execute
+from tasks.imports import BadInput, ImportRequest, RunStopped, execute
 from tests.imports.supabase_db import DAY, IMPORTED, NOT_IMPORTED, NOW, SourceUser
 
 AUTH = ["auth.users", "auth.identities"]
@@ -88,9 +88,10 @@ def test_a_run_stopped_after_a_chunk_resumes_without_duplicates(source, source_u
         calls.append(progress)
         raise RuntimeError("killed")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RunStopped):
         execute(ImportRequest(only=AUTH), source_url=source.url, on_progress=die_after_first_chunk)
-    [stopped] = ImportRun.select().where(ImportRun.status == "running")
+    [stopped] = ImportRun.select().where(ImportRun.status == "failed")
+    assert stopped.error == "RuntimeError: killed"
     assert stopped.counts["auth.users"]["read"] == 4
     assert User.select().count() == total(stopped.counts["auth.users"], "inserted") > 0
     resumed = run_import(source)

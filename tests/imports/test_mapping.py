@@ -148,6 +148,24 @@ def test_the_example_mapping_is_valid_and_its_steps_run_in_reference_order():
     assert steps[:2] == ["storage.buckets", "storage.objects"]
     assert steps.index("public.profiles") < steps.index("public.listings") < steps.index("public.favorites")
     assert steps.index("public.conversations") < steps.index("public.messages")
+    assert steps.index("public.listings") < steps.index("public.offers")
+
+
+def test_an_offers_table_needs_its_terms_and_a_listing_reference():
+    text = """
+[tables."public.offers"]
+target = "offers"
+[tables."public.offers".columns]
+listing_id = { field = "property", ref = "auth.users" }
+buyer_id = { field = "buyer", ref = "auth.users" }
+amount = { field = "price", transform = "money" }
+escrow_id = { field = "escrow" }
+"""
+    problems = problems_of(text)
+    assert any("columns.listing_id.ref: must refer to a table imported as properties" in p for p in problems)
+    assert any("columns.escrow_id.field: offers has no field 'escrow'" in p for p in problems)
+    for needed in ("earnest_money", "financing", "closing_date", "expires_at"):
+        assert any(f'tables."public.offers": offers needs field {needed}' in p for p in problems), needed
 
 
 def problems_of(text: str) -> list[str]:

@@ -121,3 +121,40 @@ def test_a_run_killed_with_sigkill_resumes_without_duplicates(source_db, target)
     assert summary["tables"]["auth.users"]["read"] == 4000
     assert query(url, "SELECT count(*), count(DISTINCT email) FROM users") == [(4000, 4000)]
     assert query(url, "SELECT count(*), count(DISTINCT status) FROM import_runs") == [(1, 1)]
+
+
+def test_a_lost_source_connection_exits_3_marks_the_run_failed_and_the_same_command_resumes(source_db, target):
+    env, url = target
+    source_db.reset()
+    source_db.execute(
+        "INSERT INTO auth.users (id, email, encrypted_password, email_confirmed_at, created_at, updated_at,"
+        " raw_app_meta_data, raw_user_meta_data)"
+        " SELECT gen_random_uuid(), 'lost' || i || '@example.com', '$2b$04$' || repeat('a', 53), now(),"
+        " now() - i * interval '1 minute', now() - i * interval '1 minute', '{}', '{}'"
+        " FROM generate_series(1, 4000) AS i"
+    )
+    secret_url = source_db.url.replace("postgres@", "postgres:src-db-secret@", 1)
+    args = [sys.executable, "-m", "ops.cli", "import", "supabase", "--source-db", secret_url, "--only", AUTH]
+    process = subprocess.Popen(
+        [*args, "--chunk-size", "20"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = query(url, "SELECT checkpoint -> 'at' ? 'auth.users' FROM import_runs")
+        if done and done[0][0]:
+            break
+        time.sleep(0.01)
+    source_db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'hearth-import'")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 3, err
+    assert "the import stopped" in err and "run the same command again" in err.lower()
+    assert "src-db-secret" not in out + err and "Traceback" not in err
+    [(status, error)] = query(url, "SELECT status, error FROM import_runs")
+    assert status == "failed" and error and "src-db-secret" not in error
+
+    resumed = subprocess.run(args, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert query(url, "SELECT count(*), min(status), bool_and(error IS NULL) FROM import_runs") == [
+        (1, "succeeded", True)
+    ]
+    assert query(url, "SELECT count(*), count(DISTINCT email) FROM users") == [(4000, 4000)]
