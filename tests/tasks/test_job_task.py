@@ -43,6 +43,10 @@ def bus(runtime):
     return EventBus(runtime.redis, runtime.settings.redis_prefix)
 
 
+# Every test here writes rows: each runs in the rolled-back transaction of the test database.
+pytestmark = pytest.mark.usefixtures("database")
+
+
 def _job(kind: str, owner=None, **fields) -> Job:
     owner = owner or make_user()
     return Job.create(kind=kind, owner=owner.id, **fields)
