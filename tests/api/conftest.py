@@ -97,26 +97,31 @@ def outbox(settings):
     return Outbox(settings.outbox_dir)
 
 
-@pytest.fixture
-def login(client, settings):
-    """Log a user in; returns the token pair body.
+def log_in(client, settings, user, password=PASSWORD) -> dict:
+    """Log ``user`` in through the API; returns the token pair body.
 
     A user whose role needs two-factor login (admins) is enrolled first if need be, and the login
     goes through its challenge with a current code, so the tokens are aal2 as in production.
     """
+    if user.role in settings.mfa_required_roles and not has_verified_factor(user.id):
+        enroll_totp(user, settings.secret_key)
+    resp = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": password})
+    assert resp.status_code == 200, resp.text
+    if resp.json.get("mfa_required"):
+        code = fresh_totp_code(user, settings.secret_key)
+        resp = client.simulate_post(
+            "/v1/auth/mfa/verify", json={"challenge_id": resp.json["challenge_id"], "code": code}
+        )
+        assert resp.status_code == 200, resp.text
+    return resp.json
+
+
+@pytest.fixture
+def login(client, settings):
+    """Log a user in (``log_in``); returns the token pair body."""
 
     def do(user, password=PASSWORD):
-        if user.role in settings.mfa_required_roles and not has_verified_factor(user.id):
-            enroll_totp(user, settings.secret_key)
-        resp = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": password})
-        assert resp.status_code == 200, resp.text
-        if resp.json.get("mfa_required"):
-            code = fresh_totp_code(user, settings.secret_key)
-            resp = client.simulate_post(
-                "/v1/auth/mfa/verify", json={"challenge_id": resp.json["challenge_id"], "code": code}
-            )
-            assert resp.status_code == 200, resp.text
-        return resp.json
+        return log_in(client, settings, user, password)
 
     return do
 

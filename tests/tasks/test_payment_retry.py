@@ -16,7 +16,8 @@ from models.escrows import history_of
 from models.jobs import Job
 from models.payments import Payment, payments_of
 from tasks.runtime import runtime as worker_runtime
-from tests.factories import PASSWORD, make_user
+from tests.api.conftest import log_in
+from tests.factories import make_user
 from tests.tasks.money_rows import (
     EARNEST,
     assert_ledger_matches,
@@ -37,9 +38,8 @@ def client(settings, redis, queue, runtime):
 
 
 def headers(client, user) -> dict:
-    resp = client.simulate_post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json['access_token']}"}
+    tokens = log_in(client, worker_runtime().settings, user)  # admins through their second factor
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
 def payouts(deal) -> list[Payment]:
