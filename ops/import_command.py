@@ -131,14 +131,18 @@ def _storage(args, settings) -> tuple[str | None, dict]:
 def import_supabase(args) -> int:
     from models.job_submission import jobs_submitted_after_commit
     from services.jobqueue import CeleryJobQueue
+    from services.storage import make_storage
+    from services.supabase_storage import StorageSourceError
     from settings import Settings
+    from tasks.import_files import file_collaborators
     from tasks.imports import BadInput, ImportRequest, execute
 
     settings = Settings.from_env()
     try:
         storage_kind, storage = _storage(args, settings)
         mapping = args.mapping.read_text(encoding="utf-8") if args.mapping else None
-    except (ValueError, OSError) as exc:
+        files = file_collaborators(storage, settings, make_storage(settings))
+    except (ValueError, OSError, StorageSourceError) as exc:
         return _bad(str(exc))
     request = ImportRequest(
         only=[name.strip() for name in (args.only or "").split(",") if name.strip()],
@@ -168,7 +172,7 @@ def import_supabase(args) -> int:
                 source_url=args.source_db or settings.supabase_source_db_url,
                 on_progress=progress,
                 report_sink=report,
-                collaborators={"supabase_storage": storage},
+                collaborators={"supabase_storage": storage, **files},
                 chunk_size=max(1, args.chunk_size),
             )
     except BadInput as exc:

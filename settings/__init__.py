@@ -7,20 +7,21 @@ or weak secrets and debug mode, listing every problem at once.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pathlib
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from settings.backup_schedule import parse_backup_schedule
+from settings.development import development_secret_key
 from settings.parsing import RATE_UNITS, parse_field, parse_rate
 from settings.validation import (
+    ENVIRONMENTS,
     MIN_SECRET_LENGTH,
     STORAGE_URL_OPTIONS,
+    SettingsError,
+    general_problems,
     is_loopback_bind,
     job_and_relay_problems,
     payments_problems,
@@ -29,7 +30,6 @@ from settings.validation import (
 
 # The repository (this package's parent).
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-ENVIRONMENTS = ("development", "test", "production")
 # Flower's basic-auth password outside production when FLOWER_PASSWORD is unset (public on purpose:
 # development listens on loopback only, and production refuses a short FLOWER_PASSWORD).
 DEVELOPMENT_FLOWER_PASSWORD = "hearth-dev"  # noqa: S105
@@ -44,14 +44,6 @@ DEVELOPMENT_SUPABASE_ANON_KEY = "hearth-development-anon-key"
 DEVELOPMENT_CORS_ORIGINS = tuple(
     f"http://{host}:{port}" for port in (3000, 4200, 5173, 8080) for host in ("localhost", "127.0.0.1")
 )
-
-
-class SettingsError(Exception):
-    """Raised at start when the environment does not describe a safe configuration."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid settings:\n  - " + "\n  - ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -290,51 +282,7 @@ class Settings:
 
     def validate(self) -> None:
         """Raise ``SettingsError`` listing every unsafe or malformed value."""
-        problems: list[str] = []
-        if self.env not in ENVIRONMENTS:
-            problems.append(f"HEARTH_ENV must be one of {', '.join(ENVIRONMENTS)}")
-        for name in ("database_url", "redis_url"):
-            value = getattr(self, name)
-            if value and not urlparse(value).scheme:
-                problems.append(f"{name.upper()} is not a URL")
-        if self.database_url and urlparse(self.database_url).scheme not in (
-            "postgres",
-            "postgresql",
-            "postgres+pool",
-            "postgresql+pool",
-        ):
-            problems.append("DATABASE_URL must be a postgresql:// URL")
-        if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix"):
-            problems.append("REDIS_URL must be a redis:// or rediss:// URL")
-        if self.mail_backend not in ("outbox", "sendgrid"):
-            problems.append("MAIL_BACKEND must be outbox or sendgrid")
-        if self.mail_backend == "sendgrid" and not self.sendgrid_api_key:
-            problems.append("SENDGRID_API_KEY is required with MAIL_BACKEND=sendgrid")
-        if not 60 <= self.access_token_ttl <= 3600:
-            problems.append("ACCESS_TOKEN_TTL must be between 60 and 3600 seconds")
-        if self.refresh_token_ttl < self.access_token_ttl:
-            problems.append("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL")
-        if self.login_lockout_threshold < 1:
-            problems.append("LOGIN_LOCKOUT_THRESHOLD must be at least 1")
-        if self.login_account_lock_addresses < 2:
-            problems.append("LOGIN_ACCOUNT_LOCK_ADDRESSES must be at least 2 (one address is the per-address lock)")
-        if not 300 <= self.account_unlock_ttl <= 24 * 3600:
-            problems.append("ACCOUNT_UNLOCK_TTL must be between 5 minutes and a day")
-        if not set(self.mfa_required_roles) <= {"buyer", "seller", "agent", "admin"}:
-            problems.append("MFA_REQUIRED_ROLES must name roles among buyer, seller, agent, admin")
-        if self.frontend_url and urlparse(self.frontend_url).scheme not in ("http", "https"):
-            problems.append("FRONTEND_URL must be an http(s):// URL")
-        if self.supabase_compat not in ("", "on", "off"):
-            problems.append("SUPABASE_COMPAT must be on or off")
-        for url in self.supabase_redirect_urls:
-            if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
-                problems.append(f"SUPABASE_REDIRECT_URLS: {url!r} is not an http(s):// URL")
-        if self.max_body_bytes < 1024:
-            problems.append("MAX_BODY_BYTES must be at least 1024")
-        if not 60 <= self.idempotency_key_ttl <= 7 * 24 * 3600:
-            problems.append("IDEMPOTENCY_KEY_TTL must be between 60 seconds and 7 days")
-        if not 1 <= self.escrow_deposit_business_days <= 30:
-            problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
+        problems = general_problems(self)
         problems.extend(job_and_relay_problems(self))
         try:
             parse_backup_schedule(self.backup_schedule)
@@ -369,36 +317,6 @@ class Settings:
     def clamd_address(self) -> str:
         """``CLAMD_URL``, or the development clamd's socket under ``var_dir``."""
         return self.clamd_url or f"unix://{self.var_dir / 'clamd' / 'clamd.sock'}"
-
-
-def development_secret_key(var_dir: pathlib.Path) -> str:
-    """The development ``SECRET_KEY``: random, made on first use in ``<var_dir>/secret_key`` (mode 0600).
-
-    Every process and ``hearth`` command with the same ``HEARTH_VAR_DIR`` reads
-    the same key, and it survives restarts (emailed links keep working).
-    """
-    path = pathlib.Path(var_dir) / "secret_key"
-    try:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".secret_key.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48) + "\n")
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)  # the first process to get here wins; the others read its key
-            os.unlink(tmp)
-        key = path.read_text().strip()
-    except OSError as exc:
-        raise SettingsError(
-            [
-                f"SECRET_KEY is unset and the development key {path} cannot be made or read "
-                f"({exc.strerror}); set SECRET_KEY or HEARTH_VAR_DIR"
-            ]
-        ) from None
-    if len(key) < MIN_SECRET_LENGTH:
-        raise SettingsError([f"{path} holds no usable key; delete it to have a new one made"])
-    return key
 
 
 # Variables that would be too generic without the prefix.

@@ -9,6 +9,17 @@ from urllib.parse import unquote, urlparse
 if TYPE_CHECKING:
     from settings import Settings
 
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class SettingsError(Exception):
+    """Raised at start when the environment does not describe a safe configuration."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid settings:\n  - " + "\n  - ".join(problems))
+
+
 # Secrets shorter than this are refused in production.
 MIN_SECRET_LENGTH = 32
 
@@ -167,4 +178,54 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("STRIPE_WEBHOOK_SECRET must be Stripe's whsec_... signing secret in production")
     if not settings.stripe_api_url.startswith("https://"):
         problems.append("STRIPE_API_URL must be https:// in production")
+    return problems
+
+
+def general_problems(settings: Settings) -> list[str]:
+    """Malformed or out-of-range values, whatever the environment."""
+    problems: list[str] = []
+    if settings.env not in ENVIRONMENTS:
+        problems.append(f"HEARTH_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    for name in ("database_url", "redis_url"):
+        value = getattr(settings, name)
+        if value and not urlparse(value).scheme:
+            problems.append(f"{name.upper()} is not a URL")
+    if settings.database_url and urlparse(settings.database_url).scheme not in (
+        "postgres",
+        "postgresql",
+        "postgres+pool",
+        "postgresql+pool",
+    ):
+        problems.append("DATABASE_URL must be a postgresql:// URL")
+    if settings.redis_url and urlparse(settings.redis_url).scheme not in ("redis", "rediss", "unix"):
+        problems.append("REDIS_URL must be a redis:// or rediss:// URL")
+    if settings.mail_backend not in ("outbox", "sendgrid"):
+        problems.append("MAIL_BACKEND must be outbox or sendgrid")
+    if settings.mail_backend == "sendgrid" and not settings.sendgrid_api_key:
+        problems.append("SENDGRID_API_KEY is required with MAIL_BACKEND=sendgrid")
+    if not 60 <= settings.access_token_ttl <= 3600:
+        problems.append("ACCESS_TOKEN_TTL must be between 60 and 3600 seconds")
+    if settings.refresh_token_ttl < settings.access_token_ttl:
+        problems.append("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL")
+    if settings.login_lockout_threshold < 1:
+        problems.append("LOGIN_LOCKOUT_THRESHOLD must be at least 1")
+    if settings.login_account_lock_addresses < 2:
+        problems.append("LOGIN_ACCOUNT_LOCK_ADDRESSES must be at least 2 (one address is the per-address lock)")
+    if not 300 <= settings.account_unlock_ttl <= 24 * 3600:
+        problems.append("ACCOUNT_UNLOCK_TTL must be between 5 minutes and a day")
+    if not set(settings.mfa_required_roles) <= {"buyer", "seller", "agent", "admin"}:
+        problems.append("MFA_REQUIRED_ROLES must name roles among buyer, seller, agent, admin")
+    if settings.frontend_url and urlparse(settings.frontend_url).scheme not in ("http", "https"):
+        problems.append("FRONTEND_URL must be an http(s):// URL")
+    if settings.supabase_compat not in ("", "on", "off"):
+        problems.append("SUPABASE_COMPAT must be on or off")
+    for url in settings.supabase_redirect_urls:
+        if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
+            problems.append(f"SUPABASE_REDIRECT_URLS: {url!r} is not an http(s):// URL")
+    if settings.max_body_bytes < 1024:
+        problems.append("MAX_BODY_BYTES must be at least 1024")
+    if not 60 <= settings.idempotency_key_ttl <= 7 * 24 * 3600:
+        problems.append("IDEMPOTENCY_KEY_TTL must be between 60 seconds and 7 days")
+    if not 1 <= settings.escrow_deposit_business_days <= 30:
+        problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
     return problems

@@ -30,6 +30,7 @@ from models.imports.steps import Step
 from models.jobs import Job
 from services.supabase_source import SourceError, SupabaseSource
 from tasks.base import JobContext, job_task
+from tasks.import_files import file_collaborators
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.imports")
@@ -258,7 +259,11 @@ def run_supabase(ctx: JobContext) -> dict:
         request,
         source_url=source_url,
         on_progress=progress,
-        collaborators={"supabase_storage": storage, "storage": runtime().storage, "scanner": runtime().scanner},
+        collaborators={
+            "supabase_storage": storage,
+            "scanner": runtime().scanner,
+            **file_collaborators(storage, runtime().settings, runtime().storage),
+        },
         job_id=ctx.job.id,
         created_by=ctx.job.owner_id,
     )

@@ -32,6 +32,7 @@ import tempfile
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.db import connection, db
+from models.imports.storage_steps import report_scan_verdict
 from models.jobs import Job
 from models.uploads import SCAN_KIND, SCAN_QUEUE, Upload, incoming_key, new_scan_job
 from services.images import HEADER_BYTES, ImageRejected, check_dimensions, make_previews
@@ -176,6 +177,7 @@ def _infected(ctx: JobContext, upload: Upload, signature: str) -> dict:
                 "job_id": str(ctx.job.id),
             },
         )
+        report_scan_verdict(upload, "infected", f"quarantined: the scan found {signature}")
         return True
 
     row = _finish(ctx, upload, "verdict", apply)
@@ -197,6 +199,8 @@ def _reject(ctx: JobContext, upload: Upload, reason: str) -> dict:
             previews={},
             scanned_at=utcnow(),
         )
+        if row is not None:
+            report_scan_verdict(upload, "rejected", reason)
         return row is not None
 
     row = _finish(ctx, upload, "verdict", apply)
