@@ -100,7 +100,9 @@ SELECT id, user_id, left(provider, 100), left(provider_id, 255), identity_data,
     coalesce(updated_at, created_at, now())
 FROM auth.identities ORDER BY id
 """
-RAW_IDENTITY_COLUMNS = "id, user_id, provider, provider_id, identity_data, email, last_sign_in_at, created_at, updated_at"
+RAW_IDENTITY_COLUMNS = (
+    "id, user_id, provider, provider_id, identity_data, email, last_sign_in_at, created_at, updated_at"
+)
 
 
 class BenchSource:
@@ -108,12 +110,12 @@ class BenchSource:
 
     def __init__(self, name: str, log=print):
         self.name, self.log = name, log
-        self.url = stack._database_url(name)  # noqa: SLF001 - the bench's own helper, shared by its modules
+        self.url = stack._database_url(name)
         self.users = 0
         self.conn = None
 
     def open(self) -> BenchSource:
-        admin = stack._admin_connection()  # noqa: SLF001 - as above
+        admin = stack._admin_connection()
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             cur.execute(f'CREATE DATABASE "{self.name}"')
@@ -145,7 +147,7 @@ class BenchSource:
             with contextlib.suppress(psycopg2.Error):
                 self.conn.close()
             self.conn = None
-        admin = stack._admin_connection()  # noqa: SLF001 - as above
+        admin = stack._admin_connection()
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         admin.close()

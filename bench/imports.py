@@ -25,6 +25,7 @@ and ``python -m bench.import_rss`` imports them in a child process, which report
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -167,7 +168,7 @@ def run_import(source_url: str, table: str) -> dict:
     return {
         "rows": counts["read"],
         "seconds": elapsed,
-        "chunk_ms": [(b - a) * 1000 for a, b in zip(points, points[1:], strict=False)][:-1] or [elapsed * 1000],
+        "chunk_ms": [(b - a) * 1000 for a, b in itertools.pairwise(points)][:-1] or [elapsed * 1000],
         "client_cpu": time.process_time() - process0,
         "postgres_cpu": _backend_cpu(target_pid) - cpu0 + state["source_cpu"],
         "counts": counts,
@@ -205,7 +206,7 @@ def _rss(run: Run, source: BenchSource, target_url: str, rows: int) -> Row:
     _empty_target(target_url)
     run.log(f"imports: {rows:,} users in a child process")
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1])}
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+    done = subprocess.run(
         [sys.executable, "-m", "bench.import_rss", source.url, target_url, "auth.users"],
         capture_output=True,
         text=True,

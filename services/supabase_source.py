@@ -161,14 +161,15 @@ class SupabaseSource:
     ) -> Iterator[dict[str, Any]]:
         """Rows as dicts through a named cursor; ``order_by`` items are the steps' own SQL expressions."""
         query = self._query(table, columns, where, order_by)
-        cur = self._conn.cursor(
-            name=f"hearth_import_{next(_cursor_names)}", cursor_factory=psycopg2.extras.RealDictCursor
-        )
+        cur = self._conn.cursor(name=f"hearth_import_{next(_cursor_names)}")
         cur.itersize = self.itersize
         try:
             cur.execute(query, tuple(params))
+            names: list[str] | None = None
             for row in cur:
-                yield dict(row)
+                if names is None:  # a named cursor knows its columns once the first batch is fetched
+                    names = [column.name for column in cur.description]
+                yield dict(zip(names, row, strict=True))
         except psycopg2.Error as exc:
             raise SourceError(f"cannot read {table}: {_safe(str(exc), self._url)}") from None
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from peewee import CompositeKey, TextField, UUIDField
+from psycopg2.extras import execute_values
 
 from models.base import BaseModel, DateTimeTZField
 from models.db import db
@@ -36,7 +37,7 @@ class ImportMapEntry(BaseModel):
 _UPSERT = """
 INSERT INTO import_map AS m (source_table, source_key, target_table, target_id, skipped_reason, checksum,
                              first_run_id, last_run_id, last_seen_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES %s
 ON CONFLICT (source_table, source_key) DO UPDATE SET
     target_id = COALESCE(EXCLUDED.target_id, CASE WHEN EXCLUDED.skipped_reason IS NULL THEN m.target_id END),
     skipped_reason = EXCLUDED.skipped_reason, checksum = EXCLUDED.checksum, last_run_id = EXCLUDED.last_run_id,
@@ -72,11 +73,27 @@ class ImportMap:
         return row.target_id if row else None
 
     @staticmethod
+    def resolve_many(source_table: str, source_keys: Iterable[str]) -> dict[str, str]:
+        """``resolve`` for many keys in one read: source key → Hearth id, for the imported ones only."""
+        keys = list(dict.fromkeys(str(key) for key in source_keys))
+        if not keys:
+            return {}
+        cursor = db.execute_sql(
+            "SELECT source_key, target_id FROM import_map WHERE source_table = %s AND source_key = ANY(%s)"
+            " AND deleted_at_source IS NULL AND target_id IS NOT NULL",
+            (source_table, keys),
+        )
+        return dict(cursor.fetchall())
+
+    @staticmethod
     def record(rows: list[tuple], run_id, seen_at) -> None:
-        """Upsert ``(source_table, source_key, target_table, target_id, skipped_reason, checksum)`` rows."""
+        """Upsert ``(source_table, source_key, target_table, target_id, skipped_reason, checksum)`` rows.
+
+        One statement per chunk (a VALUES list); a chunk never holds the same source key twice.
+        """
         if rows:
             params = [(*row, run_id, run_id, seen_at) for row in rows]
-            db.cursor().executemany(_UPSERT, params)
+            execute_values(db.cursor(), _UPSERT, params, page_size=len(params))
 
     @staticmethod
     def touch(source_table: str, keys: list[str], run_id, seen_at) -> int:

@@ -110,6 +110,7 @@ class Runner:
             run_id=str(self.run_row.id),
             options=dict(self.run_row.options or {}),
             resolve=ImportMap.resolve,
+            resolve_many=ImportMap.resolve_many,
             dry_run=self.run_row.dry_run,
             collaborators=self.collaborators,
         )
@@ -137,20 +138,17 @@ class Runner:
     def _apply_chunk(self, step: Step, chunk: list[SourceRow], ctx: StepContext, counts: dict) -> None:
         run = self.run_row
         entries = ImportMap.entries(step.name, (row.key for row in chunk))
-        mapped, reported, touched = [], [], []
+        pending: list[tuple[SourceRow, str | None]] = []
+        touched = []
         for row in chunk:
             entry = entries.get(row.key)
             if entry is not None and entry.checksum == row.checksum and entry.deleted_at_source is None:
                 touched.append(row.key)
                 add_outcome(counts, UNCHANGED, None)
-                continue
-            ctx.previous_id = entry.target_id if entry is not None else None
-            try:
-                with db.atomic():  # a savepoint: one row failing leaves the rest of the chunk standing
-                    outcome = step.apply(row, ctx)
-            except Exception as exc:
-                log.warning("import row failed", extra={"table": step.name, "key": row.key}, exc_info=True)
-                outcome = Outcome.failed("error", _error_detail(exc))
+            else:
+                pending.append((row, entry.target_id if entry is not None else None))
+        mapped, reported = [], []
+        for (row, _previous), outcome in zip(pending, self._apply_rows(step, pending, ctx), strict=True):
             if outcome.kind != FAILED:
                 skipped_reason = outcome.reason if outcome.kind == SKIPPED else None
                 mapped.append((step.name, row.key, step.target, outcome.target_id, skipped_reason, row.checksum))
@@ -160,6 +158,37 @@ class Runner:
         ImportMap.record(mapped, run.id, run.snapshot_at)
         ImportMap.touch(step.name, touched, run.id, run.snapshot_at)
         ImportReportRow.add_many(run.id, reported)
+
+    def _apply_rows(self, step: Step, pending: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome]:
+        """The rows' outcomes: the whole batch in one savepoint; row by row, each in its own, only when it fails.
+
+        A row that raises inside the batch rolls the batch's savepoint back, and the rows are applied
+        again one savepoint each, so that row alone is ``failed`` and the rest stand.
+        """
+        if not pending:
+            return []
+        try:
+            with db.atomic():  # one savepoint for the chunk's writes
+                outcomes = step.apply_batch(pending, ctx)
+                if outcomes is None:
+                    outcomes = []
+                    for row, previous_id in pending:
+                        ctx.previous_id = previous_id
+                        outcomes.append(step.apply(row, ctx))
+            return outcomes
+        except Exception:
+            log.info("import chunk failed as a batch, applied row by row", extra={"table": step.name}, exc_info=True)
+        outcomes = []
+        for row, previous_id in pending:
+            ctx.previous_id = previous_id
+            try:
+                with db.atomic():  # a savepoint: one row failing leaves the rest of the chunk standing
+                    outcome = step.apply(row, ctx)
+            except Exception as exc:
+                log.warning("import row failed", extra={"table": step.name, "key": row.key}, exc_info=True)
+                outcome = Outcome.failed("error", _error_detail(exc))
+            outcomes.append(outcome)
+        return outcomes
 
     def _touch_all_keys(self, step: Step) -> None:
         """A delta read only the changed rows; the others are still there: say so, for deletions."""
