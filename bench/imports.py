@@ -143,6 +143,7 @@ def run_import(source_url: str, table: str) -> dict:
     from models.db import db
     from tasks.imports import ImportRequest, execute
 
+    source_db = source_url.split("?", 1)[0].rsplit("/", 1)[1]
     marks: list[float] = []
     state: dict = {"source_pid": None, "source_cpu": 0.0}
 
@@ -150,8 +151,9 @@ def run_import(source_url: str, table: str) -> dict:
         marks.append(time.perf_counter())
         if state["source_pid"] is None:
             state["source_pid"] = db.execute_sql(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'hearth-import' ORDER BY backend_start"
-                " DESC LIMIT 1"
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'hearth-import' AND datname = %s"
+                " ORDER BY backend_start DESC LIMIT 1",
+                (source_db,),
             ).fetchone()[0]
         state["source_cpu"] = _backend_cpu(state["source_pid"])  # that backend was born for this run
 

@@ -168,7 +168,7 @@ class SupabaseSource:
             names: list[str] | None = None
             for row in cur:
                 if names is None:  # a named cursor knows its columns once the first batch is fetched
-                    names = [column.name for column in cur.description]
+                    names = [column.name for column in cur.description or ()]
                 yield dict(zip(names, row, strict=True))
         except psycopg2.Error as exc:
             raise SourceError(f"cannot read {table}: {_safe(str(exc), self._url)}") from None

@@ -12,59 +12,72 @@ someone else) fails the statement: the runner then applies the chunk row by row.
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
-
-from psycopg2.extras import execute_values
 
 from models.db import db
 from models.imports.steps import Outcome, SourceRow
 
+# Each target column and its type: a chunk's values travel as one text array per column.
 _USER_COLUMNS = (
-    "email",
-    "password_hash",
-    "full_name",
-    "role",
-    "phone",
-    "phone_verified_at",
-    "email_verified_at",
-    "banned_at",
-    "banned_until",
-    "ban_reason",
-    "user_metadata",
-    "last_login_at",
-    "created_at",
-    "updated_at",
+    ("id", "uuid"),
+    ("email", "text"),
+    ("password_hash", "text"),
+    ("full_name", "text"),
+    ("role", "text"),
+    ("phone", "text"),
+    ("phone_verified_at", "timestamptz"),
+    ("email_verified_at", "timestamptz"),
+    ("banned_at", "timestamptz"),
+    ("banned_until", "timestamptz"),
+    ("ban_reason", "text"),
+    ("user_metadata", "jsonb"),
+    ("last_login_at", "timestamptz"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
 )
 _IDENTITY_COLUMNS = (
-    "user_id",
-    "provider",
-    "provider_id",
-    "identity_data",
-    "email",
-    "last_sign_in_at",
-    "created_at",
-    "updated_at",
+    ("id", "uuid"),
+    ("user_id", "uuid"),
+    ("provider", "text"),
+    ("provider_id", "text"),
+    ("identity_data", "jsonb"),
+    ("email", "text"),
+    ("last_sign_in_at", "timestamptz"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
 )
-_JSON = {"user_metadata", "identity_data"}
 
 
-def _upsert(table: str, columns: tuple[str, ...], values: list[tuple]) -> None:
-    if not values:
+def _text(value: Any) -> str | None:
+    """A value as PostgreSQL reads it back from text (ISO times with their offset, JSON for JSON)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _upsert(table: str, columns: tuple[tuple[str, str], ...], rows: list[dict[str, Any]]) -> None:
+    """``INSERT ... SELECT FROM unnest(...) ON CONFLICT (id) DO UPDATE``: one statement, one array per column.
+
+    Text arrays cost the driver a fraction of what a VALUES list of typed parameters does (times,
+    UUIDs and JSON are each adapted by Python code there), and PostgreSQL casts them in C.
+    """
+    if not rows:
         return
-    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns)
-    template = "(%s::uuid, " + ", ".join("%s::jsonb" if name in _JSON else "%s" for name in columns) + ")"
-    execute_values(
-        db.cursor(),
-        f"INSERT INTO {table} (id, {', '.join(columns)}) VALUES %s ON CONFLICT (id) DO UPDATE SET {updates}",  # noqa: S608 - our own column names
-        values,
-        template=template,
-        page_size=len(values),
+    names = [name for name, _ in columns]
+    arrays = [[_text(row[name]) for row in rows] for name in names]
+    unnest = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names if name != "id")
+    db.execute_sql(
+        f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest})"  # noqa: S608 - our own names
+        f" ON CONFLICT (id) DO UPDATE SET {updates}",
+        arrays,
     )
-
-
-def _row_values(row_id: str, columns: tuple[str, ...], fields: dict[str, Any]) -> tuple:
-    return (row_id, *(json.dumps(fields[name]) if name in _JSON else fields[name] for name in columns))
 
 
 def apply_users(step, rows: list[SourceRow]) -> list[Outcome]:
@@ -104,7 +117,7 @@ def apply_users(step, rows: list[SourceRow]) -> list[Outcome]:
                 del holder_of[previous]
             holder_of[email], email_of[user_id] = user_id, email
             hash_of[user_id] = fields["password_hash"]
-            values.append(_row_values(user_id, _USER_COLUMNS, fields))
+            values.append({**fields, "id": user_id})
         _upsert("users", _USER_COLUMNS, values)
     return [outcome for outcome in outcomes if outcome is not None]
 
@@ -148,7 +161,7 @@ def apply_identities(step, rows: list[SourceRow], users: dict[str, str]) -> list
             if previous is not None and previous != key and holder_of.get(previous) == identity_id:
                 del holder_of[previous]
             holder_of[key], key_of[identity_id] = identity_id, key
-            values.append(_row_values(identity_id, _IDENTITY_COLUMNS, {**fields, "user_id": str(fields["user"])}))
+            values.append({**fields, "id": identity_id, "user_id": fields["user"]})
         _upsert("user_identities", _IDENTITY_COLUMNS, values)
     return [outcome for outcome in outcomes if outcome is not None]
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from models.db import db
 from models.imports.import_map import ImportMap
+from models.imports.read_ahead import read_ahead
 from models.imports.report import ImportReportRow
 from models.imports.runs import ImportRun, add_outcome, empty_counts
 from models.imports.steps import FAILED, SKIPPED, UNCHANGED, Outcome, Source, SourceRow, Step, StepContext
@@ -121,7 +122,7 @@ class Runner:
         expected = step.count(self.source, self.since)
         after = run.checkpoint["at"].get(step.name)
         ctx = self._context()
-        for chunk in batched(step.rows(self.source, self.since, after), self.chunk_size):
+        for chunk in read_ahead(batched(step.rows(self.source, self.since, after), self.chunk_size)):
             with db.atomic():
                 self._apply_chunk(step, chunk, ctx, counts)
                 run.checkpoint["at"][step.name] = chunk[-1].position
@@ -137,16 +138,16 @@ class Runner:
 
     def _apply_chunk(self, step: Step, chunk: list[SourceRow], ctx: StepContext, counts: dict) -> None:
         run = self.run_row
-        entries = ImportMap.entries(step.name, (row.key for row in chunk))
+        states = ImportMap.states(step.name, [row.key for row in chunk])
         pending: list[tuple[SourceRow, str | None]] = []
         touched = []
         for row in chunk:
-            entry = entries.get(row.key)
-            if entry is not None and entry.checksum == row.checksum and entry.deleted_at_source is None:
+            state = states.get(row.key)
+            if state is not None and state.checksum == row.checksum and not state.deleted_at_source:
                 touched.append(row.key)
                 add_outcome(counts, UNCHANGED, None)
             else:
-                pending.append((row, entry.target_id if entry is not None else None))
+                pending.append((row, state.target_id if state is not None else None))
         mapped, reported = [], []
         for (row, _previous), outcome in zip(pending, self._apply_rows(step, pending, ctx), strict=True):
             if outcome.kind != FAILED:
