@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg2
-import psycopg2.extras
 from psycopg2 import sql
 
 ITERSIZE = 2000
