@@ -26,6 +26,8 @@ import psycopg2
 from bench import stack
 from tests.imports.supabase_db import AUTH_SCHEMA
 
+IMPORT_APPLICATION_NAME = "hearth-bench-import"
+
 _USERS = """
 INSERT INTO auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
     confirmation_token, recovery_token, raw_app_meta_data, raw_user_meta_data, created_at, updated_at,
@@ -111,6 +113,9 @@ class BenchSource:
     def __init__(self, name: str, log=print):
         self.name, self.log = name, log
         self.url = stack._database_url(name)
+        # The importer's own connections to the source carry this name (``run_import`` finds them by it).
+        joiner = "&" if "?" in self.url else "?"
+        self.import_url = f"{self.url}{joiner}application_name={IMPORT_APPLICATION_NAME}"
         self.users = 0
         self.conn = None
 

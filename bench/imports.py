@@ -37,6 +37,7 @@ import time
 
 from bench import Row, Run, Target, benchmark, stack
 from bench.import_source import (
+    IMPORT_APPLICATION_NAME,
     RAW_IDENTITIES,
     RAW_IDENTITY_COLUMNS,
     RAW_USER_COLUMNS,
@@ -151,9 +152,9 @@ def run_import(source_url: str, table: str) -> dict:
         marks.append(time.perf_counter())
         if state["source_pid"] is None:
             state["source_pid"] = db.execute_sql(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'hearth-import' AND datname = %s"
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s"
                 " ORDER BY backend_start DESC LIMIT 1",
-                (source_db,),
+                (IMPORT_APPLICATION_NAME, source_db),
             ).fetchone()[0]
         state["source_cpu"] = _backend_cpu(state["source_pid"])  # that backend was born for this run
 
@@ -209,7 +210,7 @@ def _rss(run: Run, source: BenchSource, target_url: str, rows: int) -> Row:
     run.log(f"imports: {rows:,} users in a child process")
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1])}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.import_rss", source.url, target_url, "auth.users"],
+        [sys.executable, "-m", "bench.import_rss", source.import_url, target_url, "auth.users"],
         capture_output=True,
         text=True,
         env=env,
@@ -260,13 +261,13 @@ def imports(run: Run) -> list[Row]:
                 turns[USERS_RAW].append(raw_copy(source.url, target, RAW_USERS, "users", RAW_USER_COLUMNS))
                 _empty_target(target)
                 with db.connection_context():
-                    turns[USERS_IMPORT].append(run_import(source.url, "auth.users"))
+                    turns[USERS_IMPORT].append(run_import(source.import_url, "auth.users"))
                 turns[IDENTITIES_RAW].append(
                     raw_copy(source.url, target, RAW_IDENTITIES, "user_identities", RAW_IDENTITY_COLUMNS)
                 )
                 _empty_target(target, "TRUNCATE user_identities")
                 with db.connection_context():
-                    turns[IDENTITIES_IMPORT].append(run_import(source.url, "auth.identities"))
+                    turns[IDENTITIES_IMPORT].append(run_import(source.import_url, "auth.identities"))
                 run.log(
                     f"turn {turn + 1}: "
                     + ", ".join(f"{n} {r[-1]['rows'] / r[-1]['seconds']:,.0f} rows/s" for n, r in turns.items())

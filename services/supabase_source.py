@@ -24,6 +24,7 @@ import psycopg2
 from psycopg2 import sql
 
 ITERSIZE = 2000
+APPLICATION_NAME = "hearth-import"
 _cursor_names = itertools.count(1)
 
 
@@ -83,7 +84,9 @@ class SupabaseSource:
         if not url:
             raise SourceError("no source database URL was given (--source-db or SUPABASE_SOURCE_DB_URL)")
         try:
-            conn = psycopg2.connect(url, connect_timeout=connect_timeout, application_name="hearth-import")
+            # The connection is named "hearth-import" on the source, unless the URL names it itself.
+            named = {} if "application_name=" in url else {"application_name": APPLICATION_NAME}
+            conn = psycopg2.connect(url, connect_timeout=connect_timeout, **named)
             conn.autocommit = False
             return cls(conn, url, itersize)
         except psycopg2.Error as exc:
@@ -96,8 +99,13 @@ class SupabaseSource:
             return str(_one(cur))
 
     def close(self) -> None:
+        """End the snapshot and the connection; a connection the server already closed is left as it is."""
+        if self._conn.closed:
+            return  # the error that closed it is the one to report, not a second one from here
         try:
             self._conn.rollback()
+        except psycopg2.Error:
+            pass
         finally:
             self._conn.close()
 
@@ -176,4 +184,4 @@ class SupabaseSource:
                 cur.close()
 
 
-__all__ = ["ITERSIZE", "SourceError", "SupabaseSource", "redact_url"]
+__all__ = ["APPLICATION_NAME", "ITERSIZE", "SourceError", "SupabaseSource", "redact_url"]
