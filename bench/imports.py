@@ -151,11 +151,12 @@ def run_import(source_url: str, table: str) -> dict:
     def progress(update) -> None:
         marks.append(time.perf_counter())
         if state["source_pid"] is None:
-            state["source_pid"] = db.execute_sql(
+            found = db.execute_sql(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s"
                 " ORDER BY backend_start DESC LIMIT 1",
                 (IMPORT_APPLICATION_NAME, source_db),
-            ).fetchone()[0]
+            ).fetchone()
+            state["source_pid"] = found[0] if found else 0  # 0: not found, its CPU is left out
         state["source_cpu"] = _backend_cpu(state["source_pid"])  # that backend was born for this run
 
     target_pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]

@@ -85,7 +85,7 @@ class SupabaseSource:
             raise SourceError("no source database URL was given (--source-db or SUPABASE_SOURCE_DB_URL)")
         try:
             # The connection is named "hearth-import" on the source, unless the URL names it itself.
-            named = {} if "application_name=" in url else {"application_name": APPLICATION_NAME}
+            named: dict[str, Any] = {} if "application_name=" in url else {"application_name": APPLICATION_NAME}
             conn = psycopg2.connect(url, connect_timeout=connect_timeout, **named)
             conn.autocommit = False
             return cls(conn, url, itersize)
