@@ -250,6 +250,7 @@ def imports(run: Run) -> list[Row]:
     rss_rows = _int("BENCH_IMPORT_RSS_ROWS", 1_000_000)
     name = os.environ.get("BENCH_IMPORT_SOURCE_DB", "hearth_bench_src")
     run.settings["imports"] = f"{users:,} source users; {run.repeats} turns, median; RSS on {rss_rows:,} users"
+    run.settings["load"] = "{:.2f} {:.2f} {:.2f} (1/5/15 min, at the start)".format(*os.getloadavg())
     turns: dict[str, list[dict]] = {n: [] for n in (USERS_RAW, USERS_IMPORT, IDENTITIES_RAW, IDENTITIES_IMPORT)}
     with stack.workspace(run, "imports") as (hearth, _directory, _broker), BenchSource(name, log=run.log) as source:
         source.fill(users)
@@ -283,4 +284,5 @@ def imports(run: Run) -> list[Row]:
         ]
         if rss_rows:
             rows.append(_rss(run, source, target, rss_rows))
+    run.note("imports: load average at the end {:.2f} {:.2f} {:.2f} (1/5/15 min)".format(*os.getloadavg()))
     return rows
