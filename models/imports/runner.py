@@ -168,6 +168,8 @@ class Runner:
         """
         if not pending:
             return []
+        if step.writes_outside_database:
+            return self._apply_one_by_one(step, pending, ctx)
         try:
             with db.atomic():  # one savepoint for the chunk's writes
                 outcomes = step.apply_batch(pending, ctx)
@@ -177,17 +179,26 @@ class Runner:
                         ctx.previous_id = previous_id
                         outcomes.append(step.apply(row, ctx))
             return outcomes
-        except Exception:
-            log.info("import chunk failed as a batch, applied row by row", extra={"table": step.name}, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - any refusal sends the chunk row by row, where it is reported per row
+            # No traceback: PostgreSQL's DETAIL lines can quote the failing row, password hash included.
+            log.info(
+                "import chunk failed as a batch, applied row by row",
+                extra={"table": step.name, "error": _error_detail(exc)},
+            )
+        return self._apply_one_by_one(step, pending, ctx)
+
+    @staticmethod
+    def _apply_one_by_one(step: Step, pending: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome]:
         outcomes = []
         for row, previous_id in pending:
             ctx.previous_id = previous_id
             try:
                 with db.atomic():  # a savepoint: one row failing leaves the rest of the chunk standing
                     outcome = step.apply(row, ctx)
-            except Exception as exc:
-                log.warning("import row failed", extra={"table": step.name, "key": row.key}, exc_info=True)
-                outcome = Outcome.failed("error", _error_detail(exc))
+            except Exception as exc:  # noqa: BLE001 - the row is reported as failed, with the error's first line
+                detail = _error_detail(exc)
+                log.warning("import row failed", extra={"table": step.name, "key": row.key, "error": detail})
+                outcome = Outcome.failed("error", detail)
             outcomes.append(outcome)
         return outcomes
 

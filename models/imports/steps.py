@@ -155,6 +155,9 @@ class Step:
     target: str = ""
     required: tuple[str, ...] = ()
     updated_column: str | None = None
+    # A step whose ``apply`` also writes outside the database (a file's bytes) is applied row by row,
+    # each row in its own savepoint: a refused batch applied again would write all of those again.
+    writes_outside_database: bool = False
 
     def check_columns(self, available: Sequence[str]) -> list[str]:
         """Problems with the source's columns, one human sentence each (empty: fine)."""

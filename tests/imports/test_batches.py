@@ -6,6 +6,7 @@ import datetime
 import decimal
 import hashlib
 import json
+import logging
 import secrets
 import uuid
 
@@ -20,10 +21,11 @@ from tasks.imports import ImportRequest, execute
 from tests.imports.supabase_db import IMPORTED, SourceUser
 
 
-def test_a_row_the_database_refuses_fails_alone_and_the_rest_of_its_chunk_comes_across(source, source_users):
+def test_a_row_the_database_refuses_fails_alone_and_the_rest_of_its_chunk_comes_across(source, source_users, caplog):
     # Incompressible metadata past the users table's 16 kB limit: the chunk's upsert fails as a whole.
     huge = SourceUser("huge.meta@example.com", "old-pass-huge-1", meta={"blob": secrets.token_urlsafe(40_000)})
     source.add(huge)
+    caplog.set_level(logging.INFO, logger="hearth.imports")
     run = execute(ImportRequest(only=["auth.users"]), source_url=source.url)
     users = run.counts["auth.users"]
     assert users["read"] == len(source_users) + 1
@@ -34,6 +36,9 @@ def test_a_row_the_database_refuses_fails_alone_and_the_rest_of_its_chunk_comes_
     assert User.select().count() == len(IMPORTED)
     [row] = [r for r in ImportReportRow.of_run(run.id) if r["source_key"] == huge.id]
     assert row["outcome"] == "failed" and "blob" not in (row["detail"] or "")
+    # PostgreSQL quotes the refused rows in its DETAIL; no log line may carry their password hashes.
+    assert "failed as a batch" in caplog.text and "import row failed" in caplog.text
+    assert "$2" not in caplog.text and "blob" not in caplog.text
 
 
 def test_a_user_moving_to_an_email_freed_earlier_in_the_same_chunk_takes_it(source, source_users):
