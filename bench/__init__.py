@@ -27,6 +27,7 @@ MODULES = (
     "bench.uploads",
     "bench.search",
     "bench.money",
+    "bench.imports",
 )
 
 

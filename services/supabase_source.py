@@ -21,10 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg2
-import psycopg2.extras
 from psycopg2 import sql
 
 ITERSIZE = 2000
+APPLICATION_NAME = "hearth-import"
 _cursor_names = itertools.count(1)
 
 
@@ -100,7 +100,9 @@ class SupabaseSource:
         if not url:
             raise SourceError("no source database URL was given (--source-db or SUPABASE_SOURCE_DB_URL)")
         try:
-            conn = psycopg2.connect(url, connect_timeout=connect_timeout, application_name="hearth-import")
+            # The connection is named "hearth-import" on the source, unless the URL names it itself.
+            named: dict[str, Any] = {} if "application_name=" in url else {"application_name": APPLICATION_NAME}
+            conn = psycopg2.connect(url, connect_timeout=connect_timeout, **named)
             conn.autocommit = False
             return cls(conn, url, itersize)
         except psycopg2.Error as exc:
@@ -183,14 +185,15 @@ class SupabaseSource:
     ) -> Iterator[dict[str, Any]]:
         """Rows as dicts through a named cursor; ``order_by`` items are the steps' own SQL expressions."""
         query = self._query(table, columns, where, order_by)
-        cur = self._conn.cursor(
-            name=f"hearth_import_{next(_cursor_names)}", cursor_factory=psycopg2.extras.RealDictCursor
-        )
+        cur = self._conn.cursor(name=f"hearth_import_{next(_cursor_names)}")
         cur.itersize = self.itersize
         try:
             cur.execute(query, tuple(params))
+            names: list[str] | None = None
             for row in cur:
-                yield dict(row)
+                if names is None:  # a named cursor knows its columns once the first batch is fetched
+                    names = [column.name for column in cur.description or ()]
+                yield dict(zip(names, row, strict=True))
         except psycopg2.Error as exc:
             lost = isinstance(exc, CONNECTION_ERRORS)
             raise SourceError(f"cannot read {table}: {_safe(str(exc), self._url)}", connection_lost=lost) from None
@@ -199,4 +202,12 @@ class SupabaseSource:
                 cur.close()
 
 
-__all__ = ["CONNECTION_ERRORS", "ITERSIZE", "SourceError", "SupabaseSource", "redact_message", "redact_url"]
+__all__ = [
+    "APPLICATION_NAME",
+    "CONNECTION_ERRORS",
+    "ITERSIZE",
+    "SourceError",
+    "SupabaseSource",
+    "redact_message",
+    "redact_url",
+]

@@ -26,6 +26,7 @@ from typing import Any
 from models.accounts import SELF_SERVICE_ROLES, User
 from models.base import utcnow
 from models.identities import UserIdentity
+from models.imports.auth_batch import apply_identities, apply_users
 from models.imports.import_map import ImportMap
 from models.imports.steps import Outcome, Source, SourceRow, Step, StepContext, source_row
 
@@ -109,8 +110,9 @@ class UsersStep(Step):
         for data in source.stream(self.name, columns=["id"], where="deleted_at IS NULL"):
             yield str(data["id"])
 
-    def apply(self, row: SourceRow, ctx: StepContext) -> Outcome:
-        data = row.data
+    @staticmethod
+    def admissible(data: dict) -> Outcome | tuple[uuid.UUID, str]:
+        """``(user id, normalized email)`` of a user that may come across, else why not (a skip)."""
         if data.get("deleted_at") is not None:
             return Outcome.skipped("deleted", f"deleted at the source on {data['deleted_at'].isoformat()}")
         if data.get("is_anonymous"):
@@ -120,31 +122,51 @@ class UsersStep(Step):
             return Outcome.skipped("no-email", "no email address (phone-only sign-up)")
         if not 3 <= len(email) <= 254 or "@" not in email:
             return Outcome.skipped("invalid-email", "the email address is not one Hearth can hold")
-        user_id = uuid.UUID(str(data["id"]))
-        holder = User.select(User.id).where(User.email == email).first()
-        if holder is not None and holder.id != user_id:
-            return Outcome.skipped(
-                "duplicate-email",
-                f"{email} is already the email of {holder.id} (imported first, or a Hearth account);"
-                f" this user {user_id} was not imported",
-            )
-        fields = self._fields(data, email)
-        existing = User.get_or_none(User.id == user_id)
-        note = None
-        if fields["password_hash"] is None:
-            note = ("no-password", f"signs in with: {providers_of(data)}; needs a set-password link or re-linking")
-        if existing is None:
-            User.insert(id=user_id, **fields).execute()
-            return Outcome.inserted(user_id, *(note or (None, None)))
-        if existing.password_hash and not existing.password_hash.startswith(BCRYPT_PREFIXES):
-            # Logged in to Hearth already (hash upgraded) or changed there: Hearth's password stands.
-            fields["password_hash"] = existing.password_hash
-            note = None
-        User.update(**fields).where(User.id == user_id).execute()
-        return Outcome.updated(user_id, *(note or (None, None)))
+        return uuid.UUID(str(data["id"])), email
 
     @staticmethod
-    def _fields(data: dict, email: str) -> dict:
+    def duplicate(email: str, holder_id, user_id) -> Outcome:
+        return Outcome.skipped(
+            "duplicate-email",
+            f"{email} is already the email of {holder_id} (imported first, or a Hearth account);"
+            f" this user {user_id} was not imported",
+        )
+
+    @staticmethod
+    def settle(data: dict, fields: dict, existing_hash: str | None, *, exists: bool) -> str | None:
+        """Keep a password Hearth owns (``fields`` changed in place); the ``no-password`` detail, if due."""
+        if exists and existing_hash and not existing_hash.startswith(BCRYPT_PREFIXES):
+            # Logged in to Hearth already (hash upgraded) or changed there: Hearth's password stands.
+            fields["password_hash"] = existing_hash
+            return None
+        if fields["password_hash"] is None:
+            return f"signs in with: {providers_of(data)}; needs a set-password link or re-linking"
+        return None
+
+    def apply(self, row: SourceRow, ctx: StepContext) -> Outcome:
+        data = row.data
+        admitted = self.admissible(data)
+        if isinstance(admitted, Outcome):
+            return admitted
+        user_id, email = admitted
+        holder = User.select(User.id).where(User.email == email).first()
+        if holder is not None and holder.id != user_id:
+            return self.duplicate(email, holder.id, user_id)
+        fields = self.fields(data, email)
+        existing = User.get_or_none(User.id == user_id)
+        detail = self.settle(data, fields, existing.password_hash if existing else None, exists=existing is not None)
+        note = ("no-password", detail) if detail else (None, None)
+        if existing is None:
+            User.insert(id=user_id, **fields).execute()
+            return Outcome.inserted(user_id, *note)
+        User.update(**fields).where(User.id == user_id).execute()
+        return Outcome.updated(user_id, *note)
+
+    def apply_batch(self, rows: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome] | None:
+        return apply_users(self, [row for row, _previous in rows])
+
+    @staticmethod
+    def fields(data: dict, email: str) -> dict:
         password = data.get("encrypted_password") or None
         if password is not None and not password.startswith(BCRYPT_PREFIXES):
             password = None
@@ -214,10 +236,42 @@ class IdentitiesStep(Step):
         data = row.data
         user_id = ctx.resolve(USERS, str(data["user_id"]))
         if user_id is None:
-            return Outcome.skipped("missing-reference", f"user {data['user_id']} was not imported")
+            return self.missing_user(data)
+        fields = self.fields(data, user_id)
+        identity_id = uuid.UUID(str(data["id"]))
+        clash = (
+            UserIdentity.select(UserIdentity.id)
+            .where((UserIdentity.provider == fields["provider"]) & (UserIdentity.provider_id == fields["provider_id"]))
+            .first()
+        )
+        if clash is not None and clash.id != identity_id:
+            return self.duplicate(fields, clash.id)
+        if UserIdentity.get_or_none(UserIdentity.id == identity_id) is None:
+            UserIdentity.insert(id=identity_id, **fields).execute()
+            return Outcome.inserted(identity_id)
+        UserIdentity.update(**fields).where(UserIdentity.id == identity_id).execute()
+        return Outcome.updated(identity_id)
+
+    def apply_batch(self, rows: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome] | None:
+        if ctx.resolve_many is None:
+            return None
+        chunk = [row for row, _previous in rows]
+        users = ctx.resolve_many(USERS, (str(row.data["user_id"]) for row in chunk))
+        return apply_identities(self, chunk, users)
+
+    @staticmethod
+    def missing_user(data: dict) -> Outcome:
+        return Outcome.skipped("missing-reference", f"user {data['user_id']} was not imported")
+
+    @staticmethod
+    def duplicate(fields: dict, holder_id) -> Outcome:
+        return Outcome.skipped("duplicate-identity", f"{fields['provider']} identity already held by {holder_id}")
+
+    @staticmethod
+    def fields(data: dict, user_id: str) -> dict:
         identity_data = _as_dict(data.get("identity_data"))
         email = identity_data.get("email")
-        fields = {
+        return {
             "user": uuid.UUID(user_id),
             "provider": str(data["provider"])[:100],
             "provider_id": str(data["provider_id"])[:255],
@@ -227,19 +281,6 @@ class IdentitiesStep(Step):
             "created_at": data.get("created_at") or utcnow(),
             "updated_at": data.get("updated_at") or data.get("created_at") or utcnow(),
         }
-        identity_id = uuid.UUID(str(data["id"]))
-        clash = (
-            UserIdentity.select(UserIdentity.id)
-            .where((UserIdentity.provider == fields["provider"]) & (UserIdentity.provider_id == fields["provider_id"]))
-            .first()
-        )
-        if clash is not None and clash.id != identity_id:
-            return Outcome.skipped("duplicate-identity", f"{fields['provider']} identity already held by {clash.id}")
-        if UserIdentity.get_or_none(UserIdentity.id == identity_id) is None:
-            UserIdentity.insert(id=identity_id, **fields).execute()
-            return Outcome.inserted(identity_id)
-        UserIdentity.update(**fields).where(UserIdentity.id == identity_id).execute()
-        return Outcome.updated(identity_id)
 
     def delete(self, target_id: str, ctx: StepContext) -> Outcome:
         UserIdentity.delete().where(UserIdentity.id == target_id).execute()

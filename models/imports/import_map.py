@@ -8,6 +8,7 @@ source ids.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from peewee import CompositeKey, TextField, UUIDField
 
@@ -36,7 +37,9 @@ class ImportMapEntry(BaseModel):
 _UPSERT = """
 INSERT INTO import_map AS m (source_table, source_key, target_table, target_id, skipped_reason, checksum,
                              first_run_id, last_run_id, last_seen_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT %(table)s, u.key, %(target)s, u.target_id, u.skipped_reason, u.checksum, %(run)s, %(run)s, %(seen)s
+FROM unnest(%(keys)s::text[], %(ids)s::text[], %(reasons)s::text[], %(checksums)s::text[])
+    AS u(key, target_id, skipped_reason, checksum)
 ON CONFLICT (source_table, source_key) DO UPDATE SET
     target_id = COALESCE(EXCLUDED.target_id, CASE WHEN EXCLUDED.skipped_reason IS NULL THEN m.target_id END),
     skipped_reason = EXCLUDED.skipped_reason, checksum = EXCLUDED.checksum, last_run_id = EXCLUDED.last_run_id,
@@ -44,8 +47,28 @@ ON CONFLICT (source_table, source_key) DO UPDATE SET
 """
 
 
+class MapState(NamedTuple):
+    """What the runner needs of a source row's entry: is it unchanged, and what did it become."""
+
+    checksum: str
+    target_id: str | None
+    deleted_at_source: bool
+
+
 class ImportMap:
     """Reads and writes of the import map, batched per chunk."""
+
+    @staticmethod
+    def states(source_table: str, keys: list[str]) -> dict[str, MapState]:
+        """The entries of these source keys, by key, in one read (a chunk's worth)."""
+        if not keys:
+            return {}
+        cursor = db.execute_sql(
+            "SELECT source_key, checksum, target_id, deleted_at_source IS NOT NULL FROM import_map"
+            " WHERE source_table = %s AND source_key = ANY(%s)",
+            (source_table, keys),
+        )
+        return {key: MapState(checksum, target_id, deleted) for key, checksum, target_id, deleted in cursor}
 
     @staticmethod
     def entries(source_table: str, keys: Iterable[str]) -> dict[str, ImportMapEntry]:
@@ -85,11 +108,42 @@ class ImportMap:
         )
 
     @staticmethod
+    def resolve_many(source_table: str, source_keys: Iterable[str]) -> dict[str, str]:
+        """``resolve`` for many keys in one read: source key → Hearth id, for the imported ones only."""
+        keys = list(dict.fromkeys(str(key) for key in source_keys))
+        if not keys:
+            return {}
+        cursor = db.execute_sql(
+            "SELECT source_key, target_id FROM import_map WHERE source_table = %s AND source_key = ANY(%s)"
+            " AND deleted_at_source IS NULL AND target_id IS NOT NULL",
+            (source_table, keys),
+        )
+        return dict(cursor.fetchall())
+
+    @staticmethod
     def record(rows: list[tuple], run_id, seen_at) -> None:
-        """Upsert ``(source_table, source_key, target_table, target_id, skipped_reason, checksum)`` rows."""
-        if rows:
-            params = [(*row, run_id, run_id, seen_at) for row in rows]
-            db.cursor().executemany(_UPSERT, params)
+        """Upsert ``(source_table, source_key, target_table, target_id, skipped_reason, checksum)`` rows.
+
+        One statement per chunk (an array per column); a chunk never holds the same source key twice.
+        """
+        by_table: dict[tuple[str, str], list[tuple]] = {}
+        for table, key, target, target_id, reason, digest in rows:
+            by_table.setdefault((table, target), []).append((key, target_id, reason, digest))
+        for (table, target), entries in by_table.items():
+            keys, ids, reasons, checksums = (list(column) for column in zip(*entries, strict=True))
+            db.execute_sql(
+                _UPSERT,
+                {
+                    "table": table,
+                    "target": target,
+                    "run": str(run_id),
+                    "seen": seen_at,
+                    "keys": keys,
+                    "ids": ids,
+                    "reasons": reasons,
+                    "checksums": checksums,
+                },
+            )
 
     @staticmethod
     def touch(source_table: str, keys: list[str], run_id, seen_at) -> int:
@@ -144,4 +198,4 @@ class ImportMap:
             )
 
 
-__all__ = ["ImportMap", "ImportMapEntry"]
+__all__ = ["ImportMap", "ImportMapEntry", "MapState"]

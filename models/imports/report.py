@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from peewee import BigAutoField, ForeignKeyField, TextField
+from psycopg2.extras import execute_values
 
 from models.base import BaseModel, DateTimeTZField, utcnow
 from models.db import db
@@ -30,10 +31,12 @@ class ImportReportRow(BaseModel):
     def add_many(run_id, rows: list[tuple]) -> None:
         """Insert ``(source_table, source_key, outcome, reason, detail)`` rows for ``run_id``."""
         if rows:
-            db.cursor().executemany(
-                "INSERT INTO import_report (run_id, source_table, source_key, outcome, reason, detail)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                [(run_id, t, k, o, r[:100], (d or None) and d[:2000]) for t, k, o, r, d in rows],
+            params = [(run_id, t, k, o, r[:100], (d or None) and d[:2000]) for t, k, o, r, d in rows]
+            execute_values(
+                db.cursor(),
+                "INSERT INTO import_report (run_id, source_table, source_key, outcome, reason, detail) VALUES %s",
+                params,
+                page_size=len(params),
             )
 
     @classmethod

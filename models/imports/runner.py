@@ -22,6 +22,7 @@ from typing import Any
 
 from models.db import db
 from models.imports.import_map import ImportMap
+from models.imports.read_ahead import read_ahead
 from models.imports.report import ImportReportRow
 from models.imports.runs import ImportRun, add_outcome, empty_counts
 from models.imports.steps import FAILED, SKIPPED, UNCHANGED, Outcome, Source, SourceRow, Step, StepContext
@@ -110,6 +111,7 @@ class Runner:
             run_id=str(self.run_row.id),
             options=dict(self.run_row.options or {}),
             resolve=ImportMap.resolve,
+            resolve_many=ImportMap.resolve_many,
             dry_run=self.run_row.dry_run,
             collaborators=self.collaborators,
         )
@@ -120,7 +122,7 @@ class Runner:
         expected = step.count(self.source, self.since)
         after = run.checkpoint["at"].get(step.name)
         ctx = self._context()
-        for chunk in batched(step.rows(self.source, self.since, after), self.chunk_size):
+        for chunk in read_ahead(batched(step.rows(self.source, self.since, after), self.chunk_size)):
             with db.atomic():
                 self._apply_chunk(step, chunk, ctx, counts)
                 run.checkpoint["at"][step.name] = chunk[-1].position
@@ -136,21 +138,18 @@ class Runner:
 
     def _apply_chunk(self, step: Step, chunk: list[SourceRow], ctx: StepContext, counts: dict) -> None:
         run = self.run_row
-        entries = ImportMap.entries(step.name, (row.key for row in chunk))
-        mapped, reported, touched = [], [], []
+        states = ImportMap.states(step.name, [row.key for row in chunk])
+        pending: list[tuple[SourceRow, str | None]] = []
+        touched = []
         for row in chunk:
-            entry = entries.get(row.key)
-            if entry is not None and entry.checksum == row.checksum and entry.deleted_at_source is None:
+            state = states.get(row.key)
+            if state is not None and state.checksum == row.checksum and not state.deleted_at_source:
                 touched.append(row.key)
                 add_outcome(counts, UNCHANGED, None)
-                continue
-            ctx.previous_id = entry.target_id if entry is not None else None
-            try:
-                with db.atomic():  # a savepoint: one row failing leaves the rest of the chunk standing
-                    outcome = step.apply(row, ctx)
-            except Exception as exc:
-                log.warning("import row failed", extra={"table": step.name, "key": row.key}, exc_info=True)
-                outcome = Outcome.failed("error", _error_detail(exc))
+            else:
+                pending.append((row, state.target_id if state is not None else None))
+        mapped, reported = [], []
+        for (row, _previous), outcome in zip(pending, self._apply_rows(step, pending, ctx), strict=True):
             if outcome.kind != FAILED:
                 skipped_reason = outcome.reason if outcome.kind == SKIPPED else None
                 mapped.append((step.name, row.key, step.target, outcome.target_id, skipped_reason, row.checksum))
@@ -160,6 +159,48 @@ class Runner:
         ImportMap.record(mapped, run.id, run.snapshot_at)
         ImportMap.touch(step.name, touched, run.id, run.snapshot_at)
         ImportReportRow.add_many(run.id, reported)
+
+    def _apply_rows(self, step: Step, pending: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome]:
+        """The rows' outcomes: the whole batch in one savepoint; row by row, each in its own, only when it fails.
+
+        A row that raises inside the batch rolls the batch's savepoint back, and the rows are applied
+        again one savepoint each, so that row alone is ``failed`` and the rest stand.
+        """
+        if not pending:
+            return []
+        if step.writes_outside_database:
+            return self._apply_one_by_one(step, pending, ctx)
+        try:
+            with db.atomic():  # one savepoint for the chunk's writes
+                outcomes = step.apply_batch(pending, ctx)
+                if outcomes is None:
+                    outcomes = []
+                    for row, previous_id in pending:
+                        ctx.previous_id = previous_id
+                        outcomes.append(step.apply(row, ctx))
+            return outcomes
+        except Exception as exc:  # noqa: BLE001 - any refusal sends the chunk row by row, where it is reported per row
+            # No traceback: PostgreSQL's DETAIL lines can quote the failing row, password hash included.
+            log.info(
+                "import chunk failed as a batch, applied row by row",
+                extra={"table": step.name, "error": _error_detail(exc)},
+            )
+        return self._apply_one_by_one(step, pending, ctx)
+
+    @staticmethod
+    def _apply_one_by_one(step: Step, pending: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome]:
+        outcomes = []
+        for row, previous_id in pending:
+            ctx.previous_id = previous_id
+            try:
+                with db.atomic():  # a savepoint: one row failing leaves the rest of the chunk standing
+                    outcome = step.apply(row, ctx)
+            except Exception as exc:  # noqa: BLE001 - the row is reported as failed, with the error's first line
+                detail = _error_detail(exc)
+                log.warning("import row failed", extra={"table": step.name, "key": row.key, "error": detail})
+                outcome = Outcome.failed("error", detail)
+            outcomes.append(outcome)
+        return outcomes
 
     def _touch_all_keys(self, step: Step) -> None:
         """A delta read only the changed rows; the others are still there: say so, for deletions."""

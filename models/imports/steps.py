@@ -27,7 +27,7 @@ import decimal
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 # Outcome kinds. "inserted"/"updated"/"unchanged" came across; "skipped"/"failed" did not.
@@ -128,12 +128,15 @@ class StepContext:
     ``previous_id``: the Hearth id the import map holds for this row (None on first sight).
     ``resolve(source_table, source_key)``: the Hearth id of an already imported source row, for
     foreign keys (None when that row was not imported: report ``missing-reference``).
+    ``resolve_many(source_table, source_keys)``: the same for many keys in one read, as a dict of the
+    imported ones (a step that applies a batch uses it).
     ``options``: the run's options (no secrets); ``run_id``: the current run.
     """
 
     run_id: str
     options: dict[str, Any]
     resolve: Callable[[str, str], str | None]
+    resolve_many: Callable[[str, Iterable[str]], dict[str, str]] | None = None
     previous_id: str | None = None
     dry_run: bool = False
     collaborators: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -152,6 +155,9 @@ class Step:
     target: str = ""
     required: tuple[str, ...] = ()
     updated_column: str | None = None
+    # A step whose ``apply`` also writes outside the database (a file's bytes) is applied row by row,
+    # each row in its own savepoint: a refused batch applied again would write all of those again.
+    writes_outside_database: bool = False
 
     def check_columns(self, available: Sequence[str]) -> list[str]:
         """Problems with the source's columns, one human sentence each (empty: fine)."""
@@ -177,6 +183,15 @@ class Step:
     def apply(self, row: SourceRow, ctx: StepContext) -> Outcome:
         raise NotImplementedError
 
+    def apply_batch(self, rows: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome] | None:
+        """Apply a chunk's rows (each with its ``previous_id``) at once: one outcome per row, in order.
+
+        None (the default) means the step applies row by row. The runner calls this inside one
+        savepoint; when it raises, the savepoint is rolled back and every row goes through ``apply``
+        in its own savepoint, so the outcomes must be the ones ``apply`` would give in that order.
+        """
+        return None
+
     def delete(self, target_id: str, ctx: StepContext) -> Outcome:
         """Apply a deletion at the source (``--apply-deletes``); by default it is only reported."""
         return Outcome.skipped("deleted-at-source", "this table does not apply deletions")
@@ -196,9 +211,29 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _canonical_leaf(value: Any) -> Any:
+    """What ``json.dumps`` cannot write itself, in the form ``_canonical`` gives it."""
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
 def checksum(data: dict[str, Any]) -> str:
-    """A stable SHA-256 of a source row (keys sorted, values in a canonical text form)."""
-    text = json.dumps(_canonical(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """A stable SHA-256 of a source row (keys sorted, values in a canonical text form).
+
+    The same text as ``json.dumps(_canonical(data), sort_keys=True, ...)``, written without first
+    copying the row: ``json`` walks it and asks ``_canonical_leaf`` for the values it cannot write.
+    Rows come from the database, whose column names and JSON object keys are text; a mapping with
+    other keys (which ``json`` would sort differently, or not at all) goes through ``_canonical``.
+    """
+    try:
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical_leaf)
+    except TypeError:
+        text = json.dumps(_canonical(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -74,6 +74,7 @@ class BucketsStep(Step):
 class ObjectsStep(Step):
     name = OBJECTS_TABLE
     target = "uploads"
+    writes_outside_database = True  # each object's bytes are copied into Hearth's storage
     updated_column = "updated_at"
     required = ("id", "bucket_id", "name", "owner", "owner_id", "metadata", "created_at", "updated_at")
 

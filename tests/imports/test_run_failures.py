@@ -24,8 +24,10 @@ def test_a_lost_source_connection_fails_the_run_and_the_next_run_resumes_it(sour
     def lose_the_source(update) -> None:
         if not killed:
             killed.append(update.step)
+            # Only this test's source database: other imports may run on the same server.
             source.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'hearth-import'"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'hearth-import' AND datname = current_database()"
             )
 
     with pytest.raises(RunStopped) as caught:
