@@ -109,33 +109,11 @@ def redis(settings):
     client.close()
 
 
-class _NoDatabase:
-    """Stands in for the database during a test that did not ask for it (see ``transaction``)."""
-
-    def __getattr__(self, name):
-        raise RuntimeError(
-            "this test uses the database without the `database` fixture: its writes would be committed "
-            "and seen by later tests; request `database` (or pytestmark = pytest.mark.usefixtures('database'))"
-        )
-
-
 @pytest.fixture(autouse=True)
 def transaction(request):
-    """Every test that touches the database runs inside a transaction that is rolled back.
-
-    A test that did not ask for the database cannot reach it (whether or not an earlier test
-    opened it): its writes would otherwise commit and change what later tests count.
-    """
+    """Every test that touches the database runs inside a transaction that is rolled back."""
     if "database" not in request.fixturenames:
-        opened = db.obj
-        if opened is None:
-            yield
-            return
-        db.initialize(_NoDatabase())
-        try:
-            yield
-        finally:
-            db.initialize(opened)
+        yield
         return
     request.getfixturevalue("database")
     with db.connection_context(), db.atomic() as txn:

@@ -89,6 +89,16 @@ class UsersStep(Step):
     _ORDER = ("coalesce(created_at, '-infinity'::timestamptz)", "id")
 
     def rows(self, source: Source, since: datetime.datetime | None, after: Any = None) -> Iterator[SourceRow]:
+        # Which soft-deleted users came across before is asked here, in the caller's thread and
+        # transaction: the runner reads the rows themselves ahead in a thread that only reads the source.
+        gone = self._imported_then_deleted(source)
+        return self._rows(source, since, after, gone)
+
+    def _imported_then_deleted(self, source: Source) -> set[str]:
+        deleted = [str(data["id"]) for data in source.stream(self.name, columns=["id"], where="deleted_at IS NOT NULL")]
+        return {key for key in deleted if ImportMap.imported(self.name, key)}
+
+    def _rows(self, source: Source, since, after, gone: set[str]) -> Iterator[SourceRow]:
         where, params = [], []
         if since is not None:
             where.append("updated_at > %s")
@@ -99,7 +109,7 @@ class UsersStep(Step):
         for data in source.stream(
             self.name, columns=self.required, where=" AND ".join(where), params=params, order_by=self._ORDER
         ):
-            if data.get("deleted_at") is not None and ImportMap.imported(self.name, str(data["id"])):
+            if str(data["id"]) in gone:
                 continue  # soft-deleted after it came across: gone at the source, as keys() says
             created = data.get("created_at")
             position = [created.isoformat() if created else "-infinity", str(data["id"])]
