@@ -123,7 +123,7 @@ def test_cancel_before_and_during_a_run(live_env, live_db, logs, procs):
     admin = make_user(role="admin")
     web, base = start_gunicorn(live_env, logs)
     procs.append(web)
-    headers = login(base, admin.email, PASSWORD)
+    headers = login(base, admin.email, PASSWORD, env=live_env)
 
     # Before: queued (no worker yet), cancelled, then its message is delivered to a worker.
     early = httpx.post(

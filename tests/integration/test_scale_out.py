@@ -52,7 +52,7 @@ def test_events_from_either_web_reach_both_relays_and_each_job_runs_once(live_en
     admin = make_user(role="admin")
     raw, _ = token(live_env, admin)
     listeners = [WsClient.authenticated(url, raw) for url in relays]
-    headers = [login(base, admin.email, PASSWORD) for base in webs]
+    headers = [login(base, admin.email, PASSWORD, env=live_env) for base in webs]
 
     # One job through each web process: both relays' clients hear both, from queued to succeeded.
     first, second = _selftest(webs[0], headers[0], steps=2, step_ms=10), _selftest(webs[1], headers[1], steps=2)

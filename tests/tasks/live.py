@@ -14,10 +14,13 @@ import time
 
 import httpx
 
+from models.accounts import User
 from models.jobs import Job
+from models.mfa import has_verified_factor
 from services.events import EventBus
 from services.jobqueue import CeleryJobQueue
 from settings import Settings
+from tests.factories import enroll_totp, fresh_totp_code
 from tests.integration.processes import free_port, wait_for
 
 
@@ -66,10 +69,29 @@ def wait_job(job_id, predicate, *, procs=(), timeout: float = 40.0, what: str = 
         ) from None
 
 
-def login(base: str, email: str, password: str) -> dict:
+def login(base: str, email: str, password: str, *, env: dict | None = None) -> dict:
+    """Bearer headers of a login through the live API.
+
+    With ``env`` (the live environment), a user whose role needs two-factor login (admins) is
+    enrolled first if need be and the login completes its challenge, so the token is aal2.
+    """
+    settings = live_settings(env) if env is not None else None
+    if settings is not None:
+        user = User.get(User.email == email)
+        if user.role in settings.mfa_required_roles and not has_verified_factor(user.id):
+            enroll_totp(user, settings.secret_key)
     resp = httpx.post(f"{base}/v1/auth/login", json={"email": email, "password": password}, timeout=10)
     assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+    body = resp.json()
+    if body.get("mfa_required"):
+        assert settings is not None, "a login that needs a second factor: pass env="
+        code = fresh_totp_code(User.get(User.email == email), settings.secret_key)
+        resp = httpx.post(
+            f"{base}/v1/auth/mfa/verify", json={"challenge_id": body["challenge_id"], "code": code}, timeout=10
+        )
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+    return {"Authorization": f"Bearer {body['access_token']}"}
 
 
 def redis_server() -> str:
