@@ -55,8 +55,9 @@ def _scrub(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
-# What every LogRecord has; anything else on a record came from ``extra=``.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# What every LogRecord has; anything else on a record came from ``extra=``. uvicorn's
+# ``color_message`` is the message again with terminal colour codes: not context.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 # The line's own keys: an ``extra=`` of the same name keeps its value under ``<name>_``.
 _LINE_KEYS = frozenset({"event", "time", "level", "logger", "process"})
 

@@ -73,6 +73,15 @@ def test_an_extra_named_like_a_key_of_the_line_does_not_replace_it(configured):
     assert (line["event"], line["event_"]) == ("could not publish job event", "job.started")
 
 
+def test_uvicorns_coloured_copy_of_the_message_is_not_logged_as_context(configured):
+    stream = configured("relay")
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 42, extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"}
+    )
+    (line,) = lines(stream)
+    assert line["event"] == "Started server process [42]" and "color_message" not in line
+
+
 def test_an_exception_is_one_line_with_its_traceback(configured):
     stream = configured("web")
     try:
