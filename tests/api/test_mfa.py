@@ -6,51 +6,13 @@ import json
 import logging
 from urllib.parse import parse_qs, urlparse
 
-import jwt
-import pyotp
-import pytest
-
-from api.app import build_services
 from models.audit import AuditEntry
 from models.jobs import Job
 from models.mfa import MfaFactor
 from services.totp import TotpCodes
 from tests.api.conftest import assert_problem, bearer
+from tests.api.mfa_clock import Clock, claims, clock, code, services  # noqa: F401 - fixtures
 from tests.factories import PASSWORD, enroll_totp, make_user
-
-START = 1_900_000_005.0  # a fixed time, 5 s into a 30-second step
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def next_step(self) -> None:
-        self.now += 30
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def services(settings, redis, jobs, runtime, clock):
-    """The API's services with the authenticator codes' clock in the test's hands."""
-    return build_services(
-        settings, redis=redis, jobs=jobs, totp=TotpCodes.from_secret_key(settings.secret_key, clock=clock)
-    )
-
-
-def claims(pair: dict) -> dict:
-    return jwt.decode(pair["access_token"], options={"verify_signature": False})
-
-
-def code(secret: str, clock: Clock, steps: int = 0) -> str:
-    return pyotp.TOTP(secret).at(clock.now + 30 * steps)
 
 
 def password_login(client, user):

@@ -4,51 +4,15 @@ from __future__ import annotations
 
 import datetime
 
-import jwt
-import pyotp
-import pytest
-
-from api.app import build_services
 from models.accounts import AuthSession
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.jobs import Job
 from models.mfa import MfaChallenge, MfaFactor
-from services.totp import TotpCodes
 from tests.api.conftest import assert_problem, bearer
+from tests.api.mfa_clock import Clock, claims, clock, code, services  # noqa: F401 - fixtures
 from tests.api.test_supabase_auth import V2024, assert_gotrue, auth, sign_in
 from tests.factories import enroll_totp, make_user
-
-START = 1_900_000_005.0  # a fixed time, 5 s into a 30-second step
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def services(settings, redis, jobs, runtime, clock):
-    """The API's services with the authenticator codes' clock in the test's hands."""
-    return build_services(
-        settings, redis=redis, jobs=jobs, totp=TotpCodes.from_secret_key(settings.secret_key, clock=clock)
-    )
-
-
-def claims(session: dict) -> dict:
-    return jwt.decode(session["access_token"], options={"verify_signature": False})
-
-
-def code(secret: str, clock: Clock, steps: int = 0) -> str:
-    return pyotp.TOTP(secret).at(clock.now + 30 * steps)
 
 
 def signed_in(client, user) -> dict:
