@@ -32,6 +32,7 @@ from relay.auth import RelayAuth
 from relay.channels import ChannelCache
 from relay.connection import Connection
 from relay.hub import Hub
+from relay.session_watch import SessionWatch
 from services import metrics
 from services.client_address import address_bucket, client_address
 from services.tokens import KeyRing, TokenIssuer
@@ -63,9 +64,11 @@ class Relay:
     clock: object
     connections: set
     admission: Admission
+    watch: SessionWatch
 
     async def start(self) -> None:
         await self.hub.start()
+        self.watch.start()
 
     async def stop(self) -> None:
         # uvicorn has closed its connections (1012) by now; any left get 1001.
@@ -74,6 +77,7 @@ class Relay:
         deadline = time.monotonic() + 5
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        await self.watch.stop()
         await self.hub.stop()
         await self.auth.redis.aclose()
         # Its connections no longer count in the live gauge (a crash leaves them until the host's restart).
@@ -104,7 +108,15 @@ class Realtime:
             await ws.accept()
             await ws.close(proto.TRY_AGAIN_LATER, relay.admission.refusal(address))
             return
-        conn = Connection(ws, hub=relay.hub, auth=relay.auth, options=relay.settings, clock=relay.clock, ticket=ticket)
+        conn = Connection(
+            ws,
+            hub=relay.hub,
+            auth=relay.auth,
+            options=relay.settings,
+            clock=relay.clock,
+            ticket=ticket,
+            watch=relay.watch,
+        )
         relay.connections.add(conn)
         metrics.RELAY_CONNECTIONS.inc()
         try:
@@ -162,7 +174,10 @@ def build_relay(
     auth = RelayAuth(tokens, aredis, sessions, ChannelCache(), **({"blocking": blocking} if blocking else {}))
     hub = Hub(settings.redis_url, settings.redis_prefix, aredis, grace=hub_grace)
     admission = Admission(settings.relay_unauthenticated_per_address, settings.relay_unauthenticated_max)
-    return Relay(settings=settings, hub=hub, auth=auth, clock=clock, connections=set(), admission=admission)
+    watch = SessionWatch(auth, settings.relay_heartbeat_interval)
+    return Relay(
+        settings=settings, hub=hub, auth=auth, clock=clock, connections=set(), admission=admission, watch=watch
+    )
 
 
 def create_relay(

@@ -79,14 +79,19 @@ class RelayAuth:
 
     async def session_state(self, session_id: str) -> bytes:
         """The cached role of a live session, or ``REVOKED``; raises ``Close(1013)`` when stores are down."""
+        return (await self.session_states([session_id]))[0]
+
+    async def session_states(self, session_ids: list[str]) -> list[bytes]:
+        """``session_state`` of each id, in order, in one ``MGET`` (sessions missing from the cache are rebuilt)."""
         try:
             # The client leaves responses undecoded, so a value is bytes.
-            state = cast(bytes | None, await self.redis.get(self.sessions.key(session_id)))
-            if state is None:
-                state = await self.blocking(self._load_session, session_id)
+            states = cast(list[bytes | None], await self.redis.mget([self.sessions.key(sid) for sid in session_ids]))
+            return [
+                state if state is not None else await self.blocking(self._load_session, sid)
+                for sid, state in zip(session_ids, states, strict=True)
+            ]
         except (OSError, RedisConnectionError, RedisTimeoutError, *TRANSIENT_ERRORS) as exc:
             raise Close(TRY_AGAIN_LATER, "session store unavailable") from exc
-        return state
 
     def _load_session(self, session_id: str) -> bytes:
         with connection():

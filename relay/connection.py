@@ -49,8 +49,9 @@ class ChannelState:
 
 
 class Connection:
-    def __init__(self, ws, *, hub, auth: RelayAuth, options, clock=time.time, ticket=None):
+    def __init__(self, ws, *, hub, auth: RelayAuth, options, clock=time.time, ticket=None, watch=None):
         self.ws = ws
+        self.watch = watch  # the process's SessionWatch: re-reads this socket's session every heartbeat interval
         self.ticket = ticket  # its place among the unauthenticated sockets (relay.admission)
         self.hub = hub
         self.auth = auth
@@ -74,6 +75,18 @@ class Connection:
         if self._identity is None:
             raise RuntimeError("the connection has not authenticated yet")
         return self._identity
+
+    @property
+    def authenticated(self) -> bool:
+        return self._identity is not None and not self.closing.is_set()
+
+    def session_seen(self, state: bytes) -> None:
+        """What the session store says of this socket's session now (``SessionWatch``)."""
+        if state == REVOKED:
+            self.close(proto.SESSION_ENDED, "this session has ended; log in again")
+        elif self._identity is not None and state.decode() != self._identity.role:
+            self._identity.role = state.decode()
+            self._spawn(self._recheck_channels())
 
     # --- ending ------------------------------------------------------------------------
 
@@ -234,6 +247,8 @@ class Connection:
         if not isinstance(message, proto.Auth):
             raise Close(proto.UNAUTHENTICATED, "the first message must be auth")
         self._identity = await self.auth.authenticate(message.token)
+        if self.watch is not None:
+            self.watch.add(self)
         if self.ticket is not None:
             self.ticket.release()
         self.last_heard = time.monotonic()
@@ -259,6 +274,8 @@ class Connection:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.watch is not None:
+            self.watch.discard(self)
         self.leave_all()
         self.queue.clear()
         if self.close_code is not None and not self.ws.closed:
@@ -359,7 +376,8 @@ class Connection:
         beat = options.relay_heartbeat_interval
         # The first beat lands at a random point of the interval: clients that
         # connected together (after a deploy, in a benchmark) must not all be
-        # heartbeaten, and have their sessions re-checked, in the same instant.
+        # heartbeaten in the same instant. Sessions are re-checked by the
+        # process's SessionWatch, all sockets at once.
         next_beat = time.monotonic() + random.uniform(0.1, 1.0) * beat  # noqa: S311 - load spreading, not a secret
         while True:
             now = time.monotonic()
@@ -372,12 +390,6 @@ class Connection:
             if now >= next_beat:
                 next_beat = now + beat
                 self.send({"type": "heartbeat", "at": datetime.datetime.now(datetime.UTC).isoformat()})
-                state = await self.auth.session_state(self.identity.session_id)
-                if state == REVOKED:
-                    raise Close(proto.SESSION_ENDED, "this session has ended; log in again")
-                if state.decode() != self.identity.role:
-                    self.identity.role = state.decode()
-                    await self._recheck_channels()
                 continue
             await asyncio.sleep(max(0.02, min(next_beat - now, left, options.relay_idle_timeout - idle)))
 

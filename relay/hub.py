@@ -30,6 +30,7 @@ from services.events import EventKeys, envelope, envelope_id, format_event_id, p
 
 log = logging.getLogger("hearth.relay")
 REPLAY_PAGE = 200
+SUBSCRIBE_BATCH = 500  # channels per SUBSCRIBE command
 CONTROL_CHANNEL = "relay:control"
 
 
@@ -55,6 +56,8 @@ class Hub:
         self.subscribe_timeout = subscribe_timeout
         self._subs: dict[str, _Sub] = {}
         self._resync: set[str] = set()
+        self._to_subscribe: set[str] = set()
+        self._subscribe_wanted = asyncio.Event()
         self._lock = asyncio.Lock()
         self._pubsub: PubSub | None = None
         self._client: aioredis.Redis | None = None
@@ -69,6 +72,7 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self._read_forever(), name="relay-hub-reader"),
             asyncio.create_task(self._collect_idle(), name="relay-hub-gc"),
+            asyncio.create_task(self._subscribe_forever(), name="relay-hub-subscriber"),
         ]
         try:
             await asyncio.wait_for(self.connected.wait(), wait)
@@ -89,12 +93,11 @@ class Hub:
         if sub is None:
             sub = self._subs[channel] = _Sub(asyncio.get_running_loop())
             sub.conns.add(conn)
-            async with self._lock:
-                if self._pubsub is not None and self._subs.get(channel) is sub:
-                    try:
-                        await self._pubsub.subscribe(self.keys.channel_key(channel))
-                    except Exception:
-                        log.warning("subscribe failed; waiting for the reconnect", exc_info=True)
+            # Subscribed by ``_subscribe_forever`` with every other channel asked for meanwhile: when
+            # thousands of sockets connect at once (a deploy, a reconnect storm) that is one SUBSCRIBE
+            # per SUBSCRIBE_BATCH of them, not one round trip each behind the lock.
+            self._to_subscribe.add(channel)
+            self._subscribe_wanted.set()
         else:
             sub.conns.add(conn)
             sub.idle_since = None
@@ -103,6 +106,24 @@ class Hub:
         except TimeoutError:
             self.leave(channel, conn)
             raise HubUnavailable(channel) from None
+
+    async def _subscribe_forever(self) -> None:
+        while True:
+            await self._subscribe_wanted.wait()
+            self._subscribe_wanted.clear()
+            async with self._lock:
+                wanted = [c for c in self._to_subscribe if c in self._subs and not self._subs[c].ready.done()]
+                self._to_subscribe.clear()
+                pubsub = self._pubsub
+                if pubsub is None:
+                    continue  # the reconnect subscribes every channel in ``_subs``
+                for start in range(0, len(wanted), SUBSCRIBE_BATCH):
+                    keys = [self.keys.channel_key(c) for c in wanted[start : start + SUBSCRIBE_BATCH]]
+                    try:
+                        await pubsub.subscribe(*keys)
+                    except Exception:
+                        log.warning("subscribe failed; waiting for the reconnect", exc_info=True)
+                        break
 
     def leave(self, channel: str, conn) -> None:
         sub = self._subs.get(channel)
