@@ -5,8 +5,9 @@ factor; the ``/v1`` login calls it right after the password check (and so can an
 flow). ``prove`` checks a TOTP code or a recovery code under the same lockout as passwords:
 every wrong code counts as a failed login of the account from the caller's address, and a
 challenge dies after ``CHALLENGE_MAX_ATTEMPTS`` of them. ``elevate`` raises a signed-in session to
-``aal2`` and hands it a new refresh token (its earlier unused ones stop working). ``activate`` and
-``remove`` are a factor's first verification and its removal, with their audit and notice emails.
+``aal2`` and hands it a new refresh token (its earlier unused ones stop working). ``activate``,
+``replace_recovery_codes`` and ``remove`` are a factor's first verification, a new set of recovery
+codes and a factor's removal, each with its audit and notice email.
 Both auth APIs (``/v1/auth/mfa*`` and the Supabase-compatible ``/auth/v1/factors*``) use these.
 """
 
@@ -170,6 +171,15 @@ def activate(req, user: User, factor: MfaFactor, session_id, *, recovery_codes: 
         notify(user.id, "enabled")
     req.context.services.sessions.mark_revoked(revoked)
     return session, refresh, codes
+
+
+def replace_recovery_codes(req, user: User) -> list[str]:
+    """After ``prove``: ten new recovery codes (returned: shown once), the earlier ones void; audited, owner emailed."""
+    with db.atomic():
+        codes = mfa.issue_recovery_codes(user.id)
+        audit(req, "user.mfa_recovery_codes", user.id, after={"count": len(codes)})
+        notify(user.id, "recovery_codes")
+    return codes
 
 
 def remove(req, user: User, factor: MfaFactor) -> bool:

@@ -28,10 +28,10 @@ from models.uploads import (
     intent_mismatch,
     lock_awaiting_intent,
     lock_intent,
-    new_scan_job,
     quarantine_key,
     queue_intent_scan,
     reject_intent,
+    stored_for_scan,
 )
 from services.storage import NotFound, StorageUnavailable, TooLarge
 from services.streams import PrefixedStream, read_head
@@ -128,18 +128,16 @@ class UploadService:
         """The row of a file stored at ``stored.key`` and its scan job, committed; the object goes if that fails."""
         try:
             with db.atomic():
-                upload = Upload.create(
-                    id=upload_id,
-                    owner=owner_id,
-                    purpose=purpose,
-                    status="pending_scan",
-                    filename=filename,
-                    content_type=media_type,
+                return stored_for_scan(
+                    upload_id,
+                    owner_id,
+                    purpose,
+                    filename,
+                    media_type,
+                    key=stored.key,
                     size=stored.size,
                     sha256=stored.sha256,
-                    storage_key=stored.key,
                 )
-                return upload, new_scan_job(upload)
         except BaseException:
             self.storage.delete(stored.key)
             raise

@@ -223,6 +223,25 @@ class PropertyMedia(BaseModel):
         table_name = "property_media"
 
 
+def stored_for_scan(
+    upload_id, owner, purpose: str, filename: str | None, media_type: str, *, key: str, size: int, sha256: str
+) -> tuple[Upload, Job]:
+    """The ``pending_scan`` row of bytes stored in quarantine at ``key`` and its scan job, in the caller's
+    transaction: the one way a file enters the scan pipeline (uploads and imports)."""
+    upload = Upload.create(
+        id=upload_id,
+        owner=owner,
+        purpose=purpose,
+        status="pending_scan",
+        filename=filename,
+        content_type=media_type,
+        size=size,
+        sha256=sha256,
+        storage_key=key,
+    )
+    return upload, new_scan_job(upload)
+
+
 def new_scan_job(upload: Upload) -> Job:
     """The scan job of ``upload``, created in the caller's transaction (enqueued when that commits)."""
     job = Job.create(

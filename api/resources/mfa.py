@@ -173,11 +173,7 @@ class RegenerateRecoveryCodes:
         if not mfa.has_verified_factor(user.id):
             raise _not_enrolled()
         mfa_flow.prove(req, user, code=req.context.body.code)
-        with db.atomic():
-            codes = mfa.issue_recovery_codes(user.id)
-            audit(req, "user.mfa_recovery_codes", user.id, after={"count": len(codes)})
-            mfa_flow.notify(user.id, "recovery_codes")
-        resp.media = {"recovery_codes": codes}
+        resp.media = {"recovery_codes": mfa_flow.replace_recovery_codes(req, user)}
 
 
 class StepUp:

@@ -34,7 +34,7 @@ from models.imports.import_map import ImportMapEntry
 from models.imports.mapping_rules import OBJECTS_TABLE, object_key
 from models.imports.report import ImportReportRow
 from models.imports.steps import SKIPPED, Outcome, Source, SourceRow, Step, StepContext, source_row
-from models.uploads import PURPOSES, Upload, new_scan_job, quarantine_key
+from models.uploads import PURPOSES, Upload, quarantine_key, stored_for_scan
 
 log = logging.getLogger("hearth.imports")
 
@@ -141,18 +141,9 @@ class ObjectsStep(Step):
         if not rule.allows(media_type):
             storage.delete(key)
             return Outcome.skipped("unsupported-type", unsupported_reason(purpose, rule.types, media_type))
-        upload = Upload.create(
-            id=upload_id,
-            owner=owner,
-            purpose=purpose,
-            status="pending_scan",
-            filename=filename,
-            content_type=media_type,
-            size=copied.size,
-            sha256=copied.sha256,
-            storage_key=key,
+        upload, _ = stored_for_scan(
+            upload_id, owner, purpose, filename, media_type, key=key, size=copied.size, sha256=copied.sha256
         )
-        new_scan_job(upload)
         # A changed object is a new upload; the previous one stays with what refers to it until those rows change.
         return Outcome.updated(upload.id) if ctx.previous_id else Outcome.inserted(upload.id)
 
