@@ -138,7 +138,8 @@ def post_settlement(
     escrow first. Each of ``reservations`` adds, in the same linked batch, the pending
     transfer that pays it out (``payout_transfers``): the accounts are opened in one
     round trip and locked in one statement, in id order, so the shared clearing account
-    is held only for the postings.
+    is held only for the postings. A refusal raises with part of the batch written: the
+    caller's transaction must roll back as a whole then (a ``once`` step's does).
     """
     legs = settlement_legs(escrow) if legs is None else legs
     recipients = {"buyer": escrow.buyer_id, "seller": escrow.seller_id}
@@ -165,7 +166,8 @@ def post_settlement(
         _pending_spec(escrow, r.payment_id, _payable_spec(r.user_id, escrow.currency).code, clearing, r.amount)
         for r in reservations
     ]
-    transfer_linked(transfers)
+    # The caller's transaction (the settlement's ledger step) rolls back as a whole on a refusal.
+    transfer_linked(transfers, savepoint=False)
     return legs
 
 

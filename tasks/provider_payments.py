@@ -32,7 +32,7 @@ from models.db import db
 from models.escrow_ledger import payout_transfers, transfer_id
 from models.escrows import Escrow
 from models.ledger import post_pending, transfer, void_pending
-from models.payments import Payment, advance
+from models.payments import Payment, advance_by_id
 from services.payments import ProviderRejected, ProviderUnavailable
 from tasks.base import Transient
 from tasks.runtime import runtime
@@ -135,25 +135,28 @@ def _reserve(escrow: Escrow, kind: str, recipient_id, amount: int, key: str) -> 
     return payment
 
 
-def _finish(payment_id, result, refused: ProviderRejected | None) -> dict:
-    """What the provider answered, on the ledger and the payment row (inside the step's ``once``)."""
-    payment = Payment.select().where(Payment.id == payment_id).for_update().first()
+def _finish(payment: Payment, result, refused: ProviderRejected | None) -> dict:
+    """What the provider answered, on the payment row and the ledger (inside the step's ``once``).
+
+    The payment row first (``advance_by_id`` locks it), then the ledger's accounts: the
+    order the provider's webhooks take them in.
+    """
     pending_id, post_id, void_id = (
-        transfer_id(part, payment_id) for part in ("provider", "provider-post", "provider-void")
+        transfer_id(part, payment.id) for part in ("provider", "provider-post", "provider-void")
     )
     if refused is not None:
-        void_pending(void_id, pending_id)
         code, message = refused.code[:100], refused.message[:MAX_FAILURE_MESSAGE]
-        advance(payment, "failed", failure_code=code, failure_message=message)
+        advance_by_id(payment.id, "failed", failure_code=code, failure_message=message)
+        void_pending(void_id, pending_id)
         log.warning(
             "the provider refused a payment",
             extra={"payment_id": str(payment.id), "kind": payment.kind, "code": code, "status": refused.status},
         )
         return {"payment_id": str(payment.id), "status": "failed", "failure_code": code}
-    post_pending(post_id, pending_id)
     # A Stripe refund may still be pending: it is taken (the money left clearing) and its end comes by webhook.
     status = "processing" if result.status in ("pending", "requires_action") else "succeeded"
-    advance(payment, status, provider_ref=result.id)
+    advance_by_id(payment.id, status, provider_ref=result.id)
+    post_pending(post_id, pending_id)
     return {"payment_id": str(payment.id), "status": status, "provider_ref": result.id}
 
 
@@ -187,7 +190,7 @@ def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int, re
         raise Transient(str(exc)) from exc
     except ProviderRejected as exc:
         refused = exc
-    return ctx.once(step, lambda key: _finish(payment.id, answer, refused))
+    return ctx.once(step, lambda key: _finish(payment, answer, refused), durable=False)
 
 
 __all__ = ["ProviderRefused", "deposit_of", "destination_of", "pay", "payment_id_for", "payment_row"]
