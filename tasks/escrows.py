@@ -107,14 +107,14 @@ def _settle_on_ledger(ctx: JobContext, escrow_id, settled: list) -> dict:
         raise EscrowConflict(f"the escrow is {escrow.status} with settlement {escrow.settlement}; nothing to settle")
     legs = settlement_legs(escrow)
     recipients = {"buyer": escrow.buyer_id, "seller": escrow.seller_id}
-    payments = {}
+    payments, reserved = {}, []
     for side, leg in legs.items():
         step, kind = LEG_STEPS[side]
         payments[step] = payment_row(escrow, kind, recipients[side], leg, ctx.effect_key(step))
+        reserved.append(Reservation(payments[step].id, recipients[side], leg))
     reason = resolution_reason(escrow) if escrow.settlement == "split" else None
     status = ENDS[escrow.settlement]
     end(escrow, status, action=status, reason=reason, data={"legs": legs}, now=utcnow(), values={"held": 0})
-    reserved = [Reservation(p.id, p.recipient_id, p.amount) for p in payments.values()]
     post_settlement(escrow, legs, reserved)
     settled.append((escrow, payments))
     return legs
