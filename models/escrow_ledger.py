@@ -125,7 +125,7 @@ class Reservation:
     """A payout or refund reserved with the settlement: its payment row's id, who gets it, how much."""
 
     payment_id: uuid.UUID
-    user_id: uuid.UUID
+    user_id: object  # a user id, as the escrow row holds it
     amount: int
 
 
