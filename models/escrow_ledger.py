@@ -17,6 +17,8 @@ Everything here runs in the caller's transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from models.escrows import Escrow, EscrowEvent
 from models.ledger import (
@@ -118,26 +120,54 @@ def settlement_legs(escrow: Escrow) -> dict[str, int]:
     return {side: amount for side, amount in legs.items() if amount > 0}
 
 
-def post_settlement(escrow: Escrow) -> dict[str, int]:
-    """Move what the escrow holds to the payable accounts of its settlement (linked: all or nothing)."""
-    legs = settlement_legs(escrow)
+@dataclass(frozen=True)
+class Reservation:
+    """A payout or refund reserved with the settlement: its payment row's id, who gets it, how much."""
+
+    payment_id: uuid.UUID
+    user_id: object  # a user id, as the escrow row holds it
+    amount: int
+
+
+def post_settlement(
+    escrow: Escrow, legs: dict[str, int] | None = None, reservations: Sequence[Reservation] = ()
+) -> dict[str, int]:
+    """Move what the escrow holds to the payable accounts of its settlement (linked: all or nothing).
+
+    ``legs`` (default ``settlement_legs(escrow)``) are given by a caller that ended the
+    escrow first. Each of ``reservations`` adds, in the same linked batch, the pending
+    transfer that pays it out (``payout_transfers``): the accounts are opened in one
+    round trip and locked in one statement, in id order, so the shared clearing account
+    is held only for the postings. A refusal raises with part of the batch written: the
+    caller's transaction must roll back as a whole then (a ``once`` step's does).
+    """
+    legs = settlement_legs(escrow) if legs is None else legs
     recipients = {"buyer": escrow.buyer_id, "seller": escrow.seller_id}
-    held, *payables = _opened(
-        _escrow_spec(escrow), *(_payable_spec(recipients[side], escrow.currency) for side in legs)
-    )
-    specs = [
+    specs = [_payable_spec(recipients[side], escrow.currency) for side in legs]
+    specs += [_payable_spec(r.user_id, escrow.currency) for r in reservations]
+    if reservations:
+        specs.append(_clearing_spec(escrow.currency))
+    held = _escrow_spec(escrow).code
+    open_accounts([_escrow_spec(escrow), *specs])
+    transfers = [
         TransferSpec(
             id=transfer_id("settle", escrow.id, side),
             debit=held,
-            credit=payable,
+            credit=_payable_spec(recipients[side], escrow.currency).code,
             amount=amount,
             currency=escrow.currency,
             kind=f"{escrow.settlement}_to_{side}",
             escrow_id=escrow.id,
         )
-        for (side, amount), payable in zip(legs.items(), payables, strict=True)
+        for side, amount in legs.items()
     ]
-    transfer_linked(specs)
+    clearing = _clearing_spec(escrow.currency).code
+    transfers += [
+        _pending_spec(escrow, r.payment_id, _payable_spec(r.user_id, escrow.currency).code, clearing, r.amount)
+        for r in reservations
+    ]
+    # The caller's transaction (the settlement's ledger step) rolls back as a whole on a refusal.
+    transfer_linked(transfers, savepoint=False)
     return legs
 
 
@@ -152,10 +182,8 @@ def resolution_reason(escrow: Escrow) -> str | None:
     return event.reason if event is not None else None
 
 
-def payout_transfers(escrow: Escrow, payment_id, user_id, amount: int) -> tuple[TransferSpec, uuid.UUID, uuid.UUID]:
-    """The pending transfer of a payout or refund (payable → clearing) and the ids that post or void it."""
-    payable, clearing = _opened(_payable_spec(user_id, escrow.currency), _clearing_spec(escrow.currency))
-    spec = TransferSpec(
+def _pending_spec(escrow: Escrow, payment_id, payable: str, clearing: str, amount: int) -> TransferSpec:
+    return TransferSpec(
         id=transfer_id("provider", payment_id),
         debit=payable,
         credit=clearing,
@@ -165,6 +193,12 @@ def payout_transfers(escrow: Escrow, payment_id, user_id, amount: int) -> tuple[
         escrow_id=escrow.id,
         pending=True,
     )
+
+
+def payout_transfers(escrow: Escrow, payment_id, user_id, amount: int) -> tuple[TransferSpec, uuid.UUID, uuid.UUID]:
+    """The pending transfer of a payout or refund (payable → clearing) and the ids that post or void it."""
+    payable, clearing = _opened(_payable_spec(user_id, escrow.currency), _clearing_spec(escrow.currency))
+    spec = _pending_spec(escrow, payment_id, payable, clearing, amount)
     return spec, transfer_id("provider-post", payment_id), transfer_id("provider-void", payment_id)
 
 
@@ -184,6 +218,7 @@ def post_reversal(escrow: Escrow, payment_id, user_id, amount: int) -> None:
 
 
 __all__ = [
+    "Reservation",
     "clearing_account",
     "escrow_account",
     "fees_account",

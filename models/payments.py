@@ -15,6 +15,7 @@ from peewee import BigIntegerField, CharField, ForeignKeyField, TextField
 from models import domain_events
 from models.accounts import User
 from models.base import DateTimeTZField, UUIDModel, utcnow
+from models.db import db
 from models.escrows import Escrow
 from models.jobs import Job
 
@@ -83,6 +84,32 @@ def advance(payment: Payment, status: str, **values) -> bool:
         setattr(payment, name, value)
     if moved:
         domain_events.tell("payment.status", kind=payment.kind, status=status)
+    return True
+
+
+_ADVANCE = """
+WITH old AS (SELECT id, status FROM payments WHERE id = %s FOR UPDATE)
+UPDATE payments AS p SET status = %s, updated_at = %s{columns}
+FROM old WHERE p.id = old.id AND old.status = ANY(%s)
+RETURNING old.status, p.kind
+"""
+
+
+def advance_by_id(payment_id, status: str, **values) -> bool:
+    """``advance`` for a payment this caller does not hold: the forward-only rule is checked on the locked
+    row, in one statement. False when the move was not forward (nothing changed) or there is no such row."""
+    if not values:
+        raise ValueError("advance_by_id writes the values that come with the status; give at least one")
+    fields = Payment._meta.fields
+    # From where ``status`` is a move forward (or sideways with new values): ``advance``'s rule.
+    origins = [s for s in STATUSES if STATUS_RANK[status] >= STATUS_RANK[s] and s not in ("succeeded", "canceled")]
+    columns = "".join(f", {fields[name].column_name} = %s" for name in values)
+    params = [payment_id, status, utcnow(), *(fields[name].db_value(v) for name, v in values.items()), origins]
+    row = db.execute_sql(_ADVANCE.format(columns=columns), params).fetchone()
+    if row is None:
+        return False
+    if row[0] != status:
+        domain_events.tell("payment.status", kind=row[1], status=status)
     return True
 
 

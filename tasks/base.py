@@ -61,6 +61,12 @@ _CLAIM_EFFECT = (
     "INSERT INTO job_effects (key, job_id, created_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING key"
 )
 _EFFECT_RESULT = "UPDATE job_effects SET result = %s WHERE key = %s"
+# The same claim for a step whose commit need not wait for the disk (``once(..., durable=False)``).
+_CLAIM_EFFECT_LAZY = (
+    "WITH no_fsync AS (SELECT set_config('synchronous_commit', 'off', true))"
+    " INSERT INTO job_effects (key, job_id, created_at) SELECT %s, %s, %s FROM no_fsync"
+    " ON CONFLICT DO NOTHING RETURNING key"
+)
 
 
 class JobContext:
@@ -106,7 +112,7 @@ class JobContext:
         effect = JobEffect.get_or_none(JobEffect.key == self.effect_key(step))
         return (True, effect.result) if effect is not None else (False, None)
 
-    def once(self, step: str, effect):
+    def once(self, step: str, effect, *, durable: bool = True):
         """Run ``effect(key)`` at most once per (job, step); a repeat returns the recorded result.
 
         The record and the effect share one transaction: database writes the
@@ -115,11 +121,18 @@ class JobContext:
         so it can deduplicate too: the record commits only after the effect
         returned, so a crash in between means the effect runs again with the
         same key. Do not report progress from inside ``effect``.
+
+        ``durable=False`` commits without waiting for the disk (as the job's own
+        claim and finish do): a worker that dies still leaves the record, but a
+        crash of the database server within a fraction of a second may lose it,
+        and the step then runs again. Only for a step whose repeat is harmless:
+        the effect's writes are replays and its outside call is answered by key.
         """
         key = self.effect_key(step)
         with db.atomic():
             # A concurrent run with the same key waits here until the first commits.
-            if not db.execute_sql(_CLAIM_EFFECT, (key, self.job.id, utcnow())).fetchone():
+            claim = _CLAIM_EFFECT if durable else _CLAIM_EFFECT_LAZY
+            if not db.execute_sql(claim, (key, self.job.id, utcnow())).fetchone():
                 return JobEffect.get_by_id(key).result
             result = effect(key)
             db.execute_sql(_EFFECT_RESULT, (JobEffect.result.db_value(result), key))

@@ -22,14 +22,14 @@ import logging
 
 from models.base import utcnow
 from models.escrow_actions import end
-from models.escrow_ledger import post_settlement, resolution_reason
+from models.escrow_ledger import Reservation, post_settlement, resolution_reason, settlement_legs
 from models.escrow_rules import EscrowConflict
 from models.escrows import Escrow, lock, record
 from models.money_notices import amount, escrow_notice
 from models.payments import Payment, advance
 from services.payments import ProviderRejected, ProviderUnavailable
 from tasks.base import JobContext, Transient, job_task
-from tasks.provider_payments import ProviderRefused, pay, payment_id_for
+from tasks.provider_payments import ProviderRefused, pay, payment_id_for, payment_row
 from tasks.runtime import runtime
 
 log = logging.getLogger("hearth.money")
@@ -88,17 +88,35 @@ def collect_deposit(ctx: JobContext) -> dict:
     return result
 
 
-def _settle_on_ledger(escrow_id, held: list) -> dict:
+# Who each leg of a settlement goes to, through which step (its once key) and which kind of payment.
+LEG_STEPS = {"buyer": ("refund", "refund"), "seller": ("payout", "payout")}
+
+
+def _settle_on_ledger(ctx: JobContext, escrow_id, settled: list) -> dict:
+    """The escrow's end and its postings, with the reservation of every payment the settlement makes.
+
+    One transaction (the ``ledger`` step's): the escrow ends, its legs move to the
+    payable accounts, and each leg's payment row and pending transfer are written,
+    all committed before any provider call. The postings come last, so the
+    provider's clearing account (every payment's) is locked only for them.
+    """
     escrow = lock(escrow_id)
     if escrow is None:
         return {}
-    held.append(escrow)
     if escrow.settlement is None or escrow.status not in ("funded", "disputed"):
         raise EscrowConflict(f"the escrow is {escrow.status} with settlement {escrow.settlement}; nothing to settle")
-    legs = post_settlement(escrow)
+    legs = settlement_legs(escrow)
+    recipients = {"buyer": escrow.buyer_id, "seller": escrow.seller_id}
+    payments, reserved = {}, []
+    for side, leg in legs.items():
+        step, kind = LEG_STEPS[side]
+        payments[step] = payment_row(escrow, kind, recipients[side], leg, ctx.effect_key(step))
+        reserved.append(Reservation(payments[step].id, recipients[side], leg))
     reason = resolution_reason(escrow) if escrow.settlement == "split" else None
     status = ENDS[escrow.settlement]
     end(escrow, status, action=status, reason=reason, data={"legs": legs}, now=utcnow(), values={"held": 0})
+    post_settlement(escrow, legs, reserved)
+    settled.append((escrow, payments))
     return legs
 
 
@@ -106,16 +124,18 @@ def _settle_on_ledger(escrow_id, held: list) -> dict:
 def settle(ctx: JobContext) -> dict:
     """Settle the escrow as ``escrow.settlement`` says: the ledger first, then the refund and the payout."""
     escrow_id = ctx.input["escrow_id"]
-    settled: list[Escrow] = []  # the escrow as the ledger step left it, when this run took that step
-    legs = ctx.once("ledger", lambda key: _settle_on_ledger(escrow_id, settled))
-    escrow = settled[0] if settled else Escrow.get_or_none(Escrow.id == escrow_id)
+    # The escrow as the ledger step left it and the payments it reserved, when this run took that step.
+    settled: list[tuple[Escrow, dict[str, Payment]]] = []
+    legs = ctx.once("ledger", lambda key: _settle_on_ledger(ctx, escrow_id, settled))
+    escrow, reserved = settled[0] if settled else (Escrow.get_or_none(Escrow.id == escrow_id), {})
     if escrow is None or not legs:
         return {"settled": False}
     paid = {}
-    if legs.get("buyer"):
-        paid["refund"] = pay(ctx, "refund", escrow, "refund", escrow.buyer_id, legs["buyer"])
-    if legs.get("seller"):
-        paid["payout"] = pay(ctx, "payout", escrow, "payout", escrow.seller_id, legs["seller"])
+    recipients = {"buyer": escrow.buyer_id, "seller": escrow.seller_id}
+    for side in ("buyer", "seller"):
+        if legs.get(side):
+            step, kind = LEG_STEPS[side]
+            paid[step] = pay(ctx, step, escrow, kind, recipients[side], legs[side], reserved.get(step))
     refused = sorted(step for step, result in paid.items() if result["status"] == "failed")
     if refused:
         log.warning("settlement payment refused", extra={"escrow_id": str(escrow_id), "steps": refused})

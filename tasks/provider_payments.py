@@ -28,11 +28,12 @@ import logging
 import uuid
 
 from models.accounts import User
+from models.base import utcnow
 from models.db import db
-from models.escrow_ledger import payout_transfers
+from models.escrow_ledger import payout_transfers, transfer_id
 from models.escrows import Escrow
 from models.ledger import post_pending, transfer, void_pending
-from models.payments import Payment, advance
+from models.payments import Payment, advance_by_id
 from services.payments import ProviderRejected, ProviderUnavailable
 from tasks.base import Transient
 from tasks.runtime import runtime
@@ -103,7 +104,26 @@ def _call(escrow: Escrow, payment: Payment, kind: str, key: str):
     )
 
 
-def _reserve(escrow: Escrow, kind: str, recipient_id, amount: int, key: str):
+# Written by hand: the query builder cost more than the statement (it runs for every payout and refund).
+_PAYMENT_ROW = """
+INSERT INTO payments (id, escrow_id, kind, recipient_id, currency, amount, status, provider, idempotency_key,
+                      created_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+RETURNING *
+"""
+
+
+def payment_row(escrow: Escrow, kind: str, recipient_id, amount: int, key: str) -> Payment:
+    """The ``Payment`` of the step ``key`` (id ``payment_id_for(key)``), written once, in the caller's transaction."""
+    payment_id, now = payment_id_for(key), utcnow()
+    params = (payment_id, escrow.id, kind, recipient_id, escrow.currency, amount, runtime().payments.name, key, now)
+    # The row as written comes back with the insert; only a repeat (the row exists) reads it.
+    written = next(iter(Payment.raw(_PAYMENT_ROW, *params, now)), None)
+    return written if written is not None else Payment.get_by_id(payment_id)
+
+
+def _reserve(escrow: Escrow, kind: str, recipient_id, amount: int, key: str) -> Payment:
     """The payment row and its PENDING transfer (recipient's payable → clearing), committed before the call.
 
     Both have ids derived from ``key``, so a run that comes back after a crash
@@ -111,63 +131,60 @@ def _reserve(escrow: Escrow, kind: str, recipient_id, amount: int, key: str):
     id and content as a no-op).
     """
     with db.atomic():
-        payment_id = payment_id_for(key)
-        Payment.insert(
-            id=payment_id,
-            escrow=escrow.id,
-            kind=kind,
-            recipient=recipient_id,
-            currency=escrow.currency,
-            amount=amount,
-            provider=runtime().payments.name,
-            idempotency_key=key,
-        ).on_conflict_ignore().execute()
-        payment = Payment.get_by_id(payment_id)
-        pending, post_id, void_id = payout_transfers(escrow, payment.id, recipient_id, amount)
+        payment = payment_row(escrow, kind, recipient_id, amount, key)
+        pending, _post_id, _void_id = payout_transfers(escrow, payment.id, recipient_id, amount)
         transfer(pending)
-    return payment, pending.id, post_id, void_id
+    return payment
 
 
-def _finish(payment_id, pending_id, post_id, void_id, result, refused: ProviderRejected | None) -> dict:
-    """What the provider answered, on the ledger and the payment row (inside the step's ``once``)."""
-    payment = Payment.select().where(Payment.id == payment_id).for_update().first()
+def _finish(payment: Payment, result, refused: ProviderRejected | None) -> dict:
+    """What the provider answered, on the payment row and the ledger (inside the step's ``once``).
+
+    The payment row first (``advance_by_id`` locks it), then the ledger's accounts: the
+    order the provider's webhooks take them in.
+    """
+    pending_id, post_id, void_id = (
+        transfer_id(part, payment.id) for part in ("provider", "provider-post", "provider-void")
+    )
     if refused is not None:
-        void_pending(void_id, pending_id)
         code, message = refused.code[:100], refused.message[:MAX_FAILURE_MESSAGE]
-        advance(payment, "failed", failure_code=code, failure_message=message)
+        advance_by_id(payment.id, "failed", failure_code=code, failure_message=message)
+        void_pending(void_id, pending_id)
         log.warning(
             "the provider refused a payment",
             extra={"payment_id": str(payment.id), "kind": payment.kind, "code": code, "status": refused.status},
         )
         return {"payment_id": str(payment.id), "status": "failed", "failure_code": code}
-    post_pending(post_id, pending_id)
     # A Stripe refund may still be pending: it is taken (the money left clearing) and its end comes by webhook.
     status = "processing" if result.status in ("pending", "requires_action") else "succeeded"
-    advance(payment, status, provider_ref=result.id)
+    advance_by_id(payment.id, status, provider_ref=result.id)
+    post_pending(post_id, pending_id)
     return {"payment_id": str(payment.id), "status": status, "provider_ref": result.id}
 
 
-def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int) -> dict:
+def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int, reserved: Payment | None = None) -> dict:
     """Pay ``amount`` to ``recipient_id`` (``kind`` payout or refund) once per (job, ``step``).
 
     Three parts, none holding a lock while the provider works: the reservation
     (payment row and pending transfer, committed), the provider call with the
     step's key as its idempotency key, and the outcome (post or void, the
-    payment's status) recorded by ``ctx.once(step)``. A crash or a transient
-    error anywhere before that record means the next run reserves nothing new
-    and calls again with the same key, which the provider answers with what it
-    did the first time. Returns ``{"payment_id", "status", "provider_ref"}``
-    (``succeeded``, ``processing``, or ``failed`` with ``failure_code``). A run
-    that did not see the step's record (a first attempt racing a stale run of
-    the same job) still pays once: the provider answers the repeated key with
-    the first call's result and ``once`` returns the first record.
+    payment's status) recorded by ``ctx.once(step)``. ``reserved`` is the payment
+    when the caller committed the reservation itself (``payment_row`` and
+    ``models.escrow_ledger.Reservation``, in its own step's transaction). A crash
+    or a transient error anywhere before the outcome's record means the next run
+    reserves again (writing nothing new) and calls again with the same key, which
+    the provider answers with what it did the first time. Returns ``{"payment_id",
+    "status", "provider_ref"}`` (``succeeded``, ``processing``, or ``failed`` with
+    ``failure_code``). A run that did not see the step's record (a first attempt
+    racing a stale run of the same job) still pays once: the provider answers the
+    repeated key with the first call's result and ``once`` returns the first record.
     """
     if ctx.attempt > 1:  # a run after a crash or a retry: the step may be done already
         done, result = ctx.recorded(step)
         if done:
             return result
     key = ctx.effect_key(step)
-    payment, pending_id, post_id, void_id = _reserve(escrow, kind, recipient_id, amount, key)
+    payment = reserved if reserved is not None else _reserve(escrow, kind, recipient_id, amount, key)
     answer, refused = None, None
     try:
         answer = _call(escrow, payment, kind, key)
@@ -175,7 +192,7 @@ def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int) ->
         raise Transient(str(exc)) from exc
     except ProviderRejected as exc:
         refused = exc
-    return ctx.once(step, lambda key: _finish(payment.id, pending_id, post_id, void_id, answer, refused))
+    return ctx.once(step, lambda key: _finish(payment, answer, refused), durable=False)
 
 
-__all__ = ["ProviderRefused", "deposit_of", "destination_of", "pay", "payment_id_for"]
+__all__ = ["ProviderRefused", "deposit_of", "destination_of", "pay", "payment_id_for", "payment_row"]

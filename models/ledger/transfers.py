@@ -185,11 +185,16 @@ def transfer(spec: TransferSpec, *, now: datetime.datetime | None = None) -> Tra
         return post_spec(spec, accounts, now or utcnow())
 
 
-def transfer_linked(specs: Sequence[TransferSpec], *, now: datetime.datetime | None = None) -> list[Transfer]:
+def transfer_linked(
+    specs: Sequence[TransferSpec], *, now: datetime.datetime | None = None, savepoint: bool = True
+) -> list[Transfer]:
     """Post every spec or none: the first refusal raises (its ``index`` says which) and undoes the batch.
 
     The transfers share a ``linked_group`` id. Each one of a repeated batch is a
     replay; ids repeated inside one batch must carry the same content.
+
+    ``savepoint=False`` (two round trips fewer) inside a caller's transaction that
+    rolls back as a whole when this raises: the batch is undone with it, not before.
     """
     specs = list(specs)
     if not specs:
@@ -202,7 +207,8 @@ def transfer_linked(specs: Sequence[TransferSpec], *, now: datetime.datetime | N
             raise
     group, when = uuid.uuid4(), now or utcnow()
     # One transfer writes nothing when it is refused: like ``transfer``, it needs no savepoint of its own.
-    with db.atomic() if len(specs) > 1 else transaction():
+    nested = len(specs) > 1 and (savepoint or not db.in_transaction())
+    with db.atomic() if nested else transaction():
         # Every account of the batch at once, in id order: no deadlock between two batches.
         accounts = lock_accounts({code for spec in specs for code in (spec.debit, spec.credit)})
         posted = []

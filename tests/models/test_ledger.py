@@ -242,6 +242,17 @@ def test_a_linked_batch_that_fails_writes_nothing_of_the_batch(funded):
     assert ledger.check_invariants() == []
 
 
+def test_a_linked_batch_without_a_savepoint_is_undone_with_the_callers_transaction(funded):
+    batch = [_spec(amount=600), _spec(credit="clearing", amount=401)]  # 1001 out of 1000
+    with pytest.raises(ledger.ExceedsCredits), db.atomic():
+        ledger.transfer_linked(batch, savepoint=False)
+    assert ledger.balance("escrow").debits_posted == 0 and ledger.check_invariants() == []
+    with db.atomic():
+        posted = ledger.transfer_linked([batch[0], _spec(credit="clearing", amount=400)], savepoint=False)
+    assert len({t.linked_group for t in posted}) == 1 and ledger.balance("escrow").available == 0
+    assert ledger.check_invariants() == []
+
+
 def test_a_failed_transfer_leaves_the_callers_transaction_usable(funded):
     with db.atomic():
         ledger.open_account("mine", kind="test")

@@ -13,10 +13,12 @@ import uuid
 
 import pytest
 
-from models.jobs import Job
+from models.jobs import Job, JobEffect
+from models.ledger import TransferSpec, transfer
 from models.notifications import Notification
-from models.payments import Payment, payments_of
+from models.payments import Payment, advance_by_id, payments_of
 from models.properties import Property
+from tasks.provider_payments import payment_row
 from tasks.runtime import init_runtime
 from tasks.runtime import runtime as worker_runtime
 from tests.factories import make_user
@@ -188,6 +190,33 @@ def test_a_payout_that_fails_transiently_is_retried_with_the_same_key_and_paid_o
     assert op["idempotency_key"] == f"job:{job.id}:payout"
     assert payable(deal.seller) == 0 and clearing() == 0
     assert_ledger_matches(deal)
+
+
+def test_a_refused_ledger_step_reserves_nothing_and_leaves_the_escrow_funded(deal):
+    fund(deal)
+    job = settle_by(deal, "release")
+    # The ledger account holds a cent less than the row says: the postings are refused, and the payout's
+    # payment row and pending transfer, written in the same transaction, go with them.
+    transfer(TransferSpec(uuid.uuid4(), deal.escrow.account_code, "provider:clearing:USD", 1, kind="test"))
+    job = run(job)
+    assert job.status == "failed"
+    escrow = deal.reload()
+    assert escrow.status == "funded" and [p.kind for p in payments_of(escrow.id)] == ["deposit"]
+    assert [e[0] for e in entries(deal)] == ["deposit"] and operations("payout") == []
+    assert JobEffect.get_or_none(JobEffect.key == f"job:{job.id}:ledger") is None
+    assert Property.get_by_id(deal.listing.id).standard_status == "ActiveUnderContract"
+
+
+def test_a_payment_row_is_written_once_and_advanced_by_its_id_only_forward(deal):
+    pending = payment_row(deal.escrow, "payout", deal.seller.id, 100, "test:advance")
+    again = payment_row(deal.escrow, "payout", deal.seller.id, 100, "test:advance")
+    assert (pending.status, again.id, again.created_at) == ("pending", pending.id, pending.created_at)
+    assert advance_by_id(pending.id, "processing", provider_ref="tr_1")
+    assert not advance_by_id(pending.id, "pending", provider_ref="tr_2")  # backwards
+    assert advance_by_id(pending.id, "succeeded", provider_ref="tr_1")
+    assert not advance_by_id(pending.id, "failed", failure_code="late")  # succeeded is final
+    row = Payment.get_by_id(pending.id)
+    assert (row.status, row.provider_ref, row.failure_code) == ("succeeded", "tr_1", None)
 
 
 def test_a_refused_payout_fails_visibly_posts_nothing_and_leaves_the_money_owed_to_the_seller(deal):

@@ -12,6 +12,7 @@ import pytest
 
 from models.audit import AuditEntry
 from models.base import utcnow
+from models.db import db
 from models.jobs import Job, JobEffect
 from services.events import EventBus
 from tasks.base import Cancelled, JobContext, LeaseLost, Transient, backoff_seconds, job_task
@@ -102,6 +103,21 @@ def test_once_runs_an_effect_once_and_returns_the_recorded_result():
     # A later run of the same job (a retry, a redelivery) sees the record too.
     assert JobContext(job, 60).once("email", effect) == {"sent": 1}
     assert ctx.once("another-step", effect) == {"sent": 2}
+
+
+def test_a_step_that_need_not_wait_for_the_disk_commits_lazily_and_is_recorded_once_all_the_same():
+    job = Job.claim_by_id(_job("jobs.selftest").id, 60)
+    ctx = JobContext(job, 60)
+    seen = []
+
+    def effect(key):
+        seen.append(db.execute_sql("SHOW synchronous_commit").fetchone()[0])
+        return {"paid": len(seen)}
+
+    assert ctx.once("payout", effect, durable=False) == {"paid": 1}
+    assert ctx.once("payout", effect, durable=False) == {"paid": 1}
+    assert seen == ["off"]  # its transaction only: the claim sets it locally
+    assert JobEffect.get_by_id(f"job:{job.id}:payout").result == {"paid": 1}
 
 
 def test_an_effect_that_fails_leaves_no_record_and_none_of_its_writes():
