@@ -8,10 +8,13 @@ Hearth database migrated to head (``bench.stack``). In turns (BENCH_REPEATS, med
   the ``auth.users`` step written in SQL, piped into ``COPY users (...) FROM STDIN`` on the target,
   one transaction: the baseline;
 * ``users: import``: ``tasks.imports.execute`` with ``--only auth.users``, in this process as
-  ``hearth import supabase`` runs it (snapshot, server-side cursor, checkpointed chunks of 500,
-  import map, report);
+  ``hearth import supabase`` runs it (snapshot, COPY from the source into a staging table,
+  checkpointed chunks of 5,000, the rules in SQL, import map, report);
 * ``identities: raw COPY`` / ``identities: import``: the same for ``auth.identities`` into
-  ``user_identities`` (after the users of that turn's import).
+  ``user_identities`` (after the users of that turn's import);
+* ``listings: raw COPY`` / ``listings: import``: BENCH_IMPORT_LISTINGS (default 10,000; 0 skips
+  them) rows of the wide app table ``public.listings`` into ``properties`` through a mapping file
+  (``bench/import_listings.py``), the raw COPY applying the mapping's transforms in SQL.
 
 The target's import tables and users are emptied (TRUNCATE) before each case. p50/p99 are per
 chunk of 500 rows (the raw COPY's are its mean per 500 rows). ``CPU us/row`` is this process's CPU
@@ -20,7 +23,7 @@ chunk of 500 rows (the raw COPY's are its mean per 500 rows). ``CPU us/row`` is 
 
 RSS (BENCH_IMPORT_RSS_ROWS, default 1,000,000; 0 skips it): the source grows to that many users
 and ``python -m bench.import_rss`` imports them in a child process, which reports its peak RSS
-(VmHWM). Targets: import/raw >= 0.5 for users; peak RSS < 300 MB.
+(VmHWM). Targets: import/raw >= 0.5 for users and for the wide app table; peak RSS < 300 MB.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import sys
 import threading
 import time
 
-from bench import Row, Run, Target, benchmark, stack
+from bench import Row, Run, Target, benchmark, import_listings, stack
 from bench.import_source import (
     IMPORT_APPLICATION_NAME,
     RAW_IDENTITIES,
@@ -47,11 +50,12 @@ from bench.import_source import (
 
 USERS_RAW, USERS_IMPORT = "users: raw COPY", "users: import"
 IDENTITIES_RAW, IDENTITIES_IMPORT = "identities: raw COPY", "identities: import"
+LISTINGS_RAW, LISTINGS_IMPORT = "listings: raw COPY", "listings: import"
 RSS_ROW = "users: import in a child (RSS)"
 RSS_TARGET_MB = 300
 CHUNK = 500
 _TICKS = os.sysconf("SC_CLK_TCK")
-_EMPTY = "TRUNCATE users, import_map, import_runs, import_report CASCADE"
+_EMPTY = "TRUNCATE users, properties, import_map, import_runs, import_report CASCADE"
 
 
 def _int(name: str, default: int) -> int:
@@ -139,7 +143,7 @@ def raw_copy(source_url: str, target_url: str, select: str, table: str, columns:
         target.close()
 
 
-def run_import(source_url: str, table: str) -> dict:
+def run_import(source_url: str, table: str, mapping: str | None = None) -> dict:
     """One ``--only table`` import through ``tasks.imports.execute``, timed chunk by chunk."""
     from models.db import db
     from tasks.imports import ImportRequest, execute
@@ -162,7 +166,7 @@ def run_import(source_url: str, table: str) -> dict:
     target_pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
     cpu0 = _backend_cpu(target_pid)
     process0, started = time.process_time(), time.perf_counter()
-    run = execute(ImportRequest(only=[table]), source_url=source_url, on_progress=progress)
+    run = execute(ImportRequest(only=[table], mapping=mapping), source_url=source_url, on_progress=progress)
     elapsed = time.perf_counter() - started
     counts = run.counts[table]
     came = counts["inserted"] + counts["updated"] + counts["unchanged"]
@@ -239,8 +243,9 @@ def _rss(run: Run, source: BenchSource, target_url: str, rows: int) -> Row:
 
 @benchmark(
     "imports",
-    "the Supabase import (auth.users, auth.identities) beside a raw COPY of the same rows; its RSS on 1M users",
-    targets=(Target(USERS_IMPORT, USERS_RAW, 0.5),),
+    "the Supabase import (auth.users, auth.identities, a wide app table) beside a raw COPY of the same rows;"
+    " its RSS on 1M users",
+    targets=(Target(USERS_IMPORT, USERS_RAW, 0.5), Target(LISTINGS_IMPORT, LISTINGS_RAW, 0.5)),
     default=False,
 )
 def imports(run: Run) -> list[Row]:
@@ -251,9 +256,13 @@ def imports(run: Run) -> list[Row]:
     name = os.environ.get("BENCH_IMPORT_SOURCE_DB", "hearth_bench_src")
     run.settings["imports"] = f"{users:,} source users; {run.repeats} turns, median; RSS on {rss_rows:,} users"
     run.settings["load"] = "{:.2f} {:.2f} {:.2f} (1/5/15 min, at the start)".format(*os.getloadavg())
-    turns: dict[str, list[dict]] = {n: [] for n in (USERS_RAW, USERS_IMPORT, IDENTITIES_RAW, IDENTITIES_IMPORT)}
+    listings = _int("BENCH_IMPORT_LISTINGS", 10_000)
+    names = (USERS_RAW, USERS_IMPORT, IDENTITIES_RAW, IDENTITIES_IMPORT, LISTINGS_RAW, LISTINGS_IMPORT)
+    turns: dict[str, list[dict]] = {n: [] for n in names[: 6 if listings else 4]}
     with stack.workspace(run, "imports") as (hearth, _directory, _broker), BenchSource(name, log=run.log) as source:
         source.fill(users)
+        if listings:
+            import_listings.fill(source.conn, listings, users)
         target = hearth.database_url
         database = make_database(target, max_connections=2)
         db.initialize(database)
@@ -270,6 +279,21 @@ def imports(run: Run) -> list[Row]:
                 _empty_target(target, "TRUNCATE user_identities")
                 with db.connection_context():
                     turns[IDENTITIES_IMPORT].append(run_import(source.import_url, "auth.identities"))
+                if listings:  # onto the users of this turn's import (the owners resolve through its import map)
+                    turns[LISTINGS_RAW].append(
+                        raw_copy(
+                            source.url,
+                            target,
+                            import_listings.RAW_LISTINGS,
+                            "properties",
+                            import_listings.RAW_LISTING_COLUMNS,
+                        )
+                    )
+                    _empty_target(target, "TRUNCATE properties CASCADE")
+                    with db.connection_context():
+                        turns[LISTINGS_IMPORT].append(
+                            run_import(source.import_url, import_listings.LISTINGS_TABLE, import_listings.MAPPING)
+                        )
                 run.log(
                     f"turn {turn + 1}: "
                     + ", ".join(f"{n} {r[-1]['rows'] / r[-1]['seconds']:,.0f} rows/s" for n, r in turns.items())
@@ -282,6 +306,11 @@ def imports(run: Run) -> list[Row]:
             _row(IDENTITIES_RAW, turns[IDENTITIES_RAW], None),
             _row(IDENTITIES_IMPORT, turns[IDENTITIES_IMPORT], IDENTITIES_RAW),
         ]
+        if listings:
+            rows += [
+                _row(LISTINGS_RAW, turns[LISTINGS_RAW], None),
+                _row(LISTINGS_IMPORT, turns[LISTINGS_IMPORT], LISTINGS_RAW),
+            ]
         if rss_rows:
             rows.append(_rss(run, source, target, rss_rows))
     run.note("imports: load average at the end {:.2f} {:.2f} {:.2f} (1/5/15 min)".format(*os.getloadavg()))

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import queue
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +26,9 @@ import psycopg2
 from psycopg2 import sql
 
 ITERSIZE = 2000
+# ``copy_rows`` hands its rows over in blocks of about this many bytes, at most COPY_BLOCKS blocks ahead.
+COPY_BLOCK_BYTES = 256 * 1024
+COPY_BLOCKS = 4
 APPLICATION_NAME = "hearth-import"
 _cursor_names = itertools.count(1)
 
@@ -91,6 +96,8 @@ class SupabaseSource:
         self.itersize = itersize
         with self._conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # Times as text (a staged step's checksum is the md5 of its row's text) do not depend on the server.
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
             cur.execute("SELECT now()")
             self.snapshot_at: datetime.datetime = _one(cur)
         self._columns: dict[str, list[str]] | None = None
@@ -174,6 +181,52 @@ class SupabaseSource:
             lost = isinstance(exc, CONNECTION_ERRORS)
             raise SourceError(f"cannot count {table}: {_safe(str(exc), self._url)}", connection_lost=lost) from None
 
+    def copy_rows(self, select: str, params: Sequence[Any] = ()) -> Iterator[bytes]:
+        """The rows of ``select`` as ``COPY ... TO STDOUT`` text lines (tab-separated, ``\\N`` for NULL).
+
+        No row is typecast in Python: the lines go as they are into a ``COPY ... FROM STDIN`` on the
+        Hearth side. A thread runs the COPY and hands whole rows over in blocks, a few blocks ahead,
+        so memory stays bounded. ``select`` is the steps' own SQL text; values go as parameters.
+        Leaving the iteration early cancels the COPY: the snapshot is then unusable (the run stops).
+        """
+        with self._conn.cursor() as cur:
+            query = b"COPY (" + cur.mogrify(select, tuple(params)) + b") TO STDOUT"
+        ready: queue.Queue = queue.Queue(maxsize=COPY_BLOCKS)
+        stop = threading.Event()
+        sink = _BlockSink(ready, stop)
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with self._conn.cursor() as cur:
+                    cur.copy_expert(query, sink, size=COPY_BLOCK_BYTES)
+                sink.flush()
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                failure.append(exc)
+            finally:
+                sink.offer(None)
+
+        thread = threading.Thread(target=produce, name="import-source-copy", daemon=True)
+        thread.start()
+        finished = False
+        try:
+            while (block := ready.get()) is not None:
+                yield from block.split(b"\n")[:-1]
+            finished = True
+        finally:
+            if not finished:
+                stop.set()
+                self._conn.cancel()
+            thread.join()
+        if failure and not stop.is_set():
+            exc = failure[0]
+            if isinstance(exc, psycopg2.Error):
+                lost = isinstance(exc, CONNECTION_ERRORS)
+                raise SourceError(
+                    f"cannot read the source: {_safe(str(exc), self._url)}", connection_lost=lost
+                ) from None
+            raise exc
+
     def stream(
         self,
         table: str,
@@ -200,6 +253,41 @@ class SupabaseSource:
         finally:
             if not cur.closed:
                 cur.close()
+
+
+class _BlockSink:
+    """The file ``copy_expert`` writes to (one row per write): whole rows, queued in blocks."""
+
+    def __init__(self, ready: queue.Queue, stop: threading.Event):
+        self.ready, self.stop = ready, stop
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        if self.stop.is_set():
+            raise _Stopped()
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= COPY_BLOCK_BYTES:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.parts:
+            self.offer(b"".join(self.parts))
+            self.parts, self.size = [], 0
+
+    def offer(self, block: bytes | None) -> None:
+        while not self.stop.is_set():
+            try:
+                self.ready.put(block, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+
+class _Stopped(Exception):
+    """The reader left: the COPY is abandoned."""
 
 
 __all__ = [

@@ -1,13 +1,12 @@
-"""The auth steps applied a chunk at a time: one read of what the chunk's rows meet, one upsert.
+"""``auth.identities`` applied a chunk at a time: one read of what the chunk's rows meet, one upsert.
 
-``apply_users`` and ``apply_identities`` give the outcomes ``UsersStep.apply`` and
-``IdentitiesStep.apply`` (``models.imports.auth_steps``) would give row after row, with the same
-rules (they call the steps' own checks and field builders), in three statements per chunk instead of
-three to five per row: a read of the users (identities) holding the chunk's emails (provider ids)
-or ids, then one ``INSERT ... ON CONFLICT (id) DO UPDATE`` with a VALUES list. Rows earlier in the
-chunk count as holders for the later ones, as they would one by one. Password hashes are copied as
-they are, never rehashed. A constraint the read did not foresee (a row written meanwhile by
-someone else) fails the statement: the runner then applies the chunk row by row.
+``apply_identities`` gives the outcomes ``IdentitiesStep.apply`` (``models.imports.auth_steps``)
+would give row after row, with the same rules (it calls the step's own checks and field builders),
+in two statements per chunk instead of three to five per row: a read of the identities holding the
+chunk's provider ids or ids, then one ``INSERT ... ON CONFLICT (id) DO UPDATE`` from arrays.
+(``auth.users`` is a staged step: its rules are SQL, ``models.imports.users_rules``.) Rows earlier in
+the chunk count as holders for the later ones, as they would one by one. A constraint the read did not
+foresee (a row written meanwhile by someone else) fails the statement: the runner then applies the chunk row by row.
 """
 
 from __future__ import annotations
@@ -20,23 +19,6 @@ from models.db import db
 from models.imports.steps import Outcome, SourceRow
 
 # Each target column and its type: a chunk's values travel as one text array per column.
-_USER_COLUMNS = (
-    ("id", "uuid"),
-    ("email", "text"),
-    ("password_hash", "text"),
-    ("full_name", "text"),
-    ("role", "text"),
-    ("phone", "text"),
-    ("phone_verified_at", "timestamptz"),
-    ("email_verified_at", "timestamptz"),
-    ("banned_at", "timestamptz"),
-    ("banned_until", "timestamptz"),
-    ("ban_reason", "text"),
-    ("user_metadata", "jsonb"),
-    ("last_login_at", "timestamptz"),
-    ("created_at", "timestamptz"),
-    ("updated_at", "timestamptz"),
-)
 _IDENTITY_COLUMNS = (
     ("id", "uuid"),
     ("user_id", "uuid"),
@@ -78,48 +60,6 @@ def _upsert(table: str, columns: tuple[tuple[str, str], ...], rows: list[dict[st
         f" ON CONFLICT (id) DO UPDATE SET {updates}",
         arrays,
     )
-
-
-def apply_users(step, rows: list[SourceRow]) -> list[Outcome]:
-    """``auth.users`` rows → users, as ``UsersStep.apply`` would one by one (``step`` is that step)."""
-    outcomes: list[Outcome | None] = [None] * len(rows)
-    admitted: list[tuple[int, str, str]] = []
-    for index, row in enumerate(rows):
-        result = step.admissible(row.data)
-        if isinstance(result, Outcome):
-            outcomes[index] = result
-        else:
-            admitted.append((index, str(result[0]), result[1]))
-    if admitted:
-        cursor = db.execute_sql(
-            "SELECT id::text, email, password_hash FROM users WHERE email = ANY(%s) OR id = ANY(%s::uuid[])",
-            ([email for _, _, email in admitted], [user_id for _, user_id, _ in admitted]),
-        )
-        found = cursor.fetchall()
-        holder_of = {email: user_id for user_id, email, _ in found}
-        email_of = {user_id: email for user_id, email, _ in found}
-        hash_of = {user_id: password_hash for user_id, _, password_hash in found}
-        values = []
-        for index, user_id, email in admitted:
-            holder = holder_of.get(email)
-            if holder is not None and holder != user_id:
-                outcomes[index] = step.duplicate(email, holder, user_id)
-                continue
-            data = rows[index].data
-            fields = step.fields(data, email)
-            exists = user_id in email_of
-            detail = step.settle(data, fields, hash_of.get(user_id), exists=exists)
-            note = ("no-password", detail) if detail else (None, None)
-            outcomes[index] = Outcome.updated(user_id, *note) if exists else Outcome.inserted(user_id, *note)
-            # The chunk's later rows see this one as the holder of its email, and its old email freed.
-            previous = email_of.get(user_id)
-            if previous is not None and previous != email and holder_of.get(previous) == user_id:
-                del holder_of[previous]
-            holder_of[email], email_of[user_id] = user_id, email
-            hash_of[user_id] = fields["password_hash"]
-            values.append({**fields, "id": user_id})
-        _upsert("users", _USER_COLUMNS, values)
-    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def apply_identities(step, rows: list[SourceRow], users: dict[str, str]) -> list[Outcome]:
@@ -169,4 +109,4 @@ def apply_identities(step, rows: list[SourceRow], users: dict[str, str]) -> list
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-__all__ = ["apply_identities", "apply_users"]
+__all__ = ["apply_identities"]

@@ -25,46 +25,27 @@ from typing import Any
 
 from models.accounts import SELF_SERVICE_ROLES, User
 from models.base import utcnow
+from models.db import db
 from models.identities import UserIdentity
-from models.imports.auth_batch import apply_identities, apply_users
-from models.imports.import_map import ImportMap
+from models.imports import users_rules
+from models.imports.auth_batch import apply_identities
 from models.imports.steps import Outcome, Source, SourceRow, Step, StepContext, source_row
 
 USERS = "auth.users"
 IDENTITIES = "auth.identities"
-BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
-BAN_REASON = "Banned in the previous backend (imported)"
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def _as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def full_name_of(meta: dict, email: str) -> str:
-    """``full_name`` or ``name`` from the user's metadata, else the email's local part (1-200 chars)."""
-    for key in ("full_name", "name"):
-        value = meta.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:200]
-    return (email.split("@", 1)[0] or email)[:200]
-
-
-def role_of(app_meta: dict) -> str:
-    role = app_meta.get("role")
-    return role if isinstance(role, str) and role in SELF_SERVICE_ROLES else "buyer"
-
-
-def providers_of(data: dict) -> str:
-    app_meta = _as_dict(data.get("raw_app_meta_data"))
-    providers = app_meta.get("providers") or ([app_meta["provider"]] if app_meta.get("provider") else [])
-    names = [str(p) for p in providers if p]
-    if data.get("is_sso_user"):
-        names.append("sso")
-    return ", ".join(dict.fromkeys(names)) or "none"
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 class UsersStep(Step):
+    """``auth.users`` → users, staged: the rules are the SQL of ``models.imports.users_rules``."""
+
     name = USERS
     target = "users"
     updated_column = "updated_at"
@@ -85,20 +66,19 @@ class UsersStep(Step):
         "created_at",
         "updated_at",
     )
+    staged = True
+    stage_table = users_rules.STAGE_TABLE
+    stage_columns = users_rules.STAGE_COLUMNS
     # Oldest first (the first of two case-duplicates wins); NULL created_at first, as the oldest.
-    _ORDER = ("coalesce(created_at, '-infinity'::timestamptz)", "id")
+    _ORDER = "coalesce(created_at, '-infinity'::timestamptz), id"
+    _CREATED = [name for name, _ in users_rules.STAGE_COLUMNS].index("created_at")
 
-    def rows(self, source: Source, since: datetime.datetime | None, after: Any = None) -> Iterator[SourceRow]:
-        # Which soft-deleted users came across before is asked here, in the caller's thread and
-        # transaction: the runner reads the rows themselves ahead in a thread that only reads the source.
-        gone = self._imported_then_deleted(source)
-        return self._rows(source, since, after, gone)
-
-    def _imported_then_deleted(self, source: Source) -> set[str]:
-        deleted = [str(data["id"]) for data in source.stream(self.name, columns=["id"], where="deleted_at IS NOT NULL")]
-        return {key for key in deleted if ImportMap.imported(self.name, key)}
-
-    def _rows(self, source: Source, since, after, gone: set[str]) -> Iterator[SourceRow]:
+    def staged_select(self, since: datetime.datetime | None, after: Any = None) -> tuple[str, list]:
+        # The checksum is the source's md5 of the row's text (the source session is in UTC, so it is stable).
+        row = ", ".join(_quoted(name) for name in self.required)
+        columns = ", ".join(
+            f"md5(ROW({row})::text)" if name == "checksum" else _quoted(name) for name, _ in self.stage_columns
+        )
         where, params = [], []
         if since is not None:
             where.append("updated_at > %s")
@@ -106,103 +86,32 @@ class UsersStep(Step):
         if after:
             where.append("(coalesce(created_at, '-infinity'::timestamptz), id) > (%s::timestamptz, %s::uuid)")
             params.extend(after)
-        for data in source.stream(
-            self.name, columns=self.required, where=" AND ".join(where), params=params, order_by=self._ORDER
-        ):
-            if str(data["id"]) in gone:
-                continue  # soft-deleted after it came across: gone at the source, as keys() says
-            created = data.get("created_at")
-            position = [created.isoformat() if created else "-infinity", str(data["id"])]
-            yield source_row(data["id"], data, position)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return f"SELECT {columns} FROM auth.users{clause} ORDER BY {self._ORDER}", params  # noqa: S608
+
+    def position_of(self, line: bytes) -> Any:
+        values = line.split(b"\t")
+        created = values[self._CREATED].decode()
+        return ["-infinity" if created == "\\N" else created, values[0].decode()]
+
+    def apply_staged(self, first: int, last: int, ctx: StepContext) -> None:
+        db.execute_sql(
+            users_rules.APPLY,
+            {
+                "table": self.name,
+                "first": first,
+                "last": last,
+                "ws": users_rules.WHITESPACE,
+                "bcrypt": users_rules.BCRYPT_PREFIXES,
+                "roles": list(SELF_SERVICE_ROLES),
+                "ban_reason": users_rules.BAN_REASON,
+            },
+        )
 
     def keys(self, source: Source) -> Iterator[str]:
         # A soft-deleted user is not at the source any more: one imported before is ``deleted-at-source``.
         for data in source.stream(self.name, columns=["id"], where="deleted_at IS NULL"):
             yield str(data["id"])
-
-    @staticmethod
-    def admissible(data: dict) -> Outcome | tuple[uuid.UUID, str]:
-        """``(user id, normalized email)`` of a user that may come across, else why not (a skip)."""
-        if data.get("deleted_at") is not None:
-            return Outcome.skipped("deleted", f"deleted at the source on {data['deleted_at'].isoformat()}")
-        if data.get("is_anonymous"):
-            return Outcome.skipped("anonymous", "anonymous sign-in, no account to carry over")
-        email = User.normalize_email(data.get("email") or "")
-        if not email:
-            return Outcome.skipped("no-email", "no email address (phone-only sign-up)")
-        if not 3 <= len(email) <= 254 or "@" not in email:
-            return Outcome.skipped("invalid-email", "the email address is not one Hearth can hold")
-        return uuid.UUID(str(data["id"])), email
-
-    @staticmethod
-    def duplicate(email: str, holder_id, user_id) -> Outcome:
-        return Outcome.skipped(
-            "duplicate-email",
-            f"{email} is already the email of {holder_id} (imported first, or a Hearth account);"
-            f" this user {user_id} was not imported",
-        )
-
-    @staticmethod
-    def settle(data: dict, fields: dict, existing_hash: str | None, *, exists: bool) -> str | None:
-        """Keep a password Hearth owns (``fields`` changed in place); the ``no-password`` detail, if due."""
-        if exists and existing_hash and not existing_hash.startswith(BCRYPT_PREFIXES):
-            # Logged in to Hearth already (hash upgraded) or changed there: Hearth's password stands.
-            fields["password_hash"] = existing_hash
-            return None
-        if fields["password_hash"] is None:
-            return f"signs in with: {providers_of(data)}; needs a set-password link or re-linking"
-        return None
-
-    def apply(self, row: SourceRow, ctx: StepContext) -> Outcome:
-        data = row.data
-        admitted = self.admissible(data)
-        if isinstance(admitted, Outcome):
-            return admitted
-        user_id, email = admitted
-        holder = User.select(User.id).where(User.email == email).first()
-        if holder is not None and holder.id != user_id:
-            return self.duplicate(email, holder.id, user_id)
-        fields = self.fields(data, email)
-        existing = User.get_or_none(User.id == user_id)
-        detail = self.settle(data, fields, existing.password_hash if existing else None, exists=existing is not None)
-        note = ("no-password", detail) if detail else (None, None)
-        if existing is None:
-            User.insert(id=user_id, **fields).execute()
-            return Outcome.inserted(user_id, *note)
-        User.update(**fields).where(User.id == user_id).execute()
-        return Outcome.updated(user_id, *note)
-
-    def apply_batch(self, rows: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome] | None:
-        return apply_users(self, [row for row, _previous in rows])
-
-    @staticmethod
-    def fields(data: dict, email: str) -> dict:
-        password = data.get("encrypted_password") or None
-        if password is not None and not password.startswith(BCRYPT_PREFIXES):
-            password = None
-        meta = _as_dict(data.get("raw_user_meta_data"))
-        banned_until = data.get("banned_until")
-        banned = banned_until is not None and banned_until > utcnow()
-        phone = (data.get("phone") or "").strip() or None
-        if phone and not phone.startswith("+"):
-            phone = "+" + phone  # GoTrue stores E.164 numbers without their plus
-        created = data.get("created_at") or _EPOCH
-        return {
-            "email": email,
-            "password_hash": password,
-            "full_name": full_name_of(meta, email),
-            "role": role_of(_as_dict(data.get("raw_app_meta_data"))),
-            "phone": phone,
-            "phone_verified_at": data.get("phone_confirmed_at") if phone else None,
-            "email_verified_at": data.get("email_confirmed_at"),
-            "banned_at": (data.get("updated_at") or utcnow()) if banned else None,
-            "banned_until": banned_until if banned else None,
-            "ban_reason": BAN_REASON if banned else None,
-            "user_metadata": meta,
-            "last_login_at": data.get("last_sign_in_at"),
-            "created_at": created,
-            "updated_at": data.get("updated_at") or created,
-        }
 
     def delete(self, target_id: str, ctx: StepContext) -> Outcome:
         """A user deleted at the source is deleted in Hearth too (their sessions and identities with them)."""
@@ -304,4 +213,4 @@ def auth_steps() -> list[Step]:
     return [UsersStep(), IdentitiesStep()]
 
 
-__all__ = ["AUTH_STEPS", "IDENTITIES", "USERS", "IdentitiesStep", "UsersStep", "auth_steps", "full_name_of", "role_of"]
+__all__ = ["AUTH_STEPS", "IDENTITIES", "USERS", "IdentitiesStep", "UsersStep", "auth_steps"]

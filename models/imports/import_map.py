@@ -34,16 +34,39 @@ class ImportMapEntry(BaseModel):
         primary_key = CompositeKey("source_table", "source_key")
 
 
-_UPSERT = """
+_ON_CONFLICT = """
+ON CONFLICT (source_table, source_key) DO UPDATE SET
+    target_id = COALESCE(EXCLUDED.target_id, CASE WHEN EXCLUDED.skipped_reason IS NULL THEN m.target_id END),
+    skipped_reason = EXCLUDED.skipped_reason, checksum = EXCLUDED.checksum, last_run_id = EXCLUDED.last_run_id,
+    last_seen_at = EXCLUDED.last_seen_at, deleted_at_source = NULL
+"""
+_UPSERT = (
+    """
 INSERT INTO import_map AS m (source_table, source_key, target_table, target_id, skipped_reason, checksum,
                              first_run_id, last_run_id, last_seen_at)
 SELECT %(table)s, u.key, %(target)s, u.target_id, u.skipped_reason, u.checksum, %(run)s, %(run)s, %(seen)s
 FROM unnest(%(keys)s::text[], %(ids)s::text[], %(reasons)s::text[], %(checksums)s::text[])
     AS u(key, target_id, skipped_reason, checksum)
-ON CONFLICT (source_table, source_key) DO UPDATE SET
-    target_id = COALESCE(EXCLUDED.target_id, CASE WHEN EXCLUDED.skipped_reason IS NULL THEN m.target_id END),
-    skipped_reason = EXCLUDED.skipped_reason, checksum = EXCLUDED.checksum, last_run_id = EXCLUDED.last_run_id,
-    last_seen_at = EXCLUDED.last_seen_at, deleted_at_source = NULL
+"""
+    + _ON_CONFLICT
+)
+# From a table of outcomes (``models.imports.staged``): new entries inserted, known ones updated.
+_INSERT_OUTCOMES = """
+INSERT INTO import_map (source_table, source_key, target_table, target_id, skipped_reason, checksum,
+                        first_run_id, last_run_id, last_seen_at)
+SELECT %(table)s, o.source_key, %(target)s, o.target_id, CASE WHEN o.kind = 'skipped' THEN o.reason END,
+       o.checksum, %(run)s, %(run)s, %(seen)s
+FROM {outcomes} AS o WHERE o.kind IN ('inserted', 'updated', 'skipped') AND NOT o.mapped
+"""
+_UPDATE_OUTCOMES = """
+UPDATE import_map AS m SET
+    target_id = COALESCE(o.target_id, CASE WHEN o.kind <> 'skipped' THEN m.target_id END),
+    skipped_reason = CASE WHEN o.kind = 'skipped' THEN o.reason END,
+    checksum = CASE WHEN o.kind = 'unchanged' THEN m.checksum ELSE o.checksum END,
+    last_run_id = %(run)s, last_seen_at = %(seen)s, deleted_at_source = NULL
+FROM {outcomes} AS o
+WHERE o.mapped AND o.kind IN ('inserted', 'updated', 'skipped', 'unchanged')
+    AND m.source_table = %(table)s AND m.source_key = o.source_key
 """
 
 
@@ -144,6 +167,17 @@ class ImportMap:
                     "checksums": checksums,
                 },
             )
+
+    @staticmethod
+    def record_outcomes(source_table: str, target_table: str, outcomes: str, run_id, seen_at) -> None:
+        """``record`` and ``touch`` for a staged chunk, from the ``outcomes`` table: the same entries they write.
+
+        Rows the map did not hold are inserted, the others updated (no speculative insertion per row);
+        a chunk never holds the same source key twice.
+        """
+        params = {"table": source_table, "target": target_table, "run": str(run_id), "seen": seen_at}
+        db.execute_sql(_INSERT_OUTCOMES.format(outcomes=outcomes), params)
+        db.execute_sql(_UPDATE_OUTCOMES.format(outcomes=outcomes), params)
 
     @staticmethod
     def touch(source_table: str, keys: list[str], run_id, seen_at) -> int:

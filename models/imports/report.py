@@ -39,6 +39,16 @@ class ImportReportRow(BaseModel):
                 page_size=len(params),
             )
 
+    @staticmethod
+    def add_outcomes(run_id, source_table: str, outcomes: str) -> None:
+        """``add_many`` from a staged chunk's ``outcomes`` table: every row with a reason, but the unchanged."""
+        query = (
+            "INSERT INTO import_report (run_id, source_table, source_key, outcome, reason, detail)"  # noqa: S608
+            " SELECT %s, %s, source_key, kind, left(reason, 100), left(detail, 2000)"
+            f" FROM {outcomes} WHERE reason IS NOT NULL AND kind <> 'unchanged' ORDER BY ord"
+        )
+        db.execute_sql(query, (run_id, source_table))
+
     @classmethod
     def of_run(cls, run_id, batch: int = 1000) -> Iterator[dict]:
         """Every report row of a run, in order, fetched in batches (a report can be long)."""

@@ -13,14 +13,16 @@ cancelled).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, TypeVar
 
 from models.db import db
+from models.imports import staged
 from models.imports.import_map import ImportMap
 from models.imports.read_ahead import read_ahead
 from models.imports.report import ImportReportRow
@@ -28,8 +30,11 @@ from models.imports.runs import ImportRun, add_outcome, empty_counts
 from models.imports.steps import FAILED, SKIPPED, UNCHANGED, Outcome, Source, SourceRow, Step, StepContext
 
 log = logging.getLogger("hearth.imports")
+T = TypeVar("T")
 
 CHUNK_SIZE = 500
+# A staged step's chunk: its cost per chunk (a few statements, a commit) is spread over more rows.
+STAGED_CHUNK_SIZE = 5000
 KEYS_CHUNK = 5000
 # A delta (--since last) starts this much before the previous run's snapshot: rows committed at the
 # source just around that instant are read again (and found unchanged) rather than missed.
@@ -44,7 +49,7 @@ class Progress:
     done: bool = False
 
 
-def batched(rows: Iterable[SourceRow], size: int) -> Iterator[list[SourceRow]]:
+def batched(rows: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
@@ -91,6 +96,7 @@ class Runner:
         self.source, self.steps, self.run_row = source, steps, run
         self.since, self.apply_deletes = since, apply_deletes
         self.chunk_size = chunk_size or CHUNK_SIZE
+        self.staged_chunk_size = chunk_size or STAGED_CHUNK_SIZE
         self.on_progress = on_progress or (lambda progress: None)
         self.collaborators = collaborators or {}
 
@@ -122,12 +128,18 @@ class Runner:
         expected = step.count(self.source, self.since)
         after = run.checkpoint["at"].get(step.name)
         ctx = self._context()
-        for chunk in read_ahead(batched(step.rows(self.source, self.since, after), self.chunk_size)):
-            with db.atomic():
-                self._apply_chunk(step, chunk, ctx, counts)
-                run.checkpoint["at"][step.name] = chunk[-1].position
-                run.save_progress()
-            self.on_progress(Progress(step.name, counts, expected))
+        chunks: Generator[list[Any], None, None]
+        with contextlib.closing(self._chunks(step, after)) as chunks:
+            for chunk in chunks:
+                with db.atomic():
+                    if step.staged:
+                        self._apply_staged_chunk(step, chunk, ctx, counts)
+                        run.checkpoint["at"][step.name] = step.position_of(chunk[-1])
+                    else:
+                        self._apply_chunk(step, chunk, ctx, counts)
+                        run.checkpoint["at"][step.name] = chunk[-1].position
+                    run.save_progress()
+                self.on_progress(Progress(step.name, counts, expected))
         if self.since is not None:
             self._touch_all_keys(step)
         self._deletions(step, counts, ctx)
@@ -135,6 +147,36 @@ class Runner:
             run.checkpoint["done"].append(step.name)
             run.save_progress()
         self.on_progress(Progress(step.name, counts, expected, done=True))
+
+    def _chunks(self, step: Step, after: Any) -> Generator[list[Any], None, None]:
+        """The step's rows in chunks: ``SourceRow``s read ahead in a thread, or a staged step's COPY lines."""
+        if step.staged:
+            select, params = step.staged_select(self.since, after)
+            yield from batched(self.source.copy_rows(select, params), self.staged_chunk_size)
+        else:
+            yield from read_ahead(batched(step.rows(self.source, self.since, after), self.chunk_size))
+
+    def _apply_staged_chunk(self, step: Step, chunk: list[bytes], ctx: StepContext, counts: dict) -> None:
+        """A staged step's chunk: as one batch in one savepoint; row by row, each in its own, only when it fails."""
+        rows = staged.stage(step, chunk)
+        try:
+            with db.atomic():
+                step.apply_staged(1, rows, ctx)
+        except Exception as exc:  # noqa: BLE001 - any refusal sends the chunk row by row, where it is reported per row
+            log.info(
+                "import chunk failed as a batch, applied row by row",
+                extra={"table": step.name, "error": _error_detail(exc)},
+            )
+            for ord_ in range(1, rows + 1):
+                try:
+                    with db.atomic():
+                        step.apply_staged(ord_, ord_, ctx)
+                except Exception as row_exc:  # noqa: BLE001 - the row is reported as failed, with the error's first line
+                    detail = _error_detail(row_exc)
+                    key = staged.fail_row(step, ord_, detail)
+                    log.warning("import row failed", extra={"table": step.name, "key": key, "error": detail})
+        for kind, reason, count in staged.record(step, self.run_row.id, self.run_row.snapshot_at):
+            add_outcome(counts, kind, reason, count)
 
     def _apply_chunk(self, step: Step, chunk: list[SourceRow], ctx: StepContext, counts: dict) -> None:
         run = self.run_row
@@ -241,4 +283,4 @@ class Runner:
                 run.save_progress()
 
 
-__all__ = ["CHUNK_SIZE", "SINCE_OVERLAP", "Progress", "Runner", "batched", "since_for", "validate"]
+__all__ = ["CHUNK_SIZE", "SINCE_OVERLAP", "STAGED_CHUNK_SIZE", "Progress", "Runner", "batched", "since_for", "validate"]

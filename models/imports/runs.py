@@ -25,16 +25,17 @@ def empty_counts() -> dict:
     return counts
 
 
-def add_outcome(counts: dict, kind: str, reason: str | None) -> None:
-    counts["read"] += 1
+def add_outcome(counts: dict, kind: str, reason: str | None, rows: int = 1) -> None:
+    """Count ``rows`` rows with this outcome."""
+    counts["read"] += rows
     if kind in (SKIPPED, FAILED):
         by_reason = counts[kind]
-        by_reason[reason or "unknown"] = by_reason.get(reason or "unknown", 0) + 1
-        counts["reported"] += 1
+        by_reason[reason or "unknown"] = by_reason.get(reason or "unknown", 0) + rows
+        counts["reported"] += rows
     else:
-        counts[kind] += 1
+        counts[kind] += rows
         if reason:
-            counts["reported"] += 1
+            counts["reported"] += rows
 
 
 def total(counts: dict, kind: str) -> int:

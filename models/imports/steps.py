@@ -66,6 +66,10 @@ class Source(Protocol):
         """
         ...
 
+    def copy_rows(self, select: str, params: Sequence[Any] = ()) -> Iterator[bytes]:
+        """The rows of a step's own ``select`` as COPY text lines, streamed (a staged step reads this way)."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class SourceRow:
@@ -158,6 +162,24 @@ class Step:
     # A step whose ``apply`` also writes outside the database (a file's bytes) is applied row by row,
     # each row in its own savepoint: a refused batch applied again would write all of those again.
     writes_outside_database: bool = False
+    # A staged step (``models.imports.staged``) is read with ``copy_rows`` and applied in SQL, a chunk
+    # at a time: it implements ``staged_select``, ``position_of``, ``stage_table``/``stage_columns``
+    # and ``apply_staged`` instead of ``rows`` and ``apply``.
+    staged: bool = False
+    stage_table: str = ""
+    stage_columns: tuple[tuple[str, str], ...] = ()
+
+    def staged_select(self, since: datetime.datetime | None, after: Any = None) -> tuple[str, list]:
+        """The source SELECT of a staged step (its columns are ``stage_columns`` but ``ord``), and its parameters."""
+        raise NotImplementedError
+
+    def position_of(self, line: bytes) -> Any:
+        """The ``position`` (JSON-able) of one COPY line of ``staged_select``, for the checkpoint."""
+        raise NotImplementedError
+
+    def apply_staged(self, first: int, last: int, ctx: StepContext) -> None:
+        """Apply the staged rows ``first..last`` (by ``ord``): their outcomes go into ``import_outcomes``."""
+        raise NotImplementedError
 
     def check_columns(self, available: Sequence[str]) -> list[str]:
         """Problems with the source's columns, one human sentence each (empty: fine)."""

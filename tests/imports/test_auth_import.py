@@ -82,6 +82,7 @@ def test_a_run_stopped_after_a_chunk_resumes_without_duplicates(source, source_u
     import models.imports.runner as runner
 
     monkeypatch.setattr(runner, "CHUNK_SIZE", 4)
+    monkeypatch.setattr(runner, "STAGED_CHUNK_SIZE", 4)  # auth.users is a staged step
     calls = []
 
     def die_after_first_chunk(progress):
