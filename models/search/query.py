@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from models.db import db
 from models.search.facets import Facets, facet_groups
-from models.search.filters import EARTH_RADIUS_KM, SearchFilters
-from models.search.index import LIVE_TABLE
+from models.search.filters import EARTH_RADIUS_KM, SearchFilters, radius_boxes
+from models.search.index import LIVE_TABLE, grid_cells
 from models.search.sql import CARD_COLUMNS, RELEVANCE_TIERS, ListingQuery, card
 
 COUNT_BOUND = 10_000
@@ -46,6 +46,10 @@ FACET_SAMPLE_ROWS = 2_000
 FACET_SAMPLE_MAX_PERCENT = 2.0
 FACET_SAMPLE_MIN_PAGES = 200
 
+# A broad map search sorted newest first reads the first rows of each grid cell when its
+# boxes cover at most this many cells (a box of about 7 x 7 km; more cells hold so many
+# listings that walking the newest-first index finds a page sooner).
+GRID_MAX_CELLS = 64
 # A text query reads at most this many rows in sort order before it asks the GIN index.
 WALK_BUDGET = 2000
 WORK_MEM = "32MB"
@@ -188,9 +192,26 @@ class ListingSearch(ListingQuery):
         if self.text and self.sort != "distance":
             return self._text_rows(after, self.limit + 1)
         mapped = f.bbox or f.polygon or (f.near is not None and f.radius_km is not None)
-        # Broad map filters: walking the sort order beats sorting every match found in GiST.
-        where = self.where_unindexed_geo if total is not None and mapped else None
-        return db.execute_sql(*self.page_sql(after, where=where)).fetchall()
+        if total is None or not mapped:
+            return db.execute_sql(*self.page_sql(after)).fetchall()
+        # Broad map filters: not through GiST (sorting every match costs more than the page).
+        # Newest first over a few grid cells: the first rows of each cell, merged; else walk the sort order.
+        cells = self._cells() if self.sort == "newest" else None
+        return db.execute_sql(*self.page_sql(after, where=self.where_unindexed_geo, cells=cells)).fetchall()
+
+    def _cells(self) -> list[int] | None:
+        """The fewest grid cells holding every match of the map filters, if at most ``GRID_MAX_CELLS``."""
+        f = self.filters
+        candidates = []
+        if f.bbox:
+            candidates.append([f.bbox])
+        if f.polygon:
+            lats, lons = [lat for lat, _ in f.polygon], [lon for _, lon in f.polygon]
+            candidates.append([(min(lons), min(lats), max(lons), max(lats))])
+        if f.near is not None and f.radius_km is not None:
+            candidates.append(radius_boxes(f.near[0], f.near[1], f.radius_km))
+        found = [cells for boxes in candidates if (cells := grid_cells(boxes, GRID_MAX_CELLS)) is not None]
+        return min(found, key=len) if found else None
 
     def _relevance_rows(self, after: list | None) -> list:
         """Tier by tier, best first, until the page (plus one row) is full."""
