@@ -52,6 +52,13 @@ FACET_SAMPLE_MIN_PAGES = 200
 GRID_MAX_CELLS = 64
 # A text query reads at most this many rows in sort order before it asks the GIN index.
 WALK_BUDGET = 2000
+# When that walk found matches but too few, it walks on (once) as far as their density says fills the
+# page, if that is at most this many rows and fewer than the GIN index would hand over.
+WALK_MAX = 20_000
+# A text query the planner expects to match few listings is counted first (through GIN), unless this
+# many rows in sort order show it matches far more: GIN then reads every candidate's posting, which
+# for common words in a phrase ("quiet cul-de-sac") costs hundreds of milliseconds.
+PROBE_ROWS = 200
 WORK_MEM = "32MB"
 STATEMENT_TIMEOUT = "10s"
 
@@ -98,22 +105,41 @@ class ListingSearch(ListingQuery):
         neither of its plans is safe: walking the sort order reads the whole
         table when matches are rare, collecting every match from the GIN index
         and sorting them costs ~7 ms per 1,000 matches. So: walk first, reading
-        at most ``walk_budget`` rows; if that did not fill the page, matches
-        are rare among them, and the rest comes from the GIN index, sorted.
+        at most ``walk_budget`` rows; if that did not fill the page, walk on
+        once as far as the density of the matches found says fills it, when
+        that is fewer rows than the matches the GIN index would give
+        (``WALK_MAX`` at most); otherwise matches are rare, and the rest comes
+        from the GIN index, sorted.
         """
         width = len(CARD_COLUMNS) + (3 if tier is not None else 2)
         hits, start = [], after
         if self.matches is None or self.matches > self.walk_budget:
-            rows = db.execute_sql(*self._walk_sql(after, tier, needed, self.walk_budget)).fetchall()
-            hits = [row[:width] for row in rows if row[width]][:needed]
-            examined = rows[-1][width + 1] if rows else 0
-            if self.density is None and examined:
-                self.density = rows[-1][width + 4] / examined
-            if len(hits) >= needed or examined < self.walk_budget:
-                return hits
-            start = [rows[-1][width + 2], str(rows[-1][width + 3])]
+            budget = self.walk_budget
+            for walk in (1, 2):
+                rows = db.execute_sql(*self._walk_sql(start, tier, needed - len(hits), budget)).fetchall()
+                found = [row[:width] for row in rows if row[width]][: needed - len(hits)]
+                examined = rows[-1][width + 1] if rows else 0
+                if self.density is None and examined:
+                    self.density = rows[-1][width + 4] / examined
+                hits += found
+                if len(hits) >= needed or examined < budget:
+                    return hits
+                start = [rows[-1][width + 2], str(rows[-1][width + 3])]
+                if walk == 2 or not found:
+                    break
+                # Matches found at this density: walking on until the page is full reads fewer rows than
+                # the GIN index would hand over (each match is a row read, then sorted).
+                density = len(found) / examined
+                budget = math.ceil(2 * (needed - len(hits)) / density)
+                if budget > min(WALK_MAX, density * self.estimate(self.base)):
+                    break
         # Few matches (counted, or found in the walk): collect them through the GIN index.
         return hits + db.execute_sql(*self._gin_page_sql(start, tier, needed - len(hits))).fetchall()
+
+    def _dense(self) -> bool:
+        """Whether the first ``PROBE_ROWS`` rows in sort order say the text matches too many to count."""
+        hits = db.execute_sql(*self._probe_sql(PROBE_ROWS)).fetchone()[0]
+        return hits * self.estimate(self.base) > 3 * self.text_count_bound * PROBE_ROWS
 
     def run(self, after: list | None = None, facets: bool = False) -> SearchResult:
         """Total (or facets) and one page, in one read-only transaction (one snapshot for both)."""
@@ -140,7 +166,8 @@ class ListingSearch(ListingQuery):
         GIN cannot count without reading every matching row, and the planner
         cannot tell how many rows a query matches (it takes words as
         independent; "wine cellar" is ten times commoner than that). So: when
-        the planner expects few matches, count them first (up to
+        the planner expects few matches and the first ``PROBE_ROWS`` rows in
+        sort order do not contradict it, count them first (up to
         ``TEXT_COUNT_BOUND``); if they are few, the page comes straight from the
         GIN index. Otherwise fetch the page first, walking the sort order, and
         measure the share of the rows read that match: that share of the
@@ -150,7 +177,7 @@ class ListingSearch(ListingQuery):
         expected = self.estimate()
         counted = None
         bound = self.text_count_bound
-        if expected <= self.walk_budget:
+        if expected <= self.walk_budget and not self._dense():
             counted = self._counted(facets, bound)
             if not counted.estimated:
                 counted.page = self.page(after, counted.total, False)

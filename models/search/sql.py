@@ -239,6 +239,15 @@ class ListingQuery:
             params["bound"] = bound + 1
         return facet_select(source, self.where, limit), params
 
+    def _probe_sql(self, rows: int) -> tuple[str, dict]:
+        """How many of the first ``rows`` rows of the non-text filter, in sort order, match the text."""
+        key, direction, _ = _SORT_KEYS[self.sort]
+        return (
+            f"SELECT count(*) FILTER (WHERE {self.text}) FROM (SELECT tsv FROM {self.table} "  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
+            f"WHERE {self.base} ORDER BY {key} {direction}, id {direction} LIMIT %(probe)s) r",
+            dict(self.params, probe=rows),
+        )
+
     def _walk_sql(self, after: list | None, tier: int | None, needed: int, budget: int) -> tuple[str, dict]:
         """Read at most ``budget`` rows of the non-text filter in sort order, keep the text matches.
 
