@@ -152,12 +152,14 @@ class SearchRebuild:
             db.execute_sql(f"VACUUM {self.table}")
         statements = [primary_key_ddl(self.table), *index_ddl(self.table)]
         for index, statement in enumerate(statements):
+            started = time.monotonic()
             if index == 0:
                 self._add_primary_key(statement)
             else:
                 with db.atomic():
                     db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
                     db.execute_sql(statement)
+            self.log(f"search rebuild: {statement.split(' ON ')[0]} in {time.monotonic() - started:.1f} s")
             if progress is not None:
                 progress(index + 1, len(statements))
         db.execute_sql(f"ANALYZE {self.table}")

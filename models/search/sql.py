@@ -179,6 +179,7 @@ class ListingQuery:
         direct: bool = False,
         tier: int | None = None,
         cells: list[int] | None = None,
+        collect: bool = False,
     ) -> tuple[str, dict]:
         """One page under ``where`` (default: the whole filter), after ``after``.
 
@@ -190,6 +191,8 @@ class ListingQuery:
         condition. ``cells`` (newest first only): the grid cells
         (``models.search.index.grid_cells``) holding every match; the first rows
         of each cell in sort order are read from the cell index and merged.
+        ``collect``: the ids are chosen with the sort hidden from the indexes
+        (every match is collected, then sorted: for a few counted matches).
         """
         key, direction, _ = _SORT_KEYS[self.sort]
         params = dict(self.params, limit=self.limit + 1)
@@ -203,6 +206,8 @@ class ListingQuery:
                 f"WHERE {where}{condition} {order}",
                 params,
             )
+        if collect and self.sort in _ZERO:
+            order = f"ORDER BY ({key}) + {_ZERO[self.sort]} {direction}, id {direction} LIMIT %(limit)s"
         chosen = f"SELECT id, {key} AS key, {self._distance()} AS distance FROM {self.table} WHERE {where} {order}"  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
         if cells is not None:
             if self.sort != "newest":
