@@ -120,7 +120,8 @@ class ListingSearch(ListingQuery):
         from the GIN index, sorted.
         """
         width = len(CARD_COLUMNS) + (3 if tier is not None else 2)
-        hits, start = [], after
+        hits: list = []
+        start = after
         if self.matches is None or self.matches > self.walk_budget:
             budget = self.walk_budget
             for walk in (1, 2):
@@ -146,7 +147,7 @@ class ListingSearch(ListingQuery):
 
     def _dense(self) -> bool:
         """Whether the first ``PROBE_ROWS`` rows in sort order say the text matches too many to count."""
-        hits = db.execute_sql(*self._probe_sql(PROBE_ROWS)).fetchone()[0]
+        hits = int(db.execute_sql(*self._probe_sql(PROBE_ROWS)).fetchone()[0])
         return hits * self.estimate(self.base) > 3 * self.text_count_bound * PROBE_ROWS
 
     def run(self, after: list | None = None, facets: bool = False) -> SearchResult:
