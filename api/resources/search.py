@@ -46,7 +46,8 @@ change is returned exactly once while you page, however other listings change me
 works with the query that issued it. **`total`** is exact up to 10,000 (up to 1,000 with `q`: a text \
 match cannot be counted from an index); above that it is an estimate and `total_estimated` is true. \
 **`facets=true`** adds counts per property type, status, beds, baths and price band under the current \
-filter (exact when `total` is).
+filter (exact when `total` is; estimated together with `total` when the planner expects more than \
+10,000 matches).
 
 The index follows listing changes within seconds (a background job per change); results may be cached \
 for up to 30 seconds, and a change to the index makes every cached page obsolete at once."""

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from models.db import db
 from models.search.facets import Facets, facet_groups
-from models.search.filters import EARTH_RADIUS_KM, SearchFilters
-from models.search.index import LIVE_TABLE
+from models.search.filters import EARTH_RADIUS_KM, SearchFilters, radius_boxes
+from models.search.index import LIVE_TABLE, grid_cells
 from models.search.sql import CARD_COLUMNS, RELEVANCE_TIERS, ListingQuery, card
 
 COUNT_BOUND = 10_000
@@ -45,9 +45,28 @@ TEXT_COUNT_BOUND = 1_000
 FACET_SAMPLE_ROWS = 2_000
 FACET_SAMPLE_MAX_PERCENT = 2.0
 FACET_SAMPLE_MIN_PAGES = 200
+# Reading a page costs the same however large the table: a sample of 2 % of 5,000,000 listings
+# (10,000 pages) took 50-100 ms. Narrow filters over a large table get fewer sampled matches.
+FACET_SAMPLE_MAX_PAGES = 4_000
+# Facets are counted exactly only when the planner expects at most this many times the bound: counting
+# up to the bound reads every index entry of the filter until then (a city's land: 130,000 entries).
+FACET_EXACT_FACTOR = 1.0
 
+# A counted total up to this many is read by collecting the matches and sorting them.
+FEW_MATCHES = 2_000
+# A broad map search sorted newest first reads the first rows of each grid cell when its
+# boxes cover at most this many cells (a box of about 7 x 7 km; more cells hold so many
+# listings that walking the newest-first index finds a page sooner).
+GRID_MAX_CELLS = 64
 # A text query reads at most this many rows in sort order before it asks the GIN index.
 WALK_BUDGET = 2000
+# When that walk found matches but too few, it walks on (once) as far as their density says fills the
+# page, if that is at most this many rows and fewer than the GIN index would hand over.
+WALK_MAX = 20_000
+# A text query the planner expects to match few listings is counted first (through GIN), unless this
+# many rows in sort order show it matches far more: GIN then reads every candidate's posting, which
+# for common words in a phrase ("quiet cul-de-sac") costs hundreds of milliseconds.
+PROBE_ROWS = 200
 WORK_MEM = "32MB"
 STATEMENT_TIMEOUT = "10s"
 
@@ -94,22 +113,42 @@ class ListingSearch(ListingQuery):
         neither of its plans is safe: walking the sort order reads the whole
         table when matches are rare, collecting every match from the GIN index
         and sorting them costs ~7 ms per 1,000 matches. So: walk first, reading
-        at most ``walk_budget`` rows; if that did not fill the page, matches
-        are rare among them, and the rest comes from the GIN index, sorted.
+        at most ``walk_budget`` rows; if that did not fill the page, walk on
+        once as far as the density of the matches found says fills it, when
+        that is fewer rows than the matches the GIN index would give
+        (``WALK_MAX`` at most); otherwise matches are rare, and the rest comes
+        from the GIN index, sorted.
         """
         width = len(CARD_COLUMNS) + (3 if tier is not None else 2)
-        hits, start = [], after
+        hits: list = []
+        start = after
         if self.matches is None or self.matches > self.walk_budget:
-            rows = db.execute_sql(*self._walk_sql(after, tier, needed, self.walk_budget)).fetchall()
-            hits = [row[:width] for row in rows if row[width]][:needed]
-            examined = rows[-1][width + 1] if rows else 0
-            if self.density is None and examined:
-                self.density = rows[-1][width + 4] / examined
-            if len(hits) >= needed or examined < self.walk_budget:
-                return hits
-            start = [rows[-1][width + 2], str(rows[-1][width + 3])]
+            budget = self.walk_budget
+            for walk in (1, 2):
+                rows = db.execute_sql(*self._walk_sql(start, tier, needed - len(hits), budget)).fetchall()
+                found = [row[:width] for row in rows if row[width]][: needed - len(hits)]
+                examined = rows[-1][width + 1] if rows else 0
+                if self.density is None and examined:
+                    self.density = rows[-1][width + 4] / examined
+                hits += found
+                if len(hits) >= needed or examined < budget:
+                    return hits
+                start = [rows[-1][width + 2], str(rows[-1][width + 3])]
+                if walk == 2 or not found:
+                    break
+                # Matches found at this density: walking on until the page is full reads fewer rows than
+                # the GIN index would hand over (each match is a row read, then sorted).
+                density = len(found) / examined
+                budget = math.ceil(2 * (needed - len(hits)) / density)
+                if budget > min(WALK_MAX, density * self.estimate(self.base)):
+                    break
         # Few matches (counted, or found in the walk): collect them through the GIN index.
         return hits + db.execute_sql(*self._gin_page_sql(start, tier, needed - len(hits))).fetchall()
+
+    def _dense(self) -> bool:
+        """Whether the first ``PROBE_ROWS`` rows in sort order say the text matches too many to count."""
+        hits = int(db.execute_sql(*self._probe_sql(PROBE_ROWS)).fetchone()[0])
+        return hits * self.estimate(self.base) > 3 * self.text_count_bound * PROBE_ROWS
 
     def run(self, after: list | None = None, facets: bool = False) -> SearchResult:
         """Total (or facets) and one page, in one read-only transaction (one snapshot for both)."""
@@ -136,7 +175,8 @@ class ListingSearch(ListingQuery):
         GIN cannot count without reading every matching row, and the planner
         cannot tell how many rows a query matches (it takes words as
         independent; "wine cellar" is ten times commoner than that). So: when
-        the planner expects few matches, count them first (up to
+        the planner expects few matches and the first ``PROBE_ROWS`` rows in
+        sort order do not contradict it, count them first (up to
         ``TEXT_COUNT_BOUND``); if they are few, the page comes straight from the
         GIN index. Otherwise fetch the page first, walking the sort order, and
         measure the share of the rows read that match: that share of the
@@ -146,7 +186,7 @@ class ListingSearch(ListingQuery):
         expected = self.estimate()
         counted = None
         bound = self.text_count_bound
-        if expected <= self.walk_budget:
+        if expected <= self.walk_budget and not self._dense():
             counted = self._counted(facets, bound)
             if not counted.estimated:
                 counted.page = self.page(after, counted.total, False)
@@ -188,9 +228,29 @@ class ListingSearch(ListingQuery):
         if self.text and self.sort != "distance":
             return self._text_rows(after, self.limit + 1)
         mapped = f.bbox or f.polygon or (f.near is not None and f.radius_km is not None)
-        # Broad map filters: walking the sort order beats sorting every match found in GiST.
-        where = self.where_unindexed_geo if total is not None and mapped else None
-        return db.execute_sql(*self.page_sql(after, where=where)).fetchall()
+        if total is None or not mapped:
+            # Few matches, counted: collect them as the count did and sort them, rather than walk the
+            # sort order past every listing that does not match (all of a city, for three matches).
+            few = self.matches is not None and self.matches <= FEW_MATCHES
+            return db.execute_sql(*self.page_sql(after, collect=few)).fetchall()
+        # Broad map filters: not through GiST (sorting every match costs more than the page).
+        # Newest first over a few grid cells: the first rows of each cell, merged; else walk the sort order.
+        cells = self._cells() if self.sort == "newest" else None
+        return db.execute_sql(*self.page_sql(after, where=self.where_unindexed_geo, cells=cells)).fetchall()
+
+    def _cells(self) -> list[int] | None:
+        """The fewest grid cells holding every match of the map filters, if at most ``GRID_MAX_CELLS``."""
+        f = self.filters
+        candidates = []
+        if f.bbox:
+            candidates.append([f.bbox])
+        if f.polygon:
+            lats, lons = [lat for lat, _ in f.polygon], [lon for _, lon in f.polygon]
+            candidates.append([(min(lons), min(lats), max(lons), max(lats))])
+        if f.near is not None and f.radius_km is not None:
+            candidates.append(radius_boxes(f.near[0], f.near[1], f.radius_km))
+        found = [cells for boxes in candidates if (cells := grid_cells(boxes, GRID_MAX_CELLS)) is not None]
+        return min(found, key=len) if found else None
 
     def _relevance_rows(self, after: list | None) -> list:
         """Tier by tier, best first, until the page (plus one row) is full."""
@@ -250,18 +310,24 @@ class ListingSearch(ListingQuery):
 
         Above the bound (or given ``known_total``, an estimate above it): the
         planner's estimate of the total, and each facet from a sample of the
-        table's pages (at most ``FACET_SAMPLE_MAX_PERCENT``) expected to hold
-        about ``FACET_SAMPLE_ROWS`` matches, scaled to that total.
+        table's pages (at most ``FACET_SAMPLE_MAX_PERCENT`` and
+        ``FACET_SAMPLE_MAX_PAGES``) expected to hold about ``FACET_SAMPLE_ROWS``
+        matches, scaled to that total. When the planner expects more than
+        ``FACET_EXACT_FACTOR`` times the bound, the exact count is not tried
+        (it would read ``bound`` matches for nothing).
         """
         bound = self.count_bound if bound is None else bound
         if known_total is None:
-            total, groups = facet_groups(db.execute_sql(*self.facet_sql(bound)).fetchall())
-            if total <= bound:
-                return Facets(total, False, groups)
-        estimate = max(bound + 1, known_total or self.estimate())
+            known_total = self.estimate()
+            if known_total <= FACET_EXACT_FACTOR * bound:
+                total, groups = facet_groups(db.execute_sql(*self.facet_sql(bound)).fetchall())
+                if total <= bound:
+                    return Facets(total, False, groups)
+        estimate = max(bound + 1, known_total)
         percent = min(FACET_SAMPLE_MAX_PERCENT, 100.0 * FACET_SAMPLE_ROWS / estimate)
-        # Never fewer than FACET_SAMPLE_MIN_PAGES pages (all of a small table).
+        # At most FACET_SAMPLE_MAX_PAGES pages, never fewer than FACET_SAMPLE_MIN_PAGES (all of a small table).
         pages = db.execute_sql("SELECT relpages FROM pg_class WHERE oid = %s::regclass", (self.table,)).fetchone()[0]
+        percent = min(percent, 100.0 * FACET_SAMPLE_MAX_PAGES / max(1, pages))
         percent = min(100.0, max(percent, 100.0 * FACET_SAMPLE_MIN_PAGES / max(1, pages)))
         sampled, sample_groups = facet_groups(db.execute_sql(*self.facet_sql(None, percent)).fetchall())
         scale = estimate / sampled if sampled else 0.0

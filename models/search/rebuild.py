@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from peewee import OperationalError
+from peewee import IntegrityError, OperationalError
 
 from models.db import db
 from models.search.index import (
@@ -23,12 +23,16 @@ from models.search.index import (
     index_ddl,
     index_listings,
     next_change_seq,
+    primary_key_ddl,
     read_state,
     table_ddl,
 )
 
 # How long the swap waits for a lock before it gives up and tries again (``SearchRebuild.swap``).
 SWAP_LOCK_TIMEOUT = "3s"
+# Index builds sort (btree) or collect (GIN) in this much memory; with less, each of
+# the ten builds over millions of rows spills to disk in many runs.
+MAINTENANCE_WORK_MEM = "1GB"
 # PostgreSQL's SQLSTATE for a lock not granted within lock_timeout.
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -46,9 +50,12 @@ class SearchRebuild:
        it as the table being built, and draw ``start_seq`` from the change
        sequence.
     2. ``load``: copy every public listing in chunks of heap pages (``ctid``
-       ranges, so the read is sequential); each chunk is its own transaction
-       with its own snapshot, and skips rows already present.
-    3. ``build_indexes``: the secondary indexes, then ``VACUUM (ANALYZE)``.
+       ranges, so the read is sequential) into the table, which has no index
+       yet; each chunk is its own transaction with its own snapshot.
+    3. ``build_indexes``: drop the loaded rows of listings changed since
+       ``start_seq`` (step 4 copies them again; a listing updated during the
+       load may have been copied twice), ``VACUUM``, the primary key and the
+       secondary indexes, ``ANALYZE``.
     4. ``catch_up``: draw ``catch_seq``, then re-copy every listing that is
        dirty now or that a per-listing reindex wrote after ``start_seq``.
     5. ``swap``: in one transaction holding the swap lock exclusively (no
@@ -105,12 +112,15 @@ class SearchRebuild:
         ]
 
     def load(self, progress=None) -> int:
-        """Copy every public listing; returns the rows inserted. ``progress(done, total)`` per chunk."""
+        """Copy every public listing; returns the rows inserted. ``progress(done, total)`` per chunk.
+
+        The table has no index yet (``build_indexes``), so a listing updated while
+        the load runs may be copied twice, from two chunks; ``build_indexes`` keeps one.
+        """
         columns = ", ".join(COLUMNS)
         sql = (
             f"INSERT INTO {self.table} ({columns}) SELECT {PROJECTION} FROM properties p "  # noqa: S608 - a generated table name and constant SQL; page bounds are params
-            f"WHERE p.ctid >= %s::tid AND p.ctid < %s::tid AND {PUBLIC_CONDITION} "
-            f"ON CONFLICT (id) DO NOTHING"
+            f"WHERE p.ctid >= %s::tid AND p.ctid < %s::tid AND {PUBLIC_CONDITION}"
         )
         inserted, first = 0, 0
         total = self.heap_pages()
@@ -130,20 +140,56 @@ class SearchRebuild:
 
     # --- 3 ----------------------------------------------------------------------------------
     def build_indexes(self, progress=None) -> None:
-        statements = index_ddl(self.table)
+        """Drop the second copies the load may have made, then the primary key and the secondary indexes.
+
+        The heap is vacuumed before any index exists (hint bits and the visibility
+        map the index-only scans need, without a pass over every index; GIN's
+        cleanup reads a whole index) and analyzed at the end (the statistics of
+        the expression indexes come from ``ANALYZE`` after they exist).
+        """
+        self._drop_changed_copies()
+        if not db.in_transaction():
+            db.execute_sql(f"VACUUM {self.table}")
+        statements = [primary_key_ddl(self.table), *index_ddl(self.table)]
         for index, statement in enumerate(statements):
-            with db.atomic():
-                db.execute_sql("SET LOCAL maintenance_work_mem = '256MB'")
-                db.execute_sql(statement)
+            started = time.monotonic()
+            if index == 0:
+                self._add_primary_key(statement)
+            else:
+                with db.atomic():
+                    db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+                    db.execute_sql(statement)
+            self.log(f"search rebuild: {statement.split(' ON ')[0]} in {time.monotonic() - started:.1f} s")
             if progress is not None:
                 progress(index + 1, len(statements))
-        if db.in_transaction():
-            db.execute_sql(f"ANALYZE {self.table}")
-        else:
-            # Sets hint bits and the visibility map now (index-only scans need it), instead of
-            # leaving the first searches to write every page.
-            db.execute_sql(f"VACUUM (ANALYZE) {self.table}")
+        db.execute_sql(f"ANALYZE {self.table}")
         self._mark("indexes")
+
+    def _drop_changed_copies(self) -> None:
+        # Every listing changed since start_seq is copied again by catch_up (step 4): its rows
+        # from the load, one or two, are not needed.
+        changed = self._changed_since(self.start_seq) if self.start_seq is not None else []
+        if changed:
+            with db.atomic():
+                db.execute_sql(f"DELETE FROM {self.table} WHERE id = ANY(%s::uuid[])", (changed,))  # noqa: S608 - a generated table name
+
+    def _add_primary_key(self, statement: str) -> None:
+        try:
+            with db.atomic():
+                db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+                db.execute_sql(statement)
+            return
+        except IntegrityError:
+            self.log("search rebuild: a listing was copied twice (changed while loading, not marked); keeping one")
+        # Not marked as changed (so not in catch_up): keep the copy read last, from the later snapshot.
+        with db.atomic():
+            db.execute_sql(
+                f"DELETE FROM {self.table} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() "  # noqa: S608 - a generated table name
+                "OVER (PARTITION BY id ORDER BY ctid DESC) AS copy FROM "
+                f"{self.table}) c WHERE copy > 1)"
+            )
+            db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+            db.execute_sql(statement)
 
     # --- 4 ----------------------------------------------------------------------------------
     def _changed_since(self, seq: int) -> list[str]:

@@ -21,7 +21,7 @@ from models.search.filters import (
     postal_key,
     radius_boxes,
 )
-from models.search.index import LIVE_TABLE, TEXT_CONFIG, check_table
+from models.search.index import CELL, LIVE_TABLE, TEXT_CONFIG, check_table
 
 _TSQUERY = f"websearch_to_tsquery('{TEXT_CONFIG}', %(q)s)"
 _DISTANCE = (
@@ -172,7 +172,14 @@ class ListingQuery:
         return f" AND ({key}, id) {compare} (%(after_key)s::{kind}, %(after_id)s::uuid)"
 
     def page_sql(
-        self, after: list | None = None, *, where: str | None = None, direct: bool = False, tier: int | None = None
+        self,
+        after: list | None = None,
+        *,
+        where: str | None = None,
+        direct: bool = False,
+        tier: int | None = None,
+        cells: list[int] | None = None,
+        collect: bool = False,
     ) -> tuple[str, dict]:
         """One page under ``where`` (default: the whole filter), after ``after``.
 
@@ -181,7 +188,11 @@ class ListingQuery:
         chosen first (an index-only scan where the covering indexes allow) and
         only those rows are read whole; ``direct`` reads whole rows at once
         (text queries read them anyway). ``tier`` adds that relevance tier's
-        condition.
+        condition. ``cells`` (newest first only): the grid cells
+        (``models.search.index.grid_cells``) holding every match; the first rows
+        of each cell in sort order are read from the cell index and merged.
+        ``collect``: the ids are chosen with the sort hidden from the indexes
+        (every match is collected, then sorted: for a few counted matches).
         """
         key, direction, _ = _SORT_KEYS[self.sort]
         params = dict(self.params, limit=self.limit + 1)
@@ -195,11 +206,22 @@ class ListingQuery:
                 f"WHERE {where}{condition} {order}",
                 params,
             )
+        if collect and self.sort in _ZERO:
+            order = f"ORDER BY ({key}) + {_ZERO[self.sort]} {direction}, id {direction} LIMIT %(limit)s"
+        chosen = f"SELECT id, {key} AS key, {self._distance()} AS distance FROM {self.table} WHERE {where} {order}"  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
+        if cells is not None:
+            if self.sort != "newest":
+                raise ValueError("cells serve the newest-first sort only")
+            params["cells"] = cells
+            chosen = (
+                f"SELECT c.* FROM unnest(%(cells)s::integer[]) g(cell) CROSS JOIN LATERAL ("  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
+                f"SELECT id, {key} AS key, {self._distance()} AS distance FROM {self.table} "
+                f"WHERE {CELL} = g.cell AND {where} {order}) c "
+                f"ORDER BY c.key {direction}, c.id {direction} LIMIT %(limit)s"
+            )
         columns = ", ".join(f"p.{column}" for column in CARD_COLUMNS)
         return (
-            f"SELECT {columns}, h.distance, h.key FROM ("  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
-            f"SELECT id, {key} AS key, {self._distance()} AS distance FROM {self.table} "
-            f"WHERE {where} {order}) h JOIN {self.table} p ON p.id = h.id "
+            f"SELECT {columns}, h.distance, h.key FROM ({chosen}) h JOIN {self.table} p ON p.id = h.id "  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
             f"ORDER BY h.key {direction}, h.id {direction}",
             params,
         )
@@ -221,6 +243,15 @@ class ListingQuery:
             limit = " LIMIT %(bound)s"
             params["bound"] = bound + 1
         return facet_select(source, self.where, limit), params
+
+    def _probe_sql(self, rows: int) -> tuple[str, dict]:
+        """How many of the first ``rows`` rows of the non-text filter, in sort order, match the text."""
+        key, direction, _ = _SORT_KEYS[self.sort]
+        return (
+            f"SELECT count(*) FILTER (WHERE {self.text}) FROM (SELECT tsv FROM {self.table} "  # noqa: S608 - checked table, constant SQL, values as params (see ListingQuery)
+            f"WHERE {self.base} ORDER BY {key} {direction}, id {direction} LIMIT %(probe)s) r",
+            dict(self.params, probe=rows),
+        )
 
     def _walk_sql(self, after: list | None, tier: int | None, needed: int, budget: int) -> tuple[str, dict]:
         """Read at most ``budget`` rows of the non-text filter in sort order, keep the text matches.
