@@ -209,17 +209,12 @@ def end(escrow: Escrow, status: str, *, action: str, actor_id=None, reason=None,
     record(escrow, action, actor_id=actor_id, reason=reason, data=data, to_status=status, now=now, values=values)
     settlement = escrow.settlement if status != "cancelled" else None
     listing = next(iter(Property.raw("SELECT * FROM properties WHERE id = %s FOR UPDATE", escrow.property_id)), None)
-    if listing is not None:
-        moved = False
-        for target in _LISTING_AFTER[settlement]:
-            if listing.standard_status in ("ActiveUnderContract", "Pending") and listing.standard_status != target:
-                extra = {}
-                if target == "Closed":
-                    extra = {"close_price": escrow.price, "close_date": now.date()}
-                listing.change_status(target, actor_id=actor_id, **extra)
-                moved = True
-        if moved:
-            search_queue.mark_dirty(listing.id)  # once for both steps: the reindex reads the final row
+    if listing is not None and listing.standard_status in ("ActiveUnderContract", "Pending"):
+        path = [target for target in _LISTING_AFTER[settlement] if target != listing.standard_status]
+        extra = {"close_price": escrow.price, "close_date": now.date()} if path[-1] == "Closed" else {}
+        # Under contract → Pending → Closed in one write, a history row for each move.
+        listing.change_status(path[-1], actor_id=actor_id, via=tuple(path[:-1]), **extra)
+        search_queue.mark_dirty(listing.id)
     end_backups(escrow.property_id, sold=settlement == "release", now=now)
     titles = {
         "released": ("Deposit released", f"The {amount(escrow)} deposit was released to the seller."),

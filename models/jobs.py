@@ -50,6 +50,8 @@ def _seconds(value: float) -> datetime.timedelta:
 # the disk on every claim and finish costs milliseconds per job for no
 # guarantee gained. They are hand-written because they run for every job and
 # building them through the query builder cost more than running them.
+# The turn creators of one ``dedupe_key`` take (``create_or_get_active``), held until the outermost commit.
+DEDUPE_TURN = "pg_advisory_xact_lock(hashtextextended('jobs:' || %s, 0))"
 _CLAIM = """
 WITH no_fsync AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, %s), attempts = attempts + 1,
@@ -182,7 +184,7 @@ class Job(UUIDModel):
         job either, when the one holding the key finished in between.
         """
         with db.atomic():
-            db.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"jobs:{dedupe_key}",))
+            db.execute_sql(f"SELECT {DEDUPE_TURN}", (dedupe_key,))
             existing = cls.get_or_none((cls.dedupe_key == dedupe_key) & cls.status.in_(ACTIVE))
             if existing is not None:
                 return existing, False
@@ -384,6 +386,7 @@ def new_job_id() -> uuid.UUID:
 __all__ = [
     "ACTIVE",
     "ANNOUNCED_KINDS",
+    "DEDUPE_TURN",
     "DOWNLOADABLE_KINDS",
     "FINISHED",
     "SIGNED_LINK_KEYS",

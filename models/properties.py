@@ -15,6 +15,7 @@ that of two concurrent writers at the same version exactly one wins.
 from __future__ import annotations
 
 import datetime
+import itertools
 import uuid
 
 from peewee import (
@@ -185,7 +186,7 @@ class Property(UUIDModel):
             ).execute()
         return listing
 
-    def apply_changes(self, changes: dict, *, actor_id, expected_version: int | None = None) -> dict:
+    def apply_changes(self, changes: dict, *, actor_id, expected_version: int | None = None, via=()) -> dict:
         """Apply ``changes`` (column names; ``list_agent_id`` for the agent) to this listing.
 
         Returns ``{field: (old, new)}`` for what actually changed (empty: nothing
@@ -193,7 +194,8 @@ class Property(UUIDModel):
         ``expected_version`` (default: the version this object was read at);
         otherwise ``StaleListing``. An illegal status move is ``IllegalTransition``,
         values that cannot hold together are ``InvalidListing``. ``self`` is
-        refreshed from the updated row.
+        refreshed from the updated row. ``via``: statuses the listing passes through
+        on its way to the new one, each move checked and kept in the history (one write).
         """
         expected = self.version if expected_version is None else expected_version
         if expected != self.version:
@@ -206,8 +208,11 @@ class Property(UUIDModel):
         merged.update(changes)
         errors = []
         new_status = diff.get("standard_status")
-        if new_status is not None and not can_transition(self.standard_status, new_status):
-            raise IllegalTransition(self.standard_status, new_status)
+        steps = [self.standard_status, *via, new_status] if new_status is not None else []
+        moves = list(itertools.pairwise(steps))
+        for before, after in moves:
+            if not can_transition(before, after):
+                raise IllegalTransition(before, after)
         errors += consistency_errors(merged)
         final_status = merged["standard_status"]
         for name in ("close_price", "close_date"):
@@ -232,7 +237,8 @@ class Property(UUIDModel):
             ("list_agent" if name == "list_agent_id" else name): value for name, value in {**diff, **derived}.items()
         }
         fields = Property._meta.fields
-        history = [(name, str(current[name]), str(diff[name])) for name in HISTORY_FIELDS if name in diff]
+        history = [("list_price", str(current["list_price"]), str(diff["list_price"]))] if "list_price" in diff else []
+        history += [("standard_status", before, after) for before, after in moves]
         sql = _WRITE.format(
             sets="".join(f", {fields[name].column_name} = %s" for name in values),
             history=_HISTORY.format(rows=", ".join(["(%s, %s, %s)"] * len(history))) if history else "",
@@ -256,6 +262,7 @@ class Property(UUIDModel):
         expected_version: int | None = None,
         close_price: int | None = None,
         close_date: datetime.date | None = None,
+        via: tuple[str, ...] = (),
     ) -> dict:
         """Move to ``new_status`` (with the closing figures when it is Closed); see ``apply_changes``."""
         changes = {"standard_status": new_status}
@@ -263,7 +270,7 @@ class Property(UUIDModel):
             changes["close_price"] = close_price
         if close_date is not None:
             changes["close_date"] = close_date
-        return self.apply_changes(changes, actor_id=actor_id, expected_version=expected_version)
+        return self.apply_changes(changes, actor_id=actor_id, expected_version=expected_version, via=via)
 
     def take_off_market(self, *, actor_id, expected_version: int | None = None) -> dict:
         """What ``DELETE`` does: a draft is Canceled, a listing on the market Withdrawn.

@@ -31,22 +31,39 @@ from __future__ import annotations
 
 import datetime
 
+from models.base import utcnow
 from models.db import db
-from models.jobs import ACTIVE, Job
+from models.job_submission import submit_after_commit
+from models.jobs import ACTIVE, DEDUPE_TURN, Job, current_request_id, new_job_id
 from models.search.index import hold_swap_shared, index_listings, lock_listing
 
 REINDEX_KIND = "search.reindex_property"
 REBUILD_KIND = "search.rebuild_index"
 REBUILD_DEDUPE_KEY = "search:rebuild"
 QUEUE = "search"
+REINDEX_ATTEMPTS = 5
 
-_MARK = """
-INSERT INTO search_dirty AS d (property_id, seq, dirty_since, marked_at)
-VALUES (%s, nextval('search_change_seq'), now(), now())
-ON CONFLICT (property_id) DO UPDATE SET
-    seq = EXCLUDED.seq,
-    marked_at = now(),
-    dirty_since = CASE WHEN d.seq > d.indexed_seq THEN d.dirty_since ELSE now() END
+# The mark, then the turn of the listing's job creators (``Job.create_or_get_active``'s lock): one round trip.
+_MARK = f"""
+WITH marked AS (
+    INSERT INTO search_dirty AS d (property_id, seq, dirty_since, marked_at)
+    VALUES (%s, nextval('search_change_seq'), now(), now())
+    ON CONFLICT (property_id) DO UPDATE SET
+        seq = EXCLUDED.seq,
+        marked_at = now(),
+        dirty_since = CASE WHEN d.seq > d.indexed_seq THEN d.dirty_since ELSE now() END
+    RETURNING 1
+)
+SELECT {DEDUPE_TURN} FROM marked
+"""  # noqa: S608 - a constant of models.jobs; every value is a %s parameter
+# With the turn held, a statement of its own (a snapshot taken after the turn): the job unless one is active.
+_REINDEX_JOB = """
+INSERT INTO jobs (id, kind, queue, status, progress_pct, input, attempts, max_attempts, dedupe_key, request_id,
+                  created_at, updated_at)
+SELECT %s::uuid, %s, %s, 'queued', 0, %s::jsonb, 0, %s, %s, %s, %s::timestamptz, %s::timestamptz
+WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = %s AND status IN ('queued', 'running'))
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running') DO NOTHING
+RETURNING *
 """
 _SETTLE = """
 INSERT INTO search_dirty AS d (property_id, seq, indexed_seq, done_seq)
@@ -69,7 +86,7 @@ def _reindex_job(property_id) -> tuple[Job, bool]:
         kind=REINDEX_KIND,
         queue=QUEUE,
         input={"property_id": str(property_id)},
-        max_attempts=5,
+        max_attempts=REINDEX_ATTEMPTS,
     )
 
 
@@ -80,9 +97,19 @@ def mark_dirty(property_id) -> Job | None:
     None means a reindex of this listing is already queued or running; that
     job will index this change too.
     """
-    db.execute_sql(_MARK, (str(property_id),))
-    job, created = _reindex_job(property_id)
-    return job if created else None
+    if not db.in_transaction():
+        with db.atomic():
+            return mark_dirty(property_id)
+    # No savepoint and no Job read: a listing's change (an escrow's release among them) pays two round trips.
+    key = dedupe_key(property_id)
+    db.execute_sql(_MARK, (str(property_id), key))
+    now = utcnow()
+    job_input = Job.input.db_value({"property_id": str(property_id)})
+    params = (new_job_id(), REINDEX_KIND, QUEUE, job_input, REINDEX_ATTEMPTS, key, current_request_id(), now, now, key)
+    job = next(iter(Job.raw(_REINDEX_JOB, *params)), None)
+    if job is not None:
+        submit_after_commit(job)  # inserted by hand: Job.save did not see it
+    return job
 
 
 def pending_seq(property_id) -> int:

@@ -147,7 +147,7 @@ class SandboxProvider:
                 "metadata": dict(metadata),
             }
 
-        refund = self._once("refund", "re", idempotency_key, params, make)
+        refund = self._once("refund", "re", idempotency_key, params, make, pure=False)
         return ProviderResult(refund["id"], refund["status"], amount, currency)
 
     def payout(
@@ -240,35 +240,64 @@ class SandboxProvider:
         idempotency_key: str,
         params: dict[str, Any],
         make: Callable[[str], dict[str, Any]],
+        *,
+        pure: bool = True,
     ) -> dict[str, Any]:
-        """The object ``idempotency_key`` made for ``operation``, made by ``make(id)`` on its first use."""
+        """The object ``idempotency_key`` made for ``operation``, made by ``make(id)`` on its first use.
+
+        ``pure``: ``make`` only builds the object (no check, nothing stored), so it may run before the
+        key is claimed; a ``make`` that checks or changes other objects (a refund) runs under the key's lock.
+        """
         self._scripted(operation)
         digest = hashlib.sha256(f"{operation}:{idempotency_key}".encode()).hexdigest()
         fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
         key = self._prefix + f"key:{digest}"
+        object_id = f"{id_prefix}_sandbox_{digest[:24]}"
+        if pure:
+            # Claimed with SET NX: of concurrent callers of one key exactly one makes the object.
+            obj = make(object_id)
+            if self.redis.set(key, self._record(fingerprint, obj), ex=TTL_SECONDS, nx=True):
+                return self._made(operation, idempotency_key, obj, None)
+            return self._repeat(key, fingerprint)
         # Callers of one key take turns, so a concurrent repeat finds the object the first one made.
         with self.redis.lock(key + ":lock", timeout=10, blocking_timeout=10):
-            stored = self.redis.get(key)
-            if stored is not None:
-                record = json.loads(stored)
-                if record["fingerprint"] != fingerprint:
-                    raise ProviderRejected(
-                        "idempotency_error",
-                        "Keys for idempotent requests can only be used with the same parameters "
-                        "they were first used with.",
-                        400,
-                    )
-                found = self.redis.get(self._prefix + f"object:{record['id']}")
-                obj: dict[str, Any] = json.loads(found) if found else record["object"]
-                return obj
-            obj = make(f"{id_prefix}_sandbox_{digest[:24]}")
-            self._store(obj)
-            record = {"fingerprint": fingerprint, "id": obj["id"], "object": obj}
-            self.redis.set(key, json.dumps(record), ex=TTL_SECONDS)
-            entry = {"operation": operation, "idempotency_key": idempotency_key, "object": obj}
-            self.redis.rpush(self._prefix + "operations", json.dumps(entry))
-            self.redis.expire(self._prefix + "operations", TTL_SECONDS)
-            return obj
+            if self.redis.exists(key):
+                return self._repeat(key, fingerprint)
+            return self._made(operation, idempotency_key, make(object_id), (key, fingerprint))
+
+    @staticmethod
+    def _record(fingerprint: str, obj: dict[str, Any]) -> str:
+        return json.dumps({"fingerprint": fingerprint, "id": obj["id"], "object": obj})
+
+    def _made(
+        self, operation: str, idempotency_key: str, obj: dict[str, Any], claim: tuple[str, str] | None
+    ) -> dict[str, Any]:
+        """Store a new object (and its key's record when ``claim`` is ``(key, fingerprint)``) in one round trip."""
+        entry = {"operation": operation, "idempotency_key": idempotency_key, "object": obj}
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self._prefix + f"object:{obj['id']}", json.dumps(obj), ex=TTL_SECONDS)
+        if claim is not None:
+            pipe.set(claim[0], self._record(claim[1], obj), ex=TTL_SECONDS)
+        pipe.rpush(self._prefix + "operations", json.dumps(entry))
+        pipe.expire(self._prefix + "operations", TTL_SECONDS)
+        pipe.execute()
+        return obj
+
+    def _repeat(self, key: str, fingerprint: str) -> dict[str, Any]:
+        """A repeated key: the object it made (as it is now: a deposit's status moves on), or a refusal."""
+        stored = self.redis.get(key)
+        if stored is None:  # expired between the claim and this read: a month-old key
+            raise ProviderRejected("idempotency_error", "The idempotency key expired.", 400)
+        record = json.loads(stored)
+        if record["fingerprint"] != fingerprint:
+            raise ProviderRejected(
+                "idempotency_error",
+                "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                400,
+            )
+        found = self.redis.get(self._prefix + f"object:{record['id']}")
+        obj: dict[str, Any] = json.loads(found) if found else record["object"]
+        return obj
 
 
 __all__ = ["OPERATIONS", "OUTCOMES", "SCRIPTED", "SandboxProvider"]

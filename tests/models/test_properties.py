@@ -189,3 +189,21 @@ def test_take_off_market_cancels_drafts_and_withdraws_the_rest(owner):
     assert active.take_off_market(actor_id=owner.id) == {}
     with pytest.raises(IllegalTransition):
         _at(owner, "Pending").take_off_market(actor_id=owner.id)
+
+
+def test_a_move_through_statuses_checks_each_move_and_writes_one_version_with_a_history_row_each(owner):
+    listing = _at(owner, "ActiveUnderContract")
+    before = _status_rows(listing)
+    changed = listing.change_status("Closed", actor_id=owner.id, via=("Pending",), **CLOSE)
+    assert changed["standard_status"] == ("ActiveUnderContract", "Closed")
+    fresh = Property.get_by_id(listing.id)
+    assert (fresh.standard_status, fresh.version, fresh.close_price) == ("Closed", 2, CLOSE["close_price"])
+    assert _status_rows(listing) == [*before, ("ActiveUnderContract", "Pending"), ("Pending", "Closed")]
+    # A move the table refuses anywhere on the way changes nothing.
+    active = _at(owner, "Active")
+    before = _status_rows(active)
+    with pytest.raises(IllegalTransition) as refused:
+        active.change_status("Closed", actor_id=owner.id, via=("Withdrawn",), **CLOSE)
+    assert (refused.value.current, refused.value.new) == ("Withdrawn", "Closed")
+    assert (Property.get_by_id(active.id).standard_status, Property.get_by_id(active.id).version) == ("Active", 1)
+    assert _status_rows(active) == before

@@ -8,6 +8,7 @@ ProviderRejected), and which webhooks verify.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -295,3 +296,21 @@ def test_build_payments_picks_the_provider_by_setting(database, tmp_path, redis,
     assert isinstance(provider, StripeProvider)
     assert _deposit(provider).id.startswith("pi_")
     assert len(_posts(providers, "/v1/payment_intents")) == 1
+
+
+def test_concurrent_sandbox_payouts_of_one_key_make_one_transfer(sandbox):
+    payout = {"destination": "acct_1", "amount": 500, "currency": "usd", "metadata": {}, "transfer_group": "g"}
+    results: list = []
+    threads = [
+        threading.Thread(target=lambda: results.append(sandbox.payout(idempotency_key="p1", **payout)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8 and len(set(results)) == 1
+    assert [op["operation"] for op in sandbox.operations()] == ["payout"]
+    with pytest.raises(ProviderRejected) as refused:
+        sandbox.payout(idempotency_key="p1", **{**payout, "amount": 501})
+    assert refused.value.code == "idempotency_error"

@@ -17,7 +17,7 @@ from models.jobs import Job, JobEffect
 from models.ledger import TransferSpec, transfer
 from models.notifications import Notification
 from models.payments import Payment, advance_by_id, payments_of
-from models.properties import Property
+from models.properties import Property, PropertyHistory
 from tasks.provider_payments import payment_row
 from tasks.runtime import init_runtime
 from tasks.runtime import runtime as worker_runtime
@@ -124,6 +124,13 @@ def test_release_moves_the_deposit_to_the_seller_and_pays_it_out_once(deal):
         ]
     )
     assert Property.get_by_id(deal.listing.id).standard_status == "Closed"
+    moves = (
+        PropertyHistory.select(PropertyHistory.old_value, PropertyHistory.new_value)
+        .where((PropertyHistory.property == deal.listing.id) & (PropertyHistory.field == "standard_status"))
+        .order_by(PropertyHistory.id)
+        .tuples()
+    )
+    assert list(moves)[-2:] == [("ActiveUnderContract", "Pending"), ("Pending", "Closed")]
 
     before = entries(deal)
     assert redeliver(job).status == "succeeded"

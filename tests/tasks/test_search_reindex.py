@@ -6,6 +6,7 @@ import datetime
 import threading
 
 import psycopg2
+import structlog
 
 from models.db import connect_args, db
 from models.jobs import Job
@@ -13,6 +14,7 @@ from models.properties import Property
 from models.search import queue as search_queue
 from models.search.index import LIVE_TABLE, read_state
 from models.search.rebuild import SearchRebuild
+from tasks.base import submitting_jobs
 from tasks.search import rebuild_index, reindex_property, requeue_stale_reindexes
 from tests.search_listings import make_listing, make_owner, update_listing
 
@@ -53,6 +55,24 @@ def test_changes_coalesce_into_one_queued_job_per_listing(runtime, queue):
     assert indexed(listing)["list_price"] == 2_000_000
     # Once the job has finished, the next change makes a new one.
     assert update_listing(listing, list_price=4_000_000) is not None
+
+
+def test_the_mark_writes_the_reindex_job_submitted_on_commit_with_the_request_that_caused_it(runtime, queue):
+    listing = make_listing()
+    with structlog.contextvars.bound_contextvars(request_id="req-mark-1"), submitting_jobs():
+        with db.atomic():
+            job = search_queue.mark_dirty(listing.id)
+            assert job is not None and search_queue.mark_dirty(listing.id) is None  # one job per listing
+            assert queue.submitted == []  # not before the commit
+        assert queue.submitted == [str(job.id)]
+    row = Job.get_by_id(job.id)
+    assert (row.kind, row.queue, row.status, row.max_attempts) == ("search.reindex_property", "search", "queued", 5)
+    assert (row.input, row.dedupe_key) == ({"property_id": str(listing.id)}, f"search:{listing.id}")
+    assert row.request_id == "req-mark-1"
+    assert search_queue.pending_seq(listing.id) > 0
+    # A later change while that job is queued adds no job and still moves the listing's seq on.
+    seq = search_queue.pending_seq(listing.id)
+    assert search_queue.mark_dirty(listing.id) is None and search_queue.pending_seq(listing.id) > seq
 
 
 def test_a_change_while_the_job_runs_is_indexed_before_the_job_lets_go(runtime, queue):
