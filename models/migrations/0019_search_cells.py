@@ -18,14 +18,15 @@ def up(migrator, db):
 
 
 def down(migrator, db):
-    # A full rebuild names the live table's indexes after its generation.
+    # A full rebuild names the live table's indexes after its generation. The driver formats the
+    # statement (peewee passes parameters, if empty), so a literal percent sign is written %%.
     db.execute_sql("""
     DO $$
     DECLARE name text;
     BEGIN
         FOR name IN SELECT indexname FROM pg_indexes
                     WHERE tablename = 'property_search' AND right(indexname, 12) = '_cell_newest' LOOP
-            EXECUTE format('DROP INDEX %I', name);
+            EXECUTE format('DROP INDEX %%I', name);
         END LOOP;
     END $$;
     """)
