@@ -46,7 +46,7 @@ def reindex_property(ctx: JobContext) -> dict:
     }
 
 
-# ~50 s for 1,000,000 listings here; the limits leave room for thirty times that, and stay
+# ~40 s for 1,000,000 listings here; the limits leave room for forty times that, and stay
 # below the broker's visibility timeout (celeryconfig) like every other limit.
 @job_task(lease_seconds=120, soft_time_limit=1800, time_limit=1900)
 def rebuild_index(ctx: JobContext) -> dict:

@@ -18,7 +18,8 @@ def up(migrator, db):
 
 
 def down(migrator, db):
-    # A full rebuild names the live table's indexes after its generation. (``%%``: psycopg2 formats the statement.)
+    # A full rebuild names the live table's indexes after its generation. The driver formats the
+    # statement (peewee passes parameters, if empty), so a literal percent sign is written %%.
     db.execute_sql("""
     DO $$
     DECLARE name text;

@@ -8,6 +8,7 @@ one generation of them and swaps it in without losing a change made meanwhile.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 from peewee import IntegrityError, OperationalError
@@ -35,10 +36,48 @@ SWAP_LOCK_TIMEOUT = "3s"
 MAINTENANCE_WORK_MEM = "1GB"
 # PostgreSQL's SQLSTATE for a lock not granted within lock_timeout.
 LOCK_NOT_AVAILABLE = "55P03"
+# Connections that load chunks and build indexes at the same time. Each step is CPU in one
+# backend (text vectors, GIN builds); two sessions keep both cores of a small server busy.
+SESSIONS = 2
+# The text GIN indexes take longest: started first, they overlap the btree builds.
+_SLOWEST_FIRST = ("_tsv ", "_tsv_ab ", "_tsv_a ", "_features ")
 
 
 class RebuildError(Exception):
     pass
+
+
+class _Pages:
+    """Heap page ranges handed out to the loading sessions, one chunk at a time, in order."""
+
+    def __init__(self, per_chunk: int, count):
+        self.per_chunk = per_chunk
+        self.count = count  # reads the heap's current page count
+        self.total = count()
+        self.next = 0
+        self.done = 0
+        self.failed = False
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[int, int] | None:
+        with self.lock:
+            if self.failed:
+                return None
+            if self.next >= self.total:
+                # Pages added while loading (new listings) are read too; their reindex jobs would catch them anyway.
+                self.total = max(self.total, self.count())
+                if self.next >= self.total:
+                    return None
+            first = self.next
+            self.next += self.per_chunk
+            return first, self.next
+
+    def stop(self) -> None:
+        self.failed = True
+
+    def finished(self, first: int, last: int) -> None:
+        with self.lock:
+            self.done += min(last, self.total) - first
 
 
 class SearchRebuild:
@@ -46,16 +85,18 @@ class SearchRebuild:
 
     Steps (the ``search.rebuild_index`` job calls them in order; tests interleave changes):
 
-    1. ``start``: create ``property_search_g<N+1>_<run>`` (primary key only), record
+    1. ``start``: create ``property_search_g<N+1>_<run>`` (no index yet), record
        it as the table being built, and draw ``start_seq`` from the change
        sequence.
     2. ``load``: copy every public listing in chunks of heap pages (``ctid``
        ranges, so the read is sequential) into the table, which has no index
-       yet; each chunk is its own transaction with its own snapshot.
+       yet; each chunk is its own transaction with its own snapshot, and
+       ``sessions`` connections load chunks at once.
     3. ``build_indexes``: drop the loaded rows of listings changed since
        ``start_seq`` (step 4 copies them again; a listing updated during the
-       load may have been copied twice), ``VACUUM``, the primary key and the
-       secondary indexes, ``ANALYZE``.
+       load may have been copied twice), ``VACUUM``, the primary key, then the
+       secondary indexes in ``sessions`` connections at once (the text GIN
+       indexes first), ``ANALYZE``.
     4. ``catch_up``: draw ``catch_seq``, then re-copy every listing that is
        dirty now or that a per-listing reindex wrote after ``start_seq``.
     5. ``swap``: in one transaction holding the swap lock exclusively (no
@@ -73,8 +114,16 @@ class SearchRebuild:
     end, and never see a half-built table.
     """
 
-    def __init__(self, job_id=None, pages_per_chunk: int = 2000, log=None, lock_timeout: str = SWAP_LOCK_TIMEOUT):
+    def __init__(
+        self,
+        job_id=None,
+        pages_per_chunk: int = 2000,
+        log=None,
+        lock_timeout: str = SWAP_LOCK_TIMEOUT,
+        sessions: int = SESSIONS,
+    ):
         self.job_id = job_id
+        self.sessions = sessions
         self.lock_timeout = lock_timeout
         self.pages_per_chunk = pages_per_chunk
         self.log = log or (lambda message: None)
@@ -112,31 +161,69 @@ class SearchRebuild:
         ]
 
     def load(self, progress=None) -> int:
-        """Copy every public listing; returns the rows inserted. ``progress(done, total)`` per chunk.
+        """Copy every public listing; returns the rows inserted. ``progress(done, total)`` in pages.
 
-        The table has no index yet (``build_indexes``), so a listing updated while
-        the load runs may be copied twice, from two chunks; ``build_indexes`` keeps one.
+        Chunks of heap pages go to ``sessions`` connections in turn, each chunk its
+        own transaction with its own snapshot, all taken after ``start_seq`` was
+        drawn. The table has no index yet (``build_indexes``), so a listing updated
+        while the load runs may be copied twice, from two chunks; ``build_indexes``
+        keeps one.
         """
         columns = ", ".join(COLUMNS)
         sql = (
             f"INSERT INTO {self.table} ({columns}) SELECT {PROJECTION} FROM properties p "  # noqa: S608 - a generated table name and constant SQL; page bounds are params
             f"WHERE p.ctid >= %s::tid AND p.ctid < %s::tid AND {PUBLIC_CONDITION}"
         )
-        inserted, first = 0, 0
-        total = self.heap_pages()
-        # Pages added while loading (new listings) are read too; their reindex jobs would catch them anyway.
-        while first < total:
-            last = first + self.pages_per_chunk
-            with db.atomic():
-                cursor = db.execute_sql(sql, (f"({first},0)", f"({last},0)"))
-                inserted += cursor.rowcount
-            first = last
-            if progress is not None:
-                progress(min(first, total), total)
-            if first >= total:
-                total = max(total, self.heap_pages())
+        pages = _Pages(self.pages_per_chunk, self.heap_pages)
+
+        def copy(report) -> int:
+            inserted = 0
+            while (chunk := pages.take()) is not None:
+                with db.atomic():
+                    inserted += db.execute_sql(sql, (f"({chunk[0]},0)", f"({chunk[1]},0)")).rowcount
+                pages.finished(*chunk)
+                if report and progress is not None:
+                    progress(min(pages.done, pages.total), pages.total)
+            return inserted
+
+        inserted: int = sum(self._in_sessions(copy, stop=pages.stop))
         self._mark("load")
         return inserted
+
+    def _in_sessions(self, work, stop) -> list:
+        """``work(report)`` in this connection and, outside a transaction, in ``sessions - 1`` more at once.
+
+        Only this thread's call gets ``report=True`` (progress goes to the job row
+        from the job's own connection). When one call fails, ``stop()`` makes the
+        others return after their current statement. Inside a transaction (the
+        tests') other connections could not see its rows: the work runs here alone.
+        """
+        extra = self.sessions - 1 if not db.in_transaction() else 0
+        results: list = [None] * extra
+        errors: list[BaseException] = []
+
+        def run(slot: int) -> None:
+            try:
+                with db.connection_context():
+                    results[slot] = work(False)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                errors.append(exc)
+                stop()
+
+        threads = [threading.Thread(target=run, args=(slot,), daemon=True) for slot in range(extra)]
+        for thread in threads:
+            thread.start()
+        try:
+            mine = work(True)
+        except BaseException:
+            stop()
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
+        return [mine, *results]
 
     # --- 3 ----------------------------------------------------------------------------------
     def build_indexes(self, progress=None) -> None:
@@ -147,23 +234,44 @@ class SearchRebuild:
         cleanup reads a whole index) and analyzed at the end (the statistics of
         the expression indexes come from ``ANALYZE`` after they exist).
         """
+        table = check_table(str(self.table))
         self._drop_changed_copies()
         if not db.in_transaction():
-            db.execute_sql(f"VACUUM {self.table}")
-        statements = [primary_key_ddl(self.table), *index_ddl(self.table)]
-        for index, statement in enumerate(statements):
-            started = time.monotonic()
-            if index == 0:
-                self._add_primary_key(statement)
-            else:
+            db.execute_sql(f"VACUUM {table}")
+        started = time.monotonic()
+        self._add_primary_key(primary_key_ddl(table))
+        self.log(f"search rebuild: primary key in {time.monotonic() - started:.1f} s")
+        statements = sorted(index_ddl(table), key=self._build_order)
+        lock = threading.Lock()
+        built = [1]
+        if progress is not None:
+            progress(1, len(statements) + 1)
+
+        def build(report) -> None:
+            while True:
+                with lock:
+                    if not statements:
+                        return
+                    statement = statements.pop(0)
+                started = time.monotonic()
                 with db.atomic():
                     db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
                     db.execute_sql(statement)
-            self.log(f"search rebuild: {statement.split(' ON ')[0]} in {time.monotonic() - started:.1f} s")
-            if progress is not None:
-                progress(index + 1, len(statements))
+                self.log(f"search rebuild: {statement.split(' ON ')[0]} in {time.monotonic() - started:.1f} s")
+                with lock:
+                    built[0] += 1
+                if report and progress is not None:
+                    progress(built[0], built[0] + len(statements))
+
+        self._in_sessions(build, stop=statements.clear)
+        if progress is not None:
+            progress(built[0], built[0])
         db.execute_sql(f"ANALYZE {self.table}")
         self._mark("indexes")
+
+    def _build_order(self, statement: str) -> int:
+        name = statement.split(" ON ")[0].removeprefix(f"CREATE INDEX {self.table}") + " "
+        return _SLOWEST_FIRST.index(name) if name in _SLOWEST_FIRST else len(_SLOWEST_FIRST)
 
     def _drop_changed_copies(self) -> None:
         # Every listing changed since start_seq is copied again by catch_up (step 4): its rows
@@ -181,11 +289,12 @@ class SearchRebuild:
             return
         except IntegrityError:
             self.log("search rebuild: a listing was copied twice (changed while loading, not marked); keeping one")
-        # Not marked as changed (so not in catch_up): keep the copy read last, from the later snapshot.
+        # Not marked as changed (so not in catch_up): keep the copy from the later snapshot. Chunks
+        # load in two sessions at once, so the later copy is the one whose transaction began last.
         with db.atomic():
             db.execute_sql(
                 f"DELETE FROM {self.table} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() "  # noqa: S608 - a generated table name
-                "OVER (PARTITION BY id ORDER BY ctid DESC) AS copy FROM "
+                "OVER (PARTITION BY id ORDER BY indexed_at DESC, ctid DESC) AS copy FROM "
                 f"{self.table}) c WHERE copy > 1)"
             )
             db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
