@@ -186,6 +186,10 @@ class Settings:
     # Seconds a cached search result page lives in Redis (0: no cache). Any index change
     # makes cached pages obsolete at once; the TTL only bounds how long they take up memory.
     search_cache_ttl: int = 30
+    # A full rebuild loads and builds indexes in this many database sessions at once, each index
+    # build with this much maintenance_work_mem (so up to sessions x this, on the database server).
+    search_rebuild_sessions: int = 2
+    search_rebuild_maintenance_work_mem: str = "1GB"
 
     # --- Notifications, SMS, provider webhooks (docs/notifications.md) ---
     # outbox: one JSON file per text message under var/sms (development); twilio: the Twilio API.

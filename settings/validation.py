@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
@@ -233,6 +234,10 @@ def general_problems(settings: Settings) -> list[str]:
         problems.append("IDEMPOTENCY_KEY_TTL must be between 60 seconds and 7 days")
     if not 1 <= settings.escrow_deposit_business_days <= 30:
         problems.append("ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30")
+    if not 1 <= settings.search_rebuild_sessions <= 8:
+        problems.append("SEARCH_REBUILD_SESSIONS must be between 1 and 8")
+    if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", settings.search_rebuild_maintenance_work_mem):
+        problems.append("SEARCH_REBUILD_MAINTENANCE_WORK_MEM must be a size such as 256MB or 1GB")
     if settings.log_format not in ("json", "console"):
         problems.append("LOG_FORMAT must be json or console")
     if settings.log_colors not in ("auto", "always", "never"):

@@ -50,7 +50,13 @@ def reindex_property(ctx: JobContext) -> dict:
 # below the broker's visibility timeout (celeryconfig) like every other limit.
 @job_task(lease_seconds=120, soft_time_limit=1800, time_limit=1900)
 def rebuild_index(ctx: JobContext) -> dict:
-    rebuild = SearchRebuild(job_id=ctx.job.id, log=log.info)
+    settings = runtime().settings
+    rebuild = SearchRebuild(
+        job_id=ctx.job.id,
+        log=log.info,
+        sessions=settings.search_rebuild_sessions,
+        maintenance_work_mem=settings.search_rebuild_maintenance_work_mem,
+    )
     try:
         rebuild.start()
         ctx.progress(2, "Copying listings")

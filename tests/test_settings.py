@@ -159,6 +159,9 @@ def test_values_are_parsed_and_bad_ones_all_named():
         ({"PAYMENTS_PROVIDER": "stripe"}, "STRIPE_API_KEY"),
         ({"STRIPE_API_URL": "api.stripe.com"}, "STRIPE_API_URL"),
         ({"STRIPE_WEBHOOK_TOLERANCE": "5"}, "STRIPE_WEBHOOK_TOLERANCE"),
+        ({"SEARCH_REBUILD_SESSIONS": "0"}, "SEARCH_REBUILD_SESSIONS"),
+        ({"SEARCH_REBUILD_MAINTENANCE_WORK_MEM": "1GB'; DROP TABLE users; --"}, "SEARCH_REBUILD_MAINTENANCE_WORK_MEM"),
+        ({"SEARCH_REBUILD_MAINTENANCE_WORK_MEM": "lots"}, "SEARCH_REBUILD_MAINTENANCE_WORK_MEM"),
     ],
 )
 def test_malformed_settings_are_refused_in_every_environment(environ, named):

@@ -7,6 +7,7 @@ one generation of them and swaps it in without losing a change made meanwhile.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -121,9 +122,13 @@ class SearchRebuild:
         log=None,
         lock_timeout: str = SWAP_LOCK_TIMEOUT,
         sessions: int = SESSIONS,
+        maintenance_work_mem: str = MAINTENANCE_WORK_MEM,
     ):
+        if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", maintenance_work_mem):
+            raise ValueError(f"maintenance_work_mem {maintenance_work_mem!r} is not a size like 512MB or 1GB")
         self.job_id = job_id
         self.sessions = sessions
+        self.maintenance_work_mem = maintenance_work_mem
         self.lock_timeout = lock_timeout
         self.pages_per_chunk = pages_per_chunk
         self.log = log or (lambda message: None)
@@ -255,7 +260,7 @@ class SearchRebuild:
                     statement = statements.pop(0)
                 started = time.monotonic()
                 with db.atomic():
-                    db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+                    db.execute_sql(f"SET LOCAL maintenance_work_mem = '{self.maintenance_work_mem}'")
                     db.execute_sql(statement)
                 self.log(f"search rebuild: {statement.split(' ON ')[0]} in {time.monotonic() - started:.1f} s")
                 with lock:
@@ -284,7 +289,7 @@ class SearchRebuild:
     def _add_primary_key(self, statement: str) -> None:
         try:
             with db.atomic():
-                db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+                db.execute_sql(f"SET LOCAL maintenance_work_mem = '{self.maintenance_work_mem}'")
                 db.execute_sql(statement)
             return
         except IntegrityError:
@@ -297,7 +302,7 @@ class SearchRebuild:
                 "OVER (PARTITION BY id ORDER BY indexed_at DESC, ctid DESC) AS copy FROM "
                 f"{self.table}) c WHERE copy > 1)"
             )
-            db.execute_sql(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+            db.execute_sql(f"SET LOCAL maintenance_work_mem = '{self.maintenance_work_mem}'")
             db.execute_sql(statement)
 
     # --- 4 ----------------------------------------------------------------------------------
