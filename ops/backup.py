@@ -61,12 +61,15 @@ def _now() -> datetime.datetime:
 
 
 def _name_for(moment: datetime.datetime, taken: list[str]) -> str:
-    name = moment.strftime("%Y%m%dT%H%M%SZ")
-    suffix = 1
-    while name in taken:
-        suffix += 1
-        name = f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{suffix}"
-    return name
+    """A new backup's name: its UTC second, then ``-002``, ``-003``... past every name already used in that
+    second. Names sort in the order the backups were made (retention keeps the last ones by name), so a
+    name retention freed is never handed out again within the same second."""
+    second = moment.strftime("%Y%m%dT%H%M%SZ")
+    same = [name for name in taken if name == second or name.startswith(second + "-")]
+    if not same:
+        return second
+    used = [int(name.rpartition("-")[2]) for name in same if name.rpartition("-")[2].isdigit()]
+    return f"{second}-{max([1, *used]) + 1:03d}"
 
 
 def complete_backups(target: Target) -> list[str]:

@@ -8,6 +8,7 @@ The data is committed (pg_dump sees only committed rows), in a database of this 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -318,3 +319,16 @@ def test_retention_keeps_the_newest_complete_backups_and_cleans_incomplete_ones(
     names = sorted(p.name for p in (tmp_path / "b").iterdir())
     assert len(names) == 2 and names[0] == made[2] and "20000101T000000Z" not in names
     assert complete_backups(target) == names
+
+
+def test_backups_made_in_one_second_are_named_in_the_order_they_were_made():
+    from ops.backup import _name_for
+
+    moment = datetime.datetime(2026, 12, 7, 20, 21, 44, tzinfo=datetime.UTC)
+    taken: list[str] = []
+    for _ in range(11):
+        taken.append(_name_for(moment, taken))
+    assert taken[:3] == ["20261207T202144Z", "20261207T202144Z-002", "20261207T202144Z-003"]
+    assert sorted(taken) == taken  # retention keeps the last ones by name: the tenth sorts after the ninth
+    # Retention removed the first ones: their names are not handed out again in that second.
+    assert _name_for(moment, taken[-2:]) == "20261207T202144Z-012"
