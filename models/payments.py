@@ -71,9 +71,14 @@ class Payment(UUIDModel):
         return data
 
 
+def _forward(current: str, status: str) -> bool:
+    """Whether a payment in ``current`` may move to ``status``: not backwards, and never out of an end state."""
+    return STATUS_RANK[status] >= STATUS_RANK[current] and current not in ("succeeded", "canceled")
+
+
 def advance(payment: Payment, status: str, **values) -> bool:
     """Move ``payment`` to ``status`` if that is forward (``STATUS_RANK``); False when it was not."""
-    if STATUS_RANK[status] < STATUS_RANK[payment.status] or payment.status in ("succeeded", "canceled"):
+    if not _forward(payment.status, status):
         return False
     if status == payment.status and not values:
         return False
@@ -101,8 +106,7 @@ def advance_by_id(payment_id, status: str, **values) -> bool:
     if not values:
         raise ValueError("advance_by_id writes the values that come with the status; give at least one")
     fields = Payment._meta.fields
-    # From where ``status`` is a move forward (or sideways with new values): ``advance``'s rule.
-    origins = [s for s in STATUSES if STATUS_RANK[status] >= STATUS_RANK[s] and s not in ("succeeded", "canceled")]
+    origins = [current for current in STATUSES if _forward(current, status)]  # ``advance``'s rule, on the row
     columns = "".join(f", {fields[name].column_name} = %s" for name in values)
     params = [payment_id, status, utcnow(), *(fields[name].db_value(v) for name, v in values.items()), origins]
     row = db.execute_sql(_ADVANCE.format(columns=columns), params).fetchone()
