@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import jwt
 import pytest
 
 from models.jobs import Job
@@ -103,11 +104,15 @@ def test_resume_after_a_disconnect_misses_nothing_and_repeats_nothing(live_env, 
 def test_an_expired_token_closes_the_connection(live_env, live_db, logs, procs):
     proc, url = start_relay(live_env, logs, RELAY_HEARTBEAT_INTERVAL="1", RELAY_IDLE_TIMEOUT="5")
     procs.append(proc)
-    expiring = WsClient.authenticated(url, token(live_env, make_user(), expires_in=2)[0])
-    started = time.monotonic()
+    raw, _ = token(live_env, make_user(), expires_in=2)
+    # ``exp`` is whole seconds, so the token lives between 1 and 2 seconds: the
+    # close is measured against the claim itself, not against when it was issued.
+    expires_at = jwt.decode(raw, options={"verify_signature": False})["exp"]
+    expiring = WsClient.authenticated(url, raw)
     code, reason = expiring.closed_with(timeout=5)
+    closed_at = time.time()
     assert (code, "expired" in reason) == (proto.UNAUTHENTICATED, True)
-    assert 1 <= time.monotonic() - started <= 3.5
+    assert expires_at - 0.05 <= closed_at <= expires_at + 1.5
 
 
 def test_logging_out_closes_the_sessions_connections(live_env, live_db, logs, procs):
