@@ -4,20 +4,24 @@ A first import is almost only new listings, and writing each one through the mod
 the listing, one for its history, two for its search mark) cost most of its time. Here a chunk's
 new listings without photos are checked under the same rules (``listing_values``, ``new_listing``;
 the chunk's agents read in one query) and written in four statements: the ``properties`` rows and
-their first history rows, each as one multi-row INSERT, and their search marks and reindex jobs
+their first history rows, each with one ``COPY``, and their search marks and reindex jobs
 (``mark_dirty_many``). A listing imported before (its update goes through ``Property.apply_changes``,
 which keeps its history and version) or one with photos goes through ``targets.write`` as before,
 in its own savepoint.
 
-A statement the database refuses (a CHECK, a key already taken) raises: the runner rolls the
-chunk's savepoint back and applies its rows again one at a time, where that row alone is reported.
+A statement the database refuses (a CHECK, a key already taken) raises, and so does a value COPY
+would not read as an INSERT does (a list of numbers for a text array): the runner rolls the chunk's
+savepoint back and applies its rows again one at a time, where a refused row alone is reported.
 """
 
 from __future__ import annotations
 
+import datetime
+import io
+import math
+import uuid
+from collections.abc import Callable
 from typing import Any
-
-from psycopg2.extras import execute_values
 
 from models.base import utcnow
 from models.db import db
@@ -34,8 +38,12 @@ _FIELDS = Property._meta.sorted_fields
 _HISTORY_FIELDS = [PropertyHistory._meta.fields[name] for name in ("property", "at", "field", "old_value", "new_value")]
 _COLUMNS = ", ".join(field.column_name for field in _FIELDS)
 _HISTORY_COLUMNS = ", ".join(field.column_name for field in _HISTORY_FIELDS)
-_INSERT = f"INSERT INTO properties ({_COLUMNS}) VALUES %s"  # noqa: S608 - the model's own columns
-_INSERT_HISTORY = f"INSERT INTO property_history ({_HISTORY_COLUMNS}) VALUES %s"  # noqa: S608 - the same
+_COPY = f"COPY properties ({_COLUMNS}) FROM STDIN"
+_COPY_HISTORY = f"COPY property_history ({_HISTORY_COLUMNS}) FROM STDIN"
+# Each column's field name, conversion and default (``Property.create`` fills in a field's default when not given).
+_DEFAULTS = [(field.name, field.db_value, field.default) for field in _FIELDS]
+_MISSING = object()
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def write_listings(rows: list[tuple[MappedRow | Outcome, str | None]]) -> list[Outcome]:
@@ -71,23 +79,61 @@ def write_listings(rows: list[tuple[MappedRow | Outcome, str | None]]) -> list[O
         outcomes[index] = with_notes(mapped, Outcome.inserted(listing["id"]))
     if listings:
         cursor = db.cursor()
-        execute_values(cursor, _INSERT, [_row(listing) for listing in listings], page_size=len(listings))
-        history_rows = [tuple(field.db_value(row[field.name]) for field in _HISTORY_FIELDS) for row in history]
-        execute_values(cursor, _INSERT_HISTORY, history_rows, page_size=len(history_rows))
+        cursor.copy_expert(_COPY, io.StringIO("".join(_line(listing) for listing in listings)))
+        cursor.copy_expert(_COPY_HISTORY, io.StringIO("".join(_history_line(row) for row in history)))
         mark_dirty_many(listing["id"] for listing in listings)
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _row(listing: dict[str, Any]) -> tuple:
-    """A listing's column values in ``_FIELDS`` order, defaults as ``Property.create`` fills them in."""
-    values = []
-    for field in _FIELDS:
-        if field.name in listing:
-            value = listing[field.name]
-        else:
-            value = field.default() if callable(field.default) else field.default
-        values.append(field.db_value(value))
-    return tuple(values)
+def _line(listing: dict[str, Any]) -> str:
+    """A listing's row in COPY's text format (``_FIELDS``' columns), defaults as ``Property.create`` fills them in."""
+    texts = []
+    for name, db_value, default in _DEFAULTS:
+        value = listing.get(name, _MISSING)
+        if value is _MISSING:
+            value = default() if callable(default) else default
+        texts.append(_NULL if value is None else _text(db_value(value)))
+    return "\t".join(texts) + "\n"
+
+
+def _history_line(row: dict[str, Any]) -> str:
+    return "\t".join(_text(field.db_value(row[field.name])) for field in _HISTORY_FIELDS) + "\n"
+
+
+def _text(value: Any) -> str:
+    """A value as COPY text, read by PostgreSQL as the literal an INSERT would send. ``ValueError`` for a value
+    whose literal is typed otherwise (a list of numbers, a boolean, ...): the chunk then goes row by row."""
+    write = _WRITE.get(type(value))
+    if write is None:
+        raise ValueError(f"a {type(value).__name__} is not written by COPY here")
+    return write(value)
+
+
+def _float(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not written by COPY here")
+    return repr(value)
+
+
+def _array(items: list) -> str:
+    if not all(item is None or type(item) is str for item in items):
+        raise ValueError("only a list of text is written by COPY here")
+    quoted = ("NULL" if item is None else '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return ("{" + ",".join(quoted) + "}").translate(_ESCAPES)
+
+
+_NULL = "\\N"
+# By exact type: a subclass (a bool is an int) is refused, as is any type not listed.
+_WRITE: dict[type, Callable[[Any], str]] = {
+    type(None): lambda value: _NULL,
+    str: lambda value: value.translate(_ESCAPES),
+    int: str,
+    float: _float,
+    uuid.UUID: str,
+    datetime.datetime: datetime.datetime.isoformat,
+    datetime.date: datetime.date.isoformat,
+    list: _array,
+}
 
 
 __all__ = ["write_listings"]
