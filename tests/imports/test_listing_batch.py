@@ -229,3 +229,18 @@ def test_marking_many_listings_makes_one_reindex_job_each_and_none_while_one_is_
     assert [job.input for job in jobs] == [{"property_id": str(fresh.id)}]  # keys[0]'s job is still queued
     assert search_queue.pending_seq(keys[0]) > marked_before
     assert search_queue.mark_dirty_many([]) == []
+
+
+def test_a_value_copy_would_read_otherwise_than_an_insert_sends_the_chunk_row_by_row(
+    listings_source, source_users, caplog
+):
+    source = listings_source
+    seller = source_users["bcrypt_2a"].id
+    numbers = add_listing(source, seller, details={"amenities": [1, 2.5]})  # not text: COPY is not used for it
+    fine = add_listing(source, seller)
+    caplog.set_level(logging.INFO, logger="hearth.imports")
+    imported = run(source)
+    assert "failed as a batch" in caplog.text
+    assert imported.counts[TABLE]["inserted"] == 2 and not list(ImportReportRow.of_run(imported.id))
+    assert Property.get_by_id(numbers).features == ["1", "2.5"]  # as an INSERT of the row has them
+    assert Property.get_by_id(fine).features == ["pool", 'garage \\ "two"\tcars']
