@@ -23,6 +23,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from peewee import CharField, DateField, Field, FloatField, ForeignKeyField, IntegerField, TextField, UUIDField
+from playhouse.postgres_ext import ArrayField, DateTimeTZField
+
 from models.base import utcnow
 from models.db import db
 from models.imports.listing_target import listing_values, new_listing
@@ -40,8 +43,23 @@ _COLUMNS = ", ".join(field.column_name for field in _FIELDS)
 _HISTORY_COLUMNS = ", ".join(field.column_name for field in _HISTORY_FIELDS)
 _COPY = f"COPY properties ({_COLUMNS}) FROM STDIN"
 _COPY_HISTORY = f"COPY property_history ({_HISTORY_COLUMNS}) FROM STDIN"
-# Each column's field name, conversion and default (``Property.create`` fills in a field's default when not given).
-_DEFAULTS = [(field.name, field.db_value, field.default) for field in _FIELDS]
+
+
+def _kept_as_is(field: Field) -> tuple[type, ...]:
+    """The types of value ``field.db_value`` returns unchanged (or, for a UUID, as text PostgreSQL reads alike)."""
+    if isinstance(field, ForeignKeyField):
+        field = field.rel_field
+    if isinstance(field, UUIDField):
+        return (str, uuid.UUID)
+    kinds = {IntegerField: int, FloatField: float, TextField: str, CharField: str, ArrayField: list}
+    kinds.update({DateTimeTZField: datetime.datetime, DateField: datetime.date})
+    return tuple(kind for cls, kind in kinds.items() if isinstance(field, cls))
+
+
+# Each column's field name, conversion, the types it keeps as they are, and its default (``Property.create``
+# fills in a field's default when not given).
+_SPEC = [(field.name, field.db_value, _kept_as_is(field), field.default) for field in _FIELDS]
+_HISTORY_SPEC = [(field.name, field.db_value, _kept_as_is(field), None) for field in _HISTORY_FIELDS]
 _MISSING = object()
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -80,24 +98,23 @@ def write_listings(rows: list[tuple[MappedRow | Outcome, str | None]]) -> list[O
     if listings:
         cursor = db.cursor()
         cursor.copy_expert(_COPY, io.StringIO("".join(_line(listing) for listing in listings)))
-        cursor.copy_expert(_COPY_HISTORY, io.StringIO("".join(_history_line(row) for row in history)))
+        cursor.copy_expert(_COPY_HISTORY, io.StringIO("".join(_line(row, _HISTORY_SPEC) for row in history)))
         mark_dirty_many(listing["id"] for listing in listings)
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _line(listing: dict[str, Any]) -> str:
-    """A listing's row in COPY's text format (``_FIELDS``' columns), defaults as ``Property.create`` fills them in."""
+def _line(row: dict[str, Any], spec: list = _SPEC) -> str:
+    """A row in COPY's text format (``spec``'s columns), defaults as ``Model.create`` fills them in."""
     texts = []
-    for name, db_value, default in _DEFAULTS:
-        value = listing.get(name, _MISSING)
+    for name, db_value, as_is, default in spec:
+        value = row.get(name, _MISSING)
         if value is _MISSING:
             value = default() if callable(default) else default
-        texts.append(_NULL if value is None else _text(db_value(value)))
+        if value is None:
+            texts.append(_NULL)
+        else:
+            texts.append(_text(value if type(value) in as_is else db_value(value)))
     return "\t".join(texts) + "\n"
-
-
-def _history_line(row: dict[str, Any]) -> str:
-    return "\t".join(_text(field.db_value(row[field.name])) for field in _HISTORY_FIELDS) + "\n"
 
 
 def _text(value: Any) -> str:
