@@ -115,6 +115,8 @@ def mark_dirty(property_id) -> Job | None:
 
 # ``mark_dirty`` for many listings: the marks, then each listing's turn, taken in key order (two writers
 # marking overlapping sets wait for each other instead of deadlocking); then the jobs, in one statement.
+# Its check for an active job is a subquery per listing, an index probe: as NOT EXISTS the planner may
+# hash every active job instead (a bulk import queues one per listing), a cost that grows with them.
 _MARK_MANY = f"""
 WITH marked AS (
     INSERT INTO search_dirty AS d (property_id, seq, dirty_since, marked_at)
@@ -133,7 +135,7 @@ INSERT INTO jobs (id, kind, queue, status, progress_pct, input, attempts, max_at
                   created_at, updated_at)
 SELECT j.id, %s, %s, 'queued', 0, j.input, 0, %s, j.key, %s, %s::timestamptz, %s::timestamptz
 FROM unnest(%s::uuid[], %s::jsonb[], %s::text[]) AS j (id, input, key)
-WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = j.key AND status IN ('queued', 'running'))
+WHERE (SELECT 1 FROM jobs WHERE dedupe_key = j.key AND status IN ('queued', 'running')) IS NULL
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running') DO NOTHING
 RETURNING *
 """
