@@ -2,12 +2,12 @@
 
 A first import is almost only new listings, and writing each one through the model (an INSERT for
 the listing, one for its history, two for its search mark) cost most of its time. Here a chunk's
-new listings without photos are checked under the same rules (``listing_values``, ``new_listing``;
-the chunk's agents read in one query) and written in four statements: the ``properties`` rows and
-their first history rows, each with one ``COPY``, and their search marks and reindex jobs
-(``mark_dirty_many``). A listing imported before (its update goes through ``Property.apply_changes``,
-which keeps its history and version) or one with photos goes through ``targets.write`` as before,
-in its own savepoint.
+new listings without photos (none, or none that came across) are checked under the same rules
+(``listing_values``, ``new_listing``; the chunk's agents read in one query) and written in four
+statements: the ``properties`` rows and their first history rows, each with one ``COPY``, and their
+search marks and reindex jobs (``mark_dirty_many``). A listing imported before (its update goes
+through ``Property.apply_changes``, which keeps its history and version) or one with photos to
+attach goes through ``targets.write`` as before, in its own savepoint.
 
 A statement the database refuses (a CHECK, a key already taken) raises, and so does a value COPY
 would not read as an INSERT does (a list of numbers for a text array): the runner rolls the chunk's
@@ -74,7 +74,7 @@ def write_listings(rows: list[tuple[MappedRow | Outcome, str | None]]) -> list[O
     for mapped, previous_id in rows:
         if isinstance(mapped, Outcome):
             outcomes.append(mapped)
-        elif previous_id or mapped.fields.get("photos") is not None:
+        elif previous_id or mapped.fields.get("photos"):  # a new listing without photos has none to attach
             outcomes.append(write(TARGET, mapped, previous_id))
         else:
             values, problems = listing_values(mapped.fields)

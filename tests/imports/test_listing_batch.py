@@ -28,7 +28,7 @@ version = 1
 
 [tables."public.listings"]
 target = "properties"
-ignore = ["updated_at", "photos"]
+ignore = ["updated_at"]
 constants = { currency = "USD", association_fee_frequency = "Monthly" }
 
 [tables."public.listings".columns]
@@ -51,6 +51,7 @@ lng = { field = "longitude", transform = "float" }
 details = { field = "features", json = "amenities" }
 hoa_fee = { field = "association_fee", transform = "money" }
 created_at = { field = "created_at", transform = "timestamp" }
+photos = { field = "photos", transform = "storage_url" }
 """
 
 
@@ -161,6 +162,8 @@ def test_a_mixed_chunk_gives_the_outcomes_and_rows_of_the_row_by_row_path(listin
         "ghost_agent": add_listing(source, seller, title=str(uuid.uuid4())),
         "deleted_owner": add_listing(source, source_users["deleted"].id),
         "bad_money": add_listing(source, seller, hoa_fee="about 100"),
+        "no_photos": add_listing(source, seller, photos=[]),
+        "photo_not_imported": add_listing(source, seller, photos=[f"listing-photos/{seller}/gone.png"]),
     }
 
     (row_keys, one_by_one, rows_one), (batch_keys, batch, rows_batch) = both_ways(source)
@@ -169,12 +172,12 @@ def test_a_mixed_chunk_gives_the_outcomes_and_rows_of_the_row_by_row_path(listin
     for rows in (rows_one, rows_batch):  # the updated listing went on the market when its update ran
         assert rows["listings"][updated].pop("on_market_timestamp") is not None
     assert rows_batch == rows_one
-    assert len(rows_batch["listings"]) == 5 and len(rows_batch["jobs"]) == 5
+    assert len(rows_batch["listings"]) == 7 and len(rows_batch["jobs"]) == 7
 
     imported = run(source)
     counts = imported.counts[TABLE]
-    assert counts["read"] == 14
-    assert (counts["inserted"], counts["updated"], counts["unchanged"]) == (3, 1, 1)
+    assert counts["read"] == 16
+    assert (counts["inserted"], counts["updated"], counts["unchanged"]) == (5, 1, 1)
     assert counts["skipped"] == {"listing-rule": 5, "missing-reference": 3, "invalid-value": 1}
     report = {row["source_key"]: (row["reason"], row["detail"]) for row in ImportReportRow.of_run(imported.id)}
     assert report[keys["bad_status"]] == ("listing-rule", "standard_status 'X' is not a RESO status")
@@ -184,6 +187,10 @@ def test_a_mixed_chunk_gives_the_outcomes_and_rows_of_the_row_by_row_path(listin
     assert "latitude and longitude go together" in report[keys["half_coordinates"]][1]
     assert report[keys["ghost_agent"]][0] == report[keys["deleted_owner"]][0] == "missing-reference"
     assert report[keys["bad_money"]][0] == "invalid-value"
+    assert report[keys["photo_not_imported"]] == (
+        "missing-file",
+        f"column photos: listing-photos/{seller}/gone.png did not come across",
+    )
     new = Property.get_by_id(keys["new"])
     assert (str(new.list_agent_id), new.features) == (agent, ["pool", 'garage \\ "two"\tcars'])
     assert new.public_remarks == "Casa 🏡 — 海景 — بيت" and new.on_market_timestamp is not None
@@ -194,8 +201,8 @@ def test_a_mixed_chunk_gives_the_outcomes_and_rows_of_the_row_by_row_path(listin
         assert search_queue.mark_dirty(key) is None  # its reindex job is queued already
 
     again = run(source)
-    assert again.counts[TABLE]["unchanged"] == 14  # refused rows too: they are reported again only once changed
-    assert Property.select().count() == 5
+    assert again.counts[TABLE]["unchanged"] == 16  # refused rows too: they are reported again only once changed
+    assert Property.select().count() == 7
 
 
 def test_a_row_the_database_refuses_inside_the_bulk_write_is_reported_and_the_chunk_comes_across(
