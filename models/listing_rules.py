@@ -10,6 +10,9 @@ them to the rows.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
+
 from models.accounts import User
 
 STATUSES = (
@@ -125,7 +128,20 @@ def consistency_errors(values: dict) -> list[tuple[str, str]]:
 
 def agent_errors(agent_id) -> list[tuple[str, str]]:
     """Why ``agent_id`` cannot be a listing's agent: no such user, not an agent, or banned."""
-    agent = User.select(User.role, User.banned_at).where(User.id == agent_id).first()
+    return _agent_errors(User.select(User.role, User.banned_at).where(User.id == agent_id).first())
+
+
+def agent_errors_many(agent_ids: Iterable) -> dict[str, list[tuple[str, str]]]:
+    """``agent_errors`` of many users in one read, by ``str(agent_id)``; ``ValueError`` for an id that is no UUID."""
+    ids = {str(agent_id): str(uuid.UUID(str(agent_id))) for agent_id in agent_ids}
+    if not ids:
+        return {}
+    agents = User.select(User.id, User.role, User.banned_at).where(User.id.in_(list(set(ids.values()))))
+    found = {str(agent.id): agent for agent in agents}
+    return {given: _agent_errors(found.get(canonical)) for given, canonical in ids.items()}
+
+
+def _agent_errors(agent) -> list[tuple[str, str]]:
     if agent is None or agent.role != "agent" or agent.banned_at is not None:
         return [("list_agent_id", "must be the id of an agent")]
     return []
@@ -145,6 +161,7 @@ __all__ = [
     "ListingError",
     "StaleListing",
     "agent_errors",
+    "agent_errors_many",
     "can_transition",
     "compose_address",
     "consistency_errors",

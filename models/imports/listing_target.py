@@ -12,7 +12,10 @@ a photo shows only once its scan is clean (``photos_view`` reads clean uploads o
 
 from __future__ import annotations
 
+import datetime
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from models.base import utcnow
 from models.imports.steps import Outcome
@@ -37,10 +40,7 @@ _FIRST_ONLY = ("created_at",)
 
 def write_listing(fields: dict, previous_id: str | None, source_key: str) -> Outcome:
     """Create or update the listing ``fields`` describe; an ``Outcome`` (skipped when a rule refuses it)."""
-    values = {name: value for name, value in fields.items() if name != "photos"}
-    values["owner_id"] = values.pop("owner")
-    values["list_agent_id"] = values.pop("list_agent", None)
-    problems = _value_problems(values)
+    values, problems = listing_values(fields)
     if problems:
         return Outcome.skipped("listing-rule", "; ".join(problems))
     listing = Property.get_or_none(Property.id == previous_id) if previous_id else None
@@ -91,6 +91,15 @@ def _shortest_path(start: str, goal: str) -> list[str]:
     return paths.get(goal, [start])[1:]
 
 
+def listing_values(fields: dict) -> tuple[dict, list[str]]:
+    """A mapped row's fields as the listing's columns (``owner_id``, ``list_agent_id``; no photos), and the
+    problems of single values that refuse it (empty: none)."""
+    values = {name: value for name, value in fields.items() if name != "photos"}
+    values["owner_id"] = values.pop("owner")
+    values["list_agent_id"] = values.pop("list_agent", None)
+    return values, _value_problems(values)
+
+
 def _value_problems(values: dict) -> list[str]:
     problems = []
     if values.get("standard_status", "Incomplete") not in STATUSES:
@@ -104,18 +113,31 @@ def _value_problems(values: dict) -> list[str]:
 
 
 def _create(values: dict, source_key: str) -> Property:
+    row, history = new_listing(values, source_key, utcnow(), agent_errors)
+    listing = Property.create(**row)
+    PropertyHistory.insert_many(history).execute()
+    return listing
+
+
+def new_listing(
+    values: dict, source_key: str, now: datetime.datetime, agent_problems: Callable[[Any], list[tuple[str, str]]]
+) -> tuple[dict, list[dict]]:
+    """The ``Property`` row (by field name) a new listing of ``values`` is, and its first history rows.
+
+    ``InvalidListing`` when a rule between its fields refuses it; ``agent_problems(agent_id)`` says why
+    its agent cannot be one (``agent_errors``, or a lookup of a chunk's agents read at once).
+    """
     status = values.setdefault("standard_status", "Incomplete")
     values = {name: value for name, value in values.items() if value is not None or name == "list_agent_id"}
     values.setdefault("standard_status", status)
     errors = consistency_errors(values)
     if values.get("list_agent_id") is not None:
-        errors += agent_errors(values["list_agent_id"])
+        errors += agent_problems(values["list_agent_id"])
     for name in ("close_price", "close_date"):
         if status == "Closed" and values.get(name) is None:
             errors.append((name, "is required for a Closed listing"))
     if errors:
         raise InvalidListing(errors)
-    now = utcnow()
     created_at = values.pop("created_at", None) or now
     values.update(
         id=_listing_id(source_key),
@@ -129,20 +151,18 @@ def _create(values: dict, source_key: str) -> Property:
     values.setdefault("unparsed_address", compose_address(values))
     if status not in ("Incomplete", "ComingSoon"):
         values.setdefault("on_market_timestamp", created_at)
-    listing = Property.create(**values)
-    PropertyHistory.insert_many(
-        [
-            {"property": listing.id, "at": now, "field": "standard_status", "old_value": None, "new_value": status},
-            {
-                "property": listing.id,
-                "at": now,
-                "field": "list_price",
-                "old_value": None,
-                "new_value": str(listing.list_price),
-            },
-        ]
-    ).execute()
-    return listing
+    listing_id = values["id"]
+    history = [
+        {"property": listing_id, "at": now, "field": "standard_status", "old_value": None, "new_value": status},
+        {
+            "property": listing_id,
+            "at": now,
+            "field": "list_price",
+            "old_value": None,
+            "new_value": str(values["list_price"]),
+        },
+    ]
+    return values, history
 
 
 def _listing_id(source_key: str) -> uuid.UUID:
@@ -186,4 +206,4 @@ def _attach_photos(listing: Property, upload_ids: list[str]) -> str | None:
     return None
 
 
-__all__ = ["write_listing"]
+__all__ = ["listing_values", "new_listing", "write_listing"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from models.imports.mapping_rules import RowSkipped, TableMapping, source_problems
+from models.imports import transforms
+from models.imports.listing_batch import write_listings
+from models.imports.mapping_rules import MappedRow, Resolve, RowSkipped, TableMapping, source_problems
 from models.imports.steps import Outcome, Source, SourceRow, Step, StepContext, source_row
 from models.imports.targets import delete, write
 
@@ -58,6 +60,47 @@ class MappingStep(Step):
         except RowSkipped as skipped:
             return Outcome.skipped(skipped.reason, skipped.detail)
         return write(self.target, mapped, ctx.previous_id)
+
+    def apply_batch(self, rows: list[tuple[SourceRow, str | None]], ctx: StepContext) -> list[Outcome] | None:
+        """Listings a chunk at a time (``models.imports.listing_batch``); other targets row by row."""
+        if self.target != "properties" or ctx.resolve_many is None:
+            return None
+        resolve = self._resolver([row for row, _ in rows], ctx.resolve, ctx.resolve_many)
+        mapped: list[tuple[MappedRow | Outcome, str | None]] = []
+        for row, previous_id in rows:
+            try:
+                mapped.append((self.table.map_row(row.data, resolve), previous_id))
+            except RowSkipped as skipped:
+                mapped.append((Outcome.skipped(skipped.reason, skipped.detail), previous_id))
+        return write_listings(mapped)
+
+    def _resolver(
+        self, rows: list[SourceRow], one: Resolve, many: Callable[[str, Iterable[str]], dict[str, str]]
+    ) -> Resolve:
+        """``one`` (``ctx.resolve``) with the chunk's references (``ref`` rules) read first by ``many``, a query
+        per source table; a reference no rule names (a Storage object) is still looked up by ``one``."""
+        asked: dict[str, set[str]] = {}
+        for rule in self.table.rules:
+            if rule.transform != "ref" or not rule.ref:
+                continue
+            keys = asked.setdefault(rule.ref, set())
+            for row in rows:
+                value = row.data.get(rule.column)
+                if rule.json is not None:
+                    try:
+                        value = transforms.json_path(rule.json, value)
+                    except transforms.BadValue:
+                        continue  # map_row reports it
+                if value is not None:
+                    keys.add(str(value))
+        found = {table: many(table, keys) for table, keys in asked.items()}
+
+        def resolve(table: str, key: str) -> str | None:
+            if key in asked.get(table, ()):
+                return found[table].get(key)
+            return one(table, key)
+
+        return resolve
 
     def delete(self, target_id: str, ctx: StepContext) -> Outcome:
         return delete(self.target, target_id)

@@ -48,6 +48,11 @@ def write(target: str, mapped: MappedRow, previous_id: str | None) -> Outcome:
         return undo.outcome
     except IntegrityError as exc:
         return Outcome.skipped("constraint", str(exc).splitlines()[0][:200])
+    return with_notes(mapped, outcome)
+
+
+def with_notes(mapped: MappedRow, outcome: Outcome) -> Outcome:
+    """The outcome of a row that came across, with its notes as its reason when it has no other."""
     if mapped.notes and outcome.reason is None:
         reason = mapped.notes[0][0]
         detail = "; ".join(detail for _, detail in mapped.notes)
@@ -210,4 +215,4 @@ _WRITERS = {
     "offers": write_offer,
 }
 
-__all__ = ["AVATAR_KEY", "delete", "write"]
+__all__ = ["AVATAR_KEY", "delete", "with_notes", "write"]

@@ -30,6 +30,7 @@ it; ``requeue_stale`` (beat) covers jobs that failed for good.
 from __future__ import annotations
 
 import datetime
+import json
 
 from models.base import utcnow
 from models.db import db
@@ -110,6 +111,57 @@ def mark_dirty(property_id) -> Job | None:
     if job is not None:
         submit_after_commit(job)  # inserted by hand: Job.save did not see it
     return job
+
+
+# ``mark_dirty`` for many listings: the marks, then each listing's turn, taken in key order (two writers
+# marking overlapping sets wait for each other instead of deadlocking); then the jobs, in one statement.
+# Its check for an active job is a subquery per listing, an index probe: as NOT EXISTS the planner may
+# hash every active job instead (a bulk import queues one per listing), a cost that grows with them.
+_MARK_MANY = f"""
+WITH marked AS (
+    INSERT INTO search_dirty AS d (property_id, seq, dirty_since, marked_at)
+    SELECT p, nextval('search_change_seq'), now(), now() FROM unnest(%s::uuid[]) AS p
+    ON CONFLICT (property_id) DO UPDATE SET
+        seq = EXCLUDED.seq,
+        marked_at = now(),
+        dirty_since = CASE WHEN d.seq > d.indexed_seq THEN d.dirty_since ELSE now() END
+    RETURNING property_id
+)
+SELECT {DEDUPE_TURN % "t.key"}
+FROM (SELECT 'search:' || property_id::text AS key FROM marked ORDER BY 1) AS t
+"""  # noqa: S608 - a constant of models.jobs; every value is a %s parameter
+_REINDEX_JOBS = """
+INSERT INTO jobs (id, kind, queue, status, progress_pct, input, attempts, max_attempts, dedupe_key, request_id,
+                  created_at, updated_at)
+SELECT j.id, %s, %s, 'queued', 0, j.input, 0, %s, j.key, %s, %s::timestamptz, %s::timestamptz
+FROM unnest(%s::uuid[], %s::jsonb[], %s::text[]) AS j (id, input, key)
+WHERE (SELECT 1 FROM jobs WHERE dedupe_key = j.key AND status IN ('queued', 'running')) IS NULL
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running') DO NOTHING
+RETURNING *
+"""
+
+
+def mark_dirty_many(property_ids) -> list[Job]:
+    """``mark_dirty`` for many listings in three statements: the reindex jobs it created (submitted on commit).
+
+    The same rows and jobs as ``mark_dirty`` called for each listing (a listing given twice counts once).
+    """
+    ids = sorted(dict.fromkeys(str(property_id) for property_id in property_ids))
+    if not ids:
+        return []
+    if not db.in_transaction():
+        with db.atomic():
+            return mark_dirty_many(ids)
+    db.execute_sql(_MARK_MANY, (ids,))
+    now = utcnow()
+    keys = [dedupe_key(property_id) for property_id in ids]
+    inputs = [json.dumps({"property_id": property_id}) for property_id in ids]
+    job_ids = [str(new_job_id()) for _ in ids]
+    params = (REINDEX_KIND, QUEUE, REINDEX_ATTEMPTS, current_request_id(), now, now, job_ids, inputs, keys)
+    jobs = list(Job.raw(_REINDEX_JOBS, *params))
+    for job in jobs:
+        submit_after_commit(job)  # inserted by hand: Job.save did not see them
+    return jobs
 
 
 def pending_seq(property_id) -> int:
@@ -199,6 +251,7 @@ __all__ = [
     "hand_over",
     "lag",
     "mark_dirty",
+    "mark_dirty_many",
     "pending_seq",
     "queue_rebuild",
     "reindex_step",
