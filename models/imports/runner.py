@@ -115,6 +115,7 @@ class Runner:
     def _context(self) -> StepContext:
         return StepContext(
             run_id=str(self.run_row.id),
+            snapshot_at=self.run_row.snapshot_at,
             options=dict(self.run_row.options or {}),
             resolve=ImportMap.resolve,
             resolve_many=ImportMap.resolve_many,
@@ -161,21 +162,24 @@ class Runner:
         rows = staged.stage(step, chunk)
         try:
             with db.atomic():
-                step.apply_staged(1, rows, ctx)
+                outcomes = step.apply_staged(1, rows, ctx)
         except Exception as exc:  # noqa: BLE001 - any refusal sends the chunk row by row, where it is reported per row
             log.info(
                 "import chunk failed as a batch, applied row by row",
                 extra={"table": step.name, "error": _error_detail(exc)},
             )
+            outcomes = []
             for ord_ in range(1, rows + 1):
                 try:
                     with db.atomic():
-                        step.apply_staged(ord_, ord_, ctx)
+                        outcomes.extend(step.apply_staged(ord_, ord_, ctx))
                 except Exception as row_exc:  # noqa: BLE001 - the row is reported as failed, with the error's first line
                     detail = _error_detail(row_exc)
-                    key = staged.fail_row(step, ord_, detail)
+                    key = staged.fail_row(step, ord_, detail, self.run_row.id)
+                    outcomes.append((FAILED, "error", 1))
                     log.warning("import row failed", extra={"table": step.name, "key": key, "error": detail})
-        for kind, reason, count in staged.record(step, self.run_row.id, self.run_row.snapshot_at):
+        staged.finish()
+        for kind, reason, count in outcomes:
             add_outcome(counts, kind, reason, count)
 
     def _apply_chunk(self, step: Step, chunk: list[SourceRow], ctx: StepContext, counts: dict) -> None:
