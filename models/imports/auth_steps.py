@@ -76,9 +76,14 @@ class UsersStep(Step):
         return ["-infinity" if created == "\\N" else created, values[0].decode()]
 
     def apply_staged(self, first: int, last: int, ctx: StepContext) -> list[tuple[str, str | None, int]]:
+        if "fresh" not in ctx.memo:  # the first chunk of this pass: did the import map know the table before it?
+            found = db.execute_sql("SELECT EXISTS (SELECT 1 FROM import_map WHERE source_table = %s)", (self.name,))
+            ctx.memo["fresh"] = not found.fetchone()[0]
         cursor = db.execute_sql(
             users_rules.APPLY,
             {
+                # a batch only: a row applied alone (after its batch failed) is always probed
+                "fresh": ctx.memo["fresh"] and first < last,
                 "table": self.name,
                 "target": self.target,
                 "run": ctx.run_id,

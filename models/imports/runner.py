@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 CHUNK_SIZE = 500
 # A staged step's chunk: its cost per chunk (a few statements, a commit) is spread over more rows.
-STAGED_CHUNK_SIZE = 5000
+STAGED_CHUNK_SIZE = 20000
 KEYS_CHUNK = 5000
 # A delta (--since last) starts this much before the previous run's snapshot: rows committed at the
 # source just around that instant are read again (and found unchanged) rather than missed.

@@ -18,8 +18,12 @@ from models.imports.report import ImportReportRow
 from models.imports.steps import FAILED, Step
 
 _PLANNER_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan", "jit")
-_PLANNER_OFF = "; ".join(f"SET LOCAL {name} = off" for name in _PLANNER_SETTINGS)
-_PLANNER_RESET = "; ".join(f"RESET {name}" for name in _PLANNER_SETTINGS)
+# A chunk's rows are materialized and sorted once in its statement: in memory, not in temporary files.
+_CHUNK_WORK_MEM = "64MB"
+_PLANNER_OFF = "; ".join(
+    [*(f"SET LOCAL {name} = off" for name in _PLANNER_SETTINGS), f"SET LOCAL work_mem = '{_CHUNK_WORK_MEM}'"]
+)
+_PLANNER_RESET = "; ".join(f"RESET {name}" for name in (*_PLANNER_SETTINGS, "work_mem"))
 
 
 def _stage_table(step: Step) -> str:

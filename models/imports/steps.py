@@ -135,7 +135,8 @@ class StepContext:
     ``resolve_many(source_table, source_keys)``: the same for many keys in one read, as a dict of the
     imported ones (a step that applies a batch uses it).
     ``options``: the run's options (no secrets); ``run_id``: the current run; ``snapshot_at``: its
-    source snapshot (the import map's ``last_seen_at``).
+    source snapshot (the import map's ``last_seen_at``). ``memo``: what a step keeps for the rest of
+    this pass over its table (a new context, empty, for each pass).
     """
 
     run_id: str
@@ -146,6 +147,7 @@ class StepContext:
     dry_run: bool = False
     collaborators: dict[str, Any] = dataclasses.field(default_factory=dict)
     snapshot_at: datetime.datetime | None = None
+    memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Step:

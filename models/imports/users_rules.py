@@ -10,6 +10,12 @@ come in two halves:
   and the users already there, in one statement that writes the users, the import map and the report,
   and returns the range's counts by outcome and reason.
 
+``APPLY`` with ``fresh`` true is for a batch of a pass over ``auth.users`` that began with no import
+map entry for the table (a first import): none of its rows can be in the import map (a pass reads
+each source row once), and none can share its id with a Hearth user but by chance, so the import map
+and users are not probed by id. The unique keys of ``import_map`` and ``users`` still guard both:
+a row that breaks either fails the batch, whose rows are then applied one by one, each probed.
+
 The rules, in the order they are checked (docs/import.md lists them for operators):
 
 - a row whose checksum equals the import map's is ``unchanged``: nothing is written but the map's
@@ -178,10 +184,12 @@ WITH placed AS MATERIALIZED (
         CROSS JOIN LATERAL (SELECT coalesce(st.banned_until > now(), false) AS banned) AS b
         -- One index probe per staged row, whatever the planner believes of the tables' sizes (an import fills
         -- them faster than their statistics follow): OFFSET 0 keeps each lookup a subquery run per row.
+        -- ``fresh`` (see above): neither probe can find a row, and neither is made.
         LEFT JOIN LATERAL (
-            SELECT * FROM import_map WHERE source_table = %(table)s AND source_key = st.id::text OFFSET 0
+            SELECT * FROM import_map
+            WHERE NOT %(fresh)s AND source_table = %(table)s AND source_key = st.id::text OFFSET 0
         ) AS m ON true
-        LEFT JOIN LATERAL (SELECT id, password_hash FROM users WHERE id = st.id OFFSET 0) AS e ON true
+        LEFT JOIN LATERAL (SELECT id, password_hash FROM users WHERE NOT %(fresh)s AND id = st.id OFFSET 0) AS e ON true
         LEFT JOIN LATERAL (SELECT id FROM users WHERE email = st.email OFFSET 0) AS h ON true
         WHERE st.ord BETWEEN %(first)s AND %(last)s
             -- soft-deleted after it came across: gone at the source, reported by the runner's deletion pass

@@ -78,6 +78,23 @@ def test_a_second_run_changes_nothing_and_says_so(source, source_users):
     assert {u.id: (u.updated_at, u.password_hash) for u in User.select()} == before
 
 
+def test_a_hearth_user_with_a_source_users_id_before_the_first_import_is_updated_not_duplicated(source, source_users):
+    # A first import does not look users up by id (no import map yet): the users' key catches this one,
+    # and its chunk is applied again row by row, where the user is found and updated.
+    ana = source_users["bcrypt_2a"]
+    User.create(id=ana.id, email="ana.in.hearth@example.com", full_name="Ana in Hearth", role="agent")
+    run = run_import(source, only=["auth.users"])
+    users = run.counts["auth.users"]
+    assert users["failed"] == {} and total(users, "updated") == 1
+    assert total(users, "inserted") == len(IMPORTED) - 1
+    assert User.select().count() == len(IMPORTED)
+    user = User.get_by_id(ana.id)
+    assert (user.email, user.full_name, user.role) == ("ana@example.com", "Ana Lúcia", "buyer")
+    assert verify_password(user.password_hash, ana.password)
+    entry = ImportMapEntry.get((ImportMapEntry.source_table == "auth.users") & (ImportMapEntry.source_key == ana.id))
+    assert entry.target_id == ana.id and entry.skipped_reason is None
+
+
 def test_a_run_stopped_after_a_chunk_resumes_without_duplicates(source, source_users, monkeypatch):
     import models.imports.runner as runner
 
