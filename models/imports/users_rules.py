@@ -117,12 +117,14 @@ SELECT u.id, md5(ROW({row})::text),
             GROUP BY 1) AS listed) END
 FROM auth.users AS u
 CROSS JOIN (SELECT %s::text AS ws, %s::text[] AS bcrypt, %s::text[] AS roles) AS k
+-- OFFSET 0: each of these is computed once per row (pulled up, each would be computed wherever it is used)
 CROSS JOIN LATERAL (SELECT
     lower(btrim(coalesce(u.email, ''), k.ws)) AS norm,
     coalesce(left(u.encrypted_password, 4) = ANY(k.bcrypt), false) AS bcrypt,
     CASE WHEN jsonb_typeof(u.raw_user_meta_data) = 'object' THEN u.raw_user_meta_data ELSE '{{}}' END AS meta,
     CASE WHEN jsonb_typeof(u.raw_app_meta_data) = 'object' THEN u.raw_app_meta_data ELSE '{{}}' END AS app,
-    nullif(btrim(coalesce(u.phone, ''), k.ws), '') AS phone_text) AS n
+    nullif(btrim(coalesce(u.phone, ''), k.ws), '') AS phone_text
+    OFFSET 0) AS n
 {where}ORDER BY {order}
 """
 
@@ -194,6 +196,7 @@ WITH placed AS MATERIALIZED (
         WHERE st.ord BETWEEN %(first)s AND %(last)s
             -- soft-deleted after it came across: gone at the source, reported by the runner's deletion pass
             AND NOT (st.deleted_at IS NOT NULL AND m.target_id IS NOT NULL)
+        OFFSET 0  -- each row's values computed once (pulled up, each would be computed wherever it is used)
     ) AS d
 ),
 inserted AS (
