@@ -35,6 +35,9 @@ T = TypeVar("T")
 CHUNK_SIZE = 500
 # A staged step's chunk: its cost per chunk (a few statements, a commit) is spread over more rows.
 STAGED_CHUNK_SIZE = 20000
+# ... but the first is at most this: the source sorts and writes it before Hearth can start, and Hearth
+# writes it while the source writes the next ones.
+FIRST_STAGED_CHUNK = 5000
 KEYS_CHUNK = 5000
 # A delta (--since last) starts this much before the previous run's snapshot: rows committed at the
 # source just around that instant are read again (and found unchanged) rather than missed.
@@ -153,7 +156,10 @@ class Runner:
         """The step's rows in chunks: ``SourceRow``s read ahead in a thread, or a staged step's COPY lines."""
         if step.staged:
             select, params = step.staged_select(self.since, after)
-            yield from batched(self.source.copy_rows(select, params), self.staged_chunk_size)
+            lines = iter(self.source.copy_rows(select, params))
+            first = min(self.staged_chunk_size, FIRST_STAGED_CHUNK)
+            yield from batched(itertools.islice(lines, first), first)
+            yield from batched(lines, self.staged_chunk_size)
         else:
             yield from read_ahead(batched(step.rows(self.source, self.since, after), self.chunk_size))
 
