@@ -23,6 +23,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2.errors
+from peewee import IntegrityError
+
 from models.accounts import SELF_SERVICE_ROLES, User
 from models.base import utcnow
 from models.db import db
@@ -37,6 +40,13 @@ IDENTITIES = "auth.identities"
 
 def _as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def _unique_violation(exc: BaseException) -> bool:
+    """Whether a driver error (as peewee raises it: the driver's error as its context) is a unique key's."""
+    return any(
+        isinstance(error, psycopg2.errors.UniqueViolation) for error in (exc, exc.__cause__, exc.__context__, *exc.args)
+    )
 
 
 class UsersStep(Step):
@@ -79,11 +89,24 @@ class UsersStep(Step):
         if "fresh" not in ctx.memo:  # the first chunk of this pass: did the import map know the table before it?
             found = db.execute_sql("SELECT EXISTS (SELECT 1 FROM import_map WHERE source_table = %s)", (self.name,))
             ctx.memo["fresh"] = not found.fetchone()[0]
+        if ctx.memo["fresh"] and first < last:  # a batch only: a row applied alone is always probed
+            try:
+                with db.atomic():
+                    return self._apply_staged(first, last, ctx, fresh=True)
+            except IntegrityError as exc:
+                if not _unique_violation(exc):
+                    raise
+                # A row met a Hearth user (or an import map entry) after all: probed, from now on.
+                ctx.memo["fresh"] = False
+        return self._apply_staged(first, last, ctx, fresh=False)
+
+    def _apply_staged(
+        self, first: int, last: int, ctx: StepContext, *, fresh: bool
+    ) -> list[tuple[str, str | None, int]]:
         cursor = db.execute_sql(
             users_rules.APPLY,
             {
-                # a batch only: a row applied alone (after its batch failed) is always probed
-                "fresh": ctx.memo["fresh"] and first < last,
+                "fresh": fresh,
                 "table": self.name,
                 "target": self.target,
                 "run": ctx.run_id,

@@ -14,7 +14,8 @@ come in two halves:
 map entry for the table (a first import): none of its rows can be in the import map (a pass reads
 each source row once), and none can share its id with a Hearth user but by chance, so the import map
 and users are not probed by id. The unique keys of ``import_map`` and ``users`` still guard both:
-a row that breaks either fails the batch, whose rows are then applied one by one, each probed.
+a row that breaks either fails that statement, and the batch is applied again with the probes, as
+is the rest of the pass.
 
 The rules, in the order they are checked (docs/import.md lists them for operators):
 
