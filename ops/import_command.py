@@ -50,7 +50,7 @@ def add_parser(commands, *, database) -> None:
         "--send-password-links", action="store_true", help="email a set-password link to imported users without one"
     )
     supabase.add_argument(
-        "--chunk-size", type=int, default=None, help="source rows per transaction (default 500; auth.users 5,000)"
+        "--chunk-size", type=int, default=None, help="source rows per transaction (default 500; auth.users 20,000)"
     )
     supabase.add_argument("--report", type=pathlib.Path, help="write every reported row here (.csv or JSON lines)")
     supabase.set_defaults(handler=import_supabase, database=database)

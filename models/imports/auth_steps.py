@@ -23,6 +23,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2.errors
+from peewee import IntegrityError
+
 from models.accounts import SELF_SERVICE_ROLES, User
 from models.base import utcnow
 from models.db import db
@@ -39,8 +42,11 @@ def _as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _unique_violation(exc: BaseException) -> bool:
+    """Whether a driver error (as peewee raises it: the driver's error as its context) is a unique key's."""
+    return any(
+        isinstance(error, psycopg2.errors.UniqueViolation) for error in (exc, exc.__cause__, exc.__context__, *exc.args)
+    )
 
 
 class UsersStep(Step):
@@ -69,44 +75,49 @@ class UsersStep(Step):
     staged = True
     stage_table = users_rules.STAGE_TABLE
     stage_columns = users_rules.STAGE_COLUMNS
-    # Oldest first (the first of two case-duplicates wins); NULL created_at first, as the oldest.
-    _ORDER = "coalesce(created_at, '-infinity'::timestamptz), id"
     _CREATED = [name for name, _ in users_rules.STAGE_COLUMNS].index("created_at")
 
     def staged_select(self, since: datetime.datetime | None, after: Any = None) -> tuple[str, list]:
-        # The checksum is the source's md5 of the row's text (the source session is in UTC, so it is stable).
-        row = ", ".join(_quoted(name) for name in self.required)
-        columns = ", ".join(
-            f"md5(ROW({row})::text)" if name == "checksum" else _quoted(name) for name, _ in self.stage_columns
-        )
-        where, params = [], []
-        if since is not None:
-            where.append("updated_at > %s")
-            params.append(since)
-        if after:
-            where.append("(coalesce(created_at, '-infinity'::timestamptz), id) > (%s::timestamptz, %s::uuid)")
-            params.extend(after)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        return f"SELECT {columns} FROM auth.users{clause} ORDER BY {self._ORDER}", params  # noqa: S608
+        return users_rules.source_select(self.required, SELF_SERVICE_ROLES, since, after)
 
     def position_of(self, line: bytes) -> Any:
         values = line.split(b"\t")
         created = values[self._CREATED].decode()
         return ["-infinity" if created == "\\N" else created, values[0].decode()]
 
-    def apply_staged(self, first: int, last: int, ctx: StepContext) -> None:
-        db.execute_sql(
+    def apply_staged(self, first: int, last: int, ctx: StepContext) -> list[tuple[str, str | None, int]]:
+        if "fresh" not in ctx.memo:  # the first chunk of this pass: did the import map know the table before it?
+            found = db.execute_sql("SELECT EXISTS (SELECT 1 FROM import_map WHERE source_table = %s)", (self.name,))
+            ctx.memo["fresh"] = not found.fetchone()[0]
+        if ctx.memo["fresh"] and first < last:  # a batch only: a row applied alone is always probed
+            try:
+                with db.atomic():
+                    return self._apply_staged(first, last, ctx, fresh=True)
+            except IntegrityError as exc:
+                if not _unique_violation(exc):
+                    raise
+                # A row met a Hearth user (or an import map entry) after all: probed, from now on.
+                ctx.memo["fresh"] = False
+        return self._apply_staged(first, last, ctx, fresh=False)
+
+    def _apply_staged(
+        self, first: int, last: int, ctx: StepContext, *, fresh: bool
+    ) -> list[tuple[str, str | None, int]]:
+        cursor = db.execute_sql(
             users_rules.APPLY,
             {
+                "fresh": fresh,
                 "table": self.name,
+                "target": self.target,
+                "run": ctx.run_id,
+                "seen": ctx.snapshot_at,
                 "first": first,
                 "last": last,
-                "ws": users_rules.WHITESPACE,
                 "bcrypt": users_rules.BCRYPT_PREFIXES,
-                "roles": list(SELF_SERVICE_ROLES),
                 "ban_reason": users_rules.BAN_REASON,
             },
         )
+        return [(kind, reason, int(rows)) for kind, reason, rows in cursor.fetchall()]
 
     def keys(self, source: Source) -> Iterator[str]:
         # A soft-deleted user is not at the source any more: one imported before is ``deleted-at-source``.

@@ -50,24 +50,22 @@ FROM unnest(%(keys)s::text[], %(ids)s::text[], %(reasons)s::text[], %(checksums)
 """
     + _ON_CONFLICT
 )
-# From a table of outcomes (``models.imports.staged``): new entries inserted, known ones updated.
-_INSERT_OUTCOMES = """
-INSERT INTO import_map (source_table, source_key, target_table, target_id, skipped_reason, checksum,
-                        first_run_id, last_run_id, last_seen_at)
-SELECT %(table)s, o.source_key, %(target)s, o.target_id, CASE WHEN o.kind = 'skipped' THEN o.reason END,
-       o.checksum, %(run)s, %(run)s, %(seen)s
-FROM {outcomes} AS o WHERE o.kind IN ('inserted', 'updated', 'skipped') AND NOT o.mapped
-"""
-_UPDATE_OUTCOMES = """
-UPDATE import_map AS m SET
-    target_id = COALESCE(o.target_id, CASE WHEN o.kind <> 'skipped' THEN m.target_id END),
-    skipped_reason = CASE WHEN o.kind = 'skipped' THEN o.reason END,
-    checksum = CASE WHEN o.kind = 'unchanged' THEN m.checksum ELSE o.checksum END,
-    last_run_id = %(run)s, last_seen_at = %(seen)s, deleted_at_source = NULL
-FROM {outcomes} AS o
-WHERE o.mapped AND o.kind IN ('inserted', 'updated', 'skipped', 'unchanged')
-    AND m.source_table = %(table)s AND m.source_key = o.source_key
-"""
+# A staged step's writes (``models.imports.users_rules``): data-modifying CTEs of its statement, from its
+# ``outcomes`` (ord, source_key, checksum, mapped, kind, target_id, reason, detail). New entries are inserted
+# (no speculative insertion per row); known ones take the upsert's update, found through each outcome's key
+# (an ``UPDATE ... FROM outcomes`` may be planned as a scan of the whole table's map). A chunk never holds a
+# source key twice.
+_OUTCOME_ROWS = """
+    INSERT INTO import_map AS m (source_table, source_key, target_table, target_id, skipped_reason, checksum,
+                                 first_run_id, last_run_id, last_seen_at)
+    SELECT %(table)s, o.source_key, %(target)s, o.target_id, CASE WHEN o.kind = 'skipped' THEN o.reason END,
+           o.checksum, %(run)s, %(run)s, %(seen)s
+    FROM outcomes AS o"""
+OUTCOME_WRITES = (
+    f"map_inserted AS ({_OUTCOME_ROWS} WHERE o.kind IN ('inserted', 'updated', 'skipped') AND NOT o.mapped\n),\n"
+    f"map_updated AS ({_OUTCOME_ROWS} WHERE o.kind IN ('inserted', 'updated', 'skipped', 'unchanged') AND o.mapped"
+    f"{_ON_CONFLICT})"
+)
 
 
 class MapState(NamedTuple):
@@ -169,17 +167,6 @@ class ImportMap:
             )
 
     @staticmethod
-    def record_outcomes(source_table: str, target_table: str, outcomes: str, run_id, seen_at) -> None:
-        """``record`` and ``touch`` for a staged chunk, from the ``outcomes`` table: the same entries they write.
-
-        Rows the map did not hold are inserted, the others updated (no speculative insertion per row);
-        a chunk never holds the same source key twice.
-        """
-        params = {"table": source_table, "target": target_table, "run": str(run_id), "seen": seen_at}
-        db.execute_sql(_INSERT_OUTCOMES.format(outcomes=outcomes), params)
-        db.execute_sql(_UPDATE_OUTCOMES.format(outcomes=outcomes), params)
-
-    @staticmethod
     def touch(source_table: str, keys: list[str], run_id, seen_at) -> int:
         """Mark rows as still present at the source in this run (unchanged rows, or a delta's key pass)."""
         if not keys:
@@ -232,4 +219,4 @@ class ImportMap:
             )
 
 
-__all__ = ["ImportMap", "ImportMapEntry", "MapState"]
+__all__ = ["OUTCOME_WRITES", "ImportMap", "ImportMapEntry", "MapState"]

@@ -12,6 +12,14 @@ from models.db import db
 from models.imports.runs import ImportRun
 
 COLUMNS = ("source_table", "source_key", "outcome", "reason", "detail")
+# A staged step's report rows (``models.imports.users_rules``): a data-modifying CTE of its statement, from
+# its ``outcomes`` CTE: every row with a reason but the unchanged, in the order they were read.
+OUTCOME_WRITES = """
+report_added AS (
+    INSERT INTO import_report (run_id, source_table, source_key, outcome, reason, detail)
+    SELECT %(run)s, %(table)s, o.source_key, o.kind, left(o.reason, 100), left(o.detail, 2000)
+    FROM outcomes AS o WHERE o.reason IS NOT NULL AND o.kind <> 'unchanged' ORDER BY o.ord
+)"""
 
 
 class ImportReportRow(BaseModel):
@@ -39,16 +47,6 @@ class ImportReportRow(BaseModel):
                 page_size=len(params),
             )
 
-    @staticmethod
-    def add_outcomes(run_id, source_table: str, outcomes: str) -> None:
-        """``add_many`` from a staged chunk's ``outcomes`` table: every row with a reason, but the unchanged."""
-        query = (
-            "INSERT INTO import_report (run_id, source_table, source_key, outcome, reason, detail)"  # noqa: S608
-            " SELECT %s, %s, source_key, kind, left(reason, 100), left(detail, 2000)"
-            f" FROM {outcomes} WHERE reason IS NOT NULL AND kind <> 'unchanged' ORDER BY ord"
-        )
-        db.execute_sql(query, (run_id, source_table))
-
     @classmethod
     def of_run(cls, run_id, batch: int = 1000) -> Iterator[dict]:
         """Every report row of a run, in order, fetched in batches (a report can be long)."""
@@ -62,4 +60,4 @@ class ImportReportRow(BaseModel):
             last = rows[-1].id
 
 
-__all__ = ["COLUMNS", "ImportReportRow"]
+__all__ = ["COLUMNS", "OUTCOME_WRITES", "ImportReportRow"]

@@ -34,7 +34,10 @@ T = TypeVar("T")
 
 CHUNK_SIZE = 500
 # A staged step's chunk: its cost per chunk (a few statements, a commit) is spread over more rows.
-STAGED_CHUNK_SIZE = 5000
+STAGED_CHUNK_SIZE = 20000
+# ... but the first is at most this: the source sorts and writes it before Hearth can start, and Hearth
+# writes it while the source writes the next ones.
+FIRST_STAGED_CHUNK = 5000
 KEYS_CHUNK = 5000
 # A delta (--since last) starts this much before the previous run's snapshot: rows committed at the
 # source just around that instant are read again (and found unchanged) rather than missed.
@@ -115,6 +118,7 @@ class Runner:
     def _context(self) -> StepContext:
         return StepContext(
             run_id=str(self.run_row.id),
+            snapshot_at=self.run_row.snapshot_at,
             options=dict(self.run_row.options or {}),
             resolve=ImportMap.resolve,
             resolve_many=ImportMap.resolve_many,
@@ -152,7 +156,10 @@ class Runner:
         """The step's rows in chunks: ``SourceRow``s read ahead in a thread, or a staged step's COPY lines."""
         if step.staged:
             select, params = step.staged_select(self.since, after)
-            yield from batched(self.source.copy_rows(select, params), self.staged_chunk_size)
+            lines = iter(self.source.copy_rows(select, params))
+            first = min(self.staged_chunk_size, FIRST_STAGED_CHUNK)
+            yield from batched(itertools.islice(lines, first), first)
+            yield from batched(lines, self.staged_chunk_size)
         else:
             yield from read_ahead(batched(step.rows(self.source, self.since, after), self.chunk_size))
 
@@ -161,21 +168,24 @@ class Runner:
         rows = staged.stage(step, chunk)
         try:
             with db.atomic():
-                step.apply_staged(1, rows, ctx)
+                outcomes = step.apply_staged(1, rows, ctx)
         except Exception as exc:  # noqa: BLE001 - any refusal sends the chunk row by row, where it is reported per row
             log.info(
                 "import chunk failed as a batch, applied row by row",
                 extra={"table": step.name, "error": _error_detail(exc)},
             )
+            outcomes = []
             for ord_ in range(1, rows + 1):
                 try:
                     with db.atomic():
-                        step.apply_staged(ord_, ord_, ctx)
+                        outcomes.extend(step.apply_staged(ord_, ord_, ctx))
                 except Exception as row_exc:  # noqa: BLE001 - the row is reported as failed, with the error's first line
                     detail = _error_detail(row_exc)
-                    key = staged.fail_row(step, ord_, detail)
+                    key = staged.fail_row(step, ord_, detail, self.run_row.id)
+                    outcomes.append((FAILED, "error", 1))
                     log.warning("import row failed", extra={"table": step.name, "key": key, "error": detail})
-        for kind, reason, count in staged.record(step, self.run_row.id, self.run_row.snapshot_at):
+        staged.finish()
+        for kind, reason, count in outcomes:
             add_outcome(counts, kind, reason, count)
 
     def _apply_chunk(self, step: Step, chunk: list[SourceRow], ctx: StepContext, counts: dict) -> None:

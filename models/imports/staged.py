@@ -1,13 +1,12 @@
 """Staged steps: a chunk of source rows copied as they are into a staging table, the rules applied in SQL.
 
 A staged step (``Step.staged``, e.g. ``auth.users``) is read with ``Source.copy_rows``: the source
-writes the rows as COPY text (its own checksum of each row, ``md5`` of the row's text, included) and
-the lines go unchanged into a temporary table of Hearth's connection (``COPY ... FROM STDIN``). No
-row becomes a Python object. The step's ``apply_staged`` then applies its rules to a range of
-staged rows in a few set-wise statements and writes one row per source row into the temporary
-``import_outcomes`` table (kind, reason, detail, Hearth id). From there ``record`` writes the import
-map, marks the unchanged rows seen, writes the report and returns the chunk's counts: the same
-bookkeeping the runner does for the other steps, done set-wise, in the chunk's transaction.
+writes the rows as COPY text (its own checksum of each row, ``md5`` of the row's text, included, and
+whatever the step's rules can compute from the row alone) and the lines go unchanged into a temporary
+table of Hearth's connection (``COPY ... FROM STDIN``). No row becomes a Python object. The step's
+``apply_staged`` then applies its rules to a range of staged rows in one statement that also writes
+the import map and the report (the same bookkeeping the runner does for the other steps, done
+set-wise, in the chunk's transaction) and returns the range's counts.
 """
 
 from __future__ import annotations
@@ -15,29 +14,16 @@ from __future__ import annotations
 import io
 
 from models.db import db
-from models.imports.import_map import ImportMap
 from models.imports.report import ImportReportRow
-from models.imports.steps import Step
-
-OUTCOMES = "import_outcomes"
-_OUTCOMES_TABLE = f"""
-CREATE TEMP TABLE IF NOT EXISTS {OUTCOMES} (
-    ord bigint NOT NULL,
-    source_key text NOT NULL,
-    checksum text NOT NULL,
-    -- whether the import map has an entry for the row already
-    mapped boolean NOT NULL DEFAULT false,
-    kind text NOT NULL,
-    target_id text,
-    reason text,
-    detail text
-)
-"""
-
+from models.imports.steps import FAILED, Step
 
 _PLANNER_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan", "jit")
-_PLANNER_OFF = "; ".join(f"SET LOCAL {name} = off" for name in _PLANNER_SETTINGS)
-_PLANNER_RESET = "; ".join(f"RESET {name}" for name in _PLANNER_SETTINGS)
+# A chunk's rows are materialized and sorted once in its statement: in memory, not in temporary files.
+_CHUNK_WORK_MEM = "64MB"
+_PLANNER_OFF = "; ".join(
+    [*(f"SET LOCAL {name} = off" for name in _PLANNER_SETTINGS), f"SET LOCAL work_mem = '{_CHUNK_WORK_MEM}'"]
+)
+_PLANNER_RESET = "; ".join(f"RESET {name}" for name in (*_PLANNER_SETTINGS, "work_mem"))
 
 
 def _stage_table(step: Step) -> str:
@@ -52,36 +38,30 @@ def stage(step: Step, lines: list[bytes]) -> int:
     # Every statement of a staged chunk probes indexes row by row: the planner, which has no statistics
     # for the staging table and often stale ones for tables an import is filling, must not pick hash or
     # merge joins or scans over whole tables, nor compile (JIT) plans that run in milliseconds (the staging
-    # tables, without indexes, are still scanned). Reset by ``record``.
+    # table, without indexes, is still scanned). Reset by ``finish``.
     db.execute_sql(_PLANNER_OFF)
     db.execute_sql(_stage_table(step))
-    db.execute_sql(_OUTCOMES_TABLE)
-    db.execute_sql(f"TRUNCATE {step.stage_table}, {OUTCOMES} RESTART IDENTITY")
+    db.execute_sql(f"TRUNCATE {step.stage_table} RESTART IDENTITY")
     names = ", ".join(name for name, _ in step.stage_columns)
     with db.cursor() as cursor:
         cursor.copy_expert(f"COPY {step.stage_table} ({names}) FROM STDIN", io.BytesIO(b"\n".join(lines) + b"\n"))
     return len(lines)
 
 
-def fail_row(step: Step, ord_: int, detail: str) -> str:
-    """Record staged row ``ord_`` as failed (``error``, with ``detail``); its source key."""
+def fail_row(step: Step, ord_: int, detail: str, run_id) -> str:
+    """Report staged row ``ord_`` as failed (reason ``error``, with ``detail``); its source key."""
     cursor = db.execute_sql(
-        f"INSERT INTO {OUTCOMES} (ord, source_key, checksum, kind, reason, detail)"  # noqa: S608 - our own names
-        f" SELECT ord, {step.stage_columns[0][0]}::text, checksum, 'failed', 'error', %s FROM {step.stage_table}"
-        " WHERE ord = %s RETURNING source_key",
-        (detail, ord_),
+        f"SELECT {step.stage_columns[0][0]}::text FROM {step.stage_table} WHERE ord = %s",  # noqa: S608 - our own names
+        (ord_,),
     )
-    return str(cursor.fetchone()[0])
+    key = str(cursor.fetchone()[0])
+    ImportReportRow.add_many(run_id, [(step.name, key, FAILED, "error", detail)])
+    return key
 
 
-def record(step: Step, run_id, seen_at) -> list[tuple[str, str | None, int]]:
-    """Write the chunk's outcomes to the import map and the report; ``(kind, reason, rows)`` of each."""
-    ImportMap.record_outcomes(step.name, step.target, OUTCOMES, run_id, seen_at)
-    ImportReportRow.add_outcomes(run_id, step.name, OUTCOMES)
-    cursor = db.execute_sql(f"SELECT kind, reason, count(*) FROM {OUTCOMES} GROUP BY kind, reason")  # noqa: S608
-    counts = [(kind, reason, int(rows)) for kind, reason, rows in cursor.fetchall()]
+def finish() -> None:
+    """The chunk is done: the planner settings ``stage`` changed are reset (a dry run's transaction goes on)."""
     db.execute_sql(_PLANNER_RESET)
-    return counts
 
 
-__all__ = ["OUTCOMES", "fail_row", "record", "stage"]
+__all__ = ["fail_row", "finish", "stage"]

@@ -134,7 +134,9 @@ class StepContext:
     foreign keys (None when that row was not imported: report ``missing-reference``).
     ``resolve_many(source_table, source_keys)``: the same for many keys in one read, as a dict of the
     imported ones (a step that applies a batch uses it).
-    ``options``: the run's options (no secrets); ``run_id``: the current run.
+    ``options``: the run's options (no secrets); ``run_id``: the current run; ``snapshot_at``: its
+    source snapshot (the import map's ``last_seen_at``). ``memo``: what a step keeps for the rest of
+    this pass over its table (a new context, empty, for each pass).
     """
 
     run_id: str
@@ -144,6 +146,8 @@ class StepContext:
     previous_id: str | None = None
     dry_run: bool = False
     collaborators: dict[str, Any] = dataclasses.field(default_factory=dict)
+    snapshot_at: datetime.datetime | None = None
+    memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Step:
@@ -177,8 +181,11 @@ class Step:
         """The ``position`` (JSON-able) of one COPY line of ``staged_select``, for the checkpoint."""
         raise NotImplementedError
 
-    def apply_staged(self, first: int, last: int, ctx: StepContext) -> None:
-        """Apply the staged rows ``first..last`` (by ``ord``): their outcomes go into ``import_outcomes``."""
+    def apply_staged(self, first: int, last: int, ctx: StepContext) -> list[tuple[str, str | None, int]]:
+        """Apply the staged rows ``first..last`` (by ``ord``), their import map entries and report rows included.
+
+        Returns their counts, ``(kind, reason, rows)`` by outcome and reason.
+        """
         raise NotImplementedError
 
     def check_columns(self, available: Sequence[str]) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from models.accounts import User
@@ -76,6 +78,27 @@ def test_a_second_run_changes_nothing_and_says_so(source, source_users):
     assert again.counts["auth.identities"]["unchanged"] == 3
     assert again.reported == 0
     assert {u.id: (u.updated_at, u.password_hash) for u in User.select()} == before
+
+
+def test_a_hearth_user_with_a_source_users_id_before_the_first_import_is_updated_not_duplicated(
+    source, source_users, caplog
+):
+    # A first import does not look users up by id (no import map yet): the users' key catches this one,
+    # and the chunk is applied again with the lookups, where the user is found and updated.
+    ana = source_users["bcrypt_2a"]
+    User.create(id=ana.id, email="ana.in.hearth@example.com", full_name="Ana in Hearth", role="agent")
+    caplog.set_level(logging.INFO, logger="hearth.imports")
+    run = run_import(source, only=["auth.users"])
+    assert "failed as a batch" not in caplog.text  # one more try of the batch, not the chunk row by row
+    users = run.counts["auth.users"]
+    assert users["failed"] == {} and total(users, "updated") == 1
+    assert total(users, "inserted") == len(IMPORTED) - 1
+    assert User.select().count() == len(IMPORTED)
+    user = User.get_by_id(ana.id)
+    assert (user.email, user.full_name, user.role) == ("ana@example.com", "Ana Lúcia", "buyer")
+    assert verify_password(user.password_hash, ana.password)
+    entry = ImportMapEntry.get((ImportMapEntry.source_table == "auth.users") & (ImportMapEntry.source_key == ana.id))
+    assert entry.target_id == ana.id and entry.skipped_reason is None
 
 
 def test_a_run_stopped_after_a_chunk_resumes_without_duplicates(source, source_users, monkeypatch):
