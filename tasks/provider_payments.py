@@ -137,8 +137,18 @@ def _reserve(escrow: Escrow, kind: str, recipient_id, amount: int, key: str) -> 
     return payment
 
 
-def _finish(payment: Payment, result, refused: ProviderRejected | None) -> dict:
-    """What the provider answered, on the payment row and the ledger (inside the step's ``once``).
+def _outcome(payment: Payment, result, refused: ProviderRejected | None) -> dict:
+    """The step's result, from what the provider answered: ``payment_id``, ``status``, and
+    ``provider_ref`` or ``failure_code``."""
+    if refused is not None:
+        return {"payment_id": str(payment.id), "status": "failed", "failure_code": refused.code[:100]}
+    # A Stripe refund may still be pending: it is taken (the money left clearing) and its end comes by webhook.
+    status = "processing" if result.status in ("pending", "requires_action") else "succeeded"
+    return {"payment_id": str(payment.id), "status": status, "provider_ref": result.id}
+
+
+def _finish(payment: Payment, outcome: dict, refused: ProviderRejected | None) -> None:
+    """The ``outcome``, on the payment row and the ledger (inside the step's ``once``).
 
     The payment row first (``advance_by_id`` locks it), then the ledger's accounts: the
     order the provider's webhooks take them in.
@@ -147,19 +157,16 @@ def _finish(payment: Payment, result, refused: ProviderRejected | None) -> dict:
         transfer_id(part, payment.id) for part in ("provider", "provider-post", "provider-void")
     )
     if refused is not None:
-        code, message = refused.code[:100], refused.message[:MAX_FAILURE_MESSAGE]
+        code, message = outcome["failure_code"], refused.message[:MAX_FAILURE_MESSAGE]
         advance_by_id(payment.id, "failed", failure_code=code, failure_message=message)
         void_pending(void_id, pending_id)
         log.warning(
             "the provider refused a payment",
             extra={"payment_id": str(payment.id), "kind": payment.kind, "code": code, "status": refused.status},
         )
-        return {"payment_id": str(payment.id), "status": "failed", "failure_code": code}
-    # A Stripe refund may still be pending: it is taken (the money left clearing) and its end comes by webhook.
-    status = "processing" if result.status in ("pending", "requires_action") else "succeeded"
-    advance_by_id(payment.id, status, provider_ref=result.id)
+        return
+    advance_by_id(payment.id, outcome["status"], provider_ref=outcome["provider_ref"])
     post_pending(post_id, pending_id)
-    return {"payment_id": str(payment.id), "status": status, "provider_ref": result.id}
 
 
 def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int, reserved: Payment | None = None) -> dict:
@@ -192,7 +199,8 @@ def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int, re
         raise Transient(str(exc)) from exc
     except ProviderRejected as exc:
         refused = exc
-    return ctx.once(step, lambda key: _finish(payment, answer, refused), durable=False)
+    outcome = _outcome(payment, answer, refused)
+    return ctx.once(step, lambda key: _finish(payment, outcome, refused), durable=False, result=outcome)
 
 
 __all__ = ["ProviderRefused", "deposit_of", "destination_of", "pay", "payment_id_for", "payment_row"]
