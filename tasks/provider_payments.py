@@ -75,13 +75,20 @@ def deposit_of(escrow_id) -> Payment | None:
     )
 
 
+def _recipient(payment: Payment) -> User | None:
+    """The payment's recipient as ``payment_row`` read it with the row in this run, else as it is now."""
+    user_id = getattr(payment, "recipient_user_id", None)
+    if user_id is not None:
+        return User(id=user_id, payout_account=getattr(payment, "recipient_payout_account", None))
+    return next(iter(User.raw("SELECT * FROM users WHERE id = %s", payment.recipient_id)), None)
+
+
 def _call(escrow: Escrow, payment: Payment, kind: str, key: str):
     provider = runtime().payments
     currency = escrow.currency.lower()
     metadata = {"escrow_id": str(escrow.id), "payment_id": str(payment.id)}
     if kind == "payout":
-        recipient = next(iter(User.raw("SELECT * FROM users WHERE id = %s", payment.recipient_id)), None)
-        destination = destination_of(recipient)
+        destination = destination_of(_recipient(payment))
         if destination is None:
             raise ProviderRejected("payout_account_missing", "the seller has no payout account", 400)
         return provider.payout(
@@ -105,12 +112,18 @@ def _call(escrow: Escrow, payment: Payment, kind: str, key: str):
 
 
 # Written by hand: the query builder cost more than the statement (it runs for every payout and refund).
+# With the row, its recipient's payout account (``recipient_user_id``, ``recipient_payout_account``): a
+# payout's call needs it right after, and reads it here in the same round trip.
 _PAYMENT_ROW = """
-INSERT INTO payments (id, escrow_id, kind, recipient_id, currency, amount, status, provider, idempotency_key,
-                      created_at, updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)
-ON CONFLICT DO NOTHING
-RETURNING *
+WITH written AS (
+    INSERT INTO payments (id, escrow_id, kind, recipient_id, currency, amount, status, provider, idempotency_key,
+                          created_at, updated_at)
+    VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)
+    ON CONFLICT DO NOTHING
+    RETURNING *
+)
+SELECT written.*, u.id AS recipient_user_id, u.payout_account AS recipient_payout_account
+FROM written LEFT JOIN users AS u ON u.id = written.recipient_id
 """
 
 
