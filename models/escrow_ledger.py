@@ -78,17 +78,18 @@ def fees_account(currency: str) -> str:
 
 def post_deposit(escrow: Escrow, payment_id, amount: int) -> None:
     """The deposit arrived at the provider: clearing → the escrow's holding account."""
-    clearing, held = _opened(_clearing_spec(escrow.currency), _escrow_spec(escrow))
+    clearing, held = _clearing_spec(escrow.currency), _escrow_spec(escrow)
     transfer(
         TransferSpec(
             id=transfer_id("deposit", payment_id),
-            debit=clearing,
-            credit=held,
+            debit=clearing.code,
+            credit=held.code,
             amount=amount,
             currency=escrow.currency,
             kind="deposit",
             escrow_id=escrow.id,
-        )
+        ),
+        opening=[clearing, held],
     )
 
 
@@ -137,8 +138,8 @@ def post_settlement(
     ``legs`` (default ``settlement_legs(escrow)``) are given by a caller that ended the
     escrow first. Each of ``reservations`` adds, in the same linked batch, the pending
     transfer that pays it out (``payout_transfers``): the accounts are opened in one
-    round trip and locked in one statement, in id order, so the shared clearing account
-    is held only for the postings. A refusal raises with part of the batch written: the
+    round trip that locks them, in id order, so the shared clearing account is held
+    only for the postings. A refusal raises with part of the batch written: the
     caller's transaction must roll back as a whole then (a ``once`` step's does).
     """
     legs = settlement_legs(escrow) if legs is None else legs
@@ -148,7 +149,6 @@ def post_settlement(
     if reservations:
         specs.append(_clearing_spec(escrow.currency))
     held = _escrow_spec(escrow).code
-    open_accounts([_escrow_spec(escrow), *specs])
     transfers = [
         TransferSpec(
             id=transfer_id("settle", escrow.id, side),
@@ -167,7 +167,7 @@ def post_settlement(
         for r in reservations
     ]
     # The caller's transaction (the settlement's ledger step) rolls back as a whole on a refusal.
-    transfer_linked(transfers, savepoint=False)
+    transfer_linked(transfers, savepoint=False, opening=[_escrow_spec(escrow), *specs])
     return legs
 
 

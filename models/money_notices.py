@@ -6,7 +6,7 @@ carry amounts and the listing's address, never a payment secret.
 
 from __future__ import annotations
 
-from models.notifications import notify_each
+from models.notifications import fanned_out, notify_each
 from models.properties import Property
 from models.saved_searches import money
 
@@ -29,7 +29,8 @@ def tell(user_ids, type_: str, *, title: str, body: str, data: dict, actor_id=No
     """Notify each of ``user_ids`` but the actor; returns how many were told."""
     told = sorted({str(u) for u in user_ids if u is not None} - {str(actor_id)})
     key = (lambda user_id: f"{dedupe_key}:{user_id}") if dedupe_key else None
-    return len(notify_each(told, type_, title=title, body=body[:2000], data=data, dedupe_key=key))
+    job = notify_each(told, type_, title=title, body=body[:2000], data=data, dedupe_key=key)
+    return len(fanned_out(job)) if job is not None else 0
 
 
 def offer_notice(offer, listing: Property, type_: str, *, to, actor_id=None, note: str | None = None) -> int:

@@ -5,6 +5,8 @@ caller's transaction it writes the notification row and its fan-out job
 (``notifications.fan_out``, queue ``notify``), submitted when that transaction
 commits. A ``dedupe_key`` makes the same event one notification however
 often it is raised (a redelivered job, a second message of an unread streak).
+``notify_each(...)`` tells one event to several users: a notification each,
+and one fan-out job for all of them.
 
 The fan-out job decides the channels (``tasks/notifications.py``): in-app
 (``in_app`` set), email and SMS, each a ``NotificationDelivery`` row with its
@@ -324,43 +326,54 @@ def notify(
     return rows[0]
 
 
+# One event's notifications and their one fan-out job, whose input names those written in the order given
+# (one: ``notification_id``, as ``notify`` writes it; several: ``notification_ids``); none, no job.
 _NOTIFY_EACH = """
-WITH wanted (id, user_id, dedupe_key, job_id, input) AS (VALUES {rows}),
+WITH wanted (id, user_id, dedupe_key, position) AS (VALUES {rows}),
 notification AS (
     INSERT INTO notifications (id, user_id, type, title, body, data, dedupe_key, created_at)
-    SELECT id, user_id, %s, %s, %s, %s, dedupe_key, %s FROM wanted
-    ON CONFLICT DO NOTHING
-    RETURNING id
+    SELECT id, user_id, %s, %s, %s, %s, dedupe_key, %s FROM wanted ON CONFLICT DO NOTHING RETURNING id
 )
 INSERT INTO jobs (id, kind, queue, status, progress_pct, input, attempts, max_attempts, created_at, updated_at)
-SELECT wanted.job_id, %s, %s, %s, %s, wanted.input, %s, %s, %s, %s FROM wanted JOIN notification USING (id)
+SELECT %s, %s, %s, %s, %s,
+       CASE WHEN count(*) = 1 THEN jsonb_build_object('notification_id', min(wanted.id::text))
+            ELSE jsonb_build_object('notification_ids', jsonb_agg(wanted.id::text ORDER BY wanted.position)) END,
+       %s, %s, %s, %s
+FROM wanted JOIN notification USING (id) HAVING count(*) > 0
 RETURNING jobs.*
 """
 
 
-def notify_each(user_ids, type_: str, *, title: str, body: str, data: dict | None = None, dedupe_key=None) -> list[Job]:
-    """``notify`` for each of ``user_ids`` (the same event) in one statement; the jobs written.
+def fanned_out(job: Job) -> list[str]:
+    """The ids of the notifications a fan-out job covers (``notification_id`` or ``notification_ids``)."""
+    ids = (job.input or {}).get("notification_ids")
+    return list(ids) if ids is not None else [job.input["notification_id"]]
 
-    ``dedupe_key(user_id)`` gives each user's key (or None); a user whose key exists gets nothing.
+
+def notify_each(
+    user_ids, type_: str, *, title: str, body: str, data: dict | None = None, dedupe_key=None
+) -> Job | None:
+    """``notify`` for each of ``user_ids`` (the same event) in one statement, with one fan-out job for all.
+
+    ``dedupe_key(user_id)`` gives each user's key (or None); a user whose key exists gets nothing. The
+    job (submitted after the commit; ``fanned_out(job)``: the notifications written), or None if none.
     """
     if type_ not in TYPES:
         raise ValueError(f"unknown notification type {type_!r}")
     user_ids = list(user_ids)
     if not user_ids:
-        return []
+        return None
     now, params = utcnow(), []
-    for user_id in user_ids:
-        notification_id = uuid.uuid4()
-        key = dedupe_key(user_id) if dedupe_key else None
-        job_input = Job.input.db_value({"notification_id": str(notification_id)})
-        params += [notification_id, user_id, key, uuid.uuid4(), job_input]
+    for position, user_id in enumerate(user_ids):
+        params += [uuid.uuid4(), user_id, dedupe_key(user_id) if dedupe_key else None, position]
     params += [type_, title[:200], body[:2000], Notification.data.db_value(data or {}), now]
-    params += [FAN_OUT_KIND, FAN_OUT_QUEUE, "queued", 0, 0, FAN_OUT_MAX_ATTEMPTS, now, now]
-    rows = ", ".join(["(%s::uuid, %s::uuid, %s, %s::uuid, %s::jsonb)"] * len(user_ids))
+    params += [uuid.uuid4(), FAN_OUT_KIND, FAN_OUT_QUEUE, "queued", 0, 0, FAN_OUT_MAX_ATTEMPTS, now, now]
+    rows = ", ".join(["(%s::uuid, %s::uuid, %s, %s::int)"] * len(user_ids))
     jobs = list(Job.raw(_NOTIFY_EACH.format(rows=rows), *params))
-    for job in jobs:
-        submit_after_commit(job)  # inserted by hand: Job.save did not see them
-    return jobs
+    if not jobs:
+        return None
+    submit_after_commit(jobs[0])  # inserted by hand: Job.save did not see it
+    return jobs[0]
 
 
 __all__ = [
@@ -377,6 +390,7 @@ __all__ = [
     "ProviderEvent",
     "delivery_key",
     "fan_out_job",
+    "fanned_out",
     "locked_preferences",
     "merged_types",
     "notify",

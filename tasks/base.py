@@ -58,13 +58,14 @@ class LeaseLost(Exception):
 
 # Written by hand: every once-only step runs both (the query builder cost more than the statements).
 _CLAIM_EFFECT = (
-    "INSERT INTO job_effects (key, job_id, created_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING key"
+    "INSERT INTO job_effects (key, job_id, created_at, result) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT DO NOTHING RETURNING key"
 )
 _EFFECT_RESULT = "UPDATE job_effects SET result = %s WHERE key = %s"
 # The same claim for a step whose commit need not wait for the disk (``once(..., durable=False)``).
 _CLAIM_EFFECT_LAZY = (
     "WITH no_fsync AS (SELECT set_config('synchronous_commit', 'off', true))"
-    " INSERT INTO job_effects (key, job_id, created_at) SELECT %s, %s, %s FROM no_fsync"
+    " INSERT INTO job_effects (key, job_id, created_at, result) SELECT %s, %s, %s, %s::jsonb FROM no_fsync"
     " ON CONFLICT DO NOTHING RETURNING key"
 )
 
@@ -112,7 +113,7 @@ class JobContext:
         effect = JobEffect.get_or_none(JobEffect.key == self.effect_key(step))
         return (True, effect.result) if effect is not None else (False, None)
 
-    def once(self, step: str, effect, *, durable: bool = True):
+    def once(self, step: str, effect, *, durable: bool = True, result: dict | None = None):
         """Run ``effect(key)`` at most once per (job, step); a repeat returns the recorded result.
 
         The record and the effect share one transaction: database writes the
@@ -127,13 +128,21 @@ class JobContext:
         crash of the database server within a fraction of a second may lose it,
         and the step then runs again. Only for a step whose repeat is harmless:
         the effect's writes are replays and its outside call is answered by key.
+
+        ``result``: the step's result when the caller knows it before the effect runs
+        (it follows from what the caller holds, not from the effect): recorded with the
+        claim, one statement fewer; what ``effect`` returns is then not recorded.
         """
         key = self.effect_key(step)
+        known = None if result is None else JobEffect.result.db_value(result)
         with db.atomic():
             # A concurrent run with the same key waits here until the first commits.
             claim = _CLAIM_EFFECT if durable else _CLAIM_EFFECT_LAZY
-            if not db.execute_sql(claim, (key, self.job.id, utcnow())).fetchone():
+            if not db.execute_sql(claim, (key, self.job.id, utcnow(), known)).fetchone():
                 return JobEffect.get_by_id(key).result
+            if known is not None:
+                effect(key)
+                return result
             result = effect(key)
             db.execute_sql(_EFFECT_RESULT, (JobEffect.result.db_value(result), key))
         return result

@@ -70,14 +70,33 @@ _DIGEST_USED = ("sending", "sent", "delivered", "failed", "bounced", "unknown")
 
 @job_task(transient=(Transient,))
 def fan_out(ctx: JobContext) -> dict:
-    """Input ``{notification_id}``. Result: ``{"in_app", "deliveries": {channel: status}}``."""
-    loaded = load_context(ctx.input["notification_id"])
+    """Input ``{notification_id}``, or ``{notification_ids}`` (one event told to several users, ``notify_each``).
+
+    Result: ``{"in_app", "deliveries": {channel: status}}``; for several, ``{"notifications": {id: that}}``.
+    Each notification is decided and sent as if it had a job of its own; a transient error of one
+    retries the job once all were tried, and the retry sends only what is still ``pending``.
+    """
+    several = ctx.input.get("notification_ids")
+    ids = several if several is not None else [ctx.input["notification_id"]]
+    results, retries = {}, []
+    for notification_id in ids:
+        results[notification_id], retry = _fan_out_one(ctx, notification_id)
+        if retry:
+            retries.append(retry)
+    if retries:
+        raise Transient("; ".join(retries))
+    return {"notifications": results} if several is not None else results[ids[0]]
+
+
+def _fan_out_one(ctx: JobContext, notification_id) -> tuple[dict, str | None]:
+    """One notification's channels decided (once) and its pending deliveries sent: (result, error to retry on)."""
+    loaded = load_context(notification_id)
     if loaded is None:
-        return {"in_app": False, "deliveries": {}}
+        return {"in_app": False, "deliveries": {}}, None
     notification, user, prefs, known = loaded
     if user is None or user.is_banned:
         sending.withhold_all(notification.id, "the account is banned")
-        return {"in_app": False, "deliveries": {}}
+        return {"in_app": False, "deliveries": {}}, None
     decided = decide(notification, user, prefs, known) if notification.in_app is None else None
     if decided is not None:
         in_app, deliveries = decided
@@ -97,9 +116,7 @@ def fan_out(ctx: JobContext) -> dict:
                 Delivery.notification == notification.id
             )
         }
-    if retry:
-        raise Transient(retry)
-    return {"in_app": in_app, "deliveries": statuses}
+    return {"in_app": in_app, "deliveries": statuses}, retry
 
 
 # --- sending this notification's pending deliveries ------------------------------------------

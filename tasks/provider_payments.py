@@ -75,13 +75,20 @@ def deposit_of(escrow_id) -> Payment | None:
     )
 
 
+def _recipient(payment: Payment) -> User | None:
+    """The payment's recipient as ``payment_row`` read it with the row in this run, else as it is now."""
+    user_id = getattr(payment, "recipient_user_id", None)
+    if user_id is not None:
+        return User(id=user_id, payout_account=getattr(payment, "recipient_payout_account", None))
+    return next(iter(User.raw("SELECT * FROM users WHERE id = %s", payment.recipient_id)), None)
+
+
 def _call(escrow: Escrow, payment: Payment, kind: str, key: str):
     provider = runtime().payments
     currency = escrow.currency.lower()
     metadata = {"escrow_id": str(escrow.id), "payment_id": str(payment.id)}
     if kind == "payout":
-        recipient = next(iter(User.raw("SELECT * FROM users WHERE id = %s", payment.recipient_id)), None)
-        destination = destination_of(recipient)
+        destination = destination_of(_recipient(payment))
         if destination is None:
             raise ProviderRejected("payout_account_missing", "the seller has no payout account", 400)
         return provider.payout(
@@ -105,12 +112,18 @@ def _call(escrow: Escrow, payment: Payment, kind: str, key: str):
 
 
 # Written by hand: the query builder cost more than the statement (it runs for every payout and refund).
+# With the row, its recipient's payout account (``recipient_user_id``, ``recipient_payout_account``): a
+# payout's call needs it right after, and reads it here in the same round trip.
 _PAYMENT_ROW = """
-INSERT INTO payments (id, escrow_id, kind, recipient_id, currency, amount, status, provider, idempotency_key,
-                      created_at, updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)
-ON CONFLICT DO NOTHING
-RETURNING *
+WITH written AS (
+    INSERT INTO payments (id, escrow_id, kind, recipient_id, currency, amount, status, provider, idempotency_key,
+                          created_at, updated_at)
+    VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)
+    ON CONFLICT DO NOTHING
+    RETURNING *
+)
+SELECT written.*, u.id AS recipient_user_id, u.payout_account AS recipient_payout_account
+FROM written LEFT JOIN users AS u ON u.id = written.recipient_id
 """
 
 
@@ -137,8 +150,18 @@ def _reserve(escrow: Escrow, kind: str, recipient_id, amount: int, key: str) -> 
     return payment
 
 
-def _finish(payment: Payment, result, refused: ProviderRejected | None) -> dict:
-    """What the provider answered, on the payment row and the ledger (inside the step's ``once``).
+def _outcome(payment: Payment, result, refused: ProviderRejected | None) -> dict:
+    """The step's result, from what the provider answered: ``payment_id``, ``status``, and
+    ``provider_ref`` or ``failure_code``."""
+    if refused is not None:
+        return {"payment_id": str(payment.id), "status": "failed", "failure_code": refused.code[:100]}
+    # A Stripe refund may still be pending: it is taken (the money left clearing) and its end comes by webhook.
+    status = "processing" if result.status in ("pending", "requires_action") else "succeeded"
+    return {"payment_id": str(payment.id), "status": status, "provider_ref": result.id}
+
+
+def _finish(payment: Payment, outcome: dict, refused: ProviderRejected | None) -> None:
+    """The ``outcome``, on the payment row and the ledger (inside the step's ``once``).
 
     The payment row first (``advance_by_id`` locks it), then the ledger's accounts: the
     order the provider's webhooks take them in.
@@ -147,19 +170,16 @@ def _finish(payment: Payment, result, refused: ProviderRejected | None) -> dict:
         transfer_id(part, payment.id) for part in ("provider", "provider-post", "provider-void")
     )
     if refused is not None:
-        code, message = refused.code[:100], refused.message[:MAX_FAILURE_MESSAGE]
+        code, message = outcome["failure_code"], refused.message[:MAX_FAILURE_MESSAGE]
         advance_by_id(payment.id, "failed", failure_code=code, failure_message=message)
         void_pending(void_id, pending_id)
         log.warning(
             "the provider refused a payment",
             extra={"payment_id": str(payment.id), "kind": payment.kind, "code": code, "status": refused.status},
         )
-        return {"payment_id": str(payment.id), "status": "failed", "failure_code": code}
-    # A Stripe refund may still be pending: it is taken (the money left clearing) and its end comes by webhook.
-    status = "processing" if result.status in ("pending", "requires_action") else "succeeded"
-    advance_by_id(payment.id, status, provider_ref=result.id)
+        return
+    advance_by_id(payment.id, outcome["status"], provider_ref=outcome["provider_ref"])
     post_pending(post_id, pending_id)
-    return {"payment_id": str(payment.id), "status": status, "provider_ref": result.id}
 
 
 def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int, reserved: Payment | None = None) -> dict:
@@ -192,7 +212,8 @@ def pay(ctx, step: str, escrow: Escrow, kind: str, recipient_id, amount: int, re
         raise Transient(str(exc)) from exc
     except ProviderRejected as exc:
         refused = exc
-    return ctx.once(step, lambda key: _finish(payment, answer, refused), durable=False)
+    outcome = _outcome(payment, answer, refused)
+    return ctx.once(step, lambda key: _finish(payment, outcome, refused), durable=False, result=outcome)
 
 
 __all__ = ["ProviderRefused", "deposit_of", "destination_of", "pay", "payment_id_for", "payment_row"]

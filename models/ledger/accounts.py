@@ -107,7 +107,8 @@ class AccountSpec:
     flags: frozenset[str] = frozenset()
 
 
-def _checked(spec: AccountSpec) -> AccountSpec:
+def checked(spec: AccountSpec) -> AccountSpec:
+    """``spec`` with its flags as a frozenset, or ``InvalidAccount`` when no account could be opened so."""
     if not isinstance(spec.code, str) or not 1 <= len(spec.code) <= MAX_CODE:
         raise InvalidAccount(f"an account code is 1 to {MAX_CODE} characters")
     if not isinstance(spec.kind, str) or not 1 <= len(spec.kind) <= MAX_KIND:
@@ -116,7 +117,8 @@ def _checked(spec: AccountSpec) -> AccountSpec:
     return AccountSpec(spec.code, spec.kind, spec.currency, _check_flags(spec.flags))
 
 
-def _matching(spec: AccountSpec, account: Account) -> Account:
+def matching(spec: AccountSpec, account: Account) -> Account:
+    """``account`` when it is what ``spec`` would open, else ``AccountExists``."""
     if (account.kind, account.currency, account.flags) != (spec.kind, spec.currency, spec.flags):
         raise AccountExists(
             f"account {spec.code!r} exists as kind={account.kind!r} currency={account.currency} "
@@ -131,11 +133,11 @@ def open_account(code: str, *, kind: str, currency: str = "USD", flags: Iterable
     An existing account is returned as it is when ``kind``, ``currency`` and
     ``flags`` match it; otherwise ``AccountExists`` and nothing changes.
     """
-    spec = _checked(AccountSpec(code, kind, currency, frozenset(flags)))
+    spec = checked(AccountSpec(code, kind, currency, frozenset(flags)))
     row = db.execute_sql(_OPEN, (code, kind, currency, sorted(spec.flags))).fetchone()
     if row is None:
         row = db.execute_sql(_BY_CODE, (code,)).fetchone()
-    return _matching(spec, _account(row))
+    return matching(spec, _account(row))
 
 
 # New accounts inserted (in code order: two callers opening the same ones cannot deadlock), the others
@@ -161,7 +163,7 @@ def open_accounts(specs: Iterable[AccountSpec]) -> dict[str, Account]:
     Raises ``AccountExists`` (having opened the others) when one exists with another kind, currency
     or flags, ``InvalidAccount`` (having opened none) for a bad spec.
     """
-    wanted = {spec.code: _checked(spec) for spec in specs}
+    wanted = {spec.code: checked(spec) for spec in specs}
     if not wanted:
         return {}
     params: list = []
@@ -171,7 +173,7 @@ def open_accounts(specs: Iterable[AccountSpec]) -> dict[str, Account]:
     found = {row[1]: _account(row) for row in db.execute_sql(_OPEN_MANY.format(rows=rows), params).fetchall()}
     for code in wanted.keys() - found.keys():
         found[code] = _account(db.execute_sql(_BY_CODE, (code,)).fetchone())
-    return {code: _matching(spec, found[code]) for code, spec in wanted.items()}
+    return {code: matching(spec, found[code]) for code, spec in wanted.items()}
 
 
 def get_account(code: str) -> Account:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from models.base import utcnow
 from models.db import db
-from models.ledger.accounts import CURRENCY
+from models.ledger.accounts import CURRENCY, AccountSpec
 from models.ledger.errors import (
     AccountNotFound,
     CurrencyMismatch,
@@ -38,8 +38,10 @@ from models.ledger.postings import (
     check_legs,
     load,
     lock_accounts,
+    open_and_lock,
     transaction,
     write,
+    write_batch,
 )
 
 MAX_AMOUNT = 2**63 - 1
@@ -135,6 +137,12 @@ def _replay(spec: TransferSpec, existing: Transfer) -> Transfer:
     return existing.as_replayed()
 
 
+def _legs(spec: TransferSpec, debit: LockedAccount, credit: LockedAccount) -> tuple[Leg, Leg]:
+    if spec.pending:
+        return Leg(debit, debits_pending=spec.amount), Leg(credit, credits_pending=spec.amount)
+    return Leg(debit, debits_posted=spec.amount), Leg(credit, credits_posted=spec.amount)
+
+
 def post_spec(
     spec: TransferSpec,
     accounts: dict[str, LockedAccount],
@@ -151,10 +159,7 @@ def post_spec(
             raise CurrencyMismatch(
                 f"a {spec.currency} transfer between {debit.currency} and {credit.currency} accounts"
             )
-        if spec.pending:
-            legs = (Leg(debit, debits_pending=spec.amount), Leg(credit, credits_pending=spec.amount))
-        else:
-            legs = (Leg(debit, debits_posted=spec.amount), Leg(credit, credits_posted=spec.amount))
+        legs = _legs(spec, debit, credit)
         check_legs(legs)
     except LedgerError:
         # A replay of a transfer already written is no error, even if it could not be written now.
@@ -172,21 +177,32 @@ def post_spec(
     return stored
 
 
-def transfer(spec: TransferSpec, *, now: datetime.datetime | None = None) -> Transfer:
+def _locked(codes: set[str], opening: Sequence[AccountSpec]) -> dict[str, LockedAccount]:
+    return open_and_lock(opening, codes) if opening else lock_accounts(codes)
+
+
+def transfer(
+    spec: TransferSpec, *, now: datetime.datetime | None = None, opening: Sequence[AccountSpec] = ()
+) -> Transfer:
     """Post ``spec``: both legs and the flag checks, all or nothing, in the caller's transaction.
 
     Raises ``TransferExists``, ``AccountNotFound``, ``CurrencyMismatch``,
     ``SameAccount``, ``InvalidAmount``, ``InvalidTransfer``, ``ExceedsCredits``
-    or ``ExceedsDebits``; nothing is written then.
+    or ``ExceedsDebits``; nothing is written then. ``opening``: accounts to open
+    first if new (``open_accounts``), in the round trip that locks the accounts.
     """
     validate(spec)
     with transaction():
-        accounts = lock_accounts((spec.debit, spec.credit))
+        accounts = _locked({spec.debit, spec.credit}, opening)
         return post_spec(spec, accounts, now or utcnow())
 
 
 def transfer_linked(
-    specs: Sequence[TransferSpec], *, now: datetime.datetime | None = None, savepoint: bool = True
+    specs: Sequence[TransferSpec],
+    *,
+    now: datetime.datetime | None = None,
+    savepoint: bool = True,
+    opening: Sequence[AccountSpec] = (),
 ) -> list[Transfer]:
     """Post every spec or none: the first refusal raises (its ``index`` says which) and undoes the batch.
 
@@ -195,6 +211,8 @@ def transfer_linked(
 
     ``savepoint=False`` (two round trips fewer) inside a caller's transaction that
     rolls back as a whole when this raises: the batch is undone with it, not before.
+    ``opening`` as for ``transfer``. A batch of new transfers that pass their checks
+    is written in one statement; one with a refusal or a replay, one at a time.
     """
     specs = list(specs)
     if not specs:
@@ -210,7 +228,10 @@ def transfer_linked(
     nested = len(specs) > 1 and (savepoint or not db.in_transaction())
     with db.atomic() if nested else transaction():
         # Every account of the batch at once, in id order: no deadlock between two batches.
-        accounts = lock_accounts({code for spec in specs for code in (spec.debit, spec.credit)})
+        accounts = _locked({code for spec in specs for code in (spec.debit, spec.credit)}, opening)
+        at_once = _post_at_once(specs, accounts, when, group)
+        if at_once is not None:
+            return at_once
         posted = []
         for index, spec in enumerate(specs):
             try:
@@ -219,3 +240,43 @@ def transfer_linked(
                 exc.index = index
                 raise
         return posted
+
+
+def _post_at_once(
+    specs: list[TransferSpec], accounts: dict[str, LockedAccount], now: datetime.datetime, group: uuid.UUID
+) -> list[Transfer] | None:
+    """A batch of new transfers that all pass their checks, written in one statement; else None, nothing written.
+
+    The checks run in order on copies of the locked balances, as ``post_spec`` runs them on
+    the balances themselves; anything else (a refusal, a replay, an id twice) is left to
+    ``post_spec``, one transfer at a time, which raises or replays exactly as it always has.
+    """
+    if len({spec.id for spec in specs}) < len(specs):
+        return None
+    trial = {code: replace(account) for code, account in accounts.items()}
+    batch = []
+    for spec in specs:
+        debit, credit = trial.get(spec.debit), trial.get(spec.credit)
+        if debit is None or credit is None or {debit.currency, credit.currency} != {spec.currency}:
+            return None
+        legs = _legs(spec, debit, credit)
+        try:
+            check_legs(legs)
+        except LedgerError:
+            return None
+        apply_legs(legs)
+        batch.append((_stored(spec, now, group), debit, credit, legs))
+    written = write_batch(batch)
+    if not written:
+        return None  # one of them exists: a replay (or a conflict) for post_spec to tell
+    posted = []
+    for spec, (stored, *_rest) in zip(specs, batch, strict=True):
+        if stored.id in written:
+            posted.append(stored)
+            continue
+        # Another transaction wrote this id since the batch's check (it held none of these accounts).
+        existing = load(spec.id)
+        if existing is None:  # pragma: no cover - the insert conflicted on the id, so the row exists
+            raise LedgerError(f"transfer {spec.id} was neither written nor found")
+        posted.append(_replay(spec, existing))
+    return posted

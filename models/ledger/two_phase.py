@@ -26,7 +26,15 @@ from models.ledger.errors import (
     PendingNotFound,
     TransferExists,
 )
-from models.ledger.postings import Leg, Transfer, load_with_resolution, lock_accounts_of, transaction, write
+from models.ledger.postings import (
+    Leg,
+    Transfer,
+    load_with_resolution,
+    lock_accounts_of,
+    lock_and_load,
+    transaction,
+    write,
+)
 
 POST, VOID = "post_pending", "void_pending"
 # Expiry voids under an id derived from the pending transfer's: two sweeps at once void it once.
@@ -63,10 +71,13 @@ def _resolve(id: uuid.UUID, pending_id: uuid.UUID, state: str, amount: int | Non
     if not isinstance(id, uuid.UUID) or not isinstance(pending_id, uuid.UUID):
         raise InvalidTransfer("transfer ids are UUIDs")
     with transaction():
-        # The pending transfer's accounts first, then the transfers read after the locks: a resolution
-        # committed by whoever held them is seen here.
-        accounts = lock_accounts_of(pending_id)
-        found = {transfer.id: transfer for transfer in load_with_resolution(id, pending_id, pending=True)}
+        # The pending transfer's accounts locked and its transfers read in one round trip. A resolution
+        # committed by whoever held the locks is not among them, but the unique index on ``pending_id``
+        # refuses this one's write then (below); a pending transfer not seen is looked for again.
+        accounts, found = lock_and_load(id, pending_id)
+        if pending_id not in found:
+            accounts = lock_accounts_of(pending_id)
+            found = {transfer.id: transfer for transfer in load_with_resolution(id, pending_id, pending=True)}
         pending = found.pop(pending_id, None)
         if pending is None or pending.state != "pending":
             existing = found.get(id)
@@ -105,7 +116,7 @@ def _resolve(id: uuid.UUID, pending_id: uuid.UUID, state: str, amount: int | Non
             created_at=now,
         )
         if not write(stored, debit, credit, legs):
-            # Only without the locks (serializable mode) can a resolution slip in between.
+            # A resolution committed while this one waited for the locks (or, without them, in between).
             for found in load_with_resolution(id, pending_id):
                 if found.id == id:
                     return _replay(found, pending_id, state, moved)

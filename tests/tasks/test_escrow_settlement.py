@@ -283,6 +283,14 @@ def test_stripe_5xx_then_success_makes_exactly_one_transfer_under_one_key(deal, 
     assert_ledger_matches(deal)
 
 
+def test_the_payout_goes_to_the_sellers_account_as_read_with_the_reservation(deal, stripe):
+    stripe_funded(deal, stripe)
+    job = run(settle_by(deal, "release"))
+    assert job.status == "succeeded"
+    [transfer] = stripe.transfers()
+    assert (transfer["destination"], transfer["amount"]) == ("acct_1SellerTest", EARNEST)
+
+
 def test_stripe_4xx_fails_the_payout_visibly_and_nothing_is_posted(deal, stripe):
     stripe_funded(deal, stripe)
     refusal = {"type": "invalid_request_error", "code": "account_invalid", "message": "No such destination"}

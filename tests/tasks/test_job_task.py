@@ -120,6 +120,22 @@ def test_a_step_that_need_not_wait_for_the_disk_commits_lazily_and_is_recorded_o
     assert JobEffect.get_by_id(f"job:{job.id}:payout").result == {"paid": 1}
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_result_known_beforehand_is_recorded_with_the_claim_and_the_effect_still_runs_once(durable):
+    job = Job.claim_by_id(_job("jobs.selftest").id, 60)
+    ctx = JobContext(job, 60)
+    calls = []
+
+    def effect(key):
+        calls.append(db.execute_sql("SELECT result FROM job_effects WHERE key = %s", (key,)).fetchone()[0])
+        return {"ignored": True}
+
+    assert ctx.once("payout", effect, durable=durable, result={"status": "succeeded"}) == {"status": "succeeded"}
+    assert ctx.once("payout", effect, durable=durable, result={"status": "failed"}) == {"status": "succeeded"}
+    assert calls == [{"status": "succeeded"}]  # the record already carried it while the effect ran
+    assert JobEffect.get_by_id(f"job:{job.id}:payout").result == {"status": "succeeded"}
+
+
 def test_an_effect_that_fails_leaves_no_record_and_none_of_its_writes():
     job = Job.claim_by_id(_job("jobs.selftest").id, 60)
     ctx = JobContext(job, 60)
