@@ -252,23 +252,28 @@ def apply_legs(legs: Iterable[Leg]) -> None:
         account.credits_pending += leg.credits_pending
 
 
+# The parts ``_WRITE`` and ``_WRITE_BATCH`` share: the transfer row's columns, and a leg's amounts added
+# to its account (``leg``: id or account, dp, cp, dpe, cpe).
+_INSERT = """INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, currency, kind, state,
+                                  pending_id, timeout_at, escrow_id, memo, user_data, linked_group, created_at)"""
+_APPLY_LEGS = """UPDATE ledger_accounts AS a
+    SET debits_posted = a.debits_posted + leg.dp, credits_posted = a.credits_posted + leg.cp,
+        debits_pending = a.debits_pending + leg.dpe, credits_pending = a.credits_pending + leg.cpe"""
+
 _WRITE = """
 WITH row AS (
-    INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, currency, kind, state,
-                                  pending_id, timeout_at, escrow_id, memo, user_data, linked_group, created_at)
+    {insert}
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
     ON CONFLICT DO NOTHING
     RETURNING id
 ), legs AS (
-    UPDATE ledger_accounts AS a
-    SET debits_posted = a.debits_posted + leg.dp, credits_posted = a.credits_posted + leg.cp,
-        debits_pending = a.debits_pending + leg.dpe, credits_pending = a.credits_pending + leg.cpe
+    {apply_legs}
     FROM (VALUES (%s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::bigint),
                  (%s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::bigint)) AS leg (id, dp, cp, dpe, cpe)
     WHERE a.id = leg.id AND EXISTS (SELECT 1 FROM row)
 )
 SELECT count(*) FROM row
-"""
+""".replace("{insert}", _INSERT).replace("{apply_legs}", _APPLY_LEGS)
 
 
 def write(transfer: Transfer, debit: LockedAccount, credit: LockedAccount, legs: tuple[Leg, Leg]) -> bool:
@@ -301,23 +306,20 @@ def write(transfer: Transfer, debit: LockedAccount, credit: LockedAccount, legs:
 # account's legs of the rows inserted summed and applied (so the balances follow exactly what was written).
 _WRITE_BATCH = """
 WITH row AS (
-    INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, currency, kind, state,
-                                  pending_id, timeout_at, escrow_id, memo, user_data, linked_group, created_at)
+    {insert}
     SELECT * FROM (VALUES {rows}) AS v
     WHERE NOT EXISTS (SELECT 1 FROM ledger_transfers WHERE id = ANY(%s::uuid[]))
     ON CONFLICT DO NOTHING
     RETURNING id
 ), legs AS (
-    UPDATE ledger_accounts AS a
-    SET debits_posted = a.debits_posted + leg.dp, credits_posted = a.credits_posted + leg.cp,
-        debits_pending = a.debits_pending + leg.dpe, credits_pending = a.credits_pending + leg.cpe
+    {apply_legs}
     FROM (SELECT l.account, sum(l.dp) AS dp, sum(l.cp) AS cp, sum(l.dpe) AS dpe, sum(l.cpe) AS cpe
           FROM (VALUES {legs}) AS l (transfer, account, dp, cp, dpe, cpe) JOIN row ON row.id = l.transfer
           GROUP BY l.account) AS leg
     WHERE a.id = leg.account
 )
 SELECT id FROM row
-"""
+""".replace("{insert}", _INSERT).replace("{apply_legs}", _APPLY_LEGS)
 _BATCH_ROW = (
     "(%s::uuid, %s::bigint, %s::bigint, %s::bigint, %s::char(3), %s::text, %s::text, %s::uuid, %s::timestamptz,"
     " %s::uuid, %s::text, %s::jsonb, %s::uuid, %s::timestamptz)"

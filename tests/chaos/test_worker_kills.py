@@ -1,7 +1,8 @@
 """Workers killed with SIGKILL, again and again, over jobs with side effects: no job lost, no effect twice.
 
 Once-only effects (an email through SendGrid, recorded by ``JobContext.once``)
-reach the provider exactly once per job; idempotent at-least-once effects (an
+reach the provider at most once per job, and exactly once unless a run died
+in the middle of the call, which the job then records as uncertain; idempotent at-least-once effects (an
 export archive, written to a key derived from the job) are whole and single
 whatever the run that wrote them.
 """
@@ -15,7 +16,7 @@ import zipfile
 
 import pytest
 
-from models.jobs import Job
+from models.jobs import Job, JobEffect
 from tasks.exports import archive_key
 from tests.chaos.conftest import Sweeper, wait_all
 from tests.factories import make_user
@@ -96,7 +97,22 @@ def test_repeated_kill9_of_workers_loses_no_job_and_repeats_no_once_only_effect(
         f"jobs run again {reruns}, all done in {recovered:.1f} s"
     )
     assert lost == []
-    assert duplicates == 0 and set(sent) == {user.email for user in users}
+    # A run killed between the committed "sending" mark and the record of the send
+    # leaves it uncertain (SendGrid keeps no idempotency keys): the rerun records
+    # that instead of risking a second copy. Only such a job may lack its email.
+    uncertain = {
+        str(effect.job_id)
+        for effect in JobEffect.select().where(JobEffect.key.in_([f"job:{job.id}:email" for job in done]))
+        if (effect.result or {}).get("uncertain")
+    }
+    emails = {str(user.id): user.email for user in users}
+    unsent = {
+        str(job.id)
+        for job in done
+        if job.kind == "accounts.send_verification_email" and emails[str(job.owner_id)] not in sent
+    }
+    assert duplicates == 0 and set(sent) <= set(emails.values())
+    assert unsent <= uncertain, "an email is missing without its job recording the send as uncertain"
 
     from tasks.runtime import init_runtime
     from tests.tasks.live import live_settings
