@@ -44,28 +44,6 @@ REBUILD_DEDUPE_KEY = "search:rebuild"
 QUEUE = "search"
 REINDEX_ATTEMPTS = 5
 
-# The mark, then the turn of the listing's job creators (``Job.create_or_get_active``'s lock): one round trip.
-_MARK = f"""
-WITH marked AS (
-    INSERT INTO search_dirty AS d (property_id, seq, dirty_since, marked_at)
-    VALUES (%s, nextval('search_change_seq'), now(), now())
-    ON CONFLICT (property_id) DO UPDATE SET
-        seq = EXCLUDED.seq,
-        marked_at = now(),
-        dirty_since = CASE WHEN d.seq > d.indexed_seq THEN d.dirty_since ELSE now() END
-    RETURNING 1
-)
-SELECT {DEDUPE_TURN} FROM marked
-"""  # noqa: S608 - a constant of models.jobs; every value is a %s parameter
-# With the turn held, a statement of its own (a snapshot taken after the turn): the job unless one is active.
-_REINDEX_JOB = """
-INSERT INTO jobs (id, kind, queue, status, progress_pct, input, attempts, max_attempts, dedupe_key, request_id,
-                  created_at, updated_at)
-SELECT %s::uuid, %s, %s, 'queued', 0, %s::jsonb, 0, %s, %s, %s, %s::timestamptz, %s::timestamptz
-WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = %s AND status IN ('queued', 'running'))
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running') DO NOTHING
-RETURNING *
-"""
 _SETTLE = """
 INSERT INTO search_dirty AS d (property_id, seq, indexed_seq, done_seq)
 VALUES (%s, 0, %s, nextval('search_change_seq'))
@@ -96,24 +74,14 @@ def mark_dirty(property_id) -> Job | None:
 
     Call it inside the transaction that changes the listing, after the change.
     None means a reindex of this listing is already queued or running; that
-    job will index this change too.
+    job will index this change too. Two round trips, with no savepoint and no
+    Job read (an escrow's release pays them): ``mark_dirty_many`` of one listing.
     """
-    if not db.in_transaction():
-        with db.atomic():
-            return mark_dirty(property_id)
-    # No savepoint and no Job read: a listing's change (an escrow's release among them) pays two round trips.
-    key = dedupe_key(property_id)
-    db.execute_sql(_MARK, (str(property_id), key))
-    now = utcnow()
-    job_input = Job.input.db_value({"property_id": str(property_id)})
-    params = (new_job_id(), REINDEX_KIND, QUEUE, job_input, REINDEX_ATTEMPTS, key, current_request_id(), now, now, key)
-    job = next(iter(Job.raw(_REINDEX_JOB, *params)), None)
-    if job is not None:
-        submit_after_commit(job)  # inserted by hand: Job.save did not see it
-    return job
+    jobs = mark_dirty_many([property_id])
+    return jobs[0] if jobs else None
 
 
-# ``mark_dirty`` for many listings: the marks, then each listing's turn, taken in key order (two writers
+# The marks (of one listing or many), then each listing's turn, taken in key order (two writers
 # marking overlapping sets wait for each other instead of deadlocking); then the jobs, in one statement.
 # Its check for an active job is a subquery per listing, an index probe: as NOT EXISTS the planner may
 # hash every active job instead (a bulk import queues one per listing), a cost that grows with them.
