@@ -14,7 +14,9 @@ every message (``services.log_redaction``), from the libraries' records first.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import faulthandler
 import logging
 import sys
 from typing import Any, TextIO
@@ -190,6 +192,11 @@ def configure_logging(settings: Settings, process: str = "cli", stream: TextIO |
     if process not in PROCESS_KINDS:
         raise ValueError(f"unknown process kind {process!r}")
     _process = process
+    # A crash in native code (a segfault, an abort) leaves the Python stack of every thread on stderr.
+    # Not when ``stream`` is one a caller captures: faulthandler writes to a file descriptor.
+    if stream is None and not faulthandler.is_enabled():
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # a stderr without a file descriptor
+            faulthandler.enable(all_threads=True)
     handler = LogHandler(stream or sys.stderr, settings.log_format, settings.log_colors)
     root = logging.getLogger()
     root.handlers[:] = [handler]

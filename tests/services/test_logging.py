@@ -5,6 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
 
 import pytest
 import structlog
@@ -137,3 +142,28 @@ def test_an_unknown_log_format_or_process_kind_is_refused(tmp_path):
     assert settings.log_format == "json"
     with pytest.raises(ValueError, match="process kind"):
         configure_logging(settings, "cron", io.StringIO())
+
+
+def test_a_crash_in_native_code_leaves_every_threads_python_stack_on_stderr():
+    """A segfault in a C extension kills a process without a Python exception; its stack must still reach the log."""
+    program = (
+        "import ctypes, threading, time\n"
+        "from services.logging import configure_logging\n"
+        "from settings import Settings\n"
+        "configure_logging(Settings.from_env({'HEARTH_ENV': 'test'}), 'web')\n"
+        "def waiting_here():\n"
+        "    time.sleep(30)\n"
+        "threading.Thread(target=waiting_here, daemon=True).start()\n"
+        "time.sleep(0.2)\n"
+        "def crashing_here():\n"
+        "    ctypes.string_at(0)\n"
+        "crashing_here()\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONFAULTHANDLER"}
+    env["PYTHONPATH"] = str(pathlib.Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert done.returncode == -signal.SIGSEGV, (done.returncode, done.stderr)
+    assert "Fatal Python error: Segmentation fault" in done.stderr
+    assert "crashing_here" in done.stderr and "waiting_here" in done.stderr
