@@ -254,9 +254,9 @@ def apply_legs(legs: Iterable[Leg]) -> None:
 
 # The parts ``_WRITE`` and ``_WRITE_BATCH`` share: the transfer row's columns, and a leg's amounts added
 # to its account (``leg``: id or account, dp, cp, dpe, cpe).
-_INSERT = """INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, currency, kind, state,
-                                  pending_id, timeout_at, escrow_id, memo, user_data, linked_group, created_at)"""
-_APPLY_LEGS = """UPDATE ledger_accounts AS a
+INSERT_TRANSFER = """INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, currency, kind,
+    state, pending_id, timeout_at, escrow_id, memo, user_data, linked_group, created_at)"""
+APPLY_LEGS = """UPDATE ledger_accounts AS a
     SET debits_posted = a.debits_posted + leg.dp, credits_posted = a.credits_posted + leg.cp,
         debits_pending = a.debits_pending + leg.dpe, credits_pending = a.credits_pending + leg.cpe"""
 
@@ -273,7 +273,7 @@ WITH row AS (
     WHERE a.id = leg.id AND EXISTS (SELECT 1 FROM row)
 )
 SELECT count(*) FROM row
-""".replace("{insert}", _INSERT).replace("{apply_legs}", _APPLY_LEGS)
+""".replace("{insert}", INSERT_TRANSFER).replace("{apply_legs}", APPLY_LEGS)
 
 
 def write(transfer: Transfer, debit: LockedAccount, credit: LockedAccount, legs: tuple[Leg, Leg]) -> bool:
@@ -319,7 +319,7 @@ WITH row AS (
     WHERE a.id = leg.account
 )
 SELECT id FROM row
-""".replace("{insert}", _INSERT).replace("{apply_legs}", _APPLY_LEGS)
+""".replace("{insert}", INSERT_TRANSFER).replace("{apply_legs}", APPLY_LEGS)
 _BATCH_ROW = (
     "(%s::uuid, %s::bigint, %s::bigint, %s::bigint, %s::char(3), %s::text, %s::text, %s::uuid, %s::timestamptz,"
     " %s::uuid, %s::text, %s::jsonb, %s::uuid, %s::timestamptz)"

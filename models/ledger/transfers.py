@@ -30,6 +30,7 @@ from models.ledger.errors import (
     SameAccount,
     TransferExists,
 )
+from models.ledger.one_statement import lock_check_write
 from models.ledger.postings import (
     Leg,
     LockedAccount,
@@ -143,6 +144,19 @@ def _legs(spec: TransferSpec, debit: LockedAccount, credit: LockedAccount) -> tu
     return Leg(debit, debits_posted=spec.amount), Leg(credit, credits_posted=spec.amount)
 
 
+def _checked(spec: TransferSpec, accounts: dict[str, LockedAccount]) -> tuple[LockedAccount, LockedAccount, tuple]:
+    """The debit and credit accounts and the legs of ``spec``, or the ``LedgerError`` that refuses it."""
+    debit, credit = accounts.get(spec.debit), accounts.get(spec.credit)
+    if debit is None or credit is None:
+        missing = spec.debit if debit is None else spec.credit
+        raise AccountNotFound(f"no ledger account {missing!r}")
+    if debit.currency != spec.currency or credit.currency != spec.currency:
+        raise CurrencyMismatch(f"a {spec.currency} transfer between {debit.currency} and {credit.currency} accounts")
+    legs = _legs(spec, debit, credit)
+    check_legs(legs)
+    return debit, credit, legs
+
+
 def post_spec(
     spec: TransferSpec,
     accounts: dict[str, LockedAccount],
@@ -150,17 +164,8 @@ def post_spec(
     linked_group: uuid.UUID | None = None,
 ) -> Transfer:
     """Write ``spec`` against accounts this transaction holds (``lock_accounts``), or replay it."""
-    debit, credit = accounts.get(spec.debit), accounts.get(spec.credit)
     try:
-        if debit is None or credit is None:
-            missing = spec.debit if debit is None else spec.credit
-            raise AccountNotFound(f"no ledger account {missing!r}")
-        if debit.currency != spec.currency or credit.currency != spec.currency:
-            raise CurrencyMismatch(
-                f"a {spec.currency} transfer between {debit.currency} and {credit.currency} accounts"
-            )
-        legs = _legs(spec, debit, credit)
-        check_legs(legs)
+        debit, credit, legs = _checked(spec, accounts)
     except LedgerError:
         # A replay of a transfer already written is no error, even if it could not be written now.
         existing = load(spec.id)
@@ -175,6 +180,21 @@ def post_spec(
         return _replay(spec, existing)
     apply_legs(legs)
     return stored
+
+
+def _post_new(spec: TransferSpec, now: datetime.datetime) -> Transfer:
+    """``spec`` locked, checked and written in one statement (``lock_check_write``), or replayed, or refused."""
+    stored = _stored(spec, now, None)
+    written, accounts = lock_check_write(stored)
+    if written:
+        return stored
+    # Nothing written: the id was taken (a replay, or other content), or the checks refused it, which the
+    # same checks in Python name from the accounts as the statement locked them.
+    existing = load(spec.id)
+    if existing is not None:
+        return _replay(spec, existing)
+    _checked(spec, accounts)
+    raise LedgerError(f"transfer {spec.id} was neither written nor refused")  # pragma: no cover - checks disagree
 
 
 def _locked(codes: set[str], opening: Sequence[AccountSpec]) -> dict[str, LockedAccount]:
@@ -192,6 +212,8 @@ def transfer(
     first if new (``open_accounts``), in the round trip that locks the accounts.
     """
     validate(spec)
+    if not opening:  # one statement: atomic on its own, or a part of the caller's transaction
+        return _post_new(spec, now or utcnow())
     with transaction():
         accounts = _locked({spec.debit, spec.credit}, opening)
         return post_spec(spec, accounts, now or utcnow())
