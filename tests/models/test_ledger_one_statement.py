@@ -64,7 +64,7 @@ def _count() -> int:
 def test_the_statements_checks_agree_with_the_rules_in_python_over_a_random_walk():
     for code, flags in ACCOUNTS.items():
         ledger.open_account(code, kind="test", flags=flags)
-    picker = random.Random(20261208)  # noqa: S311 - a reproducible walk, no secret
+    picker = random.Random(20261208)
     outcomes = {"written": 0, ExceedsCredits: 0, ExceedsDebits: 0}
     for _ in range(400):
         debit, credit = picker.sample(sorted(ACCOUNTS), 2)
