@@ -102,26 +102,34 @@ def write_listings(rows: list[tuple[MappedRow | Outcome, str | None]]) -> list[O
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _line(row: dict[str, Any], spec: list = _SPEC) -> str:
-    """A row in COPY's text format (``spec``'s columns), defaults as ``Model.create`` fills them in."""
-    texts = []
-    append, get = texts.append, row.get
-    for name, db_value, as_is, default in spec:
-        value = get(name, _MISSING)
-        if value is _MISSING:
-            value = default() if callable(default) else default
-        if value is None:
-            append(_NULL)
-            continue
-        kind = type(value)
-        if kind not in as_is:
-            value = db_value(value)
-            kind = type(value)
-        write = _WRITE.get(kind)
-        if write is None:
-            raise ValueError(f"a {kind.__name__} is not written by COPY here")
-        append(write(value))
+def _line(row: dict[str, Any]) -> str:
+    """A listing's row in COPY's text format, defaults as ``Model.create`` fills them in."""
+    texts = _DEFAULT_TEXTS.copy()
+    for index, name in _CALLED_DEFAULTS:
+        if name not in row:
+            texts[index] = _value_text(index, _SPEC[index][3]())
+    for name, value in row.items():
+        index = _POSITION.get(name)
+        if index is not None:
+            texts[index] = _value_text(index, value)
     return "\t".join(texts) + "\n"
+
+
+def _value_text(index: int, value: Any) -> str:
+    """``value`` of column ``index`` as COPY text, read by PostgreSQL as the literal an INSERT would send.
+    ``ValueError`` for a value whose literal is typed otherwise (a list of numbers, a boolean, ...): the chunk
+    then goes row by row."""
+    if value is None:
+        return _NULL
+    _name, db_value, as_is, _default = _SPEC[index]
+    kind = type(value)
+    if kind not in as_is:
+        value = db_value(value)
+        kind = type(value)
+    write = _WRITE.get(kind)
+    if write is None:
+        raise ValueError(f"a {kind.__name__} is not written by COPY here")
+    return write(value)
 
 
 def _history_line(row: dict[str, Any]) -> str:
@@ -157,5 +165,10 @@ _WRITE: dict[type, Callable[[Any], str]] = {
     list: _array,
 }
 
+
+# A column a row leaves out: its default's text, written once here (a callable default: per row, in ``_line``).
+_POSITION = {name: index for index, (name, *_rest) in enumerate(_SPEC)}
+_CALLED_DEFAULTS = [(index, name) for index, (name, _, _, default) in enumerate(_SPEC) if callable(default)]
+_DEFAULT_TEXTS = [_NULL if callable(spec[3]) else _value_text(index, spec[3]) for index, spec in enumerate(_SPEC)]
 
 __all__ = ["write_listings"]
