@@ -42,7 +42,7 @@ from models.base import utcnow
 from models.db import db
 from models.job_submission import submit_after_commit
 from models.jobs import ACTIVE, DEDUPE_TURN, Job, current_request_id, new_job_id
-from models.search.index import hold_swap_shared, index_listings, lock_listing
+from models.search.index import LOCK_LISTING, hold_swap_shared, index_listings, lock_listing
 
 REINDEX_KIND = "search.reindex_property"
 REINDEX_BATCH_KIND = "search.reindex_properties"
@@ -179,6 +179,14 @@ RETURNING seq <= indexed_seq
 """
 
 
+# ``lock_listing`` of each listing, in one statement; taken in the order of the locks' keys, as two batches
+# that overlap take them (their ids' order could differ from their keys' when two ids' hashes collide).
+_LOCK_MANY = """
+SELECT count(pg_advisory_xact_lock(%s, k))
+FROM (SELECT hashtext(p) AS k FROM unnest(%s::text[]) AS p ORDER BY 1 OFFSET 0) AS keys
+"""
+
+
 def reindex_many(property_ids) -> int:
     """``reindex_step`` (without a job's key to give up) for many listings in one transaction; how many are
     still dirty after it (changed meanwhile: each such change queued a job of its own)."""
@@ -191,8 +199,7 @@ def reindex_many(property_ids) -> int:
         ).fetchall()
     )
     with db.atomic():
-        for property_id in ids:  # in key order, as two batches that overlap take them
-            lock_listing(property_id)
+        db.execute_sql(_LOCK_MANY, (LOCK_LISTING, ids))
         hold_swap_shared()
         index_listings(ids)
         rows = db.execute_sql(_SETTLE_MANY, (ids, [seen.get(property_id, 0) for property_id in ids])).fetchall()

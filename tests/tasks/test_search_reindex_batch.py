@@ -7,6 +7,7 @@ import datetime
 from models.db import db
 from models.jobs import Job
 from models.search import queue as search_queue
+from models.search.index import LOCK_LISTING
 from tasks.base import submitting_jobs
 from tasks.search import reindex_properties, requeue_stale_reindexes
 from tests.search_listings import make_listing, make_owner, update_listing
@@ -78,3 +79,23 @@ def test_the_sweep_leaves_listings_of_an_active_batch_job_alone_and_takes_them_a
     assert queue.run_pending() == 2
     assert [indexed(listing)["list_price"] for listing in listings] == [1_000_000, 2_000_000]
     assert search_queue.lag()["dirty_listings"] == 0
+
+
+def test_the_batch_takes_each_listing_s_lock_as_a_single_reindex_does(runtime, queue):
+    listings = _new_listings(3)
+    with db.atomic():
+        search_queue.mark_new_many([listing.id for listing in listings])
+    assert search_queue.reindex_many([listing.id for listing in listings]) == 0
+    # The test's transaction is still open: the transaction-scoped locks the batch took are held.
+    held = {
+        row[0]
+        for row in db.execute_sql(
+            "SELECT objid::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND classid = %s",
+            (LOCK_LISTING,),
+        ).fetchall()
+    }
+    keys = db.execute_sql(
+        "SELECT hashtext(p) FROM unnest(%s::text[]) AS p", ([str(listing.id) for listing in listings],)
+    ).fetchall()
+    assert {key for (key,) in keys} <= held
+    assert [indexed(listing)["list_price"] for listing in listings] == [1_000_000, 2_000_000, 3_000_000]
