@@ -4,6 +4,10 @@
   listing): brings the listing's row in the live index up to date, again and
   again while the listing keeps changing (``models.search.queue``), then makes
   every cached search page obsolete.
+* ``reindex_properties`` (kind ``search.reindex_properties``, one job for the
+  listings of an import's chunk, ``models.search.queue.mark_new_many``): the
+  same for many listings in one transaction, once; a listing changed meanwhile
+  has a job of its own for that change.
 * ``rebuild_index`` (kind ``search.rebuild_index``, one at a time): builds a
   new generation of the index and swaps it in (``models.search.rebuild.SearchRebuild``),
   with progress; a failed or cancelled rebuild drops its half-built table and
@@ -44,6 +48,14 @@ def reindex_property(ctx: JobContext) -> dict:
         "rounds": MAX_ROUNDS,
         "handed_over_to": str(follow_up.id) if follow_up is not None else None,
     }
+
+
+@job_task()
+def reindex_properties(ctx: JobContext) -> dict:
+    property_ids = ctx.input["property_ids"]
+    still_dirty = search_queue.reindex_many(property_ids)
+    runtime().search_cache.listing_changed()
+    return {"listings": len(property_ids), "still_dirty": still_dirty}
 
 
 # ~40 s for 1,000,000 listings here; the limits leave room for forty times that, and stay

@@ -4,8 +4,8 @@ A first import is almost only new listings, and writing each one through the mod
 the listing, one for its history, two for its search mark) cost most of its time. Here a chunk's
 new listings without photos (none, or none that came across) are checked under the same rules
 (``listing_values``, ``new_listing``; the chunk's agents read in one query) and written in four
-statements: the ``properties`` rows and their first history rows, each with one ``COPY``, and their
-search marks and reindex jobs (``mark_dirty_many``). A listing imported before (its update goes
+statements: the ``properties`` rows and their first history rows, each with one ``COPY``, their
+search marks, and one reindex job for all of them (``mark_new_many``). A listing imported before (its update goes
 through ``Property.apply_changes``, which keeps its history and version) or one with photos to
 attach goes through ``targets.write`` as before, in its own savepoint.
 
@@ -34,7 +34,7 @@ from models.imports.steps import Outcome
 from models.imports.targets import with_notes, write
 from models.listing_rules import ListingError, agent_errors_many
 from models.properties import Property, PropertyHistory
-from models.search.queue import mark_dirty_many
+from models.search.queue import mark_new_many
 
 TARGET = "properties"
 _FIELDS = Property._meta.sorted_fields
@@ -59,7 +59,6 @@ def _kept_as_is(field: Field) -> tuple[type, ...]:
 # Each column's field name, conversion, the types it keeps as they are, and its default (``Property.create``
 # fills in a field's default when not given).
 _SPEC = [(field.name, field.db_value, _kept_as_is(field), field.default) for field in _FIELDS]
-_HISTORY_SPEC = [(field.name, field.db_value, _kept_as_is(field), None) for field in _HISTORY_FIELDS]
 _MISSING = object()
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -98,32 +97,46 @@ def write_listings(rows: list[tuple[MappedRow | Outcome, str | None]]) -> list[O
     if listings:
         cursor = db.cursor()
         cursor.copy_expert(_COPY, io.StringIO("".join(_line(listing) for listing in listings)))
-        cursor.copy_expert(_COPY_HISTORY, io.StringIO("".join(_line(row, _HISTORY_SPEC) for row in history)))
-        mark_dirty_many(listing["id"] for listing in listings)
+        cursor.copy_expert(_COPY_HISTORY, io.StringIO("".join(_history_line(row) for row in history)))
+        mark_new_many(listing["id"] for listing in listings)
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _line(row: dict[str, Any], spec: list = _SPEC) -> str:
-    """A row in COPY's text format (``spec``'s columns), defaults as ``Model.create`` fills them in."""
-    texts = []
-    for name, db_value, as_is, default in spec:
-        value = row.get(name, _MISSING)
-        if value is _MISSING:
-            value = default() if callable(default) else default
-        if value is None:
-            texts.append(_NULL)
-        else:
-            texts.append(_text(value if type(value) in as_is else db_value(value)))
+def _line(row: dict[str, Any]) -> str:
+    """A listing's row in COPY's text format, defaults as ``Model.create`` fills them in."""
+    texts = _DEFAULT_TEXTS.copy()
+    for index, name in _CALLED_DEFAULTS:
+        if name not in row:
+            texts[index] = _value_text(index, _SPEC[index][3]())
+    for name, value in row.items():
+        index = _POSITION.get(name)
+        if index is not None:
+            texts[index] = _value_text(index, value)
     return "\t".join(texts) + "\n"
 
 
-def _text(value: Any) -> str:
-    """A value as COPY text, read by PostgreSQL as the literal an INSERT would send. ``ValueError`` for a value
-    whose literal is typed otherwise (a list of numbers, a boolean, ...): the chunk then goes row by row."""
-    write = _WRITE.get(type(value))
+def _value_text(index: int, value: Any) -> str:
+    """``value`` of column ``index`` as COPY text, read by PostgreSQL as the literal an INSERT would send.
+    ``ValueError`` for a value whose literal is typed otherwise (a list of numbers, a boolean, ...): the chunk
+    then goes row by row."""
+    if value is None:
+        return _NULL
+    _name, db_value, as_is, _default = _SPEC[index]
+    kind = type(value)
+    if kind not in as_is:
+        value = db_value(value)
+        kind = type(value)
+    write = _WRITE.get(kind)
     if write is None:
-        raise ValueError(f"a {type(value).__name__} is not written by COPY here")
+        raise ValueError(f"a {kind.__name__} is not written by COPY here")
     return write(value)
+
+
+def _history_line(row: dict[str, Any]) -> str:
+    """A first history row (``new_listing``'s: the listing's id, a time, the field, no old value, text) as COPY text."""
+    values = (str(row["property"]), row["at"].isoformat(), row["field"].translate(_ESCAPES))
+    old, new = row["old_value"], row["new_value"]
+    return "\t".join((*values, _NULL if old is None else old.translate(_ESCAPES), new.translate(_ESCAPES))) + "\n"
 
 
 def _float(value: float) -> str:
@@ -152,5 +165,10 @@ _WRITE: dict[type, Callable[[Any], str]] = {
     list: _array,
 }
 
+
+# A column a row leaves out: its default's text, written once here (a callable default: per row, in ``_line``).
+_POSITION = {name: index for index, (name, *_rest) in enumerate(_SPEC)}
+_CALLED_DEFAULTS = [(index, name) for index, (name, _, _, default) in enumerate(_SPEC) if callable(default)]
+_DEFAULT_TEXTS = [_NULL if callable(spec[3]) else _value_text(index, spec[3]) for index, spec in enumerate(_SPEC)]
 
 __all__ = ["write_listings"]

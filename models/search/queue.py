@@ -25,6 +25,12 @@ the running job still sees it, because of how a run ends (``reindex_step``):
 
 So the last edit of a listing is never left unindexed while no job exists for
 it; ``requeue_stale`` (beat) covers jobs that failed for good.
+
+Listings that a bulk import just created (``mark_new_many``) share one job of kind
+``search.reindex_properties`` instead of a job each: the job holds no listing's ``dedupe_key``,
+so a change made to one of them before that job runs still adds its own job (above), and the
+batch job needs no hand-over. ``search_dirty.batch_job_id`` names the batch job, which
+``requeue_stale`` counts as an active job of the listing while it is queued or running.
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ from models.base import utcnow
 from models.db import db
 from models.job_submission import submit_after_commit
 from models.jobs import ACTIVE, DEDUPE_TURN, Job, current_request_id, new_job_id
-from models.search.index import hold_swap_shared, index_listings, lock_listing
+from models.search.index import LOCK_LISTING, hold_swap_shared, index_listings, lock_listing
 
 REINDEX_KIND = "search.reindex_property"
+REINDEX_BATCH_KIND = "search.reindex_properties"
 REBUILD_KIND = "search.rebuild_index"
 REBUILD_DEDUPE_KEY = "search:rebuild"
 QUEUE = "search"
@@ -132,6 +139,73 @@ def mark_dirty_many(property_ids) -> list[Job]:
     return jobs
 
 
+_MARK_NEW = """
+INSERT INTO search_dirty AS d (property_id, seq, dirty_since, marked_at, batch_job_id)
+SELECT p, nextval('search_change_seq'), now(), now(), %s FROM unnest(%s::uuid[]) AS p
+ON CONFLICT (property_id) DO UPDATE SET
+    seq = EXCLUDED.seq,
+    marked_at = now(),
+    dirty_since = CASE WHEN d.seq > d.indexed_seq THEN d.dirty_since ELSE now() END,
+    batch_job_id = EXCLUDED.batch_job_id
+"""
+
+
+def mark_new_many(property_ids) -> Job | None:
+    """Mark listings created in this transaction, all reindexed by one new job (submitted on commit).
+
+    For new listings only (a bulk import's): no job of theirs can be active yet, so none is looked
+    for, and no listing's ``dedupe_key`` is taken (see the module docstring). None when given none.
+    """
+    ids = sorted(dict.fromkeys(str(property_id) for property_id in property_ids))
+    if not ids:
+        return None
+    if not db.in_transaction():
+        with db.atomic():
+            return mark_new_many(ids)
+    job = Job.create(kind=REINDEX_BATCH_KIND, queue=QUEUE, input={"property_ids": ids}, max_attempts=REINDEX_ATTEMPTS)
+    db.execute_sql(_MARK_NEW, (str(job.id), ids))
+    return job
+
+
+# ``_SETTLE`` for many listings, each with the ``seq`` read before it was indexed.
+_SETTLE_MANY = """
+INSERT INTO search_dirty AS d (property_id, seq, indexed_seq, done_seq)
+SELECT p, 0, s, nextval('search_change_seq') FROM unnest(%s::uuid[], %s::bigint[]) AS t (p, s) ORDER BY p
+ON CONFLICT (property_id) DO UPDATE SET
+    indexed_seq = GREATEST(d.indexed_seq, EXCLUDED.indexed_seq),
+    done_seq = EXCLUDED.done_seq,
+    dirty_since = CASE WHEN d.seq > GREATEST(d.indexed_seq, EXCLUDED.indexed_seq) THEN d.dirty_since END
+RETURNING seq <= indexed_seq
+"""
+
+
+# ``lock_listing`` of each listing, in one statement; taken in the order of the locks' keys, as two batches
+# that overlap take them (their ids' order could differ from their keys' when two ids' hashes collide).
+_LOCK_MANY = """
+SELECT count(pg_advisory_xact_lock(%s, k))
+FROM (SELECT hashtext(p) AS k FROM unnest(%s::text[]) AS p ORDER BY 1 OFFSET 0) AS keys
+"""
+
+
+def reindex_many(property_ids) -> int:
+    """``reindex_step`` (without a job's key to give up) for many listings in one transaction; how many are
+    still dirty after it (changed meanwhile: each such change queued a job of its own)."""
+    ids = sorted(dict.fromkeys(str(property_id) for property_id in property_ids))
+    if not ids:
+        return 0
+    seen = dict(
+        db.execute_sql(
+            "SELECT property_id::text, seq FROM search_dirty WHERE property_id = ANY(%s::uuid[])", (ids,)
+        ).fetchall()
+    )
+    with db.atomic():
+        db.execute_sql(_LOCK_MANY, (LOCK_LISTING, ids))
+        hold_swap_shared()
+        index_listings(ids)
+        rows = db.execute_sql(_SETTLE_MANY, (ids, [seen.get(property_id, 0) for property_id in ids])).fetchall()
+    return sum(1 for (clean,) in rows if not clean)
+
+
 def pending_seq(property_id) -> int:
     row = db.execute_sql("SELECT seq FROM search_dirty WHERE property_id = %s", (str(property_id),)).fetchone()
     return row[0] if row else 0
@@ -178,8 +252,9 @@ def requeue_stale(older_than: float, limit: int = 500) -> list[Job]:
     rows = db.execute_sql(
         "SELECT d.property_id FROM search_dirty d WHERE d.seq > d.indexed_seq AND d.dirty_since < %s "
         "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'search:' || d.property_id::text "
-        "AND j.status IN %s) ORDER BY d.dirty_since LIMIT %s",
-        (cutoff, ACTIVE, limit),
+        "AND j.status IN %s) AND NOT EXISTS (SELECT 1 FROM jobs b WHERE b.id = d.batch_job_id AND b.status IN %s) "
+        "ORDER BY d.dirty_since LIMIT %s",
+        (cutoff, ACTIVE, ACTIVE, limit),
     ).fetchall()
     created = []
     for (property_id,) in rows:
@@ -198,7 +273,8 @@ def lag() -> dict:
     ).fetchone()
     jobs = dict(
         db.execute_sql(
-            "SELECT status, count(*) FROM jobs WHERE kind = %s AND status IN %s GROUP BY status", (REINDEX_KIND, ACTIVE)
+            "SELECT status, count(*) FROM jobs WHERE kind IN (%s, %s) AND status IN %s GROUP BY status",
+            (REINDEX_KIND, REINDEX_BATCH_KIND, ACTIVE),
         ).fetchall()
     )
     return {
@@ -214,14 +290,17 @@ __all__ = [
     "QUEUE",
     "REBUILD_DEDUPE_KEY",
     "REBUILD_KIND",
+    "REINDEX_BATCH_KIND",
     "REINDEX_KIND",
     "dedupe_key",
     "hand_over",
     "lag",
     "mark_dirty",
     "mark_dirty_many",
+    "mark_new_many",
     "pending_seq",
     "queue_rebuild",
+    "reindex_many",
     "reindex_step",
     "requeue_stale",
 ]

@@ -70,10 +70,15 @@ OWNERLESS_KINDS = {
     "notifications.fan_out",
     "payments.apply_event",
 }
-# Ownerless jobs that publish nothing at all: a daily digest (beat), a listing's reindex.
+# Ownerless jobs that publish nothing at all: a daily digest (beat), a listing's reindex, an import chunk's reindex.
 # The backup job (beat-made, ownerless) carries only the configured target and the backup's path;
 # tests/tasks/test_backup_schedule.py runs it.
-SILENT_KINDS = {"backups.run_backup", "notifications.send_digest", "search.reindex_property"}
+SILENT_KINDS = {
+    "backups.run_backup",
+    "notifications.send_digest",
+    "search.reindex_property",
+    "search.reindex_properties",
+}
 EVENT_TYPES = {
     "job.queued",
     "job.started",

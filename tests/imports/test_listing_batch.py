@@ -102,8 +102,16 @@ def written() -> dict:
         (str(h.property_id), h.field, str(h.old_value), h.new_value, str(h.actor_id)) for h in PropertyHistory.select()
     )
     dirty = sorted(str(row[0]) for row in db.execute_sql("SELECT property_id FROM search_dirty").fetchall())
-    jobs = sorted(job.dedupe_key for job in Job.select().where(Job.kind == search_queue.REINDEX_KIND))
-    return {"listings": listings, "history": history, "dirty": dirty, "jobs": jobs}
+    return {"listings": listings, "history": history, "dirty": dirty, "jobs": reindexed_by_jobs()}
+
+
+def reindexed_by_jobs() -> list[str]:
+    """The listings a queued reindex job will index: a listing's own job, or one job for a chunk's new listings."""
+    kinds = (search_queue.REINDEX_KIND, search_queue.REINDEX_BATCH_KIND)
+    ids = []
+    for job in Job.select().where(Job.kind.in_(kinds) & (Job.status == "queued")):
+        ids += job.input["property_ids"] if job.kind == search_queue.REINDEX_BATCH_KIND else [job.input["property_id"]]
+    return sorted(ids)
 
 
 def both_ways(source):
@@ -172,7 +180,7 @@ def test_a_mixed_chunk_gives_the_outcomes_and_rows_of_the_row_by_row_path(listin
     for rows in (rows_one, rows_batch):  # the updated listing went on the market when its update ran
         assert rows["listings"][updated].pop("on_market_timestamp") is not None
     assert rows_batch == rows_one
-    assert len(rows_batch["listings"]) == 7 and len(rows_batch["jobs"]) == 7
+    assert len(rows_batch["listings"]) == 7 and set(rows_batch["jobs"]) == set(rows_batch["listings"])
 
     imported = run(source)
     counts = imported.counts[TABLE]
@@ -196,9 +204,17 @@ def test_a_mixed_chunk_gives_the_outcomes_and_rows_of_the_row_by_row_path(listin
     assert new.public_remarks == "Casa 🏡 — 海景 — بيت" and new.on_market_timestamp is not None
     assert Property.get_by_id(keys["new_draft"]).features == []
     assert Property.get_by_id(updated).list_price == 19900000
+    batch_jobs = Job.select().where(Job.kind == search_queue.REINDEX_BATCH_KIND)
+    [batch_job] = [job for job in batch_jobs if keys["new"] in job.input["property_ids"]]  # the chunk's new listings
+    assert batch_job.input["property_ids"] == sorted(
+        key for name, key in keys.items() if name in ("new", "new_draft", "new_sold", "no_photos", "photo_not_imported")
+    )
+    # The first run's two listings are in its own batch job; the update has a job of its own.
+    assert set(reindexed_by_jobs()) == {*batch_job.input["property_ids"], unchanged, updated}
     for key in (keys["new"], keys["new_draft"], keys["new_sold"]):
         assert search_queue.pending_seq(key) > 0
-        assert search_queue.mark_dirty(key) is None  # its reindex job is queued already
+        # The batch job holds no listing's key: a change now has a job of its own, which the next coalesces into.
+        assert search_queue.mark_dirty(key) is not None and search_queue.mark_dirty(key) is None
 
     again = run(source)
     assert again.counts[TABLE]["unchanged"] == 16  # refused rows too: they are reported again only once changed
@@ -228,6 +244,7 @@ def test_marking_many_listings_makes_one_reindex_job_each_and_none_while_one_is_
     seller = source_users["bcrypt_2a"].id
     keys = [add_listing(listings_source, seller) for _ in range(2)]
     run(listings_source)
+    assert search_queue.mark_dirty(keys[0]) is not None  # imported with one job for the chunk: now one of its own
     marked_before = search_queue.pending_seq(keys[0])
     fresh = Property.create(
         owner=seller, property_type="Residential", list_price=1, original_list_price=1, city="Austin"
