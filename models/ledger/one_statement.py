@@ -13,10 +13,8 @@ that the id was taken (a replay or ``TransferExists``).
 
 from __future__ import annotations
 
-import msgspec
-
 from models.ledger.accounts import CREDITS_MUST_NOT_EXCEED_DEBITS, DEBITS_MUST_NOT_EXCEED_CREDITS
-from models.ledger.postings import APPLY_LEGS, INSERT_TRANSFER, LockedAccount, Transfer
+from models.ledger.postings import APPLY_LEGS, INSERT_TRANSFER, LockedAccount, Transfer, row_values
 from models.prepared import Prepared
 
 # The transfer's two legs: what it adds to the debit account's and the credit account's balance columns
@@ -43,7 +41,7 @@ WITH amounts AS (
            OR locked.credits_posted + leg.cp + locked.credits_pending + leg.cpe <= locked.debits_posted + leg.dp)
 ), row AS (
     {insert}
-    SELECT $1, d.id, c.id, $4, $5::char(3), $6, $7, NULL::uuid, $8, $9, $10, $11, $12, $13
+    SELECT $1, d.id, c.id, $4, $5::char(3), $6, $7, $8, $9, $10, $11, $12, $13, $14
     FROM locked AS d, locked AS c
     WHERE d.code = $2 AND c.code = $3 AND (SELECT ok FROM passed)
     ON CONFLICT DO NOTHING
@@ -64,10 +62,11 @@ for _name, _part in (
     ("{apply_legs}", APPLY_LEGS),
 ):
     _LOCK_CHECK_WRITE = _LOCK_CHECK_WRITE.replace(_name, _part)
-# $1 id, $2 debit code, $3 credit code, $4 amount, $5 currency, $6 kind, $7 state, $8 timeout_at,
-# $9 escrow_id, $10 memo, $11 user_data, $12 linked_group, $13 created_at.
-_TYPES = ("uuid", "text", "text", "bigint", "text", "text", "text", "timestamptz", "uuid", "text", "jsonb", "uuid")
-_STATEMENT = Prepared("ledger_lock_check_write", (*_TYPES, "timestamptz"), _LOCK_CHECK_WRITE)
+# The values of ``INSERT_TRANSFER``'s columns (``row_values``), the accounts by code: $1 id, $2 debit,
+# $3 credit, $4 amount, $5 currency, $6 kind, $7 state, $8 pending_id (none: a new transfer), $9 timeout_at,
+# $10 escrow_id, $11 memo, $12 user_data, $13 linked_group, $14 created_at.
+_TYPES = ("uuid", "text", "text", "bigint", "text", "text", "text", "uuid", "timestamptz", "uuid", "text", "jsonb")
+_STATEMENT = Prepared("ledger_lock_check_write", (*_TYPES, "uuid", "timestamptz"), _LOCK_CHECK_WRITE)
 
 
 def lock_check_write(transfer: Transfer) -> tuple[bool, dict[str, LockedAccount]]:
@@ -77,23 +76,7 @@ def lock_check_write(transfer: Transfer) -> tuple[bool, dict[str, LockedAccount]
     Not written: an account is missing or in another currency, a flag would be broken,
     or the id is taken; the caller tells which from ``accounts``.
     """
-    user_data = None if transfer.user_data is None else msgspec.json.encode(transfer.user_data).decode()
-    params = (
-        transfer.id,
-        transfer.debit,
-        transfer.credit,
-        transfer.amount,
-        transfer.currency,
-        transfer.kind,
-        transfer.state,
-        transfer.timeout_at,
-        transfer.escrow_id,
-        transfer.memo,
-        user_data,
-        transfer.linked_group,
-        transfer.created_at,
-    )
-    rows = _STATEMENT.execute(params).fetchall()
+    rows = _STATEMENT.execute(row_values(transfer, transfer.debit, transfer.credit)).fetchall()
     accounts = {row[2]: LockedAccount(row[1], row[2], row[3], frozenset(row[4]), *row[5:]) for row in rows}
     return bool(rows) and rows[0][0] == 1, accounts
 

@@ -276,14 +276,13 @@ SELECT count(*) FROM row
 """.replace("{insert}", INSERT_TRANSFER).replace("{apply_legs}", APPLY_LEGS)
 
 
-def write(transfer: Transfer, debit: LockedAccount, credit: LockedAccount, legs: tuple[Leg, Leg]) -> bool:
-    """Insert ``transfer`` and apply its two legs; False (and nothing written) when its id, or its
-    pending transfer's resolution, is already taken."""
+def row_values(transfer: Transfer, debit, credit) -> list:
+    """The values of ``INSERT_TRANSFER``'s columns for ``transfer``, its accounts given as ``debit`` and ``credit``."""
     user_data = None if transfer.user_data is None else msgspec.json.encode(transfer.user_data).decode()
-    params: list = [
+    return [
         transfer.id,
-        debit.id,
-        credit.id,
+        debit,
+        credit,
         transfer.amount,
         transfer.currency,
         transfer.kind,
@@ -296,6 +295,12 @@ def write(transfer: Transfer, debit: LockedAccount, credit: LockedAccount, legs:
         transfer.linked_group,
         transfer.created_at,
     ]
+
+
+def write(transfer: Transfer, debit: LockedAccount, credit: LockedAccount, legs: tuple[Leg, Leg]) -> bool:
+    """Insert ``transfer`` and apply its two legs; False (and nothing written) when its id, or its
+    pending transfer's resolution, is already taken."""
+    params = row_values(transfer, debit.id, credit.id)
     for leg in legs:
         params += [leg.account.id, leg.debits_posted, leg.credits_posted, leg.debits_pending, leg.credits_pending]
     (count,) = db.execute_sql(_WRITE, params).fetchone()
@@ -336,10 +341,7 @@ def write_batch(batch: list[tuple[Transfer, LockedAccount, LockedAccount, tuple[
     rows: list = []
     legs: list = []
     for transfer, debit, credit, pair in batch:
-        user_data = None if transfer.user_data is None else msgspec.json.encode(transfer.user_data).decode()
-        rows += [transfer.id, debit.id, credit.id, transfer.amount, transfer.currency, transfer.kind]
-        rows += [transfer.state, transfer.pending_id, transfer.timeout_at, transfer.escrow_id, transfer.memo]
-        rows += [user_data, transfer.linked_group, transfer.created_at]
+        rows += row_values(transfer, debit.id, credit.id)
         for leg in pair:
             legs += [transfer.id, leg.account.id, leg.debits_posted, leg.credits_posted]
             legs += [leg.debits_pending, leg.credits_pending]
