@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from models.accounts import User
 from models.db import db
-from models.imports import users_rules
+from models.imports import staged, users_rules
 from models.imports.auth_steps import UsersStep
 from models.imports.import_map import ImportMapEntry
 from models.imports.report import ImportReportRow
@@ -94,3 +96,24 @@ def test_only_a_chunk_whose_users_share_an_email_is_sorted_by_email(source, sour
     assert User.get_by_id(arabic.id).email != "ana@example.com"
     [row] = [r for r in ImportReportRow.of_run(delta.id) if r["source_key"] == arabic.id]
     assert row["reason"] == "duplicate-email" and ana.id in row["detail"]
+
+
+def test_binary_copy_rows_come_whole_without_header_or_trailer_and_their_fields_decode(source):
+    select = (
+        "SELECT %s::uuid, t.at, t.note FROM (VALUES (1, NULL::timestamptz, 'a\tb'), (2, 'infinity', NULL),"
+        " (3, '-infinity', ''), (4, '2024-05-01 12:30:00.123456+02', 'é')) AS t(n, at, note) ORDER BY t.n"
+    )
+    key = "6f1c1f7e-6b4a-4b8e-9d2b-0c7a3e2f9a10"
+    with SupabaseSource.connect(source.url) as snapshot:
+        rows = list(snapshot.copy_rows(select, [key]))
+        nothing = list(snapshot.copy_rows("SELECT 1 WHERE false", []))
+    assert nothing == []
+    decoded = [staged.fields(row) for row in rows]
+    assert [str(uuid.UUID(bytes=fields[0])) for fields in decoded] == [key] * 4
+    assert [staged.timestamp(fields[1]) for fields in decoded] == [
+        None,
+        "infinity",
+        "-infinity",
+        "2024-05-01T10:30:00.123456+00:00",
+    ]
+    assert [fields[2] for fields in decoded] == [b"a\tb", None, b"", "é".encode()]
