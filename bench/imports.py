@@ -8,7 +8,7 @@ Hearth database migrated to head (``bench.stack``). In turns (BENCH_REPEATS, med
   the ``auth.users`` step written in SQL, piped into ``COPY users (...) FROM STDIN`` on the target,
   one transaction: the baseline;
 * ``users: import``: ``tasks.imports.execute`` with ``--only auth.users``, in this process as
-  ``hearth import supabase`` runs it (snapshot, COPY from the source into a staging table,
+  ``hearth import supabase`` runs it (snapshot, binary COPY from the source into a staging table,
   checkpointed chunks of 20,000 (the first 5,000), the rules in SQL, import map, report);
 * ``identities: raw COPY`` / ``identities: import``: the same for ``auth.identities`` into
   ``user_identities`` (after the users of that turn's import);

@@ -30,6 +30,10 @@ ITERSIZE = 2000
 # 8 MB, more than a staged chunk, so the source writes the next chunk while Hearth applies this one.
 COPY_BLOCK_BYTES = 256 * 1024
 COPY_BLOCKS = 32
+# PostgreSQL's binary COPY format: the signature, the flags and the header extension's length (0) begin the
+# data; a field count of -1 ends it.
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+COPY_TRAILER = b"\xff\xff"
 APPLICATION_NAME = "hearth-import"
 _cursor_names = itertools.count(1)
 
@@ -95,9 +99,11 @@ class SupabaseSource:
         self._conn = connection
         self._url = url
         self.itersize = itersize
+        self.server_version: int = connection.server_version
         with self._conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            # Times as text (a staged step's checksum is the md5 of its row's text) do not depend on the server.
+            # Times as text do not depend on the server (nor, before PostgreSQL 14, a staged step's checksum: the md5
+            # of its row's text).
             cur.execute("SET LOCAL TIME ZONE 'UTC'")
             # Every read is one pass over a table: compiling its expressions (JIT, which the cost of a whole
             # table's scan triggers) costs the source more than it saves.
@@ -186,15 +192,18 @@ class SupabaseSource:
             raise SourceError(f"cannot count {table}: {_safe(str(exc), self._url)}", connection_lost=lost) from None
 
     def copy_rows(self, select: str, params: Sequence[Any] = ()) -> Iterator[bytes]:
-        """The rows of ``select`` as ``COPY ... TO STDOUT`` text lines (tab-separated, ``\\N`` for NULL).
+        """The rows of ``select`` as ``COPY ... TO STDOUT (FORMAT binary)`` tuples, one ``bytes`` each.
 
-        No row is typecast in Python: the lines go as they are into a ``COPY ... FROM STDIN`` on the
-        Hearth side. A thread runs the COPY and hands whole rows over in blocks, a few blocks ahead,
-        so memory stays bounded. ``select`` is the steps' own SQL text; values go as parameters.
-        Leaving the iteration early cancels the COPY: the snapshot is then unusable (the run stops).
+        Each is a row of PostgreSQL's binary COPY format (its field count, then each field's length and
+        bytes; ``COPY_HEADER`` and ``COPY_TRAILER`` left out), so no value is typecast in Python nor
+        written out as text and parsed again: the rows go as they are into a binary ``COPY ... FROM
+        STDIN`` on the Hearth side, whose columns have the select's types. A thread runs the COPY and
+        hands whole rows over in blocks, a few blocks ahead, so memory stays bounded. ``select`` is the
+        steps' own SQL text; values go as parameters. Leaving the iteration early cancels the COPY: the
+        snapshot is then unusable (the run stops).
         """
         with self._conn.cursor() as cur:
-            query = b"COPY (" + cur.mogrify(select, tuple(params)) + b") TO STDOUT"
+            query = b"COPY (" + cur.mogrify(select, tuple(params)) + b") TO STDOUT (FORMAT binary)"
         ready: queue.Queue = queue.Queue(maxsize=COPY_BLOCKS)
         stop = threading.Event()
         sink = _BlockSink(ready, stop)
@@ -215,7 +224,7 @@ class SupabaseSource:
         finished = False
         try:
             while (block := ready.get()) is not None:
-                yield from block.split(b"\n")[:-1]
+                yield from block
             finished = True
         finally:
             if not finished:
@@ -260,28 +269,38 @@ class SupabaseSource:
 
 
 class _BlockSink:
-    """The file ``copy_expert`` writes to (one row per write): whole rows, queued in blocks."""
+    """The file ``copy_expert`` writes to: one row per write (the header comes with the first, the trailer alone).
+
+    The rows are queued in blocks (lists of rows), without the header and the trailer.
+    """
 
     def __init__(self, ready: queue.Queue, stop: threading.Event):
         self.ready, self.stop = ready, stop
-        self.parts: list[bytes] = []
+        self.rows: list[bytes] = []
         self.size = 0
+        self.header = True
 
     def write(self, data: bytes) -> int:
         if self.stop.is_set():
             raise _Stopped()
-        self.parts.append(data)
-        self.size += len(data)
-        if self.size >= COPY_BLOCK_BYTES:
-            self.flush()
+        row = bytes(data)
+        if self.header:
+            if not row.startswith(COPY_HEADER):
+                raise ValueError("the source's COPY did not begin with the binary COPY header")
+            row, self.header = row[len(COPY_HEADER) :], False
+        if row and row != COPY_TRAILER:  # a row begins with its field count, never -1
+            self.rows.append(row)
+            self.size += len(row)
+            if self.size >= COPY_BLOCK_BYTES:
+                self.flush()
         return len(data)
 
     def flush(self) -> None:
-        if self.parts:
-            self.offer(b"".join(self.parts))
-            self.parts, self.size = [], 0
+        if self.rows:
+            self.offer(self.rows)
+            self.rows, self.size = [], 0
 
-    def offer(self, block: bytes | None) -> None:
+    def offer(self, block: list[bytes] | None) -> None:
         while not self.stop.is_set():
             try:
                 self.ready.put(block, timeout=0.1)
@@ -297,6 +316,8 @@ class _Stopped(Exception):
 __all__ = [
     "APPLICATION_NAME",
     "CONNECTION_ERRORS",
+    "COPY_HEADER",
+    "COPY_TRAILER",
     "ITERSIZE",
     "SourceError",
     "SupabaseSource",

@@ -30,7 +30,7 @@ from models.accounts import SELF_SERVICE_ROLES, User
 from models.base import utcnow
 from models.db import db
 from models.identities import UserIdentity
-from models.imports import users_rules
+from models.imports import staged, users_rules
 from models.imports.auth_batch import apply_identities
 from models.imports.steps import Outcome, Source, SourceRow, Step, StepContext, source_row
 
@@ -77,13 +77,14 @@ class UsersStep(Step):
     stage_columns = users_rules.STAGE_COLUMNS
     _CREATED = [name for name, _ in users_rules.STAGE_COLUMNS].index("created_at")
 
-    def staged_select(self, since: datetime.datetime | None, after: Any = None) -> tuple[str, list]:
-        return users_rules.source_select(self.required, SELF_SERVICE_ROLES, since, after)
+    def staged_select(self, source: Source, since: datetime.datetime | None, after: Any = None) -> tuple[str, list]:
+        return users_rules.source_select(
+            self.required, SELF_SERVICE_ROLES, since, after, server_version=source.server_version
+        )
 
-    def position_of(self, line: bytes) -> Any:
-        values = line.split(b"\t")
-        created = values[self._CREATED].decode()
-        return ["-infinity" if created == "\\N" else created, values[0].decode()]
+    def position_of(self, row: bytes) -> Any:
+        values = staged.fields(row)
+        return [staged.timestamp(values[self._CREATED]) or "-infinity", str(uuid.UUID(bytes=values[0]))]
 
     def apply_staged(self, first: int, last: int, ctx: StepContext) -> list[tuple[str, str | None, int]]:
         if "fresh" not in ctx.memo:  # the first chunk of this pass: did the import map know the table before it?
@@ -103,20 +104,19 @@ class UsersStep(Step):
     def _apply_staged(
         self, first: int, last: int, ctx: StepContext, *, fresh: bool
     ) -> list[tuple[str, str | None, int]]:
-        cursor = db.execute_sql(
-            users_rules.APPLY,
-            {
-                "fresh": fresh,
-                "table": self.name,
-                "target": self.target,
-                "run": ctx.run_id,
-                "seen": ctx.snapshot_at,
-                "first": first,
-                "last": last,
-                "bcrypt": users_rules.BCRYPT_PREFIXES,
-                "ban_reason": users_rules.BAN_REASON,
-            },
-        )
+        params = {
+            "fresh": fresh,
+            "table": self.name,
+            "target": self.target,
+            "run": ctx.run_id,
+            "seen": ctx.snapshot_at,
+            "first": first,
+            "last": last,
+            "bcrypt": users_rules.BCRYPT_PREFIXES,
+            "ban_reason": users_rules.BAN_REASON,
+        }
+        shared = first < last and db.execute_sql(users_rules.SHARED_EMAILS, params).fetchone()[0]
+        cursor = db.execute_sql(users_rules.APPLY if shared else users_rules.APPLY_UNIQUE_EMAILS, params)
         return [(kind, reason, int(rows)) for kind, reason, rows in cursor.fetchall()]
 
     def keys(self, source: Source) -> Iterator[str]:

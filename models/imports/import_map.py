@@ -51,7 +51,8 @@ FROM unnest(%(keys)s::text[], %(ids)s::text[], %(reasons)s::text[], %(checksums)
     + _ON_CONFLICT
 )
 # A staged step's writes (``models.imports.users_rules``): data-modifying CTEs of its statement, from its
-# ``outcomes`` (ord, source_key, checksum, mapped, kind, target_id, reason, detail). New entries are inserted
+# ``outcomes`` (ord, source_key, checksum, mapped, kind, target_id, reason, detail) and ``fresh`` (no row of the
+# statement is mapped: known ones are not looked for). New entries are inserted
 # (no speculative insertion per row); known ones take the upsert's update, found through each outcome's key
 # (an ``UPDATE ... FROM outcomes`` may be planned as a scan of the whole table's map). A chunk never holds a
 # source key twice.
@@ -63,7 +64,8 @@ _OUTCOME_ROWS = """
     FROM outcomes AS o"""
 OUTCOME_WRITES = (
     f"map_inserted AS ({_OUTCOME_ROWS} WHERE o.kind IN ('inserted', 'updated', 'skipped') AND NOT o.mapped\n),\n"
-    f"map_updated AS ({_OUTCOME_ROWS} WHERE o.kind IN ('inserted', 'updated', 'skipped', 'unchanged') AND o.mapped"
+    f"map_updated AS ({_OUTCOME_ROWS} WHERE NOT %(fresh)s AND o.mapped"
+    " AND o.kind IN ('inserted', 'updated', 'skipped', 'unchanged')"
     f"{_ON_CONFLICT})"
 )
 

@@ -153,13 +153,13 @@ class Runner:
         self.on_progress(Progress(step.name, counts, expected, done=True))
 
     def _chunks(self, step: Step, after: Any) -> Generator[list[Any], None, None]:
-        """The step's rows in chunks: ``SourceRow``s read ahead in a thread, or a staged step's COPY lines."""
+        """The step's rows in chunks: ``SourceRow``s read ahead in a thread, or a staged step's binary COPY rows."""
         if step.staged:
-            select, params = step.staged_select(self.since, after)
-            lines = iter(self.source.copy_rows(select, params))
+            select, params = step.staged_select(self.source, self.since, after)
+            rows = iter(self.source.copy_rows(select, params))
             first = min(self.staged_chunk_size, FIRST_STAGED_CHUNK)
-            yield from batched(itertools.islice(lines, first), first)
-            yield from batched(lines, self.staged_chunk_size)
+            yield from batched(itertools.islice(rows, first), first)
+            yield from batched(rows, self.staged_chunk_size)
         else:
             yield from read_ahead(batched(step.rows(self.source, self.since, after), self.chunk_size))
 

@@ -1,9 +1,10 @@
 """Staged steps: a chunk of source rows copied as they are into a staging table, the rules applied in SQL.
 
 A staged step (``Step.staged``, e.g. ``auth.users``) is read with ``Source.copy_rows``: the source
-writes the rows as COPY text (its own checksum of each row, ``md5`` of the row's text, included, and
-whatever the step's rules can compute from the row alone) and the lines go unchanged into a temporary
-table of Hearth's connection (``COPY ... FROM STDIN``). No row becomes a Python object. The step's
+writes the rows in PostgreSQL's binary COPY format (its own checksum of each row included, and
+whatever the step's rules can compute from the row alone) and the rows go unchanged into a temporary
+table of Hearth's connection (``COPY ... FROM STDIN (FORMAT binary)``), whose columns have the types
+of the source's select. No row becomes a Python object, and no value is written out as text and parsed again. The step's
 ``apply_staged`` then applies its rules to a range of staged rows in one statement that also writes
 the import map and the report (the same bookkeeping the runner does for the other steps, done
 set-wise, in the chunk's transaction) and returns the range's counts.
@@ -11,13 +12,23 @@ set-wise, in the chunk's transaction) and returns the range's counts.
 
 from __future__ import annotations
 
+import datetime
 import io
+import struct
 
 from models.db import db
 from models.imports.report import ImportReportRow
 from models.imports.steps import FAILED, Step
 
-_PLANNER_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan", "jit")
+# PostgreSQL's binary COPY format around the rows ``Source.copy_rows`` yields: the signature, the flags and the
+# header extension's length (0) before them, a field count of -1 after.
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+COPY_TRAILER = b"\xff\xff"
+_INT16, _INT32, _INT64 = struct.Struct("!h"), struct.Struct("!i"), struct.Struct("!q")
+# A binary ``timestamptz``: microseconds since this instant; the largest and smallest values are the infinities.
+_POSTGRES_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+_INFINITY = 2**63 - 1
+_PLANNER_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan", "enable_sort", "jit")
 # A chunk's rows are materialized and sorted once in its statement: in memory, not in temporary files.
 _CHUNK_WORK_MEM = "64MB"
 _PLANNER_OFF = "; ".join(
@@ -33,8 +44,8 @@ def _stage_table(step: Step) -> str:
     )
 
 
-def stage(step: Step, lines: list[bytes]) -> int:
-    """Copy a chunk's COPY lines into the step's staging table (``ord`` 1..n, in order); n."""
+def stage(step: Step, rows: list[bytes]) -> int:
+    """Copy a chunk's binary COPY rows into the step's staging table (``ord`` 1..n, in order); n."""
     # Every statement of a staged chunk probes indexes row by row: the planner, which has no statistics
     # for the staging table and often stale ones for tables an import is filling, must not pick hash or
     # merge joins or scans over whole tables, nor compile (JIT) plans that run in milliseconds (the staging
@@ -44,8 +55,35 @@ def stage(step: Step, lines: list[bytes]) -> int:
     db.execute_sql(f"TRUNCATE {step.stage_table} RESTART IDENTITY")
     names = ", ".join(name for name, _ in step.stage_columns)
     with db.cursor() as cursor:
-        cursor.copy_expert(f"COPY {step.stage_table} ({names}) FROM STDIN", io.BytesIO(b"\n".join(lines) + b"\n"))
-    return len(lines)
+        data = io.BytesIO(COPY_HEADER + b"".join(rows) + COPY_TRAILER)
+        cursor.copy_expert(f"COPY {step.stage_table} ({names}) FROM STDIN (FORMAT binary)", data)
+    return len(rows)
+
+
+def fields(row: bytes) -> list[bytes | None]:
+    """The fields of one binary COPY row, as the bytes of each value's binary form (None: NULL)."""
+    (count,) = _INT16.unpack_from(row, 0)
+    values: list[bytes | None] = []
+    at = _INT16.size
+    for _ in range(count):
+        (length,) = _INT32.unpack_from(row, at)
+        at += _INT32.size
+        if length < 0:
+            values.append(None)
+        else:
+            values.append(row[at : at + length])
+            at += length
+    return values
+
+
+def timestamp(value: bytes | None) -> str | None:
+    """A ``timestamptz`` field of a binary COPY row as ISO text (``infinity``/``-infinity`` as PostgreSQL has them)."""
+    if value is None:
+        return None
+    (micros,) = _INT64.unpack(value)
+    if micros in (_INFINITY, -_INFINITY - 1):
+        return "infinity" if micros > 0 else "-infinity"
+    return (_POSTGRES_EPOCH + datetime.timedelta(microseconds=micros)).isoformat()
 
 
 def fail_row(step: Step, ord_: int, detail: str, run_id) -> str:
@@ -64,4 +102,4 @@ def finish() -> None:
     db.execute_sql(_PLANNER_RESET)
 
 
-__all__ = ["fail_row", "finish", "stage"]
+__all__ = ["COPY_HEADER", "COPY_TRAILER", "fail_row", "fields", "finish", "stage", "timestamp"]

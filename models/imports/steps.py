@@ -39,6 +39,8 @@ class Source(Protocol):
     """A read-only view of the source database inside one snapshot (``services.supabase_source``)."""
 
     snapshot_at: datetime.datetime
+    # The source server's ``server_version_num`` (150004 for 15.4).
+    server_version: int
 
     def tables(self) -> set[str]:
         """Every ``schema.table`` the source has."""
@@ -67,7 +69,7 @@ class Source(Protocol):
         ...
 
     def copy_rows(self, select: str, params: Sequence[Any] = ()) -> Iterator[bytes]:
-        """The rows of a step's own ``select`` as COPY text lines, streamed (a staged step reads this way)."""
+        """The rows of a step's own ``select`` as binary COPY rows, streamed (a staged step reads this way)."""
         ...
 
 
@@ -173,12 +175,12 @@ class Step:
     stage_table: str = ""
     stage_columns: tuple[tuple[str, str], ...] = ()
 
-    def staged_select(self, since: datetime.datetime | None, after: Any = None) -> tuple[str, list]:
+    def staged_select(self, source: Source, since: datetime.datetime | None, after: Any = None) -> tuple[str, list]:
         """The source SELECT of a staged step (its columns are ``stage_columns`` but ``ord``), and its parameters."""
         raise NotImplementedError
 
-    def position_of(self, line: bytes) -> Any:
-        """The ``position`` (JSON-able) of one COPY line of ``staged_select``, for the checkpoint."""
+    def position_of(self, row: bytes) -> Any:
+        """The ``position`` (JSON-able) of one binary COPY row of ``staged_select``, for the checkpoint."""
         raise NotImplementedError
 
     def apply_staged(self, first: int, last: int, ctx: StepContext) -> list[tuple[str, str | None, int]]:
