@@ -139,6 +139,9 @@ class HearthDatabase(PooledPostgresqlDatabase):
     which the request turns into a 503 and the pool then discards.
     """
 
+    # Whether ``models.prepared`` may keep statements in the server's session (``make_database``).
+    prepared_statements = True
+
     def _is_closed(self, conn):
         return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
 
@@ -168,10 +171,10 @@ def connect_args(url: str) -> dict:
     return args
 
 
-def make_database(url: str, max_connections: int = 20) -> HearthDatabase:
+def make_database(url: str, max_connections: int = 20, *, prepared_statements: bool = True) -> HearthDatabase:
     args = connect_args(url)
     name = args.pop("database")
-    return HearthDatabase(
+    database = HearthDatabase(
         name,
         max_connections=max_connections,
         stale_timeout=300,
@@ -180,11 +183,17 @@ def make_database(url: str, max_connections: int = 20) -> HearthDatabase:
         application_name="hearth",
         **args,
     )
+    database.prepared_statements = prepared_statements
+    return database
 
 
 def init_database(settings) -> HearthDatabase:
     """Bind the proxy to the database named in ``settings``; returns the database."""
-    database = make_database(settings.database_url, settings.database_max_connections)
+    database = make_database(
+        settings.database_url,
+        settings.database_max_connections,
+        prepared_statements=settings.database_prepared_statements,
+    )
     db.initialize(database)
     return database
 

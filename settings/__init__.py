@@ -58,6 +58,10 @@ class Settings:
 
     database_url: str = ""
     database_max_connections: int = 20
+    # Statements prepared on the server once per connection (``models/prepared.py``). Off behind a
+    # pooler in transaction mode (PgBouncer's pool_mode=transaction), which moves a client between
+    # server sessions: the statement is then sent whole each time.
+    database_prepared_statements: bool = True
     redis_url: str = ""
     # Every Redis key Hearth writes starts with this, so several deployments
     # (or test runs) can share one server.

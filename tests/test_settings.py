@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import types
 
 import pytest
 
@@ -258,3 +259,19 @@ def test_the_earnest_money_deposit_window_is_between_one_and_thirty_business_day
         problems = _problems({**base, "ESCROW_DEPOSIT_BUSINESS_DAYS": bad})
         assert problems == ["ESCROW_DEPOSIT_BUSINESS_DAYS must be between 1 and 30"], bad
     assert any("ESCROW_DEPOSIT_BUSINESS_DAYS" in p for p in _problems({**base, "ESCROW_DEPOSIT_BUSINESS_DAYS": "soon"}))
+
+
+def test_prepared_statements_are_on_unless_a_transaction_pooler_needs_them_off(monkeypatch):
+    from models import db as database_module
+    from models.db import init_database, make_database
+
+    assert Settings.from_env({}).database_prepared_statements is True
+    off = Settings.from_env({"DATABASE_PREPARED_STATEMENTS": "false", "DATABASE_URL": "postgresql://h/hearth"})
+    assert off.database_prepared_statements is False
+    with pytest.raises(SettingsError, match="DATABASE_PREPARED_STATEMENTS"):
+        Settings.from_env({"DATABASE_PREPARED_STATEMENTS": "sometimes"})
+    assert make_database("postgresql://h/hearth").prepared_statements is True
+    bound: list = []
+    # The tests' own database stays bound: the proxy init_database would rebind is replaced for this test.
+    monkeypatch.setattr(database_module, "db", types.SimpleNamespace(initialize=bound.append))
+    assert init_database(off).prepared_statements is False and bound[0].prepared_statements is False

@@ -23,27 +23,30 @@ from models.prepared import Prepared
 # <= posted debits.
 _LOCK_CHECK_WRITE = """
 WITH amounts AS (
-    SELECT CASE WHEN $7 = 'pending' THEN 0 ELSE $4 END AS posted, CASE WHEN $7 = 'pending' THEN $4 ELSE 0 END AS held
+    SELECT CASE WHEN %(state)s::text = 'pending' THEN 0 ELSE %(amount)s::bigint END AS posted,
+           CASE WHEN %(state)s::text = 'pending' THEN %(amount)s::bigint ELSE 0 END AS held
 ), leg (code, dp, cp, dpe, cpe) AS (
-    SELECT $2, posted, 0::bigint, held, 0::bigint FROM amounts
-    UNION ALL SELECT $3, 0::bigint, posted, 0::bigint, held FROM amounts
+    SELECT %(debit)s::text, posted, 0::bigint, held, 0::bigint FROM amounts
+    UNION ALL SELECT %(credit)s::text, 0::bigint, posted, 0::bigint, held FROM amounts
 ), locked AS (
     SELECT id, code, currency, flags, debits_posted, credits_posted, debits_pending, credits_pending
-    FROM ledger_accounts WHERE code IN ($2, $3)
+    FROM ledger_accounts WHERE code IN (%(debit)s::text, %(credit)s::text)
     ORDER BY id FOR UPDATE
 ), passed AS (
     SELECT count(*) = 2 AS ok
     FROM locked JOIN leg USING (code)
-    WHERE locked.currency = $5::char(3)
+    WHERE locked.currency = %(currency)s::char(3)
       AND (NOT '{debits_flag}' = ANY(locked.flags)
            OR locked.debits_posted + leg.dp + locked.debits_pending + leg.dpe <= locked.credits_posted + leg.cp)
       AND (NOT '{credits_flag}' = ANY(locked.flags)
            OR locked.credits_posted + leg.cp + locked.credits_pending + leg.cpe <= locked.debits_posted + leg.dp)
 ), row AS (
     {insert}
-    SELECT $1, d.id, c.id, $4, $5::char(3), $6, $7, $8, $9, $10, $11, $12, $13, $14
+    SELECT %(id)s::uuid, d.id, c.id, %(amount)s::bigint, %(currency)s::char(3), %(kind)s::text, %(state)s::text,
+           %(pending_id)s::uuid, %(timeout_at)s::timestamptz, %(escrow_id)s::uuid, %(memo)s::text,
+           %(user_data)s::jsonb, %(linked_group)s::uuid, %(created_at)s::timestamptz
     FROM locked AS d, locked AS c
-    WHERE d.code = $2 AND c.code = $3 AND (SELECT ok FROM passed)
+    WHERE d.code = %(debit)s::text AND c.code = %(credit)s::text AND (SELECT ok FROM passed)
     ON CONFLICT DO NOTHING
     RETURNING id
 ), moved AS (
@@ -62,11 +65,25 @@ for _name, _part in (
     ("{apply_legs}", APPLY_LEGS),
 ):
     _LOCK_CHECK_WRITE = _LOCK_CHECK_WRITE.replace(_name, _part)
-# The values of ``INSERT_TRANSFER``'s columns (``row_values``), the accounts by code: $1 id, $2 debit,
-# $3 credit, $4 amount, $5 currency, $6 kind, $7 state, $8 pending_id (none: a new transfer), $9 timeout_at,
-# $10 escrow_id, $11 memo, $12 user_data, $13 linked_group, $14 created_at.
-_TYPES = ("uuid", "text", "text", "bigint", "text", "text", "text", "uuid", "timestamptz", "uuid", "text", "jsonb")
-_STATEMENT = Prepared("ledger_lock_check_write", (*_TYPES, "uuid", "timestamptz"), _LOCK_CHECK_WRITE)
+# The values of ``INSERT_TRANSFER``'s columns (``row_values``), in its order, the accounts by code; a new
+# transfer has no ``pending_id``.
+_TYPES = {
+    "id": "uuid",
+    "debit": "text",
+    "credit": "text",
+    "amount": "bigint",
+    "currency": "text",
+    "kind": "text",
+    "state": "text",
+    "pending_id": "uuid",
+    "timeout_at": "timestamptz",
+    "escrow_id": "uuid",
+    "memo": "text",
+    "user_data": "jsonb",
+    "linked_group": "uuid",
+    "created_at": "timestamptz",
+}
+_STATEMENT = Prepared("ledger_lock_check_write", _TYPES, _LOCK_CHECK_WRITE)
 
 
 def lock_check_write(transfer: Transfer) -> tuple[bool, dict[str, LockedAccount]]:
@@ -76,7 +93,9 @@ def lock_check_write(transfer: Transfer) -> tuple[bool, dict[str, LockedAccount]
     Not written: an account is missing or in another currency, a flag would be broken,
     or the id is taken; the caller tells which from ``accounts``.
     """
-    rows = _STATEMENT.execute(row_values(transfer, transfer.debit, transfer.credit)).fetchall()
+    rows = _STATEMENT.execute(
+        dict(zip(_TYPES, row_values(transfer, transfer.debit, transfer.credit), strict=True))
+    ).fetchall()
     accounts = {row[2]: LockedAccount(row[1], row[2], row[3], frozenset(row[4]), *row[5:]) for row in rows}
     return bool(rows) and rows[0][0] == 1, accounts
 

@@ -61,7 +61,9 @@ def _count() -> int:
     return db.execute_sql("SELECT count(*) FROM ledger_transfers").fetchone()[0]
 
 
-def test_the_statements_checks_agree_with_the_rules_in_python_over_a_random_walk():
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "sent-whole"])
+def test_the_statements_checks_agree_with_the_rules_in_python_over_a_random_walk(prepared, monkeypatch):
+    monkeypatch.setattr(db.obj, "prepared_statements", prepared)
     for code, flags in ACCOUNTS.items():
         ledger.open_account(code, kind="test", flags=flags)
     picker = random.Random(20261208)
